@@ -1,0 +1,201 @@
+"""`harness` command line: validate, plan, run, status, prepare, db rebuild.
+
+Every DQError becomes one clear message and its exit code (2 bad spec, 3 unplannable, 1 failed
+cells, 130 interrupted); no traceback for user mistakes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import DQError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dqbench harness: compress, serve, load-test and score LLM cells; results in DuckDB.")
+# rich wraps at 80 columns on a pipe; tables of cells need more
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def _fail(exc: DQError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _load(path: Path):  # noqa: ANN202
+    from harness.plan import plan_matrix
+    from harness.settings import load_settings
+    from harness.spec import load_matrix
+
+    settings = load_settings()
+    matrix = load_matrix(path)
+    return settings, matrix, plan_matrix(matrix, settings)
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
+    """Check a matrix file: types, allowed values, references. Loads nothing."""
+    from harness.spec import load_matrix
+
+    try:
+        m = load_matrix(file)
+    except DQError as exc:
+        _fail(exc)
+    out.print(f"{file}: valid ({len(m.models)} model(s); axes precision={m.axes.precision} "
+              f"method={m.axes.method} distill={m.axes.distill})", highlight=False)
+
+
+def _status_rows(file: Path) -> tuple[list[dict], object]:
+    from harness.store.results import ResultStore, flat_metrics
+
+    settings, matrix, plan = _load(file)
+    store = ResultStore(settings.results_dir)
+    rows = []
+    for c in plan.cells:
+        doc = store.read(c.cell_id)
+        status = c.status if c.status == "infeasible" else (doc or {}).get("status", "planned")
+        rows.append({
+            "cell_id": c.cell_id, "model": c.model.name, "precision": c.precision, "method": c.method,
+            "distill": c.distill, "engine": c.serving.kind, "device": c.device, "status": status,
+            "reason": c.reason if c.status == "infeasible" else (doc or {}).get("reason"),
+            "reasons": c.reasons if c.status == "infeasible" else [r for r in [(doc or {}).get("reason")] if r],
+            "parent_id": c.parent_id, "estimate": c.estimate.model_dump() if c.estimate else None,
+            "metrics": flat_metrics(doc),
+        })
+    return rows, plan
+
+
+@app.command()
+def plan(file: Path = typer.Argument(..., help="matrix YAML"),
+         as_json: bool = typer.Option(False, "--json", help="print the plan as JSON")) -> None:
+    """Expand the grid into cells: id, status, estimated memory, and why a cell cannot run here."""
+    try:
+        rows, p = _status_rows(file)
+    except DQError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"matrix": p.matrix, "cells": rows, "skipped": p.skipped}, indent=2, default=str))
+        return
+    t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
+    for col in ("cell_id", "model", "precision", "method", "distill", "status", "est. GiB", "parent"):
+        t.add_column(col, no_wrap=True)
+    for r in rows:
+        est = r["estimate"]["total_gib"] if r["estimate"] else None
+        t.add_row(r["cell_id"], r["model"], r["precision"], r["method"], r["distill"], r["status"],
+                  f"{est:.2f}" if est is not None else "?", r["parent_id"] or "")
+    out.print(t)
+    for r in rows:
+        if r["status"] in ("infeasible", "failed") and r["reason"]:
+            out.print(f"{r['cell_id']} {r['status']}:", highlight=False)
+            for part in r["reasons"]:
+                out.print(f"  - {part}", highlight=False, soft_wrap=True)
+    if p.skipped:
+        out.print(f"{len(p.skipped)} grid point(s) are not cells: " + "; ".join(p.skipped[:5])
+                  + (" ..." if len(p.skipped) > 5 else ""), highlight=False)
+
+
+@app.command()
+def status(file: Path = typer.Argument(..., help="matrix YAML"),
+           as_json: bool = typer.Option(False, "--json", help="print cells with flat metrics as JSON")) -> None:
+    """Status of every cell of a matrix, with headline metrics of finished ones."""
+    try:
+        rows, p = _status_rows(file)
+    except DQError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    t = Table(title=f"status: {p.matrix}")
+    for col in ("cell_id", "cell", "status", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "peak GiB", "quality"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        m = r["metrics"]
+
+        def f(k: str, fmt: str = ".1f") -> str:
+            return format(m[k], fmt) if m.get(k) is not None else ""
+
+        q = "; ".join(f"{task}: " + ", ".join(f"{k}={v:.3g}" for k, v in ms.items() if v is not None)
+                      for task, ms in (m.get("quality") or {}).items())
+        t.add_row(r["cell_id"], f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}", r["status"],
+                  f("output_tok_s"), f("ttft_ms_p50", ".0f"), f("tpot_ms_p50"), f("peak_mem_gib", ".2f"),
+                  q or (r["reason"] or "")[:120])
+    out.print(t)
+
+
+@app.command()
+def run(file: Path = typer.Argument(..., help="matrix YAML"),
+        force: bool = typer.Option(False, "--force", help="re-run cells that are already done"),
+        cell: list[str] = typer.Option(None, "--cell", help="run only these cell ids (repeatable)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""
+    from harness.progress import Progress
+    from harness.runner import Runner
+
+    try:
+        settings, matrix, p = _load(file)
+        unknown = set(cell or []) - set(p.by_id())
+        if unknown:
+            raise DQError(f"--cell: {sorted(unknown)} not in the plan of {file} (see `harness plan {file}`)")
+        runner = Runner(settings, Progress(quiet=quiet))
+        outcome = runner.run(p, force=force, only=set(cell) if cell else None)
+    except DQError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted: servers stopped; finished cells are kept, the interrupted one was not stored")
+        raise typer.Exit(130)
+    counts: dict[str, int] = {}
+    for s in outcome.values():
+        counts[s] = counts.get(s, 0) + 1
+    err.print(f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
+    """Prepare the matrix's models and evaluation data offline (what `run` would do first)."""
+    from harness.models.sources import source_for
+    from harness.registry import evaluators
+
+    try:
+        settings, matrix, _ = _load(file)
+        log = settings.results_dir / "logs" / "prepare.log"
+        for m in matrix.models:
+            src = source_for(m, settings)
+            src.prepare(log)
+            out.print(f"model {m.name}: {src.resolve()}", highlight=False)
+        evaluators.get(matrix.evaluation.kind)(matrix.evaluation, settings).prepare(log)
+        out.print(f"evaluation data: {settings.data_dir}", highlight=False)
+    except DQError as exc:
+        _fail(exc)
+
+
+db_app = typer.Typer(help="The DuckDB index of results.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("rebuild")
+def db_rebuild() -> None:
+    """Recreate the DuckDB index from the per-cell JSON files (the source of truth)."""
+    from harness.settings import load_settings
+    from harness.store import db
+    from harness.store.results import ResultStore
+
+    settings = load_settings()
+    n = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all())
+    out.print(f"{settings.db_path}: rebuilt from {n} result file(s)", highlight=False)
+
+
+def main() -> None:  # python -m harness
+    try:
+        app()
+    except DQError as exc:  # pragma: no cover - commands catch their own
+        err.print(f"error: {exc}")
+        sys.exit(exc.exit_code)

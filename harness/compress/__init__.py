@@ -1,0 +1,1 @@
+"""Compression stage: turns a model checkpoint into the artefact a cell serves (plugins per method)."""

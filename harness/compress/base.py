@@ -1,0 +1,44 @@
+"""The compressor plugin contract. Plugins declare capabilities the planner reads; the heavy work
+runs in a stage subprocess so the orchestrator never imports torch or llm-compressor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from harness.models.arch import ArchInfo
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """What the serve stage loads: a folder (or hub id) plus the dtype/quantization to ask for."""
+
+    model: str  # local folder or hub id
+    dtype: str  # vLLM --dtype
+    quantization: str | None  # what the server must report having loaded (None: unquantized)
+    size_bytes: int | None
+    bits_per_weight: float
+    record: dict = field(default_factory=dict)  # recipe, wall time, peak memory ... (stored with the cell)
+
+
+class Compressor:
+    kind: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    needs_gpu: ClassVar[bool] = False
+    engines: ClassVar[tuple[str, ...]] = ("vllm",)
+
+    def plan_problems(self, cell: "CellPlan", arch: "ArchInfo | None") -> list[str]:
+        """Problems found before any work (group size, engine support); each names the fix."""
+        return []
+
+    def compress(self, cell: "CellPlan", source: Path | str, workdir: Path, settings: "Settings") -> Artefact:
+        raise NotImplementedError  # abstract: each plugin implements it
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,22 @@
+"""Method "none": the uncompressed reference. Serves the source checkpoint at the cell's precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.compress.base import Artefact, Compressor, dir_size
+from harness.spec.models import BITS
+
+DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class IdentityCompressor(Compressor):
+    kind = "none"
+    precisions = ("bf16", "fp16", "fp32")
+
+    def compress(self, cell, source, workdir, settings) -> Artefact:  # noqa: ANN001
+        local = Path(str(source))
+        size = dir_size(local) if local.is_dir() else None
+        return Artefact(model=str(source), dtype=DTYPE[cell.precision], quantization=None, size_bytes=size,
+                        bits_per_weight=float(BITS[cell.precision]),
+                        record={"method": "none", "note": "uncompressed reference"})

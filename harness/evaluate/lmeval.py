@@ -1,0 +1,48 @@
+"""lm-eval evaluator plugin: scores a running server with lm-eval's `local-completions` model, in a
+stage subprocess, on the dq_* offline tasks. Adds dqbench's own task hash (template + data sha256)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.evaluate.data import TaskData, known_tasks
+from harness.proc import run_stage, write_json_atomic
+from harness.settings import Settings
+
+
+class LMEvalEvaluator:
+    kind = "lm_eval"
+
+    def __init__(self, spec, settings: Settings) -> None:  # noqa: ANN001
+        self.spec, self.settings = spec, settings
+        self.data = TaskData(settings)
+
+    def plan_problems(self) -> list[str]:
+        known = known_tasks()
+        return [f"evaluation.tasks: unknown task {t.name!r} (known: {', '.join(known)})"
+                for t in self.spec.tasks if t.name not in known]
+
+    def prepare(self, log: Path) -> None:
+        self.data.prepare(log)
+
+    def evaluate(self, base_url: str, model: str, tokenizer: str, workdir: Path, log: Path) -> dict:
+        spec = self.spec
+        cfg = {
+            "base_url": base_url, "model": model, "tokenizer": tokenizer,
+            "include_path": str(self.data.task_dir()), "num_concurrent": spec.num_concurrent,
+            "max_length": spec.max_length, "batch_size": spec.batch_size, "seed": spec.seed,
+            "samples_dir": str(workdir / "samples"),
+            "tasks": [{"name": t.name, "limit": t.limit, "num_fewshot": t.num_fewshot} for t in spec.tasks],
+        }
+        cfg_path, out_path = workdir / "evaluate-in.json", workdir / "evaluate-out.json"
+        write_json_atomic(cfg_path, cfg)
+        out_path.unlink(missing_ok=True)
+        run_stage("harness.stages.evaluate", ["--config", str(cfg_path), "--out", str(out_path)], log,
+                  self.settings, stage="evaluate", env={"HF_HUB_OFFLINE": "1"} if self.settings.offline else None)
+        import json
+
+        out = json.loads(out_path.read_text())
+        for name, t in out["tasks"].items():
+            t["task_hash"] = self.data.task_hash(name)
+            t["samples_path"] = str(workdir / "samples" / f"{name}.jsonl")
+        return out

@@ -1,0 +1,1 @@
+"""Measure stage: load generation against a running server, latency/throughput maths, memory sampling."""

@@ -1,0 +1,178 @@
+"""The project's async load generator: streaming /v1/completions under synchronous, fixed-concurrency
+and Poisson-arrival profiles; per-request TTFT, ITL, TPOT and end-to-end latency.
+
+Definitions follow vLLM's serving benchmark so the two can be compared (bench/vs_vllm_bench.py):
+TTFT = first streamed token - request sent; ITL = gaps between streamed chunks; TPOT = (e2e - TTFT) /
+(output tokens - 1); throughput = total output tokens / (last completion - first request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import aiohttp
+
+from harness.measure.stats import summarize
+
+
+@dataclass
+class RequestRecord:
+    ok: bool
+    start: float
+    end: float
+    ttft: float | None = None
+    itl: list[float] = field(default_factory=list)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def e2e(self) -> float:
+        return self.end - self.start
+
+    @property
+    def tpot(self) -> float | None:
+        if self.ttft is None or self.output_tokens < 2:
+            return None
+        return (self.e2e - self.ttft) / (self.output_tokens - 1)
+
+
+async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> RequestRecord:
+    start = time.perf_counter()
+    rec = RequestRecord(ok=False, start=start, end=start)
+    last = start
+    chunks = 0
+    try:
+        async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status != 200:
+                rec.error = f"HTTP {resp.status}: {(await resp.text())[:200]}"
+                rec.end = time.perf_counter()
+                return rec
+            buf = b""
+            async for raw in resp.content:
+                buf += raw
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        continue
+                    msg = json.loads(data)
+                    now = time.perf_counter()
+                    usage = msg.get("usage")
+                    if usage:
+                        rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
+                        rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
+                    choices = msg.get("choices") or []
+                    if choices and choices[0].get("text"):
+                        if rec.ttft is None:
+                            rec.ttft = now - start
+                        else:
+                            rec.itl.append(now - last)
+                        last = now
+                        chunks += 1
+        rec.end = time.perf_counter()
+        if rec.output_tokens == 0:
+            rec.output_tokens = chunks  # engines that send no usage block: one token per chunk
+        rec.ok = rec.ttft is not None
+        if not rec.ok:
+            rec.error = "stream ended without any token"
+    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+        rec.end = time.perf_counter()
+        rec.error = f"{type(exc).__name__}: {exc}"[:300]
+    return rec
+
+
+@dataclass
+class LevelResult:
+    profile: str  # synchronous | concurrency | poisson
+    level: float  # concurrency, or request rate for poisson
+    requests: int
+    completed: int
+    failed: int
+    duration_s: float
+    req_s: float
+    output_tok_s: float
+    input_tok_s: float
+    ttft_ms: dict
+    tpot_ms: dict
+    itl_ms: dict
+    e2e_ms: dict
+    errors: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def aggregate(profile: str, level: float, records: list[RequestRecord]) -> LevelResult:
+    ok = [r for r in records if r.ok]
+    if records:
+        duration = max(r.end for r in records) - min(r.start for r in records)
+    else:
+        duration = 0.0
+    out_tok = sum(r.output_tokens for r in ok)
+    in_tok = sum(r.prompt_tokens for r in ok)
+    return LevelResult(
+        profile=profile, level=level, requests=len(records), completed=len(ok), failed=len(records) - len(ok),
+        duration_s=duration,
+        req_s=len(ok) / duration if duration > 0 else 0.0,
+        output_tok_s=out_tok / duration if duration > 0 else 0.0,
+        input_tok_s=in_tok / duration if duration > 0 else 0.0,
+        ttft_ms=summarize([r.ttft for r in ok if r.ttft is not None], 1000),
+        tpot_ms=summarize([r.tpot for r in ok if r.tpot is not None], 1000),
+        itl_ms=summarize([x for r in ok for x in r.itl], 1000),
+        e2e_ms=summarize([r.e2e for r in ok], 1000),
+        errors=sorted({r.error for r in records if r.error})[:5],
+    )
+
+
+class LoadGenerator:
+    """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos)."""
+
+    def __init__(self, base_url: str, model: str, output_tokens: int, timeout: float, extra: dict | None = None
+                 ) -> None:
+        self.url = base_url.rstrip("/") + "/completions"
+        self.model, self.output_tokens, self.timeout = model, output_tokens, timeout
+        self.extra = extra or {}
+
+    def payload(self, prompt: list[int] | str) -> dict:
+        return {"model": self.model, "prompt": prompt, "max_tokens": self.output_tokens, "temperature": 0.0,
+                "stream": True, "stream_options": {"include_usage": True}, **self.extra}
+
+    async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int
+                   ) -> list[RequestRecord]:
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn) as session:
+            sem = asyncio.Semaphore(concurrency) if concurrency else None
+            rng = random.Random(seed)
+
+            async def limited(p: list) -> RequestRecord:
+                if sem is None:
+                    return await send_one(session, self.url, self.payload(p), self.timeout)
+                async with sem:
+                    return await send_one(session, self.url, self.payload(p), self.timeout)
+
+            tasks = []
+            for p in prompts:
+                tasks.append(asyncio.create_task(limited(p)))
+                if rate:
+                    await asyncio.sleep(rng.expovariate(rate))
+            return list(await asyncio.gather(*tasks))
+
+    def synchronous(self, prompts: list) -> LevelResult:
+        return aggregate("synchronous", 1, asyncio.run(self._run(prompts, 1, None, 0)))
+
+    def concurrency(self, prompts: list, level: int) -> LevelResult:
+        return aggregate("concurrency", level, asyncio.run(self._run(prompts, level, None, 0)))
+
+    def poisson(self, prompts: list, rate: float, seed: int) -> LevelResult:
+        return aggregate("poisson", rate, asyncio.run(self._run(prompts, None, rate, seed)))
+
+    def warmup(self, prompts: list) -> None:
+        asyncio.run(self._run(prompts, len(prompts) or 1, None, 0))

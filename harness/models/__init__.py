@@ -1,0 +1,1 @@
+"""Model sources (embedded / hub / local) and architecture facts the planner needs."""

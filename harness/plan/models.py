@@ -1,0 +1,67 @@
+"""Plan data: CellPlan (one grid point, everything a stage needs) and Plan (all cells + skipped combos)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import Field
+
+from harness.spec.models import (DistillSpec, Evaluation, LoadSpec, MethodSpec, ModelSpec, Serving,
+                                 Strict)
+
+
+class MemoryEstimate(Strict):
+    """Estimated memory a served cell needs on its device, in GiB (an estimate: the source says so)."""
+
+    weights_gib: float
+    kv_cache_gib: float
+    overhead_gib: float
+    total_gib: float
+    params: int
+    bits_per_weight: float
+    basis: str = Field(description="how it was computed")
+
+
+class CellPlan(Strict):
+    cell_id: str
+    matrix: str
+    model: ModelSpec
+    precision: str
+    method: str
+    method_spec: MethodSpec | None = None
+    distill: str
+    student: DistillSpec | None = None
+    serving: Serving
+    load: LoadSpec
+    evaluation: Evaluation
+    device: Literal["cpu", "cuda"]
+    parent_id: str | None = None
+    status: Literal["planned", "infeasible"] = "planned"
+    reason: str | None = None  # the reasons below joined, for one-line displays and the DuckDB column
+    reasons: list[str] = Field(default_factory=list)
+    estimate: MemoryEstimate | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name}/{self.precision}/{self.method}/{self.distill}"
+
+
+class Plan(Strict):
+    matrix: str
+    cells: list[CellPlan]
+    skipped: list[str] = Field(default_factory=list, description="grid points that are not cells, and why")
+
+    def by_id(self) -> dict[str, CellPlan]:
+        return {c.cell_id: c for c in self.cells}
+
+
+def content_id(payload: dict) -> str:
+    """Stable id of a cell: sha256 of the canonical JSON of what determines its results.
+
+    The matrix name, the host and the status are not part of it: the same cell in two matrices is one
+    cell, and its id must not change when it becomes infeasible on another machine.
+    """
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,78 @@
+"""plan_matrix(): the grid (models x precision x method x distill) -> CellPlans, parents first.
+
+Pure apart from reading config.json files that are already on disk: nothing is downloaded, loaded or
+started. A cell's parent is the uncompressed cell of the same model (for a student, its teacher's).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from harness.env import host_device
+from harness.models.sources import source_for
+from harness.plan.memory import estimate_memory
+from harness.plan.models import CellPlan, Plan, content_id
+from harness.plan.rules import feasibility, pairing
+from harness.settings import Settings
+from harness.spec.models import FULL_PRECISIONS, Matrix
+
+
+def _identity(m: Matrix, model, precision: str, method: str, distill: str) -> dict:  # noqa: ANN001
+    student = next((s for s in m.students if s.name == distill), None)
+    return {
+        "model": model.model_dump(mode="json"),
+        "precision": precision,
+        "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
+        "distill": student.model_dump(mode="json") if student else "none",
+        "serving": m.serving.model_dump(mode="json"),
+        "load": m.load.model_dump(mode="json"),
+        "evaluation": m.evaluation.model_dump(mode="json"),
+        "device": m.hardware.device,
+    }
+
+
+def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
+    host = host or host_device()
+    device = host if m.hardware.device == "auto" else m.hardware.device
+    cells: list[CellPlan] = []
+    skipped: list[str] = []
+    baseline_precision = next((p for p in m.axes.precision if p in FULL_PRECISIONS), "bf16")
+    for model in m.models:
+        source = source_for(model, settings)
+        arch = source.arch()
+        model_problem = source.available()
+        ids: dict[tuple[str, str, str], str] = {}
+        for distill, precision, method in itertools.product(m.axes.distill, m.axes.precision, m.axes.method):
+            why_not = pairing(precision, method)
+            if why_not:
+                skipped.append(f"{model.name}: {why_not}")
+                continue
+            ident = _identity(m, model, precision, method, distill)
+            cid = content_id(ident)
+            ids[(distill, precision, method)] = cid
+            # parent: the uncompressed cell of the same (student) model; a student's base cell -> teacher
+            if method != "none":
+                parent = ids.get((distill, baseline_precision, "none"))
+            elif distill != "none":
+                parent = ids.get(("none", baseline_precision, "none"))
+            else:
+                parent = None
+            student = next((s for s in m.students if s.name == distill), None)
+            method_spec = m.methods.get(method) if method != "none" else None
+            cell_arch = arch
+            if arch and student and student.student.kind == "prune":
+                cell_arch = arch.pruned(student.student.keep_every)
+            elif student:
+                cell_arch = source_for(model.model_copy(update={"source": student.student}), settings).arch()
+            est = estimate_memory(cell_arch, precision, method_spec, m.serving, m.load, device) if cell_arch else None
+            cell = CellPlan(cell_id=cid, matrix=m.name, model=model, precision=precision, method=method,
+                            method_spec=method_spec, distill=distill, student=student, serving=m.serving,
+                            load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est)
+            reasons = feasibility(cell, cell_arch, host, m.hardware.memory_gib, est, model_problem)
+            if reasons:
+                cell = cell.model_copy(update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons})
+            cells.append(cell)
+    # parents first: (distill none before students), uncompressed before compressed
+    order = {c.cell_id: i for i, c in enumerate(cells)}
+    cells.sort(key=lambda c: (c.distill != "none", c.method != "none", order[c.cell_id]))
+    return Plan(matrix=m.name, cells=cells, skipped=skipped)

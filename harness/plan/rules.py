@@ -1,0 +1,56 @@
+"""Compatibility rules, in one tested place: which grid points are cells, and which cells can run here.
+
+`pairing` decides whether (precision, method) is a cell at all (bf16 x gptq is not a question anyone
+asks). `feasibility` decides whether a cell can run on this host; an infeasible cell stays in the plan
+with its reason and what it needs. Plugins contribute their own checks (group size vs layer widths,
+GPU needs) through their declared capabilities; generic code never branches on a method's name.
+"""
+
+from __future__ import annotations
+
+from harness.models.arch import ArchInfo
+from harness.plan.models import CellPlan, MemoryEstimate
+from harness.registry import compressors, distillers
+from harness.spec.models import FULL_PRECISIONS
+
+
+def pairing(precision: str, method: str) -> str | None:
+    """None if (precision, method) is a cell; otherwise why it is not one."""
+    if precision in FULL_PRECISIONS and method != "none":
+        return f"{precision} x {method}: {precision} is an uncompressed precision; methods apply to fp8/int* only"
+    if precision not in FULL_PRECISIONS and method == "none":
+        return f"{precision} x none: {precision} needs a compression method"
+    return None
+
+
+def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_gib: float | None,
+                estimate: MemoryEstimate | None, model_problem: str | None) -> list[str]:
+    """Every reason `cell` cannot run on this host (empty list: it can)."""
+    reasons: list[str] = []
+    if model_problem:
+        reasons.append(model_problem)
+    if cell.device == "cuda" and host_device != "cuda":
+        reasons.append("needs a CUDA GPU (hardware.device: cuda) and this host has none; run it on a GPU host "
+                       "or set hardware.device: cpu")
+    kind = cell.method_spec.kind if cell.method_spec else "none"
+    if kind not in compressors:
+        reasons.append(f"method {cell.method!r}: no compressor plugin of kind {kind!r} in this build "
+                       f"(available: {', '.join(compressors.names())})")
+    else:
+        plugin = compressors.get(kind)()
+        if cell.precision not in plugin.precisions:
+            reasons.append(f"method {cell.method!r} ({kind}) cannot produce {cell.precision}; it supports "
+                           f"{', '.join(plugin.precisions)}")
+        if plugin.needs_gpu and cell.device != "cuda":
+            reasons.append(f"method {cell.method!r} ({kind}) needs a CUDA GPU")
+        if cell.serving.kind not in plugin.engines:
+            reasons.append(f"method {cell.method!r} output is not served by {cell.serving.kind} "
+                           f"(served by: {', '.join(plugin.engines)})")
+        reasons.extend(plugin.plan_problems(cell, arch))
+    if cell.student is not None and cell.student.kind not in distillers:
+        reasons.append(f"distill {cell.distill!r}: no distiller plugin of kind {cell.student.kind!r} in this "
+                       f"build (available: {', '.join(distillers.names()) or 'none'})")
+    if estimate and budget_gib is not None and estimate.total_gib > budget_gib:
+        reasons.append(f"estimated memory {estimate.total_gib:.1f} GiB exceeds hardware.memory_gib {budget_gib:g} "
+                       f"({estimate.basis})")
+    return reasons

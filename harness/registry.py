@@ -1,0 +1,86 @@
+"""One small lazy registry for every plugin family (compressors, servers, evaluators, load profiles).
+
+Names map to "module:attr" strings resolved on first use, so importing the registry pulls in no
+backend (the lm-eval registry's design). A miss names the known entries and the closest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from typing import Any
+
+from harness.errors import PlanError
+
+
+class Registry:
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._targets: dict[str, str] = {}
+        self._loaded: dict[str, Any] = {}
+
+    def register(self, name: str, target: str) -> None:
+        if name in self._targets and self._targets[name] != target:
+            raise ValueError(f"{self.family} {name!r} already registered as {self._targets[name]}")
+        self._targets[name] = target
+
+    def override(self, name: str, target: str) -> None:
+        """Point `name` at another implementation (out-of-tree plugins, test fakes)."""
+        self._targets[name] = target
+        self._loaded.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._targets)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._targets
+
+    def unknown_message(self, name: str) -> str:
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.family} {name!r} (known: {', '.join(known) or 'none'}){hint}"
+
+    def get(self, name: str) -> Any:
+        if name not in self._targets:
+            raise PlanError(self.unknown_message(name))
+        if name not in self._loaded:
+            module, _, attr = self._targets[name].partition(":")
+            obj = getattr(importlib.import_module(module), attr)
+            self._loaded[name] = obj
+        return self._loaded[name]
+
+
+# The families. Entries are plain strings: adding a plugin never imports it.
+compressors = Registry("compressor")
+servers = Registry("server")
+evaluators = Registry("evaluator")
+model_sources = Registry("model source")
+distillers = Registry("distiller")
+
+compressors.register("none", "harness.compress.identity:IdentityCompressor")
+servers.register("vllm", "harness.serve.vllm:VLLMServer")
+evaluators.register("lm_eval", "harness.evaluate.lmeval:LMEvalEvaluator")
+model_sources.register("embedded", "harness.models.embedded:EmbeddedSource")
+model_sources.register("hub", "harness.models.sources:HubSource")
+model_sources.register("local", "harness.models.sources:LocalSource")
+
+FAMILIES = {"compressor": compressors, "server": servers, "evaluator": evaluators, "model_source": model_sources,
+            "distiller": distillers}
+
+
+def load_overrides(spec: str | None = None) -> None:
+    """DQBENCH_PLUGINS="server.vllm=my_pkg.engines:MyServer,compressor.rtn=other:Rtn" registers or replaces
+    plugins without editing dqbench: the way out-of-tree engines and methods (and test fakes) plug in."""
+    spec = os.environ.get("DQBENCH_PLUGINS", "") if spec is None else spec
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        key, eq, target = item.partition("=")
+        family, dot, name = key.partition(".")
+        if not (eq and dot and ":" in target) or family not in FAMILIES:
+            raise ValueError(f"DQBENCH_PLUGINS entry {item!r}: expected FAMILY.NAME=module:attr with FAMILY in "
+                             f"{sorted(FAMILIES)}")
+        FAMILIES[family].override(name, target)
+
+
+load_overrides()

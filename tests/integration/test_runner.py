@@ -1,0 +1,162 @@
+"""The runner end to end with a fake server and evaluator, as a real `harness run` subprocess:
+resume, failed cells stored with their reason, Ctrl-C leaves no server and no half cell, one writer."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import MATRICES, REPO
+
+PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"
+
+
+def prepared_model_dir() -> Path | None:
+    home = Path(os.environ.get("DQBENCH_HOME") or Path.home() / ".cache" / "dqbench")
+    d = home / "models" / "smollm2-135m-instruct"
+    return d if (d / "tokenizer.json").is_file() else None
+
+
+@pytest.fixture
+def env_and_matrix(tmp_path):
+    src = prepared_model_dir()
+    if src is None:
+        pytest.skip("embedded model not prepared (./dq setup prepares it)")
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / f, model / f)
+    m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
+    m["name"] = "fake-run"
+    m["models"] = [{"name": "tiny", "source": {"kind": "local", "path": str(model)}},
+                   {"name": "tiny2", "source": {"kind": "local", "path": str(model)}}]
+    m["load"] = {"input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
+                 "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(m))
+    env = dict(os.environ, DQBENCH_PLUGINS=PLUGINS, DQBENCH_RESULTS=str(tmp_path / "results"),
+               PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    return env, path, tmp_path / "results"
+
+
+def harness(env, *args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cells(results: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (results / "cells").glob("*.json")}
+
+
+def test_run_resume_and_force(env_and_matrix):
+    env, matrix, results = env_and_matrix
+    r = harness(env, "run", str(matrix))
+    assert r.returncode == 0, r.stderr
+    docs = cells(results)
+    assert len(docs) == 2 and {d["status"] for d in docs.values()} == {"done"}
+    d = next(iter(docs.values()))
+    assert [lv["profile"] for lv in d["perf"]["levels"]] == ["synchronous", "concurrency"]
+    assert d["perf"]["levels"][1]["completed"] == 4 and d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"]["value"] == 1.0
+    assert d["environment"]["packages"] and d["timings"]["serve"] > 0
+    con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM cells WHERE status = 'done'").fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 4
+    con.close()
+
+    mtimes = {p: p.stat().st_mtime for p in (results / "cells").glob("*.json")}
+    t = time.monotonic()
+    r = harness(env, "run", str(matrix))
+    assert r.returncode == 0 and "0 cell(s) to run" in r.stderr
+    assert time.monotonic() - t < 10
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes  # nothing re-run
+
+    cid = next(iter(docs))
+    r = harness(env, "run", str(matrix), "--force", "--cell", cid)
+    assert r.returncode == 0 and "1 cell(s) to run" in r.stderr
+    r = harness(env, "run", str(matrix), "--cell", "nope")
+    assert r.returncode == 1 and "not in the plan" in r.stderr
+
+
+def test_failed_cell_is_stored_and_the_matrix_goes_on(env_and_matrix):
+    env, matrix, results = env_and_matrix
+    r = harness(dict(env, FAKE_EVAL_FAIL="1"), "run", str(matrix))
+    assert r.returncode == 1
+    docs = cells(results)
+    assert len(docs) == 2  # the second cell ran although the first failed
+    for d in docs.values():
+        assert d["status"] == "failed" and d["failed_stage"] == "evaluate"
+        assert "injected evaluation failure" in d["reason"] and d["log_tail"] == "last log line"
+        assert d["perf"]["levels"]  # what was measured before the failure is kept
+        pid = int((Path(d["logs"]["dir"]) / "server.pid").read_text())
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    s = json.loads(harness(env, "status", str(matrix), "--json").stdout)
+    assert {c["status"] for c in s} == {"failed"}
+    # a later healthy run retries failed cells
+    assert harness(env, "run", str(matrix)).returncode == 0
+    assert {d["status"] for d in cells(results).values()} == {"done"}
+
+
+def test_ctrl_c_leaves_no_server_and_no_half_cell(env_and_matrix):
+    env, matrix, results = env_and_matrix
+    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="60"),
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pidfile = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and pidfile is None:
+        found = list((results / "logs").glob("*/server.pid")) if (results / "logs").is_dir() else []
+        pidfile = found[0] if found else None
+        time.sleep(0.2)
+    assert pidfile, "the fake server never started"
+    server = psutil.Process(int(pidfile.read_text()))
+    family = [server, *server.children(recursive=True)]
+    time.sleep(2)  # into the (slow) evaluate stage
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    for proc in family:
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    assert not list((results / "cells").glob("*.json")) if (results / "cells").is_dir() else True
+
+
+def test_sigterm_also_cleans_up(env_and_matrix):
+    env, matrix, results = env_and_matrix
+    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="60"),
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    found = []
+    while time.monotonic() < deadline and not found:
+        found = list((results / "logs").glob("*/server.pid")) if (results / "logs").is_dir() else []
+        time.sleep(0.2)
+    assert found
+    server = psutil.Process(int(found[0].read_text()))
+    time.sleep(1)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+
+
+def test_second_writer_is_refused(env_and_matrix):
+    env, matrix, results = env_and_matrix
+    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="20"),
+                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (results / ".writer.lock").exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+        r = harness(env, "run", str(matrix))
+        assert r.returncode == 1 and "another `harness run` is writing" in r.stderr
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)

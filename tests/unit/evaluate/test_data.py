@@ -1,0 +1,40 @@
+import json
+
+from harness.evaluate.data import TASK_FILES, TaskData, known_tasks
+from harness.evaluate.lmeval import LMEvalEvaluator
+from harness.settings import load_settings
+from harness.spec.models import LMEvalSpec
+
+
+def fake_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
+    td = TaskData(load_settings())
+    td.dir.mkdir(parents=True)
+    td.manifest.write_text(json.dumps({"files": {f: f"sha-{f}" for f in TASK_FILES.values()}}))
+    return td
+
+
+def test_every_shipped_task_has_data_mapping():
+    assert set(known_tasks()) == set(TASK_FILES) == {"dq_arc_easy", "dq_hellaswag", "dq_lambada", "dq_pydoc_ppl"}
+
+
+def test_rendered_tasks_point_at_the_data_folder(tmp_path, monkeypatch):
+    td = fake_data(tmp_path, monkeypatch)
+    out = td.task_dir()
+    text = (out / "dq_arc_easy.yaml").read_text()
+    assert f"{td.dir}/arc_easy.jsonl" in text and "@DATA@" not in text
+
+
+def test_task_hash_tracks_template_and_data(tmp_path, monkeypatch):
+    td = fake_data(tmp_path, monkeypatch)
+    h1 = td.task_hash("dq_arc_easy")
+    assert h1 == td.task_hash("dq_arc_easy") and h1 != td.task_hash("dq_hellaswag")
+    td.manifest.write_text(json.dumps({"files": {"arc_easy.jsonl": "other"}}))
+    assert td.task_hash("dq_arc_easy") != h1
+
+
+def test_unknown_task_is_a_plan_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
+    spec = LMEvalSpec(tasks=[{"name": "dq_arc_easy"}, {"name": "mmlu_pro"}])
+    problems = LMEvalEvaluator(spec, load_settings()).plan_problems()
+    assert len(problems) == 1 and "'mmlu_pro'" in problems[0] and "dq_lambada" in problems[0]

@@ -1,0 +1,77 @@
+import copy
+
+import pytest
+
+from harness.plan import plan_matrix
+from harness.plan.rules import pairing
+from harness.spec import load_matrix, parse_matrix
+from tests.conftest import MATRICES
+
+
+def test_cell_ids_are_stable_and_content_addressed(base_matrix, settings):
+    a = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    b = plan_matrix(parse_matrix(copy.deepcopy(base_matrix)), settings, host="cpu")
+    assert [c.cell_id for c in a.cells] == [c.cell_id for c in b.cells]
+    assert len(a.cells[0].cell_id) == 12
+    # the matrix name and description do not change what a cell measures
+    base_matrix["name"], base_matrix["description"] = "renamed", "other words"
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].cell_id == a.cells[0].cell_id
+    # anything that changes the measurement does
+    base_matrix["load"]["output_tokens"] = 65
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].cell_id != a.cells[0].cell_id
+
+
+def test_pairing_rules():
+    assert pairing("bf16", "none") is None
+    assert pairing("int4", "gptq") is None
+    assert "uncompressed" in pairing("bf16", "gptq")
+    assert "needs a compression method" in pairing("int4", "none")
+
+
+def test_default_matrix_plans_one_runnable_cell(settings):
+    plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu")
+    assert [c.status for c in plan.cells] == ["planned"]
+    est = plan.cells[0].estimate
+    assert est.params == 134_515_008 and est.bits_per_weight == 16
+    assert est.total_gib == pytest.approx(est.weights_gib + est.kv_cache_gib + est.overhead_gib, abs=1e-3)
+
+
+def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from harness.settings import load_settings
+
+    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), load_settings(), host="cpu")
+    # 4 precisions x 5 methods x 2 distill, minus meaningless pairs: (1 + 3 x 4) x 2 = 26
+    assert len(plan.cells) == 26 and len(plan.skipped) == 14
+    assert all(c.status == "infeasible" for c in plan.cells)
+    base = plan.cells[0]
+    assert (base.precision, base.method, base.distill) == ("bf16", "none", "none")
+    assert "needs a CUDA GPU" in base.reason
+    gptq = next(c for c in plan.cells if c.method == "gptq" and c.distill == "none")
+    assert "no compressor plugin of kind 'gptq'" in gptq.reason and gptq.parent_id == base.cell_id
+    student = next(c for c in plan.cells if c.distill == "kd-4l" and c.method == "none")
+    assert student.parent_id == base.cell_id and "no distiller plugin" in student.reason
+    # bf16 8B weights: 8.03e9 x 2 bytes = 14.96 GiB; the pruned student keeps 16 of 32 layers
+    assert base.estimate.weights_gib == pytest.approx(14.96, abs=0.01)
+    assert student.estimate.params < 0.6 * base.estimate.params
+
+
+def test_memory_budget_makes_cells_infeasible(base_matrix, settings):
+    base_matrix["hardware"]["memory_gib"] = 1
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    assert plan.cells[0].status == "infeasible" and "exceeds hardware.memory_gib 1" in plan.cells[0].reason
+
+
+def test_cuda_cells_on_gpu_host_are_planned(base_matrix, settings):
+    base_matrix["hardware"]["device"] = "cuda"
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cuda").cells[0].status == "planned"
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].status == "infeasible"
+
+
+def test_parents_come_first(settings, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), settings, host="cuda")
+    seen = set()
+    for c in plan.cells:
+        assert c.parent_id is None or c.parent_id in seen
+        seen.add(c.cell_id)

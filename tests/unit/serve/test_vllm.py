@@ -1,0 +1,30 @@
+from harness.compress.base import Artefact
+from harness.serve.vllm import VLLMServer, parse_engine_config
+from harness.spec.models import VLLMServing
+
+LOG = ("(EngineCore pid=1) INFO 11-22 07:39:05 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: "
+       "model='/m', speculative_config=None, tokenizer='/m', dtype=torch.bfloat16, max_seq_len=2048, "
+       "quantization=None, quantization_config=None, enforce_eager=True, "
+       "aux_output_config=AuxOutputConfig(enable_return_routed_experts=False, max_bytes=None), kv_cache_dtype=auto, "
+       "device_config=cpu, seed=0\n")
+
+
+def test_parse_engine_config_reads_the_engine_line():
+    cfg = parse_engine_config("noise\n" + LOG + "more noise\n")
+    assert cfg["dtype"] == "torch.bfloat16" and cfg["quantization"] == "None"
+    assert cfg["max_seq_len"] == "2048" and cfg["device_config"] == "cpu" and cfg["kv_cache_dtype"] == "auto"
+    assert parse_engine_config("nothing here") == {}
+
+
+def test_command_binds_loopback_and_passes_managed_flags():
+    spec = VLLMServing(max_model_len=1024, enforce_eager=True, engine_args={"max_num_seqs": 32, "swap_space": 0,
+                                                                           "disable_log_stats": True})
+    s = VLLMServer(spec, "/py", "cpu")
+    art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
+    cmd = s.command(art, 8123, "dq-x", trust_remote_code=False)
+    assert cmd[:3] == ["/py", "-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8123"
+    assert "--enforce-eager" in cmd and "--trust-remote-code" not in cmd
+    assert cmd[cmd.index("--max-num-seqs") + 1] == "32" and "--disable-log-stats" in cmd
+    assert s.env()["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert "VLLM_CPU_KVCACHE_SPACE" not in VLLMServer(spec, "/py", "cuda").env()

@@ -1,0 +1,64 @@
+import json
+
+import duckdb
+import pytest
+
+from harness.store import db
+from tests.conftest import REPO
+
+FIXTURE = json.loads((REPO / "tests" / "fixtures" / "result-v1.json").read_text())
+
+
+def test_ingest_creates_rows_in_all_tables(tmp_path):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    con = db.connect_read_only(path)
+    cell = con.execute("SELECT cell_id, status, output_tok_s, precision FROM cells").fetchall()
+    assert cell == [(FIXTURE["cell_id"], "done", FIXTURE["perf"]["headline"]["output_tok_s"], "bf16")]
+    n_levels = len(FIXTURE["perf"]["levels"])
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == n_levels
+    n_metrics = sum(len(t["metrics"]) for t in FIXTURE["quality"]["tasks"].values())
+    assert con.execute("SELECT count(*) FROM quality").fetchone()[0] == n_metrics
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    con.close()
+
+
+def test_ingest_is_an_upsert(tmp_path):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], None)])  # planned first
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*), min(status) FROM cells").fetchone() == (1, "done")
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == len(FIXTURE["perf"]["levels"])
+    con.close()
+
+
+def test_failed_ingest_leaves_previous_index_intact(tmp_path):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    broken = dict(FIXTURE, perf={"levels": [{"profile": "synchronous", "level": "not-a-number"}]})
+    with pytest.raises(Exception):
+        db.ingest(path, [(FIXTURE["plan"], broken)])
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == len(FIXTURE["perf"]["levels"])
+    con.close()
+
+
+def test_rebuild_from_json(tmp_path):
+    path = tmp_path / "x.duckdb"
+    other = dict(FIXTURE, cell_id="ffffffffffff", plan=dict(FIXTURE["plan"], cell_id="ffffffffffff"), status="failed",
+                 reason="serve: boom")
+    assert db.rebuild(path, [FIXTURE, other]) == 2
+    con = duckdb.connect(str(path), read_only=True)
+    assert sorted(con.execute("SELECT status FROM cells").fetchall()) == [("done",), ("failed",)]
+    con.close()
+
+
+def test_reader_can_open_between_writes(tmp_path):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    reader = db.connect_read_only(path)
+    assert reader.execute("SELECT count(*) FROM cells").fetchone()[0] == 1
+    reader.close()
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])  # the writer gets the file back after the reader is gone
