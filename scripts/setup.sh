@@ -16,7 +16,9 @@ py="$(command -v python3.11 || command -v python3)"
   || { log "dqbench needs Python 3.11 (found $("$py" --version))"; exit 1; }
 req="$repo/requirements/$engine.txt"
 [[ -f "$req" ]] || { log "DQBENCH_ENGINE=$engine: no $req (use cpu or gpu)"; exit 1; }
-key="$(cat "$req" "$repo/scripts/setup.sh" | sha256sum | cut -c1-12)"
+# Bump RECIPE when the install steps below change in a way that needs a fresh env.
+RECIPE=1
+key="$( (cat "$req"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
 venv="$home/envs/$engine-$key"
 mkdir -p "$home/envs" "$home/wheels"
 
@@ -43,7 +45,7 @@ if [[ ! -f "$venv/.complete" ]]; then
 fi
 
 # This checkout, editable, into the shared env (re-pointed when another clone used it last).
-if ! "$venv/bin/python" - "$repo" <<'PY' 2>/dev/null
+if ! (cd / && "$venv/bin/python" -I - "$repo") <<'PY' 2>/dev/null
 import sys, pathlib, harness
 sys.exit(0 if pathlib.Path(harness.__file__).resolve().parent.parent == pathlib.Path(sys.argv[1]) else 1)
 PY

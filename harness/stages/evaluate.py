@@ -54,8 +54,9 @@ def main() -> None:
         raw = res["results"][name]
         metrics = {}
         for key, val in raw.items():
-            if key == "alias" or "_stderr," in key or isinstance(val, bool) or not isinstance(val, (int, float)):
-                continue  # lm-eval also reports the task name and sample_len here
+            if key in ("alias", "name", "sample_len") or "_stderr," in key or isinstance(val, bool) \
+                    or not isinstance(val, (int, float)):
+                continue  # lm-eval also reports the task name and sample count here
             metric, _, flt = key.partition(",")
             stderr = raw.get(f"{metric}_stderr,{flt}")
             metrics[metric] = {"value": _clean(val), "stderr": _clean(stderr) if stderr != "N/A" else None}
