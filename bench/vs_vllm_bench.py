@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,9 @@ def main() -> None:
     ap.add_argument("--input", type=int, default=128)
     ap.add_argument("--output", type=int, default=64)
     ap.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--prompts", choices=["text", "random"], default="text",
+                    help="text: dqbench's real-text windows; random: token ids built like vLLM's random dataset "
+                         "((offset + i + arange(len)) % vocab), to separate prompt effects from client effects")
     a = ap.parse_args()
     settings = load_settings()
     model_dir = str(settings.models_dir / "smollm2-135m-instruct")
@@ -57,14 +61,20 @@ def main() -> None:
     art = Artefact(model=model_dir, dtype="bfloat16", quantization=None, size_bytes=None, bits_per_weight=16)
     log = Path(tempfile.gettempdir()) / "dqbench-vs-vllm-server.log"
     h = server.start(art, "bench", log)
-    print(f"server up in {h.startup_s:.1f} s (eager={a.eager}); {a.requests} requests/level, "
+    print(f"server up in {h.startup_s:.1f} s (eager={a.eager}, prompts={a.prompts}); {a.requests} requests/level, "
           f"{a.input} in / {a.output} out tokens", flush=True)
     gen = LoadGenerator(h.base_url, "bench", a.output, 600, server.request_extras)
     rows = []
     try:
         gen.warmup(token_prompts(model_dir, "pydoc", 4, a.input, 99))
         for i, c in enumerate(a.levels):
-            prompts = token_prompts(model_dir, "pydoc", a.requests, a.input, 1000 + c)
+            if a.prompts == "text":
+                prompts = token_prompts(model_dir, "pydoc", a.requests, a.input, 1000 + c)
+            else:
+                rng = random.Random(c)
+                vocab = 49152
+                prompts = [[(off + i + j) % vocab for j in range(a.input)]
+                           for i, off in enumerate(rng.randrange(vocab) for _ in range(a.requests))]
             order = ["ours", "vllm"] if i % 2 == 0 else ["vllm", "ours"]
             res = {}
             for who in order:

@@ -28,6 +28,7 @@ class RequestRecord:
     itl: list[float] = field(default_factory=list)
     prompt_tokens: int = 0
     output_tokens: int = 0
+    chunks: int = 0
     error: str | None = None
 
     @property
@@ -41,11 +42,36 @@ class RequestRecord:
         return (self.e2e - self.ttft) / (self.output_tokens - 1)
 
 
+def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -> float:
+    """Apply one SSE event to `rec`; returns the timestamp of the latest token."""
+    data = event.strip()
+    if not data.startswith(b"data:"):
+        return last  # comments (": ping") and other fields
+    data = data[5:].strip()
+    if not data or data == b"[DONE]":
+        return last
+    msg = json.loads(data)
+    usage = msg.get("usage")
+    if usage:
+        rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
+        rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
+    choices = msg.get("choices")
+    if choices:
+        # a chunk with choices is one decoding step, even when its text is empty (special tokens)
+        now = time.perf_counter()
+        if rec.ttft is None:
+            rec.ttft = now - start
+        else:
+            rec.itl.append(now - last)
+        rec.chunks += 1
+        return now
+    return last
+
+
 async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> RequestRecord:
     start = time.perf_counter()
     rec = RequestRecord(ok=False, start=start, end=start)
     last = start
-    chunks = 0
     try:
         async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             if resp.status != 200:
@@ -53,33 +79,19 @@ async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, time
                 rec.end = time.perf_counter()
                 return rec
             buf = b""
-            async for raw in resp.content:
+            # iter_any: whatever bytes arrived, parsed in one go. A line-by-line reader costs the client
+            # about twice the wake-ups, and on a 2-core host the client's CPU is the server's CPU
+            # (measured: ~5% lower throughput at concurrency 16 than vLLM's own benchmark client).
+            async for raw in resp.content.iter_any():
                 buf += raw
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    line = line.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        continue
-                    msg = json.loads(data)
-                    now = time.perf_counter()
-                    usage = msg.get("usage")
-                    if usage:
-                        rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
-                        rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
-                    choices = msg.get("choices") or []
-                    if choices and choices[0].get("text"):
-                        if rec.ttft is None:
-                            rec.ttft = now - start
-                        else:
-                            rec.itl.append(now - last)
-                        last = now
-                        chunks += 1
+                while b"\n\n" in buf:
+                    event, buf = buf.split(b"\n\n", 1)
+                    last = _handle_event(rec, event, start, last)
+            if buf.strip():
+                last = _handle_event(rec, buf, start, last)
         rec.end = time.perf_counter()
         if rec.output_tokens == 0:
-            rec.output_tokens = chunks  # engines that send no usage block: one token per chunk
+            rec.output_tokens = rec.chunks  # engines that send no usage block: one token per chunk
         rec.ok = rec.ttft is not None
         if not rec.ok:
             rec.error = "stream ended without any token"
@@ -147,7 +159,7 @@ class LoadGenerator:
 
     async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int
                    ) -> list[RequestRecord]:
-        conn = aiohttp.TCPConnector(limit=0)
+        conn = aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60, force_close=False)
         async with aiohttp.ClientSession(connector=conn) as session:
             sem = asyncio.Semaphore(concurrency) if concurrency else None
             rng = random.Random(seed)
