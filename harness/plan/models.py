@@ -42,6 +42,9 @@ class CellPlan(Strict):
     reason: str | None = None  # the reasons below joined, for one-line displays and the DuckDB column
     reasons: list[str] = Field(default_factory=list)
     estimate: MemoryEstimate | None = None
+    # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any
+    # context length and concurrency without loading anything. Not part of the cell's identity.
+    arch: dict | None = None
 
     @property
     def label(self) -> str:

@@ -67,7 +67,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
             est = estimate_memory(cell_arch, precision, method_spec, m.serving, m.load, device) if cell_arch else None
             cell = CellPlan(cell_id=cid, matrix=m.name, model=model, precision=precision, method=method,
                             method_spec=method_spec, distill=distill, student=student, serving=m.serving,
-                            load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est)
+                            load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est,
+                            arch=cell_arch.to_dict() if cell_arch else None)
             reasons = feasibility(cell, cell_arch, host, m.hardware.memory_gib, est, model_problem)
             if reasons:
                 cell = cell.model_copy(update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons})

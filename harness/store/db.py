@@ -22,8 +22,8 @@ CELL_COLS = {
     "itl_ms_p50": "DOUBLE", "itl_ms_p99": "DOUBLE", "e2e_ms_p50": "DOUBLE", "e2e_ms_p99": "DOUBLE",
     "output_tok_s": "DOUBLE", "req_s": "DOUBLE", "top_concurrency": "DOUBLE", "failed_requests": "INTEGER",
     "peak_mem_gib": "DOUBLE", "size_gib": "DOUBLE", "bits_per_weight": "DOUBLE", "startup_s": "DOUBLE",
-    "params": "BIGINT", "lm_eval_version": "VARCHAR", "git_sha": "VARCHAR", "schema_version": "INTEGER",
-    "finished_at": "VARCHAR", "wall_s": "DOUBLE", "result_json": "VARCHAR",
+    "params": "BIGINT", "kv_bytes_per_token": "DOUBLE", "lm_eval_version": "VARCHAR", "git_sha": "VARCHAR", "schema_version": "INTEGER",
+    "artefact_model": "VARCHAR", "finished_at": "VARCHAR", "wall_s": "DOUBLE", "result_json": "VARCHAR",
 }
 PERF_COLS = {
     "cell_id": "VARCHAR", "profile": "VARCHAR", "level": "DOUBLE", "requests": "INTEGER", "completed": "INTEGER",
@@ -58,6 +58,12 @@ def connect_read_only(path: Path):  # noqa: ANN201
 def _ensure(con) -> None:  # noqa: ANN001
     for name, cols in (("cells", CELL_COLS), ("perf", PERF_COLS), ("quality", QUALITY_COLS)):
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
+        # an index written by an older dqbench: add the columns it lacks (additive changes only)
+        have = {r[0] for r in con.execute(f"SELECT column_name FROM information_schema.columns "
+                                          f"WHERE table_name = '{name}'").fetchall()}
+        for k, v in cols.items():
+            if k not in have:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {k} {v.replace(' PRIMARY KEY', '')}")
     con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
@@ -75,13 +81,22 @@ def cell_row(plan: dict, doc: dict | None) -> dict:
         "status": (doc or {}).get("status") or plan.get("status", "planned"),
         "reason": (doc or {}).get("reason") or plan.get("reason"), "parent_id": plan.get("parent_id"),
         "est_mem_gib": est.get("total_gib"), "params": est.get("params"),
+        "kv_bytes_per_token": _kv_bytes(plan.get("arch")),
         "lm_eval_version": ((doc or {}).get("quality") or {}).get("lm_eval_version"),
         "git_sha": env.get("git_sha"), "schema_version": (doc or {}).get("schema_version"),
+        "artefact_model": ((doc or {}).get("artefact") or {}).get("model"),
         "finished_at": (doc or {}).get("finished_at"), "wall_s": (doc or {}).get("wall_s"),
         "result_json": json.dumps(doc) if doc else None,
     }
     row.update({k: m.get(k) for k in CELL_COLS if k in m and k != "quality"})
     return row
+
+
+def _kv_bytes(arch: dict | None) -> float | None:
+    """KV-cache bytes per token at 16-bit KV: 2 (K and V) x layers x kv_heads x head_dim x 2 bytes."""
+    if not arch:
+        return None
+    return 2.0 * arch["num_layers"] * arch["num_kv_heads"] * arch["head_dim"] * 2
 
 
 def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:  # noqa: ANN001

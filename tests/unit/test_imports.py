@@ -24,3 +24,14 @@ def test_planning_a_matrix_imports_no_heavy_backend():
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_advisor_imports_no_backend_and_no_pipeline_stage():
+    code = ("import sys, json\nfrom advisor.cli import main\nimport advisor.select, advisor.query, advisor.render\n"
+            "main(['estimate', '7B', '--json'])\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in " + repr(HEAVY)
+            + " or m.startswith(('harness.serve', 'harness.runner', 'harness.stages', 'harness.evaluate', "
+              "'harness.measure', 'harness.compress'))]\n"
+            "print(json.dumps(bad), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == []

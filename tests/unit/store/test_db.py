@@ -62,3 +62,16 @@ def test_reader_can_open_between_writes(tmp_path):
     assert reader.execute("SELECT count(*) FROM cells").fetchone()[0] == 1
     reader.close()
     db.ingest(path, [(FIXTURE["plan"], FIXTURE)])  # the writer gets the file back after the reader is gone
+
+
+def test_older_index_gains_new_columns(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE cells (cell_id VARCHAR PRIMARY KEY, status VARCHAR)")
+    con.execute("INSERT INTO cells VALUES ('old000000000', 'done')")
+    con.close()
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    con = duckdb.connect(str(path), read_only=True)
+    rows = con.execute("SELECT cell_id, status, output_tok_s IS NOT NULL FROM cells ORDER BY cell_id").fetchall()
+    assert rows == [(FIXTURE["cell_id"], "done", True), ("old000000000", "done", False)]
+    con.close()

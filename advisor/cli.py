@@ -1,0 +1,123 @@
+"""`advisor` command line.
+
+    advisor --vram 24 --max-drop 2% [--objective throughput] [--json] ...   recommend
+    advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
+
+Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input; 3 no results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NOTHING_FITS = 4
+
+
+def _recommend_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="advisor", description="Recommend a configuration from measured cells.",
+                                 epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table.")
+    ap.add_argument("--vram", help="device memory in GiB the deployment must fit (weights + KV + overhead)")
+    ap.add_argument("--max-drop", help="tolerated quality drop vs the uncompressed reference: '2%%' relative or "
+                                       "'1.5pt' absolute (percentage points for accuracies)")
+    ap.add_argument("--task", help="quality task (default: the avg_acc aggregate)")
+    ap.add_argument("--metric", help="quality metric of --task, e.g. acc")
+    ap.add_argument("--context-len", default="4096", help="tokens per sequence the KV cache must hold")
+    ap.add_argument("--concurrency", default="1", help="sequences served at once (KV cache, throughput level)")
+    ap.add_argument("--min-tok-s", help="minimum output tokens/s at that concurrency (measured)")
+    ap.add_argument("--max-ttft-ms", help="maximum time to first token in ms (measured, see --ttft-stat)")
+    ap.add_argument("--ttft-stat", default="p99", help="p50 or p99 for --max-ttft-ms (default p99)")
+    ap.add_argument("--objective", default="throughput", help="throughput|latency|cost|memory|quality")
+    ap.add_argument("--gpu-price", help="$ per GPU-hour, for $/1M output tokens")
+    ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
+    ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
+    ap.add_argument("--conservative", action="store_true", help="judge drops by the upper end of their 95%% CI")
+    ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
+    ap.add_argument("--top", default="5", help="how many recommendations to list")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    return ap
+
+
+def _estimate(argv: list[str]) -> int:
+    from advisor.memory import estimate_table, resolve_model
+
+    ap = argparse.ArgumentParser(prog="advisor estimate", description="Memory per precision for a model.")
+    ap.add_argument("model", help="a size (7B, 70B), a known hub id, or a config.json / checkpoint folder")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "fp16", "int8", "int4"])
+    ap.add_argument("--context-len", type=int, default=4096)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        model = resolve_model(a.model)
+        rows = estimate_table(model, a.precision, a.context_len, a.concurrency)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps({"model": model, "rows": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{a.model}: {model['params'] / 1e9:.2f}B parameters; KV for {a.context_len} tokens x "
+                    f"{a.concurrency}")
+    for col in ("precision", "bits", "weights GB", "weights GiB", "KV GiB", "overhead GiB", "total GiB"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        kv = "?" if r["kv_gib"] is None else f"{r['kv_gib']:.2f}"
+        t.add_row(r["precision"], str(r["bits"]), f"{r['weights_gb']:.1f}", f"{r['weights_gib']:.2f}", kv,
+                  f"{r['overhead_gib']:.1f}", f"{r['total_gib']:.2f}" + ("" if r["kv_gib"] is not None else "+KV"))
+    Console().print(t)
+    print("weights GB = parameters x bits / 8 (decimal GB, the usual rule of thumb); KV and overhead are "
+          "estimates (overhead: CUDA context, activations, vLLM buffers).")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "estimate":
+        return _estimate(argv[1:])
+    from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop, parse_positive
+    from advisor.query import NoResultsError, load_frame
+    from advisor.render import render, to_json
+    from advisor.select import recommend
+
+    a = _recommend_parser().parse_args(argv)
+    try:
+        c = Constraints(
+            vram_gib=parse_positive("--vram", a.vram), max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
+            task=a.task, metric=a.metric, context_len=int(parse_positive("--context-len", a.context_len, True)),
+            concurrency=int(parse_positive("--concurrency", a.concurrency, True)),
+            min_tok_s=parse_positive("--min-tok-s", a.min_tok_s), max_ttft_ms=parse_positive("--max-ttft-ms", a.max_ttft_ms),
+            ttft_stat=a.ttft_stat, objective=a.objective, gpu_price=parse_positive("--gpu-price", a.gpu_price),
+            model=a.model, conservative=a.conservative, device=a.device,
+            top=int(parse_positive("--top", a.top, True)))
+    except AdvisorInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if a.db:
+        db = Path(a.db)
+    else:
+        from harness.settings import load_settings
+
+        db = load_settings().db_path
+    try:
+        frame = load_frame(db, c.task, c.metric, c.concurrency, c.model)
+    except NoResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    rec = recommend(frame, c)
+    if a.json:
+        print(json.dumps(to_json(rec), indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        render(rec, Console(width=None if sys.stdout.isatty() else 160))
+    return 0 if rec.ok else NOTHING_FITS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

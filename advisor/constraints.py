@@ -1,0 +1,86 @@
+"""The user's constraints, parsed and validated once: malformed values are one clear error each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality")
+
+
+class AdvisorInputError(ValueError):
+    """A constraint the user typed is malformed; the message names the flag, the value and the fix."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class MaxDrop:
+    """A tolerated quality drop: relative (`2%` of the reference's score) or absolute (`1.5pt`)."""
+
+    value: float  # fraction for relative (0.02), points for absolute (1.5)
+    relative: bool
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}% relative" if self.relative else f"{self.value:g} points absolute"
+
+
+def parse_max_drop(text: str) -> MaxDrop:
+    t = text.strip().lower()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%|pt|pts|points?)", t)
+    if not m:
+        raise AdvisorInputError(f"--max-drop {text!r}: use a relative drop like '2%' or absolute points like "
+                                f"'1.5pt' (percentage points for accuracies, metric units otherwise)")
+    v = float(m.group(1))
+    if m.group(2) == "%":
+        if v >= 100:
+            raise AdvisorInputError(f"--max-drop {text!r}: a relative drop must be below 100%")
+        return MaxDrop(v / 100.0, True)
+    return MaxDrop(v, False)
+
+
+def parse_positive(flag: str, text: str | float | None, integer: bool = False) -> float | None:
+    if text is None:
+        return None
+    try:
+        v = int(text) if integer else float(text)
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise AdvisorInputError(f"{flag} {text!r}: expected {kind}") from None
+    if v <= 0:
+        raise AdvisorInputError(f"{flag} {text!r}: must be greater than 0")
+    return v
+
+
+@dataclass(frozen=True)
+class Constraints:
+    vram_gib: float | None = None
+    max_drop: MaxDrop | None = None
+    task: str | None = None  # None: the default aggregate (see query.AGGREGATE)
+    metric: str | None = None
+    context_len: int = 4096
+    concurrency: int = 1
+    min_tok_s: float | None = None
+    max_ttft_ms: float | None = None
+    ttft_stat: str = "p99"
+    objective: str = "throughput"
+    gpu_price: float | None = None  # $/hour
+    model: str | None = None
+    conservative: bool = False
+    device: str = "gpu"  # what the memory budget is for: gpu (device memory) or cpu (host RAM)
+    top: int = 5
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise AdvisorInputError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.objective == "cost" and self.gpu_price is None:
+            raise AdvisorInputError("--objective cost needs --gpu-price (dollars per GPU-hour)")
+        if self.ttft_stat not in ("p50", "p99"):
+            raise AdvisorInputError(f"--ttft-stat {self.ttft_stat!r}: choose p50 or p99")
+        if self.device not in ("gpu", "cpu"):
+            raise AdvisorInputError(f"--device {self.device!r}: choose gpu or cpu")
+        if (self.task is None) != (self.metric is None):
+            raise AdvisorInputError("--task and --metric go together (e.g. --task dq_arc_easy --metric acc); "
+                                    "leave both out for the default aggregate")
+        if self.top < 1:
+            raise AdvisorInputError(f"--top {self.top}: must be at least 1")

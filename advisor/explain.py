@@ -1,0 +1,103 @@
+"""Words for a recommendation: the serve command for the winner and a decision paragraph grounded in
+the measured numbers, following the field's rule of thumb: quantize first when the model already does
+the job; distill when it cannot fit or the domain is narrow; both at scale."""
+
+from __future__ import annotations
+
+import math
+
+from advisor.select import Recommendation
+
+DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def _f(x: float | None, fmt: str = ".1f") -> str:
+    return "?" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def drop_text(row: dict, rec: Recommendation) -> str:
+    c = rec.constraints
+    rel = c.max_drop is None or c.max_drop.relative
+    if row.get("drop") is None or (isinstance(row["drop"], float) and math.isnan(row["drop"])):
+        return "quality not measured"
+    if row["cell_id"] == row["root_id"]:
+        return "the reference itself (drop 0 by definition)"
+    if rel:
+        return (f"{row['drop'] * 100:+.1f}% relative drop (95% CI {row['drop_lo'] * 100:+.1f}% to "
+                f"{row['drop_hi'] * 100:+.1f}%)")
+    return f"{row['drop']:+.2f} pt drop (95% CI {row['drop_lo']:+.2f} to {row['drop_hi']:+.2f})"
+
+
+def serve_command(row: dict, rec: Recommendation) -> str:
+    """The `vllm serve` line for this cell under the user's workload."""
+    c = rec.constraints
+    model = row.get("artefact_model") or row.get("model")
+    parts = ["vllm serve", str(model), f"--max-model-len {c.context_len}", f"--max-num-seqs {c.concurrency}"]
+    dtype = DTYPE.get(row["precision"])
+    if dtype:
+        parts.append(f"--dtype {dtype}")
+    if c.vram_gib and c.device == "gpu":
+        util = min(0.95, max(0.5, round(row["mem_need_gib"] / c.vram_gib + 0.05, 2)))
+        parts.append(f"--gpu-memory-utilization {util}")
+    return " ".join(parts)
+
+
+def decision(rec: Recommendation) -> str:
+    c, f = rec.constraints, rec.frame
+    if not rec.ok:
+        parts = [f"Nothing measured meets every constraint ({len(f)} configuration(s) considered)."]
+        for name, r in rec.rejected.items():
+            n = r["nearest"]
+            parts.append(f"{r['count']} fail {name}; nearest: {n['model']} {n['precision']}/{n['method']}/"
+                         f"{n['distill']} ({_f(r['miss'], '.2f')} {r['unit']}).")
+        if "memory" in rec.rejected and "quality" not in rec.rejected:
+            parts.append("Quality is not the obstacle, memory is: a lower precision or a distilled student "
+                         "is the lever (quantize first; distill when even int4 does not fit).")
+        elif "quality" in rec.rejected and "memory" not in rec.rejected:
+            parts.append("Memory is not the obstacle, quality is: loosen --max-drop, or try a gentler method "
+                         "(8-bit, a calibrated method such as GPTQ/AWQ) before distilling.")
+        return " ".join(parts)
+    w = rec.ranked.iloc[0].to_dict()
+    ref = f[f["cell_id"] == w["root_id"]]
+    ref = ref.iloc[0].to_dict() if not ref.empty else None
+    label = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
+    out = [f"Recommended: {label}, best on {c.objective} among {len(rec.ranked)} configuration(s) that meet "
+           f"every constraint."]
+    if w["method"] == "none" and w["distill"] == "none":
+        out.append(f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
+                   f"({w['mem_src']}) for {c.context_len} tokens x {c.concurrency} sequence(s)"
+                   + (f" of {c.vram_gib:g} GiB" if c.vram_gib else "") + ", so no compression is needed to fit.")
+        better = rec.ranked[(rec.ranked["method"] != "none") & (rec.ranked["tok_s"] > w["tok_s"])]
+        if not better.empty:
+            b = better.iloc[0]
+            out.append(f"{b['precision']}/{b['method']} would raise throughput to {_f(b['tok_s'])} tok/s "
+                       f"within the drop limit, if throughput matters more than fidelity.")
+    elif w["distill"] == "none":
+        out.append(f"Quantizing with {w['method']} to {w['precision']} needs about {_f(w['mem_need_gib'])} GiB"
+                   + (f" vs {_f(ref['mem_need_gib'])} GiB for the reference" if ref else "")
+                   + f" and costs {drop_text(w, rec)} on {rec.measure}.")
+        if ref is not None and c.vram_gib and ref["mem_need_gib"] > c.vram_gib:
+            out.append("The reference does not fit the budget: quantization is what makes deployment possible "
+                       "(quantize first when the model already does the job).")
+        elif ref is not None:
+            out.append(f"The reference fits too; the quantized model wins on {c.objective} "
+                       f"({_f(w['tok_s'])} vs {_f(ref.get('tok_s'))} tok/s measured).")
+    else:
+        out.append(f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB and costs "
+                   f"{drop_text(w, rec)} on {rec.measure}: distillation pays when the teacher cannot fit or "
+                   f"the domain is narrow; quantizing the student as well is the at-scale option.")
+    devices = sorted(set(rec.ranked["device"].dropna()))
+    if c.device == "gpu" and devices and devices != ["cuda"]:
+        out.append(f"Throughput and latency were measured on {', '.join(devices)}: they rank configurations "
+                   f"against each other but are not what a GPU will deliver. Weights are "
+                   f"{w['weights_src']}; KV cache and runtime overhead are estimated.")
+    flags = []
+    if not bool(w.get("same_engine", True)):
+        flags.append(f"served by {w['engine']} while its reference ran on {w['ref_engine']}")
+    if not bool(w.get("same_lm_eval", True)):
+        flags.append("scored with a different lm-eval version than its reference")
+    if not bool(w.get("same_task", True)):
+        flags.append("scored on a different task version than its reference")
+    if flags:
+        out.append("Caution: " + "; ".join(flags) + ".")
+    return " ".join(out)

@@ -1,0 +1,122 @@
+"""Read the results index (read-only) into one frame: a row per finished cell, with its quality on the
+chosen measure and its family reference's, and its throughput at the requested concurrency.
+
+Quality measure: `--task T --metric M`, or the default aggregate AGGREGATE: the mean of each task's
+primary accuracy over the tasks both the cell and its reference were scored on. The reference of a
+cell is the root of its lineage (quantized -> its uncompressed parent; student -> its teacher).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+AGGREGATE = "avg_acc"
+PRIMARY = {"dq_arc_easy": "acc", "dq_hellaswag": "acc_norm", "dq_lambada": "acc"}
+LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+
+
+class NoResultsError(RuntimeError):
+    exit_code = 3
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    if not Path(db_path).is_file():
+        raise NoResultsError(f"no results database at {db_path}; run `./dq run` (or `harness run MATRIX`) first, "
+                             f"or point --db at one")
+    from harness.store.db import connect_read_only  # duckdb only; waits politely for a writer
+
+    con = connect_read_only(Path(db_path))
+    try:
+        cells = con.execute("SELECT * EXCLUDE (result_json) FROM cells").df()
+        quality = con.execute("SELECT * FROM quality").df()
+        perf = con.execute("SELECT cell_id, profile, level, output_tok_s, ttft_ms_p50, ttft_ms_p99 FROM perf").df()
+    finally:
+        con.close()
+    return cells, quality, perf
+
+
+def _roots(cells: pd.DataFrame) -> pd.Series:
+    parent = dict(zip(cells["cell_id"], cells["parent_id"]))
+    out = {}
+    for cid in cells["cell_id"]:
+        cur, seen = cid, set()
+        while parent.get(cur) and parent[cur] in parent and cur not in seen:
+            seen.add(cur)
+            cur = parent[cur]
+        out[cid] = cur
+    return cells["cell_id"].map(out)
+
+
+def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -> pd.DataFrame:
+    """Per (cell, task): value and stderr of the measure's metric."""
+    if task is None:
+        sel = quality[quality["task"].map(PRIMARY).eq(quality["metric"])]
+    else:
+        sel = quality[(quality["task"] == task) & (quality["metric"] == metric)]
+    return sel[["cell_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
+
+
+def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, task: str | None,
+                metric: str | None, concurrency: int) -> pd.DataFrame:
+    """One row per done cell with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts."""
+    cells = cells.copy()
+    cells["root_id"] = _roots(cells)
+    done = cells[cells["status"] == "done"].copy()
+    q = quality_frame(quality, task, metric)
+    ref = done[["cell_id", "root_id"]].merge(q, on="cell_id")
+    ref = ref.merge(q.rename(columns={"cell_id": "root_id", "value": "ref_value", "stderr": "ref_stderr",
+                                      "task_hash": "ref_task_hash", "lm_eval_version": "ref_lm_eval"}),
+                    on=["root_id", "task"], how="inner")  # only tasks both were scored on
+    ref["var"] = ref["stderr"].fillna(0) ** 2
+    ref["ref_var"] = ref["ref_stderr"].fillna(0) ** 2
+    ref["same_task"] = ref["task_hash"] == ref["ref_task_hash"]
+    ref["same_lm_eval"] = ref["lm_eval_version"] == ref["ref_lm_eval"]
+    g = ref.groupby("cell_id").agg(q=("value", "mean"), q_ref=("ref_value", "mean"), var=("var", "sum"),
+                                   ref_var=("ref_var", "sum"), n_tasks=("task", "count"),
+                                   same_task=("same_task", "all"), same_lm_eval=("same_lm_eval", "all"))
+    # stderr of a mean of k independent task scores: sqrt(sum var) / k
+    g["q_se"] = np.sqrt(g["var"]) / g["n_tasks"]
+    g["q_ref_se"] = np.sqrt(g["ref_var"]) / g["n_tasks"]
+    frame = done.merge(g.drop(columns=["var", "ref_var"]).reset_index(), on="cell_id", how="left")
+    engines = dict(zip(cells["cell_id"], cells["engine"]))
+    frame["ref_engine"] = frame["root_id"].map(engines)
+    frame["same_engine"] = frame["engine"] == frame["ref_engine"]
+    # throughput at the measured concurrency closest to (not above, when possible) the requested one
+    conc = perf[perf["profile"].isin(["concurrency", "synchronous"])].copy() if len(perf) else perf
+    if len(conc):
+        conc["dist"] = np.where(conc["level"] <= concurrency, concurrency - conc["level"],
+                                1e6 + conc["level"] - concurrency)
+        best = conc.sort_values(["cell_id", "dist"]).groupby("cell_id").head(1)
+        best = best.rename(columns={"level": "tok_s_level", "output_tok_s": "tok_s",
+                                    "ttft_ms_p50": "ttft_p50_at", "ttft_ms_p99": "ttft_p99_at"})
+        frame = frame.merge(best[["cell_id", "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]],
+                            on="cell_id", how="left")
+    else:
+        frame["tok_s_level"] = frame["tok_s"] = np.nan
+    return frame
+
+
+def load_frame(db_path: Path, task: str | None, metric: str | None, concurrency: int,
+               model: str | None = None) -> pd.DataFrame:
+    cells, quality, perf = read_tables(db_path)
+    if model is not None:
+        known = sorted(cells["model"].unique())
+        if model not in known:
+            raise NoResultsError(f"--model {model!r}: no cells of that model in the results (have: "
+                                 f"{', '.join(known) or 'none'})")
+        cells = cells[cells["model"] == model]
+    if task is not None and not ((quality["task"] == task) & (quality["metric"] == metric)).any():
+        have = sorted({f"{t}/{m}" for t, m in zip(quality["task"], quality["metric"])})
+        raise NoResultsError(f"--task {task} --metric {metric}: not measured in these results (have: "
+                             f"{', '.join(have) or 'none'})")
+    frame = build_frame(cells, quality, perf, task, metric, concurrency)
+    if frame.empty:
+        raise NoResultsError("no finished cells in the results yet; run a matrix first")
+    return frame

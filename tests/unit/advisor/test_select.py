@@ -1,0 +1,170 @@
+import math
+
+import pandas as pd
+import pytest
+
+from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop
+from advisor.query import build_frame
+from advisor.select import recommend
+from advisor.synthetic import synthetic_tables
+
+
+def frame_from(cells, quality, perf, concurrency=1, task=None, metric=None):
+    return build_frame(pd.DataFrame(cells), pd.DataFrame(quality), pd.DataFrame(perf), task, metric, concurrency)
+
+
+def cell(cid, prec="bf16", method="none", parent=None, tok=100.0, ttft=100.0, size=10.0, distill="none", **kw):
+    return {"cell_id": cid, "model": "m", "precision": prec, "method": method, "distill": distill, "engine": "vllm",
+            "device": "cuda", "status": "done", "parent_id": parent, "params": int(5e9), "kv_bytes_per_token": 131072.0,
+            "size_gib": size, "peak_mem_gib": None, "output_tok_s": tok, "ttft_ms_p50": ttft, "ttft_ms_p99": 2 * ttft,
+            "lm_eval_version": "0.4.13", "artefact_model": f"/m/{cid}", **kw}
+
+
+def q(cid, acc, se=0.01, task="dq_arc_easy", metric="acc", version="0.4.13"):
+    return {"cell_id": cid, "task": task, "metric": metric, "value": acc, "stderr": se, "task_hash": "h",
+            "lm_eval_version": version}
+
+
+def p(cid, level, tok):
+    return {"cell_id": cid, "profile": "concurrency", "level": level, "output_tok_s": tok, "ttft_ms_p50": 1.0,
+            "ttft_ms_p99": 2.0}
+
+
+@pytest.fixture
+def family():
+    cells = [cell("ref", size=15.0, tok=100), cell("q8", "int8", "gptq", "ref", tok=150, size=7.5),
+             cell("q4", "int4", "gptq", "ref", tok=220, size=3.9, ttft=60)]
+    quality = [q("ref", 0.60), q("q8", 0.597), q("q4", 0.55)]
+    perf = [p("ref", 1, 100), p("q8", 1, 150), p("q4", 1, 220)]
+    return frame_from(cells, quality, perf)
+
+
+def test_parse_max_drop():
+    assert parse_max_drop("2%").relative and parse_max_drop("2%").value == pytest.approx(0.02)
+    d = parse_max_drop("1.5pt")
+    assert not d.relative and d.value == 1.5
+    for bad in ("2", "two%", "150%", "-1pt"):
+        with pytest.raises(AdvisorInputError):
+            parse_max_drop(bad)
+
+
+def test_constraint_validation():
+    with pytest.raises(AdvisorInputError, match="--gpu-price"):
+        Constraints(objective="cost")
+    with pytest.raises(AdvisorInputError, match="choose one of"):
+        Constraints(objective="speed")
+    with pytest.raises(AdvisorInputError, match="go together"):
+        Constraints(task="dq_arc_easy")
+
+
+def test_memory_constraint_counts_kv_cache(family):
+    # 128 KiB/token x 4096 x 1 = 0.5 GiB KV + 1.5 overhead: ref needs 17 GiB
+    rec = recommend(family, Constraints(vram_gib=16, context_len=4096))
+    assert set(rec.ranked["cell_id"]) == {"q8", "q4"}
+    assert rec.rejected["memory"]["count"] == 1 and rec.rejected["memory"]["miss"] == pytest.approx(1.0)
+    # 16 sequences of 4096 tokens: 8 GiB of KV; only int4 fits 16 GiB
+    rec = recommend(family, Constraints(vram_gib=16, context_len=4096, concurrency=16))
+    assert list(rec.ranked["cell_id"]) == ["q4"]
+
+
+def test_quality_drop_relative_and_absolute(family):
+    rec = recommend(family, Constraints(max_drop=parse_max_drop("2%")))
+    assert set(rec.ranked["cell_id"]) == {"ref", "q8"}  # q4 lost 8.3%
+    q4 = rec.frame.set_index("cell_id").loc["q4"]
+    assert q4["drop"] == pytest.approx(0.05 / 0.60)
+    rec = recommend(family, Constraints(max_drop=parse_max_drop("6pt")))
+    assert set(rec.ranked["cell_id"]) == {"ref", "q8", "q4"}
+    assert rec.frame.set_index("cell_id").loc["q4"]["drop"] == pytest.approx(5.0)
+    assert rec.frame.set_index("cell_id").loc["ref"]["drop"] == 0
+
+
+def test_conservative_uses_upper_confidence_bound(family):
+    # q8 drops 0.3 pt with a standard error of sqrt(2) pt: within 1pt as a point estimate, not at the upper bound
+    plain = recommend(family, Constraints(max_drop=parse_max_drop("1pt")))
+    cons = recommend(family, Constraints(max_drop=parse_max_drop("1pt"), conservative=True))
+    assert "q8" in set(plain.ranked["cell_id"]) and "q8" not in set(cons.ranked["cell_id"])
+    row = cons.frame.set_index("cell_id").loc["q8"]
+    assert row["drop_hi"] == pytest.approx(0.3 + 1.959964 * math.sqrt(2), abs=1e-6)
+
+
+def test_objectives_and_throughput_latency_constraints(family):
+    assert recommend(family, Constraints(objective="throughput")).ranked["cell_id"][0] == "q4"
+    assert recommend(family, Constraints(objective="latency")).ranked["cell_id"][0] == "q4"
+    assert recommend(family, Constraints(objective="memory")).ranked["cell_id"][0] == "q4"
+    assert recommend(family, Constraints(objective="quality")).ranked["cell_id"][0] == "ref"
+    cost = recommend(family, Constraints(objective="cost", gpu_price=3.6))
+    # $3.6/h at 220 tok/s = 3.6 / (220 * 3600) * 1e6 $/1M tokens
+    assert cost.ranked.iloc[0]["cost_per_mtok"] == pytest.approx(3.6 / (220 * 3600) * 1e6)
+    rec = recommend(family, Constraints(min_tok_s=160))
+    assert list(rec.ranked["cell_id"]) == ["q4"] and rec.rejected["throughput"]["miss"] == pytest.approx(10)
+    rec = recommend(family, Constraints(max_ttft_ms=150, ttft_stat="p99"))  # p99 = 2 x p50
+    assert list(rec.ranked["cell_id"]) == ["q4"]
+    rec = recommend(family, Constraints(max_ttft_ms=150, ttft_stat="p50"))
+    assert len(rec.ranked) == 3
+
+
+def test_ties_are_broken_by_drop_then_memory_then_id():
+    cells = [cell("ref", tok=100), cell("b", "int8", "gptq", "ref", tok=100, size=5),
+             cell("a", "int8", "rtn", "ref", tok=100, size=5)]
+    quality = [q("ref", 0.6), q("a", 0.59), q("b", 0.59)]
+    rec = recommend(frame_from(cells, quality, [p(c["cell_id"], 1, 100) for c in cells]), Constraints())
+    assert list(rec.ranked["cell_id"]) == ["ref", "a", "b"]
+
+
+def test_nothing_fits_reports_nearest_miss(family):
+    rec = recommend(family, Constraints(vram_gib=2))
+    assert not rec.ok and rec.rejected["memory"]["count"] == 3
+    assert rec.rejected["memory"]["nearest"]["cell_id"] == "q4"
+
+
+def test_unmeasured_figures_cannot_satisfy_constraints():
+    cells = [cell("ref"), cell("q", "int4", "rtn", "ref", tok=float("nan"))]
+    rec = recommend(frame_from(cells, [q("ref", 0.6)], [p("ref", 1, 100)]),
+                    Constraints(min_tok_s=10, max_drop=parse_max_drop("5%")))
+    assert list(rec.ranked["cell_id"]) == ["ref"]
+    assert rec.rejected["throughput"]["unknown"] == 1 and rec.rejected["quality"]["unknown"] == 1
+
+
+def test_estimated_vs_measured_weights():
+    cells = [cell("ref", size=None), cell("q", "int4", "rtn", "ref", size=3.0)]
+    rec = recommend(frame_from(cells, [q("ref", .6), q("q", .6)], []), Constraints(vram_gib=80))
+    f = rec.frame.set_index("cell_id")
+    assert f.loc["ref", "weights_src"] == "estimated" and f.loc["ref", "weights_gib"] == pytest.approx(5e9 * 2 / 2**30)
+    assert f.loc["q", "weights_src"] == "measured" and f.loc["q", "weights_gib"] == 3.0
+
+
+def test_throughput_taken_at_the_requested_concurrency():
+    cells = [cell("ref")]
+    perf = [p("ref", 1, 10), p("ref", 4, 35), p("ref", 16, 90)]
+    f = frame_from(cells, [q("ref", .5)], perf, concurrency=8)
+    assert f.loc[0, "tok_s_level"] == 4 and f.loc[0, "tok_s"] == 35
+    f = frame_from(cells, [q("ref", .5)], perf, concurrency=64)
+    assert f.loc[0, "tok_s_level"] == 16
+
+
+def test_student_lineage_uses_the_teacher_as_reference():
+    cells = [cell("t"), cell("s", distill="kd", parent="t", size=5), cell("sq", "int8", "rtn", "s", distill="kd")]
+    f = frame_from(cells, [q("t", .6), q("s", .5), q("sq", .49)], [])
+    assert set(f["root_id"]) == {"t"}
+    rec = recommend(f, Constraints(max_drop=parse_max_drop("20%")))
+    assert rec.frame.set_index("cell_id").loc["sq", "drop"] == pytest.approx(0.11 / 0.6)
+
+
+def test_different_lm_eval_version_is_flagged():
+    cells = [cell("ref"), cell("q", "int8", "rtn", "ref")]
+    f = frame_from(cells, [q("ref", .6, version="0.4.9"), q("q", .6)], [])
+    assert not f.set_index("cell_id").loc["q", "same_lm_eval"]
+    from advisor.explain import decision
+
+    rec = recommend(f, Constraints(objective="quality"))
+    rec.ranked = rec.ranked[rec.ranked["cell_id"] == "q"].reset_index(drop=True)
+    assert "different lm-eval version" in decision(rec)
+
+
+def test_synthetic_grid_recommends_sensibly():
+    cells, quality, perf = synthetic_tables(20, seed=1)
+    f = build_frame(cells, quality, perf, None, None, 8)
+    rec = recommend(f, Constraints(vram_gib=24, max_drop=parse_max_drop("2%"), context_len=4096, concurrency=8))
+    assert rec.ok
+    assert (rec.ranked["mem_need_gib"] <= 24).all() and (rec.ranked["drop"] <= 0.02).all()
+    assert rec.ranked["tok_s"].is_monotonic_decreasing
