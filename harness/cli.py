@@ -40,11 +40,9 @@ def _load(path: Path):  # noqa: ANN202
 
 @app.command()
 def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
-    """Check a matrix file: types, allowed values, references. Loads nothing."""
-    from harness.spec import load_matrix
-
+    """Check a matrix file: types, allowed values, references, plugins and tasks. Loads nothing."""
     try:
-        m = load_matrix(file)
+        _, m, _ = _load(file)
     except DQError as exc:
         _fail(exc)
     out.print(f"{file}: valid ({len(m.models)} model(s); axes precision={m.axes.precision} "

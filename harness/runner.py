@@ -109,9 +109,6 @@ class Runner:
         try:
             source = source_for(cell.model, self.settings)
             evaluator = evaluators.get(cell.evaluation.kind)(cell.evaluation, self.settings)
-            problems = evaluator.plan_problems()
-            if problems:
-                raise StageError("plan", "; ".join(problems))
             with self._stage(doc, "prepare"):
                 source.prepare(logs / "prepare.log")
                 evaluator.prepare(logs / "prepare.log")

@@ -12,7 +12,9 @@ from harness.env import host_device
 from harness.models.sources import source_for
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
+from harness.errors import PlanError
 from harness.plan.rules import feasibility, pairing
+from harness.registry import evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
 
@@ -33,6 +35,9 @@ def _identity(m: Matrix, model, precision: str, method: str, distill: str) -> di
 
 def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
     host = host or host_device()
+    problems = evaluators.get(m.evaluation.kind)(m.evaluation, settings).plan_problems()
+    if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
+        raise PlanError(f"{m.name}: " + "; ".join(problems))
     device = host if m.hardware.device == "auto" else m.hardware.device
     cells: list[CellPlan] = []
     skipped: list[str] = []

@@ -75,3 +75,12 @@ def test_parents_come_first(settings, monkeypatch):
     for c in plan.cells:
         assert c.parent_id is None or c.parent_id in seen
         seen.add(c.cell_id)
+
+
+def test_unknown_task_is_one_error_before_anything_runs(base_matrix, settings):
+    from harness.errors import PlanError
+
+    base_matrix["evaluation"]["tasks"].append({"name": "mmlu_pro"})
+    with pytest.raises(PlanError) as e:
+        plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    assert "unknown task 'mmlu_pro'" in str(e.value) and "dq_arc_easy" in str(e.value)

@@ -1,0 +1,53 @@
+"""The harness CLI's user-facing errors and outputs (no model is loaded by any of these)."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import MATRICES, REPO
+
+
+def harness(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=60, env=env)
+
+
+def test_validate_ok_and_bad(tmp_path, base_matrix):
+    r = harness("validate", str(MATRICES / "smollm2-cpu.yaml"))
+    assert r.returncode == 0 and "valid" in r.stdout
+    base_matrix["load"]["profiles"][0]["requests"] = "many"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base_matrix))
+    r = harness("validate", str(bad))
+    assert r.returncode == 2
+    assert "load.profiles[0].requests: got 'many'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_task_exit_code(tmp_path, base_matrix):
+    base_matrix["evaluation"]["tasks"] = [{"name": "dq_arc_hard"}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base_matrix))
+    r = harness("run", str(bad))
+    assert r.returncode == 3 and "unknown task 'dq_arc_hard'" in r.stderr
+
+
+def test_plan_json_lists_cells_with_reasons(tmp_path):
+    r = harness("plan", str(MATRICES / "llama8b.yaml"), "--json")
+    assert r.returncode == 0
+    doc = json.loads(r.stdout)
+    assert doc["matrix"] == "llama8b" and len(doc["cells"]) == 26 and doc["skipped"]
+    gptq = next(c for c in doc["cells"] if c["method"] == "gptq")
+    assert gptq["status"] == "infeasible" and any("gptq" in x for x in gptq["reasons"])
+    r = harness("plan", str(MATRICES / "llama8b.yaml"))
+    assert "infeasible:" in r.stdout and "no compressor plugin of kind 'gptq'" in r.stdout
+
+
+def test_status_json_before_any_run(tmp_path):
+    import os
+
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path))
+    r = harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env)
+    cells = json.loads(r.stdout)
+    assert [c["status"] for c in cells] == ["planned"] and cells[0]["metrics"] == {}
