@@ -130,7 +130,13 @@ def status(file: Path = typer.Argument(..., help="matrix YAML"),
 def run(file: Path = typer.Argument(..., help="matrix YAML"),
         force: bool = typer.Option(False, "--force", help="re-run cells that are already done"),
         cell: list[str] = typer.Option(None, "--cell", help="run only these cell ids (repeatable)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        executor: str = typer.Option("local", "--executor", help="local (one cell after another) or ray"),
+        address: str = typer.Option(None, "--address", help="ray: cluster address (auto, ray://host:10001); "
+                                                           "default starts a local Ray instance"),
+        retries: int = typer.Option(2, "--retries", help="ray: retries of a cell whose worker died"),
+        shared_dir: str = typer.Option(None, "--shared-dir", help="ray: a path mounted on every node; required "
+                                                                   "with more than one node")) -> None:
     """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""
     from harness.progress import Progress
     from harness.runner import Runner
@@ -140,7 +146,12 @@ def run(file: Path = typer.Argument(..., help="matrix YAML"),
         unknown = set(cell or []) - set(p.by_id())
         if unknown:
             raise DQError(f"--cell: {sorted(unknown)} not in the plan of {file} (see `harness plan {file}`)")
-        runner = Runner(settings, Progress(quiet=quiet))
+        from harness.registry import executors
+
+        if executor not in executors:
+            raise DQError(f"--executor: {executors.unknown_message(executor)}")
+        opts = {"address": address, "retries": retries, "shared_dir": shared_dir} if executor == "ray" else {}
+        runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:
         _fail(exc)

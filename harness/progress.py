@@ -5,6 +5,7 @@ Rich renders it on a terminal; on a pipe or in CI it degrades to plain timestamp
 
 from __future__ import annotations
 
+import sys
 import time
 
 from rich.console import Console
@@ -16,7 +17,8 @@ STAGES = ("prepare", "compress", "serve", "measure", "evaluate", "stop")
 
 class Progress:
     def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
-        self.console = console or Console(stderr=True)
+        # on a pipe (CI, logs) rich would wrap at 80 columns
+        self.console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 200)
         self.quiet = quiet
         self._rich: RichProgress | None = None
         self._matrix = self._cell = None

@@ -58,16 +58,19 @@ servers = Registry("server")
 evaluators = Registry("evaluator")
 model_sources = Registry("model source")
 distillers = Registry("distiller")
+executors = Registry("executor")
 
 compressors.register("none", "harness.compress.identity:IdentityCompressor")
 servers.register("vllm", "harness.serve.vllm:VLLMServer")
 evaluators.register("lm_eval", "harness.evaluate.lmeval:LMEvalEvaluator")
+executors.register("local", "harness.executors.local:LocalExecutor")
+executors.register("ray", "harness.executors.ray:RayExecutor")
 model_sources.register("embedded", "harness.models.embedded:EmbeddedSource")
 model_sources.register("hub", "harness.models.sources:HubSource")
 model_sources.register("local", "harness.models.sources:LocalSource")
 
 FAMILIES = {"compressor": compressors, "server": servers, "evaluator": evaluators, "model_source": model_sources,
-            "distiller": distillers}
+            "distiller": distillers, "executor": executors}
 
 
 def load_overrides(spec: str | None = None) -> None:

@@ -7,8 +7,10 @@ SIGKILL group -> wait until the port is free. Bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -84,7 +86,9 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    # the guard execs `cmd` with a parent-death signal: a runner killed outright leaves no server behind
+    guarded = [sys.executable, "-m", "harness.serve.guard", str(os.getpid()), "--", *cmd]
+    proc = subprocess.Popen(guarded, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=stage_env(env), cwd=REPO_ROOT, start_new_session=True)
     log.close()  # the child holds its own descriptor
     handle = ServerHandle(engine=engine, base_url=f"http://{HOST}:{port}/v1", model_name=model_name, port=port,

@@ -5,7 +5,6 @@ catch it: the aligned error must be small and far below the shifted one."""
 
 import json
 import urllib.request
-from pathlib import Path
 
 import pytest
 

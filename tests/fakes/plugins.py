@@ -2,13 +2,16 @@
 
 The fake server is a real subprocess (tests/fakes/openai_server.py) run through the real lifecycle
 code; the fake evaluator asks that server for one completion so a dead server fails the cell.
-FAKE_EVAL_FAIL=1 makes evaluation fail; FAKE_EVAL_SLEEP=S makes it slow (to interrupt it).
+FAKE_EVAL_FAIL=1 makes evaluation fail; FAKE_EVAL_SLEEP=S makes it slow (to interrupt it);
+FAKE_EVAL_CRASH_DIR=D makes the process running the cell SIGKILL itself, once per cell (or every time
+with FAKE_EVAL_CRASH_ALWAYS=1), leaving a marker in D: a worker dying mid-cell.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import urllib.request
@@ -29,10 +32,14 @@ class FakeServer:
         port = free_port()
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--model", served_name,
-               "--ttft", "0.02", "--itl", "0.002", "--spawn-child"]
+               "--ttft", "0.02", "--itl", "0.002"]
+        if not os.environ.get("FAKE_EVAL_CRASH_DIR"):  # a crash test must not leave a grandchild behind
+            cmd.append("--spawn-child")
         h = launch("fake", cmd, {}, port, served_name, log_path, "/health", 30)
         h.loaded = {"served_model": served_name, "dtype": artefact.dtype, "quantization": None}
         (Path(log_path).parent / "server.pid").write_text(str(h.pid))
+        with open(Path(log_path).parent / "server.pids", "a") as f:  # every attempt's server
+            f.write(f"{h.pid}\n")
         return h
 
 
@@ -50,6 +57,12 @@ class FakeEvaluator:
 
     def evaluate(self, base_url, model, tokenizer, workdir, log):  # noqa: ANN001
         time.sleep(float(os.environ.get("FAKE_EVAL_SLEEP", "0")))
+        crash_dir = os.environ.get("FAKE_EVAL_CRASH_DIR")
+        if crash_dir:
+            marker = Path(crash_dir) / f"{model}.crashed"
+            if os.environ.get("FAKE_EVAL_CRASH_ALWAYS") == "1" or not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
         if os.environ.get("FAKE_EVAL_FAIL") == "1":
             raise StageError("evaluate", "injected evaluation failure", "last log line")
         body = json.dumps({"model": model, "prompt": [1, 2, 3], "max_tokens": 2, "stream": True}).encode()
@@ -60,3 +73,29 @@ class FakeEvaluator:
                                                                                 "stderr": 0.0}},
                                                               "n": 1, "limit": t.limit, "num_fewshot": 0}
                                                      for t in self.spec.tasks}}
+
+
+def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | None:
+    """A matrix of `n_models` local copies of the embedded model's config and tokenizer (no weights:
+    the fake engine never loads them), for runner and executor tests. None if the model is not prepared."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import MATRICES
+
+    home = Path(os.environ.get("DQBENCH_HOME") or Path.home() / ".cache" / "dqbench")
+    src = home / "models" / "smollm2-135m-instruct"
+    if not (src / "tokenizer.json").is_file():
+        return None
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / f, model / f)
+    m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
+    m["name"] = name
+    m["models"] = [{"name": f"tiny{i}", "source": {"kind": "local", "path": str(model)}} for i in range(n_models)]
+    m["load"] = load
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(m))
+    return path

@@ -3,7 +3,6 @@ resume, failed cells stored with their reason, Ctrl-C leaves no server and no ha
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,36 +12,20 @@ from pathlib import Path
 import duckdb
 import psutil
 import pytest
-import yaml
 
-from tests.conftest import MATRICES, REPO
+from tests.conftest import REPO
+from tests.fakes.plugins import fake_matrix
 
 PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"
 
 
-def prepared_model_dir() -> Path | None:
-    home = Path(os.environ.get("DQBENCH_HOME") or Path.home() / ".cache" / "dqbench")
-    d = home / "models" / "smollm2-135m-instruct"
-    return d if (d / "tokenizer.json").is_file() else None
-
-
 @pytest.fixture
 def env_and_matrix(tmp_path):
-    src = prepared_model_dir()
-    if src is None:
+    path = fake_matrix(tmp_path, "fake-run", 2, {
+        "input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
+        "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]})
+    if path is None:
         pytest.skip("embedded model not prepared (./dq setup prepares it)")
-    model = tmp_path / "model"
-    model.mkdir()
-    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(src / f, model / f)
-    m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
-    m["name"] = "fake-run"
-    m["models"] = [{"name": "tiny", "source": {"kind": "local", "path": str(model)}},
-                   {"name": "tiny2", "source": {"kind": "local", "path": str(model)}}]
-    m["load"] = {"input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
-                 "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]}
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(m))
     env = dict(os.environ, DQBENCH_PLUGINS=PLUGINS, DQBENCH_RESULTS=str(tmp_path / "results"),
                PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     return env, path, tmp_path / "results"

@@ -56,3 +56,25 @@ def test_server_ignoring_sigterm_is_killed_with_sigkill(tmp_path):
     assert not h.alive() and not port_in_use(port)
     assert h.proc.returncode == -9  # it took SIGKILL: SIGTERM was ignored
     assert 0.9 <= elapsed < 15
+
+
+def test_server_dies_with_a_parent_killed_outright(tmp_path):
+    """SIGKILL of the runner cannot run `finally`; the guard's parent-death signal takes the server down."""
+    import signal
+    import subprocess
+
+    port = free_port()
+    code = ("import sys, time\nfrom pathlib import Path\nfrom harness.serve.base import launch\n"
+            f"h = launch('fake', [sys.executable, '-m', 'tests.fakes.openai_server', '--port', '{port}'], {{}}, {port}, "
+            f"'fake', Path(r'{tmp_path}') / 's.log', '/health', 30)\nprint(h.pid, flush=True)\ntime.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    assert psutil.pid_exists(server_pid) and port_in_use(port)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and psutil.pid_exists(server_pid) and \
+            psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+    assert not port_in_use(port)

@@ -1,0 +1,125 @@
+"""execute_cell(): one cell's stages in order -- prepare, compress, serve, measure, evaluate, stop --
+returning its result document. It stores nothing: the runner (local) or the driver (Ray) does, so a
+worker that dies loses only its own cell. Module-level and picklable for remote executors.
+
+A failing stage makes a `failed` document (stage, reason, log tail) and keeps what was measured
+before it. KeyboardInterrupt propagates after the server group is stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from harness.env import environment_block
+from harness.errors import DQError, StageError
+from harness.measure.memory import PeakSampler
+from harness.measure.run import measure
+from harness.models.sources import source_for
+from harness.plan.models import CellPlan
+from harness.progress import Progress
+from harness.registry import compressors, evaluators, servers
+from harness.settings import Settings
+from harness.store.results import ResultStore
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _stage(doc: dict, name: str, progress: Progress):
+    progress.stage(name)
+    t = time.monotonic()
+    try:
+        yield
+    finally:
+        doc["timings"][name] = round(time.monotonic() - t, 3)
+
+
+def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None = None) -> dict:
+    progress = progress or Progress(quiet=True)
+    store = ResultStore(settings.results_dir)
+    started, t0 = _now(), time.monotonic()
+    logs = store.logs_dir(cell.cell_id)
+    work = store.work_dir(cell.cell_id)
+    logs.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    doc: dict = {"cell_id": cell.cell_id, "matrix": cell.matrix, "label": cell.label,
+                 "plan": cell.model_dump(mode="json"), "started_at": started, "timings": {},
+                 "logs": {"dir": str(logs)}}
+    progress.start_cell(cell)
+    stage = "prepare"
+    handle = None
+    try:
+        source = source_for(cell.model, settings)
+        evaluator = evaluators.get(cell.evaluation.kind)(cell.evaluation, settings)
+        with _stage(doc, "prepare", progress):
+            source.prepare(logs / "prepare.log")
+            evaluator.prepare(logs / "prepare.log")
+        doc["model"] = source.fingerprint()
+
+        stage = "compress"
+        with _stage(doc, stage, progress):
+            compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
+            artefact = compressor.compress(cell, source.resolve(), work, settings)
+        doc["artefact"] = {"model": artefact.model, "dtype": artefact.dtype, "quantization": artefact.quantization,
+                           "size_bytes": artefact.size_bytes, "bits_per_weight": artefact.bits_per_weight,
+                           "record": artefact.record}
+
+        stage = "serve"
+        server = servers.get(cell.serving.kind)(cell.serving, settings.python, cell.device)
+        served_name = f"dq-{cell.cell_id}"
+        with _stage(doc, stage, progress):
+            handle = server.start(artefact, served_name, logs / "server.log", cell.model.trust_remote_code)
+        doc["serve"] = {"engine": handle.engine, "command": handle.command, "startup_s": handle.startup_s,
+                        "loaded": handle.loaded, "port": handle.port}
+        progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
+
+        with PeakSampler(handle.pid) as mem:
+            stage = "measure"
+            with _stage(doc, stage, progress):
+                doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.model,
+                                      extra=getattr(server, "request_extras", {}),
+                                      on_level=progress.level)
+            stage = "evaluate"
+            with _stage(doc, stage, progress):
+                doc["quality"] = evaluator.evaluate(handle.base_url, served_name, artefact.model, work,
+                                                    logs / "evaluate.log")
+            for name, t in doc["quality"]["tasks"].items():
+                progress.note(f"{name}: " + ", ".join(
+                    f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None))
+        doc["memory"] = {"peak_gib": mem.peak_gib, "samples": mem.samples,
+                         "what": "PSS summed over the server's process tree, sampled every 0.5 s"}
+        doc["status"] = "done"
+    except KeyboardInterrupt:
+        progress.note(f"interrupted during {stage}: stopping the server; nothing stored for this cell")
+        raise
+    except StageError as exc:
+        doc.update(status="failed", failed_stage=exc.stage, reason=str(exc), log_tail=exc.log_tail)
+    except DQError as exc:
+        doc.update(status="failed", failed_stage=stage, reason=str(exc), log_tail="")
+    except Exception as exc:  # noqa: BLE001 - a bug in one cell must not lose the rest of the matrix
+        doc.update(status="failed", failed_stage=stage, reason=f"{type(exc).__name__}: {exc}",
+                   log_tail=traceback.format_exc()[-4000:])
+    finally:
+        if handle is not None:
+            progress.stage("stop")
+            try:
+                handle.stop()
+            except StageError as exc:  # port still held: record, the next cell picks another port
+                doc.setdefault("warnings", []).append(str(exc))
+    doc["environment"] = environment_block()
+    doc["finished_at"] = _now()
+    doc["wall_s"] = time.monotonic() - t0
+    return doc
+
+
+def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "") -> dict:
+    """The result of a cell that never produced one itself (its worker died, its parent failed)."""
+    return {"cell_id": cell.cell_id, "matrix": cell.matrix, "label": cell.label, "plan": cell.model_dump(mode="json"),
+            "status": "failed", "failed_stage": stage, "reason": reason, "log_tail": log_tail, "timings": {},
+            "environment": environment_block(), "started_at": None, "finished_at": _now(), "wall_s": 0.0,
+            "logs": {}}
