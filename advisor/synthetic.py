@@ -42,7 +42,7 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                     "method_kind": method, "distill": student, "engine": "vllm", "device": "cuda", "status": "done",
                     "reason": None, "parent_id": parent, "params": int(s_params), "kv_bytes_per_token": kv,
                     "size_gib": s_params * (bits + (0.125 if bits < 16 else 0)) / 8 / 2**30, "bits_per_weight": bits,
-                    "peak_mem_gib": None, "output_tok_s": tok, "req_s": tok / 128, "ttft_ms_p50": ttft,
+                    "peak_mem_gib": s_params * bits / 8 / 2**30 + 2.0, "output_tok_s": tok, "req_s": tok / 128, "ttft_ms_p50": ttft,
                     "ttft_ms_p99": ttft * 1.8, "tpot_ms_p50": 1000 / tok, "lm_eval_version": "0.4.13",
                     "artefact_model": f"/models/{cid}",
                 })
@@ -50,8 +50,29 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                     v = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
                     quality.append({"cell_id": cid, "task": task, "metric": metric, "value": v,
                                     "stderr": float(np.sqrt(v * (1 - v) / 500)), "task_hash": f"h-{task}",
+                                    "n": 500, "limit_items": 500, "num_fewshot": 0,
                                     "lm_eval_version": "0.4.13"})
                 for level, f in ((1, 0.2), (8, 0.7), (32, 1.0)):
                     perf.append({"cell_id": cid, "profile": "concurrency", "level": level, "output_tok_s": tok * f,
                                  "ttft_ms_p50": ttft * (1 + level / 16), "ttft_ms_p99": ttft * 1.8 * (1 + level / 16)})
     return pd.DataFrame(cells), pd.DataFrame(quality), pd.DataFrame(perf)
+
+
+def write_synthetic_db(path, n_models: int, seed: int = 0) -> int:  # noqa: ANN001
+    """A DuckDB file in the index's schema holding synthetic tables; returns the number of cells."""
+    import duckdb
+
+    from harness.store.db import ensure_schema
+
+    cells, quality, perf = synthetic_tables(n_models, seed=seed)
+    perf = perf.assign(requests=32, completed=32, failed=0)
+    con = duckdb.connect(str(path))
+    try:
+        ensure_schema(con)  # the index's real column types, so real cells can be ingested beside these
+        for name, df in (("cells", cells), ("quality", quality), ("perf", perf)):
+            con.register("df", df)
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM df")
+            con.unregister("df")
+    finally:
+        con.close()
+    return len(cells)

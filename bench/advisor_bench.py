@@ -14,13 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-
 from advisor.constraints import Constraints, parse_max_drop
 from advisor.query import build_frame, load_frame
 from advisor.render import to_json
 from advisor.select import recommend
-from advisor.synthetic import synthetic_tables
+from advisor.synthetic import synthetic_tables, write_synthetic_db
 
 
 def best_of(fn, n: int = 5) -> float:  # noqa: ANN001
@@ -42,12 +40,7 @@ def main() -> None:
     t_rec = best_of(lambda: recommend(frame, c))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "r.duckdb"
-        con = duckdb.connect(str(path))
-        for name, df in (("cells", cells), ("quality", quality), ("perf", perf)):
-            con.register("df", df)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM df")
-        con.execute("ALTER TABLE cells ADD COLUMN result_json VARCHAR")
-        con.close()
+        write_synthetic_db(path, max(1, a.cells // 14), seed=0)
 
         def whole() -> None:
             f = load_frame(path, None, None, c.concurrency)

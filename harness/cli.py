@@ -186,6 +186,23 @@ def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help=
         _fail(exc)
 
 
+@app.command()
+def report(file: Path = typer.Argument(..., help="matrix YAML"),
+           out_dir: Path = typer.Option(None, "--out", help="folder (default results/reports/MATRIX)")) -> None:
+    """Write the matrix's Pareto plots (PNG), summary CSV and a self-contained HTML page."""
+    from advisor.report import write_report
+
+    try:
+        settings, matrix, p = _load(file)
+        if not settings.db_path.is_file():
+            raise DQError(f"no results database at {settings.db_path}; run `harness run {file}` first")
+        target = out_dir or settings.results_dir / "reports" / matrix.name
+        page = write_report(settings.db_path, [c.cell_id for c in p.cells], target, f"dqbench: {matrix.name}")
+    except DQError as exc:
+        _fail(exc)
+    out.print(f"report: {page} (+ PNGs and summary.csv in {target})", highlight=False)
+
+
 db_app = typer.Typer(help="The DuckDB index of results.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

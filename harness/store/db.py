@@ -55,7 +55,8 @@ def connect_read_only(path: Path):  # noqa: ANN201
     return _connect(Path(path), read_only=True)
 
 
-def _ensure(con) -> None:  # noqa: ANN001
+def ensure_schema(con) -> None:  # noqa: ANN001
+    """Create the index's tables (or add the columns an older index lacks)."""
     for name, cols in (("cells", CELL_COLS), ("perf", PERF_COLS), ("quality", QUALITY_COLS)):
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
         # an index written by an older dqbench: add the columns it lacks (additive changes only)
@@ -136,7 +137,7 @@ def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(db_path)
     try:
-        _ensure(con)
+        ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
         for plan, doc in items:
             cid = plan["cell_id"]

@@ -27,7 +27,7 @@ def test_planning_a_matrix_imports_no_heavy_backend():
 
 
 def test_advisor_imports_no_backend_and_no_pipeline_stage():
-    code = ("import sys, json\nfrom advisor.cli import main\nimport advisor.select, advisor.query, advisor.render\n"
+    code = ("import sys, json\nfrom advisor.cli import main\nimport advisor.select, advisor.query, advisor.render, advisor.views, advisor.report\n"
             "main(['estimate', '7B', '--json'])\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in " + repr(HEAVY)
             + " or m.startswith(('harness.serve', 'harness.runner', 'harness.stages', 'harness.evaluate', "

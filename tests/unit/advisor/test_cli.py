@@ -2,24 +2,16 @@
 
 import json
 
-import duckdb
 import pytest
 
 from advisor.cli import NOTHING_FITS, main
-from advisor.synthetic import synthetic_tables
+from advisor.synthetic import write_synthetic_db
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     path = tmp_path_factory.mktemp("adv") / "r.duckdb"
-    cells, quality, perf = synthetic_tables(6, seed=3)
-    con = duckdb.connect(str(path))
-    for name, df in (("cells", cells), ("quality", quality), ("perf", perf)):
-        con.register("df", df)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM df")
-        con.unregister("df")
-    con.execute("ALTER TABLE cells ADD COLUMN result_json VARCHAR")
-    con.close()
+    write_synthetic_db(path, 6, seed=3)
     return str(path)
 
 

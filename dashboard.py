@@ -1,0 +1,157 @@
+"""dqbench dashboard: `streamlit run dashboard.py` (DQBENCH_DB or results/dqbench.duckdb).
+
+Browse cells, Pareto views (quality drop vs memory, throughput, TTFT p99), one cell's detail, a
+side-by-side comparison, and the advisor. Reads DuckDB read-only, cached by the file's modification
+time so cells a running `harness run` adds appear on refresh; no backend is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop
+from advisor.query import NoResultsError, build_frame
+from advisor.render import to_json
+from advisor.select import recommend
+from advisor.views import PARETO_VIEWS, cell_detail, cells_table, compare, pareto_mask, read_all
+
+
+def default_db() -> str:
+    from harness.settings import load_settings
+
+    return str(load_settings().db_path)
+
+
+@st.cache_data(show_spinner=False)
+def load(db: str, mtime: float) -> dict[str, pd.DataFrame]:  # mtime: the cache key that refreshes it
+    t = read_all(Path(db))
+    t["table"] = cells_table(t)
+    return t
+
+
+def main() -> None:
+    st.set_page_config(page_title="dqbench", layout="wide")
+    st.title("dqbench results")
+    db = st.sidebar.text_input("results database", os.environ.get("DQBENCH_DB") or default_db())
+    if not Path(db).is_file():
+        st.info(f"No results database at `{db}` yet. Produce one with `./dq run` (the embedded CPU matrix) or "
+                f"`harness run MATRIX`; it appears here on refresh.")
+        return
+    t = load(db, Path(db).stat().st_mtime)
+    table = t["table"]
+    if table.empty:
+        st.info("The database has no cells yet: run a matrix (`./dq run`).")
+        return
+
+    # ---- filters
+    f = table
+    for col in ("matrix", "model", "precision", "method", "distill", "engine", "status"):
+        values = sorted(table[col].dropna().unique())
+        chosen = st.sidebar.multiselect(col, values, key=f"filter_{col}")
+        if chosen:
+            f = f[f[col].isin(chosen)]
+    st.sidebar.caption(f"{len(f)} of {len(table)} cells")
+
+    tabs = st.tabs(["Cells", "Pareto", "Cell detail", "Compare", "Advisor"])
+    with tabs[0]:
+        st.dataframe(f, hide_index=True, width="stretch")
+        st.download_button("Download CSV", f.to_csv(index=False).encode(), "dqbench-cells.csv", "text/csv")
+        bad = f[f["status"].isin(["failed", "infeasible"])]
+        if not bad.empty:
+            st.subheader("Failed and infeasible cells")
+            st.dataframe(bad[["cell_id", "model", "precision", "method", "distill", "status", "reason"]],
+                         hide_index=True, width="stretch")
+
+    with tabs[1]:
+        done = f[f["status"] == "done"].copy()
+        done["drop_pct"] = done["drop"] * 100
+        if done.empty:
+            st.info("No finished cells match the filters.")
+        for x, label, lower in PARETO_VIEWS:
+            d = done.dropna(subset=[x, "drop_pct"])
+            if d.empty:
+                continue
+            d["frontier"] = pareto_mask(d[x], d["drop_pct"], x_lower=lower, y_lower=True)
+            base = alt.Chart(d).encode(x=alt.X(x, title=label), y=alt.Y("drop_pct", title="quality drop (% rel.)"))
+            pts = base.mark_point(filled=True, size=80).encode(
+                color="method", shape="distill",
+                tooltip=["cell_id", "model", "precision", "method", "distill", x, "drop_pct"])
+            front = base.transform_filter(alt.datum.frontier).mark_line(color="gray", strokeDash=[4, 3])
+            st.altair_chart((pts + front).properties(title=f"quality drop vs {label}", height=320),
+                            width="stretch")
+
+    with tabs[2]:
+        ids = list(f["cell_id"])
+        cid = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
+        if cid:
+            d = cell_detail(t, cid, Path(db))
+            row = table.set_index("cell_id").loc[cid]
+            st.markdown(f"**{_label(table, cid)}** — status `{row['status']}`"
+                        + (f": {row['reason']}" if isinstance(row['reason'], str) else ""))
+            st.write("lineage: " + " → ".join(d["lineage"]))
+            if not d["perf"].empty:
+                conc = d["perf"][d["perf"]["profile"] != "poisson"]
+                st.line_chart(conc, x="level", y="output_tok_s")
+                st.dataframe(d["perf"], hide_index=True, width="stretch")
+            st.dataframe(d["quality"], hide_index=True, width="stretch")
+            doc = d["doc"]
+            if doc.get("artefact"):
+                st.json({"artefact": doc["artefact"], "serve": {k: doc.get("serve", {}).get(k)
+                                                                for k in ("startup_s", "loaded", "command")},
+                         "memory": doc.get("memory"), "timings": doc.get("timings"), "logs": doc.get("logs")},
+                        expanded=False)
+
+    with tabs[3]:
+        ids = st.multiselect("cells to compare", list(f["cell_id"]), format_func=lambda i: _label(table, i),
+                             key="compare_cells")
+        if len(ids) >= 2:
+            st.dataframe(compare(table, ids).astype(str), width="stretch")
+        else:
+            st.caption("Pick two or more cells.")
+
+    with tabs[4]:
+        advisor_panel(t)
+
+
+def _label(table: pd.DataFrame, cid: str) -> str:
+    r = table.set_index("cell_id").loc[cid]
+    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} [{cid}]"
+
+
+def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
+    c1, c2, c3 = st.columns(3)
+    vram = c1.number_input("VRAM (GiB)", min_value=0.1, value=24.0, key="adv_vram")
+    drop = c2.text_input("max drop (2% or 1.5pt)", "2%", key="adv_drop")
+    objective = c3.selectbox("objective", ["throughput", "latency", "memory", "quality"], key="adv_obj")
+    ctx = c1.number_input("context length", min_value=1, value=4096, key="adv_ctx")
+    conc = c2.number_input("concurrency", min_value=1, value=1, key="adv_conc")
+    if not st.button("Recommend", key="adv_go"):
+        return
+    try:
+        c = Constraints(vram_gib=vram, max_drop=parse_max_drop(drop), objective=objective, context_len=int(ctx),
+                        concurrency=int(conc))
+        frame = build_frame(t["cells"], t["quality"], t["perf"], None, None, int(conc))
+        if frame.empty:
+            raise NoResultsError("no finished cells yet")
+    except (AdvisorInputError, NoResultsError) as exc:
+        st.error(str(exc))
+        return
+    out = to_json(recommend(frame, c))
+    if out["ok"]:
+        st.success(out["decision"])
+        st.dataframe(pd.DataFrame(out["recommendations"]), hide_index=True, width="stretch")
+        st.code(out["serve_command"], language="bash")
+    else:
+        st.warning(out["decision"])
+    if out["rejected"]:
+        st.dataframe(pd.DataFrame([{"constraint": k, "cells": v["count"], "nearest miss": v["miss"],
+                                    "unit": v["unit"], "nearest cell": v["nearest"]["cell_id"]}
+                                   for k, v in out["rejected"].items()]), hide_index=True)
+
+
+main()

@@ -1,0 +1,59 @@
+import json
+
+import pandas as pd
+import pytest
+
+from advisor.report import write_report
+from advisor.synthetic import write_synthetic_db
+from advisor.views import cells_table, compare, pareto_mask, read_all
+from harness.store import db as store_db
+from tests.conftest import REPO
+
+
+def test_pareto_mask_hand_case():
+    # (memory, drop): a=(1, 5) b=(2, 1) c=(3, 3) d=(4, 0.5) e=(2, 4)
+    x = pd.Series([1, 2, 3, 4, 2], index=list("abcde"))
+    y = pd.Series([5, 1, 3, 0.5, 4], index=list("abcde"))
+    assert list(pareto_mask(x, y)[lambda m: m].index) == ["a", "b", "d"]
+    # maximize x (throughput) instead: e is dominated by b, c by d
+    assert list(pareto_mask(x, y, x_lower=False)[lambda m: m].index) == ["d"]
+    assert not pareto_mask(pd.Series([float("nan")]), pd.Series([1.0])).any()
+
+
+@pytest.fixture(scope="module")
+def synth_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("views") / "r.duckdb"
+    write_synthetic_db(path, 4, seed=2)
+    return path
+
+
+def test_cells_table_has_drops_and_compare_has_deltas(synth_db):
+    t = read_all(synth_db)
+    table = cells_table(t)
+    assert len(table) == len(t["cells"]) and table["drop"].notna().all()
+    refs = table[(table["method"] == "none") & (table["distill"] == "none")]
+    assert (refs["drop"] == 0).all()
+    ids = list(table["cell_id"][:3])
+    cmp = compare(table, ids)
+    assert list(cmp.columns[:3]) == ids and f"Δ vs {ids[1]}" in cmp.columns
+    assert cmp.loc["output_tok_s", f"Δ vs {ids[1]}"] == pytest.approx(
+        table.set_index("cell_id").loc[ids[1], "output_tok_s"] - table.set_index("cell_id").loc[ids[0], "output_tok_s"])
+
+
+def test_infeasible_and_failed_cells_are_in_the_table(tmp_path):
+    path = tmp_path / "r.duckdb"
+    doc = json.loads((REPO / "tests" / "fixtures" / "result-v1.json").read_text())
+    infeasible = dict(doc["plan"], cell_id="infeasible00", status="infeasible", reason="needs a CUDA GPU")
+    store_db.ingest(path, [(doc["plan"], doc), (infeasible, None)])
+    table = cells_table(read_all(path))
+    assert set(table["status"]) == {"done", "infeasible"}
+    assert table.set_index("cell_id").loc["infeasible00", "reason"] == "needs a CUDA GPU"
+
+
+def test_report_writes_pngs_and_self_contained_html(synth_db, tmp_path):
+    ids = list(read_all(synth_db)["cells"]["cell_id"])
+    page = write_report(synth_db, ids, tmp_path / "rep", "synthetic")
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 3 and "<table" in text and ids[0] in text
+    for name in ("pareto-peak_mem_gib.png", "pareto-output_tok_s.png", "pareto-ttft_ms_p99.png", "summary.csv"):
+        assert (tmp_path / "rep" / name).stat().st_size > 500
