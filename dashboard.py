@@ -28,9 +28,9 @@ def default_db() -> str:
 
 
 @st.cache_data(show_spinner=False)
-def load(db: str, mtime: float) -> dict[str, pd.DataFrame]:  # mtime: the cache key that refreshes it
+def load(db: str, mtime: float, gpu_price: float) -> dict[str, pd.DataFrame]:  # mtime: the key that refreshes it
     t = read_all(Path(db))
-    t["table"] = cells_table(t)
+    t["table"] = cells_table(t, gpu_price or None)
     return t
 
 
@@ -42,7 +42,9 @@ def main() -> None:
         st.info(f"No results database at `{db}` yet. Produce one with `./dq run` (the embedded CPU matrix) or "
                 f"`harness run MATRIX`; it appears here on refresh.")
         return
-    t = load(db, Path(db).stat().st_mtime)
+    price = st.sidebar.number_input("GPU price ($/h, for $/1M tokens)", min_value=0.0, value=0.0, step=0.5,
+                                    key="gpu_price")
+    t = load(db, Path(db).stat().st_mtime, price)
     table = t["table"]
     if table.empty:
         st.info("The database has no cells yet: run a matrix (`./dq run`).")

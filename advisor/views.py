@@ -32,8 +32,10 @@ def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def cells_table(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every cell (any status) with its figures, and avg_acc drop vs its reference where measured."""
+def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> pd.DataFrame:
+    """Every cell (any status) with its figures: avg_acc drop vs its reference, output tok/s at each
+    measured concurrency (`tok_s@cN`), each task's metrics (`TASK.METRIC`), and $/1M output tokens at
+    the top concurrency when a GPU price is given."""
     cells = t["cells"]
     frame = build_frame(cells, t["quality"], t["perf"], None, None, 1)
     frame, _ = add_quality(frame, Constraints())
@@ -41,7 +43,21 @@ def cells_table(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for c in TABLE_COLS:
         if c not in out:
             out[c] = np.nan
-    return out[TABLE_COLS]
+    out = out[TABLE_COLS]
+    perf = t["perf"]
+    if len(perf):
+        conc = perf[perf["profile"] == "concurrency"]
+        if len(conc):
+            tok = conc.pivot_table(index="cell_id", columns="level", values="output_tok_s", aggfunc="last")
+            tok.columns = [f"tok_s@c{int(c)}" for c in tok.columns]
+            out = out.merge(tok.reset_index(), on="cell_id", how="left")
+    q = t["quality"]
+    if len(q):
+        wide = q.pivot_table(index="cell_id", columns=["task", "metric"], values="value", aggfunc="last")
+        wide.columns = [f"{a}.{b}" for a, b in wide.columns]
+        out = out.merge(wide.reset_index(), on="cell_id", how="left")
+    out["usd_per_mtok"] = gpu_price / (out["output_tok_s"] * 3600.0) * 1e6 if gpu_price else np.nan
+    return out
 
 
 def pareto_mask(x: pd.Series, y: pd.Series, x_lower: bool = True, y_lower: bool = True) -> pd.Series:

@@ -4,6 +4,7 @@ runs in a stage subprocess so the orchestrator never imports torch or llm-compre
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -26,7 +27,7 @@ class Artefact:
     record: dict = field(default_factory=dict)  # recipe, wall time, peak memory ... (stored with the cell)
 
 
-class Compressor:
+class Compressor(ABC):
     kind: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
     needs_gpu: ClassVar[bool] = False
@@ -36,8 +37,9 @@ class Compressor:
         """Problems found before any work (group size, engine support); each names the fix."""
         return []
 
+    @abstractmethod
     def compress(self, cell: "CellPlan", source: Path | str, workdir: Path, settings: "Settings") -> Artefact:
-        raise NotImplementedError  # abstract: each plugin implements it
+        """Produce the artefact the cell serves (heavy work in a stage subprocess)."""
 
 
 def dir_size(path: Path) -> int:

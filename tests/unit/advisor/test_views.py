@@ -57,3 +57,13 @@ def test_report_writes_pngs_and_self_contained_html(synth_db, tmp_path):
     assert text.count("data:image/png;base64,") == 3 and "<table" in text and ids[0] in text
     for name in ("pareto-peak_mem_gib.png", "pareto-output_tok_s.png", "pareto-ttft_ms_p99.png", "summary.csv"):
         assert (tmp_path / "rep" / name).stat().st_size > 500
+
+
+def test_table_has_per_concurrency_throughput_per_task_quality_and_cost(synth_db):
+    t = read_all(synth_db)
+    table = cells_table(t, gpu_price=3.6)
+    for col in ("tok_s@c1", "tok_s@c8", "tok_s@c32", "dq_arc_easy.acc", "dq_hellaswag.acc_norm", "usd_per_mtok"):
+        assert col in table and table[col].notna().all(), col
+    r = table.iloc[0]
+    assert r["usd_per_mtok"] == pytest.approx(3.6 / (r["output_tok_s"] * 3600) * 1e6)
+    assert cells_table(t)["usd_per_mtok"].isna().all()

@@ -75,3 +75,23 @@ def test_older_index_gains_new_columns(tmp_path):
     rows = con.execute("SELECT cell_id, status, output_tok_s IS NOT NULL FROM cells ORDER BY cell_id").fetchall()
     assert rows == [(FIXTURE["cell_id"], "done", True), ("old000000000", "done", False)]
     con.close()
+
+
+def test_reader_waits_for_a_writer_in_another_process_instead_of_failing(tmp_path):
+    """What the dashboard does while `harness run` ingests: no lock error reaches the user."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect(r'{path}'); "
+                               "print('locked', flush=True); time.sleep(1.5); c.close()"], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    t = time.monotonic()
+    con = db.connect_read_only(path)  # retries while the write lock is held
+    assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 1
+    con.close()
+    holder.wait(timeout=10)
+    assert time.monotonic() - t < 10
