@@ -64,7 +64,8 @@ def test_cell_is_done_with_real_measurements(run):
     assert t["dq_arc_easy"]["metrics"]["acc"]["stderr"] > 0 and t["dq_arc_easy"]["task_hash"]
     assert 0 <= t["dq_hellaswag"]["metrics"]["acc_norm"]["value"] <= 1
     assert t["dq_lambada"]["metrics"]["perplexity"]["value"] > 1
-    assert 1 < t["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"] < 10_000
+    assert t["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"] > 1
+    assert t["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"] < 10_000
     # a 135M model is no oracle but is far better than chance on LAMBADA's last word
     assert t["dq_lambada"]["metrics"]["acc"]["value"] > 0.05
     env = d["environment"]

@@ -75,6 +75,22 @@ class FakeEvaluator:
                                                      for t in self.spec.tasks}}
 
 
+PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"
+
+
+def fake_run(tmp_path: Path, name: str, n_models: int, load: dict, **env: str) -> tuple[dict, Path]:
+    """(environment, matrix path) for a `harness run` subprocess on the fake engine; skips the test when
+    the embedded model (whose tokenizer the load generator needs) is not prepared."""
+    import pytest
+
+    from tests.conftest import REPO
+
+    path = fake_matrix(tmp_path, name, n_models, load)
+    if path is None:
+        pytest.skip("embedded model not prepared (./dq setup prepares it)")
+    return dict(os.environ, DQBENCH_PLUGINS=PLUGINS, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", **env), path
+
+
 def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | None:
     """A matrix of `n_models` local copies of the embedded model's config and tokenizer (no weights:
     the fake engine never loads them), for runner and executor tests. None if the model is not prepared."""

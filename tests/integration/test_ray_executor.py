@@ -2,7 +2,6 @@
 local executor, cells in parallel, a worker killed mid-cell retried, retries exhausted -> failed."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,8 +10,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
-from tests.fakes.plugins import fake_matrix
-from tests.integration.test_runner import PLUGINS
+from tests.fakes.plugins import fake_run
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -20,12 +18,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def setup(tmp_path):
-    path = fake_matrix(tmp_path, "ray-run", 3, {
+    env, path = fake_run(tmp_path, "ray-run", 3, {
         "input_tokens": 16, "output_tokens": 8, "warmup_requests": 0,
-        "profiles": [{"kind": "synchronous", "requests": 4}, {"kind": "concurrency", "levels": [2], "requests": 4}]})
-    if path is None:
-        pytest.skip("embedded model not prepared (./dq setup prepares it)")
-    env = dict(os.environ, DQBENCH_PLUGINS=PLUGINS, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", FAKE_EVAL_SLEEP="2")
+        "profiles": [{"kind": "synchronous", "requests": 4}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
+        FAKE_EVAL_SLEEP="2")
     return env, path, tmp_path
 
 

@@ -2,7 +2,6 @@
 resume, failed cells stored with their reason, Ctrl-C leaves no server and no half cell, one writer."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,20 +13,14 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
-from tests.fakes.plugins import fake_matrix
-
-PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"
-
+from tests.fakes.plugins import fake_run
 
 @pytest.fixture
 def env_and_matrix(tmp_path):
-    path = fake_matrix(tmp_path, "fake-run", 2, {
+    env, path = fake_run(tmp_path, "fake-run", 2, {
         "input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
-        "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]})
-    if path is None:
-        pytest.skip("embedded model not prepared (./dq setup prepares it)")
-    env = dict(os.environ, DQBENCH_PLUGINS=PLUGINS, DQBENCH_RESULTS=str(tmp_path / "results"),
-               PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+        "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
+        DQBENCH_RESULTS=str(tmp_path / "results"))
     return env, path, tmp_path / "results"
 
 
