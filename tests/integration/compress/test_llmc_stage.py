@@ -1,0 +1,75 @@
+"""Each llm-compressor method on a tiny randomly initialised Llama made here (fast), in the compress
+environment as a real stage subprocess: the output is a compressed-tensors checkpoint with the planned
+bits and groups, and the record says what was done."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.plan import plan_matrix
+from harness.registry import compressors
+from harness.settings import load_settings
+from harness.spec import parse_matrix
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    if not os.environ.get("DQBENCH_COMPRESS_PYTHON"):
+        pytest.skip("DQBENCH_COMPRESS_PYTHON not set (./dq test sets it)")
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    src = load_settings().models_dir / "smollm2-135m-instruct"
+    if not (src / "tokenizer.json").is_file():
+        pytest.skip("embedded model not prepared")
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=49152, max_position_embeddings=256,
+                                   tie_word_embeddings=True)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).save_pretrained(d)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / f, d / f)
+    return d
+
+
+def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dict):
+    base_matrix["models"] = [{"name": "tiny", "source": {"kind": "local", "path": str(model_dir)}}]
+    base_matrix["axes"] = {"precision": [precision], "method": ["m"], "distill": ["none"]}
+    base_matrix["methods"] = {"m": method}
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    assert plan.cells[0].status == "planned", plan.cells[0].reason
+    return plan.cells[0]
+
+
+@pytest.mark.parametrize("precision,method,bits,strategy", [
+    ("int4", {"kind": "rtn", "group_size": 32}, 4, "group"),
+    ("int4", {"kind": "gptq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
+    ("int8", {"kind": "rtn"}, 8, "channel"),
+    ("int8", {"kind": "smoothquant_gptq", "calibration_samples": 4, "calibration_seq_len": 64}, 8, "channel"),
+])
+def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, settings, tmp_path, precision, method,
+                                                      bits, strategy):
+    settings = load_settings()
+    cell = cell_for(base_matrix, settings, tiny_llama, precision, method)
+    art = compressors.get(method["kind"])().compress(cell, tiny_llama, tmp_path, settings)
+    assert art.quantization == "compressed-tensors" and art.dtype == "bfloat16"
+    qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors"
+    w = qc["config_groups"]["group_0"]["weights"]
+    assert (w["num_bits"], w["strategy"]) == (bits, strategy)
+    if strategy == "group":
+        assert w["group_size"] == 32
+    if precision == "int8":
+        assert qc["config_groups"]["group_0"]["input_activations"]["num_bits"] == 8  # W8A8
+    rec = art.record
+    assert rec["versions"]["llmcompressor"] == "0.14.0.1" and rec["wall_s"] > 0 and rec["peak_rss_gib"] > 0
+    if method["kind"] == "rtn":
+        assert rec["calibration"].startswith("none")
+    else:
+        assert rec["calibration"]["samples"] == 4 and rec["calibration"]["source"] == "pydoc"
+    assert art.size_bytes > 0 and art.bits_per_weight is not None

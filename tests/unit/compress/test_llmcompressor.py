@@ -1,0 +1,39 @@
+import pytest
+
+from harness.plan import plan_matrix
+from harness.spec import parse_matrix
+
+
+def plan_with(base_matrix, settings, method: dict, precision: str):
+    base_matrix["axes"] = {"precision": ["bf16", precision], "method": ["none", "m"], "distill": ["none"]}
+    base_matrix["methods"] = {"m": method}
+    return plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+
+
+def test_group_size_must_divide_every_layer(base_matrix, settings):
+    plan = plan_with(base_matrix, settings, {"kind": "rtn", "group_size": 128}, "int4")
+    cell = plan.cells[1]
+    assert cell.status == "infeasible"
+    assert ("methods.m.group_size 128 does not divide the input size 576 of q/k/v/gate/up_proj in smollm2-135m; "
+            "use 32, 64 or channel") in cell.reason
+
+
+@pytest.mark.parametrize("method", [{"kind": "rtn", "group_size": 64}, {"kind": "gptq", "group_size": 32},
+                                   {"kind": "rtn", "group_size": "channel"}])
+def test_valid_int4_cells_are_planned_with_the_baseline_as_parent(base_matrix, settings, method):
+    plan = plan_with(base_matrix, settings, method, "int4")
+    base, q = plan.cells
+    assert q.status == "planned" and q.parent_id == base.cell_id
+    assert q.estimate.bits_per_weight == pytest.approx(4 + (16 / method["group_size"] if method["group_size"] != "channel" else 0))
+
+
+def test_w8a8_is_per_channel(base_matrix, settings):
+    plan = plan_with(base_matrix, settings, {"kind": "rtn", "group_size": 64}, "int8")
+    assert "W8A8 quantizes weights per channel" in plan.cells[1].reason
+    plan = plan_with(base_matrix, settings, {"kind": "rtn", "group_size": 64, "options": {"activations": 16}}, "int8")
+    assert plan.cells[1].status == "planned"
+
+
+def test_precision_the_method_cannot_make(base_matrix, settings):
+    plan = plan_with(base_matrix, settings, {"kind": "smoothquant_gptq"}, "int4")
+    assert "cannot produce int4" in plan.cells[1].reason
