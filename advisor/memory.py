@@ -15,21 +15,11 @@ import json
 import re
 from pathlib import Path
 
+from harness.models.arch import KNOWN, arch_from_config, known_arch  # config arithmetic only, no backend
+from harness.spec.models import BITS
+
 GiB = 2**30
 GPU_OVERHEAD_GIB = 1.5
-BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3,
-        "int2": 2}
-
-# config facts of public models for `advisor estimate NAME` (no download)
-KNOWN = {
-    "meta-llama/Llama-3.1-8B-Instruct": dict(params=8_030_261_248, num_layers=32, num_kv_heads=8, head_dim=128),
-    "meta-llama/Llama-3.1-70B-Instruct": dict(params=70_553_706_496, num_layers=80, num_kv_heads=8, head_dim=128),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(params=134_515_008, num_layers=30, num_kv_heads=3, head_dim=64),
-}
-
-
-def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, kv_bytes: float = 2.0) -> float:
-    return 2.0 * num_layers * num_kv_heads * head_dim * kv_bytes
 
 
 def weights_bytes(params: float, bits: float) -> float:
@@ -49,16 +39,13 @@ def resolve_model(text: str) -> dict:
     size = parse_size(text)
     if size is not None:
         return {"name": text, "params": size}
-    if text in KNOWN:
-        return {"name": text, **KNOWN[text]}
     p = Path(text)
     cfg_path = p / "config.json" if p.is_dir() else p
-    if cfg_path.is_file():
-        from harness.models.arch import arch_from_config  # pure config arithmetic, no backend
-
-        arch = arch_from_config(json.loads(cfg_path.read_text()))
+    arch = known_arch(text) or (arch_from_config(json.loads(cfg_path.read_text())) if cfg_path.is_file() else None)
+    if arch is not None:
         return {"name": text, "params": arch.params, "num_layers": arch.num_layers,
-                "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim}
+                "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
+                "kv_bytes_per_token": arch.kv_bytes_per_token()}
     raise ValueError(f"{text!r}: give a size like 7B or 70B, a known model ({', '.join(KNOWN)}), or a path to "
                      f"a config.json or checkpoint folder")
 
@@ -67,9 +54,8 @@ def estimate_table(model: dict, precisions: list[str], context_len: int, concurr
                    overhead_gib: float = GPU_OVERHEAD_GIB) -> list[dict]:
     rows = []
     kv = None
-    if "num_layers" in model:
-        kv = kv_bytes_per_token(model["num_layers"], model["num_kv_heads"], model["head_dim"]) \
-            * context_len * concurrency
+    if "kv_bytes_per_token" in model:
+        kv = model["kv_bytes_per_token"] * context_len * concurrency
     for prec in precisions:
         if prec not in BITS:
             raise ValueError(f"precision {prec!r}: choose from {', '.join(BITS)}")

@@ -94,10 +94,14 @@ def cell_row(plan: dict, doc: dict | None) -> dict:
 
 
 def _kv_bytes(arch: dict | None) -> float | None:
-    """KV-cache bytes per token at 16-bit KV: 2 (K and V) x layers x kv_heads x head_dim x 2 bytes."""
+    """KV-cache bytes per token (16-bit KV) of the cell's stored architecture facts."""
     if not arch:
         return None
-    return 2.0 * arch["num_layers"] * arch["num_kv_heads"] * arch["head_dim"] * 2
+    from dataclasses import fields
+
+    from harness.models.arch import ArchInfo
+
+    return ArchInfo(**{f.name: arch[f.name] for f in fields(ArchInfo)}).kv_bytes_per_token()
 
 
 def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:  # noqa: ANN001
