@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-AGGREGATE = "avg_acc"
-PRIMARY = {"dq_arc_easy": "acc", "dq_hellaswag": "acc_norm", "dq_lambada": "acc"}
-LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+from harness.spec.metrics import AGGREGATE, LOWER_IS_BETTER, PRIMARY  # constants only
 
 
 class NoResultsError(RuntimeError):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from harness.env import environment_block
 from harness.errors import DQError, StageError
+from harness.evaluate.reference import compare_with_reference
 from harness.measure.memory import PeakSampler
 from harness.measure.run import measure
 from harness.models.sources import source_for
@@ -67,7 +68,7 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
             artefact = compressor.compress(cell, source.resolve(), work, settings)
         doc["artefact"] = {"model": artefact.model, "dtype": artefact.dtype, "quantization": artefact.quantization,
                            "size_bytes": artefact.size_bytes, "bits_per_weight": artefact.bits_per_weight,
-                           "record": artefact.record}
+                           "record": artefact.record, "tokenizer": artefact.tokenizer}
 
         stage = "serve"
         server = servers.get(cell.serving.kind)(cell.serving, settings.python, cell.device)
@@ -81,16 +82,24 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
         with PeakSampler(handle.pid) as mem:
             stage = "measure"
             with _stage(doc, stage, progress):
-                doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.model,
+                doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.tokenizer_src,
                                       extra=getattr(server, "request_extras", {}),
                                       on_level=progress.level)
             stage = "evaluate"
             with _stage(doc, stage, progress):
-                doc["quality"] = evaluator.evaluate(handle.base_url, served_name, artefact.model, work,
+                doc["quality"] = evaluator.evaluate(server.scoring(handle, artefact), work,
                                                     logs / "evaluate.log")
             for name, t in doc["quality"]["tasks"].items():
                 progress.note(f"{name}: " + ", ".join(
                     f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None))
+            stage = "shift"
+            with _stage(doc, stage, progress):
+                doc["shift"] = compare_with_reference(cell, server.scoring(handle, artefact), artefact.tokenizer_src,
+                                                      settings, work, logs / "shift.log")
+            if doc["shift"] and doc["shift"].get("metrics"):
+                m = doc["shift"]["metrics"]
+                progress.note(f"vs reference: KLD mean {m['kld_mean']:.4f} p99 {m['kld_p99']:.4f}, "
+                              f"top-1 agreement {m['top1_agreement']:.1%}, ppl ratio {m['ppl_ratio']:.3f}")
         doc["memory"] = {"peak_gib": mem.peak_gib, "samples": mem.samples,
                          "what": "PSS summed over the server's process tree, sampled every 0.5 s"}
         doc["status"] = "done"

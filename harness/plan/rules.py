@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from harness.models.arch import ArchInfo
 from harness.plan.models import CellPlan, MemoryEstimate
+from harness.plan.support import support_problem
 from harness.registry import compressors, distillers
-from harness.spec.models import FULL_PRECISIONS
+from harness.spec.models import FULL_PRECISIONS, MethodSpec
 
 
-def pairing(precision: str, method: str) -> str | None:
+def pairing(precision: str, method: str, spec: MethodSpec | None = None) -> str | None:
     """None if (precision, method) is a cell; otherwise why it is not one."""
     if precision in FULL_PRECISIONS and method != "none":
         return f"{precision} x {method}: {precision} is an uncompressed precision; methods apply to fp8/int* only"
     if precision not in FULL_PRECISIONS and method == "none":
         return f"{precision} x none: {precision} needs a compression method"
+    if spec is not None and spec.precisions is not None and precision not in spec.precisions:
+        return f"{precision} x {method}: methods.{method}.precisions is {spec.precisions}"
     return None
+
+
+def engine_for(method_spec: MethodSpec | None) -> str:
+    """The engine that serves a cell: the first one its compressor's output runs on."""
+    kind = method_spec.kind if method_spec else "none"
+    return compressors.get(kind).engines[0] if kind in compressors else "vllm"
 
 
 def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_gib: float | None,
@@ -38,15 +47,25 @@ def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_
                        f"(available: {', '.join(compressors.names())})")
     else:
         plugin = compressors.get(kind)()
-        if cell.precision not in plugin.precisions:
+        produces = cell.precision in plugin.precisions
+        if not produces:
             reasons.append(f"method {cell.method!r} ({kind}) cannot produce {cell.precision}; it supports "
                            f"{', '.join(plugin.precisions)}")
         if plugin.needs_gpu and cell.device != "cuda":
-            reasons.append(f"method {cell.method!r} ({kind}) needs a CUDA GPU")
+            reasons.append(f"method {cell.method!r} ({kind}) needs a CUDA GPU to compress (hardware.device: cuda "
+                           "on a GPU host)")
         if cell.serving.kind not in plugin.engines:
             reasons.append(f"method {cell.method!r} output is not served by {cell.serving.kind} "
                            f"(served by: {', '.join(plugin.engines)})")
-        reasons.extend(plugin.plan_problems(cell, arch))
+        elif produces:
+            why = support_problem(plugin.scheme(cell), cell.serving.kind, cell.device)
+            if why:
+                reasons.append(f"method {cell.method!r}: {why}")
+        missing = plugin.missing_packages()
+        if missing:
+            reasons.append(f"method {cell.method!r} ({kind}) needs {missing}")
+        if produces:
+            reasons.extend(plugin.plan_problems(cell, arch))
     if cell.student is not None and cell.student.kind not in distillers:
         reasons.append(f"distill {cell.distill!r}: no distiller plugin of kind {cell.student.kind!r} in this "
                        f"build (available: {', '.join(distillers.names()) or 'none'})")

@@ -44,6 +44,7 @@ class VLLMServer:
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
         s = self.spec
         cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", artefact.model,
+               *[x for k, v in sorted(artefact.server_args.items()) for x in ("--" + k, str(v))],
                "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(s.max_model_len), "--gpu-memory-utilization", str(s.gpu_memory_utilization),
                "--dtype", artefact.dtype, "--disable-uvicorn-access-log"]
@@ -101,3 +102,13 @@ class VLLMServer:
             raise StageError("serve", "engine loaded something other than planned (mismatch, not a data "
                                       "point): " + "; ".join(problems))
         return loaded
+
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
+        """How lm-eval scores this cell: `local-completions` against this server (echo + logprobs)."""
+        return {"model": "local-completions",
+                "model_args": {"model": handle.model_name, "base_url": handle.base_url.rstrip("/") + "/completions",
+                               "tokenizer": artefact.tokenizer_src, "tokenizer_backend": "huggingface",
+                               "tokenized_requests": True, "max_retries": 3, "timeout": 600},
+                "env": {},
+                "how": "lm-eval `local-completions` against the cell's vLLM server (prompt logprobs via echo, "
+                       "checked against transformers in tests/e2e/test_logprobs.py)"}

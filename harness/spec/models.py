@@ -68,6 +68,11 @@ class MethodSpec(Strict):
     calibration_seq_len: int = Field(default=256, ge=16, le=32768)
     calibration_source: str = "pydoc"
     seed: int = 0
+    # Pair this method only with these precisions (others are not cells): lets one matrix hold
+    # "int8 via SmoothQuant" and "int4 via GPTQ" without a grid of meaningless combinations.
+    precisions: list[Precision] | None = None
+    # Modules kept in full precision (mixed precision): llm-compressor `ignore` patterns.
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
     options: dict[str, Union[str, int, float, bool, list[str]]] = Field(default_factory=dict)
 
     @field_validator("group_size")
@@ -137,7 +142,29 @@ class VLLMServing(Strict):
         return v
 
 
-Serving = Annotated[Union[VLLMServing], Field(discriminator="kind")]
+class LlamaCppServing(Strict):
+    """llama.cpp's own OpenAI-compatible server (`llama-server`, built by the set-up) for GGUF cells."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    max_model_len: int = Field(default=2048, ge=64, description="context per slot")
+    parallel: int = Field(default=16, ge=1, le=256, description="slots: sequences decoded together")
+    threads: int | None = Field(default=None, ge=1, description="default: every core")
+    batch_size: int = Field(default=512, ge=1)
+    startup_timeout_s: float = Field(default=300, gt=0)
+    extra_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_managed(cls, v: dict) -> dict:
+        managed = {"model", "m", "port", "host", "alias", "ctx-size", "c", "parallel", "np", "threads", "t"}
+        clash = sorted(k for k in v if k.replace("_", "-").lstrip("-") in managed)
+        if clash:
+            raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
+        return v
+
+
+Serving = Annotated[Union[VLLMServing, LlamaCppServing], Field(discriminator="kind")]
+SERVING_DEFAULTS = {"vllm": VLLMServing, "llamacpp": LlamaCppServing}
 
 
 # ---------------------------------------------------------------- load
@@ -187,9 +214,21 @@ class TaskSpec(Strict):
     num_fewshot: int = Field(default=0, ge=0, le=25)
 
 
+class ShiftSpec(Strict):
+    """Distribution shift against the reference on fixed token windows (KL, top-1 agreement, delta-p)."""
+
+    windows: int = Field(default=16, ge=1, le=10_000)
+    tokens: int = Field(default=256, ge=8, le=8192)
+    top_k: int = Field(default=20, ge=1, le=20, description="vLLM's default --max-logprobs is 20")
+    corpus: Literal["pydoc"] = "pydoc"
+    seed: int = 7
+    bootstrap_iters: int = Field(default=2000, ge=100)
+
+
 class LMEvalSpec(Strict):
     kind: Literal["lm_eval"] = "lm_eval"
     tasks: list[TaskSpec] = Field(min_length=1)
+    shift: ShiftSpec | None = Field(default_factory=ShiftSpec, description="null turns the analysis off")
     num_concurrent: int = Field(default=8, ge=1, le=256)
     # lm-eval reads max length from the model config (8192 for SmolLM2): rolling perplexity
     # then builds huge windows. Capped on purpose.
@@ -227,6 +266,9 @@ class Matrix(Strict):
     methods: dict[str, MethodSpec] = Field(default_factory=dict)
     students: list[DistillSpec] = Field(default_factory=list)
     serving: Serving = Field(default_factory=VLLMServing)
+    # Settings for the other engines some methods need (GGUF cells are served by llama.cpp); an engine
+    # not listed here runs with its defaults. Each cell records the engine that served it.
+    extra_serving: list[Serving] = Field(default_factory=list)
     load: LoadSpec
     evaluation: Evaluation
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
@@ -242,9 +284,19 @@ class Matrix(Strict):
                 raise ValueError(
                     f"axes.method: {m!r} has no entry under `methods:`; add `methods: {{{m}: {{kind: ...}}}}` "
                     f"or remove it (defined: {sorted(self.methods) or 'none'})")
+        kinds = [self.serving.kind] + [s.kind for s in self.extra_serving]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"extra_serving: one entry per engine kind, got {kinds}")
         student_names = [s.name for s in self.students]
         for d in self.axes.distill:
             if d != "none" and d not in student_names:
                 raise ValueError(
                     f"axes.distill: {d!r} is not a student under `students:` (defined: {student_names or 'none'})")
         return self
+
+    def serving_for(self, engine: str) -> VLLMServing | LlamaCppServing:
+        """The serving spec for `engine`: `serving`, an `extra_serving` entry, or that engine's defaults."""
+        for s in (self.serving, *self.extra_serving):
+            if s.kind == engine:
+                return s
+        return SERVING_DEFAULTS[engine]()

@@ -18,15 +18,24 @@ from importlib import metadata
 from pathlib import Path
 
 
-def weights_args(bits: int, group_size) -> dict:  # noqa: ANN001
+def weights_args(bits: int, group_size, symmetric: bool = True) -> dict:  # noqa: ANN001
     if group_size in (None, "channel"):
-        return {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "channel"}
-    return {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "group", "group_size": int(group_size)}
+        return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "channel"}
+    return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group",
+            "group_size": int(group_size)}
 
 
 def config_groups(cfg: dict) -> dict:
+    if cfg["precision"] == "fp8":
+        # W8A8-FP8: per-channel weight scales; activations per token on the fly, or one static
+        # per-tensor scale measured on the calibration set
+        act = ({"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor", "dynamic": False}
+               if cfg.get("static") else
+               {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True})
+        return {"group_0": {"targets": ["Linear"], "input_activations": act,
+                            "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel"}}}
     bits = {"int8": 8, "int4": 4}[cfg["precision"]]
-    group = {"targets": ["Linear"], "weights": weights_args(bits, cfg.get("group_size"))}
+    group = {"targets": ["Linear"], "weights": weights_args(bits, cfg.get("group_size"), cfg.get("symmetric", True))}
     if bits == 8 and cfg.get("activations", 8) == 8:
         # W8A8: int8 weights per channel, int8 activations per token, quantized on the fly
         group["weights"] = weights_args(8, "channel")
@@ -40,14 +49,21 @@ def build_recipe(cfg: dict) -> list:
 
     groups = config_groups(cfg)
     kind = cfg["kind"]
+    ignore = cfg.get("ignore", ["lm_head"])
     if kind == "rtn":
-        return [QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
+        return [QuantizationModifier(config_groups=groups, ignore=ignore)]
     if kind == "gptq":
-        return [GPTQModifier(config_groups=groups, ignore=["lm_head"])]
+        return [GPTQModifier(config_groups=groups, ignore=ignore)]
+    if kind == "awq":
+        from llmcompressor.modifiers.transform.awq import AWQModifier
+
+        # AWQ searches per-channel scales on calibration activations (a transform), then the weights are
+        # quantized round-to-nearest with zero points (llm-compressor >= 0.14 splits the two steps)
+        return [AWQModifier(duo_scaling="both"), QuantizationModifier(config_groups=groups, ignore=ignore)]
     if kind == "smoothquant_gptq":
         from llmcompressor.modifiers.smoothquant import SmoothQuantModifier
 
-        return [SmoothQuantModifier(smoothing_strength=0.8), GPTQModifier(config_groups=groups, ignore=["lm_head"])]
+        return [SmoothQuantModifier(smoothing_strength=0.8), GPTQModifier(config_groups=groups, ignore=ignore)]
     raise SystemExit(f"unknown llm-compressor method {kind!r}")
 
 
@@ -84,7 +100,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(cfg["source"], dtype=torch.bfloat16)
     tok = AutoTokenizer.from_pretrained(cfg["source"])
     recipe = build_recipe(cfg)
-    needs_data = cfg["kind"] != "rtn"
+    needs_data = cfg["kind"] != "rtn" or (cfg["precision"] == "fp8" and cfg.get("static"))
     kw = {}
     if needs_data:
         kw = dict(dataset=calibration(tok, cfg), num_calibration_samples=cfg["calibration_samples"],
@@ -95,7 +111,7 @@ def main() -> None:
     tok.save_pretrained(out)
     record = {
         "tool": "llm-compressor", "method": cfg["kind"], "precision": cfg["precision"],
-        "config_groups": config_groups(cfg), "ignore": ["lm_head"],
+        "config_groups": config_groups(cfg), "ignore": cfg.get("ignore", ["lm_head"]),
         "recipe": [f"{type(m).__name__}" for m in recipe],
         "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
                          "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"]} if needs_data

@@ -1,6 +1,7 @@
 """Stage: lm-eval against a running OpenAI-compatible server (`local-completions`), one task at a time.
 
-Input: a JSON config (base_url, model, tokenizer, tasks with limit/few-shot, include path, ...).
+Input: a JSON config (lm-eval model name and args from the serving plugin, tasks with limit/few-shot,
+include path, ...).
 Output: a JSON of per-task metrics with stderr, sample counts and lm-eval's own versions, written
 atomically; per-item samples to JSONL (for flip analysis). Loglikelihood needs the server's prompt
 logprobs (`echo` + `logprobs`), which vLLM returns.
@@ -9,6 +10,7 @@ logprobs (`echo` + `logprobs`), which vLLM returns.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
@@ -33,19 +35,18 @@ def main() -> None:
     from harness.proc import write_json_atomic
 
     tm = TaskManager(include_path=cfg["include_path"])
-    model_args = {
-        "model": cfg["model"], "base_url": cfg["base_url"].rstrip("/") + "/completions",
-        "tokenizer": cfg["tokenizer"], "tokenizer_backend": "huggingface", "tokenized_requests": True,
-        "num_concurrent": cfg["num_concurrent"], "max_retries": 3, "max_length": cfg["max_length"],
-        "batch_size": cfg["batch_size"], "seed": cfg["seed"], "timeout": 600,
-    }
+    if cfg.get("register"):  # a dqbench lm-eval model (in-process scoring) registers itself on import
+        importlib.import_module(cfg["register"])
+    # the serving plugin's arguments (where and how to score), then the evaluation spec's knobs
+    model_args = {**cfg["model_args"], "max_length": cfg["max_length"], "batch_size": cfg["batch_size"],
+                  "seed": cfg["seed"], "num_concurrent": cfg["num_concurrent"]}
     samples_dir = Path(cfg["samples_dir"])
     samples_dir.mkdir(parents=True, exist_ok=True)
     out: dict = {"tasks": {}, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None}
     for t in cfg["tasks"]:
         t0 = time.monotonic()
         res = lm_eval.simple_evaluate(
-            model="local-completions", model_args=model_args, tasks=[t["name"]], num_fewshot=t["num_fewshot"],
+            model=cfg["lm"], model_args=model_args, tasks=[t["name"]], num_fewshot=t["num_fewshot"],
             limit=t["limit"], task_manager=tm, log_samples=True, random_seed=cfg["seed"],
             numpy_random_seed=cfg["seed"], torch_random_seed=cfg["seed"], fewshot_random_seed=cfg["seed"],
             apply_chat_template=False, bootstrap_iters=1000,

@@ -42,6 +42,10 @@ class FakeServer:
             f.write(f"{h.pid}\n")
         return h
 
+    def scoring(self, handle, artefact):  # noqa: ANN001
+        return {"model": "local-completions", "env": {}, "how": "fake",
+                "model_args": {"model": handle.model_name, "base_url": handle.base_url + "/completions"}}
+
 
 class FakeEvaluator:
     kind = "lm_eval"
@@ -55,7 +59,8 @@ class FakeEvaluator:
     def prepare(self, log):  # noqa: ANN001
         return None
 
-    def evaluate(self, base_url, model, tokenizer, workdir, log):  # noqa: ANN001
+    def evaluate(self, scoring, workdir, log):  # noqa: ANN001
+        model, base_url = scoring["model_args"]["model"], scoring["model_args"]["base_url"].rsplit("/", 1)[0]
         time.sleep(float(os.environ.get("FAKE_EVAL_SLEEP", "0")))
         crash_dir = os.environ.get("FAKE_EVAL_CRASH_DIR")
         if crash_dir:
@@ -112,6 +117,11 @@ def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | 
     m["name"] = name
     m["models"] = [{"name": f"tiny{i}", "source": {"kind": "local", "path": str(model)}} for i in range(n_models)]
     m["load"] = load
+    # the baseline only: the fake engine serves no quantized artefact and returns no prompt logprobs
+    m["axes"] = {"precision": ["bf16"], "method": ["none"], "distill": ["none"]}
+    m.pop("methods", None)
+    m.pop("extra_serving", None)
+    m["evaluation"]["shift"] = None
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(m))
     return path

@@ -28,10 +28,20 @@ def test_pairing_rules():
     assert "needs a compression method" in pairing("int4", "none")
 
 
-def test_default_matrix_plans_one_runnable_cell(settings):
+def test_default_matrix_plans_baseline_and_quantized_cells(settings):
     plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu")
-    assert [c.status for c in plan.cells] == ["planned"]
-    est = plan.cells[0].estimate
+    got = {(c.precision, c.method): c for c in plan.cells}
+    assert sorted(got) == sorted([("bf16", "none"), ("fp8", "fp8_dynamic"), ("int8", "w8a8_sq"), ("int8", "gguf"),
+                                  ("int4", "gptq_g64"), ("int4", "rtn_g64"), ("int4", "awq_g64"), ("int4", "gguf")])
+    base = got[("bf16", "none")]
+    for key, c in got.items():
+        if key[1] == "gguf":  # planned where the set-up built llama.cpp, otherwise says so
+            assert c.serving.kind == "llamacpp"
+            assert c.status == "planned" or "llama.cpp built by the set-up" in c.reason
+        else:
+            assert c.status == "planned" and c.serving.kind == "vllm", c.reason
+        assert c.parent_id == (None if c is base else base.cell_id)
+    est = base.estimate
     assert est.params == 134_515_008 and est.bits_per_weight == 16
     assert est.total_gib == pytest.approx(est.weights_gib + est.kv_cache_gib + est.overhead_gib, abs=1e-3)
 
@@ -41,16 +51,20 @@ def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
     from harness.settings import load_settings
 
     plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), load_settings(), host="cpu")
-    # 4 precisions x 5 methods x 2 distill, minus meaningless pairs: (1 + 3 x 4) x 2 = 26
-    assert len(plan.cells) == 26 and len(plan.skipped) == 14
+    # 4 precisions x 7 methods x 2 distill = 56 grid points; each method names its precisions:
+    # (bf16 + fp8 + w8a8 + gptq + awq + 2 gguf + bnb) x 2 = 16 cells
+    assert len(plan.cells) == 16 and len(plan.skipped) == 40
     assert all(c.status == "infeasible" for c in plan.cells)
     base = plan.cells[0]
     assert (base.precision, base.method, base.distill) == ("bf16", "none", "none")
     assert "needs a CUDA GPU" in base.reason
     awq = next(c for c in plan.cells if c.method == "awq" and c.distill == "none")
-    assert "no compressor plugin of kind 'awq'" in awq.reason and awq.parent_id == base.cell_id
-    gptq_fp8 = next(c for c in plan.cells if c.method == "gptq" and c.precision == "fp8")
-    assert "cannot produce fp8" in gptq_fp8.reason
+    assert awq.parent_id == base.cell_id and awq.serving.kind == "vllm"
+    gguf = next(c for c in plan.cells if c.method == "gguf" and c.precision == "int4" and c.distill == "none")
+    assert gguf.serving.kind == "llamacpp" and "builds llama.cpp for CPU only" in gguf.reason
+    bnb = next(c for c in plan.cells if c.method == "bnb" and c.distill == "none")
+    assert "no `bitsandbytes` quantization method" in bnb.reason
+    assert "llama-3.1-8b-instruct: int8 x gptq: methods.gptq.precisions is ['int4']" in plan.skipped
     student = next(c for c in plan.cells if c.distill == "kd-4l" and c.method == "none")
     assert student.parent_id == base.cell_id and "no distiller plugin" in student.reason
     # bf16 8B weights: 8.03e9 x 2 bytes = 14.96 GiB; the pruned student keeps 16 of 32 layers

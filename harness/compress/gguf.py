@@ -1,0 +1,81 @@
+"""GGUF plugin: convert the checkpoint with llama.cpp's convert_hf_to_gguf.py, optionally compute an
+importance matrix on the calibration set (llama-imatrix), quantize with llama-quantize, served by
+llama-server. Precision picks the type (int8 Q8_0, int6 Q6_K, int5 Q5_K_M, int4 Q4_K_M, int3 Q3_K_M,
+int2 Q2_K); `options: {type: Q4_0}` overrides it, `options: {imatrix: true}` adds the importance matrix.
+
+k-quants need rows divisible by 256; llama-quantize falls back to other types per tensor where they are
+not (SmolLM2's 576-wide rows), so the record carries the effective bits per weight and the per-type tensor
+counts, never just the label. The work runs in `harness.stages.compress_gguf`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.compress.base import Artefact, Compressor
+from harness.errors import StageError
+from harness.proc import run_stage, write_json_atomic
+
+DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K_M", "int3": "Q3_K_M",
+                 "int2": "Q2_K"}
+# types llama-quantize accepts that a matrix may name in options.type, with their nominal bits
+KNOWN_TYPES = {"Q8_0": 8, "Q6_K": 6, "Q5_K_M": 5, "Q5_K_S": 5, "Q5_0": 5, "Q5_1": 5, "Q4_K_M": 4, "Q4_K_S": 4,
+               "Q4_0": 4, "Q4_1": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q3_K_M": 3, "Q3_K_S": 3, "Q3_K_L": 3,
+               "Q2_K": 2, "Q2_K_S": 2}
+
+
+def gguf_type(cell) -> str:  # noqa: ANN001
+    return str(cell.method_spec.options.get("type") or DEFAULT_TYPES[cell.precision])
+
+
+class GGUF(Compressor):
+    kind = "gguf"
+    precisions = tuple(DEFAULT_TYPES)
+    engines = ("llamacpp",)
+
+    def scheme(self, cell) -> str:  # noqa: ANN001
+        return "gguf"
+
+    def missing_packages(self) -> str | None:
+        from harness.settings import load_settings
+
+        tools = load_settings().llamacpp_dir
+        if tools is None or not (tools / "build" / "bin" / "llama-quantize").is_file():
+            return "llama.cpp built by the set-up (DQBENCH_LLAMACPP; run ./dq setup)"
+        return None
+
+    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+        spec, problems = cell.method_spec, []
+        t = gguf_type(cell)
+        if t not in KNOWN_TYPES:
+            problems.append(f"methods.{cell.method}.options.type {t!r} is not a llama-quantize type dqbench knows "
+                            f"({', '.join(KNOWN_TYPES)})")
+        elif KNOWN_TYPES[t] != int(cell.precision[3:]):
+            problems.append(f"methods.{cell.method}.options.type {t} is a {KNOWN_TYPES[t]}-bit type but the cell is "
+                            f"{cell.precision}; use {DEFAULT_TYPES[cell.precision]} or restrict the method with "
+                            f"precisions: [int{KNOWN_TYPES[t]}]")
+        if spec.group_size is not None:
+            problems.append(f"methods.{cell.method}.group_size: GGUF types fix their own block size (32 or 256); "
+                            "remove group_size")
+        return problems
+
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+        if settings.llamacpp_dir is None:
+            raise StageError("compress", "llama.cpp is not built: run ./dq setup (or set DQBENCH_LLAMACPP)")
+        spec = cell.method_spec
+        out = workdir / f"model-{gguf_type(cell)}.gguf"
+        record_path = workdir / "compress-record.json"
+        cfg = {"source": str(source), "out": str(out), "record": str(record_path), "type": gguf_type(cell),
+               "tools": str(settings.llamacpp_dir), "imatrix": bool(spec.options.get("imatrix", False)),
+               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir)}
+        cfg_path = workdir / "compress-in.json"
+        write_json_atomic(cfg_path, cfg)
+        if not out.is_file() or not record_path.is_file():
+            run_stage("harness.stages.compress_gguf", ["--config", str(cfg_path)],
+                      settings.results_dir / "logs" / cell.cell_id / "compress.log", settings, stage="compress",
+                      timeout=6 * 3600)
+        record = json.loads(record_path.read_text())
+        return Artefact(model=str(out), dtype="gguf", quantization=gguf_type(cell), size_bytes=out.stat().st_size,
+                        bits_per_weight=record["bits_per_weight"], record=record, tokenizer=str(source))

@@ -1,0 +1,66 @@
+"""Legacy plugins for users who still have AutoAWQ / AutoGPTQ (both archived upstream; CUDA only).
+Optional extra: pip install 'dqbench[legacy]'. Their checkpoints load in vLLM as `awq` / `gptq`.
+llm-compressor's `awq` and `gptq` methods are the maintained route and run on CPU too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.compress.base import Artefact, Compressor, dir_size
+from harness.proc import run_stage, write_json_atomic
+
+
+class _Legacy(Compressor):
+    precisions = ("int4",)
+    needs_gpu = True
+    tool: str
+
+    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+        g = cell.method_spec.group_size
+        if isinstance(g, int) and arch is not None:
+            bad = {k: w for k, w in arch.linear_input_sizes.items() if w % g}
+            if bad:
+                layer, width = next(iter(bad.items()))
+                return [f"methods.{cell.method}.group_size {g} does not divide the input size {width} of {layer} "
+                        f"in {cell.model.name}; use a group that divides it"]
+        return []
+
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+        spec = cell.method_spec
+        out, record_path = workdir / "model", workdir / "compress-record.json"
+        cfg = {"tool": self.tool, "source": str(source), "out": str(out), "record": str(record_path),
+               "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
+               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+        cfg_path = workdir / "compress-in.json"
+        write_json_atomic(cfg_path, cfg)
+        run_stage("harness.stages.compress_legacy", ["--config", str(cfg_path)],
+                  settings.results_dir / "logs" / cell.cell_id / "compress.log", settings, stage="compress",
+                  timeout=6 * 3600)
+        record = json.loads(record_path.read_text())
+        size = dir_size(out)
+        params = cell.estimate.params if cell.estimate else None
+        return Artefact(model=str(out), dtype="float16", quantization=self.vllm_name, size_bytes=size,
+                        bits_per_weight=round(size * 8 / params, 3) if params else None, record=record)
+
+
+class AutoAWQ(_Legacy):
+    kind = "autoawq"
+    tool = "autoawq"
+    vllm_name = "awq"
+    packages = {"awq": "autoawq"}
+
+    def scheme(self, cell) -> str:  # noqa: ANN001
+        return "awq-legacy"
+
+
+class AutoGPTQ(_Legacy):
+    kind = "autogptq"
+    tool = "auto-gptq"
+    vllm_name = "gptq"
+    packages = {"auto_gptq": "auto-gptq"}
+
+    def scheme(self, cell) -> str:  # noqa: ANN001
+        return "gptq-legacy"

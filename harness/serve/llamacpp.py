@@ -1,0 +1,93 @@
+"""llama.cpp's own OpenAI-compatible server (`llama-server`) for GGUF cells.
+
+The binary comes from the llama.cpp source vendored in llama-cpp-python's pinned sdist, built by the
+set-up (scripts/build_llamacpp.sh) into the cache; DQBENCH_LLAMACPP points at it. Slots (`-np`) are the
+sequences decoded together, so the context (`-c`) is slots x per-slot length. The same load generator
+measures it. Quality is not scored through it: llama-server rejects `echo`, so it returns no prompt
+logprobs; lm-eval scores the same GGUF file in-process instead (harness/evaluate/llamacpp_lm.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness.compress.base import Artefact
+from harness.errors import StageError
+from harness.serve.base import ServerHandle, free_port, http_get, launch
+from harness.settings import REPO_ROOT, load_settings
+
+
+def llamacpp_bin(name: str) -> Path:
+    tools = load_settings().llamacpp_dir
+    if tools is None or not (tools / "build" / "bin" / name).is_file():
+        raise StageError("serve", f"llama.cpp tool {name} is not built (DQBENCH_LLAMACPP={tools}); run ./dq setup, "
+                                  "which builds it into the cache")
+    return tools / "build" / "bin" / name
+
+
+class LlamaCppServer:
+    engine = "llamacpp"
+    # llama.cpp extension, as in vLLM: generate exactly max_tokens
+    request_extras = {"ignore_eos": True}
+
+    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
+        self.spec, self.python, self.device = spec, python, device
+
+    def command(self, artefact: Artefact, port: int, served_name: str) -> list[str]:
+        s = self.spec
+        cmd = [str(llamacpp_bin("llama-server")), "-m", artefact.model, "--host", "127.0.0.1", "--port", str(port),
+               "--alias", served_name, "-c", str(s.max_model_len * s.parallel), "-np", str(s.parallel),
+               "-t", str(s.threads or os.cpu_count() or 1), "-b", str(s.batch_size), "--no-webui"]
+        for k, v in sorted(s.extra_args.items()):
+            flag = "--" + k.replace("_", "-").lstrip("-")
+            if v is True:
+                cmd.append(flag)
+            elif v is not False:
+                cmd += [flag, str(v)]
+        return cmd
+
+    def start(self, artefact: Artefact, served_name: str, log_path: Path, trust_remote_code: bool = False
+              ) -> ServerHandle:
+        port = free_port()
+        cmd = self.command(artefact, port, served_name)
+        handle = launch("llamacpp", cmd, {}, port, served_name, log_path, "/health", self.spec.startup_timeout_s)
+        try:
+            handle.loaded = self.inspect(handle, artefact)
+        except BaseException:
+            handle.stop()
+            raise
+        return handle
+
+    def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
+        """What the server loaded (/props); a different file or alias makes the cell a mismatch."""
+        status, body = http_get(f"http://127.0.0.1:{handle.port}/props")
+        props = json.loads(body) if status == 200 else {}
+        status, body = http_get(handle.base_url + "/models")
+        ids = [m.get("id") for m in json.loads(body).get("data", [])] if status == 200 else []
+        loaded = {"served_model": ids[0] if ids else None, "model_path": props.get("model_path"),
+                  "model_ftype": props.get("model_ftype"), "total_slots": props.get("total_slots"),
+                  "n_ctx_per_slot": (props.get("default_generation_settings") or {}).get("n_ctx"),
+                  "build_info": props.get("build_info"), "quantization": artefact.quantization}
+        problems = []
+        if handle.model_name not in ids:
+            problems.append(f"served models {ids} do not include {handle.model_name!r}")
+        if props.get("model_path") and Path(props["model_path"]).resolve() != Path(artefact.model).resolve():
+            problems.append(f"model_path {props['model_path']} != planned {artefact.model}")
+        if problems:
+            raise StageError("serve", "llama-server loaded something other than planned (mismatch): "
+                             + "; ".join(problems))
+        return loaded
+
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
+        """How lm-eval scores this cell: in-process on the same GGUF file (the server has no prompt logprobs)."""
+        tools = load_settings().llamacpp_dir
+        return {"model": "dq-llamacpp", "register": "harness.evaluate.llamacpp_lm",
+                "model_args": {"model_path": artefact.model, "tokenizer": artefact.tokenizer_src,
+                               "n_threads": self.spec.threads or os.cpu_count() or 1},
+                # the binding (tools/py) without its own C++ build loads the libllama the set-up built
+                "env": {"LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
+                        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")])} if tools else {},
+                "how": "lm-eval `dq-llamacpp`: the served GGUF file scored in-process through llama.cpp's C API "
+                       "(llama-server returns no prompt logprobs: it rejects echo)"}

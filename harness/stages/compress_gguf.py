@@ -1,0 +1,137 @@
+"""Stage: checkpoint -> GGUF (convert_hf_to_gguf.py, bf16) -> optional importance matrix (llama-imatrix on
+the calibration windows) -> llama-quantize TYPE. Runs in the main env (torch + transformers for the
+converter) with the llama.cpp tools the set-up built.
+
+Input: a JSON config (source, out, type, tools, imatrix, calibration, seed). Output: the .gguf file and a
+record JSON: tool build, commands, wall time per step, peak RSS of the tools, tensor types and counts,
+fallbacks, effective bits per weight (all tensors, and the quantized matrices alone), written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def run(cmd: list[str], cwd: str | None = None) -> str:
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(p.stdout[-20000:], flush=True)
+    if p.returncode:
+        raise SystemExit(f"{Path(cmd[0]).name} failed with exit code {p.returncode}")
+    return p.stdout
+
+
+def gguf_stats(path: Path, src_dir: Path) -> dict:
+    """Effective bits per weight and tensor types, read from the file itself (vendored gguf-py)."""
+    sys.path.insert(0, str(src_dir / "gguf-py"))
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(path))
+    types: Counter = Counter()
+    n_el = n_bytes = mat_el = mat_bytes = 0
+    for t in r.tensors:
+        types[t.tensor_type.name] += 1
+        n_el += int(t.n_elements)
+        n_bytes += int(t.n_bytes)
+        if len(t.shape) == 2 and "token_embd" not in t.name:
+            mat_el += int(t.n_elements)
+            mat_bytes += int(t.n_bytes)
+    return {"tensor_types": dict(types), "n_tensors": len(r.tensors), "params": n_el,
+            "bits_per_weight": round(n_bytes * 8 / n_el, 3),
+            "bits_per_weight_linear": round(mat_bytes * 8 / mat_el, 3) if mat_el else None}
+
+
+def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
+    """The same windows the llm-compressor stage draws (source, samples, length, seed), as text."""
+    from transformers import AutoTokenizer
+
+    from harness.measure.prompts import corpus_text
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    ids = tok(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
+    rng = random.Random(cfg["seed"])
+    n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
+    chunks = []
+    for _ in range(n):
+        s = rng.randrange(0, len(ids) - length)
+        chunks.append(tok.decode(ids[s:s + length]))
+    path.write_text("\n\n".join(chunks))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    cfg = json.loads(Path(ap.parse_args().config).read_text())
+
+    from harness.proc import write_json_atomic
+
+    tools, work, out = Path(cfg["tools"]), Path(cfg["workdir"]), Path(cfg["out"])
+    src_dir, bin_dir = tools / "src", tools / "build" / "bin"
+    threads = str(os.cpu_count() or 1)
+    timings, commands = {}, []
+    t0 = time.monotonic()
+    base = work / "model-bf16.gguf"
+    if not base.is_file():  # bf16 keeps the checkpoint's values exactly: the quantizer's input
+        tmp = base.with_suffix(".tmp")
+        cmd = [sys.executable, str(src_dir / "convert_hf_to_gguf.py"), cfg["source"], "--outfile", str(tmp),
+               "--outtype", "bf16"]
+        run(cmd, cwd=str(src_dir))
+        commands.append(cmd)
+        tmp.replace(base)
+    timings["convert_s"] = round(time.monotonic() - t0, 3)
+
+    qcmd = [str(bin_dir / "llama-quantize")]
+    imatrix = None
+    if cfg["imatrix"]:
+        t = time.monotonic()
+        calib = work / "calibration.txt"
+        calibration_text(cfg, cfg["source"], calib)
+        imatrix = work / "imatrix.gguf"
+        cmd = [str(bin_dir / "llama-imatrix"), "-m", str(base), "-f", str(calib), "-o", str(imatrix),
+               "-c", str(cfg["calibration_seq_len"]), "--chunks", str(cfg["calibration_samples"]), "-t", threads]
+        run(cmd)
+        commands.append(cmd)
+        qcmd += ["--imatrix", str(imatrix)]
+        timings["imatrix_s"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    tmp_out = out.with_suffix(".tmp")
+    qcmd += [str(base), str(tmp_out), cfg["type"], threads]
+    log = run(qcmd)
+    commands.append(qcmd)
+    tmp_out.replace(out)
+    timings["quantize_s"] = round(time.monotonic() - t, 3)
+
+    fallbacks = Counter(m.group(2) for m in re.finditer(r"required for type\s+(\S+)\)\s*->\s*falling back to\s+(\S+)",
+                                                         log))
+    stats = gguf_stats(out, src_dir)
+    record = {
+        "tool": "llama.cpp", "method": "gguf", "type": cfg["type"], "recipe": [" ".join(c) for c in commands],
+        "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
+                         "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"], "used_for": "imatrix"}
+                        if imatrix else "none (no importance matrix)"),
+        "fallbacks": dict(fallbacks),
+        "fallback_note": (f"{sum(fallbacks.values())} of {stats['n_tensors']} tensors fell back to other types "
+                          "(k-quants need rows divisible by 256)" if fallbacks else None),
+        **stats,
+        "wall_s": round(time.monotonic() - t0, 3), "timings": timings,
+        # the converter runs in this process's children, the quantizer too: their peak is what counts
+        "peak_rss_gib": max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 2**20,
+        "versions": {"llama.cpp": (tools / "VERSION").read_text().strip() if (tools / "VERSION").is_file() else None},
+    }
+    write_json_atomic(Path(cfg["record"]), record)
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Stage: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ), for users who still use them.
+Calibration windows are drawn as in the llm-compressor stage. Needs a CUDA GPU and dqbench[legacy]."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from importlib import metadata
+from pathlib import Path
+
+
+def windows(tok, cfg: dict) -> list[list[int]]:  # noqa: ANN001
+    from harness.measure.prompts import corpus_text
+
+    ids = tok(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
+    rng = random.Random(cfg["seed"])
+    n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
+    return [ids[s:s + length] for s in (rng.randrange(0, len(ids) - length) for _ in range(n))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    cfg = json.loads(Path(ap.parse_args().config).read_text())
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from harness.proc import write_json_atomic
+
+    if not torch.cuda.is_available():
+        raise SystemExit(f"{cfg['tool']} needs a CUDA GPU (its kernels are CUDA-only)")
+    t0 = time.monotonic()
+    tok = AutoTokenizer.from_pretrained(cfg["source"])
+    calib = windows(tok, cfg)
+    if cfg["tool"] == "autoawq":
+        from awq import AutoAWQForCausalLM
+
+        qcfg = {"zero_point": True, "q_group_size": cfg["group_size"], "w_bit": 4, "version": "GEMM"}
+        model = AutoAWQForCausalLM.from_pretrained(cfg["source"])
+        model.quantize(tok, quant_config=qcfg, calib_data=[tok.decode(w) for w in calib])
+        model.save_quantized(cfg["out"])
+    else:
+        from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
+
+        qcfg = {"bits": 4, "group_size": cfg["group_size"], "desc_act": False}
+        model = AutoGPTQForCausalLM.from_pretrained(cfg["source"], BaseQuantizeConfig(**qcfg))
+        model.quantize([{"input_ids": torch.tensor([w]), "attention_mask": torch.ones(1, len(w), dtype=torch.long)}
+                        for w in calib])
+        model.save_quantized(cfg["out"])
+    tok.save_pretrained(cfg["out"])
+    pkg = "autoawq" if cfg["tool"] == "autoawq" else "auto-gptq"
+    record = {"tool": cfg["tool"], "method": cfg["tool"], "precision": "int4", "recipe": qcfg,
+              "calibration": {k: cfg[k] for k in ("calibration_source", "calibration_samples",
+                                                  "calibration_seq_len", "seed")},
+              "wall_s": time.monotonic() - t0, "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
+              "versions": {pkg: metadata.version(pkg), "torch": torch.__version__}}
+    write_json_atomic(Path(cfg["record"]), record)
+
+
+if __name__ == "__main__":
+    main()
