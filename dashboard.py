@@ -102,6 +102,15 @@ def main() -> None:
                 st.dataframe(d["perf"], hide_index=True, width="stretch")
             st.dataframe(d["quality"], hide_index=True, width="stretch")
             doc = d["doc"]
+            shift = doc.get("shift") or {}
+            if shift.get("metrics"):
+                m = shift["metrics"]
+                st.markdown(f"**vs reference** `{shift.get('reference')}` on {m['n_tokens']} tokens: KLD mean "
+                            f"{m['kld_mean']:.4f}, p99 {m['kld_p99']:.4f}; top-1 agreement {m['top1_agreement']:.1%}; "
+                            f"Δp RMS {m['dp_rms']:.4f}; perplexity ratio {m['ppl_ratio']:.3f}")
+                st.caption(m.get("kld_method", ""))
+            if not d["flips"].empty:
+                st.dataframe(d["flips"], hide_index=True, width="stretch")
             if doc.get("artefact"):
                 st.json({"artefact": doc["artefact"], "serve": {k: doc.get("serve", {}).get(k)
                                                                 for k in ("startup_s", "loaded", "command")},

@@ -17,7 +17,13 @@ from advisor.select import add_quality
 
 TABLE_COLS = ["cell_id", "matrix", "model", "precision", "method", "distill", "engine", "device", "status", "reason",
               "size_gib", "bits_per_weight", "peak_mem_gib", "output_tok_s", "req_s", "ttft_ms_p50", "ttft_ms_p99",
-              "tpot_ms_p50", "tpot_ms_p99", "q", "q_ref", "drop", "drop_lo", "drop_hi", "parent_id"]
+              "tpot_ms_p50", "tpot_ms_p99", "q", "q_ref", "drop", "drop_lo", "drop_hi", "kld_mean", "kld_p99",
+              "top1_agreement", "ppl_ratio", "paired_drop", "paired_drop_ci_lo", "paired_drop_ci_hi", "compress_s",
+              "scored_by", "parent_id"]
+
+
+def _has_table(con, name: str) -> bool:  # noqa: ANN001 - an index written before the table existed
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
@@ -27,7 +33,8 @@ def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
     try:
         return {"cells": con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(),
                 "quality": con.execute("SELECT * FROM quality").df(),
-                "perf": con.execute("SELECT * FROM perf").df()}
+                "perf": con.execute("SELECT * FROM perf").df(),
+                "flips": con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()}
     finally:
         con.close()
 
@@ -106,7 +113,9 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path) -> dict
     finally:
         con.close()
     doc = json.loads(row[0]) if row and row[0] else {}
-    return {"perf": perf, "quality": quality, "lineage": list(reversed(lineage)), "doc": doc}
+    fl = t.get("flips", pd.DataFrame())
+    flips = fl[fl["cell_id"] == cell_id].drop(columns=["cell_id"]) if len(fl) else pd.DataFrame()
+    return {"perf": perf, "quality": quality, "lineage": list(reversed(lineage)), "doc": doc, "flips": flips}
 
 
 def compare(table: pd.DataFrame, ids: list[str]) -> pd.DataFrame:

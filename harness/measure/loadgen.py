@@ -30,6 +30,8 @@ class RequestRecord:
     output_tokens: int = 0
     chunks: int = 0
     error: str | None = None
+    stale: bool = False  # failed on a pooled connection before any response: safe to send again
+    retried: bool = False
 
     @property
     def e2e(self) -> float:
@@ -68,12 +70,28 @@ def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -
     return last
 
 
+STALE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+
+
 async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> RequestRecord:
+    """One streamed request. A pooled keep-alive connection the server already closed (llama-server's HTTP
+    library closes idle ones after 5 s) fails before the request reaches the engine: that request is
+    sent again once on a new connection, timed from the new start, and counted in `retried`."""
+    rec = await _send(session, url, payload, timeout)
+    if rec.error and rec.stale:
+        rec = await _send(session, url, payload, timeout)
+        rec.retried = True
+    return rec
+
+
+async def _send(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> RequestRecord:
     start = time.perf_counter()
     rec = RequestRecord(ok=False, start=start, end=start)
     last = start
+    responded = False
     try:
         async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            responded = True
             if resp.status != 200:
                 rec.error = f"HTTP {resp.status}: {(await resp.text())[:200]}"
                 rec.end = time.perf_counter()
@@ -98,6 +116,7 @@ async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, time
     except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
         rec.end = time.perf_counter()
         rec.error = f"{type(exc).__name__}: {exc}"[:300]
+        rec.stale = isinstance(exc, STALE) and not responded
     return rec
 
 
@@ -117,6 +136,7 @@ class LevelResult:
     itl_ms: dict
     e2e_ms: dict
     errors: list[str]
+    retried: int = 0  # requests sent again after a stale keep-alive connection (see send_one)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,6 +159,7 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
         ttft_ms=summarize([r.ttft for r in ok if r.ttft is not None], 1000),
         tpot_ms=summarize([r.tpot for r in ok if r.tpot is not None], 1000),
         itl_ms=summarize([x for r in ok for x in r.itl], 1000),
+        retried=sum(r.retried for r in records),
         e2e_ms=summarize([r.e2e for r in ok], 1000),
         errors=sorted({r.error for r in records if r.error})[:5],
     )

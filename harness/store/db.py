@@ -3,7 +3,8 @@
 The writer opens the database only for the length of one ingest (a transaction), so readers
 (dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON files.
 Tables: cells (one row per planned cell, flat headline metrics), perf (one row per load level),
-quality (one row per task x metric), meta (schema version).
+quality (one row per task x metric), flips (one row per task x metric vs the reference), items (one
+row per scored item: drill-down of flips), meta (schema version).
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ CELL_COLS = {
     "peak_mem_gib": "DOUBLE", "size_gib": "DOUBLE", "bits_per_weight": "DOUBLE", "startup_s": "DOUBLE",
     "params": "BIGINT", "kv_bytes_per_token": "DOUBLE", "lm_eval_version": "VARCHAR", "git_sha": "VARCHAR", "schema_version": "INTEGER",
     "artefact_model": "VARCHAR", "finished_at": "VARCHAR", "wall_s": "DOUBLE", "result_json": "VARCHAR",
+    # against the reference (harness/evaluate/reference.py): distribution shift and the paired drop
+    "kld_mean": "DOUBLE", "kld_p99": "DOUBLE", "top1_agreement": "DOUBLE", "dp_rms": "DOUBLE",
+    "ppl_ratio": "DOUBLE", "paired_drop": "DOUBLE", "paired_drop_ci_lo": "DOUBLE", "paired_drop_ci_hi": "DOUBLE",
+    "compress_s": "DOUBLE", "scored_by": "VARCHAR",
 }
+FLIP_COLS = {
+    "cell_id": "VARCHAR", "ref_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "n": "INTEGER",
+    "ref_correct_cell_wrong": "INTEGER", "ref_wrong_cell_correct": "INTEGER", "flip_rate": "DOUBLE",
+    "drop_abs": "DOUBLE", "drop_rel": "DOUBLE", "drop_ci_lo": "DOUBLE", "drop_ci_hi": "DOUBLE", "ci": "VARCHAR",
+}
+ITEM_COLS = {"cell_id": "VARCHAR", "task": "VARCHAR", "doc_id": "INTEGER", "metric": "VARCHAR", "value": "DOUBLE"}
 PERF_COLS = {
     "cell_id": "VARCHAR", "profile": "VARCHAR", "level": "DOUBLE", "requests": "INTEGER", "completed": "INTEGER",
     "failed": "INTEGER", "duration_s": "DOUBLE", "req_s": "DOUBLE", "output_tok_s": "DOUBLE",
@@ -36,6 +47,7 @@ QUALITY_COLS = {
     "n": "INTEGER", "n_total": "INTEGER", "limit_items": "INTEGER", "num_fewshot": "INTEGER",
     "task_hash": "VARCHAR", "lm_eval_version": "VARCHAR",
 }
+TABLES = {"cells": CELL_COLS, "perf": PERF_COLS, "quality": QUALITY_COLS, "flips": FLIP_COLS, "items": ITEM_COLS}
 
 
 def _connect(path: Path, read_only: bool = False, attempts: int = 40):  # noqa: ANN202
@@ -57,7 +69,7 @@ def connect_read_only(path: Path):  # noqa: ANN201
 
 def ensure_schema(con) -> None:  # noqa: ANN001
     """Create the index's tables (or add the columns an older index lacks)."""
-    for name, cols in (("cells", CELL_COLS), ("perf", PERF_COLS), ("quality", QUALITY_COLS)):
+    for name, cols in TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
         # an index written by an older dqbench: add the columns it lacks (additive changes only)
         have = {r[0] for r in con.execute(f"SELECT column_name FROM information_schema.columns "
@@ -87,6 +99,7 @@ def cell_row(plan: dict, doc: dict | None) -> dict:
         "git_sha": env.get("git_sha"), "schema_version": (doc or {}).get("schema_version"),
         "artefact_model": ((doc or {}).get("artefact") or {}).get("model"),
         "finished_at": (doc or {}).get("finished_at"), "wall_s": (doc or {}).get("wall_s"),
+        "scored_by": ((doc or {}).get("quality") or {}).get("scored_by"),
         "result_json": json.dumps(doc) if doc else None,
     }
     row.update({k: m.get(k) for k in CELL_COLS if k in m and k != "quality"})
@@ -136,6 +149,37 @@ def quality_rows(cell_id: str, doc: dict) -> list[dict]:
     return rows
 
 
+def flip_rows(cell_id: str, doc: dict) -> list[dict]:
+    shift = doc.get("shift") or {}
+    rows = []
+    for task, per_metric in ((shift.get("flips") or {}).get("tasks") or {}).items():
+        for metric, f in per_metric.items():
+            lo, hi = f.get("drop_ci95") or [None, None]
+            rows.append({"cell_id": cell_id, "ref_id": shift.get("reference"), "task": task, "metric": metric,
+                         **{k: f.get(k) for k in ("n", "ref_correct_cell_wrong", "ref_wrong_cell_correct",
+                                                  "flip_rate", "drop_abs", "drop_rel", "ci")},
+                         "drop_ci_lo": lo, "drop_ci_hi": hi})
+    return rows
+
+
+def item_rows(cell_id: str, doc: dict) -> list[dict]:
+    """Per-item 0/1 scores from the cell's lm-eval samples (skipped when the work folder is gone)."""
+    rows = []
+    for task, t in (((doc.get("quality") or {}).get("tasks")) or {}).items():
+        path = Path(t.get("samples_path") or "")
+        if not path.is_file():
+            continue
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                for metric in ("acc", "acc_norm"):
+                    v = r.get(metric)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        rows.append({"cell_id": cell_id, "task": task, "doc_id": r.get("doc_id"), "metric": metric,
+                                     "value": float(v)})
+    return rows
+
+
 def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
     """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,12 +189,14 @@ def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
         con.execute("BEGIN TRANSACTION")
         for plan, doc in items:
             cid = plan["cell_id"]
-            for t in ("cells", "perf", "quality"):
+            for t in TABLES:
                 con.execute(f"DELETE FROM {t} WHERE cell_id = ?", [cid])
             _insert(con, "cells", CELL_COLS, [cell_row(plan, doc)])
             if doc:
                 _insert(con, "perf", PERF_COLS, perf_rows(cid, doc))
                 _insert(con, "quality", QUALITY_COLS, quality_rows(cid, doc))
+                _insert(con, "flips", FLIP_COLS, flip_rows(cid, doc))
+                _insert(con, "items", ITEM_COLS, item_rows(cid, doc))
         con.execute("COMMIT")
     except BaseException:
         try:

