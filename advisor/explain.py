@@ -22,16 +22,20 @@ def drop_text(row: dict, rec: Recommendation) -> str:
         return "quality not measured"
     if row["cell_id"] == row["root_id"]:
         return "the reference itself (drop 0 by definition)"
+    how = ", paired bootstrap" if str(row.get("ci_kind", "")).startswith("paired") else ""
     if rel:
         return (f"{row['drop'] * 100:+.1f}% relative drop (95% CI {row['drop_lo'] * 100:+.1f}% to "
-                f"{row['drop_hi'] * 100:+.1f}%)")
-    return f"{row['drop']:+.2f} pt drop (95% CI {row['drop_lo']:+.2f} to {row['drop_hi']:+.2f})"
+                f"{row['drop_hi'] * 100:+.1f}%{how})")
+    return f"{row['drop']:+.2f} pt drop (95% CI {row['drop_lo']:+.2f} to {row['drop_hi']:+.2f}{how})"
 
 
 def serve_command(row: dict, rec: Recommendation) -> str:
-    """The `vllm serve` line for this cell under the user's workload."""
+    """The serve line for this cell under the user's workload (`vllm serve`, or `llama-server` for GGUF)."""
     c = rec.constraints
     model = row.get("artefact_model") or row.get("model")
+    if row.get("engine") == "llamacpp":
+        return (f"llama-server -m {model} -c {c.context_len * c.concurrency} -np {c.concurrency}"
+                + (" -ngl 99" if c.device == "gpu" else ""))
     parts = ["vllm serve", str(model), f"--max-model-len {c.context_len}", f"--max-num-seqs {c.concurrency}"]
     dtype = DTYPE.get(row["precision"])
     if dtype:

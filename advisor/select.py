@@ -67,6 +67,15 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
         f["drop_se"] = se * scale
     f["drop_lo"] = f["drop"] - Z95 * f["drop_se"]
     f["drop_hi"] = f["drop"] + Z95 * f["drop_se"]
+    f["ci_kind"] = np.where(is_ref, "reference", "normal approximation from the two scores' stderr")
+    if c.task is None and {"paired_drop_ci_lo", "paired_drop_ci_hi", "parent_id"} <= set(f.columns):
+        # the aggregate's paired bootstrap over the same items (harness/evaluate/reference.py) is tighter
+        # and honest about correlation; it is against the parent, so only where the parent is the root
+        paired = f["paired_drop_ci_lo"].notna() & (f["parent_id"] == f["root_id"]) & ~is_ref
+        unit = (1.0 / f["q_ref"].abs()) if (c.max_drop is None or c.max_drop.relative) else 100.0
+        f.loc[paired, "drop_lo"] = (f["paired_drop_ci_lo"] * unit)[paired]
+        f.loc[paired, "drop_hi"] = (f["paired_drop_ci_hi"] * unit)[paired]
+        f.loc[paired, "ci_kind"] = "paired bootstrap over the same items"
     f["drop_used"] = f["drop_hi"] if c.conservative else f["drop"]
     measure = (f"{c.task}/{c.metric}" if c.task else "avg_acc (mean of ARC-Easy acc, HellaSwag acc_norm, "
                                                      "LAMBADA acc over tasks both cells were scored on)")

@@ -29,7 +29,7 @@ def dump_logprobs(scoring: dict, windows: list[list[int]], k: int, out: Path, lo
               env=scoring.get("env"))
 
 
-def item_flips(ref_samples: Path, cell_samples: Path, iters: int) -> dict:
+def item_flips(ref_samples: Path, cell_samples: Path, iters: int, aggregate: list[str] | None = None) -> dict:
     """Flips per task and metric, and the aggregate drop (mean of each task's primary metric) with a
     paired bootstrap CI stratified by task."""
     out: dict = {"tasks": {}}
@@ -44,7 +44,7 @@ def item_flips(ref_samples: Path, cell_samples: Path, iters: int) -> dict:
             a, b = read_items(ref_path, metric), read_items(path, metric)
             if a and b:
                 per_metric[metric] = flips(a, b, iters)
-                if PRIMARY.get(task) == metric:
+                if PRIMARY.get(task) == metric and (aggregate is None or task in aggregate):
                     ids = sorted(set(a) & set(b))
                     agg_ref += [a[i] for i in ids]
                     agg_cell += [b[i] for i in ids]

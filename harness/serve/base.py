@@ -115,3 +115,30 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
         raise
     handle.startup_s = time.monotonic() - t0
     return handle
+
+
+class EngineServer:
+    """Start-up shared by the engine plugins: free port -> the plugin's command and env -> launch -> the
+    plugin's `inspect` (a mismatch stops the server and fails the cell)."""
+
+    engine: str
+    request_extras: dict = {}
+
+    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
+        self.spec, self.python, self.device = spec, python, device
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def start(self, artefact, served_name: str, log_path: Path, trust_remote_code: bool = False  # noqa: ANN001
+              ) -> ServerHandle:
+        port = free_port()
+        cmd = self.command(artefact, port, served_name, trust_remote_code)
+        handle = launch(self.engine, cmd, self.env(), port, served_name, log_path, "/health",
+                        self.spec.startup_timeout_s)
+        try:
+            handle.loaded = self.inspect(handle, artefact)
+        except BaseException:
+            handle.stop()
+            raise
+        return handle

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.compress.base import Artefact
 from harness.errors import StageError
-from harness.serve.base import ServerHandle, free_port, http_get, launch
+from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.settings import REPO_ROOT, load_settings
 
 
@@ -27,15 +27,12 @@ def llamacpp_bin(name: str) -> Path:
     return tools / "build" / "bin" / name
 
 
-class LlamaCppServer:
+class LlamaCppServer(EngineServer):
     engine = "llamacpp"
     # llama.cpp extension, as in vLLM: generate exactly max_tokens
     request_extras = {"ignore_eos": True}
 
-    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
-        self.spec, self.python, self.device = spec, python, device
-
-    def command(self, artefact: Artefact, port: int, served_name: str) -> list[str]:
+    def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool = False) -> list[str]:
         s = self.spec
         cmd = [str(llamacpp_bin("llama-server")), "-m", artefact.model, "--host", "127.0.0.1", "--port", str(port),
                "--alias", served_name, "-c", str(s.max_model_len * s.parallel), "-np", str(s.parallel),
@@ -47,18 +44,6 @@ class LlamaCppServer:
             elif v is not False:
                 cmd += [flag, str(v)]
         return cmd
-
-    def start(self, artefact: Artefact, served_name: str, log_path: Path, trust_remote_code: bool = False
-              ) -> ServerHandle:
-        port = free_port()
-        cmd = self.command(artefact, port, served_name)
-        handle = launch("llamacpp", cmd, {}, port, served_name, log_path, "/health", self.spec.startup_timeout_s)
-        try:
-            handle.loaded = self.inspect(handle, artefact)
-        except BaseException:
-            handle.stop()
-            raise
-        return handle
 
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """What the server loaded (/props); a different file or alias makes the cell a mismatch."""

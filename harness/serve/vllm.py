@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.compress.base import Artefact
 from harness.errors import StageError
-from harness.serve.base import ServerHandle, free_port, http_get, launch
+from harness.serve.base import EngineServer, ServerHandle, http_get
 
 _CONFIG_RE = re.compile(r"with config: (.*)$")
 _FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
@@ -33,13 +33,10 @@ ENGINE_KEYS = ("model", "dtype", "quantization", "max_seq_len", "enforce_eager",
                "kv_cache_dtype", "enable_prefix_caching", "enable_chunked_prefill", "seed", "tensor_parallel_size")
 
 
-class VLLMServer:
+class VLLMServer(EngineServer):
     engine = "vllm"
     # vLLM extension: generate exactly max_tokens, so every request of a load test has the same length
     request_extras = {"ignore_eos": True}
-
-    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
-        self.spec, self.python, self.device = spec, python, device
 
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
         s = self.spec
@@ -65,18 +62,6 @@ class VLLMServer:
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
         return env
-
-    def start(self, artefact: Artefact, served_name: str, log_path: Path, trust_remote_code: bool = False
-              ) -> ServerHandle:
-        port = free_port()
-        cmd = self.command(artefact, port, served_name, trust_remote_code)
-        handle = launch("vllm", cmd, self.env(), port, served_name, log_path, "/health", self.spec.startup_timeout_s)
-        try:
-            handle.loaded = self.inspect(handle, artefact)
-        except BaseException:
-            handle.stop()
-            raise
-        return handle
 
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """Ask the server what it loaded; a difference from the plan makes the cell a mismatch."""

@@ -121,6 +121,13 @@ class Axes(Strict):
 
 
 # ---------------------------------------------------------------- serving
+def _refuse_managed(args: dict, managed: set[str]) -> dict:
+    clash = sorted(k for k in args if k.replace("_", "-").lstrip("-") in managed)
+    if clash:
+        raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
+    return args
+
+
 class VLLMServing(Strict):
     kind: Literal["vllm"] = "vllm"
     max_model_len: int = Field(default=2048, ge=64)
@@ -134,12 +141,8 @@ class VLLMServing(Strict):
     @field_validator("engine_args")
     @classmethod
     def _no_managed(cls, v: dict) -> dict:
-        managed = {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
-                   "gpu-memory-utilization", "trust-remote-code"}
-        clash = sorted(k for k in v if k.replace("_", "-") in managed)
-        if clash:
-            raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
-        return v
+        return _refuse_managed(v, {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
+                                   "gpu-memory-utilization", "trust-remote-code"})
 
 
 class LlamaCppServing(Strict):
@@ -156,11 +159,8 @@ class LlamaCppServing(Strict):
     @field_validator("extra_args")
     @classmethod
     def _no_managed(cls, v: dict) -> dict:
-        managed = {"model", "m", "port", "host", "alias", "ctx-size", "c", "parallel", "np", "threads", "t"}
-        clash = sorted(k for k in v if k.replace("_", "-").lstrip("-") in managed)
-        if clash:
-            raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
-        return v
+        return _refuse_managed(v, {"model", "m", "port", "host", "alias", "ctx-size", "c", "parallel", "np",
+                                   "threads", "t"})
 
 
 Serving = Annotated[Union[VLLMServing, LlamaCppServing], Field(discriminator="kind")]

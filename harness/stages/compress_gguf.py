@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import resource
 import subprocess
@@ -55,17 +54,12 @@ def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
     """The same windows the llm-compressor stage draws (source, samples, length, seed), as text."""
     from transformers import AutoTokenizer
 
-    from harness.measure.prompts import corpus_text
+    from harness.measure.prompts import token_prompts
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    ids = tok(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
-    rng = random.Random(cfg["seed"])
-    n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
-    chunks = []
-    for _ in range(n):
-        s = rng.randrange(0, len(ids) - length)
-        chunks.append(tok.decode(ids[s:s + length]))
-    path.write_text("\n\n".join(chunks))
+    windows = token_prompts(tokenizer_dir, cfg["calibration_source"], cfg["calibration_samples"],
+                            cfg["calibration_seq_len"], cfg["seed"])
+    path.write_text("\n\n".join(tok.decode(w) for w in windows))
 
 
 def main() -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from importlib import metadata
 from pathlib import Path
 
 
-def windows(tok, cfg: dict) -> list[list[int]]:  # noqa: ANN001
-    from harness.measure.prompts import corpus_text
+def windows(cfg: dict) -> list[list[int]]:
+    from harness.measure.prompts import token_prompts
 
-    ids = tok(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
-    rng = random.Random(cfg["seed"])
-    n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
-    return [ids[s:s + length] for s in (rng.randrange(0, len(ids) - length) for _ in range(n))]
+    return token_prompts(cfg["source"], cfg["calibration_source"], cfg["calibration_samples"],
+                         cfg["calibration_seq_len"], cfg["seed"])
 
 
 def main() -> None:
@@ -34,7 +31,7 @@ def main() -> None:
         raise SystemExit(f"{cfg['tool']} needs a CUDA GPU (its kernels are CUDA-only)")
     t0 = time.monotonic()
     tok = AutoTokenizer.from_pretrained(cfg["source"])
-    calib = windows(tok, cfg)
+    calib = windows(cfg)
     if cfg["tool"] == "autoawq":
         from awq import AutoAWQForCausalLM
 

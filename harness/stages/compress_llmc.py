@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import time
 from importlib import metadata
@@ -67,20 +66,16 @@ def build_recipe(cfg: dict) -> list:
     raise SystemExit(f"unknown llm-compressor method {kind!r}")
 
 
-def calibration(tokenizer, cfg: dict):  # noqa: ANN001, ANN201
-    """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed`."""
+def calibration(cfg: dict):  # noqa: ANN201
+    """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed` (the same
+    windows every stage draws: harness.measure.prompts.token_prompts)."""
     from datasets import Dataset
 
-    from harness.measure.prompts import corpus_text
+    from harness.measure.prompts import token_prompts
 
-    ids = tokenizer(corpus_text(cfg["calibration_source"]), add_special_tokens=False)["input_ids"]
-    rng = random.Random(cfg["seed"])
     n, length = cfg["calibration_samples"], cfg["calibration_seq_len"]
-    rows = []
-    for _ in range(n):
-        s = rng.randrange(0, len(ids) - length)
-        rows.append({"input_ids": ids[s:s + length], "attention_mask": [1] * length})
-    return Dataset.from_list(rows)
+    windows = token_prompts(cfg["source"], cfg["calibration_source"], n, length, cfg["seed"])
+    return Dataset.from_list([{"input_ids": w, "attention_mask": [1] * length} for w in windows])
 
 
 def main() -> None:
@@ -110,7 +105,7 @@ def main() -> None:
     needs_data = cfg["kind"] != "rtn" or (cfg["precision"] == "fp8" and cfg.get("static"))
     kw = {}
     if needs_data:
-        kw = dict(dataset=calibration(tok, cfg), num_calibration_samples=cfg["calibration_samples"],
+        kw = dict(dataset=calibration(cfg), num_calibration_samples=cfg["calibration_samples"],
                   max_seq_length=cfg["calibration_seq_len"])
     oneshot(model=model, recipe=recipe, **kw)
     out = Path(cfg["out"])

@@ -168,3 +168,19 @@ def test_synthetic_grid_recommends_sensibly():
     assert rec.ok
     assert (rec.ranked["mem_need_gib"] <= 24).all() and (rec.ranked["drop"] <= 0.02).all()
     assert rec.ranked["tok_s"].is_monotonic_decreasing
+
+
+def test_paired_bootstrap_ci_replaces_the_stderr_ci_for_the_aggregate():
+    from advisor.select import add_quality
+
+    f = pd.DataFrame({"cell_id": ["r", "a", "b"], "root_id": ["r", "r", "r"], "parent_id": [None, "r", "x"],
+                      "q": [0.5, 0.45, 0.45], "q_ref": [0.5, 0.5, 0.5], "q_se": [0.03] * 3, "q_ref_se": [0.03] * 3,
+                      "paired_drop_ci_lo": [None, 0.02, 0.02], "paired_drop_ci_hi": [None, 0.08, 0.08]})
+    out, _ = add_quality(f, Constraints(max_drop=parse_max_drop("1.5pt")))
+    a, b = out.set_index("cell_id").loc["a"], out.set_index("cell_id").loc["b"]
+    assert a["drop"] == pytest.approx(5.0) and (a["drop_lo"], a["drop_hi"]) == pytest.approx((2.0, 8.0))
+    assert a["ci_kind"].startswith("paired bootstrap")
+    # b's paired CI is against a parent that is not the root: the stderr CI stays
+    assert b["ci_kind"].startswith("normal") and b["drop_hi"] - b["drop_lo"] > 6.0
+    rel, _ = add_quality(f, Constraints(max_drop=parse_max_drop("2%")))
+    assert rel.set_index("cell_id").loc["a", "drop_hi"] == pytest.approx(0.08 / 0.5)
