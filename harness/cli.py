@@ -81,11 +81,11 @@ def plan(file: Path = typer.Argument(..., help="matrix YAML"),
         print(json.dumps({"matrix": p.matrix, "cells": rows, "skipped": p.skipped}, indent=2, default=str))
         return
     t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
-    for col in ("cell_id", "model", "precision", "method", "distill", "status", "est. GiB", "parent"):
+    for col in ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "parent"):
         t.add_column(col, no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
-        t.add_row(r["cell_id"], r["model"], r["precision"], r["method"], r["distill"], r["status"],
+        t.add_row(r["cell_id"], r["model"], r["precision"], r["method"], r["distill"], r["engine"], r["status"],
                   f"{est:.2f}" if est is not None else "?", r["parent_id"] or "")
     out.print(t)
     for r in rows:
