@@ -82,10 +82,14 @@ def main() -> None:
             base = alt.Chart(d).encode(x=alt.X(x, title=label), y=alt.Y("drop_pct", title="quality drop (% rel.)"))
             pts = base.mark_point(filled=True, size=80).encode(
                 color="method", shape="distill",
-                tooltip=["cell_id", "model", "precision", "method", "distill", x, "drop_pct"])
+                tooltip=["cell_id", "model", "precision", "method", "distill", "engine", x, "drop_pct",
+                         "kld_mean", "top1_agreement"])
             front = base.transform_filter(alt.datum.frontier).mark_line(color="gray", strokeDash=[4, 3])
             st.altair_chart((pts + front).properties(title=f"quality drop vs {label}", height=320),
                             width="stretch")
+            if d["engine"].nunique() > 1:  # perf on different engines: label it, do not let it pass unnoticed
+                st.caption(f"engines in this view: {', '.join(sorted(d['engine'].unique()))} (hover a point for its "
+                           "engine); throughput and memory compare serving stacks, not only the weights")
 
     with tabs[2]:
         ids = list(f["cell_id"])
