@@ -1,6 +1,7 @@
 """lm-eval model `dq-llamacpp`: scores a GGUF file in-process through llama.cpp's C API (llama-cpp-python).
 
-Why not the server: llama-server rejects `echo` (no prompt logprobs), and llama-cpp-python's own server
+Why not the server: llama-server ignores `echo` on /v1/completions (it answers with the generated token's
+logprobs only, no prompt logprobs), and llama-cpp-python's own server
 returns them shifted by one position (the value at token i belongs to token i+1), which would corrupt
 every loglikelihood silently. Here the logits come straight from llama_get_logits for every position,
 and the scoring follows lm-eval's `local-completions` exactly: same HF tokenizer and token ids, same

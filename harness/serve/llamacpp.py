@@ -3,8 +3,8 @@
 The binary comes from the llama.cpp source vendored in llama-cpp-python's pinned sdist, built by the
 set-up (scripts/build_llamacpp.sh) into the cache; DQBENCH_LLAMACPP points at it. Slots (`-np`) are the
 sequences decoded together, so the context (`-c`) is slots x per-slot length. The same load generator
-measures it. Quality is not scored through it: llama-server rejects `echo`, so it returns no prompt
-logprobs; lm-eval scores the same GGUF file in-process instead (harness/evaluate/llamacpp_lm.py).
+measures it. Quality is not scored through it: llama-server ignores `echo` on /v1/completions, so it returns
+no prompt logprobs; lm-eval scores the same GGUF file in-process instead (harness/evaluate/llamacpp_lm.py).
 """
 
 from __future__ import annotations
@@ -75,4 +75,4 @@ class LlamaCppServer(EngineServer):
                 "env": {"LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
                         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")])} if tools else {},
                 "how": "lm-eval `dq-llamacpp`: the served GGUF file scored in-process through llama.cpp's C API "
-                       "(llama-server returns no prompt logprobs: it rejects echo)"}
+                       "(llama-server returns no prompt logprobs: it ignores echo)"}

@@ -4,7 +4,6 @@ transformers on the same tokens, position by position. A server that returns the
 catch it: the aligned error must be small and far below the shifted one."""
 
 import json
-import urllib.error
 import urllib.request
 
 import pytest
@@ -59,7 +58,7 @@ def test_vllm_prompt_logprobs_match_transformers(tmp_path):
 
 def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monkeypatch):
     """GGUF cells are scored in-process through llama.cpp (harness/evaluate/llamacpp_lm.py): its logprobs must
-    agree with transformers on the same tokens. llama-server itself must still refuse `echo` (if it ever
+    agree with transformers on the same tokens. llama-server itself must still return no prompt logprobs (if it ever
     returns prompt logprobs, they need this same check before scoring may go through the server)."""
     import subprocess
     import sys
@@ -102,11 +101,13 @@ def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monk
     h = LlamaCppServer(LlamaCppServing(max_model_len=512, parallel=2), settings.python, "cpu").start(
         art, "lp", tmp_path / "server.log")
     try:
-        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1}).encode()
+        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
+                           "temperature": 0}).encode()
         req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
-        with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(req, timeout=60)  # noqa: S310
-        assert "echo" in e.value.read().decode()
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310
+            choice = json.loads(r.read())["choices"][0]
+        # `echo` is ignored: logprobs for the one generated token only, none for the prompt's tokens
+        assert "token_logprobs" not in choice["logprobs"] and len(choice["logprobs"]["content"]) == 1
         assert h.loaded["model_path"] and h.loaded["total_slots"] == 2
     finally:
         h.stop()
