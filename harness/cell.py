@@ -84,6 +84,7 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
             with _stage(doc, stage, progress):
                 doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.tokenizer_src,
                                       extra=getattr(server, "request_extras", {}),
+                                      keepalive=getattr(server, "http_keepalive", True),
                                       on_level=progress.level)
             stage = "evaluate"
             with _stage(doc, stage, progress):

@@ -168,11 +168,12 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
 class LoadGenerator:
     """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos)."""
 
-    def __init__(self, base_url: str, model: str, output_tokens: int, timeout: float, extra: dict | None = None
-                 ) -> None:
+    def __init__(self, base_url: str, model: str, output_tokens: int, timeout: float, extra: dict | None = None,
+                 keepalive: bool = True) -> None:
         self.url = base_url.rstrip("/") + "/completions"
         self.model, self.output_tokens, self.timeout = model, output_tokens, timeout
         self.extra = extra or {}
+        self.keepalive = keepalive  # False: a fresh connection per request (servers that drop pooled ones)
 
     def payload(self, prompt: list[int] | str) -> dict:
         return {"model": self.model, "prompt": prompt, "max_tokens": self.output_tokens, "temperature": 0.0,
@@ -180,7 +181,8 @@ class LoadGenerator:
 
     async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int
                    ) -> list[RequestRecord]:
-        conn = aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60, force_close=False)
+        conn = (aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60) if self.keepalive
+                else aiohttp.TCPConnector(limit=concurrency or 0, force_close=True))
         async with aiohttp.ClientSession(connector=conn) as session:
             sem = asyncio.Semaphore(concurrency) if concurrency else None
             rng = random.Random(seed)

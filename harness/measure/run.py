@@ -10,8 +10,8 @@ from harness.spec.models import LoadSpec
 
 
 def measure(base_url: str, model: str, load: LoadSpec, tokenizer_src: str, extra: dict | None = None,
-            on_level=None) -> dict:  # noqa: ANN001
-    gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra)
+            on_level=None, keepalive: bool = True) -> dict:  # noqa: ANN001
+    gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive)
     total = load.warmup_requests + sum(
         p.requests * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles)
     prompts = token_prompts(tokenizer_src, load.corpus, total, load.input_tokens, load.seed)

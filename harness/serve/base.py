@@ -123,6 +123,7 @@ class EngineServer:
 
     engine: str
     request_extras: dict = {}
+    http_keepalive = True  # whether the load generator may reuse pooled connections
 
     def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
         self.spec, self.python, self.device = spec, python, device
