@@ -10,6 +10,7 @@ counts, never just the label. The work runs in `harness.stages.compress_gguf`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +24,15 @@ DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K
 KNOWN_TYPES = {"Q8_0": 8, "Q6_K": 6, "Q5_K_M": 5, "Q5_K_S": 5, "Q5_0": 5, "Q5_1": 5, "Q4_K_M": 4, "Q4_K_S": 4,
                "Q4_0": 4, "Q4_1": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q3_K_M": 3, "Q3_K_S": 3, "Q3_K_L": 3,
                "Q2_K": 2, "Q2_K_S": 2}
+
+
+def bf16_gguf_path(source, settings) -> Path:  # noqa: ANN001
+    """Where the converted bf16 GGUF of `source` is kept, shared by every GGUF cell of that checkpoint: the
+    converter runs once per source (and llama.cpp build), not once per quantization type."""
+    src = Path(str(source))
+    weights = sorted(src.glob("*.safetensors")) if src.is_dir() else []
+    ident = f"{src.resolve()}|{[(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]}|{settings.llamacpp_dir}"
+    return settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
 
 
 def gguf_type(cell) -> str:  # noqa: ANN001
@@ -69,7 +79,8 @@ class GGUF(Compressor):
         cfg = {"source": str(source), "out": str(out), "record": str(record_path), "type": gguf_type(cell),
                "tools": str(settings.llamacpp_dir), "imatrix": bool(spec.options.get("imatrix", False)),
                "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir)}
+               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir),
+               "base": str(bf16_gguf_path(source, settings))}
         cfg_path = workdir / "compress-in.json"
         write_json_atomic(cfg_path, cfg)
         if not out.is_file() or not record_path.is_file():

@@ -74,9 +74,10 @@ def main() -> None:
     threads = str(os.cpu_count() or 1)
     timings, commands = {}, []
     t0 = time.monotonic()
-    base = work / "model-bf16.gguf"
+    base = Path(cfg["base"])  # shared by the source's GGUF cells (harness.compress.gguf.bf16_gguf_path)
     if not base.is_file():  # bf16 keeps the checkpoint's values exactly: the quantizer's input
-        tmp = base.with_suffix(".tmp")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        tmp = base.with_suffix(f".{os.getpid()}.tmp")  # concurrent cells (Ray) never share a half file
         cmd = [sys.executable, str(src_dir / "convert_hf_to_gguf.py"), cfg["source"], "--outfile", str(tmp),
                "--outtype", "bf16"]
         run(cmd, cwd=str(src_dir))
@@ -113,7 +114,7 @@ def main() -> None:
         "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
                          "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"], "used_for": "imatrix"}
                         if imatrix else "none (no importance matrix)"),
-        "fallbacks": dict(fallbacks),
+        "bf16_gguf": str(base), "fallbacks": dict(fallbacks),
         "fallback_note": (f"{sum(fallbacks.values())} of {stats['n_tensors']} tensors fell back to other types "
                           "(k-quants need rows divisible by 256)" if fallbacks else None),
         **stats,
