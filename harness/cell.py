@@ -1,4 +1,5 @@
-"""execute_cell(): one cell's stages in order -- prepare, compress, serve, measure, evaluate, stop --
+"""execute_cell(): one cell's stages in order -- prepare, distill (students), compress, serve, measure,
+evaluate, shift, stop --
 returning its result document. It stores nothing: the runner (local) or the driver (Ray) does, so a
 worker that dies loses only its own cell. Module-level and picklable for remote executors.
 
@@ -21,7 +22,7 @@ from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.plan.models import CellPlan
 from harness.progress import Progress
-from harness.registry import compressors, evaluators, servers
+from harness.registry import compressors, distillers, evaluators, servers
 from harness.settings import Settings
 from harness.store.results import ResultStore
 
@@ -61,11 +62,18 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
             source.prepare(logs / "prepare.log")
             evaluator.prepare(logs / "prepare.log")
         doc["model"] = source.fingerprint()
+        model_src = source.resolve()
+
+        if cell.student is not None:
+            stage = "distill"
+            with _stage(doc, stage, progress):
+                doc["distill"] = _distill(cell, source, settings, logs, progress)
+            model_src = doc["distill"]["path"]
 
         stage = "compress"
         with _stage(doc, stage, progress):
             compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
-            artefact = compressor.compress(cell, source.resolve(), work, settings)
+            artefact = compressor.compress(cell, model_src, work, settings)
         doc["artefact"] = {"model": artefact.model, "dtype": artefact.dtype, "quantization": artefact.quantization,
                            "size_bytes": artefact.size_bytes, "bits_per_weight": artefact.bits_per_weight,
                            "record": artefact.record, "tokenizer": artefact.tokenizer}
@@ -125,6 +133,59 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
     doc["finished_at"] = _now()
     doc["wall_s"] = time.monotonic() - t0
     return doc
+
+
+def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progress) -> dict:  # noqa: ANN001
+    """The cell's student: trained (or found in the student cache), after the served teacher has answered
+    the prompt set when the method trains on its generations. Returns the lineage block of the result."""
+    from harness.compress.base import Artefact
+    from harness.distill.cost import estimate
+    from harness.distill.data import TrainData
+    from harness.distill.generate import generate
+    from harness.models.arch import known_arch
+
+    spec = cell.student
+    distiller = distillers.get(spec.kind)(spec)
+    data = TrainData(settings)
+    data.prepare(logs / "prepare.log")
+    teacher_dir, teacher_fp = source.resolve(), source.fingerprint()
+    gens, gen_info = None, None
+    if distiller.needs_generations:
+        gens = distiller.generations_path(teacher_fp, data.fingerprint(), settings)
+        if not gens.is_file() and not distiller.is_built(teacher_fp, data, settings):
+            progress.note(f"teacher answers {spec.num_prompts} prompts ({spec.prompts}) for {spec.name}")
+            server = servers.get(cell.teacher_serving.kind)(cell.teacher_serving, settings.python, cell.device)
+            dtype = cell.model.dtype if cell.model.dtype != "auto" else "bfloat16"
+            handle = server.start(Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None,
+                                           bits_per_weight=16.0), "dq-teacher", logs / "teacher-server.log",
+                                  cell.model.trust_remote_code)
+            try:
+                gen_info = generate(handle.base_url, "dq-teacher", data.prompts(spec.prompts, spec.num_prompts), gens,
+                                    max_tokens=spec.max_new_tokens, temperature=spec.generation_temperature,
+                                    seed=spec.seed)
+            finally:
+                handle.stop()
+            progress.note(f"teacher generations: {gen_info['completion_tokens']} tokens in {gen_info['wall_s']} s")
+    student = distiller.build(cell, teacher_dir, teacher_fp, data, settings, logs / "distill.log", gens)
+    rec = student.record
+    if not student.reused and rec.get("loss_curve"):
+        first, last = rec["loss_curve"][0], rec["loss_curve"][-1]
+        progress.note(f"{spec.name}: {rec['steps']} steps, {rec['tokens_seen']} tokens, loss {first['loss']:.3f} -> "
+                      f"{last['loss']:.3f} in {rec['train_s']:.0f} s ({rec['stopped_by']})")
+    n_s = rec["student_params"]
+    n_t = rec.get("teacher_params") or (cell.estimate.params if cell.estimate else n_s)
+    ref = known_arch(spec.cost.reference_teacher)
+    ref_s = None
+    if ref is not None:
+        ref_s = (ref.pruned(spec.student.keep_every).params if spec.student.kind == "prune"
+                 else ref.params * n_s / n_t)
+    cost = estimate(spec.kind, spec.cost, n_t, n_s, rec.get("tokens_seen", 0), ref_teacher=ref.params if ref else None,
+                    ref_student=ref_s, alpha=getattr(spec, "alpha", 0.5),
+                    gen_tokens=(rec.get("generations") or {}).get("tokens", 0),
+                    on_policy_tokens=rec.get("on_policy_tokens", 0))
+    return {"kind": spec.kind, "name": spec.name, "student_key": student.key, "path": str(student.path),
+            "reused": student.reused, "teacher_id": cell.teacher_id, "teacher": teacher_fp,
+            "generation": gen_info, "record": rec, "cost": cost}
 
 
 def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "") -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.markup import escape
 
 from harness.errors import DQError
 
@@ -24,7 +25,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _fail(exc: DQError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -92,10 +93,10 @@ def plan(file: Path = typer.Argument(..., help="matrix YAML"),
         if r["status"] in ("infeasible", "failed") and r["reason"]:
             out.print(f"{r['cell_id']} {r['status']}:", highlight=False)
             for part in r["reasons"]:
-                out.print(f"  - {part}", highlight=False, soft_wrap=True)
+                out.print(f"  - {part}", highlight=False, soft_wrap=True, markup=False)
     if p.skipped:
         out.print(f"{len(p.skipped)} grid point(s) are not cells: " + "; ".join(p.skipped[:5])
-                  + (" ..." if len(p.skipped) > 5 else ""), highlight=False)
+                  + (" ..." if len(p.skipped) > 5 else ""), highlight=False, markup=False)
 
 
 @app.command()

@@ -43,13 +43,23 @@ class ArchInfo:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_elem
 
     def pruned(self, keep_every: int) -> "ArchInfo":
-        """The depth-pruned student that keeps every `keep_every`-th layer."""
+        """The depth-pruned student that keeps every `keep_every`-th layer (see pruned_layers)."""
         from dataclasses import replace
 
-        return replace(self, num_layers=len(range(0, self.num_layers, keep_every)))
+        return replace(self, num_layers=len(pruned_layers(self.num_layers, keep_every)))
 
     def to_dict(self) -> dict:
         return asdict(self) | {"params": self.params}
+
+
+def pruned_layers(num_layers: int, keep_every: int) -> list[int]:
+    """Indices of the layers a depth-pruned student keeps: ceil(n / k) of them, evenly spread so that the
+    first and the last layer are both kept (the last one writes the space the LM head reads; dropping it
+    costs far more than dropping a middle layer)."""
+    m = max(1, -(-num_layers // keep_every))
+    if m == 1:
+        return [num_layers - 1]
+    return sorted({round(i * (num_layers - 1) / (m - 1)) for i in range(m)})
 
 
 def arch_from_config(cfg: dict) -> ArchInfo:

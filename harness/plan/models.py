@@ -38,6 +38,10 @@ class CellPlan(Strict):
     evaluation: Evaluation
     device: Literal["cpu", "cuda"]
     parent_id: str | None = None
+    # a student's lineage: the teacher's uncompressed cell, and how the teacher is served when it must
+    # answer prompts (sft / gkd). Not part of the cell's identity.
+    teacher_id: str | None = None
+    teacher_serving: Serving | None = None
     status: Literal["planned", "infeasible"] = "planned"
     reason: str | None = None  # the reasons below joined, for one-line displays and the DuckDB column
     reasons: list[str] = Field(default_factory=list)

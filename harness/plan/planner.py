@@ -13,7 +13,7 @@ from harness.models.sources import source_for
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
 from harness.errors import PlanError
-from harness.plan.rules import engine_for, feasibility, pairing
+from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
 from harness.registry import evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
@@ -25,7 +25,8 @@ def _identity(m: Matrix, model, precision: str, method: str, distill: str, servi
         "model": model.model_dump(mode="json"),
         "precision": precision,
         "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
-        "distill": student.model_dump(mode="json") if student else "none",
+        # how the student is trained, not which cells it is crossed with or what GPU-hours would cost
+        "distill": student.model_dump(mode="json", exclude={"methods", "cost"}) if student else "none",
         "serving": serving.model_dump(mode="json"),
         "load": m.load.model_dump(mode="json"),
         "evaluation": m.evaluation.model_dump(mode="json"),
@@ -49,7 +50,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
         ids: dict[tuple[str, str, str], str] = {}
         for distill, precision, method in itertools.product(m.axes.distill, m.axes.precision, m.axes.method):
             method_spec = m.methods.get(method) if method != "none" else None
-            why_not = pairing(precision, method, method_spec)
+            student = next((s for s in m.students if s.name == distill), None)
+            why_not = pairing(precision, method, method_spec) or student_pairing(student, method)
             if why_not:
                 skipped.append(f"{model.name}: {why_not}")
                 continue
@@ -65,7 +67,6 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
                 parent = ids.get(("none", baseline_precision, "none"))
             else:
                 parent = None
-            student = next((s for s in m.students if s.name == distill), None)
             cell_arch = arch
             if arch and student and student.student.kind == "prune":
                 cell_arch = arch.pruned(student.student.keep_every)
@@ -75,8 +76,12 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
             cell = CellPlan(cell_id=cid, matrix=m.name, model=model, precision=precision, method=method,
                             method_spec=method_spec, distill=distill, student=student, serving=serving,
                             load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est,
-                            arch=cell_arch.to_dict() if cell_arch else None)
+                            arch=cell_arch.to_dict() if cell_arch else None,
+                            teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
+                            teacher_serving=m.serving_for(engine_for(None)) if student else None)
             reasons = feasibility(cell, cell_arch, host, m.hardware.memory_gib, est, model_problem)
+            if student:
+                reasons += student_problems(cell, arch, cell_arch, m)
             if reasons:
                 cell = cell.model_copy(update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons})
             cells.append(cell)

@@ -26,6 +26,31 @@ def pairing(precision: str, method: str, spec: MethodSpec | None = None) -> str 
     return None
 
 
+def student_pairing(student, method: str) -> str | None:  # noqa: ANN001
+    """None if a student is crossed with `method`; otherwise why not (students[].methods)."""
+    if student is None or method == "none" or student.methods is None or method in student.methods:
+        return None
+    return f"{student.name} x {method}: students[{student.name}].methods is {student.methods}"
+
+
+def student_problems(cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo | None, matrix) -> list[str]:  # noqa: ANN001
+    """Why a student cell cannot run: no plugin, a vocabulary mismatch for logit matching, the training
+    corpus overlapping an evaluated split."""
+    spec = cell.student
+    if spec.kind not in distillers:
+        return [f"distill {cell.distill!r}: no distiller plugin of kind {spec.kind!r} in this build "
+                f"(available: {', '.join(distillers.names()) or 'none'})"]
+    reasons = distillers.get(spec.kind)(spec).plan_problems(cell, teacher, student)
+    if spec.kind != "untrained":
+        from harness.distill.data import HELDOUT_FROM
+
+        lam = next((t for t in matrix.evaluation.tasks if t.name == "dq_lambada"), None)
+        if lam is not None and (lam.limit is None or lam.limit > HELDOUT_FROM):
+            reasons.append(f"evaluation.tasks dq_lambada limit {lam.limit} reaches LAMBADA documents >= "
+                           f"{HELDOUT_FROM}, which students[{spec.name}] trains on; set limit <= {HELDOUT_FROM}")
+    return reasons
+
+
 def engine_for(method_spec: MethodSpec | None) -> str:
     """The engine that serves a cell: the first one its compressor's output runs on."""
     kind = method_spec.kind if method_spec else "none"
@@ -66,9 +91,6 @@ def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_
             reasons.append(f"method {cell.method!r} ({kind}) needs {missing}")
         if produces:
             reasons.extend(plugin.plan_problems(cell, arch))
-    if cell.student is not None and cell.student.kind not in distillers:
-        reasons.append(f"distill {cell.distill!r}: no distiller plugin of kind {cell.student.kind!r} in this "
-                       f"build (available: {', '.join(distillers.names()) or 'none'})")
     if estimate and budget_gib is not None and estimate.total_gib > budget_gib:
         reasons.append(f"estimated memory {estimate.total_gib:.1f} GiB exceeds hardware.memory_gib {budget_gib:g} "
                        f"({estimate.basis})")

@@ -2,7 +2,7 @@
 
 The writer opens the database only for the length of one ingest (a transaction), so readers
 (dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON files.
-Tables: cells (one row per planned cell, flat headline metrics), perf (one row per load level),
+Tables: cells (one row per planned cell, flat headline metrics and a student's lineage and training), perf (one row per load level),
 quality (one row per task x metric), flips (one row per task x metric vs the reference), items (one
 row per scored item: drill-down of flips), meta (schema version).
 """
@@ -29,6 +29,10 @@ CELL_COLS = {
     "kld_mean": "DOUBLE", "kld_p99": "DOUBLE", "top1_agreement": "DOUBLE", "dp_rms": "DOUBLE",
     "ppl_ratio": "DOUBLE", "paired_drop": "DOUBLE", "paired_drop_ci_lo": "DOUBLE", "paired_drop_ci_hi": "DOUBLE",
     "compress_s": "DOUBLE", "scored_by": "VARCHAR",
+    # students (harness/distill): lineage teacher -> student -> quantized student, and what training did
+    "teacher_id": "VARCHAR", "distill_kind": "VARCHAR", "student_key": "VARCHAR", "train_tokens": "BIGINT",
+    "train_s": "DOUBLE", "train_loss_final": "DOUBLE", "heldout_ce": "DOUBLE", "ref_gpu_hours": "DOUBLE",
+    "ref_usd": "DOUBLE",
 }
 FLIP_COLS = {
     "cell_id": "VARCHAR", "ref_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "n": "INTEGER",
@@ -103,6 +107,7 @@ def cell_row(plan: dict, doc: dict | None) -> dict:
         "result_json": json.dumps(doc) if doc else None,
     }
     row.update({k: m.get(k) for k in CELL_COLS if k in m and k != "quality"})
+    row["teacher_id"] = plan.get("teacher_id")  # known from the plan, before the cell has run
     return row
 
 

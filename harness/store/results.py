@@ -82,7 +82,16 @@ def flat_metrics(doc: dict | None) -> dict:
     sm = shift.get("metrics") or {}
     agg = (shift.get("flips") or {}).get("aggregate") or {}
     ci = agg.get("drop_ci95") or [None, None]
+    dist = doc.get("distill") or {}
+    rec = dist.get("record") or {}
+    curve = rec.get("loss_curve") or []
+    ref_cost = (dist.get("cost") or {}).get("reference") or {}
     return {
+        "teacher_id": dist.get("teacher_id"), "distill_kind": dist.get("kind"), "student_key": dist.get("student_key"),
+        "train_tokens": rec.get("tokens_seen"), "train_s": rec.get("train_s"),
+        "train_loss_final": curve[-1]["loss"] if curve else None,
+        "heldout_ce": (rec.get("heldout_after") or {}).get("ce"),
+        "ref_gpu_hours": ref_cost.get("gpu_hours"), "ref_usd": ref_cost.get("usd"),
         **{k: sm.get(k) for k in ("kld_mean", "kld_p99", "top1_agreement", "dp_rms", "ppl_ratio")},
         "paired_drop": agg.get("drop_abs"), "paired_drop_ci_lo": ci[0], "paired_drop_ci_hi": ci[1],
         "compress_s": (art.get("record") or {}).get("wall_s"),

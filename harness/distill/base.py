@@ -1,0 +1,140 @@
+"""The distiller plugin contract and its student cache.
+
+A plugin declares what it needs (teacher generations, a shared vocabulary) and what the plan must check;
+`build` returns the student checkpoint, training it in a stage subprocess only when no finished copy
+exists. Students are cached by content (teacher weights, recipe, data), not by cell: the student's own
+cell and its quantized cells share one training run, and a crash never leaves a half-written student
+behind (written to `<key>.partial`, renamed, marked complete last).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from harness.errors import StageError
+from harness.proc import run_stage, write_json_atomic
+
+if TYPE_CHECKING:
+    from harness.models.arch import ArchInfo
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+
+# Bump when the training code changes what a given recipe produces: cached students are then retrained.
+TRAIN_CODE_VERSION = 1
+# Fields that name or route a student but do not change what training produces.
+NOT_RECIPE = {"name", "methods", "cost"}
+
+
+@dataclass(frozen=True)
+class Student:
+    path: Path  # checkpoint folder (config.json, safetensors, tokenizer)
+    key: str
+    record: dict  # what training did: loss curve, tokens, wall time, peak memory, hyper-parameters
+    reused: bool  # True when a finished copy was found (this cell did not train it)
+
+
+class Distiller:
+    kind: ClassVar[str]
+    trains: ClassVar[bool] = True
+    needs_generations: ClassVar[bool] = False  # the teacher must answer a prompt set first (served by vLLM)
+    same_vocab: ClassVar[bool] = True  # compares teacher and student logits token by token
+    stage_module: ClassVar[str] = "harness.stages.distill"
+
+    def __init__(self, spec) -> None:  # noqa: ANN001
+        self.spec = spec
+
+    # ------------------------------------------------------------------ plan
+    def plan_problems(self, cell: "CellPlan", teacher: "ArchInfo | None", student: "ArchInfo | None") -> list[str]:
+        s = self.spec
+        problems = []
+        if self.same_vocab and teacher and student and teacher.vocab_size != student.vocab_size:
+            problems.append(f"students[{s.name}] ({s.kind}) matches logits token by token, but the student's "
+                            f"vocabulary ({student.vocab_size}) differs from the teacher's ({teacher.vocab_size}); "
+                            f"use kind: sft, which trains on the teacher's generated text")
+        if s.student.kind == "prune" and teacher and teacher.num_layers <= s.student.keep_every:
+            problems.append(f"students[{s.name}].student.keep_every {s.student.keep_every} leaves one of "
+                            f"{teacher.num_layers} layers; use a smaller keep_every")
+        return problems
+
+    # ------------------------------------------------------------------ cache keys
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.spec.model_dump(mode="json").items() if k not in NOT_RECIPE}
+
+    def student_key(self, teacher_fp: dict, data_fp: dict) -> str:
+        ident = {"teacher": teacher_fp, "recipe": self.recipe(), "data": data_fp, "code": TRAIN_CODE_VERSION}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def generation_params(self) -> dict:
+        s = self.spec
+        return {"prompts": s.prompts, "num_prompts": s.num_prompts, "max_new_tokens": s.max_new_tokens,
+                "temperature": s.generation_temperature, "seed": s.seed}
+
+    def generations_path(self, teacher_fp: dict, data_fp: dict, settings: "Settings") -> Path:
+        ident = {"teacher": teacher_fp, "gen": self.generation_params(), "data": data_fp}
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        return settings.home / "generations" / f"{key}.jsonl"
+
+    # ------------------------------------------------------------------ build
+    def is_built(self, teacher_fp: dict, data, settings: "Settings") -> bool:  # noqa: ANN001
+        key = self.student_key(teacher_fp, data.fingerprint())
+        return (settings.home / "students" / key / ".complete").is_file()
+
+    def build(self, cell: "CellPlan", teacher_dir: str, teacher_fp: dict, data, settings: "Settings",  # noqa: ANN001
+              log: Path, generations: Path | None = None) -> Student:
+        if not settings.compress_python:
+            raise StageError("distill", "the training environment is not set up: run ./dq setup (it builds "
+                                        "requirements/compress.txt, which holds torch and TRL) or set "
+                                        "DQBENCH_COMPRESS_PYTHON")
+        key = self.student_key(teacher_fp, data.fingerprint())
+        root = settings.home / "students"
+        final, partial = root / key, root / f"{key}.partial"
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer per student; a second cell waits, then reuses
+            if (final / ".complete").is_file():
+                return Student(final / "model", key, json.loads((final / "record.json").read_text()), True)
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            partial.mkdir(parents=True)
+            cfg = {"kind": self.spec.kind, "spec": self.spec.model_dump(mode="json"), "teacher": str(teacher_dir),
+                   "out": str(partial / "model"), "record": str(partial / "record.json"),
+                   "corpus": str(data.corpus_path()), "generations": str(generations) if generations else None,
+                   "teacher_cache": str(settings.home / "teacher-cache"), "teacher_fingerprint": teacher_fp,
+                   "student_key": key}
+            write_json_atomic(partial / "config.json", cfg)
+            run_stage(self.stage_module, ["--config", str(partial / "config.json")], log,
+                      settings.with_python(settings.compress_python), stage="distill", timeout=12 * 3600,
+                      env={"HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"} if settings.offline else
+                      {"TRL_EXPERIMENTAL_SILENCE": "1"})
+            if not (partial / "model" / "config.json").is_file() or not (partial / "record.json").is_file():
+                raise StageError("distill", f"the training stage exited without a student in {partial}")
+            partial.rename(final)
+            (final / ".complete").touch()
+            return Student(final / "model", key, json.loads((final / "record.json").read_text()), False)
+
+
+class Untrained(Distiller):
+    kind = "untrained"
+    trains = False
+    same_vocab = False
+
+
+class LogitKD(Distiller):
+    kind = "logit_kd"
+
+
+class SFT(Distiller):
+    kind = "sft"
+    needs_generations = True
+    same_vocab = False  # trains on text: any tokenizer
+
+
+class GKD(Distiller):
+    kind = "gkd"
+    needs_generations = True  # the off-policy share (1 - lmbda) trains on the teacher's answers

@@ -1,0 +1,51 @@
+"""The teacher answers the prompt set through the served engine's OpenAI chat endpoint (the teacher's
+own chat template applies). Used by `sft` and `gkd` students; the result is cached by content, so a
+second student of the same teacher and prompt set reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness.errors import StageError
+
+
+def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: float, seed: int,
+         timeout: float) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": temperature, "seed": seed}
+    req = urllib.request.Request(f"{base_url}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        out = json.loads(r.read())
+    choice, usage = out["choices"][0], out.get("usage") or {}
+    return {"prompt": prompt, "completion": choice["message"]["content"] or "",
+            "finish_reason": choice.get("finish_reason"), "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0)}
+
+
+def generate(base_url: str, model: str, prompts: list[str], out: Path, *, max_tokens: int, temperature: float,
+             seed: int, concurrency: int = 8, timeout: float = 600) -> dict:
+    """Write one JSONL row per prompt (in prompt order) to `out`, atomically; return a summary."""
+    t0 = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            rows = list(pool.map(lambda p: _ask(base_url, model, p, max_tokens, temperature, seed, timeout), prompts))
+    except OSError as exc:
+        raise StageError("distill", f"teacher generation failed at {base_url}: {exc}") from exc
+    empty = sum(1 for r in rows if not r["completion"].strip())
+    if empty == len(rows):
+        raise StageError("distill", f"the teacher answered every one of {len(rows)} prompts with empty text")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.replace(out)
+    wall = time.monotonic() - t0
+    done = sum(r["completion_tokens"] for r in rows)
+    return {"path": str(out), "prompts": len(rows), "empty": empty, "completion_tokens": done,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in rows), "wall_s": round(wall, 2),
+            "output_tok_s": round(done / wall, 1) if wall else None}

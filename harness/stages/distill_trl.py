@@ -1,0 +1,92 @@
+"""Stage helpers: sequence-level KD (TRL SFTTrainer on the teacher's answers) and on-policy GKD (TRL's
+GKDTrainer), in the training environment. Called by harness.stages.distill after the student is derived.
+
+Both train on the teacher generations the orchestrator collected from the served teacher (a JSONL of
+prompt / completion). Budgets map to TRL: max_steps directly; max_tokens and max_minutes through a
+callback that stops the trainer (tokens counted without padding).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+from transformers import TrainerCallback
+
+
+class Budget(TrainerCallback):
+    def __init__(self, spec: dict) -> None:
+        self.max_tokens = spec.get("max_tokens")
+        self.max_s = spec["max_minutes"] * 60 if spec.get("max_minutes") else None
+        self.t0 = time.monotonic()
+        self.stopped_by = None
+        self.curve: list[dict] = []
+
+    def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+        if self.max_tokens and state.num_input_tokens_seen >= self.max_tokens:
+            self.stopped_by, control.should_training_stop = "max_tokens", True
+        elif self.max_s and time.monotonic() - self.t0 >= self.max_s:
+            self.stopped_by, control.should_training_stop = "max_minutes", True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001, ANN201
+        if logs and "loss" in logs:
+            row = {"step": state.global_step, "loss": round(float(logs["loss"]), 5),
+                   "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
+                   "tokens": int(state.num_input_tokens_seen), "elapsed_s": round(time.monotonic() - self.t0, 2)}
+            self.curve.append(row)
+            print(json.dumps(row), flush=True)
+
+
+def _rows(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:  # noqa: ANN001
+    from datasets import Dataset
+
+    spec, kind = cfg["spec"], cfg["kind"]
+    gens = _rows(cfg["generations"])
+    common = dict(output_dir=tempfile.mkdtemp(prefix="dq-trl-"), max_steps=spec.get("max_steps") or 10**6,
+                  per_device_train_batch_size=spec["batch_size"], learning_rate=spec["learning_rate"],
+                  warmup_steps=spec.get("warmup_steps", 0), lr_scheduler_type="cosine",
+                  weight_decay=spec.get("weight_decay", 0.0), logging_steps=1, save_strategy="no", report_to="none",
+                  seed=spec["seed"], max_length=spec["seq_len"], dataloader_num_workers=0, disable_tqdm=True,
+                  include_num_input_tokens_seen="non_padding", bf16=True, use_cpu=student.device.type == "cpu")
+    budget = Budget(spec)
+    before = heldout(student, teacher, held, 1.0)
+    t0 = time.monotonic()
+    if kind == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        ds = Dataset.from_list([{"prompt": [{"role": "user", "content": g["prompt"]}],
+                                 "completion": [{"role": "assistant", "content": g["completion"]}]} for g in gens])
+        # prompt-completion data: the loss covers the teacher's answer only (completion_only_loss)
+        trainer = SFTTrainer(model=student, args=SFTConfig(**common), train_dataset=ds, processing_class=tokenizer,
+                             callbacks=[budget])
+        loss = "cross-entropy on the teacher's answers (sequence-level KD), prompt tokens masked"
+    else:
+        from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+        ds = Dataset.from_list([{"messages": [{"role": "user", "content": g["prompt"]},
+                                              {"role": "assistant", "content": g["completion"]}]} for g in gens])
+        args = GKDConfig(**common, lmbda=spec["lmbda"], beta=spec["beta"], temperature=spec["temperature"],
+                         max_new_tokens=spec["on_policy_max_new_tokens"])
+        trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=ds,
+                             processing_class=tokenizer, callbacks=[budget])
+        loss = (f"generalized JSD(beta={spec['beta']}) at T={spec['temperature']} on the student's own samples "
+                f"with probability lmbda={spec['lmbda']}, else on the teacher's answers")
+    trainer.train()
+    train_s = time.monotonic() - t0
+    state = trainer.state
+    tokens = int(state.num_input_tokens_seen)
+    gen_tokens = sum(g.get("prompt_tokens", 0) + g.get("completion_tokens", 0) for g in gens)
+    return {"loss_curve": budget.curve, "steps": state.global_step, "tokens_seen": tokens,
+            "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
+            "stopped_by": budget.stopped_by or "max_steps", "loss": loss, "compute": "TRL Trainer, bf16 autocast",
+            "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
+            "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] *
+                                 spec["on_policy_max_new_tokens"]) if kind == "gkd" else 0,
+            "heldout_before": before, "heldout_after": heldout(student, teacher, held, 1.0)}

