@@ -115,6 +115,8 @@ def main() -> None:
                 st.caption(m.get("kld_method", ""))
             if not d["flips"].empty:
                 st.dataframe(d["flips"], hide_index=True, width="stretch")
+            if doc.get("distill"):
+                distill_panel(doc["distill"])
             if doc.get("artefact"):
                 st.json({"artefact": doc["artefact"], "serve": {k: doc.get("serve", {}).get(k)
                                                                 for k in ("startup_s", "loaded", "command")},
@@ -131,6 +133,28 @@ def main() -> None:
 
     with tabs[4]:
         advisor_panel(t)
+
+
+def distill_panel(dist: dict) -> None:
+    """A student's training: lineage, budget, loss curve, held-out CE / KL, and the cost estimate."""
+    rec = dist.get("record") or {}
+    st.markdown(f"**student** `{dist['name']}` ({dist['kind']}) of teacher `{dist.get('teacher_id')}`"
+                + (" — reused from the student cache" if dist.get("reused") else ""))
+    if rec.get("loss_curve"):
+        before, after = rec.get("heldout_before") or {}, rec.get("heldout_after") or {}
+        st.markdown(f"{rec['steps']} steps, {rec['tokens_seen']:,} tokens in {rec['train_s']:.0f} s "
+                    f"({rec['stopped_by']}); held-out CE {before.get('ce', float('nan')):.3f} → "
+                    f"{after.get('ce', float('nan')):.3f}, KL to teacher {before.get('kl_to_teacher', float('nan')):.3f} "
+                    f"→ {after.get('kl_to_teacher', float('nan')):.3f}; peak RSS {rec.get('peak_rss_gib', 0):.2f} GiB")
+        curve = pd.DataFrame(rec["loss_curve"])
+        st.line_chart(curve, x="step", y=[c for c in ("loss", "ce", "kd") if c in curve])
+        st.caption(rec.get("loss", ""))
+    ref = (dist.get("cost") or {}).get("reference")
+    if ref:
+        a = dist["cost"]["assumptions"]
+        st.caption(f"the same recipe at {ref['teacher']} size over {ref['tokens']:.3g} tokens: "
+                   f"~{ref['gpu_hours']:.1f} {a['gpu']} GPU-hours, ~${ref['usd']:.0f} (MFU {a['mfu']:.0%}, "
+                   f"${a['usd_per_gpu_hour']}/h; formula in the cell JSON)")
 
 
 def _label(table: pd.DataFrame, cid: str) -> str:

@@ -90,6 +90,12 @@ def decision(rec: Recommendation) -> str:
         out.append(f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB and costs "
                    f"{drop_text(w, rec)} on {rec.measure}: distillation pays when the teacher cannot fit or "
                    f"the domain is narrow; quantizing the student as well is the at-scale option.")
+        tokens = w.get("train_tokens")
+        if tokens is not None and not (isinstance(tokens, float) and math.isnan(tokens)):
+            out.append(f"Training it ({w.get('distill_kind')}) took {_f(w.get('train_s'), '.0f')} s for {int(tokens):,} "
+                       f"tokens here; the same recipe at the reference size over a real budget is estimated at "
+                       f"~{_f(w.get('ref_gpu_hours'))} GPU-hours (${_f(w.get('ref_usd'), '.0f')}), a one-off cost "
+                       f"quantization does not have.")
     devices = sorted(set(rec.ranked["device"].dropna()))
     if c.device == "gpu" and devices and devices != ["cuda"]:
         out.append(f"Throughput and latency were measured on {', '.join(devices)}: they rank configurations "

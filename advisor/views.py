@@ -19,7 +19,8 @@ TABLE_COLS = ["cell_id", "matrix", "model", "precision", "method", "distill", "e
               "size_gib", "bits_per_weight", "peak_mem_gib", "output_tok_s", "req_s", "ttft_ms_p50", "ttft_ms_p99",
               "tpot_ms_p50", "tpot_ms_p99", "q", "q_ref", "drop", "drop_lo", "drop_hi", "kld_mean", "kld_p99",
               "top1_agreement", "ppl_ratio", "paired_drop", "paired_drop_ci_lo", "paired_drop_ci_hi", "compress_s",
-              "scored_by", "parent_id"]
+              "scored_by", "parent_id", "teacher_id", "distill_kind", "train_tokens", "train_s", "heldout_ce",
+              "ref_gpu_hours"]
 
 
 def _has_table(con, name: str) -> bool:  # noqa: ANN001 - an index written before the table existed

@@ -19,14 +19,20 @@ from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
 
 
+def student_identity(student) -> dict:  # noqa: ANN001
+    return student.model_dump(mode="json", exclude={"methods", "cost"}, exclude_defaults=True) | {
+        "kind": student.kind, "name": student.name}
+
+
 def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving) -> dict:  # noqa: ANN001
     student = next((s for s in m.students if s.name == distill), None)
     return {
         "model": model.model_dump(mode="json"),
         "precision": precision,
         "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
-        # how the student is trained, not which cells it is crossed with or what GPU-hours would cost
-        "distill": student.model_dump(mode="json", exclude={"methods", "cost"}) if student else "none",
+        # how the student is trained, not which cells it is crossed with or what GPU-hours would cost;
+        # fields left at their defaults are left out, so a field added later does not re-key every student
+        "distill": student_identity(student) if student else "none",
         "serving": serving.model_dump(mode="json"),
         "load": m.load.model_dump(mode="json"),
         "evaluation": m.evaluation.model_dump(mode="json"),

@@ -117,16 +117,19 @@ def lr_at(step: int, spec: dict, total: int | None) -> float:
 def heldout(student, teacher, held: torch.Tensor, temperature: float) -> dict:  # noqa: ANN001
     """Cross-entropy of the student and KL(teacher || student) at T=1 on the held-out windows."""
     student.eval()
-    ce, kl = [], []
+    ce, kl, tce = [], [], []
     for i in range(0, len(held), 2):
         x = held[i:i + 2].to(DEVICE)
         with autocast():
             s = student(input_ids=x).logits.float()
             t = teacher(input_ids=x).logits.float()
-        ce.append(torch.nn.functional.cross_entropy(s[:, :-1].reshape(-1, s.size(-1)), x[:, 1:].reshape(-1)).item())
+        y = x[:, 1:].reshape(-1)
+        ce.append(torch.nn.functional.cross_entropy(s[:, :-1].reshape(-1, s.size(-1)), y).item())
+        tce.append(torch.nn.functional.cross_entropy(t[:, :-1].reshape(-1, t.size(-1)), y).item())
         kl.append(kl_full(s[:, :-1], t[:, :-1], 1.0).mean().item())
     student.train()
-    return {"ce": sum(ce) / len(ce), "kl_to_teacher": sum(kl) / len(kl), "tokens": int(held.numel())}
+    return {"ce": sum(ce) / len(ce), "kl_to_teacher": sum(kl) / len(kl), "teacher_ce": sum(tce) / len(tce),
+            "tokens": int(held.numel())}
 
 
 def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: float) -> tuple:  # noqa: ANN001

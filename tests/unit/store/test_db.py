@@ -125,3 +125,26 @@ def test_shift_flips_and_items_are_indexed(tmp_path):
                        "GROUP BY metric ORDER BY metric"
                        ).fetchall() == [("acc", 2.0, 4), ("acc_norm", 4.0, 4)]
     con.close()
+
+
+def test_student_lineage_is_queryable(tmp_path):
+    """teacher -> student -> quantized student, with what training did, in plain SQL."""
+    path = tmp_path / "x.duckdb"
+    t = FIXTURE
+    rec = {"tokens_seen": 81920, "train_s": 321.0, "student_params": 81_000_000,
+           "loss_curve": [{"step": 1, "loss": 9.0}, {"step": 80, "loss": 4.25}], "heldout_after": {"ce": 4.5}}
+    dist = {"kind": "logit_kd", "student_key": "k1", "teacher_id": t["cell_id"], "record": rec,
+            "cost": {"reference": {"gpu_hours": 23.9, "usd": 59.7}}}
+    s_plan = dict(t["plan"], cell_id="s00000000000", distill="kd", parent_id=t["cell_id"], teacher_id=t["cell_id"])
+    s = dict(t, cell_id="s00000000000", plan=s_plan, distill=dist)
+    q_plan = dict(s_plan, cell_id="q00000000000", method="w8a8", parent_id="s00000000000")
+    q = dict(t, cell_id="q00000000000", plan=q_plan, distill=dict(dist, record=rec))
+    db.ingest(path, [(t["plan"], t), (s_plan, s), (q_plan, q)])
+    con = db.connect_read_only(path)
+    rows = con.execute("""
+        SELECT q.cell_id, s.cell_id, s.teacher_id, s.train_tokens, s.train_loss_final, s.heldout_ce, s.ref_gpu_hours
+        FROM cells q JOIN cells s ON q.parent_id = s.cell_id WHERE q.method = 'w8a8'""").fetchall()
+    assert rows == [("q00000000000", "s00000000000", t["cell_id"], 81920, 4.25, 4.5, 23.9)]
+    assert con.execute("SELECT teacher_id, distill_kind FROM cells WHERE cell_id = ?", [t["cell_id"]]).fetchone() == \
+        (None, None)
+    con.close()

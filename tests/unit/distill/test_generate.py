@@ -1,0 +1,67 @@
+"""Teacher generations over the OpenAI chat endpoint: order kept, usage counted, written atomically,
+and a teacher that answers nothing is an error rather than an empty training set."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from harness.distill.generate import generate
+from harness.errors import StageError
+
+
+def serve(answer):
+    seen = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            q = body["messages"][0]["content"]
+            out = {"choices": [{"message": {"role": "assistant", "content": answer(q)}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": len(q.split()), "completion_tokens": 3}}
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, seen
+
+
+def test_generations_in_prompt_order_with_usage(tmp_path):
+    srv, seen = serve(lambda q: f"answer to {q}")
+    try:
+        prompts = [f"question {i}?" for i in range(10)]
+        info = generate(f"http://127.0.0.1:{srv.server_port}", "dq-teacher", prompts, tmp_path / "g.jsonl",
+                        max_tokens=32, temperature=0.0, seed=3, concurrency=4)
+    finally:
+        srv.shutdown()
+    rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == prompts and rows[3]["completion"] == "answer to question 3?"
+    assert info["prompts"] == 10 and info["completion_tokens"] == 30 and info["prompt_tokens"] == 20
+    assert all(b["model"] == "dq-teacher" and b["max_tokens"] == 32 and b["temperature"] == 0.0 for b in seen)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_empty_answers_everywhere_is_an_error(tmp_path):
+    srv, _ = serve(lambda q: "   ")
+    try:
+        with pytest.raises(StageError, match="empty text"):
+            generate(f"http://127.0.0.1:{srv.server_port}", "m", ["a?", "b?"], tmp_path / "g.jsonl", max_tokens=8,
+                     temperature=0.0, seed=0)
+    finally:
+        srv.shutdown()
+    assert not (tmp_path / "g.jsonl").exists()
+
+
+def test_unreachable_teacher_is_a_stage_error(tmp_path):
+    with pytest.raises(StageError, match="teacher generation failed"):
+        generate("http://127.0.0.1:9", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0,
+                 timeout=2)
