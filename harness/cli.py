@@ -204,6 +204,40 @@ def report(file: Path = typer.Argument(..., help="matrix YAML"),
     out.print(f"report: {page} (+ PNGs and summary.csv in {target})", highlight=False)
 
 
+@app.command()
+def sensitivity(file: Path = typer.Argument(..., help="matrix YAML"),
+                method: str = typer.Option(..., "--method", help="a name under `methods:` (its grid is measured)"),
+                precision: str = typer.Option(None, "--precision", help="default: the method's first precision"),
+                model: str = typer.Option(None, "--model", help="default: the matrix's first model"),
+                windows: int = typer.Option(8, "--windows"), tokens: int = typer.Option(256, "--tokens"),
+                top: int = typer.Option(2, "--top", help="layers to keep in bf16 in the suggestion")) -> None:
+    """Per-layer quantization sensitivity (KL when only that layer is quantized): a mixed-precision helper."""
+    from harness.plan.sensitivity import scan
+
+    try:
+        settings, matrix, _ = _load(file)
+        doc = scan(matrix, method, settings, precision=precision, model=model, windows=windows, tokens=tokens,
+                   top=top)
+    except DQError as exc:
+        _fail(exc)
+    t = Table(title=f"{doc['model']} / {doc['method']} ({doc['precision']}): one layer quantized at a time, "
+                    f"{doc['windows']} x {doc['tokens']} tokens")
+    for col in ("rank", "layer", "KLD mean", "top-1 agree", "ppl ratio", "params"):
+        t.add_column(col)
+    by = {r["layer"]: r for r in doc["layers"]}
+    for i, layer in enumerate(doc["ranked"]):
+        r = by[layer]
+        t.add_row(str(i + 1), str(layer), f"{r['kld_mean']:.5f}", f"{r['top1_agreement']:.1%}",
+                  f"{r['ppl_ratio']:.4f}", f"{r['params']:,}")
+    out.print(t)
+    a = doc["all_layers"]
+    out.print(f"every layer quantized: KLD {a['kld_mean']:.4f}, top-1 {a['top1_agreement']:.1%}, "
+              f"ppl ratio {a['ppl_ratio']:.3f}; stored {settings.results_dir / 'sensitivity' / doc['scan_id']}.json",
+              highlight=False, markup=False)
+    out.print(f"mixed precision, the {top} most sensitive layers in bf16:\n  ignore: "
+              + json.dumps(doc["suggested"]["ignore"]), highlight=False, markup=False)
+
+
 db_app = typer.Typer(help="The DuckDB index of results.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -217,6 +251,10 @@ def db_rebuild() -> None:
 
     settings = load_settings()
     n = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all())
+    scans = [json.loads(p.read_text()) for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
+             if not p.name.endswith((".raw.json", ".in.json"))]
+    if scans:
+        db.ingest_sensitivity(settings.db_path, scans)
     out.print(f"{settings.db_path}: rebuilt from {n} result file(s)", highlight=False)
 
 

@@ -22,6 +22,7 @@ class LLMCompressor(Compressor):
     engines = ("vllm",)
     calibrated = True
     symmetric = True
+    recipe_kind: str | None = None  # the llm-compressor recipe to run when it is not `kind` (QAT exports with rtn)
 
     def scheme(self, cell) -> str:  # noqa: ANN001
         opts = cell.method_spec.options
@@ -58,7 +59,7 @@ class LLMCompressor(Compressor):
         out = workdir / "model"
         record_path = workdir / "compress-record.json"
         cfg = {"source": str(source), "out": str(out), "record": str(record_path), "precision": cell.precision,
-               "kind": self.kind, "group_size": spec.group_size,
+               "kind": self.recipe_kind or self.kind, "group_size": spec.group_size,
                "activations": int(spec.options.get("activations", 8)), "ignore": list(spec.ignore),
                "static": bool(spec.options.get("static", False)), "symmetric": self.symmetric,
                "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,

@@ -130,6 +130,20 @@ class Untrained(Distiller):
 class LogitKD(Distiller):
     kind = "logit_kd"
 
+    def plan_problems(self, cell, teacher, student) -> list[str]:  # noqa: ANN001
+        problems = super().plan_problems(cell, teacher, student)
+        s = self.spec
+        if s.feature_weight > 0 and teacher and student:
+            from harness.distill.features import layer_map, map_problems
+
+            mapping = layer_map(s.feature_layers, s.student.kind, getattr(s.student, "keep_every", None),
+                                teacher.num_layers, student.num_layers)
+            problems += map_problems(mapping, teacher.num_layers, student.num_layers, s.name)
+        if s.feature_layers and not s.feature_weight:
+            problems.append(f"students[{s.name}].feature_layers is set but feature_weight is 0; set feature_weight "
+                            f"> 0 or drop feature_layers")
+        return problems
+
 
 class SFT(Distiller):
     kind = "sft"

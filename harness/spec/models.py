@@ -154,6 +154,12 @@ class LogitKD(_TrainedStudent):
     # teacher logits kept per position: the top-k plus the rest of the mass as one bucket, cached on disk
     # and reused across students and runs; 0 = full logits from a live teacher forward every step
     top_k: int = Field(default=64, ge=0, le=4096)
+    # Feature distillation: + feature_weight * mean normalised MSE between student layer outputs and the
+    # teacher layers they are mapped to (through a learned linear projection where widths differ).
+    # Map student layer -> teacher layer; default: a pruned student's layer i <- the teacher layer it was
+    # copied from, any other student evenly spread over the teacher's depth.
+    feature_weight: float = Field(default=0.0, ge=0)
+    feature_layers: dict[int, int] | None = None
 
 
 class _GenerativeStudent(_TrainedStudent):

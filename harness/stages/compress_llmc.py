@@ -66,6 +66,32 @@ def build_recipe(cfg: dict) -> list:
     raise SystemExit(f"unknown llm-compressor method {kind!r}")
 
 
+def linear_accounting(model, cfg: dict) -> dict:  # noqa: ANN001
+    """Decoder-layer linear weights quantized vs kept in full precision (mixed precision), and their
+    effective bits per weight: b + 16 / group for a bf16 scale per group (+ 8 for an int8 zero point)."""
+    import torch
+
+    g = cfg.get("group_size")
+    grouped = isinstance(g, int) and not (cfg["precision"] == "int8" and cfg.get("activations", 8) == 8)
+    # per-channel scales (FP8, W8A8, channel groups) cost ~16 bits per row: negligible per weight
+    per_group = (16 + (0 if cfg.get("symmetric", True) else 8)) / int(g) if grouped else 0.0
+    bits = {"fp8": 8, "int8": 8, "int4": 4}[cfg["precision"]] + per_group
+    q = fp = 0
+    kept = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, torch.nn.Linear) or ".layers." not in name:
+            continue  # the (tied) LM head and the embeddings are accounted by the size on disk
+        if getattr(mod, "quantization_scheme", None) is not None:
+            q += mod.weight.numel()
+        else:
+            fp += mod.weight.numel()
+            kept.append(name)
+    layers = sorted({int(n.split(".layers.")[1].split(".")[0]) for n in kept})
+    total = q + fp
+    return {"quantized": q, "full_precision": fp, "kept_layers": layers, "kept_modules": len(kept),
+            "effective_bits_linear": round((q * bits + fp * 16) / total, 3) if total else None}
+
+
 def calibration(cfg: dict):  # noqa: ANN201
     """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed` (the same
     windows every stage draws: harness.measure.prompts.token_prompts)."""
@@ -108,6 +134,7 @@ def main() -> None:
         kw = dict(dataset=calibration(cfg), num_calibration_samples=cfg["calibration_samples"],
                   max_seq_length=cfg["calibration_seq_len"])
     oneshot(model=model, recipe=recipe, **kw)
+    linear = linear_accounting(model, cfg)
     out = Path(cfg["out"])
     model.save_pretrained(out, save_compressed=True)
     tok.save_pretrained(out)
@@ -118,6 +145,7 @@ def main() -> None:
         "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
                          "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"]} if needs_data
                         else "none (data-free round-to-nearest)"),
+        "linear_params": linear,
         "wall_s": time.monotonic() - t0,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "versions": {p: metadata.version(p) for p in ("llmcompressor", "compressed-tensors", "transformers", "torch")},

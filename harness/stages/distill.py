@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from harness.distill.features import LayerTap, feature_loss, layer_map
 from harness.distill.loss import kd_loss, kl_full, teacher_topk
 from harness.models.arch import pruned_layers
 
@@ -175,8 +176,9 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
     topk = None
     if alpha > 0 and k > 0 and total:
         topk, cache_info = teacher_cache(cfg, teacher, data, k, T)
-    opt = torch.optim.AdamW(student.parameters(), lr=spec["learning_rate"], betas=(0.9, 0.95),
-                            weight_decay=spec["weight_decay"])
+    feat = _feature_setup(cfg, student, teacher)
+    params = list(student.parameters()) + (list(feat["proj"].parameters()) if feat else [])
+    opt = torch.optim.AdamW(params, lr=spec["learning_rate"], betas=(0.9, 0.95), weight_decay=spec["weight_decay"])
     torch.manual_seed(spec["seed"])
     before = heldout(student, teacher, held, T)
     curve, tokens, step, stopped_by = [], 0, 0, "data"
@@ -196,6 +198,11 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
             g["lr"] = lr
         with autocast():
             logits = student(input_ids=x).logits
+        f_loss = None
+        if feat:
+            with torch.no_grad(), autocast():
+                teacher(input_ids=x)  # the taps keep the mapped layers' outputs
+            f_loss = feature_loss(feat["s_tap"].out, feat["t_tap"].out, feat["map"], feat["proj"])
         if alpha == 0:
             parts = kd_loss(logits, x, alpha=0.0, temperature=T)
         elif topk is not None:
@@ -204,23 +211,46 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
             with torch.no_grad(), autocast():
                 t_logits = teacher(input_ids=x).logits
             parts = kd_loss(logits, x, alpha=alpha, temperature=T, teacher_logits=t_logits)
+        loss = parts["loss"] + spec["feature_weight"] * f_loss if feat else parts["loss"]
         opt.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         tokens += x.numel()
-        curve.append({"step": step, "loss": _r(parts["loss"]), "ce": _r(parts["ce"]), "kd": _r(parts["kd"]), "lr": lr, "grad_norm": round(float(gnorm), 4),
+        curve.append({"step": step, "loss": _r(loss), "ce": _r(parts["ce"]), "kd": _r(parts["kd"]),
+                      **({"feat": _r(f_loss)} if feat else {}), "lr": lr, "grad_norm": round(float(gnorm), 4),
                       "tokens": tokens, "elapsed_s": round(time.monotonic() - t0, 2)})
         print(json.dumps(curve[-1]), flush=True)
     train_s = time.monotonic() - t0
+    if feat:
+        feat["s_tap"].remove()
+        feat["t_tap"].remove()
     return {"loss_curve": curve, "steps": step, "compute": f"{DEVICE}, fp32 weights, bf16 autocast",
+            "feature_kd": {"weight": spec["feature_weight"], "layers": feat["map"],
+                           "projection": sorted(feat["proj"].keys()) or "none (same width)"} if feat else None,
             "tokens_seen": tokens, "train_s": round(train_s, 2),
             "tokens_per_s": round(tokens / train_s, 1) if train_s else None, "stopped_by": stopped_by,
             "teacher_cache": cache_info, "heldout_before": before, "heldout_after": heldout(student, teacher, held, T),
             "loss": "alpha*T^2*KL(teacher_T||student_T) + (1-alpha)*CE" +
                     (f"; teacher top-{k} + rest bucket (cached)" if topk is not None else
-                     "; cross-entropy only (no teacher)" if alpha == 0 else "; full teacher logits")}
+                     "; cross-entropy only (no teacher)" if alpha == 0 else "; full teacher logits") +
+                    (f"; + {spec['feature_weight']} x normalised MSE of mapped layer outputs" if feat else "")}
+
+
+def _feature_setup(cfg: dict, student, teacher) -> dict | None:  # noqa: ANN001
+    """Hooks on the mapped layers and the projections (trained with the student, not saved)."""
+    spec = cfg["spec"]
+    if not spec.get("feature_weight"):
+        return None
+    src = spec["student"]
+    mapping = layer_map(spec.get("feature_layers"), src["kind"], src.get("keep_every"),
+                        len(teacher.model.layers), len(student.model.layers))
+    ds, dt = student.config.hidden_size, teacher.config.hidden_size
+    proj = torch.nn.ModuleDict({str(i): torch.nn.Linear(ds, dt, bias=False) for i in mapping} if ds != dt else {})
+    proj.to(DEVICE)
+    return {"map": mapping, "proj": proj, "s_tap": LayerTap(student, sorted(mapping)),
+            "t_tap": LayerTap(teacher, sorted(set(mapping.values())))}
 
 
 def save_student(model, tokenizer_dir: str, out: Path, manifest: dict) -> None:  # noqa: ANN001

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.store.results import SCHEMA_VERSION, flat_metrics
@@ -51,6 +52,10 @@ QUALITY_COLS = {
     "n": "INTEGER", "n_total": "INTEGER", "limit_items": "INTEGER", "num_fewshot": "INTEGER",
     "task_hash": "VARCHAR", "lm_eval_version": "VARCHAR",
 }
+# the mixed-precision helper's per-layer scans (harness/plan/sensitivity.py): keyed by scan, not by cell
+SENS_COLS = {"scan_id": "VARCHAR", "model": "VARCHAR", "method": "VARCHAR", "precision": "VARCHAR",
+             "layer": "INTEGER", "params": "BIGINT", "kld_mean": "DOUBLE", "top1_agreement": "DOUBLE",
+             "ppl_ratio": "DOUBLE", "rank": "INTEGER"}
 TABLES = {"cells": CELL_COLS, "perf": PERF_COLS, "quality": QUALITY_COLS, "flips": FLIP_COLS, "items": ITEM_COLS}
 
 
@@ -81,6 +86,7 @@ def ensure_schema(con) -> None:  # noqa: ANN001
         for k, v in cols.items():
             if k not in have:
                 con.execute(f"ALTER TABLE {name} ADD COLUMN {k} {v.replace(' PRIMARY KEY', '')}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS sensitivity ({', '.join(f'{k} {v}' for k, v in SENS_COLS.items())})")
     con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
@@ -185,13 +191,29 @@ def item_rows(cell_id: str, doc: dict) -> list[dict]:
     return rows
 
 
-def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
-    """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact."""
+@contextmanager
+def _transaction(db_path: Path):  # noqa: ANN202
+    """A write connection with the schema in place and one transaction: all or nothing."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(db_path)
     try:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
+    finally:
+        con.close()
+
+
+def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
+    """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact."""
+    with _transaction(db_path) as con:
         for plan, doc in items:
             cid = plan["cell_id"]
             for t in TABLES:
@@ -202,15 +224,17 @@ def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
                 _insert(con, "quality", QUALITY_COLS, quality_rows(cid, doc))
                 _insert(con, "flips", FLIP_COLS, flip_rows(cid, doc))
                 _insert(con, "items", ITEM_COLS, item_rows(cid, doc))
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
-        raise
-    finally:
-        con.close()
+
+
+def ingest_sensitivity(db_path: Path, scans: list[dict]) -> None:
+    """Upsert sensitivity scans (one row per layer), in one transaction."""
+    with _transaction(db_path) as con:
+        for s in scans:
+            con.execute("DELETE FROM sensitivity WHERE scan_id = ?", [s["scan_id"]])
+            rank = {layer: i + 1 for i, layer in enumerate(s["ranked"])}
+            _insert(con, "sensitivity", SENS_COLS, [{"scan_id": s["scan_id"], "model": s["model"], "method": s["method"],
+                                                    "precision": s["precision"], **r, "rank": rank[r["layer"]]}
+                                                   for r in s["layers"]])
 
 
 def rebuild(db_path: Path, docs: list[dict]) -> int:

@@ -7,7 +7,9 @@ import sys
 HEAVY = ["torch", "vllm", "lm_eval", "transformers", "llmcompressor", "datasets", "tokenizers"]
 MODULES = ["harness", "harness.cli", "harness.runner", "harness.plan", "harness.spec", "harness.store.db",
            "harness.measure.run", "harness.serve.vllm", "harness.evaluate.lmeval", "harness.models.embedded",
-           "harness.compress.identity"]
+           "harness.compress.identity", "harness.compress.qat", "harness.distill.base", "harness.distill.data",
+           "harness.distill.generate", "harness.distill.cost", "harness.distill.features", "harness.plan.sensitivity",
+           "harness.cell"]
 
 
 def test_orchestrator_imports_no_heavy_backend():
@@ -21,6 +23,7 @@ def test_planning_a_matrix_imports_no_heavy_backend():
     code = ("import sys, json\nfrom harness.spec import load_matrix\nfrom harness.plan import plan_matrix\n"
             "from harness.settings import load_settings\n"
             "plan_matrix(load_matrix('matrices/llama8b.yaml'), load_settings(), host='cpu')\n"
+            "plan_matrix(load_matrix('matrices/smollm2-cpu.yaml'), load_settings(), host='cpu')\n"
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

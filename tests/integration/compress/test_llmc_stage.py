@@ -94,3 +94,33 @@ def test_fp8_checkpoint_is_made_on_cpu_for_gpu_hosts(tiny_llama, base_matrix, tm
     g = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]
     assert (g["weights"]["type"], g["weights"]["num_bits"]) == ("float", 8)
     assert g["input_activations"]["dynamic"] is True and g["input_activations"]["strategy"] == "token"
+
+
+def test_mixed_precision_keeps_ignored_layers_and_records_effective_bits(tiny_llama, base_matrix, tmp_path):
+    """An ignore list with a layer regex (what `harness sensitivity` suggests) keeps that decoder layer in
+    bf16: the checkpoint says so and the record counts the weights each way."""
+    settings = load_settings()
+    method = {"kind": "rtn", "group_size": 32, "ignore": ["lm_head", "re:model\\.layers\\.0\\."]}
+    cell = cell_for(base_matrix, settings, tiny_llama, "int4", method)
+    art = compressors.get("rtn")().compress(cell, tiny_llama, tmp_path, settings)
+    qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
+    assert "re:model\\.layers\\.0\\." in qc["ignore"]
+    lp = art.record["linear_params"]
+    assert lp["kept_layers"] == [0] and lp["kept_modules"] == 7 and lp["quantized"] == lp["full_precision"]
+    assert lp["effective_bits_linear"] == pytest.approx((4.5 + 16) / 2)  # half the linears at 4 + 16/32 bits
+
+
+def test_qat_trains_under_the_fake_quantizer_then_exports_rtn(tiny_llama, base_matrix, tmp_path):
+    settings = load_settings()
+    method = {"kind": "qat", "group_size": 32, "options": {"steps": 2, "batch_size": 2, "seq_len": 64,
+                                                            "learning_rate": 1e-4}}
+    cell = cell_for(base_matrix, settings, tiny_llama, "int4", method)
+    art = compressors.get("qat")().compress(cell, tiny_llama, tmp_path, settings)
+    qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
+    w = qc["config_groups"]["group_0"]["weights"]
+    assert (w["num_bits"], w["group_size"], w["symmetric"]) == (4, 32, True)
+    q = art.record["qat"]
+    assert q["tool"] == "torchao QAT" and q["fake_quantized_linears"] == 2 * 7  # 2 layers x q,k,v,o,gate,up,down
+    assert q["steps"] == 2 and len(q["loss_curve"]) == 2 and q["versions"]["torchao"] == "0.18.0"
+    assert art.record["recipe"] == ["QuantizationModifier"] and "round-to-nearest" in art.record["export"]
+    assert (tmp_path / "qat-float" / "config.json").is_file()

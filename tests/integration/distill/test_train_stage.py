@@ -126,3 +126,13 @@ def test_gkd_on_policy(env):
     r = st.record
     assert r["steps"] == 2 and len(r["loss_curve"]) == 2 and r["on_policy_tokens"] == 2 * 2 * 8
     assert "generalized JSD" in r["loss"]
+
+
+def test_feature_kd_adds_a_hidden_state_term(env):
+    st = build(env, spec(kind="logit_kd", max_steps=3, top_k=16, feature_weight=1.0))
+    r = st.record
+    assert r["feature_kd"]["layers"] == {"0": 0, "1": 3} and r["feature_kd"]["projection"] == "none (same width)"
+    feats = [c["feat"] for c in r["loss_curve"]]
+    assert all(f > 0 for f in feats) and "normalised MSE" in r["loss"]
+    assert all(abs(c["loss"] - (0.5 * 4 * c["kd"] + 0.5 * c["ce"] + c["feat"])) < 1e-3 * c["loss"] for c in r["loss_curve"])
+    assert load(st.path).config.num_hidden_layers == 2  # projections are not part of the student

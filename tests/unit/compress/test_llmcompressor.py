@@ -37,3 +37,18 @@ def test_w8a8_is_per_channel(base_matrix, settings):
 def test_precision_the_method_cannot_make(base_matrix, settings):
     plan = plan_with(base_matrix, settings, {"kind": "smoothquant_gptq"}, "int4")
     assert "cannot produce int4" in plan.cells[1].reason
+
+
+def test_qat_options_are_checked_in_the_plan(base_matrix, settings):
+    from harness.plan import plan_matrix
+    from harness.spec import parse_matrix
+
+    base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "q", "r"], "distill": ["none"]}
+    base_matrix["methods"] = {"q": {"kind": "qat", "group_size": 64, "options": {"lr": 1e-5}},
+                              "r": {"kind": "qat", "group_size": 64, "options": {"steps": 2.5, "alpha": 0}}}
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    q = next(c for c in plan.cells if c.method == "q")
+    assert "options: unknown ['lr']" in q.reason and "options.steps is required" in q.reason
+    r = next(c for c in plan.cells if c.method == "r")
+    assert "options.steps: got 2.5; expected a positive int" in r.reason and "alpha" not in r.reason
+    assert r.serving.kind == "vllm"

@@ -77,3 +77,23 @@ def test_pruned_arch_keeps_first_and_last_layer(base_matrix, settings):
     assert c.status == "planned" and c.arch["num_layers"] == 2  # ceil(30 / 16)
     assert pruned_layers(30, 16) == [0, 29] and pruned_layers(30, 2)[:3] == [0, 2, 4] and pruned_layers(30, 2)[-1] == 29
     assert len(pruned_layers(32, 2)) == 16 and len(pruned_layers(30, 3)) == 10
+
+
+def test_feature_layer_map_is_checked(base_matrix, settings):
+    s = [{"name": "f", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 1.0,
+          "feature_layers": {0: 0, 20: 29}},
+         {"name": "g", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_layers": {0: 0}},
+         {"name": "h", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 0.5}]
+    plan = plan_matrix(matrix(base_matrix, s, ["f", "g", "h"]), settings, host="cpu")
+    by = {c.distill: c for c in plan.cells if c.distill != "none" and c.method == "none"}
+    assert "feature_layers ['20->29'] out of range: the student has layers 0..14" in by["f"].reason
+    assert "feature_weight is 0" in by["g"].reason
+    assert by["h"].status == "planned", by["h"].reason
+
+
+def test_default_feature_map_follows_the_pruned_layers():
+    from harness.distill.features import layer_map
+
+    assert layer_map(None, "prune", 2, 30, 15)[14] == 29 and layer_map(None, "prune", 2, 30, 15)[7] == 14
+    assert layer_map(None, "local", None, 30, 6) == {0: 4, 1: 9, 2: 14, 3: 19, 4: 24, 5: 29}
+    assert layer_map({"1": "5"}, "prune", 2, 30, 15) == {1: 5}

@@ -1,0 +1,86 @@
+"""Quantization-aware training (`qat`): fine-tune with fake-quantized weights, then export.
+
+1. `harness.stages.qat_train` (training environment): torchao's QAT (`QATConfig` + `IntxFakeQuantizeConfig`)
+   puts the method's grid -- int4, per group, symmetric: scale = absmax / 7.5, as compressed-tensors
+   computes it -- on every decoder linear, and the model trains against its own full-precision self
+   (logit KD, the teacher's top-k cached; LLM-QAT's data-free recipe, here on the students' training
+   text). torchao's convert step removes the fake quantizers, leaving weights the grid was trained on.
+2. The export is llm-compressor's round-to-nearest with the same scheme (W4A16, group, symmetric), so
+   the served compressed-tensors checkpoint holds exactly the grid values QAT saw; vLLM serves it as it
+   serves any RTN cell. The comparison that matters is with the post-training cells of the same scheme.
+
+Options (`methods.NAME.options`): steps (required), learning_rate (2e-5), batch_size (4), seq_len (256),
+alpha (1.0: pure KD; 0 = plain CE fine-tuning), temperature (1.0), top_k (64), max_minutes, warmup_steps (5).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.compress.llmcompressor import LLMCompressor
+from harness.errors import StageError
+from harness.proc import run_stage, write_json_atomic
+
+OPTIONS = {"steps": int, "learning_rate": float, "batch_size": int, "seq_len": int, "alpha": float,
+           "temperature": float, "top_k": int, "max_minutes": float, "warmup_steps": int}
+
+
+class QAT(LLMCompressor):
+    kind = "qat"
+    precisions = ("int4",)
+    calibrated = False
+    recipe_kind = "rtn"
+
+    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+        problems = super().plan_problems(cell, arch)
+        opts = cell.method_spec.options
+        unknown = sorted(set(opts) - set(OPTIONS))
+        if unknown:
+            problems.append(f"methods.{cell.method}.options: unknown {unknown} (qat takes {sorted(OPTIONS)})")
+        if "steps" not in opts:
+            problems.append(f"methods.{cell.method}.options.steps is required (the QAT budget in optimizer steps)")
+        for k, t in OPTIONS.items():
+            if k not in opts:
+                continue
+            v = opts[k]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (k in ("alpha", "warmup_steps")
+                                                                                         and v >= 0))
+            if not ok or (t is int and not float(v).is_integer()):
+                problems.append(f"methods.{cell.method}.options.{k}: got {v!r}; expected a positive {t.__name__}")
+        if cell.method_spec.group_size is None:
+            problems.append(f"methods.{cell.method}: set group_size (64 for SmolLM2) or channel")
+        return problems
+
+    def compress(self, cell, source, workdir: Path, settings):  # noqa: ANN001
+        from harness.distill.data import TrainData
+
+        if not settings.compress_python:
+            raise StageError("compress", "the training environment is not set up: run ./dq setup")
+        spec, opts = cell.method_spec, cell.method_spec.options
+        data = TrainData(settings)
+        data.prepare(settings.results_dir / "logs" / cell.cell_id / "prepare.log")
+        trained = workdir / "qat-float"
+        record_path = workdir / "qat-record.json"
+        if not (trained / "config.json").is_file() or not record_path.is_file():
+            cfg = {"source": str(source), "out": str(trained), "record": str(record_path), "bits": 4,
+                   "group_size": spec.group_size, "symmetric": self.symmetric, "ignore": list(spec.ignore),
+                   "corpus": str(data.corpus_path()), "teacher_cache": str(settings.home / "teacher-cache"),
+                   "teacher_fingerprint": {"source": str(source), "data": data.fingerprint()},
+                   "spec": {"max_steps": int(opts["steps"]), "max_tokens": None,
+                            "max_minutes": opts.get("max_minutes"),
+                            "learning_rate": float(opts.get("learning_rate", 2e-5)),
+                            "batch_size": int(opts.get("batch_size", 4)), "seq_len": int(opts.get("seq_len", 256)),
+                            "alpha": float(opts.get("alpha", 1.0)), "temperature": float(opts.get("temperature", 1.0)),
+                            "top_k": int(opts.get("top_k", 64)), "warmup_steps": int(opts.get("warmup_steps", 5)),
+                            "weight_decay": 0.0, "seed": spec.seed, "feature_weight": 0.0,
+                            "student": {"kind": "self"}}}
+            write_json_atomic(workdir / "qat-in.json", cfg)
+            run_stage("harness.stages.qat_train", ["--config", str(workdir / "qat-in.json")],
+                      settings.results_dir / "logs" / cell.cell_id / "qat.log",
+                      settings.with_python(settings.compress_python), stage="compress", timeout=12 * 3600,
+                      env={"HF_HUB_OFFLINE": "1"} if settings.offline else None)
+        art = super().compress(cell, trained, workdir, settings)
+        art.record["qat"] = json.loads(record_path.read_text())
+        art.record["export"] = "llm-compressor round-to-nearest on the QAT weights (the grid QAT trained on)"
+        return art
