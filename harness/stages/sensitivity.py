@@ -91,7 +91,7 @@ def main() -> None:
         for m in linears(layer):
             m.weight.data = fake_quant(m.weight.data, bits, group, sym)
     result = {"layers": layers, "all_layers": compare(model, windows, ref), "wall_s": round(time.monotonic() - t0, 1),
-              "method": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)"}
+              "measure": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)"}
     tmp = Path(cfg["out"]).with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(cfg["out"])
