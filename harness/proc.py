@@ -17,6 +17,15 @@ from harness.errors import StageError
 from harness.settings import REPO_ROOT, Settings
 
 
+def stage_config() -> dict:
+    """A stage's input: `python -m harness.stages.X --config FILE.json`."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    return json.loads(Path(ap.parse_args().config).read_text())
+
+
 def write_json_atomic(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -11,7 +11,6 @@ stopped training, and held-out cross-entropy / KL to the teacher before and afte
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import torch
 from harness.distill.features import LayerTap, feature_loss, layer_map
 from harness.distill.loss import kd_loss, kl_full, teacher_topk
 from harness.models.arch import pruned_layers
+from harness.proc import stage_config
 
 HELDOUT_WINDOWS = 8  # windows at the end of the token stream, never trained on
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -266,9 +266,7 @@ def save_student(model, tokenizer_dir: str, out: Path, manifest: dict) -> None: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+    cfg = stage_config()
     torch.set_num_threads(os.cpu_count() or 1)
     spec, kind = cfg["spec"], cfg["kind"]
     t0 = time.monotonic()

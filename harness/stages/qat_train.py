@@ -7,7 +7,6 @@ CE / KL to the full-precision model before and after, and the fake-quantizer con
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -16,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from harness.proc import stage_config
 
 from harness.stages.distill import (load_model, peak_rss_gib, save_student, token_stream, train_logit_kd,
                                     windows)
@@ -33,9 +34,7 @@ def ignored(fqn: str, patterns: list[str]) -> bool:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+    cfg = stage_config()
     from torchao.quantization import quantize_
     from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
     from transformers import AutoTokenizer

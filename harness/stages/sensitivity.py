@@ -11,7 +11,6 @@ quantizes every layer (what uniform quantization does), for scale. Runs with the
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from harness.proc import stage_config
 
 
 def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch.Tensor:  # noqa: ANN001
@@ -61,9 +62,7 @@ def compare(model, windows: torch.Tensor, ref: list[torch.Tensor]) -> dict:  # n
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+    cfg = stage_config()
     from transformers import AutoModelForCausalLM
 
     from harness.measure.prompts import token_prompts

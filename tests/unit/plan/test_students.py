@@ -23,7 +23,8 @@ def test_default_matrix_lineage(settings):
     assert q.parent_id == kd.cell_id and q.teacher_id == teacher.cell_id
     assert kd.arch["num_layers"] == 15 and kd.estimate.params < 0.65 * teacher.estimate.params
     # students[].methods: the CE control and the untrained student are not quantized; the KD one only in W8A8
-    assert {m for (d, m) in by if d == "pruned-ce"} == {"none"}
+    assert {m for (d, m) in by if d == "pruned-ce"} == {"none"} and {m for (d, m) in by if d == "pruned-kd-feat"} == {"none"}
+    assert by[("pruned-kd-feat", "none")].student.feature_weight == 1.0
     assert {m for (d, m) in by if d == "pruned-kd"} == {"none", "w8a8_sq"}
     assert any("pruned-kd x gptq_g64: students[pruned-kd].methods is ['w8a8_sq']" in s for s in plan.skipped)
     assert all(c.status == "planned" for c in plan.cells if c.distill != "none")
