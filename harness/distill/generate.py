@@ -18,7 +18,7 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: f
          timeout: float) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": temperature, "seed": seed}
-    req = urllib.request.Request(f"{base_url}/v1/chat/completions", data=json.dumps(body).encode(),
+    req = urllib.request.Request(f"{base_url}/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         out = json.loads(r.read())
@@ -30,7 +30,8 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: f
 
 def generate(base_url: str, model: str, prompts: list[str], out: Path, *, max_tokens: int, temperature: float,
              seed: int, concurrency: int = 8, timeout: float = 600) -> dict:
-    """Write one JSONL row per prompt (in prompt order) to `out`, atomically; return a summary."""
+    """Write one JSONL row per prompt (in prompt order) to `out`, atomically; return a summary.
+    `base_url` is the OpenAI base the server handle gives (".../v1"), as the load generator uses it."""
     t0 = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:

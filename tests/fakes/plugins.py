@@ -120,6 +120,7 @@ def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | 
     # the baseline only: the fake engine serves no quantized artefact and returns no prompt logprobs
     m["axes"] = {"precision": ["bf16"], "method": ["none"], "distill": ["none"]}
     m.pop("methods", None)
+    m.pop("students", None)
     m.pop("extra_serving", None)
     m["evaluation"]["shift"] = None
     path = tmp_path / "m.yaml"

@@ -17,6 +17,10 @@ def serve(answer):
     class H(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path != "/v1/chat/completions":
+                self.send_response(404)
+                self.end_headers()
+                return
             seen.append(body)
             q = body["messages"][0]["content"]
             out = {"choices": [{"message": {"role": "assistant", "content": answer(q)}, "finish_reason": "stop"}],
@@ -39,7 +43,7 @@ def test_generations_in_prompt_order_with_usage(tmp_path):
     srv, seen = serve(lambda q: f"answer to {q}")
     try:
         prompts = [f"question {i}?" for i in range(10)]
-        info = generate(f"http://127.0.0.1:{srv.server_port}", "dq-teacher", prompts, tmp_path / "g.jsonl",
+        info = generate(f"http://127.0.0.1:{srv.server_port}/v1", "dq-teacher", prompts, tmp_path / "g.jsonl",
                         max_tokens=32, temperature=0.0, seed=3, concurrency=4)
     finally:
         srv.shutdown()
@@ -54,7 +58,7 @@ def test_empty_answers_everywhere_is_an_error(tmp_path):
     srv, _ = serve(lambda q: "   ")
     try:
         with pytest.raises(StageError, match="empty text"):
-            generate(f"http://127.0.0.1:{srv.server_port}", "m", ["a?", "b?"], tmp_path / "g.jsonl", max_tokens=8,
+            generate(f"http://127.0.0.1:{srv.server_port}/v1", "m", ["a?", "b?"], tmp_path / "g.jsonl", max_tokens=8,
                      temperature=0.0, seed=0)
     finally:
         srv.shutdown()
@@ -63,5 +67,5 @@ def test_empty_answers_everywhere_is_an_error(tmp_path):
 
 def test_unreachable_teacher_is_a_stage_error(tmp_path):
     with pytest.raises(StageError, match="teacher generation failed"):
-        generate("http://127.0.0.1:9", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0,
+        generate("http://127.0.0.1:9/v1", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0,
                  timeout=2)
