@@ -139,6 +139,7 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
     """The cell's student: trained (or found in the student cache), after the served teacher has answered
     the prompt set when the method trains on its generations. Returns the lineage block of the result."""
     from harness.compress.base import Artefact
+    from harness.distill.cost import for_student
     from harness.distill.data import TrainData
     from harness.distill.generate import generate
 
@@ -170,27 +171,11 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
         first, last = rec["loss_curve"][0], rec["loss_curve"][-1]
         progress.note(f"{spec.name}: {rec['steps']} steps, {rec['tokens_seen']} tokens, loss {first['loss']:.3f} -> "
                       f"{last['loss']:.3f} in {rec['train_s']:.0f} s ({rec['stopped_by']})")
-    cost = _cost(spec, rec, cell) if distiller.trains else None
+    fallback = cell.estimate.params if cell.estimate else rec["student_params"]
+    cost = for_student(spec, rec, fallback) if distiller.trains else None
     return {"kind": spec.kind, "name": spec.name, "student_key": student.key, "path": str(student.path),
             "reused": student.reused, "teacher_id": cell.teacher_id, "teacher": teacher_fp,
             "generation": gen_info, "record": rec, "cost": cost}
-
-
-def _cost(spec, rec: dict, cell: CellPlan) -> dict:  # noqa: ANN001
-    """GPU-hours and cost of this training run, and of the same recipe at the reference size."""
-    from harness.distill.cost import estimate
-    from harness.models.arch import known_arch
-
-    n_s = rec["student_params"]
-    n_t = rec.get("teacher_params") or (cell.estimate.params if cell.estimate else n_s)
-    ref = known_arch(spec.cost.reference_teacher)
-    ref_s = None
-    if ref is not None:
-        ref_s = ref.pruned(spec.student.keep_every).params if spec.student.kind == "prune" else ref.params * n_s / n_t
-    return estimate(spec.kind, spec.cost, n_t, n_s, rec.get("tokens_seen", 0), ref_teacher=ref.params if ref else None,
-                    ref_student=ref_s, alpha=getattr(spec, "alpha", 0.5),
-                    gen_tokens=(rec.get("generations") or {}).get("tokens", 0),
-                    on_policy_tokens=rec.get("on_policy_tokens", 0))
 
 
 def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "") -> dict:

@@ -61,5 +61,13 @@ class Compressor(ABC):
         """Produce the artefact the cell serves (heavy work in a stage subprocess)."""
 
 
+def checkpoint_ident(source) -> str:  # noqa: ANN001
+    """A cheap identity of a checkpoint folder for cache keys: its path and each weight file's name, size
+    and mtime (no hashing of gigabytes); a hub id stands for itself."""
+    src = Path(str(source))
+    weights = sorted(src.glob("*.safetensors")) if src.is_dir() else []
+    return f"{src.resolve()}|{[(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]}"
+
+
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness.compress.base import Artefact, Compressor
+from harness.compress.base import Artefact, Compressor, checkpoint_ident
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
@@ -29,9 +29,7 @@ KNOWN_TYPES = {"Q8_0": 8, "Q6_K": 6, "Q5_K_M": 5, "Q5_K_S": 5, "Q5_0": 5, "Q5_1"
 def bf16_gguf_path(source, settings) -> Path:  # noqa: ANN001
     """Where the converted bf16 GGUF of `source` is kept, shared by every GGUF cell of that checkpoint: the
     converter runs once per source (and llama.cpp build), not once per quantization type."""
-    src = Path(str(source))
-    weights = sorted(src.glob("*.safetensors")) if src.is_dir() else []
-    ident = f"{src.resolve()}|{[(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]}|{settings.llamacpp_dir}"
+    ident = f"{checkpoint_ident(source)}|{settings.llamacpp_dir}"
     return settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
 
 

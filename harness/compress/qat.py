@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.compress.base import checkpoint_ident
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
 OPTIONS = {"steps": int, "learning_rate": float, "batch_size": int, "seq_len": int, "alpha": float,
            "temperature": float, "top_k": int, "max_minutes": float, "warmup_steps": int}
+ZERO_OK = {"alpha", "warmup_steps"}  # 0 is meaningful: plain CE fine-tuning, no warm-up
 
 
 class QAT(LLMCompressor):
@@ -41,12 +43,12 @@ class QAT(LLMCompressor):
         if "steps" not in opts:
             problems.append(f"methods.{cell.method}.options.steps is required (the QAT budget in optimizer steps)")
         for k, t in OPTIONS.items():
-            if k not in opts:
+            v = opts.get(k)
+            if v is None:
                 continue
-            v = opts[k]
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or (k in ("alpha", "warmup_steps")
-                                                                                         and v >= 0))
-            if not ok or (t is int and not float(v).is_integer()):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            in_range = number and (v >= 0 if k in ZERO_OK else v > 0)
+            if not in_range or (t is int and not float(v).is_integer()):
                 problems.append(f"methods.{cell.method}.options.{k}: got {v!r}; expected a positive {t.__name__}")
         if cell.method_spec.group_size is None:
             problems.append(f"methods.{cell.method}: set group_size (64 for SmolLM2) or channel")
@@ -66,7 +68,7 @@ class QAT(LLMCompressor):
             cfg = {"source": str(source), "out": str(trained), "record": str(record_path), "bits": 4,
                    "group_size": spec.group_size, "symmetric": self.symmetric, "ignore": list(spec.ignore),
                    "corpus": str(data.corpus_path()), "teacher_cache": str(settings.home / "teacher-cache"),
-                   "teacher_fingerprint": {"source": str(source), "data": data.fingerprint()},
+                   "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
                    "spec": {"max_steps": int(opts["steps"]), "max_tokens": None,
                             "max_minutes": opts.get("max_minutes"),
                             "learning_rate": float(opts.get("learning_rate", 2e-5)),

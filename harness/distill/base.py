@@ -66,7 +66,7 @@ class Distiller:
     def recipe(self) -> dict:
         # defaults left out: a field added later (at its default) must not retrain every cached student
         d = self.spec.model_dump(mode="json", exclude=NOT_RECIPE, exclude_defaults=True)
-        return d | {"kind": self.spec.kind, "student": self.spec.student.model_dump(mode="json")}
+        return d | {"student": self.spec.student.model_dump(mode="json")}
 
     def student_key(self, teacher_fp: dict, data_fp: dict) -> str:
         ident = {"teacher": teacher_fp, "recipe": self.recipe(), "data": data_fp, "code": TRAIN_CODE_VERSION}

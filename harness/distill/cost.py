@@ -55,3 +55,21 @@ def estimate(kind: str, cost, n_teacher: float, n_student: float, tokens: float,
         out["reference"] = one(ref_teacher, ref_student, float(cost.reference_tokens))
         out["reference"]["teacher"] = cost.reference_teacher
     return out
+
+
+def for_student(spec, rec: dict, teacher_params_fallback: float) -> dict:  # noqa: ANN001
+    """The estimate for one trained student from its training record: this run, and the same recipe with
+    `spec.cost.reference_teacher` (from harness/models/arch.py KNOWN) and a student pruned alike (or scaled
+    by this run's student/teacher ratio)."""
+    from harness.models.arch import known_arch
+
+    n_s = rec["student_params"]
+    n_t = rec.get("teacher_params") or teacher_params_fallback
+    ref = known_arch(spec.cost.reference_teacher)
+    ref_s = None
+    if ref is not None:
+        ref_s = ref.pruned(spec.student.keep_every).params if spec.student.kind == "prune" else ref.params * n_s / n_t
+    return estimate(spec.kind, spec.cost, n_t, n_s, rec.get("tokens_seen", 0), ref_teacher=ref.params if ref else None,
+                    ref_student=ref_s, alpha=getattr(spec, "alpha", 0.5),
+                    gen_tokens=(rec.get("generations") or {}).get("tokens", 0),
+                    on_policy_tokens=rec.get("on_policy_tokens", 0))

@@ -20,8 +20,8 @@ from harness.spec.models import FULL_PRECISIONS, Matrix
 
 
 def student_identity(student) -> dict:  # noqa: ANN001
-    return student.model_dump(mode="json", exclude={"methods", "cost"}, exclude_defaults=True) | {
-        "kind": student.kind, "name": student.name}
+    # kind and name are required, so exclude_defaults always keeps them
+    return student.model_dump(mode="json", exclude={"methods", "cost"}, exclude_defaults=True)
 
 
 def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving) -> dict:  # noqa: ANN001

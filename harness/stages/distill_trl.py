@@ -45,11 +45,17 @@ def _rows(path: str) -> list[dict]:
 
 
 def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:  # noqa: ANN001
+    # TRL wants an output folder even with saving off; the student is saved by the caller
+    with tempfile.TemporaryDirectory(prefix="dq-trl-") as out:
+        return _train(cfg, student, teacher, tokenizer, held, heldout, out)
+
+
+def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:  # noqa: ANN001
     from datasets import Dataset
 
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])
-    common = dict(output_dir=tempfile.mkdtemp(prefix="dq-trl-"), max_steps=spec.get("max_steps") or 10**6,
+    common = dict(output_dir=output_dir, max_steps=spec.get("max_steps") or 10**6,
                   per_device_train_batch_size=spec["batch_size"], learning_rate=spec["learning_rate"],
                   warmup_steps=spec.get("warmup_steps", 0), lr_scheduler_type="cosine",
                   weight_decay=spec.get("weight_decay", 0.0), logging_steps=1, save_strategy="no", report_to="none",

@@ -3,7 +3,6 @@ stored as JSON and in DuckDB, with an `ignore:` suggestion naming the most sensi
 
 import json
 import os
-import shutil
 
 import duckdb
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from harness.plan.sensitivity import ignore_for, scan
 from harness.settings import load_settings
 from harness.spec import parse_matrix
+from tests.fakes.tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +22,12 @@ def test_ignore_pattern():
 
 def test_scan_ranks_layers_and_is_stored(base_matrix, tmp_path):
     torch = pytest.importorskip("torch")
+    d = make_tiny_llama(tmp_path / "tiny", layers=3, peaked=True)  # peaked logits, so rounding a layer shows
     transformers = pytest.importorskip("transformers")
-    src = load_settings().models_dir / "smollm2-135m-instruct"
-    if not (src / "tokenizer.json").is_file():
-        pytest.skip("embedded model not prepared")
-    d = tmp_path / "tiny"
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    model = transformers.AutoModelForCausalLM.from_pretrained(d)
     with torch.no_grad():
-        model.model.embed_tokens.weight.mul_(30)  # peaked logits, so rounding a layer shows
         model.model.layers[1].mlp.down_proj.weight.mul_(40)  # one layer far more exposed to rounding
     model.to(torch.bfloat16).save_pretrained(d)
-    shutil.copy(src / "tokenizer.json", d / "tokenizer.json")
-    shutil.copy(src / "tokenizer_config.json", d / "tokenizer_config.json")
     base_matrix["models"] = [{"name": "tiny", "source": {"kind": "local", "path": str(d)}}]
     base_matrix["methods"] = {"rtn": {"kind": "rtn", "group_size": 32, "precisions": ["int4"]}}
     base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "rtn"], "distill": ["none"]}

@@ -4,7 +4,6 @@ bits and groups, and the record says what was done."""
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from harness.plan import plan_matrix
 from harness.registry import compressors
 from harness.settings import load_settings
 from harness.spec import parse_matrix
+from tests.fakes.tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +21,7 @@ pytestmark = pytest.mark.slow
 def tiny_llama(tmp_path_factory):
     if not os.environ.get("DQBENCH_COMPRESS_PYTHON"):
         pytest.skip("DQBENCH_COMPRESS_PYTHON not set (./dq test sets it)")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    src = load_settings().models_dir / "smollm2-135m-instruct"
-    if not (src / "tokenizer.json").is_file():
-        pytest.skip("embedded model not prepared")
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=49152, max_position_embeddings=256,
-                                   tie_word_embeddings=True)
-    torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).save_pretrained(d)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(src / f, d / f)
-    return d
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", layers=2, max_position_embeddings=256)
 
 
 def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dict, host: str = "cpu"):

