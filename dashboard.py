@@ -3,6 +3,9 @@
 Browse cells, Pareto views (quality drop vs memory, throughput, TTFT p99), one cell's detail, a
 side-by-side comparison, and the advisor. Reads DuckDB read-only, cached by the file's modification
 time so cells a running `harness run` adds appear on refresh; no backend is imported.
+
+A row is a (cell, host): the same cell measured on two hosts is two rows, each with its host's label.
+The host filter starts at every host; rows are picked by their key `cell_id@host_id`.
 """
 
 from __future__ import annotations
@@ -52,12 +55,19 @@ def main() -> None:
 
     # ---- filters
     f = table
+    hosts = dict(zip(table["host_id"], table["host_label"]))
+    chosen_hosts = st.sidebar.multiselect("host (all when empty)", sorted(hosts, key=lambda h: str(hosts[h])),
+                                          format_func=lambda h: f"{hosts[h]} [{h}]" if hosts[h] != h else h,
+                                          key="filter_host")
+    if chosen_hosts:
+        f = f[f["host_id"].isin(chosen_hosts)]
     for col in ("matrix", "model", "precision", "method", "distill", "engine", "status"):
         values = sorted(table[col].dropna().unique())
         chosen = st.sidebar.multiselect(col, values, key=f"filter_{col}")
         if chosen:
             f = f[f[col].isin(chosen)]
-    st.sidebar.caption(f"{len(f)} of {len(table)} cells")
+    st.sidebar.caption(f"{len(f)} of {len(table)} cells" + (f" on {f['host_id'].nunique()} host(s)"
+                                                             if table["host_id"].nunique() > 1 else ""))
 
     tabs = st.tabs(["Cells", "Pareto", "Cell detail", "Compare", "Advisor"])
     with tabs[0]:
@@ -66,7 +76,7 @@ def main() -> None:
         bad = f[f["status"].isin(["failed", "infeasible"])]
         if not bad.empty:
             st.subheader("Failed and infeasible cells")
-            st.dataframe(bad[["cell_id", "model", "precision", "method", "distill", "status", "reason"]],
+            st.dataframe(bad[["cell_id", "host_label", "model", "precision", "method", "distill", "status", "reason"]],
                          hide_index=True, width="stretch")
 
     with tabs[1]:
@@ -82,7 +92,7 @@ def main() -> None:
             base = alt.Chart(d).encode(x=alt.X(x, title=label), y=alt.Y("drop_pct", title="quality drop (% rel.)"))
             pts = base.mark_point(filled=True, size=80).encode(
                 color="method", shape="distill",
-                tooltip=["cell_id", "model", "precision", "method", "distill", "engine", x, "drop_pct",
+                tooltip=["cell_id", "host_label", "model", "precision", "method", "distill", "engine", x, "drop_pct",
                          "kld_mean", "top1_agreement"])
             front = base.transform_filter(alt.datum.frontier).mark_line(color="gray", strokeDash=[4, 3])
             st.altair_chart((pts + front).properties(title=f"quality drop vs {label}", height=320),
@@ -92,12 +102,12 @@ def main() -> None:
                            "engine); throughput and memory compare serving stacks, not only the weights")
 
     with tabs[2]:
-        ids = list(f["cell_id"])
-        cid = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
-        if cid:
-            d = cell_detail(t, cid, Path(db))
-            row = table.set_index("cell_id").loc[cid]
-            st.markdown(f"**{_label(table, cid)}** — status `{row['status']}`"
+        ids = list(f["key"])
+        picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
+        if picked:
+            row = table.set_index("key").loc[picked]
+            d = cell_detail(t, row["cell_id"], Path(db), row["host_id"])
+            st.markdown(f"**{_label(table, picked)}** — status `{row['status']}`"
                         + (f": {row['reason']}" if isinstance(row['reason'], str) else ""))
             st.write("lineage: " + " → ".join(d["lineage"]))
             if not d["perf"].empty:
@@ -124,7 +134,7 @@ def main() -> None:
                         expanded=False)
 
     with tabs[3]:
-        ids = st.multiselect("cells to compare", list(f["cell_id"]), format_func=lambda i: _label(table, i),
+        ids = st.multiselect("cells to compare", list(f["key"]), format_func=lambda i: _label(table, i),
                              key="compare_cells")
         if len(ids) >= 2:
             st.dataframe(compare(table, ids).astype(str), width="stretch")
@@ -157,9 +167,10 @@ def distill_panel(dist: dict) -> None:
                    f"${a['usd_per_gpu_hour']}/h; formula in the cell JSON)")
 
 
-def _label(table: pd.DataFrame, cid: str) -> str:
-    r = table.set_index("cell_id").loc[cid]
-    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} [{cid}]"
+def _label(table: pd.DataFrame, key: str) -> str:
+    """A row's words: the cell, its host's label, and its key `cell_id@host_id` in brackets."""
+    r = table.set_index("key").loc[key]
+    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} on {r['host_label']} [{key}]"
 
 
 def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
@@ -174,7 +185,10 @@ def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
     try:
         c = Constraints(vram_gib=vram, max_drop=parse_max_drop(drop), objective=objective, context_len=int(ctx),
                         concurrency=int(conc))
-        frame = build_frame(t["cells"], t["quality"], t["perf"], None, None, int(conc))
+        # the sidebar's host filter applies here too: advice from the hosts shown
+        shown = st.session_state.get("filter_host") or list(t["cells"]["host_id"].unique())
+        frame = build_frame(*(d[d["host_id"].isin(shown)] for d in (t["cells"], t["quality"], t["perf"])), None,
+                            None, int(conc))
         if frame.empty:
             raise NoResultsError("no finished cells yet")
     except (AdvisorInputError, NoResultsError) as exc:
@@ -189,7 +203,8 @@ def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
         st.warning(out["decision"])
     if out["rejected"]:
         st.dataframe(pd.DataFrame([{"constraint": k, "cells": v["count"], "nearest miss": v["miss"],
-                                    "unit": v["unit"], "nearest cell": v["nearest"]["cell_id"]}
+                                    "unit": v["unit"], "nearest cell": v["nearest"]["cell_id"],
+                                    "host": v["nearest"]["host_label"]}
                                    for k, v in out["rejected"].items()]), hide_index=True)
 
 

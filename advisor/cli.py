@@ -4,6 +4,11 @@
     advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
 
 Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input; 3 no results.
+
+Results are per host: by default only this host's results are considered (`--host all` for every host's,
+`--host ID` for one). This host's id comes from harness.hw.probe, which imports no backend (it reads its
+cached probe, or runs the engine probe as a subprocess); where the probe cannot run, every host's results
+are used and the output says so.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
     ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
     ap.add_argument("--conservative", action="store_true", help="judge drops by the upper end of their 95%% CI")
+    ap.add_argument("--host", help="whose results: a host id, or 'all' (default: this host's; `harness doctor` "
+                                   "names it)")
     ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
     ap.add_argument("--top", default="5", help="how many recommendations to list")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
@@ -76,6 +83,27 @@ def _estimate(argv: list[str]) -> int:
     return 0
 
 
+def host_scope(requested: str | None) -> dict:
+    """{"host": id | "all", "label": words, "note": why}: which hosts' results the advice is drawn from."""
+    if requested and requested != "all":
+        return {"host": requested, "label": requested}
+    if requested == "all":
+        return {"host": "all", "label": "all hosts", "note": "--host all: figures from different hosts are "
+                                                            "ranked together; each row names its host"}
+    try:
+        from harness.settings import load_settings
+        from harness.store.hosts import this_host
+
+        host = this_host(load_settings())  # the `unprobed` block when the probe fails
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe: fall back, and say so
+        host = {"host_id": None, "error": f"{type(exc).__name__}: {exc}"}
+    if host.get("host_id") in (None, "unprobed"):
+        return {"host": "all", "label": "all hosts",
+                "note": f"this host could not be probed ({str(host.get('error'))[:200]}), so every host's results "
+                        f"are used; pass --host ID to pick one"}
+    return {"host": host["host_id"], "label": f"{host.get('label')} [{host['host_id']}] (this host)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "estimate":
@@ -104,18 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         from harness.settings import load_settings
 
         db = load_settings().db_path
+    scope = host_scope(a.host)
     try:
-        frame = load_frame(db, c.task, c.metric, c.concurrency, c.model)
+        frame = load_frame(db, c.task, c.metric, c.concurrency, c.model,
+                           host=None if scope["host"] == "all" else scope["host"])
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     rec = recommend(frame, c)
     if a.json:
-        print(json.dumps(to_json(rec), indent=2, default=str))
+        print(json.dumps(to_json(rec, scope), indent=2, default=str))
     else:
         from rich.console import Console
 
-        render(rec, Console(width=None if sys.stdout.isatty() else 160))
+        render(rec, Console(width=None if sys.stdout.isatty() else 160), scope)
     return 0 if rec.ok else NOTHING_FITS
 
 

@@ -15,6 +15,13 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
     return "?" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _host(row: dict) -> str:
+    label, hid = row.get("host_label"), row.get("host_id")
+    if not isinstance(hid, str):
+        return "an unrecorded host"
+    return f"{label} [{hid}]" if isinstance(label, str) and label != hid else hid
+
+
 def drop_text(row: dict, rec: Recommendation) -> str:
     c = rec.constraints
     rel = c.max_drop is None or c.max_drop.relative
@@ -52,8 +59,9 @@ def decision(rec: Recommendation) -> str:
         parts = [f"Nothing measured meets every constraint ({len(f)} configuration(s) considered)."]
         for name, r in rec.rejected.items():
             n = r["nearest"]
+            src = f", {n.get('mem_src')}" if name == "memory" and n.get("mem_src") else ""
             parts.append(f"{r['count']} fail {name}; nearest: {n['model']} {n['precision']}/{n['method']}/"
-                         f"{n['distill']} ({_f(r['miss'], '.2f')} {r['unit']}).")
+                         f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src}).")
         if "memory" in rec.rejected and "quality" not in rec.rejected:
             parts.append("Quality is not the obstacle, memory is: a lower precision or a distilled student "
                          "is the lever (quantize first; distill when even int4 does not fit).")
@@ -62,23 +70,28 @@ def decision(rec: Recommendation) -> str:
                          "(8-bit, a calibrated method such as GPTQ/AWQ) before distilling.")
         return " ".join(parts)
     w = rec.ranked.iloc[0].to_dict()
-    ref = f[f["cell_id"] == w["root_id"]]
+    same_host = f["host_id"] == w["host_id"] if "host_id" in f else True
+    ref = f[(f["cell_id"] == w["root_id"]) & same_host]  # the reference as measured on the winner's host
     ref = ref.iloc[0].to_dict() if not ref.empty else None
     label = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
     out = [f"Recommended: {label}, best on {c.objective} among {len(rec.ranked)} configuration(s) that meet "
-           f"every constraint."]
+           f"every constraint; its figures were measured on {_host(w)}."]
     if w["method"] == "none" and w["distill"] == "none":
         out.append(f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
                    f"({w['mem_src']}) for {c.context_len} tokens x {c.concurrency} sequence(s)"
                    + (f" of {c.vram_gib:g} GiB" if c.vram_gib else "") + ", so no compression is needed to fit.")
-        better = rec.ranked[(rec.ranked["method"] != "none") & (rec.ranked["tok_s"] > w["tok_s"])]
+        r = rec.ranked
+        better = r[(r["method"] != "none") & (r["tok_s"] > w["tok_s"])
+                   & ((r["host_id"] == w["host_id"]) if "host_id" in r else True)]  # same host: comparable
         if not better.empty:
             b = better.iloc[0]
             out.append(f"{b['precision']}/{b['method']} would raise throughput to {_f(b['tok_s'])} tok/s "
                        f"within the drop limit, if throughput matters more than fidelity.")
     elif w["distill"] == "none":
-        out.append(f"Quantizing with {w['method']} to {w['precision']} needs about {_f(w['mem_need_gib'])} GiB"
-                   + (f" vs {_f(ref['mem_need_gib'])} GiB for the reference" if ref else "")
+        out.append(f"Quantizing with {w['method']} to {w['precision']} needs about {_f(w['mem_need_gib'])} GiB "
+                   f"({w.get('mem_src', 'estimated')})"
+                   + (f" vs {_f(ref['mem_need_gib'])} GiB ({ref.get('mem_src', 'estimated')}) for the reference"
+                      if ref else "")
                    + f" and costs {drop_text(w, rec)} on {rec.measure}.")
         if ref is not None and c.vram_gib and ref["mem_need_gib"] > c.vram_gib:
             out.append("The reference does not fit the budget: quantization is what makes deployment possible "
@@ -87,7 +100,8 @@ def decision(rec: Recommendation) -> str:
             out.append(f"The reference fits too; the quantized model wins on {c.objective} "
                        f"({_f(w['tok_s'])} vs {_f(ref.get('tok_s'))} tok/s measured).")
     else:
-        out.append(f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB and costs "
+        out.append(f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB "
+                   f"({w.get('mem_src', 'estimated')}) and costs "
                    f"{drop_text(w, rec)} on {rec.measure}: distillation pays when the teacher cannot fit or "
                    f"the domain is narrow; quantizing the student as well is the at-scale option.")
         tokens = w.get("train_tokens")
@@ -99,8 +113,9 @@ def decision(rec: Recommendation) -> str:
     devices = sorted(set(rec.ranked["device"].dropna()))
     if c.device == "gpu" and devices and devices != ["cuda"]:
         out.append(f"Throughput and latency were measured on {', '.join(devices)}: they rank configurations "
-                   f"against each other but are not what a GPU will deliver. Weights are "
-                   f"{w['weights_src']}; KV cache and runtime overhead are estimated.")
+                   f"against each other but are not what a GPU will deliver. "
+                   + ("Its memory need is the measured GPU peak of its run." if w.get("mem_src") == "measured" else
+                      f"Weights are {w['weights_src']}; KV cache and runtime overhead are estimated."))
     flags = []
     if not bool(w.get("same_engine", True)):
         flags.append(f"served by {w['engine']} while its reference ran on {w['ref_engine']}")

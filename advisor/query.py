@@ -4,6 +4,10 @@ chosen measure and its family reference's, and its throughput at the requested c
 Quality measure: `--task T --metric M`, or the default aggregate AGGREGATE: the mean of each task's
 primary accuracy over the tasks both the cell and its reference were scored on. The reference of a
 cell is the root of its lineage (quantized -> its uncompressed parent; student -> its teacher).
+
+Rows are per (cell_id, host_id): the same cell measured on two hosts is two rows, and a cell is only
+compared with its reference measured on the SAME host (figures and even scores differ by ISA and GPU).
+An index written before host fingerprints has no host_id: its rows read as host `unknown`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,21 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
+UNKNOWN_HOST = "unknown"  # harness.store.hosts.UNKNOWN_HOST_ID, without importing the store
+
+
+def with_host(df: pd.DataFrame, label: bool = False) -> pd.DataFrame:
+    """`df` with a host_id column (and host_label, when `label`): `unknown` where the index predates hosts."""
+    df = df.copy()
+    if "host_id" not in df:
+        df["host_id"] = UNKNOWN_HOST
+    df["host_id"] = df["host_id"].fillna(UNKNOWN_HOST).astype(object)
+    if label or "host_label" in df:
+        df["host_label"] = df["host_label"].where(df["host_label"].notna(), df["host_id"]) \
+            if "host_label" in df else df["host_id"]
+    return df
+
+
 def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if not Path(db_path).is_file():
         raise NoResultsError(f"no results database at {db_path}; run `./dq run` (or `harness run MATRIX`) first, "
@@ -34,10 +53,10 @@ def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     try:
         cells = con.execute("SELECT * EXCLUDE (result_json) FROM cells").df()
         quality = con.execute("SELECT * FROM quality").df()
-        perf = con.execute("SELECT cell_id, profile, level, output_tok_s, ttft_ms_p50, ttft_ms_p99 FROM perf").df()
+        perf = con.execute("SELECT * FROM perf").df()
     finally:
         con.close()
-    return cells, quality, perf
+    return with_host(cells, label=True), with_host(quality), with_host(perf)
 
 
 def _roots(cells: pd.DataFrame) -> pd.Series:
@@ -58,32 +77,34 @@ def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -
         sel = quality[quality["task"].map(PRIMARY).eq(quality["metric"])]
     else:
         sel = quality[(quality["task"] == task) & (quality["metric"] == metric)]
-    return sel[["cell_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
+    return with_host(sel)[["cell_id", "host_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
 
 
 def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, task: str | None,
                 metric: str | None, concurrency: int) -> pd.DataFrame:
-    """One row per done cell with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts."""
-    cells = cells.copy()
+    """One row per done (cell, host) with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts;
+    the reference is the root cell's result on the same host."""
+    cells, quality, perf = with_host(cells, label=True), with_host(quality), with_host(perf)
+    key = ["cell_id", "host_id"]
     cells["root_id"] = _roots(cells)
     done = cells[cells["status"] == "done"].copy()
     q = quality_frame(quality, task, metric)
-    ref = done[["cell_id", "root_id"]].merge(q, on="cell_id")
+    ref = done[["cell_id", "host_id", "root_id"]].merge(q, on=key)
     ref = ref.merge(q.rename(columns={"cell_id": "root_id", "value": "ref_value", "stderr": "ref_stderr",
                                       "task_hash": "ref_task_hash", "lm_eval_version": "ref_lm_eval"}),
-                    on=["root_id", "task"], how="inner")  # only tasks both were scored on
+                    on=["root_id", "host_id", "task"], how="inner")  # only tasks both were scored on, same host
     ref["var"] = ref["stderr"].fillna(0) ** 2
     ref["ref_var"] = ref["ref_stderr"].fillna(0) ** 2
     ref["same_task"] = ref["task_hash"] == ref["ref_task_hash"]
     ref["same_lm_eval"] = ref["lm_eval_version"] == ref["ref_lm_eval"]
-    g = ref.groupby("cell_id").agg(q=("value", "mean"), q_ref=("ref_value", "mean"), var=("var", "sum"),
-                                   ref_var=("ref_var", "sum"), n_tasks=("task", "count"),
-                                   same_task=("same_task", "all"), same_lm_eval=("same_lm_eval", "all"))
+    g = ref.groupby(key).agg(q=("value", "mean"), q_ref=("ref_value", "mean"), var=("var", "sum"),
+                             ref_var=("ref_var", "sum"), n_tasks=("task", "count"),
+                             same_task=("same_task", "all"), same_lm_eval=("same_lm_eval", "all"))
     # stderr of a mean of k independent task scores: sqrt(sum var) / k
     g["q_se"] = np.sqrt(g["var"]) / g["n_tasks"]
     g["q_ref_se"] = np.sqrt(g["ref_var"]) / g["n_tasks"]
-    frame = done.merge(g.drop(columns=["var", "ref_var"]).reset_index(), on="cell_id", how="left")
-    engines = dict(zip(cells["cell_id"], cells["engine"]))
+    frame = done.merge(g.drop(columns=["var", "ref_var"]).reset_index(), on=key, how="left")
+    engines = dict(zip(cells["cell_id"], cells["engine"]))  # the engine is part of the cell's config
     frame["ref_engine"] = frame["root_id"].map(engines)
     frame["same_engine"] = frame["engine"] == frame["ref_engine"]
     # throughput at the measured concurrency closest to (not above, when possible) the requested one
@@ -91,19 +112,33 @@ def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, 
     if len(conc):
         conc["dist"] = np.where(conc["level"] <= concurrency, concurrency - conc["level"],
                                 1e6 + conc["level"] - concurrency)
-        best = conc.sort_values(["cell_id", "dist"]).groupby("cell_id").head(1)
+        best = conc.sort_values([*key, "dist"]).groupby(key).head(1)
         best = best.rename(columns={"level": "tok_s_level", "output_tok_s": "tok_s",
                                     "ttft_ms_p50": "ttft_p50_at", "ttft_ms_p99": "ttft_p99_at"})
-        frame = frame.merge(best[["cell_id", "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]],
-                            on="cell_id", how="left")
+        frame = frame.merge(best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]],
+                            on=key, how="left")
     else:
         frame["tok_s_level"] = frame["tok_s"] = np.nan
     return frame
 
 
+def hosts_in(cells: pd.DataFrame) -> dict[str, str]:
+    """host_id -> label of the hosts that have rows."""
+    cells = with_host(cells, label=True)
+    return dict(zip(cells["host_id"], cells["host_label"]))
+
+
 def load_frame(db_path: Path, task: str | None, metric: str | None, concurrency: int,
-               model: str | None = None) -> pd.DataFrame:
+               model: str | None = None, host: str | None = None) -> pd.DataFrame:
+    """The frame for `recommend`; `host` keeps one host's rows (None: every host's)."""
     cells, quality, perf = read_tables(db_path)
+    if host is not None:
+        known = hosts_in(cells)
+        if host not in known:
+            have = "; ".join(f"{h} ({lbl})" for h, lbl in sorted(known.items())) or "none"
+            raise NoResultsError(f"--host {host}: no results from that host in {db_path} (hosts: {have}); pass "
+                                 f"--host ID for one of them or --host all")
+        cells = cells[cells["host_id"] == host]
     if model is not None:
         known = sorted(cells["model"].unique())
         if model not in known:

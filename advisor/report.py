@@ -11,7 +11,7 @@ import pandas as pd
 
 from advisor.views import PARETO_VIEWS, cells_table, pareto_mask, read_all
 
-SUMMARY = ["cell_id", "model", "precision", "method", "distill", "status", "size_gib", "peak_mem_gib",
+SUMMARY = ["cell_id", "host_label", "model", "precision", "method", "distill", "status", "size_gib", "peak_mem_gib",
            "output_tok_s", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "q", "drop", "reason"]
 
 
@@ -63,7 +63,7 @@ def write_report(db_path: Path, cell_ids: list[str], out_dir: Path, title: str) 
             "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:0 1em 1em 0}"
             f"</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{len(table)} cells ({len(done)} done). Quality drop: avg_acc relative to each cell's uncompressed "
-            f"reference. Figures measured on the machine named in each cell's environment.</p>{imgs}"
+            f"reference on the same host. Figures measured on the host named in each row (host_label).</p>{imgs}"
             f"{summary.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}</body></html>")
     out = out_dir / "report.html"
     out.write_text(page)

@@ -41,6 +41,13 @@ def add_memory(f: pd.DataFrame, c: Constraints) -> pd.DataFrame:
         f["overhead_gib"] = GPU_OVERHEAD_GIB
         f["mem_need_gib"] = f["weights_gib"] + f["kv_gib"] + f["overhead_gib"]
         f["mem_src"] = "estimated"
+        # a measured GPU peak of the cell's run (harness/measure) beats the estimate where there is one; it
+        # was measured at the cell's own context length and concurrency, on the host named in host_label
+        gpu = f["gpu_peak_gib"].astype(float) if "gpu_peak_gib" in f else pd.Series(np.nan, index=f.index)
+        measured = gpu.notna()
+        f.loc[measured, "mem_need_gib"] = gpu[measured]
+        f.loc[measured, "overhead_gib"] = (gpu - f["weights_gib"] - f["kv_gib"])[measured]
+        f.loc[measured, "mem_src"] = "measured"
     else:
         # host RAM: the measured peak of the serving process tree (weights, KV reserve, runtime)
         f["overhead_gib"] = f["peak_mem_gib"] - f["weights_gib"]

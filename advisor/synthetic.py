@@ -13,8 +13,12 @@ PRECISIONS = [("bf16", "none", 16), ("int8", "gptq", 8), ("int8", "rtn", 8), ("f
               ("int4", "gptq", 4), ("int4", "awq", 4), ("int4", "rtn", 4)]
 
 
+SYNTHETIC_HOST = {"host_id": "synth0000000", "host_label": "synthetic GPU host · 1× H100"}
+
+
 def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(cells, quality, perf) of one synthetic host (SYNTHETIC_HOST)."""
     rng = np.random.default_rng(seed)
     cells, quality, perf = [], [], []
     for m in range(n_models):
@@ -38,7 +42,8 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                 tok = base_tok * (16 / bits) ** 0.6 * (2 if student == "kd" else 1) * rng.uniform(0.95, 1.05)
                 ttft = 50 + 2e-8 * s_params / (16 / bits) * rng.uniform(0.9, 1.1)
                 cells.append({
-                    "cell_id": cid, "matrix": "synthetic", "model": f"model-{m}", "precision": prec, "method": method,
+                    "cell_id": cid, **SYNTHETIC_HOST, "matrix": "synthetic", "model": f"model-{m}", "precision": prec,
+                    "method": method,
                     "method_kind": method, "distill": student, "engine": "vllm", "device": "cuda", "status": "done",
                     "reason": None, "parent_id": parent, "params": int(s_params), "kv_bytes_per_token": kv,
                     "size_gib": s_params * (bits + (0.125 if bits < 16 else 0)) / 8 / 2**30, "bits_per_weight": bits,
@@ -48,12 +53,14 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                 })
                 for task, metric in (("dq_arc_easy", "acc"), ("dq_hellaswag", "acc_norm"), ("dq_lambada", "acc")):
                     v = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
-                    quality.append({"cell_id": cid, "task": task, "metric": metric, "value": v,
+                    quality.append({"cell_id": cid, "host_id": SYNTHETIC_HOST["host_id"], "task": task, "metric": metric,
+                                    "value": v,
                                     "stderr": float(np.sqrt(v * (1 - v) / 500)), "task_hash": f"h-{task}",
                                     "n": 500, "limit_items": 500, "num_fewshot": 0,
                                     "lm_eval_version": "0.4.13"})
                 for level, f in ((1, 0.2), (8, 0.7), (32, 1.0)):
-                    perf.append({"cell_id": cid, "profile": "concurrency", "level": level, "output_tok_s": tok * f,
+                    perf.append({"cell_id": cid, "host_id": SYNTHETIC_HOST["host_id"], "profile": "concurrency",
+                                 "level": level, "output_tok_s": tok * f,
                                  "ttft_ms_p50": ttft * (1 + level / 16), "ttft_ms_p99": ttft * 1.8 * (1 + level / 16)})
     return pd.DataFrame(cells), pd.DataFrame(quality), pd.DataFrame(perf)
 

@@ -1,6 +1,9 @@
 """Read-side views of the results index shared by the dashboard and `harness report`: the cells
 table with headline figures and quality drops, Pareto frontiers, per-cell detail. Pure pandas over
 frames read read-only from DuckDB; no backend is imported.
+
+A row is a (cell, host): the same cell measured on two hosts is two rows. `key` (`<cell_id>@<host_id>`,
+the result file's name) identifies a row; the dashboard selects and compares rows by it.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import numpy as np
 import pandas as pd
 
 from advisor.constraints import Constraints
-from advisor.query import build_frame
+from advisor.query import build_frame, with_host
 from advisor.select import add_quality
 
-TABLE_COLS = ["cell_id", "matrix", "model", "precision", "method", "distill", "engine", "device", "status", "reason",
+TABLE_COLS = ["cell_id", "host_label", "matrix", "model", "precision", "method", "distill", "engine", "device", "status",
+              "reason",
               "size_gib", "bits_per_weight", "peak_mem_gib", "output_tok_s", "req_s", "ttft_ms_p50", "ttft_ms_p99",
               "tpot_ms_p50", "tpot_ms_p99", "q", "q_ref", "drop", "drop_lo", "drop_hi", "kld_mean", "kld_p99",
               "top1_agreement", "ppl_ratio", "paired_drop", "paired_drop_ci_lo", "paired_drop_ci_hi", "compress_s",
               "scored_by", "parent_id", "teacher_id", "distill_kind", "train_tokens", "train_s", "heldout_ce",
-              "ref_gpu_hours"]
+              "ref_gpu_hours", "gpu_peak_gib", "host_id", "key"]
+KEY = ["cell_id", "host_id"]
 
 
 def _has_table(con, name: str) -> bool:  # noqa: ANN001 - an index written before the table existed
@@ -32,10 +37,11 @@ def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
 
     con = connect_read_only(Path(db_path))
     try:
-        return {"cells": con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(),
-                "quality": con.execute("SELECT * FROM quality").df(),
-                "perf": con.execute("SELECT * FROM perf").df(),
-                "flips": con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()}
+        flips = con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()
+        return {"cells": with_host(con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(), label=True),
+                "quality": with_host(con.execute("SELECT * FROM quality").df()),
+                "perf": with_host(con.execute("SELECT * FROM perf").df()),
+                "flips": with_host(flips) if len(flips.columns) else flips}
     finally:
         con.close()
 
@@ -44,10 +50,11 @@ def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> p
     """Every cell (any status) with its figures: avg_acc drop vs its reference, output tok/s at each
     measured concurrency (`tok_s@cN`), each task's metrics (`TASK.METRIC`), and $/1M output tokens at
     the top concurrency when a GPU price is given."""
-    cells = t["cells"]
+    cells = with_host(t["cells"], label=True)
     frame = build_frame(cells, t["quality"], t["perf"], None, None, 1)
     frame, _ = add_quality(frame, Constraints())
-    out = cells.merge(frame[["cell_id", "q", "q_ref", "drop", "drop_lo", "drop_hi"]], on="cell_id", how="left")
+    out = cells.merge(frame[[*KEY, "q", "q_ref", "drop", "drop_lo", "drop_hi"]], on=KEY, how="left")
+    out["key"] = out["cell_id"] + "@" + out["host_id"]
     for c in TABLE_COLS:
         if c not in out:
             out[c] = np.nan
@@ -56,14 +63,14 @@ def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> p
     if len(perf):
         conc = perf[perf["profile"] == "concurrency"]
         if len(conc):
-            tok = conc.pivot_table(index="cell_id", columns="level", values="output_tok_s", aggfunc="last")
+            tok = with_host(conc).pivot_table(index=KEY, columns="level", values="output_tok_s", aggfunc="last")
             tok.columns = [f"tok_s@c{int(c)}" for c in tok.columns]
-            out = out.merge(tok.reset_index(), on="cell_id", how="left")
+            out = out.merge(tok.reset_index(), on=KEY, how="left")
     q = t["quality"]
     if len(q):
-        wide = q.pivot_table(index="cell_id", columns=["task", "metric"], values="value", aggfunc="last")
+        wide = with_host(q).pivot_table(index=KEY, columns=["task", "metric"], values="value", aggfunc="last")
         wide.columns = [f"{a}.{b}" for a, b in wide.columns]
-        out = out.merge(wide.reset_index(), on="cell_id", how="left")
+        out = out.merge(wide.reset_index(), on=KEY, how="left")
     out["usd_per_mtok"] = gpu_price / (out["output_tok_s"] * 3600.0) * 1e6 if gpu_price else np.nan
     return out
 
@@ -91,17 +98,28 @@ PARETO_VIEWS = [  # (x column, x label, lower is better), y is always the qualit
 ]
 
 
-def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path) -> dict:
-    perf = t["perf"][t["perf"]["cell_id"] == cell_id].sort_values(["profile", "level"])
+def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id: str | None = None) -> dict:
+    """One (cell, host)'s perf levels, quality, flips, lineage and stored result; `host_id` None: the
+    cell's first host (there is usually one)."""
+    cells = with_host(t["cells"], label=True)
+    if host_id is None:
+        hosts = cells.loc[cells["cell_id"] == cell_id, "host_id"]
+        host_id = hosts.iloc[0] if len(hosts) else None
+
+    def mine(df: pd.DataFrame) -> pd.DataFrame:
+        df = with_host(df)
+        return df[(df["cell_id"] == cell_id) & (df["host_id"] == host_id)]
+
+    perf = mine(t["perf"]).sort_values(["profile", "level"])
     q = t["quality"]
     cols = [c for c in ("task", "metric", "value", "stderr", "n", "limit_items", "num_fewshot", "task_hash",
                         "lm_eval_version") if c in q]
-    quality = q[q["cell_id"] == cell_id][cols]
-    cells = t["cells"].set_index("cell_id")
+    quality = mine(q)[cols]
+    by_id = cells.drop_duplicates("cell_id").set_index("cell_id")  # lineage is the cells' config: any host
     lineage = []
     cur = cell_id
-    while cur in cells.index and len(lineage) < 10:
-        r = cells.loc[cur]
+    while cur in by_id.index and len(lineage) < 10:
+        r = by_id.loc[cur]
         lineage.append(f"{cur} ({r['model']} {r['precision']}/{r['method']}/{r['distill']})")
         cur = r["parent_id"]
         if not isinstance(cur, str):
@@ -110,18 +128,27 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path) -> dict
 
     con = connect_read_only(Path(db_path))
     try:
-        row = con.execute("SELECT result_json FROM cells WHERE cell_id = ?", [cell_id]).fetchone()
+        has_host = bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'cells' "
+                                    "AND column_name = 'host_id'").fetchone()[0])
+        if has_host:
+            row = con.execute("SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",
+                              [cell_id, host_id]).fetchone()
+        else:  # an index from before hosts
+            row = con.execute("SELECT result_json FROM cells WHERE cell_id = ?", [cell_id]).fetchone()
     finally:
         con.close()
     doc = json.loads(row[0]) if row and row[0] else {}
     fl = t.get("flips", pd.DataFrame())
-    flips = fl[fl["cell_id"] == cell_id].drop(columns=["cell_id"]) if len(fl) else pd.DataFrame()
-    return {"perf": perf, "quality": quality, "lineage": list(reversed(lineage)), "doc": doc, "flips": flips}
+    flips = mine(fl).drop(columns=["cell_id", "host_id"]) if len(fl) else pd.DataFrame()
+    return {"perf": perf, "quality": quality, "lineage": list(reversed(lineage)), "doc": doc, "flips": flips,
+            "host_id": host_id}
 
 
 def compare(table: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
-    """Cells side by side (columns), with the delta of each numeric row against the first cell."""
-    sub = table.set_index("cell_id").loc[ids]
+    """Rows side by side (columns), with the delta of each numeric row against the first. `ids` are row keys
+    (`cell_id@host_id`), or cell ids where each names one row."""
+    by = "key" if "key" in table and set(ids) <= set(table["key"]) else "cell_id"
+    sub = table.set_index(by).loc[ids]
     num = sub.select_dtypes("number")
     side = sub.T
     deltas = num.sub(num.iloc[0], axis=1).T.add_prefix("Δ vs ")

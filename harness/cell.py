@@ -4,7 +4,9 @@ returning its result document. It stores nothing: the runner (local) or the driv
 worker that dies loses only its own cell. Module-level and picklable for remote executors.
 
 A failing stage makes a `failed` document (stage, reason, log tail) and keeps what was measured
-before it. KeyboardInterrupt propagates after the server group is stopped.
+before it. KeyboardInterrupt propagates after the server group is stopped. A server that exits or whose
+engine dies fails the stage that was using it, with the root-cause line of the server's log
+(`_server_watch`); a load level with too many failed requests fails `measure` (harness/measure/run.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from harness.env import environment_block
+from harness.store.hosts import this_host
 from harness.errors import DQError, StageError
 from harness.evaluate.reference import compare_with_reference
 from harness.measure.memory import PeakSampler
@@ -41,14 +44,37 @@ def _stage(doc: dict, name: str, progress: Progress):
         doc["timings"][name] = round(time.monotonic() - t, 3)
 
 
+@contextmanager
+def _server_watch(handle, stage: str):  # noqa: ANN001
+    """A stage that uses the server fails, at that stage, with the root cause from the server's log when
+    the server exited or its engine died: the stage's own error (a connection error, a level of failed
+    requests) is only the symptom. Checked when the stage raises and again when it ends."""
+    try:
+        yield
+    except Exception as exc:
+        # the engine's traceback may reach its log a moment after the client saw the failure
+        problem = handle.health_problem(settle=2.0)
+        if problem:
+            raise StageError(stage, problem, handle.failure_tail()) from exc
+        raise
+    problem = handle.health_problem(http=True)
+    if problem:
+        raise StageError(stage, problem, handle.failure_tail())
+
+
 def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None = None) -> dict:
     progress = progress or Progress(quiet=True)
     store = ResultStore(settings.results_dir)
     started, t0 = _now(), time.monotonic()
     logs = store.logs_dir(cell.cell_id)
     work = store.work_dir(cell.cell_id)
+    host = this_host(settings)
+    # a compressed artefact is the same on every host and is shared; what a host measures (lm-eval's
+    # per-item samples, the logprob dumps the shift compares) is kept per host, so two hosts that share
+    # a results folder never read each other's items
+    measured = work / host["host_id"]
     logs.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
+    measured.mkdir(parents=True, exist_ok=True)
     doc: dict = {"cell_id": cell.cell_id, "matrix": cell.matrix, "label": cell.label,
                  "plan": cell.model_dump(mode="json"), "started_at": started, "timings": {},
                  "logs": {"dir": str(logs)}}
@@ -87,30 +113,34 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
                         "loaded": handle.loaded, "port": handle.port}
         progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
 
-        with PeakSampler(handle.pid) as mem:
-            stage = "measure"
-            with _stage(doc, stage, progress):
-                doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.tokenizer_src,
-                                      extra=getattr(server, "request_extras", {}),
-                                      keepalive=getattr(server, "http_keepalive", True),
-                                      on_level=progress.level)
-            stage = "evaluate"
-            with _stage(doc, stage, progress):
-                doc["quality"] = evaluator.evaluate(server.scoring(handle, artefact), work,
-                                                    logs / "evaluate.log")
-            for name, t in doc["quality"]["tasks"].items():
-                progress.note(f"{name}: " + ", ".join(
-                    f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None))
-            stage = "shift"
-            with _stage(doc, stage, progress):
-                doc["shift"] = compare_with_reference(cell, server.scoring(handle, artefact), artefact.tokenizer_src,
-                                                      settings, work, logs / "shift.log")
-            if doc["shift"] and doc["shift"].get("metrics"):
-                m = doc["shift"]["metrics"]
-                progress.note(f"vs reference: KLD mean {m['kld_mean']:.4f} p99 {m['kld_p99']:.4f}, "
-                              f"top-1 agreement {m['top1_agreement']:.1%}, ppl ratio {m['ppl_ratio']:.3f}")
-        doc["memory"] = {"peak_gib": mem.peak_gib, "samples": mem.samples,
-                         "what": "PSS summed over the server's process tree, sampled every 0.5 s"}
+        mem = PeakSampler(handle.pid)
+        try:
+            with mem:
+                stage = "measure"
+                with _stage(doc, stage, progress), _server_watch(handle, stage):
+                    doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.tokenizer_src,
+                                          extra=getattr(server, "request_extras", {}),
+                                          keepalive=getattr(server, "http_keepalive", True),
+                                          on_level=progress.level, health=handle.health_problem)
+                    if doc["perf"]["stopped"]:
+                        raise StageError(stage, doc["perf"]["stopped"], handle.failure_tail())
+                stage = "evaluate"
+                with _stage(doc, stage, progress), _server_watch(handle, stage):
+                    doc["quality"] = evaluator.evaluate(server.scoring(handle, artefact), measured,
+                                                        logs / "evaluate.log")
+                for name, t in doc["quality"]["tasks"].items():
+                    progress.note(f"{name}: " + ", ".join(
+                        f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None))
+                stage = "shift"
+                with _stage(doc, stage, progress), _server_watch(handle, stage):
+                    doc["shift"] = compare_with_reference(cell, server.scoring(handle, artefact),
+                                                          artefact.tokenizer_src, settings, measured, logs / "shift.log")
+                if doc["shift"] and doc["shift"].get("metrics"):
+                    m = doc["shift"]["metrics"]
+                    progress.note(f"vs reference: KLD mean {m['kld_mean']:.4f} p99 {m['kld_p99']:.4f}, "
+                                  f"top-1 agreement {m['top1_agreement']:.1%}, ppl ratio {m['ppl_ratio']:.3f}")
+        finally:  # a failed cell keeps the memory measured up to its failure
+            doc["memory"] = mem.block()
         doc["status"] = "done"
     except KeyboardInterrupt:
         progress.note(f"interrupted during {stage}: stopping the server; nothing stored for this cell")
@@ -130,6 +160,7 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
             except StageError as exc:  # port still held: record, the next cell picks another port
                 doc.setdefault("warnings", []).append(str(exc))
     doc["environment"] = environment_block()
+    doc["host"] = host
     doc["finished_at"] = _now()
     doc["wall_s"] = time.monotonic() - t0
     return doc
@@ -154,7 +185,9 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
         if not gens.is_file() and not distiller.is_built(teacher_fp, data, settings):
             progress.note(f"teacher answers {spec.num_prompts} prompts ({spec.prompts}) for {spec.name}")
             server = servers.get(cell.teacher_serving.kind)(cell.teacher_serving, settings.python, cell.device)
-            dtype = cell.model.dtype if cell.model.dtype != "auto" else "bfloat16"
+            from harness.compress.identity import DTYPE
+
+            dtype = DTYPE[cell.compute_dtype]  # the teacher answers in the lineage's reference dtype
             handle = server.start(Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None,
                                            bits_per_weight=16.0), "dq-teacher", logs / "teacher-server.log",
                                   cell.model.trust_remote_code)
@@ -178,9 +211,9 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
             "generation": gen_info, "record": rec, "cost": cost}
 
 
-def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "") -> dict:
+def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "", settings: Settings | None = None) -> dict:
     """The result of a cell that never produced one itself (its worker died, its parent failed)."""
     return {"cell_id": cell.cell_id, "matrix": cell.matrix, "label": cell.label, "plan": cell.model_dump(mode="json"),
             "status": "failed", "failed_stage": stage, "reason": reason, "log_tail": log_tail, "timings": {},
-            "environment": environment_block(), "started_at": None, "finished_at": _now(), "wall_s": 0.0,
-            "logs": {}}
+            "environment": environment_block(), "host": this_host(settings) if settings else None,
+            "started_at": None, "finished_at": _now(), "wall_s": 0.0, "logs": {}}

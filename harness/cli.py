@@ -50,24 +50,41 @@ def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
               f"method={m.axes.method} distill={m.axes.distill})", highlight=False)
 
 
-def _status_rows(file: Path) -> tuple[list[dict], object]:
+def _status_rows(file: Path) -> tuple[list[dict], object, dict]:
+    """(one row per planned cell with THIS host's result, the plan, this host's block). Results are per
+    (cell id, host id): another host's result of a cell is not this host's (it is named in `reason`)."""
+    from harness.store.hosts import this_host
     from harness.store.results import ResultStore, flat_metrics
 
     settings, matrix, plan = _load(file)
     store = ResultStore(settings.results_dir)
+    host = this_host(settings)
     rows = []
     for c in plan.cells:
-        doc = store.read(c.cell_id)
+        doc = store.read(c.cell_id, host["host_id"])
         status = c.status if c.status == "infeasible" else (doc or {}).get("status", "planned")
+        reason = c.reason if c.status == "infeasible" else (doc or {}).get("reason")
+        if doc is None and c.status != "infeasible":
+            other = {h: d for h, d in store.hosts_of(c.cell_id).items() if d.get("status") == "done"}
+            if other:
+                reason = "done on " + "; ".join(f"{(d.get('host') or {}).get('label')} [{h}]" for h, d in other.items()) \
+                    + ", not on this host: `harness run` runs it here (results are per host)"
         rows.append({
-            "cell_id": c.cell_id, "model": c.model.name, "precision": c.precision, "method": c.method,
+            "cell_id": c.cell_id, "host_id": host["host_id"], "host_label": host.get("label"), "model": c.model.name,
+            "precision": c.precision, "method": c.method,
             "distill": c.distill, "engine": c.serving.kind, "device": c.device, "status": status,
-            "reason": c.reason if c.status == "infeasible" else (doc or {}).get("reason"),
-            "reasons": c.reasons if c.status == "infeasible" else [r for r in [(doc or {}).get("reason")] if r],
+            "reason": reason,
+            "reasons": c.reasons if c.status == "infeasible" else [r for r in [reason] if r],
             "parent_id": c.parent_id, "estimate": c.estimate.model_dump() if c.estimate else None,
             "metrics": flat_metrics(doc),
         })
-    return rows, plan
+    return rows, plan, host
+
+
+def _host_line(host: dict) -> str:
+    src = host.get("source") or ""
+    return f"host: {host.get('label')} [{host['host_id']}]" + (f" ({src})" if src.startswith("override") else "") \
+        + (f"; probe failed: {host['error']}" if host.get("error") else "")
 
 
 @app.command()
@@ -75,12 +92,14 @@ def plan(file: Path = typer.Argument(..., help="matrix YAML"),
          as_json: bool = typer.Option(False, "--json", help="print the plan as JSON")) -> None:
     """Expand the grid into cells: id, status, estimated memory, and why a cell cannot run here."""
     try:
-        rows, p = _status_rows(file)
+        rows, p, host = _status_rows(file)
     except DQError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps({"matrix": p.matrix, "cells": rows, "skipped": p.skipped}, indent=2, default=str))
+        print(json.dumps({"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}, indent=2,
+                         default=str))
         return
+    out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
     for col in ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "parent"):
         t.add_column(col, no_wrap=True)
@@ -104,14 +123,15 @@ def status(file: Path = typer.Argument(..., help="matrix YAML"),
            as_json: bool = typer.Option(False, "--json", help="print cells with flat metrics as JSON")) -> None:
     """Status of every cell of a matrix, with headline metrics of finished ones."""
     try:
-        rows, p = _status_rows(file)
+        rows, p, host = _status_rows(file)
     except DQError as exc:
         _fail(exc)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
+    out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"status: {p.matrix}")
-    for col in ("cell_id", "cell", "status", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "peak GiB", "quality"):
+    for col in ("cell_id", "host", "cell", "status", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "peak GiB", "quality"):
         t.add_column(col, overflow="fold")
     for r in rows:
         m = r["metrics"]
@@ -121,7 +141,7 @@ def status(file: Path = typer.Argument(..., help="matrix YAML"),
 
         q = "; ".join(f"{task}: " + ", ".join(f"{k}={v:.3g}" for k, v in ms.items() if v is not None)
                       for task, ms in (m.get("quality") or {}).items())
-        t.add_row(r["cell_id"], f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}", r["status"],
+        t.add_row(r["cell_id"], r["host_id"], f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}", r["status"],
                   f("output_tok_s"), f("ttft_ms_p50", ".0f"), f("tpot_ms_p50"), f("peak_mem_gib", ".2f"),
                   q or (r["reason"] or "")[:120])
     out.print(t)
@@ -236,6 +256,24 @@ def sensitivity(file: Path = typer.Argument(..., help="matrix YAML"),
               highlight=False, markup=False)
     out.print(f"mixed precision, the {top} most sensitive layers in bf16:\n  ignore: "
               + json.dumps(doc["suggested"]["ignore"]), highlight=False, markup=False)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="print the probe as JSON"),
+           refresh: bool = typer.Option(False, "--refresh", help="probe again instead of reading the cache")) -> None:
+    """What this host and its engine builds can run: CPU/ISA, GPUs, vLLM's kernels, llama.cpp, fast dtype."""
+    from harness.hw.probe import host_caps
+    from harness.hw.report import render_caps
+    from harness.settings import load_settings
+
+    try:
+        caps = host_caps(load_settings(), refresh=refresh)
+    except DQError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({**caps.model_dump(mode="json"), "host": caps.host_block()}, indent=2))
+        return
+    out.print(render_caps(caps), highlight=False, markup=False, soft_wrap=True)
 
 
 db_app = typer.Typer(help="The DuckDB index of results.", no_args_is_help=True)

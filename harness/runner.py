@@ -1,11 +1,17 @@
 """The runner: the only module that wires the stages together.
 
-plan -> pick the runnable cells (resume: done cells are skipped unless forced) -> an executor runs
+plan -> pick the runnable cells (resume: cells done on THIS host are skipped unless forced) -> an executor runs
 each cell (harness/cell.py: prepare, compress, serve, measure, evaluate, stop) -> the runner stores
 every result here, in this process: JSON first, then the DuckDB index. Executors are plugins
 (local: one cell after another; ray: cells as Ray tasks); only the runner writes.
 Ctrl-C or SIGTERM stops the server group, stores nothing for the interrupted cell, and re-raises.
 One writer: a lock file keeps two runs from writing the same results folder.
+
+Resume is per host (results are keyed by (cell id, host id), harness/store/results.py): a cell done on
+another host, or before host fingerprints (host `unknown`), runs again here. Its quality is not reused
+either: kernels and emulated bf16 differ by ISA, so scores can differ in the last digits.
+A failed attempt over a done result of this host is kept beside it (results/attempts/); the done result
+stays the cell's result and its index row, and the attempt is reported as failed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from harness.progress import Progress
 from harness.registry import executors
 from harness.settings import Settings
 from harness.store import db
+from harness.store.hosts import normalized_host, this_host
 from harness.store.results import ResultStore
 
 
@@ -66,25 +73,38 @@ class Runner:
         """Run every planned cell of `plan`; returns cell_id -> final status."""
         outcome: dict[str, str] = {}
         with writer_lock(self.settings.results_dir), sigterm_as_interrupt():
+            host = this_host(self.settings)
+            hid = host["host_id"]
             # index the whole plan first, so infeasible and pending cells are visible while we work
-            db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), self.store.read(c.cell_id))
-                                              for c in plan.cells])
+            db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), self.store.read(c.cell_id, hid))
+                                              for c in plan.cells], host=host)
             todo = []
             for c in plan.cells:
                 if only and c.cell_id not in only:
                     continue
                 if c.status == "infeasible":
                     outcome[c.cell_id] = "infeasible"
-                elif not force and self.store.status(c.cell_id) == "done":
+                elif not force and self.store.status(c.cell_id, hid) == "done":
                     outcome[c.cell_id] = "done (cached)"
                 else:
                     todo.append(c)
+            self.progress.note(f"host: {host.get('label')} [{hid}]" + (f" ({host['source']})" if str(
+                host.get("source", "")).startswith("override") else ""))
+            elsewhere = [c.cell_id for c in todo if set(self.store.hosts_of(c.cell_id)) - {hid}]
+            if elsewhere:
+                self.progress.note(f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
+                                   f"per host (figures and scores are not reused), so they run here too")
             self.progress.start_matrix(plan.matrix, len(todo), skipped=len(plan.cells) - len(todo))
             self.executor.preflight(todo)
 
             def finished(cell: CellPlan, doc: dict) -> None:
-                self.store.write(doc)
-                db.ingest(self.settings.db_path, [(doc["plan"], doc)])
+                path = self.store.write(doc)
+                # index what the store now holds: a failure beside a done result leaves the done one in place
+                kept = self.store.read(cell.cell_id, normalized_host(doc)["host_id"]) or doc
+                if path.parent == self.store.attempts_dir:
+                    self.progress.note(f"{cell.cell_id}: this attempt failed; kept the done result of "
+                                       f"{kept.get('finished_at')} (attempt stored as {path})")
+                db.ingest(self.settings.db_path, [(kept["plan"], kept)])
                 self.progress.end_cell(cell, doc)
                 outcome[cell.cell_id] = doc["status"]
 

@@ -75,7 +75,11 @@ class LLMCompressor(Compressor):
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None
         record["size_bytes"] = size
-        return Artefact(model=str(out), dtype="bfloat16", quantization="compressed-tensors", size_bytes=size,
+        # activations compute in the lineage's reference dtype (fp32 on a host without fast bf16: harness/hw)
+        from harness.compress.identity import DTYPE
+
+        return Artefact(model=str(out), dtype=DTYPE[cell.compute_dtype], quantization="compressed-tensors",
+                        size_bytes=size,
                         bits_per_weight=round(size * 8 / params, 3) if params else None, record=record)
 
 

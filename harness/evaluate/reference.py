@@ -4,6 +4,10 @@ The reference is the cell's parent (the uncompressed model; for a student, its t
 dumps its own top-k prompt logprobs (`work/<cell>/shift/logprobs.npz`) once, so a child compares with
 its parent's dump; the root also dumps a second time and compares with itself, a determinism check
 that must read KL 0 and agreement 100%. Flips compare the per-item lm-eval samples of both cells.
+
+The reference must have been measured on the same host (results are per (cell id, host id),
+harness/store/results.py): logprobs and items from another ISA differ in the last digits, which would
+read as a drop. A parent whose only results come from other hosts is not compared against.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from harness.plan.models import CellPlan
 from harness.proc import run_stage, write_json_atomic
 from harness.settings import Settings
 from harness.spec.metrics import PRIMARY
+from harness.store.hosts import this_host
 from harness.store.results import ResultStore
 
 
@@ -78,9 +83,22 @@ def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, se
         result["reference"] = "itself (a second pass: determinism check)"
         result["metrics"] = shift_metrics(load_dump(mine), load_dump(again))
         return result
-    parent_work = store.work_dir(cell.parent_id)
-    ref_dump = parent_work / "shift" / "logprobs.npz"
     result["reference"] = cell.parent_id
+    host = this_host(settings)
+    parent_doc = store.read(cell.parent_id, host["host_id"])
+    elsewhere = sorted(set(store.hosts_of(cell.parent_id)) - {host["host_id"]})
+    if parent_doc is None and elsewhere:
+        result["metrics"] = None
+        result["note"] = (f"the reference {cell.parent_id} has results only from other hosts ({', '.join(elsewhere)}), "
+                          f"not from this one ({host['host_id']}): a reference must be measured on the same host; "
+                          f"run the parent here to compare")
+        return result
+    recorded = ((parent_doc or {}).get("shift") or {}).get("dump")
+    # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
+    # (harness/cell.py keeps what a host measured under work/<cell>/<host_id>/)
+    parent_work = (Path(recorded).parent.parent if recorded
+                   else store.work_dir(cell.parent_id) / (host["host_id"] or "unprobed"))
+    ref_dump = parent_work / "shift" / "logprobs.npz"
     if ref_dump.is_file():
         result["metrics"] = shift_metrics(load_dump(ref_dump), load_dump(mine))
     else:

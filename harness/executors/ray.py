@@ -99,7 +99,7 @@ class RayExecutor:
                     doc = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # worker died more than `retries` times, or a parent did
                     doc = failed_doc(cell, "executor", f"Ray task failed after {self.retries} retries: "
-                                                       f"{type(exc).__name__}: {str(exc)[:500]}")
+                                                       f"{type(exc).__name__}: {str(exc)[:500]}", settings=self.settings)
                 finished(cell, doc)
         except KeyboardInterrupt:
             for ref in pending:

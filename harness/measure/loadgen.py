@@ -4,6 +4,10 @@ and Poisson-arrival profiles; per-request TTFT, ITL, TPOT and end-to-end latency
 Definitions follow vLLM's serving benchmark so the two can be compared (bench/vs_vllm_bench.py):
 TTFT = first streamed token - request sent; ITL = gaps between streamed chunks; TPOT = (e2e - TTFT) /
 (output tokens - 1); throughput = total output tokens / (last completion - first request).
+
+A `stop` callback (the server's health check) is polled while a level runs: once it answers, requests
+in flight are cut off and the rest are never sent (counted as `abandoned`), so a dead server fails fast
+instead of receiving the whole remaining load.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import aiohttp
@@ -32,6 +37,7 @@ class RequestRecord:
     error: str | None = None
     stale: bool = False  # failed on a pooled connection before any response: safe to send again
     retried: bool = False
+    abandoned: bool = False  # never sent, or cut off, because the server stopped serving
 
     @property
     def e2e(self) -> float:
@@ -137,6 +143,8 @@ class LevelResult:
     e2e_ms: dict
     errors: list[str]
     retried: int = 0  # requests sent again after a stale keep-alive connection (see send_one)
+    abandoned: int = 0  # of `failed`: never sent or cut off because the server stopped serving
+    first_error: str | None = None  # the error of the earliest failed request (abandoned ones last)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,10 +152,12 @@ class LevelResult:
 
 def aggregate(profile: str, level: float, records: list[RequestRecord]) -> LevelResult:
     ok = [r for r in records if r.ok]
-    if records:
-        duration = max(r.end for r in records) - min(r.start for r in records)
+    sent = [r for r in records if not r.abandoned]
+    if sent:
+        duration = max(r.end for r in sent) - min(r.start for r in sent)
     else:
         duration = 0.0
+    failed = sorted((r for r in records if not r.ok), key=lambda r: (r.abandoned, r.start))
     out_tok = sum(r.output_tokens for r in ok)
     in_tok = sum(r.prompt_tokens for r in ok)
     return LevelResult(
@@ -162,6 +172,8 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
         retried=sum(r.retried for r in records),
         e2e_ms=summarize([r.e2e for r in ok], 1000),
         errors=sorted({r.error for r in records if r.error})[:5],
+        abandoned=sum(r.abandoned for r in records),
+        first_error=failed[0].error if failed else None,
     )
 
 
@@ -169,11 +181,14 @@ class LoadGenerator:
     """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos)."""
 
     def __init__(self, base_url: str, model: str, output_tokens: int, timeout: float, extra: dict | None = None,
-                 keepalive: bool = True) -> None:
+                 keepalive: bool = True, stop: Callable[[], str | None] | None = None,
+                 check_every: float = 0.5) -> None:
         self.url = base_url.rstrip("/") + "/completions"
         self.model, self.output_tokens, self.timeout = model, output_tokens, timeout
         self.extra = extra or {}
         self.keepalive = keepalive  # False: a fresh connection per request (servers that drop pooled ones)
+        # polled every `check_every` s while a level runs; a message means the server is gone
+        self.stop, self.check_every = stop, check_every
 
     def payload(self, prompt: list[int] | str) -> dict:
         return {"model": self.model, "prompt": prompt, "max_tokens": self.output_tokens, "temperature": 0.0,
@@ -186,19 +201,59 @@ class LoadGenerator:
         async with aiohttp.ClientSession(connector=conn) as session:
             sem = asyncio.Semaphore(concurrency) if concurrency else None
             rng = random.Random(seed)
+            stopped: list[str] = []
+            tasks: list[asyncio.Task] = []
+
+            def abandoned(start: float) -> RequestRecord:
+                return RequestRecord(ok=False, start=start, end=time.perf_counter(), abandoned=True,
+                                     error=f"not completed: {stopped[0]}"[:300])
+
+            def check() -> None:
+                why = self.stop() if self.stop and not stopped else None
+                if why:
+                    stopped.append(why)
+                    me = asyncio.current_task()
+                    for t in tasks:
+                        if t is not me:  # a task cancelling itself would lose its own record
+                            t.cancel()
 
             async def limited(p: list) -> RequestRecord:
-                if sem is None:
-                    return await send_one(session, self.url, self.payload(p), self.timeout)
-                async with sem:
-                    return await send_one(session, self.url, self.payload(p), self.timeout)
+                start = time.perf_counter()
+                try:
+                    if sem is None:
+                        rec = await send_one(session, self.url, self.payload(p), self.timeout)
+                    else:
+                        async with sem:
+                            if stopped:  # queued behind the semaphore when the server went away
+                                return abandoned(start)
+                            rec = await send_one(session, self.url, self.payload(p), self.timeout)
+                except asyncio.CancelledError:  # cut off by check(): a record, not a lost task
+                    if not stopped:
+                        raise
+                    return abandoned(start)
+                if not rec.ok:  # a dead server refuses connections in microseconds: look at once
+                    check()
+                return rec
 
-            tasks = []
-            for p in prompts:
-                tasks.append(asyncio.create_task(limited(p)))
-                if rate:
-                    await asyncio.sleep(rng.expovariate(rate))
-            return list(await asyncio.gather(*tasks))
+            async def watch() -> None:  # a hung engine fails no request: look every check_every s
+                while not stopped:
+                    await asyncio.sleep(self.check_every)
+                    check()
+
+            watcher = asyncio.create_task(watch()) if self.stop else None
+            skipped = []
+            try:
+                for p in prompts:
+                    if stopped:
+                        skipped.append(abandoned(time.perf_counter()))
+                        continue
+                    tasks.append(asyncio.create_task(limited(p)))
+                    if rate:
+                        await asyncio.sleep(rng.expovariate(rate))
+                return [*await asyncio.gather(*tasks), *skipped]
+            finally:
+                if watcher:
+                    watcher.cancel()
 
     def synchronous(self, prompts: list) -> LevelResult:
         return aggregate("synchronous", 1, asyncio.run(self._run(prompts, 1, None, 0)))

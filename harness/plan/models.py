@@ -46,6 +46,10 @@ class CellPlan(Strict):
     reason: str | None = None  # the reasons below joined, for one-line displays and the DuckDB column
     reasons: list[str] = Field(default_factory=list)
     estimate: MemoryEstimate | None = None
+    # the dtype the cell computes in (a compressed cell's activations): its lineage's reference dtype
+    compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    dtype_note: str | None = None  # how `auto` was resolved on the planning host (measured figures)
+    host_id: str | None = None  # the host it was planned for; not part of the id (results are keyed by both)
     # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any
     # context length and concurrency without loading anything. Not part of the cell's identity.
     arch: dict | None = None
@@ -59,6 +63,7 @@ class Plan(Strict):
     matrix: str
     cells: list[CellPlan]
     skipped: list[str] = Field(default_factory=list, description="grid points that are not cells, and why")
+    host: dict | None = Field(default=None, description="HostCaps.host_block() of the host planned for")
 
     def by_id(self) -> dict[str, CellPlan]:
         return {c.cell_id: c for c in self.cells}

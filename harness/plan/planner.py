@@ -1,14 +1,18 @@
 """plan_matrix(): the grid (models x precision x method x distill) -> CellPlans, parents first.
 
-Pure apart from reading config.json files that are already on disk: nothing is downloaded, loaded or
-started. A cell's parent is the uncompressed cell of the same model (for a student, its teacher's).
+Pure apart from reading config.json files that are already on disk and the host's cached capability
+probe (harness/hw): nothing is downloaded, loaded or started. A cell's parent is the uncompressed cell of
+the same model (for a student, its teacher's). The host decides two things here: which cells can run
+(harness/plan/support.py) and, for the precision `auto`, which uncompressed dtype the reference is
+computed in (the dtype this host computes fastest; compressed cells of the lineage use it for their
+activations too, so a speed comparison does not inherit an emulated-bf16 handicap).
 """
 
 from __future__ import annotations
 
 import itertools
 
-from harness.env import host_device
+from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
@@ -24,9 +28,13 @@ def student_identity(student) -> dict:  # noqa: ANN001
     return student.model_dump(mode="json", exclude={"methods", "cost"}, exclude_defaults=True)
 
 
-def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving) -> dict:  # noqa: ANN001
+def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving,  # noqa: ANN001
+              compute_dtype: str = "bf16") -> dict:
     student = next((s for s in m.students if s.name == distill), None)
-    return {
+    # the activation dtype of a compressed cell enters the id only when it is not the historical bf16,
+    # so ids of cells planned before it existed stay the same
+    extra = {"compute_dtype": compute_dtype} if compute_dtype != "bf16" and precision not in FULL_PRECISIONS else {}
+    return {**extra,
         "model": model.model_dump(mode="json"),
         "precision": precision,
         "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
@@ -40,21 +48,46 @@ def _identity(m: Matrix, model, precision: str, method: str, distill: str, servi
     }
 
 
-def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
-    host = host or host_device()
+def resolve_host(host: HostCaps | str | None, settings: Settings) -> HostCaps:
+    """The host to plan for: given caps, a preset name (tests, planning for another host class), or this host."""
+    from harness.hw.probe import host_caps, load_override
+
+    if isinstance(host, HostCaps):
+        return host
+    return load_override(host) if host else host_caps(settings)
+
+
+def resolve_precisions(m: Matrix, caps: HostCaps, device: str) -> tuple[list[str], list[str]]:
+    """The precision axis with `auto` replaced by this host's reference dtype; notes on what was merged."""
+    out, notes = [], []
+    for p in m.axes.precision:
+        r = caps.reference_dtype(device) if p == "auto" else p
+        if r in out:
+            notes.append(f"precision auto: this host's reference dtype is {r}, already on the axis")
+            continue
+        out.append(r)
+    return out, notes
+
+
+def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = None) -> Plan:
+    caps = resolve_host(host, settings)
     problems = evaluators.get(m.evaluation.kind)(m.evaluation, settings).plan_problems()
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
         raise PlanError(f"{m.name}: " + "; ".join(problems))
-    device = host if m.hardware.device == "auto" else m.hardware.device
+    device = caps.device if m.hardware.device == "auto" else m.hardware.device
     cells: list[CellPlan] = []
-    skipped: list[str] = []
-    baseline_precision = next((p for p in m.axes.precision if p in FULL_PRECISIONS), "bf16")
+    precisions, skipped = resolve_precisions(m, caps, device)
+    baseline_precision = next((p for p in precisions if p in FULL_PRECISIONS), None)
+    # compressed cells compute (activations, attention, norms) in the lineage's reference dtype
+    compute_dtype = baseline_precision or caps.reference_dtype(device)
+    baseline_precision = baseline_precision or "bf16"
+    dtype_note = caps.dtype_note(device) if "auto" in m.axes.precision else None
     for model in m.models:
         source = source_for(model, settings)
         arch = source.arch()
         model_problem = source.available()
         ids: dict[tuple[str, str, str], str] = {}
-        for distill, precision, method in itertools.product(m.axes.distill, m.axes.precision, m.axes.method):
+        for distill, precision, method in itertools.product(m.axes.distill, precisions, m.axes.method):
             method_spec = m.methods.get(method) if method != "none" else None
             student = next((s for s in m.students if s.name == distill), None)
             why_not = pairing(precision, method, method_spec) or student_pairing(student, method)
@@ -63,7 +96,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
                 continue
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
             serving = m.serving_for(engine_for(method_spec))
-            ident = _identity(m, model, precision, method, distill, serving)
+            cdt = precision if precision in FULL_PRECISIONS else compute_dtype
+            ident = _identity(m, model, precision, method, distill, serving, cdt)
             cid = content_id(ident)
             ids[(distill, precision, method)] = cid
             # parent: the uncompressed cell of the same (student) model; a student's base cell -> teacher
@@ -84,8 +118,9 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
                             load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est,
                             arch=cell_arch.to_dict() if cell_arch else None,
                             teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
-                            teacher_serving=m.serving_for(engine_for(None)) if student else None)
-            reasons = feasibility(cell, cell_arch, host, m.hardware.memory_gib, est, model_problem)
+                            teacher_serving=m.serving_for(engine_for(None)) if student else None,
+                            compute_dtype=cdt, dtype_note=dtype_note, host_id=caps.host_id)
+            reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem)
             if student:
                 reasons += student_problems(cell, arch, cell_arch, m)
             if reasons:
@@ -94,4 +129,4 @@ def plan_matrix(m: Matrix, settings: Settings, host: str | None = None) -> Plan:
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}
     cells.sort(key=lambda c: (c.distill != "none", c.method != "none", order[c.cell_id]))
-    return Plan(matrix=m.name, cells=cells, skipped=skipped)
+    return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block())

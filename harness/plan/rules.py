@@ -8,6 +8,7 @@ GPU needs) through their declared capabilities; generic code never branches on a
 
 from __future__ import annotations
 
+from harness.hw.caps import HostCaps
 from harness.models.arch import ArchInfo
 from harness.plan.models import CellPlan, MemoryEstimate
 from harness.plan.support import support_problem
@@ -57,13 +58,13 @@ def engine_for(method_spec: MethodSpec | None) -> str:
     return compressors.get(kind).engines[0] if kind in compressors else "vllm"
 
 
-def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_gib: float | None,
+def feasibility(cell: CellPlan, arch: ArchInfo | None, caps: HostCaps, budget_gib: float | None,
                 estimate: MemoryEstimate | None, model_problem: str | None) -> list[str]:
     """Every reason `cell` cannot run on this host (empty list: it can)."""
     reasons: list[str] = []
     if model_problem:
         reasons.append(model_problem)
-    if cell.device == "cuda" and host_device != "cuda":
+    if cell.device == "cuda" and caps.device != "cuda":
         reasons.append("needs a CUDA GPU (hardware.device: cuda) and this host has none; run it on a GPU host "
                        "or set hardware.device: cpu")
     kind = cell.method_spec.kind if cell.method_spec else "none"
@@ -83,7 +84,7 @@ def feasibility(cell: CellPlan, arch: ArchInfo | None, host_device: str, budget_
             reasons.append(f"method {cell.method!r} output is not served by {cell.serving.kind} "
                            f"(served by: {', '.join(plugin.engines)})")
         elif produces:
-            why = support_problem(plugin.scheme(cell), cell.serving.kind, cell.device)
+            why = support_problem(plugin.scheme(cell), cell.serving.kind, cell.device, caps)
             if why:
                 reasons.append(f"method {cell.method!r}: {why}")
         missing = plugin.missing_packages()

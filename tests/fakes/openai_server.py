@@ -1,10 +1,13 @@
 """A fake OpenAI-compatible completions server with controllable timing, for load-generator and
 server-lifecycle tests. Run as `python -m tests.fakes.openai_server --port P [--ttft S] [--itl S]
-[--fail-every N] [--startup S] [--spawn-child]`.
+[--fail-every N] [--startup S] [--spawn-child] [--die-after N --die-mode exit|engine --death-log FILE]`.
 
 Streaming /v1/completions emits `max_tokens` chunks: the first after --ttft seconds, then one every
 --itl seconds, then a usage block and [DONE]. Every --fail-every-th request answers HTTP 500.
 --spawn-child starts a grandchild process (to check that group kills reach children).
+--die-after N: the N-th completion request kills the "engine": the server prints --death-log (a real
+engine's dying words) and either exits (--die-mode exit) or stays up answering HTTP 500 to completions
+and 503 to /health, as vLLM's API server does once its engine core has died (--die-mode engine).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import time
 from aiohttp import web
 
 
-def build_app(ttft: float, itl: float, fail_every: int, model: str) -> web.Application:
-    state = {"n": 0, "ready_at": 0.0}
+def build_app(ttft: float, itl: float, fail_every: int, model: str, die_after: int = 0, die_mode: str = "exit",
+              death_log: str = "") -> web.Application:
+    state = {"n": 0, "ready_at": 0.0, "dead": False}
 
     async def health(_req: web.Request) -> web.Response:
-        return web.Response(status=200 if time.monotonic() >= state["ready_at"] else 503)
+        ok = time.monotonic() >= state["ready_at"] and not state["dead"]
+        return web.Response(status=200 if ok else 503)
 
     async def models(_req: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "max_model_len": 2048}]})
@@ -32,6 +37,15 @@ def build_app(ttft: float, itl: float, fail_every: int, model: str) -> web.Appli
     async def completions(req: web.Request) -> web.StreamResponse:
         body = await req.json()
         state["n"] += 1
+        if die_after and state["n"] >= die_after and not state["dead"]:
+            state["dead"] = True
+            print(death_log or "RuntimeError: injected engine death", flush=True)
+            if die_mode == "exit":
+                os._exit(1)
+        if state["dead"]:
+            print("vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. "
+                  "See stack trace (above) for the root cause.", flush=True)
+            return web.json_response({"error": "EngineDeadError"}, status=500)
         if fail_every and state["n"] % fail_every == 0:
             return web.json_response({"error": "injected failure"}, status=500)
         if body.get("model") != model:
@@ -72,6 +86,9 @@ def main() -> None:
     ap.add_argument("--spawn-child", action="store_true")
     ap.add_argument("--ignore-sigterm", action="store_true", help="behave like a hung server: only SIGKILL works")
     ap.add_argument("--exit-code", type=int, default=None, help="exit at once with this code (start-up failure)")
+    ap.add_argument("--die-after", type=int, default=0, help="the engine dies on this completion request")
+    ap.add_argument("--die-mode", choices=("exit", "engine"), default="exit")
+    ap.add_argument("--death-log", default=None, help="file whose text the dying engine prints")
     a = ap.parse_args()
     print(f"fake server pid {os.getpid()} port {a.port}", flush=True)
     if a.exit_code is not None:
@@ -80,7 +97,8 @@ def main() -> None:
     if a.spawn_child:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         print(f"child pid {child.pid}", flush=True)
-    app = build_app(a.ttft, a.itl, a.fail_every, a.model)
+    death_log = open(a.death_log).read().rstrip("\n") if a.death_log else ""
+    app = build_app(a.ttft, a.itl, a.fail_every, a.model, a.die_after, a.die_mode, death_log)
     app["state"]["ready_at"] = time.monotonic() + a.startup
     if a.ignore_sigterm:
         import signal

@@ -2,6 +2,7 @@
 
 The fake server is a real subprocess (tests/fakes/openai_server.py) run through the real lifecycle
 code; the fake evaluator asks that server for one completion so a dead server fails the cell.
+FAKE_SERVER_ARGS adds options of tests/fakes/openai_server.py (e.g. "--die-after 3": the engine dies);
 FAKE_EVAL_FAIL=1 makes evaluation fail; FAKE_EVAL_SLEEP=S makes it slow (to interrupt it);
 FAKE_EVAL_CRASH_DIR=D makes the process running the cell SIGKILL itself, once per cell (or every time
 with FAKE_EVAL_CRASH_ALWAYS=1), leaving a marker in D: a worker dying mid-cell.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -35,6 +37,7 @@ class FakeServer:
                "--ttft", "0.02", "--itl", "0.002"]
         if not os.environ.get("FAKE_EVAL_CRASH_DIR"):  # a crash test must not leave a grandchild behind
             cmd.append("--spawn-child")
+        cmd += shlex.split(os.environ.get("FAKE_SERVER_ARGS", ""))
         h = launch("fake", cmd, {}, port, served_name, log_path, "/health", 30)
         h.loaded = {"served_model": served_name, "dtype": artefact.dtype, "quantization": None}
         (Path(log_path).parent / "server.pid").write_text(str(h.pid))

@@ -15,12 +15,25 @@ import pytest
 from tests.conftest import REPO
 from tests.fakes.plugins import fake_run
 
+
+def host_file(tmp_path: Path, name: str, isa_flags: list[str]) -> tuple[Path, str]:
+    """A HostCaps JSON for DQBENCH_HOST_CAPS (the run is then keyed by this host, not the machine's probe);
+    returns (path, host id)."""
+    from harness.hw.caps import CpuInfo, HostCaps
+
+    caps = HostCaps(cpu=CpuInfo(model=f"Test CPU {name}", arch="x86_64", cores=2, memory_gib=8.0, flags=isa_flags))
+    path = tmp_path / f"host-{name}.json"
+    path.write_text(caps.model_dump_json())
+    return path, caps.host_id
+
+
 @pytest.fixture
 def env_and_matrix(tmp_path):
+    host, _ = host_file(tmp_path, "a", ["avx", "avx2"])
     env, path = fake_run(tmp_path, "fake-run", 2, {
         "input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
         "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
-        DQBENCH_RESULTS=str(tmp_path / "results"))
+        DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(host))
     return env, path, tmp_path / "results"
 
 
@@ -30,6 +43,7 @@ def harness(env, *args, timeout=120):
 
 
 def cells(results: Path) -> dict[str, dict]:
+    """`<cell_id>@<host_id>` -> result."""
     return {p.stem: json.loads(p.read_text()) for p in (results / "cells").glob("*.json")}
 
 
@@ -55,7 +69,7 @@ def test_run_resume_and_force(env_and_matrix):
     assert time.monotonic() - t < 10
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes  # nothing re-run
 
-    cid = next(iter(docs))
+    cid = next(iter(docs)).split("@")[0]
     r = harness(env, "run", str(matrix), "--force", "--cell", cid)
     assert r.returncode == 0 and "1 cell(s) to run" in r.stderr
     r = harness(env, "run", str(matrix), "--cell", "nope")
@@ -136,3 +150,49 @@ def test_second_writer_is_refused(env_and_matrix):
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(timeout=60)
+
+
+def test_resume_is_per_host_and_a_failed_attempt_keeps_the_done_result(env_and_matrix, tmp_path):
+    env, matrix, results = env_and_matrix
+    _, host_a = host_file(tmp_path, "a", ["avx", "avx2"])
+    assert harness(env, "run", str(matrix)).returncode == 0
+    done = cells(results)
+    assert {k.split("@")[1] for k in done} == {host_a}
+    assert all(d["host"]["host_id"] == host_a and d["host"]["source"].startswith("override:") for d in done.values())
+    s = json.loads(harness(env, "status", str(matrix), "--json").stdout)
+    assert {(c["status"], c["host_id"]) for c in s} == {("done", host_a)}
+
+    # another host: the same cell ids are not done there, so they run again; the first host's results stay
+    path_b, host_b = host_file(tmp_path, "b", ["avx", "avx2", "avx512f"])
+    env_b = dict(env, DQBENCH_HOST_CAPS=str(path_b))
+    s = json.loads(harness(env_b, "status", str(matrix), "--json").stdout)
+    assert {c["status"] for c in s} == {"planned"} and all("not on this host" in c["reason"] for c in s)
+    r = harness(env_b, "run", str(matrix))
+    assert r.returncode == 0 and "2 cell(s) to run" in r.stderr, r.stderr
+    both = cells(results)
+    assert len(both) == 4 and {k.split("@")[1] for k in both} == {host_a, host_b}
+    assert {k: both[k]["finished_at"] for k in done} == {k: d["finished_at"] for k, d in done.items()}
+    con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
+    assert con.execute("SELECT host_id, count(*) FROM cells WHERE status = 'done' GROUP BY host_id ORDER BY 1"
+                       ).fetchall() == sorted([(host_a, 2), (host_b, 2)])
+    assert con.execute("SELECT count(*) FROM hosts").fetchone()[0] == 2
+    con.close()
+
+    # a forced re-run that fails on host A: reported failed, stored beside the done result, which stays
+    r = harness(dict(env, FAKE_EVAL_FAIL="1"), "run", str(matrix), "--force")
+    assert r.returncode == 1 and "this attempt failed; kept the done result" in r.stderr
+    after = cells(results)
+    assert {k: d["status"] for k, d in after.items()} == {k: "done" for k in both}
+    assert {k: after[k]["finished_at"] for k in done} == {k: d["finished_at"] for k, d in done.items()}
+    attempts = list((results / "attempts").glob(f"*@{host_a}-*.json"))
+    assert len(attempts) == 2 and all(json.loads(p.read_text())["status"] == "failed" for p in attempts)
+    s = json.loads(harness(env, "status", str(matrix), "--json").stdout)
+    assert {c["status"] for c in s} == {"done"}
+    con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
+    assert con.execute("SELECT DISTINCT status FROM cells").fetchall() == [("done",)]
+    con.close()
+    # and the index rebuilt from the JSONs holds the same rows (attempts are not results)
+    assert harness(env, "db", "rebuild").returncode == 0
+    con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 4
+    con.close()

@@ -52,3 +52,32 @@ def test_status_json_before_any_run(tmp_path):
     cells = json.loads(r.stdout)
     assert len(cells) == 15 and cells[0]["method"] == "none"  # 10 of the teacher, 5 of its students
     assert {c["status"] for c in cells} <= {"planned", "infeasible"} and all(c["metrics"] == {} for c in cells)
+
+
+def test_status_names_this_host_and_reads_only_its_results(tmp_path):
+    """Results are per host: a result stored for another host leaves the cell `planned` here, and says where."""
+    import os
+
+    from harness.hw.caps import CpuInfo, HostCaps
+    from harness.store.results import ResultStore
+
+    caps = HostCaps(cpu=CpuInfo(model="Test CPU", arch="x86_64", cores=2, memory_gib=8.0, flags=["avx2"]))
+    (tmp_path / "host.json").write_text(caps.model_dump_json())
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(tmp_path / "host.json"))
+    first = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)[0]
+    store = ResultStore(tmp_path / "results")
+    other = {"host_id": "0ther00000", "label": "Other CPU · avx512 · 64 cores"}
+    base = {"cell_id": first["cell_id"], "plan": {"cell_id": first["cell_id"]},
+            "perf": {"headline": {"output_tok_s": 123.0}}}
+    store.write({**base, "status": "done", "host": other})
+    rows = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)
+    row = rows[0]
+    assert row["status"] == "planned" and row["metrics"] == {}
+    assert row["host_id"] == caps.host_id and row["host_label"] == caps.label
+    assert "done on Other CPU · avx512 · 64 cores [0ther00000], not on this host" in row["reason"]
+    store.write({**base, "status": "done", "host": caps.host_block()})
+    r = harness("status", str(MATRICES / "smollm2-cpu.yaml"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"host: {caps.label} [{caps.host_id}] (override:{tmp_path / 'host.json'})"
+    line = next(x for x in r.stdout.splitlines() if first["cell_id"] in x)
+    assert caps.host_id in line and "done" in line and "123.0" in line

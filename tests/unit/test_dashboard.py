@@ -60,3 +60,24 @@ def test_advisor_panel(monkeypatch, db):
 def test_missing_database_explains_how_to_make_one(monkeypatch, tmp_path):
     at = app(monkeypatch, tmp_path / "none.duckdb")
     assert at.info and "./dq run" in at.info[0].value
+
+
+def test_host_filter_and_two_hosts_as_two_rows(monkeypatch, tmp_path):
+    from tests.unit.advisor.test_views import _two_host_db
+
+    path = tmp_path / "two.duckdb"
+    _two_host_db(path)
+    at = app(monkeypatch, path)
+    table = at.dataframe[0].value
+    assert "host_label" in table and set(table["host_label"]) == {"synthetic GPU host · 1× H100", "GPU B"}
+    assert len(table) == 2 * table["cell_id"].nunique()  # the same cell id on two hosts: two rows
+    hosts = at.sidebar.multiselect(key="filter_host")
+    assert hosts.value == [] and len(hosts.options) == 2  # default: every host
+    assert any("on 2 host(s)" in c.value for c in at.sidebar.caption)
+    hosts.set_value(["hostB000002"]).run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert set(shown["host_label"]) == {"GPU B"} and len(shown) == len(table) // 2
+    assert all("on GPU B [" in o for o in at.selectbox(key="detail_cell").options)
+    at.button(key="adv_go").click().run()
+    assert not at.exception and at.success and "measured on GPU B [hostB000002]" in at.success[0].value

@@ -22,8 +22,8 @@ def test_orchestrator_imports_no_heavy_backend():
 def test_planning_a_matrix_imports_no_heavy_backend():
     code = ("import sys, json\nfrom harness.spec import load_matrix\nfrom harness.plan import plan_matrix\n"
             "from harness.settings import load_settings\n"
-            "plan_matrix(load_matrix('matrices/llama8b.yaml'), load_settings(), host='cpu')\n"
-            "plan_matrix(load_matrix('matrices/smollm2-cpu.yaml'), load_settings(), host='cpu')\n"
+            "plan_matrix(load_matrix('matrices/llama8b.yaml'), load_settings(), host='cpu-avx512')\n"
+            "plan_matrix(load_matrix('matrices/smollm2-cpu.yaml'), load_settings(), host='cpu-avx512')\n"
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

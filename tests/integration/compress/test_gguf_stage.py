@@ -46,6 +46,6 @@ def test_gguf_plan_errors_name_the_field(base_matrix, settings):
 
     base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "g"], "distill": ["none"]}
     base_matrix["methods"] = {"g": {"kind": "gguf", "group_size": 64, "options": {"type": "Q8_0"}}}
-    cell = plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[1]
+    cell = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512").cells[1]
     assert "options.type Q8_0 is a 8-bit type but the cell is int4" in cell.reason
     assert "GGUF types fix their own block size" in cell.reason

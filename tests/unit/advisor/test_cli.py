@@ -65,3 +65,46 @@ def test_missing_db_and_unknown_model(capsys, tmp_path, db):
     assert code == 3 and "model-0" in err
     code, _, err = run(capsys, "--db", db, "--task", "dq_arc_easy", "--metric", "f1")
     assert code == 3 and "dq_arc_easy/acc" in err
+
+
+def test_default_is_this_hosts_results_and_every_figure_names_its_host(capsys, db):
+    from advisor.synthetic import SYNTHETIC_HOST
+
+    code, out, _ = run(capsys, "--db", db, "--vram", "24", "--max-drop", "2%", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["hosts"]["host"] == SYNTHETIC_HOST["host_id"] and "(this host)" in doc["hosts"]["label"]
+    for r in doc["recommendations"] + [v["nearest"] for v in doc["rejected"].values()]:
+        assert r["host_id"] == SYNTHETIC_HOST["host_id"] and r["host_label"] == SYNTHETIC_HOST["host_label"]
+    assert f"measured on {SYNTHETIC_HOST['host_label']} [{SYNTHETIC_HOST['host_id']}]" in doc["decision"]
+    code, out, _ = run(capsys, "--db", db, "--vram", "24", "--max-drop", "2%")
+    assert code == 0 and f"hosts: {SYNTHETIC_HOST['host_label']}" in out
+    assert "synthetic GPU host" in out.split("top ", 1)[1]  # the host column of the table
+
+
+def test_host_flag_all_and_unknown_host(capsys, db):
+    code, out, _ = run(capsys, "--db", db, "--vram", "24", "--host", "all", "--json")
+    assert code == 0 and json.loads(out)["hosts"]["host"] == "all"
+    code, _, err = run(capsys, "--db", db, "--vram", "24", "--host", "feedbeef00")
+    assert code == 3 and "--host feedbeef00" in err and "synth0000000 (synthetic GPU host" in err
+
+
+def test_this_host_without_results_names_the_hosts_that_have_some(capsys, db, this_host_is_synthetic):
+    this_host_is_synthetic.host_id = "0123456789"
+    code, _, err = run(capsys, "--db", db, "--vram", "24")
+    assert code == 3 and "--host 0123456789" in err and "--host all" in err
+
+
+def test_probe_unavailable_falls_back_to_all_hosts_and_says_so(capsys, db, monkeypatch):
+    import harness.hw.probe
+    from harness.errors import DQError
+
+    def broken(settings, refresh=False):  # noqa: ARG001
+        raise DQError("the engine probe failed")
+
+    monkeypatch.setattr(harness.hw.probe, "host_caps", broken)
+    code, out, _ = run(capsys, "--db", db, "--vram", "24", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["hosts"]["host"] == "all" and "could not be probed" in doc["hosts"]["note"]
+    code, out, _ = run(capsys, "--db", db, "--vram", "24")
+    assert "hosts: all hosts (this host could not be probed" in out

@@ -196,3 +196,45 @@ def test_paired_bootstrap_ci_replaces_the_stderr_ci_for_the_aggregate():
     assert b["ci_kind"].startswith("normal") and b["drop_hi"] - b["drop_lo"] > 6.0
     rel, _ = add_quality(f, Constraints(max_drop=parse_max_drop("2%")))
     assert rel.set_index("cell_id").loc["a", "drop_hi"] == pytest.approx(0.08 / 0.5)
+
+
+def test_reference_is_the_same_cell_on_the_same_host():
+    """One family measured on two hosts: each quantized cell is compared with the reference measured on its own
+    host, never with the other host's (scores differ in the last digits by ISA)."""
+    a, b = {"host_id": "hostA", "host_label": "CPU A"}, {"host_id": "hostB", "host_label": "GPU B"}
+    cells = [cell("ref", **a), cell("q4", "int4", "gptq", "ref", **a),
+             cell("ref", **b), cell("q4", "int4", "gptq", "ref", **b)]
+    quality = [dict(q("ref", 0.60), host_id="hostA"), dict(q("q4", 0.57), host_id="hostA"),
+               dict(q("ref", 0.50), host_id="hostB"), dict(q("q4", 0.50), host_id="hostB")]
+    perf = [dict(p(c, 1, t), host_id=h) for c, t, h in
+            (("ref", 100, "hostA"), ("q4", 200, "hostA"), ("ref", 900, "hostB"), ("q4", 1800, "hostB"))]
+    f = frame_from(cells, quality, perf)
+    assert len(f) == 4  # the same cell id on two hosts is two rows
+    rec = recommend(f, Constraints(max_drop=parse_max_drop("2%")))
+    by = rec.frame.set_index(["cell_id", "host_id"])
+    assert by.loc[("q4", "hostA"), "q_ref"] == pytest.approx(0.60)
+    assert by.loc[("q4", "hostA"), "drop"] == pytest.approx(0.05)
+    assert by.loc[("q4", "hostB"), "q_ref"] == pytest.approx(0.50) and by.loc[("q4", "hostB"), "drop"] == 0
+    assert by.loc[("q4", "hostB"), "tok_s"] == 1800 and by.loc[("q4", "hostA"), "tok_s"] == 200
+    w = rec.ranked.iloc[0]
+    assert (w["cell_id"], w["host_id"]) == ("q4", "hostB")  # the 5% drop on host A is rejected
+    from advisor.explain import decision
+
+    assert "measured on GPU B [hostB]" in decision(rec)
+
+
+def test_measured_gpu_peak_replaces_the_estimate():
+    cells = [cell("ref", size=15.0, gpu_peak_gib=20.5), cell("q4", "int4", "gptq", "ref", size=3.9)]
+    f = frame_from(cells, [q("ref", 0.60), q("q4", 0.60)], [p("ref", 1, 100), p("q4", 1, 200)])
+    rec = recommend(f, Constraints(vram_gib=20.0, objective="memory"))
+    by = rec.frame.set_index("cell_id")
+    assert by.loc["ref", "mem_need_gib"] == 20.5 and by.loc["ref", "mem_src"] == "measured"
+    assert by.loc["q4", "mem_src"] == "estimated"
+    assert rec.rejected["memory"]["nearest"]["mem_src"] == "measured"  # 20.5 measured > 20
+    from advisor.explain import decision
+
+    assert "(estimated)" in decision(rec)  # the winner's figure says what it is
+    rec = recommend(f.drop(columns=["gpu_peak_gib"]), Constraints(vram_gib=20.0))
+    assert set(rec.frame["mem_src"]) == {"estimated"}  # an index without the column: estimates, as before
+    # --device cpu keeps using the measured host peak
+    assert set(recommend(f.assign(peak_mem_gib=3.0), Constraints(device="cpu")).frame["mem_src"]) == {"measured"}

@@ -44,7 +44,7 @@ def test_infeasible_and_failed_cells_are_in_the_table(tmp_path):
     path = tmp_path / "r.duckdb"
     doc = json.loads((REPO / "tests" / "fixtures" / "result-v1.json").read_text())
     infeasible = dict(doc["plan"], cell_id="infeasible00", status="infeasible", reason="needs a CUDA GPU")
-    store_db.ingest(path, [(doc["plan"], doc), (infeasible, None)])
+    store_db.ingest(path, [(doc["plan"], doc), (infeasible, None)], host={"host_id": "unknown", "label": "unknown"})
     table = cells_table(read_all(path))
     assert set(table["status"]) == {"done", "infeasible"}
     assert table.set_index("cell_id").loc["infeasible00", "reason"] == "needs a CUDA GPU"
@@ -67,3 +67,40 @@ def test_table_has_per_concurrency_throughput_per_task_quality_and_cost(synth_db
     r = table.iloc[0]
     assert r["usd_per_mtok"] == pytest.approx(3.6 / (r["output_tok_s"] * 3600) * 1e6)
     assert cells_table(t)["usd_per_mtok"].isna().all()
+
+
+def _two_host_db(path):
+    """The synthetic index, and the same cells again as measured on a second host (twice as fast)."""
+    import duckdb
+
+    write_synthetic_db(path, 2, seed=4)
+    con = duckdb.connect(str(path))
+    for t in ("cells", "quality", "perf"):
+        cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                                          [t]).fetchall()]
+        sel = ", ".join("'hostB000002'" if c == "host_id" else "'GPU B'" if c == "host_label"
+                        else "output_tok_s * 2" if c == "output_tok_s" else c for c in cols)
+        con.execute(f"INSERT INTO {t} SELECT {sel} FROM {t}")
+    con.close()
+
+
+def test_same_cell_on_two_hosts_is_two_rows(tmp_path):
+    path = tmp_path / "r.duckdb"
+    _two_host_db(path)
+    t = read_all(path)
+    table = cells_table(t)
+    n = len(t["cells"]) // 2
+    assert len(table) == 2 * n and table["key"].is_unique and table["cell_id"].nunique() == n
+    assert set(table["host_label"]) == {"synthetic GPU host · 1× H100", "GPU B"}
+    cid = table["cell_id"].iloc[0]
+    pair = table[table["cell_id"] == cid].set_index("host_id")
+    assert pair.loc["hostB000002", "output_tok_s"] == pytest.approx(2 * pair.loc["synth0000000", "output_tok_s"])
+    assert (table["drop"].notna()).all()  # each against its own host's reference
+    cmp = compare(table, [f"{cid}@synth0000000", f"{cid}@hostB000002"])
+    assert cmp.loc["output_tok_s", f"Δ vs {cid}@hostB000002"] == pytest.approx(pair.loc["synth0000000",
+                                                                                         "output_tok_s"])
+    from advisor.views import cell_detail
+
+    d = cell_detail(t, cid, path, "hostB000002")
+    assert d["host_id"] == "hostB000002" and len(d["perf"]) == 3
+    assert (d["perf"]["host_id"] == "hostB000002").all()

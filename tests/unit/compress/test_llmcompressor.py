@@ -7,7 +7,7 @@ from harness.spec import parse_matrix
 def plan_with(base_matrix, settings, method: dict, precision: str):
     base_matrix["axes"] = {"precision": ["bf16", precision], "method": ["none", "m"], "distill": ["none"]}
     base_matrix["methods"] = {"m": method}
-    return plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    return plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
 
 
 def test_group_size_must_divide_every_layer(base_matrix, settings):
@@ -46,7 +46,7 @@ def test_qat_options_are_checked_in_the_plan(base_matrix, settings):
     base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "q", "r"], "distill": ["none"]}
     base_matrix["methods"] = {"q": {"kind": "qat", "group_size": 64, "options": {"lr": 1e-5}},
                               "r": {"kind": "qat", "group_size": 64, "options": {"steps": 2.5, "alpha": 0}}}
-    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     q = next(c for c in plan.cells if c.method == "q")
     assert "options: unknown ['lr']" in q.reason and "options.steps is required" in q.reason
     r = next(c for c in plan.cells if c.method == "r")

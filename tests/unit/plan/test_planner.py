@@ -9,16 +9,16 @@ from tests.conftest import MATRICES
 
 
 def test_cell_ids_are_stable_and_content_addressed(base_matrix, settings):
-    a = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
-    b = plan_matrix(parse_matrix(copy.deepcopy(base_matrix)), settings, host="cpu")
+    a = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
+    b = plan_matrix(parse_matrix(copy.deepcopy(base_matrix)), settings, host="cpu-avx512")
     assert [c.cell_id for c in a.cells] == [c.cell_id for c in b.cells]
     assert len(a.cells[0].cell_id) == 12
     # the matrix name and description do not change what a cell measures
     base_matrix["name"], base_matrix["description"] = "renamed", "other words"
-    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].cell_id == a.cells[0].cell_id
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512").cells[0].cell_id == a.cells[0].cell_id
     # anything that changes the measurement does
     base_matrix["load"]["output_tokens"] = 65
-    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].cell_id != a.cells[0].cell_id
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512").cells[0].cell_id != a.cells[0].cell_id
 
 
 def test_pairing_rules():
@@ -29,7 +29,7 @@ def test_pairing_rules():
 
 
 def test_default_matrix_plans_baseline_and_quantized_cells(settings):
-    plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu")
+    plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu-avx512")
     got = {(c.precision, c.method): c for c in plan.cells if c.distill == "none"}  # students: test_students.py
     assert sorted(got) == sorted([("bf16", "none"), ("int8", "w8a8_sq"), ("int8", "gguf"),
                                   ("int4", "gptq_g64"), ("int4", "rtn_g64"), ("int4", "awq_g64"), ("int4", "gguf"),
@@ -51,7 +51,7 @@ def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from harness.settings import load_settings
 
-    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), load_settings(), host="cpu")
+    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), load_settings(), host="cpu-avx512")
     # 4 precisions x 7 methods x 2 distill = 56 grid points; each method names its precisions:
     # (bf16 + fp8 + w8a8 + gptq + awq + 2 gguf + bnb) x 2 = 16 cells
     assert len(plan.cells) == 16 and len(plan.skipped) == 40
@@ -78,19 +78,19 @@ def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
 
 def test_memory_budget_makes_cells_infeasible(base_matrix, settings):
     base_matrix["hardware"]["memory_gib"] = 1
-    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+    plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     assert plan.cells[0].status == "infeasible" and "exceeds hardware.memory_gib 1" in plan.cells[0].reason
 
 
 def test_cuda_cells_on_gpu_host_are_planned(base_matrix, settings):
     base_matrix["hardware"]["device"] = "cuda"
-    assert plan_matrix(parse_matrix(base_matrix), settings, host="cuda").cells[0].status == "planned"
-    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu").cells[0].status == "infeasible"
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cuda-h100").cells[0].status == "planned"
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512").cells[0].status == "infeasible"
 
 
 def test_parents_come_first(settings, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), settings, host="cuda")
+    plan = plan_matrix(load_matrix(MATRICES / "llama8b.yaml"), settings, host="cuda-h100")
     seen = set()
     for c in plan.cells:
         assert c.parent_id is None or c.parent_id in seen
@@ -102,5 +102,5 @@ def test_unknown_task_is_one_error_before_anything_runs(base_matrix, settings):
 
     base_matrix["evaluation"]["tasks"].append({"name": "mmlu_pro"})
     with pytest.raises(PlanError) as e:
-        plan_matrix(parse_matrix(base_matrix), settings, host="cpu")
+        plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     assert "unknown task 'mmlu_pro'" in str(e.value) and "dq_arc_easy" in str(e.value)

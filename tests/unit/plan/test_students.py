@@ -15,7 +15,7 @@ def matrix(base_matrix, students, distill):
 
 
 def test_default_matrix_lineage(settings):
-    plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu")
+    plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu.yaml"), settings, host="cpu-avx512")
     by = {(c.distill, c.method): c for c in plan.cells}
     teacher = by[("none", "none")]
     kd, q = by[("pruned-kd", "none")], by[("pruned-kd", "w8a8_sq")]
@@ -32,9 +32,9 @@ def test_default_matrix_lineage(settings):
 
 def test_student_cell_ids_ignore_routing_fields(base_matrix, settings):
     s = {"name": "kd", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5}
-    a = plan_matrix(matrix(base_matrix, [s], ["kd"]), settings, host="cpu")
+    a = plan_matrix(matrix(base_matrix, [s], ["kd"]), settings, host="cpu-avx512")
     b = plan_matrix(matrix(base_matrix, [{**s, "methods": [], "cost": {"usd_per_gpu_hour": 9}}], ["kd"]), settings,
-                    host="cpu")
+                    host="cpu-avx512")
     ida = next(c.cell_id for c in a.cells if c.distill == "kd" and c.method == "none")
     idb = next(c.cell_id for c in b.cells if c.distill == "kd" and c.method == "none")
     assert ida == idb
@@ -48,7 +48,7 @@ def test_vocabulary_mismatch_suggests_sft(base_matrix, settings, tmp_path):
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32000, "tie_word_embeddings": True}))
     students = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "local", "path": str(other)}, "max_steps": 5},
                 {"name": "sft", "kind": "sft", "student": {"kind": "local", "path": str(other)}, "max_steps": 5}]
-    plan = plan_matrix(matrix(base_matrix, students, ["kd", "sft"]), settings, host="cpu")
+    plan = plan_matrix(matrix(base_matrix, students, ["kd", "sft"]), settings, host="cpu-avx512")
     kd = next(c for c in plan.cells if c.distill == "kd" and c.method == "none")
     sft = next(c for c in plan.cells if c.distill == "sft" and c.method == "none")
     assert kd.status == "infeasible" and "vocabulary (32000) differs from the teacher's (49152)" in kd.reason
@@ -62,7 +62,7 @@ def test_training_text_must_not_overlap_the_evaluated_lambada(base_matrix, setti
             t["limit"] = None
     s = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5},
          {"name": "raw", "kind": "untrained", "student": {"kind": "prune"}}]
-    plan = plan_matrix(matrix(base_matrix, s, ["kd", "raw"]), settings, host="cpu")
+    plan = plan_matrix(matrix(base_matrix, s, ["kd", "raw"]), settings, host="cpu-avx512")
     kd = next(c for c in plan.cells if c.distill == "kd" and c.method == "none")
     raw = next(c for c in plan.cells if c.distill == "raw" and c.method == "none")
     assert "dq_lambada limit None reaches LAMBADA documents >= 2500" in kd.reason
@@ -73,7 +73,7 @@ def test_pruned_arch_keeps_first_and_last_layer(base_matrix, settings):
     from harness.models.arch import pruned_layers
 
     s = [{"name": "two", "kind": "untrained", "student": {"kind": "prune", "keep_every": 16}}]
-    plan = plan_matrix(matrix(base_matrix, s, ["two"]), settings, host="cpu")
+    plan = plan_matrix(matrix(base_matrix, s, ["two"]), settings, host="cpu-avx512")
     c = next(c for c in plan.cells if c.distill == "two")
     assert c.status == "planned" and c.arch["num_layers"] == 2  # ceil(30 / 16)
     assert pruned_layers(30, 16) == [0, 29] and pruned_layers(30, 2)[:3] == [0, 2, 4] and pruned_layers(30, 2)[-1] == 29
@@ -85,7 +85,7 @@ def test_feature_layer_map_is_checked(base_matrix, settings):
           "feature_layers": {0: 0, 20: 29}},
          {"name": "g", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_layers": {0: 0}},
          {"name": "h", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 0.5}]
-    plan = plan_matrix(matrix(base_matrix, s, ["f", "g", "h"]), settings, host="cpu")
+    plan = plan_matrix(matrix(base_matrix, s, ["f", "g", "h"]), settings, host="cpu-avx512")
     by = {c.distill: c for c in plan.cells if c.distill != "none" and c.method == "none"}
     assert "feature_layers ['20->29'] out of range: the student has layers 0..14" in by["f"].reason
     assert "feature_weight is 0" in by["g"].reason

@@ -7,6 +7,10 @@ from harness.store import db
 from tests.conftest import REPO
 
 FIXTURE = json.loads((REPO / "tests" / "fixtures" / "result-v1.json").read_text())
+FIXTURE_V2 = json.loads((REPO / "tests" / "fixtures" / "result-v2.json").read_text())
+HOST = FIXTURE_V2["host"]
+OTHER = {"host_id": "bbbb000002", "label": "CPU B · avx512 · 8 cores", "fingerprint": {"isa": "avx512"},
+         "source": "probe", "reference_dtype": "bf16"}
 
 
 def test_ingest_creates_rows_in_all_tables(tmp_path):
@@ -19,17 +23,22 @@ def test_ingest_creates_rows_in_all_tables(tmp_path):
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == n_levels
     n_metrics = sum(len(t["metrics"]) for t in FIXTURE["quality"]["tasks"].values())
     assert con.execute("SELECT count(*) FROM quality").fetchone()[0] == n_metrics
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    # a schema-1 result has no host: its rows say so
+    assert con.execute("SELECT DISTINCT host_id, host_label FROM cells").fetchall() == [
+        ("unknown", "unknown host (result from before host fingerprints, schema 1)")]
+    for t in ("perf", "quality"):
+        assert con.execute(f"SELECT DISTINCT host_id FROM {t}").fetchall() == [("unknown",)]
     con.close()
 
 
 def test_ingest_is_an_upsert(tmp_path):
     path = tmp_path / "x.duckdb"
-    db.ingest(path, [(FIXTURE["plan"], None)])  # planned first
-    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
-    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    db.ingest(path, [(FIXTURE_V2["plan"], None)], host=HOST)  # planned first, for this host
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT count(*), min(status) FROM cells").fetchone() == (1, "done")
+    assert con.execute("SELECT count(*), min(status), min(host_id) FROM cells").fetchone() == (1, "done", HOST["host_id"])
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == len(FIXTURE["perf"]["levels"])
     con.close()
 
@@ -147,4 +156,75 @@ def test_student_lineage_is_queryable(tmp_path):
     assert rows == [("q00000000000", "s00000000000", t["cell_id"], 81920, 4.25, 4.5, 23.9)]
     assert con.execute("SELECT teacher_id, distill_kind FROM cells WHERE cell_id = ?", [t["cell_id"]]).fetchone() == \
         (None, None)
+    con.close()
+
+
+def test_a_planned_row_needs_a_host(tmp_path):
+    with pytest.raises(ValueError, match="pass host="):
+        db.ingest(tmp_path / "x.duckdb", [(FIXTURE_V2["plan"], None)])
+
+
+def test_same_cell_on_two_hosts_is_two_rows_and_joins_stay_per_host(tmp_path):
+    path = tmp_path / "x.duckdb"
+    other = dict(FIXTURE_V2, host=OTHER, finished_at="2030-01-01T00:00:00+00:00",
+                 perf=dict(FIXTURE_V2["perf"], headline=dict(FIXTURE_V2["perf"]["headline"], output_tok_s=999.0)))
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2), (other["plan"], other)])
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])  # re-ingesting one host leaves the other's rows alone
+    con = db.connect_read_only(path)
+    rows = con.execute("SELECT host_id, host_label, output_tok_s FROM cells ORDER BY host_id").fetchall()
+    assert rows == sorted([(HOST["host_id"], HOST["label"], FIXTURE_V2["perf"]["headline"]["output_tok_s"]),
+                           (OTHER["host_id"], OTHER["label"], 999.0)])
+    n_levels = len(FIXTURE_V2["perf"]["levels"])
+    assert con.execute("SELECT host_id, count(*) FROM perf GROUP BY host_id ORDER BY host_id").fetchall() == \
+        sorted([(HOST["host_id"], n_levels), (OTHER["host_id"], n_levels)])
+    joined = con.execute("SELECT count(*) FROM cells c JOIN quality q USING (cell_id, host_id)").fetchone()[0]
+    assert joined == 2 * sum(len(t["metrics"]) for t in FIXTURE_V2["quality"]["tasks"].values())
+    hosts = con.execute("SELECT host_id, label, source, reference_dtype, first_seen, last_seen, fingerprint "
+                        "FROM hosts ORDER BY host_id").fetchall()
+    by = {h[0]: h for h in hosts}
+    assert by[HOST["host_id"]][1:6] == (HOST["label"], "probe", "fp32", FIXTURE_V2["finished_at"],
+                                        FIXTURE_V2["finished_at"])
+    assert json.loads(by[HOST["host_id"]][6]) == HOST["fingerprint"]
+    assert by[OTHER["host_id"]][4:6] == ("2030-01-01T00:00:00+00:00", "2030-01-01T00:00:00+00:00")
+    con.close()
+
+
+def test_rebuild_reproduces_the_incremental_index(tmp_path):
+    other = dict(FIXTURE_V2, host=OTHER, status="failed", reason="serve: boom", finished_at="2030-01-01T00:00:00+00:00")
+    docs = [FIXTURE, FIXTURE_V2, other]
+    inc, reb = tmp_path / "inc.duckdb", tmp_path / "reb.duckdb"
+    for d in docs:
+        db.ingest(inc, [(d["plan"], d)])
+    assert db.rebuild(reb, docs) == 3
+    for table, order in (("cells", "cell_id, host_id"), ("perf", "host_id, profile, level"),
+                         ("quality", "host_id, task, metric"), ("hosts", "host_id")):
+        a, b = (db.connect_read_only(p) for p in (inc, reb))
+        try:
+            assert a.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall() == \
+                b.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall(), table
+        finally:
+            a.close()
+            b.close()
+
+
+def test_index_from_before_hosts_is_migrated(tmp_path):
+    """An index written by schema-1 dqbench: cells keyed by cell_id alone (PRIMARY KEY), no host_id anywhere.
+    Its rows become host 'unknown', and a second host's row of the same cell can then be written."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE cells (cell_id VARCHAR PRIMARY KEY, status VARCHAR, output_tok_s DOUBLE, "
+                "retired_col VARCHAR)")
+    con.execute("INSERT INTO cells VALUES (?, 'done', 1.5, 'kept')", [FIXTURE_V2["cell_id"]])
+    con.execute("CREATE TABLE perf (cell_id VARCHAR, profile VARCHAR, level DOUBLE)")
+    con.execute("INSERT INTO perf VALUES (?, 'synchronous', 1)", [FIXTURE_V2["cell_id"]])
+    con.close()
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])
+    db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])  # twice: the migration runs once, upserts stay upserts
+    con = db.connect_read_only(path)
+    rows = con.execute("SELECT host_id, status, output_tok_s, retired_col FROM cells ORDER BY host_id").fetchall()
+    assert rows == [(HOST["host_id"], "done", FIXTURE_V2["perf"]["headline"]["output_tok_s"], None),
+                    ("unknown", "done", 1.5, "kept")]
+    assert con.execute("SELECT count(*) FROM perf WHERE host_id = 'unknown'").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' "
+                       "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
     con.close()

@@ -1,0 +1,189 @@
+"""host_caps(): probe this host and its engine builds once per environment, cache the answer, or take an
+override (DQBENCH_HOST_CAPS) so plans for other host classes can be tested anywhere.
+
+The CPU and GPU facts are read here without importing torch (milliseconds). What the engines can run
+is read from the engine builds themselves by `python -m harness.hw.engine_probe` in the serving
+environment (vLLM's loaded kernel library and its ops, llama.cpp's ggml features, which dtype the CPU
+computes fast): ~15 s, so the answer is cached under DQBENCH_HOME/probe/, keyed by what it depends on
+(interpreter and its installed packages, CPU flags, GPUs, llama.cpp build). A changed env re-probes.
+
+Override: DQBENCH_HOST_CAPS=<preset> (a file in harness/hw/presets/, e.g. cpu-avx2, cpu-avx512, cuda-h100,
+cuda-a100) or =<path to a JSON HostCaps>. The result's `source` then says `override:<name>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.errors import DQError
+from harness.hw.caps import ISA_FLAGS, CpuInfo, GpuInfo, HostCaps
+from harness.settings import REPO_ROOT, Settings
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+OVERRIDE_ENV = "DQBENCH_HOST_CAPS"
+PROBE_VERSION = 1  # bump when the probe learns new facts: cached answers are then redone
+_MEMO: dict[str, HostCaps] = {}
+
+
+def cpu_info() -> CpuInfo:
+    import psutil
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = val.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(val.split())
+    except OSError:
+        pass
+    return CpuInfo(model=model or "unknown", arch=platform.machine(), cores=os.cpu_count() or 1,
+                   memory_gib=round(psutil.virtual_memory().total / 2**30, 2),
+                   flags=[f for f in ISA_FLAGS if f in flags])
+
+
+def gpu_info() -> list[GpuInfo]:
+    """GPUs through NVML (nvidia-ml-py) where installed, else nvidia-smi; [] on a host without either."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return []
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        pynvml = None
+    if pynvml is not None:
+        try:
+            pynvml.nvmlInit()
+            try:
+                driver = pynvml.nvmlSystemGetDriverVersion()
+                out = []
+                for i in range(pynvml.nvmlDeviceGetCount()):
+                    h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                    major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
+                    name = pynvml.nvmlDeviceGetName(h)
+                    out.append(GpuInfo(name=name.decode() if isinstance(name, bytes) else name,
+                                       compute_capability=f"{major}.{minor}",
+                                       memory_gib=round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 2),
+                                       driver=driver.decode() if isinstance(driver, bytes) else driver))
+                return out
+            finally:
+                pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - NVML present but no driver: fall through to nvidia-smi
+            pass
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
+                            "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    out = []
+    for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            out.append(GpuInfo(name=parts[0], compute_capability=parts[1],
+                               memory_gib=round(float(parts[2]) / 1024, 2), driver=parts[3]))
+    return out
+
+
+def _probe_key(settings: Settings, cpu: CpuInfo, gpus: list[GpuInfo]) -> str:
+    """What a cached probe depends on: a changed env, CPU, GPU set or llama.cpp build re-probes."""
+    py = Path(settings.python)
+    freeze = py.parent.parent / "freeze.txt"  # written by scripts/setup.sh when the env is built
+    env_stamp = freeze.read_text() if freeze.is_file() else f"{py.resolve()}|{_site_stamp(py)}"
+    parts = [str(PROBE_VERSION), str(py), env_stamp, cpu.model_dump_json(), json.dumps([g.model_dump() for g in gpus]),
+             str(settings.llamacpp_dir or "")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _site_stamp(py: Path) -> str:
+    """An env without a freeze file: its site-packages' mtime stands for what is installed."""
+    for sp in py.resolve().parent.parent.glob("lib/python3*/site-packages"):
+        return str(sp.stat().st_mtime_ns)
+    return ""
+
+
+def probe_engines(settings: Settings, timeout: float = 300) -> dict:
+    """Run the engine probe in the serving env; returns its JSON (vllm, llamacpp, dtype_speed)."""
+    with tempfile.TemporaryDirectory(prefix="dq-probe-") as tmp:
+        out = Path(tmp) / "engines.json"
+        log = Path(tmp) / "probe.log"
+        args = [settings.python, "-m", "harness.hw.engine_probe", "--out", str(out)]
+        if settings.llamacpp_dir:
+            args += ["--llamacpp", str(settings.llamacpp_dir)]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        with open(log, "wb") as f:
+            try:
+                rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    cwd=REPO_ROOT, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0 or not out.is_file():
+            text = log.read_text(errors="replace")[-2000:]
+            raise DQError(f"the engine probe (`{settings.python} -m harness.hw.engine_probe`) failed with {rc}: "
+                          f"{text.strip().splitlines()[-1] if text.strip() else 'no output'}; run ./dq setup, "
+                          f"or set {OVERRIDE_ENV} to a preset ({', '.join(preset_names())})")
+        return json.loads(out.read_text())
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.json"))
+
+
+def load_override(value: str) -> HostCaps:
+    path = PRESETS / f"{value}.json" if (PRESETS / f"{value}.json").is_file() else Path(value).expanduser()
+    if not path.is_file():
+        raise DQError(f"{OVERRIDE_ENV}={value!r}: neither a preset ({', '.join(preset_names())}) nor a JSON file; "
+                      f"unset it to probe this host")
+    try:
+        caps = HostCaps.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise DQError(f"{OVERRIDE_ENV}={value!r}: {path} is not a HostCaps JSON ({exc.__class__.__name__}: "
+                      f"{str(exc).splitlines()[0]}); write one with `harness doctor --json`") from None
+    return caps.model_copy(update={"source": f"override:{value}"})
+
+
+def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
+    """This host's capabilities: the override, the cached probe for this env, or a fresh probe."""
+    override = os.environ.get(OVERRIDE_ENV)
+    if override:
+        return load_override(override)
+    cpu, gpus = cpu_info(), gpu_info()
+    key = _probe_key(settings, cpu, gpus)
+    if key in _MEMO and not refresh:
+        return _MEMO[key]
+    cache = settings.home / "probe" / f"{key}.json"
+    if cache.is_file() and not refresh:
+        try:
+            caps = HostCaps.model_validate_json(cache.read_text())
+            _MEMO[key] = caps
+            return caps
+        except ValueError:
+            pass  # an unreadable cache is redone
+    try:
+        engines = probe_engines(settings)
+    except DQError as exc:
+        # engine facts unknown (no serving env yet, a broken install): plan what needs no engine facts,
+        # and say why the rest is infeasible. Not cached: the next call probes again.
+        caps = HostCaps(cpu=cpu, gpus=gpus, source="probe", probe_error=str(exc),
+                        probed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        _MEMO[key] = caps
+        return caps
+    caps = HostCaps(cpu=cpu, gpus=gpus, vllm=engines.get("vllm"), llamacpp=engines.get("llamacpp"),
+                    dtype_speed=engines.get("dtype_speed"), source="probe",
+                    probed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    from harness.proc import write_json_atomic
+
+    write_json_atomic(cache, caps.model_dump(mode="json"))
+    _MEMO[key] = caps
+    return caps
