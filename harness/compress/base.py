@@ -38,6 +38,8 @@ class Compressor(ABC):
     precisions: ClassVar[tuple[str, ...]]
     needs_gpu: ClassVar[bool] = False
     engines: ClassVar[tuple[str, ...]] = ("vllm",)
+    # True when the artefact is served in the cell's compute_dtype (the plan then makes it part of the cell)
+    honours_compute_dtype: ClassVar[bool] = False
     # importable modules the plugin needs in the orchestrator's env (optional extras), name -> pip spec
     packages: ClassVar[dict[str, str]] = {}
 

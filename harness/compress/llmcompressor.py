@@ -18,6 +18,7 @@ from harness.proc import run_stage, write_json_atomic
 
 
 class LLMCompressor(Compressor):
+    honours_compute_dtype = True  # compressed-tensors output: vLLM's --dtype sets the activations
     precisions = ("int8", "int4", "fp8")
     engines = ("vllm",)
     calibrated = True

@@ -21,7 +21,7 @@ from harness.settings import REPO_ROOT, Settings
 
 # environment the workers need: where dqbench and its caches are, offline flags, plugin overrides
 PASS_ENV = ("DQBENCH_HOME", "DQBENCH_RESULTS", "DQBENCH_DB", "DQBENCH_STAGE_PYTHON", "DQBENCH_PLUGINS",
-            "DQBENCH_DEVICE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
+            "DQBENCH_HOST_CAPS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
 
 
 def _remote_cell(cell_json: dict, settings: Settings, *parents: dict) -> dict:

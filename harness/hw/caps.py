@@ -169,5 +169,9 @@ class HostCaps(_Frozen):
 
     def host_block(self) -> dict:
         """The `host` block stored in every result and in DuckDB's `hosts` table."""
+        if self.probe_error:  # engine facts unknown: never pass for a probed host (harness/store/hosts.py)
+            return {"host_id": "unprobed", "label": f"{self.label} (engine probe failed)",
+                    "fingerprint": self.fingerprint(), "source": self.source, "reference_dtype": None,
+                    "error": self.probe_error}
         return {"host_id": self.host_id, "label": self.label, "fingerprint": self.fingerprint(),
-                "source": self.source, "reference_dtype": self.dtype_speed.fastest if self.dtype_speed else None}
+                "source": self.source, "reference_dtype": self.reference_dtype(self.device)}

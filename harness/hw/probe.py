@@ -98,18 +98,26 @@ def gpu_info() -> list[GpuInfo]:
 def _probe_key(settings: Settings, cpu: CpuInfo, gpus: list[GpuInfo]) -> str:
     """What a cached probe depends on: a changed env, CPU, GPU set or llama.cpp build re-probes."""
     py = Path(settings.python)
-    freeze = py.parent.parent / "freeze.txt"  # written by scripts/setup.sh when the env is built
-    env_stamp = freeze.read_text() if freeze.is_file() else f"{py.resolve()}|{_site_stamp(py)}"
-    parts = [str(PROBE_VERSION), str(py), env_stamp, cpu.model_dump_json(), json.dumps([g.model_dump() for g in gpus]),
-             str(settings.llamacpp_dir or "")]
+    parts = [str(PROBE_VERSION), str(py), _installed(py), cpu.model_dump_json(),
+             json.dumps([g.model_dump() for g in gpus]), _llamacpp_stamp(settings.llamacpp_dir)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _site_stamp(py: Path) -> str:
-    """An env without a freeze file: its site-packages' mtime stands for what is installed."""
-    for sp in py.resolve().parent.parent.glob("lib/python3*/site-packages"):
-        return str(sp.stat().st_mtime_ns)
-    return ""
+def _installed(py: Path) -> str:
+    """Every package installed in the interpreter's env, by its dist-info folder name (name-version): a
+    directory listing, cheap, and changed by any `pip install -U` (a freeze file written at build is not)."""
+    names = []
+    for sp in sorted(py.parent.parent.glob("lib/python3*/site-packages")):
+        names += sorted(p.name for p in sp.glob("*.dist-info"))
+    return ",".join(names) or str(py.resolve())
+
+
+def _llamacpp_stamp(tools: Path | None) -> str:
+    server = tools / "build" / "bin" / "llama-server" if tools else None
+    if server is None or not server.is_file():
+        return ""
+    st = server.stat()
+    return f"{tools}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def probe_engines(settings: Settings, timeout: float = 300) -> dict:
@@ -146,7 +154,9 @@ def load_override(value: str) -> HostCaps:
         raise DQError(f"{OVERRIDE_ENV}={value!r}: neither a preset ({', '.join(preset_names())}) nor a JSON file; "
                       f"unset it to probe this host")
     try:
-        caps = HostCaps.model_validate_json(path.read_text())
+        doc = json.loads(path.read_text())
+        doc.pop("host", None)  # `harness doctor --json` adds the derived host block beside the caps
+        caps = HostCaps.model_validate(doc)
     except ValueError as exc:
         raise DQError(f"{OVERRIDE_ENV}={value!r}: {path} is not a HostCaps JSON ({exc.__class__.__name__}: "
                       f"{str(exc).splitlines()[0]}); write one with `harness doctor --json`") from None

@@ -250,7 +250,18 @@ class LoadGenerator:
                     tasks.append(asyncio.create_task(limited(p)))
                     if rate:
                         await asyncio.sleep(rng.expovariate(rate))
-                return [*await asyncio.gather(*tasks), *skipped]
+                # a task cancelled by check() before it ever ran never reaches its own except: its
+                # CancelledError comes back here as a result and is recorded as abandoned
+                done = await asyncio.gather(*tasks, return_exceptions=True)
+                out = []
+                for r in done:
+                    if isinstance(r, asyncio.CancelledError) and stopped:
+                        out.append(abandoned(time.perf_counter()))
+                    elif isinstance(r, BaseException):
+                        raise r
+                    else:
+                        out.append(r)
+                return [*out, *skipped]
             finally:
                 if watcher:
                     watcher.cancel()

@@ -47,7 +47,8 @@ class CellPlan(Strict):
     reasons: list[str] = Field(default_factory=list)
     estimate: MemoryEstimate | None = None
     # the dtype the cell computes in (a compressed cell's activations): its lineage's reference dtype
-    compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    # None: the engine picks (llama.cpp computes in its own types; load-time/legacy quantizers fix theirs)
+    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = "bf16"
     dtype_note: str | None = None  # how `auto` was resolved on the planning host (measured figures)
     host_id: str | None = None  # the host it was planned for; not part of the id (results are keyed by both)
     # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any

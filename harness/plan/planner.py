@@ -18,7 +18,7 @@ from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
 from harness.errors import PlanError
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
-from harness.registry import evaluators
+from harness.registry import compressors, evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
 
@@ -29,11 +29,12 @@ def student_identity(student) -> dict:  # noqa: ANN001
 
 
 def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving,  # noqa: ANN001
-              compute_dtype: str = "bf16") -> dict:
+              compute_dtype: str | None = "bf16") -> dict:
     student = next((s for s in m.students if s.name == distill), None)
     # the activation dtype of a compressed cell enters the id only when it is not the historical bf16,
     # so ids of cells planned before it existed stay the same
-    extra = {"compute_dtype": compute_dtype} if compute_dtype != "bf16" and precision not in FULL_PRECISIONS else {}
+    extra = ({"compute_dtype": compute_dtype}
+             if compute_dtype not in (None, "bf16") and precision not in FULL_PRECISIONS else {})
     return {**extra,
         "model": model.model_dump(mode="json"),
         "precision": precision,
@@ -46,6 +47,12 @@ def _identity(m: Matrix, model, precision: str, method: str, distill: str, servi
         "evaluation": m.evaluation.model_dump(mode="json"),
         "device": m.hardware.device,
     }
+
+
+def _honours_dtype(kind: str) -> bool:
+    """Whether a method's artefact is served in the cell's compute dtype (llama.cpp and the load-time and
+    legacy quantizers pick their own): only then is the dtype part of the cell."""
+    return kind in compressors and compressors.get(kind).honours_compute_dtype
 
 
 def resolve_host(host: HostCaps | str | None, settings: Settings) -> HostCaps:
@@ -77,10 +84,10 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     device = caps.device if m.hardware.device == "auto" else m.hardware.device
     cells: list[CellPlan] = []
     precisions, skipped = resolve_precisions(m, caps, device)
-    baseline_precision = next((p for p in precisions if p in FULL_PRECISIONS), None)
-    # compressed cells compute (activations, attention, norms) in the lineage's reference dtype
-    compute_dtype = baseline_precision or caps.reference_dtype(device)
-    baseline_precision = baseline_precision or "bf16"
+    baseline_precision = next((p for p in precisions if p in FULL_PRECISIONS), "bf16")
+    # what compressed cells compute in (their activations, where their engine lets dqbench choose): the
+    # host's reference dtype when the axis says `auto`, else bf16 as before `auto` existed
+    lineage_dtype = caps.reference_dtype(device) if "auto" in m.axes.precision else "bf16"
     dtype_note = caps.dtype_note(device) if "auto" in m.axes.precision else None
     for model in m.models:
         source = source_for(model, settings)
@@ -96,7 +103,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 continue
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
             serving = m.serving_for(engine_for(method_spec))
-            cdt = precision if precision in FULL_PRECISIONS else compute_dtype
+            cdt = precision if precision in FULL_PRECISIONS else (
+                lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None)
             ident = _identity(m, model, precision, method, distill, serving, cdt)
             cid = content_id(ident)
             ids[(distill, precision, method)] = cid

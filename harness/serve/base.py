@@ -110,6 +110,8 @@ class ServerHandle:
     # where this server's part of the log begins: the file is appended to, and an earlier attempt's
     # engine death must not fail this one
     log_offset: int = 0
+    _scan_pos: int = field(default=0, repr=False)  # how far _engine_dead has read the log
+    _dead_seen: bool = field(default=False, repr=False)
     health_path: str = "/health"
 
     @property
@@ -131,6 +133,26 @@ class ServerHandle:
 
     def root_cause(self) -> str | None:
         return root_cause(self.log_text())
+
+    def _engine_dead(self) -> bool:
+        """Scan only what the log gained since the last look: this is polled from the load generator's
+        event loop every 0.5 s, and re-reading the tail each time would perturb the latencies it measures."""
+        if self._dead_seen:
+            return True
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                end = f.tell()
+                start = max(self.log_offset, self._scan_pos - 256)  # overlap: a line split across two looks
+                if end <= start:
+                    return False
+                f.seek(start)
+                text = f.read(end - start).decode("utf-8", "replace")
+        except OSError:
+            return False
+        self._scan_pos = end
+        self._dead_seen = bool(ENGINE_DEAD.search(text))
+        return self._dead_seen
 
     def failure_tail(self, lines: int = 40) -> str:
         """The log tail for a failed cell, with the root-cause line and the lines before it when they
@@ -166,7 +188,7 @@ class ServerHandle:
         rc = self.proc.poll()
         if rc is not None:
             return f"{self.engine} server exited with code {rc}"
-        if ENGINE_DEAD.search(self.log_text(64 * 1024)):  # polled often: the recent end is enough
+        if self._engine_dead():
             return f"{self.engine} engine died (its server process is still up, answering errors)"
         if http:
             status = None

@@ -58,7 +58,17 @@ class ModelSpec(Strict):
     name: str = Field(pattern=NAME_RE)
     source: ModelSource
     trust_remote_code: bool = False
+    # Not used to serve anything: the precision axis decides the dtype (`auto` = this host's fast one).
+    # Kept, at its default only, because it is part of every existing cell id.
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype_is_the_axis(cls, v: str) -> str:
+        if v != "bfloat16":
+            raise ValueError(f"models[].dtype {v!r} is not used: set axes.precision instead (auto | bf16 | fp16 | fp32; "
+                             "auto = the dtype this host computes fastest)")
+        return v
 
 
 # ---------------------------------------------------------------- compression (method axis)

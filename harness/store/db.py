@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.store.hosts import UNKNOWN_HOST_ID, normalized_host
+from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL, normalized_host
 from harness.store.results import SCHEMA_VERSION, flat_metrics, upgrade
 
 CELL_COLS = {
@@ -131,7 +131,10 @@ def _drop_cell_primary_key(con) -> None:  # noqa: ANN001
     con.execute(f"CREATE TABLE cells_v2 ({', '.join(f'{k} {v}' for k, v in {**CELL_COLS, **extra}.items())})")
     con.execute(f"INSERT INTO cells_v2 ({', '.join(have)}) SELECT {', '.join(have)} FROM cells")
     if "host_id" not in have:
-        con.execute("UPDATE cells_v2 SET host_id = ?", [UNKNOWN_HOST_ID])
+        con.execute("UPDATE cells_v2 SET host_id = ?, host_label = ?", [UNKNOWN_HOST_ID, UNKNOWN_LABEL])
+        # rows with no result were only the old plan's: the next plan writes them again for its host, so
+        # keeping them would show every pending cell twice
+        con.execute("DELETE FROM cells_v2 WHERE result_json IS NULL AND status IN ('planned', 'infeasible')")
     con.execute("DROP TABLE cells")
     con.execute("ALTER TABLE cells_v2 RENAME TO cells")
 

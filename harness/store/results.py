@@ -74,7 +74,10 @@ class ResultStore:
         doc["host"] = normalized_host(doc)
         cell_id, host_id = doc["cell_id"], doc["host"]["host_id"]
         p = self.path(cell_id, host_id)
-        if doc.get("status") != "done" and self.status(cell_id, host_id) == "done":
+        # a failure never replaces a done result, nor a file this dqbench cannot read (a newer schema, a
+        # damaged file): it goes beside it, and what was there stays for a person to look at
+        unreadable = p.is_file() and _load(p) is None
+        if doc.get("status") != "done" and (unreadable or self.status(cell_id, host_id) == "done"):
             a = self._attempt_path(cell_id, host_id)
             write_json_atomic(a, {**doc, "kept_result": str(p)})
             return a

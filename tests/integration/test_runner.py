@@ -33,7 +33,7 @@ def env_and_matrix(tmp_path):
     env, path = fake_run(tmp_path, "fake-run", 2, {
         "input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
         "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
-        DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(host))
+        DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(host), DQBENCH_HOST_CAPS_RUN="1")
     return env, path, tmp_path / "results"
 
 

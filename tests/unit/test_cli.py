@@ -63,7 +63,8 @@ def test_status_names_this_host_and_reads_only_its_results(tmp_path):
 
     caps = HostCaps(cpu=CpuInfo(model="Test CPU", arch="x86_64", cores=2, memory_gib=8.0, flags=["avx2"]))
     (tmp_path / "host.json").write_text(caps.model_dump_json())
-    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(tmp_path / "host.json"))
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(tmp_path / "host.json"),
+               DQBENCH_HOST_CAPS_RUN="1")
     first = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)[0]
     store = ResultStore(tmp_path / "results")
     other = {"host_id": "0ther00000", "label": "Other CPU · avx512 · 64 cores"}
@@ -81,3 +82,16 @@ def test_status_names_this_host_and_reads_only_its_results(tmp_path):
     assert r.stdout.splitlines()[0] == f"host: {caps.label} [{caps.host_id}] (override:{tmp_path / 'host.json'})"
     line = next(x for x in r.stdout.splitlines() if first["cell_id"] in x)
     assert caps.host_id in line and "done" in line and "123.0" in line
+
+
+def test_run_refuses_to_file_real_measurements_under_a_host_override(tmp_path):
+    """A preset is for planning: a real run under it would store this machine's figures as another host."""
+    import os
+
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS="cpu-avx512")
+    env.pop("DQBENCH_HOST_CAPS_RUN", None)
+    r = harness("run", str(MATRICES / "smollm2-cpu.yaml"), env=env)
+    assert r.returncode == 3 and "replaces the hardware probe" in r.stderr and "Unset DQBENCH_HOST_CAPS" in r.stderr
+    assert not list((tmp_path / "results").glob("cells/*.json"))
+    p = harness("plan", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env)  # planning for it is what it is for
+    assert p.returncode == 0 and all(c["status"] != "failed" for c in json.loads(p.stdout)["cells"])

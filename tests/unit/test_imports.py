@@ -9,7 +9,8 @@ MODULES = ["harness", "harness.cli", "harness.runner", "harness.plan", "harness.
            "harness.measure.run", "harness.serve.vllm", "harness.evaluate.lmeval", "harness.models.embedded",
            "harness.compress.identity", "harness.compress.qat", "harness.distill.base", "harness.distill.data",
            "harness.distill.generate", "harness.distill.cost", "harness.distill.features", "harness.plan.sensitivity",
-           "harness.cell"]
+           "harness.cell", "harness.hw.caps", "harness.hw.probe", "harness.hw.report", "harness.hw.engine_probe",
+           "harness.store.hosts"]
 
 
 def test_orchestrator_imports_no_heavy_backend():

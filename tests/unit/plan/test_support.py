@@ -129,3 +129,19 @@ def test_bf16_ids_are_unchanged_by_the_compute_dtype_field(base_matrix, settings
     plan = plan_matrix(m, settings, host=AVX512)
     rtn = next(c for c in plan.cells if c.method == "rtn")
     assert rtn.cell_id == content_id(_identity(m, m.models[0], "int4", "rtn", "none", rtn.serving))
+
+
+def test_engines_that_pick_their_own_dtype_have_none_and_one_id_on_every_host(base_matrix, settings):
+    base_matrix["axes"] = {"precision": ["auto", "int4"], "method": ["none", "gguf"], "distill": ["none"]}
+    base_matrix["methods"] = {"gguf": {"kind": "gguf", "precisions": ["int4"]}}
+    m = parse_matrix(base_matrix)
+    a, b = (plan_matrix(m, settings, host=h).cells for h in (AVX2, AVX512))
+    assert a[1].compute_dtype is None and a[1].cell_id == b[1].cell_id  # llama.cpp computes in its own types
+    assert a[0].precision == "fp32" and b[0].precision == "bf16" and a[0].cell_id != b[0].cell_id
+
+
+def test_without_auto_compressed_cells_keep_bf16_activations(base_matrix, settings):
+    base_matrix["axes"] = {"precision": ["fp32", "int8"], "method": ["none", "w8a8"], "distill": ["none"]}
+    base_matrix["methods"] = {"w8a8": {"kind": "smoothquant_gptq", "precisions": ["int8"]}}
+    cells = plan_matrix(parse_matrix(base_matrix), settings, host=AVX2).cells
+    assert [c.compute_dtype for c in cells] == ["fp32", "bf16"] and cells[1].dtype_note is None

@@ -94,3 +94,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
     top.write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="expected a mapping"):
         load_matrix(top)
+
+
+def test_model_dtype_points_at_the_precision_axis(base_matrix):
+    import pytest
+
+    from harness.errors import SpecError
+    from harness.spec import parse_matrix
+
+    base_matrix["models"][0]["dtype"] = "float32"
+    with pytest.raises(SpecError, match="set axes.precision instead"):
+        parse_matrix(base_matrix)

@@ -153,3 +153,14 @@ def test_no_temp_files_after_many_writes(tmp_path):
     for i in range(20):
         s.write(doc(status="failed" if i % 2 else "done"))
     assert os.listdir(tmp_path / "cells") == ["abc123def456@aaaa000001.json"]
+
+
+def test_a_failure_never_replaces_a_file_this_dqbench_cannot_read(tmp_path):
+    from harness.store.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    p = store.path("c1", "h1")
+    p.parent.mkdir(parents=True)
+    p.write_text('{"schema_version": 99, "status": "done"}')  # written by a newer dqbench
+    where = store.write({"cell_id": "c1", "status": "failed", "host": {"host_id": "h1", "label": "h"}})
+    assert where.parent.name == "attempts" and '"schema_version": 99' in p.read_text()
