@@ -63,9 +63,11 @@ def complete(base_url: str, model: str, n: int = 3, max_tokens: int = 32, prefil
     first, _ = _post(base_url, {"model": model, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0})
     walls = [_post(base_url, {"model": model, "prompt": "The capital of France is", "max_tokens": max_tokens,
                               "temperature": 0, "ignore_eos": True})[1] for _ in range(n)]
-    ids = [(7 * i) % 20000 + 100 for i in range(prefill_tokens)]  # token ids: exactly prefill_tokens long
-    prefill = min(_post(base_url, {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0})[1]
-                  for _ in range(n))
+    # token ids, exactly prefill_tokens long, different on every repetition: a prefix cache (vLLM's, or
+    # llama-server's cache_prompt) must not turn the second try into a lookup
+    prefill = min(_post(base_url, {"model": model, "max_tokens": 1, "temperature": 0,
+                                   "prompt": [(7 * i + 13 * rep) % 20000 + 100 for i in range(prefill_tokens)]})[1]
+                  for rep in range(n))
     return {"text": first["choices"][0]["text"][:40], "tok_s": round(max_tokens / min(walls), 1),
             f"prefill{prefill_tokens}_ms": round(prefill * 1000)}
 

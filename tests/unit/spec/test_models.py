@@ -5,7 +5,7 @@ from harness.spec import load_matrix, parse_matrix
 from tests.conftest import MATRICES
 
 
-@pytest.mark.parametrize("name", ["smollm2-cpu.yaml", "llama8b.yaml"])
+@pytest.mark.parametrize("name", ["smollm2-cpu.yaml", "smollm2-cpu-full.yaml", "llama8b.yaml"])
 def test_shipped_matrices_validate(name):
     m = load_matrix(MATRICES / name)
     assert m.models and m.load.profiles and m.evaluation.tasks

@@ -39,8 +39,8 @@ def test_training_needs_a_bound(base_matrix):
 
 def test_student_methods_must_exist(base_matrix):
     with pytest.raises(SpecError) as e:
-        parse_matrix(with_student(base_matrix, kind="untrained", methods=["w8a8", "gguf"]))
-    assert "students[s].methods" in str(e.value) and "'w8a8'" in str(e.value)
+        parse_matrix(with_student(base_matrix, kind="untrained", methods=["gguf", "w4a16_sq"]))
+    assert "students[s].methods" in str(e.value) and "'w4a16_sq'" in str(e.value)
 
 
 def test_alpha_and_temperature_ranges(base_matrix):
