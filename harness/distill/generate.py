@@ -6,12 +6,14 @@ second student of the same teacher and prompt set reuses it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.errors import StageError
+from harness.proc import ProgressCallback, StageProgress
 
 
 def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: float, seed: int,
@@ -29,13 +31,26 @@ def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: f
 
 
 def generate(base_url: str, model: str, prompts: list[str], out: Path, *, max_tokens: int, temperature: float,
-             seed: int, concurrency: int = 8, timeout: float = 600) -> dict:
+             seed: int, concurrency: int = 8, timeout: float = 600, on_progress: ProgressCallback | None = None) -> dict:
     """Write one JSONL row per prompt (in prompt order) to `out`, atomically; return a summary.
-    `base_url` is the OpenAI base the server handle gives (".../v1"), as the load generator uses it."""
+    `base_url` is the OpenAI base the server handle gives (".../v1"), as the load generator uses it.
+    `on_progress` gets prompts answered / total (harness/progress.py renders it)."""
     t0 = time.monotonic()
+    report = StageProgress("teacher answers", "prompts", total=len(prompts), every=1.0, callback=on_progress)
+    answered, lock = {"n": 0, "tokens": 0}, threading.Lock()
+
+    def ask(p: str) -> dict:
+        row = _ask(base_url, model, p, max_tokens, temperature, seed, timeout)
+        with lock:
+            answered["n"] += 1
+            answered["tokens"] += row["completion_tokens"]
+            report.update(answered["n"], tokens=answered["tokens"])  # in the lock: counts never go backwards
+        return row
+
+    report.update(0, force=True)
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            rows = list(pool.map(lambda p: _ask(base_url, model, p, max_tokens, temperature, seed, timeout), prompts))
+            rows = list(pool.map(ask, prompts))
     except OSError as exc:
         raise StageError("distill", f"teacher generation failed at {base_url}: {exc}") from exc
     empty = sum(1 for r in rows if not r["completion"].strip())

@@ -12,7 +12,7 @@ on the same tokens:
   log q/p over the matched top-k tokens (the tail's tokens are assumed to move as much as the head's).
   tests/integration/test_shift_exact.py measures it against exact full-vocabulary KL (transformers, same
   tokens, SmolLM2 with int8/int4 rounding): -8% (int8, per-position corr 0.99) and -21% (int4, 0.94);
-  without the tail term -34%/-34%. It orders cells as exact KL does; the README states the bias.
+  without the tail term -34%/-34%. It orders cells as exact KL does; docs/metrics.md states the bias.
 Also: per-item flips between two lm-eval sample files, and paired bootstrap CIs of drops.
 """
 

@@ -104,6 +104,40 @@ def calibration(cfg: dict):  # noqa: ANN201
     return Dataset.from_list([{"input_ids": w, "attention_mask": [1] * length} for w in windows])
 
 
+def watch_layers() -> None:
+    """Report layers calibrated / total (harness/proc.py StageProgress) from llm-compressor's sequential
+    pipeline (GPTQ, AWQ, SmoothQuant, static fp8): the total is the number of subgraphs it traces (one per
+    decoder layer), one is done at each `LifecycleCallbacks.sequential_epoch_end`. Data-free RTN applies in
+    one step and reports nothing. Best-effort: a moved name in a later llm-compressor loses only the line."""
+    from harness.proc import StageProgress
+
+    try:
+        import llmcompressor.pipelines.sequential.pipeline as seq
+        from llmcompressor.core import LifecycleCallbacks
+    except ImportError as exc:
+        print(f"progress: llm-compressor hook not installed ({exc})", flush=True)
+        return
+    report = StageProgress("llm-compressor calibration", "layers")
+    state = {"done": 0}
+    trace, epoch_end = seq.trace_subgraphs, LifecycleCallbacks.sequential_epoch_end
+
+    def trace_subgraphs(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        subgraphs = trace(*a, **kw)
+        state["done"] = 0
+        report.update(0, total=len(subgraphs), force=True)
+        return subgraphs
+
+    def sequential_epoch_end(cls, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = epoch_end(*a, **kw)
+        if report.total:  # the data-free and basic pipelines end one "epoch" over the whole model
+            state["done"] += 1
+            report.update(state["done"])
+        return out
+
+    seq.trace_subgraphs = trace_subgraphs
+    LifecycleCallbacks.sequential_epoch_end = classmethod(sequential_epoch_end)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -133,6 +167,7 @@ def main() -> None:
     if needs_data:
         kw = dict(dataset=calibration(cfg), num_calibration_samples=cfg["calibration_samples"],
                   max_seq_length=cfg["calibration_seq_len"])
+    watch_layers()
     oneshot(model=model, recipe=recipe, **kw)
     linear = linear_accounting(model, cfg)
     out = Path(cfg["out"])

@@ -25,7 +25,7 @@ import torch
 from harness.distill.features import LayerTap, feature_loss, layer_map
 from harness.distill.loss import kd_loss, kl_full, teacher_topk
 from harness.models.arch import pruned_layers
-from harness.proc import stage_config
+from harness.proc import StageProgress, stage_config
 
 HELDOUT_WINDOWS = 8  # windows at the end of the token stream, never trained on
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -147,11 +147,13 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
         return (c["values"], c["indices"], c["lse"]), {"path": str(path), "hit": True, "build_s": 0.0}
     t0 = time.monotonic()
     parts = []
+    report = StageProgress("teacher top-k logits", "windows", total=len(data))
     with torch.no_grad():
         for i in range(0, len(data), 4):
             with autocast():
                 logits = teacher(input_ids=data[i:i + 4].to(DEVICE)).logits
             parts.append(tuple(x.cpu() for x in teacher_topk(logits, k, temperature)))
+            report.update(min(i + 4, len(data)))
     values, indices, lse = (torch.cat(x) for x in zip(*parts))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -165,7 +167,8 @@ def _r(x) -> float:  # noqa: ANN001
     return float(f"{x.item():.6g}")
 
 
-def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch.Tensor) -> dict:  # noqa: ANN001
+def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch.Tensor,  # noqa: ANN001
+                   what: str = "training") -> dict:
     spec = cfg["spec"]
     alpha, T, k, bs = spec["alpha"], spec["temperature"], spec["top_k"], spec["batch_size"]
     total = planned_steps(spec)
@@ -182,6 +185,7 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
     torch.manual_seed(spec["seed"])
     before = heldout(student, teacher, held, T)
     curve, tokens, step, stopped_by = [], 0, 0, "data"
+    report = StageProgress(what, "steps", total=total)
     t0 = time.monotonic()
     student.train()
     while True:
@@ -222,6 +226,9 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
                       **({"feat": _r(f_loss)} if feat else {}), "lr": lr, "grad_norm": round(float(gnorm), 4),
                       "tokens": tokens, "elapsed_s": round(time.monotonic() - t0, 2)})
         print(json.dumps(curve[-1]), flush=True)
+        # bounded by time only: the deadline is the ETA
+        report.update(step, loss=curve[-1]["loss"], eta_s=None if total or not deadline
+                      else round(max(0.0, deadline - time.monotonic()), 1))
     train_s = time.monotonic() - t0
     if feat:
         feat["s_tap"].remove()

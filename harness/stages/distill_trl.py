@@ -14,6 +14,8 @@ import time
 
 from transformers import TrainerCallback
 
+from harness.proc import StageProgress
+
 
 class Budget(TrainerCallback):
     def __init__(self, spec: dict) -> None:
@@ -22,6 +24,8 @@ class Budget(TrainerCallback):
         self.t0 = time.monotonic()
         self.stopped_by = None
         self.curve: list[dict] = []
+        self.max_steps = spec.get("max_steps")
+        self.report = StageProgress("training", "steps", total=self.max_steps)
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
         if self.max_tokens and state.num_input_tokens_seen >= self.max_tokens:
@@ -37,6 +41,20 @@ class Budget(TrainerCallback):
                    "tokens": int(state.num_input_tokens_seen), "elapsed_s": round(time.monotonic() - self.t0, 2)}
             self.curve.append(row)
             print(json.dumps(row), flush=True)
+            self.report.update(state.global_step, loss=row["loss"], eta_s=self._eta(state))
+
+    def _eta(self, state) -> float | None:  # noqa: ANN001
+        """Without max_steps (the trainer's is a placeholder 10**6) the binding budget gives the ETA:
+        tokens at the current token rate, or the time left."""
+        if self.max_steps:
+            return None
+        el = time.monotonic() - self.t0
+        left = []
+        if self.max_tokens and state.num_input_tokens_seen and el > 0:
+            left.append((self.max_tokens - state.num_input_tokens_seen) / (state.num_input_tokens_seen / el))
+        if self.max_s:
+            left.append(self.max_s - el)
+        return round(max(0.0, min(left)), 1) if left else None
 
 
 def _rows(path: str) -> list[dict]:

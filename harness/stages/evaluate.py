@@ -5,6 +5,12 @@ include path, ...).
 Output: a JSON of per-task metrics with stderr, sample counts and lm-eval's own versions, written
 atomically; per-item samples to JSONL (for flip analysis). Loglikelihood needs the server's prompt
 logprobs (`echo` + `logprobs`), which vLLM returns.
+
+Progress: `_watch_requests` reports requests done/total per task and request type (harness/proc.py
+StageProgress). lm-eval has no progress callback; the hook wraps the LM instance that simple_evaluate
+hands to `lm_eval.evaluator.evaluate`: each request-type method gives the total (len(requests)), and the
+LM's `cache_hook.add_partial`, which lm-eval's models (TemplateAPI, our llama.cpp LM) call once per
+answered request, gives the count. If a later lm-eval moves either, only the live line is lost.
 """
 
 from __future__ import annotations
@@ -22,6 +28,66 @@ def _clean(v):  # noqa: ANN001, ANN202
     return v
 
 
+REQUEST_TYPES = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+
+
+def _watch_requests(evaluator_module, task: str) -> None:  # noqa: ANN001
+    """Make `evaluator_module.evaluate` report this task's requests done/total (see the module docstring)."""
+    from harness.proc import StageProgress
+
+    orig = getattr(evaluator_module, "_dq_orig_evaluate", None) or evaluator_module.evaluate
+    evaluator_module._dq_orig_evaluate = orig
+
+    def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        lm = kwargs.get("lm", args[0] if args else None)
+        try:
+            _instrument(lm, task, StageProgress)
+        except Exception as exc:  # noqa: BLE001 - progress is best-effort
+            print(f"progress: lm-eval hook not installed ({type(exc).__name__}: {exc})", flush=True)
+        return orig(*args, **kwargs)
+
+    evaluator_module.evaluate = evaluate
+
+
+def _instrument(lm, task: str, progress_cls) -> None:  # noqa: ANN001
+    state = {"reqtype": None, "done": 0, "report": None}
+    hook = lm.cache_hook
+
+    class CountingHook:
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(hook, name)
+
+        def add_partial(self, attr, req, res):  # noqa: ANN001, ANN202
+            hook.add_partial(attr, req, res)
+            # inner calls (a rolling request's windows go through loglikelihood) are not counted
+            if attr == state["reqtype"] and state["report"] is not None:
+                state["done"] += 1
+                state["report"].update(min(state["done"], state["report"].total or state["done"]))
+
+    lm.cache_hook = CountingHook()
+    for rt in REQUEST_TYPES:
+        method = getattr(lm, rt, None)
+        if method is None:
+            continue
+
+        def wrapped(requests, *a, _rt=rt, _m=method, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+            outer = state["reqtype"] is None
+            if outer:
+                state.update(reqtype=_rt, done=0,
+                             report=progress_cls(f"lm-eval {task} {_rt}", "requests", total=len(requests)))
+                state["report"].update(0, force=True)
+            try:
+                res = _m(requests, *a, **kw)
+                if outer:
+                    state["report"].update(len(requests), force=True)
+                return res
+            finally:
+                if outer:
+                    state["reqtype"] = None
+
+        setattr(lm, rt, wrapped)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -30,6 +96,7 @@ def main() -> None:
     cfg = json.loads(Path(a.config).read_text())
 
     import lm_eval
+    import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
     from harness.proc import write_json_atomic
@@ -45,6 +112,7 @@ def main() -> None:
     out: dict = {"tasks": {}, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None}
     for t in cfg["tasks"]:
         t0 = time.monotonic()
+        _watch_requests(lm_eval.evaluator, t["name"])
         res = lm_eval.simple_evaluate(
             model=cfg["lm"], model_args=model_args, tasks=[t["name"]], num_fewshot=t["num_fewshot"],
             limit=t["limit"], task_manager=tm, log_samples=True, random_seed=cfg["seed"],

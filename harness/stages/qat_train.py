@@ -60,7 +60,7 @@ def main() -> None:
     record = {"tool": "torchao QAT", "fake_quantizer": {"dtype": f"int{cfg['bits']}", "group_size": cfg["group_size"],
                                                         "symmetric": cfg["symmetric"], "scale_precision": "bfloat16"},
               "fake_quantized_linears": len(targets), "hyper_parameters": cfg["spec"]}
-    record.update(train_logit_kd(cfg, model, teacher, train, held))
+    record.update(train_logit_kd(cfg, model, teacher, train, held, what="QAT training"))
     quantize_(model, QATConfig(step="convert"))  # back to plain nn.Linear with the trained weights
     left = [n for n, m in model.named_modules() if "FakeQuantized" in type(m).__name__]
     if left:

@@ -54,6 +54,9 @@ def test_run_resume_and_force(env_and_matrix):
     docs = cells(results)
     assert len(docs) == 2 and {d["status"] for d in docs.values()} == {"done"}
     d = next(iter(docs.values()))
+    # a finished run ends with its answer: the table, the advisor's pick for this host, the dashboard command
+    assert "status: fake-run" in r.stdout and "advisor (cpu memory 8 GiB" in r.stdout
+    assert "./dq dashboard" in r.stdout.splitlines()[-1]
     assert [lv["profile"] for lv in d["perf"]["levels"]] == ["synchronous", "concurrency"]
     assert d["perf"]["levels"][1]["completed"] == 4 and d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"]["value"] == 1.0
     assert d["environment"]["packages"] and d["timings"]["serve"] > 0

@@ -69,3 +69,17 @@ def test_unreachable_teacher_is_a_stage_error(tmp_path):
     with pytest.raises(StageError, match="teacher generation failed"):
         generate("http://127.0.0.1:9/v1", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0,
                  timeout=2)
+
+
+def test_generation_reports_prompts_answered_of_total(tmp_path):
+    srv, _ = serve(lambda q: "ok")
+    recs = []
+    try:
+        generate(f"http://127.0.0.1:{srv.server_port}/v1", "m", [f"q{i}" for i in range(6)], tmp_path / "g.jsonl",
+                 max_tokens=8, temperature=0.0, seed=0, concurrency=3, on_progress=recs.append)
+    finally:
+        srv.shutdown()
+    assert recs[0]["done"] == 0 and recs[-1]["done"] == 6
+    assert {r["total"] for r in recs} == {6} and recs[0]["what"] == "teacher answers"
+    assert [r["done"] for r in recs] == sorted(r["done"] for r in recs)  # never backwards
+    assert recs[-1]["tokens"] == 18
