@@ -72,6 +72,17 @@ class Runner:
         self.progress = progress or Progress(quiet=True)
         self.executor = executors.get(executor)(settings, **(executor_options or {}))
 
+    def _estimates(self, todo: list[CellPlan], hid: str) -> dict[str, float]:
+        """Expected wall seconds per cell, for the matrix ETA: the cell's last wall time on this host, else on
+        any host (a slower or faster host still gives the order of magnitude); cells never run have none."""
+        out = {}
+        for c in todo:
+            runs = self.store.hosts_of(c.cell_id)
+            doc = runs.get(hid) or next(iter(runs.values()), None)
+            if doc and doc.get("wall_s"):
+                out[c.cell_id] = float(doc["wall_s"])
+        return out
+
     def run(self, plan: Plan, force: bool = False, only: set[str] | None = None) -> dict[str, str]:
         """Run every planned cell of `plan`; returns cell_id -> final status."""
         outcome: dict[str, str] = {}
@@ -106,7 +117,8 @@ class Runner:
             if elsewhere:
                 self.progress.note(f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
                                    f"per host (figures and scores are not reused), so they run here too")
-            self.progress.start_matrix(plan.matrix, len(todo), skipped=len(plan.cells) - len(todo))
+            self.progress.start_matrix(plan.matrix, len(todo), skipped=len(plan.cells) - len(todo),
+                                       estimates=self._estimates(todo, hid))
             self.executor.preflight(todo)
 
             def finished(cell: CellPlan, doc: dict) -> None:

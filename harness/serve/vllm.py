@@ -61,6 +61,8 @@ class VLLMServer(EngineServer):
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
+            if self.spec.cpu_reserved_cores is not None:
+                env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.spec.cpu_reserved_cores)
         return env
 
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:

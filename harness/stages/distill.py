@@ -11,6 +11,7 @@ stopped training, and held-out cross-entropy / KL to the teacher before and afte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,10 +32,23 @@ HELDOUT_WINDOWS = 8  # windows at the end of the token stream, never trained on
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def bf16_is_native() -> bool:
+    """bf16 matmuls run natively on a GPU and on CPUs with AVX512-BF16 or AMX; anywhere else torch emulates
+    them (an AVX2 EPYC: bf16 linear 5.6x slower than fp32, `harness doctor`), so training there stays fp32."""
+    if DEVICE == "cuda":
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+BF16 = bf16_is_native()
+COMPUTE = f"{DEVICE}, fp32 weights, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)")
+
+
 def autocast():  # noqa: ANN201
     # fp32 master weights, bf16 matmuls: 1.5x faster per step on an AVX512-BF16 CPU (9.1 -> 5.9 s for
-    # 4 x 256 tokens, pruned SmolLM2), and the usual mixed precision on a GPU
-    return torch.autocast(DEVICE, dtype=torch.bfloat16)
+    # 4 x 256 tokens, pruned SmolLM2), and the usual mixed precision on a GPU; plain fp32 where bf16 is
+    # emulated (the teacher cache for 24 x 4 x 256 tokens ran > 6 min in emulated bf16 on an AVX2 EPYC)
+    return torch.autocast(DEVICE, dtype=torch.bfloat16) if BF16 else contextlib.nullcontext()
 
 
 def peak_rss_gib() -> float:
@@ -233,7 +247,7 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
     if feat:
         feat["s_tap"].remove()
         feat["t_tap"].remove()
-    return {"loss_curve": curve, "steps": step, "compute": f"{DEVICE}, fp32 weights, bf16 autocast",
+    return {"loss_curve": curve, "steps": step, "compute": COMPUTE,
             "feature_kd": {"weight": spec["feature_weight"], "layers": feat["map"],
                            "projection": sorted(feat["proj"].keys()) or "none (same width)"} if feat else None,
             "tokens_seen": tokens, "train_s": round(train_s, 2),

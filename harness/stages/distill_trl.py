@@ -71,6 +71,8 @@ def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:  #
 def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:  # noqa: ANN001
     from datasets import Dataset
 
+    from harness.stages.distill import BF16  # bf16 only where this CPU/GPU computes it natively
+
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])
     common = dict(output_dir=output_dir, max_steps=spec.get("max_steps") or 10**6,
@@ -78,7 +80,7 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
                   warmup_steps=spec.get("warmup_steps", 0), lr_scheduler_type="cosine",
                   weight_decay=spec.get("weight_decay", 0.0), logging_steps=1, save_strategy="no", report_to="none",
                   seed=spec["seed"], max_length=spec["seq_len"], dataloader_num_workers=0, disable_tqdm=True,
-                  include_num_input_tokens_seen="non_padding", bf16=True, use_cpu=student.device.type == "cpu")
+                  include_num_input_tokens_seen="non_padding", bf16=BF16, use_cpu=student.device.type == "cpu")
     budget = Budget(spec)
     before = heldout(student, teacher, held, 1.0)
     t0 = time.monotonic()
@@ -109,7 +111,7 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
     gen_tokens = sum(g.get("prompt_tokens", 0) + g.get("completion_tokens", 0) for g in gens)
     return {"loss_curve": budget.curve, "steps": state.global_step, "tokens_seen": tokens,
             "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
-            "stopped_by": budget.stopped_by or "max_steps", "loss": loss, "compute": "TRL Trainer, bf16 autocast",
+            "stopped_by": budget.stopped_by or "max_steps", "loss": loss, "compute": "TRL Trainer, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)"),
             "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
             "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] *
                                  spec["on_policy_max_new_tokens"]) if kind == "gkd" else 0,

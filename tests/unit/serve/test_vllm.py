@@ -28,3 +28,14 @@ def test_command_binds_loopback_and_passes_managed_flags():
     assert cmd[cmd.index("--max-num-seqs") + 1] == "32" and "--disable-log-stats" in cmd
     assert s.env()["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert "VLLM_CPU_KVCACHE_SPACE" not in VLLMServer(spec, "/py", "cuda").env()
+
+
+def test_reserved_cores_reach_vllm_and_leave_ids_alone_when_unset():
+    from harness.serve.vllm import VLLMServer
+    from harness.spec.models import VLLMServing
+
+    assert "cpu_reserved_cores" not in VLLMServing().model_dump(mode="json")  # unset: ids as before
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in VLLMServer(VLLMServing(), "python", "cpu").env()
+    env = VLLMServer(VLLMServing(cpu_reserved_cores=0), "python", "cpu").env()
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert VLLMServing(cpu_reserved_cores=0).model_dump(mode="json")["cpu_reserved_cores"] == 0
