@@ -134,6 +134,7 @@ class Progress:
         self._lock = threading.Lock()  # stage progress arrives from run_stage's tail thread
         self._live = LiveLine()
         self._live_printed = float("-inf")
+        self._live_finished: tuple | None = None
         self._n = 0
         self._walls: list[float] = []
         self._estimates: dict[str, float] = {}
@@ -216,14 +217,19 @@ class Progress:
                 return
             now = time.monotonic()
             finished = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
+            # a stage's last record can arrive twice (the tail thread, then the read at exit): print it once
+            if finished and (rec.get("what"), rec.get("done")) == self._live_finished:
+                return
             if now - self._live_printed >= self.every or finished:
                 self._live_printed = now
+                self._live_finished = (rec.get("what"), rec.get("done")) if finished else None
                 self._print(f"    {text}")
 
     def _clear_live(self) -> None:
         with self._lock:
             self._live = LiveLine()
             self._live_printed = float("-inf")
+            self._live_finished = None
             if self._rich and self._live_task is not None:
                 self._rich.update(self._live_task, visible=False, description="", total=None, completed=0)
 

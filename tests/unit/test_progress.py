@@ -106,6 +106,7 @@ def test_stage_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
     p = Progress(console=Console(file=buf, width=200, force_terminal=False), every=3600)
     for d in range(0, 11):
         p.update({"what": "x", "unit": "requests", "done": d, "total": 10, "t": float(d)})
+    p.update({"what": "x", "unit": "requests", "done": 10, "total": 10, "t": 10.0})  # delivered again at exit
     lines = [ln for ln in buf.getvalue().splitlines() if "requests" in ln]
     assert len(lines) == 2  # the first record, then the final one; nothing in between within `every`
     assert "0/10" in lines[0] and "10/10" in lines[1]
