@@ -67,8 +67,8 @@ def test_worker_killed_mid_cell_is_retried(setup):
     assert len(list(crash.glob("*.crashed"))) == 3  # every cell's first worker died
     d = docs(tmp / "res")
     assert {x["status"] for x in d.values()} == {"done"}
-    for cid in d:  # the dead workers' servers went down with them
-        for pid in (tmp / "res" / "logs" / cid / "server.pids").read_text().split():
+    for key in d:  # the dead workers' servers went down with them (logs are per cell: key is cell@host)
+        for pid in (tmp / "res" / "logs" / key.split("@")[0] / "server.pids").read_text().split():
             p = int(pid)
             assert not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
 

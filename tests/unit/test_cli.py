@@ -50,7 +50,7 @@ def test_status_json_before_any_run(tmp_path):
     env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path))
     r = harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env)
     cells = json.loads(r.stdout)
-    assert len(cells) == 5 and cells[0]["method"] == "none"  # 3 of the teacher, 2 of its student
+    assert len(cells) == 6 and cells[0]["method"] == "none"  # 4 of the teacher, 2 of its student
     assert {c["status"] for c in cells} <= {"planned", "infeasible"} and all(c["metrics"] == {} for c in cells)
 
 
