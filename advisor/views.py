@@ -124,12 +124,11 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
         cur = r["parent_id"]
         if not isinstance(cur, str):
             break
-    from harness.store.db import connect_read_only
+    from harness.store.db import _columns, connect_read_only
 
     con = connect_read_only(Path(db_path))
     try:
-        has_host = bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'cells' "
-                                    "AND column_name = 'host_id'").fetchone()[0])
+        has_host = "host_id" in _columns(con, "cells")
         if has_host:
             row = con.execute("SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",
                               [cell_id, host_id]).fetchone()

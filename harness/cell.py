@@ -116,7 +116,8 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
                         "loaded": handle.loaded, "port": handle.port}
         progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
 
-        mem = PeakSampler(handle.pid)
+        # GPU memory only for a cell served on the GPU: a CPU cell on a GPU host would read other processes' use
+        mem = PeakSampler(handle.pid, gpu=cell.device == "cuda")
         try:
             with mem:
                 stage = "measure"

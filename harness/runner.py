@@ -72,15 +72,15 @@ class Runner:
         self.progress = progress or Progress(quiet=True)
         self.executor = executors.get(executor)(settings, **(executor_options or {}))
 
-    def _estimates(self, todo: list[CellPlan], hid: str) -> dict[str, float]:
+    @staticmethod
+    def _estimates(runs: dict[str, dict[str, dict]], hid: str) -> dict[str, float]:
         """Expected wall seconds per cell, for the matrix ETA: the cell's last wall time on this host, else on
         any host (a slower or faster host still gives the order of magnitude); cells never run have none."""
         out = {}
-        for c in todo:
-            runs = self.store.hosts_of(c.cell_id)
-            doc = runs.get(hid) or next(iter(runs.values()), None)
+        for cid, by_host in runs.items():
+            doc = by_host.get(hid) or next(iter(by_host.values()), None)
             if doc and doc.get("wall_s"):
-                out[c.cell_id] = float(doc["wall_s"])
+                out[cid] = float(doc["wall_s"])
         return out
 
     def run(self, plan: Plan, force: bool = False, only: set[str] | None = None) -> dict[str, str]:
@@ -99,26 +99,28 @@ class Runner:
                 self.progress.note(f"WARNING: the engine probe failed ({host.get('error')}); results are stored as "
                                    f"host `unprobed`: run `harness doctor --refresh` to see why")
             # index the whole plan first, so infeasible and pending cells are visible while we work
-            db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), self.store.read(c.cell_id, hid))
-                                              for c in plan.cells], host=host)
+            mine = {c.cell_id: self.store.read(c.cell_id, hid) for c in plan.cells}  # each result read once
+            db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), mine[c.cell_id]) for c in plan.cells],
+                      host=host)
             todo = []
             for c in plan.cells:
                 if only and c.cell_id not in only:
                     continue
                 if c.status == "infeasible":
                     outcome[c.cell_id] = "infeasible"
-                elif not force and self.store.status(c.cell_id, hid) == "done":
+                elif not force and (mine[c.cell_id] or {}).get("status") == "done":
                     outcome[c.cell_id] = "done (cached)"
                 else:
                     todo.append(c)
             self.progress.note(f"host: {host.get('label')} [{hid}]" + (f" ({host['source']})" if str(
                 host.get("source", "")).startswith("override") else ""))
-            elsewhere = [c.cell_id for c in todo if set(self.store.hosts_of(c.cell_id)) - {hid}]
+            runs = {c.cell_id: self.store.hosts_of(c.cell_id) for c in todo}
+            elsewhere = [cid for cid, by_host in runs.items() if set(by_host) - {hid}]
             if elsewhere:
                 self.progress.note(f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
                                    f"per host (figures and scores are not reused), so they run here too")
             self.progress.start_matrix(plan.matrix, len(todo), skipped=len(plan.cells) - len(todo),
-                                       estimates=self._estimates(todo, hid))
+                                       estimates=self._estimates(runs, hid))
             self.executor.preflight(todo)
 
             def finished(cell: CellPlan, doc: dict) -> None:

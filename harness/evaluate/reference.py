@@ -85,8 +85,9 @@ def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, se
         return result
     result["reference"] = cell.parent_id
     host = this_host(settings)
-    parent_doc = store.read(cell.parent_id, host["host_id"])
-    elsewhere = sorted(set(store.hosts_of(cell.parent_id)) - {host["host_id"]})
+    runs = store.hosts_of(cell.parent_id)  # the parent's results, every host's, read once
+    parent_doc = runs.get(host["host_id"])
+    elsewhere = sorted(set(runs) - {host["host_id"]})
     if parent_doc is None and elsewhere:
         result["metrics"] = None
         result["note"] = (f"the reference {cell.parent_id} has results only from other hosts ({', '.join(elsewhere)}), "
@@ -97,7 +98,7 @@ def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, se
     # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
     # (harness/cell.py keeps what a host measured under work/<cell>/<host_id>/)
     parent_work = (Path(recorded).parent.parent if recorded
-                   else store.work_dir(cell.parent_id) / (host["host_id"] or "unprobed"))
+                   else store.work_dir(cell.parent_id) / host["host_id"])
     ref_dump = parent_work / "shift" / "logprobs.npz"
     if ref_dump.is_file():
         result["metrics"] = shift_metrics(load_dump(ref_dump), load_dump(mine))

@@ -25,6 +25,9 @@ VLLM_OPS = ("cpu_gemm_wna16", "int8_scaled_mm_with_quant", "onednn_scaled_mm", "
             "gptq_marlin_gemm", "marlin_gemm", "awq_marlin_repack", "machete_mm", "mla_decode_kvcache_cpu")
 
 
+UNPROBED_HOST_ID = "unprobed"  # a host whose engine probe failed: never passes for a probed one
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -170,7 +173,7 @@ class HostCaps(_Frozen):
     def host_block(self) -> dict:
         """The `host` block stored in every result and in DuckDB's `hosts` table."""
         if self.probe_error:  # engine facts unknown: never pass for a probed host (harness/store/hosts.py)
-            return {"host_id": "unprobed", "label": f"{self.label} (engine probe failed)",
+            return {"host_id": UNPROBED_HOST_ID, "label": f"{self.label} (engine probe failed)",
                     "fingerprint": self.fingerprint(), "source": self.source, "reference_dtype": None,
                     "error": self.probe_error}
         return {"host_id": self.host_id, "label": self.label, "fingerprint": self.fingerprint(),

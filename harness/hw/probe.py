@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 from harness.errors import DQError
@@ -33,6 +34,7 @@ PROBE_VERSION = 1  # bump when the probe learns new facts: cached answers are th
 _MEMO: dict[str, HostCaps] = {}
 
 
+@lru_cache(maxsize=1)  # the hardware does not change under a running process; asked once per cell
 def cpu_info() -> CpuInfo:
     import psutil
 
@@ -52,6 +54,7 @@ def cpu_info() -> CpuInfo:
                    flags=[f for f in ISA_FLAGS if f in flags])
 
 
+@lru_cache(maxsize=1)
 def gpu_info() -> list[GpuInfo]:
     """GPUs through NVML (nvidia-ml-py) where installed, else nvidia-smi; [] on a host without either."""
     if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):

