@@ -49,7 +49,8 @@ def test_filter_detail_and_advisor_in_chromium(db, tmp_path):
 
         # open a cell
         page.get_by_role("tab", name="Cell detail").click()
-        page.get_by_text("lineage:").wait_for(timeout=30_000)
+        # under load the tab can first render the pre-filter selection: wait for the rerun with the filter
+        page.get_by_text("lineage:").filter(has_text="int4").wait_for(timeout=30_000)
         assert "int4" in page.get_by_text("lineage:").inner_text()
 
         # the advisor panel
