@@ -38,10 +38,11 @@ def holder(path: Path) -> str:
 
 @contextmanager
 def file_lock(path: Path, *, what: str, timeout: float | None = None, poll: float = 0.5,
-              on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+              on_wait: Callable[[str], None] | None = None) -> Iterator[int]:
     """Hold an exclusive lock on `path` for the block. Waits up to `timeout` seconds (None: for ever,
     0: not at all) and then raises LockTimeout naming `what` and the holder. `on_wait(message)` is called
-    once when the lock is busy, so a long wait is never silent."""
+    once when the lock is busy, so a long wait is never silent. Yields the lock's descriptor: a child given
+    it (`pass_fds`, harness/proc.children_hold) keeps the lock held until the child too is gone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -65,7 +66,7 @@ def file_lock(path: Path, *, what: str, timeout: float | None = None, poll: floa
         except OSError:
             pass
         try:
-            yield
+            yield fd
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
