@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,27 @@ from pathlib import Path
 
 from harness.errors import StageError
 from harness.settings import REPO_ROOT, Settings
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM -> KeyboardInterrupt for the block, so `finally` blocks stop servers and stages when a
+    command is stopped politely (`kill`, a scheduler, Ray's task cancel). Only the main thread can set a
+    handler; elsewhere this does nothing (guards still take the children down when the process dies)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ANN001, ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def stage_config() -> dict:
@@ -169,6 +191,63 @@ class _ProgressTail(threading.Thread):
         self.drain()  # what the child wrote just before it exited
 
 
+# Deadlines over the stages started in a block (same thread): the cell's (`limits.cell_deadline_s`) and a
+# stage's own (`limits.evaluate_timeout_s` ...) nest; every run_stage timeout is cut to the nearest one.
+_DEADLINE: ContextVar[tuple[float, str] | None] = ContextVar("dqbench_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """Stages started in this block must end within `seconds` (None: no new limit); `what` names the limit
+    in the error. An outer, nearer deadline still wins."""
+    outer = _DEADLINE.get()
+    mine = None if seconds is None else (time.monotonic() + seconds, what)
+    token = _DEADLINE.set(min((d for d in (outer, mine) if d is not None), default=None))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def deadline_left() -> tuple[float, str] | None:
+    """(seconds left, what the limit is) of the nearest deadline, or None without one."""
+    d = _DEADLINE.get()
+    return None if d is None else (max(0.0, d[0] - time.monotonic()), d[1])
+
+
+def deadline_timeout(timeout: float | None) -> float | None:
+    """`timeout` cut to the nearest deadline (at least 1 s, so a spent deadline fails fast, not at once)."""
+    d = deadline_left()
+    if d is None:
+        return timeout
+    left = max(d[0], 1.0)
+    return left if timeout is None else min(timeout, left)
+
+
+# Lock descriptors every child must keep open: a cell's lock (harness/cell.py) is passed to each guard, so
+# the lock stays held until the last process of an attempt is gone, even when the runner was killed first.
+_HOLD: ContextVar[tuple[int, ...]] = ContextVar("dqbench_hold_fds", default=())
+
+
+@contextmanager
+def children_hold(fd: int) -> Iterator[None]:
+    """Every process spawned in this block (same thread) inherits `fd` (its guard keeps it, not the command)."""
+    token = _HOLD.set((*_HOLD.get(), fd))
+    try:
+        yield
+    finally:
+        _HOLD.reset(token)
+
+
+def spawn(cmd: list[str], *, log: object, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen:
+    """Start `cmd` under harness/guard.py in a new session: the guard is the group leader, reaps everything
+    the command spawns (vLLM's engine processes too) and takes it all down when this process dies, however
+    it dies. `log` is an open binary file for stdout and stderr."""
+    guarded = [sys.executable, "-m", "harness.guard", str(os.getpid()), "--grace", f"{grace:g}", "--", *cmd]
+    return subprocess.Popen(guarded, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=REPO_ROOT, env=env, start_new_session=True, pass_fds=_HOLD.get())
+
+
 def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, *, stage: str,
               timeout: float | None = None, env: dict[str, str] | None = None,
               on_progress: ProgressCallback | None = None) -> None:
@@ -186,14 +265,15 @@ def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, 
         watcher.start()
     try:
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen([settings.python, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=stage_env(extra),
-                                    start_new_session=True)
+            proc = spawn([settings.python, "-m", module, *args], log=log, env=stage_env(extra))
+            timeout = deadline_timeout(timeout)
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 kill_group(proc)
-                raise StageError(stage, f"timed out after {timeout:.0f} s (log: {log_path})",
+                d = deadline_left()
+                why = f" ({d[1]})" if d and d[0] == 0.0 else ""
+                raise StageError(stage, f"timed out after {timeout:.0f} s{why} (log: {log_path})",
                                  tail(log_path)) from None
             except BaseException:  # Ctrl-C: take the whole child group down with us
                 kill_group(proc)
@@ -207,11 +287,9 @@ def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, 
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group, wait `grace` seconds, then SIGKILL it."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
+    """SIGTERM the process group, wait `grace` seconds, then SIGKILL it. The group id is the leader's pid
+    (started with a new session), so members that outlived an already-reaped leader are still reached."""
+    pgid = proc.pid
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)

@@ -25,8 +25,12 @@ PASS_ENV = ("DQBENCH_HOME", "DQBENCH_RESULTS", "DQBENCH_DB", "DQBENCH_STAGE_PYTH
 
 
 def _remote_cell(cell_json: dict, settings: Settings, *parents: dict) -> dict:
-    """Runs on a worker. `parents` are the parent cells' documents: passing them makes Ray wait."""
-    return execute_cell(CellPlan.model_validate(cell_json), settings)
+    """Runs on a worker. `parents` are the parent cells' documents: passing them makes Ray wait. A SIGTERM
+    to the worker stops the cell's server and stages like Ctrl-C does locally."""
+    from harness.proc import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return execute_cell(CellPlan.model_validate(cell_json), settings)
 
 
 class RayExecutor:

@@ -1,8 +1,9 @@
 """Server lifecycle shared by every engine plugin.
 
-free port -> start in a new session (own process group), log to file -> poll health with back-off
-while checking the process is alive -> ask what was loaded -> use -> SIGTERM group -> grace ->
-SIGKILL group -> wait until the port is free. Bound to 127.0.0.1 only.
+free port -> start under a guard (harness/guard.py) in a new session (own process group), log to file ->
+poll health with back-off while checking the process is alive -> ask what was loaded -> use -> SIGTERM
+group -> grace -> SIGKILL group -> wait until the port is free. Bound to 127.0.0.1 only. A start-up that
+lost its port (taken between probing and binding, when cells run side by side) retries on another.
 
 While a cell uses the server, `ServerHandle.health_problem()` is the one test of whether it is still
 serving (process exited, engine death in its log, /health) and `root_cause()` the one reading of why not:
@@ -15,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import StageError
-from harness.proc import kill_group, stage_env, tail
-from harness.settings import REPO_ROOT
+from harness.guard import descendants
+from harness.proc import kill_group, spawn, stage_env, tail
 
 HOST = "127.0.0.1"
 
@@ -48,6 +48,16 @@ def wait_port_free(port: int, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.25)
     return False
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("utf-8", "replace")
+    except OSError:
+        return not os.path.exists("/proc/self/stat")  # no procfs: cannot tell, assume it runs
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -114,9 +124,12 @@ class ServerHandle:
     _dead_seen: bool = field(default=False, repr=False)
     health_path: str = "/health"
 
+    server_pid: int | None = None  # the engine's own process, below its guard (harness/guard.py)
+
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        """The server process (what memory is sampled under); `proc` is its guard."""
+        return self.server_pid or self.proc.pid
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -186,6 +199,13 @@ class ServerHandle:
 
     def _problem(self, http: bool) -> str | None:
         rc = self.proc.poll()
+        if rc is None and self.server_pid and not running(self.server_pid):
+            # the server has exited and its guard is about to report its status: wait for it, so the
+            # message says "exited with code N" rather than what its last log lines suggest
+            try:
+                rc = self.proc.wait(timeout=3.0)
+            except subprocess.TimeoutExpired:
+                pass
         if rc is not None:
             return f"{self.engine} server exited with code {rc}"
         if self._engine_dead():
@@ -218,10 +238,9 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
     log = open(log_path, "ab")
     offset = log.seek(0, os.SEEK_END)
     t0 = time.monotonic()
-    # the guard execs `cmd` with a parent-death signal: a runner killed outright leaves no server behind
-    guarded = [sys.executable, "-m", "harness.serve.guard", str(os.getpid()), "--", *cmd]
-    proc = subprocess.Popen(guarded, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=stage_env(env), cwd=REPO_ROOT, start_new_session=True)
+    # the guard runs `cmd` and stays: a runner killed outright leaves no server behind, and nothing the
+    # server spawned (vLLM's EngineCore) either. Its grace stays inside ServerHandle.stop's.
+    proc = spawn(cmd, log=log, env=stage_env(env), grace=12.0)
     log.close()  # the child holds its own descriptor
     handle = ServerHandle(engine=engine, base_url=f"http://{HOST}:{port}/v1", model_name=model_name, port=port,
                           proc=proc, log_path=log_path, command=cmd, log_offset=offset,
@@ -247,7 +266,23 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
         handle.stop(grace=5.0)
         raise
     handle.startup_s = time.monotonic() - t0
+    handle.server_pid = next(iter(descendants(proc.pid)), None)  # the guard's one child: the server
     return handle
+
+
+PORT_ATTEMPTS = 3
+# what vLLM (uvicorn) and llama-server print when the port was taken between probing and binding
+_PORT_TAKEN = re.compile(r"Address already in use|couldn't bind HTTP server socket|EADDRINUSE")
+
+
+def lost_port(log_path: Path, offset: int) -> bool:
+    """Whether the start-up logged from `offset` on failed because its port was taken."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            return bool(_PORT_TAKEN.search(f.read().decode("utf-8", "replace")))
+    except OSError:
+        return False
 
 
 class EngineServer:
@@ -266,10 +301,19 @@ class EngineServer:
 
     def start(self, artefact, served_name: str, log_path: Path, trust_remote_code: bool = False  # noqa: ANN001
               ) -> ServerHandle:
-        port = free_port()
-        cmd = self.command(artefact, port, served_name, trust_remote_code)
-        handle = launch(self.engine, cmd, self.env(), port, served_name, log_path, "/health",
-                        self.spec.startup_timeout_s)
+        for attempt in range(PORT_ATTEMPTS):
+            port = free_port()
+            cmd = self.command(artefact, port, served_name, trust_remote_code)
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            try:
+                handle = launch(self.engine, cmd, self.env(), port, served_name, log_path, "/health",
+                                self.spec.startup_timeout_s)
+                break
+            except StageError:
+                # the port was free when probed and taken before the server bound it (cells side by side)
+                if attempt + 1 < PORT_ATTEMPTS and lost_port(log_path, offset):
+                    continue
+                raise
         try:
             handle.loaded = self.inspect(handle, artefact)
         except BaseException:
