@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.markup import escape
 
-from harness.errors import DQError
+from harness.errors import DQError, PlanError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="dqbench harness: compress, serve, load-test and score LLM cells; results in DuckDB.")
@@ -40,15 +40,36 @@ def _load(path: Path):  # noqa: ANN202
     return settings, matrix, plan_matrix(matrix, settings)
 
 
+def _nothing_runs(file: Path, p) -> PlanError | None:  # noqa: ANN001
+    """The error for a plan of which no cell can run on this host (every reason, per cell); None if one can.
+    A run of it would do nothing and exit 0, which reads as success."""
+    if any(c.status != "infeasible" for c in p.cells):
+        return None
+    host = (p.host or {}).get("label") or "this host"
+    if not p.cells:
+        return PlanError(f"{file}: no grid point of {p.matrix} is a cell: " + "; ".join(p.skipped)
+                         + " (see docs/matrix.md, `axes`)")
+    return PlanError(f"{file}: no cell of {p.matrix} can run on {host}; every cell is infeasible:\n"
+                     + "\n".join(f"  - {c.label} [{c.cell_id}]: {c.reason}" for c in p.cells)
+                     + f"\n(`harness plan {file}` shows the plan; fix the reasons above or run it on a host that has "
+                       "what they name)")
+
+
 @app.command()
 def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
-    """Check a matrix file: types, allowed values, references, plugins and tasks. Loads nothing."""
+    """Check a matrix file: types, allowed values, references, plugins and tasks, and that this host can run
+    at least one of its cells. Loads nothing."""
     try:
-        _, m, _ = _load(file)
+        _, m, p = _load(file)
     except DQError as exc:
         _fail(exc)
-    out.print(f"{file}: valid ({len(m.models)} model(s); axes precision={m.axes.precision} "
-              f"method={m.axes.method} distill={m.axes.distill})", highlight=False)
+    runnable = sum(c.status != "infeasible" for c in p.cells)
+    nothing = _nothing_runs(file, p)
+    out.print(f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
+              f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
+              f"{runnable} of {len(p.cells)} cell(s) can run", highlight=False, markup=False, soft_wrap=True)
+    if nothing is not None:
+        _fail(nothing)
 
 
 def _status_rows(file: Path) -> tuple[list[dict], object, dict]:
@@ -191,6 +212,9 @@ def run(file: Path = typer.Argument(..., help="matrix YAML"),
 
     try:
         settings, matrix, p = _load(file)
+        nothing = _nothing_runs(file, p)
+        if nothing is not None:
+            raise nothing
         unknown = set(cell or []) - set(p.by_id())
         if unknown:
             raise DQError(f"--cell: {sorted(unknown)} not in the plan of {file} (see `harness plan {file}`)")

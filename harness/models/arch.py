@@ -2,6 +2,9 @@
 
 The planner uses these to estimate memory before anything is loaded. Known public models have their
 config facts here so `harness plan` works offline for hub ids (llama8b.yaml on a CPU laptop).
+Multimodal checkpoints (Llava, Gemma 3, Mistral 3 ...) keep the language model's fields under
+`text_config`; they are read from there. A config without them is a PlanError naming the file and the
+field, never a KeyError.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from harness.errors import PlanError
 
 
 @dataclass(frozen=True)
@@ -62,19 +67,45 @@ def pruned_layers(num_layers: int, keep_every: int) -> list[int]:
     return sorted({round(i * (num_layers - 1) / (m - 1)) for i in range(m)})
 
 
-def arch_from_config(cfg: dict) -> ArchInfo:
-    heads = int(cfg["num_attention_heads"])
-    hidden = int(cfg["hidden_size"])
+REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def arch_from_config(cfg: dict, source: str = "config.json") -> ArchInfo:
+    """Config facts of a causal LM; `source` names the file in errors."""
+    if not isinstance(cfg, dict):
+        raise PlanError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
+    text = cfg.get("text_config")
+    text = text if isinstance(text, dict) else {}
+
+    def get(key: str, required: bool = True):  # noqa: ANN202
+        # the language model's own field wins: a multimodal config's top level may describe the vision tower
+        value = text.get(key, cfg.get(key))
+        if value is None and required:
+            where = " (nor under text_config)" if text else ""
+            raise PlanError(f"{source}: no `{key}`{where}; dqbench reads {', '.join(REQUIRED)} from a causal LM's "
+                            "config.json to plan memory and group sizes: point the model at a checkpoint of one")
+        return value
+
+    def integer(key: str, value) -> int:  # noqa: ANN001
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+            raise PlanError(f"{source}: `{key}` is {value!r}; expected a positive integer")
+        return int(value)
+
+    heads = integer("num_attention_heads", get("num_attention_heads"))
+    hidden = integer("hidden_size", get("hidden_size"))
+    kv = get("num_key_value_heads", required=False)
+    head_dim = get("head_dim", required=False)
+    tie = cfg.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
     return ArchInfo(
         architecture=(cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0],
         hidden_size=hidden,
-        intermediate_size=int(cfg["intermediate_size"]),
-        num_layers=int(cfg["num_hidden_layers"]),
+        intermediate_size=integer("intermediate_size", get("intermediate_size")),
+        num_layers=integer("num_hidden_layers", get("num_hidden_layers")),
         num_heads=heads,
-        num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-        head_dim=int(cfg.get("head_dim") or hidden // heads),
-        vocab_size=int(cfg["vocab_size"]),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_kv_heads=integer("num_key_value_heads", kv) if kv else heads,
+        head_dim=integer("head_dim", head_dim) if head_dim else hidden // heads,
+        vocab_size=integer("vocab_size", get("vocab_size")),
+        tie_word_embeddings=bool(tie),
     )
 
 
@@ -82,7 +113,11 @@ def arch_from_dir(path: Path) -> ArchInfo | None:
     cfg = path / "config.json"
     if not cfg.is_file():
         return None
-    return arch_from_config(json.loads(cfg.read_text()))
+    try:
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PlanError(f"{cfg}: not a readable JSON config ({exc.__class__.__name__}: {exc})") from None
+    return arch_from_config(doc, str(cfg))
 
 
 # config.json facts of public checkpoints (copied from their published configs).

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from harness.spec.models import (DistillSpec, Evaluation, LoadSpec, MethodSpec, ModelSpec, Serving,
+from harness.spec.models import (DistillSpec, Evaluation, Limits, LoadSpec, MethodSpec, ModelSpec, Serving,
                                  Strict)
 
 
@@ -54,6 +54,11 @@ class CellPlan(Strict):
     # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any
     # context length and concurrency without loading anything. Not part of the cell's identity.
     arch: dict | None = None
+    # the matrix's wall-clock limits for this cell's stages (harness/cell.py enforces them). Not part of the
+    # cell's identity: a limit decides whether a measurement finishes, not what it measures. Left out of
+    # dumps at its default, so stored plans of cells planned before it existed read the same.
+    limits: Limits = Field(default_factory=Limits)
+    late_fields: ClassVar[tuple[str, ...]] = ("limits",)
 
     @property
     def label(self) -> str:

@@ -1,11 +1,12 @@
 """plan_matrix(): the grid (models x precision x method x distill) -> CellPlans, parents first.
 
-Pure apart from reading config.json files that are already on disk and the host's cached capability
-probe (harness/hw): nothing is downloaded, loaded or started. A cell's parent is the uncompressed cell of
-the same model (for a student, its teacher's). The host decides two things here: which cells can run
-(harness/plan/support.py) and, for the precision `auto`, which uncompressed dtype the reference is
-computed in (the dtype this host computes fastest; compressed cells of the lineage use it for their
-activations too, so a speed comparison does not inherit an emulated-bf16 handicap).
+Pure apart from reading config.json files that are already on disk, the host's cached capability
+probe (harness/hw) and, when a matrix sets vLLM engine_args, vLLM's cached option list
+(harness/plan/engine_args.py): nothing is downloaded, loaded or started. A cell's parent is the
+uncompressed cell of the same model (for a student, its teacher's). The host decides two things here:
+which cells can run (harness/plan/support.py) and, for the precision `auto`, which uncompressed dtype the
+reference is computed in (the dtype this host computes fastest; compressed cells of the lineage use it for
+their activations too, so a speed comparison does not inherit an emulated-bf16 handicap).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import itertools
 
 from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
+from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
 from harness.errors import PlanError
@@ -79,6 +81,7 @@ def resolve_precisions(m: Matrix, caps: HostCaps, device: str) -> tuple[list[str
 def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = None) -> Plan:
     caps = resolve_host(host, settings)
     problems = evaluators.get(m.evaluation.kind)(m.evaluation, settings).plan_problems()
+    problems += engine_arg_problems([m.serving, *m.extra_serving], settings)
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
         raise PlanError(f"{m.name}: " + "; ".join(problems))
     device = caps.device if m.hardware.device == "auto" else m.hardware.device
@@ -127,7 +130,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                             arch=cell_arch.to_dict() if cell_arch else None,
                             teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
                             teacher_serving=m.serving_for(engine_for(None)) if student else None,
-                            compute_dtype=cdt, dtype_note=dtype_note, host_id=caps.host_id)
+                            compute_dtype=cdt, dtype_note=dtype_note, host_id=caps.host_id, limits=m.limits)
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem)
             if student:
                 reasons += student_problems(cell, arch, cell_arch, m)

@@ -2,8 +2,10 @@
 
 `pairing` decides whether (precision, method) is a cell at all (bf16 x gptq is not a question anyone
 asks). `feasibility` decides whether a cell can run on this host; an infeasible cell stays in the plan
-with its reason and what it needs. Plugins contribute their own checks (group size vs layer widths,
-GPU needs) through their declared capabilities; generic code never branches on a method's name.
+with its reason and what it needs. `context_problems` decides whether the cell's requests fit the context
+its engine is started with (a load test or a scoring pass that the server would refuse request by
+request). Plugins contribute their own checks (group size vs layer widths, GPU needs) through their
+declared capabilities; generic code never branches on a method's name.
 """
 
 from __future__ import annotations
@@ -58,6 +60,47 @@ def engine_for(method_spec: MethodSpec | None) -> str:
     return compressors.get(kind).engines[0] if kind in compressors else "vllm"
 
 
+# Engines whose server also scores the cell (lm-eval and the shift dumps send windows to it with echo and
+# max_tokens 1). llama.cpp cells are scored in-process on the same GGUF file with a context of their own
+# (harness/evaluate/llamacpp_lm.py, harness/stages/logprobs.py), so only their load test meets the slots.
+SCORED_BY_SERVER = {"vllm": True, "llamacpp": False}
+
+
+def context_problems(cell: CellPlan) -> list[str]:
+    """Requests that cannot fit the context the cell's server is started with, with the numbers and the fix.
+
+    vLLM's context is serving.max_model_len; llama-server is started with `-c max_model_len x parallel` and
+    `-np parallel` (harness/serve/llamacpp.py), so each request gets max_model_len tokens, one slot."""
+    serving = cell.serving
+    ctx = getattr(serving, "max_model_len", None)
+    if ctx is None:
+        return []
+    engine = serving.kind
+    where = f"max_model_len of the `kind: {engine}` serving entry"
+    what = f"{where} {ctx}" + (" (per slot)" if engine == "llamacpp" else "")
+    load = cell.load
+    reasons = []
+    if load.input_tokens + load.output_tokens > ctx:
+        reasons.append(f"load.input_tokens {load.input_tokens} + load.output_tokens {load.output_tokens} = "
+                       f"{load.input_tokens + load.output_tokens} tokens per request exceed {what}: every request "
+                       f"would be refused; raise {where} to >= {load.input_tokens + load.output_tokens} or shorten "
+                       "the requests")
+    if SCORED_BY_SERVER.get(engine):
+        max_length = getattr(cell.evaluation, "max_length", None)
+        # lm-eval asks for one generated token after each window of up to max_length tokens
+        if max_length is not None and max_length + 1 > ctx:
+            reasons.append(f"evaluation.max_length {max_length} + 1 scored token exceeds {what}: lm-eval's longest "
+                           f"windows would be refused; lower evaluation.max_length to <= {ctx - 1} or raise {where} "
+                           f"to >= {max_length + 1}")
+        shift = getattr(cell.evaluation, "shift", None)
+        # a shift window is tokens + 1 ids sent with max_tokens 1 (harness/evaluate/reference.py)
+        if shift is not None and shift.tokens + 2 > ctx:
+            reasons.append(f"evaluation.shift.tokens {shift.tokens} (+ 2: the window's next token and one generated) "
+                           f"exceeds {what}; lower evaluation.shift.tokens to <= {ctx - 2} or raise {where} to >= "
+                           f"{shift.tokens + 2}")
+    return reasons
+
+
 def feasibility(cell: CellPlan, arch: ArchInfo | None, caps: HostCaps, budget_gib: float | None,
                 estimate: MemoryEstimate | None, model_problem: str | None) -> list[str]:
     """Every reason `cell` cannot run on this host (empty list: it can)."""
@@ -92,6 +135,7 @@ def feasibility(cell: CellPlan, arch: ArchInfo | None, caps: HostCaps, budget_gi
             reasons.append(f"method {cell.method!r} ({kind}) needs {missing}")
         if produces:
             reasons.extend(plugin.plan_problems(cell, arch))
+    reasons.extend(context_problems(cell))
     if estimate and budget_gib is not None and estimate.total_gib > budget_gib:
         reasons.append(f"estimated memory {estimate.total_gib:.1f} GiB exceeds hardware.memory_gib {budget_gib:g} "
                        f"({estimate.basis})")

@@ -50,7 +50,10 @@ class VLLMServer(EngineServer):
         if trust_remote_code:
             cmd.append("--trust-remote-code")
         for k, v in sorted(s.engine_args.items()):
-            flag = "--" + k.replace("_", "-")
+            # the spelling the plan resolved against vLLM's options (harness/plan/engine_args.py); after a dot
+            # comes a field of a JSON option (--compilation-config.cudagraph_mode), which keeps its underscores
+            name, dot, field = k.lstrip("-").partition(".")
+            flag = "--" + name.replace("_", "-") + dot + field
             if v is True:
                 cmd.append(flag)
             elif v is not False:

@@ -1,4 +1,9 @@
-"""YAML -> Matrix, with every validation problem rendered as `path: got VALUE; WHAT IS ALLOWED`."""
+"""YAML -> Matrix, with every validation problem rendered as `path: got VALUE; WHAT IS ALLOWED`.
+
+Owns reading the file too: it must be UTF-8 text, and a key written twice in one mapping is refused
+(plain YAML loaders keep the last one silently, so a second `methods: {w8a8: ...}` entry would replace
+the first without a word).
+"""
 
 from __future__ import annotations
 
@@ -61,12 +66,51 @@ def parse_matrix(data: Any, source: str = "") -> Matrix:
         raise SpecError(problems, source) from None
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (the safe loader keeps the last one).
+
+    Keys brought in by a merge (`<<: *anchor`) may be overridden on purpose, so only keys written in the
+    mapping itself are compared.
+    """
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(
+                        None, None, f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line "
+                        f"{first + 1}); a YAML mapping keeps only one value per key: merge the two entries or "
+                        f"rename one", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_matrix(path: str | Path) -> Matrix:
     p = Path(path)
     if not p.is_file():
         raise SpecError([f"file not found: {p}"], str(p))
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}): a matrix is "
+                         "YAML text; check the path, or re-save the file as UTF-8"], str(p)) from None
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise SpecError([exc.problem], str(p)) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], str(p)) from None
     return parse_matrix(data, str(p))

@@ -233,10 +233,34 @@ class Axes(Strict):
 
 
 # ---------------------------------------------------------------- serving
-def _refuse_managed(args: dict, managed: set[str]) -> dict:
-    clash = sorted(k for k in args if k.replace("_", "-").lstrip("-") in managed)
-    if clash:
-        raise ValueError(f"{clash} are set by dqbench itself; use the serving fields instead")
+# Flags harness/serve/vllm.py puts on vLLM's command line itself (quantization comes from the artefact,
+# dtype from the cell; `config` is a YAML file of flags, which could set any of the others unseen).
+VLLM_MANAGED = frozenset({"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
+                          "no-enforce-eager", "gpu-memory-utilization", "trust-remote-code", "dtype",
+                          "quantization", "disable-uvicorn-access-log", "config"})
+# Flags harness/serve/llamacpp.py sets on llama-server's command line, long and short spellings.
+LLAMACPP_MANAGED = frozenset({"model", "m", "port", "host", "alias", "a", "ctx-size", "c", "parallel", "np",
+                              "threads", "t", "batch-size", "b", "webui", "no-webui"})
+
+
+def _refuse_managed(args: dict, managed: frozenset[str], prefixes: bool) -> dict:
+    """Refuse engine flags dqbench sets itself. With `prefixes` (vLLM: argparse takes any unique prefix of an
+    option as that option) a key that abbreviates a managed flag is refused too: `hos` would reach vLLM as
+    --host. Whether the other keys are real options is checked against the engine's own parser at plan
+    time (harness/plan/engine_args.py)."""
+    problems = []
+    for key in sorted(args):
+        flag = key.replace("_", "-").lstrip("-")
+        hit = flag if flag in managed else next(
+            (m for m in sorted(managed) if prefixes and flag and m.startswith(flag)), None)
+        if hit == flag:
+            problems.append(f"{key!r} is --{hit}, set by dqbench itself")
+        elif hit:
+            problems.append(f"{key!r} abbreviates --{hit} (the engine's parser accepts a unique prefix), set by "
+                            "dqbench itself")
+    if problems:
+        raise ValueError("; ".join(problems) + f"; use the serving fields instead (managed flags: "
+                         f"{', '.join(sorted(managed))})")
     return args
 
 
@@ -257,8 +281,7 @@ class VLLMServing(Strict):
     @field_validator("engine_args")
     @classmethod
     def _no_managed(cls, v: dict) -> dict:
-        return _refuse_managed(v, {"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
-                                   "gpu-memory-utilization", "trust-remote-code"})
+        return _refuse_managed(v, VLLM_MANAGED, prefixes=True)
 
 
 class LlamaCppServing(Strict):
@@ -275,8 +298,8 @@ class LlamaCppServing(Strict):
     @field_validator("extra_args")
     @classmethod
     def _no_managed(cls, v: dict) -> dict:
-        return _refuse_managed(v, {"model", "m", "port", "host", "alias", "ctx-size", "c", "parallel", "np",
-                                   "threads", "t"})
+        # llama.cpp's own parser matches flags exactly (common/arg.cpp), so abbreviations are not a way in
+        return _refuse_managed(v, LLAMACPP_MANAGED, prefixes=False)
 
 
 Serving = Annotated[Union[VLLMServing, LlamaCppServing], Field(discriminator="kind")]
@@ -284,6 +307,20 @@ SERVING_DEFAULTS = {"vllm": VLLMServing, "llamacpp": LlamaCppServing}
 
 
 # ---------------------------------------------------------------- load
+# Bounds on load parameters: a matrix that cannot finish, or that no load generator or engine can serve,
+# is refused when it is read rather than discovered hours into a run.
+# A level may take at most a day of arrivals (poisson) or of waiting on one request (request_timeout_s).
+MAX_LEVEL_S = 24 * 3600
+# Open connections of one load level. Every engine here queues far below it (vLLM's max_num_seqs default is
+# at most 1024, llama-server has at most 256 slots), and one load-generator process needs a socket per
+# connection: beyond a few thousand it meets the usual file-descriptor limits, not the server's.
+MAX_CONCURRENCY = 4096
+# Prompt and output lengths: the plan checks them against each cell's context (harness/plan/rules.py);
+# this bound only keeps a typo (an extra zero or three) from reaching that check as a number of tokens
+# no released model takes.
+MAX_TOKENS = 1 << 20
+
+
 class SynchronousProfile(Strict):
     kind: Literal["synchronous"]
     requests: int = Field(default=8, ge=1, le=100_000)
@@ -297,16 +334,27 @@ class ConcurrencyProfile(Strict):
     @field_validator("levels")
     @classmethod
     def _levels(cls, v: list[int]) -> list[int]:
-        if any(x < 1 for x in v):
-            raise ValueError("concurrency levels must be >= 1")
+        bad = [x for x in v if not 1 <= x <= MAX_CONCURRENCY]
+        if bad:
+            raise ValueError(f"concurrency levels must be 1..{MAX_CONCURRENCY} (open connections of one level; "
+                             f"every engine here queues long before that); out of range: {bad}")
         return sorted(set(v))
 
 
 class PoissonProfile(Strict):
     kind: Literal["poisson"]
-    rate: float = Field(gt=0, description="requests per second")
+    rate: float = Field(gt=0, le=100_000, description="requests per second")
     requests: int = Field(default=32, ge=1, le=100_000)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _finishes(self):  # noqa: ANN202
+        # the arrivals alone last requests / rate seconds on average: a rate of 0.0001 is 3 days for 32 requests
+        if self.requests / self.rate > MAX_LEVEL_S:
+            raise ValueError(f"rate: got {self.rate:g}; {self.requests} requests at {self.rate:g}/s arrive over "
+                             f"{self.requests / self.rate / 3600:.1f} h, more than the {MAX_LEVEL_S // 3600} h a level "
+                             f"may take: set rate >= {self.requests / MAX_LEVEL_S:.4g} or fewer requests")
+        return self
 
 
 LoadProfile = Annotated[Union[SynchronousProfile, ConcurrencyProfile, PoissonProfile],
@@ -324,10 +372,10 @@ class MaxFailed(Strict):
 
 
 class LoadSpec(Strict):
-    input_tokens: int = Field(default=128, ge=1)
-    output_tokens: int = Field(default=64, ge=1)
-    warmup_requests: int = Field(default=2, ge=0)
-    request_timeout_s: float = Field(default=300, gt=0)
+    input_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS)
+    output_tokens: int = Field(default=64, ge=1, le=MAX_TOKENS)
+    warmup_requests: int = Field(default=2, ge=0, le=1000)
+    request_timeout_s: float = Field(default=300, gt=0, le=MAX_LEVEL_S)
     corpus: Literal["pydoc"] = "pydoc"
     seed: int = 0
     profiles: list[LoadProfile] = Field(min_length=1)
@@ -384,6 +432,22 @@ class HardwareSpec(Strict):
 
 _UNITS = re.compile(r"^\d+(\.\d+)?$")
 
+# No time limit may exceed a week: past that a run is stuck, not slow.
+MAX_LIMIT_S = 7 * 24 * 3600
+
+
+class Limits(Strict):
+    """Wall-clock limits of a cell's stages, read by the cell executor (harness/cell.py).
+
+    Not part of any cell's identity: a limit decides whether a measurement finishes, not what it measures,
+    so changing one re-runs nothing (harness/plan/planner.py keeps it out of the id)."""
+
+    cell_deadline_s: float | None = Field(default=None, gt=0, le=MAX_LIMIT_S,
+                                          description="the whole cell, every stage; None: no overall deadline")
+    evaluate_timeout_s: float = Field(default=6 * 3600, gt=0, le=MAX_LIMIT_S, description="the lm-eval stage")
+    shift_timeout_s: float = Field(default=2 * 3600, gt=0, le=MAX_LIMIT_S,
+                                   description="the logprob dumps of the shift comparison")
+
 
 class Matrix(Strict):
     schema_version: Literal[1] = 1
@@ -400,6 +464,8 @@ class Matrix(Strict):
     load: LoadSpec
     evaluation: Evaluation
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    limits: Limits = Field(default_factory=Limits)
+    late_fields: ClassVar[tuple[str, ...]] = ("limits",)
 
     @model_validator(mode="after")
     def _references(self) -> "Matrix":
@@ -416,6 +482,10 @@ class Matrix(Strict):
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"extra_serving: one entry per engine kind, got {kinds}")
         student_names = [s.name for s in self.students]
+        dup = sorted({n for n in student_names if student_names.count(n) > 1})
+        if dup:
+            raise ValueError(f"students: duplicate names {dup}; each student needs its own name (axes.distill "
+                             "picks students by name)")
         for d in self.axes.distill:
             if d != "none" and d not in student_names:
                 raise ValueError(

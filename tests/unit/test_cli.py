@@ -95,3 +95,35 @@ def test_run_refuses_to_file_real_measurements_under_a_host_override(tmp_path):
     assert not list((tmp_path / "results").glob("cells/*.json"))
     p = harness("plan", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env)  # planning for it is what it is for
     assert p.returncode == 0 and all(c["status"] != "failed" for c in json.loads(p.stdout)["cells"])
+
+
+def test_validate_and_run_fail_when_no_cell_can_run_here(tmp_path, base_matrix):
+    """Every cell infeasible on this host: `validate` prints the plan summary and `run` does nothing, both exit 3
+    with each cell's reasons (a run that did nothing must not read as success)."""
+    import os
+
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS="cpu-avx512",
+               DQBENCH_HOST_CAPS_RUN="1")
+    base_matrix["hardware"]["device"] = "cuda"
+    path = tmp_path / "gpu-only.yaml"
+    path.write_text(yaml.safe_dump(base_matrix))
+    r = harness("validate", str(path), env=env)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.startswith(f"{path}: parsed (1 model(s)") and "on this host 0 of 4 cell(s) can run" in r.stdout
+    assert ": valid (" not in r.stdout and "Traceback" not in r.stderr
+    assert "every cell is infeasible" in r.stderr and r.stderr.count("needs a CUDA GPU (hardware.device: cuda)") == 4
+    r = harness("run", str(path), env=env)
+    assert r.returncode == 3 and "every cell is infeasible" in r.stderr and "smollm2-135m/bf16/none/none" in r.stderr
+    assert not (tmp_path / "results" / "cells").exists()
+    base_matrix["hardware"]["device"] = "cpu"
+    path.write_text(yaml.safe_dump(base_matrix))
+    r = harness("validate", str(path), env=env)
+    assert r.returncode == 0 and ": valid (" in r.stdout and "on this host 4 of 4 cell(s) can run" in r.stdout
+
+
+def test_binary_matrix_file_is_one_error(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_bytes(bytes(range(256)))
+    r = harness("validate", str(path))
+    assert r.returncode == 2 and f"{path}: not a UTF-8 text file" in r.stderr and "Traceback" not in r.stderr
+

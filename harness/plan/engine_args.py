@@ -1,0 +1,125 @@
+"""`serving.engine_args` checked against vLLM's own argument parser, at plan time.
+
+vLLM parses its command line with argparse, which takes any unique prefix of an option as that option:
+`{hos: 0.0.0.0}` reaches the server as --host, and a misspelt flag stops the server only once a cell is
+being served. So each key is resolved with argparse's own rule against the option strings of the vLLM
+build in the serving environment: an exact option is itself; otherwise the options it is a prefix of must
+be exactly one. A key that resolves to an option dqbench sets itself (harness/spec/models.py
+VLLM_MANAGED, any spelling of that option), matches no option, or matches several is refused with the fix.
+
+The option list comes from `make_arg_parser` run in the serving interpreter (vLLM is never imported
+here) and is cached under DQBENCH_HOME/probe/, keyed like the host probe by the interpreter and its
+installed packages. Building it imports vLLM (~15 s on 2 cores), so it is only asked for when a matrix
+sets engine_args. Without a vLLM in that interpreter the list is unknown: the spec's own check (prefixes of
+managed flags) still applies, and vLLM itself refuses an unknown flag when the cell is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from harness.settings import REPO_ROOT, Settings
+from harness.spec.models import VLLM_MANAGED
+
+OPTIONS_VERSION = 1  # bump when the cached document changes shape
+
+# Run in the serving interpreter: every option string of `python -m vllm.entrypoints.openai.api_server`
+# -> its argparse dest. The launcher module moved in vLLM 0.11+; older builds keep it under openai/.
+_DUMP = """
+import json, sys
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+except ImportError:
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ImportError:
+    from vllm.utils import FlexibleArgumentParser
+p = make_arg_parser(FlexibleArgumentParser())
+with open(sys.argv[1], "w") as f:
+    json.dump({o: a.dest for a in p._actions for o in a.option_strings}, f)
+"""
+
+
+def resolve(flag: str, options: dict[str, str]) -> tuple[str | None, list[str]]:
+    """argparse's rule for a long option: (the option `flag` stands for, or None; the candidates)."""
+    if flag in options:
+        return flag, [flag]
+    hits = sorted(o for o in options if o.startswith("--") and o.startswith(flag))
+    return (hits[0] if len(hits) == 1 else None), hits
+
+
+def vllm_arg_problems(engine_args: dict, options: dict[str, str], field: str = "serving.engine_args") -> list[str]:
+    """Why each engine_args key cannot be passed to vLLM (empty: all can)."""
+    managed = {options["--" + m] for m in VLLM_MANAGED if "--" + m in options}
+    problems = []
+    for key in sorted(engine_args):
+        # the command line is built as --KEY with underscores as dashes (harness/serve/vllm.py); a dotted key
+        # sets one field of a JSON option (--compilation-config.mode 3), a trailing + appends to a list
+        flag = "--" + key.replace("_", "-").lstrip("-").split(".", 1)[0].rstrip("+")
+        option, hits = resolve(flag, options)
+        if option is None and not hits:
+            problems.append(f"{field}.{key}: vLLM has no option {flag}; check the spelling against "
+                            f"`vllm serve --help=all` (or remove it)")
+        elif option is None:
+            problems.append(f"{field}.{key}: {flag} is ambiguous in vLLM (it abbreviates {', '.join(hits[:6])}"
+                            f"{' ...' if len(hits) > 6 else ''}); write the option in full")
+        elif options[option] in managed:
+            problems.append(f"{field}.{key}: vLLM reads it as {option}, set by dqbench itself; use the serving "
+                            f"fields instead (managed: {', '.join(sorted(VLLM_MANAGED))})")
+        elif option != flag:
+            problems.append(f"{field}.{key}: abbreviates {option}; write the option in full "
+                            f"(`{option[2:].replace('-', '_')}`), so the cell id names what was set")
+    return problems
+
+
+def _installed(python: Path) -> str:
+    from harness.hw.probe import _installed as installed
+
+    return installed(python)
+
+
+def vllm_options(settings: Settings, timeout: float = 300) -> dict[str, str] | None:
+    """vLLM's option strings -> dest, from the serving interpreter (cached); None if it has no vLLM."""
+    py = Path(settings.python)
+    key = hashlib.sha256(f"{OPTIONS_VERSION}\n{py}\n{_installed(py)}".encode()).hexdigest()[:16]
+    cache = settings.home / "probe" / f"vllm-options-{key}.json"
+    try:
+        doc = json.loads(cache.read_text())
+        if isinstance(doc, dict) and doc:
+            return doc
+    except (OSError, ValueError):
+        pass  # absent or unreadable: asked again
+    with tempfile.TemporaryDirectory(prefix="dq-vllm-opts-") as tmp:
+        out = Path(tmp) / "options.json"
+        env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        try:
+            r = subprocess.run([str(py), "-c", _DUMP, str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if r.returncode != 0 or not out.is_file():
+            return None
+        doc = json.loads(out.read_text())
+    from harness.proc import write_json_atomic
+
+    write_json_atomic(cache, doc)
+    return doc
+
+
+def engine_arg_problems(servings, settings: Settings) -> list[str]:  # noqa: ANN001
+    """Problems of every vLLM serving entry's engine_args; [] when there are none or vLLM is not here."""
+    problems = []
+    for i, s in enumerate(servings):
+        if s.kind != "vllm" or not s.engine_args:
+            continue
+        options = vllm_options(settings)
+        if options is not None:
+            problems += vllm_arg_problems(s.engine_args, options,
+                                          "serving.engine_args" if i == 0 else f"extra_serving[{i - 1}].engine_args")
+    return problems
