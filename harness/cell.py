@@ -24,7 +24,8 @@ from harness.measure.memory import PeakSampler
 from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.plan.models import CellPlan
-from harness.proc import progress_to
+from harness.locks import file_lock
+from harness.proc import children_hold, deadline, deadline_left, progress_to
 from harness.progress import Progress
 from harness.registry import compressors, distillers, evaluators, servers
 from harness.settings import Settings
@@ -65,9 +66,51 @@ def _server_watch(handle, stage: str):  # noqa: ANN001
         raise StageError(stage, problem, handle.failure_tail())
 
 
+def _health_or_deadline(handle):  # noqa: ANN001, ANN202
+    """The load generator's stop check: the server's health, and the cell's deadline (the load test runs
+    in this process, so no subprocess timeout covers it)."""
+    def check() -> str | None:
+        d = deadline_left()
+        if d is not None and d[0] == 0.0:
+            return f"{d[1]} reached during the load test"
+        return handle.health_problem()
+    return check
+
+
+def unkept_promise(cell: CellPlan, doc: dict) -> tuple[str, str] | None:
+    """(stage, why) when a stage returned without producing what it promised, else None: a cell is `done`
+    only with a figure for every planned load level and a score for every planned task."""
+    levels = doc.get("perf", {}).get("levels", [])
+    want = sum(len(p.levels) if p.kind == "concurrency" else 1 for p in cell.load.profiles)
+    if len(levels) != want:
+        return "measure", f"{len(levels)} of {want} planned load levels were measured"
+    empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]
+    if empty:
+        return "measure", f"no request completed at load level(s) {', '.join(empty)}"
+    tasks = (doc.get("quality") or {}).get("tasks", {})
+    for t in cell.evaluation.tasks:
+        got = tasks.get(t.name)
+        if not got or not any(v.get("value") is not None for v in got.get("metrics", {}).values()):
+            return "evaluate", f"task {t.name} produced no score"
+    if cell.evaluation.shift is not None and not doc.get("shift"):
+        return "shift", "the shift analysis produced no result"
+    return None
+
+
 def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None = None) -> dict:
+    """Run the cell under its lock (`work/<cell>/.cell.lock`). The lock's descriptor is handed to every guard
+    the cell starts (harness/guard.py), so it stays held until the last process of this attempt is gone:
+    a resume or a Ray retry after a killed runner waits for the old attempt's processes to be reaped
+    instead of starting a second trainer or server beside them."""
     progress = progress or Progress(quiet=True)
     store = ResultStore(settings.results_dir)
+    lock = store.work_dir(cell.cell_id) / ".cell.lock"
+    with file_lock(lock, what=f"cell {cell.cell_id}", on_wait=progress.note) as fd, children_hold(fd), \
+            deadline(cell.limits.cell_deadline_s, "the cell's deadline, limits.cell_deadline_s"):
+        return _execute(cell, settings, progress, store)
+
+
+def _execute(cell: CellPlan, settings: Settings, progress: Progress, store: ResultStore) -> dict:
     started, t0 = _now(), time.monotonic()
     logs = store.logs_dir(cell.cell_id)
     work = store.work_dir(cell.cell_id)
@@ -125,18 +168,20 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
                     doc["perf"] = measure(handle.base_url, served_name, cell.load, artefact.tokenizer_src,
                                           extra=getattr(server, "request_extras", {}),
                                           keepalive=getattr(server, "http_keepalive", True),
-                                          on_level=progress.level, health=handle.health_problem)
+                                          on_level=progress.level, health=_health_or_deadline(handle))
                     if doc["perf"]["stopped"]:
                         raise StageError(stage, doc["perf"]["stopped"], handle.failure_tail())
                 stage = "evaluate"
-                with _stage(doc, stage, progress), _server_watch(handle, stage):
+                with _stage(doc, stage, progress), _server_watch(handle, stage), \
+                        deadline(cell.limits.evaluate_timeout_s, "limits.evaluate_timeout_s"):
                     doc["quality"] = evaluator.evaluate(server.scoring(handle, artefact), measured,
                                                         logs / "evaluate.log")
                 for name, t in doc["quality"]["tasks"].items():
                     progress.note(f"{name}: " + ", ".join(
                         f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None))
                 stage = "shift"
-                with _stage(doc, stage, progress), _server_watch(handle, stage):
+                with _stage(doc, stage, progress), _server_watch(handle, stage), \
+                        deadline(cell.limits.shift_timeout_s, "limits.shift_timeout_s"):
                     doc["shift"] = compare_with_reference(cell, server.scoring(handle, artefact),
                                                           artefact.tokenizer_src, settings, measured, logs / "shift.log")
                 if doc["shift"] and doc["shift"].get("metrics"):
@@ -145,6 +190,9 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
                                   f"top-1 agreement {m['top1_agreement']:.1%}, ppl ratio {m['ppl_ratio']:.3f}")
         finally:  # a failed cell keeps the memory measured up to its failure
             doc["memory"] = mem.block()
+        unkept = unkept_promise(cell, doc)
+        if unkept:
+            raise StageError(*unkept)
         doc["status"] = "done"
     except KeyboardInterrupt:
         progress.note(f"interrupted during {stage}: stopping the server; nothing stored for this cell")
@@ -192,11 +240,12 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
             from harness.compress.identity import DTYPE
 
             dtype = DTYPE[cell.compute_dtype]  # the teacher answers in the lineage's reference dtype
+            teacher_name = f"dq-teacher-{cell.teacher_id or cell.cell_id}"  # one name per served teacher
             handle = server.start(Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None,
-                                           bits_per_weight=16.0), "dq-teacher", logs / "teacher-server.log",
+                                           bits_per_weight=16.0), teacher_name, logs / "teacher-server.log",
                                   cell.model.trust_remote_code)
             try:
-                gen_info = generate(handle.base_url, "dq-teacher", data.prompts(spec.prompts, spec.num_prompts), gens,
+                gen_info = generate(handle.base_url, teacher_name, data.prompts(spec.prompts, spec.num_prompts), gens,
                                     max_tokens=spec.max_new_tokens, temperature=spec.generation_temperature,
                                     seed=spec.seed, on_progress=None if progress.quiet else progress.update)
             finally:

@@ -133,12 +133,18 @@ def probe_engines(settings: Settings, timeout: float = 300) -> dict:
             args += ["--llamacpp", str(settings.llamacpp_dir)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        from harness.proc import kill_group, spawn
+
         with open(log, "wb") as f:
+            proc = spawn(args, log=f, env=env)  # guarded: a killed caller leaves no probe (vLLM import) behind
             try:
-                rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    cwd=REPO_ROOT, timeout=timeout).returncode
+                rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                kill_group(proc)
                 rc = -1
+            except BaseException:
+                kill_group(proc)
+                raise
         if rc != 0 or not out.is_file():
             text = log.read_text(errors="replace")[-2000:]
             raise DQError(f"the engine probe (`{settings.python} -m harness.hw.engine_probe`) failed with {rc}: "
