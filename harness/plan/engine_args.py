@@ -1,4 +1,5 @@
-"""`serving.engine_args` checked against vLLM's own argument parser, at plan time.
+"""Engine flags of a matrix (vLLM `engine_args`, llama.cpp `extra_args`) checked against the engine's own
+options, at plan time.
 
 vLLM parses its command line with argparse, which takes any unique prefix of an option as that option:
 `{hos: 0.0.0.0}` reaches the server as --host, and a misspelt flag stops the server only once a cell is
@@ -12,6 +13,11 @@ here) and is cached under DQBENCH_HOME/probe/, keyed like the host probe by the 
 installed packages. Building it imports vLLM (~15 s on 2 cores), so it is only asked for when a matrix
 sets engine_args. Without a vLLM in that interpreter the list is unknown: the spec's own check (prefixes of
 managed flags) still applies, and vLLM itself refuses an unknown flag when the cell is served.
+
+llama-server matches flags exactly, so abbreviations are no way in there; but one option has several
+spellings (`--ui, --webui, --no-ui, --no-webui`), so its `--help` (well under a second) is read into
+groups of spellings: a key whose group holds a managed flag (LLAMACPP_MANAGED) or that names no option is
+refused. Without the binary built by the set-up, only the spec's check applies.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
 
 from harness.settings import REPO_ROOT, Settings
-from harness.spec.models import VLLM_MANAGED
+from harness.spec.models import LLAMACPP_MANAGED, VLLM_MANAGED
 
 OPTIONS_VERSION = 1  # bump when the cached document changes shape
 
@@ -112,14 +119,62 @@ def vllm_options(settings: Settings, timeout: float = 300) -> dict[str, str] | N
     return doc
 
 
+def parse_llamacpp_help(text: str) -> list[frozenset[str]]:
+    """llama-server --help -> one set of spellings per option (`-c, --ctx-size N  size of ...`)."""
+    groups = []
+    for line in text.splitlines():
+        if not line.startswith("-"):
+            continue
+        # the spellings end where the description starts (two spaces); `-np,   --parallel N` pads after commas
+        head = re.split(r"\s{2,}", re.sub(r",\s+", ", ", line), maxsplit=1)[0]
+        flags = [part.split()[0] for part in head.split(", ") if part.startswith("-")]
+        if flags:
+            groups.append(frozenset(flags))
+    return groups
+
+
+def llamacpp_arg_problems(extra_args: dict, groups: list[frozenset[str]],
+                          field: str = "extra_serving[0].extra_args") -> list[str]:
+    """Why each extra_args key cannot be passed to llama-server (empty: all can)."""
+    managed = {p + m for m in LLAMACPP_MANAGED for p in ("-", "--")}
+    problems = []
+    for key in sorted(extra_args):
+        flag = "--" + key.replace("_", "-").lstrip("-")  # as harness/serve/llamacpp.py writes it
+        group = next((g for g in groups if flag in g), None)
+        if group is None:
+            problems.append(f"{field}.{key}: llama-server has no option {flag}; check the spelling against "
+                            "`llama-server --help` (or remove it)")
+        elif group & managed:
+            problems.append(f"{field}.{key}: {flag} is llama-server's {' / '.join(sorted(group))}, set by dqbench "
+                            f"itself; use the serving fields instead (managed: {', '.join(sorted(LLAMACPP_MANAGED))})")
+    return problems
+
+
+def llamacpp_options(settings: Settings, timeout: float = 30) -> list[frozenset[str]] | None:
+    """llama-server's option spellings, from the binary the set-up built; None without it."""
+    server = settings.llamacpp_dir / "build" / "bin" / "llama-server" if settings.llamacpp_dir else None
+    if server is None or not server.is_file():
+        return None
+    try:
+        r = subprocess.run([str(server), "--help"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout, errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    groups = parse_llamacpp_help(r.stdout + "\n" + r.stderr)
+    return groups or None
+
+
 def engine_arg_problems(servings, settings: Settings) -> list[str]:  # noqa: ANN001
-    """Problems of every vLLM serving entry's engine_args; [] when there are none or vLLM is not here."""
+    """Problems of every serving entry's engine flags; [] when there are none or the engine is not here."""
     problems = []
     for i, s in enumerate(servings):
-        if s.kind != "vllm" or not s.engine_args:
-            continue
-        options = vllm_options(settings)
-        if options is not None:
-            problems += vllm_arg_problems(s.engine_args, options,
-                                          "serving.engine_args" if i == 0 else f"extra_serving[{i - 1}].engine_args")
+        where = "serving" if i == 0 else f"extra_serving[{i - 1}]"
+        if s.kind == "vllm" and s.engine_args:
+            options = vllm_options(settings)
+            if options is not None:
+                problems += vllm_arg_problems(s.engine_args, options, f"{where}.engine_args")
+        elif s.kind == "llamacpp" and s.extra_args:
+            groups = llamacpp_options(settings)
+            if groups is not None:
+                problems += llamacpp_arg_problems(s.extra_args, groups, f"{where}.extra_args")
     return problems

@@ -87,3 +87,44 @@ def test_command_spells_keys_as_the_plan_resolved_them():
     assert cmd[cmd.index("--max-num-seqs") + 1] == "4"
     assert cmd[cmd.index("--compilation-config.cudagraph_mode") + 1] == "NONE"
     assert vllm_arg_problems(spec.engine_args, OPTIONS) == []
+
+
+HELP = """----- common params -----
+
+-t,    --threads N                      number of CPU threads to use during generation (default: -1)
+-fa,   --flash-attn [on|off|auto]       set Flash Attention use ('on', 'off', or 'auto', default: 'auto')
+--spec-draft-threads, -td, --threads-draft N
+                                        number of threads to use during generation (default: same as
+-np,   --parallel N                     number of server slots (default: -1, -1 = auto)
+--ui,  --webui, --no-ui, --no-webui     whether to enable the Web UI (default: enabled)
+--threads-http N                        number of threads used to process HTTP requests (default: -1)
+"""
+
+
+def test_llamacpp_flags_are_checked_against_its_spellings():
+    from harness.plan.engine_args import llamacpp_arg_problems, parse_llamacpp_help
+
+    groups = parse_llamacpp_help(HELP)
+    assert frozenset({"--ui", "--webui", "--no-ui", "--no-webui"}) in groups
+    assert frozenset({"-td", "--threads-draft", "--spec-draft-threads"}) in groups
+    assert frozenset({"-fa", "--flash-attn"}) in groups and frozenset({"-np", "--parallel"}) in groups
+    got = llamacpp_arg_problems({"ui": True, "flash_attn": "on", "threads_http": 2, "thread": 2}, groups)
+    assert len(got) == 2
+    assert got[0] == ("extra_serving[0].extra_args.thread: llama-server has no option --thread; check the spelling "
+                      "against `llama-server --help` (or remove it)")
+    assert got[1].startswith("extra_serving[0].extra_args.ui: --ui is llama-server's --no-ui / --no-webui / --ui / "
+                             "--webui, set by dqbench itself")
+
+
+def test_real_llamacpp_help_at_plan_time(settings, base_matrix):
+    from harness.plan.engine_args import llamacpp_options
+
+    groups = llamacpp_options(settings)
+    if groups is None:
+        pytest.skip("llama-server is not built here (./dq setup builds it)")
+    assert any({"-c", "--ctx-size"} <= g for g in groups) and any("--flash-attn" in g for g in groups)
+    base_matrix["extra_serving"][0]["extra_args"] = {"flash_attn": "off", "no_ui": True}
+    with pytest.raises(PlanError, match=r"extra_serving\[0\].extra_args.no_ui: --no-ui is llama-server's"):
+        plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
+    base_matrix["extra_serving"][0]["extra_args"] = {"flash_attn": "off"}
+    assert plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512").cells
