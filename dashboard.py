@@ -6,11 +6,15 @@ time so cells a running `harness run` adds appear on refresh; no backend is impo
 
 A row is a (cell, host): the same cell measured on two hosts is two rows, each with its host's label.
 The host filter starts at every host; rows are picked by their key `cell_id@host_id`.
+
+The sidebar's database path is typed by whoever uses the page, so it opens only an existing regular file
+with DuckDB's magic bytes that is the configured index (DQBENCH_DB), lies under the results folder
+(DQBENCH_RESULTS), or ends in `.duckdb` (db_problem). An index that cannot be read (held by another
+process's write connection, damaged, not a results index) is one st.error naming the path and the fix.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import altair as alt
@@ -22,12 +26,30 @@ from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
 from advisor.select import recommend
 from advisor.views import PARETO_VIEWS, cell_detail, cells_table, compare, pareto_mask, read_all
+from harness.store.db import IndexUnavailable, is_duckdb_file
 
 
-def default_db() -> str:
+def configured() -> tuple[Path, Path]:
+    """(the configured index: DQBENCH_DB or results/dqbench.duckdb, the results folder)."""
     from harness.settings import load_settings
 
-    return str(load_settings().db_path)
+    s = load_settings()
+    return s.db_path, s.results_dir
+
+
+def db_problem(db: Path, index: Path, results_dir: Path) -> str | None:
+    """Why the page will not open `db` (None: it may). A missing file is not a problem here: the page
+    says how to make one. Symlinks are judged by where they lead."""
+    target = db.resolve()
+    root = results_dir.resolve()
+    allowed = target == index.resolve() or target.is_relative_to(root) or db.name.endswith(".duckdb")
+    if not allowed:
+        return (f"`{db}` is not a results database this page opens: give the configured index ({index}), a file "
+                f"under the results folder {root}, or a path ending in `.duckdb`")
+    if db.exists() and not is_duckdb_file(db):
+        return (f"`{db}` is not a DuckDB database (no DuckDB header): point the field at the results index "
+                f"({index}); `harness db rebuild` recreates the index from the JSON results")
+    return None
 
 
 @st.cache_data(show_spinner=False)
@@ -40,14 +62,24 @@ def load(db: str, mtime: float, gpu_price: float) -> dict[str, pd.DataFrame]:  #
 def main() -> None:
     st.set_page_config(page_title="dqbench", layout="wide")
     st.title("dqbench results")
-    db = st.sidebar.text_input("results database", os.environ.get("DQBENCH_DB") or default_db())
-    if not Path(db).is_file():
+    index, results_dir = configured()
+    db = st.sidebar.text_input("results database", str(index)).strip()
+    problem = db_problem(Path(db).expanduser(), index, results_dir)
+    if problem:
+        st.error(problem)
+        return
+    if not Path(db).expanduser().is_file():
         st.info(f"No results database at `{db}` yet. Produce one with `./dq run` (the embedded CPU matrix) or "
                 f"`harness run MATRIX`; it appears here on refresh.")
         return
+    db = str(Path(db).expanduser())
     price = st.sidebar.number_input("GPU price ($/h, for $/1M tokens)", min_value=0.0, value=0.0, step=0.5,
                                     key="gpu_price")
-    t = load(db, Path(db).stat().st_mtime, price)
+    try:
+        t = load(db, Path(db).stat().st_mtime, price)
+    except IndexUnavailable as exc:  # held by a writer, damaged, not a results index: one message
+        st.error(str(exc))
+        return
     table = t["table"]
     if table.empty:
         st.info("The database has no cells yet: run a matrix (`./dq run`).")
@@ -106,32 +138,37 @@ def main() -> None:
         picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
         if picked:
             row = table.set_index("key").loc[picked]
-            d = cell_detail(t, row["cell_id"], Path(db), row["host_id"])
-            st.markdown(f"**{_label(table, picked)}** — status `{row['status']}`"
-                        + (f": {row['reason']}" if isinstance(row['reason'], str) else ""))
-            st.write("lineage: " + " → ".join(d["lineage"]))
-            if not d["perf"].empty:
-                conc = d["perf"][d["perf"]["profile"] != "poisson"]
-                st.line_chart(conc, x="level", y="output_tok_s")
-                st.dataframe(d["perf"], hide_index=True, width="stretch")
-            st.dataframe(d["quality"], hide_index=True, width="stretch")
-            doc = d["doc"]
-            shift = doc.get("shift") or {}
-            if shift.get("metrics"):
-                m = shift["metrics"]
-                st.markdown(f"**vs reference** `{shift.get('reference')}` on {m['n_tokens']} tokens: KLD mean "
-                            f"{m['kld_mean']:.4f}, p99 {m['kld_p99']:.4f}; top-1 agreement {m['top1_agreement']:.1%}; "
-                            f"Δp RMS {m['dp_rms']:.4f}; perplexity ratio {m['ppl_ratio']:.3f}")
-                st.caption(m.get("kld_method", ""))
-            if not d["flips"].empty:
-                st.dataframe(d["flips"], hide_index=True, width="stretch")
-            if doc.get("distill"):
-                distill_panel(doc["distill"])
-            if doc.get("artefact"):
-                st.json({"artefact": doc["artefact"], "serve": {k: doc.get("serve", {}).get(k)
-                                                                for k in ("startup_s", "loaded", "command")},
-                         "memory": doc.get("memory"), "timings": doc.get("timings"), "logs": doc.get("logs")},
-                        expanded=False)
+            try:
+                d = cell_detail(t, row["cell_id"], Path(db), row["host_id"])
+            except IndexUnavailable as exc:  # tables come from the cache; the file may have changed hands since
+                st.error(str(exc))
+                d = None
+            if d is not None:
+                st.markdown(f"**{_label(table, picked)}** — status `{row['status']}`"
+                            + (f": {row['reason']}" if isinstance(row['reason'], str) else ""))
+                st.write("lineage: " + " → ".join(d["lineage"]))
+                if not d["perf"].empty:
+                    conc = d["perf"][d["perf"]["profile"] != "poisson"]
+                    st.line_chart(conc, x="level", y="output_tok_s")
+                    st.dataframe(d["perf"], hide_index=True, width="stretch")
+                st.dataframe(d["quality"], hide_index=True, width="stretch")
+                doc = d["doc"]
+                shift = doc.get("shift") or {}
+                if shift.get("metrics"):
+                    m = shift["metrics"]
+                    st.markdown(f"**vs reference** `{shift.get('reference')}` on {m['n_tokens']} tokens: KLD mean "
+                                f"{m['kld_mean']:.4f}, p99 {m['kld_p99']:.4f}; "
+                                f"top-1 agreement {m['top1_agreement']:.1%}; Δp RMS {m['dp_rms']:.4f}; perplexity ratio {m['ppl_ratio']:.3f}")
+                    st.caption(m.get("kld_method", ""))
+                if not d["flips"].empty:
+                    st.dataframe(d["flips"], hide_index=True, width="stretch")
+                if doc.get("distill"):
+                    distill_panel(doc["distill"])
+                if doc.get("artefact"):
+                    st.json({"artefact": doc["artefact"], "serve": {k: doc.get("serve", {}).get(k)
+                                                                    for k in ("startup_s", "loaded", "command")},
+                             "memory": doc.get("memory"), "timings": doc.get("timings"), "logs": doc.get("logs")},
+                            expanded=False)
 
     with tabs[3]:
         ids = st.multiselect("cells to compare", list(f["key"]), format_func=lambda i: _label(table, i),

@@ -3,7 +3,10 @@
     advisor --vram 24 --max-drop 2% [--objective throughput] [--json] ...   recommend
     advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
 
-Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input; 3 no results.
+Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input (a bad value, NaN
+and infinities included: one message naming the flag, the value and the fix); 3 no results, or a results
+database that cannot be read (missing, locked by another process's write connection, not a DuckDB file,
+damaged: one message naming the path and the fix, never a traceback).
 
 Results are per host: by default only this host's results are considered (`--host all` for every host's,
 `--host ID` for one). This host's id comes from harness.hw.probe, which imports no backend (it reads its
@@ -23,7 +26,10 @@ NOTHING_FITS = 4
 
 def _recommend_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advisor", description="Recommend a configuration from measured cells.",
-                                 epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table.")
+                                 epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table. "
+                                        "Exit codes: 0 a recommendation, 4 nothing meets the constraints, 2 malformed "
+                                        "input, 3 no results or an unreadable results database (missing, locked by "
+                                        "another process, not a DuckDB file, damaged).")
     ap.add_argument("--vram", help="device memory in GiB the deployment must fit (weights + KV + overhead)")
     ap.add_argument("--max-drop", help="tolerated quality drop vs the uncompressed reference: '2%%' relative or "
                                        "'1.5pt' absolute (percentage points for accuracies)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ def parse_max_drop(text: str) -> MaxDrop:
         raise AdvisorInputError(f"--max-drop {text!r}: use a relative drop like '2%' or absolute points like "
                                 f"'1.5pt' (percentage points for accuracies, metric units otherwise)")
     v = float(m.group(1))
+    if not math.isfinite(v):  # 400 digits read as inf
+        raise AdvisorInputError(f"--max-drop {text!r}: expected a finite drop like '2%' or '1.5pt'")
     if m.group(2) == "%":
         if v >= 100:
             raise AdvisorInputError(f"--max-drop {text!r}: a relative drop must be below 100%")
@@ -47,6 +50,8 @@ def parse_positive(flag: str, text: str | float | None, integer: bool = False) -
     except (TypeError, ValueError):
         kind = "a whole number" if integer else "a number"
         raise AdvisorInputError(f"{flag} {text!r}: expected {kind}") from None
+    if not math.isfinite(v):  # float() reads 'nan' and 'inf', which would pass or fail every comparison
+        raise AdvisorInputError(f"{flag} {text!r}: expected a finite number greater than 0, e.g. {flag} 24")
     if v <= 0:
         raise AdvisorInputError(f"{flag} {text!r}: must be greater than 0")
     return v

@@ -44,18 +44,20 @@ def with_host(df: pd.DataFrame, label: bool = False) -> pd.DataFrame:
 
 
 def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(cells, quality, perf). Every way the index can be unreadable (missing, held by another process's
+    write connection, not a DuckDB file, damaged) is one NoResultsError naming the path and the fix."""
     if not Path(db_path).is_file():
         raise NoResultsError(f"no results database at {db_path}; run `./dq run` (or `harness run MATRIX`) first, "
                              f"or point --db at one")
-    from harness.store.db import connect_read_only  # duckdb only; waits politely for a writer
+    from harness.store.db import IndexUnavailable, reading  # duckdb only; waits a little for a writer
 
-    con = connect_read_only(Path(db_path))
     try:
-        cells = con.execute("SELECT * EXCLUDE (result_json) FROM cells").df()
-        quality = con.execute("SELECT * FROM quality").df()
-        perf = con.execute("SELECT * FROM perf").df()
-    finally:
-        con.close()
+        with reading(Path(db_path)) as con:
+            cells = con.execute("SELECT * EXCLUDE (result_json) FROM cells").df()
+            quality = con.execute("SELECT * FROM quality").df()
+            perf = con.execute("SELECT * FROM perf").df()
+    except IndexUnavailable as exc:
+        raise NoResultsError(str(exc)) from None
     return with_host(cells, label=True), with_host(quality), with_host(perf)
 
 

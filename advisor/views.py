@@ -33,17 +33,15 @@ def _has_table(con, name: str) -> bool:  # noqa: ANN001 - an index written befor
 
 
 def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
-    from harness.store.db import connect_read_only
+    """The index's tables; an unreadable index raises harness.store.db.IndexUnavailable (one message)."""
+    from harness.store.db import reading
 
-    con = connect_read_only(Path(db_path))
-    try:
+    with reading(Path(db_path)) as con:
         flips = con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()
         return {"cells": with_host(con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(), label=True),
                 "quality": with_host(con.execute("SELECT * FROM quality").df()),
                 "perf": with_host(con.execute("SELECT * FROM perf").df()),
                 "flips": with_host(flips) if len(flips.columns) else flips}
-    finally:
-        con.close()
 
 
 def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> pd.DataFrame:
@@ -124,18 +122,15 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
         cur = r["parent_id"]
         if not isinstance(cur, str):
             break
-    from harness.store.db import _columns, connect_read_only
+    from harness.store.db import _columns, reading
 
-    con = connect_read_only(Path(db_path))
-    try:
+    with reading(Path(db_path)) as con:
         has_host = "host_id" in _columns(con, "cells")
         if has_host:
             row = con.execute("SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",
                               [cell_id, host_id]).fetchone()
         else:  # an index from before hosts
             row = con.execute("SELECT result_json FROM cells WHERE cell_id = ?", [cell_id]).fetchone()
-    finally:
-        con.close()
     doc = json.loads(row[0]) if row and row[0] else {}
     fl = t.get("flips", pd.DataFrame())
     flips = mine(fl).drop(columns=["cell_id", "host_id"]) if len(fl) else pd.DataFrame()

@@ -338,18 +338,26 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("rebuild")
 def db_rebuild() -> None:
-    """Recreate the DuckDB index from the per-cell JSON files (the source of truth)."""
+    """Recreate the DuckDB index from the per-cell JSON files (the source of truth), keeping the old index's
+    planned and infeasible rows. Refused while a `harness run` writes the results folder."""
+    from harness.runner import writer_lock
     from harness.settings import load_settings
     from harness.store import db
     from harness.store.results import ResultStore
 
     settings = load_settings()
-    n = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all())
-    scans = [json.loads(p.read_text()) for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
-             if not p.name.endswith((".raw.json", ".in.json"))]
-    if scans:
-        db.ingest_sensitivity(settings.db_path, scans)
-    out.print(f"{settings.db_path}: rebuilt from {n} result file(s)", highlight=False)
+    try:
+        # under the writer lock: a run's ingest between our read of the JSONs and the swap would be lost
+        with writer_lock(settings.results_dir):
+            scans = [json.loads(p.read_text()) for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
+                     if not p.name.endswith((".raw.json", ".in.json"))]
+            r = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all(), scans)
+    except DQError as exc:
+        _fail(exc)
+    out.print(f"{settings.db_path}: rebuilt from {r.results} result file(s), kept {r.carried} planned/infeasible "
+              f"row(s) of the old index", highlight=False, markup=False)
+    if r.note:
+        err.print(f"note: {r.note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:  # python -m harness

@@ -3,7 +3,9 @@
 plan -> pick the runnable cells (resume: cells done on THIS host are skipped unless forced) -> an executor runs
 each cell (harness/cell.py: prepare, compress, serve, measure, evaluate, stop) -> the runner stores
 every result here, in this process: JSON first, then the DuckDB index. Executors are plugins
-(local: one cell after another; ray: cells as Ray tasks); only the runner writes.
+(local: one cell after another; ray: cells as Ray tasks); only the runner writes. The index never stops a
+run: an ingest that fails (the file held by another process, not a DuckDB file) is one warning, and
+`harness db rebuild` catches the index up from the JSONs (Runner._index).
 Ctrl-C or SIGTERM stops the server group, stores nothing for the interrupted cell, and re-raises.
 One writer: a lock file keeps two runs from writing the same results folder.
 
@@ -71,6 +73,33 @@ class Runner:
         self.store = ResultStore(settings.results_dir)
         self.progress = progress or Progress(quiet=True)
         self.executor = executors.get(executor)(settings, **(executor_options or {}))
+        self._unindexed: list[tuple[dict, dict | None]] = []  # index rows a failed ingest missed, oldest first
+
+    def _index(self, items: list[tuple[dict, dict | None]], host: dict) -> None:
+        """Update the DuckDB index; never stops the run. The JSON results are written before this and are
+        the source of truth, so a failure (the file held by a `duckdb` shell or notebook, not a DuckDB
+        file, damaged) is one warning and `harness db rebuild` catches the index up later.
+
+        After a first failure, later ingests try once without waiting instead of being skipped, and carry
+        the rows missed so far: a file held for the whole run costs its wait (db.WRITE_WAIT_S) once, not per
+        cell, while a file held for a minute catches up by itself at the next cell, so the dashboard shows
+        a long run's progress again without a rebuild."""
+        path = self.settings.db_path
+        behind = len(self._unindexed)
+        try:
+            db.ingest(path, [*self._unindexed, *items], host=host, wait=0 if behind else db.WRITE_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - any index problem: the results are safe in their JSONs
+            self._unindexed.extend(items)
+            if not behind:
+                why = exc.problem if isinstance(exc, db.IndexUnavailable) else \
+                    f"the results index {path}: {type(exc).__name__}: {exc}"
+                self.progress.note(f"WARNING: DuckDB index not updated: {why}. The run goes on and writes every "
+                                   f"result JSON; `harness db rebuild` catches the index up from them (later "
+                                   f"cells try the index once, without waiting)")
+            return
+        self._unindexed = []
+        if behind:
+            self.progress.note(f"the DuckDB index {path} opens again: caught up with the rows it missed")
 
     @staticmethod
     def _estimates(runs: dict[str, dict[str, dict]], hid: str) -> dict[str, float]:
@@ -100,8 +129,8 @@ class Runner:
                                    f"host `unprobed`: run `harness doctor --refresh` to see why")
             # index the whole plan first, so infeasible and pending cells are visible while we work
             mine = {c.cell_id: self.store.read(c.cell_id, hid) for c in plan.cells}  # each result read once
-            db.ingest(self.settings.db_path, [(c.model_dump(mode="json"), mine[c.cell_id]) for c in plan.cells],
-                      host=host)
+            self._unindexed = []
+            self._index([(c.model_dump(mode="json"), mine[c.cell_id]) for c in plan.cells], host)
             todo = []
             for c in plan.cells:
                 if only and c.cell_id not in only:
@@ -130,11 +159,16 @@ class Runner:
                 if path.parent == self.store.attempts_dir:
                     self.progress.note(f"{cell.cell_id}: this attempt failed; kept the done result of "
                                        f"{kept.get('finished_at')} (attempt stored as {path})")
-                db.ingest(self.settings.db_path, [(kept["plan"], kept)])
+                self._index([(kept["plan"], kept)], host)
                 self.progress.end_cell(cell, doc)
                 outcome[cell.cell_id] = doc["status"]
 
             # plan order puts parents first; a failed parent does not block its children
             self.executor.run(todo, finished, self.progress)
             self.progress.finish_matrix()
+            if self._unindexed:
+                missed = len({plan["cell_id"] for plan, _ in self._unindexed})
+                self.progress.note(f"WARNING: the DuckDB index {self.settings.db_path} still misses {missed} "
+                                   f"cell(s) of this run; their JSON results are written: run `harness db "
+                                   f"rebuild` once the file is free")
         return outcome

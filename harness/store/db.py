@@ -12,15 +12,25 @@ and joins between these tables must include host_id. There is no PRIMARY KEY con
 deletes the (cell_id, host_id) rows and inserts them again in one transaction, which keeps them unique.
 Rows of results from before host fingerprints (schema 1, or an index written by an older dqbench) carry
 host_id 'unknown'.
+
+The index is never the only copy of anything, so its problems are reported, not fatal: every DuckDB
+error on opening or reading it (the file held by another process's write connection, not a DuckDB file,
+damaged, missing) becomes one IndexUnavailable naming the path and the fix. Waits for a busy file are
+bounded (WRITE_WAIT_S, READ_WAIT_S): a `duckdb` shell left open must not stall a run for long.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
+from harness.errors import DQError
+from harness.locks import unique_tmp
 from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL, normalized_host
 from harness.store.results import SCHEMA_VERSION, flat_metrics, upgrade
 
@@ -77,21 +87,107 @@ HOST_COLS = {"host_id": "VARCHAR PRIMARY KEY", "label": "VARCHAR", "fingerprint"
              "reference_dtype": "VARCHAR", "first_seen": "VARCHAR", "last_seen": "VARCHAR"}
 
 
-def _connect(path: Path, read_only: bool = False, attempts: int = 40):  # noqa: ANN202
+# how long one open waits for another process's connection to go away: an ingest or a dashboard read
+# holds the file for a moment, while a `duckdb` shell or notebook may hold it for hours, so waits are short
+WRITE_WAIT_S = 3.0
+READ_WAIT_S = 5.0
+MAGIC = b"DUCK"  # a DuckDB database file has these bytes at offset 8 (its main header)
+REBUILD_FIX = "`harness db rebuild` recreates the index from the JSON results (results/cells/*.json)"
+
+
+class IndexUnavailable(DQError):
+    """The DuckDB index cannot be opened or read. `problem` says what (naming the path), `fix` what to do;
+    `kind` is locked | missing | not_duckdb | damaged | not_index | other. Exit code 3, as for no results."""
+
+    exit_code = 3
+
+    def __init__(self, path: Path, kind: str, problem: str, fix: str) -> None:
+        self.path, self.kind, self.problem, self.fix = Path(path), kind, problem, fix
+        super().__init__(f"{problem}; {fix}")
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """A regular file with DuckDB's magic bytes: checked before handing a path typed by a person to DuckDB."""
+    try:
+        p = Path(path)
+        if not p.is_file():
+            return False
+        with open(p, "rb") as f:
+            return f.read(12)[8:12] == MAGIC
+    except OSError:
+        return False
+
+
+def unavailable(exc: BaseException, path: Path) -> IndexUnavailable:
+    """The one clear error for a DuckDB error on the index at `path` (exceptions already converted pass)."""
     import duckdb
 
-    for i in range(attempts):
+    if isinstance(exc, IndexUnavailable):
+        return exc
+    path = Path(path)
+    text = str(exc).strip()
+    low = text.lower()
+    if isinstance(exc, duckdb.IOException) and "lock" in low:
+        m = re.search(r"held in (.+?) \(PID (\d+)\)", text)
+        who = f"PID {m.group(2)}, {m.group(1)}" if m else "another process"
+        return IndexUnavailable(path, "locked", f"the results index {path} is locked by {who}, which holds a "
+                                f"write connection to it (a `duckdb` shell, a notebook)",
+                                "close that connection and try again (`harness run` holds it only for a "
+                                "moment per cell)")
+    if not path.exists():
+        return IndexUnavailable(path, "missing", f"no results database at {path}",
+                                "run `./dq run` (or `harness run MATRIX`) first, or point DQBENCH_DB "
+                                "(advisor: --db) at one")
+    if "not a valid duckdb database" in low or not is_duckdb_file(path):
+        return IndexUnavailable(path, "not_duckdb", f"{path} is not a DuckDB database",
+                                f"point DQBENCH_DB (advisor: --db) at the results index, or move this file "
+                                f"away; {REBUILD_FIX}")
+    if isinstance(exc, duckdb.CatalogException):
+        return IndexUnavailable(path, "not_index", f"{path} is a DuckDB database but not a dqbench results "
+                                f"index ({text.splitlines()[0][:200]})", f"point DQBENCH_DB (advisor: --db) at "
+                                f"the results index; {REBUILD_FIX}")
+    if "corrupt" in low or "checksum" in low or "serializ" in low:
+        return IndexUnavailable(path, "damaged", f"the results index {path} is damaged "
+                                f"({text.splitlines()[0][:200]})", f"move it away; {REBUILD_FIX}")
+    return IndexUnavailable(path, "other", f"cannot use the results index {path} ({type(exc).__name__}: "
+                            f"{text.splitlines()[0][:200] if text else ''})", REBUILD_FIX)
+
+
+def _connect(path: Path, read_only: bool = False, wait: float | None = None):  # noqa: ANN202
+    """A connection; while another process holds the file, retry for up to `wait` seconds (0: once;
+    None: READ_WAIT_S or WRITE_WAIT_S). Any DuckDB error becomes IndexUnavailable."""
+    import duckdb
+
+    if wait is None:
+        wait = READ_WAIT_S if read_only else WRITE_WAIT_S
+    deadline = time.monotonic() + wait
+    while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:  # another process holds the write lock: wait for it
-            if "lock" not in str(exc).lower() or i == attempts - 1:
-                raise
+        except duckdb.Error as exc:
+            busy = isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+            if not busy or time.monotonic() >= deadline:
+                raise unavailable(exc, path) from exc
             time.sleep(0.25)
-    raise RuntimeError("unreachable")
 
 
-def connect_read_only(path: Path):  # noqa: ANN201
-    return _connect(Path(path), read_only=True)
+def connect_read_only(path: Path, wait: float | None = None):  # noqa: ANN201
+    return _connect(Path(path), read_only=True, wait=wait)
+
+
+@contextmanager
+def reading(path: Path, wait: float | None = None):  # noqa: ANN201
+    """A read-only connection for the block; a DuckDB error while opening or querying (a damaged block is
+    found only when read, a foreign DuckDB file has no `cells`) becomes IndexUnavailable."""
+    import duckdb
+
+    con = connect_read_only(path, wait)
+    try:
+        yield con
+    except duckdb.Error as exc:
+        raise unavailable(exc, path) from exc
+    finally:
+        con.close()
 
 
 def ensure_schema(con) -> None:  # noqa: ANN001
@@ -245,57 +341,71 @@ def item_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
 
 
 @contextmanager
-def _transaction(db_path: Path):  # noqa: ANN202
+def _transaction(db_path: Path, wait: float | None = None):  # noqa: ANN202
     """A write connection with the schema in place and one transaction: all or nothing."""
+    import duckdb
+
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(db_path)
+    con = _connect(db_path, wait=wait)
     try:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
         yield con
         con.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         try:
             con.execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
+        if isinstance(exc, duckdb.Error):
+            raise unavailable(exc, db_path) from exc
         raise
     finally:
         con.close()
 
 
-def ingest(db_path: Path, items: list[tuple[dict, dict | None]], host: dict | None = None) -> None:
+def ingest(db_path: Path, items: list[tuple[dict, dict | None]], host: dict | None = None,
+           wait: float | None = None) -> None:
     """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact.
 
     A pair's row is keyed by (cell_id, host_id): a result's own host, or `host` (a HostCaps.host_block(),
-    normally this host's) for a planned or infeasible cell that has no result yet."""
-    with _transaction(db_path) as con:
-        hosts: dict[str, tuple[dict, list[str]]] = {}  # host_id -> (latest block, finish times): one upsert each
-        for plan, doc in items:
-            cid = plan["cell_id"]
-            if doc is not None:
-                doc = upgrade(doc) if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION else doc
-                h = normalized_host(doc)
-            elif host is not None:
-                h = normalized_host({"host": host})
-            else:
-                raise ValueError(f"ingest: cell {cid} has no result, so its row needs a host: pass host= "
-                                 f"(the runner passes this host's HostCaps.host_block())")
-            hid = h["host_id"]
-            for t in TABLES:
-                con.execute(f"DELETE FROM {t} WHERE cell_id = ? AND host_id = ?", [cid, hid])
-            _insert(con, "cells", CELL_COLS, [cell_row(plan, doc, h)])
-            times = hosts.setdefault(hid, (h, []))[1]
-            hosts[hid] = (h, times)
-            if (doc or {}).get("finished_at"):
-                times.append(doc["finished_at"])
-            if doc:
-                _insert(con, "perf", PERF_COLS, perf_rows(cid, hid, doc))
-                _insert(con, "quality", QUALITY_COLS, quality_rows(cid, hid, doc))
-                _insert(con, "flips", FLIP_COLS, flip_rows(cid, hid, doc))
-                _insert(con, "items", ITEM_COLS, item_rows(cid, hid, doc))
-        for h, times in hosts.values():
-            _upsert_host(con, h, times)
+    normally this host's) for a planned or infeasible cell that has no result yet. `wait`: seconds to wait
+    for another process's connection to go away (None: WRITE_WAIT_S) before raising IndexUnavailable."""
+    with _transaction(db_path, wait) as con:
+        _upsert(con, items, host)
+
+
+def _upsert(con, items: list[tuple[dict, dict | None]], host: dict | None) -> set[tuple[str, str]]:  # noqa: ANN001
+    """The rows of `items` (later items win); returns the (cell_id, host_id) keys written."""
+    hosts: dict[str, tuple[dict, list[str]]] = {}  # host_id -> (latest block, finish times): one upsert each
+    keys = set()
+    for plan, doc in items:
+        cid = plan["cell_id"]
+        if doc is not None:
+            doc = upgrade(doc) if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION else doc
+            h = normalized_host(doc)
+        elif host is not None:
+            h = normalized_host({"host": host})
+        else:
+            raise ValueError(f"ingest: cell {cid} has no result, so its row needs a host: pass host= "
+                             f"(the runner passes this host's HostCaps.host_block())")
+        hid = h["host_id"]
+        keys.add((cid, hid))
+        for t in TABLES:
+            con.execute(f"DELETE FROM {t} WHERE cell_id = ? AND host_id = ?", [cid, hid])
+        _insert(con, "cells", CELL_COLS, [cell_row(plan, doc, h)])
+        times = hosts.setdefault(hid, (h, []))[1]
+        hosts[hid] = (h, times)
+        if (doc or {}).get("finished_at"):
+            times.append(doc["finished_at"])
+        if doc:
+            _insert(con, "perf", PERF_COLS, perf_rows(cid, hid, doc))
+            _insert(con, "quality", QUALITY_COLS, quality_rows(cid, hid, doc))
+            _insert(con, "flips", FLIP_COLS, flip_rows(cid, hid, doc))
+            _insert(con, "items", ITEM_COLS, item_rows(cid, hid, doc))
+    for h, times in hosts.values():
+        _upsert_host(con, h, times)
+    return keys
 
 
 def _upsert_host(con, h: dict, seen: list[str]) -> None:  # noqa: ANN001
@@ -315,18 +425,102 @@ def _upsert_host(con, h: dict, seen: list[str]) -> None:  # noqa: ANN001
 def ingest_sensitivity(db_path: Path, scans: list[dict]) -> None:
     """Upsert sensitivity scans (one row per layer), in one transaction."""
     with _transaction(db_path) as con:
-        for s in scans:
-            con.execute("DELETE FROM sensitivity WHERE scan_id = ?", [s["scan_id"]])
-            rank = {layer: i + 1 for i, layer in enumerate(s["ranked"])}
-            _insert(con, "sensitivity", SENS_COLS, [{"scan_id": s["scan_id"], "model": s["model"], "method": s["method"],
-                                                    "precision": s["precision"], **r, "rank": rank[r["layer"]]}
-                                                   for r in s["layers"]])
+        _upsert_scans(con, scans)
 
 
-def rebuild(db_path: Path, docs: list[dict]) -> int:
-    """Recreate the index from result JSONs (the plan of each cell is stored inside its result)."""
-    tmp = db_path.with_name(db_path.name + ".rebuild")
-    tmp.unlink(missing_ok=True)
-    ingest(tmp, [(d["plan"], d) for d in docs])
-    tmp.replace(db_path)
-    return len(docs)
+def _upsert_scans(con, scans: list[dict]) -> None:  # noqa: ANN001
+    for s in scans:
+        con.execute("DELETE FROM sensitivity WHERE scan_id = ?", [s["scan_id"]])
+        rank = {layer: i + 1 for i, layer in enumerate(s["ranked"])}
+        _insert(con, "sensitivity", SENS_COLS, [{"scan_id": s["scan_id"], "model": s["model"], "method": s["method"],
+                                                "precision": s["precision"], **r, "rank": rank[r["layer"]]}
+                                               for r in s["layers"]])
+
+
+class Rebuilt(NamedTuple):
+    results: int  # result files indexed
+    carried: int  # planned/infeasible rows kept from the old index
+    note: str | None  # why nothing could be carried (the old index was unreadable), else None
+
+
+def _plan_rows(db_path: Path) -> tuple[list[dict], dict[str, dict]]:
+    """The old index's planned and infeasible rows (cells with no result: only `harness run`'s plan ingest
+    writes them, the JSONs do not hold them) and the host rows they name."""
+    with reading(db_path) as con:
+        cols = _columns(con, "cells")
+        if "host_id" not in cols or "status" not in cols:  # no index, or one from before hosts: the migration
+            return [], {}                                  # drops such rows too (see _drop_cell_primary_key)
+        keep = [c for c in cols if c in CELL_COLS]
+        rows = [dict(zip(keep, r)) for r in con.execute(
+            f"SELECT {', '.join(keep)} FROM cells WHERE status IN ('planned', 'infeasible')").fetchall()]
+        hosts: dict[str, dict] = {}
+        hcols = [c for c in _columns(con, "hosts") if c in HOST_COLS]
+        if "host_id" in hcols:
+            for r in con.execute(f"SELECT {', '.join(hcols)} FROM hosts").fetchall():
+                hosts[r[hcols.index("host_id")]] = dict(zip(hcols, r))
+    return rows, hosts
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def rebuild(db_path: Path, docs: list[dict], scans: list[dict] | None = None) -> Rebuilt:
+    """Recreate the index from result JSONs (the plan of each cell is stored inside its result) and
+    sensitivity scans, keeping the old index's planned and infeasible rows (cells not yet run, and cells
+    this host cannot run, with the reason) that no result replaces.
+
+    The new index is built in a uniquely named file beside the old one and renamed over it: a crash
+    mid-rebuild leaves the old index as it was (and a temporary file the next rebuild removes). The
+    caller holds the results writer lock (harness/runner.py writer_lock): leftover temporary files are
+    then a dead rebuild's. An old index another process holds open for writing is refused, not replaced:
+    that process would go on writing (its WAL by name) into a file that is no longer the index."""
+    db_path = Path(db_path)
+    for stale in db_path.parent.glob(f".{db_path.name}.*.tmp*"):  # see unique_tmp; `.wal` siblings too
+        stale.unlink(missing_ok=True)
+    rows, old_hosts, note = [], {}, None
+    if db_path.exists():
+        try:
+            rows, old_hosts = _plan_rows(db_path)
+        except IndexUnavailable as exc:
+            if exc.kind == "locked":
+                raise IndexUnavailable(db_path, exc.kind, exc.problem,
+                                       "close that connection, then run `harness db rebuild` again") from exc
+            note = (f"the old index could not be read ({exc.problem}), so its planned and infeasible rows are "
+                    f"not kept: the next `harness run` of their matrix writes them again")
+    tmp = unique_tmp(db_path)
+    try:
+        with _transaction(tmp) as con:
+            have = _upsert(con, [(d["plan"], d) for d in docs], None)
+            carried = [r for r in rows if (r["cell_id"], r["host_id"]) not in have]
+            _insert(con, "cells", CELL_COLS, carried)
+            known = {r[0] for r in con.execute("SELECT host_id FROM hosts").fetchall()}
+            _insert(con, "hosts", HOST_COLS, [old_hosts[h] for h in {r["host_id"] for r in carried}
+                                              if h in old_hosts and h not in known])
+            _upsert_scans(con, scans or [])
+        aside = None
+        if _wal(db_path).exists():  # the old file's log must never be replayed into the new file: set it aside
+            aside = unique_tmp(_wal(db_path))
+            _wal(db_path).replace(aside)
+        os.replace(tmp, db_path)
+        _fsync_dir(db_path.parent)
+        if aside is not None:
+            aside.unlink(missing_ok=True)
+    finally:
+        for p in (tmp, _wal(tmp)):
+            p.unlink(missing_ok=True)
+    return Rebuilt(len(docs), len(carried), note)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: not every filesystem lets a folder be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -199,3 +199,31 @@ def test_resume_is_per_host_and_a_failed_attempt_keeps_the_done_result(env_and_m
     con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 4
     con.close()
+
+
+def test_a_held_index_never_stops_the_run_and_rebuild_catches_it_up(env_and_matrix):
+    """A `duckdb` shell holding results/dqbench.duckdb for the whole run: the run warns once, stores every
+    result JSON, and ends normally; `harness db rebuild` afterwards indexes them."""
+    from tests.fakes.duckdb_holder import held
+
+    env, matrix, results = env_and_matrix
+    results.mkdir(parents=True, exist_ok=True)
+    index = results / "dqbench.duckdb"
+    with held(index) as pid:
+        t = time.monotonic()
+        r = harness(env, "run", str(matrix))
+        took = time.monotonic() - t
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert {d["status"] for d in cells(results).values()} == {"done"} and len(cells(results)) == 2
+    # the progress console wraps long lines on a pipe: read the warnings as the words they are
+    warnings = " ".join(r.stderr.split()).split("WARNING: ")[1:]
+    assert len(warnings) == 2, r.stderr  # the first failure, and what is still missing at the end
+    assert warnings[0].startswith(f"DuckDB index not updated: the results index {index} is locked by PID {pid}")
+    assert "harness db rebuild" in warnings[0] and f"{index} still misses 2 cell(s)" in warnings[1]
+    assert took < 120
+    rebuilt = harness(env, "db", "rebuild")
+    assert rebuilt.returncode == 0 and "rebuilt from 2 result file(s)" in rebuilt.stdout, rebuilt.stderr
+    con = duckdb.connect(str(index), read_only=True)
+    assert con.execute("SELECT count(*) FROM cells WHERE status = 'done'").fetchone()[0] == 2
+    con.close()

@@ -127,3 +127,39 @@ def test_binary_matrix_file_is_one_error(tmp_path):
     r = harness("validate", str(path))
     assert r.returncode == 2 and f"{path}: not a UTF-8 text file" in r.stderr and "Traceback" not in r.stderr
 
+
+def test_db_rebuild_keeps_planned_rows_and_refuses_while_a_run_writes(tmp_path):
+    import os
+
+    from harness.runner import writer_lock
+    from harness.store import db
+    from harness.store.results import ResultStore
+
+    doc = json.loads((REPO / "tests" / "fixtures" / "result-v2.json").read_text())
+    results = tmp_path / "results"
+    index = results / "dqbench.duckdb"
+    env = dict(os.environ, DQBENCH_RESULTS=str(results))
+    env.pop("DQBENCH_DB", None)
+    pending = dict(doc["plan"], cell_id="pend00000000")
+    infeasible = dict(doc["plan"], cell_id="infe00000000", status="infeasible", reason="no kernel here")
+    db.ingest(index, [(doc["plan"], None), (pending, None), (infeasible, None)], host=doc["host"])
+    ResultStore(results).write(doc)
+
+    with writer_lock(results):  # what a `harness run` holds while it writes
+        before = index.read_bytes()
+        r = harness("db", "rebuild", env=env)
+        assert r.returncode == 1 and "another `harness run` is writing" in r.stderr and "Traceback" not in r.stderr
+        assert index.read_bytes() == before
+
+    r = harness("db", "rebuild", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"{index}: rebuilt from 1 result file(s), kept 2 planned/infeasible row(s) of the old index" in r.stdout
+    con = db.connect_read_only(index)
+    assert sorted(con.execute("SELECT cell_id, status FROM cells").fetchall()) == sorted(
+        [(doc["cell_id"], "done"), ("pend00000000", "planned"), ("infe00000000", "infeasible")])
+    con.close()
+
+    index.write_text("not a database\n")  # an index something else overwrote: rebuilt, and it says what it lost
+    r = harness("db", "rebuild", env=env)
+    assert r.returncode == 0 and "kept 0 planned/infeasible" in r.stdout
+    assert "note: the old index could not be read" in r.stderr and f"{index} is not a DuckDB database" in r.stderr

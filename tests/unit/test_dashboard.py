@@ -81,3 +81,57 @@ def test_host_filter_and_two_hosts_as_two_rows(monkeypatch, tmp_path):
     assert all("on GPU B [" in o for o in at.selectbox(key="detail_cell").options)
     at.button(key="adv_go").click().run()
     assert not at.exception and at.success and "measured on GPU B [hostB000002]" in at.success[0].value
+
+
+def test_a_database_held_by_another_process_is_one_error_not_a_traceback(monkeypatch, tmp_path):
+    import harness.store.db
+    from tests.fakes.duckdb_holder import held
+
+    path = tmp_path / "held.duckdb"  # a path no earlier test loaded: the page's cache cannot answer for it
+    write_synthetic_db(path, 1, seed=1)
+    monkeypatch.setattr(harness.store.db, "READ_WAIT_S", 0.5)  # AppTest runs the page in this process
+    with held(path) as pid:
+        at = app(monkeypatch, path)
+    assert len(at.error) == 1 and not at.dataframe
+    assert f"the results index {path} is locked by PID {pid}" in at.error[0].value
+
+
+def test_a_file_that_is_not_duckdb_is_one_error(monkeypatch, tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database\n")
+    at = app(monkeypatch, path)
+    assert len(at.error) == 1 and f"`{path}` is not a DuckDB database" in at.error[0].value
+
+
+def test_the_path_field_opens_only_duckdb_files_in_the_results_folder_or_named_duckdb(monkeypatch, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setenv("DQBENCH_RESULTS", str(results))
+    index = results / "dqbench.duckdb"
+    write_synthetic_db(index, 1, seed=2)
+    at = app(monkeypatch, index)
+    assert at.dataframe and not at.error
+
+    def field():  # the field of the latest run (an element of an earlier run is stale)
+        return at.sidebar.text_input[0]
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    outside = tmp_path / "outside.db"  # a DuckDB database, but neither in the results folder nor named .duckdb
+    write_synthetic_db(outside, 1, seed=2)
+    link = results / "link.db"  # inside the results folder by name, outside by where it leads
+    link.symlink_to(outside)
+    for refused in (secret, outside, link, tmp_path / "missing.txt"):
+        field().set_value(str(refused)).run()
+        assert not at.exception and len(at.error) == 1, refused
+        assert f"`{refused}` is not a results database this page opens" in at.error[0].value
+        assert str(index) in at.error[0].value and not at.dataframe
+
+    copy = results / "copy.db"  # under the results folder: any name
+    copy.write_bytes(index.read_bytes())
+    field().set_value(str(copy)).run()
+    assert not at.exception and not at.error and at.dataframe
+    named = tmp_path / "elsewhere.duckdb"  # anywhere: named .duckdb
+    named.write_bytes(index.read_bytes())
+    field().set_value(str(named)).run()
+    assert not at.exception and not at.error and at.dataframe

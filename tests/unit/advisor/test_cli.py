@@ -52,10 +52,57 @@ def test_nothing_fits_exit_code(capsys, db):
     (["--objective", "cost"], "needs --gpu-price"),
     (["--concurrency", "2.5"], "expected a whole number"),
     (["--task", "dq_arc_easy"], "go together"),
+    (["--vram", "nan"], "--vram 'nan': expected a finite number greater than 0, e.g. --vram 24"),
+    (["--vram", "inf"], "--vram 'inf': expected a finite number"),
+    (["--vram=-inf"], "--vram '-inf': expected a finite number"),
+    (["--min-tok-s", "NaN"], "--min-tok-s 'NaN': expected a finite number"),
+    (["--max-ttft-ms", "infinity"], "--max-ttft-ms 'infinity': expected a finite number"),
+    (["--gpu-price", "nan"], "--gpu-price 'nan': expected a finite number"),
+    (["--max-drop", "nan%"], "--max-drop 'nan%'"),
+    (["--max-drop", "9" * 400 + "pt"], "expected a finite drop"),
+    (["--context-len", "nan"], "--context-len 'nan': expected a whole number"),
 ])
 def test_malformed_input_is_one_clear_error(capsys, db, args, needle):
     code, _, err = run(capsys, "--db", db, *args)
     assert code == 2 and needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_database_held_by_another_process_is_exit_3_with_one_message(capsys, db, monkeypatch):
+    """A `duckdb` shell or notebook with a write connection: even a read-only open fails while it lives."""
+    import harness.store.db
+    from tests.fakes.duckdb_holder import held
+
+    monkeypatch.setattr(harness.store.db, "READ_WAIT_S", 0.5)  # the wait for a busy file, shortened
+    with held(db) as pid:
+        code, out, err = run(capsys, "--db", db, "--vram", "24")
+    assert code == 3 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: the results index {db} is locked by PID {pid}")
+    assert "close that connection and try again" in err
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_exit_3_with_one_message(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("vram: 24\n")
+    code, out, err = run(capsys, "--db", str(notes), "--vram", "24")
+    assert code == 3 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"error: {notes} is not a DuckDB database" in err and "--db" in err
+
+
+def test_advisor_subprocess_on_a_damaged_database_prints_no_traceback(tmp_path, db):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    bad = tmp_path / "bad.duckdb"
+    raw = bytearray(open(db, "rb").read())
+    raw[5000:9000] = b"\xff" * 4000
+    bad.write_bytes(bytes(raw))
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "--db", str(bad), "--vram", "24", "--host", "all"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"error: the results index {bad} is damaged") and "harness db rebuild" in r.stderr
 
 
 def test_missing_db_and_unknown_model(capsys, tmp_path, db):

@@ -58,7 +58,7 @@ def test_rebuild_from_json(tmp_path):
     path = tmp_path / "x.duckdb"
     other = dict(FIXTURE, cell_id="ffffffffffff", plan=dict(FIXTURE["plan"], cell_id="ffffffffffff"), status="failed",
                  reason="serve: boom")
-    assert db.rebuild(path, [FIXTURE, other]) == 2
+    assert db.rebuild(path, [FIXTURE, other]).results == 2
     con = duckdb.connect(str(path), read_only=True)
     assert sorted(con.execute("SELECT status FROM cells").fetchall()) == [("done",), ("failed",)]
     con.close()
@@ -195,7 +195,7 @@ def test_rebuild_reproduces_the_incremental_index(tmp_path):
     inc, reb = tmp_path / "inc.duckdb", tmp_path / "reb.duckdb"
     for d in docs:
         db.ingest(inc, [(d["plan"], d)])
-    assert db.rebuild(reb, docs) == 3
+    assert db.rebuild(reb, docs).results == 3
     for table, order in (("cells", "cell_id, host_id"), ("perf", "host_id, profile, level"),
                          ("quality", "host_id, task, metric"), ("hosts", "host_id")):
         a, b = (db.connect_read_only(p) for p in (inc, reb))
@@ -228,3 +228,143 @@ def test_index_from_before_hosts_is_migrated(tmp_path):
     assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' "
                        "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
     con.close()
+
+
+# ---- the index's problems are one clear error, never a hang or a DuckDB traceback
+
+def _corrupt(path):
+    """Overwrite a data block of a valid index: DuckDB then fails its checksum."""
+    raw = bytearray(path.read_bytes())
+    raw[5000:9000] = b"\xff" * 4000
+    path.write_bytes(bytes(raw))
+
+
+def test_a_write_connection_in_another_process_is_one_clear_error_after_a_bounded_wait(tmp_path):
+    import time
+
+    from tests.fakes.duckdb_holder import held
+
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
+    with held(path) as pid:
+        for attempt in (lambda: db.ingest(path, [(FIXTURE["plan"], FIXTURE)], wait=1.0),
+                        lambda: db.connect_read_only(path, wait=1.0)):
+            t = time.monotonic()
+            with pytest.raises(db.IndexUnavailable) as e:
+                attempt()
+            assert 0.9 <= time.monotonic() - t < 5  # waited as told, then gave up
+            assert e.value.kind == "locked" and e.value.exit_code == 3
+            assert f"the results index {path} is locked by PID {pid}" in str(e.value)
+            assert "close that connection" in str(e.value)
+    db.ingest(path, [(FIXTURE["plan"], FIXTURE)])  # released: writes again
+
+
+def test_not_a_duckdb_file_and_a_damaged_one_are_named_with_the_fix(tmp_path):
+    text = tmp_path / "notes.duckdb"
+    text.write_text("not a database\n" * 10)
+    assert not db.is_duckdb_file(text) and not db.is_duckdb_file(tmp_path) and not db.is_duckdb_file(tmp_path / "x")
+    with pytest.raises(db.IndexUnavailable) as e:
+        with db.reading(text):
+            pass
+    assert e.value.kind == "not_duckdb" and f"{text} is not a DuckDB database" in str(e.value)
+    assert "harness db rebuild" in str(e.value)
+
+    damaged = tmp_path / "damaged.duckdb"
+    db.ingest(damaged, [(FIXTURE["plan"], FIXTURE)])
+    assert db.is_duckdb_file(damaged)
+    _corrupt(damaged)
+    with pytest.raises(db.IndexUnavailable) as e:
+        with db.reading(damaged) as con:
+            con.execute("SELECT * FROM cells").fetchall()
+    assert e.value.kind == "damaged" and f"the results index {damaged} is damaged" in str(e.value)
+
+    foreign = tmp_path / "foreign.duckdb"
+    duckdb.connect(str(foreign)).close()
+    with pytest.raises(db.IndexUnavailable) as e:
+        with db.reading(foreign) as con:
+            con.execute("SELECT * FROM cells").fetchall()
+    assert e.value.kind == "not_index" and "not a dqbench results index" in str(e.value)
+
+
+def _plan(cell_id: str, **extra) -> dict:
+    return dict(FIXTURE_V2["plan"], cell_id=cell_id, **extra)
+
+
+def test_rebuild_keeps_planned_and_infeasible_rows_that_no_result_replaces(tmp_path):
+    path = tmp_path / "x.duckdb"
+    now_done = FIXTURE_V2  # planned in the old index, has a result now: the result's row wins
+    gone = dict(FIXTURE_V2, cell_id="gone00000000", plan=_plan("gone00000000"))  # indexed, its JSON deleted since
+    db.ingest(path, [(now_done["plan"], None), (_plan("pend00000000"), None),
+                     (_plan("infe00000000", status="infeasible", reason="no W4A16 kernel on AVX2"), None),
+                     (gone["plan"], gone)], host=HOST)
+    r = db.rebuild(path, [now_done])
+    assert r == db.Rebuilt(results=1, carried=2, note=None)
+    con = db.connect_read_only(path)
+    rows = con.execute("SELECT cell_id, host_id, status, reason FROM cells ORDER BY cell_id").fetchall()
+    assert rows == sorted([(now_done["cell_id"], HOST["host_id"], "done", None),
+                           ("pend00000000", HOST["host_id"], "planned", None),
+                           ("infe00000000", HOST["host_id"], "infeasible", "no W4A16 kernel on AVX2")])
+    assert con.execute("SELECT host_id, label FROM hosts").fetchall() == [(HOST["host_id"], HOST["label"])]
+    con.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]  # no temporary file left
+
+
+def test_rebuild_carries_the_host_row_of_a_host_with_only_planned_cells(tmp_path):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(_plan("pend00000000"), None)], host=OTHER)
+    r = db.rebuild(path, [FIXTURE_V2])
+    assert r.carried == 1
+    con = db.connect_read_only(path)
+    assert sorted(con.execute("SELECT host_id FROM hosts").fetchall()) == sorted([(HOST["host_id"],),
+                                                                                  (OTHER["host_id"],)])
+    con.close()
+
+
+@pytest.mark.parametrize("spoil", ["text", "damaged"])
+def test_rebuild_over_an_unreadable_index_says_what_it_could_not_keep(tmp_path, spoil):
+    path = tmp_path / "x.duckdb"
+    if spoil == "text":
+        path.write_text("hello\n")
+    else:
+        db.ingest(path, [(_plan("pend00000000"), None)], host=HOST)
+        _corrupt(path)
+    r = db.rebuild(path, [FIXTURE_V2])
+    assert r.results == 1 and r.carried == 0
+    assert "the old index could not be read" in r.note and str(path) in r.note
+    assert "planned and infeasible rows are not kept" in r.note
+    con = db.connect_read_only(path)
+    assert con.execute("SELECT cell_id, status FROM cells").fetchall() == [(FIXTURE_V2["cell_id"], "done")]
+    con.close()
+
+
+def test_rebuild_refuses_an_index_another_process_holds_and_leaves_it_alone(tmp_path):
+    from tests.fakes.duckdb_holder import held
+
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(_plan("pend00000000"), None)], host=HOST)
+    before = path.read_bytes()
+    with held(path):
+        with pytest.raises(db.IndexUnavailable) as e:
+            db.rebuild(path, [FIXTURE_V2])
+    assert e.value.kind == "locked" and "run `harness db rebuild` again" in str(e.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]
+
+
+def test_a_rebuild_that_dies_before_the_swap_leaves_the_old_index(tmp_path, monkeypatch):
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(_plan("pend00000000"), None)], host=HOST)
+    stale = tmp_path / ".x.duckdb.999.deadbeef.tmp"  # what a rebuild killed mid-way leaves
+    stale.write_bytes(b"half")
+
+    def boom(*a, **k):  # noqa: ARG001
+        raise OSError("disk full")
+
+    monkeypatch.setattr(db.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        db.rebuild(path, [FIXTURE_V2])
+    monkeypatch.undo()
+    con = db.connect_read_only(path)
+    assert con.execute("SELECT cell_id, status FROM cells").fetchall() == [("pend00000000", "planned")]
+    con.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]  # its own temporary and the stale one
