@@ -361,8 +361,13 @@ def db_rebuild() -> None:
 
 
 def main() -> None:  # python -m harness
+    from harness.proc import sigterm_as_interrupt
+
     try:
-        app()
+        # every command, not only `run`: prepare, sensitivity and the rest start stages and servers too
+        # (their `finally` blocks stop them; click turns the KeyboardInterrupt into "Aborted!")
+        with sigterm_as_interrupt():
+            app()
     except DQError as exc:  # pragma: no cover - commands catch their own
         err.print(f"error: {exc}")
         sys.exit(exc.exit_code)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import DQError, PlanError
 from harness.plan.models import CellPlan, Plan
+from harness.proc import sigterm_as_interrupt
 from harness.progress import Progress
 from harness.registry import executors
 from harness.settings import Settings
@@ -51,19 +51,6 @@ def writer_lock(results_dir: Path):
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM -> KeyboardInterrupt, so `finally` blocks stop servers when a run is killed politely."""
-    def handler(signum, frame):  # noqa: ANN001, ARG001
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 class Runner:
