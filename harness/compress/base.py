@@ -1,13 +1,25 @@
 """The compressor plugin contract. Plugins declare capabilities the planner reads; the heavy work
 runs in a stage subprocess so the orchestrator never imports torch or llm-compressor.
+
+`build_artefact` is how a plugin writes what it makes into the cell's work folder: under the artefact's
+lock, the stage writes into a unique temporary name that is renamed into place, then the record, then a
+manifest (`<name>.manifest.json`: each file with its size) last. An artefact is reused only when its
+manifest's files are all there with their sizes, so a stage killed half-way is redone, never served.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
+
+from harness.errors import StageError
+from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, clean_leftovers, file_sizes, read_json,
+                           sizes_match, unique_tmp, wait_reporter)
+from harness.proc import write_json_atomic
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
@@ -73,3 +85,44 @@ def checkpoint_ident(source) -> str:  # noqa: ANN001
 
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def artefact_manifest(final: Path) -> Path:
+    return final.with_name(f"{final.name}.manifest.json")
+
+
+def artefact_ready(final: Path) -> bool:
+    """Whether `final` (and its record) are there as their manifest lists them."""
+    m = read_json(artefact_manifest(final))
+    return m is not None and sizes_match(final.parent, m.get("sizes"))
+
+
+def build_artefact(final: Path, record: Path, run: Callable[[Path, Path, dict[str, str]], None], *, what: str,
+                   log: Path) -> bool:
+    """Make the artefact `final` (a folder or a file in a work folder) and its `record` JSON unless both are
+    there as their manifest says; True when this call built them. `run(out, record, env)` runs the stage
+    that writes the artefact at `out` and the record at `record` (both temporary names), passing `env` to
+    run_stage (the builder lock). A second process waits on the artefact's lock and then reuses it."""
+    manifest = artefact_manifest(final)
+
+    def build(tmp: Path) -> Callable[[], None]:
+        manifest.unlink(missing_ok=True)  # the old entry is no longer trusted from here on
+        clean_leftovers(record)
+        tmp_record = unique_tmp(record)
+        try:
+            run(tmp, tmp_record, {BUILDER_LOCK_ENV: str(builder_lock(tmp))})
+            if not tmp_record.is_file():
+                raise StageError("compress", f"{what}: the stage wrote no record ({record.name}); see {log}")
+        except BaseException:
+            tmp_record.unlink(missing_ok=True)
+            raise
+
+        def finish() -> None:  # after the artefact's rename: the record, then the manifest last
+            os.replace(tmp_record, record)
+            sizes = ({f"{final.name}/{k}": v for k, v in file_sizes(final).items()} if final.is_dir()
+                     else {final.name: final.stat().st_size})
+            write_json_atomic(manifest, {"sizes": {**sizes, record.name: record.stat().st_size}})
+
+        return finish
+
+    return build_once(final, what=what, valid=artefact_ready, build=build, on_wait=wait_reporter(log))

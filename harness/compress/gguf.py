@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness.compress.base import Artefact, Compressor, checkpoint_ident
+from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
@@ -74,17 +74,21 @@ class GGUF(Compressor):
         spec = cell.method_spec
         out = workdir / f"model-{gguf_type(cell)}.gguf"
         record_path = workdir / "compress-record.json"
-        cfg = {"source": str(source), "out": str(out), "record": str(record_path), "type": gguf_type(cell),
-               "tools": str(settings.llamacpp_dir), "imatrix": bool(spec.options.get("imatrix", False)),
-               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir),
-               "base": str(bf16_gguf_path(source, settings))}
-        cfg_path = workdir / "compress-in.json"
-        write_json_atomic(cfg_path, cfg)
-        if not out.is_file() or not record_path.is_file():
-            run_stage("harness.stages.compress_gguf", ["--config", str(cfg_path)],
-                      settings.results_dir / "logs" / cell.cell_id / "compress.log", settings, stage="compress",
-                      timeout=6 * 3600)
+        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+
+        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
+            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "type": gguf_type(cell),
+                   "tools": str(settings.llamacpp_dir), "imatrix": bool(spec.options.get("imatrix", False)),
+                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir),
+                   "base": str(bf16_gguf_path(source, settings))}
+            cfg_path = workdir / "compress-in.json"
+            write_json_atomic(cfg_path, cfg)
+            run_stage("harness.stages.compress_gguf", ["--config", str(cfg_path)], log, settings, stage="compress",
+                      timeout=6 * 3600, env=env)
+
+        build_artefact(out, record_path, run, what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})",
+                       log=log)
         record = json.loads(record_path.read_text())
         return Artefact(model=str(out), dtype="gguf", quantization=gguf_type(cell), size_bytes=out.stat().st_size,
                         bits_per_weight=record["bits_per_weight"], record=record, tokenizer=str(source))

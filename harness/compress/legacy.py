@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.compress.base import Artefact, Compressor, dir_size
+from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
 from harness.proc import run_stage, write_json_atomic
 
 
@@ -30,15 +30,19 @@ class _Legacy(Compressor):
     def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
         spec = cell.method_spec
         out, record_path = workdir / "model", workdir / "compress-record.json"
-        cfg = {"tool": self.tool, "source": str(source), "out": str(out), "record": str(record_path),
-               "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
-               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
-        cfg_path = workdir / "compress-in.json"
-        write_json_atomic(cfg_path, cfg)
-        run_stage("harness.stages.compress_legacy", ["--config", str(cfg_path)],
-                  settings.results_dir / "logs" / cell.cell_id / "compress.log", settings, stage="compress",
-                  timeout=6 * 3600)
+        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+
+        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
+            cfg = {"tool": self.tool, "source": str(source), "out": str(tmp), "record": str(tmp_record),
+                   "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
+                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+            cfg_path = workdir / "compress-in.json"
+            write_json_atomic(cfg_path, cfg)
+            run_stage("harness.stages.compress_legacy", ["--config", str(cfg_path)], log, settings, stage="compress",
+                      timeout=6 * 3600, env=env)
+
+        build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None

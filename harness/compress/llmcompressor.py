@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.compress.base import Artefact, Compressor, dir_size
+from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
@@ -59,19 +59,22 @@ class LLMCompressor(Compressor):
         spec = cell.method_spec
         out = workdir / "model"
         record_path = workdir / "compress-record.json"
-        cfg = {"source": str(source), "out": str(out), "record": str(record_path), "precision": cell.precision,
-               "kind": self.recipe_kind or self.kind, "group_size": spec.group_size,
-               "activations": int(spec.options.get("activations", 8)), "ignore": list(spec.ignore),
-               "static": bool(spec.options.get("static", False)), "symmetric": self.symmetric,
-               "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-               "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
-        cfg_path = workdir / "compress-in.json"
-        write_json_atomic(cfg_path, cfg)
-        if not (out / "config.json").is_file() or not record_path.is_file():
-            run_stage("harness.stages.compress_llmc", ["--config", str(cfg_path)],
-                      settings.results_dir / "logs" / cell.cell_id / "compress.log", settings.with_python(
-                          settings.compress_python), stage="compress", timeout=6 * 3600,
-                      env={"HF_HUB_OFFLINE": "1"} if settings.offline else None)
+        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+
+        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
+            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "precision": cell.precision,
+                   "kind": self.recipe_kind or self.kind, "group_size": spec.group_size,
+                   "activations": int(spec.options.get("activations", 8)), "ignore": list(spec.ignore),
+                   "static": bool(spec.options.get("static", False)), "symmetric": self.symmetric,
+                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
+                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+            cfg_path = workdir / "compress-in.json"
+            write_json_atomic(cfg_path, cfg)
+            run_stage("harness.stages.compress_llmc", ["--config", str(cfg_path)], log,
+                      settings.with_python(settings.compress_python), stage="compress", timeout=6 * 3600,
+                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+
+        build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None

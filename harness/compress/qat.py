@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.compress.base import checkpoint_ident
+from harness.compress.base import build_artefact, checkpoint_ident
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
@@ -64,8 +64,10 @@ class QAT(LLMCompressor):
         data.prepare(settings.results_dir / "logs" / cell.cell_id / "prepare.log")
         trained = workdir / "qat-float"
         record_path = workdir / "qat-record.json"
-        if not (trained / "config.json").is_file() or not record_path.is_file():
-            cfg = {"source": str(source), "out": str(trained), "record": str(record_path), "bits": 4,
+        log = settings.results_dir / "logs" / cell.cell_id / "qat.log"
+
+        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
+            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "bits": 4,
                    "group_size": spec.group_size, "symmetric": self.symmetric, "ignore": list(spec.ignore),
                    "corpus": str(data.corpus_path()), "teacher_cache": str(settings.home / "teacher-cache"),
                    "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
@@ -78,10 +80,11 @@ class QAT(LLMCompressor):
                             "weight_decay": 0.0, "seed": spec.seed, "feature_weight": 0.0,
                             "student": {"kind": "self"}}}
             write_json_atomic(workdir / "qat-in.json", cfg)
-            run_stage("harness.stages.qat_train", ["--config", str(workdir / "qat-in.json")],
-                      settings.results_dir / "logs" / cell.cell_id / "qat.log",
+            run_stage("harness.stages.qat_train", ["--config", str(workdir / "qat-in.json")], log,
                       settings.with_python(settings.compress_python), stage="compress", timeout=12 * 3600,
-                      env={"HF_HUB_OFFLINE": "1"} if settings.offline else None)
+                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+
+        build_artefact(trained, record_path, run, what=f"the QAT weights of cell {cell.cell_id} ({trained})", log=log)
         art = super().compress(cell, trained, workdir, settings)
         art.record["qat"] = json.loads(record_path.read_text())
         art.record["export"] = "llm-compressor round-to-nearest on the QAT weights (the grid QAT trained on)"

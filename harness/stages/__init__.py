@@ -1,4 +1,16 @@
 """Stage entry points, each run as `python -m harness.stages.NAME` in a subprocess.
 
 These are the only modules allowed to import torch / transformers / vllm / lm_eval.
+
+A stage that builds a shared cache entry is told its builder lock in DQBENCH_BUILDER_LOCK and holds it
+for as long as it lives (taken here, before the stage's own module runs): a stage runs in its own process
+group and outlives a parent killed with SIGKILL, and the next builder waits for it to end before it
+removes what it was writing (harness/locks.py).
 """
+
+import os as _os
+
+if _os.environ.get("DQBENCH_BUILDER_LOCK"):
+    from harness.locks import hold_builder_lock as _hold
+
+    _hold(_os.environ["DQBENCH_BUILDER_LOCK"])

@@ -2,9 +2,14 @@
 the calibration windows) -> llama-quantize TYPE. Runs in the main env (torch + transformers for the
 converter) with the llama.cpp tools the set-up built.
 
-Input: a JSON config (source, out, type, tools, imatrix, calibration, seed). Output: the .gguf file and a
-record JSON: tool build, commands, wall time per step, peak RSS of the tools, tensor types and counts,
-fallbacks, effective bits per weight (all tensors, and the quantized matrices alone), written atomically.
+Input: a JSON config (source, out, type, tools, imatrix, calibration, seed). Output: the .gguf file at
+`out` (a temporary name the parent renames into place, harness/compress/base.py) and a record JSON: tool
+build, commands, wall time per step, peak RSS of the tools, tensor types and counts, fallbacks, effective
+bits per weight (all tensors, and the quantized matrices alone), written atomically.
+
+The bf16 conversion is shared by every GGUF cell of a checkpoint and may be wanted by cells side by side:
+it is made under its lock (`model-bf16.gguf.lock`) at a unique temporary name and renamed into place; a
+second cell waits and reuses it (harness/locks.py).
 """
 
 from __future__ import annotations
@@ -28,6 +33,15 @@ def run(cmd: list[str], cwd: str | None = None) -> str:
     if p.returncode:
         raise SystemExit(f"{Path(cmd[0]).name} failed with exit code {p.returncode}")
     return p.stdout
+
+
+def is_gguf(path: Path) -> bool:
+    """A whole GGUF file: published only by a rename after the converter succeeded, so its magic is enough."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def gguf_stats(path: Path, src_dir: Path) -> dict:
@@ -67,6 +81,7 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     cfg = json.loads(Path(ap.parse_args().config).read_text())
 
+    from harness.locks import build_once, wait_reporter
     from harness.proc import write_json_atomic
 
     tools, work, out = Path(cfg["tools"]), Path(cfg["workdir"]), Path(cfg["out"])
@@ -75,14 +90,18 @@ def main() -> None:
     timings, commands = {}, []
     t0 = time.monotonic()
     base = Path(cfg["base"])  # shared by the source's GGUF cells (harness.compress.gguf.bf16_gguf_path)
-    if not base.is_file():  # bf16 keeps the checkpoint's values exactly: the quantizer's input
-        base.parent.mkdir(parents=True, exist_ok=True)
-        tmp = base.with_suffix(f".{os.getpid()}.tmp")  # concurrent cells (Ray) never share a half file
+
+    def convert(tmp: Path) -> None:  # bf16 keeps the checkpoint's values exactly: the quantizer's input
+        for old in base.parent.glob(f"{base.stem}.*.tmp"):  # an earlier version's per-pid name, left by a crash
+            old.unlink(missing_ok=True)
         cmd = [sys.executable, str(src_dir / "convert_hf_to_gguf.py"), cfg["source"], "--outfile", str(tmp),
                "--outtype", "bf16"]
         run(cmd, cwd=str(src_dir))
         commands.append(cmd)
-        tmp.replace(base)
+
+    base.parent.mkdir(parents=True, exist_ok=True)
+    build_once(base, what=f"the bf16 GGUF of {cfg['source']} ({base})", valid=is_gguf, build=convert,
+               on_wait=wait_reporter(None))
     timings["convert_s"] = round(time.monotonic() - t0, 3)
 
     qcmd = [str(bin_dir / "llama-quantize")]
@@ -99,11 +118,9 @@ def main() -> None:
         qcmd += ["--imatrix", str(imatrix)]
         timings["imatrix_s"] = round(time.monotonic() - t, 3)
     t = time.monotonic()
-    tmp_out = out.with_suffix(".tmp")
-    qcmd += [str(base), str(tmp_out), cfg["type"], threads]
+    qcmd += [str(base), str(out), cfg["type"], threads]
     log = run(qcmd)
     commands.append(qcmd)
-    tmp_out.replace(out)
     timings["quantize_s"] = round(time.monotonic() - t, 3)
 
     fallbacks = Counter(m.group(2) for m in re.finditer(r"required for type\s+(\S+)\)\s*->\s*falling back to\s+(\S+)",

@@ -149,32 +149,52 @@ def heldout(student, teacher, held: torch.Tensor, temperature: float) -> dict:  
 
 def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: float) -> tuple:  # noqa: ANN001
     """Top-k teacher logits for `data`, computed once and kept on disk for every student and run that
-    uses the same teacher, windows, k and T."""
+    uses the same teacher, windows, k and T. Two trainers needing the same file: one computes it under the
+    file's lock, the other waits and loads it; it is saved at a unique temporary name and renamed into
+    place, and a file that does not load whole (with one row per window) is computed again."""
     import hashlib
+
+    from harness.locks import build_once, wait_reporter
 
     h = hashlib.sha256(json.dumps({"teacher": cfg["teacher_fingerprint"], "k": k, "T": temperature},
                                   sort_keys=True).encode())
     h.update(data.numpy().tobytes())
     path = Path(cfg["teacher_cache"]) / f"{h.hexdigest()[:16]}.pt"
-    if path.is_file():
-        c = torch.load(path)
-        return (c["values"], c["indices"], c["lse"]), {"path": str(path), "hit": True, "build_s": 0.0}
+    loaded: dict = {}
+
+    def valid(p: Path) -> bool:
+        if not p.is_file():
+            return False
+        try:
+            c = torch.load(p)
+            ok = all(len(c[x]) == len(data) for x in ("values", "indices", "lse"))
+        except Exception:  # noqa: BLE001 - a truncated or foreign file is recomputed, whatever torch raises
+            return False
+        if ok:
+            loaded.update(c)
+        return ok
+
+    def build(tmp: Path) -> None:
+        parts = []
+        report = StageProgress("teacher top-k logits", "windows", total=len(data))
+        with torch.no_grad():
+            for i in range(0, len(data), 4):
+                with autocast():
+                    logits = teacher(input_ids=data[i:i + 4].to(DEVICE)).logits
+                parts.append(tuple(x.cpu() for x in teacher_topk(logits, k, temperature)))
+                report.update(min(i + 4, len(data)))
+        values, indices, lse = (torch.cat(x) for x in zip(*parts))
+        torch.save({"values": values, "indices": indices, "lse": lse}, tmp)
+
     t0 = time.monotonic()
-    parts = []
-    report = StageProgress("teacher top-k logits", "windows", total=len(data))
-    with torch.no_grad():
-        for i in range(0, len(data), 4):
-            with autocast():
-                logits = teacher(input_ids=data[i:i + 4].to(DEVICE)).logits
-            parts.append(tuple(x.cpu() for x in teacher_topk(logits, k, temperature)))
-            report.update(min(i + 4, len(data)))
-    values, indices, lse = (torch.cat(x) for x in zip(*parts))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"values": values, "indices": indices, "lse": lse}, tmp)
-    os.replace(tmp, path)
-    return (values, indices, lse), {"path": str(path), "hit": False, "build_s": round(time.monotonic() - t0, 2),
-                                    "bytes": path.stat().st_size}
+    built = build_once(path, what=f"the teacher logit cache {path.name}", valid=valid, build=build,
+                       on_wait=wait_reporter(None))
+    c = loaded  # filled by the check that let build_once return
+    info = {"path": str(path), "hit": not built, "build_s": round(time.monotonic() - t0, 2) if built else 0.0}
+    if built:
+        info["bytes"] = path.stat().st_size
+    return (c["values"], c["indices"], c["lse"]), info
 
 
 def _r(x) -> float:  # noqa: ANN001

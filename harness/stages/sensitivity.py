@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness.locks import unique_tmp
 from harness.proc import stage_config
 
 
@@ -91,7 +92,7 @@ def main() -> None:
             m.weight.data = fake_quant(m.weight.data, bits, group, sym)
     result = {"layers": layers, "all_layers": compare(model, windows, ref), "wall_s": round(time.monotonic() - t0, 1),
               "measure": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)"}
-    tmp = Path(cfg["out"]).with_suffix(".tmp")
+    tmp = unique_tmp(Path(cfg["out"]))  # two scans of one id may run at once: never one shared tmp name
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(cfg["out"])
 

@@ -10,7 +10,11 @@ def fake_data(tmp_path, monkeypatch):
     monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
     td = TaskData(load_settings())
     td.dir.mkdir(parents=True)
-    td.manifest.write_text(json.dumps({"files": {f: f"sha-{f}" for f in TASK_FILES.values()}}))
+    for f in TASK_FILES.values():
+        (td.dir / f).write_text("{}\n")
+    td.manifest.write_text(json.dumps({"files": {f: f"sha-{f}" for f in TASK_FILES.values()},
+                                       "sizes": {f: 3 for f in TASK_FILES.values()}}))
+    assert td.ready()
     return td
 
 
@@ -29,7 +33,7 @@ def test_task_hash_tracks_template_and_data(tmp_path, monkeypatch):
     td = fake_data(tmp_path, monkeypatch)
     h1 = td.task_hash("dq_arc_easy")
     assert h1 == td.task_hash("dq_arc_easy") and h1 != td.task_hash("dq_hellaswag")
-    td.manifest.write_text(json.dumps({"files": {"arc_easy.jsonl": "other"}}))
+    td.manifest.write_text(json.dumps({"files": {"arc_easy.jsonl": "other"}, "sizes": {"arc_easy.jsonl": 3}}))
     assert td.task_hash("dq_arc_easy") != h1
 
 
