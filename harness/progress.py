@@ -241,6 +241,15 @@ class Progress:
     def note(self, msg: str) -> None:
         self._print(f"  {msg}")
 
+    def warn(self, msg: str) -> None:
+        """A warning the user must see even with --quiet (to stderr then): something is not as it should be."""
+        if self.quiet:
+            import sys
+
+            print(f"WARNING: {msg}", file=sys.stderr, flush=True)
+        else:
+            self._print(f"  WARNING: {msg}")
+
     def end_cell(self, cell, doc: dict) -> None:  # noqa: ANN001
         status = doc["status"]
         extra = f" ({doc.get('failed_stage')}: {str(doc.get('reason'))[:300]})" if status != "done" else ""

@@ -80,7 +80,7 @@ class Runner:
             if not behind:
                 why = exc.problem if isinstance(exc, db.IndexUnavailable) else \
                     f"the results index {path}: {type(exc).__name__}: {exc}"
-                self.progress.note(f"WARNING: DuckDB index not updated: {why}. The run goes on and writes every "
+                self.progress.warn(f"DuckDB index not updated: {why}. The run goes on and writes every "
                                    f"result JSON; `harness db rebuild` catches the index up from them (later "
                                    f"cells try the index once, without waiting)")
             return
@@ -112,7 +112,7 @@ class Runner:
                               f"this machine. Unset DQBENCH_HOST_CAPS to run here (plan/validate/doctor accept it), "
                               f"or set {RUN_UNDER_OVERRIDE}=1 for runs with fake engines")
             if hid == "unprobed":
-                self.progress.note(f"WARNING: the engine probe failed ({host.get('error')}); results are stored as "
+                self.progress.warn(f"the engine probe failed ({host.get('error')}); results are stored as "
                                    f"host `unprobed`: run `harness doctor --refresh` to see why")
             # index the whole plan first, so infeasible and pending cells are visible while we work
             mine = {c.cell_id: self.store.read(c.cell_id, hid) for c in plan.cells}  # each result read once
@@ -155,7 +155,7 @@ class Runner:
             self.progress.finish_matrix()
             if self._unindexed:
                 missed = len({plan["cell_id"] for plan, _ in self._unindexed})
-                self.progress.note(f"WARNING: the DuckDB index {self.settings.db_path} still misses {missed} "
+                self.progress.warn(f"the DuckDB index {self.settings.db_path} still misses {missed} "
                                    f"cell(s) of this run; their JSON results are written: run `harness db "
                                    f"rebuild` once the file is free")
         return outcome

@@ -113,3 +113,8 @@ def test_stage_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
     p.stage("evaluate")  # a new stage starts a fresh line
     p.update({"what": "y", "unit": "steps", "done": 1, "total": 5, "t": 1.0})
     assert "y 1/5 steps" in buf.getvalue()
+
+
+def test_a_warning_reaches_stderr_even_when_quiet(capsys):
+    Progress(quiet=True).warn("the DuckDB index is held")
+    assert capsys.readouterr().err == "WARNING: the DuckDB index is held\n"

@@ -20,6 +20,9 @@ class Notes:
     def note(self, msg: str) -> None:
         self.lines.append(msg)
 
+    def warn(self, msg: str) -> None:  # shown even with --quiet (harness/progress.py)
+        self.lines.append(f"WARNING: {msg}")
+
 
 def _doc(cell_id: str) -> tuple[dict, dict]:
     d = dict(DOC, cell_id=cell_id, plan=dict(DOC["plan"], cell_id=cell_id))
