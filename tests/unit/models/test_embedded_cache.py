@@ -82,3 +82,47 @@ def test_leftover_partial_of_an_earlier_version_is_removed(source, tmp_path):
     (old / "model").mkdir(parents=True)
     src.prepare(tmp_path / "p.log")
     assert src.ready() and not old.exists()
+
+
+RACE = """
+import json, os, sys, time
+from pathlib import Path
+from types import SimpleNamespace
+from harness.models import embedded
+from harness.settings import load_settings
+
+def slow_stage(module, args, log, settings, **kw):  # the dequantization, slow enough for the two to overlap
+    out = Path(args[args.index("--out") + 1])
+    with open(os.environ["DQ_TEST_JOURNAL"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    (out / "config.json").write_text("{}")
+    time.sleep(1.5)
+    (out / "model.safetensors").write_bytes(b"w" * 512)
+
+embedded.run_stage = slow_stage
+src = embedded.EmbeddedSource(SimpleNamespace(name="smollm2-135m"), load_settings())
+src.prepare(Path(sys.argv[1]))
+print(json.dumps({"ready": src.ready(), "weights": (src.dir / "model.safetensors").stat().st_size}), flush=True)
+"""
+
+
+def test_two_cells_preparing_the_model_at_once_prepare_it_once(source, tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    repo = Path(__file__).resolve().parents[3]
+    monkeypatch.setenv("DQ_TEST_JOURNAL", str(tmp_path / "journal"))
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(RACE), str(tmp_path / f"p{i}.log")], cwd=repo,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(repo)}) for i in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert json.loads(out.splitlines()[-1]) == {"ready": True, "weights": 512}
+    assert len((tmp_path / "journal").read_text().split()) == 1
+    logs = [tmp_path / f"p{i}.log" for i in range(2)]  # the fake stage writes none: only a waiter's log exists
+    assert sum("waiting for the embedded model" in p.read_text() for p in logs if p.is_file()) == 1
+    src, _ = source
+    assert src.ready() and not leftovers(src.dir)
