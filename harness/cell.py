@@ -221,10 +221,9 @@ def _execute(cell: CellPlan, settings: Settings, progress: Progress, store: Resu
 def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progress) -> dict:  # noqa: ANN001
     """The cell's student: trained (or found in the student cache), after the served teacher has answered
     the prompt set when the method trains on its generations. Returns the lineage block of the result."""
-    from harness.compress.base import Artefact
     from harness.distill.cost import for_student
     from harness.distill.data import TrainData
-    from harness.distill.generate import generate
+    from harness.distill.generate import read_generations
 
     spec = cell.student
     distiller = distillers.get(spec.kind)(spec)
@@ -234,23 +233,13 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
     gens, gen_info = None, None
     if distiller.needs_generations:
         gens = distiller.generations_path(teacher_fp, data.fingerprint(), settings)
-        if not gens.is_file() and not distiller.is_built(teacher_fp, data, settings):
-            progress.note(f"teacher answers {spec.num_prompts} prompts ({spec.prompts}) for {spec.name}")
-            server = servers.get(cell.teacher_serving.kind)(cell.teacher_serving, settings.python, cell.device)
-            from harness.compress.identity import DTYPE
-
-            dtype = DTYPE[cell.compute_dtype]  # the teacher answers in the lineage's reference dtype
-            teacher_name = f"dq-teacher-{cell.teacher_id or cell.cell_id}"  # one name per served teacher
-            handle = server.start(Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None,
-                                           bits_per_weight=16.0), teacher_name, logs / "teacher-server.log",
-                                  cell.model.trust_remote_code)
-            try:
-                gen_info = generate(handle.base_url, teacher_name, data.prompts(spec.prompts, spec.num_prompts), gens,
-                                    max_tokens=spec.max_new_tokens, temperature=spec.generation_temperature,
-                                    seed=spec.seed, on_progress=None if progress.quiet else progress.update)
-            finally:
-                handle.stop()
-            progress.note(f"teacher generations: {gen_info['completion_tokens']} tokens in {gen_info['wall_s']} s")
+        prompts = data.prompts(spec.prompts, spec.num_prompts)
+        # one teacher server per answer set: a second cell that needs the same answers (a Ray neighbour)
+        # waits here, then finds them written, instead of starting an idle teacher of its own
+        with file_lock(gens.with_name(gens.name + ".serve.lock"), what=f"the teacher answering for {spec.name}",
+                       on_wait=progress.note):
+            if read_generations(gens, prompts) is None and not distiller.is_built(teacher_fp, data, settings):
+                gen_info = _teacher_answers(cell, teacher_dir, prompts, gens, settings, logs, progress)
     student = distiller.build(cell, teacher_dir, teacher_fp, data, settings, logs / "distill.log", gens)
     rec = student.record
     if not student.reused and rec.get("loss_curve"):
@@ -262,6 +251,31 @@ def _distill(cell: CellPlan, source, settings: Settings, logs, progress: Progres
     return {"kind": spec.kind, "name": spec.name, "student_key": student.key, "path": str(student.path),
             "reused": student.reused, "teacher_id": cell.teacher_id, "teacher": teacher_fp,
             "generation": gen_info, "record": rec, "cost": cost}
+
+
+def _teacher_answers(cell: CellPlan, teacher_dir, prompts: list[str], gens, settings: Settings, logs,  # noqa: ANN001
+                     progress: Progress) -> dict:
+    """Serve the teacher, have it answer `prompts` into `gens`, stop it; the generation summary."""
+    from harness.compress.base import Artefact
+    from harness.compress.identity import DTYPE
+    from harness.distill.generate import generate
+
+    spec = cell.student
+    progress.note(f"teacher answers {spec.num_prompts} prompts ({spec.prompts}) for {spec.name}")
+    server = servers.get(cell.teacher_serving.kind)(cell.teacher_serving, settings.python, cell.device)
+    dtype = DTYPE[cell.compute_dtype]  # the teacher answers in the lineage's reference dtype
+    teacher_name = f"dq-teacher-{cell.teacher_id or cell.cell_id}"  # one name per served teacher
+    handle = server.start(Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None,
+                                   bits_per_weight=16.0), teacher_name, logs / "teacher-server.log",
+                          cell.model.trust_remote_code)
+    try:
+        info = generate(handle.base_url, teacher_name, prompts, gens, max_tokens=spec.max_new_tokens,
+                        temperature=spec.generation_temperature, seed=spec.seed,
+                        on_progress=None if progress.quiet else progress.update)
+    finally:
+        handle.stop()
+    progress.note(f"teacher generations: {info['completion_tokens']} tokens in {info['wall_s']} s")
+    return info
 
 
 def failed_doc(cell: CellPlan, stage: str, reason: str, log_tail: str = "", settings: Settings | None = None) -> dict:

@@ -269,9 +269,7 @@ def wait_reporter(log: Path | None = None) -> Callable[[str], None]:
         from harness import proc
 
         rec = {"what": msg, "unit": "", "done": "", "total": None, "t": round(time.time(), 3)}
-        # the callback progress_to installed (proc keeps it private; read it so a wait shows where stages do)
-        var = getattr(proc, "_SINK", None)
-        sink = var.get() if var is not None else None
+        sink = proc.progress_sink()  # the cell's live line, where stages report theirs
         if sink is not None:
             sink(rec)
         elif os.environ.get(proc.PROGRESS_ENV):

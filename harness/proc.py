@@ -112,6 +112,11 @@ def progress_to(callback: ProgressCallback | None) -> Iterator[None]:
         _SINK.reset(token)
 
 
+def progress_sink() -> ProgressCallback | None:
+    """The callback `progress_to` installed for this thread, if any (for messages outside run_stage)."""
+    return _SINK.get()
+
+
 class StageProgress:
     """Child side: `update(done, total, loss=...)` appends `{"what", "unit", "done", "total", "t", ...}` to
     $DQBENCH_PROGRESS_FILE, at most one line per `every` seconds (the first, a changed total and `force`
