@@ -25,14 +25,20 @@ NOTHING_FITS = 4
 
 
 def _recommend_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="advisor", description="Recommend a configuration from measured cells.",
-                                 epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table. "
-                                        "Exit codes: 0 a recommendation, 4 nothing meets the constraints, 2 malformed "
-                                        "input, 3 no results or an unreadable results database (missing, locked by "
-                                        "another process, not a DuckDB file, damaged).")
+    ap = argparse.ArgumentParser(
+        prog="advisor",
+        description="Recommend a configuration from measured cells.",
+        epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table. "
+        "Exit codes: 0 a recommendation, 4 nothing meets the constraints, 2 malformed "
+        "input, 3 no results or an unreadable results database (missing, locked by "
+        "another process, not a DuckDB file, damaged).",
+    )
     ap.add_argument("--vram", help="device memory in GiB the deployment must fit (weights + KV + overhead)")
-    ap.add_argument("--max-drop", help="tolerated quality drop vs the uncompressed reference: '2%%' relative or "
-                                       "'1.5pt' absolute (percentage points for accuracies)")
+    ap.add_argument(
+        "--max-drop",
+        help="tolerated quality drop vs the uncompressed reference: '2%%' relative or "
+        "'1.5pt' absolute (percentage points for accuracies)",
+    )
     ap.add_argument("--task", help="quality task (default: the avg_acc aggregate)")
     ap.add_argument("--metric", help="quality metric of --task, e.g. acc")
     ap.add_argument("--context-len", default="4096", help="tokens per sequence the KV cache must hold")
@@ -45,8 +51,9 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
     ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
     ap.add_argument("--conservative", action="store_true", help="judge drops by the upper end of their 95%% CI")
-    ap.add_argument("--host", help="whose results: a host id, or 'all' (default: this host's; `harness doctor` "
-                                   "names it)")
+    ap.add_argument(
+        "--host", help="whose results: a host id, or 'all' (default: this host's; `harness doctor` names it)"
+    )
     ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
     ap.add_argument("--top", default="5", help="how many recommendations to list")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
@@ -75,17 +82,27 @@ def _estimate(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{a.model}: {model['params'] / 1e9:.2f}B parameters; KV for {a.context_len} tokens x "
-                    f"{a.concurrency}")
+    t = Table(
+        title=f"{a.model}: {model['params'] / 1e9:.2f}B parameters; KV for {a.context_len} tokens x {a.concurrency}"
+    )
     for col in ("precision", "bits", "weights GB", "weights GiB", "KV GiB", "overhead GiB", "total GiB"):
         t.add_column(col, justify="right")
     for r in rows:
         kv = "?" if r["kv_gib"] is None else f"{r['kv_gib']:.2f}"
-        t.add_row(r["precision"], str(r["bits"]), f"{r['weights_gb']:.1f}", f"{r['weights_gib']:.2f}", kv,
-                  f"{r['overhead_gib']:.1f}", f"{r['total_gib']:.2f}" + ("" if r["kv_gib"] is not None else "+KV"))
+        t.add_row(
+            r["precision"],
+            str(r["bits"]),
+            f"{r['weights_gb']:.1f}",
+            f"{r['weights_gib']:.2f}",
+            kv,
+            f"{r['overhead_gib']:.1f}",
+            f"{r['total_gib']:.2f}" + ("" if r["kv_gib"] is not None else "+KV"),
+        )
     Console().print(t)
-    print("weights GB = parameters x bits / 8 (decimal GB, the usual rule of thumb); KV and overhead are "
-          "estimates (overhead: CUDA context, activations, vLLM buffers).")
+    print(
+        "weights GB = parameters x bits / 8 (decimal GB, the usual rule of thumb); KV and overhead are "
+        "estimates (overhead: CUDA context, activations, vLLM buffers)."
+    )
     return 0
 
 
@@ -94,8 +111,11 @@ def host_scope(requested: str | None) -> dict:
     if requested and requested != "all":
         return {"host": requested, "label": requested}
     if requested == "all":
-        return {"host": "all", "label": "all hosts", "note": "--host all: figures from different hosts are "
-                                                            "ranked together; each row names its host"}
+        return {
+            "host": "all",
+            "label": "all hosts",
+            "note": "--host all: figures from different hosts are ranked together; each row names its host",
+        }
     try:
         from harness.settings import load_settings
         from harness.store.hosts import this_host
@@ -104,9 +124,12 @@ def host_scope(requested: str | None) -> dict:
     except Exception as exc:  # noqa: BLE001 - any failure of the probe: fall back, and say so
         host = {"host_id": None, "error": f"{type(exc).__name__}: {exc}"}
     if host.get("host_id") in (None, "unprobed"):
-        return {"host": "all", "label": "all hosts",
-                "note": f"this host could not be probed ({str(host.get('error'))[:200]}), so every host's results "
-                        f"are used; pass --host ID to pick one"}
+        return {
+            "host": "all",
+            "label": "all hosts",
+            "note": f"this host could not be probed ({str(host.get('error'))[:200]}), so every host's results "
+            f"are used; pass --host ID to pick one",
+        }
     return {"host": host["host_id"], "label": f"{host.get('label')} [{host['host_id']}] (this host)"}
 
 
@@ -122,13 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     a = _recommend_parser().parse_args(argv)
     try:
         c = Constraints(
-            vram_gib=parse_positive("--vram", a.vram), max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
-            task=a.task, metric=a.metric, context_len=int(parse_positive("--context-len", a.context_len, True)),
+            vram_gib=parse_positive("--vram", a.vram),
+            max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
+            task=a.task,
+            metric=a.metric,
+            context_len=int(parse_positive("--context-len", a.context_len, True)),
             concurrency=int(parse_positive("--concurrency", a.concurrency, True)),
-            min_tok_s=parse_positive("--min-tok-s", a.min_tok_s), max_ttft_ms=parse_positive("--max-ttft-ms", a.max_ttft_ms),
-            ttft_stat=a.ttft_stat, objective=a.objective, gpu_price=parse_positive("--gpu-price", a.gpu_price),
-            model=a.model, conservative=a.conservative, device=a.device,
-            top=int(parse_positive("--top", a.top, True)))
+            min_tok_s=parse_positive("--min-tok-s", a.min_tok_s),
+            max_ttft_ms=parse_positive("--max-ttft-ms", a.max_ttft_ms),
+            ttft_stat=a.ttft_stat,
+            objective=a.objective,
+            gpu_price=parse_positive("--gpu-price", a.gpu_price),
+            model=a.model,
+            conservative=a.conservative,
+            device=a.device,
+            top=int(parse_positive("--top", a.top, True)),
+        )
     except AdvisorInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -140,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         db = load_settings().db_path
     scope = host_scope(a.host)
     try:
-        frame = load_frame(db, c.task, c.metric, c.concurrency, c.model,
-                           host=None if scope["host"] == "all" else scope["host"])
+        frame = load_frame(
+            db, c.task, c.metric, c.concurrency, c.model, host=None if scope["host"] == "all" else scope["host"]
+        )
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

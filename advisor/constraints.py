@@ -30,8 +30,10 @@ def parse_max_drop(text: str) -> MaxDrop:
     t = text.strip().lower()
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%|pt|pts|points?)", t)
     if not m:
-        raise AdvisorInputError(f"--max-drop {text!r}: use a relative drop like '2%' or absolute points like "
-                                f"'1.5pt' (percentage points for accuracies, metric units otherwise)")
+        raise AdvisorInputError(
+            f"--max-drop {text!r}: use a relative drop like '2%' or absolute points like "
+            f"'1.5pt' (percentage points for accuracies, metric units otherwise)"
+        )
     v = float(m.group(1))
     if not math.isfinite(v):  # 400 digits read as inf
         raise AdvisorInputError(f"--max-drop {text!r}: expected a finite drop like '2%' or '1.5pt'")
@@ -85,7 +87,9 @@ class Constraints:
         if self.device not in ("gpu", "cpu"):
             raise AdvisorInputError(f"--device {self.device!r}: choose gpu or cpu")
         if (self.task is None) != (self.metric is None):
-            raise AdvisorInputError("--task and --metric go together (e.g. --task dq_arc_easy --metric acc); "
-                                    "leave both out for the default aggregate")
+            raise AdvisorInputError(
+                "--task and --metric go together (e.g. --task dq_arc_easy --metric acc); "
+                "leave both out for the default aggregate"
+            )
         if self.top < 1:
             raise AdvisorInputError(f"--top {self.top}: must be at least 1")

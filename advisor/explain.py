@@ -31,8 +31,10 @@ def drop_text(row: dict, rec: Recommendation) -> str:
         return "the reference itself (drop 0 by definition)"
     how = ", paired bootstrap" if str(row.get("ci_kind", "")).startswith("paired") else ""
     if rel:
-        return (f"{row['drop'] * 100:+.1f}% relative drop (95% CI {row['drop_lo'] * 100:+.1f}% to "
-                f"{row['drop_hi'] * 100:+.1f}%{how})")
+        return (
+            f"{row['drop'] * 100:+.1f}% relative drop (95% CI {row['drop_lo'] * 100:+.1f}% to "
+            f"{row['drop_hi'] * 100:+.1f}%{how})"
+        )
     return f"{row['drop']:+.2f} pt drop (95% CI {row['drop_lo']:+.2f} to {row['drop_hi']:+.2f}{how})"
 
 
@@ -41,8 +43,9 @@ def serve_command(row: dict, rec: Recommendation) -> str:
     c = rec.constraints
     model = row.get("artefact_model") or row.get("model")
     if row.get("engine") == "llamacpp":
-        return (f"llama-server -m {model} -c {c.context_len * c.concurrency} -np {c.concurrency}"
-                + (" -ngl 99" if c.device == "gpu" else ""))
+        return f"llama-server -m {model} -c {c.context_len * c.concurrency} -np {c.concurrency}" + (
+            " -ngl 99" if c.device == "gpu" else ""
+        )
     parts = ["vllm serve", str(model), f"--max-model-len {c.context_len}", f"--max-num-seqs {c.concurrency}"]
     dtype = DTYPE.get(row["precision"])
     if dtype:
@@ -60,62 +63,96 @@ def decision(rec: Recommendation) -> str:
         for name, r in rec.rejected.items():
             n = r["nearest"]
             src = f", {n.get('mem_src')}" if name == "memory" and n.get("mem_src") else ""
-            parts.append(f"{r['count']} fail {name}; nearest: {n['model']} {n['precision']}/{n['method']}/"
-                         f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src}).")
+            parts.append(
+                f"{r['count']} fail {name}; nearest: {n['model']} {n['precision']}/{n['method']}/"
+                f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src})."
+            )
         if "memory" in rec.rejected and "quality" not in rec.rejected:
-            parts.append("Quality is not the obstacle, memory is: a lower precision or a distilled student "
-                         "is the lever (quantize first; distill when even int4 does not fit).")
+            parts.append(
+                "Quality is not the obstacle, memory is: a lower precision or a distilled student "
+                "is the lever (quantize first; distill when even int4 does not fit)."
+            )
         elif "quality" in rec.rejected and "memory" not in rec.rejected:
-            parts.append("Memory is not the obstacle, quality is: loosen --max-drop, or try a gentler method "
-                         "(8-bit, a calibrated method such as GPTQ/AWQ) before distilling.")
+            parts.append(
+                "Memory is not the obstacle, quality is: loosen --max-drop, or try a gentler method "
+                "(8-bit, a calibrated method such as GPTQ/AWQ) before distilling."
+            )
         return " ".join(parts)
     w = rec.ranked.iloc[0].to_dict()
     same_host = f["host_id"] == w["host_id"] if "host_id" in f else True
     ref = f[(f["cell_id"] == w["root_id"]) & same_host]  # the reference as measured on the winner's host
     ref = ref.iloc[0].to_dict() if not ref.empty else None
     label = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
-    out = [f"Recommended: {label}, best on {c.objective} among {len(rec.ranked)} configuration(s) that meet "
-           f"every constraint; its figures were measured on {_host(w)}."]
+    out = [
+        f"Recommended: {label}, best on {c.objective} among {len(rec.ranked)} configuration(s) that meet "
+        f"every constraint; its figures were measured on {_host(w)}."
+    ]
     if w["method"] == "none" and w["distill"] == "none":
-        out.append(f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
-                   f"({w['mem_src']}) for {c.context_len} tokens x {c.concurrency} sequence(s)"
-                   + (f" of {c.vram_gib:g} GiB" if c.vram_gib else "") + ", so no compression is needed to fit.")
+        out.append(
+            f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
+            f"({w['mem_src']}) for {c.context_len} tokens x {c.concurrency} sequence(s)"
+            + (f" of {c.vram_gib:g} GiB" if c.vram_gib else "")
+            + ", so no compression is needed to fit."
+        )
         r = rec.ranked
-        better = r[(r["method"] != "none") & (r["tok_s"] > w["tok_s"])
-                   & ((r["host_id"] == w["host_id"]) if "host_id" in r else True)]  # same host: comparable
+        better = r[
+            (r["method"] != "none")
+            & (r["tok_s"] > w["tok_s"])
+            & ((r["host_id"] == w["host_id"]) if "host_id" in r else True)
+        ]  # same host: comparable
         if not better.empty:
             b = better.iloc[0]
-            out.append(f"{b['precision']}/{b['method']} would raise throughput to {_f(b['tok_s'])} tok/s "
-                       f"within the drop limit, if throughput matters more than fidelity.")
+            out.append(
+                f"{b['precision']}/{b['method']} would raise throughput to {_f(b['tok_s'])} tok/s "
+                f"within the drop limit, if throughput matters more than fidelity."
+            )
     elif w["distill"] == "none":
-        out.append(f"Quantizing with {w['method']} to {w['precision']} needs about {_f(w['mem_need_gib'])} GiB "
-                   f"({w.get('mem_src', 'estimated')})"
-                   + (f" vs {_f(ref['mem_need_gib'])} GiB ({ref.get('mem_src', 'estimated')}) for the reference"
-                      if ref else "")
-                   + f" and costs {drop_text(w, rec)} on {rec.measure}.")
+        out.append(
+            f"Quantizing with {w['method']} to {w['precision']} needs about {_f(w['mem_need_gib'])} GiB "
+            f"({w.get('mem_src', 'estimated')})"
+            + (
+                f" vs {_f(ref['mem_need_gib'])} GiB ({ref.get('mem_src', 'estimated')}) for the reference"
+                if ref
+                else ""
+            )
+            + f" and costs {drop_text(w, rec)} on {rec.measure}."
+        )
         if ref is not None and c.vram_gib and ref["mem_need_gib"] > c.vram_gib:
-            out.append("The reference does not fit the budget: quantization is what makes deployment possible "
-                       "(quantize first when the model already does the job).")
+            out.append(
+                "The reference does not fit the budget: quantization is what makes deployment possible "
+                "(quantize first when the model already does the job)."
+            )
         elif ref is not None:
-            out.append(f"The reference fits too; the quantized model wins on {c.objective} "
-                       f"({_f(w['tok_s'])} vs {_f(ref.get('tok_s'))} tok/s measured).")
+            out.append(
+                f"The reference fits too; the quantized model wins on {c.objective} "
+                f"({_f(w['tok_s'])} vs {_f(ref.get('tok_s'))} tok/s measured)."
+            )
     else:
-        out.append(f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB "
-                   f"({w.get('mem_src', 'estimated')}) and costs "
-                   f"{drop_text(w, rec)} on {rec.measure}: distillation pays when the teacher cannot fit or "
-                   f"the domain is narrow; quantizing the student as well is the at-scale option.")
+        out.append(
+            f"A distilled student ({w['distill']}) needs about {_f(w['mem_need_gib'])} GiB "
+            f"({w.get('mem_src', 'estimated')}) and costs "
+            f"{drop_text(w, rec)} on {rec.measure}: distillation pays when the teacher cannot fit or "
+            f"the domain is narrow; quantizing the student as well is the at-scale option."
+        )
         tokens = w.get("train_tokens")
         if tokens is not None and not (isinstance(tokens, float) and math.isnan(tokens)):
-            out.append(f"Training it ({w.get('distill_kind')}) took {_f(w.get('train_s'), '.0f')} s for {int(tokens):,} "
-                       f"tokens here; the same recipe at the reference size over a real budget is estimated at "
-                       f"~{_f(w.get('ref_gpu_hours'))} GPU-hours (${_f(w.get('ref_usd'), '.0f')}), a one-off cost "
-                       f"quantization does not have.")
+            out.append(
+                f"Training it ({w.get('distill_kind')}) took {_f(w.get('train_s'), '.0f')} s for {int(tokens):,} "
+                f"tokens here; the same recipe at the reference size over a real budget is estimated at "
+                f"~{_f(w.get('ref_gpu_hours'))} GPU-hours (${_f(w.get('ref_usd'), '.0f')}), a one-off cost "
+                f"quantization does not have."
+            )
     devices = sorted(set(rec.ranked["device"].dropna()))
     if c.device == "gpu" and devices and devices != ["cuda"]:
-        out.append(f"Throughput and latency were measured on {', '.join(devices)}: they rank configurations "
-                   f"against each other but are not what a GPU will deliver. "
-                   + ("Its memory need is the measured GPU peak of its run." if w.get("mem_src") == "measured" else
-                      f"Weights are {w['weights_src']}; KV cache and runtime overhead are estimated."))
+        out.append(
+            f"Throughput and latency were measured on {', '.join(devices)}: they rank configurations "
+            f"against each other but are not what a GPU will deliver. "
+            + (
+                "Its memory need is the measured GPU peak of its run."
+                if w.get("mem_src") == "measured"
+                else f"Weights are {w['weights_src']}; KV cache and runtime overhead are estimated."
+            )
+        )
     flags = []
     if not bool(w.get("same_engine", True)):
         flags.append(f"served by {w['engine']} while its reference ran on {w['ref_engine']}")

@@ -43,15 +43,23 @@ def resolve_model(text: str) -> dict:
     cfg_path = p / "config.json" if p.is_dir() else p
     arch = known_arch(text) or (arch_from_config(json.loads(cfg_path.read_text())) if cfg_path.is_file() else None)
     if arch is not None:
-        return {"name": text, "params": arch.params, "num_layers": arch.num_layers,
-                "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
-                "kv_bytes_per_token": arch.kv_bytes_per_token()}
-    raise ValueError(f"{text!r}: give a size like 7B or 70B, a known model ({', '.join(KNOWN)}), or a path to "
-                     f"a config.json or checkpoint folder")
+        return {
+            "name": text,
+            "params": arch.params,
+            "num_layers": arch.num_layers,
+            "num_kv_heads": arch.num_kv_heads,
+            "head_dim": arch.head_dim,
+            "kv_bytes_per_token": arch.kv_bytes_per_token(),
+        }
+    raise ValueError(
+        f"{text!r}: give a size like 7B or 70B, a known model ({', '.join(KNOWN)}), or a path to "
+        f"a config.json or checkpoint folder"
+    )
 
 
-def estimate_table(model: dict, precisions: list[str], context_len: int, concurrency: int,
-                   overhead_gib: float = GPU_OVERHEAD_GIB) -> list[dict]:
+def estimate_table(
+    model: dict, precisions: list[str], context_len: int, concurrency: int, overhead_gib: float = GPU_OVERHEAD_GIB
+) -> list[dict]:
     rows = []
     kv = None
     if "kv_bytes_per_token" in model:
@@ -60,7 +68,15 @@ def estimate_table(model: dict, precisions: list[str], context_len: int, concurr
         if prec not in BITS:
             raise ValueError(f"precision {prec!r}: choose from {', '.join(BITS)}")
         w = weights_bytes(model["params"], BITS[prec])
-        rows.append({"precision": prec, "bits": BITS[prec], "weights_gb": w / 1e9, "weights_gib": w / GiB,
-                     "kv_gib": kv / GiB if kv is not None else None, "overhead_gib": overhead_gib,
-                     "total_gib": (w + (kv or 0)) / GiB + overhead_gib})
+        rows.append(
+            {
+                "precision": prec,
+                "bits": BITS[prec],
+                "weights_gb": w / 1e9,
+                "weights_gib": w / GiB,
+                "kv_gib": kv / GiB if kv is not None else None,
+                "overhead_gib": overhead_gib,
+                "total_gib": (w + (kv or 0)) / GiB + overhead_gib,
+            }
+        )
     return rows

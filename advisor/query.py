@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.spec.metrics import AGGREGATE, LOWER_IS_BETTER, PRIMARY  # constants only
+from harness.spec.metrics import LOWER_IS_BETTER, PRIMARY  # constants only
 
 
 class NoResultsError(RuntimeError):
@@ -38,8 +38,9 @@ def with_host(df: pd.DataFrame, label: bool = False) -> pd.DataFrame:
         df["host_id"] = UNKNOWN_HOST
     df["host_id"] = df["host_id"].fillna(UNKNOWN_HOST).astype(object)
     if label or "host_label" in df:
-        df["host_label"] = df["host_label"].where(df["host_label"].notna(), df["host_id"]) \
-            if "host_label" in df else df["host_id"]
+        df["host_label"] = (
+            df["host_label"].where(df["host_label"].notna(), df["host_id"]) if "host_label" in df else df["host_id"]
+        )
     return df
 
 
@@ -47,8 +48,9 @@ def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     """(cells, quality, perf). Every way the index can be unreadable (missing, held by another process's
     write connection, not a DuckDB file, damaged) is one NoResultsError naming the path and the fix."""
     if not Path(db_path).is_file():
-        raise NoResultsError(f"no results database at {db_path}; run `./dq run` (or `harness run MATRIX`) first, "
-                             f"or point --db at one")
+        raise NoResultsError(
+            f"no results database at {db_path}; run `./dq run` (or `harness run MATRIX`) first, or point --db at one"
+        )
     from harness.store.db import IndexUnavailable, reading  # duckdb only; waits a little for a writer
 
     try:
@@ -82,8 +84,14 @@ def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -
     return with_host(sel)[["cell_id", "host_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
 
 
-def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, task: str | None,
-                metric: str | None, concurrency: int) -> pd.DataFrame:
+def build_frame(
+    cells: pd.DataFrame,
+    quality: pd.DataFrame,
+    perf: pd.DataFrame,
+    task: str | None,
+    metric: str | None,
+    concurrency: int,
+) -> pd.DataFrame:
     """One row per done (cell, host) with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts;
     the reference is the root cell's result on the same host."""
     cells, quality, perf = with_host(cells, label=True), with_host(quality), with_host(perf)
@@ -92,16 +100,32 @@ def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, 
     done = cells[cells["status"] == "done"].copy()
     q = quality_frame(quality, task, metric)
     ref = done[["cell_id", "host_id", "root_id"]].merge(q, on=key)
-    ref = ref.merge(q.rename(columns={"cell_id": "root_id", "value": "ref_value", "stderr": "ref_stderr",
-                                      "task_hash": "ref_task_hash", "lm_eval_version": "ref_lm_eval"}),
-                    on=["root_id", "host_id", "task"], how="inner")  # only tasks both were scored on, same host
+    ref = ref.merge(
+        q.rename(
+            columns={
+                "cell_id": "root_id",
+                "value": "ref_value",
+                "stderr": "ref_stderr",
+                "task_hash": "ref_task_hash",
+                "lm_eval_version": "ref_lm_eval",
+            }
+        ),
+        on=["root_id", "host_id", "task"],
+        how="inner",
+    )  # only tasks both were scored on, same host
     ref["var"] = ref["stderr"].fillna(0) ** 2
     ref["ref_var"] = ref["ref_stderr"].fillna(0) ** 2
     ref["same_task"] = ref["task_hash"] == ref["ref_task_hash"]
     ref["same_lm_eval"] = ref["lm_eval_version"] == ref["ref_lm_eval"]
-    g = ref.groupby(key).agg(q=("value", "mean"), q_ref=("ref_value", "mean"), var=("var", "sum"),
-                             ref_var=("ref_var", "sum"), n_tasks=("task", "count"),
-                             same_task=("same_task", "all"), same_lm_eval=("same_lm_eval", "all"))
+    g = ref.groupby(key).agg(
+        q=("value", "mean"),
+        q_ref=("ref_value", "mean"),
+        var=("var", "sum"),
+        ref_var=("ref_var", "sum"),
+        n_tasks=("task", "count"),
+        same_task=("same_task", "all"),
+        same_lm_eval=("same_lm_eval", "all"),
+    )
     # stderr of a mean of k independent task scores: sqrt(sum var) / k
     g["q_se"] = np.sqrt(g["var"]) / g["n_tasks"]
     g["q_ref_se"] = np.sqrt(g["ref_var"]) / g["n_tasks"]
@@ -112,13 +136,19 @@ def build_frame(cells: pd.DataFrame, quality: pd.DataFrame, perf: pd.DataFrame, 
     # throughput at the measured concurrency closest to (not above, when possible) the requested one
     conc = perf[perf["profile"].isin(["concurrency", "synchronous"])].copy() if len(perf) else perf
     if len(conc):
-        conc["dist"] = np.where(conc["level"] <= concurrency, concurrency - conc["level"],
-                                1e6 + conc["level"] - concurrency)
+        conc["dist"] = np.where(
+            conc["level"] <= concurrency, concurrency - conc["level"], 1e6 + conc["level"] - concurrency
+        )
         best = conc.sort_values([*key, "dist"]).groupby(key).head(1)
-        best = best.rename(columns={"level": "tok_s_level", "output_tok_s": "tok_s",
-                                    "ttft_ms_p50": "ttft_p50_at", "ttft_ms_p99": "ttft_p99_at"})
-        frame = frame.merge(best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]],
-                            on=key, how="left")
+        best = best.rename(
+            columns={
+                "level": "tok_s_level",
+                "output_tok_s": "tok_s",
+                "ttft_ms_p50": "ttft_p50_at",
+                "ttft_ms_p99": "ttft_p99_at",
+            }
+        )
+        frame = frame.merge(best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]], on=key, how="left")
     else:
         frame["tok_s_level"] = frame["tok_s"] = np.nan
     return frame
@@ -130,27 +160,37 @@ def hosts_in(cells: pd.DataFrame) -> dict[str, str]:
     return dict(zip(cells["host_id"], cells["host_label"]))
 
 
-def load_frame(db_path: Path, task: str | None, metric: str | None, concurrency: int,
-               model: str | None = None, host: str | None = None) -> pd.DataFrame:
+def load_frame(
+    db_path: Path,
+    task: str | None,
+    metric: str | None,
+    concurrency: int,
+    model: str | None = None,
+    host: str | None = None,
+) -> pd.DataFrame:
     """The frame for `recommend`; `host` keeps one host's rows (None: every host's)."""
     cells, quality, perf = read_tables(db_path)
     if host is not None:
         known = hosts_in(cells)
         if host not in known:
             have = "; ".join(f"{h} ({lbl})" for h, lbl in sorted(known.items())) or "none"
-            raise NoResultsError(f"--host {host}: no results from that host in {db_path} (hosts: {have}); pass "
-                                 f"--host ID for one of them or --host all")
+            raise NoResultsError(
+                f"--host {host}: no results from that host in {db_path} (hosts: {have}); pass "
+                f"--host ID for one of them or --host all"
+            )
         cells = cells[cells["host_id"] == host]
     if model is not None:
         known = sorted(cells["model"].unique())
         if model not in known:
-            raise NoResultsError(f"--model {model!r}: no cells of that model in the results (have: "
-                                 f"{', '.join(known) or 'none'})")
+            raise NoResultsError(
+                f"--model {model!r}: no cells of that model in the results (have: {', '.join(known) or 'none'})"
+            )
         cells = cells[cells["model"] == model]
     if task is not None and not ((quality["task"] == task) & (quality["metric"] == metric)).any():
         have = sorted({f"{t}/{m}" for t, m in zip(quality["task"], quality["metric"])})
-        raise NoResultsError(f"--task {task} --metric {metric}: not measured in these results (have: "
-                             f"{', '.join(have) or 'none'})")
+        raise NoResultsError(
+            f"--task {task} --metric {metric}: not measured in these results (have: {', '.join(have) or 'none'})"
+        )
     frame = build_frame(cells, quality, perf, task, metric, concurrency)
     if frame.empty:
         raise NoResultsError("no finished cells in the results yet; run a matrix first")

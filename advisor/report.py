@@ -11,8 +11,24 @@ import pandas as pd
 
 from advisor.views import PARETO_VIEWS, cells_table, pareto_mask, read_all
 
-SUMMARY = ["cell_id", "host_label", "model", "precision", "method", "distill", "status", "size_gib", "peak_mem_gib",
-           "output_tok_s", "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "q", "drop", "reason"]
+SUMMARY = [
+    "cell_id",
+    "host_label",
+    "model",
+    "precision",
+    "method",
+    "distill",
+    "status",
+    "size_gib",
+    "peak_mem_gib",
+    "output_tok_s",
+    "ttft_ms_p50",
+    "ttft_ms_p99",
+    "tpot_ms_p50",
+    "q",
+    "drop",
+    "reason",
+]
 
 
 def pareto_png(d: pd.DataFrame, x: str, label: str, lower: bool, path: Path) -> None:
@@ -55,16 +71,21 @@ def write_report(db_path: Path, cell_ids: list[str], out_dir: Path, title: str) 
         images.append((label, png))
     summary = table[SUMMARY]
     summary.to_csv(out_dir / "summary.csv", index=False)
-    imgs = "".join(f"<figure><img alt='{html.escape(lbl)}' src='data:image/png;base64,"
-                   f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>quality drop vs {html.escape(lbl)}"
-                   f"</figcaption></figure>" for lbl, p in images)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:0 1em 1em 0}"
-            f"</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>{len(table)} cells ({len(done)} done). Quality drop: avg_acc relative to each cell's uncompressed "
-            f"reference on the same host. Figures measured on the host named in each row (host_label).</p>{imgs}"
-            f"{summary.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}</body></html>")
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(lbl)}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>quality drop vs {html.escape(lbl)}"
+        f"</figcaption></figure>"
+        for lbl, p in images
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:0 1em 1em 0}"
+        f"</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{len(table)} cells ({len(done)} done). Quality drop: avg_acc relative to each cell's uncompressed "
+        f"reference on the same host. Figures measured on the host named in each row (host_label).</p>{imgs}"
+        f"{summary.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}</body></html>"
+    )
     out = out_dir / "report.html"
     out.write_text(page)
     return out

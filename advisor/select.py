@@ -84,8 +84,11 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
         f.loc[paired, "drop_hi"] = (f["paired_drop_ci_hi"] * unit)[paired]
         f.loc[paired, "ci_kind"] = "paired bootstrap over the same items"
     f["drop_used"] = f["drop_hi"] if c.conservative else f["drop"]
-    measure = (f"{c.task}/{c.metric}" if c.task else "avg_acc (mean of ARC-Easy acc, HellaSwag acc_norm, "
-                                                     "LAMBADA acc over tasks both cells were scored on)")
+    measure = (
+        f"{c.task}/{c.metric}"
+        if c.task
+        else "avg_acc (mean of ARC-Easy acc, HellaSwag acc_norm, LAMBADA acc over tasks both cells were scored on)"
+    )
     return f, measure
 
 
@@ -96,8 +99,11 @@ def check(f: pd.DataFrame, c: Constraints) -> dict[str, tuple[pd.Series, pd.Seri
         out["memory"] = (f["mem_need_gib"] <= c.vram_gib, f["mem_need_gib"] - c.vram_gib, "GiB over")
     if c.max_drop is not None:
         lim = c.max_drop.value
-        out["quality"] = (f["drop_used"] <= lim + 1e-12, f["drop_used"] - lim,
-                          "over the drop limit" + (" (upper 95% bound)" if c.conservative else ""))
+        out["quality"] = (
+            f["drop_used"] <= lim + 1e-12,
+            f["drop_used"] - lim,
+            "over the drop limit" + (" (upper 95% bound)" if c.conservative else ""),
+        )
     if c.min_tok_s is not None:
         out["throughput"] = (f["tok_s"] >= c.min_tok_s, c.min_tok_s - f["tok_s"], "tok/s short")
     if c.max_ttft_ms is not None:
@@ -107,8 +113,11 @@ def check(f: pd.DataFrame, c: Constraints) -> dict[str, tuple[pd.Series, pd.Seri
 
 
 SORT = {  # objective -> (column, ascending)
-    "throughput": ("tok_s", False), "latency": (None, True), "cost": ("cost_per_mtok", True),
-    "memory": ("mem_need_gib", True), "quality": ("drop_used", True),
+    "throughput": ("tok_s", False),
+    "latency": (None, True),
+    "cost": ("cost_per_mtok", True),
+    "memory": ("mem_need_gib", True),
+    "quality": ("drop_used", True),
 }
 
 
@@ -128,15 +137,24 @@ def recommend(frame: pd.DataFrame, c: Constraints) -> Recommendation:
             m = miss[~ok]
             known = m.dropna()
             nearest = bad.loc[known.idxmin()] if not known.empty else bad.iloc[0]
-            rejected[name] = {"count": len(bad), "unit": unit, "nearest": nearest.to_dict(),
-                              "miss": float(known.min()) if not known.empty else None,
-                              "unknown": int(m.isna().sum())}
+            rejected[name] = {
+                "count": len(bad),
+                "unit": unit,
+                "nearest": nearest.to_dict(),
+                "miss": float(known.min()) if not known.empty else None,
+                "unknown": int(m.isna().sum()),
+            }
     col, asc = SORT[c.objective]
     if c.objective == "latency":
         col = f"ttft_ms_{c.ttft_stat}"
     f["objective_value"] = f[col]
     ok = f[passes]
-    ranked = ok.sort_values(["objective_value", "drop_used", "mem_need_gib", "cell_id"],
-                            ascending=[asc, True, True, True], na_position="last", kind="mergesort")
-    return Recommendation(constraints=c, measure=measure, ranked=ranked.reset_index(drop=True),
-                          rejected=rejected, frame=f)
+    ranked = ok.sort_values(
+        ["objective_value", "drop_used", "mem_need_gib", "cell_id"],
+        ascending=[asc, True, True, True],
+        na_position="last",
+        kind="mergesort",
+    )
+    return Recommendation(
+        constraints=c, measure=measure, ranked=ranked.reset_index(drop=True), rejected=rejected, frame=f
+    )

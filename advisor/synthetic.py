@@ -9,15 +9,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PRECISIONS = [("bf16", "none", 16), ("int8", "gptq", 8), ("int8", "rtn", 8), ("fp8", "rtn", 8),
-              ("int4", "gptq", 4), ("int4", "awq", 4), ("int4", "rtn", 4)]
+PRECISIONS = [
+    ("bf16", "none", 16),
+    ("int8", "gptq", 8),
+    ("int8", "rtn", 8),
+    ("fp8", "rtn", 8),
+    ("int4", "gptq", 4),
+    ("int4", "awq", 4),
+    ("int4", "rtn", 4),
+]
 
 
 SYNTHETIC_HOST = {"host_id": "synth0000000", "host_label": "synthetic GPU host · 1× H100"}
 
 
-def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def synthetic_tables(
+    n_models: int, seed: int = 0, distill: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(cells, quality, perf) of one synthetic host (SYNTHETIC_HOST)."""
     rng = np.random.default_rng(seed)
     cells, quality, perf = [], [], []
@@ -27,7 +35,7 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
         kv = 2.0 * layers * 8 * 128 * 2
         base_acc = rng.uniform(0.4, 0.8)
         base_tok = rng.uniform(500, 3000) / (params / 8e9) ** 0.5
-        for student in (["none", "kd"] if distill else ["none"]):
+        for student in ["none", "kd"] if distill else ["none"]:
             s_params = params * (0.5 if student == "kd" else 1.0)
             s_acc = base_acc - (0.05 if student == "kd" else 0.0)
             root = None
@@ -41,31 +49,68 @@ def synthetic_tables(n_models: int, seed: int = 0, distill: bool = True
                 acc = s_acc - (16 - bits) * rng.uniform(0.0005, 0.004)
                 tok = base_tok * (16 / bits) ** 0.6 * (2 if student == "kd" else 1) * rng.uniform(0.95, 1.05)
                 ttft = 50 + 2e-8 * s_params / (16 / bits) * rng.uniform(0.9, 1.1)
-                cells.append({
-                    "cell_id": cid, **SYNTHETIC_HOST, "matrix": "synthetic", "model": f"model-{m}", "precision": prec,
-                    "method": method,
-                    "method_kind": method, "distill": student, "engine": "vllm", "device": "cuda", "status": "done",
-                    "reason": None, "parent_id": parent, "params": int(s_params), "kv_bytes_per_token": kv,
-                    "size_gib": s_params * (bits + (0.125 if bits < 16 else 0)) / 8 / 2**30, "bits_per_weight": bits,
-                    "peak_mem_gib": s_params * bits / 8 / 2**30 + 2.0, "output_tok_s": tok, "req_s": tok / 128, "ttft_ms_p50": ttft,
-                    "ttft_ms_p99": ttft * 1.8, "tpot_ms_p50": 1000 / tok, "lm_eval_version": "0.4.13",
-                    "artefact_model": f"/models/{cid}",
-                })
+                cells.append(
+                    {
+                        "cell_id": cid,
+                        **SYNTHETIC_HOST,
+                        "matrix": "synthetic",
+                        "model": f"model-{m}",
+                        "precision": prec,
+                        "method": method,
+                        "method_kind": method,
+                        "distill": student,
+                        "engine": "vllm",
+                        "device": "cuda",
+                        "status": "done",
+                        "reason": None,
+                        "parent_id": parent,
+                        "params": int(s_params),
+                        "kv_bytes_per_token": kv,
+                        "size_gib": s_params * (bits + (0.125 if bits < 16 else 0)) / 8 / 2**30,
+                        "bits_per_weight": bits,
+                        "peak_mem_gib": s_params * bits / 8 / 2**30 + 2.0,
+                        "output_tok_s": tok,
+                        "req_s": tok / 128,
+                        "ttft_ms_p50": ttft,
+                        "ttft_ms_p99": ttft * 1.8,
+                        "tpot_ms_p50": 1000 / tok,
+                        "lm_eval_version": "0.4.13",
+                        "artefact_model": f"/models/{cid}",
+                    }
+                )
                 for task, metric in (("dq_arc_easy", "acc"), ("dq_hellaswag", "acc_norm"), ("dq_lambada", "acc")):
                     v = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
-                    quality.append({"cell_id": cid, "host_id": SYNTHETIC_HOST["host_id"], "task": task, "metric": metric,
-                                    "value": v,
-                                    "stderr": float(np.sqrt(v * (1 - v) / 500)), "task_hash": f"h-{task}",
-                                    "n": 500, "limit_items": 500, "num_fewshot": 0,
-                                    "lm_eval_version": "0.4.13"})
+                    quality.append(
+                        {
+                            "cell_id": cid,
+                            "host_id": SYNTHETIC_HOST["host_id"],
+                            "task": task,
+                            "metric": metric,
+                            "value": v,
+                            "stderr": float(np.sqrt(v * (1 - v) / 500)),
+                            "task_hash": f"h-{task}",
+                            "n": 500,
+                            "limit_items": 500,
+                            "num_fewshot": 0,
+                            "lm_eval_version": "0.4.13",
+                        }
+                    )
                 for level, f in ((1, 0.2), (8, 0.7), (32, 1.0)):
-                    perf.append({"cell_id": cid, "host_id": SYNTHETIC_HOST["host_id"], "profile": "concurrency",
-                                 "level": level, "output_tok_s": tok * f,
-                                 "ttft_ms_p50": ttft * (1 + level / 16), "ttft_ms_p99": ttft * 1.8 * (1 + level / 16)})
+                    perf.append(
+                        {
+                            "cell_id": cid,
+                            "host_id": SYNTHETIC_HOST["host_id"],
+                            "profile": "concurrency",
+                            "level": level,
+                            "output_tok_s": tok * f,
+                            "ttft_ms_p50": ttft * (1 + level / 16),
+                            "ttft_ms_p99": ttft * 1.8 * (1 + level / 16),
+                        }
+                    )
     return pd.DataFrame(cells), pd.DataFrame(quality), pd.DataFrame(perf)
 
 
-def write_synthetic_db(path, n_models: int, seed: int = 0) -> int:  # noqa: ANN001
+def write_synthetic_db(path, n_models: int, seed: int = 0) -> int:
     """A DuckDB file in the index's schema holding synthetic tables; returns the number of cells."""
     import duckdb
 

@@ -18,18 +18,59 @@ from advisor.constraints import Constraints
 from advisor.query import build_frame, with_host
 from advisor.select import add_quality
 
-TABLE_COLS = ["cell_id", "host_label", "matrix", "model", "precision", "method", "distill", "engine", "device", "status",
-              "reason",
-              "size_gib", "bits_per_weight", "peak_mem_gib", "output_tok_s", "req_s", "ttft_ms_p50", "ttft_ms_p99",
-              "tpot_ms_p50", "tpot_ms_p99", "q", "q_ref", "drop", "drop_lo", "drop_hi", "kld_mean", "kld_p99",
-              "top1_agreement", "ppl_ratio", "paired_drop", "paired_drop_ci_lo", "paired_drop_ci_hi", "compress_s",
-              "scored_by", "parent_id", "teacher_id", "distill_kind", "train_tokens", "train_s", "heldout_ce",
-              "ref_gpu_hours", "gpu_peak_gib", "host_id", "key"]
+TABLE_COLS = [
+    "cell_id",
+    "host_label",
+    "matrix",
+    "model",
+    "precision",
+    "method",
+    "distill",
+    "engine",
+    "device",
+    "status",
+    "reason",
+    "size_gib",
+    "bits_per_weight",
+    "peak_mem_gib",
+    "output_tok_s",
+    "req_s",
+    "ttft_ms_p50",
+    "ttft_ms_p99",
+    "tpot_ms_p50",
+    "tpot_ms_p99",
+    "q",
+    "q_ref",
+    "drop",
+    "drop_lo",
+    "drop_hi",
+    "kld_mean",
+    "kld_p99",
+    "top1_agreement",
+    "ppl_ratio",
+    "paired_drop",
+    "paired_drop_ci_lo",
+    "paired_drop_ci_hi",
+    "compress_s",
+    "scored_by",
+    "parent_id",
+    "teacher_id",
+    "distill_kind",
+    "train_tokens",
+    "train_s",
+    "heldout_ce",
+    "ref_gpu_hours",
+    "gpu_peak_gib",
+    "host_id",
+    "key",
+]
 KEY = ["cell_id", "host_id"]
 
 
-def _has_table(con, name: str) -> bool:  # noqa: ANN001 - an index written before the table existed
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+def _has_table(con, name: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+    )
 
 
 def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
@@ -38,10 +79,12 @@ def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
 
     with reading(Path(db_path)) as con:
         flips = con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()
-        return {"cells": with_host(con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(), label=True),
-                "quality": with_host(con.execute("SELECT * FROM quality").df()),
-                "perf": with_host(con.execute("SELECT * FROM perf").df()),
-                "flips": with_host(flips) if len(flips.columns) else flips}
+        return {
+            "cells": with_host(con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(), label=True),
+            "quality": with_host(con.execute("SELECT * FROM quality").df()),
+            "perf": with_host(con.execute("SELECT * FROM perf").df()),
+            "flips": with_host(flips) if len(flips.columns) else flips,
+        }
 
 
 def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> pd.DataFrame:
@@ -110,8 +153,21 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
 
     perf = mine(t["perf"]).sort_values(["profile", "level"])
     q = t["quality"]
-    cols = [c for c in ("task", "metric", "value", "stderr", "n", "limit_items", "num_fewshot", "task_hash",
-                        "lm_eval_version") if c in q]
+    cols = [
+        c
+        for c in (
+            "task",
+            "metric",
+            "value",
+            "stderr",
+            "n",
+            "limit_items",
+            "num_fewshot",
+            "task_hash",
+            "lm_eval_version",
+        )
+        if c in q
+    ]
     quality = mine(q)[cols]
     by_id = cells.drop_duplicates("cell_id").set_index("cell_id")  # lineage is the cells' config: any host
     lineage = []
@@ -127,15 +183,23 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
     with reading(Path(db_path)) as con:
         has_host = "host_id" in _columns(con, "cells")
         if has_host:
-            row = con.execute("SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",
-                              [cell_id, host_id]).fetchone()
+            row = con.execute(
+                "SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",
+                [cell_id, host_id],
+            ).fetchone()
         else:  # an index from before hosts
             row = con.execute("SELECT result_json FROM cells WHERE cell_id = ?", [cell_id]).fetchone()
     doc = json.loads(row[0]) if row and row[0] else {}
     fl = t.get("flips", pd.DataFrame())
     flips = mine(fl).drop(columns=["cell_id", "host_id"]) if len(fl) else pd.DataFrame()
-    return {"perf": perf, "quality": quality, "lineage": list(reversed(lineage)), "doc": doc, "flips": flips,
-            "host_id": host_id}
+    return {
+        "perf": perf,
+        "quality": quality,
+        "lineage": list(reversed(lineage)),
+        "doc": doc,
+        "flips": flips,
+        "host_id": host_id,
+    }
 
 
 def compare(table: pd.DataFrame, ids: list[str]) -> pd.DataFrame:

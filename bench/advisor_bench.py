@@ -21,7 +21,7 @@ from advisor.select import recommend
 from advisor.synthetic import synthetic_tables, write_synthetic_db
 
 
-def best_of(fn, n: int = 5) -> float:  # noqa: ANN001
+def best_of(fn, n: int = 5) -> float:
     times = []
     for _ in range(n):
         t = time.perf_counter()

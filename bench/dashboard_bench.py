@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from advisor.synthetic import write_synthetic_db  # noqa: E402
-from tests.fakes.browser import browser_page, dashboard  # noqa: E402
+from advisor.synthetic import write_synthetic_db
+from tests.fakes.browser import browser_page, dashboard
 
 
-def first_paint(page, url: str) -> float:  # noqa: ANN001
+def first_paint(page, url: str) -> float:
     t = time.perf_counter()
     page.goto(url)
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=120_000)

@@ -15,8 +15,8 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -36,8 +36,10 @@ SCHEMES = {
     "w8a8": ("int8", {"kind": "rtn", "precisions": ["int8"]}),
     "w8a16": ("int8", {"kind": "rtn", "precisions": ["int8"], "options": {"activations": 16}}),
     "w4a16": ("int4", {"kind": "rtn", "precisions": ["int4"], "group_size": 64}),
-    "w4a16-asym": ("int4", {"kind": "awq", "precisions": ["int4"], "group_size": 64, "calibration_samples": 4,
-                            "calibration_seq_len": 64}),
+    "w4a16-asym": (
+        "int4",
+        {"kind": "awq", "precisions": ["int4"], "group_size": 64, "calibration_samples": 4, "calibration_seq_len": 64},
+    ),
     "gguf-q8": ("int8", {"kind": "gguf", "precisions": ["int8"]}),
     "gguf-q4km": ("int4", {"kind": "gguf", "precisions": ["int4"]}),
 }
@@ -49,10 +51,11 @@ def why_failed(log: Path) -> str:
 
 
 def _post(base_url: str, body: dict) -> tuple[dict, float]:
-    req = urllib.request.Request(base_url + "/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base_url + "/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     t = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=300) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(req, timeout=300) as r:
         out = json.loads(r.read())
     return out, time.perf_counter() - t
 
@@ -60,24 +63,52 @@ def _post(base_url: str, body: dict) -> tuple[dict, float]:
 def complete(base_url: str, model: str, n: int = 3, max_tokens: int = 32, prefill_tokens: int = 256) -> dict:
     """Greedy text, decode tok/s at concurrency 1 (best of n), and the latency of a `prefill_tokens`-long
     prompt with one output token (prefill-bound: where an emulated bf16 costs most)."""
-    first, _ = _post(base_url, {"model": model, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0})
-    walls = [_post(base_url, {"model": model, "prompt": "The capital of France is", "max_tokens": max_tokens,
-                              "temperature": 0, "ignore_eos": True})[1] for _ in range(n)]
+    first, _ = _post(
+        base_url, {"model": model, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
+    )
+    walls = [
+        _post(
+            base_url,
+            {
+                "model": model,
+                "prompt": "The capital of France is",
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+            },
+        )[1]
+        for _ in range(n)
+    ]
     # token ids, exactly prefill_tokens long, different on every repetition: a prefix cache (vLLM's, or
     # llama-server's cache_prompt) must not turn the second try into a lookup
-    prefill = min(_post(base_url, {"model": model, "max_tokens": 1, "temperature": 0,
-                                   "prompt": [(7 * i + 13 * rep) % 20000 + 100 for i in range(prefill_tokens)]})[1]
-                  for rep in range(n))
-    return {"text": first["choices"][0]["text"][:40], "tok_s": round(max_tokens / min(walls), 1),
-            f"prefill{prefill_tokens}_ms": round(prefill * 1000)}
+    prefill = min(
+        _post(
+            base_url,
+            {
+                "model": model,
+                "max_tokens": 1,
+                "temperature": 0,
+                "prompt": [(7 * i + 13 * rep) % 20000 + 100 for i in range(prefill_tokens)],
+            },
+        )[1]
+        for rep in range(n)
+    )
+    return {
+        "text": first["choices"][0]["text"][:40],
+        "tok_s": round(max_tokens / min(walls), 1),
+        f"prefill{prefill_tokens}_ms": round(prefill * 1000),
+    }
 
 
 def matrix_for(schemes: list[str]) -> dict:
     m = yaml.safe_load((REPO_ROOT / "matrices" / "smollm2-cpu.yaml").read_text())
     m.update(name="scheme-support", students=[])
     m["methods"] = {k: spec for k in schemes if (spec := SCHEMES[k][1])}
-    m["axes"] = {"precision": sorted({SCHEMES[k][0] for k in schemes}), "method": ["none", *m["methods"]],
-                 "distill": ["none"]}
+    m["axes"] = {
+        "precision": sorted({SCHEMES[k][0] for k in schemes}),
+        "method": ["none", *m["methods"]],
+        "distill": ["none"],
+    }
     m["hardware"] = {"device": "cpu"}
     return m
 
@@ -100,8 +131,12 @@ def main() -> None:
             work, logs = Path(tmp) / label, Path(tmp) / "logs" / label
             work.mkdir(parents=True)
             logs.mkdir(parents=True)
-            row = {"scheme": label, "engine": cell.serving.kind, "compute_dtype": cell.compute_dtype,
-                   "plan": "feasible" if cell.status == "planned" else "infeasible"}
+            row = {
+                "scheme": label,
+                "engine": cell.serving.kind,
+                "compute_dtype": cell.compute_dtype,
+                "plan": "feasible" if cell.status == "planned" else "infeasible",
+            }
             handle = None
             try:
                 from harness.models.sources import source_for
@@ -115,21 +150,29 @@ def main() -> None:
                 row.update(measured="runs", **complete(handle.base_url, handle.model_name))
             except Exception as exc:  # noqa: BLE001 - the failure is the measurement
                 log = logs / "server.log"
-                row.update(measured="fails", why=why_failed(log) if log.is_file() else f"{type(exc).__name__}: {exc}"[:300])
+                row.update(
+                    measured="fails", why=why_failed(log) if log.is_file() else f"{type(exc).__name__}: {exc}"[:300]
+                )
             finally:
                 if handle is not None:
                     handle.stop()
             row["agrees"] = (row["plan"] == "feasible") == (row["measured"] == "runs")
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\nhost {caps.host_id}: {caps.label}; vLLM kernel library {caps.vllm.kernel_lib if caps.vllm else '-'}; "
-          f"{caps.dtype_note('cpu')}")
-    print(f"{'scheme':<11} {'engine':<9} {'dtype':<5} {'plan':<10} {'measured':<8} {'tok/s c1':>8} "
-          f"{'prefill 256 ms':>14}  note")
+    print(
+        f"\nhost {caps.host_id}: {caps.label}; vLLM kernel library {caps.vllm.kernel_lib if caps.vllm else '-'}; "
+        f"{caps.dtype_note('cpu')}"
+    )
+    print(
+        f"{'scheme':<11} {'engine':<9} {'dtype':<5} {'plan':<10} {'measured':<8} {'tok/s c1':>8} "
+        f"{'prefill 256 ms':>14}  note"
+    )
     for r in rows:
-        print(f"{r['scheme']:<11} {r['engine']:<9} {r['compute_dtype']:<5} {r['plan']:<10} {r['measured']:<8} "
-              f"{r.get('tok_s', ''):>8} {r.get('prefill256_ms', ''):>14}  "
-              f"{'' if r['agrees'] else 'PLAN DISAGREES: '}{r.get('why', '')}")
+        print(
+            f"{r['scheme']:<11} {r['engine']:<9} {r['compute_dtype']:<5} {r['plan']:<10} {r['measured']:<8} "
+            f"{r.get('tok_s', ''):>8} {r.get('prefill256_ms', ''):>14}  "
+            f"{'' if r['agrees'] else 'PLAN DISAGREES: '}{r.get('why', '')}"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps({"host": caps.host_block(), "rows": rows}, indent=2))
 

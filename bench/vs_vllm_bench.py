@@ -25,19 +25,50 @@ from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.models import VLLMServing
 
-VLLM_BENCH = ("import sys, argparse\nfrom vllm.benchmarks.serve import add_cli_args, main\n"
-              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-              "p = FlexibleArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n")
+VLLM_BENCH = (
+    "import sys, argparse\nfrom vllm.benchmarks.serve import add_cli_args, main\n"
+    "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+    "p = FlexibleArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n"
+)
 
 
-def vllm_bench(python: str, handle, model_dir: str, n: int, conc: int, inp: int, out: int, seed: int) -> dict:  # noqa: ANN001
+def vllm_bench(python: str, handle, model_dir: str, n: int, conc: int, inp: int, out: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        args = ["--backend", "vllm", "--base-url", f"http://127.0.0.1:{handle.port}", "--model", model_dir,
-                "--served-model-name", handle.model_name, "--dataset-name", "random", "--random-input-len", str(inp),
-                "--random-output-len", str(out), "--num-prompts", str(n), "--max-concurrency", str(conc),
-                "--request-rate", "inf", "--ignore-eos", "--num-warmups", "0", "--seed", str(seed),
-                "--save-result", "--result-dir", d, "--result-filename", "r.json", "--disable-tqdm",
-                "--temperature", "0"]
+        args = [
+            "--backend",
+            "vllm",
+            "--base-url",
+            f"http://127.0.0.1:{handle.port}",
+            "--model",
+            model_dir,
+            "--served-model-name",
+            handle.model_name,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(inp),
+            "--random-output-len",
+            str(out),
+            "--num-prompts",
+            str(n),
+            "--max-concurrency",
+            str(conc),
+            "--request-rate",
+            "inf",
+            "--ignore-eos",
+            "--num-warmups",
+            "0",
+            "--seed",
+            str(seed),
+            "--save-result",
+            "--result-dir",
+            d,
+            "--result-filename",
+            "r.json",
+            "--disable-tqdm",
+            "--temperature",
+            "0",
+        ]
         r = subprocess.run([python, "-c", VLLM_BENCH, *args], capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"vllm bench failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
@@ -51,9 +82,13 @@ def main() -> None:
     ap.add_argument("--input", type=int, default=128)
     ap.add_argument("--output", type=int, default=64)
     ap.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--prompts", choices=["text", "random"], default="text",
-                    help="text: dqbench's real-text windows; random: token ids built like vLLM's random dataset "
-                         "((offset + i + arange(len)) % vocab), to separate prompt effects from client effects")
+    ap.add_argument(
+        "--prompts",
+        choices=["text", "random"],
+        default="text",
+        help="text: dqbench's real-text windows; random: token ids built like vLLM's random dataset "
+        "((offset + i + arange(len)) % vocab), to separate prompt effects from client effects",
+    )
     a = ap.parse_args()
     settings = load_settings()
     model_dir = str(settings.models_dir / "smollm2-135m-instruct")
@@ -61,8 +96,11 @@ def main() -> None:
     art = Artefact(model=model_dir, dtype="bfloat16", quantization=None, size_bytes=None, bits_per_weight=16)
     log = Path(tempfile.gettempdir()) / "dqbench-vs-vllm-server.log"
     h = server.start(art, "bench", log)
-    print(f"server up in {h.startup_s:.1f} s (eager={a.eager}, prompts={a.prompts}); {a.requests} requests/level, "
-          f"{a.input} in / {a.output} out tokens", flush=True)
+    print(
+        f"server up in {h.startup_s:.1f} s (eager={a.eager}, prompts={a.prompts}); {a.requests} requests/level, "
+        f"{a.input} in / {a.output} out tokens",
+        flush=True,
+    )
     gen = LoadGenerator(h.base_url, "bench", a.output, 600, server.request_extras)
     rows = []
     try:
@@ -73,8 +111,10 @@ def main() -> None:
             else:
                 rng = random.Random(c)
                 vocab = 49152
-                prompts = [[(off + i + j) % vocab for j in range(a.input)]
-                           for i, off in enumerate(rng.randrange(vocab) for _ in range(a.requests))]
+                prompts = [
+                    [(off + i + j) % vocab for j in range(a.input)]
+                    for i, off in enumerate(rng.randrange(vocab) for _ in range(a.requests))
+                ]
             order = ["ours", "vllm"] if i % 2 == 0 else ["vllm", "ours"]
             res = {}
             for who in order:
@@ -86,9 +126,12 @@ def main() -> None:
                     res["vllm"] = (v["output_throughput"], v["median_ttft_ms"], v["num_prompts"] - v["completed"])
             rows.append((c, res))
             o, v = res["ours"], res["vllm"]
-            print(f"concurrency {c:>3}: tok/s ours {o[0]:7.1f} vllm {v[0]:7.1f} ratio {o[0] / v[0]:.3f} | "
-                  f"TTFT p50 ours {o[1]:7.1f} ms vllm {v[1]:7.1f} ms ratio {o[1] / v[1]:.3f} | "
-                  f"failed {o[2]}/{v[2]}", flush=True)
+            print(
+                f"concurrency {c:>3}: tok/s ours {o[0]:7.1f} vllm {v[0]:7.1f} ratio {o[0] / v[0]:.3f} | "
+                f"TTFT p50 ours {o[1]:7.1f} ms vllm {v[1]:7.1f} ms ratio {o[1] / v[1]:.3f} | "
+                f"failed {o[2]}/{v[2]}",
+                flush=True,
+            )
     finally:
         h.stop()
     worst = max(max(abs(r["ours"][0] / r["vllm"][0] - 1), abs(r["ours"][1] / r["vllm"][1] - 1)) for _, r in rows)

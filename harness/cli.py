@@ -13,13 +13,17 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.markup import escape
+from rich.table import Table
 
 from harness.errors import DQError, PlanError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="dqbench harness: compress, serve, load-test and score LLM cells; results in DuckDB.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="dqbench harness: compress, serve, load-test and score LLM cells; results in DuckDB.",
+)
 # rich wraps at 80 columns on a pipe; tables of cells need more
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -30,7 +34,7 @@ def _fail(exc: DQError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _load(path: Path):  # noqa: ANN202
+def _load(path: Path):
     from harness.plan import plan_matrix
     from harness.settings import load_settings
     from harness.spec import load_matrix
@@ -40,19 +44,22 @@ def _load(path: Path):  # noqa: ANN202
     return settings, matrix, plan_matrix(matrix, settings)
 
 
-def _nothing_runs(file: Path, p) -> PlanError | None:  # noqa: ANN001
+def _nothing_runs(file: Path, p) -> PlanError | None:
     """The error for a plan of which no cell can run on this host (every reason, per cell); None if one can.
     A run of it would do nothing and exit 0, which reads as success."""
     if any(c.status != "infeasible" for c in p.cells):
         return None
     host = (p.host or {}).get("label") or "this host"
     if not p.cells:
-        return PlanError(f"{file}: no grid point of {p.matrix} is a cell: " + "; ".join(p.skipped)
-                         + " (see docs/matrix.md, `axes`)")
-    return PlanError(f"{file}: no cell of {p.matrix} can run on {host}; every cell is infeasible:\n"
-                     + "\n".join(f"  - {c.label} [{c.cell_id}]: {c.reason}" for c in p.cells)
-                     + f"\n(`harness plan {file}` shows the plan; fix the reasons above or run it on a host that has "
-                       "what they name)")
+        return PlanError(
+            f"{file}: no grid point of {p.matrix} is a cell: " + "; ".join(p.skipped) + " (see docs/matrix.md, `axes`)"
+        )
+    return PlanError(
+        f"{file}: no cell of {p.matrix} can run on {host}; every cell is infeasible:\n"
+        + "\n".join(f"  - {c.label} [{c.cell_id}]: {c.reason}" for c in p.cells)
+        + f"\n(`harness plan {file}` shows the plan; fix the reasons above or run it on a host that has "
+        "what they name)"
+    )
 
 
 @app.command()
@@ -65,9 +72,14 @@ def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
         _fail(exc)
     runnable = sum(c.status != "infeasible" for c in p.cells)
     nothing = _nothing_runs(file, p)
-    out.print(f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
-              f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
-              f"{runnable} of {len(p.cells)} cell(s) can run", highlight=False, markup=False, soft_wrap=True)
+    out.print(
+        f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
+        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
+        f"{runnable} of {len(p.cells)} cell(s) can run",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     if nothing is not None:
         _fail(nothing)
 
@@ -89,37 +101,56 @@ def _status_rows(file: Path) -> tuple[list[dict], object, dict]:
         if doc is None and c.status != "infeasible":
             other = {h: d for h, d in store.hosts_of(c.cell_id).items() if d.get("status") == "done"}
             if other:
-                reason = "done on " + "; ".join(f"{(d.get('host') or {}).get('label')} [{h}]" for h, d in other.items()) \
+                reason = (
+                    "done on "
+                    + "; ".join(f"{(d.get('host') or {}).get('label')} [{h}]" for h, d in other.items())
                     + ", not on this host: `harness run` runs it here (results are per host)"
-        rows.append({
-            "cell_id": c.cell_id, "host_id": host["host_id"], "host_label": host.get("label"), "model": c.model.name,
-            "precision": c.precision, "method": c.method,
-            "distill": c.distill, "engine": c.serving.kind, "device": c.device, "status": status,
-            "reason": reason,
-            "reasons": c.reasons if c.status == "infeasible" else [r for r in [reason] if r],
-            "parent_id": c.parent_id, "estimate": c.estimate.model_dump() if c.estimate else None,
-            "metrics": flat_metrics(doc),
-        })
+                )
+        rows.append(
+            {
+                "cell_id": c.cell_id,
+                "host_id": host["host_id"],
+                "host_label": host.get("label"),
+                "model": c.model.name,
+                "precision": c.precision,
+                "method": c.method,
+                "distill": c.distill,
+                "engine": c.serving.kind,
+                "device": c.device,
+                "status": status,
+                "reason": reason,
+                "reasons": c.reasons if c.status == "infeasible" else [r for r in [reason] if r],
+                "parent_id": c.parent_id,
+                "estimate": c.estimate.model_dump() if c.estimate else None,
+                "metrics": flat_metrics(doc),
+            }
+        )
     return rows, plan, host
 
 
 def _host_line(host: dict) -> str:
     src = host.get("source") or ""
-    return f"host: {host.get('label')} [{host['host_id']}]" + (f" ({src})" if src.startswith("override") else "") \
+    return (
+        f"host: {host.get('label')} [{host['host_id']}]"
+        + (f" ({src})" if src.startswith("override") else "")
         + (f"; probe failed: {host['error']}" if host.get("error") else "")
+    )
 
 
 @app.command()
-def plan(file: Path = typer.Argument(..., help="matrix YAML"),
-         as_json: bool = typer.Option(False, "--json", help="print the plan as JSON")) -> None:
+def plan(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+) -> None:
     """Expand the grid into cells: id, status, estimated memory, and why a cell cannot run here."""
     try:
         rows, p, host = _status_rows(file)
     except DQError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps({"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}, indent=2,
-                         default=str))
+        print(
+            json.dumps({"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}, indent=2, default=str)
+        )
         return
     out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
@@ -127,8 +158,17 @@ def plan(file: Path = typer.Argument(..., help="matrix YAML"),
         t.add_column(col, no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
-        t.add_row(r["cell_id"], r["model"], r["precision"], r["method"], r["distill"], r["engine"], r["status"],
-                  f"{est:.2f}" if est is not None else "?", r["parent_id"] or "")
+        t.add_row(
+            r["cell_id"],
+            r["model"],
+            r["precision"],
+            r["method"],
+            r["distill"],
+            r["engine"],
+            r["status"],
+            f"{est:.2f}" if est is not None else "?",
+            r["parent_id"] or "",
+        )
     out.print(t)
     for r in rows:
         if r["status"] in ("infeasible", "failed") and r["reason"]:
@@ -136,13 +176,20 @@ def plan(file: Path = typer.Argument(..., help="matrix YAML"),
             for part in r["reasons"]:
                 out.print(f"  - {part}", highlight=False, soft_wrap=True, markup=False)
     if p.skipped:
-        out.print(f"{len(p.skipped)} grid point(s) are not cells: " + "; ".join(p.skipped[:5])
-                  + (" ..." if len(p.skipped) > 5 else ""), highlight=False, markup=False)
+        out.print(
+            f"{len(p.skipped)} grid point(s) are not cells: "
+            + "; ".join(p.skipped[:5])
+            + (" ..." if len(p.skipped) > 5 else ""),
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()
-def status(file: Path = typer.Argument(..., help="matrix YAML"),
-           as_json: bool = typer.Option(False, "--json", help="print cells with flat metrics as JSON")) -> None:
+def status(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print cells with flat metrics as JSON"),
+) -> None:
     """Status of every cell of a matrix, with headline metrics of finished ones."""
     try:
         rows, p, host = _status_rows(file)
@@ -162,18 +209,28 @@ def _print_status(rows: list[dict], matrix: str, host: dict) -> None:
     for r in rows:
         m = r["metrics"]
 
-        def f(k: str, fmt: str = ".1f") -> str:
+        def f(k: str, fmt: str = ".1f", m: dict = m) -> str:
             return format(m[k], fmt) if m.get(k) is not None else ""
 
-        q = "; ".join(f"{task}: " + ", ".join(f"{k}={v:.3g}" for k, v in ms.items() if v is not None)
-                      for task, ms in (m.get("quality") or {}).items())
-        t.add_row(r["cell_id"], r["host_id"], f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}", r["status"],
-                  f("output_tok_s"), f("ttft_ms_p50", ".0f"), f("tpot_ms_p50"), f("peak_mem_gib", ".2f"),
-                  q or (r["reason"] or "")[:120])
+        q = "; ".join(
+            f"{task}: " + ", ".join(f"{k}={v:.3g}" for k, v in ms.items() if v is not None)
+            for task, ms in (m.get("quality") or {}).items()
+        )
+        t.add_row(
+            r["cell_id"],
+            r["host_id"],
+            f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}",
+            r["status"],
+            f("output_tok_s"),
+            f("ttft_ms_p50", ".0f"),
+            f("tpot_ms_p50"),
+            f("peak_mem_gib", ".2f"),
+            q or (r["reason"] or "")[:120],
+        )
     out.print(t)
 
 
-def _answer(file: Path, settings) -> None:  # noqa: ANN001
+def _answer(file: Path, settings) -> None:
     """What a finished run prints: the results table, the advisor's pick for a default constraint on this
     host, and the command that opens the dashboard. The advisor runs as its own program (harness does not
     import advisor: the advisor reads the store, never the other way round)."""
@@ -185,27 +242,48 @@ def _answer(file: Path, settings) -> None:  # noqa: ANN001
     _print_status(rows, p.matrix, host)
     caps = host_caps(settings)
     device, mem = ("gpu", caps.gpu_memory_gib) if caps.device == "cuda" else ("cpu", caps.cpu.memory_gib)
-    args = ["--vram", f"{int(mem or 24)}", "--max-drop", "5%", "--device", device, "--db", str(settings.db_path),
-            "--top", "3"]
-    out.print(f"\nadvisor ({device} memory {int(mem or 24)} GiB, quality drop <= 5% of the reference): "
-              f"./dq advisor {' '.join(args[:6])}", highlight=False, markup=False)
+    args = [
+        "--vram",
+        f"{int(mem or 24)}",
+        "--max-drop",
+        "5%",
+        "--device",
+        device,
+        "--db",
+        str(settings.db_path),
+        "--top",
+        "3",
+    ]
+    out.print(
+        f"\nadvisor ({device} memory {int(mem or 24)} GiB, quality drop <= 5% of the reference): "
+        f"./dq advisor {' '.join(args[:6])}",
+        highlight=False,
+        markup=False,
+    )
     r = subprocess.run([sys.executable, "-m", "advisor.cli", *args], capture_output=True, text=True, timeout=120)
     out.print((r.stdout or r.stderr).rstrip(), highlight=False, markup=False, soft_wrap=True)
-    out.print("\nbrowse, filter and compare: ./dq dashboard   (streamlit on http://127.0.0.1:8501)",
-              highlight=False, markup=False)
+    out.print(
+        "\nbrowse, filter and compare: ./dq dashboard   (streamlit on http://127.0.0.1:8501)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
-def run(file: Path = typer.Argument(..., help="matrix YAML"),
-        force: bool = typer.Option(False, "--force", help="re-run cells that are already done"),
-        cell: list[str] = typer.Option(None, "--cell", help="run only these cell ids (repeatable)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
-        executor: str = typer.Option("local", "--executor", help="local (one cell after another) or ray"),
-        address: str = typer.Option(None, "--address", help="ray: cluster address (auto, ray://host:10001); "
-                                                           "default starts a local Ray instance"),
-        retries: int = typer.Option(2, "--retries", help="ray: retries of a cell whose worker died"),
-        shared_dir: str = typer.Option(None, "--shared-dir", help="ray: a path mounted on every node; required "
-                                                                   "with more than one node")) -> None:
+def run(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    force: bool = typer.Option(False, "--force", help="re-run cells that are already done"),
+    cell: list[str] = typer.Option(None, "--cell", help="run only these cell ids (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    executor: str = typer.Option("local", "--executor", help="local (one cell after another) or ray"),
+    address: str = typer.Option(
+        None, "--address", help="ray: cluster address (auto, ray://host:10001); default starts a local Ray instance"
+    ),
+    retries: int = typer.Option(2, "--retries", help="ray: retries of a cell whose worker died"),
+    shared_dir: str = typer.Option(
+        None, "--shared-dir", help="ray: a path mounted on every node; required with more than one node"
+    ),
+) -> None:
     """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""
     from harness.progress import Progress
     from harness.runner import Runner
@@ -229,12 +307,15 @@ def run(file: Path = typer.Argument(..., help="matrix YAML"),
         _fail(exc)
     except KeyboardInterrupt:
         err.print("interrupted: servers stopped; finished cells are kept, the interrupted one was not stored")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     counts: dict[str, int] = {}
     for s in outcome.values():
         counts[s] = counts.get(s, 0) + 1
-    err.print(f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
-              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
+    err.print(
+        f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+        highlight=False,
+    )
     if not quiet:
         try:
             _answer(file, settings)
@@ -264,8 +345,10 @@ def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help=
 
 
 @app.command()
-def report(file: Path = typer.Argument(..., help="matrix YAML"),
-           out_dir: Path = typer.Option(None, "--out", help="folder (default results/reports/MATRIX)")) -> None:
+def report(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    out_dir: Path = typer.Option(None, "--out", help="folder (default results/reports/MATRIX)"),
+) -> None:
     """Write the matrix's Pareto plots (PNG), summary CSV and a self-contained HTML page."""
     from advisor.report import write_report
 
@@ -281,42 +364,61 @@ def report(file: Path = typer.Argument(..., help="matrix YAML"),
 
 
 @app.command()
-def sensitivity(file: Path = typer.Argument(..., help="matrix YAML"),
-                method: str = typer.Option(..., "--method", help="a name under `methods:` (its grid is measured)"),
-                precision: str = typer.Option(None, "--precision", help="default: the method's first precision"),
-                model: str = typer.Option(None, "--model", help="default: the matrix's first model"),
-                windows: int = typer.Option(8, "--windows"), tokens: int = typer.Option(256, "--tokens"),
-                top: int = typer.Option(2, "--top", help="layers to keep in bf16 in the suggestion")) -> None:
+def sensitivity(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    method: str = typer.Option(..., "--method", help="a name under `methods:` (its grid is measured)"),
+    precision: str = typer.Option(None, "--precision", help="default: the method's first precision"),
+    model: str = typer.Option(None, "--model", help="default: the matrix's first model"),
+    windows: int = typer.Option(8, "--windows"),
+    tokens: int = typer.Option(256, "--tokens"),
+    top: int = typer.Option(2, "--top", help="layers to keep in bf16 in the suggestion"),
+) -> None:
     """Per-layer quantization sensitivity (KL when only that layer is quantized): a mixed-precision helper."""
     from harness.plan.sensitivity import scan
 
     try:
         settings, matrix, _ = _load(file)
-        doc = scan(matrix, method, settings, precision=precision, model=model, windows=windows, tokens=tokens,
-                   top=top)
+        doc = scan(matrix, method, settings, precision=precision, model=model, windows=windows, tokens=tokens, top=top)
     except DQError as exc:
         _fail(exc)
-    t = Table(title=f"{doc['model']} / {doc['method']} ({doc['precision']}): one layer quantized at a time, "
-                    f"{doc['windows']} x {doc['tokens']} tokens")
+    t = Table(
+        title=f"{doc['model']} / {doc['method']} ({doc['precision']}): one layer quantized at a time, "
+        f"{doc['windows']} x {doc['tokens']} tokens"
+    )
     for col in ("rank", "layer", "KLD mean", "top-1 agree", "ppl ratio", "params"):
         t.add_column(col)
     by = {r["layer"]: r for r in doc["layers"]}
     for i, layer in enumerate(doc["ranked"]):
         r = by[layer]
-        t.add_row(str(i + 1), str(layer), f"{r['kld_mean']:.5f}", f"{r['top1_agreement']:.1%}",
-                  f"{r['ppl_ratio']:.4f}", f"{r['params']:,}")
+        t.add_row(
+            str(i + 1),
+            str(layer),
+            f"{r['kld_mean']:.5f}",
+            f"{r['top1_agreement']:.1%}",
+            f"{r['ppl_ratio']:.4f}",
+            f"{r['params']:,}",
+        )
     out.print(t)
     a = doc["all_layers"]
-    out.print(f"every layer quantized: KLD {a['kld_mean']:.4f}, top-1 {a['top1_agreement']:.1%}, "
-              f"ppl ratio {a['ppl_ratio']:.3f}; stored {settings.results_dir / 'sensitivity' / doc['scan_id']}.json",
-              highlight=False, markup=False)
-    out.print(f"mixed precision, the {top} most sensitive layers in bf16:\n  ignore: "
-              + json.dumps(doc["suggested"]["ignore"]), highlight=False, markup=False)
+    out.print(
+        f"every layer quantized: KLD {a['kld_mean']:.4f}, top-1 {a['top1_agreement']:.1%}, "
+        f"ppl ratio {a['ppl_ratio']:.3f}; stored {settings.results_dir / 'sensitivity' / doc['scan_id']}.json",
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        f"mixed precision, the {top} most sensitive layers in bf16:\n  ignore: "
+        + json.dumps(doc["suggested"]["ignore"]),
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
-def doctor(as_json: bool = typer.Option(False, "--json", help="print the probe as JSON"),
-           refresh: bool = typer.Option(False, "--refresh", help="probe again instead of reading the cache")) -> None:
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="print the probe as JSON"),
+    refresh: bool = typer.Option(False, "--refresh", help="probe again instead of reading the cache"),
+) -> None:
     """What this host and its engine builds can run: CPU/ISA, GPUs, vLLM's kernels, llama.cpp, fast dtype."""
     from harness.hw.probe import host_caps
     from harness.hw.report import render_caps
@@ -349,13 +451,20 @@ def db_rebuild() -> None:
     try:
         # under the writer lock: a run's ingest between our read of the JSONs and the swap would be lost
         with writer_lock(settings.results_dir):
-            scans = [json.loads(p.read_text()) for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
-                     if not p.name.endswith((".raw.json", ".in.json"))]
+            scans = [
+                json.loads(p.read_text())
+                for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
+                if not p.name.endswith((".raw.json", ".in.json"))
+            ]
             r = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all(), scans)
     except DQError as exc:
         _fail(exc)
-    out.print(f"{settings.db_path}: rebuilt from {r.results} result file(s), kept {r.carried} planned/infeasible "
-              f"row(s) of the old index", highlight=False, markup=False)
+    out.print(
+        f"{settings.db_path}: rebuilt from {r.results} result file(s), kept {r.carried} planned/infeasible "
+        f"row(s) of the old index",
+        highlight=False,
+        markup=False,
+    )
     if r.note:
         err.print(f"note: {r.note}", highlight=False, markup=False, soft_wrap=True)
 

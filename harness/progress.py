@@ -66,8 +66,12 @@ class RateMeter:
         return (d1 - d0) / (t1 - t0) if t1 > t0 else None
 
 
-def matrix_eta(finished_walls: list[float], remaining: int, current_elapsed: float = 0.0,
-               estimates: list[float | None] | None = None) -> float | None:
+def matrix_eta(
+    finished_walls: list[float],
+    remaining: int,
+    current_elapsed: float = 0.0,
+    estimates: list[float | None] | None = None,
+) -> float | None:
     """Seconds until the matrix is done. `remaining` counts the cells not finished, the running one
     included (it has run `current_elapsed` s). A cell's estimate (the plan's, in `estimates`, one per
     remaining cell, running one first) wins; without one, the mean wall time of the finished cells; with
@@ -106,7 +110,9 @@ class LiveLine:
     def text(self) -> str:
         r, unit = self.rec, self.rec.get("unit") or ""
         done, total = r.get("done", 0), r.get("total")
-        parts = [f"{r.get('what', '?')} {_num(done)}" + (f"/{_num(total)}" if total else "") + (f" {unit}" if unit else "")]
+        parts = [
+            f"{r.get('what', '?')} {_num(done)}" + (f"/{_num(total)}" if total else "") + (f" {unit}" if unit else "")
+        ]
         rate = self.meter.rate
         if rate:
             parts.append(f"{rate:.2f} {unit or 'units'}/s" if rate < 10 else f"{rate:.0f} {unit or 'units'}/s")
@@ -118,7 +124,7 @@ class LiveLine:
         return " · ".join(parts)
 
 
-def _num(x) -> str:  # noqa: ANN001
+def _num(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
@@ -150,19 +156,27 @@ class Progress:
         else:
             self.console.print(f"[{time.monotonic() - self._t0:7.1f}s] {msg}", highlight=False)
 
-    def start_matrix(self, name: str, n: int, skipped: int = 0,
-                     estimates: dict[str, float] | None = None) -> None:
+    def start_matrix(self, name: str, n: int, skipped: int = 0, estimates: dict[str, float] | None = None) -> None:
         """`estimates`: expected wall seconds per cell id to run (the plan's), for the matrix ETA."""
         self._n, self._walls, self._estimates = n, [], dict(estimates or {})
         self._pending = list(self._estimates)
         self._matrix_t0 = time.monotonic()
-        self._print(f"matrix {name}: {n} cell(s) to run, {skipped} done or infeasible"
-                    + (f", about {fmt_duration(self.matrix_eta())}" if self.matrix_eta() else ""))
+        self._print(
+            f"matrix {name}: {n} cell(s) to run, {skipped} done or infeasible"
+            + (f", about {fmt_duration(self.matrix_eta())}" if self.matrix_eta() else "")
+        )
         if self.quiet or not self.console.is_terminal:
             return
-        self._rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
-                                  console=self.console, transient=False)
+        self._rich = RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=self.console,
+            transient=False,
+        )
         self._rich.start()
         self._matrix = self._rich.add_task(f"matrix {name}", total=n, eta=self._eta_text())
         self._cell = self._rich.add_task("cell", total=len(STAGES), visible=False, eta="")
@@ -181,7 +195,7 @@ class Progress:
         eta = self.matrix_eta()
         return f"ETA {fmt_duration(eta)}" if eta is not None else ""
 
-    def start_cell(self, cell) -> None:  # noqa: ANN001
+    def start_cell(self, cell) -> None:
         self._cell_t0 = time.monotonic()
         if cell.cell_id in self._pending:  # the running cell's estimate first
             self._pending.remove(cell.cell_id)
@@ -211,8 +225,13 @@ class Progress:
             text = self._live.text()
             if self._rich:
                 total = rec.get("total")
-                self._rich.update(self._live_task, visible=True, description=f"    {text}", total=total or None,
-                                  completed=rec.get("done") or 0)
+                self._rich.update(
+                    self._live_task,
+                    visible=True,
+                    description=f"    {text}",
+                    total=total or None,
+                    completed=rec.get("done") or 0,
+                )
                 self._rich.update(self._matrix, eta=self._eta_text())
                 return
             now = time.monotonic()
@@ -233,10 +252,12 @@ class Progress:
             if self._rich and self._live_task is not None:
                 self._rich.update(self._live_task, visible=False, description="", total=None, completed=0)
 
-    def level(self, lv) -> None:  # noqa: ANN001
-        self._print(f"  {lv.profile} {lv.level:g}: {lv.output_tok_s:.1f} out tok/s, {lv.req_s:.2f} req/s, "
-                    f"TTFT p50 {lv.ttft_ms['p50'] or float('nan'):.0f} ms, TPOT p50 "
-                    f"{lv.tpot_ms['p50'] or float('nan'):.1f} ms, failed {lv.failed}")
+    def level(self, lv) -> None:
+        self._print(
+            f"  {lv.profile} {lv.level:g}: {lv.output_tok_s:.1f} out tok/s, {lv.req_s:.2f} req/s, "
+            f"TTFT p50 {lv.ttft_ms['p50'] or float('nan'):.0f} ms, TPOT p50 "
+            f"{lv.tpot_ms['p50'] or float('nan'):.1f} ms, failed {lv.failed}"
+        )
 
     def note(self, msg: str) -> None:
         self._print(f"  {msg}")
@@ -250,7 +271,7 @@ class Progress:
         else:
             self._print(f"  WARNING: {msg}")
 
-    def end_cell(self, cell, doc: dict) -> None:  # noqa: ANN001
+    def end_cell(self, cell, doc: dict) -> None:
         status = doc["status"]
         extra = f" ({doc.get('failed_stage')}: {str(doc.get('reason'))[:300]})" if status != "done" else ""
         self._walls.append(float(doc.get("wall_s") or 0.0))
@@ -260,8 +281,10 @@ class Progress:
         self._clear_live()
         eta = self._eta_text() if len(self._walls) < self._n else ""
         elapsed = f"; matrix {fmt_duration(time.monotonic() - self._matrix_t0)} elapsed" if self._matrix_t0 else ""
-        self._print(f"cell {cell.cell_id} {status} in {doc['wall_s']:.0f} s{extra}"
-                    + (f"{elapsed}, {len(self._walls)}/{self._n} cells, {eta}" if eta and not self._rich else ""))
+        self._print(
+            f"cell {cell.cell_id} {status} in {doc['wall_s']:.0f} s{extra}"
+            + (f"{elapsed}, {len(self._walls)}/{self._n} cells, {eta}" if eta and not self._rich else "")
+        )
         if self._rich:
             self._rich.update(self._cell, visible=False)
             self._rich.update(self._matrix, advance=1, eta=eta)

@@ -83,8 +83,14 @@ model_sources.register("embedded", "harness.models.embedded:EmbeddedSource")
 model_sources.register("hub", "harness.models.sources:HubSource")
 model_sources.register("local", "harness.models.sources:LocalSource")
 
-FAMILIES = {"compressor": compressors, "server": servers, "evaluator": evaluators, "model_source": model_sources,
-            "distiller": distillers, "executor": executors}
+FAMILIES = {
+    "compressor": compressors,
+    "server": servers,
+    "evaluator": evaluators,
+    "model_source": model_sources,
+    "distiller": distillers,
+    "executor": executors,
+}
 
 
 def load_overrides(spec: str | None = None) -> None:
@@ -95,8 +101,9 @@ def load_overrides(spec: str | None = None) -> None:
         key, eq, target = item.partition("=")
         family, dot, name = key.partition(".")
         if not (eq and dot and ":" in target) or family not in FAMILIES:
-            raise ValueError(f"DQBENCH_PLUGINS entry {item!r}: expected FAMILY.NAME=module:attr with FAMILY in "
-                             f"{sorted(FAMILIES)}")
+            raise ValueError(
+                f"DQBENCH_PLUGINS entry {item!r}: expected FAMILY.NAME=module:attr with FAMILY in {sorted(FAMILIES)}"
+            )
         FAMILIES[family].override(name, target)
 
 

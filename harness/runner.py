@@ -31,9 +31,9 @@ from harness.registry import executors
 from harness.settings import Settings
 from harness.store import db
 from harness.store.hosts import normalized_host, this_host
+from harness.store.results import ResultStore
 
 RUN_UNDER_OVERRIDE = "DQBENCH_HOST_CAPS_RUN"  # opt-in: run (fake engines) under a host override
-from harness.store.results import ResultStore
 
 
 @contextmanager
@@ -44,8 +44,10 @@ def writer_lock(results_dir: Path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise DQError(f"another `harness run` is writing {results_dir} (lock {results_dir / '.writer.lock'}); "
-                      f"wait for it or point DQBENCH_RESULTS elsewhere") from None
+        raise DQError(
+            f"another `harness run` is writing {results_dir} (lock {results_dir / '.writer.lock'}); "
+            f"wait for it or point DQBENCH_RESULTS elsewhere"
+        ) from None
     try:
         yield
     finally:
@@ -54,8 +56,13 @@ def writer_lock(results_dir: Path):
 
 
 class Runner:
-    def __init__(self, settings: Settings, progress: Progress | None = None, executor: str = "local",
-                 executor_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        progress: Progress | None = None,
+        executor: str = "local",
+        executor_options: dict | None = None,
+    ) -> None:
         self.settings = settings
         self.store = ResultStore(settings.results_dir)
         self.progress = progress or Progress(quiet=True)
@@ -78,11 +85,16 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - any index problem: the results are safe in their JSONs
             self._unindexed.extend(items)
             if not behind:
-                why = exc.problem if isinstance(exc, db.IndexUnavailable) else \
-                    f"the results index {path}: {type(exc).__name__}: {exc}"
-                self.progress.warn(f"DuckDB index not updated: {why}. The run goes on and writes every "
-                                   f"result JSON; `harness db rebuild` catches the index up from them (later "
-                                   f"cells try the index once, without waiting)")
+                why = (
+                    exc.problem
+                    if isinstance(exc, db.IndexUnavailable)
+                    else f"the results index {path}: {type(exc).__name__}: {exc}"
+                )
+                self.progress.warn(
+                    f"DuckDB index not updated: {why}. The run goes on and writes every "
+                    f"result JSON; `harness db rebuild` catches the index up from them (later "
+                    f"cells try the index once, without waiting)"
+                )
             return
         self._unindexed = []
         if behind:
@@ -107,13 +119,17 @@ class Runner:
             hid = host["host_id"]
             if str(host.get("source", "")).startswith("override") and os.environ.get(RUN_UNDER_OVERRIDE) != "1":
                 # a preset's identity on real measurements would file this machine's figures under another host
-                raise PlanError(f"DQBENCH_HOST_CAPS={os.environ.get('DQBENCH_HOST_CAPS')} replaces the hardware probe; "
-                              f"results of this run would be stored as host {hid} ({host.get('label')}), not as "
-                              f"this machine. Unset DQBENCH_HOST_CAPS to run here (plan/validate/doctor accept it), "
-                              f"or set {RUN_UNDER_OVERRIDE}=1 for runs with fake engines")
+                raise PlanError(
+                    f"DQBENCH_HOST_CAPS={os.environ.get('DQBENCH_HOST_CAPS')} replaces the hardware probe; "
+                    f"results of this run would be stored as host {hid} ({host.get('label')}), not as "
+                    f"this machine. Unset DQBENCH_HOST_CAPS to run here (plan/validate/doctor accept it), "
+                    f"or set {RUN_UNDER_OVERRIDE}=1 for runs with fake engines"
+                )
             if hid == "unprobed":
-                self.progress.warn(f"the engine probe failed ({host.get('error')}); results are stored as "
-                                   f"host `unprobed`: run `harness doctor --refresh` to see why")
+                self.progress.warn(
+                    f"the engine probe failed ({host.get('error')}); results are stored as "
+                    f"host `unprobed`: run `harness doctor --refresh` to see why"
+                )
             # index the whole plan first, so infeasible and pending cells are visible while we work
             mine = {c.cell_id: self.store.read(c.cell_id, hid) for c in plan.cells}  # each result read once
             self._unindexed = []
@@ -128,15 +144,20 @@ class Runner:
                     outcome[c.cell_id] = "done (cached)"
                 else:
                     todo.append(c)
-            self.progress.note(f"host: {host.get('label')} [{hid}]" + (f" ({host['source']})" if str(
-                host.get("source", "")).startswith("override") else ""))
+            self.progress.note(
+                f"host: {host.get('label')} [{hid}]"
+                + (f" ({host['source']})" if str(host.get("source", "")).startswith("override") else "")
+            )
             runs = {c.cell_id: self.store.hosts_of(c.cell_id) for c in todo}
             elsewhere = [cid for cid, by_host in runs.items() if set(by_host) - {hid}]
             if elsewhere:
-                self.progress.note(f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
-                                   f"per host (figures and scores are not reused), so they run here too")
-            self.progress.start_matrix(plan.matrix, len(todo), skipped=len(plan.cells) - len(todo),
-                                       estimates=self._estimates(runs, hid))
+                self.progress.note(
+                    f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
+                    f"per host (figures and scores are not reused), so they run here too"
+                )
+            self.progress.start_matrix(
+                plan.matrix, len(todo), skipped=len(plan.cells) - len(todo), estimates=self._estimates(runs, hid)
+            )
             self.executor.preflight(todo)
 
             def finished(cell: CellPlan, doc: dict) -> None:
@@ -144,8 +165,10 @@ class Runner:
                 # index what the store now holds: a failure beside a done result leaves the done one in place
                 kept = self.store.read(cell.cell_id, normalized_host(doc)["host_id"]) or doc
                 if path.parent == self.store.attempts_dir:
-                    self.progress.note(f"{cell.cell_id}: this attempt failed; kept the done result of "
-                                       f"{kept.get('finished_at')} (attempt stored as {path})")
+                    self.progress.note(
+                        f"{cell.cell_id}: this attempt failed; kept the done result of "
+                        f"{kept.get('finished_at')} (attempt stored as {path})"
+                    )
                 self._index([(kept["plan"], kept)], host)
                 self.progress.end_cell(cell, doc)
                 outcome[cell.cell_id] = doc["status"]
@@ -155,7 +178,9 @@ class Runner:
             self.progress.finish_matrix()
             if self._unindexed:
                 missed = len({plan["cell_id"] for plan, _ in self._unindexed})
-                self.progress.warn(f"the DuckDB index {self.settings.db_path} still misses {missed} "
-                                   f"cell(s) of this run; their JSON results are written: run `harness db "
-                                   f"rebuild` once the file is free")
+                self.progress.warn(
+                    f"the DuckDB index {self.settings.db_path} still misses {missed} "
+                    f"cell(s) of this run; their JSON results are written: run `harness db "
+                    f"rebuild` once the file is free"
+                )
         return outcome

@@ -56,8 +56,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # host id: the llama.cpp build is part of it, harness/hw/caps.py).
     compress = env.get("DQBENCH_COMPRESS_PYTHON") or _recorded(home / "envs" / "compress-python")
     llamacpp = env.get("DQBENCH_LLAMACPP") or _recorded(home / "tools" / "llamacpp-dir")
-    return Settings(home=home, results_dir=results, db_path=db, python=python, offline=offline,
-                    compress_python=compress, llamacpp_dir=Path(llamacpp) if llamacpp else None)
+    return Settings(
+        home=home,
+        results_dir=results,
+        db_path=db,
+        python=python,
+        offline=offline,
+        compress_python=compress,
+        llamacpp_dir=Path(llamacpp) if llamacpp else None,
+    )
 
 
 def _recorded(path: Path) -> str | None:

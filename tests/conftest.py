@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 MATRICES = REPO / "matrices"
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+def pytest_collection_modifyitems(config, items):
     has_gpu = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
@@ -32,7 +32,7 @@ def base_matrix() -> dict:
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+def settings(tmp_path, monkeypatch):
     from harness.settings import load_settings
 
     monkeypatch.setenv("DQBENCH_RESULTS", str(tmp_path / "results"))

@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from harness.errors import StageError
-from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, clean_leftovers, file_sizes, read_json,
-                           sizes_match, unique_tmp, wait_reporter)
+from harness.locks import (
+    BUILDER_LOCK_ENV,
+    build_once,
+    builder_lock,
+    clean_leftovers,
+    file_sizes,
+    read_json,
+    sizes_match,
+    unique_tmp,
+    wait_reporter,
+)
 from harness.proc import write_json_atomic
 
 if TYPE_CHECKING:
@@ -75,7 +84,7 @@ class Compressor(ABC):
         """Produce the artefact the cell serves (heavy work in a stage subprocess)."""
 
 
-def checkpoint_ident(source) -> str:  # noqa: ANN001
+def checkpoint_ident(source) -> str:
     """A cheap identity of a checkpoint folder for cache keys: its path and each weight file's name, size
     and mtime (no hashing of gigabytes); a hub id stands for itself."""
     src = Path(str(source))
@@ -97,8 +106,9 @@ def artefact_ready(final: Path) -> bool:
     return m is not None and sizes_match(final.parent, m.get("sizes"))
 
 
-def build_artefact(final: Path, record: Path, run: Callable[[Path, Path, dict[str, str]], None], *, what: str,
-                   log: Path) -> bool:
+def build_artefact(
+    final: Path, record: Path, run: Callable[[Path, Path, dict[str, str]], None], *, what: str, log: Path
+) -> bool:
     """Make the artefact `final` (a folder or a file in a work folder) and its `record` JSON unless both are
     there as their manifest says; True when this call built them. `run(out, record, env)` runs the stage
     that writes the artefact at `out` and the record at `record` (both temporary names), passing `env` to
@@ -119,8 +129,11 @@ def build_artefact(final: Path, record: Path, run: Callable[[Path, Path, dict[st
 
         def finish() -> None:  # after the artefact's rename: the record, then the manifest last
             os.replace(tmp_record, record)
-            sizes = ({f"{final.name}/{k}": v for k, v in file_sizes(final).items()} if final.is_dir()
-                     else {final.name: final.stat().st_size})
+            sizes = (
+                {f"{final.name}/{k}": v for k, v in file_sizes(final).items()}
+                if final.is_dir()
+                else {final.name: final.stat().st_size}
+            )
             write_json_atomic(manifest, {"sizes": {**sizes, record.name: record.stat().st_size}})
 
         return finish

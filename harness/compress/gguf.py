@@ -18,22 +18,37 @@ from harness.compress.base import Artefact, Compressor, build_artefact, checkpoi
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
-DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K_M", "int3": "Q3_K_M",
-                 "int2": "Q2_K"}
+DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K_M", "int3": "Q3_K_M", "int2": "Q2_K"}
 # types llama-quantize accepts that a matrix may name in options.type, with their nominal bits
-KNOWN_TYPES = {"Q8_0": 8, "Q6_K": 6, "Q5_K_M": 5, "Q5_K_S": 5, "Q5_0": 5, "Q5_1": 5, "Q4_K_M": 4, "Q4_K_S": 4,
-               "Q4_0": 4, "Q4_1": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q3_K_M": 3, "Q3_K_S": 3, "Q3_K_L": 3,
-               "Q2_K": 2, "Q2_K_S": 2}
+KNOWN_TYPES = {
+    "Q8_0": 8,
+    "Q6_K": 6,
+    "Q5_K_M": 5,
+    "Q5_K_S": 5,
+    "Q5_0": 5,
+    "Q5_1": 5,
+    "Q4_K_M": 4,
+    "Q4_K_S": 4,
+    "Q4_0": 4,
+    "Q4_1": 4,
+    "IQ4_NL": 4,
+    "IQ4_XS": 4,
+    "Q3_K_M": 3,
+    "Q3_K_S": 3,
+    "Q3_K_L": 3,
+    "Q2_K": 2,
+    "Q2_K_S": 2,
+}
 
 
-def bf16_gguf_path(source, settings) -> Path:  # noqa: ANN001
+def bf16_gguf_path(source, settings) -> Path:
     """Where the converted bf16 GGUF of `source` is kept, shared by every GGUF cell of that checkpoint: the
     converter runs once per source (and llama.cpp build), not once per quantization type."""
     ident = f"{checkpoint_ident(source)}|{settings.llamacpp_dir}"
     return settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
 
 
-def gguf_type(cell) -> str:  # noqa: ANN001
+def gguf_type(cell) -> str:
     return str(cell.method_spec.options.get("type") or DEFAULT_TYPES[cell.precision])
 
 
@@ -42,7 +57,7 @@ class GGUF(Compressor):
     precisions = tuple(DEFAULT_TYPES)
     engines = ("llamacpp",)
 
-    def scheme(self, cell) -> str:  # noqa: ANN001
+    def scheme(self, cell) -> str:
         return "gguf"
 
     def missing_packages(self) -> str | None:
@@ -53,22 +68,27 @@ class GGUF(Compressor):
             return "llama.cpp built by the set-up (DQBENCH_LLAMACPP; run ./dq setup)"
         return None
 
-    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, arch) -> list[str]:
         spec, problems = cell.method_spec, []
         t = gguf_type(cell)
         if t not in KNOWN_TYPES:
-            problems.append(f"methods.{cell.method}.options.type {t!r} is not a llama-quantize type dqbench knows "
-                            f"({', '.join(KNOWN_TYPES)})")
+            problems.append(
+                f"methods.{cell.method}.options.type {t!r} is not a llama-quantize type dqbench knows "
+                f"({', '.join(KNOWN_TYPES)})"
+            )
         elif KNOWN_TYPES[t] != int(cell.precision[3:]):
-            problems.append(f"methods.{cell.method}.options.type {t} is a {KNOWN_TYPES[t]}-bit type but the cell is "
-                            f"{cell.precision}; use {DEFAULT_TYPES[cell.precision]} or restrict the method with "
-                            f"precisions: [int{KNOWN_TYPES[t]}]")
+            problems.append(
+                f"methods.{cell.method}.options.type {t} is a {KNOWN_TYPES[t]}-bit type but the cell is "
+                f"{cell.precision}; use {DEFAULT_TYPES[cell.precision]} or restrict the method with "
+                f"precisions: [int{KNOWN_TYPES[t]}]"
+            )
         if spec.group_size is not None:
-            problems.append(f"methods.{cell.method}.group_size: GGUF types fix their own block size (32 or 256); "
-                            "remove group_size")
+            problems.append(
+                f"methods.{cell.method}.group_size: GGUF types fix their own block size (32 or 256); remove group_size"
+            )
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
         if settings.llamacpp_dir is None:
             raise StageError("compress", "llama.cpp is not built: run ./dq setup (or set DQBENCH_LLAMACPP)")
         spec = cell.method_spec
@@ -77,18 +97,42 @@ class GGUF(Compressor):
         log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "type": gguf_type(cell),
-                   "tools": str(settings.llamacpp_dir), "imatrix": bool(spec.options.get("imatrix", False)),
-                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed, "workdir": str(workdir),
-                   "base": str(bf16_gguf_path(source, settings))}
+            cfg = {
+                "source": str(source),
+                "out": str(tmp),
+                "record": str(tmp_record),
+                "type": gguf_type(cell),
+                "tools": str(settings.llamacpp_dir),
+                "imatrix": bool(spec.options.get("imatrix", False)),
+                "calibration_source": spec.calibration_source,
+                "calibration_samples": spec.calibration_samples,
+                "calibration_seq_len": spec.calibration_seq_len,
+                "seed": spec.seed,
+                "workdir": str(workdir),
+                "base": str(bf16_gguf_path(source, settings)),
+            }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage("harness.stages.compress_gguf", ["--config", str(cfg_path)], log, settings, stage="compress",
-                      timeout=6 * 3600, env=env)
+            run_stage(
+                "harness.stages.compress_gguf",
+                ["--config", str(cfg_path)],
+                log,
+                settings,
+                stage="compress",
+                timeout=6 * 3600,
+                env=env,
+            )
 
-        build_artefact(out, record_path, run, what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})",
-                       log=log)
+        build_artefact(
+            out, record_path, run, what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})", log=log
+        )
         record = json.loads(record_path.read_text())
-        return Artefact(model=str(out), dtype="gguf", quantization=gguf_type(cell), size_bytes=out.stat().st_size,
-                        bits_per_weight=record["bits_per_weight"], record=record, tokenizer=str(source))
+        return Artefact(
+            model=str(out),
+            dtype="gguf",
+            quantization=gguf_type(cell),
+            size_bytes=out.stat().st_size,
+            bits_per_weight=record["bits_per_weight"],
+            record=record,
+            tokenizer=str(source),
+        )

@@ -14,9 +14,14 @@ class IdentityCompressor(Compressor):
     kind = "none"
     precisions = ("bf16", "fp16", "fp32")
 
-    def compress(self, cell, source, workdir, settings) -> Artefact:  # noqa: ANN001
+    def compress(self, cell, source, workdir, settings) -> Artefact:
         local = Path(str(source))
         size = dir_size(local) if local.is_dir() else None
-        return Artefact(model=str(source), dtype=DTYPE[cell.precision], quantization=None, size_bytes=size,
-                        bits_per_weight=float(BITS[cell.precision]),
-                        record={"method": "none", "note": "uncompressed reference"})
+        return Artefact(
+            model=str(source),
+            dtype=DTYPE[cell.precision],
+            quantization=None,
+            size_bytes=size,
+            bits_per_weight=float(BITS[cell.precision]),
+            record={"method": "none", "note": "uncompressed reference"},
+        )

@@ -17,37 +17,59 @@ class _Legacy(Compressor):
     needs_gpu = True
     tool: str
 
-    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, arch) -> list[str]:
         g = cell.method_spec.group_size
         if isinstance(g, int) and arch is not None:
             bad = {k: w for k, w in arch.linear_input_sizes.items() if w % g}
             if bad:
                 layer, width = next(iter(bad.items()))
-                return [f"methods.{cell.method}.group_size {g} does not divide the input size {width} of {layer} "
-                        f"in {cell.model.name}; use a group that divides it"]
+                return [
+                    f"methods.{cell.method}.group_size {g} does not divide the input size {width} of {layer} "
+                    f"in {cell.model.name}; use a group that divides it"
+                ]
         return []
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
         spec = cell.method_spec
         out, record_path = workdir / "model", workdir / "compress-record.json"
         log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {"tool": self.tool, "source": str(source), "out": str(tmp), "record": str(tmp_record),
-                   "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
-                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+            cfg = {
+                "tool": self.tool,
+                "source": str(source),
+                "out": str(tmp),
+                "record": str(tmp_record),
+                "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
+                "calibration_source": spec.calibration_source,
+                "calibration_samples": spec.calibration_samples,
+                "calibration_seq_len": spec.calibration_seq_len,
+                "seed": spec.seed,
+            }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage("harness.stages.compress_legacy", ["--config", str(cfg_path)], log, settings, stage="compress",
-                      timeout=6 * 3600, env=env)
+            run_stage(
+                "harness.stages.compress_legacy",
+                ["--config", str(cfg_path)],
+                log,
+                settings,
+                stage="compress",
+                timeout=6 * 3600,
+                env=env,
+            )
 
         build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None
-        return Artefact(model=str(out), dtype="float16", quantization=self.vllm_name, size_bytes=size,
-                        bits_per_weight=round(size * 8 / params, 3) if params else None, record=record)
+        return Artefact(
+            model=str(out),
+            dtype="float16",
+            quantization=self.vllm_name,
+            size_bytes=size,
+            bits_per_weight=round(size * 8 / params, 3) if params else None,
+            record=record,
+        )
 
 
 class AutoAWQ(_Legacy):
@@ -56,7 +78,7 @@ class AutoAWQ(_Legacy):
     vllm_name = "awq"
     packages = {"awq": "autoawq"}
 
-    def scheme(self, cell) -> str:  # noqa: ANN001
+    def scheme(self, cell) -> str:
         return "awq-legacy"
 
 
@@ -66,5 +88,5 @@ class AutoGPTQ(_Legacy):
     vllm_name = "gptq"
     packages = {"auto_gptq": "auto-gptq"}
 
-    def scheme(self, cell) -> str:  # noqa: ANN001
+    def scheme(self, cell) -> str:
         return "gptq-legacy"

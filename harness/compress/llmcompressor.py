@@ -25,7 +25,7 @@ class LLMCompressor(Compressor):
     symmetric = True
     recipe_kind: str | None = None  # the llm-compressor recipe to run when it is not `kind` (QAT exports with rtn)
 
-    def scheme(self, cell) -> str:  # noqa: ANN001
+    def scheme(self, cell) -> str:
         opts = cell.method_spec.options
         if cell.precision == "fp8":
             return "fp8-static" if opts.get("static") else "fp8-dynamic"
@@ -33,7 +33,7 @@ class LLMCompressor(Compressor):
             return "w8a8-int8" if opts.get("activations", 8) == 8 else "w8a16"
         return "w4a16" if self.symmetric else "w4a16-asym"
 
-    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, arch) -> list[str]:
         problems = []
         spec = cell.method_spec
         g = spec.group_size
@@ -41,38 +41,61 @@ class LLMCompressor(Compressor):
             for layer, width in arch.linear_input_sizes.items():
                 if width % g:
                     ok = [x for x in (32, 64, 128) if all(w % x == 0 for w in arch.linear_input_sizes.values())]
-                    problems.append(f"methods.{cell.method}.group_size {g} does not divide the input size {width} of "
-                                    f"{layer} in {cell.model.name}; use {', '.join(map(str, ok)) or 'a smaller group'}"
-                                    f" or channel")
+                    problems.append(
+                        f"methods.{cell.method}.group_size {g} does not divide the input size {width} of "
+                        f"{layer} in {cell.model.name}; use {', '.join(map(str, ok)) or 'a smaller group'}"
+                        f" or channel"
+                    )
                     break
         if cell.precision == "fp8" and g is not None:
             problems.append(f"methods.{cell.method}: FP8 scales weights per channel; remove group_size")
         if cell.precision == "int8" and spec.options.get("activations", 8) == 8 and isinstance(g, int):
-            problems.append(f"methods.{cell.method}: W8A8 quantizes weights per channel; drop group_size or set "
-                            f"options.activations: 16 for grouped W8A16")
+            problems.append(
+                f"methods.{cell.method}: W8A8 quantizes weights per channel; drop group_size or set "
+                f"options.activations: 16 for grouped W8A16"
+            )
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:  # noqa: ANN001
+    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
         if not settings.compress_python:
-            raise StageError("compress", "llm-compressor's environment is not set up: run ./dq setup (it builds "
-                                         "requirements/compress.txt) or set DQBENCH_COMPRESS_PYTHON")
+            raise StageError(
+                "compress",
+                "llm-compressor's environment is not set up: run ./dq setup (it builds "
+                "requirements/compress.txt) or set DQBENCH_COMPRESS_PYTHON",
+            )
         spec = cell.method_spec
         out = workdir / "model"
         record_path = workdir / "compress-record.json"
         log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "precision": cell.precision,
-                   "kind": self.recipe_kind or self.kind, "group_size": spec.group_size,
-                   "activations": int(spec.options.get("activations", 8)), "ignore": list(spec.ignore),
-                   "static": bool(spec.options.get("static", False)), "symmetric": self.symmetric,
-                   "calibration_source": spec.calibration_source, "calibration_samples": spec.calibration_samples,
-                   "calibration_seq_len": spec.calibration_seq_len, "seed": spec.seed}
+            cfg = {
+                "source": str(source),
+                "out": str(tmp),
+                "record": str(tmp_record),
+                "precision": cell.precision,
+                "kind": self.recipe_kind or self.kind,
+                "group_size": spec.group_size,
+                "activations": int(spec.options.get("activations", 8)),
+                "ignore": list(spec.ignore),
+                "static": bool(spec.options.get("static", False)),
+                "symmetric": self.symmetric,
+                "calibration_source": spec.calibration_source,
+                "calibration_samples": spec.calibration_samples,
+                "calibration_seq_len": spec.calibration_seq_len,
+                "seed": spec.seed,
+            }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage("harness.stages.compress_llmc", ["--config", str(cfg_path)], log,
-                      settings.with_python(settings.compress_python), stage="compress", timeout=6 * 3600,
-                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+            run_stage(
+                "harness.stages.compress_llmc",
+                ["--config", str(cfg_path)],
+                log,
+                settings.with_python(settings.compress_python),
+                stage="compress",
+                timeout=6 * 3600,
+                env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
+            )
 
         build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())
@@ -82,9 +105,14 @@ class LLMCompressor(Compressor):
         # activations compute in the lineage's reference dtype (fp32 on a host without fast bf16: harness/hw)
         from harness.compress.identity import DTYPE
 
-        return Artefact(model=str(out), dtype=DTYPE[cell.compute_dtype], quantization="compressed-tensors",
-                        size_bytes=size,
-                        bits_per_weight=round(size * 8 / params, 3) if params else None, record=record)
+        return Artefact(
+            model=str(out),
+            dtype=DTYPE[cell.compute_dtype],
+            quantization="compressed-tensors",
+            size_bytes=size,
+            bits_per_weight=round(size * 8 / params, 3) if params else None,
+            record=record,
+        )
 
 
 class RTN(LLMCompressor):

@@ -28,21 +28,32 @@ class BitsAndBytes(Compressor):
     precisions = ("int4",)
     needs_gpu = True
 
-    def scheme(self, cell) -> str:  # noqa: ANN001
+    def scheme(self, cell) -> str:
         return "bnb-nf4"
 
-    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, arch) -> list[str]:
         if vllm_has_quantization("bitsandbytes") is False:
-            return [f"method {cell.method!r} (bnb): the installed vLLM has no `bitsandbytes` quantization method "
-                    "(vllm 0.32 lists none); use a vLLM build that has it on a GPU host, or a pre-quantized "
-                    "method vLLM serves (gptq/awq/rtn int4 via llm-compressor)"]
+            return [
+                f"method {cell.method!r} (bnb): the installed vLLM has no `bitsandbytes` quantization method "
+                "(vllm 0.32 lists none); use a vLLM build that has it on a GPU host, or a pre-quantized "
+                "method vLLM serves (gptq/awq/rtn int4 via llm-compressor)"
+            ]
         return []
 
-    def compress(self, cell, source, workdir, settings) -> Artefact:  # noqa: ANN001
+    def compress(self, cell, source, workdir, settings) -> Artefact:
         local = Path(str(source))
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if local.is_dir() else None
-        return Artefact(model=str(source), dtype="bfloat16", quantization="bitsandbytes", size_bytes=size,
-                        bits_per_weight=4.5, server_args={"quantization": "bitsandbytes"},
-                        record={"method": "bnb", "scheme": "nf4, load-time in vLLM",
-                                "note": "quantized by vLLM while loading; size_bytes is the source checkpoint's",
-                                "bits_per_weight_basis": "nf4: 4 bits + fp32 absmax per 64 weights"})
+        return Artefact(
+            model=str(source),
+            dtype="bfloat16",
+            quantization="bitsandbytes",
+            size_bytes=size,
+            bits_per_weight=4.5,
+            server_args={"quantization": "bitsandbytes"},
+            record={
+                "method": "bnb",
+                "scheme": "nf4, load-time in vLLM",
+                "note": "quantized by vLLM while loading; size_bytes is the source checkpoint's",
+                "bits_per_weight_basis": "nf4: 4 bits + fp32 absmax per 64 weights",
+            },
+        )

@@ -23,8 +23,17 @@ from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 from harness.proc import run_stage, write_json_atomic
 
-OPTIONS = {"steps": int, "learning_rate": float, "batch_size": int, "seq_len": int, "alpha": float,
-           "temperature": float, "top_k": int, "max_minutes": float, "warmup_steps": int}
+OPTIONS = {
+    "steps": int,
+    "learning_rate": float,
+    "batch_size": int,
+    "seq_len": int,
+    "alpha": float,
+    "temperature": float,
+    "top_k": int,
+    "max_minutes": float,
+    "warmup_steps": int,
+}
 ZERO_OK = {"alpha", "warmup_steps"}  # 0 is meaningful: plain CE fine-tuning, no warm-up
 
 
@@ -34,7 +43,7 @@ class QAT(LLMCompressor):
     calibrated = False
     recipe_kind = "rtn"
 
-    def plan_problems(self, cell, arch) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, arch) -> list[str]:
         problems = super().plan_problems(cell, arch)
         opts = cell.method_spec.options
         unknown = sorted(set(opts) - set(OPTIONS))
@@ -54,7 +63,7 @@ class QAT(LLMCompressor):
             problems.append(f"methods.{cell.method}: set group_size (64 for SmolLM2) or channel")
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings):  # noqa: ANN001
+    def compress(self, cell, source, workdir: Path, settings):
         from harness.distill.data import TrainData
 
         if not settings.compress_python:
@@ -67,22 +76,44 @@ class QAT(LLMCompressor):
         log = settings.results_dir / "logs" / cell.cell_id / "qat.log"
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {"source": str(source), "out": str(tmp), "record": str(tmp_record), "bits": 4,
-                   "group_size": spec.group_size, "symmetric": self.symmetric, "ignore": list(spec.ignore),
-                   "corpus": str(data.corpus_path()), "teacher_cache": str(settings.home / "teacher-cache"),
-                   "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
-                   "spec": {"max_steps": int(opts["steps"]), "max_tokens": None,
-                            "max_minutes": opts.get("max_minutes"),
-                            "learning_rate": float(opts.get("learning_rate", 2e-5)),
-                            "batch_size": int(opts.get("batch_size", 4)), "seq_len": int(opts.get("seq_len", 256)),
-                            "alpha": float(opts.get("alpha", 1.0)), "temperature": float(opts.get("temperature", 1.0)),
-                            "top_k": int(opts.get("top_k", 64)), "warmup_steps": int(opts.get("warmup_steps", 5)),
-                            "weight_decay": 0.0, "seed": spec.seed, "feature_weight": 0.0,
-                            "student": {"kind": "self"}}}
+            cfg = {
+                "source": str(source),
+                "out": str(tmp),
+                "record": str(tmp_record),
+                "bits": 4,
+                "group_size": spec.group_size,
+                "symmetric": self.symmetric,
+                "ignore": list(spec.ignore),
+                "corpus": str(data.corpus_path()),
+                "teacher_cache": str(settings.home / "teacher-cache"),
+                "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
+                "spec": {
+                    "max_steps": int(opts["steps"]),
+                    "max_tokens": None,
+                    "max_minutes": opts.get("max_minutes"),
+                    "learning_rate": float(opts.get("learning_rate", 2e-5)),
+                    "batch_size": int(opts.get("batch_size", 4)),
+                    "seq_len": int(opts.get("seq_len", 256)),
+                    "alpha": float(opts.get("alpha", 1.0)),
+                    "temperature": float(opts.get("temperature", 1.0)),
+                    "top_k": int(opts.get("top_k", 64)),
+                    "warmup_steps": int(opts.get("warmup_steps", 5)),
+                    "weight_decay": 0.0,
+                    "seed": spec.seed,
+                    "feature_weight": 0.0,
+                    "student": {"kind": "self"},
+                },
+            }
             write_json_atomic(workdir / "qat-in.json", cfg)
-            run_stage("harness.stages.qat_train", ["--config", str(workdir / "qat-in.json")], log,
-                      settings.with_python(settings.compress_python), stage="compress", timeout=12 * 3600,
-                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+            run_stage(
+                "harness.stages.qat_train",
+                ["--config", str(workdir / "qat-in.json")],
+                log,
+                settings.with_python(settings.compress_python),
+                stage="compress",
+                timeout=12 * 3600,
+                env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
+            )
 
         build_artefact(trained, record_path, run, what=f"the QAT weights of cell {cell.cell_id} ({trained})", log=log)
         art = super().compress(cell, trained, workdir, settings)

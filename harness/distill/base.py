@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from harness.errors import StageError
-from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, file_sizes, listed_present, read_json,
-                           wait_reporter)
+from harness.locks import (
+    BUILDER_LOCK_ENV,
+    build_once,
+    builder_lock,
+    file_sizes,
+    listed_present,
+    read_json,
+    wait_reporter,
+)
 from harness.proc import run_stage, write_json_atomic
 
 if TYPE_CHECKING:
@@ -42,8 +49,11 @@ def student_complete(folder: Path) -> bool:
     if not marker.is_file():
         return False
     if marker.stat().st_size == 0:
-        return ((folder / "model" / "config.json").is_file() and (folder / "record.json").is_file()
-                and any((folder / "model").glob("*.safetensors")))
+        return (
+            (folder / "model" / "config.json").is_file()
+            and (folder / "record.json").is_file()
+            and any((folder / "model").glob("*.safetensors"))
+        )
     return listed_present(folder, read_json(marker))
 
 
@@ -62,7 +72,7 @@ class Distiller:
     same_vocab: ClassVar[bool] = True  # compares teacher and student logits token by token
     stage_module: ClassVar[str] = "harness.stages.distill"
 
-    def __init__(self, spec) -> None:  # noqa: ANN001
+    def __init__(self, spec) -> None:
         self.spec = spec
 
     # ------------------------------------------------------------------ plan
@@ -70,12 +80,16 @@ class Distiller:
         s = self.spec
         problems = []
         if self.same_vocab and teacher and student and teacher.vocab_size != student.vocab_size:
-            problems.append(f"students[{s.name}] ({s.kind}) matches logits token by token, but the student's "
-                            f"vocabulary ({student.vocab_size}) differs from the teacher's ({teacher.vocab_size}); "
-                            f"use kind: sft, which trains on the teacher's generated text")
+            problems.append(
+                f"students[{s.name}] ({s.kind}) matches logits token by token, but the student's "
+                f"vocabulary ({student.vocab_size}) differs from the teacher's ({teacher.vocab_size}); "
+                f"use kind: sft, which trains on the teacher's generated text"
+            )
         if s.student.kind == "prune" and teacher and teacher.num_layers <= s.student.keep_every:
-            problems.append(f"students[{s.name}].student.keep_every {s.student.keep_every} leaves one of "
-                            f"{teacher.num_layers} layers; use a smaller keep_every")
+            problems.append(
+                f"students[{s.name}].student.keep_every {s.student.keep_every} leaves one of "
+                f"{teacher.num_layers} layers; use a smaller keep_every"
+            )
         return problems
 
     # ------------------------------------------------------------------ cache keys
@@ -90,8 +104,13 @@ class Distiller:
 
     def generation_params(self) -> dict:
         s = self.spec
-        return {"prompts": s.prompts, "num_prompts": s.num_prompts, "max_new_tokens": s.max_new_tokens,
-                "temperature": s.generation_temperature, "seed": s.seed}
+        return {
+            "prompts": s.prompts,
+            "num_prompts": s.num_prompts,
+            "max_new_tokens": s.max_new_tokens,
+            "temperature": s.generation_temperature,
+            "seed": s.seed,
+        }
 
     def generations_path(self, teacher_fp: dict, data_fp: dict, settings: "Settings") -> Path:
         ident = {"teacher": teacher_fp, "gen": self.generation_params(), "data": data_fp}
@@ -99,37 +118,66 @@ class Distiller:
         return settings.home / "generations" / f"{key}.jsonl"
 
     # ------------------------------------------------------------------ build
-    def is_built(self, teacher_fp: dict, data, settings: "Settings") -> bool:  # noqa: ANN001
+    def is_built(self, teacher_fp: dict, data, settings: "Settings") -> bool:
         key = self.student_key(teacher_fp, data.fingerprint())
         return student_complete(settings.home / "students" / key)
 
-    def build(self, cell: "CellPlan", teacher_dir: str, teacher_fp: dict, data, settings: "Settings",  # noqa: ANN001
-              log: Path, generations: Path | None = None) -> Student:
+    def build(
+        self,
+        cell: "CellPlan",
+        teacher_dir: str,
+        teacher_fp: dict,
+        data,
+        settings: "Settings",
+        log: Path,
+        generations: Path | None = None,
+    ) -> Student:
         if not settings.compress_python:
-            raise StageError("distill", "the training environment is not set up: run ./dq setup (it builds "
-                                        "requirements/compress.txt, which holds torch and TRL) or set "
-                                        "DQBENCH_COMPRESS_PYTHON")
+            raise StageError(
+                "distill",
+                "the training environment is not set up: run ./dq setup (it builds "
+                "requirements/compress.txt, which holds torch and TRL) or set "
+                "DQBENCH_COMPRESS_PYTHON",
+            )
         key = self.student_key(teacher_fp, data.fingerprint())
         final = settings.home / "students" / key
 
         def train(tmp: Path) -> None:
             tmp.mkdir(parents=True)
-            cfg = {"kind": self.spec.kind, "spec": self.spec.model_dump(mode="json"), "teacher": str(teacher_dir),
-                   "out": str(tmp / "model"), "record": str(tmp / "record.json"),
-                   "corpus": str(data.corpus_path()), "generations": str(generations) if generations else None,
-                   "teacher_cache": str(settings.home / "teacher-cache"), "teacher_fingerprint": teacher_fp,
-                   "student_key": key}
+            cfg = {
+                "kind": self.spec.kind,
+                "spec": self.spec.model_dump(mode="json"),
+                "teacher": str(teacher_dir),
+                "out": str(tmp / "model"),
+                "record": str(tmp / "record.json"),
+                "corpus": str(data.corpus_path()),
+                "generations": str(generations) if generations else None,
+                "teacher_cache": str(settings.home / "teacher-cache"),
+                "teacher_fingerprint": teacher_fp,
+                "student_key": key,
+            }
             write_json_atomic(tmp / "config.json", cfg)
             env = {"TRL_EXPERIMENTAL_SILENCE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))}
-            run_stage(self.stage_module, ["--config", str(tmp / "config.json")], log,
-                      settings.with_python(settings.compress_python), stage="distill", timeout=12 * 3600,
-                      env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env)
+            run_stage(
+                self.stage_module,
+                ["--config", str(tmp / "config.json")],
+                log,
+                settings.with_python(settings.compress_python),
+                stage="distill",
+                timeout=12 * 3600,
+                env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
+            )
             if not (tmp / "model" / "config.json").is_file() or not (tmp / "record.json").is_file():
                 raise StageError("distill", f"the training stage exited without a student in {tmp}")
             write_json_atomic(tmp / COMPLETE, {"key": key, "sizes": file_sizes(tmp, skip=(COMPLETE,))})
 
-        trained = build_once(final, what=f"student {self.spec.name} ({final})", valid=student_complete,
-                             build=train, on_wait=wait_reporter(log))
+        trained = build_once(
+            final,
+            what=f"student {self.spec.name} ({final})",
+            valid=student_complete,
+            build=train,
+            on_wait=wait_reporter(log),
+        )
         return Student(final / "model", key, json.loads((final / "record.json").read_text()), not trained)
 
 
@@ -142,18 +190,25 @@ class Untrained(Distiller):
 class LogitKD(Distiller):
     kind = "logit_kd"
 
-    def plan_problems(self, cell, teacher, student) -> list[str]:  # noqa: ANN001
+    def plan_problems(self, cell, teacher, student) -> list[str]:
         problems = super().plan_problems(cell, teacher, student)
         s = self.spec
         if s.feature_weight > 0 and teacher and student:
             from harness.distill.features import layer_map, map_problems
 
-            mapping = layer_map(s.feature_layers, s.student.kind, getattr(s.student, "keep_every", None),
-                                teacher.num_layers, student.num_layers)
+            mapping = layer_map(
+                s.feature_layers,
+                s.student.kind,
+                getattr(s.student, "keep_every", None),
+                teacher.num_layers,
+                student.num_layers,
+            )
             problems += map_problems(mapping, teacher.num_layers, student.num_layers, s.name)
         if s.feature_layers and not s.feature_weight:
-            problems.append(f"students[{s.name}].feature_layers is set but feature_weight is 0; set feature_weight "
-                            f"> 0 or drop feature_layers")
+            problems.append(
+                f"students[{s.name}].feature_layers is set but feature_weight is 0; set feature_weight "
+                f"> 0 or drop feature_layers"
+            )
         return problems
 
 

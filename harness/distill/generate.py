@@ -19,18 +19,29 @@ from harness.locks import build_once, wait_reporter
 from harness.proc import ProgressCallback, StageProgress
 
 
-def _ask(base_url: str, model: str, prompt: str, max_tokens: int, temperature: float, seed: int,
-         timeout: float) -> dict:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": temperature, "seed": seed}
-    req = urllib.request.Request(f"{base_url}/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+def _ask(
+    base_url: str, model: str, prompt: str, max_tokens: int, temperature: float, seed: int, timeout: float
+) -> dict:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+    }
+    req = urllib.request.Request(
+        f"{base_url}/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         out = json.loads(r.read())
     choice, usage = out["choices"][0], out.get("usage") or {}
-    return {"prompt": prompt, "completion": choice["message"]["content"] or "",
-            "finish_reason": choice.get("finish_reason"), "prompt_tokens": usage.get("prompt_tokens", 0),
-            "completion_tokens": usage.get("completion_tokens", 0)}
+    return {
+        "prompt": prompt,
+        "completion": choice["message"]["content"] or "",
+        "finish_reason": choice.get("finish_reason"),
+        "prompt_tokens": usage.get("prompt_tokens", 0),
+        "completion_tokens": usage.get("completion_tokens", 0),
+    }
 
 
 def read_generations(path: Path, prompts: list[str]) -> list[dict] | None:
@@ -46,14 +57,31 @@ def read_generations(path: Path, prompts: list[str]) -> list[dict] | None:
 
 def summary(path: Path, rows: list[dict], wall: float, reused: bool) -> dict:
     done = sum(r["completion_tokens"] for r in rows)
-    return {"path": str(path), "prompts": len(rows), "empty": sum(1 for r in rows if not r["completion"].strip()),
-            "completion_tokens": done, "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-            "wall_s": round(wall, 2), "output_tok_s": round(done / wall, 1) if wall and not reused else None,
-            "reused": reused}
+    return {
+        "path": str(path),
+        "prompts": len(rows),
+        "empty": sum(1 for r in rows if not r["completion"].strip()),
+        "completion_tokens": done,
+        "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+        "wall_s": round(wall, 2),
+        "output_tok_s": round(done / wall, 1) if wall and not reused else None,
+        "reused": reused,
+    }
 
 
-def generate(base_url: str, model: str, prompts: list[str], out: Path, *, max_tokens: int, temperature: float,
-             seed: int, concurrency: int = 8, timeout: float = 600, on_progress: ProgressCallback | None = None) -> dict:
+def generate(
+    base_url: str,
+    model: str,
+    prompts: list[str],
+    out: Path,
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    concurrency: int = 8,
+    timeout: float = 600,
+    on_progress: ProgressCallback | None = None,
+) -> dict:
     """Write one JSONL row per prompt (in prompt order) to `out`, atomically; return a summary.
     `base_url` is the OpenAI base the server handle gives (".../v1"), as the load generator uses it.
     `on_progress` gets prompts answered / total (harness/progress.py renders it). When another process
@@ -65,17 +93,37 @@ def generate(base_url: str, model: str, prompts: list[str], out: Path, *, max_to
         return read_generations(path, prompts) is not None
 
     def build(tmp: Path) -> None:
-        rows = _ask_all(base_url, model, prompts, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                        concurrency=concurrency, timeout=timeout, on_progress=on_progress)
+        rows = _ask_all(
+            base_url,
+            model,
+            prompts,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            concurrency=concurrency,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
-    asked = build_once(out, what=f"teacher generations {out.name}", valid=valid, build=build,
-                       on_wait=wait_reporter(None))
+    asked = build_once(
+        out, what=f"teacher generations {out.name}", valid=valid, build=build, on_wait=wait_reporter(None)
+    )
     return summary(out, read_generations(out, prompts) or [], time.monotonic() - t0, not asked)
 
 
-def _ask_all(base_url: str, model: str, prompts: list[str], *, max_tokens: int, temperature: float, seed: int,
-             concurrency: int, timeout: float, on_progress: ProgressCallback | None) -> list[dict]:
+def _ask_all(
+    base_url: str,
+    model: str,
+    prompts: list[str],
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    concurrency: int,
+    timeout: float,
+    on_progress: ProgressCallback | None,
+) -> list[dict]:
     report = StageProgress("teacher answers", "prompts", total=len(prompts), every=1.0, callback=on_progress)
     answered, lock = {"n": 0, "tokens": 0}, threading.Lock()
 

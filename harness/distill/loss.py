@@ -24,8 +24,13 @@ def kl_full(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return (lt.exp() * (lt - ls)).sum(-1)
 
 
-def kl_topk(student_logits: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor,
-            teacher_lse: torch.Tensor, temperature: float) -> torch.Tensor:
+def kl_topk(
+    student_logits: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    teacher_lse: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
     """KL on (top-k + rest bucket). top_values: the teacher's raw logits at top_indices [..., k];
     teacher_lse: logsumexp of the teacher's full logits / T [...]."""
     lt = top_values.float() / temperature - teacher_lse.float().unsqueeze(-1)  # log p_i at T
@@ -35,13 +40,21 @@ def kl_topk(student_logits: torch.Tensor, top_values: torch.Tensor, top_indices:
     p_rest = (1.0 - p.sum(-1)).clamp_min(0.0)
     q_rest = (1.0 - q.sum(-1)).clamp_min(_EPS)
     head = (p * (lt - ls)).sum(-1)
-    tail = torch.where(p_rest > _EPS, p_rest * (torch.log(p_rest.clamp_min(_EPS)) - torch.log(q_rest)),
-                       torch.zeros_like(p_rest))
+    tail = torch.where(
+        p_rest > _EPS, p_rest * (torch.log(p_rest.clamp_min(_EPS)) - torch.log(q_rest)), torch.zeros_like(p_rest)
+    )
     return head + tail
 
 
-def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, *, alpha: float, temperature: float,
-            teacher_logits: torch.Tensor | None = None, topk: tuple | None = None) -> dict[str, torch.Tensor]:
+def kd_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    teacher_logits: torch.Tensor | None = None,
+    topk: tuple | None = None,
+) -> dict[str, torch.Tensor]:
     """Next-token loss over positions [B, L-1] (logits [B, L, V] predict labels shifted by one).
 
     Give the teacher as full logits [B, L, V] or as topk = (values, indices, lse) with shapes [B, L, k],
@@ -58,12 +71,13 @@ def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, *, alpha: float,
         kd = kl_topk(s, v[:, :-1], i[:, :-1], lse[:, :-1], temperature).mean()
     else:
         raise ValueError("alpha > 0 needs the teacher: teacher_logits or topk")
-    loss = alpha * temperature ** 2 * kd + (1.0 - alpha) * ce
+    loss = alpha * temperature**2 * kd + (1.0 - alpha) * ce
     return {"loss": loss, "ce": ce.detach(), "kd": kd.detach()}
 
 
 def teacher_topk(teacher_logits: torch.Tensor, k: int, temperature: float) -> tuple[torch.Tensor, ...]:
-    """What the cache keeps per position: top-k raw logits (fp32: fp16 rounding would leak mass into the rest bucket), their ids (int32), logsumexp at T (fp32)."""
+    """What the cache keeps per position: top-k raw logits (fp32: fp16 rounding would leak mass into the
+    rest bucket), their ids (int32), logsumexp at T (fp32)."""
     x = teacher_logits.float()
     v, i = x.topk(k, dim=-1)
     lse = torch.logsumexp(x / temperature, dim=-1)

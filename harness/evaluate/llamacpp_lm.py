@@ -30,8 +30,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 @register_model("dq-llamacpp")
 class LlamaCppLM(TemplateLM):
-    def __init__(self, model_path: str, tokenizer: str, max_length: int = 1024, n_threads: int | None = None,
-                 n_batch: int = 512, max_gen_toks: int = 256, **_ignored) -> None:  # noqa: ANN003
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: str,
+        max_length: int = 1024,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        max_gen_toks: int = 256,
+        **_ignored,
+    ) -> None:
         super().__init__()
         from llama_cpp import Llama
         from transformers import AutoTokenizer
@@ -39,21 +47,30 @@ class LlamaCppLM(TemplateLM):
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.max_length = int(max_length)
         self.max_gen_toks = int(max_gen_toks)
-        self.llm = Llama(model_path=model_path, n_ctx=self.max_length, n_batch=min(int(n_batch), self.max_length),
-                         logits_all=True, n_threads=n_threads, verbose=False, seed=0)
+        self.llm = Llama(
+            model_path=model_path,
+            n_ctx=self.max_length,
+            n_batch=min(int(n_batch), self.max_length),
+            logits_all=True,
+            n_threads=n_threads,
+            verbose=False,
+            seed=0,
+        )
         # free the model before interpreter teardown (llama-cpp-python's __del__ fails once ctypes is gone)
         atexit.register(self.llm.close)
         if self.llm.n_vocab() < len(self.tokenizer):
-            raise ValueError(f"GGUF vocabulary {self.llm.n_vocab()} < tokenizer {len(self.tokenizer)}: "
-                             "not the same model")
+            raise ValueError(
+                f"GGUF vocabulary {self.llm.n_vocab()} < tokenizer {len(self.tokenizer)}: not the same model"
+            )
 
     @property
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
 
-    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:  # noqa: ANN003
-        return self.tokenizer(string, add_special_tokens=bool(add_special_tokens),
-                              return_attention_mask=False).input_ids
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        return self.tokenizer(
+            string, add_special_tokens=bool(add_special_tokens), return_attention_mask=False
+        ).input_ids
 
     def token_logprobs(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """log p(tokens[j] | tokens[:j]) for j >= 1, and whether each token was the argmax."""
@@ -64,37 +81,46 @@ class LlamaCppLM(TemplateLM):
         nxt = np.asarray(tokens[1:])
         return lp[np.arange(len(nxt)), nxt], lp.argmax(axis=-1) == nxt
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:  # noqa: ANN001, ANN003
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         res = []
         for cache_key, context_enc, continuation_enc in tqdm(requests, disable=disable_tqdm):
-            inp = (context_enc + continuation_enc)[-self.max_length:]
+            inp = (context_enc + continuation_enc)[-self.max_length :]
             ctxlen = len(context_enc) - max(0, len(context_enc) + len(continuation_enc) - self.max_length)
             lp, greedy = self.token_logprobs(inp)
             # position j of `inp` is row j-1 of lp: the continuation is rows ctxlen-1 ..
-            answer = (float(lp[ctxlen - 1:].sum()), bool(greedy[ctxlen - 1:].all()))
+            answer = (float(lp[ctxlen - 1 :].sum()), bool(greedy[ctxlen - 1 :].all()))
             res.append(answer)
             if cache_key is not None:
                 self.cache_hook.add_partial("loglikelihood", cache_key, answer)
         return res
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:  # noqa: ANN001
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         out = []
         for (string,) in tqdm([r.args for r in requests], disable=disable_tqdm):
-            windows = [(None,) + w for w in map(utils.make_disjoint_window, utils.get_rolling_token_windows(
-                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                max_seq_len=self.max_length - 1, context_len=1))]
+            windows = [
+                (None,) + w
+                for w in map(
+                    utils.make_disjoint_window,
+                    utils.get_rolling_token_windows(
+                        token_list=self.tok_encode(string),
+                        prefix_token=self.prefix_token_id,
+                        max_seq_len=self.max_length - 1,
+                        context_len=1,
+                    ),
+                )
+            ]
             total = sum(x[0] for x in self._loglikelihood_tokens(windows, disable_tqdm=True))
             out.append(total)
             self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
         return out
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:  # noqa: ANN001
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out = []
         for context, gen_kwargs in tqdm([r.args for r in requests], disable=disable_tqdm):
             until = gen_kwargs.get("until") or [self.tokenizer.decode([self.eot_token_id])]
             until = [until] if isinstance(until, str) else until
             max_new = int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))
-            ids = self.tok_encode(context)[-(self.max_length - max_new):]
+            ids = self.tok_encode(context)[-(self.max_length - max_new) :]
             gen: list[int] = []
             for tok in self.llm.generate(ids, temp=0.0, top_k=1, reset=True):
                 if tok == self.eot_token_id or len(gen) >= max_new:

@@ -16,14 +16,17 @@ from harness.settings import Settings
 class LMEvalEvaluator:
     kind = "lm_eval"
 
-    def __init__(self, spec, settings: Settings) -> None:  # noqa: ANN001
+    def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
         self.data = TaskData(settings)
 
     def plan_problems(self) -> list[str]:
         known = known_tasks()
-        return [f"evaluation.tasks: unknown task {t.name!r} (known: {', '.join(known)})"
-                for t in self.spec.tasks if t.name not in known]
+        return [
+            f"evaluation.tasks: unknown task {t.name!r} (known: {', '.join(known)})"
+            for t in self.spec.tasks
+            if t.name not in known
+        ]
 
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
@@ -31,9 +34,14 @@ class LMEvalEvaluator:
     def evaluate(self, scoring: dict, workdir: Path, log: Path) -> dict:
         spec = self.spec
         cfg = {
-            "lm": scoring["model"], "model_args": scoring["model_args"], "register": scoring.get("register"),
-            "include_path": str(self.data.task_dir()), "num_concurrent": spec.num_concurrent,
-            "max_length": spec.max_length, "batch_size": spec.batch_size, "seed": spec.seed,
+            "lm": scoring["model"],
+            "model_args": scoring["model_args"],
+            "register": scoring.get("register"),
+            "include_path": str(self.data.task_dir()),
+            "num_concurrent": spec.num_concurrent,
+            "max_length": spec.max_length,
+            "batch_size": spec.batch_size,
+            "seed": spec.seed,
             "samples_dir": str(workdir / "samples"),
             "tasks": [{"name": t.name, "limit": t.limit, "num_fewshot": t.num_fewshot} for t in spec.tasks],
         }
@@ -41,8 +49,14 @@ class LMEvalEvaluator:
         write_json_atomic(cfg_path, cfg)
         out_path.unlink(missing_ok=True)
         env = {**({"HF_HUB_OFFLINE": "1"} if self.settings.offline else {}), **scoring.get("env", {})}
-        run_stage("harness.stages.evaluate", ["--config", str(cfg_path), "--out", str(out_path)], log,
-                  self.settings, stage="evaluate", env=env)
+        run_stage(
+            "harness.stages.evaluate",
+            ["--config", str(cfg_path), "--out", str(out_path)],
+            log,
+            self.settings,
+            stage="evaluate",
+            env=env,
+        )
         import json
 
         out = json.loads(out_path.read_text())

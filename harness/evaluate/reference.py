@@ -30,8 +30,9 @@ def dump_logprobs(scoring: dict, windows: list[list[int]], k: int, out: Path, lo
     cfg = {"lm": scoring["model"], "model_args": scoring["model_args"], "windows": windows, "k": k, "out": str(out)}
     cfg_path = out.with_suffix(".in.json")
     write_json_atomic(cfg_path, cfg)
-    run_stage("harness.stages.logprobs", ["--config", str(cfg_path)], log, settings, stage="shift",
-              env=scoring.get("env"))
+    run_stage(
+        "harness.stages.logprobs", ["--config", str(cfg_path)], log, settings, stage="shift", env=scoring.get("env")
+    )
 
 
 def item_flips(ref_samples: Path, cell_samples: Path, iters: int, aggregate: list[str] | None = None) -> dict:
@@ -60,14 +61,20 @@ def item_flips(ref_samples: Path, cell_samples: Path, iters: int, aggregate: lis
         ra, ca, st = np.array(agg_ref), np.array(agg_cell), np.array(strata)
         drops = [ra[st == t].mean() - ca[st == t].mean() for t in np.unique(st)]
         lo, hi = paired_bootstrap(ra, ca, iters, strata=st)
-        out["aggregate"] = {"metric": "avg_acc", "tasks": sorted(set(strata)), "drop_abs": float(np.mean(drops)),
-                            "drop_ci95": [lo, hi], "n_items": int(len(ra)),
-                            "ci": f"paired bootstrap over the same items, stratified by task, {iters} resamples"}
+        out["aggregate"] = {
+            "metric": "avg_acc",
+            "tasks": sorted(set(strata)),
+            "drop_abs": float(np.mean(drops)),
+            "drop_ci95": [lo, hi],
+            "n_items": int(len(ra)),
+            "ci": f"paired bootstrap over the same items, stratified by task, {iters} resamples",
+        }
     return out
 
 
-def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, settings: Settings, work: Path,
-                           log: Path) -> dict | None:
+def compare_with_reference(
+    cell: CellPlan, scoring: dict, tokenizer_src: str, settings: Settings, work: Path, log: Path
+) -> dict | None:
     spec = getattr(cell.evaluation, "shift", None)
     if spec is None:
         return None
@@ -75,8 +82,13 @@ def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, se
     windows = token_prompts(tokenizer_src, spec.corpus, spec.windows, spec.tokens + 1, spec.seed)
     mine = work / "shift" / "logprobs.npz"
     dump_logprobs(scoring, windows, spec.top_k, mine, log, settings)
-    result: dict = {"dump": str(mine), "windows": spec.windows, "tokens_per_window": spec.tokens,
-                    "corpus": spec.corpus, "seed": spec.seed}
+    result: dict = {
+        "dump": str(mine),
+        "windows": spec.windows,
+        "tokens_per_window": spec.tokens,
+        "corpus": spec.corpus,
+        "seed": spec.seed,
+    }
     if cell.parent_id is None:
         again = work / "shift" / "logprobs-repeat.npz"
         dump_logprobs(scoring, windows, spec.top_k, again, log, settings)
@@ -90,15 +102,16 @@ def compare_with_reference(cell: CellPlan, scoring: dict, tokenizer_src: str, se
     elsewhere = sorted(set(runs) - {host["host_id"]})
     if parent_doc is None and elsewhere:
         result["metrics"] = None
-        result["note"] = (f"the reference {cell.parent_id} has results only from other hosts ({', '.join(elsewhere)}), "
-                          f"not from this one ({host['host_id']}): a reference must be measured on the same host; "
-                          f"run the parent here to compare")
+        result["note"] = (
+            f"the reference {cell.parent_id} has results only from other hosts ({', '.join(elsewhere)}), "
+            f"not from this one ({host['host_id']}): a reference must be measured on the same host; "
+            f"run the parent here to compare"
+        )
         return result
     recorded = ((parent_doc or {}).get("shift") or {}).get("dump")
     # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
     # (harness/cell.py keeps what a host measured under work/<cell>/<host_id>/)
-    parent_work = (Path(recorded).parent.parent if recorded
-                   else store.work_dir(cell.parent_id) / host["host_id"])
+    parent_work = Path(recorded).parent.parent if recorded else store.work_dir(cell.parent_id) / host["host_id"]
     ref_dump = parent_work / "shift" / "logprobs.npz"
     if ref_dump.is_file():
         result["metrics"] = shift_metrics(load_dump(ref_dump), load_dump(mine))

@@ -23,16 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
-APPROXIMATION = ("KL(ref||cell) over the reference's top-k tokens + one rest bucket (a reference token outside "
-                 "the cell's top-k gets min(cell k-th prob, cell leftover mass / (missing + 1))) + 0.5 x rest mass x "
-                 "var(log q/p) over matched top-k tokens; measured -8%/-21% vs exact KL at int8/int4")
+APPROXIMATION = (
+    "KL(ref||cell) over the reference's top-k tokens + one rest bucket (a reference token outside "
+    "the cell's top-k gets min(cell k-th prob, cell leftover mass / (missing + 1))) + 0.5 x rest mass x "
+    "var(log q/p) over matched top-k tokens; measured -8%/-21% vs exact KL at int8/int4"
+)
 
 
-def save_dump(path: Path, tokens, token_lp, top_ids, top_lp) -> None:  # noqa: ANN001
+def save_dump(path: Path, tokens, token_lp, top_ids, top_lp) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, tokens=np.asarray(tokens, np.int32), token_lp=np.asarray(token_lp, np.float32),
-                        top_ids=np.asarray(top_ids, np.int32), top_lp=np.asarray(top_lp, np.float32))
+    np.savez_compressed(
+        tmp,
+        tokens=np.asarray(tokens, np.int32),
+        token_lp=np.asarray(token_lp, np.float32),
+        top_ids=np.asarray(top_ids, np.int32),
+        top_lp=np.asarray(top_lp, np.float32),
+    )
     tmp.replace(path)
 
 
@@ -76,6 +83,7 @@ def kl_topk(ref_ids: np.ndarray, ref_lp: np.ndarray, cell_ids: np.ndarray, cell_
 
 def kl_exact(ref_logits: np.ndarray, cell_logits: np.ndarray) -> np.ndarray:
     """Per-position exact KL(ref || cell) over the full vocabulary (the check for kl_topk)."""
+
     def lsm(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float64) - x.max(-1, keepdims=True)
         return x - np.log(np.exp(x).sum(-1, keepdims=True))
@@ -91,12 +99,19 @@ def shift_metrics(ref: dict, cell: dict) -> dict:
     dp = np.exp(cell["token_lp"].astype(np.float64)) - np.exp(ref["token_lp"].astype(np.float64))
     nll_ref, nll_cell = -ref["token_lp"].astype(np.float64).mean(), -cell["token_lp"].astype(np.float64).mean()
     return {
-        "n_tokens": int(len(kl)), "k": int(ref["top_ids"].shape[1]),
-        "kld_mean": float(kl.mean()), "kld_median": float(np.median(kl)), "kld_p99": float(np.quantile(kl, 0.99)),
-        "kld_max": float(kl.max()), "top1_agreement": float((ref["top_ids"][:, 0] == cell["top_ids"][:, 0]).mean()),
-        "dp_mean": float(dp.mean()), "dp_rms": float(np.sqrt((dp ** 2).mean())),
-        "ppl_ref": float(np.exp(nll_ref)), "ppl_cell": float(np.exp(nll_cell)),
-        "ppl_ratio": float(np.exp(nll_cell - nll_ref)), "kld_method": APPROXIMATION,
+        "n_tokens": int(len(kl)),
+        "k": int(ref["top_ids"].shape[1]),
+        "kld_mean": float(kl.mean()),
+        "kld_median": float(np.median(kl)),
+        "kld_p99": float(np.quantile(kl, 0.99)),
+        "kld_max": float(kl.max()),
+        "top1_agreement": float((ref["top_ids"][:, 0] == cell["top_ids"][:, 0]).mean()),
+        "dp_mean": float(dp.mean()),
+        "dp_rms": float(np.sqrt((dp**2).mean())),
+        "ppl_ref": float(np.exp(nll_ref)),
+        "ppl_cell": float(np.exp(nll_cell)),
+        "ppl_ratio": float(np.exp(nll_cell - nll_ref)),
+        "kld_method": APPROXIMATION,
     }
 
 
@@ -113,8 +128,9 @@ def read_items(path: Path, metric: str) -> dict[int, float]:
     return out
 
 
-def paired_bootstrap(ref: np.ndarray, cell: np.ndarray, iters: int = 2000, seed: int = 0,
-                     strata: np.ndarray | None = None) -> tuple[float, float]:
+def paired_bootstrap(
+    ref: np.ndarray, cell: np.ndarray, iters: int = 2000, seed: int = 0, strata: np.ndarray | None = None
+) -> tuple[float, float]:
     """95% CI of mean(ref) - mean(cell) resampling items with replacement, the same items on both sides.
     With `strata` (a task per item) each task is resampled within itself and the drop is the mean of the
     per-task drops, as the aggregate is defined."""
@@ -138,9 +154,15 @@ def flips(ref: dict[int, float], cell: dict[int, float], iters: int = 2000, seed
     lo, hi = paired_bootstrap(a, b, iters, seed) if ids else (None, None)
     lost = [i for i in ids if ref[i] > cell[i]]
     gained = [i for i in ids if cell[i] > ref[i]]
-    return {"n": len(ids), "ref_correct_cell_wrong": len(lost), "ref_wrong_cell_correct": len(gained),
-            "flip_rate": (len(lost) + len(gained)) / len(ids) if ids else None,
-            "drop_abs": float(a.mean() - b.mean()) if ids else None,
-            "drop_rel": float((a.mean() - b.mean()) / a.mean()) if ids and a.mean() else None,
-            "drop_ci95": [lo, hi], "ci": f"paired bootstrap over the same {len(ids)} items, {iters} resamples",
-            "lost_doc_ids": lost, "gained_doc_ids": gained}
+    return {
+        "n": len(ids),
+        "ref_correct_cell_wrong": len(lost),
+        "ref_wrong_cell_correct": len(gained),
+        "flip_rate": (len(lost) + len(gained)) / len(ids) if ids else None,
+        "drop_abs": float(a.mean() - b.mean()) if ids else None,
+        "drop_rel": float((a.mean() - b.mean()) / a.mean()) if ids and a.mean() else None,
+        "drop_ci95": [lo, hi],
+        "ci": f"paired bootstrap over the same {len(ids)} items, {iters} resamples",
+        "lost_doc_ids": lost,
+        "gained_doc_ids": gained,
+    }

@@ -20,8 +20,18 @@ from harness.progress import Progress
 from harness.settings import REPO_ROOT, Settings
 
 # environment the workers need: where dqbench and its caches are, offline flags, plugin overrides
-PASS_ENV = ("DQBENCH_HOME", "DQBENCH_RESULTS", "DQBENCH_DB", "DQBENCH_STAGE_PYTHON", "DQBENCH_PLUGINS",
-            "DQBENCH_HOST_CAPS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME")
+PASS_ENV = (
+    "DQBENCH_HOME",
+    "DQBENCH_RESULTS",
+    "DQBENCH_DB",
+    "DQBENCH_STAGE_PYTHON",
+    "DQBENCH_PLUGINS",
+    "DQBENCH_HOST_CAPS",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "HF_HOME",
+)
 
 
 def _remote_cell(cell_json: dict, settings: Settings, *parents: dict) -> dict:
@@ -34,8 +44,15 @@ def _remote_cell(cell_json: dict, settings: Settings, *parents: dict) -> dict:
 
 
 class RayExecutor:
-    def __init__(self, settings: Settings, address: str | None = None, retries: int = 2,
-                 shared_dir: str | None = None, num_cpus: int | None = None, cpus_per_cell: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        address: str | None = None,
+        retries: int = 2,
+        shared_dir: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_cell: float = 1.0,
+    ) -> None:
         self.settings, self.address, self.retries = settings, address, retries
         self.shared_dir = Path(shared_dir).resolve() if shared_dir else None
         self.num_cpus, self.cpus_per_cell = num_cpus, cpus_per_cell
@@ -44,16 +61,17 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise DQError("--executor ray needs the `ray` package (pip install 'ray==2.60.0'; it is in "
-                          "requirements/cpu.txt)") from None
+            raise DQError(
+                "--executor ray needs the `ray` package (pip install 'ray==2.60.0'; it is in requirements/cpu.txt)"
+            ) from None
         if ray.is_initialized():
             return
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
-        env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
-                                              else "")
+        env["PYTHONPATH"] = str(REPO_ROOT) + (
+            os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
+        )
         env["DQBENCH_RESULTS"] = str(self.settings.results_dir)
-        kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False,
-                  ignore_reinit_error=True)
+        kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         if self.address:
             ray.init(address=self.address, **kw)
         else:  # a local instance sized to this machine
@@ -69,9 +87,11 @@ class RayExecutor:
         if len(nodes) > 1:
             results = self.settings.results_dir.resolve()
             if self.shared_dir is None or not results.is_relative_to(self.shared_dir):
-                raise DQError(f"the Ray cluster has {len(nodes)} nodes but results/artefacts go to {results}, which "
-                              f"is not under a shared path; mount shared storage on every node and pass "
-                              f"--shared-dir PATH with DQBENCH_RESULTS inside it")
+                raise DQError(
+                    f"the Ray cluster has {len(nodes)} nodes but results/artefacts go to {results}, which "
+                    f"is not under a shared path; mount shared storage on every node and pass "
+                    f"--shared-dir PATH with DQBENCH_RESULTS inside it"
+                )
 
     def _options(self, cell: CellPlan) -> dict:
         opts: dict = {"num_cpus": self.cpus_per_cell, "max_retries": self.retries, "retry_exceptions": False}
@@ -102,8 +122,12 @@ class RayExecutor:
                 try:
                     doc = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # worker died more than `retries` times, or a parent did
-                    doc = failed_doc(cell, "executor", f"Ray task failed after {self.retries} retries: "
-                                                       f"{type(exc).__name__}: {str(exc)[:500]}", settings=self.settings)
+                    doc = failed_doc(
+                        cell,
+                        "executor",
+                        f"Ray task failed after {self.retries} retries: {type(exc).__name__}: {str(exc)[:500]}",
+                        settings=self.settings,
+                    )
                 finished(cell, doc)
         except KeyboardInterrupt:
             for ref in pending:

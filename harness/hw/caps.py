@@ -16,13 +16,42 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # ISA flags that decide which kernels run (x86 /proc/cpuinfo names); others are not kept.
-ISA_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-             "avx512_fp16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile", "neon", "asimd", "sve")
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "neon",
+    "asimd",
+    "sve",
+)
 # vLLM custom ops the plan cares about: the kernel a scheme needs must be in the loaded library.
-VLLM_OPS = ("cpu_gemm_wna16", "int8_scaled_mm_with_quant", "onednn_scaled_mm", "onednn_mm",
-            "create_onednn_scaled_mm_handler",
-            "dynamic_scaled_int8_quant", "static_scaled_int8_quant", "cutlass_scaled_mm", "scaled_fp8_quant",
-            "gptq_marlin_gemm", "marlin_gemm", "awq_marlin_repack", "machete_mm", "mla_decode_kvcache_cpu")
+VLLM_OPS = (
+    "cpu_gemm_wna16",
+    "int8_scaled_mm_with_quant",
+    "onednn_scaled_mm",
+    "onednn_mm",
+    "create_onednn_scaled_mm_handler",
+    "dynamic_scaled_int8_quant",
+    "static_scaled_int8_quant",
+    "cutlass_scaled_mm",
+    "scaled_fp8_quant",
+    "gptq_marlin_gemm",
+    "marlin_gemm",
+    "awq_marlin_repack",
+    "machete_mm",
+    "mla_decode_kvcache_cpu",
+)
 
 
 UNPROBED_HOST_ID = "unprobed"  # a host whose engine probe failed: never passes for a probed one
@@ -152,11 +181,15 @@ class HostCaps(_Frozen):
     def fingerprint(self) -> dict:
         """What makes figures from this host comparable to figures from another (see module doc)."""
         return {
-            "cpu": self.cpu.model, "isa": self.cpu.isa_class, "arch": self.cpu.arch, "cores": self.cpu.cores,
+            "cpu": self.cpu.model,
+            "isa": self.cpu.isa_class,
+            "arch": self.cpu.arch,
+            "cores": self.cpu.cores,
             "memory_gib": round(self.cpu.memory_gib),
             "gpus": [f"{g.name} (cc {g.compute_capability})" for g in self.gpus],
             "vllm": f"{self.vllm.package} {self.vllm.version} {self.vllm.kernel_lib or self.vllm.device}"
-            if self.vllm else None,
+            if self.vllm
+            else None,
             "llamacpp": self.llamacpp.version if self.llamacpp else None,
         }
 
@@ -173,8 +206,18 @@ class HostCaps(_Frozen):
     def host_block(self) -> dict:
         """The `host` block stored in every result and in DuckDB's `hosts` table."""
         if self.probe_error:  # engine facts unknown: never pass for a probed host (harness/store/hosts.py)
-            return {"host_id": UNPROBED_HOST_ID, "label": f"{self.label} (engine probe failed)",
-                    "fingerprint": self.fingerprint(), "source": self.source, "reference_dtype": None,
-                    "error": self.probe_error}
-        return {"host_id": self.host_id, "label": self.label, "fingerprint": self.fingerprint(),
-                "source": self.source, "reference_dtype": self.reference_dtype(self.device)}
+            return {
+                "host_id": UNPROBED_HOST_ID,
+                "label": f"{self.label} (engine probe failed)",
+                "fingerprint": self.fingerprint(),
+                "source": self.source,
+                "reference_dtype": None,
+                "error": self.probe_error,
+            }
+        return {
+            "host_id": self.host_id,
+            "label": self.label,
+            "fingerprint": self.fingerprint(),
+            "source": self.source,
+            "reference_dtype": self.reference_dtype(self.device),
+        }

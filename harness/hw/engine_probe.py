@@ -82,7 +82,7 @@ def _mapped_vllm_libs() -> list[str]:
     return sorted(names)
 
 
-def _has_op(ns, name: str) -> bool:  # noqa: ANN001
+def _has_op(ns, name: str) -> bool:
     try:
         getattr(ns, name)
         return True
@@ -97,17 +97,25 @@ def probe_llamacpp(tools: Path) -> dict:
         out["error"] = f"no llama-server under {tools}/build/bin (run ./dq setup)"
         return out
     try:
-        r = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30,
-                           env=dict(os.environ, LD_LIBRARY_PATH=str(server.parent)))
+        r = subprocess.run(
+            [str(server), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, LD_LIBRARY_PATH=str(server.parent)),
+        )
         line = next((ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("version")), "")
         out["version"] = line.split(":", 1)[1].strip() if line else None
     except (OSError, subprocess.TimeoutExpired) as exc:
         out["error"] = f"llama-server --version: {exc}"
         return out
     # ggml's CPU feature line, from the library the set-up built (the binding loads it by path)
-    code = ("import llama_cpp, sys; sys.stdout.write(llama_cpp.llama_print_system_info().decode())")
-    env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(tools / "build" / "bin"),
-               PYTHONPATH=os.pathsep.join([str(tools / "py"), os.environ.get("PYTHONPATH", "")]))
+    code = "import llama_cpp, sys; sys.stdout.write(llama_cpp.llama_print_system_info().decode())"
+    env = dict(
+        os.environ,
+        LLAMA_CPP_LIB_PATH=str(tools / "build" / "bin"),
+        PYTHONPATH=os.pathsep.join([str(tools / "py"), os.environ.get("PYTHONPATH", "")]),
+    )
     try:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
         info = r.stdout.strip()
@@ -153,9 +161,12 @@ def probe_dtypes(repeats: int = 5) -> dict | None:
     # bf16 is the historical default: keep it unless another dtype is clearly (>1.5x) faster
     if "bf16" in ms and ms["bf16"] <= 1.5 * ms[fastest]:
         fastest = "bf16"
-    return {"ms": ms, "fastest": fastest,
-            "basis": f"torch {torch.__version__} linear 256x1024 @ 1024x4096, best of {repeats}, "
-                     f"{torch.get_num_threads()} threads; bf16 kept unless another dtype is >1.5x faster"}
+    return {
+        "ms": ms,
+        "fastest": fastest,
+        "basis": f"torch {torch.__version__} linear 256x1024 @ 1024x4096, best of {repeats}, "
+        f"{torch.get_num_threads()} threads; bf16 kept unless another dtype is >1.5x faster",
+    }
 
 
 def main() -> None:
@@ -163,8 +174,11 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--llamacpp")
     a = ap.parse_args()
-    result = {"vllm": probe_vllm(), "llamacpp": probe_llamacpp(Path(a.llamacpp)) if a.llamacpp else None,
-              "dtype_speed": probe_dtypes()}
+    result = {
+        "vllm": probe_vllm(),
+        "llamacpp": probe_llamacpp(Path(a.llamacpp)) if a.llamacpp else None,
+        "dtype_speed": probe_dtypes(),
+    }
     out = Path(a.out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))

@@ -20,7 +20,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,9 +49,13 @@ def cpu_info() -> CpuInfo:
                 flags = set(val.split())
     except OSError:
         pass
-    return CpuInfo(model=model or "unknown", arch=platform.machine(), cores=os.cpu_count() or 1,
-                   memory_gib=round(psutil.virtual_memory().total / 2**30, 2),
-                   flags=[f for f in ISA_FLAGS if f in flags])
+    return CpuInfo(
+        model=model or "unknown",
+        arch=platform.machine(),
+        cores=os.cpu_count() or 1,
+        memory_gib=round(psutil.virtual_memory().total / 2**30, 2),
+        flags=[f for f in ISA_FLAGS if f in flags],
+    )
 
 
 @lru_cache(maxsize=1)
@@ -73,10 +77,14 @@ def gpu_info() -> list[GpuInfo]:
                     h = pynvml.nvmlDeviceGetHandleByIndex(i)
                     major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
                     name = pynvml.nvmlDeviceGetName(h)
-                    out.append(GpuInfo(name=name.decode() if isinstance(name, bytes) else name,
-                                       compute_capability=f"{major}.{minor}",
-                                       memory_gib=round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 2),
-                                       driver=driver.decode() if isinstance(driver, bytes) else driver))
+                    out.append(
+                        GpuInfo(
+                            name=name.decode() if isinstance(name, bytes) else name,
+                            compute_capability=f"{major}.{minor}",
+                            memory_gib=round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 2),
+                            driver=driver.decode() if isinstance(driver, bytes) else driver,
+                        )
+                    )
                 return out
             finally:
                 pynvml.nvmlShutdown()
@@ -85,24 +93,40 @@ def gpu_info() -> list[GpuInfo]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
-                            "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     out = []
     for line in r.stdout.splitlines() if r.returncode == 0 else []:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 4:
-            out.append(GpuInfo(name=parts[0], compute_capability=parts[1],
-                               memory_gib=round(float(parts[2]) / 1024, 2), driver=parts[3]))
+            out.append(
+                GpuInfo(
+                    name=parts[0],
+                    compute_capability=parts[1],
+                    memory_gib=round(float(parts[2]) / 1024, 2),
+                    driver=parts[3],
+                )
+            )
     return out
 
 
 def _probe_key(settings: Settings, cpu: CpuInfo, gpus: list[GpuInfo]) -> str:
     """What a cached probe depends on: a changed env, CPU, GPU set or llama.cpp build re-probes."""
     py = Path(settings.python)
-    parts = [str(PROBE_VERSION), str(py), _installed(py), cpu.model_dump_json(),
-             json.dumps([g.model_dump() for g in gpus]), _llamacpp_stamp(settings.llamacpp_dir)]
+    parts = [
+        str(PROBE_VERSION),
+        str(py),
+        _installed(py),
+        cpu.model_dump_json(),
+        json.dumps([g.model_dump() for g in gpus]),
+        _llamacpp_stamp(settings.llamacpp_dir),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -131,8 +155,12 @@ def probe_engines(settings: Settings, timeout: float = 300) -> dict:
         args = [settings.python, "-m", "harness.hw.engine_probe", "--out", str(out)]
         if settings.llamacpp_dir:
             args += ["--llamacpp", str(settings.llamacpp_dir)]
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            VLLM_NO_USAGE_STATS="1",
+            DO_NOT_TRACK="1",
+        )
         from harness.proc import kill_group, spawn
 
         with open(log, "wb") as f:
@@ -147,9 +175,11 @@ def probe_engines(settings: Settings, timeout: float = 300) -> dict:
                 raise
         if rc != 0 or not out.is_file():
             text = log.read_text(errors="replace")[-2000:]
-            raise DQError(f"the engine probe (`{settings.python} -m harness.hw.engine_probe`) failed with {rc}: "
-                          f"{text.strip().splitlines()[-1] if text.strip() else 'no output'}; run ./dq setup, "
-                          f"or set {OVERRIDE_ENV} to a preset ({', '.join(preset_names())})")
+            raise DQError(
+                f"the engine probe (`{settings.python} -m harness.hw.engine_probe`) failed with {rc}: "
+                f"{text.strip().splitlines()[-1] if text.strip() else 'no output'}; run ./dq setup, "
+                f"or set {OVERRIDE_ENV} to a preset ({', '.join(preset_names())})"
+            )
         return json.loads(out.read_text())
 
 
@@ -160,15 +190,19 @@ def preset_names() -> list[str]:
 def load_override(value: str) -> HostCaps:
     path = PRESETS / f"{value}.json" if (PRESETS / f"{value}.json").is_file() else Path(value).expanduser()
     if not path.is_file():
-        raise DQError(f"{OVERRIDE_ENV}={value!r}: neither a preset ({', '.join(preset_names())}) nor a JSON file; "
-                      f"unset it to probe this host")
+        raise DQError(
+            f"{OVERRIDE_ENV}={value!r}: neither a preset ({', '.join(preset_names())}) nor a JSON file; "
+            f"unset it to probe this host"
+        )
     try:
         doc = json.loads(path.read_text())
         doc.pop("host", None)  # `harness doctor --json` adds the derived host block beside the caps
         caps = HostCaps.model_validate(doc)
     except ValueError as exc:
-        raise DQError(f"{OVERRIDE_ENV}={value!r}: {path} is not a HostCaps JSON ({exc.__class__.__name__}: "
-                      f"{str(exc).splitlines()[0]}); write one with `harness doctor --json`") from None
+        raise DQError(
+            f"{OVERRIDE_ENV}={value!r}: {path} is not a HostCaps JSON ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}); write one with `harness doctor --json`"
+        ) from None
     return caps.model_copy(update={"source": f"override:{value}"})
 
 
@@ -194,13 +228,24 @@ def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
     except DQError as exc:
         # engine facts unknown (no serving env yet, a broken install): plan what needs no engine facts,
         # and say why the rest is infeasible. Not cached: the next call probes again.
-        caps = HostCaps(cpu=cpu, gpus=gpus, source="probe", probe_error=str(exc),
-                        probed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        caps = HostCaps(
+            cpu=cpu,
+            gpus=gpus,
+            source="probe",
+            probe_error=str(exc),
+            probed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         _MEMO[key] = caps
         return caps
-    caps = HostCaps(cpu=cpu, gpus=gpus, vllm=engines.get("vllm"), llamacpp=engines.get("llamacpp"),
-                    dtype_speed=engines.get("dtype_speed"), source="probe",
-                    probed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    caps = HostCaps(
+        cpu=cpu,
+        gpus=gpus,
+        vllm=engines.get("vllm"),
+        llamacpp=engines.get("llamacpp"),
+        dtype_speed=engines.get("dtype_speed"),
+        source="probe",
+        probed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     from harness.proc import write_json_atomic
 
     write_json_atomic(cache, caps.model_dump(mode="json"))

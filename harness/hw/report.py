@@ -18,24 +18,31 @@ def scheme_table(caps: HostCaps) -> list[tuple[str, str, str]]:
 
 def render_caps(caps: HostCaps) -> str:
     c = caps.cpu
-    lines = [f"host {caps.host_id}: {caps.label}  [{caps.source}{', probed ' + caps.probed_at if caps.probed_at else ''}]",
-             f"  cpu     {c.model} ({c.arch}), {c.cores} cores, {c.memory_gib:.1f} GiB; ISA class {c.isa_class}: "
-             f"{' '.join(c.flags) or '-'}"]
+    lines = [
+        f"host {caps.host_id}: {caps.label}  [{caps.source}{', probed ' + caps.probed_at if caps.probed_at else ''}]",
+        f"  cpu     {c.model} ({c.arch}), {c.cores} cores, {c.memory_gib:.1f} GiB; ISA class {c.isa_class}: "
+        f"{' '.join(c.flags) or '-'}",
+    ]
     for g in caps.gpus:
-        lines.append(f"  gpu     {g.name}, compute capability {g.compute_capability}, {g.memory_gib} GiB, "
-                     f"driver {g.driver}")
+        lines.append(
+            f"  gpu     {g.name}, compute capability {g.compute_capability}, {g.memory_gib} GiB, driver {g.driver}"
+        )
     if not caps.gpus:
         lines.append("  gpu     none")
     v = caps.vllm
     if v:
-        lines.append(f"  vllm    {v.package} {v.version} ({v.device}); kernel library {v.kernel_lib}; "
-                     f"ops: {', '.join(v.ops) or '-'}" + (f"; ERROR {v.error}" if v.error else ""))
+        lines.append(
+            f"  vllm    {v.package} {v.version} ({v.device}); kernel library {v.kernel_lib}; "
+            f"ops: {', '.join(v.ops) or '-'}" + (f"; ERROR {v.error}" if v.error else "")
+        )
     else:
         lines.append("  vllm    not found in the serving env")
     lc = caps.llamacpp
     if lc:
-        lines.append(f"  llama   {lc.version or '?'}; ggml features: {', '.join(lc.features) or '-'}"
-                     + (f"; ERROR {lc.error}" if lc.error else ""))
+        lines.append(
+            f"  llama   {lc.version or '?'}; ggml features: {', '.join(lc.features) or '-'}"
+            + (f"; ERROR {lc.error}" if lc.error else "")
+        )
     else:
         lines.append("  llama   not built (DQBENCH_LLAMACPP unset)")
     if caps.dtype_speed:

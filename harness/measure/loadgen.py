@@ -119,7 +119,7 @@ async def _send(session: aiohttp.ClientSession, url: str, payload: dict, timeout
         rec.ok = rec.ttft is not None
         if not rec.ok:
             rec.error = "stream ended without any token"
-    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+    except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
         rec.end = time.perf_counter()
         rec.error = f"{type(exc).__name__}: {exc}"[:300]
         rec.stale = isinstance(exc, STALE) and not responded
@@ -161,7 +161,11 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
     out_tok = sum(r.output_tokens for r in ok)
     in_tok = sum(r.prompt_tokens for r in ok)
     return LevelResult(
-        profile=profile, level=level, requests=len(records), completed=len(ok), failed=len(records) - len(ok),
+        profile=profile,
+        level=level,
+        requests=len(records),
+        completed=len(ok),
+        failed=len(records) - len(ok),
         duration_s=duration,
         req_s=len(ok) / duration if duration > 0 else 0.0,
         output_tok_s=out_tok / duration if duration > 0 else 0.0,
@@ -180,9 +184,17 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
 class LoadGenerator:
     """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos)."""
 
-    def __init__(self, base_url: str, model: str, output_tokens: int, timeout: float, extra: dict | None = None,
-                 keepalive: bool = True, stop: Callable[[], str | None] | None = None,
-                 check_every: float = 0.5) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        output_tokens: int,
+        timeout: float,
+        extra: dict | None = None,
+        keepalive: bool = True,
+        stop: Callable[[], str | None] | None = None,
+        check_every: float = 0.5,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/completions"
         self.model, self.output_tokens, self.timeout = model, output_tokens, timeout
         self.extra = extra or {}
@@ -191,13 +203,22 @@ class LoadGenerator:
         self.stop, self.check_every = stop, check_every
 
     def payload(self, prompt: list[int] | str) -> dict:
-        return {"model": self.model, "prompt": prompt, "max_tokens": self.output_tokens, "temperature": 0.0,
-                "stream": True, "stream_options": {"include_usage": True}, **self.extra}
+        return {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": self.output_tokens,
+            "temperature": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.extra,
+        }
 
-    async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int
-                   ) -> list[RequestRecord]:
-        conn = (aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60) if self.keepalive
-                else aiohttp.TCPConnector(limit=concurrency or 0, force_close=True))
+    async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int) -> list[RequestRecord]:
+        conn = (
+            aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60)
+            if self.keepalive
+            else aiohttp.TCPConnector(limit=concurrency or 0, force_close=True)
+        )
         async with aiohttp.ClientSession(connector=conn) as session:
             sem = asyncio.Semaphore(concurrency) if concurrency else None
             rng = random.Random(seed)
@@ -205,8 +226,13 @@ class LoadGenerator:
             tasks: list[asyncio.Task] = []
 
             def abandoned(start: float) -> RequestRecord:
-                return RequestRecord(ok=False, start=start, end=time.perf_counter(), abandoned=True,
-                                     error=f"not completed: {stopped[0]}"[:300])
+                return RequestRecord(
+                    ok=False,
+                    start=start,
+                    end=time.perf_counter(),
+                    abandoned=True,
+                    error=f"not completed: {stopped[0]}"[:300],
+                )
 
             def check() -> None:
                 why = self.stop() if self.stop and not stopped else None

@@ -89,7 +89,7 @@ class GpuMemory:
                 pass
 
 
-def _visible(nvml, handles: list) -> tuple[list[str], list]:  # noqa: ANN001
+def _visible(nvml, handles: list) -> tuple[list[str], list]:
     """The devices CUDA_VISIBLE_DEVICES names (by index or UUID; NVML itself ignores it), else all."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None and env.strip() in ("", "-1"):  # no GPU visible, as harness/hw/probe.gpu_info reads it
@@ -175,14 +175,21 @@ class PeakSampler:
         if self._gpu_peak_mode == "process":
             what = f"NVML usedGpuMemory summed over the server's process tree (devices {devices})"
         else:
-            what = (f"NVML memory used on devices {devices}, by every process on them, not the server's alone "
-                    f"(per-process figures unavailable: no process of the server's tree in NVML's list, e.g. "
-                    f"PIDs hidden by a container)")
+            what = (
+                f"NVML memory used on devices {devices}, by every process on them, not the server's alone "
+                f"(per-process figures unavailable: no process of the server's tree in NVML's list, e.g. "
+                f"PIDs hidden by a container)"
+            )
         mixed = f"; per-process in {n_proc} samples, whole device in {n_dev}" if n_proc and n_dev else ""
         return f"{what}, peak of samples every {self.interval:g} s{mixed}"
 
     def block(self) -> dict:
         """The cell document's `memory` block."""
-        return {"host_peak_gib": self.peak_gib, "peak_gib": self.peak_gib,  # peak_gib: the pre-GPU name
-                "gpu_peak_gib": self.gpu_peak_gib, "gpu_what": self.gpu_what, "samples": self.samples,
-                "what": f"host: PSS summed over the server's process tree, sampled every {self.interval:g} s"}
+        return {
+            "host_peak_gib": self.peak_gib,
+            "peak_gib": self.peak_gib,  # peak_gib: the pre-GPU name
+            "gpu_peak_gib": self.gpu_peak_gib,
+            "gpu_what": self.gpu_what,
+            "samples": self.samples,
+            "what": f"host: PSS summed over the server's process tree, sampled every {self.interval:g} s",
+        }

@@ -39,4 +39,4 @@ def token_prompts(tokenizer_src: str, corpus: str, n: int, length: int, seed: in
         raise ValueError(f"corpus {corpus!r} has {len(ids)} tokens, fewer than input_tokens={length}")
     rng = random.Random(seed)
     starts = [rng.randrange(0, len(ids) - length) for _ in range(n)]
-    return [list(ids[s:s + length]) for s in starts]
+    return [list(ids[s : s + length]) for s in starts]

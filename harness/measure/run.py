@@ -20,18 +20,31 @@ def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:
     allowed = getattr(max_failed, key)
     if not lv.requests or lv.failed / lv.requests <= allowed:
         return None
-    name = {"synchronous": "synchronous", "concurrency": f"concurrency {lv.level:g}",
-            "poisson": f"poisson {lv.level:g} req/s"}.get(lv.profile, f"{lv.profile} {lv.level:g}")
-    return (f"load level {name}: {lv.failed}/{lv.requests} requests failed, more than the "
-            f"{allowed:.0%} allowed (load.max_failed.{key}); first error: {lv.first_error}")
+    name = {
+        "synchronous": "synchronous",
+        "concurrency": f"concurrency {lv.level:g}",
+        "poisson": f"poisson {lv.level:g} req/s",
+    }.get(lv.profile, f"{lv.profile} {lv.level:g}")
+    return (
+        f"load level {name}: {lv.failed}/{lv.requests} requests failed, more than the "
+        f"{allowed:.0%} allowed (load.max_failed.{key}); first error: {lv.first_error}"
+    )
 
 
-def measure(base_url: str, model: str, load: LoadSpec, tokenizer_src: str, extra: dict | None = None,
-            on_level=None, keepalive: bool = True,  # noqa: ANN001
-            health: Callable[[], str | None] | None = None) -> dict:
+def measure(
+    base_url: str,
+    model: str,
+    load: LoadSpec,
+    tokenizer_src: str,
+    extra: dict | None = None,
+    on_level=None,
+    keepalive: bool = True,
+    health: Callable[[], str | None] | None = None,
+) -> dict:
     gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive, stop=health)
     total = load.warmup_requests + sum(
-        p.requests * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles)
+        p.requests * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles
+    )
     prompts = token_prompts(tokenizer_src, load.corpus, total, load.input_tokens, load.seed)
     it = iter(prompts)
 
@@ -61,9 +74,14 @@ def measure(base_url: str, model: str, load: LoadSpec, tokenizer_src: str, extra
         if on_level:
             on_level(res)
         stopped = (health() if health else None) or level_problem(res, load.max_failed)
-    return {"levels": [lv.to_dict() for lv in levels], "wall_s": time.monotonic() - t0,
-            "input_tokens": load.input_tokens, "output_tokens": load.output_tokens,
-            "headline": headline(levels), "stopped": stopped}
+    return {
+        "levels": [lv.to_dict() for lv in levels],
+        "wall_s": time.monotonic() - t0,
+        "input_tokens": load.input_tokens,
+        "output_tokens": load.output_tokens,
+        "headline": headline(levels),
+        "stopped": stopped,
+    }
 
 
 def headline(levels: list[LevelResult]) -> dict:
@@ -79,11 +97,17 @@ def headline(levels: list[LevelResult]) -> dict:
     lat = sync or min(conc or levels, key=lambda lv: lv.level)
     top = max(conc, key=lambda lv: lv.level) if conc else lat
     return {
-        "ttft_ms_p50": lat.ttft_ms["p50"], "ttft_ms_p99": lat.ttft_ms["p99"],
-        "tpot_ms_p50": lat.tpot_ms["p50"], "tpot_ms_p99": lat.tpot_ms["p99"],
-        "itl_ms_p50": lat.itl_ms["p50"], "itl_ms_p99": lat.itl_ms["p99"],
-        "e2e_ms_p50": lat.e2e_ms["p50"], "e2e_ms_p99": lat.e2e_ms["p99"],
-        "output_tok_s": top.output_tok_s, "req_s": top.req_s, "top_concurrency": top.level,
+        "ttft_ms_p50": lat.ttft_ms["p50"],
+        "ttft_ms_p99": lat.ttft_ms["p99"],
+        "tpot_ms_p50": lat.tpot_ms["p50"],
+        "tpot_ms_p99": lat.tpot_ms["p99"],
+        "itl_ms_p50": lat.itl_ms["p50"],
+        "itl_ms_p99": lat.itl_ms["p99"],
+        "e2e_ms_p50": lat.e2e_ms["p50"],
+        "e2e_ms_p99": lat.e2e_ms["p99"],
+        "output_tok_s": top.output_tok_s,
+        "req_s": top.req_s,
+        "top_concurrency": top.level,
         "ttft_ms_p99_at_top": top.ttft_ms["p99"],
         "failed_requests": sum(lv.failed for lv in levels),
     }

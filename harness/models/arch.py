@@ -41,8 +41,11 @@ class ArchInfo:
     @property
     def linear_input_sizes(self) -> dict[str, int]:
         """Input width of each quantizable linear kind: group sizes must divide these."""
-        return {"q/k/v/gate/up_proj": self.hidden_size, "o_proj": self.num_heads * self.head_dim,
-                "down_proj": self.intermediate_size}
+        return {
+            "q/k/v/gate/up_proj": self.hidden_size,
+            "o_proj": self.num_heads * self.head_dim,
+            "down_proj": self.intermediate_size,
+        }
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_elem
@@ -77,16 +80,18 @@ def arch_from_config(cfg: dict, source: str = "config.json") -> ArchInfo:
     text = cfg.get("text_config")
     text = text if isinstance(text, dict) else {}
 
-    def get(key: str, required: bool = True):  # noqa: ANN202
+    def get(key: str, required: bool = True):
         # the language model's own field wins: a multimodal config's top level may describe the vision tower
         value = text.get(key, cfg.get(key))
         if value is None and required:
             where = " (nor under text_config)" if text else ""
-            raise PlanError(f"{source}: no `{key}`{where}; dqbench reads {', '.join(REQUIRED)} from a causal LM's "
-                            "config.json to plan memory and group sizes: point the model at a checkpoint of one")
+            raise PlanError(
+                f"{source}: no `{key}`{where}; dqbench reads {', '.join(REQUIRED)} from a causal LM's "
+                "config.json to plan memory and group sizes: point the model at a checkpoint of one"
+            )
         return value
 
-    def integer(key: str, value) -> int:  # noqa: ANN001
+    def integer(key: str, value) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
             raise PlanError(f"{source}: `{key}` is {value!r}; expected a positive integer")
         return int(value)
@@ -122,25 +127,61 @@ def arch_from_dir(path: Path) -> ArchInfo | None:
 
 # config.json facts of public checkpoints (copied from their published configs).
 KNOWN: dict[str, dict] = {
-    "smollm2-135m-instruct": dict(architectures=["LlamaForCausalLM"], hidden_size=576, intermediate_size=1536,
-                                  num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                                  head_dim=64, vocab_size=49152, tie_word_embeddings=True),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(architectures=["LlamaForCausalLM"], hidden_size=576,
-                                                intermediate_size=1536, num_hidden_layers=30,
-                                                num_attention_heads=9, num_key_value_heads=3, head_dim=64,
-                                                vocab_size=49152, tie_word_embeddings=True),
-    "meta-llama/Llama-3.1-8B-Instruct": dict(architectures=["LlamaForCausalLM"], hidden_size=4096,
-                                             intermediate_size=14336, num_hidden_layers=32,
-                                             num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                                             vocab_size=128256, tie_word_embeddings=False),
-    "meta-llama/Llama-3.1-70B-Instruct": dict(architectures=["LlamaForCausalLM"], hidden_size=8192,
-                                              intermediate_size=28672, num_hidden_layers=80,
-                                              num_attention_heads=64, num_key_value_heads=8, head_dim=128,
-                                              vocab_size=128256, tie_word_embeddings=False),
-    "meta-llama/Llama-3.2-1B-Instruct": dict(architectures=["LlamaForCausalLM"], hidden_size=2048,
-                                             intermediate_size=8192, num_hidden_layers=16,
-                                             num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-                                             vocab_size=128256, tie_word_embeddings=True),
+    "smollm2-135m-instruct": dict(
+        architectures=["LlamaForCausalLM"],
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(
+        architectures=["LlamaForCausalLM"],
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
+    "meta-llama/Llama-3.1-8B-Instruct": dict(
+        architectures=["LlamaForCausalLM"],
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),
+    "meta-llama/Llama-3.1-70B-Instruct": dict(
+        architectures=["LlamaForCausalLM"],
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),
+    "meta-llama/Llama-3.2-1B-Instruct": dict(
+        architectures=["LlamaForCausalLM"],
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),
 }
 
 

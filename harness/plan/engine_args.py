@@ -71,17 +71,25 @@ def vllm_arg_problems(engine_args: dict, options: dict[str, str], field: str = "
         flag = "--" + key.replace("_", "-").lstrip("-").split(".", 1)[0].rstrip("+")
         option, hits = resolve(flag, options)
         if option is None and not hits:
-            problems.append(f"{field}.{key}: vLLM has no option {flag}; check the spelling against "
-                            f"`vllm serve --help=all` (or remove it)")
+            problems.append(
+                f"{field}.{key}: vLLM has no option {flag}; check the spelling against "
+                f"`vllm serve --help=all` (or remove it)"
+            )
         elif option is None:
-            problems.append(f"{field}.{key}: {flag} is ambiguous in vLLM (it abbreviates {', '.join(hits[:6])}"
-                            f"{' ...' if len(hits) > 6 else ''}); write the option in full")
+            problems.append(
+                f"{field}.{key}: {flag} is ambiguous in vLLM (it abbreviates {', '.join(hits[:6])}"
+                f"{' ...' if len(hits) > 6 else ''}); write the option in full"
+            )
         elif options[option] in managed:
-            problems.append(f"{field}.{key}: vLLM reads it as {option}, set by dqbench itself; use the serving "
-                            f"fields instead (managed: {', '.join(sorted(VLLM_MANAGED))})")
+            problems.append(
+                f"{field}.{key}: vLLM reads it as {option}, set by dqbench itself; use the serving "
+                f"fields instead (managed: {', '.join(sorted(VLLM_MANAGED))})"
+            )
         elif option != flag:
-            problems.append(f"{field}.{key}: abbreviates {option}; write the option in full "
-                            f"(`{option[2:].replace('-', '_')}`), so the cell id names what was set")
+            problems.append(
+                f"{field}.{key}: abbreviates {option}; write the option in full "
+                f"(`{option[2:].replace('-', '_')}`), so the cell id names what was set"
+            )
     return problems
 
 
@@ -106,8 +114,15 @@ def vllm_options(settings: Settings, timeout: float = 300) -> dict[str, str] | N
         out = Path(tmp) / "options.json"
         env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
         try:
-            r = subprocess.run([str(py), "-c", _DUMP, str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, timeout=timeout)
+            r = subprocess.run(
+                [str(py), "-c", _DUMP, str(out)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO_ROOT,
+                timeout=timeout,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         if r.returncode != 0 or not out.is_file():
@@ -133,8 +148,9 @@ def parse_llamacpp_help(text: str) -> list[frozenset[str]]:
     return groups
 
 
-def llamacpp_arg_problems(extra_args: dict, groups: list[frozenset[str]],
-                          field: str = "extra_serving[0].extra_args") -> list[str]:
+def llamacpp_arg_problems(
+    extra_args: dict, groups: list[frozenset[str]], field: str = "extra_serving[0].extra_args"
+) -> list[str]:
     """Why each extra_args key cannot be passed to llama-server (empty: all can)."""
     managed = {p + m for m in LLAMACPP_MANAGED for p in ("-", "--")}
     problems = []
@@ -142,11 +158,15 @@ def llamacpp_arg_problems(extra_args: dict, groups: list[frozenset[str]],
         flag = "--" + key.replace("_", "-").lstrip("-")  # as harness/serve/llamacpp.py writes it
         group = next((g for g in groups if flag in g), None)
         if group is None:
-            problems.append(f"{field}.{key}: llama-server has no option {flag}; check the spelling against "
-                            "`llama-server --help` (or remove it)")
+            problems.append(
+                f"{field}.{key}: llama-server has no option {flag}; check the spelling against "
+                "`llama-server --help` (or remove it)"
+            )
         elif group & managed:
-            problems.append(f"{field}.{key}: {flag} is llama-server's {' / '.join(sorted(group))}, set by dqbench "
-                            f"itself; use the serving fields instead (managed: {', '.join(sorted(LLAMACPP_MANAGED))})")
+            problems.append(
+                f"{field}.{key}: {flag} is llama-server's {' / '.join(sorted(group))}, set by dqbench "
+                f"itself; use the serving fields instead (managed: {', '.join(sorted(LLAMACPP_MANAGED))})"
+            )
     return problems
 
 
@@ -156,15 +176,21 @@ def llamacpp_options(settings: Settings, timeout: float = 30) -> list[frozenset[
     if server is None or not server.is_file():
         return None
     try:
-        r = subprocess.run([str(server), "--help"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=timeout, errors="replace")
+        r = subprocess.run(
+            [str(server), "--help"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            errors="replace",
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     groups = parse_llamacpp_help(r.stdout + "\n" + r.stderr)
     return groups or None
 
 
-def engine_arg_problems(servings, settings: Settings) -> list[str]:  # noqa: ANN001
+def engine_arg_problems(servings, settings: Settings) -> list[str]:
     """Problems of every serving entry's engine flags; [] when there are none or the engine is not here."""
     problems = []
     for i, s in enumerate(servings):

@@ -39,8 +39,9 @@ def top_concurrency(load: LoadSpec) -> int:
     return top
 
 
-def estimate_memory(arch: ArchInfo, precision: str, method: MethodSpec | None, serving: Serving,
-                    load: LoadSpec, device: str) -> MemoryEstimate:
+def estimate_memory(
+    arch: ArchInfo, precision: str, method: MethodSpec | None, serving: Serving, load: LoadSpec, device: str
+) -> MemoryEstimate:
     bits = effective_bits(precision, method)
     weights = arch.params * bits / 8 / GiB
     if device == "cpu" and serving.kind == "vllm":
@@ -56,8 +57,12 @@ def estimate_memory(arch: ArchInfo, precision: str, method: MethodSpec | None, s
         kv_basis = f"KV = {arch.kv_bytes_per_token():.0f} B/token x {tokens} tokens"
     overhead = OVERHEAD_GIB[device]
     return MemoryEstimate(
-        weights_gib=round(weights, 3), kv_cache_gib=round(kv, 3), overhead_gib=overhead,
-        total_gib=round(weights + kv + overhead, 3), params=arch.params, bits_per_weight=round(bits, 3),
+        weights_gib=round(weights, 3),
+        kv_cache_gib=round(kv, 3),
+        overhead_gib=overhead,
+        total_gib=round(weights + kv + overhead, 3),
+        params=arch.params,
+        bits_per_weight=round(bits, 3),
         basis=f"weights = {arch.params / 1e6:.1f}M params x {bits:.2f} bits; {kv_basis}; "
-              f"overhead {overhead:g} GiB ({device})",
+        f"overhead {overhead:g} GiB ({device})",
     )

@@ -8,8 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from harness.spec.models import (DistillSpec, Evaluation, Limits, LoadSpec, MethodSpec, ModelSpec, Serving,
-                                 Strict)
+from harness.spec.models import DistillSpec, Evaluation, Limits, LoadSpec, MethodSpec, ModelSpec, Serving, Strict
 
 
 class MemoryEstimate(Strict):

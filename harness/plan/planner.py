@@ -13,31 +13,42 @@ from __future__ import annotations
 
 import itertools
 
+from harness.errors import PlanError
 from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
 from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory import estimate_memory
 from harness.plan.models import CellPlan, Plan, content_id
-from harness.errors import PlanError
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
 
 
-def student_identity(student) -> dict:  # noqa: ANN001
+def student_identity(student) -> dict:
     # kind and name are required, so exclude_defaults always keeps them
     return student.model_dump(mode="json", exclude={"methods", "cost"}, exclude_defaults=True)
 
 
-def _identity(m: Matrix, model, precision: str, method: str, distill: str, serving,  # noqa: ANN001
-              compute_dtype: str | None = "bf16") -> dict:
+def _identity(
+    m: Matrix,
+    model,
+    precision: str,
+    method: str,
+    distill: str,
+    serving,
+    compute_dtype: str | None = "bf16",
+) -> dict:
     student = next((s for s in m.students if s.name == distill), None)
     # the activation dtype of a compressed cell enters the id only when it is not the historical bf16,
     # so ids of cells planned before it existed stay the same
-    extra = ({"compute_dtype": compute_dtype}
-             if compute_dtype not in (None, "bf16") and precision not in FULL_PRECISIONS else {})
-    return {**extra,
+    extra = (
+        {"compute_dtype": compute_dtype}
+        if compute_dtype not in (None, "bf16") and precision not in FULL_PRECISIONS
+        else {}
+    )
+    return {
+        **extra,
         "model": model.model_dump(mode="json"),
         "precision": precision,
         "method": m.methods[method].model_dump(mode="json") if method != "none" else "none",
@@ -106,8 +117,11 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 continue
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
             serving = m.serving_for(engine_for(method_spec))
-            cdt = precision if precision in FULL_PRECISIONS else (
-                lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None)
+            cdt = (
+                precision
+                if precision in FULL_PRECISIONS
+                else (lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None)
+            )
             ident = _identity(m, model, precision, method, distill, serving, cdt)
             cid = content_id(ident)
             ids[(distill, precision, method)] = cid
@@ -124,18 +138,36 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
             elif student:
                 cell_arch = source_for(model.model_copy(update={"source": student.student}), settings).arch()
             est = estimate_memory(cell_arch, precision, method_spec, serving, m.load, device) if cell_arch else None
-            cell = CellPlan(cell_id=cid, matrix=m.name, model=model, precision=precision, method=method,
-                            method_spec=method_spec, distill=distill, student=student, serving=serving,
-                            load=m.load, evaluation=m.evaluation, device=device, parent_id=parent, estimate=est,
-                            arch=cell_arch.to_dict() if cell_arch else None,
-                            teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
-                            teacher_serving=m.serving_for(engine_for(None)) if student else None,
-                            compute_dtype=cdt, dtype_note=dtype_note, host_id=caps.host_id, limits=m.limits)
+            cell = CellPlan(
+                cell_id=cid,
+                matrix=m.name,
+                model=model,
+                precision=precision,
+                method=method,
+                method_spec=method_spec,
+                distill=distill,
+                student=student,
+                serving=serving,
+                load=m.load,
+                evaluation=m.evaluation,
+                device=device,
+                parent_id=parent,
+                estimate=est,
+                arch=cell_arch.to_dict() if cell_arch else None,
+                teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
+                teacher_serving=m.serving_for(engine_for(None)) if student else None,
+                compute_dtype=cdt,
+                dtype_note=dtype_note,
+                host_id=caps.host_id,
+                limits=m.limits,
+            )
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem)
             if student:
                 reasons += student_problems(cell, arch, cell_arch, m)
             if reasons:
-                cell = cell.model_copy(update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons})
+                cell = cell.model_copy(
+                    update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons}
+                )
             cells.append(cell)
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}

@@ -29,28 +29,32 @@ def pairing(precision: str, method: str, spec: MethodSpec | None = None) -> str 
     return None
 
 
-def student_pairing(student, method: str) -> str | None:  # noqa: ANN001
+def student_pairing(student, method: str) -> str | None:
     """None if a student is crossed with `method`; otherwise why not (students[].methods)."""
     if student is None or method == "none" or student.methods is None or method in student.methods:
         return None
     return f"{student.name} x {method}: students[{student.name}].methods is {student.methods}"
 
 
-def student_problems(cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo | None, matrix) -> list[str]:  # noqa: ANN001
+def student_problems(cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo | None, matrix) -> list[str]:
     """Why a student cell cannot run: no plugin, a vocabulary mismatch for logit matching, the training
     corpus overlapping an evaluated split."""
     spec = cell.student
     if spec.kind not in distillers:
-        return [f"distill {cell.distill!r}: no distiller plugin of kind {spec.kind!r} in this build "
-                f"(available: {', '.join(distillers.names()) or 'none'})"]
+        return [
+            f"distill {cell.distill!r}: no distiller plugin of kind {spec.kind!r} in this build "
+            f"(available: {', '.join(distillers.names()) or 'none'})"
+        ]
     reasons = distillers.get(spec.kind)(spec).plan_problems(cell, teacher, student)
     if spec.kind != "untrained":
         from harness.distill.data import HELDOUT_FROM
 
         lam = next((t for t in matrix.evaluation.tasks if t.name == "dq_lambada"), None)
         if lam is not None and (lam.limit is None or lam.limit > HELDOUT_FROM):
-            reasons.append(f"evaluation.tasks dq_lambada limit {lam.limit} reaches LAMBADA documents >= "
-                           f"{HELDOUT_FROM}, which students[{spec.name}] trains on; set limit <= {HELDOUT_FROM}")
+            reasons.append(
+                f"evaluation.tasks dq_lambada limit {lam.limit} reaches LAMBADA documents >= "
+                f"{HELDOUT_FROM}, which students[{spec.name}] trains on; set limit <= {HELDOUT_FROM}"
+            )
     return reasons
 
 
@@ -81,51 +85,72 @@ def context_problems(cell: CellPlan) -> list[str]:
     load = cell.load
     reasons = []
     if load.input_tokens + load.output_tokens > ctx:
-        reasons.append(f"load.input_tokens {load.input_tokens} + load.output_tokens {load.output_tokens} = "
-                       f"{load.input_tokens + load.output_tokens} tokens per request exceed {what}: every request "
-                       f"would be refused; raise {where} to >= {load.input_tokens + load.output_tokens} or shorten "
-                       "the requests")
+        reasons.append(
+            f"load.input_tokens {load.input_tokens} + load.output_tokens {load.output_tokens} = "
+            f"{load.input_tokens + load.output_tokens} tokens per request exceed {what}: every request "
+            f"would be refused; raise {where} to >= {load.input_tokens + load.output_tokens} or shorten "
+            "the requests"
+        )
     if SCORED_BY_SERVER.get(engine):
         max_length = getattr(cell.evaluation, "max_length", None)
         # lm-eval asks for one generated token after each window of up to max_length tokens
         if max_length is not None and max_length + 1 > ctx:
-            reasons.append(f"evaluation.max_length {max_length} + 1 scored token exceeds {what}: lm-eval's longest "
-                           f"windows would be refused; lower evaluation.max_length to <= {ctx - 1} or raise {where} "
-                           f"to >= {max_length + 1}")
+            reasons.append(
+                f"evaluation.max_length {max_length} + 1 scored token exceeds {what}: lm-eval's longest "
+                f"windows would be refused; lower evaluation.max_length to <= {ctx - 1} or raise {where} "
+                f"to >= {max_length + 1}"
+            )
         shift = getattr(cell.evaluation, "shift", None)
         # a shift window is tokens + 1 ids sent with max_tokens 1 (harness/evaluate/reference.py)
         if shift is not None and shift.tokens + 2 > ctx:
-            reasons.append(f"evaluation.shift.tokens {shift.tokens} (+ 2: the window's next token and one generated) "
-                           f"exceeds {what}; lower evaluation.shift.tokens to <= {ctx - 2} or raise {where} to >= "
-                           f"{shift.tokens + 2}")
+            reasons.append(
+                f"evaluation.shift.tokens {shift.tokens} (+ 2: the window's next token and one generated) "
+                f"exceeds {what}; lower evaluation.shift.tokens to <= {ctx - 2} or raise {where} to >= "
+                f"{shift.tokens + 2}"
+            )
     return reasons
 
 
-def feasibility(cell: CellPlan, arch: ArchInfo | None, caps: HostCaps, budget_gib: float | None,
-                estimate: MemoryEstimate | None, model_problem: str | None) -> list[str]:
+def feasibility(
+    cell: CellPlan,
+    arch: ArchInfo | None,
+    caps: HostCaps,
+    budget_gib: float | None,
+    estimate: MemoryEstimate | None,
+    model_problem: str | None,
+) -> list[str]:
     """Every reason `cell` cannot run on this host (empty list: it can)."""
     reasons: list[str] = []
     if model_problem:
         reasons.append(model_problem)
     if cell.device == "cuda" and caps.device != "cuda":
-        reasons.append("needs a CUDA GPU (hardware.device: cuda) and this host has none; run it on a GPU host "
-                       "or set hardware.device: cpu")
+        reasons.append(
+            "needs a CUDA GPU (hardware.device: cuda) and this host has none; run it on a GPU host "
+            "or set hardware.device: cpu"
+        )
     kind = cell.method_spec.kind if cell.method_spec else "none"
     if kind not in compressors:
-        reasons.append(f"method {cell.method!r}: no compressor plugin of kind {kind!r} in this build "
-                       f"(available: {', '.join(compressors.names())})")
+        reasons.append(
+            f"method {cell.method!r}: no compressor plugin of kind {kind!r} in this build "
+            f"(available: {', '.join(compressors.names())})"
+        )
     else:
         plugin = compressors.get(kind)()
         produces = cell.precision in plugin.precisions
         if not produces:
-            reasons.append(f"method {cell.method!r} ({kind}) cannot produce {cell.precision}; it supports "
-                           f"{', '.join(plugin.precisions)}")
+            reasons.append(
+                f"method {cell.method!r} ({kind}) cannot produce {cell.precision}; it supports "
+                f"{', '.join(plugin.precisions)}"
+            )
         if plugin.needs_gpu and cell.device != "cuda":
-            reasons.append(f"method {cell.method!r} ({kind}) needs a CUDA GPU to compress (hardware.device: cuda "
-                           "on a GPU host)")
+            reasons.append(
+                f"method {cell.method!r} ({kind}) needs a CUDA GPU to compress (hardware.device: cuda on a GPU host)"
+            )
         if cell.serving.kind not in plugin.engines:
-            reasons.append(f"method {cell.method!r} output is not served by {cell.serving.kind} "
-                           f"(served by: {', '.join(plugin.engines)})")
+            reasons.append(
+                f"method {cell.method!r} output is not served by {cell.serving.kind} "
+                f"(served by: {', '.join(plugin.engines)})"
+            )
         elif produces:
             why = support_problem(plugin.scheme(cell), cell.serving.kind, cell.device, caps)
             if why:
@@ -137,6 +162,8 @@ def feasibility(cell: CellPlan, arch: ArchInfo | None, caps: HostCaps, budget_gi
             reasons.extend(plugin.plan_problems(cell, arch))
     reasons.extend(context_problems(cell))
     if estimate and budget_gib is not None and estimate.total_gib > budget_gib:
-        reasons.append(f"estimated memory {estimate.total_gib:.1f} GiB exceeds hardware.memory_gib {budget_gib:g} "
-                       f"({estimate.basis})")
+        reasons.append(
+            f"estimated memory {estimate.total_gib:.1f} GiB exceeds hardware.memory_gib {budget_gib:g} "
+            f"({estimate.basis})"
+        )
     return reasons

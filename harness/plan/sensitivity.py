@@ -28,15 +28,27 @@ def ignore_for(layers: list[int], base: list[str]) -> list[str]:
     return [*base, f"re:model\\.layers\\.({alt})\\."]
 
 
-def scan(m: Matrix, method: str, settings: Settings, *, precision: str | None = None, model: str | None = None,
-         windows: int = 8, tokens: int = 256, seed: int = 7, top: int = 2) -> dict:
+def scan(
+    m: Matrix,
+    method: str,
+    settings: Settings,
+    *,
+    precision: str | None = None,
+    model: str | None = None,
+    windows: int = 8,
+    tokens: int = 256,
+    seed: int = 7,
+    top: int = 2,
+) -> dict:
     if method not in m.methods:
         raise PlanError(f"--method: {method!r} is not under `methods:` (defined: {sorted(m.methods)})")
     spec = m.methods[method]
     precision = precision or (spec.precisions or ["int4"])[0]
     if precision not in ("int8", "int4", "int6", "int5", "int3", "int2"):
-        raise PlanError(f"--precision {precision}: the scan rounds to an integer grid (int2..int8); "
-                        f"FP8 sensitivity is not measured here")
+        raise PlanError(
+            f"--precision {precision}: the scan rounds to an integer grid (int2..int8); "
+            f"FP8 sensitivity is not measured here"
+        )
     plugin = compressors.get(spec.kind)()
     mspec = next((x for x in m.models if x.name == model), None) if model else m.models[0]
     if mspec is None:
@@ -44,9 +56,16 @@ def scan(m: Matrix, method: str, settings: Settings, *, precision: str | None = 
     source = source_for(mspec, settings)
     log = settings.results_dir / "logs" / "sensitivity.log"
     source.prepare(log)
-    cfg = {"source": str(source.resolve()), "bits": BITS[precision], "group_size": spec.group_size,
-           "symmetric": bool(getattr(plugin, "symmetric", True)), "corpus": "pydoc", "windows": windows,
-           "tokens": tokens, "seed": seed}
+    cfg = {
+        "source": str(source.resolve()),
+        "bits": BITS[precision],
+        "group_size": spec.group_size,
+        "symmetric": bool(getattr(plugin, "symmetric", True)),
+        "corpus": "pydoc",
+        "windows": windows,
+        "tokens": tokens,
+        "seed": seed,
+    }
     ident = {"model": source.fingerprint(), **cfg, "source": None}
     scan_id = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     folder = settings.results_dir / "sensitivity"
@@ -55,16 +74,31 @@ def scan(m: Matrix, method: str, settings: Settings, *, precision: str | None = 
         raw = folder / f"{scan_id}.raw.json"
         cfg_path = folder / f"{scan_id}.in.json"
         write_json_atomic(cfg_path, {**cfg, "out": str(raw)})
-        run_stage("harness.stages.sensitivity", ["--config", str(cfg_path)], log, settings, stage="sensitivity",
-                  timeout=6 * 3600)
+        run_stage(
+            "harness.stages.sensitivity",
+            ["--config", str(cfg_path)],
+            log,
+            settings,
+            stage="sensitivity",
+            timeout=6 * 3600,
+        )
         result = json.loads(raw.read_text())
         ranked = sorted(result["layers"], key=lambda r: -r["kld_mean"])
         keep = [r["layer"] for r in ranked[:top]]
-        doc = {"scan_id": scan_id, "model": mspec.name, "method": method, "method_kind": spec.kind,
-               "precision": precision, "scheme": {k: cfg[k] for k in ("bits", "group_size", "symmetric")},
-               "windows": windows, "tokens": tokens, "seed": seed, **result,
-               "ranked": [r["layer"] for r in ranked], "suggested": {"top": top, "layers": keep,
-                                                                    "ignore": ignore_for(keep, list(spec.ignore))}}
+        doc = {
+            "scan_id": scan_id,
+            "model": mspec.name,
+            "method": method,
+            "method_kind": spec.kind,
+            "precision": precision,
+            "scheme": {k: cfg[k] for k in ("bits", "group_size", "symmetric")},
+            "windows": windows,
+            "tokens": tokens,
+            "seed": seed,
+            **result,
+            "ranked": [r["layer"] for r in ranked],
+            "suggested": {"top": top, "layers": keep, "ignore": ignore_for(keep, list(spec.ignore))},
+        }
         write_json_atomic(final, doc)
         raw.unlink(missing_ok=True)
         cfg_path.unlink(missing_ok=True)

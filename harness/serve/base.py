@@ -57,12 +57,12 @@ def running(pid: int) -> bool:
             stat = f.read().decode("utf-8", "replace")
     except OSError:
         return not os.path.exists("/proc/self/stat")  # no procfs: cannot tell, assume it runs
-    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -73,19 +73,27 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 # (or "Engine core proc ... died unexpectedly" when the core was killed) and keeps answering HTTP 500.
 # llama.cpp aborts the whole process (caught by the exit check); its abort messages are matched too, for
 # the moment between the message and the exit.
-ENGINE_DEAD = re.compile(r"EngineDeadError|EngineCore encountered a fatal error|Engine core proc \S+ died|"
-                         r"GGML_ASSERT|terminate called after throwing")
+ENGINE_DEAD = re.compile(
+    r"EngineDeadError|EngineCore encountered a fatal error|Engine core proc \S+ died|"
+    r"GGML_ASSERT|terminate called after throwing"
+)
 # vLLM prefixes every line: "(EngineCore_DP0 pid=12) ERROR 05-01 12:00:00 [core.py:710] "
-_PREFIX = re.compile(r"^(?:\(\w+(?:\s+pid=\d+)?\)\s*)?"
-                     r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d\d-\d\d\s+[\d:.]+\s+\[[^\]]*\]\s?)?")
+_PREFIX = re.compile(
+    r"^(?:\(\w+(?:\s+pid=\d+)?\)\s*)?"
+    r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d\d-\d\d\s+[\d:.]+\s+\[[^\]]*\]\s?)?"
+)
 # a Python exception line: "AttributeError: ...", "torch.OutOfMemoryError: ...", "vllm....EngineDeadError: ..."
 _EXC = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Fault)(?::\s|$)")
 # what other engines print when they fail (llama.cpp: "error loading model: ...", GGML_ASSERT, what():)
-_ERRLINE = re.compile(r"(?i)\berror\b\s*:|\bfatal\b|GGML_ASSERT|what\(\):|terminate called|segmentation fault|"
-                      r"out of memory|failed to load|\bdied\b")
+_ERRLINE = re.compile(
+    r"(?i)\berror\b\s*:|\bfatal\b|GGML_ASSERT|what\(\):|terminate called|segmentation fault|"
+    r"out of memory|failed to load|\bdied\b"
+)
 # consequences, never the cause: the death notice itself and the requests it cancelled
-_NOISE = re.compile(r"EngineDeadError|EngineGenerateError|CancelledError|EngineCore encountered|"
-                    r"See stack trace \(above\)|See root cause above|please check the stack trace above")
+_NOISE = re.compile(
+    r"EngineDeadError|EngineGenerateError|CancelledError|EngineCore encountered|"
+    r"See stack trace \(above\)|See root cause above|please check the stack trace above"
+)
 
 
 def root_cause(log_text: str) -> str | None:
@@ -176,7 +184,7 @@ class ServerHandle:
         if cause and not any(cause in ln for ln in last):
             at = max((i for i, ln in enumerate(text) if cause in ln), default=None)
             if at is not None:
-                return "\n".join([*text[max(0, at - 6):at + 1], "[...]", *last])
+                return "\n".join([*text[max(0, at - 6) : at + 1], "[...]", *last])
         return "\n".join(last)
 
     def health_problem(self, http: bool = False, settle: float = 0.0) -> str | None:
@@ -194,8 +202,11 @@ class ServerHandle:
             return None
         where = f"(pid {self.pid}, port {self.port}, log {self.log_path})"
         cause = self.root_cause()
-        return (f"{what} {where}; root cause from its log: {cause}" if cause
-                else f"{what} {where}; no error line in its log")
+        return (
+            f"{what} {where}; root cause from its log: {cause}"
+            if cause
+            else f"{what} {where}; no error line in its log"
+        )
 
     def _problem(self, http: bool) -> str | None:
         rc = self.proc.poll()
@@ -231,8 +242,16 @@ class ServerHandle:
             raise StageError("serve", f"port {self.port} still in use after stopping {self.engine} (pid {self.pid})")
 
 
-def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_name: str, log_path: Path,
-           health_path: str, timeout: float) -> ServerHandle:
+def launch(
+    engine: str,
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    model_name: str,
+    log_path: Path,
+    health_path: str,
+    timeout: float,
+) -> ServerHandle:
     """Start `cmd` in its own session and wait until `health_path` answers 200, with back-off."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
@@ -242,18 +261,32 @@ def launch(engine: str, cmd: list[str], env: dict[str, str], port: int, model_na
     # server spawned (vLLM's EngineCore) either. Its grace stays inside ServerHandle.stop's.
     proc = spawn(cmd, log=log, env=stage_env(env), grace=12.0)
     log.close()  # the child holds its own descriptor
-    handle = ServerHandle(engine=engine, base_url=f"http://{HOST}:{port}/v1", model_name=model_name, port=port,
-                          proc=proc, log_path=log_path, command=cmd, log_offset=offset,
-                          health_path=health_path)
+    handle = ServerHandle(
+        engine=engine,
+        base_url=f"http://{HOST}:{port}/v1",
+        model_name=model_name,
+        port=port,
+        proc=proc,
+        log_path=log_path,
+        command=cmd,
+        log_offset=offset,
+        health_path=health_path,
+    )
     delay = 0.5
     try:
         while True:
             if proc.poll() is not None:
-                raise StageError("serve", f"{engine} exited with code {proc.returncode} during start-up "
-                                          f"(port {port}, log {log_path})", tail(log_path))
+                raise StageError(
+                    "serve",
+                    f"{engine} exited with code {proc.returncode} during start-up (port {port}, log {log_path})",
+                    tail(log_path),
+                )
             if time.monotonic() - t0 > timeout:
-                raise StageError("serve", f"{engine} did not become healthy within {timeout:.0f} s "
-                                          f"(port {port}, log {log_path})", tail(log_path))
+                raise StageError(
+                    "serve",
+                    f"{engine} did not become healthy within {timeout:.0f} s (port {port}, log {log_path})",
+                    tail(log_path),
+                )
             try:
                 status, _ = http_get(f"http://{HOST}:{port}{health_path}", timeout=2.0)
                 if status == 200:
@@ -293,21 +326,27 @@ class EngineServer:
     request_extras: dict = {}
     http_keepalive = True  # whether the load generator may reuse pooled connections
 
-    def __init__(self, spec, python: str, device: str) -> None:  # noqa: ANN001
+    def __init__(self, spec, python: str, device: str) -> None:
         self.spec, self.python, self.device = spec, python, device
 
     def env(self) -> dict[str, str]:
         return {}
 
-    def start(self, artefact, served_name: str, log_path: Path, trust_remote_code: bool = False  # noqa: ANN001
-              ) -> ServerHandle:
+    def start(
+        self,
+        artefact,
+        served_name: str,
+        log_path: Path,
+        trust_remote_code: bool = False,
+    ) -> ServerHandle:
         for attempt in range(PORT_ATTEMPTS):
             port = free_port()
             cmd = self.command(artefact, port, served_name, trust_remote_code)
             offset = log_path.stat().st_size if log_path.exists() else 0
             try:
-                handle = launch(self.engine, cmd, self.env(), port, served_name, log_path, "/health",
-                                self.spec.startup_timeout_s)
+                handle = launch(
+                    self.engine, cmd, self.env(), port, served_name, log_path, "/health", self.spec.startup_timeout_s
+                )
                 break
             except StageError:
                 # the port was free when probed and taken before the server bound it (cells side by side)

@@ -22,8 +22,11 @@ from harness.settings import REPO_ROOT, load_settings
 def llamacpp_bin(name: str) -> Path:
     tools = load_settings().llamacpp_dir
     if tools is None or not (tools / "build" / "bin" / name).is_file():
-        raise StageError("serve", f"llama.cpp tool {name} is not built (DQBENCH_LLAMACPP={tools}); run ./dq setup, "
-                                  "which builds it into the cache")
+        raise StageError(
+            "serve",
+            f"llama.cpp tool {name} is not built (DQBENCH_LLAMACPP={tools}); run ./dq setup, "
+            "which builds it into the cache",
+        )
     return tools / "build" / "bin" / name
 
 
@@ -38,9 +41,26 @@ class LlamaCppServer(EngineServer):
 
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool = False) -> list[str]:
         s = self.spec
-        cmd = [str(llamacpp_bin("llama-server")), "-m", artefact.model, "--host", "127.0.0.1", "--port", str(port),
-               "--alias", served_name, "-c", str(s.max_model_len * s.parallel), "-np", str(s.parallel),
-               "-t", str(s.threads or os.cpu_count() or 1), "-b", str(s.batch_size), "--no-webui"]
+        cmd = [
+            str(llamacpp_bin("llama-server")),
+            "-m",
+            artefact.model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--alias",
+            served_name,
+            "-c",
+            str(s.max_model_len * s.parallel),
+            "-np",
+            str(s.parallel),
+            "-t",
+            str(s.threads or os.cpu_count() or 1),
+            "-b",
+            str(s.batch_size),
+            "--no-webui",
+        ]
         for k, v in sorted(s.extra_args.items()):
             flag = "--" + k.replace("_", "-").lstrip("-")
             if v is True:
@@ -55,28 +75,44 @@ class LlamaCppServer(EngineServer):
         props = json.loads(body) if status == 200 else {}
         status, body = http_get(handle.base_url + "/models")
         ids = [m.get("id") for m in json.loads(body).get("data", [])] if status == 200 else []
-        loaded = {"served_model": ids[0] if ids else None, "model_path": props.get("model_path"),
-                  "model_ftype": props.get("model_ftype"), "total_slots": props.get("total_slots"),
-                  "n_ctx_per_slot": (props.get("default_generation_settings") or {}).get("n_ctx"),
-                  "build_info": props.get("build_info"), "quantization": artefact.quantization}
+        loaded = {
+            "served_model": ids[0] if ids else None,
+            "model_path": props.get("model_path"),
+            "model_ftype": props.get("model_ftype"),
+            "total_slots": props.get("total_slots"),
+            "n_ctx_per_slot": (props.get("default_generation_settings") or {}).get("n_ctx"),
+            "build_info": props.get("build_info"),
+            "quantization": artefact.quantization,
+        }
         problems = []
         if handle.model_name not in ids:
             problems.append(f"served models {ids} do not include {handle.model_name!r}")
         if props.get("model_path") and Path(props["model_path"]).resolve() != Path(artefact.model).resolve():
             problems.append(f"model_path {props['model_path']} != planned {artefact.model}")
         if problems:
-            raise StageError("serve", "llama-server loaded something other than planned (mismatch): "
-                             + "; ".join(problems))
+            raise StageError(
+                "serve", "llama-server loaded something other than planned (mismatch): " + "; ".join(problems)
+            )
         return loaded
 
     def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """How lm-eval scores this cell: in-process on the same GGUF file (the server has no prompt logprobs)."""
         tools = load_settings().llamacpp_dir
-        return {"model": "dq-llamacpp", "register": "harness.evaluate.llamacpp_lm",
-                "model_args": {"model_path": artefact.model, "tokenizer": artefact.tokenizer_src,
-                               "n_threads": self.spec.threads or os.cpu_count() or 1},
-                # the binding (tools/py) without its own C++ build loads the libllama the set-up built
-                "env": {"LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
-                        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")])} if tools else {},
-                "how": "lm-eval `dq-llamacpp`: the served GGUF file scored in-process through llama.cpp's C API "
-                       "(llama-server returns no prompt logprobs: it ignores echo)"}
+        return {
+            "model": "dq-llamacpp",
+            "register": "harness.evaluate.llamacpp_lm",
+            "model_args": {
+                "model_path": artefact.model,
+                "tokenizer": artefact.tokenizer_src,
+                "n_threads": self.spec.threads or os.cpu_count() or 1,
+            },
+            # the binding (tools/py) without its own C++ build loads the libllama the set-up built
+            "env": {
+                "LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
+                "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")]),
+            }
+            if tools
+            else {},
+            "how": "lm-eval `dq-llamacpp`: the served GGUF file scored in-process through llama.cpp's C API "
+            "(llama-server returns no prompt logprobs: it ignores echo)",
+        }

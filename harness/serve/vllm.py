@@ -29,8 +29,19 @@ def parse_engine_config(log_text: str) -> dict[str, str]:
     return {}
 
 
-ENGINE_KEYS = ("model", "dtype", "quantization", "max_seq_len", "enforce_eager", "device_config",
-               "kv_cache_dtype", "enable_prefix_caching", "enable_chunked_prefill", "seed", "tensor_parallel_size")
+ENGINE_KEYS = (
+    "model",
+    "dtype",
+    "quantization",
+    "max_seq_len",
+    "enforce_eager",
+    "device_config",
+    "kv_cache_dtype",
+    "enable_prefix_caching",
+    "enable_chunked_prefill",
+    "seed",
+    "tensor_parallel_size",
+)
 
 
 class VLLMServer(EngineServer):
@@ -40,11 +51,27 @@ class VLLMServer(EngineServer):
 
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
         s = self.spec
-        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", artefact.model,
-               *[x for k, v in sorted(artefact.server_args.items()) for x in ("--" + k, str(v))],
-               "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", str(s.max_model_len), "--gpu-memory-utilization", str(s.gpu_memory_utilization),
-               "--dtype", artefact.dtype, "--disable-uvicorn-access-log"]
+        cmd = [
+            self.python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            artefact.model,
+            *[x for k, v in sorted(artefact.server_args.items()) for x in ("--" + k, str(v))],
+            "--served-model-name",
+            served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            str(s.max_model_len),
+            "--gpu-memory-utilization",
+            str(s.gpu_memory_utilization),
+            "--dtype",
+            artefact.dtype,
+            "--disable-uvicorn-access-log",
+        ]
         if s.enforce_eager:
             cmd.append("--enforce-eager")
         if trust_remote_code:
@@ -74,10 +101,15 @@ class VLLMServer(EngineServer):
         models = json.loads(body).get("data", []) if status == 200 else []
         served = models[0] if models else {}
         cfg = parse_engine_config(Path(handle.log_path).read_text(errors="replace"))
-        loaded = {"served_model": served.get("id"), "max_model_len": served.get("max_model_len"),
-                  "dtype": cfg.get("dtype"), "quantization": cfg.get("quantization"),
-                  "enforce_eager": cfg.get("enforce_eager"), "device_config": cfg.get("device_config"),
-                  "engine_config": {k: cfg[k] for k in ENGINE_KEYS if k in cfg}}
+        loaded = {
+            "served_model": served.get("id"),
+            "max_model_len": served.get("max_model_len"),
+            "dtype": cfg.get("dtype"),
+            "quantization": cfg.get("quantization"),
+            "enforce_eager": cfg.get("enforce_eager"),
+            "device_config": cfg.get("device_config"),
+            "engine_config": {k: cfg[k] for k in ENGINE_KEYS if k in cfg},
+        }
         problems = []
         if served.get("id") != handle.model_name:
             problems.append(f"served model {served.get('id')!r} != {handle.model_name!r}")
@@ -89,16 +121,26 @@ class VLLMServer(EngineServer):
         if (q or None) != (artefact.quantization or None):
             problems.append(f"quantization {q!r} != planned {artefact.quantization!r}")
         if problems:
-            raise StageError("serve", "engine loaded something other than planned (mismatch, not a data "
-                                      "point): " + "; ".join(problems))
+            raise StageError(
+                "serve",
+                "engine loaded something other than planned (mismatch, not a data point): " + "; ".join(problems),
+            )
         return loaded
 
     def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """How lm-eval scores this cell: `local-completions` against this server (echo + logprobs)."""
-        return {"model": "local-completions",
-                "model_args": {"model": handle.model_name, "base_url": handle.base_url.rstrip("/") + "/completions",
-                               "tokenizer": artefact.tokenizer_src, "tokenizer_backend": "huggingface",
-                               "tokenized_requests": True, "max_retries": 3, "timeout": 600},
-                "env": {},
-                "how": "lm-eval `local-completions` against the cell's vLLM server (prompt logprobs via echo, "
-                       "checked against transformers in tests/e2e/test_logprobs.py)"}
+        return {
+            "model": "local-completions",
+            "model_args": {
+                "model": handle.model_name,
+                "base_url": handle.base_url.rstrip("/") + "/completions",
+                "tokenizer": artefact.tokenizer_src,
+                "tokenizer_backend": "huggingface",
+                "tokenized_requests": True,
+                "max_retries": 3,
+                "timeout": 600,
+            },
+            "env": {},
+            "how": "lm-eval `local-completions` against the cell's vLLM server (prompt logprobs via echo, "
+            "checked against transformers in tests/e2e/test_logprobs.py)",
+        }

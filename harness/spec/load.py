@@ -24,8 +24,11 @@ def _path(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         else:
             # discriminated unions add the chosen tag to the location; it is noise for a user
-            if part in ("embedded", "hub", "local", "prune", "vllm", "lm_eval", "synchronous",
-                        "concurrency", "poisson") and out:
+            if (
+                part
+                in ("embedded", "hub", "local", "prune", "vllm", "lm_eval", "synchronous", "concurrency", "poisson")
+                and out
+            ):
                 continue
             out += ("." if out else "") + str(part)
     return out or "(top level)"
@@ -51,7 +54,7 @@ def _describe(err: dict[str, Any]) -> str:
         msg = f"needs a `kind` field ({err.get('ctx', {}).get('discriminator', 'kind')})"
         value = None
     elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     shown = "" if value is None or isinstance(value, dict) else f" got {value!r};"
     return f"{path}:{shown} {msg}"
 
@@ -77,7 +80,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
     mapping itself are compared.
     """
 
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201
+    def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: dict = {}
             for key_node, _ in node.value:
@@ -90,9 +93,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
                     continue
                 if first is not None:
                     raise DuplicateKeyError(
-                        None, None, f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line "
+                        None,
+                        None,
+                        f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line "
                         f"{first + 1}); a YAML mapping keeps only one value per key: merge the two entries or "
-                        f"rename one", key_node.start_mark)
+                        f"rename one",
+                        key_node.start_mark,
+                    )
                 seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
@@ -105,10 +112,15 @@ def load_matrix(path: str | Path) -> Matrix:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError([f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}): a matrix is "
-                         "YAML text; check the path, or re-save the file as UTF-8"], str(p)) from None
+        raise SpecError(
+            [
+                f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}): a matrix is "
+                "YAML text; check the path, or re-save the file as UTF-8"
+            ],
+            str(p),
+        ) from None
     try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except DuplicateKeyError as exc:
         raise SpecError([exc.problem], str(p)) from None
     except yaml.YAMLError as exc:

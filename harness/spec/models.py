@@ -7,7 +7,7 @@ combination can run on this host is the planner's job (harness/plan), so `valida
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -20,8 +20,7 @@ FULL_PRECISIONS = ("fp32", "bf16", "fp16")
 # On the precision axis only: `auto` = the uncompressed dtype this host computes fastest (measured by the
 # probe, harness/hw); the plan resolves it per host, so each cell records the dtype it really ran in.
 AxisPrecision = Literal["auto", "fp32", "bf16", "fp16", "fp8", "int8", "int6", "int5", "int4", "int3", "int2"]
-BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int5": 5, "int4": 4,
-        "int3": 3, "int2": 2}
+BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int6": 6, "int5": 5, "int4": 4, "int3": 3, "int2": 2}
 
 
 class Strict(BaseModel):
@@ -31,7 +30,7 @@ class Strict(BaseModel):
     late_fields: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
-    def _drop_late_defaults(self, handler):  # noqa: ANN001, ANN202
+    def _drop_late_defaults(self, handler):
         out = handler(self)
         if self.late_fields and isinstance(out, dict):
             for name in self.late_fields:
@@ -63,7 +62,7 @@ class LocalModel(Strict):
     path: str
 
 
-ModelSource = Annotated[Union[EmbeddedModel, HubModel, LocalModel], Field(discriminator="kind")]
+ModelSource = Annotated[EmbeddedModel | HubModel | LocalModel, Field(discriminator="kind")]
 
 
 class ModelSpec(Strict):
@@ -78,8 +77,10 @@ class ModelSpec(Strict):
     @classmethod
     def _dtype_is_the_axis(cls, v: str) -> str:
         if v != "bfloat16":
-            raise ValueError(f"models[].dtype {v!r} is not used: set axes.precision instead (auto | bf16 | fp16 | fp32; "
-                             "auto = the dtype this host computes fastest)")
+            raise ValueError(
+                f"models[].dtype {v!r} is not used: set axes.precision instead (auto | bf16 | fp16 | fp32; "
+                "auto = the dtype this host computes fastest)"
+            )
         return v
 
 
@@ -98,11 +99,11 @@ class MethodSpec(Strict):
     precisions: list[Precision] | None = None
     # Modules kept in full precision (mixed precision): llm-compressor `ignore` patterns.
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    options: dict[str, Union[str, int, float, bool, list[str]]] = Field(default_factory=dict)
+    options: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
 
     @field_validator("group_size")
     @classmethod
-    def _group(cls, v):  # noqa: ANN001
+    def _group(cls, v):
         if isinstance(v, int) and (v <= 0 or v & (v - 1)):
             raise ValueError(f"group_size must be a power of two or 'channel', got {v}")
         return v
@@ -114,7 +115,7 @@ class PruneStudent(Strict):
     keep_every: int = Field(default=2, ge=2, le=16)
 
 
-StudentModel = Annotated[Union[PruneStudent, HubModel, LocalModel], Field(discriminator="kind")]
+StudentModel = Annotated[PruneStudent | HubModel | LocalModel, Field(discriminator="kind")]
 
 
 class CostAssumptions(Strict):
@@ -162,10 +163,12 @@ class _TrainedStudent(_StudentBase):
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
 
     @model_validator(mode="after")
-    def _bounded(self):  # noqa: ANN202
+    def _bounded(self):
         if self.max_steps is None and self.max_tokens is None and self.max_minutes is None:
-            raise ValueError(f"students[{self.name}]: a training run needs a bound; set max_steps or max_tokens "
-                             "(max_minutes is a safety cap)")
+            raise ValueError(
+                f"students[{self.name}]: a training run needs a bound; set max_steps or max_tokens "
+                "(max_minutes is a safety cap)"
+            )
         return self
 
 
@@ -198,7 +201,8 @@ class _GenerativeStudent(_TrainedStudent):
 
 
 class SFTStudent(_GenerativeStudent):
-    """Sequence-level KD: the teacher answers a prompt set, the student is fine-tuned on the answers (TRL SFTTrainer)."""
+    """Sequence-level KD: the teacher answers a prompt set, the student is fine-tuned on the answers
+    (TRL SFTTrainer)."""
 
     kind: Literal["sft"]
 
@@ -214,7 +218,7 @@ class GKDStudent(_GenerativeStudent):
     on_policy_max_new_tokens: int = Field(default=64, ge=1)
 
 
-DistillSpec = Annotated[Union[UntrainedStudent, LogitKD, SFTStudent, GKDStudent], Field(discriminator="kind")]
+DistillSpec = Annotated[UntrainedStudent | LogitKD | SFTStudent | GKDStudent, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- axes
@@ -235,12 +239,44 @@ class Axes(Strict):
 # ---------------------------------------------------------------- serving
 # Flags harness/serve/vllm.py puts on vLLM's command line itself (quantization comes from the artefact,
 # dtype from the cell; `config` is a YAML file of flags, which could set any of the others unseen).
-VLLM_MANAGED = frozenset({"model", "port", "host", "served-model-name", "max-model-len", "enforce-eager",
-                          "no-enforce-eager", "gpu-memory-utilization", "trust-remote-code", "dtype",
-                          "quantization", "disable-uvicorn-access-log", "config"})
+VLLM_MANAGED = frozenset(
+    {
+        "model",
+        "port",
+        "host",
+        "served-model-name",
+        "max-model-len",
+        "enforce-eager",
+        "no-enforce-eager",
+        "gpu-memory-utilization",
+        "trust-remote-code",
+        "dtype",
+        "quantization",
+        "disable-uvicorn-access-log",
+        "config",
+    }
+)
 # Flags harness/serve/llamacpp.py sets on llama-server's command line, long and short spellings.
-LLAMACPP_MANAGED = frozenset({"model", "m", "port", "host", "alias", "a", "ctx-size", "c", "parallel", "np",
-                              "threads", "t", "batch-size", "b", "webui", "no-webui"})
+LLAMACPP_MANAGED = frozenset(
+    {
+        "model",
+        "m",
+        "port",
+        "host",
+        "alias",
+        "a",
+        "ctx-size",
+        "c",
+        "parallel",
+        "np",
+        "threads",
+        "t",
+        "batch-size",
+        "b",
+        "webui",
+        "no-webui",
+    }
+)
 
 
 def _refuse_managed(args: dict, managed: frozenset[str], prefixes: bool) -> dict:
@@ -251,16 +287,21 @@ def _refuse_managed(args: dict, managed: frozenset[str], prefixes: bool) -> dict
     problems = []
     for key in sorted(args):
         flag = key.replace("_", "-").lstrip("-")
-        hit = flag if flag in managed else next(
-            (m for m in sorted(managed) if prefixes and flag and m.startswith(flag)), None)
+        hit = (
+            flag
+            if flag in managed
+            else next((m for m in sorted(managed) if prefixes and flag and m.startswith(flag)), None)
+        )
         if hit == flag:
             problems.append(f"{key!r} is --{hit}, set by dqbench itself")
         elif hit:
-            problems.append(f"{key!r} abbreviates --{hit} (the engine's parser accepts a unique prefix), set by "
-                            "dqbench itself")
+            problems.append(
+                f"{key!r} abbreviates --{hit} (the engine's parser accepts a unique prefix), set by dqbench itself"
+            )
     if problems:
-        raise ValueError("; ".join(problems) + f"; use the serving fields instead (managed flags: "
-                         f"{', '.join(sorted(managed))})")
+        raise ValueError(
+            "; ".join(problems) + f"; use the serving fields instead (managed flags: {', '.join(sorted(managed))})"
+        )
     return args
 
 
@@ -276,7 +317,7 @@ class VLLMServing(Strict):
     cpu_reserved_cores: int | None = Field(default=None, ge=0)
     late_fields: ClassVar[tuple[str, ...]] = ("cpu_reserved_cores",)
     startup_timeout_s: float = Field(default=600, gt=0)
-    engine_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+    engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("engine_args")
     @classmethod
@@ -293,7 +334,7 @@ class LlamaCppServing(Strict):
     threads: int | None = Field(default=None, ge=1, description="default: every core")
     batch_size: int = Field(default=512, ge=1)
     startup_timeout_s: float = Field(default=300, gt=0)
-    extra_args: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+    extra_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("extra_args")
     @classmethod
@@ -302,7 +343,7 @@ class LlamaCppServing(Strict):
         return _refuse_managed(v, LLAMACPP_MANAGED, prefixes=False)
 
 
-Serving = Annotated[Union[VLLMServing, LlamaCppServing], Field(discriminator="kind")]
+Serving = Annotated[VLLMServing | LlamaCppServing, Field(discriminator="kind")]
 SERVING_DEFAULTS = {"vllm": VLLMServing, "llamacpp": LlamaCppServing}
 
 
@@ -336,8 +377,10 @@ class ConcurrencyProfile(Strict):
     def _levels(cls, v: list[int]) -> list[int]:
         bad = [x for x in v if not 1 <= x <= MAX_CONCURRENCY]
         if bad:
-            raise ValueError(f"concurrency levels must be 1..{MAX_CONCURRENCY} (open connections of one level; "
-                             f"every engine here queues long before that); out of range: {bad}")
+            raise ValueError(
+                f"concurrency levels must be 1..{MAX_CONCURRENCY} (open connections of one level; "
+                f"every engine here queues long before that); out of range: {bad}"
+            )
         return sorted(set(v))
 
 
@@ -348,17 +391,18 @@ class PoissonProfile(Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _finishes(self):  # noqa: ANN202
+    def _finishes(self):
         # the arrivals alone last requests / rate seconds on average: a rate of 0.0001 is 3 days for 32 requests
         if self.requests / self.rate > MAX_LEVEL_S:
-            raise ValueError(f"rate: got {self.rate:g}; {self.requests} requests at {self.rate:g}/s arrive over "
-                             f"{self.requests / self.rate / 3600:.1f} h, more than the {MAX_LEVEL_S // 3600} h a level "
-                             f"may take: set rate >= {self.requests / MAX_LEVEL_S:.4g} or fewer requests")
+            raise ValueError(
+                f"rate: got {self.rate:g}; {self.requests} requests at {self.rate:g}/s arrive over "
+                f"{self.requests / self.rate / 3600:.1f} h, more than the {MAX_LEVEL_S // 3600} h a level "
+                f"may take: set rate >= {self.requests / MAX_LEVEL_S:.4g} or fewer requests"
+            )
         return self
 
 
-LoadProfile = Annotated[Union[SynchronousProfile, ConcurrencyProfile, PoissonProfile],
-                        Field(discriminator="kind")]
+LoadProfile = Annotated[SynchronousProfile | ConcurrencyProfile | PoissonProfile, Field(discriminator="kind")]
 
 
 class MaxFailed(Strict):
@@ -422,7 +466,7 @@ class LMEvalSpec(Strict):
         return v
 
 
-Evaluation = Annotated[Union[LMEvalSpec], Field(discriminator="kind")]
+Evaluation = Annotated[LMEvalSpec, Field(discriminator="kind")]
 
 
 class HardwareSpec(Strict):
@@ -442,11 +486,13 @@ class Limits(Strict):
     Not part of any cell's identity: a limit decides whether a measurement finishes, not what it measures,
     so changing one re-runs nothing (harness/plan/planner.py keeps it out of the id)."""
 
-    cell_deadline_s: float | None = Field(default=None, gt=0, le=MAX_LIMIT_S,
-                                          description="the whole cell, every stage; None: no overall deadline")
+    cell_deadline_s: float | None = Field(
+        default=None, gt=0, le=MAX_LIMIT_S, description="the whole cell, every stage; None: no overall deadline"
+    )
     evaluate_timeout_s: float = Field(default=6 * 3600, gt=0, le=MAX_LIMIT_S, description="the lm-eval stage")
-    shift_timeout_s: float = Field(default=2 * 3600, gt=0, le=MAX_LIMIT_S,
-                                   description="the logprob dumps of the shift comparison")
+    shift_timeout_s: float = Field(
+        default=2 * 3600, gt=0, le=MAX_LIMIT_S, description="the logprob dumps of the shift comparison"
+    )
 
 
 class Matrix(Strict):
@@ -477,24 +523,30 @@ class Matrix(Strict):
             if m != "none" and m not in self.methods:
                 raise ValueError(
                     f"axes.method: {m!r} has no entry under `methods:`; add `methods: {{{m}: {{kind: ...}}}}` "
-                    f"or remove it (defined: {sorted(self.methods) or 'none'})")
+                    f"or remove it (defined: {sorted(self.methods) or 'none'})"
+                )
         kinds = [self.serving.kind] + [s.kind for s in self.extra_serving]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"extra_serving: one entry per engine kind, got {kinds}")
         student_names = [s.name for s in self.students]
         dup = sorted({n for n in student_names if student_names.count(n) > 1})
         if dup:
-            raise ValueError(f"students: duplicate names {dup}; each student needs its own name (axes.distill "
-                             "picks students by name)")
+            raise ValueError(
+                f"students: duplicate names {dup}; each student needs its own name (axes.distill "
+                "picks students by name)"
+            )
         for d in self.axes.distill:
             if d != "none" and d not in student_names:
                 raise ValueError(
-                    f"axes.distill: {d!r} is not a student under `students:` (defined: {student_names or 'none'})")
+                    f"axes.distill: {d!r} is not a student under `students:` (defined: {student_names or 'none'})"
+                )
         for s in self.students:
             for m in s.methods or []:
                 if m not in self.methods:
-                    raise ValueError(f"students[{s.name}].methods: {m!r} has no entry under `methods:` "
-                                     f"(defined: {sorted(self.methods) or 'none'})")
+                    raise ValueError(
+                        f"students[{s.name}].methods: {m!r} has no entry under `methods:` "
+                        f"(defined: {sorted(self.methods) or 'none'})"
+                    )
         return self
 
     def serving_for(self, engine: str) -> VLLMServing | LlamaCppServing:

@@ -59,9 +59,13 @@ def gguf_stats(path: Path, src_dir: Path) -> dict:
         if len(t.shape) == 2 and "token_embd" not in t.name:
             mat_el += int(t.n_elements)
             mat_bytes += int(t.n_bytes)
-    return {"tensor_types": dict(types), "n_tensors": len(r.tensors), "params": n_el,
-            "bits_per_weight": round(n_bytes * 8 / n_el, 3),
-            "bits_per_weight_linear": round(mat_bytes * 8 / mat_el, 3) if mat_el else None}
+    return {
+        "tensor_types": dict(types),
+        "n_tensors": len(r.tensors),
+        "params": n_el,
+        "bits_per_weight": round(n_bytes * 8 / n_el, 3),
+        "bits_per_weight_linear": round(mat_bytes * 8 / mat_el, 3) if mat_el else None,
+    }
 
 
 def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
@@ -71,8 +75,9 @@ def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
     from harness.measure.prompts import token_prompts
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    windows = token_prompts(tokenizer_dir, cfg["calibration_source"], cfg["calibration_samples"],
-                            cfg["calibration_seq_len"], cfg["seed"])
+    windows = token_prompts(
+        tokenizer_dir, cfg["calibration_source"], cfg["calibration_samples"], cfg["calibration_seq_len"], cfg["seed"]
+    )
     path.write_text("\n\n".join(tok.decode(w) for w in windows))
 
 
@@ -94,14 +99,26 @@ def main() -> None:
     def convert(tmp: Path) -> None:  # bf16 keeps the checkpoint's values exactly: the quantizer's input
         for old in base.parent.glob(f"{base.stem}.*.tmp"):  # an earlier version's per-pid name, left by a crash
             old.unlink(missing_ok=True)
-        cmd = [sys.executable, str(src_dir / "convert_hf_to_gguf.py"), cfg["source"], "--outfile", str(tmp),
-               "--outtype", "bf16"]
+        cmd = [
+            sys.executable,
+            str(src_dir / "convert_hf_to_gguf.py"),
+            cfg["source"],
+            "--outfile",
+            str(tmp),
+            "--outtype",
+            "bf16",
+        ]
         run(cmd, cwd=str(src_dir))
         commands.append(cmd)
 
     base.parent.mkdir(parents=True, exist_ok=True)
-    build_once(base, what=f"the bf16 GGUF of {cfg['source']} ({base})", valid=is_gguf, build=convert,
-               on_wait=wait_reporter(None))
+    build_once(
+        base,
+        what=f"the bf16 GGUF of {cfg['source']} ({base})",
+        valid=is_gguf,
+        build=convert,
+        on_wait=wait_reporter(None),
+    )
     timings["convert_s"] = round(time.monotonic() - t0, 3)
 
     qcmd = [str(bin_dir / "llama-quantize")]
@@ -111,8 +128,21 @@ def main() -> None:
         calib = work / "calibration.txt"
         calibration_text(cfg, cfg["source"], calib)
         imatrix = work / "imatrix.gguf"
-        cmd = [str(bin_dir / "llama-imatrix"), "-m", str(base), "-f", str(calib), "-o", str(imatrix),
-               "-c", str(cfg["calibration_seq_len"]), "--chunks", str(cfg["calibration_samples"]), "-t", threads]
+        cmd = [
+            str(bin_dir / "llama-imatrix"),
+            "-m",
+            str(base),
+            "-f",
+            str(calib),
+            "-o",
+            str(imatrix),
+            "-c",
+            str(cfg["calibration_seq_len"]),
+            "--chunks",
+            str(cfg["calibration_samples"]),
+            "-t",
+            threads,
+        ]
         run(cmd)
         commands.append(cmd)
         qcmd += ["--imatrix", str(imatrix)]
@@ -123,22 +153,42 @@ def main() -> None:
     commands.append(qcmd)
     timings["quantize_s"] = round(time.monotonic() - t, 3)
 
-    fallbacks = Counter(m.group(2) for m in re.finditer(r"required for type\s+(\S+)\)\s*->\s*falling back to\s+(\S+)",
-                                                         log))
+    fallbacks = Counter(
+        m.group(2) for m in re.finditer(r"required for type\s+(\S+)\)\s*->\s*falling back to\s+(\S+)", log)
+    )
     stats = gguf_stats(out, src_dir)
     record = {
-        "tool": "llama.cpp", "method": "gguf", "type": cfg["type"], "recipe": [" ".join(c) for c in commands],
-        "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
-                         "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"], "used_for": "imatrix"}
-                        if imatrix else "none (no importance matrix)"),
-        "bf16_gguf": str(base), "fallbacks": dict(fallbacks),
-        "fallback_note": (f"{sum(fallbacks.values())} of {stats['n_tensors']} tensors fell back to other types "
-                          "(k-quants need rows divisible by 256)" if fallbacks else None),
+        "tool": "llama.cpp",
+        "method": "gguf",
+        "type": cfg["type"],
+        "recipe": [" ".join(c) for c in commands],
+        "calibration": (
+            {
+                "source": cfg["calibration_source"],
+                "samples": cfg["calibration_samples"],
+                "seq_len": cfg["calibration_seq_len"],
+                "seed": cfg["seed"],
+                "used_for": "imatrix",
+            }
+            if imatrix
+            else "none (no importance matrix)"
+        ),
+        "bf16_gguf": str(base),
+        "fallbacks": dict(fallbacks),
+        "fallback_note": (
+            f"{sum(fallbacks.values())} of {stats['n_tensors']} tensors fell back to other types "
+            "(k-quants need rows divisible by 256)"
+            if fallbacks
+            else None
+        ),
         **stats,
-        "wall_s": round(time.monotonic() - t0, 3), "timings": timings,
+        "wall_s": round(time.monotonic() - t0, 3),
+        "timings": timings,
         # the converter runs in this process's children, the quantizer too: their peak is what counts
-        "peak_rss_gib": max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 2**20,
+        "peak_rss_gib": max(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        )
+        / 2**20,
         "versions": {"llama.cpp": (tools / "VERSION").read_text().strip() if (tools / "VERSION").is_file() else None},
     }
     write_json_atomic(Path(cfg["record"]), record)

@@ -13,8 +13,9 @@ from pathlib import Path
 def windows(cfg: dict) -> list[list[int]]:
     from harness.measure.prompts import token_prompts
 
-    return token_prompts(cfg["source"], cfg["calibration_source"], cfg["calibration_samples"],
-                         cfg["calibration_seq_len"], cfg["seed"])
+    return token_prompts(
+        cfg["source"], cfg["calibration_source"], cfg["calibration_samples"], cfg["calibration_seq_len"], cfg["seed"]
+    )
 
 
 def main() -> None:
@@ -44,16 +45,24 @@ def main() -> None:
 
         qcfg = {"bits": 4, "group_size": cfg["group_size"], "desc_act": False}
         model = AutoGPTQForCausalLM.from_pretrained(cfg["source"], BaseQuantizeConfig(**qcfg))
-        model.quantize([{"input_ids": torch.tensor([w]), "attention_mask": torch.ones(1, len(w), dtype=torch.long)}
-                        for w in calib])
+        model.quantize(
+            [{"input_ids": torch.tensor([w]), "attention_mask": torch.ones(1, len(w), dtype=torch.long)} for w in calib]
+        )
         model.save_quantized(cfg["out"])
     tok.save_pretrained(cfg["out"])
     pkg = "autoawq" if cfg["tool"] == "autoawq" else "auto-gptq"
-    record = {"tool": cfg["tool"], "method": cfg["tool"], "precision": "int4", "recipe": qcfg,
-              "calibration": {k: cfg[k] for k in ("calibration_source", "calibration_samples",
-                                                  "calibration_seq_len", "seed")},
-              "wall_s": time.monotonic() - t0, "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
-              "versions": {pkg: metadata.version(pkg), "torch": torch.__version__}}
+    record = {
+        "tool": cfg["tool"],
+        "method": cfg["tool"],
+        "precision": "int4",
+        "recipe": qcfg,
+        "calibration": {
+            k: cfg[k] for k in ("calibration_source", "calibration_samples", "calibration_seq_len", "seed")
+        },
+        "wall_s": time.monotonic() - t0,
+        "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "versions": {pkg: metadata.version(pkg), "torch": torch.__version__},
+    }
     write_json_atomic(Path(cfg["record"]), record)
 
 

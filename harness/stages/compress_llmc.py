@@ -17,29 +17,40 @@ from importlib import metadata
 from pathlib import Path
 
 
-def weights_args(bits: int, group_size, symmetric: bool = True) -> dict:  # noqa: ANN001
+def weights_args(bits: int, group_size, symmetric: bool = True) -> dict:
     if group_size in (None, "channel"):
         return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "channel"}
-    return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group",
-            "group_size": int(group_size)}
+    return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group", "group_size": int(group_size)}
 
 
 def config_groups(cfg: dict) -> dict:
     if cfg["precision"] == "fp8":
         # W8A8-FP8: per-channel weight scales; activations per token on the fly, or one static
         # per-tensor scale measured on the calibration set
-        act = ({"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor", "dynamic": False}
-               if cfg.get("static") else
-               {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True})
-        return {"group_0": {"targets": ["Linear"], "input_activations": act,
-                            "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel"}}}
+        act = (
+            {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor", "dynamic": False}
+            if cfg.get("static")
+            else {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True}
+        )
+        return {
+            "group_0": {
+                "targets": ["Linear"],
+                "input_activations": act,
+                "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel"},
+            }
+        }
     bits = {"int8": 8, "int4": 4}[cfg["precision"]]
     group = {"targets": ["Linear"], "weights": weights_args(bits, cfg.get("group_size"), cfg.get("symmetric", True))}
     if bits == 8 and cfg.get("activations", 8) == 8:
         # W8A8: int8 weights per channel, int8 activations per token, quantized on the fly
         group["weights"] = weights_args(8, "channel")
-        group["input_activations"] = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
-                                      "dynamic": True}
+        group["input_activations"] = {
+            "num_bits": 8,
+            "type": "int",
+            "symmetric": True,
+            "strategy": "token",
+            "dynamic": True,
+        }
     return {"group_0": group}
 
 
@@ -66,7 +77,7 @@ def build_recipe(cfg: dict) -> list:
     raise SystemExit(f"unknown llm-compressor method {kind!r}")
 
 
-def linear_accounting(model, cfg: dict) -> dict:  # noqa: ANN001
+def linear_accounting(model, cfg: dict) -> dict:
     """Decoder-layer linear weights quantized vs kept in full precision (mixed precision), and their
     effective bits per weight: b + 16 / group for a bf16 scale per group (+ 8 for an int8 zero point)."""
     import torch
@@ -88,11 +99,16 @@ def linear_accounting(model, cfg: dict) -> dict:  # noqa: ANN001
             kept.append(name)
     layers = sorted({int(n.split(".layers.")[1].split(".")[0]) for n in kept})
     total = q + fp
-    return {"quantized": q, "full_precision": fp, "kept_layers": layers, "kept_modules": len(kept),
-            "effective_bits_linear": round((q * bits + fp * 16) / total, 3) if total else None}
+    return {
+        "quantized": q,
+        "full_precision": fp,
+        "kept_layers": layers,
+        "kept_modules": len(kept),
+        "effective_bits_linear": round((q * bits + fp * 16) / total, 3) if total else None,
+    }
 
 
-def calibration(cfg: dict):  # noqa: ANN201
+def calibration(cfg: dict):
     """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed` (the same
     windows every stage draws: harness.measure.prompts.token_prompts)."""
     from datasets import Dataset
@@ -121,13 +137,13 @@ def watch_layers() -> None:
     state = {"done": 0}
     trace, epoch_end = seq.trace_subgraphs, LifecycleCallbacks.sequential_epoch_end
 
-    def trace_subgraphs(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+    def trace_subgraphs(*a, **kw):
         subgraphs = trace(*a, **kw)
         state["done"] = 0
         report.update(0, total=len(subgraphs), force=True)
         return subgraphs
 
-    def sequential_epoch_end(cls, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def sequential_epoch_end(cls, *a, **kw):
         out = epoch_end(*a, **kw)
         if report.total:  # the data-free and basic pipelines end one "epoch" over the whole model
             state["done"] += 1
@@ -165,8 +181,11 @@ def main() -> None:
     needs_data = cfg["kind"] != "rtn" or (cfg["precision"] == "fp8" and cfg.get("static"))
     kw = {}
     if needs_data:
-        kw = dict(dataset=calibration(cfg), num_calibration_samples=cfg["calibration_samples"],
-                  max_seq_length=cfg["calibration_seq_len"])
+        kw = dict(
+            dataset=calibration(cfg),
+            num_calibration_samples=cfg["calibration_samples"],
+            max_seq_length=cfg["calibration_seq_len"],
+        )
     watch_layers()
     oneshot(model=model, recipe=recipe, **kw)
     linear = linear_accounting(model, cfg)
@@ -174,12 +193,22 @@ def main() -> None:
     model.save_pretrained(out, save_compressed=True)
     tok.save_pretrained(out)
     record = {
-        "tool": "llm-compressor", "method": cfg["kind"], "precision": cfg["precision"],
-        "config_groups": config_groups(cfg), "ignore": cfg.get("ignore", ["lm_head"]),
+        "tool": "llm-compressor",
+        "method": cfg["kind"],
+        "precision": cfg["precision"],
+        "config_groups": config_groups(cfg),
+        "ignore": cfg.get("ignore", ["lm_head"]),
         "recipe": [f"{type(m).__name__}" for m in recipe],
-        "calibration": ({"source": cfg["calibration_source"], "samples": cfg["calibration_samples"],
-                         "seq_len": cfg["calibration_seq_len"], "seed": cfg["seed"]} if needs_data
-                        else "none (data-free round-to-nearest)"),
+        "calibration": (
+            {
+                "source": cfg["calibration_source"],
+                "samples": cfg["calibration_samples"],
+                "seq_len": cfg["calibration_seq_len"],
+                "seed": cfg["seed"],
+            }
+            if needs_data
+            else "none (data-free round-to-nearest)"
+        ),
         "linear_params": linear,
         "wall_s": time.monotonic() - t0,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

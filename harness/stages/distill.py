@@ -44,7 +44,7 @@ BF16 = bf16_is_native()
 COMPUTE = f"{DEVICE}, fp32 weights, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)")
 
 
-def autocast():  # noqa: ANN201
+def autocast():
     # fp32 master weights, bf16 matmuls: 1.5x faster per step on an AVX512-BF16 CPU (9.1 -> 5.9 s for
     # 4 x 256 tokens, pruned SmolLM2), and the usual mixed precision on a GPU; plain fp32 where bf16 is
     # emulated (the teacher cache for 24 x 4 x 256 tokens ran > 6 min in emulated bf16 on an AVX2 EPYC)
@@ -55,14 +55,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def load_model(path: str):  # noqa: ANN201
+def load_model(path: str):
     from transformers import AutoModelForCausalLM
 
     # fp32 master weights: CPU training in bf16 loses small updates to rounding
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(DEVICE)
 
 
-def prune(model, keep_every: int) -> list[int]:  # noqa: ANN001
+def prune(model, keep_every: int) -> list[int]:
     """Depth-prune in place: keep the layers harness.models.arch.pruned_layers picks, renumbered."""
     layers = model.model.layers
     keep = pruned_layers(len(layers), keep_every)
@@ -77,7 +77,7 @@ def prune(model, keep_every: int) -> list[int]:  # noqa: ANN001
     return keep
 
 
-def derive_student(spec: dict, teacher_dir: str):  # noqa: ANN201
+def derive_student(spec: dict, teacher_dir: str):
     src = spec["student"]
     if src["kind"] == "prune":
         model = load_model(teacher_dir)
@@ -87,7 +87,7 @@ def derive_student(spec: dict, teacher_dir: str):  # noqa: ANN201
     return load_model(path), {"kind": src["kind"], "source": path}, path
 
 
-def token_stream(corpus: str, tokenizer) -> list[int]:  # noqa: ANN001
+def token_stream(corpus: str, tokenizer) -> list[int]:
     eos = tokenizer.eos_token_id
     ids: list[int] = []
     with open(corpus) as f:
@@ -129,12 +129,12 @@ def lr_at(step: int, spec: dict, total: int | None) -> float:
 
 
 @torch.no_grad()
-def heldout(student, teacher, held: torch.Tensor, temperature: float) -> dict:  # noqa: ANN001
+def heldout(student, teacher, held: torch.Tensor, temperature: float) -> dict:
     """Cross-entropy of the student and KL(teacher || student) at T=1 on the held-out windows."""
     student.eval()
     ce, kl, tce = [], [], []
     for i in range(0, len(held), 2):
-        x = held[i:i + 2].to(DEVICE)
+        x = held[i : i + 2].to(DEVICE)
         with autocast():
             s = student(input_ids=x).logits.float()
             t = teacher(input_ids=x).logits.float()
@@ -143,11 +143,15 @@ def heldout(student, teacher, held: torch.Tensor, temperature: float) -> dict:  
         tce.append(torch.nn.functional.cross_entropy(t[:, :-1].reshape(-1, t.size(-1)), y).item())
         kl.append(kl_full(s[:, :-1], t[:, :-1], 1.0).mean().item())
     student.train()
-    return {"ce": sum(ce) / len(ce), "kl_to_teacher": sum(kl) / len(kl), "teacher_ce": sum(tce) / len(tce),
-            "tokens": int(held.numel())}
+    return {
+        "ce": sum(ce) / len(ce),
+        "kl_to_teacher": sum(kl) / len(kl),
+        "teacher_ce": sum(tce) / len(tce),
+        "tokens": int(held.numel()),
+    }
 
 
-def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: float) -> tuple:  # noqa: ANN001
+def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: float) -> tuple:
     """Top-k teacher logits for `data`, computed once and kept on disk for every student and run that
     uses the same teacher, windows, k and T. Two trainers needing the same file: one computes it under the
     file's lock, the other waits and loads it; it is saved at a unique temporary name and renamed into
@@ -156,8 +160,9 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
 
     from harness.locks import build_once, wait_reporter
 
-    h = hashlib.sha256(json.dumps({"teacher": cfg["teacher_fingerprint"], "k": k, "T": temperature},
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps({"teacher": cfg["teacher_fingerprint"], "k": k, "T": temperature}, sort_keys=True).encode()
+    )
     h.update(data.numpy().tobytes())
     path = Path(cfg["teacher_cache"]) / f"{h.hexdigest()[:16]}.pt"
     loaded: dict = {}
@@ -180,7 +185,7 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
         with torch.no_grad():
             for i in range(0, len(data), 4):
                 with autocast():
-                    logits = teacher(input_ids=data[i:i + 4].to(DEVICE)).logits
+                    logits = teacher(input_ids=data[i : i + 4].to(DEVICE)).logits
                 parts.append(tuple(x.cpu() for x in teacher_topk(logits, k, temperature)))
                 report.update(min(i + 4, len(data)))
         values, indices, lse = (torch.cat(x) for x in zip(*parts))
@@ -188,8 +193,9 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
 
     t0 = time.monotonic()
     path.parent.mkdir(parents=True, exist_ok=True)
-    built = build_once(path, what=f"the teacher logit cache {path.name}", valid=valid, build=build,
-                       on_wait=wait_reporter(None))
+    built = build_once(
+        path, what=f"the teacher logit cache {path.name}", valid=valid, build=build, on_wait=wait_reporter(None)
+    )
     c = loaded  # filled by the check that let build_once return
     info = {"path": str(path), "hit": not built, "build_s": round(time.monotonic() - t0, 2) if built else 0.0}
     if built:
@@ -197,12 +203,18 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
     return (c["values"], c["indices"], c["lse"]), info
 
 
-def _r(x) -> float:  # noqa: ANN001
+def _r(x) -> float:
     return float(f"{x.item():.6g}")
 
 
-def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch.Tensor,  # noqa: ANN001
-                   what: str = "training") -> dict:
+def train_logit_kd(
+    cfg: dict,
+    student,
+    teacher,
+    train: torch.Tensor,
+    held: torch.Tensor,
+    what: str = "training",
+) -> dict:
     spec = cfg["spec"]
     alpha, T, k, bs = spec["alpha"], spec["temperature"], spec["top_k"], spec["batch_size"]
     total = planned_steps(spec)
@@ -256,51 +268,98 @@ def train_logit_kd(cfg: dict, student, teacher, train: torch.Tensor, held: torch
         opt.step()
         step += 1
         tokens += x.numel()
-        curve.append({"step": step, "loss": _r(loss), "ce": _r(parts["ce"]), "kd": _r(parts["kd"]),
-                      **({"feat": _r(f_loss)} if feat else {}), "lr": lr, "grad_norm": round(float(gnorm), 4),
-                      "tokens": tokens, "elapsed_s": round(time.monotonic() - t0, 2)})
+        curve.append(
+            {
+                "step": step,
+                "loss": _r(loss),
+                "ce": _r(parts["ce"]),
+                "kd": _r(parts["kd"]),
+                **({"feat": _r(f_loss)} if feat else {}),
+                "lr": lr,
+                "grad_norm": round(float(gnorm), 4),
+                "tokens": tokens,
+                "elapsed_s": round(time.monotonic() - t0, 2),
+            }
+        )
         print(json.dumps(curve[-1]), flush=True)
         # bounded by time only: the deadline is the ETA
-        report.update(step, loss=curve[-1]["loss"], eta_s=None if total or not deadline
-                      else round(max(0.0, deadline - time.monotonic()), 1))
+        report.update(
+            step,
+            loss=curve[-1]["loss"],
+            eta_s=None if total or not deadline else round(max(0.0, deadline - time.monotonic()), 1),
+        )
     train_s = time.monotonic() - t0
     if feat:
         feat["s_tap"].remove()
         feat["t_tap"].remove()
-    return {"loss_curve": curve, "steps": step, "compute": COMPUTE,
-            "feature_kd": {"weight": spec["feature_weight"], "layers": feat["map"],
-                           "projection": sorted(feat["proj"].keys()) or "none (same width)"} if feat else None,
-            "tokens_seen": tokens, "train_s": round(train_s, 2),
-            "tokens_per_s": round(tokens / train_s, 1) if train_s else None, "stopped_by": stopped_by,
-            "teacher_cache": cache_info, "heldout_before": before, "heldout_after": heldout(student, teacher, held, T),
-            "loss": "alpha*T^2*KL(teacher_T||student_T) + (1-alpha)*CE" +
-                    (f"; teacher top-{k} + rest bucket (cached)" if topk is not None else
-                     "; cross-entropy only (no teacher)" if alpha == 0 else "; full teacher logits") +
-                    (f"; + {spec['feature_weight']} x normalised MSE of mapped layer outputs" if feat else "")}
+    return {
+        "loss_curve": curve,
+        "steps": step,
+        "compute": COMPUTE,
+        "feature_kd": {
+            "weight": spec["feature_weight"],
+            "layers": feat["map"],
+            "projection": sorted(feat["proj"].keys()) or "none (same width)",
+        }
+        if feat
+        else None,
+        "tokens_seen": tokens,
+        "train_s": round(train_s, 2),
+        "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
+        "stopped_by": stopped_by,
+        "teacher_cache": cache_info,
+        "heldout_before": before,
+        "heldout_after": heldout(student, teacher, held, T),
+        "loss": "alpha*T^2*KL(teacher_T||student_T) + (1-alpha)*CE"
+        + (
+            f"; teacher top-{k} + rest bucket (cached)"
+            if topk is not None
+            else "; cross-entropy only (no teacher)"
+            if alpha == 0
+            else "; full teacher logits"
+        )
+        + (f"; + {spec['feature_weight']} x normalised MSE of mapped layer outputs" if feat else ""),
+    }
 
 
-def _feature_setup(cfg: dict, student, teacher) -> dict | None:  # noqa: ANN001
+def _feature_setup(cfg: dict, student, teacher) -> dict | None:
     """Hooks on the mapped layers and the projections (trained with the student, not saved)."""
     spec = cfg["spec"]
     if not spec.get("feature_weight"):
         return None
     src = spec["student"]
-    mapping = layer_map(spec.get("feature_layers"), src["kind"], src.get("keep_every"),
-                        len(teacher.model.layers), len(student.model.layers))
+    mapping = layer_map(
+        spec.get("feature_layers"),
+        src["kind"],
+        src.get("keep_every"),
+        len(teacher.model.layers),
+        len(student.model.layers),
+    )
     ds, dt = student.config.hidden_size, teacher.config.hidden_size
     proj = torch.nn.ModuleDict({str(i): torch.nn.Linear(ds, dt, bias=False) for i in mapping} if ds != dt else {})
     proj.to(DEVICE)
-    return {"map": mapping, "proj": proj, "s_tap": LayerTap(student, sorted(mapping)),
-            "t_tap": LayerTap(teacher, sorted(set(mapping.values())))}
+    return {
+        "map": mapping,
+        "proj": proj,
+        "s_tap": LayerTap(student, sorted(mapping)),
+        "t_tap": LayerTap(teacher, sorted(set(mapping.values()))),
+    }
 
 
-def save_student(model, tokenizer_dir: str, out: Path, manifest: dict) -> None:  # noqa: ANN001
+def save_student(model, tokenizer_dir: str, out: Path, manifest: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.to(torch.bfloat16)
     model.config.dtype = torch.bfloat16
     model.save_pretrained(out, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                 "vocab.json", "merges.txt", "tokenizer.model"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+    ):
         if (Path(tokenizer_dir) / name).is_file():
             shutil.copy2(Path(tokenizer_dir) / name, out / name)
     (out / "dqbench-manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -313,9 +372,15 @@ def main() -> None:
     t0 = time.monotonic()
     student, origin, tok_dir = derive_student(spec, cfg["teacher"])
     n_params = sum(p.numel() for p in student.parameters())
-    record: dict = {"kind": kind, "student": origin, "student_params": n_params, "hyper_parameters": spec,
-                    "student_key": cfg["student_key"], "teacher": cfg["teacher"],
-                    "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl")}}
+    record: dict = {
+        "kind": kind,
+        "student": origin,
+        "student_params": n_params,
+        "hyper_parameters": spec,
+        "student_key": cfg["student_key"],
+        "teacher": cfg["teacher"],
+        "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl")},
+    }
     if kind != "untrained":
         from transformers import AutoTokenizer
 
@@ -333,8 +398,12 @@ def main() -> None:
             record.update(train_trl(cfg, student, teacher, tokenizer, held, heldout))
     record["wall_s"] = round(time.monotonic() - t0, 2)
     record["peak_rss_gib"] = round(peak_rss_gib(), 3)
-    save_student(student, tok_dir, Path(cfg["out"]), {"dqbench_student": cfg["student_key"], "kind": kind,
-                                                      "origin": origin, "teacher": cfg["teacher_fingerprint"]})
+    save_student(
+        student,
+        tok_dir,
+        Path(cfg["out"]),
+        {"dqbench_student": cfg["student_key"], "kind": kind, "origin": origin, "teacher": cfg["teacher_fingerprint"]},
+    )
     Path(cfg["record"]).write_text(json.dumps(record, indent=1))
 
 

@@ -27,23 +27,28 @@ class Budget(TrainerCallback):
         self.max_steps = spec.get("max_steps")
         self.report = StageProgress("training", "steps", total=self.max_steps)
 
-    def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+    def on_step_end(self, args, state, control, **kw):
         if self.max_tokens and state.num_input_tokens_seen >= self.max_tokens:
             self.stopped_by, control.should_training_stop = "max_tokens", True
         elif self.max_s and time.monotonic() - self.t0 >= self.max_s:
             self.stopped_by, control.should_training_stop = "max_minutes", True
         return control
 
-    def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001, ANN201
+    def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
-            row = {"step": state.global_step, "loss": round(float(logs["loss"]), 5),
-                   "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
-                   "tokens": int(state.num_input_tokens_seen), "elapsed_s": round(time.monotonic() - self.t0, 2)}
+            row = {
+                "step": state.global_step,
+                "loss": round(float(logs["loss"]), 5),
+                "lr": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
+                "tokens": int(state.num_input_tokens_seen),
+                "elapsed_s": round(time.monotonic() - self.t0, 2),
+            }
             self.curve.append(row)
             print(json.dumps(row), flush=True)
             self.report.update(state.global_step, loss=row["loss"], eta_s=self._eta(state))
 
-    def _eta(self, state) -> float | None:  # noqa: ANN001
+    def _eta(self, state) -> float | None:
         """Without max_steps (the trainer's is a placeholder 10**6) the binding budget gives the ETA:
         tokens at the current token rate, or the time left."""
         if self.max_steps:
@@ -62,57 +67,109 @@ def _rows(path: str) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:  # noqa: ANN001
+def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:
     # TRL wants an output folder even with saving off; the student is saved by the caller
     with tempfile.TemporaryDirectory(prefix="dq-trl-") as out:
         return _train(cfg, student, teacher, tokenizer, held, heldout, out)
 
 
-def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:  # noqa: ANN001
+def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:
     from datasets import Dataset
 
     from harness.stages.distill import BF16  # bf16 only where this CPU/GPU computes it natively
 
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])
-    common = dict(output_dir=output_dir, max_steps=spec.get("max_steps") or 10**6,
-                  per_device_train_batch_size=spec["batch_size"], learning_rate=spec["learning_rate"],
-                  warmup_steps=spec.get("warmup_steps", 0), lr_scheduler_type="cosine",
-                  weight_decay=spec.get("weight_decay", 0.0), logging_steps=1, save_strategy="no", report_to="none",
-                  seed=spec["seed"], max_length=spec["seq_len"], dataloader_num_workers=0, disable_tqdm=True,
-                  include_num_input_tokens_seen="non_padding", bf16=BF16, use_cpu=student.device.type == "cpu")
+    common = dict(
+        output_dir=output_dir,
+        max_steps=spec.get("max_steps") or 10**6,
+        per_device_train_batch_size=spec["batch_size"],
+        learning_rate=spec["learning_rate"],
+        warmup_steps=spec.get("warmup_steps", 0),
+        lr_scheduler_type="cosine",
+        weight_decay=spec.get("weight_decay", 0.0),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=spec["seed"],
+        max_length=spec["seq_len"],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        bf16=BF16,
+        use_cpu=student.device.type == "cpu",
+    )
     budget = Budget(spec)
     before = heldout(student, teacher, held, 1.0)
     t0 = time.monotonic()
     if kind == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        ds = Dataset.from_list([{"prompt": [{"role": "user", "content": g["prompt"]}],
-                                 "completion": [{"role": "assistant", "content": g["completion"]}]} for g in gens])
+        ds = Dataset.from_list(
+            [
+                {
+                    "prompt": [{"role": "user", "content": g["prompt"]}],
+                    "completion": [{"role": "assistant", "content": g["completion"]}],
+                }
+                for g in gens
+            ]
+        )
         # prompt-completion data: the loss covers the teacher's answer only (completion_only_loss)
-        trainer = SFTTrainer(model=student, args=SFTConfig(**common), train_dataset=ds, processing_class=tokenizer,
-                             callbacks=[budget])
+        trainer = SFTTrainer(
+            model=student, args=SFTConfig(**common), train_dataset=ds, processing_class=tokenizer, callbacks=[budget]
+        )
         loss = "cross-entropy on the teacher's answers (sequence-level KD), prompt tokens masked"
     else:
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-        ds = Dataset.from_list([{"messages": [{"role": "user", "content": g["prompt"]},
-                                              {"role": "assistant", "content": g["completion"]}]} for g in gens])
-        args = GKDConfig(**common, lmbda=spec["lmbda"], beta=spec["beta"], temperature=spec["temperature"],
-                         max_new_tokens=spec["on_policy_max_new_tokens"])
-        trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=ds,
-                             processing_class=tokenizer, callbacks=[budget])
-        loss = (f"generalized JSD(beta={spec['beta']}) at T={spec['temperature']} on the student's own samples "
-                f"with probability lmbda={spec['lmbda']}, else on the teacher's answers")
+        ds = Dataset.from_list(
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": g["prompt"]},
+                        {"role": "assistant", "content": g["completion"]},
+                    ]
+                }
+                for g in gens
+            ]
+        )
+        args = GKDConfig(
+            **common,
+            lmbda=spec["lmbda"],
+            beta=spec["beta"],
+            temperature=spec["temperature"],
+            max_new_tokens=spec["on_policy_max_new_tokens"],
+        )
+        trainer = GKDTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=args,
+            train_dataset=ds,
+            processing_class=tokenizer,
+            callbacks=[budget],
+        )
+        loss = (
+            f"generalized JSD(beta={spec['beta']}) at T={spec['temperature']} on the student's own samples "
+            f"with probability lmbda={spec['lmbda']}, else on the teacher's answers"
+        )
     trainer.train()
     train_s = time.monotonic() - t0
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
     gen_tokens = sum(g.get("prompt_tokens", 0) + g.get("completion_tokens", 0) for g in gens)
-    return {"loss_curve": budget.curve, "steps": state.global_step, "tokens_seen": tokens,
-            "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
-            "stopped_by": budget.stopped_by or "max_steps", "loss": loss, "compute": "TRL Trainer, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)"),
-            "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
-            "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] *
-                                 spec["on_policy_max_new_tokens"]) if kind == "gkd" else 0,
-            "heldout_before": before, "heldout_after": heldout(student, teacher, held, 1.0)}
+    return {
+        "loss_curve": budget.curve,
+        "steps": state.global_step,
+        "tokens_seen": tokens,
+        "train_s": round(train_s, 2),
+        "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
+        "stopped_by": budget.stopped_by or "max_steps",
+        "loss": loss,
+        "compute": "TRL Trainer, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)"),
+        "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
+        "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] * spec["on_policy_max_new_tokens"])
+        if kind == "gkd"
+        else 0,
+        "heldout_before": before,
+        "heldout_after": heldout(student, teacher, held, 1.0),
+    }

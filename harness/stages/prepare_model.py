@@ -44,7 +44,7 @@ def main() -> None:
     ids = tok("The capital of France is", return_tensors="pt")
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=3, do_sample=False)
-    print("greedy:", repr(tok.decode(gen[0][ids["input_ids"].shape[1]:])))
+    print("greedy:", repr(tok.decode(gen[0][ids["input_ids"].shape[1] :])))
     print("params:", sum(p.numel() for p in model.parameters()))
 
 

@@ -17,8 +17,20 @@ from pathlib import Path
 from harness.stages.prepare_data import read_arrow, write_jsonl
 
 # stdlib folders that are tests, demos, vendored data or pydoc itself
-SKIP = {"test", "tests", "idlelib", "pydoc_data", "lib2to3", "turtledemo", "ensurepip", "site-packages",
-        "dist-packages", "__pycache__", "tkinter", "venv"}
+SKIP = {
+    "test",
+    "tests",
+    "idlelib",
+    "pydoc_data",
+    "lib2to3",
+    "turtledemo",
+    "ensurepip",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "tkinter",
+    "venv",
+}
 MIN_CHARS = 300
 
 
@@ -48,8 +60,9 @@ def lambada_heldout(z: zipfile.ZipFile, start: int) -> list[dict]:
             if i < start:
                 continue
             r = json.loads(line)
-            out.append({"source": f"lambada:{r['doc_id']}",
-                        "text": r["request"]["context"] + r["request"]["continuation"]})
+            out.append(
+                {"source": f"lambada:{r['doc_id']}", "text": r["request"]["context"] + r["request"]["continuation"]}
+            )
     return out
 
 
@@ -73,11 +86,16 @@ def main() -> None:
         trivia = [r["question"] for r in read_arrow(z, "trivia_qa/rc.wikipedia.nocontext/validation")]
         nq = [r["question"] for r in read_arrow(z, "nq_open/none/validation")]
     docs = stdlib_docstrings()
-    stats = {"lambada_docs": len(lam), "stdlib_docstrings": len(docs),
-             "corpus_docs": write_jsonl(out / "corpus.jsonl", interleave(lam, docs)),
-             "corpus_chars": sum(len(d["text"]) for d in lam + docs)}
-    qs = interleave([{"prompt": q.strip().rstrip("?") + "?", "source": "trivia_qa"} for q in trivia],
-                    [{"prompt": q.strip().capitalize().rstrip("?") + "?", "source": "nq_open"} for q in nq])
+    stats = {
+        "lambada_docs": len(lam),
+        "stdlib_docstrings": len(docs),
+        "corpus_docs": write_jsonl(out / "corpus.jsonl", interleave(lam, docs)),
+        "corpus_chars": sum(len(d["text"]) for d in lam + docs),
+    }
+    qs = interleave(
+        [{"prompt": q.strip().rstrip("?") + "?", "source": "trivia_qa"} for q in trivia],
+        [{"prompt": q.strip().capitalize().rstrip("?") + "?", "source": "nq_open"} for q in nq],
+    )
     stats["open_qa_prompts"] = write_jsonl(out / "prompts_open_qa.jsonl", qs)
     (out / "stats.json").write_text(json.dumps(stats))
     print(json.dumps(stats))

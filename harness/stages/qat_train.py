@@ -17,9 +17,7 @@ from pathlib import Path
 import torch
 
 from harness.proc import stage_config
-
-from harness.stages.distill import (load_model, peak_rss_gib, save_student, token_stream, train_logit_kd,
-                                    windows)
+from harness.stages.distill import load_model, peak_rss_gib, save_student, token_stream, train_logit_kd, windows
 
 
 def ignored(fqn: str, patterns: list[str]) -> bool:
@@ -44,11 +42,15 @@ def main() -> None:
     model = load_model(cfg["source"])
     teacher = load_model(cfg["source"]).eval()
     # scales in bf16, as compressed-tensors stores them, so the grid trained on is the grid served
-    wcfg = IntxFakeQuantizeConfig(torch.int4 if cfg["bits"] == 4 else torch.int8, group_size=cfg["group_size"],
-                                  is_symmetric=cfg["symmetric"], scale_precision=torch.bfloat16)
+    wcfg = IntxFakeQuantizeConfig(
+        torch.int4 if cfg["bits"] == 4 else torch.int8,
+        group_size=cfg["group_size"],
+        is_symmetric=cfg["symmetric"],
+        scale_precision=torch.bfloat16,
+    )
     targets = []
 
-    def keep(mod, fqn: str) -> bool:  # noqa: ANN001
+    def keep(mod, fqn: str) -> bool:
         ok = isinstance(mod, torch.nn.Linear) and ".layers." in fqn and not ignored(fqn, cfg["ignore"])
         if ok:
             targets.append(fqn)
@@ -57,9 +59,17 @@ def main() -> None:
     quantize_(model, QATConfig(weight_config=wcfg, step="prepare"), filter_fn=keep)
     tok = AutoTokenizer.from_pretrained(cfg["source"])
     train, held = windows(token_stream(cfg["corpus"], tok), cfg["spec"]["seq_len"], cfg["spec"]["seed"])
-    record = {"tool": "torchao QAT", "fake_quantizer": {"dtype": f"int{cfg['bits']}", "group_size": cfg["group_size"],
-                                                        "symmetric": cfg["symmetric"], "scale_precision": "bfloat16"},
-              "fake_quantized_linears": len(targets), "hyper_parameters": cfg["spec"]}
+    record = {
+        "tool": "torchao QAT",
+        "fake_quantizer": {
+            "dtype": f"int{cfg['bits']}",
+            "group_size": cfg["group_size"],
+            "symmetric": cfg["symmetric"],
+            "scale_precision": "bfloat16",
+        },
+        "fake_quantized_linears": len(targets),
+        "hyper_parameters": cfg["spec"],
+    }
     record.update(train_logit_kd(cfg, model, teacher, train, held, what="QAT training"))
     quantize_(model, QATConfig(step="convert"))  # back to plain nn.Linear with the trained weights
     left = [n for n, m in model.named_modules() if "FakeQuantized" in type(m).__name__]

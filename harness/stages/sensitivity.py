@@ -23,7 +23,7 @@ from harness.locks import unique_tmp
 from harness.proc import stage_config
 
 
-def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch.Tensor:  # noqa: ANN001
+def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch.Tensor:
     x = w.float()
     out_f, in_f = x.shape
     g = in_f if group_size in (None, "channel") else int(group_size)
@@ -33,7 +33,7 @@ def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch
         scale = (x.abs().amax(-1, keepdim=True) / ((qmax - qmin) / 2)).clamp_min(1e-12)
         q = torch.clamp(torch.round(x / scale), qmin, qmax) * scale
     else:
-        qmin, qmax = 0, 2 ** bits - 1
+        qmin, qmax = 0, 2**bits - 1
         lo = x.amin(-1, keepdim=True).clamp_max(0)
         hi = x.amax(-1, keepdim=True).clamp_min(0)
         scale = ((hi - lo) / (qmax - qmin)).clamp_min(1e-12)
@@ -42,15 +42,15 @@ def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch
     return q.reshape(out_f, in_f).to(w.dtype)
 
 
-def linears(module) -> list:  # noqa: ANN001
+def linears(module) -> list:
     return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
 
 
 @torch.no_grad()
-def compare(model, windows: torch.Tensor, ref: list[torch.Tensor]) -> dict:  # noqa: ANN001
+def compare(model, windows: torch.Tensor, ref: list[torch.Tensor]) -> dict:
     kl, agree, nll, ref_nll, n = 0.0, 0.0, 0.0, 0.0, 0
     for i, r in enumerate(ref):
-        x = windows[i:i + 1]
+        x = windows[i : i + 1]
         lp = F.log_softmax(model(input_ids=x).logits.float()[:, :-1], -1)
         r = r.float()
         y = x[:, 1:].unsqueeze(-1)
@@ -59,7 +59,11 @@ def compare(model, windows: torch.Tensor, ref: list[torch.Tensor]) -> dict:  # n
         nll += -lp.gather(-1, y).sum().item()
         ref_nll += -r.gather(-1, y).sum().item()
         n += y.numel()
-    return {"kld_mean": kl / n, "top1_agreement": agree / n, "ppl_ratio": float(torch.exp(torch.tensor((nll - ref_nll) / n)))}
+    return {
+        "kld_mean": kl / n,
+        "top1_agreement": agree / n,
+        "ppl_ratio": float(torch.exp(torch.tensor((nll - ref_nll) / n))),
+    }
 
 
 def main() -> None:
@@ -73,8 +77,10 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(cfg["source"], dtype=torch.bfloat16).eval()
     windows = torch.tensor(token_prompts(cfg["source"], cfg["corpus"], cfg["windows"], cfg["tokens"], cfg["seed"]))
     with torch.no_grad():  # the reference: log-probs of the unquantized model, kept in fp16 (V x tokens x windows)
-        ref = [F.log_softmax(model(input_ids=windows[i:i + 1]).logits.float()[:, :-1], -1).half()
-               for i in range(len(windows))]
+        ref = [
+            F.log_softmax(model(input_ids=windows[i : i + 1]).logits.float()[:, :-1], -1).half()
+            for i in range(len(windows))
+        ]
     bits, group, sym = cfg["bits"], cfg["group_size"], cfg["symmetric"]
     layers = []
     for i, layer in enumerate(model.model.layers):
@@ -90,8 +96,12 @@ def main() -> None:
     for layer in model.model.layers:  # every layer at once: the uniform cell's damage, for scale
         for m in linears(layer):
             m.weight.data = fake_quant(m.weight.data, bits, group, sym)
-    result = {"layers": layers, "all_layers": compare(model, windows, ref), "wall_s": round(time.monotonic() - t0, 1),
-              "measure": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)"}
+    result = {
+        "layers": layers,
+        "all_layers": compare(model, windows, ref),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "measure": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)",
+    }
     tmp = unique_tmp(Path(cfg["out"]))  # two scans of one id may run at once: never one shared tmp name
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(cfg["out"])

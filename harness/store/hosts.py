@@ -11,7 +11,7 @@ Imports nothing heavy: the probe is imported lazily and itself runs the engine p
 
 from __future__ import annotations
 
-from harness.hw.caps import UNPROBED_HOST_ID  # noqa: F401 - re-exported: the store's placeholder ids live here
+from harness.hw.caps import UNPROBED_HOST_ID
 
 UNKNOWN_HOST_ID = "unknown"
 UNKNOWN_LABEL = "unknown host (result from before host fingerprints, schema 1)"
@@ -19,13 +19,24 @@ UNKNOWN_LABEL = "unknown host (result from before host fingerprints, schema 1)"
 
 def legacy_host_block() -> dict:
     """The host of a schema-1 result: nothing was recorded, so nothing is claimed."""
-    return {"host_id": UNKNOWN_HOST_ID, "label": UNKNOWN_LABEL, "fingerprint": {}, "source": "schema-1",
-            "reference_dtype": None}
+    return {
+        "host_id": UNKNOWN_HOST_ID,
+        "label": UNKNOWN_LABEL,
+        "fingerprint": {},
+        "source": "schema-1",
+        "reference_dtype": None,
+    }
 
 
 def unprobed_host_block(error: str | None = None) -> dict:
-    return {"host_id": UNPROBED_HOST_ID, "label": "unprobed host (the hardware probe failed)", "fingerprint": {},
-            "source": "none", "reference_dtype": None, **({"error": error} if error else {})}
+    return {
+        "host_id": UNPROBED_HOST_ID,
+        "label": "unprobed host (the hardware probe failed)",
+        "fingerprint": {},
+        "source": "none",
+        "reference_dtype": None,
+        **({"error": error} if error else {}),
+    }
 
 
 def host_id_of(doc: dict) -> str:
@@ -41,7 +52,7 @@ def normalized_host(doc: dict) -> dict:
     return {**unprobed_host_block(h.get("error")), **{k: v for k, v in h.items() if v is not None}}
 
 
-def this_host(settings) -> dict:  # noqa: ANN001 - harness.settings.Settings
+def this_host(settings) -> dict:
     """This host's block (harness.hw.probe.host_caps, cached per env), or the `unprobed` block when the
     probe cannot run here; harness/cell.py records the same fallback, so resume still matches."""
     from harness.errors import DQError

@@ -20,7 +20,7 @@ fixture of the old version in tests/fixtures/, and teach `upgrade()` to read it.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.proc import write_json_atomic
@@ -37,8 +37,10 @@ def upgrade(doc: dict) -> dict:
         v = SCHEMA_VERSION
     if v == SCHEMA_VERSION:
         return doc
-    raise ValueError(f"result schema_version {v!r} is not readable by this dqbench (reads 1 and {SCHEMA_VERSION}); "
-                     f"update dqbench or move the file out of results/cells/")
+    raise ValueError(
+        f"result schema_version {v!r} is not readable by this dqbench (reads 1 and {SCHEMA_VERSION}); "
+        f"update dqbench or move the file out of results/cells/"
+    )
 
 
 def _load(p: Path) -> dict | None:
@@ -85,7 +87,7 @@ class ResultStore:
         return p
 
     def _attempt_path(self, cell_id: str, host_id: str) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         p = self.attempts_dir / f"{cell_id}@{host_id}-{stamp}.json"
         n = 2
         while p.exists():  # two failures within a second
@@ -141,17 +143,37 @@ def flat_metrics(doc: dict | None) -> dict:
     curve = rec.get("loss_curve") or []
     ref_cost = (dist.get("cost") or {}).get("reference") or {}
     return {
-        "teacher_id": dist.get("teacher_id"), "distill_kind": dist.get("kind"), "student_key": dist.get("student_key"),
-        "train_tokens": rec.get("tokens_seen"), "train_s": rec.get("train_s"),
+        "teacher_id": dist.get("teacher_id"),
+        "distill_kind": dist.get("kind"),
+        "student_key": dist.get("student_key"),
+        "train_tokens": rec.get("tokens_seen"),
+        "train_s": rec.get("train_s"),
         "train_loss_final": curve[-1]["loss"] if curve else None,
         "heldout_ce": (rec.get("heldout_after") or {}).get("ce"),
-        "ref_gpu_hours": ref_cost.get("gpu_hours"), "ref_usd": ref_cost.get("usd"),
+        "ref_gpu_hours": ref_cost.get("gpu_hours"),
+        "ref_usd": ref_cost.get("usd"),
         **{k: sm.get(k) for k in ("kld_mean", "kld_p99", "top1_agreement", "dp_rms", "ppl_ratio")},
-        "paired_drop": agg.get("drop_abs"), "paired_drop_ci_lo": ci[0], "paired_drop_ci_hi": ci[1],
+        "paired_drop": agg.get("drop_abs"),
+        "paired_drop_ci_lo": ci[0],
+        "paired_drop_ci_hi": ci[1],
         "compress_s": (art.get("record") or {}).get("wall_s"),
-        **{k: head.get(k) for k in ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "itl_ms_p50",
-                                    "itl_ms_p99", "e2e_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s",
-                                    "top_concurrency", "failed_requests")},
+        **{
+            k: head.get(k)
+            for k in (
+                "ttft_ms_p50",
+                "ttft_ms_p99",
+                "tpot_ms_p50",
+                "tpot_ms_p99",
+                "itl_ms_p50",
+                "itl_ms_p99",
+                "e2e_ms_p50",
+                "e2e_ms_p99",
+                "output_tok_s",
+                "req_s",
+                "top_concurrency",
+                "failed_requests",
+            )
+        },
         "peak_mem_gib": (doc.get("memory") or {}).get("peak_gib"),
         # measured device memory of the serving process (harness/measure; absent on CPU and in older results)
         "gpu_peak_gib": (doc.get("memory") or {}).get("gpu_peak_gib"),

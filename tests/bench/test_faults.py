@@ -20,7 +20,7 @@ PATH = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
 
 
 @pytest.fixture(scope="module")
-def faults():  # noqa: ANN201
+def faults():
     spec = importlib.util.spec_from_file_location("dq_bench_faults", PATH)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses resolve their module through sys.modules
@@ -29,15 +29,19 @@ def faults():  # noqa: ANN201
     sys.modules.pop(spec.name, None)
 
 
-def _tagged_env(faults, tag: str) -> dict[str, str]:  # noqa: ANN001
+def _tagged_env(faults, tag: str) -> dict[str, str]:
     return {**os.environ, faults.TAG_VAR: tag}
 
 
 # ------------------------------------------------------------------------------------------- /proc scan
-def test_scan_finds_a_tagged_child_whose_parent_was_killed(faults) -> None:  # noqa: ANN001
+def test_scan_finds_a_tagged_child_whose_parent_was_killed(faults) -> None:
     tag = uuid.uuid4().hex
-    sh = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], env=_tagged_env(faults, tag),
-                          stdout=subprocess.PIPE, start_new_session=True)
+    sh = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & echo $!; wait"],
+        env=_tagged_env(faults, tag),
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         sleeper = int(sh.stdout.readline())
         assert {p.pid for p in faults.tagged_processes(tag)} == {sh.pid, sleeper}
@@ -53,7 +57,7 @@ def test_scan_finds_a_tagged_child_whose_parent_was_killed(faults) -> None:  # n
         sh.wait()
 
 
-def test_scan_matches_the_exact_tag_and_skips_zombies(faults) -> None:  # noqa: ANN001
+def test_scan_matches_the_exact_tag_and_skips_zombies(faults) -> None:
     tag = uuid.uuid4().hex
     other = subprocess.Popen(["sleep", "30"], env=_tagged_env(faults, tag + "x"))
     short = subprocess.Popen(["sleep", "0.2"], env=_tagged_env(faults, tag))
@@ -66,7 +70,7 @@ def test_scan_matches_the_exact_tag_and_skips_zombies(faults) -> None:  # noqa: 
         short.wait()
 
 
-def test_settle_waits_for_a_dying_process_and_returns_early(faults) -> None:  # noqa: ANN001
+def test_settle_waits_for_a_dying_process_and_returns_early(faults) -> None:
     tag = uuid.uuid4().hex
     p = subprocess.Popen(["sh", "-c", "sleep 1"], env=_tagged_env(faults, tag))
     t = time.monotonic()
@@ -92,19 +96,40 @@ def _doc(tmp: Path, cell: str, status: str = "done", student: bool = False, **dr
     (tmp / "art").mkdir(exist_ok=True)
     (tmp / "dump.npz").write_bytes(b"x")
     doc = {
-        "cell_id": cell, "status": status, "host": {"host_id": HOST},
-        "plan": {"cell_id": cell, "student": {"name": "s"} if student else None,
-                 "load": {"profiles": [{"kind": "synchronous", "requests": 2},
-                                       {"kind": "concurrency", "levels": [4], "requests": 4}]},
-                 "evaluation": {"tasks": [{"name": "dq_lambada"}, {"name": "dq_arc_easy"}], "shift": {"windows": 2}}},
-        "timings": {s: 1.0 for s in ("prepare", "compress", "serve", "measure", "evaluate", "shift")
-                    + (("distill",) if student else ())},
-        "perf": {"levels": [{"profile": "synchronous", "level": 1, "completed": 2},
-                            {"profile": "concurrency", "level": 4, "completed": 4}], "stopped": None},
-        "quality": {"tasks": {"dq_lambada": {"metrics": {"acc": {"value": 0.5}}},
-                              "dq_arc_easy": {"metrics": {"acc": {"value": 0.25}}}}},
+        "cell_id": cell,
+        "status": status,
+        "host": {"host_id": HOST},
+        "plan": {
+            "cell_id": cell,
+            "student": {"name": "s"} if student else None,
+            "load": {
+                "profiles": [
+                    {"kind": "synchronous", "requests": 2},
+                    {"kind": "concurrency", "levels": [4], "requests": 4},
+                ]
+            },
+            "evaluation": {"tasks": [{"name": "dq_lambada"}, {"name": "dq_arc_easy"}], "shift": {"windows": 2}},
+        },
+        "timings": dict.fromkeys(
+            ("prepare", "compress", "serve", "measure", "evaluate", "shift") + (("distill",) if student else ()), 1.0
+        ),
+        "perf": {
+            "levels": [
+                {"profile": "synchronous", "level": 1, "completed": 2},
+                {"profile": "concurrency", "level": 4, "completed": 4},
+            ],
+            "stopped": None,
+        },
+        "quality": {
+            "tasks": {
+                "dq_lambada": {"metrics": {"acc": {"value": 0.5}}},
+                "dq_arc_easy": {"metrics": {"acc": {"value": 0.25}}},
+            }
+        },
         "shift": {"dump": str(tmp / "dump.npz"), "metrics": {"kld_mean": 0.0}},
-        "artefact": {"model": str(tmp / "art")}, "serve": {"startup_s": 40.0}, "memory": {"peak_gib": 3.0},
+        "artefact": {"model": str(tmp / "art")},
+        "serve": {"startup_s": 40.0},
+        "memory": {"peak_gib": 3.0},
     }
     if student:
         (tmp / "student").mkdir(exist_ok=True)
@@ -120,35 +145,41 @@ def _write(results: Path, name: str, doc: dict) -> None:
     (results / "cells" / name).write_text(json.dumps(doc))
 
 
-def test_a_complete_done_result_has_no_problem_and_a_failed_one_is_not_judged(faults, tmp_path) -> None:  # noqa: ANN001
+def test_a_complete_done_result_has_no_problem_and_a_failed_one_is_not_judged(faults, tmp_path) -> None:
     assert faults.done_problems(_doc(tmp_path, "a")) == []
     assert faults.done_problems(_doc(tmp_path, "s", student=True)) == []
     assert faults.done_problems(_doc(tmp_path, "a", status="failed", quality=True, perf=True)) == []
 
 
-@pytest.mark.parametrize("mutate, expect", [
-    (lambda d: d.pop("quality"), "quality: no score for dq_lambada"),
-    (lambda d: d["perf"]["levels"].pop(), "perf: no concurrency 4 level"),
-    (lambda d: d["perf"]["levels"][0].update(completed=0), "perf: synchronous 1 completed no request"),
-    (lambda d: d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"].update(value=None), "no score for dq_arc_easy"),
-    (lambda d: d.pop("shift"), "shift: no metrics"),
-    (lambda d: d["artefact"].update(model="/nonexistent/model"), "artefact /nonexistent/model missing"),
-    (lambda d: d["timings"].pop("evaluate"), "no timing for stage(s) evaluate"),
-    (lambda d: d.pop("memory"), "memory: no peak"),
-])
-def test_a_done_result_missing_a_stage_product_is_wrong(faults, tmp_path, mutate, expect) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "mutate, expect",
+    [
+        (lambda d: d.pop("quality"), "quality: no score for dq_lambada"),
+        (lambda d: d["perf"]["levels"].pop(), "perf: no concurrency 4 level"),
+        (lambda d: d["perf"]["levels"][0].update(completed=0), "perf: synchronous 1 completed no request"),
+        (
+            lambda d: d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"].update(value=None),
+            "no score for dq_arc_easy",
+        ),
+        (lambda d: d.pop("shift"), "shift: no metrics"),
+        (lambda d: d["artefact"].update(model="/nonexistent/model"), "artefact /nonexistent/model missing"),
+        (lambda d: d["timings"].pop("evaluate"), "no timing for stage(s) evaluate"),
+        (lambda d: d.pop("memory"), "memory: no peak"),
+    ],
+)
+def test_a_done_result_missing_a_stage_product_is_wrong(faults, tmp_path, mutate, expect) -> None:
     doc = _doc(tmp_path, "a")
     mutate(doc)
     assert any(expect in p for p in faults.done_problems(doc)), faults.done_problems(doc)
 
 
-def test_a_done_student_without_its_checkpoint_is_wrong(faults, tmp_path) -> None:  # noqa: ANN001
+def test_a_done_student_without_its_checkpoint_is_wrong(faults, tmp_path) -> None:
     doc = _doc(tmp_path, "s", student=True)
     doc["distill"]["path"] = str(tmp_path / "gone")
     assert any("distill: student" in p for p in faults.done_problems(doc))
 
 
-def test_lost_duplicated_and_wrong_done_from_result_folders(faults, tmp_path) -> None:  # noqa: ANN001
+def test_lost_duplicated_and_wrong_done_from_result_folders(faults, tmp_path) -> None:
     before, after = tmp_path / "before", tmp_path / "after"
     _write(before, f"a@{HOST}.json", _doc(tmp_path, "a"))
     _write(before, f"b@{HOST}.json", _doc(tmp_path, "b"))
@@ -167,7 +198,7 @@ def test_lost_duplicated_and_wrong_done_from_result_folders(faults, tmp_path) ->
     assert faults.debris(after, None) == [str(after / "cells" / f".c@{HOST}.json.99.tmp")]
 
 
-def test_a_duplicate_with_one_done_file_is_not_a_loss(faults, tmp_path) -> None:  # noqa: ANN001
+def test_a_duplicate_with_one_done_file_is_not_a_loss(faults, tmp_path) -> None:
     r = tmp_path / "r"
     _write(r, f"a@{HOST}.json", _doc(tmp_path, "a", status="failed"))
     _write(r, f"a@{HOST}-2.json", _doc(tmp_path, "a"))
@@ -176,7 +207,7 @@ def test_a_duplicate_with_one_done_file_is_not_a_loss(faults, tmp_path) -> None:
     assert faults.lost(snap, snap) == []
 
 
-def test_index_problems(faults, tmp_path) -> None:  # noqa: ANN001
+def test_index_problems(faults, tmp_path) -> None:
     r = tmp_path / "r"
     _write(r, f"a@{HOST}.json", _doc(tmp_path, "a"))
     _write(r, f"b@{HOST}.json", _doc(tmp_path, "b", status="failed"))
@@ -188,7 +219,7 @@ def test_index_problems(faults, tmp_path) -> None:  # noqa: ANN001
     assert faults.index_problems(snap, None, keys) == ["index unreadable"]
 
 
-def test_index_rows_reads_duckdb(faults, tmp_path) -> None:  # noqa: ANN001
+def test_index_rows_reads_duckdb(faults, tmp_path) -> None:
     duckdb = pytest.importorskip("duckdb")
     path = tmp_path / "x.duckdb"
     con = duckdb.connect(str(path))
@@ -201,13 +232,31 @@ def test_index_rows_reads_duckdb(faults, tmp_path) -> None:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------------- scorecard
-def test_scorecard_rows_details_and_totals(faults) -> None:  # noqa: ANN001
-    clean = faults.Row("kill-run-compress", "SIGKILL run", "compress", injected=True, fault_rc=-9,
-                       after_fault="w8a8:none", resume="done", resume_s=120.4)
-    bad = faults.Row("kill-server-measure", "SIGKILL vLLM API server", "measure", injected=True, fault_rc=1,
-                     after_fault="w8a8:failed", resume="w8a8:failed", resume_s=90.0,
-                     orphans_fault=[{"pid": 42, "ppid": 1, "cmdline": "VLLM::EngineCore"}],
-                     lost=["b6ad (ref)"], wrong_done=["x (w8a8): no perf"], index=["x: no row"])
+def test_scorecard_rows_details_and_totals(faults) -> None:
+    clean = faults.Row(
+        "kill-run-compress",
+        "SIGKILL run",
+        "compress",
+        injected=True,
+        fault_rc=-9,
+        after_fault="w8a8:none",
+        resume="done",
+        resume_s=120.4,
+    )
+    bad = faults.Row(
+        "kill-server-measure",
+        "SIGKILL vLLM API server",
+        "measure",
+        injected=True,
+        fault_rc=1,
+        after_fault="w8a8:failed",
+        resume="w8a8:failed",
+        resume_s=90.0,
+        orphans_fault=[{"pid": 42, "ppid": 1, "cmdline": "VLLM::EngineCore"}],
+        lost=["b6ad (ref)"],
+        wrong_done=["x (w8a8): no perf"],
+        index=["x: no row"],
+    )
     missed = faults.Row("ctrl-c-serve", "SIGINT process group", "serve", notes=["the run ended (rc 1) before serve"])
     text = faults.render([clean, bad, missed])
     head = text.splitlines()[0].split()
@@ -215,19 +264,29 @@ def test_scorecard_rows_details_and_totals(faults) -> None:  # noqa: ANN001
     assert "NOT INJECTED" in text and "pid 42 (ppid 1): VLLM::EngineCore" in text
     assert "lost: b6ad (ref)" in text and "note: the run ended (rc 1) before serve" in text
     t = faults.totals([clean, bad, missed])
-    assert t == {"scenarios": 3, "not_injected": 1, "bench_errors": 0, "orphans_fault": 1, "orphans_resume": 0,
-                 "lost": 1, "duplicated": 0, "wrong_done": 1, "index": 1, "resume_not_done": 1}
+    assert t == {
+        "scenarios": 3,
+        "not_injected": 1,
+        "bench_errors": 0,
+        "orphans_fault": 1,
+        "orphans_resume": 0,
+        "lost": 1,
+        "duplicated": 0,
+        "wrong_done": 1,
+        "index": 1,
+        "resume_not_done": 1,
+    }
     assert text.rstrip().endswith("resumes not all done 1")
     assert faults.row_cells(clean)[3:] == ["-9", "w8a8:none", "0", "0", "0", "0", "0", "0", "done", "120"]
 
 
-def test_summarize_status(faults) -> None:  # noqa: ANN001
+def test_summarize_status(faults) -> None:
     roles = {"a": "ref", "b": "w8a8"}
     assert faults.summarize_status({"a": "done", "b": "done"}, roles) == "done"
     assert faults.summarize_status({"a": "done", "b": None}, roles) == "ref:done w8a8:none"
 
 
-def test_every_scenario_is_listed_once_and_the_matrix_plans(faults) -> None:  # noqa: ANN001
+def test_every_scenario_is_listed_once_and_the_matrix_plans(faults) -> None:
     names = [s.name for s in faults.SCENARIOS]
     assert len(names) == len(set(names))
     stages = {(s.fault, s.stage) for s in faults.SCENARIOS}

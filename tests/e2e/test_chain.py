@@ -27,23 +27,57 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
-    m["axes"] = {"precision": ["auto", "int8", "int4"], "method": ["none", "rtn", "gguf"],
-                 "distill": ["none", "kd", "sft"]}
-    m["students"] = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "prune", "keep_every": 2}, "methods": [],
-                      "max_steps": 3, "batch_size": 2, "seq_len": 128, "learning_rate": 3.0e-4},
-                     # the teacher, served by vLLM, answers 8 questions; the student is fine-tuned on them
-                     {"name": "sft", "kind": "sft", "student": {"kind": "prune", "keep_every": 3}, "methods": [],
-                      "max_steps": 2, "batch_size": 2, "seq_len": 128, "num_prompts": 8, "max_new_tokens": 24}]
-    m["methods"] = {"rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
-                    "gguf": {"kind": "gguf", "precisions": ["int8", "int4"]}}
+    m["axes"] = {
+        "precision": ["auto", "int8", "int4"],
+        "method": ["none", "rtn", "gguf"],
+        "distill": ["none", "kd", "sft"],
+    }
+    m["students"] = [
+        {
+            "name": "kd",
+            "kind": "logit_kd",
+            "student": {"kind": "prune", "keep_every": 2},
+            "methods": [],
+            "max_steps": 3,
+            "batch_size": 2,
+            "seq_len": 128,
+            "learning_rate": 3.0e-4,
+        },
+        # the teacher, served by vLLM, answers 8 questions; the student is fine-tuned on them
+        {
+            "name": "sft",
+            "kind": "sft",
+            "student": {"kind": "prune", "keep_every": 3},
+            "methods": [],
+            "max_steps": 2,
+            "batch_size": 2,
+            "seq_len": 128,
+            "num_prompts": 8,
+            "max_new_tokens": 24,
+        },
+    ]
+    m["methods"] = {
+        "rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
+        "gguf": {"kind": "gguf", "precisions": ["int8", "int4"]},
+    }
     m["extra_serving"] = [{"kind": "llamacpp", "max_model_len": 512, "parallel": 4}]
     m["evaluation"]["shift"] = {"windows": 4, "tokens": 128}
-    m["load"] = {"input_tokens": 64, "output_tokens": 16, "warmup_requests": 1,
-                 "profiles": [{"kind": "synchronous", "requests": 3},
-                              {"kind": "concurrency", "levels": [4], "requests": 8},
-                              {"kind": "poisson", "rate": 4.0, "requests": 6}]}
-    m["evaluation"]["tasks"] = [{"name": "dq_pydoc_ppl", "limit": 2}, {"name": "dq_lambada", "limit": 16},
-                                {"name": "dq_arc_easy", "limit": 16}, {"name": "dq_hellaswag", "limit": 8}]
+    m["load"] = {
+        "input_tokens": 64,
+        "output_tokens": 16,
+        "warmup_requests": 1,
+        "profiles": [
+            {"kind": "synchronous", "requests": 3},
+            {"kind": "concurrency", "levels": [4], "requests": 8},
+            {"kind": "poisson", "rate": 4.0, "requests": 6},
+        ],
+    }
+    m["evaluation"]["tasks"] = [
+        {"name": "dq_pydoc_ppl", "limit": 2},
+        {"name": "dq_lambada", "limit": 16},
+        {"name": "dq_arc_easy", "limit": 16},
+        {"name": "dq_hellaswag", "limit": 8},
+    ]
     # ask the plan what this host can run: one int4 cell, on the engine this host has int4 kernels for
     w4a16_here = int4_plan(m)["rtn"].status == "planned"
     if w4a16_here:
@@ -52,10 +86,22 @@ def run(tmp_path_factory):
     path.write_text(yaml.safe_dump(m))
     env = dict(os.environ, DQBENCH_RESULTS=str(tmp / "results"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     t = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness", "run", str(path)], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=1500)
-    return {"proc": r, "wall": time.monotonic() - t, "path": path, "env": env, "results": tmp / "results",
-            "w4a16_here": w4a16_here}
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    return {
+        "proc": r,
+        "wall": time.monotonic() - t,
+        "path": path,
+        "env": env,
+        "results": tmp / "results",
+        "w4a16_here": w4a16_here,
+    }
 
 
 def int4_plan(m: dict) -> dict:
@@ -65,8 +111,11 @@ def int4_plan(m: dict) -> dict:
     from harness.spec import parse_matrix
 
     plan = plan_matrix(parse_matrix(m), load_settings())
-    return {("gguf4" if c.method == "gguf" and c.precision == "int4" else c.method): c
-            for c in plan.cells if c.distill == "none"}
+    return {
+        ("gguf4" if c.method == "gguf" and c.precision == "int4" else c.method): c
+        for c in plan.cells
+        if c.distill == "none"
+    }
 
 
 def by_method(run) -> dict:
@@ -139,7 +188,9 @@ def test_plan_decides_w4a16_by_this_hosts_kernels(run):
     has_kernel = caps.vllm is not None and caps.vllm.has_op("cpu_gemm_wna16")
     assert run["w4a16_here"] == has_kernel
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
-    status, reason = con.execute("SELECT status, reason FROM cells WHERE method = 'rtn' AND distill = 'none'").fetchone()
+    status, reason = con.execute(
+        "SELECT status, reason FROM cells WHERE method = 'rtn' AND distill = 'none'"
+    ).fetchone()
     con.close()
     if has_kernel:
         assert status == "done", reason
@@ -245,8 +296,9 @@ def test_duckdb_index_and_status_json(run):
     con = duckdb.connect(str(run["results"] / "dqbench.duckdb"), read_only=True)
     infeasible = con.execute("SELECT count(*) FROM cells WHERE status = 'infeasible'").fetchone()[0]
     assert infeasible == (0 if run["w4a16_here"] else 1)  # W4A16 where this host has no kernel for it
-    rows = con.execute("SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells "
-                       "WHERE status != 'infeasible'").fetchall()
+    rows = con.execute(
+        "SELECT status, output_tok_s, peak_mem_gib, lm_eval_version FROM cells WHERE status != 'infeasible'"
+    ).fetchall()
     assert len(rows) == 5
     for row in rows:
         assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
@@ -254,21 +306,38 @@ def test_duckdb_index_and_status_json(run):
     assert con.execute("SELECT count(*) FROM flips WHERE metric = 'acc'").fetchone()[0] == 12  # 3 tasks x 4 cells
     assert con.execute("SELECT count(*) FROM items WHERE task = 'dq_arc_easy' AND metric = 'acc'").fetchone()[0] == 80
     assert con.execute("SELECT count(*) FROM cells WHERE kld_mean IS NOT NULL").fetchone()[0] == 5
-    lineage = con.execute("SELECT distill, distill_kind, teacher_id = parent_id, train_tokens > 0 FROM cells "
-                          "WHERE distill != 'none' ORDER BY distill").fetchall()
+    lineage = con.execute(
+        "SELECT distill, distill_kind, teacher_id = parent_id, train_tokens > 0 FROM cells "
+        "WHERE distill != 'none' ORDER BY distill"
+    ).fetchall()
     assert lineage == [("kd", "logit_kd", True, True), ("sft", "sft", True, True)]
     tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
     assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag"}
     con.close()
-    s = subprocess.run([sys.executable, "-m", "harness", "status", str(run["path"]), "--json"], env=run["env"],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    s = subprocess.run(
+        [sys.executable, "-m", "harness", "status", str(run["path"]), "--json"],
+        env=run["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     cells = json.loads(s.stdout)
     assert len(cells) == 5 + infeasible
     c = next(x for x in cells if x["precision"] == "int4" and x["distill"] == "none" and x["status"] == "done")
     for key in ("cell_id", "model", "precision", "method", "distill", "status", "metrics"):
         assert key in c
-    for key in ("ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50", "e2e_ms_p99", "output_tok_s", "req_s", "peak_mem_gib",
-                "size_gib", "quality"):
+    for key in (
+        "ttft_ms_p50",
+        "tpot_ms_p50",
+        "itl_ms_p50",
+        "e2e_ms_p99",
+        "output_tok_s",
+        "req_s",
+        "peak_mem_gib",
+        "size_gib",
+        "quality",
+    ):
         assert c["metrics"][key] is not None, key
     assert c["metrics"]["quality"]["dq_arc_easy"]["acc"] is not None
 
@@ -277,8 +346,14 @@ def test_resume_starts_no_server(run):
     logs = list((run["results"] / "logs").glob("*/server.log"))
     before = {p: p.stat().st_size for p in logs}
     t = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness", "run", str(run["path"])], env=run["env"], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(run["path"])],
+        env=run["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "0 cell(s) to run" in r.stderr
     assert time.monotonic() - t < 10
     assert {p: p.stat().st_size for p in logs} == before

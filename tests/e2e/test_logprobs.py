@@ -15,8 +15,10 @@ from harness.spec.models import VLLMServing
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-TEXT = ("The capital of France is Paris. It is known for the Eiffel Tower, museums such as the Louvre, "
-        "and its cafes along the river Seine.")
+TEXT = (
+    "The capital of France is Paris. It is known for the Eiffel Tower, museums such as the Louvre, "
+    "and its cafes along the river Seine."
+)
 
 
 def test_vllm_prompt_logprobs_match_transformers(tmp_path):
@@ -39,14 +41,15 @@ def test_vllm_prompt_logprobs_match_transformers(tmp_path):
     art = Artefact(model=str(model_dir), dtype="bfloat16", quantization=None, size_bytes=None, bits_per_weight=16)
     h = server.start(art, "lp", tmp_path / "server.log")
     try:
-        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
-                           "temperature": 0}).encode()
+        body = json.dumps(
+            {"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
+        ).encode()
         req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=120) as r:
             lp = json.loads(r.read())["choices"][0]["logprobs"]
     finally:
         h.stop()
-    got = lp["token_logprobs"][1:len(ids)]
+    got = lp["token_logprobs"][1 : len(ids)]
     assert lp["token_logprobs"][0] is None and len(got) == len(want)
     err = [abs(a - b) for a, b in zip(got, want)]
     shifted = [abs(a - b) for a, b in zip(got[1:], want[:-1])]
@@ -71,8 +74,20 @@ def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monk
     if not (model_dir / "dqbench-manifest.json").is_file() or tools is None:
         pytest.skip("embedded model or llama.cpp not prepared (./dq setup prepares both)")
     gguf = tmp_path / "bf16.gguf"
-    subprocess.run([sys.executable, str(tools / "src" / "convert_hf_to_gguf.py"), str(model_dir), "--outfile",
-                    str(gguf), "--outtype", "bf16"], cwd=tools / "src", check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(tools / "src" / "convert_hf_to_gguf.py"),
+            str(model_dir),
+            "--outfile",
+            str(gguf),
+            "--outtype",
+            "bf16",
+        ],
+        cwd=tools / "src",
+        check=True,
+        capture_output=True,
+    )
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
     ids = tok(TEXT, add_special_tokens=False)["input_ids"]
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -96,15 +111,23 @@ def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monk
     from harness.serve.llamacpp import LlamaCppServer
     from harness.spec.models import LlamaCppServing
 
-    art = Artefact(model=str(gguf), dtype="gguf", quantization="BF16", size_bytes=None, bits_per_weight=16,
-                   tokenizer=str(model_dir))
+    art = Artefact(
+        model=str(gguf),
+        dtype="gguf",
+        quantization="BF16",
+        size_bytes=None,
+        bits_per_weight=16,
+        tokenizer=str(model_dir),
+    )
     h = LlamaCppServer(LlamaCppServing(max_model_len=512, parallel=2), settings.python, "cpu").start(
-        art, "lp", tmp_path / "server.log")
+        art, "lp", tmp_path / "server.log"
+    )
     try:
-        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
-                           "temperature": 0}).encode()
+        body = json.dumps(
+            {"model": "lp", "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
+        ).encode()
         req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=60) as r:
             choice = json.loads(r.read())["choices"][0]
         # `echo` is ignored: logprobs for the one generated token only, none for the prompt's tokens
         assert "token_logprobs" not in choice["logprobs"] and len(choice["logprobs"]["content"]) == 1

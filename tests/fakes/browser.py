@@ -12,8 +12,15 @@ from harness.serve.base import free_port, launch
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # flags this machine's closed network needs (no background networking, no sandbox as root)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -23,9 +30,23 @@ def chromium_path() -> str | None:
 @contextmanager
 def dashboard(db: Path, log: Path):
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "dashboard.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     h = launch("streamlit", cmd, {"DQBENCH_DB": str(db)}, port, "dashboard", log, "/_stcore/health", 120)
     try:
         yield f"http://127.0.0.1:{port}/"

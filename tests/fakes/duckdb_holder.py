@@ -13,8 +13,10 @@ from pathlib import Path
 @contextmanager
 def held(path: Path) -> Iterator[int]:
     """Hold `path` (created if missing) for the block; yields the holder's pid."""
-    code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('SELECT 1'); "
-            "print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('SELECT 1'); "
+        "print('locked', flush=True); time.sleep(600)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked", "the holder process did not open the database"

@@ -23,8 +23,15 @@ import time
 from aiohttp import web
 
 
-def build_app(ttft: float, itl: float, fail_every: int, model: str, die_after: int = 0, die_mode: str = "exit",
-              death_log: str = "") -> web.Application:
+def build_app(
+    ttft: float,
+    itl: float,
+    fail_every: int,
+    model: str,
+    die_after: int = 0,
+    die_mode: str = "exit",
+    death_log: str = "",
+) -> web.Application:
     state = {"n": 0, "ready_at": 0.0, "dead": False}
 
     async def health(_req: web.Request) -> web.Response:
@@ -43,8 +50,11 @@ def build_app(ttft: float, itl: float, fail_every: int, model: str, die_after: i
             if die_mode == "exit":
                 os._exit(1)
         if state["dead"]:
-            print("vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. "
-                  "See stack trace (above) for the root cause.", flush=True)
+            print(
+                "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. "
+                "See stack trace (above) for the root cause.",
+                flush=True,
+            )
             return web.json_response({"error": "EngineDeadError"}, status=500)
         if fail_every and state["n"] % fail_every == 0:
             return web.json_response({"error": "injected failure"}, status=500)

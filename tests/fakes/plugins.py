@@ -27,14 +27,25 @@ class FakeServer:
     engine = "fake"
     request_extras: dict = {}
 
-    def __init__(self, spec, python, device):  # noqa: ANN001
+    def __init__(self, spec, python, device):
         self.spec = spec
 
-    def start(self, artefact, served_name, log_path: Path, trust_remote_code=False):  # noqa: ANN001
+    def start(self, artefact, served_name, log_path: Path, trust_remote_code=False):
         port = free_port()
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--model", served_name,
-               "--ttft", "0.02", "--itl", "0.002"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.fakes.openai_server",
+            "--port",
+            str(port),
+            "--model",
+            served_name,
+            "--ttft",
+            "0.02",
+            "--itl",
+            "0.002",
+        ]
         if not os.environ.get("FAKE_EVAL_CRASH_DIR"):  # a crash test must not leave a grandchild behind
             cmd.append("--spawn-child")
         cmd += shlex.split(os.environ.get("FAKE_SERVER_ARGS", ""))
@@ -45,24 +56,28 @@ class FakeServer:
             f.write(f"{h.pid}\n")
         return h
 
-    def scoring(self, handle, artefact):  # noqa: ANN001
-        return {"model": "local-completions", "env": {}, "how": "fake",
-                "model_args": {"model": handle.model_name, "base_url": handle.base_url + "/completions"}}
+    def scoring(self, handle, artefact):
+        return {
+            "model": "local-completions",
+            "env": {},
+            "how": "fake",
+            "model_args": {"model": handle.model_name, "base_url": handle.base_url + "/completions"},
+        }
 
 
 class FakeEvaluator:
     kind = "lm_eval"
 
-    def __init__(self, spec, settings):  # noqa: ANN001
+    def __init__(self, spec, settings):
         self.spec = spec
 
     def plan_problems(self):
         return []
 
-    def prepare(self, log):  # noqa: ANN001
+    def prepare(self, log):
         return None
 
-    def evaluate(self, scoring, workdir, log):  # noqa: ANN001
+    def evaluate(self, scoring, workdir, log):
         model, base_url = scoring["model_args"]["model"], scoring["model_args"]["base_url"].rsplit("/", 1)[0]
         time.sleep(float(os.environ.get("FAKE_EVAL_SLEEP", "0")))
         crash_dir = os.environ.get("FAKE_EVAL_CRASH_DIR")
@@ -75,12 +90,20 @@ class FakeEvaluator:
             raise StageError("evaluate", "injected evaluation failure", "last log line")
         body = json.dumps({"model": model, "prompt": [1, 2, 3], "max_tokens": 2, "stream": True}).encode()
         req = urllib.request.Request(base_url + "/completions", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=10) as r:
             ok = r.status == 200 and b"[DONE]" in r.read()
-        return {"lm_eval_version": "fake", "tasks": {t.name: {"metrics": {"acc": {"value": 1.0 if ok else 0.0,
-                                                                                "stderr": 0.0}},
-                                                              "n": 1, "limit": t.limit, "num_fewshot": 0}
-                                                     for t in self.spec.tasks}}
+        return {
+            "lm_eval_version": "fake",
+            "tasks": {
+                t.name: {
+                    "metrics": {"acc": {"value": 1.0 if ok else 0.0, "stderr": 0.0}},
+                    "n": 1,
+                    "limit": t.limit,
+                    "num_fewshot": 0,
+                }
+                for t in self.spec.tasks
+            },
+        }
 
 
 PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"

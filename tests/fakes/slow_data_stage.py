@@ -10,8 +10,7 @@ import os
 import time
 from pathlib import Path
 
-FILES = ("arc_easy.jsonl", "hellaswag.jsonl", "lambada.jsonl", "pydoc.jsonl", "corpus.jsonl",
-         "prompts_open_qa.jsonl")
+FILES = ("arc_easy.jsonl", "hellaswag.jsonl", "lambada.jsonl", "pydoc.jsonl", "corpus.jsonl", "prompts_open_qa.jsonl")
 
 
 def main() -> None:

@@ -7,23 +7,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO
 from tests.fakes.plugins import fake_run
 
 DEATH_LOG = REPO / "tests" / "fixtures" / "server_logs" / "vllm_engine_dead.log"
 WNA16 = "AttributeError: '_OpNamespace' '_C' object has no attribute 'cpu_gemm_wna16'"
 # requests: 1 warmup, 2 synchronous (requests 2-3), 4 at concurrency 2 (4-7); the fake evaluator sends the 8th
-LOAD = {"input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
-        "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]}
+LOAD = {
+    "input_tokens": 16,
+    "output_tokens": 4,
+    "warmup_requests": 1,
+    "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}],
+}
 
 
 def run_cell(tmp_path: Path, server_args: str, load: dict = LOAD) -> dict:
-    env, matrix = fake_run(tmp_path, "fake-fail", 1, load, DQBENCH_RESULTS=str(tmp_path / "results"),
-                           FAKE_SERVER_ARGS=server_args)
-    r = subprocess.run([sys.executable, "-m", "harness", "run", str(matrix)], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=180)
+    env, matrix = fake_run(
+        tmp_path, "fake-fail", 1, load, DQBENCH_RESULTS=str(tmp_path / "results"), FAKE_SERVER_ARGS=server_args
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(matrix)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     docs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "cells").glob("*.json")]
     assert len(docs) == 1, r.stderr
     assert r.returncode == (0 if docs[0]["status"] == "done" else 1), r.stderr

@@ -16,8 +16,13 @@ pytestmark = pytest.mark.slow
 
 def test_engine_probe_reads_the_loaded_kernel_library(tmp_path):
     out = tmp_path / "engines.json"
-    subprocess.run([sys.executable, "-m", "harness.hw.engine_probe", "--out", str(out)], cwd=REPO, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "harness.hw.engine_probe", "--out", str(out)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     r = json.loads(out.read_text())
     v = r["vllm"]
     if v is None:
@@ -34,8 +39,9 @@ def test_engine_probe_reads_the_loaded_kernel_library(tmp_path):
 
 
 def test_doctor_json_is_a_host_caps(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "harness", "doctor", "--json"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "doctor", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     from harness.hw.caps import HostCaps

@@ -51,14 +51,18 @@ def _read_pids(path: Path, n: int, timeout: float = 10) -> list[int]:
 
 def _engine_like(pids: Path) -> list[str]:
     """A command that starts two grandchildren and waits: one in its own session, one deaf to SIGTERM."""
-    return ["sh", "-c", f"setsid sleep 300 & echo $! >> {pids}; "
-                        f"sh -c 'trap \"\" TERM; sleep 300' & echo $! >> {pids}; wait"]
+    return [
+        "sh",
+        "-c",
+        f"setsid sleep 300 & echo $! >> {pids}; sh -c 'trap \"\" TERM; sleep 300' & echo $! >> {pids}; wait",
+    ]
 
 
 def test_leftovers_die_when_the_command_exits(tmp_path):
     pids = tmp_path / "pids"
-    proc = spawn(["sh", "-c", f"setsid sleep 300 & echo $! > {pids}; exit 3"], log=subprocess.DEVNULL,
-                 env=stage_env(), grace=1.0)
+    proc = spawn(
+        ["sh", "-c", f"setsid sleep 300 & echo $! > {pids}; exit 3"], log=subprocess.DEVNULL, env=stage_env(), grace=1.0
+    )
     assert proc.wait(timeout=20) == 3  # the command's status, not the guard's
     (left,) = _read_pids(pids, 1)
     assert _wait_dead([left], 5) == []
@@ -73,9 +77,11 @@ def test_parent_killed_outright_takes_the_whole_tree(tmp_path):
     """SIGKILL of the runner (no finally runs): the guard notices and takes down the command and both
     grandchildren, including the one in its own session and the one ignoring SIGTERM."""
     pids = tmp_path / "pids"
-    code = ("import subprocess, time\nfrom harness.proc import spawn, stage_env\n"
-            f"p = spawn({_engine_like(pids)!r}, log=subprocess.DEVNULL, env=stage_env(), grace=1.0)\n"
-            "print(p.pid, flush=True)\ntime.sleep(300)\n")
+    code = (
+        "import subprocess, time\nfrom harness.proc import spawn, stage_env\n"
+        f"p = spawn({_engine_like(pids)!r}, log=subprocess.DEVNULL, env=stage_env(), grace=1.0)\n"
+        "print(p.pid, flush=True)\ntime.sleep(300)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=stage_env())
     guard = int(parent.stdout.readline())
     tree = _read_pids(pids, 2)
@@ -100,19 +106,20 @@ def test_a_cell_lock_outlives_a_killed_parent_until_its_processes_are_gone(tmp_p
     """The lock is passed to the guard: a resume that takes it knows the old attempt's processes are gone."""
     lock, pids = tmp_path / "cell.lock", tmp_path / "pids"
     slow_exit = ["sh", "-c", f"trap 'sleep 2; exit 0' TERM; echo $$ > {pids}; while :; do sleep 0.1; done"]
-    code = ("import subprocess, time\nfrom pathlib import Path\nfrom harness.locks import file_lock\n"
-            "from harness.proc import children_hold, spawn, stage_env\n"
-            f"with file_lock(Path({str(lock)!r}), what='cell') as fd, children_hold(fd):\n"
-            f"    spawn({slow_exit!r}, log=subprocess.DEVNULL, env=stage_env(), grace=5.0)\n"
-            "    print('up', flush=True)\n    time.sleep(300)\n")
+    code = (
+        "import subprocess, time\nfrom pathlib import Path\nfrom harness.locks import file_lock\n"
+        "from harness.proc import children_hold, spawn, stage_env\n"
+        f"with file_lock(Path({str(lock)!r}), what='cell') as fd, children_hold(fd):\n"
+        f"    spawn({slow_exit!r}, log=subprocess.DEVNULL, env=stage_env(), grace=5.0)\n"
+        "    print('up', flush=True)\n    time.sleep(300)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=stage_env())
     assert parent.stdout.readline().strip() == "up"
     (cmd,) = _read_pids(pids, 1)
     parent.kill()
     parent.wait(timeout=10)
-    with pytest.raises(LockTimeout):  # the command is still finishing under its guard
-        with file_lock(lock, what="cell", timeout=0.5):
-            pass
+    with pytest.raises(LockTimeout), file_lock(lock, what="cell", timeout=0.5):  # still finishing under its guard
+        pass
     with file_lock(lock, what="cell", timeout=20):
         assert not _alive(cmd)
 
@@ -120,8 +127,10 @@ def test_a_cell_lock_outlives_a_killed_parent_until_its_processes_are_gone(tmp_p
 def test_run_stage_reaps_what_a_stage_left_behind(tmp_path):
     pids = tmp_path / "pids"
     mod = tmp_path / "leaky_stage.py"
-    mod.write_text(f"import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-                   f"open({str(pids)!r}, 'w').write(str(p.pid))\n")
+    mod.write_text(
+        f"import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        f"open({str(pids)!r}, 'w').write(str(p.pid))\n"
+    )
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{stage_env()['PYTHONPATH']}"}
     run_stage("leaky_stage", [], tmp_path / "s.log", load_settings(), stage="compress", env=env)
     (left,) = _read_pids(pids, 1)
@@ -140,8 +149,13 @@ def test_a_deadline_cuts_a_stage_short_and_says_which_limit(tmp_path):
 
 def test_a_guard_whose_parent_is_already_gone_starts_nothing(tmp_path):
     marker = tmp_path / "ran"
-    out = subprocess.run([sys.executable, "-m", "harness.guard", "1", "--", "touch", str(marker)],
-                         env=stage_env(), capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.guard", "1", "--", "touch", str(marker)],
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 1 and "is gone" in out.stderr and not marker.exists()
 
 

@@ -82,7 +82,7 @@ def test_unreachable_server_is_a_failed_request():
     assert lv.failed == 1 and lv.errors
 
 
-def test_fresh_connection_per_request_when_the_engine_drops_pooled_ones(fake_server):  # noqa: ANN001
+def test_fresh_connection_per_request_when_the_engine_drops_pooled_ones(fake_server):
     h = fake_server(ttft=0.02, itl=0.002)
     gen = LoadGenerator(h.base_url, "fake", output_tokens=2, timeout=30, keepalive=False)
     res = gen.concurrency([PROMPT] * 8, 4)

@@ -18,18 +18,31 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def setup(tmp_path):
-    env, path = fake_run(tmp_path, "ray-run", 3, {
-        "input_tokens": 16, "output_tokens": 8, "warmup_requests": 0,
-        "profiles": [{"kind": "synchronous", "requests": 4}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
-        FAKE_EVAL_SLEEP="2")
+    env, path = fake_run(
+        tmp_path,
+        "ray-run",
+        3,
+        {
+            "input_tokens": 16,
+            "output_tokens": 8,
+            "warmup_requests": 0,
+            "profiles": [{"kind": "synchronous", "requests": 4}, {"kind": "concurrency", "levels": [2], "requests": 4}],
+        },
+        FAKE_EVAL_SLEEP="2",
+    )
     return env, path, tmp_path
 
 
 def run(env, matrix, results, *extra):
     t = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness", "run", str(matrix), *extra],
-                       env=dict(env, DQBENCH_RESULTS=str(results)), cwd=REPO, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(matrix), *extra],
+        env=dict(env, DQBENCH_RESULTS=str(results)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return r, time.monotonic() - t
 
 
@@ -47,7 +60,9 @@ def test_ray_gives_the_same_rows_as_local(setup):
     assert set(a) == set(b) and len(a) == 3
     for cid in a:
         assert a[cid]["status"] == b[cid]["status"] == "done"
-        assert [lv["completed"] for lv in a[cid]["perf"]["levels"]] == [lv["completed"] for lv in b[cid]["perf"]["levels"]]
+        assert [lv["completed"] for lv in a[cid]["perf"]["levels"]] == [
+            lv["completed"] for lv in b[cid]["perf"]["levels"]
+        ]
         assert a[cid]["quality"] == b[cid]["quality"]
     # cells ran concurrently on Ray: their [start, finish] windows overlap
     spans = sorted((d["started_at"], d["finished_at"]) for d in b.values())
@@ -77,8 +92,15 @@ def test_retries_exhausted_is_stored_as_failed(setup):
     env, matrix, tmp = setup
     crash = tmp / "crash"
     crash.mkdir()
-    r, _ = run(dict(env, FAKE_EVAL_CRASH_DIR=str(crash), FAKE_EVAL_CRASH_ALWAYS="1"), matrix, tmp / "res",
-               "--executor", "ray", "--retries", "1")
+    r, _ = run(
+        dict(env, FAKE_EVAL_CRASH_DIR=str(crash), FAKE_EVAL_CRASH_ALWAYS="1"),
+        matrix,
+        tmp / "res",
+        "--executor",
+        "ray",
+        "--retries",
+        "1",
+    )
     assert r.returncode == 1
     d = docs(tmp / "res")
     assert len(d) == 3

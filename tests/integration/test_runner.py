@@ -30,16 +30,27 @@ def host_file(tmp_path: Path, name: str, isa_flags: list[str]) -> tuple[Path, st
 @pytest.fixture
 def env_and_matrix(tmp_path):
     host, _ = host_file(tmp_path, "a", ["avx", "avx2"])
-    env, path = fake_run(tmp_path, "fake-run", 2, {
-        "input_tokens": 16, "output_tokens": 4, "warmup_requests": 1,
-        "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}]},
-        DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(host), DQBENCH_HOST_CAPS_RUN="1")
+    env, path = fake_run(
+        tmp_path,
+        "fake-run",
+        2,
+        {
+            "input_tokens": 16,
+            "output_tokens": 4,
+            "warmup_requests": 1,
+            "profiles": [{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2], "requests": 4}],
+        },
+        DQBENCH_RESULTS=str(tmp_path / "results"),
+        DQBENCH_HOST_CAPS=str(host),
+        DQBENCH_HOST_CAPS_RUN="1",
+    )
     return env, path, tmp_path / "results"
 
 
 def harness(env, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def cells(results: Path) -> dict[str, dict]:
@@ -58,7 +69,10 @@ def test_run_resume_and_force(env_and_matrix):
     assert "status: fake-run" in r.stdout and "advisor (cpu memory 8 GiB" in r.stdout
     assert "./dq dashboard" in r.stdout.splitlines()[-1]
     assert [lv["profile"] for lv in d["perf"]["levels"]] == ["synchronous", "concurrency"]
-    assert d["perf"]["levels"][1]["completed"] == 4 and d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"]["value"] == 1.0
+    assert (
+        d["perf"]["levels"][1]["completed"] == 4
+        and d["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"]["value"] == 1.0
+    )
     assert d["environment"]["packages"] and d["timings"]["serve"] > 0
     con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM cells WHERE status = 'done'").fetchone()[0] == 2
@@ -100,8 +114,14 @@ def test_failed_cell_is_stored_and_the_matrix_goes_on(env_and_matrix):
 
 def test_ctrl_c_leaves_no_server_and_no_half_cell(env_and_matrix):
     env, matrix, results = env_and_matrix
-    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="60"),
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(matrix)],
+        env=dict(env, FAKE_EVAL_SLEEP="60"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pidfile = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and pidfile is None:
@@ -123,8 +143,14 @@ def test_ctrl_c_leaves_no_server_and_no_half_cell(env_and_matrix):
 
 def test_sigterm_also_cleans_up(env_and_matrix):
     env, matrix, results = env_and_matrix
-    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="60"),
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(matrix)],
+        env=dict(env, FAKE_EVAL_SLEEP="60"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     found = []
     while time.monotonic() < deadline and not found:
@@ -141,8 +167,13 @@ def test_sigterm_also_cleans_up(env_and_matrix):
 
 def test_second_writer_is_refused(env_and_matrix):
     env, matrix, results = env_and_matrix
-    p = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix)], env=dict(env, FAKE_EVAL_SLEEP="20"),
-                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(matrix)],
+        env=dict(env, FAKE_EVAL_SLEEP="20"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (results / ".writer.lock").exists():
@@ -176,8 +207,9 @@ def test_resume_is_per_host_and_a_failed_attempt_keeps_the_done_result(env_and_m
     assert len(both) == 4 and {k.split("@")[1] for k in both} == {host_a, host_b}
     assert {k: both[k]["finished_at"] for k in done} == {k: d["finished_at"] for k, d in done.items()}
     con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
-    assert con.execute("SELECT host_id, count(*) FROM cells WHERE status = 'done' GROUP BY host_id ORDER BY 1"
-                       ).fetchall() == sorted([(host_a, 2), (host_b, 2)])
+    assert con.execute(
+        "SELECT host_id, count(*) FROM cells WHERE status = 'done' GROUP BY host_id ORDER BY 1"
+    ).fetchall() == sorted([(host_a, 2), (host_b, 2)])
     assert con.execute("SELECT count(*) FROM hosts").fetchone()[0] == 2
     con.close()
 
@@ -185,7 +217,7 @@ def test_resume_is_per_host_and_a_failed_attempt_keeps_the_done_result(env_and_m
     r = harness(dict(env, FAKE_EVAL_FAIL="1"), "run", str(matrix), "--force")
     assert r.returncode == 1 and "this attempt failed; kept the done result" in r.stderr
     after = cells(results)
-    assert {k: d["status"] for k, d in after.items()} == {k: "done" for k in both}
+    assert {k: d["status"] for k, d in after.items()} == dict.fromkeys(both, "done")
     assert {k: after[k]["finished_at"] for k in done} == {k: d["finished_at"] for k, d in done.items()}
     attempts = list((results / "attempts").glob(f"*@{host_a}-*.json"))
     assert len(attempts) == 2 and all(json.loads(p.read_text())["status"] == "failed" for p in attempts)

@@ -23,8 +23,20 @@ def server(tmp_path, monkeypatch):
 
     def start(*extra):
         port = free_port()
-        cmd = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), "--ttft", "0.02",
-               "--itl", "0.01", "--death-log", str(DEATH_LOG), *map(str, extra)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.fakes.openai_server",
+            "--port",
+            str(port),
+            "--ttft",
+            "0.02",
+            "--itl",
+            "0.01",
+            "--death-log",
+            str(DEATH_LOG),
+            *map(str, extra),
+        ]
         h = launch("vllm", cmd, {}, port, "fake", tmp_path / f"server-{port}.log", "/health", 30)
         started.append(h)
         return h
@@ -41,30 +53,34 @@ def load(**kw):
 @pytest.mark.parametrize("mode", ["exit", "engine"])
 def test_a_dying_engine_stops_the_load_test_within_a_level(server, mode):
     h = server("--die-after", 4, "--die-mode", mode)
-    spec = load(profiles=[{"kind": "synchronous", "requests": 2},
-                          {"kind": "concurrency", "levels": [2, 4], "requests": 400}])
+    spec = load(
+        profiles=[{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2, 4], "requests": 400}]
+    )
     t = time.monotonic()
     perf = run.measure(h.base_url, "fake", spec, "unused", health=h.health_problem)
     assert time.monotonic() - t < 15  # 400 requests of 8 tokens would take longer
     sync, conc = perf["levels"]  # concurrency 4 never ran
     assert sync["completed"] == 2 and conc["completed"] == 0  # request 4 (the first at concurrency 2) killed it
     assert conc["abandoned"] > 350 and conc["failed"] == conc["requests"] == 400
-    assert WNA16 in perf["stopped"] and ("exited with code 1" in perf["stopped"] if mode == "exit"
-                                         else "engine died" in perf["stopped"])
+    assert WNA16 in perf["stopped"] and (
+        "exited with code 1" in perf["stopped"] if mode == "exit" else "engine died" in perf["stopped"]
+    )
 
 
 def test_a_death_during_warmup_runs_no_level(server):
     h = server("--die-after", 1, "--die-mode", "engine")
-    perf = run.measure(h.base_url, "fake", load(profiles=[{"kind": "synchronous", "requests": 50}]), "unused",
-                       health=h.health_problem)
+    perf = run.measure(
+        h.base_url, "fake", load(profiles=[{"kind": "synchronous", "requests": 50}]), "unused", health=h.health_problem
+    )
     assert perf["levels"] == [] and WNA16 in perf["stopped"] and perf["headline"] == {}
 
 
 def test_failed_requests_beyond_the_threshold_stop_the_load_test(server):
     h = server("--fail-every", 5)
-    spec = load(profiles=[{"kind": "synchronous", "requests": 3},
-                          {"kind": "concurrency", "levels": [2, 4], "requests": 20}],
-                max_failed={"synchronous": 0.0, "other": 0.15})
+    spec = load(
+        profiles=[{"kind": "synchronous", "requests": 3}, {"kind": "concurrency", "levels": [2, 4], "requests": 20}],
+        max_failed={"synchronous": 0.0, "other": 0.15},
+    )
     perf = run.measure(h.base_url, "fake", spec, "unused", health=h.health_problem)
     # requests 1 (warmup), 2-4 (synchronous): none is a 5th; concurrency 2: 4 of 20 fail (20 %)
     assert [lv["failed"] for lv in perf["levels"]] == [0, 4]
@@ -74,8 +90,13 @@ def test_failed_requests_beyond_the_threshold_stop_the_load_test(server):
 
 def test_a_healthy_run_is_not_stopped(server):
     h = server()
-    perf = run.measure(h.base_url, "fake", load(profiles=[{"kind": "concurrency", "levels": [2], "requests": 6}]),
-                       "unused", health=h.health_problem)
+    perf = run.measure(
+        h.base_url,
+        "fake",
+        load(profiles=[{"kind": "concurrency", "levels": [2], "requests": 6}]),
+        "unused",
+        health=h.health_problem,
+    )
     assert perf["stopped"] is None and perf["levels"][0]["completed"] == 6 and perf["levels"][0]["abandoned"] == 0
 
 
@@ -85,8 +106,14 @@ def test_a_hung_engine_is_caught_by_the_periodic_check(server):
 
     h = server("--ttft", 30)  # every request hangs
     t0 = time.monotonic()
-    gen = LoadGenerator(h.base_url, "fake", 4, timeout=60, check_every=0.2,
-                        stop=lambda: "engine hung" if time.monotonic() - t0 > 1.0 else None)
+    gen = LoadGenerator(
+        h.base_url,
+        "fake",
+        4,
+        timeout=60,
+        check_every=0.2,
+        stop=lambda: "engine hung" if time.monotonic() - t0 > 1.0 else None,
+    )
     lv = gen.concurrency([list(range(16))] * 10, 2)
     assert time.monotonic() - t0 < 5
     assert (lv.completed, lv.failed, lv.abandoned) == (0, 10, 10) and lv.first_error == "not completed: engine hung"

@@ -17,8 +17,9 @@ def cmd(port, *extra):
 
 def test_health_poll_waits_for_readiness_and_stop_frees_port_and_children(tmp_path):
     port = free_port()
-    h = launch("fake", cmd(port, "--startup", "1.5", "--spawn-child"), {}, port, "fake", tmp_path / "s.log",
-               "/health", 30)
+    h = launch(
+        "fake", cmd(port, "--startup", "1.5", "--spawn-child"), {}, port, "fake", tmp_path / "s.log", "/health", 30
+    )
     assert h.startup_s >= 1.4 and h.alive() and port_in_use(port)
     time.sleep(0.3)
     kids = psutil.Process(h.pid).children(recursive=True)
@@ -64,17 +65,22 @@ def test_server_dies_with_a_parent_killed_outright(tmp_path):
     import subprocess
 
     port = free_port()
-    code = ("import sys, time\nfrom pathlib import Path\nfrom harness.serve.base import launch\n"
-            f"h = launch('fake', [sys.executable, '-m', 'tests.fakes.openai_server', '--port', '{port}'], {{}}, {port}, "
-            f"'fake', Path(r'{tmp_path}') / 's.log', '/health', 30)\nprint(h.pid, flush=True)\ntime.sleep(120)\n")
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom harness.serve.base import launch\n"
+        f"h = launch('fake', [sys.executable, '-m', 'tests.fakes.openai_server', '--port', '{port}'], {{}}, {port}, "
+        f"'fake', Path(r'{tmp_path}') / 's.log', '/health', 30)\nprint(h.pid, flush=True)\ntime.sleep(120)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     server_pid = int(parent.stdout.readline())
     assert psutil.pid_exists(server_pid) and port_in_use(port)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and psutil.pid_exists(server_pid) and \
-            psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
+    while (
+        time.monotonic() < deadline
+        and psutil.pid_exists(server_pid)
+        and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE
+    ):
         time.sleep(0.1)
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
     assert not port_in_use(port)

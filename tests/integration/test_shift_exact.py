@@ -12,7 +12,7 @@ from harness.evaluate.shift import kl_exact, kl_topk, topk_from_logits
 pytestmark = pytest.mark.slow
 
 
-def fake_quant_(model, bits: int, group: int | None) -> None:  # noqa: ANN001
+def fake_quant_(model, bits: int, group: int | None) -> None:
     import torch
 
     qmax = 2 ** (bits - 1) - 1
@@ -36,7 +36,7 @@ def test_topk_kl_error_against_exact_kl(settings):
         pytest.skip("embedded model not prepared (./dq setup)")
     windows = torch.tensor(token_prompts(str(src), "pydoc", 4, 129, seed=7))
 
-    def logits(bits=None, group=None):  # noqa: ANN001, ANN202
+    def logits(bits=None, group=None):
         m = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
         if bits:
             fake_quant_(m, bits, group)
@@ -52,9 +52,11 @@ def test_topk_kl_error_against_exact_kl(settings):
         c = topk_from_logits(cell, tokens, 20)
         exact, approx = kl_exact(ref, cell), kl_topk(r[1], r[2], c[1], c[2])
         rows[label] = (exact.mean(), approx.mean())
-        print(f"{label}: exact KL {exact.mean():.5f}, top-20 estimate {approx.mean():.5f} "
-              f"({approx.mean() / exact.mean() - 1:+.1%}), per-position corr "
-              f"{np.corrcoef(exact, approx)[0, 1]:.3f}")
+        print(
+            f"{label}: exact KL {exact.mean():.5f}, top-20 estimate {approx.mean():.5f} "
+            f"({approx.mean() / exact.mean() - 1:+.1%}), per-position corr "
+            f"{np.corrcoef(exact, approx)[0, 1]:.3f}"
+        )
         assert approx.mean() == pytest.approx(exact.mean(), rel=0.3)
         assert np.corrcoef(exact, approx)[0, 1] > 0.9
     assert rows["int8-channel"][1] < rows["int4-g64"][1]  # the estimate orders them as exact KL does

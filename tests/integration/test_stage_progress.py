@@ -13,9 +13,16 @@ from harness.proc import progress_to, run_stage
 from harness.progress import LiveLine, Progress
 
 
-def _run(settings, tmp_path, **kw):  # noqa: ANN001, ANN202
-    run_stage("tests.fakes.progress_stage", ["--n", "10", "--sleep", "0.1"], tmp_path / "logs" / "fake.log",
-              settings, stage="compress", timeout=60, **kw)
+def _run(settings, tmp_path, **kw):
+    run_stage(
+        "tests.fakes.progress_stage",
+        ["--n", "10", "--sleep", "0.1"],
+        tmp_path / "logs" / "fake.log",
+        settings,
+        stage="compress",
+        timeout=60,
+        **kw,
+    )
 
 
 def test_callback_gets_done_total_and_a_rate_while_the_stage_runs(settings, tmp_path):

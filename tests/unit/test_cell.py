@@ -5,8 +5,9 @@ from types import SimpleNamespace
 from harness.cell import unkept_promise
 from harness.spec.models import LMEvalSpec, LoadSpec
 
-LOAD = LoadSpec(profiles=[{"kind": "synchronous", "requests": 2},
-                          {"kind": "concurrency", "levels": [2, 8], "requests": 4}])
+LOAD = LoadSpec(
+    profiles=[{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2, 8], "requests": 4}]
+)
 
 
 def _cell(shift: bool = True):
@@ -15,9 +16,11 @@ def _cell(shift: bool = True):
 
 
 def _doc(**over):
-    levels = [{"profile": "synchronous", "level": 1, "completed": 2},
-              {"profile": "concurrency", "level": 2, "completed": 4},
-              {"profile": "concurrency", "level": 8, "completed": 4}]
+    levels = [
+        {"profile": "synchronous", "level": 1, "completed": 2},
+        {"profile": "concurrency", "level": 2, "completed": 4},
+        {"profile": "concurrency", "level": 8, "completed": 4},
+    ]
     tasks = {"dq_lambada": {"metrics": {"acc": {"value": 0.4}}}, "dq_arc_easy": {"metrics": {"acc": {"value": 0.5}}}}
     return {"perf": {"levels": levels}, "quality": {"tasks": tasks}, "shift": {"metrics": {}}, **over}
 

@@ -10,8 +10,9 @@ from tests.conftest import MATRICES, REPO
 
 
 def harness(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=REPO, timeout=60, env=env
+    )
 
 
 def test_validate_ok_and_bad(tmp_path, base_matrix):
@@ -63,13 +64,20 @@ def test_status_names_this_host_and_reads_only_its_results(tmp_path):
 
     caps = HostCaps(cpu=CpuInfo(model="Test CPU", arch="x86_64", cores=2, memory_gib=8.0, flags=["avx2"]))
     (tmp_path / "host.json").write_text(caps.model_dump_json())
-    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS=str(tmp_path / "host.json"),
-               DQBENCH_HOST_CAPS_RUN="1")
+    env = dict(
+        os.environ,
+        DQBENCH_RESULTS=str(tmp_path / "results"),
+        DQBENCH_HOST_CAPS=str(tmp_path / "host.json"),
+        DQBENCH_HOST_CAPS_RUN="1",
+    )
     first = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)[0]
     store = ResultStore(tmp_path / "results")
     other = {"host_id": "0ther00000", "label": "Other CPU · avx512 · 64 cores"}
-    base = {"cell_id": first["cell_id"], "plan": {"cell_id": first["cell_id"]},
-            "perf": {"headline": {"output_tok_s": 123.0}}}
+    base = {
+        "cell_id": first["cell_id"],
+        "plan": {"cell_id": first["cell_id"]},
+        "perf": {"headline": {"output_tok_s": 123.0}},
+    }
     store.write({**base, "status": "done", "host": other})
     rows = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)
     row = rows[0]
@@ -102,8 +110,9 @@ def test_validate_and_run_fail_when_no_cell_can_run_here(tmp_path, base_matrix):
     with each cell's reasons (a run that did nothing must not read as success)."""
     import os
 
-    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS="cpu-avx512",
-               DQBENCH_HOST_CAPS_RUN="1")
+    env = dict(
+        os.environ, DQBENCH_RESULTS=str(tmp_path / "results"), DQBENCH_HOST_CAPS="cpu-avx512", DQBENCH_HOST_CAPS_RUN="1"
+    )
     base_matrix["hardware"]["device"] = "cuda"
     path = tmp_path / "gpu-only.yaml"
     path.write_text(yaml.safe_dump(base_matrix))
@@ -156,7 +165,8 @@ def test_db_rebuild_keeps_planned_rows_and_refuses_while_a_run_writes(tmp_path):
     assert f"{index}: rebuilt from 1 result file(s), kept 2 planned/infeasible row(s) of the old index" in r.stdout
     con = db.connect_read_only(index)
     assert sorted(con.execute("SELECT cell_id, status FROM cells").fetchall()) == sorted(
-        [(doc["cell_id"], "done"), ("pend00000000", "planned"), ("infe00000000", "infeasible")])
+        [(doc["cell_id"], "done"), ("pend00000000", "planned"), ("infe00000000", "infeasible")]
+    )
     con.close()
 
     index.write_text("not a database\n")  # an index something else overwrote: rebuilt, and it says what it lost

@@ -16,15 +16,33 @@ from pathlib import Path
 
 import pytest
 
-from harness.locks import (LockTimeout, build_once, builder_lock, clean_leftovers, file_lock, file_sizes, leftovers,
-                           listed_present, lock_for, publish, sizes_match, unique_tmp)
+from harness.locks import (
+    LockTimeout,
+    build_once,
+    builder_lock,
+    clean_leftovers,
+    file_lock,
+    file_sizes,
+    leftovers,
+    listed_present,
+    lock_for,
+    publish,
+    sizes_match,
+    unique_tmp,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def wait_for(cond, timeout: float = 20.0) -> None:
@@ -50,9 +68,8 @@ def test_lock_released_when_holder_is_sigkilled_and_timeout_names_holder(tmp_pat
     p = spawn(HOLD, str(lock), "60")
     try:
         assert p.stdout.readline().strip() == "locked"
-        with pytest.raises(LockTimeout) as e:
-            with file_lock(lock, what="the test entry", timeout=0.3, poll=0.05):
-                pass
+        with pytest.raises(LockTimeout) as e, file_lock(lock, what="the test entry", timeout=0.3, poll=0.05):
+            pass
         assert "the test entry is locked by" in str(e.value) and f"pid {p.pid}" in str(e.value)
         p.send_signal(signal.SIGKILL)
         p.wait(10)
@@ -147,9 +164,16 @@ def test_sigkilled_builder_leaves_a_partial_that_the_next_holder_cleans_and_rebu
         p.wait()
     dead = [x for x in leftovers(final) if x.is_dir()]
     assert dead and not final.exists()
-    built = build_once(final, what="e", valid=folder_valid,
-                       build=lambda tmp: (tmp.mkdir(), (tmp / "a").write_text("new"),
-                                          (tmp / "manifest.json").write_text(json.dumps({"sizes": {"a": 3}}))))
+    built = build_once(
+        final,
+        what="e",
+        valid=folder_valid,
+        build=lambda tmp: (
+            tmp.mkdir(),
+            (tmp / "a").write_text("new"),
+            (tmp / "manifest.json").write_text(json.dumps({"sizes": {"a": 3}})),
+        ),
+    )
     assert built and (final / "a").read_text() == "new" and not any(x.exists() for x in dead)
     assert not leftovers(final)
 
@@ -193,14 +217,18 @@ def test_orphaned_stage_is_waited_for_before_its_tmp_is_removed(tmp_path):
     final = tmp_path / "entry"
     tmp = unique_tmp(final)
     tmp.mkdir()
-    stage = spawn("""
+    stage = spawn(
+        """
         import sys, time
         from harness.locks import hold_builder_lock
         hold_builder_lock(sys.argv[1])
         print("holding", flush=True)
         time.sleep(1.0)
         open(sys.argv[2] + "/late", "w").write("written after the parent died")
-    """, str(builder_lock(tmp)), str(tmp))
+    """,
+        str(builder_lock(tmp)),
+        str(tmp),
+    )
     try:
         assert stage.stdout.readline().strip() == "holding"
         said = []
@@ -217,10 +245,18 @@ def test_orphaned_stage_is_waited_for_before_its_tmp_is_removed(tmp_path):
 
 def test_leftovers_match_only_this_entrys_temporary_names(tmp_path):
     final = tmp_path / "model"
-    mine = [unique_tmp(final), final.with_name("model.partial"), final.with_name(unique_tmp(final).name + ".lock"),
-            final.with_name("model.tmp")]
-    others = [unique_tmp(tmp_path / "model-Q4.gguf"), unique_tmp(tmp_path / "model.manifest.json"),
-              tmp_path / "model.lock", tmp_path / ".model.json.tmp"]
+    mine = [
+        unique_tmp(final),
+        final.with_name("model.partial"),
+        final.with_name(unique_tmp(final).name + ".lock"),
+        final.with_name("model.tmp"),
+    ]
+    others = [
+        unique_tmp(tmp_path / "model-Q4.gguf"),
+        unique_tmp(tmp_path / "model.manifest.json"),
+        tmp_path / "model.lock",
+        tmp_path / ".model.json.tmp",
+    ]
     for p in mine + others:
         p.write_text("x")
     assert leftovers(final) == sorted(mine)

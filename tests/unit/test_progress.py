@@ -104,7 +104,7 @@ def test_matrix_eta_uses_the_estimates_the_runner_passes():
 def test_stage_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
     buf = io.StringIO()
     p = Progress(console=Console(file=buf, width=200, force_terminal=False), every=3600)
-    for d in range(0, 11):
+    for d in range(11):
         p.update({"what": "x", "unit": "requests", "done": d, "total": 10, "t": float(d)})
     p.update({"what": "x", "unit": "requests", "done": 10, "total": 10, "t": 10.0})  # delivered again at exit
     lines = [ln for ln in buf.getvalue().splitlines() if "requests" in ln]

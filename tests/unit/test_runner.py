@@ -50,8 +50,9 @@ def test_a_held_index_costs_one_bounded_wait_one_warning_and_catches_up_when_fre
     runner._index([_doc("cell00000003")], HOST)  # free again: the missed rows come with this one
     assert "opens again" in runner.progress.lines[-1] and runner._unindexed == []
     con = db.connect_read_only(path)
-    assert [r[0] for r in con.execute("SELECT cell_id FROM cells ORDER BY cell_id").fetchall()] == \
-        [f"cell0000000{i}" for i in range(4)]
+    assert [r[0] for r in con.execute("SELECT cell_id FROM cells ORDER BY cell_id").fetchall()] == [
+        f"cell0000000{i}" for i in range(4)
+    ]
     con.close()
 
 

@@ -17,12 +17,22 @@ def _needs_llamacpp():
         pytest.skip("llama.cpp not built (./dq setup builds it; ./dq test sets DQBENCH_LLAMACPP)")
 
 
-@pytest.mark.parametrize("precision,options,qtype,bpw", [
-    ("int8", {}, "Q8_0", (8.4, 9.5)),
-    ("int4", {"imatrix": True}, "Q4_K_M", (4.4, 8.6)),
-])
-def test_gguf_quantizes_and_records_effective_bits(tiny_llama, base_matrix, tmp_path, precision, options, qtype,  # noqa: F811
-                                                   bpw):
+@pytest.mark.parametrize(
+    "precision,options,qtype,bpw",
+    [
+        ("int8", {}, "Q8_0", (8.4, 9.5)),
+        ("int4", {"imatrix": True}, "Q4_K_M", (4.4, 8.6)),
+    ],
+)
+def test_gguf_quantizes_and_records_effective_bits(
+    tiny_llama,
+    base_matrix,
+    tmp_path,
+    precision,
+    options,
+    qtype,
+    bpw,
+):
     settings = load_settings()
     method = {"kind": "gguf", "options": options, "calibration_samples": 4, "calibration_seq_len": 64}
     cell = cell_for(base_matrix, settings, tiny_llama, precision, method)

@@ -38,15 +38,19 @@ def cell_for(base_matrix, settings, model_dir: Path, precision: str, method: dic
     return plan.cells[0]
 
 
-@pytest.mark.parametrize("precision,method,bits,strategy", [
-    ("int4", {"kind": "rtn", "group_size": 32}, 4, "group"),
-    ("int4", {"kind": "gptq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
-    ("int8", {"kind": "rtn"}, 8, "channel"),
-    ("int8", {"kind": "smoothquant_gptq", "calibration_samples": 4, "calibration_seq_len": 64}, 8, "channel"),
-    ("int4", {"kind": "awq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
-])
-def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, settings, tmp_path, precision, method,
-                                                      bits, strategy):
+@pytest.mark.parametrize(
+    "precision,method,bits,strategy",
+    [
+        ("int4", {"kind": "rtn", "group_size": 32}, 4, "group"),
+        ("int4", {"kind": "gptq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
+        ("int8", {"kind": "rtn"}, 8, "channel"),
+        ("int8", {"kind": "smoothquant_gptq", "calibration_samples": 4, "calibration_seq_len": 64}, 8, "channel"),
+        ("int4", {"kind": "awq", "group_size": 32, "calibration_samples": 4, "calibration_seq_len": 64}, 4, "group"),
+    ],
+)
+def test_method_makes_a_compressed_tensors_checkpoint(
+    tiny_llama, base_matrix, settings, tmp_path, precision, method, bits, strategy
+):
     settings = load_settings()
     cell = cell_for(base_matrix, settings, tiny_llama, precision, method)
     art = compressors.get(method["kind"])().compress(cell, tiny_llama, tmp_path, settings)
@@ -71,7 +75,7 @@ def test_method_makes_a_compressed_tensors_checkpoint(tiny_llama, base_matrix, s
     assert art.size_bytes > 0 and art.bits_per_weight is not None
 
 
-def rec_names(art) -> list[str]:  # noqa: ANN001
+def rec_names(art) -> list[str]:
     return art.record["recipe"]
 
 
@@ -104,8 +108,11 @@ def test_mixed_precision_keeps_ignored_layers_and_records_effective_bits(tiny_ll
 
 def test_qat_trains_under_the_fake_quantizer_then_exports_rtn(tiny_llama, base_matrix, tmp_path):
     settings = load_settings()
-    method = {"kind": "qat", "group_size": 32, "options": {"steps": 2, "batch_size": 2, "seq_len": 64,
-                                                            "learning_rate": 1e-4}}
+    method = {
+        "kind": "qat",
+        "group_size": 32,
+        "options": {"steps": 2, "batch_size": 2, "seq_len": 64, "learning_rate": 1e-4},
+    }
     cell = cell_for(base_matrix, settings, tiny_llama, "int4", method)
     art = compressors.get("qat")().compress(cell, tiny_llama, tmp_path, settings)
     qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]

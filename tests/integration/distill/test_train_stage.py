@@ -6,12 +6,11 @@ import json
 import os
 
 import pytest
+from pydantic import TypeAdapter
 
 from harness.distill.data import TrainData
 from harness.registry import distillers
 from harness.settings import load_settings
-from pydantic import TypeAdapter
-
 from harness.spec.models import DistillSpec
 from tests.fakes.tiny_llama import make_tiny_llama
 
@@ -35,9 +34,20 @@ def env(tmp_path_factory):
     data.prepare(tmp / "prepare.log")
     prompts = data.prompts("open_qa", 6)
     gens = tmp / "gens.jsonl"
-    gens.write_text("".join(json.dumps({"prompt": p, "completion": f"I think the answer is number {i}.",
-                                        "prompt_tokens": 20, "completion_tokens": 9}) + "\n"
-                            for i, p in enumerate(prompts)))
+    gens.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": p,
+                    "completion": f"I think the answer is number {i}.",
+                    "prompt_tokens": 20,
+                    "completion_tokens": 9,
+                }
+            )
+            + "\n"
+            for i, p in enumerate(prompts)
+        )
+    )
     return {"settings": settings, "teacher": teacher, "data": data, "gens": gens, "log": tmp / "distill.log"}
 
 
@@ -50,8 +60,9 @@ def spec(**kw):
 
 def build(env, s, gens=None):
     fp = {"kind": "local", "path": str(env["teacher"]), "test": "tiny"}
-    return distillers.get(s.kind)(s).build(None, str(env["teacher"]), fp, env["data"], env["settings"], env["log"],
-                                           gens)
+    return distillers.get(s.kind)(s).build(
+        None, str(env["teacher"]), fp, env["data"], env["settings"], env["log"], gens
+    )
 
 
 def load(path):
@@ -64,7 +75,7 @@ def test_untrained_student_is_pruned_and_renumbered(env):
     st = build(env, spec(kind="untrained"))
     assert not st.reused and st.record["student"]["kept_layers"] == [0, 3]
     m = load(st.path)
-    assert m.config.num_hidden_layers == 2 and [l.self_attn.layer_idx for l in m.model.layers] == [0, 1]
+    assert m.config.num_hidden_layers == 2 and [layer.self_attn.layer_idx for layer in m.model.layers] == [0, 1]
     assert json.loads((st.path / "dqbench-manifest.json").read_text())["kind"] == "untrained"
     assert (st.path / "tokenizer.json").is_file() and (st.path / "chat_template.jinja").is_file()
     again = build(env, spec(kind="untrained", name="renamed"))  # the name is not part of the recipe
@@ -106,8 +117,7 @@ def test_sft_on_teacher_generations(env):
 
 
 def test_gkd_on_policy(env):
-    st = build(env, spec(kind="gkd", max_steps=2, num_prompts=6, lmbda=1.0, on_policy_max_new_tokens=8),
-               env["gens"])
+    st = build(env, spec(kind="gkd", max_steps=2, num_prompts=6, lmbda=1.0, on_policy_max_new_tokens=8), env["gens"])
     r = st.record
     assert r["steps"] == 2 and len(r["loss_curve"]) == 2 and r["on_policy_tokens"] == 2 * 2 * 8
     assert "generalized JSD" in r["loss"]
@@ -119,5 +129,7 @@ def test_feature_kd_adds_a_hidden_state_term(env):
     assert r["feature_kd"]["layers"] == {"0": 0, "1": 3} and r["feature_kd"]["projection"] == "none (same width)"
     feats = [c["feat"] for c in r["loss_curve"]]
     assert all(f > 0 for f in feats) and "normalised MSE" in r["loss"]
-    assert all(abs(c["loss"] - (0.5 * 4 * c["kd"] + 0.5 * c["ce"] + c["feat"])) < 1e-3 * c["loss"] for c in r["loss_curve"])
+    assert all(
+        abs(c["loss"] - (0.5 * 4 * c["kd"] + 0.5 * c["ce"] + c["feat"])) < 1e-3 * c["loss"] for c in r["loss_curve"]
+    )
     assert load(st.path).config.num_hidden_layers == 2  # projections are not part of the student

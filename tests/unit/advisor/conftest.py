@@ -11,8 +11,13 @@ class FakeCaps:
         self.host_id, self.label = host_id, label
 
     def host_block(self) -> dict:
-        return {"host_id": self.host_id, "label": self.label, "fingerprint": {}, "source": "override:test",
-                "reference_dtype": "bf16"}
+        return {
+            "host_id": self.host_id,
+            "label": self.label,
+            "fingerprint": {},
+            "source": "override:test",
+            "reference_dtype": "bf16",
+        }
 
 
 @pytest.fixture(autouse=True)

@@ -45,23 +45,26 @@ def test_nothing_fits_exit_code(capsys, db):
     assert "Nothing measured meets every constraint" in out and "memory" in out
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--max-drop", "2"], "--max-drop '2'"),
-    (["--vram", "lots"], "--vram 'lots': expected a number"),
-    (["--vram", "-3"], "must be greater than 0"),
-    (["--objective", "cost"], "needs --gpu-price"),
-    (["--concurrency", "2.5"], "expected a whole number"),
-    (["--task", "dq_arc_easy"], "go together"),
-    (["--vram", "nan"], "--vram 'nan': expected a finite number greater than 0, e.g. --vram 24"),
-    (["--vram", "inf"], "--vram 'inf': expected a finite number"),
-    (["--vram=-inf"], "--vram '-inf': expected a finite number"),
-    (["--min-tok-s", "NaN"], "--min-tok-s 'NaN': expected a finite number"),
-    (["--max-ttft-ms", "infinity"], "--max-ttft-ms 'infinity': expected a finite number"),
-    (["--gpu-price", "nan"], "--gpu-price 'nan': expected a finite number"),
-    (["--max-drop", "nan%"], "--max-drop 'nan%'"),
-    (["--max-drop", "9" * 400 + "pt"], "expected a finite drop"),
-    (["--context-len", "nan"], "--context-len 'nan': expected a whole number"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--max-drop", "2"], "--max-drop '2'"),
+        (["--vram", "lots"], "--vram 'lots': expected a number"),
+        (["--vram", "-3"], "must be greater than 0"),
+        (["--objective", "cost"], "needs --gpu-price"),
+        (["--concurrency", "2.5"], "expected a whole number"),
+        (["--task", "dq_arc_easy"], "go together"),
+        (["--vram", "nan"], "--vram 'nan': expected a finite number greater than 0, e.g. --vram 24"),
+        (["--vram", "inf"], "--vram 'inf': expected a finite number"),
+        (["--vram=-inf"], "--vram '-inf': expected a finite number"),
+        (["--min-tok-s", "NaN"], "--min-tok-s 'NaN': expected a finite number"),
+        (["--max-ttft-ms", "infinity"], "--max-ttft-ms 'infinity': expected a finite number"),
+        (["--gpu-price", "nan"], "--gpu-price 'nan': expected a finite number"),
+        (["--max-drop", "nan%"], "--max-drop 'nan%'"),
+        (["--max-drop", "9" * 400 + "pt"], "expected a finite drop"),
+        (["--context-len", "nan"], "--context-len 'nan': expected a whole number"),
+    ],
+)
 def test_malformed_input_is_one_clear_error(capsys, db, args, needle):
     code, _, err = run(capsys, "--db", db, *args)
     assert code == 2 and needle in err and "Traceback" not in err
@@ -99,8 +102,13 @@ def test_advisor_subprocess_on_a_damaged_database_prints_no_traceback(tmp_path, 
     raw = bytearray(open(db, "rb").read())
     raw[5000:9000] = b"\xff" * 4000
     bad.write_bytes(bytes(raw))
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "--db", str(bad), "--vram", "24", "--host", "all"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "advisor.cli", "--db", str(bad), "--vram", "24", "--host", "all"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"error: the results index {bad} is damaged") and "harness db rebuild" in r.stderr
 
@@ -146,7 +154,7 @@ def test_probe_unavailable_falls_back_to_all_hosts_and_says_so(capsys, db, monke
     import harness.hw.probe
     from harness.errors import DQError
 
-    def broken(settings, refresh=False):  # noqa: ARG001
+    def broken(settings, refresh=False):
         raise DQError("the engine probe failed")
 
     monkeypatch.setattr(harness.hw.probe, "host_caps", broken)

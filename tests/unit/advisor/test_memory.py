@@ -21,9 +21,19 @@ def test_known_model_includes_kv_cache():
 
 def test_config_path_and_bad_inputs(tmp_path):
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-                               "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
-                               "tie_word_embeddings": True}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "hidden_size": 576,
+                "intermediate_size": 1536,
+                "num_hidden_layers": 30,
+                "num_attention_heads": 9,
+                "num_key_value_heads": 3,
+                "vocab_size": 49152,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     m = resolve_model(str(tmp_path))
     assert m["params"] == 134_515_008 and m["num_kv_heads"] == 3
     assert parse_size("1.5b") == 1.5e9 and parse_size("abc") is None

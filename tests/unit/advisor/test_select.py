@@ -14,26 +14,59 @@ def frame_from(cells, quality, perf, concurrency=1, task=None, metric=None):
 
 
 def cell(cid, prec="bf16", method="none", parent=None, tok=100.0, ttft=100.0, size=10.0, distill="none", **kw):
-    return {"cell_id": cid, "model": "m", "precision": prec, "method": method, "distill": distill, "engine": "vllm",
-            "device": "cuda", "status": "done", "parent_id": parent, "params": int(5e9), "kv_bytes_per_token": 131072.0,
-            "size_gib": size, "peak_mem_gib": None, "output_tok_s": tok, "ttft_ms_p50": ttft, "ttft_ms_p99": 2 * ttft,
-            "lm_eval_version": "0.4.13", "artefact_model": f"/m/{cid}", **kw}
+    return {
+        "cell_id": cid,
+        "model": "m",
+        "precision": prec,
+        "method": method,
+        "distill": distill,
+        "engine": "vllm",
+        "device": "cuda",
+        "status": "done",
+        "parent_id": parent,
+        "params": int(5e9),
+        "kv_bytes_per_token": 131072.0,
+        "size_gib": size,
+        "peak_mem_gib": None,
+        "output_tok_s": tok,
+        "ttft_ms_p50": ttft,
+        "ttft_ms_p99": 2 * ttft,
+        "lm_eval_version": "0.4.13",
+        "artefact_model": f"/m/{cid}",
+        **kw,
+    }
 
 
 def q(cid, acc, se=0.01, task="dq_arc_easy", metric="acc", version="0.4.13"):
-    return {"cell_id": cid, "task": task, "metric": metric, "value": acc, "stderr": se, "task_hash": "h",
-            "lm_eval_version": version}
+    return {
+        "cell_id": cid,
+        "task": task,
+        "metric": metric,
+        "value": acc,
+        "stderr": se,
+        "task_hash": "h",
+        "lm_eval_version": version,
+    }
 
 
 def p(cid, level, tok):
-    return {"cell_id": cid, "profile": "concurrency", "level": level, "output_tok_s": tok, "ttft_ms_p50": 1.0,
-            "ttft_ms_p99": 2.0}
+    return {
+        "cell_id": cid,
+        "profile": "concurrency",
+        "level": level,
+        "output_tok_s": tok,
+        "ttft_ms_p50": 1.0,
+        "ttft_ms_p99": 2.0,
+    }
 
 
 @pytest.fixture
 def family():
-    cells = [cell("ref", size=15.0, tok=100), cell("q8", "int8", "gptq", "ref", tok=150, size=7.5),
-             cell("q4", "int4", "gptq", "ref", tok=220, size=3.9, ttft=60)]
+    cells = [
+        cell("ref", size=15.0, tok=100),
+        cell("q8", "int8", "gptq", "ref", tok=150, size=7.5),
+        cell("q4", "int4", "gptq", "ref", tok=220, size=3.9, ttft=60),
+    ]
     quality = [q("ref", 0.60), q("q8", 0.597), q("q4", 0.55)]
     perf = [p("ref", 1, 100), p("q8", 1, 150), p("q4", 1, 220)]
     return frame_from(cells, quality, perf)
@@ -104,8 +137,11 @@ def test_objectives_and_throughput_latency_constraints(family):
 
 
 def test_ties_are_broken_by_drop_then_memory_then_id():
-    cells = [cell("ref", tok=100), cell("b", "int8", "gptq", "ref", tok=100, size=5),
-             cell("a", "int8", "rtn", "ref", tok=100, size=5)]
+    cells = [
+        cell("ref", tok=100),
+        cell("b", "int8", "gptq", "ref", tok=100, size=5),
+        cell("a", "int8", "rtn", "ref", tok=100, size=5),
+    ]
     quality = [q("ref", 0.6), q("a", 0.59), q("b", 0.59)]
     rec = recommend(frame_from(cells, quality, [p(c["cell_id"], 1, 100) for c in cells]), Constraints())
     assert list(rec.ranked["cell_id"]) == ["ref", "a", "b"]
@@ -119,15 +155,16 @@ def test_nothing_fits_reports_nearest_miss(family):
 
 def test_unmeasured_figures_cannot_satisfy_constraints():
     cells = [cell("ref"), cell("q", "int4", "rtn", "ref", tok=float("nan"))]
-    rec = recommend(frame_from(cells, [q("ref", 0.6)], [p("ref", 1, 100)]),
-                    Constraints(min_tok_s=10, max_drop=parse_max_drop("5%")))
+    rec = recommend(
+        frame_from(cells, [q("ref", 0.6)], [p("ref", 1, 100)]), Constraints(min_tok_s=10, max_drop=parse_max_drop("5%"))
+    )
     assert list(rec.ranked["cell_id"]) == ["ref"]
     assert rec.rejected["throughput"]["unknown"] == 1 and rec.rejected["quality"]["unknown"] == 1
 
 
 def test_estimated_vs_measured_weights():
     cells = [cell("ref", size=None), cell("q", "int4", "rtn", "ref", size=3.0)]
-    rec = recommend(frame_from(cells, [q("ref", .6), q("q", .6)], []), Constraints(vram_gib=80))
+    rec = recommend(frame_from(cells, [q("ref", 0.6), q("q", 0.6)], []), Constraints(vram_gib=80))
     f = rec.frame.set_index("cell_id")
     assert f.loc["ref", "weights_src"] == "estimated" and f.loc["ref", "weights_gib"] == pytest.approx(5e9 * 2 / 2**30)
     assert f.loc["q", "weights_src"] == "measured" and f.loc["q", "weights_gib"] == 3.0
@@ -136,15 +173,15 @@ def test_estimated_vs_measured_weights():
 def test_throughput_taken_at_the_requested_concurrency():
     cells = [cell("ref")]
     perf = [p("ref", 1, 10), p("ref", 4, 35), p("ref", 16, 90)]
-    f = frame_from(cells, [q("ref", .5)], perf, concurrency=8)
+    f = frame_from(cells, [q("ref", 0.5)], perf, concurrency=8)
     assert f.loc[0, "tok_s_level"] == 4 and f.loc[0, "tok_s"] == 35
-    f = frame_from(cells, [q("ref", .5)], perf, concurrency=64)
+    f = frame_from(cells, [q("ref", 0.5)], perf, concurrency=64)
     assert f.loc[0, "tok_s_level"] == 16
 
 
 def test_student_lineage_uses_the_teacher_as_reference():
     cells = [cell("t"), cell("s", distill="kd", parent="t", size=5), cell("sq", "int8", "rtn", "s", distill="kd")]
-    f = frame_from(cells, [q("t", .6), q("s", .5), q("sq", .49)], [])
+    f = frame_from(cells, [q("t", 0.6), q("s", 0.5), q("sq", 0.49)], [])
     assert set(f["root_id"]) == {"t"}
     rec = recommend(f, Constraints(max_drop=parse_max_drop("20%")))
     assert rec.frame.set_index("cell_id").loc["sq", "drop"] == pytest.approx(0.11 / 0.6)
@@ -155,7 +192,7 @@ def test_student_recommendation_states_its_training_cost():
 
     train = dict(distill_kind="logit_kd", train_tokens=81920, train_s=412.0, ref_gpu_hours=23.9, ref_usd=59.7)
     cells = [cell("t"), cell("s", distill="kd", parent="t", size=5, **train)]
-    f = frame_from(cells, [q("t", .6), q("s", .59)], [])
+    f = frame_from(cells, [q("t", 0.6), q("s", 0.59)], [])
     rec = recommend(f, Constraints(objective="quality", max_drop=parse_max_drop("5%")))
     rec.ranked = rec.ranked[rec.ranked["cell_id"] == "s"].reset_index(drop=True)
     text = decision(rec)
@@ -164,7 +201,7 @@ def test_student_recommendation_states_its_training_cost():
 
 def test_different_lm_eval_version_is_flagged():
     cells = [cell("ref"), cell("q", "int8", "rtn", "ref")]
-    f = frame_from(cells, [q("ref", .6, version="0.4.9"), q("q", .6)], [])
+    f = frame_from(cells, [q("ref", 0.6, version="0.4.9"), q("q", 0.6)], [])
     assert not f.set_index("cell_id").loc["q", "same_lm_eval"]
     from advisor.explain import decision
 
@@ -185,9 +222,19 @@ def test_synthetic_grid_recommends_sensibly():
 def test_paired_bootstrap_ci_replaces_the_stderr_ci_for_the_aggregate():
     from advisor.select import add_quality
 
-    f = pd.DataFrame({"cell_id": ["r", "a", "b"], "root_id": ["r", "r", "r"], "parent_id": [None, "r", "x"],
-                      "q": [0.5, 0.45, 0.45], "q_ref": [0.5, 0.5, 0.5], "q_se": [0.03] * 3, "q_ref_se": [0.03] * 3,
-                      "paired_drop_ci_lo": [None, 0.02, 0.02], "paired_drop_ci_hi": [None, 0.08, 0.08]})
+    f = pd.DataFrame(
+        {
+            "cell_id": ["r", "a", "b"],
+            "root_id": ["r", "r", "r"],
+            "parent_id": [None, "r", "x"],
+            "q": [0.5, 0.45, 0.45],
+            "q_ref": [0.5, 0.5, 0.5],
+            "q_se": [0.03] * 3,
+            "q_ref_se": [0.03] * 3,
+            "paired_drop_ci_lo": [None, 0.02, 0.02],
+            "paired_drop_ci_hi": [None, 0.08, 0.08],
+        }
+    )
     out, _ = add_quality(f, Constraints(max_drop=parse_max_drop("1.5pt")))
     a, b = out.set_index("cell_id").loc["a"], out.set_index("cell_id").loc["b"]
     assert a["drop"] == pytest.approx(5.0) and (a["drop_lo"], a["drop_hi"]) == pytest.approx((2.0, 8.0))
@@ -202,12 +249,22 @@ def test_reference_is_the_same_cell_on_the_same_host():
     """One family measured on two hosts: each quantized cell is compared with the reference measured on its own
     host, never with the other host's (scores differ in the last digits by ISA)."""
     a, b = {"host_id": "hostA", "host_label": "CPU A"}, {"host_id": "hostB", "host_label": "GPU B"}
-    cells = [cell("ref", **a), cell("q4", "int4", "gptq", "ref", **a),
-             cell("ref", **b), cell("q4", "int4", "gptq", "ref", **b)]
-    quality = [dict(q("ref", 0.60), host_id="hostA"), dict(q("q4", 0.57), host_id="hostA"),
-               dict(q("ref", 0.50), host_id="hostB"), dict(q("q4", 0.50), host_id="hostB")]
-    perf = [dict(p(c, 1, t), host_id=h) for c, t, h in
-            (("ref", 100, "hostA"), ("q4", 200, "hostA"), ("ref", 900, "hostB"), ("q4", 1800, "hostB"))]
+    cells = [
+        cell("ref", **a),
+        cell("q4", "int4", "gptq", "ref", **a),
+        cell("ref", **b),
+        cell("q4", "int4", "gptq", "ref", **b),
+    ]
+    quality = [
+        dict(q("ref", 0.60), host_id="hostA"),
+        dict(q("q4", 0.57), host_id="hostA"),
+        dict(q("ref", 0.50), host_id="hostB"),
+        dict(q("q4", 0.50), host_id="hostB"),
+    ]
+    perf = [
+        dict(p(c, 1, t), host_id=h)
+        for c, t, h in (("ref", 100, "hostA"), ("q4", 200, "hostA"), ("ref", 900, "hostB"), ("q4", 1800, "hostB"))
+    ]
     f = frame_from(cells, quality, perf)
     assert len(f) == 4  # the same cell id on two hosts is two rows
     rec = recommend(f, Constraints(max_drop=parse_max_drop("2%")))

@@ -37,7 +37,8 @@ def test_cells_table_has_drops_and_compare_has_deltas(synth_db):
     cmp = compare(table, ids)
     assert list(cmp.columns[:3]) == ids and f"Δ vs {ids[1]}" in cmp.columns
     assert cmp.loc["output_tok_s", f"Δ vs {ids[1]}"] == pytest.approx(
-        table.set_index("cell_id").loc[ids[1], "output_tok_s"] - table.set_index("cell_id").loc[ids[0], "output_tok_s"])
+        table.set_index("cell_id").loc[ids[1], "output_tok_s"] - table.set_index("cell_id").loc[ids[0], "output_tok_s"]
+    )
 
 
 def test_infeasible_and_failed_cells_are_in_the_table(tmp_path):
@@ -76,10 +77,22 @@ def _two_host_db(path):
     write_synthetic_db(path, 2, seed=4)
     con = duckdb.connect(str(path))
     for t in ("cells", "quality", "perf"):
-        cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                                          [t]).fetchall()]
-        sel = ", ".join("'hostB000002'" if c == "host_id" else "'GPU B'" if c == "host_label"
-                        else "output_tok_s * 2" if c == "output_tok_s" else c for c in cols)
+        cols = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [t]
+            ).fetchall()
+        ]
+        sel = ", ".join(
+            "'hostB000002'"
+            if c == "host_id"
+            else "'GPU B'"
+            if c == "host_label"
+            else "output_tok_s * 2"
+            if c == "output_tok_s"
+            else c
+            for c in cols
+        )
         con.execute(f"INSERT INTO {t} SELECT {sel} FROM {t}")
     con.close()
 
@@ -97,8 +110,7 @@ def test_same_cell_on_two_hosts_is_two_rows(tmp_path):
     assert pair.loc["hostB000002", "output_tok_s"] == pytest.approx(2 * pair.loc["synth0000000", "output_tok_s"])
     assert (table["drop"].notna()).all()  # each against its own host's reference
     cmp = compare(table, [f"{cid}@synth0000000", f"{cid}@hostB000002"])
-    assert cmp.loc["output_tok_s", f"Δ vs {cid}@hostB000002"] == pytest.approx(pair.loc["synth0000000",
-                                                                                         "output_tok_s"])
+    assert cmp.loc["output_tok_s", f"Δ vs {cid}@hostB000002"] == pytest.approx(pair.loc["synth0000000", "output_tok_s"])
     from advisor.views import cell_detail
 
     d = cell_detail(t, cid, path, "hostB000002")

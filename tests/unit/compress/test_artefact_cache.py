@@ -46,6 +46,7 @@ def fake_stage(calls: list, *, size: int = 1024, die: bool = False):
             raise RuntimeError("stage exited with 1")
         (out / "model.safetensors").write_bytes(b"q" * size)
         record.write_text(json.dumps({"method": "test", "n": len(calls)}))
+
     return run
 
 
@@ -53,9 +54,17 @@ def test_two_processes_build_one_artefact_once(tmp_path):
     work = tmp_path / "work" / "cell"
     work.mkdir(parents=True)
     final, journal = work / "model", tmp_path / "journal"
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(RACE), str(final), str(journal)], cwd=REPO,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(RACE), str(final), str(journal)],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        for _ in range(2)
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -72,7 +81,11 @@ def test_artefact_record_and_manifest_are_published_together(tmp_path):
     assert build_artefact(final, record, fake_stage(calls), what="a", log=tmp_path / "c.log")
     assert json.loads(record.read_text()) == {"method": "test", "n": 1}
     sizes = json.loads(artefact_manifest(final).read_text())["sizes"]
-    assert sizes == {"model/config.json": 2, "model/model.safetensors": 1024, "compress-record.json": record.stat().st_size}
+    assert sizes == {
+        "model/config.json": 2,
+        "model/model.safetensors": 1024,
+        "compress-record.json": record.stat().st_size,
+    }
     assert calls[0]["DQBENCH_BUILDER_LOCK"].endswith(".tmp.lock")  # the stage holds its builder lock
     assert not build_artefact(final, record, fake_stage(calls), what="a", log=tmp_path / "c.log") and len(calls) == 1
 

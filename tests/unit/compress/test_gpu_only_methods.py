@@ -10,7 +10,7 @@ from harness.spec import parse_matrix
 PRESET = {"cpu": "cpu-avx512", "cuda": "cuda-h100"}
 
 
-def plan_one(base_matrix, settings, kind: str, precision: str = "int4", host: str = "cpu", **method):  # noqa: ANN001, ANN003
+def plan_one(base_matrix, settings, kind: str, precision: str = "int4", host: str = "cpu", **method):
     base_matrix["axes"] = {"precision": ["bf16", precision], "method": ["none", "m"], "distill": ["none"]}
     base_matrix["methods"] = {"m": {"kind": kind, **method}}
     base_matrix["hardware"]["device"] = host
@@ -43,8 +43,9 @@ def test_autoawq_quantizes_on_a_gpu_host(base_matrix, settings, tmp_path):
     pytest.importorskip("awq")
     from harness.registry import compressors
 
-    cell = plan_one(base_matrix, settings, "autoawq", group_size=64, host="cuda", calibration_samples=8,
-                    calibration_seq_len=128)
+    cell = plan_one(
+        base_matrix, settings, "autoawq", group_size=64, host="cuda", calibration_samples=8, calibration_seq_len=128
+    )
     src = settings.models_dir / "smollm2-135m-instruct"
     art = compressors.get("autoawq")().compress(cell, src, tmp_path, settings)
     assert art.quantization == "awq" and art.size_bytes > 0 and art.record["peak_vram_gib"] > 0

@@ -14,17 +14,23 @@ def test_group_size_must_divide_every_layer(base_matrix, settings):
     plan = plan_with(base_matrix, settings, {"kind": "rtn", "group_size": 128}, "int4")
     cell = plan.cells[1]
     assert cell.status == "infeasible"
-    assert ("methods.m.group_size 128 does not divide the input size 576 of q/k/v/gate/up_proj in smollm2-135m; "
-            "use 32, 64 or channel") in cell.reason
+    assert (
+        "methods.m.group_size 128 does not divide the input size 576 of q/k/v/gate/up_proj in smollm2-135m; "
+        "use 32, 64 or channel"
+    ) in cell.reason
 
 
-@pytest.mark.parametrize("method", [{"kind": "rtn", "group_size": 64}, {"kind": "gptq", "group_size": 32},
-                                   {"kind": "rtn", "group_size": "channel"}])
+@pytest.mark.parametrize(
+    "method",
+    [{"kind": "rtn", "group_size": 64}, {"kind": "gptq", "group_size": 32}, {"kind": "rtn", "group_size": "channel"}],
+)
 def test_valid_int4_cells_are_planned_with_the_baseline_as_parent(base_matrix, settings, method):
     plan = plan_with(base_matrix, settings, method, "int4")
     base, q = plan.cells
     assert q.status == "planned" and q.parent_id == base.cell_id
-    assert q.estimate.bits_per_weight == pytest.approx(4 + (16 / method["group_size"] if method["group_size"] != "channel" else 0))
+    assert q.estimate.bits_per_weight == pytest.approx(
+        4 + (16 / method["group_size"] if method["group_size"] != "channel" else 0)
+    )
 
 
 def test_w8a8_is_per_channel(base_matrix, settings):
@@ -49,8 +55,10 @@ def test_qat_options_are_checked_in_the_plan(base_matrix, settings):
     from harness.spec import parse_matrix
 
     base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "q", "r"], "distill": ["none"]}
-    base_matrix["methods"] = {"q": {"kind": "qat", "group_size": 64, "options": {"lr": 1e-5}},
-                              "r": {"kind": "qat", "group_size": 64, "options": {"steps": 2.5, "alpha": 0}}}
+    base_matrix["methods"] = {
+        "q": {"kind": "qat", "group_size": 64, "options": {"lr": 1e-5}},
+        "r": {"kind": "qat", "group_size": 64, "options": {"steps": 2.5, "alpha": 0}},
+    }
     plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     q = next(c for c in plan.cells if c.method == "q")
     assert "options: unknown ['lr']" in q.reason and "options.steps is required" in q.reason

@@ -21,7 +21,7 @@ def serve(answer):
     seen = []
 
     class H(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if self.path != "/v1/chat/completions":
                 self.send_response(404)
@@ -29,8 +29,10 @@ def serve(answer):
                 return
             seen.append(body)
             q = body["messages"][0]["content"]
-            out = {"choices": [{"message": {"role": "assistant", "content": answer(q)}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": len(q.split()), "completion_tokens": 3}}
+            out = {
+                "choices": [{"message": {"role": "assistant", "content": answer(q)}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(q.split()), "completion_tokens": 3},
+            }
             data = json.dumps(out).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -49,8 +51,16 @@ def test_generations_in_prompt_order_with_usage(tmp_path):
     srv, seen = serve(lambda q: f"answer to {q}")
     try:
         prompts = [f"question {i}?" for i in range(10)]
-        info = generate(f"http://127.0.0.1:{srv.server_port}/v1", "dq-teacher", prompts, tmp_path / "g.jsonl",
-                        max_tokens=32, temperature=0.0, seed=3, concurrency=4)
+        info = generate(
+            f"http://127.0.0.1:{srv.server_port}/v1",
+            "dq-teacher",
+            prompts,
+            tmp_path / "g.jsonl",
+            max_tokens=32,
+            temperature=0.0,
+            seed=3,
+            concurrency=4,
+        )
     finally:
         srv.shutdown()
     rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
@@ -64,8 +74,15 @@ def test_empty_answers_everywhere_is_an_error(tmp_path):
     srv, _ = serve(lambda q: "   ")
     try:
         with pytest.raises(StageError, match="empty text"):
-            generate(f"http://127.0.0.1:{srv.server_port}/v1", "m", ["a?", "b?"], tmp_path / "g.jsonl", max_tokens=8,
-                     temperature=0.0, seed=0)
+            generate(
+                f"http://127.0.0.1:{srv.server_port}/v1",
+                "m",
+                ["a?", "b?"],
+                tmp_path / "g.jsonl",
+                max_tokens=8,
+                temperature=0.0,
+                seed=0,
+            )
     finally:
         srv.shutdown()
     assert not (tmp_path / "g.jsonl").exists()
@@ -73,16 +90,26 @@ def test_empty_answers_everywhere_is_an_error(tmp_path):
 
 def test_unreachable_teacher_is_a_stage_error(tmp_path):
     with pytest.raises(StageError, match="teacher generation failed"):
-        generate("http://127.0.0.1:9/v1", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0,
-                 timeout=2)
+        generate(
+            "http://127.0.0.1:9/v1", "m", ["a?"], tmp_path / "g.jsonl", max_tokens=8, temperature=0.0, seed=0, timeout=2
+        )
 
 
 def test_generation_reports_prompts_answered_of_total(tmp_path):
     srv, _ = serve(lambda q: "ok")
     recs = []
     try:
-        generate(f"http://127.0.0.1:{srv.server_port}/v1", "m", [f"q{i}" for i in range(6)], tmp_path / "g.jsonl",
-                 max_tokens=8, temperature=0.0, seed=0, concurrency=3, on_progress=recs.append)
+        generate(
+            f"http://127.0.0.1:{srv.server_port}/v1",
+            "m",
+            [f"q{i}" for i in range(6)],
+            tmp_path / "g.jsonl",
+            max_tokens=8,
+            temperature=0.0,
+            seed=0,
+            concurrency=3,
+            on_progress=recs.append,
+        )
     finally:
         srv.shutdown()
     assert recs[0]["done"] == 0 and recs[-1]["done"] == 6
@@ -111,10 +138,17 @@ def test_two_cells_generating_the_same_file_ask_the_teacher_once(tmp_path):
     repo = Path(__file__).resolve().parents[3]
     out = tmp_path / "gens" / "abc.jsonl"
     try:
-        procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(GENERATE),
-                                   f"http://127.0.0.1:{srv.server_port}/v1", str(out)], cwd=repo, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env={**os.environ, "PYTHONPATH": str(repo)}) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(GENERATE), f"http://127.0.0.1:{srv.server_port}/v1", str(out)],
+                cwd=repo,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(repo)},
+            )
+            for _ in range(2)
+        ]
         infos = []
         for p in procs:
             o, err = p.communicate(timeout=60)

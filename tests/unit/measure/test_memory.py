@@ -17,7 +17,7 @@ GIB = 2**30
 @dataclass
 class Proc:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - NVML's field name
+    usedGpuMemory: int | None
 
 
 def fake_nvml(procs_by_device: list[list[Proc]], used_by_device: list[int], fail_init: bool = False):
@@ -42,9 +42,17 @@ def fake_nvml(procs_by_device: list[list[Proc]], used_by_device: list[int], fail
 @pytest.fixture
 def server():
     """A process tree standing in for a server: a parent and one child."""
-    p = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                          "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-                          "print(c.pid, flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "print(c.pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child = int(p.stdout.readline())
     yield p.pid, child
     os.kill(child, 9)

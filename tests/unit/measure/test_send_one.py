@@ -10,10 +10,10 @@ from harness.measure.loadgen import send_one
 
 
 class FakeContent:
-    def __init__(self, chunks):  # noqa: ANN001
+    def __init__(self, chunks):
         self.chunks = chunks
 
-    async def iter_any(self):  # noqa: ANN201
+    async def iter_any(self):
         for c in self.chunks:
             yield c
 
@@ -21,38 +21,39 @@ class FakeContent:
 class FakeResp:
     status = 200
 
-    def __init__(self, chunks):  # noqa: ANN001
+    def __init__(self, chunks):
         self.content = FakeContent(chunks)
 
-    async def __aenter__(self):  # noqa: ANN204
+    async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *a):  # noqa: ANN002, ANN204
+    async def __aexit__(self, *a):
         return False
 
 
 class Session:
     """Raises `errors` in turn on entering post(), then streams one token."""
 
-    def __init__(self, errors):  # noqa: ANN001
+    def __init__(self, errors):
         self.errors, self.calls = list(errors), 0
 
-    def post(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+    def post(self, *a, **k):
         self.calls += 1
         if self.errors:
             err = self.errors.pop(0)
 
             class Boom:
-                async def __aenter__(self):  # noqa: ANN204
+                async def __aenter__(self):
                     raise err
 
-                async def __aexit__(self, *a):  # noqa: ANN002, ANN204
+                async def __aexit__(self, *a):
                     return False
+
             return Boom()
         return FakeResp([b'data: {"choices": [{"text": "x"}]}\n\n', b"data: [DONE]\n\n"])
 
 
-def run(session):  # noqa: ANN001, ANN201
+def run(session):
     return asyncio.run(send_one(session, "http://x/v1/completions", {}, 5.0))
 
 
@@ -62,10 +63,13 @@ def test_stale_connection_is_sent_again_once():
     assert rec.ok and rec.retried and s.calls == 2 and rec.error is None
 
 
-@pytest.mark.parametrize("errors", [
-    [aiohttp.ClientOSError("a"), aiohttp.ClientOSError("b")],  # twice: a real failure
-    [asyncio.TimeoutError()],                                   # not a stale connection
-])
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [aiohttp.ClientOSError("a"), aiohttp.ClientOSError("b")],  # twice: a real failure
+        [TimeoutError()],  # not a stale connection
+    ],
+)
 def test_other_failures_count(errors):
     s = Session(errors)
     rec = run(s)

@@ -27,8 +27,16 @@ def test_summarize_scales_units():
 
 def rec(start, ttft, n, itl, ok=True):
     end = start + ttft + itl * (n - 1)
-    return RequestRecord(ok=ok, start=start, end=end, ttft=ttft if ok else None, itl=[itl] * (n - 1) if ok else [],
-                         prompt_tokens=10, output_tokens=n if ok else 0, error=None if ok else "HTTP 500")
+    return RequestRecord(
+        ok=ok,
+        start=start,
+        end=end,
+        ttft=ttft if ok else None,
+        itl=[itl] * (n - 1) if ok else [],
+        prompt_tokens=10,
+        output_tokens=n if ok else 0,
+        error=None if ok else "HTTP 500",
+    )
 
 
 def test_aggregate_throughput_and_latency():

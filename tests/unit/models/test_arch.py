@@ -10,18 +10,36 @@ from harness.models.arch import arch_from_config, arch_from_dir
 from harness.plan import plan_matrix
 from harness.spec import parse_matrix
 
-TEXT = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
-        "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152}
+TEXT = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "vocab_size": 49152,
+}
 # a Llava/Gemma-3-style config: the language model's fields sit under text_config, the top level holds
 # the vision tower's own hidden_size (which must not be taken for the language model's)
-MULTIMODAL = {"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "hidden_size": 1024,
-              "tie_word_embeddings": True, "text_config": TEXT, "vision_config": {"hidden_size": 1024}}
+MULTIMODAL = {
+    "architectures": ["LlavaForConditionalGeneration"],
+    "model_type": "llava",
+    "hidden_size": 1024,
+    "tie_word_embeddings": True,
+    "text_config": TEXT,
+    "vision_config": {"hidden_size": 1024},
+}
 
 
 def test_text_config_fields_are_read_from_text_config():
     a = arch_from_config(MULTIMODAL)
     assert (a.architecture, a.hidden_size, a.num_layers, a.num_kv_heads, a.head_dim) == (
-        "LlavaForConditionalGeneration", 576, 30, 3, 64)
+        "LlavaForConditionalGeneration",
+        576,
+        30,
+        3,
+        64,
+    )
     assert a.tie_word_embeddings and a.params == arch_from_config({**TEXT, "tie_word_embeddings": True}).params
 
 

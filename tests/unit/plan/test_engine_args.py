@@ -12,11 +12,22 @@ from harness.plan.engine_args import resolve, vllm_arg_problems, vllm_options
 from harness.spec import parse_matrix
 
 # a slice of vLLM 0.32's option strings -> dest (the real list: test_real_vllm_options below)
-OPTIONS = {"--host": "host", "--port": "port", "--model": "model", "--model-impl": "model_impl",
-           "--max-model-len": "max_model_len", "--max-num-seqs": "max_num_seqs",
-           "--max-num-batched-tokens": "max_num_batched_tokens", "--enforce-eager": "enforce_eager",
-           "--no-enforce-eager": "enforce_eager", "--swap-space": "swap_space", "--seed": "seed",
-           "--compilation-config": "compilation_config", "-cc": "compilation_config", "--dtype": "dtype"}
+OPTIONS = {
+    "--host": "host",
+    "--port": "port",
+    "--model": "model",
+    "--model-impl": "model_impl",
+    "--max-model-len": "max_model_len",
+    "--max-num-seqs": "max_num_seqs",
+    "--max-num-batched-tokens": "max_num_batched_tokens",
+    "--enforce-eager": "enforce_eager",
+    "--no-enforce-eager": "enforce_eager",
+    "--swap-space": "swap_space",
+    "--seed": "seed",
+    "--compilation-config": "compilation_config",
+    "-cc": "compilation_config",
+    "--dtype": "dtype",
+}
 
 
 def test_resolve_follows_argparse():
@@ -27,8 +38,15 @@ def test_resolve_follows_argparse():
 
 
 def test_problems_name_the_key_what_vllm_reads_and_the_fix():
-    args = {"max_num_seqs": 8, "no_enforce": True, "ho": "0.0.0.0", "max_num": 4, "swap": 0, "sead": 1,
-            "compilation_config.mode": 3}
+    args = {
+        "max_num_seqs": 8,
+        "no_enforce": True,
+        "ho": "0.0.0.0",
+        "max_num": 4,
+        "swap": 0,
+        "sead": 1,
+        "compilation_config.mode": 3,
+    }
     got = vllm_arg_problems(args, OPTIONS)
     assert got == [
         "serving.engine_args.ho: vLLM reads it as --host, set by dqbench itself; use the serving fields instead "
@@ -42,7 +60,8 @@ def test_problems_name_the_key_what_vllm_reads_and_the_fix():
         "serving.engine_args.sead: vLLM has no option --sead; check the spelling against `vllm serve --help=all` "
         "(or remove it)",
         "serving.engine_args.swap: abbreviates --swap-space; write the option in full (`swap_space`), so the cell id "
-        "names what was set"]
+        "names what was set",
+    ]
     assert vllm_arg_problems({"max_num_seqs": 8, "compilation_config.mode": 3}, OPTIONS) == []
 
 
@@ -52,8 +71,11 @@ def test_without_vllm_the_list_is_unknown(settings, tmp_path):
 
 
 def _has_vllm(python: str) -> bool:
-    r = subprocess.run([python, "-c", "import importlib.util as u; raise SystemExit(u.find_spec('vllm') is None)"],
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [python, "-c", "import importlib.util as u; raise SystemExit(u.find_spec('vllm') is None)"],
+        capture_output=True,
+        timeout=60,
+    )
     return r.returncode == 0
 
 
@@ -110,10 +132,14 @@ def test_llamacpp_flags_are_checked_against_its_spellings():
     assert frozenset({"-fa", "--flash-attn"}) in groups and frozenset({"-np", "--parallel"}) in groups
     got = llamacpp_arg_problems({"ui": True, "flash_attn": "on", "threads_http": 2, "thread": 2}, groups)
     assert len(got) == 2
-    assert got[0] == ("extra_serving[0].extra_args.thread: llama-server has no option --thread; check the spelling "
-                      "against `llama-server --help` (or remove it)")
-    assert got[1].startswith("extra_serving[0].extra_args.ui: --ui is llama-server's --no-ui / --no-webui / --ui / "
-                             "--webui, set by dqbench itself")
+    assert got[0] == (
+        "extra_serving[0].extra_args.thread: llama-server has no option --thread; check the spelling "
+        "against `llama-server --help` (or remove it)"
+    )
+    assert got[1].startswith(
+        "extra_serving[0].extra_args.ui: --ui is llama-server's --no-ui / --no-webui / --ui / "
+        "--webui, set by dqbench itself"
+    )
 
 
 def test_real_llamacpp_help_at_plan_time(settings, base_matrix):

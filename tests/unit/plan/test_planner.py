@@ -31,9 +31,20 @@ def test_pairing_rules():
 def test_default_matrix_plans_baseline_and_quantized_cells(settings):
     plan = plan_matrix(load_matrix(MATRICES / "smollm2-cpu-full.yaml"), settings, host="cpu-avx512")
     got = {(c.precision, c.method): c for c in plan.cells if c.distill == "none"}  # students: test_students.py
-    assert sorted(got) == sorted([("bf16", "none"), ("int8", "w8a8_sq"), ("int8", "gguf"),
-                                  ("int4", "gptq_g64"), ("int4", "rtn_g64"), ("int4", "awq_g64"), ("int4", "gguf"),
-                                  ("int4", "rtn_g64_mixed"), ("int4", "rtn_g32"), ("int4", "qat_g64")])
+    assert sorted(got) == sorted(
+        [
+            ("bf16", "none"),
+            ("int8", "w8a8_sq"),
+            ("int8", "gguf"),
+            ("int4", "gptq_g64"),
+            ("int4", "rtn_g64"),
+            ("int4", "awq_g64"),
+            ("int4", "gguf"),
+            ("int4", "rtn_g64_mixed"),
+            ("int4", "rtn_g32"),
+            ("int4", "qat_g64"),
+        ]
+    )
     base = got[("bf16", "none")]
     for key, c in got.items():
         if key[1] == "gguf":  # planned where the set-up built llama.cpp, otherwise says so

@@ -14,14 +14,40 @@ from tests.conftest import MATRICES
 # Cell ids of the shipped matrices as planned before `limits` existed (and before the load-shape checks):
 # neither may change one.
 PINNED = {
-    ("smollm2-cpu.yaml", "cpu-avx512"): ["f3a5a8e9814d", "5fafbd8ff48a", "ad3cf1b48b1b", "7bbc339a8621",
-                                         "72a034a0bddb", "42be11eb4f59"],
-    ("smollm2-cpu.yaml", "cpu-avx2"): ["fe9baa8abf29", "83597df9d0fb", "7ae18db8a269", "7bbc339a8621",
-                                       "8d19bf448b42", "bbad5bc6786e"],
-    ("llama8b.yaml", "cuda-h100"): ["22598dad096f", "fccd8659badb", "9ea6ef504752", "307b69ac4c5d",
-                                    "d81fa6c9ea38", "daa107930172", "0ebcf7c14555", "76214ce32734",
-                                    "b0948b870e2d", "00f249bb7127", "211fbe66af83", "713a3347d223",
-                                    "c37ffffafe12", "f41808886fe9", "ae46d221e155", "364043581e0f"],
+    ("smollm2-cpu.yaml", "cpu-avx512"): [
+        "f3a5a8e9814d",
+        "5fafbd8ff48a",
+        "ad3cf1b48b1b",
+        "7bbc339a8621",
+        "72a034a0bddb",
+        "42be11eb4f59",
+    ],
+    ("smollm2-cpu.yaml", "cpu-avx2"): [
+        "fe9baa8abf29",
+        "83597df9d0fb",
+        "7ae18db8a269",
+        "7bbc339a8621",
+        "8d19bf448b42",
+        "bbad5bc6786e",
+    ],
+    ("llama8b.yaml", "cuda-h100"): [
+        "22598dad096f",
+        "fccd8659badb",
+        "9ea6ef504752",
+        "307b69ac4c5d",
+        "d81fa6c9ea38",
+        "daa107930172",
+        "0ebcf7c14555",
+        "76214ce32734",
+        "b0948b870e2d",
+        "00f249bb7127",
+        "211fbe66af83",
+        "713a3347d223",
+        "c37ffffafe12",
+        "f41808886fe9",
+        "ae46d221e155",
+        "364043581e0f",
+    ],
 }
 
 
@@ -51,9 +77,11 @@ def test_requests_longer_than_the_vllm_context_are_infeasible(base_matrix, setti
     by = cells(base_matrix, settings)
     vllm = [c for c in by.values() if c.serving.kind == "vllm"]
     assert vllm and all(c.status == "infeasible" for c in vllm)
-    assert ("load.input_tokens 2000 + load.output_tokens 64 = 2064 tokens per request exceed max_model_len of the "
-            "`kind: vllm` serving entry 2048: every request would be refused; raise max_model_len of the "
-            "`kind: vllm` serving entry to >= 2064 or shorten the requests") in vllm[0].reasons
+    assert (
+        "load.input_tokens 2000 + load.output_tokens 64 = 2064 tokens per request exceed max_model_len of the "
+        "`kind: vllm` serving entry 2048: every request would be refused; raise max_model_len of the "
+        "`kind: vllm` serving entry to >= 2064 or shorten the requests"
+    ) in vllm[0].reasons
     base_matrix["serving"]["max_model_len"] = 2064  # exactly enough
     base_matrix["extra_serving"][0]["max_model_len"] = 2064  # the GGUF cell's slot
     assert not any("tokens per request" in r for c in cells(base_matrix, settings).values() for r in c.reasons)
@@ -63,8 +91,10 @@ def test_llamacpp_requests_must_fit_one_slot(base_matrix, settings):
     """llama-server gets -c max_model_len x parallel and -np parallel: one request has max_model_len tokens."""
     base_matrix["extra_serving"] = [{"kind": "llamacpp", "max_model_len": 128, "parallel": 16}]
     gguf = cells(base_matrix, settings)[("int4", "gguf")]
-    assert any("= 160 tokens per request exceed max_model_len of the `kind: llamacpp` serving entry 128 (per slot)"
-               in r for r in gguf.reasons), gguf.reasons
+    assert any(
+        "= 160 tokens per request exceed max_model_len of the `kind: llamacpp` serving entry 128 (per slot)" in r
+        for r in gguf.reasons
+    ), gguf.reasons
     # scored in-process with a context of its own: evaluation.max_length 1024 > 128 is no reason here
     assert not any("evaluation" in r for r in gguf.reasons)
     base_matrix["extra_serving"][0]["max_model_len"] = 160
@@ -77,7 +107,8 @@ def test_evaluation_and_shift_windows_must_fit_the_scoring_server(base_matrix, s
     assert ref.status == "infeasible" and ref.reasons == [
         "evaluation.max_length 1024 + 1 scored token exceeds max_model_len of the `kind: vllm` serving entry 1024: "
         "lm-eval's longest windows would be refused; lower evaluation.max_length to <= 1023 or raise max_model_len "
-        "of the `kind: vllm` serving entry to >= 1025"]
+        "of the `kind: vllm` serving entry to >= 1025"
+    ]
     base_matrix["serving"]["max_model_len"] = 257
     base_matrix["evaluation"]["max_length"] = 128
     base_matrix["load"]["input_tokens"] = 64
@@ -85,6 +116,7 @@ def test_evaluation_and_shift_windows_must_fit_the_scoring_server(base_matrix, s
     assert [r for r in ref.reasons if "shift" in r] == [
         "evaluation.shift.tokens 256 (+ 2: the window's next token and one generated) exceeds max_model_len of the "
         "`kind: vllm` serving entry 257; lower evaluation.shift.tokens to <= 255 or raise max_model_len of the "
-        "`kind: vllm` serving entry to >= 258"]
+        "`kind: vllm` serving entry to >= 258"
+    ]
     base_matrix["evaluation"]["shift"] = None
     assert next(c for c in cells(base_matrix, settings).values() if c.method == "none").status == "planned"

@@ -23,7 +23,9 @@ def test_default_matrix_lineage(settings):
     assert q.parent_id == kd.cell_id and q.teacher_id == teacher.cell_id
     assert kd.arch["num_layers"] == 15 and kd.estimate.params < 0.65 * teacher.estimate.params
     # students[].methods: the CE control and the untrained student are not quantized; the KD one only in W8A8
-    assert {m for (d, m) in by if d == "pruned-ce"} == {"none"} and {m for (d, m) in by if d == "pruned-kd-feat"} == {"none"}
+    assert {m for (d, m) in by if d == "pruned-ce"} == {"none"} and {m for (d, m) in by if d == "pruned-kd-feat"} == {
+        "none"
+    }
     assert by[("pruned-kd-feat", "none")].student.feature_weight == 1.0
     assert {m for (d, m) in by if d == "pruned-kd"} == {"none", "w8a8_sq"}
     assert any("pruned-kd x gptq_g64: students[pruned-kd].methods is ['w8a8_sq']" in s for s in plan.skipped)
@@ -33,8 +35,11 @@ def test_default_matrix_lineage(settings):
 def test_student_cell_ids_ignore_routing_fields(base_matrix, settings):
     s = {"name": "kd", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5}
     a = plan_matrix(matrix(base_matrix, [s], ["kd"]), settings, host="cpu-avx512")
-    b = plan_matrix(matrix(base_matrix, [{**s, "methods": [], "cost": {"usd_per_gpu_hour": 9}}], ["kd"]), settings,
-                    host="cpu-avx512")
+    b = plan_matrix(
+        matrix(base_matrix, [{**s, "methods": [], "cost": {"usd_per_gpu_hour": 9}}], ["kd"]),
+        settings,
+        host="cpu-avx512",
+    )
     ida = next(c.cell_id for c in a.cells if c.distill == "kd" and c.method == "none")
     idb = next(c.cell_id for c in b.cells if c.distill == "kd" and c.method == "none")
     assert ida == idb
@@ -43,11 +48,24 @@ def test_student_cell_ids_ignore_routing_fields(base_matrix, settings):
 def test_vocabulary_mismatch_suggests_sft(base_matrix, settings, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32000, "tie_word_embeddings": True}))
-    students = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "local", "path": str(other)}, "max_steps": 5},
-                {"name": "sft", "kind": "sft", "student": {"kind": "local", "path": str(other)}, "max_steps": 5}]
+    (other / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 256,
+                "intermediate_size": 512,
+                "num_hidden_layers": 4,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "vocab_size": 32000,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
+    students = [
+        {"name": "kd", "kind": "logit_kd", "student": {"kind": "local", "path": str(other)}, "max_steps": 5},
+        {"name": "sft", "kind": "sft", "student": {"kind": "local", "path": str(other)}, "max_steps": 5},
+    ]
     plan = plan_matrix(matrix(base_matrix, students, ["kd", "sft"]), settings, host="cpu-avx512")
     kd = next(c for c in plan.cells if c.distill == "kd" and c.method == "none")
     sft = next(c for c in plan.cells if c.distill == "sft" and c.method == "none")
@@ -60,8 +78,10 @@ def test_training_text_must_not_overlap_the_evaluated_lambada(base_matrix, setti
     for t in base_matrix["evaluation"]["tasks"]:
         if t["name"] == "dq_lambada":
             t["limit"] = None
-    s = [{"name": "kd", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5},
-         {"name": "raw", "kind": "untrained", "student": {"kind": "prune"}}]
+    s = [
+        {"name": "kd", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5},
+        {"name": "raw", "kind": "untrained", "student": {"kind": "prune"}},
+    ]
     plan = plan_matrix(matrix(base_matrix, s, ["kd", "raw"]), settings, host="cpu-avx512")
     kd = next(c for c in plan.cells if c.distill == "kd" and c.method == "none")
     raw = next(c for c in plan.cells if c.distill == "raw" and c.method == "none")
@@ -81,10 +101,18 @@ def test_pruned_arch_keeps_first_and_last_layer(base_matrix, settings):
 
 
 def test_feature_layer_map_is_checked(base_matrix, settings):
-    s = [{"name": "f", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 1.0,
-          "feature_layers": {0: 0, 20: 29}},
-         {"name": "g", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_layers": {0: 0}},
-         {"name": "h", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 0.5}]
+    s = [
+        {
+            "name": "f",
+            "kind": "logit_kd",
+            "student": {"kind": "prune"},
+            "max_steps": 5,
+            "feature_weight": 1.0,
+            "feature_layers": {0: 0, 20: 29},
+        },
+        {"name": "g", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_layers": {0: 0}},
+        {"name": "h", "kind": "logit_kd", "student": {"kind": "prune"}, "max_steps": 5, "feature_weight": 0.5},
+    ]
     plan = plan_matrix(matrix(base_matrix, s, ["f", "g", "h"]), settings, host="cpu-avx512")
     by = {c.distill: c for c in plan.cells if c.distill != "none" and c.method == "none"}
     assert "feature_layers ['20->29'] out of range: the student has layers 0..14" in by["f"].reason

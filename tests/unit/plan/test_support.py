@@ -56,8 +56,10 @@ def test_no_engine_found_is_a_reason_not_a_crash():
 
 def _int4_matrix(base_matrix):
     base_matrix["axes"] = {"precision": ["bf16", "int4"], "method": ["none", "rtn", "gguf"], "distill": ["none"]}
-    base_matrix["methods"] = {"rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
-                              "gguf": {"kind": "gguf", "precisions": ["int4"]}}
+    base_matrix["methods"] = {
+        "rtn": {"kind": "rtn", "group_size": 64, "precisions": ["int4"]},
+        "gguf": {"kind": "gguf", "precisions": ["int4"]},
+    }
     return parse_matrix(base_matrix)
 
 

@@ -25,10 +25,12 @@ def test_root_cause_of_a_llamacpp_abort():
 
 def test_root_cause_without_an_error_line_is_none_and_a_killed_core_is_named():
     assert root_cause("INFO 05-12 09:14:03 [api_server.py:1885] Starting vLLM API server\n") is None
-    killed = ("(APIServer pid=1) ERROR 05-12 09:14:05 [core_client.py:564] Engine core proc EngineCore_DP0 died "
-              "unexpectedly, shutting down client.\n"
-              "(APIServer pid=1) ERROR 05-12 09:14:05 [async_llm.py:480] vllm.v1.engine.exceptions.EngineDeadError: "
-              "EngineCore encountered an issue. See stack trace (above) for the root cause.\n")
+    killed = (
+        "(APIServer pid=1) ERROR 05-12 09:14:05 [core_client.py:564] Engine core proc EngineCore_DP0 died "
+        "unexpectedly, shutting down client.\n"
+        "(APIServer pid=1) ERROR 05-12 09:14:05 [async_llm.py:480] vllm.v1.engine.exceptions.EngineDeadError: "
+        "EngineCore encountered an issue. See stack trace (above) for the root cause.\n"
+    )
     assert root_cause(killed) == "Engine core proc EngineCore_DP0 died unexpectedly, shutting down client."
 
 
@@ -48,8 +50,15 @@ def sleeper(tmp_path):
 
 
 def handle(proc, log, offset=0) -> ServerHandle:
-    return ServerHandle(engine="vllm", base_url="http://127.0.0.1:9/v1", model_name="m", port=9, proc=proc,
-                        log_path=log, log_offset=offset)
+    return ServerHandle(
+        engine="vllm",
+        base_url="http://127.0.0.1:9/v1",
+        model_name="m",
+        port=9,
+        proc=proc,
+        log_path=log,
+        log_offset=offset,
+    )
 
 
 def test_engine_death_in_the_log_of_a_live_server(tmp_path, sleeper):

@@ -2,11 +2,13 @@ from harness.compress.base import Artefact
 from harness.serve.vllm import VLLMServer, parse_engine_config
 from harness.spec.models import VLLMServing
 
-LOG = ("(EngineCore pid=1) INFO 11-22 07:39:05 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: "
-       "model='/m', speculative_config=None, tokenizer='/m', dtype=torch.bfloat16, max_seq_len=2048, "
-       "quantization=None, quantization_config=None, enforce_eager=True, "
-       "aux_output_config=AuxOutputConfig(enable_return_routed_experts=False, max_bytes=None), kv_cache_dtype=auto, "
-       "device_config=cpu, seed=0\n")
+LOG = (
+    "(EngineCore pid=1) INFO 11-22 07:39:05 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: "
+    "model='/m', speculative_config=None, tokenizer='/m', dtype=torch.bfloat16, max_seq_len=2048, "
+    "quantization=None, quantization_config=None, enforce_eager=True, "
+    "aux_output_config=AuxOutputConfig(enable_return_routed_experts=False, max_bytes=None), kv_cache_dtype=auto, "
+    "device_config=cpu, seed=0\n"
+)
 
 
 def test_parse_engine_config_reads_the_engine_line():
@@ -17,8 +19,11 @@ def test_parse_engine_config_reads_the_engine_line():
 
 
 def test_command_binds_loopback_and_passes_managed_flags():
-    spec = VLLMServing(max_model_len=1024, enforce_eager=True, engine_args={"max_num_seqs": 32, "swap_space": 0,
-                                                                           "disable_log_stats": True})
+    spec = VLLMServing(
+        max_model_len=1024,
+        enforce_eager=True,
+        engine_args={"max_num_seqs": 32, "swap_space": 0, "disable_log_stats": True},
+    )
     s = VLLMServer(spec, "/py", "cpu")
     art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
     cmd = s.command(art, 8123, "dq-x", trust_remote_code=False)

@@ -21,9 +21,14 @@ def test_binary_file_is_one_error_naming_the_file(tmp_path):
 
 
 def test_duplicate_key_under_methods_is_refused_with_its_lines(tmp_path):
-    text = (MATRICES / "smollm2-cpu.yaml").read_text().replace(
-        "  gguf: {kind: gguf, precisions: [int4]}",
-        "  gguf: {kind: gguf, precisions: [int4]}\n  w8a8: {kind: gptq, precisions: [int8]}")
+    text = (
+        (MATRICES / "smollm2-cpu.yaml")
+        .read_text()
+        .replace(
+            "  gguf: {kind: gguf, precisions: [int4]}",
+            "  gguf: {kind: gguf, precisions: [int4]}\n  w8a8: {kind: gptq, precisions: [int8]}",
+        )
+    )
     path = tmp_path / "dup.yaml"
     path.write_text(text)
     lines = text.splitlines()
@@ -31,8 +36,10 @@ def test_duplicate_key_under_methods_is_refused_with_its_lines(tmp_path):
     second = next(i for i, x in enumerate(lines) if x.startswith("  w8a8: {kind: gptq")) + 1
     with pytest.raises(SpecError) as e:
         load_matrix(path)
-    assert str(e.value) == (f"{path}: line {second}: duplicate key 'w8a8' (first at line {first}); a YAML mapping "
-                            "keeps only one value per key: merge the two entries or rename one")
+    assert str(e.value) == (
+        f"{path}: line {second}: duplicate key 'w8a8' (first at line {first}); a YAML mapping "
+        "keeps only one value per key: merge the two entries or rename one"
+    )
 
 
 def test_duplicate_top_level_and_nested_keys(tmp_path):
@@ -52,8 +59,10 @@ def test_merge_keys_may_be_overridden(tmp_path):
     m["axes"]["method"] = ["none", "a", "b"]
     m["axes"]["distill"] = ["none"]
     m.pop("students")
-    text = yaml.safe_dump(m) + ("methods:\n  a: &base {kind: rtn, precisions: [int8]}\n"
-                                "  b:\n    <<: *base\n    precisions: [int4]\n    group_size: 64\n")
+    text = yaml.safe_dump(m) + (
+        "methods:\n  a: &base {kind: rtn, precisions: [int8]}\n"
+        "  b:\n    <<: *base\n    precisions: [int4]\n    group_size: 64\n"
+    )
     path = tmp_path / "merge.yaml"
     path.write_text(text)
     got = load_matrix(path)
@@ -69,11 +78,18 @@ def test_duplicate_student_names_are_refused(base_matrix):
     assert "students: duplicate names ['kd']" in str(e.value)
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("rate", 0.0001, "rate: got 0.0001; 32 requests at 0.0001/s arrive over 88.9 h, more than the 24 h a level "
-                     "may take: set rate >= 0.0003704 or fewer requests"),
-    ("rate", 1e9, "less than or equal to 100000"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        (
+            "rate",
+            0.0001,
+            "rate: got 0.0001; 32 requests at 0.0001/s arrive over 88.9 h, more than the 24 h a level "
+            "may take: set rate >= 0.0003704 or fewer requests",
+        ),
+        ("rate", 1e9, "less than or equal to 100000"),
+    ],
+)
 def test_poisson_rate_is_bounded(base_matrix, field, value, expected):
     base_matrix["load"]["profiles"] = [{"kind": "poisson", "requests": 32, field: value}]
     with pytest.raises(SpecError) as e:
@@ -92,8 +108,15 @@ def test_concurrency_levels_are_bounded(base_matrix):
     assert parse_matrix(base_matrix).load.profiles[0].levels == [1, 4096]
 
 
-@pytest.mark.parametrize("field, value", [("request_timeout_s", 90_000), ("input_tokens", 2_000_000),
-                                          ("output_tokens", 2_000_000), ("warmup_requests", 5000)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("request_timeout_s", 90_000),
+        ("input_tokens", 2_000_000),
+        ("output_tokens", 2_000_000),
+        ("warmup_requests", 5000),
+    ],
+)
 def test_load_lengths_and_timeout_are_bounded(base_matrix, field, value):
     base_matrix["load"][field] = value
     with pytest.raises(SpecError) as e:
@@ -101,9 +124,17 @@ def test_load_lengths_and_timeout_are_bounded(base_matrix, field, value):
     assert f"load.{field}: got {value};" in str(e.value) and "less than or equal to" in str(e.value)
 
 
-@pytest.mark.parametrize("key, flag", [("hos", "host"), ("trust_remote", "trust-remote-code"),
-                                       ("max_model", "max-model-len"), ("--served-model", "served-model-name"),
-                                       ("quant", "quantization"), ("dtype", "dtype")])
+@pytest.mark.parametrize(
+    "key, flag",
+    [
+        ("hos", "host"),
+        ("trust_remote", "trust-remote-code"),
+        ("max_model", "max-model-len"),
+        ("--served-model", "served-model-name"),
+        ("quant", "quantization"),
+        ("dtype", "dtype"),
+    ],
+)
 def test_vllm_engine_args_refuse_abbreviations_of_managed_flags(base_matrix, key, flag):
     base_matrix["serving"]["engine_args"] = {key: "x", "max_num_seqs": 4}
     with pytest.raises(SpecError) as e:

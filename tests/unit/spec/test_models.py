@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from harness.errors import SpecError
 from harness.spec import load_matrix, parse_matrix
@@ -13,7 +14,7 @@ def test_shipped_matrices_validate(name):
 
 def test_matrix_is_frozen(base_matrix):
     m = parse_matrix(base_matrix)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         m.name = "other"
 
 

@@ -37,9 +37,14 @@ print(json.dumps({"hit": info["hit"], "sum": float(v.sum()), "rows": len(v)}), f
 
 
 def run(cache: Path, journal: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(COMPUTE), str(cache), str(journal)], cwd=REPO,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(COMPUTE), str(cache), str(journal)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def results(procs) -> list[dict]:

@@ -3,14 +3,20 @@ import json
 import duckdb
 import pytest
 
+from harness.errors import DQError
 from harness.store import db
 from tests.conftest import REPO
 
 FIXTURE = json.loads((REPO / "tests" / "fixtures" / "result-v1.json").read_text())
 FIXTURE_V2 = json.loads((REPO / "tests" / "fixtures" / "result-v2.json").read_text())
 HOST = FIXTURE_V2["host"]
-OTHER = {"host_id": "bbbb000002", "label": "CPU B · avx512 · 8 cores", "fingerprint": {"isa": "avx512"},
-         "source": "probe", "reference_dtype": "bf16"}
+OTHER = {
+    "host_id": "bbbb000002",
+    "label": "CPU B · avx512 · 8 cores",
+    "fingerprint": {"isa": "avx512"},
+    "source": "probe",
+    "reference_dtype": "bf16",
+}
 
 
 def test_ingest_creates_rows_in_all_tables(tmp_path):
@@ -26,7 +32,8 @@ def test_ingest_creates_rows_in_all_tables(tmp_path):
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
     # a schema-1 result has no host: its rows say so
     assert con.execute("SELECT DISTINCT host_id, host_label FROM cells").fetchall() == [
-        ("unknown", "unknown host (result from before host fingerprints, schema 1)")]
+        ("unknown", "unknown host (result from before host fingerprints, schema 1)")
+    ]
     for t in ("perf", "quality"):
         assert con.execute(f"SELECT DISTINCT host_id FROM {t}").fetchall() == [("unknown",)]
     con.close()
@@ -38,7 +45,11 @@ def test_ingest_is_an_upsert(tmp_path):
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT count(*), min(status), min(host_id) FROM cells").fetchone() == (1, "done", HOST["host_id"])
+    assert con.execute("SELECT count(*), min(status), min(host_id) FROM cells").fetchone() == (
+        1,
+        "done",
+        HOST["host_id"],
+    )
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == len(FIXTURE["perf"]["levels"])
     con.close()
 
@@ -47,7 +58,7 @@ def test_failed_ingest_leaves_previous_index_intact(tmp_path):
     path = tmp_path / "x.duckdb"
     db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
     broken = dict(FIXTURE, perf={"levels": [{"profile": "synchronous", "level": "not-a-number"}]})
-    with pytest.raises(Exception):
+    with pytest.raises(DQError):
         db.ingest(path, [(FIXTURE["plan"], broken)])
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == len(FIXTURE["perf"]["levels"])
@@ -56,8 +67,13 @@ def test_failed_ingest_leaves_previous_index_intact(tmp_path):
 
 def test_rebuild_from_json(tmp_path):
     path = tmp_path / "x.duckdb"
-    other = dict(FIXTURE, cell_id="ffffffffffff", plan=dict(FIXTURE["plan"], cell_id="ffffffffffff"), status="failed",
-                 reason="serve: boom")
+    other = dict(
+        FIXTURE,
+        cell_id="ffffffffffff",
+        plan=dict(FIXTURE["plan"], cell_id="ffffffffffff"),
+        status="failed",
+        reason="serve: boom",
+    )
     assert db.rebuild(path, [FIXTURE, other]).results == 2
     con = duckdb.connect(str(path), read_only=True)
     assert sorted(con.execute("SELECT status FROM cells").fetchall()) == [("done",), ("failed",)]
@@ -94,9 +110,16 @@ def test_reader_waits_for_a_writer_in_another_process_instead_of_failing(tmp_pat
 
     path = tmp_path / "x.duckdb"
     db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect(r'{path}'); "
-                               "print('locked', flush=True); time.sleep(1.5); c.close()"], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect(r'{path}'); "
+            "print('locked', flush=True); time.sleep(1.5); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     t = time.monotonic()
     con = db.connect_read_only(path)  # retries while the write lock is held
@@ -110,29 +133,45 @@ def test_shift_flips_and_items_are_indexed(tmp_path):
     import copy
 
     samples = tmp_path / "dq_arc_easy.jsonl"
-    samples.write_text("".join(json.dumps({"doc_id": i, "acc": float(i % 2), "acc_norm": 1.0}) + "\n"
-                               for i in range(4)))
+    samples.write_text(
+        "".join(json.dumps({"doc_id": i, "acc": float(i % 2), "acc_norm": 1.0}) + "\n" for i in range(4))
+    )
     doc = copy.deepcopy(FIXTURE)
     doc["quality"]["tasks"].setdefault("dq_arc_easy", {"metrics": {}})["samples_path"] = str(samples)
     doc["quality"]["scored_by"] = "lm-eval local-completions"
-    doc["shift"] = {"reference": "parent000000", "metrics": {"kld_mean": 0.01, "kld_p99": 0.2,
-                                                             "top1_agreement": 0.95, "dp_rms": 0.02,
-                                                             "ppl_ratio": 1.03},
-                    "flips": {"tasks": {"dq_arc_easy": {"acc": {"n": 4, "ref_correct_cell_wrong": 1,
-                                                                "ref_wrong_cell_correct": 0, "flip_rate": 0.25,
-                                                                "drop_abs": 0.25, "drop_rel": 0.5,
-                                                                "drop_ci95": [0.0, 0.75], "ci": "paired"}}},
-                              "aggregate": {"drop_abs": 0.25, "drop_ci95": [0.0, 0.75]}}}
+    doc["shift"] = {
+        "reference": "parent000000",
+        "metrics": {"kld_mean": 0.01, "kld_p99": 0.2, "top1_agreement": 0.95, "dp_rms": 0.02, "ppl_ratio": 1.03},
+        "flips": {
+            "tasks": {
+                "dq_arc_easy": {
+                    "acc": {
+                        "n": 4,
+                        "ref_correct_cell_wrong": 1,
+                        "ref_wrong_cell_correct": 0,
+                        "flip_rate": 0.25,
+                        "drop_abs": 0.25,
+                        "drop_rel": 0.5,
+                        "drop_ci95": [0.0, 0.75],
+                        "ci": "paired",
+                    }
+                }
+            },
+            "aggregate": {"drop_abs": 0.25, "drop_ci95": [0.0, 0.75]},
+        },
+    }
     path = tmp_path / "x.duckdb"
     db.ingest(path, [(doc["plan"], doc)])
     con = db.connect_read_only(path)
-    assert con.execute("SELECT kld_mean, top1_agreement, paired_drop, paired_drop_ci_hi, scored_by FROM cells"
-                       ).fetchone() == (0.01, 0.95, 0.25, 0.75, "lm-eval local-completions")
+    assert con.execute(
+        "SELECT kld_mean, top1_agreement, paired_drop, paired_drop_ci_hi, scored_by FROM cells"
+    ).fetchone() == (0.01, 0.95, 0.25, 0.75, "lm-eval local-completions")
     assert con.execute("SELECT ref_id, task, metric, ref_correct_cell_wrong, drop_ci_lo FROM flips").fetchall() == [
-        ("parent000000", "dq_arc_easy", "acc", 1, 0.0)]
-    assert con.execute("SELECT metric, sum(value), count(*) FROM items WHERE task = 'dq_arc_easy' "
-                       "GROUP BY metric ORDER BY metric"
-                       ).fetchall() == [("acc", 2.0, 4), ("acc_norm", 4.0, 4)]
+        ("parent000000", "dq_arc_easy", "acc", 1, 0.0)
+    ]
+    assert con.execute(
+        "SELECT metric, sum(value), count(*) FROM items WHERE task = 'dq_arc_easy' GROUP BY metric ORDER BY metric"
+    ).fetchall() == [("acc", 2.0, 4), ("acc_norm", 4.0, 4)]
     con.close()
 
 
@@ -140,10 +179,20 @@ def test_student_lineage_is_queryable(tmp_path):
     """teacher -> student -> quantized student, with what training did, in plain SQL."""
     path = tmp_path / "x.duckdb"
     t = FIXTURE
-    rec = {"tokens_seen": 81920, "train_s": 321.0, "student_params": 81_000_000,
-           "loss_curve": [{"step": 1, "loss": 9.0}, {"step": 80, "loss": 4.25}], "heldout_after": {"ce": 4.5}}
-    dist = {"kind": "logit_kd", "student_key": "k1", "teacher_id": t["cell_id"], "record": rec,
-            "cost": {"reference": {"gpu_hours": 23.9, "usd": 59.7}}}
+    rec = {
+        "tokens_seen": 81920,
+        "train_s": 321.0,
+        "student_params": 81_000_000,
+        "loss_curve": [{"step": 1, "loss": 9.0}, {"step": 80, "loss": 4.25}],
+        "heldout_after": {"ce": 4.5},
+    }
+    dist = {
+        "kind": "logit_kd",
+        "student_key": "k1",
+        "teacher_id": t["cell_id"],
+        "record": rec,
+        "cost": {"reference": {"gpu_hours": 23.9, "usd": 59.7}},
+    }
     s_plan = dict(t["plan"], cell_id="s00000000000", distill="kd", parent_id=t["cell_id"], teacher_id=t["cell_id"])
     s = dict(t, cell_id="s00000000000", plan=s_plan, distill=dist)
     q_plan = dict(s_plan, cell_id="q00000000000", method="w8a8", parent_id="s00000000000")
@@ -154,8 +203,10 @@ def test_student_lineage_is_queryable(tmp_path):
         SELECT q.cell_id, s.cell_id, s.teacher_id, s.train_tokens, s.train_loss_final, s.heldout_ce, s.ref_gpu_hours
         FROM cells q JOIN cells s ON q.parent_id = s.cell_id WHERE q.method = 'w8a8'""").fetchall()
     assert rows == [("q00000000000", "s00000000000", t["cell_id"], 81920, 4.25, 4.5, 23.9)]
-    assert con.execute("SELECT teacher_id, distill_kind FROM cells WHERE cell_id = ?", [t["cell_id"]]).fetchone() == \
-        (None, None)
+    assert con.execute("SELECT teacher_id, distill_kind FROM cells WHERE cell_id = ?", [t["cell_id"]]).fetchone() == (
+        None,
+        None,
+    )
     con.close()
 
 
@@ -166,24 +217,39 @@ def test_a_planned_row_needs_a_host(tmp_path):
 
 def test_same_cell_on_two_hosts_is_two_rows_and_joins_stay_per_host(tmp_path):
     path = tmp_path / "x.duckdb"
-    other = dict(FIXTURE_V2, host=OTHER, finished_at="2030-01-01T00:00:00+00:00",
-                 perf=dict(FIXTURE_V2["perf"], headline=dict(FIXTURE_V2["perf"]["headline"], output_tok_s=999.0)))
+    other = dict(
+        FIXTURE_V2,
+        host=OTHER,
+        finished_at="2030-01-01T00:00:00+00:00",
+        perf=dict(FIXTURE_V2["perf"], headline=dict(FIXTURE_V2["perf"]["headline"], output_tok_s=999.0)),
+    )
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2), (other["plan"], other)])
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])  # re-ingesting one host leaves the other's rows alone
     con = db.connect_read_only(path)
     rows = con.execute("SELECT host_id, host_label, output_tok_s FROM cells ORDER BY host_id").fetchall()
-    assert rows == sorted([(HOST["host_id"], HOST["label"], FIXTURE_V2["perf"]["headline"]["output_tok_s"]),
-                           (OTHER["host_id"], OTHER["label"], 999.0)])
+    assert rows == sorted(
+        [
+            (HOST["host_id"], HOST["label"], FIXTURE_V2["perf"]["headline"]["output_tok_s"]),
+            (OTHER["host_id"], OTHER["label"], 999.0),
+        ]
+    )
     n_levels = len(FIXTURE_V2["perf"]["levels"])
-    assert con.execute("SELECT host_id, count(*) FROM perf GROUP BY host_id ORDER BY host_id").fetchall() == \
-        sorted([(HOST["host_id"], n_levels), (OTHER["host_id"], n_levels)])
+    assert con.execute("SELECT host_id, count(*) FROM perf GROUP BY host_id ORDER BY host_id").fetchall() == sorted(
+        [(HOST["host_id"], n_levels), (OTHER["host_id"], n_levels)]
+    )
     joined = con.execute("SELECT count(*) FROM cells c JOIN quality q USING (cell_id, host_id)").fetchone()[0]
     assert joined == 2 * sum(len(t["metrics"]) for t in FIXTURE_V2["quality"]["tasks"].values())
-    hosts = con.execute("SELECT host_id, label, source, reference_dtype, first_seen, last_seen, fingerprint "
-                        "FROM hosts ORDER BY host_id").fetchall()
+    hosts = con.execute(
+        "SELECT host_id, label, source, reference_dtype, first_seen, last_seen, fingerprint FROM hosts ORDER BY host_id"
+    ).fetchall()
     by = {h[0]: h for h in hosts}
-    assert by[HOST["host_id"]][1:6] == (HOST["label"], "probe", "fp32", FIXTURE_V2["finished_at"],
-                                        FIXTURE_V2["finished_at"])
+    assert by[HOST["host_id"]][1:6] == (
+        HOST["label"],
+        "probe",
+        "fp32",
+        FIXTURE_V2["finished_at"],
+        FIXTURE_V2["finished_at"],
+    )
     assert json.loads(by[HOST["host_id"]][6]) == HOST["fingerprint"]
     assert by[OTHER["host_id"]][4:6] == ("2030-01-01T00:00:00+00:00", "2030-01-01T00:00:00+00:00")
     con.close()
@@ -196,12 +262,18 @@ def test_rebuild_reproduces_the_incremental_index(tmp_path):
     for d in docs:
         db.ingest(inc, [(d["plan"], d)])
     assert db.rebuild(reb, docs).results == 3
-    for table, order in (("cells", "cell_id, host_id"), ("perf", "host_id, profile, level"),
-                         ("quality", "host_id, task, metric"), ("hosts", "host_id")):
+    for table, order in (
+        ("cells", "cell_id, host_id"),
+        ("perf", "host_id, profile, level"),
+        ("quality", "host_id, task, metric"),
+        ("hosts", "host_id"),
+    ):
         a, b = (db.connect_read_only(p) for p in (inc, reb))
         try:
-            assert a.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall() == \
-                b.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall(), table
+            assert (
+                a.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+                == b.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            ), table
         finally:
             a.close()
             b.close()
@@ -212,8 +284,9 @@ def test_index_from_before_hosts_is_migrated(tmp_path):
     Its rows become host 'unknown', and a second host's row of the same cell can then be written."""
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE cells (cell_id VARCHAR PRIMARY KEY, status VARCHAR, output_tok_s DOUBLE, "
-                "retired_col VARCHAR)")
+    con.execute(
+        "CREATE TABLE cells (cell_id VARCHAR PRIMARY KEY, status VARCHAR, output_tok_s DOUBLE, retired_col VARCHAR)"
+    )
     con.execute("INSERT INTO cells VALUES (?, 'done', 1.5, 'kept')", [FIXTURE_V2["cell_id"]])
     con.execute("CREATE TABLE perf (cell_id VARCHAR, profile VARCHAR, level DOUBLE)")
     con.execute("INSERT INTO perf VALUES (?, 'synchronous', 1)", [FIXTURE_V2["cell_id"]])
@@ -222,15 +295,22 @@ def test_index_from_before_hosts_is_migrated(tmp_path):
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])  # twice: the migration runs once, upserts stay upserts
     con = db.connect_read_only(path)
     rows = con.execute("SELECT host_id, status, output_tok_s, retired_col FROM cells ORDER BY host_id").fetchall()
-    assert rows == [(HOST["host_id"], "done", FIXTURE_V2["perf"]["headline"]["output_tok_s"], None),
-                    ("unknown", "done", 1.5, "kept")]
+    assert rows == [
+        (HOST["host_id"], "done", FIXTURE_V2["perf"]["headline"]["output_tok_s"], None),
+        ("unknown", "done", 1.5, "kept"),
+    ]
     assert con.execute("SELECT count(*) FROM perf WHERE host_id = 'unknown'").fetchone()[0] == 1
-    assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' "
-                       "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()[0]
+        == 0
+    )
     con.close()
 
 
 # ---- the index's problems are one clear error, never a hang or a DuckDB traceback
+
 
 def _corrupt(path):
     """Overwrite a data block of a valid index: DuckDB then fails its checksum."""
@@ -247,8 +327,10 @@ def test_a_write_connection_in_another_process_is_one_clear_error_after_a_bounde
     path = tmp_path / "x.duckdb"
     db.ingest(path, [(FIXTURE["plan"], FIXTURE)])
     with held(path) as pid:
-        for attempt in (lambda: db.ingest(path, [(FIXTURE["plan"], FIXTURE)], wait=1.0),
-                        lambda: db.connect_read_only(path, wait=1.0)):
+        for attempt in (
+            lambda: db.ingest(path, [(FIXTURE["plan"], FIXTURE)], wait=1.0),
+            lambda: db.connect_read_only(path, wait=1.0),
+        ):
             t = time.monotonic()
             with pytest.raises(db.IndexUnavailable) as e:
                 attempt()
@@ -263,9 +345,8 @@ def test_not_a_duckdb_file_and_a_damaged_one_are_named_with_the_fix(tmp_path):
     text = tmp_path / "notes.duckdb"
     text.write_text("not a database\n" * 10)
     assert not db.is_duckdb_file(text) and not db.is_duckdb_file(tmp_path) and not db.is_duckdb_file(tmp_path / "x")
-    with pytest.raises(db.IndexUnavailable) as e:
-        with db.reading(text):
-            pass
+    with pytest.raises(db.IndexUnavailable) as e, db.reading(text):
+        pass
     assert e.value.kind == "not_duckdb" and f"{text} is not a DuckDB database" in str(e.value)
     assert "harness db rebuild" in str(e.value)
 
@@ -273,16 +354,14 @@ def test_not_a_duckdb_file_and_a_damaged_one_are_named_with_the_fix(tmp_path):
     db.ingest(damaged, [(FIXTURE["plan"], FIXTURE)])
     assert db.is_duckdb_file(damaged)
     _corrupt(damaged)
-    with pytest.raises(db.IndexUnavailable) as e:
-        with db.reading(damaged) as con:
-            con.execute("SELECT * FROM cells").fetchall()
+    with pytest.raises(db.IndexUnavailable) as e, db.reading(damaged) as con:
+        con.execute("SELECT * FROM cells").fetchall()
     assert e.value.kind == "damaged" and f"the results index {damaged} is damaged" in str(e.value)
 
     foreign = tmp_path / "foreign.duckdb"
     duckdb.connect(str(foreign)).close()
-    with pytest.raises(db.IndexUnavailable) as e:
-        with db.reading(foreign) as con:
-            con.execute("SELECT * FROM cells").fetchall()
+    with pytest.raises(db.IndexUnavailable) as e, db.reading(foreign) as con:
+        con.execute("SELECT * FROM cells").fetchall()
     assert e.value.kind == "not_index" and "not a dqbench results index" in str(e.value)
 
 
@@ -294,16 +373,27 @@ def test_rebuild_keeps_planned_and_infeasible_rows_that_no_result_replaces(tmp_p
     path = tmp_path / "x.duckdb"
     now_done = FIXTURE_V2  # planned in the old index, has a result now: the result's row wins
     gone = dict(FIXTURE_V2, cell_id="gone00000000", plan=_plan("gone00000000"))  # indexed, its JSON deleted since
-    db.ingest(path, [(now_done["plan"], None), (_plan("pend00000000"), None),
-                     (_plan("infe00000000", status="infeasible", reason="no W4A16 kernel on AVX2"), None),
-                     (gone["plan"], gone)], host=HOST)
+    db.ingest(
+        path,
+        [
+            (now_done["plan"], None),
+            (_plan("pend00000000"), None),
+            (_plan("infe00000000", status="infeasible", reason="no W4A16 kernel on AVX2"), None),
+            (gone["plan"], gone),
+        ],
+        host=HOST,
+    )
     r = db.rebuild(path, [now_done])
     assert r == db.Rebuilt(results=1, carried=2, note=None)
     con = db.connect_read_only(path)
     rows = con.execute("SELECT cell_id, host_id, status, reason FROM cells ORDER BY cell_id").fetchall()
-    assert rows == sorted([(now_done["cell_id"], HOST["host_id"], "done", None),
-                           ("pend00000000", HOST["host_id"], "planned", None),
-                           ("infe00000000", HOST["host_id"], "infeasible", "no W4A16 kernel on AVX2")])
+    assert rows == sorted(
+        [
+            (now_done["cell_id"], HOST["host_id"], "done", None),
+            ("pend00000000", HOST["host_id"], "planned", None),
+            ("infe00000000", HOST["host_id"], "infeasible", "no W4A16 kernel on AVX2"),
+        ]
+    )
     assert con.execute("SELECT host_id, label FROM hosts").fetchall() == [(HOST["host_id"], HOST["label"])]
     con.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]  # no temporary file left
@@ -315,8 +405,9 @@ def test_rebuild_carries_the_host_row_of_a_host_with_only_planned_cells(tmp_path
     r = db.rebuild(path, [FIXTURE_V2])
     assert r.carried == 1
     con = db.connect_read_only(path)
-    assert sorted(con.execute("SELECT host_id FROM hosts").fetchall()) == sorted([(HOST["host_id"],),
-                                                                                  (OTHER["host_id"],)])
+    assert sorted(con.execute("SELECT host_id FROM hosts").fetchall()) == sorted(
+        [(HOST["host_id"],), (OTHER["host_id"],)]
+    )
     con.close()
 
 
@@ -343,9 +434,8 @@ def test_rebuild_refuses_an_index_another_process_holds_and_leaves_it_alone(tmp_
     path = tmp_path / "x.duckdb"
     db.ingest(path, [(_plan("pend00000000"), None)], host=HOST)
     before = path.read_bytes()
-    with held(path):
-        with pytest.raises(db.IndexUnavailable) as e:
-            db.rebuild(path, [FIXTURE_V2])
+    with held(path), pytest.raises(db.IndexUnavailable) as e:
+        db.rebuild(path, [FIXTURE_V2])
     assert e.value.kind == "locked" and "run `harness db rebuild` again" in str(e.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]
@@ -357,7 +447,7 @@ def test_a_rebuild_that_dies_before_the_swap_leaves_the_old_index(tmp_path, monk
     stale = tmp_path / ".x.duckdb.999.deadbeef.tmp"  # what a rebuild killed mid-way leaves
     stale.write_bytes(b"half")
 
-    def boom(*a, **k):  # noqa: ARG001
+    def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(db.os, "replace", boom)

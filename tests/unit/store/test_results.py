@@ -8,10 +8,20 @@ from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL, UNPROBED_HOST_ID
 from harness.store.results import SCHEMA_VERSION, ResultStore, flat_metrics, upgrade
 from tests.conftest import REPO
 
-HOST = {"host_id": "aaaa000001", "label": "CPU A · avx2 · 2 cores", "fingerprint": {"isa": "avx2"}, "source": "probe",
-        "reference_dtype": "fp32"}
-OTHER = {"host_id": "bbbb000002", "label": "CPU B · avx512 · 8 cores", "fingerprint": {"isa": "avx512"},
-         "source": "probe", "reference_dtype": "bf16"}
+HOST = {
+    "host_id": "aaaa000001",
+    "label": "CPU A · avx2 · 2 cores",
+    "fingerprint": {"isa": "avx2"},
+    "source": "probe",
+    "reference_dtype": "fp32",
+}
+OTHER = {
+    "host_id": "bbbb000002",
+    "label": "CPU B · avx512 · 8 cores",
+    "fingerprint": {"isa": "avx512"},
+    "source": "probe",
+    "reference_dtype": "bf16",
+}
 
 
 def doc(cell_id="abc123def456", status="done", host=HOST, **kw):
@@ -37,7 +47,9 @@ def test_results_are_per_host(tmp_path):
     assert s.status("abc123def456", OTHER["host_id"]) == "failed"
     assert s.status("abc123def456", "cccc000003") is None
     assert sorted(p.name for p in (tmp_path / "cells").glob("*.json")) == [
-        "abc123def456@aaaa000001.json", "abc123def456@bbbb000002.json"]
+        "abc123def456@aaaa000001.json",
+        "abc123def456@bbbb000002.json",
+    ]
     assert {d["host"]["host_id"] for d in s.all()} == {HOST["host_id"], OTHER["host_id"]}
     assert set(s.hosts_of("abc123def456")) == {HOST["host_id"], OTHER["host_id"]}
 
@@ -110,9 +122,12 @@ def test_corrupt_or_future_file_reads_as_not_done(tmp_path):
 
 
 def test_flat_metrics():
-    d = doc(perf={"headline": {"ttft_ms_p50": 190.0, "output_tok_s": 140.0}},
-            artefact={"size_bytes": 2**30, "bits_per_weight": 16.0}, memory={"peak_gib": 3.2, "gpu_peak_gib": 7.5},
-            quality={"tasks": {"dq_arc_easy": {"metrics": {"acc": {"value": 0.5, "stderr": 0.1}}}}})
+    d = doc(
+        perf={"headline": {"ttft_ms_p50": 190.0, "output_tok_s": 140.0}},
+        artefact={"size_bytes": 2**30, "bits_per_weight": 16.0},
+        memory={"peak_gib": 3.2, "gpu_peak_gib": 7.5},
+        quality={"tasks": {"dq_arc_easy": {"metrics": {"acc": {"value": 0.5, "stderr": 0.1}}}}},
+    )
     m = flat_metrics(d)
     assert m["ttft_ms_p50"] == 190.0 and m["output_tok_s"] == 140.0 and m["size_gib"] == 1.0
     assert m["peak_mem_gib"] == 3.2 and m["gpu_peak_gib"] == 7.5 and m["quality"] == {"dq_arc_easy": {"acc": 0.5}}
