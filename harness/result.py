@@ -1,0 +1,157 @@
+"""CellResult: the one typed record of what happened to a cell on a host — the pipeline fills it, the store
+serialises it (results/cells/<cell_id>@<host_id>.json, the source of truth), and everything else (DuckDB
+rows, `harness status`, the dashboard, the advisor) derives from it.
+
+Each derived fact has one owner here: `headline()` (the flat metrics a row shows), `primary_scores()`
+(a task's headline metric), `items()` (per-item scores for flips and paired CIs). Blocks keep engine- or
+method-specific detail as extra fields (pydantic `extra="allow"`): the result records what an engine said,
+and a new engine must not need a schema change to say more. The fields named here are the contract.
+
+Schema history (bump SCHEMA_VERSION on a breaking change, keep a fixture of the old version in
+tests/fixtures/, teach `harness/store/results.upgrade` to read it):
+  1  no `host`; results/cells/<cell_id>.json
+  2  `host`; keyed by (cell_id, host_id); per-item scores only in work/ JSONL files
+  3  typed CellResult; per-item scores inside the result (`quality.tasks[*].items`), so the JSON is the
+     whole truth and `harness db rebuild` needs nothing else
+
+No heavy imports: the advisor and the dashboard read results through this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 3
+Status = Literal["done", "failed"]
+
+
+class Block(BaseModel):
+    """A part of a result: the named fields are the contract; anything else an engine reported is kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Percentiles(Block):
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class Level(Block):
+    """One load level (harness/measure/loadgen.LevelResult)."""
+
+    profile: str
+    level: float
+    requests: int
+    completed: int
+    failed: int
+    duration_s: float = 0.0
+    req_s: float = 0.0
+    output_tok_s: float = 0.0
+    input_tok_s: float = 0.0
+    ttft_ms: Percentiles = Field(default_factory=Percentiles)
+    tpot_ms: Percentiles = Field(default_factory=Percentiles)
+    itl_ms: Percentiles = Field(default_factory=Percentiles)
+    e2e_ms: Percentiles = Field(default_factory=Percentiles)
+    errors: list[str] = Field(default_factory=list)
+
+
+class Perf(Block):
+    levels: list[Level] = Field(default_factory=list)
+    wall_s: float | None = None
+    stopped: str | None = None  # why the load test stopped early (dead server, too many failures)
+
+
+class Metric(Block):
+    value: float | None = None
+    stderr: float | None = None
+
+
+class Item(BaseModel):
+    """One scored document: what flips and paired bootstraps compare between a cell and its reference."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: int
+    scores: dict[str, float]  # metric -> value (0/1 for accuracies)
+
+
+class TaskScore(Block):
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    n: int | None = None
+    n_total: int | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    task_hash: str | None = None
+    items: list[Item] = Field(default_factory=list)
+
+
+class Quality(Block):
+    tasks: dict[str, TaskScore] = Field(default_factory=dict)
+    lm_eval_version: str | None = None
+
+
+class Artefact(Block):
+    model: str
+    dtype: str | None = None
+    quantization: str | None = None
+    size_bytes: int | None = None
+    bits_per_weight: float | None = None
+    record: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: str | None = None
+
+
+class Serve(Block):
+    engine: str
+    command: list[str] = Field(default_factory=list)
+    startup_s: float | None = None
+    loaded: dict[str, Any] = Field(default_factory=dict)
+    port: int | None = None
+
+
+class Memory(Block):
+    peak_gib: float | None = None
+
+
+class CellResult(BaseModel):
+    """A cell's result on one host. `plan` is the CellPlan as planned (its JSON dump), `host` the
+    harness/hw host block; the optional blocks are present once their stage produced them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[3] = SCHEMA_VERSION
+    cell_id: str
+    matrix: str
+    label: str
+    status: Status
+    failed_stage: str | None = None
+    reason: str | None = None
+    log_tail: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    plan: dict[str, Any]
+    host: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    distill: dict[str, Any] | None = None
+    artefact: Artefact | None = None
+    serve: Serve | None = None
+    perf: Perf | None = None
+    memory: Memory | None = None
+    quality: Quality | None = None
+    shift: dict[str, Any] | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    wall_s: float = 0.0
+    logs: dict[str, Any] = Field(default_factory=dict)
+    upgraded_from: int | None = None  # the schema version this result was read from, when older
+
+    @property
+    def host_id(self) -> str:
+        return str((self.host or {}).get("host_id") or "unknown")
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
