@@ -32,6 +32,9 @@ fresh students/ and teacher-cache/) so the student is trained, and killed, for r
 
     ./dq python bench/faults.py [--only NAME ...] [--list] [--json OUT] [--keep] [--base DIR]
 
+--base DIR reuses the seed of an earlier run in DIR (its seed is always kept); --keep also keeps each
+scenario's artefacts and students (logs and stage output are always kept).
+
 Exit code 0 whenever the bench ran (whatever it found), 2 when the bench itself could not run (the seed
 run failed, a bad --only).
 """
@@ -56,7 +59,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = Path(__file__).with_name("faults.yaml")
 TAG_VAR = "DQBENCH_FAULT_TAG"
-SETTLE_S = 10.0  # a process still alive this long after its run ended is an orphan
+SETTLE_S = 10.0
+HOLD_S = 60.0  # how long another process holds the DuckDB file  # a process still alive this long after its run ended is an orphan
 FAULT_RUN_TIMEOUT_S = 600.0  # a run that goes on after its fault (server killed, DB held) must end by then
 RESUME_TIMEOUT_S = 900.0
 TRIGGER_TIMEOUT_S = 300.0  # waiting for the stage to strike at
@@ -580,7 +584,7 @@ HOLDER = ("import duckdb, sys, time\n"
           "time.sleep(float(sys.argv[2]))\n")
 
 
-def hold_db(ctx: Ctx, seconds: float = 60.0) -> bool:
+def hold_db(ctx: Ctx, seconds: float = HOLD_S) -> bool:
     """Another process opens the index read-write (as a `duckdb` shell or a notebook would) for `seconds`."""
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(ctx.db), str(seconds)], env=ctx.env(None),
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -775,8 +779,12 @@ def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells:
         left = kill_procs(procs)
         if left:
             row.notes.append(f"could not kill {[p.pid for p in left]}")
-        _stop_extra(ctx)
+        _stop_extra(ctx, wait=HOLD_S + 10)  # the resume comes once the DuckDB holder has let go, as a person's would
         after_fault = read_results(ctx.results)
+        rows, why = index_rows(ctx.db)
+        drift = index_problems(after_fault, rows, keys) if rows is not None else [why]
+        if drift:  # the scorecard's column is the state after the resume; how it stood before is told here
+            row.notes.append("index after the fault (before the resume): " + "; ".join(drift))
         row.after_fault = summarize_status({c: status_of(after_fault, (c, host_id)) for c in run_cells}, roles)
         if row.after_fault != "done":
             stored = [d for c in run_cells for _, d in after_fault.get((c, host_id), [])]
@@ -821,8 +829,13 @@ def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells:
     return row
 
 
-def _stop_extra(ctx: Ctx) -> None:
+def _stop_extra(ctx: Ctx, wait: float = 0.0) -> None:
+    """End the fault's helpers: let them finish within `wait` seconds, then kill them."""
     for p in ctx.extra:
+        try:
+            p.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
         if p.poll() is None:
             p.kill()
         p.wait()
@@ -844,7 +857,8 @@ def main() -> int:
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the scorecard as JSON")
     ap.add_argument("--keep", action="store_true", help="keep artefacts and trained students (logs are always kept)")
-    ap.add_argument("--base", type=Path, help="working folder (default: a new one under the temp folder)")
+    ap.add_argument("--base", type=Path, help="working folder (default: a new one under the temp folder); a "
+                                              "folder of an earlier run gives its seed to this one")
     a = ap.parse_args()
     if a.list:
         for sc in SCENARIOS:
@@ -877,22 +891,30 @@ def main() -> int:
     print(f"matrix {MATRIX.relative_to(REPO)}: " + ", ".join(f"{r} {c}" for r, c in cells.items())
           + f"; working folder {base}", flush=True)
 
-    # the seed: the reference and the W8A8 cell, once, for real; every scenario starts from a copy
+    # the seed: the reference and the W8A8 cell, once, for real; every scenario starts from a copy. A --base
+    # that already holds a finished seed (with its artefact: --keep) is reused.
     t0 = time.monotonic()
     seed = base / "seed" / "results"
-    ctx = Ctx(dir=base / "seed", results=seed, home=settings.home, matrix=MATRIX, cells=cells,
-              host_id=caps.host_id)
-    ctx.dir.mkdir(parents=True, exist_ok=True)
-    tag = f"fault-{uuid.uuid4().hex[:12]}"
-    run = Run(ctx, [cells["ref"], cells["w8a8"]], "run-seed", tag)
-    rc = run.wait(RESUME_TIMEOUT_S)
-    kill_procs(settle(tag, since=time.monotonic()))
     snap = read_results(seed)
     states = {r: status_of(snap, (cells[r], caps.host_id)) for r in ("ref", "w8a8")}
-    print(f"seed run: rc {rc}, {states} in {time.monotonic() - t0:.0f} s", flush=True)
-    if any(s != "done" for s in states.values()):
-        print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}", file=sys.stderr)
-        return 2
+    if all(s == "done" for s in states.values()) and (seed / "work" / cells["w8a8"] / "model").is_dir():
+        print(f"seed: reusing {seed}", flush=True)
+    else:
+        shutil.rmtree(base / "seed", ignore_errors=True)
+        ctx = Ctx(dir=base / "seed", results=seed, home=settings.home, matrix=MATRIX, cells=cells,
+                  host_id=caps.host_id)
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        tag = f"fault-{uuid.uuid4().hex[:12]}"
+        run = Run(ctx, [cells["ref"], cells["w8a8"]], "run-seed", tag)
+        rc = run.wait(RESUME_TIMEOUT_S)
+        kill_procs(settle(tag, since=time.monotonic()))
+        snap = read_results(seed)
+        states = {r: status_of(snap, (cells[r], caps.host_id)) for r in ("ref", "w8a8")}
+        print(f"seed run: rc {rc}, {states} in {time.monotonic() - t0:.0f} s", flush=True)
+        if any(s != "done" for s in states.values()):
+            print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}",
+                  file=sys.stderr)
+            return 2
 
     rows = []
     for sc in chosen:
@@ -904,8 +926,6 @@ def main() -> int:
               + f" ({time.monotonic() - t:.0f} s)" + (f"; BENCH ERROR {row.error}" if row.error else ""), flush=True)
         if not a.keep:
             _tidy(base / sc.name)
-    if not a.keep:
-        shutil.rmtree(seed / "work", ignore_errors=True)
 
     print(f"\nhost {caps.host_id}: {caps.label}; vLLM {caps.vllm.package} {caps.vllm.version} ({caps.vllm.kernel_lib})")
     print(f"fault scorecard ({len(rows)} scenario(s), {time.monotonic() - t0:.0f} s; logs under {base}):\n")
