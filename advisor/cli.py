@@ -2,6 +2,7 @@
 
     advisor --vram 24 --max-drop 2% [--objective throughput] [--json] ...   recommend
     advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
+    advisor report --out DIR [--cell ID ...] [--title T] [--db DB]          Pareto PNGs, CSV, HTML page
 
 Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input (a bad value, NaN
 and infinities included: one message naming the flag, the value and the fix); 3 no results, or a results
@@ -133,10 +134,39 @@ def host_scope(requested: str | None) -> dict:
     return {"host": host["host_id"], "label": f"{host.get('label')} [{host['host_id']}] (this host)"}
 
 
+def _report(argv: list[str]) -> int:
+    """`advisor report`: the Pareto plots, summary CSV and HTML page of some cells (`harness report MATRIX`
+    plans the matrix and calls this with its cell ids: the harness runs the advisor, never imports it)."""
+    from advisor.report import write_report
+    from harness.errors import DQError
+
+    ap = argparse.ArgumentParser(prog="advisor report", description="Write Pareto PNGs, summary CSV and HTML.")
+    ap.add_argument("--out", required=True, help="folder to write into")
+    ap.add_argument("--cell", action="append", default=None, help="a cell id (repeat; default: every cell)")
+    ap.add_argument("--title", default="dqbench", help="page title")
+    ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
+    a = ap.parse_args(argv)
+    if a.db:
+        db = Path(a.db)
+    else:
+        from harness.settings import load_settings
+
+        db = load_settings().db_path
+    try:
+        page = write_report(db, a.cell, Path(a.out), a.title)
+    except DQError as exc:  # the index is missing, locked or unreadable: one message, exit 3
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(page)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "estimate":
         return _estimate(argv[1:])
+    if argv and argv[0] == "report":
+        return _report(argv[1:])
     from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop, parse_positive
     from advisor.query import NoResultsError, load_frame
     from advisor.render import render, to_json

@@ -54,11 +54,13 @@ def pareto_png(d: pd.DataFrame, x: str, label: str, lower: bool, path: Path) -> 
     plt.close(fig)
 
 
-def write_report(db_path: Path, cell_ids: list[str], out_dir: Path, title: str) -> Path:
+def write_report(db_path: Path, cell_ids: list[str] | None, out_dir: Path, title: str) -> Path:
+    """The report of `cell_ids` (None: every cell in the index); returns the HTML page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t = read_all(db_path)
     table = cells_table(t)
-    table = table[table["cell_id"].isin(cell_ids)]
+    if cell_ids is not None:
+        table = table[table["cell_id"].isin(cell_ids)]
     done = table[table["status"] == "done"].copy()
     done["drop_pct"] = done["drop"] * 100
     images = []

@@ -232,8 +232,8 @@ def _print_status(rows: list[dict], matrix: str, host: dict) -> None:
 
 def _answer(file: Path, settings) -> None:
     """What a finished run prints: the results table, the advisor's pick for a default constraint on this
-    host, and the command that opens the dashboard. The advisor runs as its own program (harness does not
-    import advisor: the advisor reads the store, never the other way round)."""
+    host, and the command that opens the dashboard. The advisor runs as its own program: it reads the
+    store, and the harness depends on it only as a command, never as a package."""
     import subprocess
 
     from harness.hw.probe import host_caps
@@ -349,18 +349,22 @@ def report(
     file: Path = typer.Argument(..., help="matrix YAML"),
     out_dir: Path = typer.Option(None, "--out", help="folder (default results/reports/MATRIX)"),
 ) -> None:
-    """Write the matrix's Pareto plots (PNG), summary CSV and a self-contained HTML page."""
-    from advisor.report import write_report
-
+    """Write the matrix's Pareto plots (PNG), summary CSV and a self-contained HTML page (by `advisor report`:
+    the advisor reads the store; the harness runs it as a command and never imports it)."""
     try:
         settings, matrix, p = _load(file)
         if not settings.db_path.is_file():
             raise DQError(f"no results database at {settings.db_path}; run `harness run {file}` first")
         target = out_dir or settings.results_dir / "reports" / matrix.name
-        page = write_report(settings.db_path, [c.cell_id for c in p.cells], target, f"dqbench: {matrix.name}")
+        args = ["report", "--out", str(target), "--title", f"dqbench: {matrix.name}", "--db", str(settings.db_path)]
+        for c in p.cells:
+            args += ["--cell", c.cell_id]
+        r = subprocess.run([sys.executable, "-m", "advisor", *args], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise DQError(f"advisor report: {(r.stderr or r.stdout).strip()[-2000:]}")
     except DQError as exc:
         _fail(exc)
-    out.print(f"report: {page} (+ PNGs and summary.csv in {target})", highlight=False)
+    out.print(f"report: {r.stdout.strip()} (+ PNGs and summary.csv in {target})", highlight=False)
 
 
 @app.command()

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from tests.conftest import REPO
+
 HEAVY = ["torch", "vllm", "lm_eval", "transformers", "llmcompressor", "datasets", "tokenizers"]
 MODULES = [
     "harness",
@@ -62,9 +64,23 @@ def test_advisor_imports_no_backend_and_no_pipeline_stage():
         "main(['estimate', '7B', '--json'])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         + repr(HEAVY)
-        + " or m.startswith(('harness.serve', 'harness.runner', 'harness.stages', 'harness.evaluate', "
+        + " or m.startswith(('harness.serve', 'harness.runner', 'harness.workers', 'harness.evaluate', "
         "'harness.measure', 'harness.compress'))]\n"
         "print(json.dumps(bad), file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+def test_harness_never_imports_the_advisor():
+    """One-way: the advisor reads the store; the harness runs the advisor as a command, never imports it."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "harness").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "advisor"]
+    assert offenders == []

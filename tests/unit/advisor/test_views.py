@@ -116,3 +116,14 @@ def test_same_cell_on_two_hosts_is_two_rows(tmp_path):
     d = cell_detail(t, cid, path, "hostB000002")
     assert d["host_id"] == "hostB000002" and len(d["perf"]) == 3
     assert (d["perf"]["host_id"] == "hostB000002").all()
+
+
+def test_advisor_report_command_writes_only_the_cells_asked_for(synth_db, tmp_path):
+    """`advisor report` is what `harness report MATRIX` runs with the matrix's cell ids."""
+    from advisor.cli import main
+
+    ids = list(read_all(synth_db)["cells"]["cell_id"])
+    assert main(["report", "--out", str(tmp_path / "r"), "--db", str(synth_db), "--cell", ids[0]]) == 0
+    summary = pd.read_csv(tmp_path / "r" / "summary.csv")
+    assert list(summary["cell_id"]) == [ids[0]]
+    assert main(["report", "--out", str(tmp_path / "x"), "--db", str(tmp_path / "none.duckdb")]) == 3
