@@ -1,7 +1,7 @@
 """dqbench harness: matrix spec -> plan -> compress -> serve -> measure -> evaluate -> store.
 
 Importing this package must stay cheap: no torch, vllm, transformers or lm_eval at import time
-(tests/unit/test_imports.py enforces it). Heavy work runs in stage subprocesses (harness/stages/).
+(tests/unit/test_imports.py enforces it). Heavy work runs in worker subprocesses (harness/workers/).
 """
 
 __version__ = "0.1.0"

@@ -41,7 +41,7 @@ def _stage(doc: dict, name: str, progress: Progress):
     progress.stage(name)
     t = time.monotonic()
     try:
-        # the stage subprocesses this stage starts (through run_stage) report their progress live
+        # the stage subprocesses this stage starts (through run_worker) report their progress live
         with progress_to(None if progress.quiet else progress.update):
             yield
     finally:

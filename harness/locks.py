@@ -16,11 +16,11 @@ unique temporary name, publish it with one rename. A waiter says once whom it wa
 entry built. `valid` decides whether an entry is trusted: a manifest written last that lists files with
 their sizes (`file_sizes`, `sizes_match`), so a manifest over missing files is rebuilt, not used.
 
-A stage subprocess outlives a parent killed with SIGKILL (it runs in its own process group): it holds a
-builder lock (`DQBENCH_BUILDER_LOCK`, taken in `harness/stages/__init__.py`) beside its temporary name, and
+A worker subprocess outlives a parent killed with SIGKILL (it runs in its own process group): it holds a
+builder lock (`DQBENCH_BUILDER_LOCK`, taken in `harness/workers/__init__.py`) beside its temporary name, and
 the next lock holder waits for that orphan to end before it removes its leftovers.
 
-No heavy imports: stages of every environment import this module.
+No heavy imports: workers of every environment import this module.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def builder_lock(tmp: Path) -> Path:
 
 
 def hold_builder_lock(path: str | Path) -> None:
-    """Take the builder lock `path` for the rest of this process (stages call this through
-    harness/stages/__init__.py when their parent named one)."""
+    """Take the builder lock `path` for the rest of this process (workers call this through
+    harness/workers/__init__.py when their parent named one)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -295,7 +295,7 @@ def wait_reporter(log: Path | None = None) -> Callable[[str], None]:
         if sink is not None:
             sink(rec)
         elif os.environ.get(proc.PROGRESS_ENV):
-            proc.StageProgress(msg).update("", force=True)
+            proc.WorkerProgress(msg).update("", force=True)
             print(line, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)

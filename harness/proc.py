@@ -3,8 +3,8 @@
 Stages talk to the parent only through files written atomically (tmp + rename) and a log file: a
 chatty child on a pipe can block, and a half-written JSON must never be read as a result.
 
-Live progress goes the same way: a stage appends JSON lines (`StageProgress`) to the file named in
-DQBENCH_PROGRESS_FILE, and `run_stage` tails it in a thread and hands each record to a callback (the one
+Live progress goes the same way: a stage appends JSON lines (`WorkerProgress`) to the file named in
+DQBENCH_PROGRESS_FILE, and `run_worker` tails it in a thread and hands each record to a callback (the one
 passed in, or the one `progress_to` installed around the cell's stage). Only a complete line is read, a
 broken one is skipped: progress is best-effort and never fails a stage. No heavy imports here: stages of
 every environment import this module.
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -50,13 +50,55 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def stage_config() -> dict:
-    """A stage's input: `python -m harness.stages.X --config FILE.json`."""
+REQUIRED = object()  # a worker flag without a default
+
+
+def worker_config(flags: Mapping[str, object] | None = None, argv: Sequence[str] | None = None) -> dict:
+    """A worker's input: `python -m harness.workers.X --config FILE.json [--out PATH]`, as one dict. `--out`,
+    when given, becomes `cfg["out"]`. `flags` (name -> default, `REQUIRED` for none) declares the plain
+    command-line flags of the workers that take them instead of a file (`--olmo-wheel W` -> `cfg["olmo_wheel"]`);
+    a worker with flags needs no `--config`."""
     import argparse
 
+    flags = dict(flags or {})
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    return json.loads(Path(ap.parse_args().config).read_text())
+    ap.add_argument("--config", required=not flags)
+    ap.add_argument("--out")
+    for name, default in flags.items():
+        ap.add_argument(f"--{name}", required=default is REQUIRED, default=None if default is REQUIRED else default)
+    a = ap.parse_args(argv)
+    cfg: dict = json.loads(Path(a.config).read_text()) if a.config else {}
+    if a.out is not None:
+        cfg["out"] = a.out
+    for name in flags:
+        cfg[name.replace("-", "_")] = getattr(a, name.replace("-", "_"))
+    return cfg
+
+
+def worker_main(
+    run: Callable[[dict], object],
+    *,
+    result: str | None = None,
+    flags: Mapping[str, object] | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    """The one entry point of every worker (`harness/workers/*.py`): read the input (`worker_config`), log to
+    the log file the parent gave (stderr, timestamped; stdout line-buffered so the log reads in order), run
+    `run(cfg)`, and write what it returns as JSON, atomically, to the path in `cfg[result]` (a half-written
+    result is never read as one). Progress is reported through `WorkerProgress`, which finds its file in
+    DQBENCH_PROGRESS_FILE by itself."""
+    import logging
+
+    cfg = worker_config(flags, argv)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = run(cfg)
+    if result is not None:
+        if out is None:
+            raise RuntimeError(f"the worker returned no result for {result}={cfg.get(result)!r}")
+        write_json_atomic(Path(cfg[result]), out)
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -85,7 +127,7 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # Stages import `harness` from this checkout whatever interpreter runs them.
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -103,8 +145,8 @@ _SINK: ContextVar[ProgressCallback | None] = ContextVar("dqbench_progress_sink",
 
 @contextmanager
 def progress_to(callback: ProgressCallback | None) -> Iterator[None]:
-    """Every `run_stage` inside this block (same thread) forwards its stage's progress records to `callback`:
-    plugins call run_stage without knowing about the display."""
+    """Every `run_worker` inside this block (same thread) forwards its stage's progress records to `callback`:
+    plugins call run_worker without knowing about the display."""
     token = _SINK.set(callback)
     try:
         yield
@@ -113,11 +155,11 @@ def progress_to(callback: ProgressCallback | None) -> Iterator[None]:
 
 
 def progress_sink() -> ProgressCallback | None:
-    """The callback `progress_to` installed for this thread, if any (for messages outside run_stage)."""
+    """The callback `progress_to` installed for this thread, if any (for messages outside run_worker)."""
     return _SINK.get()
 
 
-class StageProgress:
+class WorkerProgress:
     """Child side: `update(done, total, loss=...)` appends `{"what", "unit", "done", "total", "t", ...}` to
     $DQBENCH_PROGRESS_FILE, at most one line per `every` seconds (the first, a changed total and `force`
     always). With no file named, or `callback` given (in-process use), it writes nothing to disk."""
@@ -210,7 +252,7 @@ class _ProgressTail(threading.Thread):
 
 
 # Deadlines over the stages started in a block (same thread): the cell's (`limits.cell_deadline_s`) and a
-# stage's own (`limits.evaluate_timeout_s` ...) nest; every run_stage timeout is cut to the nearest one.
+# stage's own (`limits.evaluate_timeout_s` ...) nest; every run_worker timeout is cut to the nearest one.
 _DEADLINE: ContextVar[tuple[float, str] | None] = ContextVar("dqbench_deadline", default=None)
 
 
@@ -274,7 +316,7 @@ def spawn(cmd: list[str], *, log: object, env: dict[str, str], grace: float = 8.
     )
 
 
-def run_stage(
+def run_worker(
     module: str,
     args: list[str],
     log_path: Path,
@@ -299,7 +341,7 @@ def run_stage(
         watcher.start()
     try:
         with open(log_path, "ab") as log:
-            proc = spawn([settings.python, "-m", module, *args], log=log, env=stage_env(extra))
+            proc = spawn([settings.python, "-m", module, *args], log=log, env=child_env(extra))
             timeout = deadline_timeout(timeout)
             try:
                 rc = proc.wait(timeout=timeout)

@@ -3,8 +3,8 @@
 Rich renders it on a terminal; on a pipe or in CI it degrades to plain timestamped lines (a stage's live
 progress then prints one line every `every` seconds instead of redrawing). Quiet prints nothing.
 
-Inside a long stage the live line shows what the stage reports through harness/proc.py (`StageProgress`
-in the child, `progress_to`/`run_stage` in the parent): done/total, a rate over the last minute and the
+Inside a long stage the live line shows what the stage reports through harness/proc.py (`WorkerProgress`
+in the child, `progress_to`/`run_worker` in the parent): done/total, a rate over the last minute and the
 ETA it implies, and the figures the stage adds (training loss). The matrix bar shows elapsed time and an
 ETA from the cells' estimates where the runner passes them, else from the finished cells' wall times.
 Pure arithmetic (`RateMeter`, `eta_s`, `matrix_eta`, `fmt_duration`) is kept apart from the display.
@@ -20,6 +20,7 @@ from collections import deque
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
+from rich.progress import TaskID
 
 STAGES = ("prepare", "compress", "serve", "measure", "evaluate", "stop")
 
@@ -82,9 +83,10 @@ def matrix_eta(
     ests = list(estimates or [])[:remaining]
     ests += [None] * (remaining - len(ests))
     per = [e if e is not None else mean for e in ests]
-    if any(p is None for p in per):
+    known = [p for p in per if p is not None]
+    if len(known) < len(per):
         return None
-    return max(0.0, per[0] - current_elapsed) + sum(per[1:])
+    return max(0.0, known[0] - current_elapsed) + sum(known[1:])
 
 
 class LiveLine:
@@ -135,9 +137,10 @@ class Progress:
         self.quiet = quiet
         self.every = every  # seconds between two plain lines of a stage's progress (no terminal)
         self._rich: RichProgress | None = None
-        self._matrix = self._cell = self._live_task = None
+        # the rich task ids: meaningful only while self._rich is set (a terminal and a running matrix)
+        self._matrix = self._cell = self._live_task = TaskID(0)
         self._t0 = time.monotonic()
-        self._lock = threading.Lock()  # stage progress arrives from run_stage's tail thread
+        self._lock = threading.Lock()  # stage progress arrives from run_worker's tail thread
         self._live = LiveLine()
         self._live_printed = float("-inf")
         self._live_finished: tuple | None = None
@@ -185,7 +188,7 @@ class Progress:
     def matrix_eta(self) -> float | None:
         remaining = self._n - len(self._walls)
         running = self._cell_t0 is not None
-        elapsed = time.monotonic() - self._cell_t0 if running else 0.0
+        elapsed = time.monotonic() - self._cell_t0 if self._cell_t0 is not None else 0.0
         ests = [self._estimates.get(c) for c in self._pending] if self._estimates else None
         if ests is not None and len(ests) < remaining:
             ests += [None] * (remaining - len(ests))
@@ -217,7 +220,7 @@ class Progress:
 
     def update(self, rec: dict) -> None:
         """A stage's progress record (harness/proc.py): redraw the live line, or on a pipe print it every
-        `every` seconds (and when the stage reaches its total). Called from run_stage's tail thread."""
+        `every` seconds (and when the stage reaches its total). Called from run_worker's tail thread."""
         if self.quiet:
             return
         with self._lock:
@@ -249,7 +252,7 @@ class Progress:
             self._live = LiveLine()
             self._live_printed = float("-inf")
             self._live_finished = None
-            if self._rich and self._live_task is not None:
+            if self._rich:
                 self._rich.update(self._live_task, visible=False, description="", total=None, completed=0)
 
     def level(self, lv) -> None:

@@ -112,7 +112,7 @@ def build_artefact(
     """Make the artefact `final` (a folder or a file in a work folder) and its `record` JSON unless both are
     there as their manifest says; True when this call built them. `run(out, record, env)` runs the stage
     that writes the artefact at `out` and the record at `record` (both temporary names), passing `env` to
-    run_stage (the builder lock). A second process waits on the artefact's lock and then reuses it."""
+    run_worker (the builder lock). A second process waits on the artefact's lock and then reuses it."""
     manifest = artefact_manifest(final)
 
     def build(tmp: Path) -> Callable[[], None]:

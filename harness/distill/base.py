@@ -28,7 +28,7 @@ from harness.locks import (
     read_json,
     wait_reporter,
 )
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
@@ -70,7 +70,7 @@ class Distiller:
     trains: ClassVar[bool] = True
     needs_generations: ClassVar[bool] = False  # the teacher must answer a prompt set first (served by vLLM)
     same_vocab: ClassVar[bool] = True  # compares teacher and student logits token by token
-    stage_module: ClassVar[str] = "harness.stages.distill"
+    worker_module: ClassVar[str] = "harness.workers.distill"
 
     def __init__(self, spec) -> None:
         self.spec = spec
@@ -158,8 +158,8 @@ class Distiller:
             }
             write_json_atomic(tmp / "config.json", cfg)
             env = {"TRL_EXPERIMENTAL_SILENCE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))}
-            run_stage(
-                self.stage_module,
+            run_worker(
+                self.worker_module,
                 ["--config", str(tmp / "config.json")],
                 log,
                 settings.with_python(settings.compress_python),

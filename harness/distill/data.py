@@ -23,7 +23,7 @@ HELDOUT_FROM = 2500  # first LAMBADA document the training corpus may use
 
 class TrainData(PreparedData):
     version = VERSION
-    stage_module = "harness.stages.prepare_train_data"
+    worker_module = "harness.workers.prepare_train_data"
     stage_args = ("--lambada-from", str(HELDOUT_FROM))
 
     def manifest_extra(self, folder: Path) -> dict:

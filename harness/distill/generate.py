@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.errors import StageError
 from harness.locks import build_once, wait_reporter
-from harness.proc import ProgressCallback, StageProgress
+from harness.proc import ProgressCallback, WorkerProgress
 
 
 def _ask(
@@ -124,7 +124,7 @@ def _ask_all(
     timeout: float,
     on_progress: ProgressCallback | None,
 ) -> list[dict]:
-    report = StageProgress("teacher answers", "prompts", total=len(prompts), every=1.0, callback=on_progress)
+    report = WorkerProgress("teacher answers", "prompts", total=len(prompts), every=1.0, callback=on_progress)
     answered, lock = {"n": 0, "tokens": 0}, threading.Lock()
 
     def ask(p: str) -> dict:

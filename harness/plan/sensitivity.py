@@ -1,7 +1,7 @@
 """The mixed-precision planning helper: which layers a quantization method hurts most.
 
 `scan` measures, for each decoder layer alone, what rounding it to the method's grid does to the
-model's next-token distribution (harness.stages.sensitivity: exact KL against the unquantized model on
+model's next-token distribution (harness.workers.sensitivity: exact KL against the unquantized model on
 fixed pydoc windows), stores the result (results/sensitivity/<id>.json, and the DuckDB table
 `sensitivity`), and suggests an `ignore:` list that keeps the most sensitive layers in bf16 -- the
 override a mixed-precision method entry then carries. Planning only: nothing here changes a cell.
@@ -14,7 +14,7 @@ import json
 
 from harness.errors import PlanError
 from harness.models.sources import source_for
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 from harness.registry import compressors
 from harness.settings import Settings
 from harness.spec.models import BITS, Matrix
@@ -74,8 +74,8 @@ def scan(
         raw = folder / f"{scan_id}.raw.json"
         cfg_path = folder / f"{scan_id}.in.json"
         write_json_atomic(cfg_path, {**cfg, "out": str(raw)})
-        run_stage(
-            "harness.stages.sensitivity",
+        run_worker(
+            "harness.workers.sensitivity",
             ["--config", str(cfg_path)],
             log,
             settings,

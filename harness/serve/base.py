@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import StageError
 from harness.guard import descendants
-from harness.proc import kill_group, spawn, stage_env, tail
+from harness.proc import kill_group, spawn, child_env, tail
 
 HOST = "127.0.0.1"
 
@@ -259,7 +259,7 @@ def launch(
     t0 = time.monotonic()
     # the guard runs `cmd` and stays: a runner killed outright leaves no server behind, and nothing the
     # server spawned (vLLM's EngineCore) either. Its grace stays inside ServerHandle.stop's.
-    proc = spawn(cmd, log=log, env=stage_env(env), grace=12.0)
+    proc = spawn(cmd, log=log, env=child_env(env), grace=12.0)
     log.close()  # the child holds its own descriptor
     handle = ServerHandle(
         engine=engine,

@@ -18,7 +18,7 @@ import pytest
 
 from harness.errors import StageError
 from harness.locks import LockTimeout, file_lock
-from harness.proc import deadline, kill_group, run_stage, spawn, stage_env
+from harness.proc import deadline, kill_group, run_worker, spawn, child_env
 from harness.settings import load_settings
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the guard's subreaper and /proc walk are Linux")
@@ -61,7 +61,7 @@ def _engine_like(pids: Path) -> list[str]:
 def test_leftovers_die_when_the_command_exits(tmp_path):
     pids = tmp_path / "pids"
     proc = spawn(
-        ["sh", "-c", f"setsid sleep 300 & echo $! > {pids}; exit 3"], log=subprocess.DEVNULL, env=stage_env(), grace=1.0
+        ["sh", "-c", f"setsid sleep 300 & echo $! > {pids}; exit 3"], log=subprocess.DEVNULL, env=child_env(), grace=1.0
     )
     assert proc.wait(timeout=20) == 3  # the command's status, not the guard's
     (left,) = _read_pids(pids, 1)
@@ -69,7 +69,7 @@ def test_leftovers_die_when_the_command_exits(tmp_path):
 
 
 def test_a_signal_death_reads_as_a_shell_reports_it():
-    proc = spawn(["sh", "-c", "kill -9 $$"], log=subprocess.DEVNULL, env=stage_env(), grace=1.0)
+    proc = spawn(["sh", "-c", "kill -9 $$"], log=subprocess.DEVNULL, env=child_env(), grace=1.0)
     assert proc.wait(timeout=20) == 137
 
 
@@ -78,11 +78,11 @@ def test_parent_killed_outright_takes_the_whole_tree(tmp_path):
     grandchildren, including the one in its own session and the one ignoring SIGTERM."""
     pids = tmp_path / "pids"
     code = (
-        "import subprocess, time\nfrom harness.proc import spawn, stage_env\n"
-        f"p = spawn({_engine_like(pids)!r}, log=subprocess.DEVNULL, env=stage_env(), grace=1.0)\n"
+        "import subprocess, time\nfrom harness.proc import spawn, child_env\n"
+        f"p = spawn({_engine_like(pids)!r}, log=subprocess.DEVNULL, env=child_env(), grace=1.0)\n"
         "print(p.pid, flush=True)\ntime.sleep(300)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=stage_env())
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=child_env())
     guard = int(parent.stdout.readline())
     tree = _read_pids(pids, 2)
     assert all(_alive(p) for p in [guard, *tree])
@@ -93,7 +93,7 @@ def test_parent_killed_outright_takes_the_whole_tree(tmp_path):
 
 def test_kill_group_reaches_a_grandchild_in_its_own_session(tmp_path):
     pids = tmp_path / "pids"
-    proc = spawn(_engine_like(pids), log=subprocess.DEVNULL, env=stage_env(), grace=1.0)
+    proc = spawn(_engine_like(pids), log=subprocess.DEVNULL, env=child_env(), grace=1.0)
     tree = _read_pids(pids, 2)
     t = time.monotonic()
     kill_group(proc, grace=5.0)
@@ -108,12 +108,12 @@ def test_a_cell_lock_outlives_a_killed_parent_until_its_processes_are_gone(tmp_p
     slow_exit = ["sh", "-c", f"trap 'sleep 2; exit 0' TERM; echo $$ > {pids}; while :; do sleep 0.1; done"]
     code = (
         "import subprocess, time\nfrom pathlib import Path\nfrom harness.locks import file_lock\n"
-        "from harness.proc import children_hold, spawn, stage_env\n"
+        "from harness.proc import children_hold, spawn, child_env\n"
         f"with file_lock(Path({str(lock)!r}), what='cell') as fd, children_hold(fd):\n"
-        f"    spawn({slow_exit!r}, log=subprocess.DEVNULL, env=stage_env(), grace=5.0)\n"
+        f"    spawn({slow_exit!r}, log=subprocess.DEVNULL, env=child_env(), grace=5.0)\n"
         "    print('up', flush=True)\n    time.sleep(300)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=stage_env())
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=child_env())
     assert parent.stdout.readline().strip() == "up"
     (cmd,) = _read_pids(pids, 1)
     parent.kill()
@@ -124,15 +124,15 @@ def test_a_cell_lock_outlives_a_killed_parent_until_its_processes_are_gone(tmp_p
         assert not _alive(cmd)
 
 
-def test_run_stage_reaps_what_a_stage_left_behind(tmp_path):
+def test_run_worker_reaps_what_a_stage_left_behind(tmp_path):
     pids = tmp_path / "pids"
     mod = tmp_path / "leaky_stage.py"
     mod.write_text(
         f"import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
         f"open({str(pids)!r}, 'w').write(str(p.pid))\n"
     )
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{stage_env()['PYTHONPATH']}"}
-    run_stage("leaky_stage", [], tmp_path / "s.log", load_settings(), stage="compress", env=env)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{child_env()['PYTHONPATH']}"}
+    run_worker("leaky_stage", [], tmp_path / "s.log", load_settings(), stage="compress", env=env)
     (left,) = _read_pids(pids, 1)
     assert _wait_dead([left], 5) == []  # reaped by the stage's guard, not re-parented to init
 
@@ -140,10 +140,10 @@ def test_run_stage_reaps_what_a_stage_left_behind(tmp_path):
 def test_a_deadline_cuts_a_stage_short_and_says_which_limit(tmp_path):
     mod = tmp_path / "slow_stage.py"
     mod.write_text("import time\ntime.sleep(60)\n")
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{stage_env()['PYTHONPATH']}"}
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{child_env()['PYTHONPATH']}"}
     t = time.monotonic()
     with deadline(2.0, "limits.evaluate_timeout_s"), pytest.raises(StageError, match="evaluate_timeout_s"):
-        run_stage("slow_stage", [], tmp_path / "s.log", load_settings(), stage="evaluate", timeout=3600, env=env)
+        run_worker("slow_stage", [], tmp_path / "s.log", load_settings(), stage="evaluate", timeout=3600, env=env)
     assert time.monotonic() - t < 20
 
 
@@ -151,7 +151,7 @@ def test_a_guard_whose_parent_is_already_gone_starts_nothing(tmp_path):
     marker = tmp_path / "ran"
     out = subprocess.run(
         [sys.executable, "-m", "harness.guard", "1", "--", "touch", str(marker)],
-        env=stage_env(),
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=20,
@@ -161,7 +161,7 @@ def test_a_guard_whose_parent_is_already_gone_starts_nothing(tmp_path):
 
 def test_sigterm_to_the_group_reaches_a_deaf_grandchild(tmp_path):
     pids = tmp_path / "pids"
-    proc = spawn(_engine_like(pids), log=subprocess.DEVNULL, env=stage_env(), grace=1.0)
+    proc = spawn(_engine_like(pids), log=subprocess.DEVNULL, env=child_env(), grace=1.0)
     tree = _read_pids(pids, 2)
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM

@@ -101,7 +101,7 @@ def test_matrix_eta_uses_the_estimates_the_runner_passes():
     assert p.matrix_eta() == pytest.approx(300.0)
 
 
-def test_stage_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
+def test_worker_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
     buf = io.StringIO()
     p = Progress(console=Console(file=buf, width=200, force_terminal=False), every=3600)
     for d in range(11):

@@ -1,5 +1,5 @@
 """The student cache (harness/distill/base.py) with real processes and a slow fake training stage
-(tests/fakes/slow_distill_stage.py): two cells wanting one student train it once and both get it whole;
+(tests/fakes/slow_distill_worker.py): two cells wanting one student train it once and both get it whole;
 a trainer whose orchestrator is SIGKILLed leaves a partial the next build removes; a student whose files
 do not match its `.complete` is trained again, and a `.complete` from before sizes were recorded is
 still trusted when the checkpoint and record are there."""
@@ -45,7 +45,7 @@ class FakeData:
 
 
 class Slow(LogitKD):
-    stage_module = "tests.fakes.slow_distill_stage"
+    worker_module = "tests.fakes.slow_distill_worker"
 
 
 def distiller() -> Slow:

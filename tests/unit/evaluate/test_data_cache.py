@@ -1,5 +1,5 @@
 """The prepared-data cache under concurrency, with real processes and a slow fake preparation stage
-(tests/fakes/slow_data_stage.py): two cells preparing at once build it once and both get a complete folder
+(tests/fakes/slow_data_worker.py): two cells preparing at once build it once and both get a complete folder
 (never a manifest over an empty one); a preparation whose orchestrator is SIGKILLed leaves a partial that
 the next one removes; a manifest whose files are missing or truncated is prepared again."""
 
@@ -30,7 +30,7 @@ from harness.evaluate.data import TaskData
 from harness.settings import load_settings
 
 class Slow(TaskData):
-    stage_module = "tests.fakes.slow_data_stage"
+    worker_module = "tests.fakes.slow_data_worker"
 
 td = Slow(load_settings())
 print("start", flush=True)
@@ -41,7 +41,7 @@ print(json.dumps({"ready": td.ready(), "files": files, "manifest": json.loads(td
 
 
 class Slow(TaskData):
-    stage_module = "tests.fakes.slow_data_stage"
+    worker_module = "tests.fakes.slow_data_worker"
 
 
 @pytest.fixture

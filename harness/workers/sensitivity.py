@@ -1,4 +1,4 @@
-"""Stage: per-layer quantization sensitivity (the mixed-precision planning helper's measurement).
+"""Worker: per-layer quantization sensitivity (the mixed-precision planning helper's measurement).
 
 For each decoder layer alone, round its linear weights to the method's grid (round-to-nearest, the
 same per-group or per-channel scales compressed-tensors computes: symmetric absmax / ((2^b - 1) / 2),
@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from harness.locks import unique_tmp
-from harness.proc import stage_config
+from harness.proc import worker_main
 
 
 def fake_quant(w: torch.Tensor, bits: int, group_size, symmetric: bool) -> torch.Tensor:
@@ -66,8 +64,7 @@ def compare(model, windows: torch.Tensor, ref: list[torch.Tensor]) -> dict:
     }
 
 
-def main() -> None:
-    cfg = stage_config()
+def work(cfg: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     from harness.measure.prompts import token_prompts
@@ -102,10 +99,8 @@ def main() -> None:
         "wall_s": round(time.monotonic() - t0, 1),
         "measure": "round-to-nearest per layer; exact full-vocabulary KL(ref || layer-quantized)",
     }
-    tmp = unique_tmp(Path(cfg["out"]))  # two scans of one id may run at once: never one shared tmp name
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(cfg["out"])
+    return result  # written atomically under a unique temporary name: two scans of one id may run at once
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="out")

@@ -1,4 +1,4 @@
-"""Stage: checkpoint -> GGUF (convert_hf_to_gguf.py, bf16) -> optional importance matrix (llama-imatrix on
+"""Worker: checkpoint -> GGUF (convert_hf_to_gguf.py, bf16) -> optional importance matrix (llama-imatrix on
 the calibration windows) -> llama-quantize TYPE. Runs in the main env (torch + transformers for the
 converter) with the llama.cpp tools the set-up built.
 
@@ -14,7 +14,6 @@ second cell waits and reuses it (harness/locks.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -24,6 +23,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from harness.proc import worker_main
 
 
 def run(cmd: list[str], cwd: str | None = None) -> str:
@@ -81,13 +82,9 @@ def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
     path.write_text("\n\n".join(tok.decode(w) for w in windows))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    cfg = json.loads(Path(ap.parse_args().config).read_text())
+def work(cfg: dict) -> dict:
 
     from harness.locks import build_once, wait_reporter
-    from harness.proc import write_json_atomic
 
     tools, work, out = Path(cfg["tools"]), Path(cfg["workdir"]), Path(cfg["out"])
     src_dir, bin_dir = tools / "src", tools / "build" / "bin"
@@ -191,9 +188,9 @@ def main() -> None:
         / 2**20,
         "versions": {"llama.cpp": (tools / "VERSION").read_text().strip() if (tools / "VERSION").is_file() else None},
     }
-    write_json_atomic(Path(cfg["record"]), record)
     print(json.dumps(record))
+    return record
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="record")

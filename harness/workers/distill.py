@@ -1,4 +1,4 @@
-"""Stage: derive a student from its teacher and train it (runs in the training environment: torch, TRL).
+"""Worker: derive a student from its teacher and train it (runs in the training environment: torch, TRL).
 
 Input: a JSON config written by harness/distill/base.py (kind, the student spec, teacher folder, corpus,
 teacher generations, output paths). Output: the student checkpoint (bf16 safetensors + the teacher's
@@ -6,7 +6,7 @@ tokenizer) and a record JSON: loss curve, tokens seen, wall time, peak RSS, hype
 stopped training, and held-out cross-entropy / KL to the teacher before and after.
 
 `untrained` and `logit_kd` run here (a plain loop: the loss is ours, harness/distill/loss.py);
-`sft` and `gkd` run TRL's trainers (harness/stages/distill_trl.py).
+`sft` and `gkd` run TRL's trainers (harness/workers/distill_trl.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from harness.distill.features import LayerTap, feature_loss, layer_map
 from harness.distill.loss import kd_loss, kl_full, teacher_topk
 from harness.models.arch import pruned_layers
-from harness.proc import StageProgress, stage_config
+from harness.proc import WorkerProgress, worker_main
 
 HELDOUT_WINDOWS = 8  # windows at the end of the token stream, never trained on
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -181,7 +181,7 @@ def teacher_cache(cfg: dict, teacher, data: torch.Tensor, k: int, temperature: f
 
     def build(tmp: Path) -> None:
         parts = []
-        report = StageProgress("teacher top-k logits", "windows", total=len(data))
+        report = WorkerProgress("teacher top-k logits", "windows", total=len(data))
         with torch.no_grad():
             for i in range(0, len(data), 4):
                 with autocast():
@@ -231,7 +231,7 @@ def train_logit_kd(
     torch.manual_seed(spec["seed"])
     before = heldout(student, teacher, held, T)
     curve, tokens, step, stopped_by = [], 0, 0, "data"
-    report = StageProgress(what, "steps", total=total)
+    report = WorkerProgress(what, "steps", total=total)
     t0 = time.monotonic()
     student.train()
     while True:
@@ -365,8 +365,7 @@ def save_student(model, tokenizer_dir: str, out: Path, manifest: dict) -> None:
     (out / "dqbench-manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def main() -> None:
-    cfg = stage_config()
+def work(cfg: dict) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     spec, kind = cfg["spec"], cfg["kind"]
     t0 = time.monotonic()
@@ -393,7 +392,7 @@ def main() -> None:
         if kind == "logit_kd":
             record.update(train_logit_kd(cfg, student, teacher, train, held))
         else:
-            from harness.stages.distill_trl import train_trl
+            from harness.workers.distill_trl import train_trl
 
             record.update(train_trl(cfg, student, teacher, tokenizer, held, heldout))
     record["wall_s"] = round(time.monotonic() - t0, 2)
@@ -404,8 +403,8 @@ def main() -> None:
         Path(cfg["out"]),
         {"dqbench_student": cfg["student_key"], "kind": kind, "origin": origin, "teacher": cfg["teacher_fingerprint"]},
     )
-    Path(cfg["record"]).write_text(json.dumps(record, indent=1))
+    return record
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="record")

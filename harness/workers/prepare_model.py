@@ -1,4 +1,4 @@
-"""Stage: dequantize a GGUF checkpoint to a bf16 safetensors folder with transformers (offline).
+"""Worker: dequantize a GGUF checkpoint to a bf16 safetensors folder with transformers (offline).
 
 transformers' GGUF loader dequantizes on load but leaves a `quantization_config` on the config that
 would make save_pretrained write something vLLM reads as quantized; we rebuild a plain model from the
@@ -7,22 +7,18 @@ config and load the dequantized state dict into it.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from harness.proc import REQUIRED, worker_main
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--dtype", default="bfloat16")
-    a = ap.parse_args()
+
+def work(cfg: dict) -> None:
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = Path(a.gguf)
-    dtype = getattr(torch, a.dtype)
+    gguf = Path(cfg["gguf"])
+    dtype = getattr(torch, cfg["dtype"])
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = loaded.config
@@ -37,7 +33,7 @@ def main() -> None:
         raise SystemExit(f"state dict mismatch after dequantization: {bad[:10]}")
     model = model.to(dtype)
     model.tie_weights()
-    out = Path(a.out)
+    out = Path(cfg["out"])
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     # sanity: the greedy continuation of a fixed prompt, stored for the manifest reader
@@ -49,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, flags={"gguf": REQUIRED, "dtype": "bfloat16"})

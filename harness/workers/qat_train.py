@@ -1,4 +1,4 @@
-"""Stage: quantization-aware training with torchao (training environment), see harness/compress/qat.py.
+"""Worker: quantization-aware training with torchao (training environment), see harness/compress/qat.py.
 
 Output: a float checkpoint whose decoder linears were trained under the int4 fake quantizer (torchao's
 convert step has removed the quantizers), and a record: the loss curve, tokens, time, peak RSS, held-out
@@ -7,7 +7,6 @@ CE / KL to the full-precision model before and after, and the fake-quantizer con
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from harness.proc import stage_config
-from harness.stages.distill import load_model, peak_rss_gib, save_student, token_stream, train_logit_kd, windows
+from harness.proc import worker_main
+from harness.workers.distill import load_model, peak_rss_gib, save_student, token_stream, train_logit_kd, windows
 
 
 def ignored(fqn: str, patterns: list[str]) -> bool:
@@ -31,8 +30,7 @@ def ignored(fqn: str, patterns: list[str]) -> bool:
     return False
 
 
-def main() -> None:
-    cfg = stage_config()
+def work(cfg: dict) -> dict:
     from torchao.quantization import quantize_
     from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
     from transformers import AutoTokenizer
@@ -79,8 +77,8 @@ def main() -> None:
     record["peak_rss_gib"] = round(peak_rss_gib(), 3)
     record["versions"] = {p: metadata.version(p) for p in ("torch", "torchao", "transformers")}
     save_student(model, cfg["source"], Path(cfg["out"]), {"dqbench_qat": True, "source": cfg["source"]})
-    Path(cfg["record"]).write_text(json.dumps(record, indent=1))
+    return record
 
 
 if __name__ == "__main__":
-    main()
+    worker_main(work, result="record")

@@ -1,4 +1,4 @@
-"""A stand-in for harness.stages.prepare_data / prepare_train_data in cache tests: writes the task files
+"""A stand-in for harness.workers.prepare_data / prepare_train_data in cache tests: writes the task files
 slowly, so two preparations overlap, and journals each run (DQ_TEST_JOURNAL) so a test counts builds.
 DQ_TEST_PAUSE sets the pause (seconds) between the first file and the rest."""
 
