@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evaluate.data import TaskData, known_tasks
-from harness.proc import run_stage, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 
@@ -49,8 +49,8 @@ class LMEvalEvaluator:
         write_json_atomic(cfg_path, cfg)
         out_path.unlink(missing_ok=True)
         env = {**({"HF_HUB_OFFLINE": "1"} if self.settings.offline else {}), **scoring.get("env", {})}
-        run_stage(
-            "harness.stages.evaluate",
+        run_worker(
+            "harness.workers.evaluate",
             ["--config", str(cfg_path), "--out", str(out_path)],
             log,
             self.settings,
