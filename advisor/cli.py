@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return _estimate(argv[1:])
     if argv and argv[0] == "report":
         return _report(argv[1:])
-    from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop, parse_positive
+    from advisor.constraints import AdvisorInputError, Constraints, parse_count, parse_max_drop, parse_positive
     from advisor.query import NoResultsError, load_frame
     from advisor.render import render, to_json
     from advisor.select import recommend
@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
             task=a.task,
             metric=a.metric,
-            context_len=int(parse_positive("--context-len", a.context_len, True)),
-            concurrency=int(parse_positive("--concurrency", a.concurrency, True)),
+            context_len=parse_count("--context-len", a.context_len),
+            concurrency=parse_count("--concurrency", a.concurrency),
             min_tok_s=parse_positive("--min-tok-s", a.min_tok_s),
             max_ttft_ms=parse_positive("--max-ttft-ms", a.max_ttft_ms),
             ttft_stat=a.ttft_stat,
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             model=a.model,
             conservative=a.conservative,
             device=a.device,
-            top=int(parse_positive("--top", a.top, True)),
+            top=parse_count("--top", a.top),
         )
     except AdvisorInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,9 +44,17 @@ def parse_max_drop(text: str) -> MaxDrop:
     return MaxDrop(v, False)
 
 
-def parse_positive(flag: str, text: str | float | None, integer: bool = False) -> float | None:
-    if text is None:
-        return None
+def parse_count(flag: str, text: str | int) -> int:
+    """A whole number > 0 that has a default (never None): --top, --concurrency, --context-len."""
+    return int(_positive(flag, text, integer=True))
+
+
+def parse_positive(flag: str, text: str | float | None) -> float | None:
+    """A finite number > 0, or None when the flag was not given."""
+    return None if text is None else _positive(flag, text, integer=False)
+
+
+def _positive(flag: str, text: str | float, integer: bool) -> float:
     try:
         v = int(text) if integer else float(text)
     except (TypeError, ValueError):

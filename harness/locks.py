@@ -295,7 +295,7 @@ def wait_reporter(log: Path | None = None) -> Callable[[str], None]:
         if sink is not None:
             sink(rec)
         elif os.environ.get(proc.PROGRESS_ENV):
-            proc.WorkerProgress(msg).update("", force=True)
+            proc.WorkerProgress(msg).update(0, force=True)
             print(line, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)

@@ -18,9 +18,8 @@ import time
 from collections import deque
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
-from rich.progress import TaskID
 
 STAGES = ("prepare", "compress", "serve", "measure", "evaluate", "stop")
 
@@ -187,7 +186,6 @@ class Progress:
 
     def matrix_eta(self) -> float | None:
         remaining = self._n - len(self._walls)
-        running = self._cell_t0 is not None
         elapsed = time.monotonic() - self._cell_t0 if self._cell_t0 is not None else 0.0
         ests = [self._estimates.get(c) for c in self._pending] if self._estimates else None
         if ests is not None and len(ests) < remaining:

@@ -12,6 +12,8 @@ Decoding is memory-bound, so generation at 2 N per token is optimistic; the esti
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def run_flops(
     kind: str,
@@ -74,7 +76,7 @@ def estimate(
             "usd": h * cost.usd_per_gpu_hour,
         }
 
-    out = {
+    out: dict[str, Any] = {
         "formula": __doc__.split("Formula", 1)[1].strip(),
         "assumptions": cost.model_dump() if hasattr(cost, "model_dump") else dict(cost),
         "this_run": one(n_teacher, n_student, tokens),

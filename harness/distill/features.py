@@ -11,7 +11,7 @@ def layer_map(
     """Student layer -> teacher layer. Explicit map, else a pruned student's origin layers, else spread."""
     if spec_map:
         return {int(k): int(v) for k, v in spec_map.items()}
-    if student_kind == "prune":
+    if student_kind == "prune" and keep_every is not None:
         from harness.models.arch import pruned_layers
 
         return dict(enumerate(pruned_layers(teacher_layers, keep_every)))

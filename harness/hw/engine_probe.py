@@ -24,10 +24,13 @@ from importlib import metadata
 from pathlib import Path
 
 # kept in step with harness.hw.caps.VLLM_OPS (imported from there when this checkout is importable)
+VLLM_OPS: tuple[str, ...] = ()
 try:
-    from harness.hw.caps import VLLM_OPS
+    from harness.hw import caps
+
+    VLLM_OPS = tuple(caps.VLLM_OPS)
 except ImportError:  # pragma: no cover
-    VLLM_OPS = ()
+    pass
 
 
 def _version(*names: str) -> tuple[str, str] | None:
@@ -157,7 +160,7 @@ def probe_dtypes(repeats: int = 5) -> dict | None:
             continue  # dtype not supported by this CPU build
     if not ms:
         return None
-    fastest = min(ms, key=ms.get)
+    fastest = min(ms, key=lambda k: ms[k])
     # bf16 is the historical default: keep it unless another dtype is clearly (>1.5x) faster
     if "bf16" in ms and ms["bf16"] <= 1.5 * ms[fastest]:
         fastest = "bf16"

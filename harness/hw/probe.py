@@ -38,7 +38,7 @@ _MEMO: dict[str, HostCaps] = {}
 def cpu_info() -> CpuInfo:
     import psutil
 
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, val = line.partition(":")

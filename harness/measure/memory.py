@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import psutil
 
@@ -44,7 +45,10 @@ class GpuMemory:
     """NVML, opened once per sampler. `why` says why there is no figure when `nvml` is None."""
 
     def __init__(self) -> None:
-        self.nvml, self.handles, self.devices, self.why = None, [], [], ""
+        self.nvml: Any = None  # the pynvml module once NVML started
+        self.handles: list[Any] = []
+        self.devices: list[str] = []
+        self.why = ""
         try:
             import pynvml
         except ImportError:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from harness.errors import SpecError
 from harness.spec.models import Matrix
@@ -34,7 +35,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     path = _path(err["loc"])
     kind = err["type"]
     value = err.get("input")
@@ -80,7 +81,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
     mapping itself are compared.
     """
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: dict = {}
             for key_node, _ in node.value:

@@ -223,7 +223,7 @@ DistillSpec = Annotated[UntrainedStudent | LogitKD | SFTStudent | GKDStudent, Fi
 
 # ---------------------------------------------------------------- axes
 class Axes(Strict):
-    precision: list[AxisPrecision] = Field(default_factory=lambda: ["bf16"], min_length=1)
+    precision: list[AxisPrecision] = Field(default_factory=lambda: list[AxisPrecision](["bf16"]), min_length=1)
     method: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
 
