@@ -69,11 +69,14 @@ def _estimate(argv: list[str]) -> int:
     ap.add_argument("--precision", nargs="+", default=["fp32", "fp16", "int8", "int4"])
     ap.add_argument("--context-len", type=int, default=4096)
     ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument(
+        "--group-size", type=int, default=128, help="int4 weights per 16-bit scale (default 128, GPTQ/AWQ's)"
+    )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     try:
         model = resolve_model(a.model)
-        rows = estimate_table(model, a.precision, a.context_len, a.concurrency)
+        rows = estimate_table(model, a.precision, a.context_len, a.concurrency, group_size=a.group_size)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,10 +103,18 @@ def _estimate(argv: list[str]) -> int:
             f"{r['total_gib']:.2f}" + ("" if r["kv_gib"] is not None else "+KV"),
         )
     Console().print(t)
-    print(
-        "weights GB = parameters x bits / 8 (decimal GB, the usual rule of thumb); KV and overhead are "
-        "estimates (overhead: CUDA context, activations, vLLM buffers)."
-    )
+    if "arch" in model:
+        print(
+            "weights by module (harness/memory_model.py): embeddings and lm_head 16-bit, layer linears at the "
+            f"precision's bits + scales (int4: one 16-bit scale per {a.group_size} weights); bits = the "
+            "effective bits per weight. KV (16-bit) and overhead are estimates (overhead: CUDA context, "
+            "activations, vLLM buffers)."
+        )
+    else:
+        print(
+            "weights GB = parameters x bits / 8 (decimal GB, the usual rule of thumb: only the size is known, "
+            "so embeddings, lm_head and scales are not counted); overhead is an estimate."
+        )
     return 0
 
 

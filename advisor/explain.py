@@ -57,7 +57,8 @@ def serve_command(row: dict, rec: Recommendation) -> str:
 
 
 def decision(rec: Recommendation) -> str:
-    c, f = rec.constraints, rec.frame
+    c = rec.constraints
+    f = rec.frame if rec.frame is not None else rec.ranked  # recommend() always sets the frame
     if not rec.ok:
         parts = [f"Nothing measured meets every constraint ({len(f)} configuration(s) considered)."]
         for name, r in rec.rejected.items():

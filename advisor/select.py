@@ -1,6 +1,7 @@
 """recommend(): pure, vectorized selection over the results frame (no I/O).
 
-Adds memory need, quality drop (with a 95% interval), cost, checks every constraint, groups the
+Adds memory need (the shared model, harness/memory_model.py), quality drop against the reference
+(harness/plan/lineage.py, with a 95% interval), cost, checks every constraint, groups the
 rejects by the constraint they broke (with the nearest miss), and ranks the rest by the objective.
 """
 
@@ -12,8 +13,17 @@ import numpy as np
 import pandas as pd
 
 from advisor.constraints import Constraints
-from advisor.memory import BITS, GPU_OVERHEAD_GIB, GiB
 from advisor.query import higher_is_better
+from harness.memory_model import (
+    GiB,
+    default_overhead,
+    kv_cache_bytes,
+    measured_overhead,
+    overhead_of,
+    uniform_weights_bytes,
+)
+from harness.plan.lineage import parent_is_reference, reference_ids
+from harness.spec.models import BITS
 
 Z95 = 1.959964
 
@@ -31,14 +41,44 @@ class Recommendation:
         return not self.ranked.empty
 
 
+def _group_overhead(f: pd.DataFrame, own: pd.Series) -> pd.Series:
+    """Per row: the median overhead derived on the measured cells of its engine, device and host
+    (harness.memory_model.measured_overhead); NaN where that group measured none."""
+    keys = [k for k in ("engine", "device", "host_id") if k in f]
+    if not keys:
+        return pd.Series(measured_overhead(own.dropna()), index=f.index, dtype=float)
+    g = own.groupby([f[k].fillna("?") for k in keys]).transform(lambda s: measured_overhead(s.dropna()))
+    return g.astype(float)
+
+
 def add_memory(f: pd.DataFrame, c: Constraints) -> pd.DataFrame:
+    """Memory need of every row at the asked context x concurrency, by the shared memory model
+    (harness/memory_model.py): weights + KV cache + engine overhead, each with where it came from.
+
+    weights: the measured size on disk; else the plan's module-wise estimate (`est_weights_gib`, where
+    the index carries it); else parameters x nominal bits (an index without either: counts embeddings and
+    lm_head at the quantized width, so it is low for quantized cells and says so).
+    KV: kv_bytes_per_token (16-bit KV, from the cell's config facts) x context_len x concurrency.
+    overhead: on a GPU, a cell's measured GPU peak is its need (vLLM's preallocated KV pool is in that
+    peak, so no overhead is derived from it); otherwise the documented default of its engine. On a CPU
+    (host RAM), overhead = measured peak - weights - the KV the run reserved (`est_kv_gib`), derived per
+    cell and, for a cell without a peak, the median of its engine's on the same host; the need is then
+    recomposed for the asked KV. An index without the run's KV keeps the measured peak as the need.
+    """
     bits = f["precision"].map(BITS).astype(float)
-    est_w = f["params"].astype(float) * bits / 8 / GiB
-    f["weights_gib"] = f["size_gib"].where(f["size_gib"].notna(), est_w)
-    f["weights_src"] = np.where(f["size_gib"].notna(), "measured", "estimated")
-    f["kv_gib"] = f["kv_bytes_per_token"].astype(float) * c.context_len * c.concurrency / GiB
+    plan_w = f["est_weights_gib"].astype(float) if "est_weights_gib" in f else pd.Series(np.nan, index=f.index)
+    size = f["size_gib"].astype(float)
+    flat = uniform_weights_bytes(f["params"].astype(float), bits) / GiB
+    f["weights_gib"] = size.where(size.notna(), plan_w.where(plan_w.notna(), flat))
+    f["weights_src"] = np.where(
+        size.notna(), "measured", np.where(plan_w.notna(), "estimated", "estimated (params x nominal bits)")
+    )
+    tokens = c.context_len * c.concurrency
+    f["kv_gib"] = kv_cache_bytes(f["kv_bytes_per_token"].astype(float), tokens) / GiB
+    engines = f["engine"] if "engine" in f else pd.Series("vllm", index=f.index)
     if c.device == "gpu":
-        f["overhead_gib"] = GPU_OVERHEAD_GIB
+        f["overhead_gib"] = [default_overhead(str(e), "cuda")[0] for e in engines]
+        f["overhead_src"] = "default"
         f["mem_need_gib"] = f["weights_gib"] + f["kv_gib"] + f["overhead_gib"]
         f["mem_src"] = "estimated"
         # a measured GPU peak of the cell's run (harness/measure) beats the estimate where there is one; it
@@ -47,16 +87,37 @@ def add_memory(f: pd.DataFrame, c: Constraints) -> pd.DataFrame:
         measured = gpu.notna()
         f.loc[measured, "mem_need_gib"] = gpu[measured]
         f.loc[measured, "overhead_gib"] = (gpu - f["weights_gib"] - f["kv_gib"])[measured]
+        f.loc[measured, "overhead_src"] = "measured peak"
         f.loc[measured, "mem_src"] = "measured"
-    else:
-        # host RAM: the measured peak of the serving process tree (weights, KV reserve, runtime)
-        f["overhead_gib"] = f["peak_mem_gib"] - f["weights_gib"]
-        f["mem_need_gib"] = f["peak_mem_gib"]
+        return f
+    # host RAM: the measured peak of the serving process tree (weights, KV reserve, runtime)
+    peak = f["peak_mem_gib"].astype(float)
+    run_kv = f["est_kv_gib"].astype(float) if "est_kv_gib" in f else pd.Series(np.nan, index=f.index)
+    own = overhead_of(peak, f["weights_gib"], run_kv)
+    if run_kv.isna().all():
+        # no record of the KV the run reserved: the peak is the need, at the cell's own KV
+        f["overhead_gib"] = peak - f["weights_gib"]
+        f["overhead_src"] = "measured peak"
+        f["mem_need_gib"] = peak
         f["mem_src"] = "measured"
+        return f
+    group = _group_overhead(f, own)
+    dflt = pd.Series([default_overhead(str(e), "cpu")[0] for e in engines], index=f.index)
+    f["overhead_gib"] = own.where(own.notna(), group.where(group.notna(), dflt))
+    f["overhead_src"] = np.where(
+        own.notna(), "measured (this cell)", np.where(group.notna(), "measured (same engine, host)", "default")
+    )
+    f["mem_need_gib"] = f["weights_gib"] + f["kv_gib"] + f["overhead_gib"]
+    f["mem_src"] = np.where(own.notna(), "measured", "estimated")
     return f
 
 
 def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
+    """The drop of each row against its reference, `root_id` (harness/plan/lineage.reference_id: the
+    lineage root, the uncompressed teacher, also for a quantized student), with its 95% interval."""
+    if "root_id" not in f:  # a frame not built by advisor.query: the reference from the lineage itself
+        parents = dict(zip(f["cell_id"], f["parent_id"]))
+        f["root_id"] = f["cell_id"].map(reference_ids(f["cell_id"], parents))
     metric = c.metric or "acc"
     hib = higher_is_better(metric)
     diff = (f["q_ref"] - f["q"]) if hib else (f["q"] - f["q_ref"])
@@ -77,8 +138,12 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
     f["ci_kind"] = np.where(is_ref, "reference", "normal approximation from the two scores' stderr")
     if c.task is None and {"paired_drop_ci_lo", "paired_drop_ci_hi", "parent_id"} <= set(f.columns):
         # the aggregate's paired bootstrap over the same items (harness/evaluate/reference.py) is tighter
-        # and honest about correlation; it is against the parent, so only where the parent is the root
-        paired = f["paired_drop_ci_lo"].notna() & (f["parent_id"] == f["root_id"]) & ~is_ref
+        # and honest about correlation; it is against the parent, so it stands for the drop only where the
+        # parent is the reference (harness/plan/lineage.py: a quantized student's parent is the student)
+        parent_ref = pd.Series(
+            [parent_is_reference(p, r) for p, r in zip(f["parent_id"], f["root_id"])], index=f.index, dtype=bool
+        )
+        paired = f["paired_drop_ci_lo"].notna() & parent_ref & ~is_ref
         unit = (1.0 / f["q_ref"].abs()) if (c.max_drop is None or c.max_drop.relative) else 100.0
         f.loc[paired, "drop_lo"] = (f["paired_drop_ci_lo"] * unit)[paired]
         f.loc[paired, "drop_hi"] = (f["paired_drop_ci_hi"] * unit)[paired]

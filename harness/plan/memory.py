@@ -1,34 +1,28 @@
-"""Memory estimate of a served cell: weights + KV cache + runtime overhead (all GiB, all estimates).
+"""The plan's memory estimate of a cell: the shared model (harness/memory_model.py) applied to what the plan
+knows about the cell, i.e. which scheme its method leaves, which KV dtype its engine uses and how many tokens
+its KV cache must hold under the matrix's load. The formulas live in harness/memory_model.py only.
 
-weights = params x bits/8 (+ one fp16 scale per group for grouped integer formats)
-kv      = 2 x layers x kv_heads x head_dim x 2 bytes x tokens in flight, where tokens in flight =
-          max(max_model_len, top concurrency x (input + output tokens)) -- paged KV holds what the
-          load needs, and at least one full-length sequence. (vLLM-CPU instead reserves exactly
-          `cpu_kvcache_gib`, so on CPU that figure is used.)
-overhead: runtime constant (CUDA context + activations on GPU; Python + torch + vLLM on CPU),
-          measured on the embedded model on CPU (~2 GiB RSS beyond weights and KV).
+tokens in flight (KV): vLLM on a GPU holds max(max_model_len, top concurrency x (input + output tokens))
+-- paged KV holds what the load needs, and at least one full-length sequence; vLLM-CPU instead reserves
+exactly `cpu_kvcache_gib`, so on CPU that figure is the KV; llama-server allocates every slot's context up
+front (max_model_len x parallel).
+overhead: the documented default of the engine on the device (harness/memory_model.DEFAULT_OVERHEAD_GIB).
+The plan is pure (it reads no results), so a measured overhead is the advisor's to use, not the plan's.
 """
 
 from __future__ import annotations
 
+from harness.memory_model import (
+    KV_DTYPE_BYTES,
+    GiB,
+    Quant,
+    default_overhead,
+    kv_bytes_per_token,
+    weights,
+)
 from harness.models.arch import ArchInfo
 from harness.plan.models import MemoryEstimate
-from harness.spec.models import BITS, LoadSpec, MethodSpec, Serving
-
-GiB = 2**30
-OVERHEAD_GIB = {"cpu": 2.0, "cuda": 1.5}
-
-
-def effective_bits(precision: str, method: MethodSpec | None) -> float:
-    bits = float(BITS[precision])
-    if method is None or bits >= 16 or precision == "fp8":
-        return bits
-    g = method.group_size
-    if isinstance(g, int):
-        bits += 16.0 / g  # one fp16 scale per group
-    elif g == "channel":
-        bits += 0.0  # one scale per output row: negligible
-    return bits
+from harness.spec.models import BITS, FULL_PRECISIONS, LoadSpec, MethodSpec, Serving
 
 
 def top_concurrency(load: LoadSpec) -> int:
@@ -39,30 +33,83 @@ def top_concurrency(load: LoadSpec) -> int:
     return top
 
 
+def quant_for(precision: str, method: MethodSpec | None, serving: Serving) -> Quant:
+    """How the cell's method stores its weights, from the method spec and its plugin's declared facts."""
+    bits = float(BITS[precision])
+    if method is None or precision in FULL_PRECISIONS:
+        return Quant(bits=bits)
+    if serving.kind == "llamacpp":  # GGUF: llama-quantize's file type picks every tensor's type
+        from harness.compress.gguf import gguf_type
+        from harness.memory_model import GGUF_FILE_TYPES
+
+        ftype = gguf_type(_Cell(precision, method))
+        if ftype in GGUF_FILE_TYPES:
+            return Quant(bits=bits, gguf_type=ftype)
+    from harness.registry import compressors
+
+    symmetric = bool(getattr(compressors.get(method.kind), "symmetric", True)) if method.kind in compressors else True
+    # FP8 and W8A8 scale weights per output channel (the plugin refuses a group size for them)
+    group = method.group_size if precision not in ("fp8",) else "channel"
+    return Quant(bits=bits, group_size=group, symmetric=symmetric, ignore=tuple(method.ignore))
+
+
+class _Cell:
+    """The two fields harness.compress.gguf.gguf_type reads, before a CellPlan exists."""
+
+    def __init__(self, precision: str, method_spec: MethodSpec) -> None:
+        self.precision, self.method_spec = precision, method_spec
+
+
+def kv_dtypes(serving: Serving, precision: str, compute_dtype: str | None) -> tuple[str, str]:
+    """(K dtype, V dtype) the engine stores its cache in."""
+    if serving.kind == "llamacpp":
+        args = {str(k).lstrip("-"): str(v).lower() for k, v in serving.extra_args.items()}
+        k = args.get("cache-type-k", args.get("ctk", "f16"))
+        v = args.get("cache-type-v", args.get("ctv", "f16"))
+        return (k if k in KV_DTYPE_BYTES else "f16", v if v in KV_DTYPE_BYTES else "f16")
+    args = {str(k).replace("-", "_"): str(v).lower() for k, v in serving.engine_args.items()}
+    kv = args.get("kv_cache_dtype", "auto")
+    if kv == "auto" or kv not in KV_DTYPE_BYTES:  # vLLM's auto: the model's compute dtype
+        kv = compute_dtype or (precision if precision in FULL_PRECISIONS else "bf16")
+    return kv, kv
+
+
 def estimate_memory(
-    arch: ArchInfo, precision: str, method: MethodSpec | None, serving: Serving, load: LoadSpec, device: str
+    arch: ArchInfo,
+    precision: str,
+    method: MethodSpec | None,
+    serving: Serving,
+    load: LoadSpec,
+    device: str,
+    compute_dtype: str | None = None,
 ) -> MemoryEstimate:
-    bits = effective_bits(precision, method)
-    weights = arch.params * bits / 8 / GiB
+    quant = quant_for(precision, method, serving)
+    w = weights(arch, quant)
+    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype)
+    per_token = (
+        kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, k_dt)
+        + kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, v_dt)
+    ) / 2
+    kv_name = k_dt if k_dt == v_dt else f"K {k_dt} / V {v_dt}"
     if device == "cpu" and serving.kind == "vllm":
         kv = serving.cpu_kvcache_gib
         kv_basis = f"KV = VLLM_CPU_KVCACHE_SPACE {kv:g} GiB"
-    elif serving.kind == "llamacpp":  # llama-server allocates every slot's context up front (f16 KV)
+    elif serving.kind == "llamacpp":
         tokens = serving.max_model_len * serving.parallel
-        kv = arch.kv_bytes_per_token() * tokens / GiB
-        kv_basis = f"KV = {arch.kv_bytes_per_token():.0f} B/token x {tokens} tokens ({serving.parallel} slots)"
+        kv = per_token * tokens / GiB
+        kv_basis = f"KV ({kv_name}) = {per_token:.0f} B/token x {tokens} tokens ({serving.parallel} slots)"
     else:
         tokens = max(serving.max_model_len, top_concurrency(load) * (load.input_tokens + load.output_tokens))
-        kv = arch.kv_bytes_per_token() * tokens / GiB
-        kv_basis = f"KV = {arch.kv_bytes_per_token():.0f} B/token x {tokens} tokens"
-    overhead = OVERHEAD_GIB[device]
+        kv = per_token * tokens / GiB
+        kv_basis = f"KV ({kv_name}) = {per_token:.0f} B/token x {tokens} tokens"
+    overhead, source = default_overhead(serving.kind, device)
     return MemoryEstimate(
-        weights_gib=round(weights, 3),
+        weights_gib=round(w.gib, 3),
         kv_cache_gib=round(kv, 3),
         overhead_gib=overhead,
-        total_gib=round(weights + kv + overhead, 3),
+        total_gib=round(w.gib + kv + overhead, 3),
         params=arch.params,
-        bits_per_weight=round(bits, 3),
-        basis=f"weights = {arch.params / 1e6:.1f}M params x {bits:.2f} bits; {kv_basis}; "
-        f"overhead {overhead:g} GiB ({device})",
+        bits_per_weight=round(w.bits_per_weight, 3),
+        basis=f"weights = {arch.params / 1e6:.1f}M params, {w.note}; {kv_basis}; "
+        f"overhead {overhead:g} GiB ({serving.kind} on {device}, {source})",
     )

@@ -12,7 +12,13 @@ from harness.spec.models import DistillSpec, Evaluation, Limits, LoadSpec, Metho
 
 
 class MemoryEstimate(Strict):
-    """Estimated memory a served cell needs on its device, in GiB (an estimate: the source says so)."""
+    """Estimated memory a served cell needs on its device, in GiB (an estimate: `basis` says how).
+
+    Computed by the one memory model, harness/memory_model.py (via harness/plan/memory.py): weights by
+    module at the precision the method leaves them (so `bits_per_weight` = weight bytes x 8 / params, with
+    16-bit embeddings, lm_head and scales in it), KV cache by its dtype, the engine's default overhead. The
+    field names are what stored plans hold; they are read back unchanged.
+    """
 
     weights_gib: float
     kv_cache_gib: float

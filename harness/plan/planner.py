@@ -137,7 +137,11 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 cell_arch = arch.pruned(student.student.keep_every)
             elif student:
                 cell_arch = source_for(model.model_copy(update={"source": student.student}), settings).arch()
-            est = estimate_memory(cell_arch, precision, method_spec, serving, m.load, device) if cell_arch else None
+            est = (
+                estimate_memory(cell_arch, precision, method_spec, serving, m.load, device, compute_dtype=cdt)
+                if cell_arch
+                else None
+            )
             cell = CellPlan(
                 cell_id=cid,
                 matrix=m.name,

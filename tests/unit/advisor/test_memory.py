@@ -48,3 +48,17 @@ def test_estimate_cli(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["weights_gb"] for r in out["rows"]] == [28, 14, 7, 3.5]
     assert main(["estimate", "what"]) == 2
+
+
+def test_known_model_weights_are_counted_by_module():
+    """A model known by its config gets the planner's module-wise weights: Llama-3.1-8B int4 keeps its
+    embeddings and lm_head 16-bit (~1.96 GiB) and pays one 16-bit scale per 128 weights."""
+    from harness.memory_model import GiB
+
+    model = resolve_model("meta-llama/Llama-3.1-8B-Instruct")
+    bf16, int4 = estimate_table(model, ["bf16", "int4"], 4096, 1)
+    assert bf16["weights_gib"] == pytest.approx(8_030_261_248 * 2 / GiB)
+    assert int4["weights_gib"] == pytest.approx(5.309, abs=1e-3)
+    assert int4["weights_gib"] - 8_030_261_248 * 4 / 8 / GiB > 1.5  # the old params x 4 bits
+    g64 = estimate_table(model, ["int4"], 4096, 1, group_size=64)[0]
+    assert g64["weights_gib"] > int4["weights_gib"]

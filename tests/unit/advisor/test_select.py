@@ -166,8 +166,40 @@ def test_estimated_vs_measured_weights():
     cells = [cell("ref", size=None), cell("q", "int4", "rtn", "ref", size=3.0)]
     rec = recommend(frame_from(cells, [q("ref", 0.6), q("q", 0.6)], []), Constraints(vram_gib=80))
     f = rec.frame.set_index("cell_id")
-    assert f.loc["ref", "weights_src"] == "estimated" and f.loc["ref", "weights_gib"] == pytest.approx(5e9 * 2 / 2**30)
+    # no size on disk and no plan estimate in the index: parameters x nominal bits, and it says so
+    assert f.loc["ref", "weights_src"] == "estimated (params x nominal bits)"
+    assert f.loc["ref", "weights_gib"] == pytest.approx(5e9 * 2 / 2**30)
     assert f.loc["q", "weights_src"] == "measured" and f.loc["q", "weights_gib"] == 3.0
+
+
+def test_plan_weights_estimate_beats_the_flat_rule():
+    """An index carrying the plan's module-wise weights (est_weights_gib, harness/memory_model.py) uses them
+    where nothing was measured: an int4 cell with 16-bit embeddings is not params x 4 bits."""
+    cells = [cell("ref"), cell("q", "int4", "gptq", "ref", size=None, est_weights_gib=5.309)]
+    rec = recommend(frame_from(cells, [q("ref", 0.6), q("q", 0.6)], []), Constraints(vram_gib=80))
+    f = rec.frame.set_index("cell_id")
+    assert f.loc["q", "weights_src"] == "estimated" and f.loc["q", "weights_gib"] == pytest.approx(5.309)
+    assert f.loc["q", "mem_need_gib"] == pytest.approx(5.309 + 0.5 + 1.5)  # + 128 KiB x 4096 KV + GPU default
+
+
+def test_cpu_overhead_is_derived_from_measured_peaks_and_reused_for_the_engine():
+    """Host RAM: overhead = measured peak - weights - the KV the run reserved; the need is recomposed for the
+    asked context x concurrency; a cell without a peak takes its engine's median on the same host."""
+    cpu = dict(device="cpu", engine="vllm", host_id="h")
+    cells = [
+        cell("ref", size=1.0, peak_mem_gib=4.0, est_kv_gib=1.0, **cpu),  # overhead 2.0
+        cell("q8", "int8", "rtn", "ref", size=0.5, peak_mem_gib=3.7, est_kv_gib=1.0, **cpu),  # 2.2
+        cell("q4", "int4", "rtn", "ref", size=0.3, peak_mem_gib=None, est_kv_gib=1.0, **cpu),
+        cell("g", "int4", "gguf", "ref", size=0.3, peak_mem_gib=None, est_kv_gib=1.0, **{**cpu, "engine": "llamacpp"}),
+    ]
+    f = frame_from(cells, [q(c["cell_id"], 0.6) for c in cells], [])
+    rec = recommend(f, Constraints(device="cpu", context_len=8192, concurrency=2))  # KV: 128 KiB x 16384 = 2 GiB
+    by = rec.frame.set_index("cell_id")
+    assert by.loc["ref", "overhead_gib"] == pytest.approx(2.0) and by.loc["ref", "mem_src"] == "measured"
+    assert by.loc["ref", "mem_need_gib"] == pytest.approx(1.0 + 2.0 + 2.0)
+    assert by.loc["q4", "overhead_gib"] == pytest.approx(2.1)  # median of 2.0 and 2.2
+    assert by.loc["q4", "overhead_src"] == "measured (same engine, host)" and by.loc["q4", "mem_src"] == "estimated"
+    assert by.loc["g", "overhead_src"] == "default"  # no llama.cpp cell measured on this host
 
 
 def test_throughput_taken_at_the_requested_concurrency():
@@ -184,7 +216,32 @@ def test_student_lineage_uses_the_teacher_as_reference():
     f = frame_from(cells, [q("t", 0.6), q("s", 0.5), q("sq", 0.49)], [])
     assert set(f["root_id"]) == {"t"}
     rec = recommend(f, Constraints(max_drop=parse_max_drop("20%")))
+    # the quantized student's drop is against the teacher (0.60), not against its parent, the student (0.50)
     assert rec.frame.set_index("cell_id").loc["sq", "drop"] == pytest.approx(0.11 / 0.6)
+
+
+def test_reference_is_computed_from_the_lineage_when_the_frame_has_none():
+    from advisor.select import add_quality
+
+    f = pd.DataFrame(
+        {
+            "cell_id": ["t", "s", "sq"],
+            "parent_id": [None, "t", "s"],
+            "q": [0.6, 0.5, 0.49],
+            "q_ref": [0.6, 0.6, 0.6],
+            "q_se": [0.0] * 3,
+            "q_ref_se": [0.0] * 3,
+            "paired_drop_ci_lo": [None, 0.05, 0.0],
+            "paired_drop_ci_hi": [None, 0.15, 0.02],
+        }
+    )
+    out, _ = add_quality(f, Constraints(max_drop=parse_max_drop("1pt")))
+    by = out.set_index("cell_id")
+    assert list(by["root_id"]) == ["t", "t", "t"]
+    # the student's paired CI is against its parent, the teacher: it stands; the quantized student's is against
+    # the student, so its drop against the teacher keeps the stderr interval
+    assert by.loc["s", "ci_kind"].startswith("paired") and by.loc["sq", "ci_kind"].startswith("normal")
+    assert by.loc["sq", "drop"] == pytest.approx(11.0)
 
 
 def test_student_recommendation_states_its_training_cost():
