@@ -445,8 +445,10 @@ class Run:
         return rc
 
     def last_error(self) -> str:
-        lines = [ln for ln in self.text().splitlines() if "error" in ln.lower() or "interrupted" in ln.lower()]
-        return lines[-1].strip()[:300] if lines else ""
+        """The run's last error line (else its last line): what it said when it ended."""
+        lines = [ln for ln in self.text().splitlines() if ln.strip() and not ln.startswith("[setup]")]
+        errors = [ln for ln in lines if "error" in ln.lower() or "interrupted" in ln.lower()]
+        return (errors or lines or [""])[-1].strip()[:300]
 
 
 @dataclass
@@ -463,6 +465,7 @@ class Ctx:
     run: Run | None = None
     extra: list[subprocess.Popen] = field(default_factory=list)  # helpers of the fault (a DuckDB holder)
     extra_runs: list[Run] = field(default_factory=list)
+    planted_key: str | None = None  # the student key a partial cache was planted under
 
     @property
     def db(self) -> Path:
@@ -646,7 +649,7 @@ def student_key(ctx: Ctx, plan) -> str:  # noqa: ANN001
 def plant_partial_student(ctx: Ctx, plan) -> None:  # noqa: ANN001
     """What a trainer killed at the wrong moment can leave: `<key>.partial/` with a half-written model,
     `<key>/` without `.complete`, and a stale teacher-cache temporary."""
-    key = student_key(ctx, plan)
+    key = ctx.planted_key = student_key(ctx, plan)
     root = ctx.home / "students"
     for d in (root / f"{key}.partial" / "model", root / key / "model"):
         d.mkdir(parents=True, exist_ok=True)
@@ -698,7 +701,7 @@ SCENARIOS = [
     Scenario("kill-server-measure", "SIGKILL vLLM API server", "measure", ("w8a8",),
              kill_tagged(r"vllm\.entrypoints|vllm serve|bin/vllm", _at("w8a8", "measure", 6.0), "the vLLM API server")),
     Scenario("stage-killed-compress", "stage process SIGKILLed (137)", "compress", ("w8a8",),
-             kill_tagged(r"harness\.stages\.compress_llmc", _at("w8a8", "compress", 0.0), "the compress stage",
+             kill_tagged(r"harness\.(stages|workers)\.compress_llmc", _at("w8a8", "compress", 0.0), "the compress stage",
                          wait=30.0, after=3.0), seed="ref-nocache"),
     Scenario("db-held-start", "DuckDB held 60 s", "start", ("w8a8",), no_fault, hold_before=True),
     Scenario("db-held-ingest", "DuckDB held 60 s", "ingest", ("w8a8",), db_held_during(_at("w8a8", "shift", 0.0))),
@@ -811,6 +814,10 @@ def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells:
         row.index = index_problems(after, rows, keys) if rows is not None else [why]
         dup_rows = [f"{k[0]}: {len(v)} index rows" for k, v in (rows or {}).items() if len(v) > 1]
         row.duplicated += dup_rows
+        if ctx.planted_key:  # a partial planted under another key than the run's would test nothing
+            used = {(d.get("distill") or {}).get("student_key") for files in after.values() for _, d in files} - {None}
+            if ctx.planted_key not in used:
+                row.error = f"the partial student was planted as {ctx.planted_key} but the run used {sorted(used)}"
         left_over = debris(ctx.results, home if sc.fresh_home else None)
         if left_over:
             row.notes.append("left on disk: " + ", ".join(left_over))
