@@ -1,7 +1,10 @@
-"""One small lazy registry for every plugin family (compressors, servers, evaluators, load profiles).
+"""One small lazy registry for every plugin family (compressors, servers, evaluators, model sources,
+distillers, executors).
 
 Names map to "module:attr" strings resolved on first use, so importing the registry pulls in no
-backend (the lm-eval registry's design). A miss names the known entries and the closest match.
+backend (the lm-eval registry's design). A miss names the known entries and the closest match. Each
+family has a contract (harness/contracts.py) that a plugin is checked against when it is loaded: one that
+lacks a member is refused at `get`, naming what it lacks, before any cell starts.
 """
 
 from __future__ import annotations
@@ -11,12 +14,21 @@ import importlib
 import os
 from typing import Any
 
+from harness import contracts
 from harness.errors import PlanError
 
 
+class PluginContractError(PlanError):
+    """A plugin was found but does not meet its family's contract."""
+
+
 class Registry:
-    def __init__(self, family: str) -> None:
+    """One family's plugins by name. `contract` (harness/contracts.py) is what every plugin of the family
+    must offer; it is checked once, when the plugin is first loaded."""
+
+    def __init__(self, family: str, contract: type | None = None) -> None:
         self.family = family
+        self.contract = contract
         self._targets: dict[str, str] = {}
         self._loaded: dict[str, Any] = {}
 
@@ -46,19 +58,26 @@ class Registry:
         if name not in self._targets:
             raise PlanError(self.unknown_message(name))
         if name not in self._loaded:
-            module, _, attr = self._targets[name].partition(":")
+            target = self._targets[name]
+            module, _, attr = target.partition(":")
             obj = getattr(importlib.import_module(module), attr)
+            problems = contracts.contract_problems(obj, self.contract) if self.contract else []
+            if problems:
+                raise PluginContractError(
+                    f"{self.family} {name!r} ({target}) does not meet the {self.family} contract "
+                    f"(harness/contracts.py {self.contract.__name__}): {'; '.join(problems)}"
+                )
             self._loaded[name] = obj
         return self._loaded[name]
 
 
 # The families. Entries are plain strings: adding a plugin never imports it.
-compressors = Registry("compressor")
-servers = Registry("server")
-evaluators = Registry("evaluator")
-model_sources = Registry("model source")
-distillers = Registry("distiller")
-executors = Registry("executor")
+compressors = Registry("compressor", contracts.CompressorContract)
+servers = Registry("server", contracts.ServerContract)
+evaluators = Registry("evaluator", contracts.EvaluatorContract)
+model_sources = Registry("model source", contracts.ModelSourceContract)
+distillers = Registry("distiller", contracts.DistillerContract)
+executors = Registry("executor", contracts.ExecutorContract)
 
 compressors.register("none", "harness.compress.identity:IdentityCompressor")
 compressors.register("rtn", "harness.compress.llmcompressor:RTN")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
     from harness.plan.models import CellPlan
     from harness.settings import Settings
+    from harness.workspace import CellPaths
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ class Compressor(ABC):
         return []
 
     @abstractmethod
-    def compress(self, cell: "CellPlan", source: Path | str, workdir: Path, settings: "Settings") -> Artefact:
-        """Produce the artefact the cell serves (heavy work in a stage subprocess)."""
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
+        """Produce the artefact the cell serves, under `paths.work`, logging to `paths.logs` (heavy work in a
+        worker subprocess)."""
 
 
 def checkpoint_ident(source) -> str:

@@ -13,10 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
+
 
 DEFAULT_TYPES = {"int8": "Q8_0", "int6": "Q6_K", "int5": "Q5_K_M", "int4": "Q4_K_M", "int3": "Q3_K_M", "int2": "Q2_K"}
 # types llama-quantize accepts that a matrix may name in options.type, with their nominal bits
@@ -88,13 +95,14 @@ class GGUF(Compressor):
             )
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
+        workdir = paths.work
         if settings.llamacpp_dir is None:
             raise StageError("compress", "llama.cpp is not built: run ./dq setup (or set DQBENCH_LLAMACPP)")
         spec = cell.method_spec
         out = workdir / f"model-{gguf_type(cell)}.gguf"
         record_path = workdir / "compress-record.json"
-        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+        log = paths.log("compress")
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
             cfg = {

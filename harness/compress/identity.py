@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor, dir_size
 from harness.spec.models import BITS
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
+
 
 DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -14,7 +21,7 @@ class IdentityCompressor(Compressor):
     kind = "none"
     precisions = ("bf16", "fp16", "fp32")
 
-    def compress(self, cell, source, workdir, settings) -> Artefact:
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
         local = Path(str(source))
         size = dir_size(local) if local.is_dir() else None
         return Artefact(

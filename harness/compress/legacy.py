@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
 from harness.proc import run_worker, write_json_atomic
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
 
 
 class _Legacy(Compressor):
@@ -29,10 +35,11 @@ class _Legacy(Compressor):
                 ]
         return []
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
+        workdir = paths.work
         spec = cell.method_spec
         out, record_path = workdir / "model", workdir / "compress-record.json"
-        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+        log = paths.log("compress")
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
             cfg = {

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
 
 
 class LLMCompressor(Compressor):
@@ -56,7 +62,8 @@ class LLMCompressor(Compressor):
             )
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings) -> Artefact:
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
+        workdir = paths.work
         if not settings.compress_python:
             raise StageError(
                 "compress",
@@ -66,7 +73,7 @@ class LLMCompressor(Compressor):
         spec = cell.method_spec
         out = workdir / "model"
         record_path = workdir / "compress-record.json"
-        log = settings.results_dir / "logs" / cell.cell_id / "compress.log"
+        log = paths.log("compress")
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
             cfg = {

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
 
 
 def vllm_has_quantization(name: str) -> bool | None:
@@ -40,7 +46,7 @@ class BitsAndBytes(Compressor):
             ]
         return []
 
-    def compress(self, cell, source, workdir, settings) -> Artefact:
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
         local = Path(str(source))
         size = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if local.is_dir() else None
         return Artefact(

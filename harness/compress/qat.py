@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.compress.base import build_artefact, checkpoint_ident
+from harness.compress.base import Artefact, build_artefact, checkpoint_ident
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
+
+if TYPE_CHECKING:
+    from harness.plan.models import CellPlan
+    from harness.settings import Settings
+    from harness.workspace import CellPaths
+
 
 OPTIONS = {
     "steps": int,
@@ -63,17 +70,18 @@ class QAT(LLMCompressor):
             problems.append(f"methods.{cell.method}: set group_size (64 for SmolLM2) or channel")
         return problems
 
-    def compress(self, cell, source, workdir: Path, settings):
+    def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
+        workdir = paths.work
         from harness.distill.data import TrainData
 
         if not settings.compress_python:
             raise StageError("compress", "the training environment is not set up: run ./dq setup")
         spec, opts = cell.method_spec, cell.method_spec.options
         data = TrainData(settings)
-        data.prepare(settings.results_dir / "logs" / cell.cell_id / "prepare.log")
+        data.prepare(paths.log("prepare"))
         trained = workdir / "qat-float"
         record_path = workdir / "qat-record.json"
-        log = settings.results_dir / "logs" / cell.cell_id / "qat.log"
+        log = paths.log("qat")
 
         def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
             cfg = {
@@ -116,7 +124,7 @@ class QAT(LLMCompressor):
             )
 
         build_artefact(trained, record_path, run, what=f"the QAT weights of cell {cell.cell_id} ({trained})", log=log)
-        art = super().compress(cell, trained, workdir, settings)
+        art = super().compress(cell, trained, paths, settings)
         art.record["qat"] = json.loads(record_path.read_text())
         art.record["export"] = "llm-compressor round-to-nearest on the QAT weights (the grid QAT trained on)"
         return art

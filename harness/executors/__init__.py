@@ -1,2 +1,2 @@
-"""Executors: where cells run (plugins in the registry). They run cells and hand each finished result
-document back to the runner, which alone stores it."""
+"""Executors: where cells run (plugins in the registry, contract: harness/contracts.ExecutorContract).
+They run cells and hand each finished CellResult back to the runner, which alone stores it."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from harness.cell import execute_cell
 from harness.plan.models import CellPlan
 from harness.progress import Progress
+from harness.result import CellResult
 from harness.settings import Settings
 
 
@@ -17,6 +18,6 @@ class LocalExecutor:
     def preflight(self, cells: list[CellPlan]) -> None:
         return None
 
-    def run(self, cells: list[CellPlan], finished: Callable[[CellPlan, dict], None], progress: Progress) -> None:
+    def run(self, cells: list[CellPlan], finished: Callable[[CellPlan, CellResult], None], progress: Progress) -> None:
         for c in cells:
             finished(c, execute_cell(c, self.settings, progress))

@@ -1,10 +1,10 @@
 """Ray executor: each cell is a Ray task asking for what its plan says (CPUs, a GPU for CUDA cells,
 memory from the estimate); a child cell's task takes its parent's result as an argument, so it waits.
 
-Workers return the cell's result document; the driver (the runner) alone writes JSON and DuckDB, so a
-crashed worker loses only its own cell. Ray retries a task whose worker died `retries` times, then
-the driver stores the cell as failed. Artefacts and logs go under the results folder, which must be a
-shared path (`shared_dir`) when the cluster has more than one node.
+Ray workers return the cell's CellResult (a pydantic model, pickled as it is); the driver (the runner)
+alone writes JSON and DuckDB, so a crashed worker loses only its own cell. Ray retries a task whose worker
+died `retries` times, then the driver stores the cell as failed. Artefacts and logs go under the results
+folder, which must be a shared path (`shared_dir`) when the cluster has more than one node.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from harness.cell import execute_cell, failed_doc
 from harness.errors import DQError
 from harness.plan.models import CellPlan
 from harness.progress import Progress
+from harness.result import CellResult
 from harness.settings import REPO_ROOT, Settings
 
 # environment the workers need: where dqbench and its caches are, offline flags, plugin overrides
@@ -34,9 +35,9 @@ PASS_ENV = (
 )
 
 
-def _remote_cell(cell_json: dict, settings: Settings, *parents: dict) -> dict:
-    """Runs on a worker. `parents` are the parent cells' documents: passing them makes Ray wait. A SIGTERM
-    to the worker stops the cell's server and stages like Ctrl-C does locally."""
+def _remote_cell(cell_json: dict, settings: Settings, *parents: object) -> CellResult:
+    """Runs on a Ray worker. `parents` are the parent cells' results: passing them makes Ray wait. A SIGTERM
+    to the worker stops the cell's server and workers like Ctrl-C does locally."""
     from harness.proc import sigterm_as_interrupt
 
     with sigterm_as_interrupt():
@@ -101,7 +102,7 @@ class RayExecutor:
             opts["memory"] = int(cell.estimate.total_gib * 2**30)
         return opts
 
-    def run(self, cells: list[CellPlan], finished: Callable[[CellPlan, dict], None], progress: Progress) -> None:
+    def run(self, cells: list[CellPlan], finished: Callable[[CellPlan, CellResult], None], progress: Progress) -> None:
         if not cells:
             return
         import ray
@@ -120,15 +121,15 @@ class RayExecutor:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 cell = pending.pop(ready[0])
                 try:
-                    doc = ray.get(ready[0])
+                    result: CellResult = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # worker died more than `retries` times, or a parent did
-                    doc = failed_doc(
+                    result = failed_doc(
                         cell,
                         "executor",
                         f"Ray task failed after {self.retries} retries: {type(exc).__name__}: {str(exc)[:500]}",
                         settings=self.settings,
                     )
-                finished(cell, doc)
+                finished(cell, result)
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)  # the workers' server groups die with them (parent-death signal)

@@ -19,12 +19,17 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import StageError
 from harness.guard import descendants
-from harness.proc import kill_group, spawn, child_env, tail
+from harness.proc import child_env, kill_group, spawn, tail
+
+if TYPE_CHECKING:
+    from harness.compress.base import Artefact
 
 HOST = "127.0.0.1"
 
@@ -318,23 +323,40 @@ def lost_port(log_path: Path, offset: int) -> bool:
         return False
 
 
-class EngineServer:
+class EngineServer(ABC):
     """Start-up shared by the engine plugins: free port -> the plugin's command and env -> launch -> the
-    plugin's `inspect` (a mismatch stops the server and fails the cell)."""
+    plugin's `inspect` (a mismatch stops the server and fails the cell). An engine implements `command`,
+    `inspect` and `scoring`; the rest has defaults (harness/contracts.ServerContract is the contract)."""
 
-    engine: str
-    request_extras: dict = {}
-    http_keepalive = True  # whether the load generator may reuse pooled connections
+    engine: ClassVar[str]
+    # fields every request of the load test carries (e.g. ignore_eos, so each answer is the planned length)
+    request_extras: ClassVar[dict[str, Any]] = {}
+    http_keepalive: ClassVar[bool] = True  # whether the load generator may reuse pooled connections
 
-    def __init__(self, spec, python: str, device: str) -> None:
+    def __init__(self, spec: Any, python: str, device: str) -> None:
         self.spec, self.python, self.device = spec, python, device
 
+    @abstractmethod
+    def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
+        """The server's command line, listening on 127.0.0.1:`port` under the model name `served_name`."""
+
+    @abstractmethod
+    def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]:
+        """What the running server says it loaded (recorded with the cell); raises StageError when that is
+        not what the artefact planned (another dtype, no quantization)."""
+
+    @abstractmethod
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]:
+        """How lm-eval and the shift score this cell: {"model": lm-eval model name, "model_args": ...,
+        "env": ..., "how": ..., "register": module to import} -- through this server, or in-process."""
+
     def env(self) -> dict[str, str]:
+        """Environment variables the server process needs besides the orchestrator's."""
         return {}
 
     def start(
         self,
-        artefact,
+        artefact: Artefact,
         served_name: str,
         log_path: Path,
         trust_remote_code: bool = False,

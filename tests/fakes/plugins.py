@@ -18,21 +18,19 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 from harness.errors import StageError
-from harness.serve.base import free_port, launch
+from harness.serve.base import EngineServer
 
 
-class FakeServer:
+class FakeServer(EngineServer):
+    """The fake engine on the real start-up path (EngineServer.start: free port, launch, health, inspect)."""
+
     engine = "fake"
-    request_extras: dict = {}
+    request_extras: ClassVar[dict] = {}
 
-    def __init__(self, spec, python, device):
-        self.spec = spec
-
-    def start(self, artefact, served_name, log_path: Path, trust_remote_code=False):
-        port = free_port()
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    def command(self, artefact, port: int, served_name: str, trust_remote_code: bool = False) -> list[str]:
         cmd = [
             sys.executable,
             "-m",
@@ -48,9 +46,14 @@ class FakeServer:
         ]
         if not os.environ.get("FAKE_EVAL_CRASH_DIR"):  # a crash test must not leave a grandchild behind
             cmd.append("--spawn-child")
-        cmd += shlex.split(os.environ.get("FAKE_SERVER_ARGS", ""))
-        h = launch("fake", cmd, {}, port, served_name, log_path, "/health", 30)
-        h.loaded = {"served_model": served_name, "dtype": artefact.dtype, "quantization": None}
+        return cmd + shlex.split(os.environ.get("FAKE_SERVER_ARGS", ""))
+
+    def inspect(self, handle, artefact) -> dict:
+        return {"served_model": handle.model_name, "dtype": artefact.dtype, "quantization": None}
+
+    def start(self, artefact, served_name, log_path: Path, trust_remote_code=False):
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        h = super().start(artefact, served_name, log_path, trust_remote_code)
         (Path(log_path).parent / "server.pid").write_text(str(h.pid))
         with open(Path(log_path).parent / "server.pids", "a") as f:  # every attempt's server
             f.write(f"{h.pid}\n")

@@ -1,4 +1,5 @@
-"""harness/cell.py: a cell is `done` only when every stage produced what it promised."""
+"""harness/cell/: a cell is `done` only when every step produced what it promised; the step loop (order,
+skipped steps, failures, the server watch, interrupts, the result contract) over fake steps."""
 
 from types import SimpleNamespace
 
@@ -53,3 +54,160 @@ def test_a_task_without_a_score_is_not_done():
 def test_shift_is_promised_only_when_the_matrix_asks_for_it():
     assert unkept_promise(_cell(), _doc(shift=None))[0] == "shift"
     assert unkept_promise(_cell(shift=False), _doc(shift=None)) is None
+
+
+# ---------------------------------------------------------------- the step loop (harness/cell/run.py)
+
+
+class _Plan(SimpleNamespace):
+    def model_dump(self, mode="json"):
+        return {"cell_id": self.cell_id}
+
+
+def _run(tmp_path, shift=False):
+    from harness.cell.context import CellRun
+    from harness.progress import Progress
+    from harness.spec.models import Limits
+    from harness.workspace import CellPaths
+
+    cell = _Plan(cell_id="c0", matrix="m", label="tiny", limits=Limits(), student=None, **vars(_cell(shift)))
+    return CellRun(
+        cell=cell,
+        settings=None,
+        progress=Progress(quiet=True),
+        paths=CellPaths.in_folder(tmp_path, "c0"),
+        host={"host_id": "h1"},
+        started_at="2026-01-01T00:00:00+00:00",
+        t0=0.0,
+    )
+
+
+def _good_blocks(run):
+    d = _doc()
+    for lv in d["perf"]["levels"]:
+        lv.update(requests=lv["completed"], failed=0)
+    run.blocks.update(perf=d["perf"], quality=d["quality"])
+
+
+class _Handle:
+    def __init__(self, dead=None):
+        self.dead, self.stopped = dead, 0
+
+    def health_problem(self, http=False, settle=0.0):
+        return self.dead
+
+    def failure_tail(self):
+        return "engine log tail"
+
+    def stop(self):
+        self.stopped += 1
+
+
+def test_steps_run_in_order_and_a_complete_run_is_a_done_cell_result(tmp_path):
+    from harness.cell import STEPS, Step, run_steps
+    from harness.result import CellResult
+
+    assert [s.name for s in STEPS] == ["prepare", "distill", "compress", "serve", "measure", "evaluate", "shift"]
+    seen = []
+    steps = [Step("a", lambda r: seen.append("a")), Step("b", lambda r: (seen.append("b"), _good_blocks(r)))]
+    run = _run(tmp_path)
+    res = run_steps(run, steps)
+    assert isinstance(res, CellResult) and res.status == "done" and seen == ["a", "b"]
+    assert set(res.timings) == {"a", "b"} and res.host_id == "h1" and res.logs["dir"] == str(tmp_path / "logs")
+    assert res.model_dump(mode="json")["perf"]["levels"][0]["profile"] == "synchronous"  # what the store writes
+
+
+def test_a_step_that_does_not_apply_is_skipped_and_untimed(tmp_path):
+    from harness.cell import Step, run_steps
+
+    steps = [Step("distill", lambda r: 1 / 0, applies=lambda c: c.student is not None), Step("b", _good_blocks)]
+    res = run_steps(_run(tmp_path), steps)
+    assert res.status == "done" and "distill" not in res.timings
+
+
+def test_a_failing_step_keeps_the_blocks_before_it_and_stops_the_server(tmp_path):
+    from harness.cell import Step, run_steps
+    from harness.errors import StageError
+
+    handle = _Handle()
+
+    def serve(r):
+        r.handle = handle
+        r.blocks["serve"] = {"engine": "fake", "port": 1}
+
+    def evaluate(r):
+        raise StageError("evaluate", "lm-eval exited with 1", "tail")
+
+    res = run_steps(_run(tmp_path), [Step("serve", serve), Step("measure", _good_blocks), Step("evaluate", evaluate)])
+    assert (res.status, res.failed_stage, res.log_tail) == ("failed", "evaluate", "tail")
+    assert res.serve.engine == "fake" and res.perf.levels and handle.stopped == 1
+
+
+def test_a_bug_in_a_step_fails_that_step_with_its_traceback(tmp_path):
+    from harness.cell import Step, run_steps
+
+    res = run_steps(_run(tmp_path), [Step("compress", lambda r: {}["nope"])])
+    assert res.failed_stage == "compress" and res.reason.startswith("KeyError") and "Traceback" in res.log_tail
+
+
+def test_a_dead_server_is_the_root_cause_of_a_step_that_uses_it(tmp_path):
+    from harness.cell import Step, run_steps
+
+    def serve(r):
+        r.handle = _Handle(dead="fake engine exited with code 1; root cause: OOM")
+
+    def measure(r):
+        raise ConnectionError("connection refused")  # the symptom
+
+    res = run_steps(_run(tmp_path), [Step("serve", serve), Step("measure", measure, uses_server=True)])
+    assert res.failed_stage == "measure" and "root cause: OOM" in res.reason and res.log_tail == "engine log tail"
+    assert res.reason.startswith("measure: ")
+
+
+def test_an_unkept_promise_fails_the_cell(tmp_path):
+    from harness.cell import Step, run_steps
+
+    res = run_steps(_run(tmp_path), [Step("measure", lambda r: None)])
+    assert (res.status, res.failed_stage) == ("failed", "measure") and "planned load levels" in res.reason
+
+
+def test_interrupt_propagates_after_the_server_is_stopped(tmp_path):
+    import pytest
+
+    from harness.cell import Step, run_steps
+
+    handle = _Handle()
+
+    def serve(r):
+        r.handle = handle
+
+    def measure(r):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_steps(_run(tmp_path), [Step("serve", serve), Step("measure", measure)])
+    assert handle.stopped == 1
+
+
+def test_a_block_against_the_result_contract_fails_the_step_that_made_it_and_keeps_the_rest(tmp_path):
+    from harness.cell import Step, run_steps
+
+    def serve(r):
+        r.blocks["serve"] = {"engine": "fake", "port": "not a port"}
+
+    res = run_steps(_run(tmp_path), [Step("serve", serve), Step("measure", _good_blocks)])
+    assert (res.status, res.failed_stage) == ("failed", "serve") and "serve" in res.reason
+    assert res.serve is None and res.perf is not None
+
+
+def test_failed_doc_is_a_cell_result():
+    from harness.cell import failed_doc
+    from harness.result import CellResult
+
+    cell = _Plan(cell_id="c1", matrix="m", label="x")
+    res = failed_doc(cell, "executor", "worker died")
+    assert isinstance(res, CellResult) and (res.status, res.failed_stage, res.reason) == (
+        "failed",
+        "executor",
+        "worker died",
+    )

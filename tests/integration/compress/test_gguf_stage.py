@@ -6,6 +6,7 @@ import pytest
 
 from harness.registry import compressors
 from harness.settings import load_settings
+from harness.workspace import CellPaths
 from tests.integration.compress.test_llmc_stage import cell_for, tiny_llama  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def test_gguf_quantizes_and_records_effective_bits(
     method = {"kind": "gguf", "options": options, "calibration_samples": 4, "calibration_seq_len": 64}
     cell = cell_for(base_matrix, settings, tiny_llama, precision, method)
     assert cell.serving.kind == "llamacpp"
-    art = compressors.get("gguf")().compress(cell, tiny_llama, tmp_path, settings)
+    art = compressors.get("gguf")().compress(cell, tiny_llama, CellPaths.in_folder(tmp_path, cell.cell_id), settings)
     assert art.model.endswith(f"{qtype}.gguf") and art.quantization == qtype and art.tokenizer == str(tiny_llama)
     rec = art.record
     assert rec["tool"] == "llama.cpp" and rec["type"] == qtype and rec["n_tensors"] > 10

@@ -12,6 +12,7 @@ from harness.plan import plan_matrix
 from harness.registry import compressors
 from harness.settings import load_settings
 from harness.spec import parse_matrix
+from harness.workspace import CellPaths
 from tests.fakes.tiny_llama import make_tiny_llama
 
 # the host classes these plans are made for (harness/hw/presets): W4A16 runs on the AVX-512 one
@@ -53,7 +54,9 @@ def test_method_makes_a_compressed_tensors_checkpoint(
 ):
     settings = load_settings()
     cell = cell_for(base_matrix, settings, tiny_llama, precision, method)
-    art = compressors.get(method["kind"])().compress(cell, tiny_llama, tmp_path, settings)
+    art = compressors.get(method["kind"])().compress(
+        cell, tiny_llama, CellPaths.in_folder(tmp_path, cell.cell_id), settings
+    )
     assert art.quantization == "compressed-tensors" and art.dtype == "bfloat16"
     qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
     assert qc["quant_method"] == "compressed-tensors"
@@ -84,7 +87,7 @@ def test_fp8_checkpoint_is_made_on_cpu_for_gpu_hosts(tiny_llama, base_matrix, tm
     the same way everywhere: planned for a CUDA host, compressed here."""
     settings = load_settings()
     cell = cell_for(base_matrix, settings, tiny_llama, "fp8", {"kind": "rtn"}, host="cuda")
-    art = compressors.get("rtn")().compress(cell, tiny_llama, tmp_path, settings)
+    art = compressors.get("rtn")().compress(cell, tiny_llama, CellPaths.in_folder(tmp_path, cell.cell_id), settings)
     g = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]
     assert (g["weights"]["type"], g["weights"]["num_bits"]) == ("float", 8)
     assert g["input_activations"]["dynamic"] is True and g["input_activations"]["strategy"] == "token"
@@ -96,7 +99,7 @@ def test_mixed_precision_keeps_ignored_layers_and_records_effective_bits(tiny_ll
     settings = load_settings()
     method = {"kind": "rtn", "group_size": 32, "ignore": ["lm_head", "re:model\\.layers\\.0\\."]}
     cell = cell_for(base_matrix, settings, tiny_llama, "int4", method)
-    art = compressors.get("rtn")().compress(cell, tiny_llama, tmp_path, settings)
+    art = compressors.get("rtn")().compress(cell, tiny_llama, CellPaths.in_folder(tmp_path, cell.cell_id), settings)
     qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
     # llm-compressor writes the modules the pattern matched: layer 0's seven linears, nothing of layer 1
     assert "model.layers.0.self_attn.q_proj" in qc["ignore"] and "model.layers.0.mlp.down_proj" in qc["ignore"]
@@ -114,7 +117,7 @@ def test_qat_trains_under_the_fake_quantizer_then_exports_rtn(tiny_llama, base_m
         "options": {"steps": 2, "batch_size": 2, "seq_len": 64, "learning_rate": 1e-4},
     }
     cell = cell_for(base_matrix, settings, tiny_llama, "int4", method)
-    art = compressors.get("qat")().compress(cell, tiny_llama, tmp_path, settings)
+    art = compressors.get("qat")().compress(cell, tiny_llama, CellPaths.in_folder(tmp_path, cell.cell_id), settings)
     qc = json.loads((Path(art.model) / "config.json").read_text())["quantization_config"]
     w = qc["config_groups"]["group_0"]["weights"]
     assert (w["num_bits"], w["group_size"], w["symmetric"]) == (4, 32, True)

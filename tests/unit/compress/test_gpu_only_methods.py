@@ -5,6 +5,7 @@ import pytest
 
 from harness.plan import plan_matrix
 from harness.spec import parse_matrix
+from harness.workspace import CellPaths
 
 # the host classes these plans are made for (harness/hw/presets): W4A16 runs on the AVX-512 one
 PRESET = {"cpu": "cpu-avx512", "cuda": "cuda-h100"}
@@ -47,5 +48,5 @@ def test_autoawq_quantizes_on_a_gpu_host(base_matrix, settings, tmp_path):
         base_matrix, settings, "autoawq", group_size=64, host="cuda", calibration_samples=8, calibration_seq_len=128
     )
     src = settings.models_dir / "smollm2-135m-instruct"
-    art = compressors.get("autoawq")().compress(cell, src, tmp_path, settings)
+    art = compressors.get("autoawq")().compress(cell, src, CellPaths.in_folder(tmp_path, cell.cell_id), settings)
     assert art.quantization == "awq" and art.size_bytes > 0 and art.record["peak_vram_gib"] > 0

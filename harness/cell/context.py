@@ -1,0 +1,81 @@
+"""CellRun: what one attempt at a cell carries from step to step, and Step: one named step of the pipeline.
+
+A step reads what the steps before it left on the CellRun (the model source, the artefact, the server
+handle) and leaves its own: its result block in `blocks` (the block of harness/result.CellResult it owns)
+and whatever a later step needs. The loop in harness/cell/run.py owns everything around a step: timing,
+the server watch, the step's deadline, turning a failure into a failed result, stopping the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from harness.compress.base import Artefact
+    from harness.contracts import EvaluatorContract, ModelSourceContract, ServerContract
+    from harness.measure.memory import PeakSampler
+    from harness.plan.models import CellPlan
+    from harness.progress import Progress
+    from harness.serve.base import ServerHandle
+    from harness.settings import Settings
+    from harness.spec.models import Limits
+    from harness.workspace import CellPaths
+
+T = TypeVar("T")
+
+
+@dataclass
+class CellRun:
+    cell: CellPlan
+    settings: Settings
+    progress: Progress
+    paths: CellPaths
+    host: dict[str, Any]
+    started_at: str
+    t0: float  # time.monotonic() at the start, for wall_s
+    # the result's blocks as the steps produce them (model, distill, artefact, serve, perf, memory, quality,
+    # shift): plain JSON-ready dicts, validated into a CellResult once, when the attempt ends
+    blocks: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    source: ModelSourceContract | None = None
+    evaluator: EvaluatorContract | None = None
+    model_src: str = ""  # the checkpoint compress starts from: the source's, or the trained student's
+    artefact: Artefact | None = None
+    server: ServerContract | None = None
+    handle: ServerHandle | None = None
+    memory: PeakSampler | None = None  # samples the server's memory from its start to the cell's end
+    # what must be closed when the attempt ends, however it ends (the memory sampler)
+    resources: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def served_name(self) -> str:
+        return f"dq-{self.cell.cell_id}"
+
+    def need(self, value: T | None, what: str) -> T:
+        """`value`, which an earlier step must have set (a step run out of order is a bug, said plainly)."""
+        if value is None:
+            raise RuntimeError(f"{what} is not set: the step that makes it did not run before this one")
+        return value
+
+
+def _always(cell: CellPlan) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a cell. `uses_server`: a failure while it runs is blamed on the server when the server
+    died (its log's root cause, harness/serve/base.ServerHandle), and the server's health is checked when
+    it ends. `limit`: the `limits` field that bounds its workers (`deadline`), if any. `applies`: whether
+    the cell has this step at all (distill: students only)."""
+
+    name: str
+    run: Callable[[CellRun], None]
+    uses_server: bool = False
+    limit: Callable[[Limits], float | None] | None = None
+    limit_name: str = ""
+    applies: Callable[[CellPlan], bool] = _always

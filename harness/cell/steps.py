@@ -1,0 +1,169 @@
+"""The steps of a cell, in order: `STEPS = [prepare, distill, compress, serve, measure, evaluate, shift]`.
+
+Each is a small function `step(run: CellRun) -> None` that calls one part of the pipeline (a plugin from
+harness/registry.py, or harness/measure, harness/evaluate) and leaves its block on the CellRun. None of
+them times itself, watches the server, enforces a deadline or stops anything: the loop in
+harness/cell/run.py does that for every step alike. Stopping the server is the loop's last act, not a
+step, because it must happen however the steps ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from harness.cell.context import CellRun, Step
+from harness.errors import StageError
+from harness.evaluate.reference import compare_with_reference
+from harness.measure.memory import PeakSampler
+from harness.measure.run import measure as run_load
+from harness.models.sources import source_for
+from harness.proc import deadline_left
+from harness.registry import compressors, evaluators, servers
+
+if TYPE_CHECKING:
+    from harness.serve.base import ServerHandle
+
+
+def prepare(run: CellRun) -> None:
+    """The model source (prepared once, e.g. the embedded model) and the evaluator's task data."""
+    cell = run.cell
+    run.source = source = source_for(cell.model, run.settings)
+    run.evaluator = evaluator = evaluators.get(cell.evaluation.kind)(cell.evaluation, run.settings)
+    source.prepare(run.paths.log("prepare"))
+    evaluator.prepare(run.paths.log("prepare"))
+    run.blocks["model"] = source.fingerprint()
+    run.model_src = source.resolve()
+
+
+def distill(run: CellRun) -> None:
+    """A student cell's checkpoint: trained, or found in the student cache (harness/distill/)."""
+    from harness.cell.distill import student_block
+
+    run.blocks["distill"] = block = student_block(run, run.need(run.source, "the model source"))
+    run.model_src = block["path"]
+
+
+def compress(run: CellRun) -> None:
+    """The artefact the cell serves (`none`: the checkpoint itself)."""
+    cell = run.cell
+    compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
+    run.artefact = art = compressor.compress(cell, run.model_src, run.paths, run.settings)
+    run.blocks["artefact"] = {
+        "model": art.model,
+        "dtype": art.dtype,
+        "quantization": art.quantization,
+        "size_bytes": art.size_bytes,
+        "bits_per_weight": art.bits_per_weight,
+        "record": art.record,
+        "tokenizer": art.tokenizer,
+    }
+
+
+def serve(run: CellRun) -> None:
+    """Start the engine on the artefact (it checks that what was loaded is what was planned), then sample
+    its memory until the cell ends."""
+    cell = run.cell
+    run.server = server = servers.get(cell.serving.kind)(cell.serving, run.settings.python, cell.device)
+    artefact = run.need(run.artefact, "the artefact")
+    run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
+    run.blocks["serve"] = {
+        "engine": handle.engine,
+        "command": handle.command,
+        "startup_s": handle.startup_s,
+        "loaded": handle.loaded,
+        "port": handle.port,
+    }
+    run.progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
+    # GPU memory only for a cell served on the GPU: a CPU cell on a GPU host would read other processes' use
+    run.memory = run.resources.enter_context(PeakSampler(handle.pid, gpu=cell.device == "cuda"))
+
+
+def measure(run: CellRun) -> None:
+    """The load test: every planned profile and level against the server."""
+    handle = run.need(run.handle, "the server")
+    server = run.need(run.server, "the server plugin")
+    perf = run.blocks["perf"] = run_load(
+        handle.base_url,
+        run.served_name,
+        run.cell.load,
+        run.need(run.artefact, "the artefact").tokenizer_src,
+        extra=server.request_extras,
+        keepalive=server.http_keepalive,
+        on_level=run.progress.level,
+        health=_health_or_deadline(handle),
+    )
+    if perf["stopped"]:
+        raise StageError("measure", perf["stopped"], handle.failure_tail())
+
+
+def evaluate(run: CellRun) -> None:
+    """lm-eval on the planned tasks, scored as the serving plugin says (through the server or in-process)."""
+    handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
+    scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
+    evaluator = run.need(run.evaluator, "the evaluator")
+    quality = run.blocks["quality"] = evaluator.evaluate(scoring, run.paths.measured, run.paths.log("evaluate"))
+    for name, t in quality["tasks"].items():
+        figures = (f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None)
+        run.progress.note(f"{name}: " + ", ".join(figures))
+
+
+def shift(run: CellRun) -> None:
+    """Token distribution and per-item answers against the cell's reference (harness/evaluate/reference.py)."""
+    handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
+    scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
+    result = run.blocks["shift"] = compare_with_reference(
+        run.cell, scoring, artefact.tokenizer_src, run.settings, run.paths.measured, run.paths.log("shift")
+    )
+    if result and result.get("metrics"):
+        m = result["metrics"]
+        run.progress.note(
+            f"vs reference: KLD mean {m['kld_mean']:.4f} p99 {m['kld_p99']:.4f}, "
+            f"top-1 agreement {m['top1_agreement']:.1%}, ppl ratio {m['ppl_ratio']:.3f}"
+        )
+
+
+def _health_or_deadline(handle: ServerHandle) -> Callable[[], str | None]:
+    """The load generator's stop check: the server's health, and the cell's deadline (the load test runs
+    in this process, so no worker timeout covers it)."""
+
+    def check() -> str | None:
+        d = deadline_left()
+        if d is not None and d[0] == 0.0:
+            return f"{d[1]} reached during the load test"
+        return handle.health_problem()
+
+    return check
+
+
+def _is_student(cell: Any) -> bool:
+    return cell.student is not None
+
+
+STEPS: list[Step] = [
+    Step("prepare", prepare),
+    Step("distill", distill, applies=_is_student),
+    Step("compress", compress),
+    Step("serve", serve),
+    Step("measure", measure, uses_server=True),
+    Step(
+        "evaluate",
+        evaluate,
+        uses_server=True,
+        limit=lambda lim: lim.evaluate_timeout_s,
+        limit_name="limits.evaluate_timeout_s",
+    ),
+    Step("shift", shift, uses_server=True, limit=lambda lim: lim.shift_timeout_s, limit_name="limits.shift_timeout_s"),
+]
+
+# which step produces each block: a block that does not fit the result contract fails that step
+BLOCK_STEP = {
+    "model": "prepare",
+    "distill": "distill",
+    "artefact": "compress",
+    "serve": "serve",
+    "perf": "measure",
+    "memory": "measure",
+    "quality": "evaluate",
+    "shift": "shift",
+}
