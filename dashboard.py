@@ -276,9 +276,8 @@ def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
         )
         # the sidebar's host filter applies here too: advice from the hosts shown
         shown = st.session_state.get("filter_host") or list(t["cells"]["host_id"].unique())
-        frame = build_frame(
-            *(d[d["host_id"].isin(shown)] for d in (t["cells"], t["quality"], t["perf"])), None, None, int(conc)
-        )
+        cells, quality, perf = (d[d["host_id"].isin(shown)] for d in (t["cells"], t["quality"], t["perf"]))
+        frame = build_frame(cells, quality, perf, None, None, int(conc))
         if frame.empty:
             raise NoResultsError("no finished cells yet")
     except (AdvisorInputError, NoResultsError) as exc:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.spec.metrics import LOWER_IS_BETTER, PRIMARY  # constants only
+from harness.result_facts import primary_metric  # the one definition of a task's headline accuracy
+from harness.spec.metrics import LOWER_IS_BETTER  # constants only
 
 
 class NoResultsError(RuntimeError):
@@ -78,7 +79,7 @@ def _roots(cells: pd.DataFrame) -> pd.Series:
 def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -> pd.DataFrame:
     """Per (cell, task): value and stderr of the measure's metric."""
     if task is None:
-        sel = quality[quality["task"].map(PRIMARY).eq(quality["metric"])]
+        sel = quality[quality["task"].map(primary_metric).eq(quality["metric"])]
     else:
         sel = quality[(quality["task"] == task) & (quality["metric"] == metric)]
     return with_host(sel)[["cell_id", "host_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
@@ -180,16 +181,16 @@ def load_frame(
             )
         cells = cells[cells["host_id"] == host]
     if model is not None:
-        known = sorted(cells["model"].unique())
-        if model not in known:
+        models = sorted(cells["model"].unique())
+        if model not in models:
             raise NoResultsError(
-                f"--model {model!r}: no cells of that model in the results (have: {', '.join(known) or 'none'})"
+                f"--model {model!r}: no cells of that model in the results (have: {', '.join(models) or 'none'})"
             )
         cells = cells[cells["model"] == model]
     if task is not None and not ((quality["task"] == task) & (quality["metric"] == metric)).any():
-        have = sorted({f"{t}/{m}" for t, m in zip(quality["task"], quality["metric"])})
+        measured = sorted({f"{t}/{m}" for t, m in zip(quality["task"], quality["metric"])})
         raise NoResultsError(
-            f"--task {task} --metric {metric}: not measured in these results (have: {', '.join(have) or 'none'})"
+            f"--task {task} --metric {metric}: not measured in these results (have: {', '.join(measured) or 'none'})"
         )
     frame = build_frame(cells, quality, perf, task, metric, concurrency)
     if frame.empty:

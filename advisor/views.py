@@ -170,7 +170,7 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
     ]
     quality = mine(q)[cols]
     by_id = cells.drop_duplicates("cell_id").set_index("cell_id")  # lineage is the cells' config: any host
-    lineage = []
+    lineage: list[str] = []
     cur = cell_id
     while cur in by_id.index and len(lineage) < 10:
         r = by_id.loc[cur]
@@ -178,10 +178,11 @@ def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id
         cur = r["parent_id"]
         if not isinstance(cur, str):
             break
-    from harness.store.db import _columns, reading
+    from harness.store.db import reading
+    from harness.store.schema import columns
 
     with reading(Path(db_path)) as con:
-        has_host = "host_id" in _columns(con, "cells")
+        has_host = "host_id" in columns(con, "cells")
         if has_host:
             row = con.execute(
                 "SELECT result_json FROM cells WHERE cell_id = ? AND coalesce(host_id, 'unknown') = ?",

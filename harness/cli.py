@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import DQError, PlanError
+
+if TYPE_CHECKING:
+    from harness.plan.models import Plan
 
 app = typer.Typer(
     add_completion=False,
@@ -84,28 +88,23 @@ def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
         _fail(nothing)
 
 
-def _status_rows(file: Path) -> tuple[list[dict], object, dict]:
+def _status_rows(file: Path) -> tuple[list[dict], Plan, dict]:
     """(one row per planned cell with THIS host's result, the plan, this host's block). Results are per
     (cell id, host id): another host's result of a cell is not this host's (it is named in `reason`)."""
+    from harness.result_facts import cell_status, flat_metrics
     from harness.store.hosts import this_host
-    from harness.store.results import ResultStore, flat_metrics
+    from harness.store.results import ResultStore
 
     settings, matrix, plan = _load(file)
     store = ResultStore(settings.results_dir)
     host = this_host(settings)
     rows = []
     for c in plan.cells:
-        doc = store.read(c.cell_id, host["host_id"])
-        status = c.status if c.status == "infeasible" else (doc or {}).get("status", "planned")
-        reason = c.reason if c.status == "infeasible" else (doc or {}).get("reason")
-        if doc is None and c.status != "infeasible":
-            other = {h: d for h, d in store.hosts_of(c.cell_id).items() if d.get("status") == "done"}
-            if other:
-                reason = (
-                    "done on "
-                    + "; ".join(f"{(d.get('host') or {}).get('label')} [{h}]" for h, d in other.items())
-                    + ", not on this host: `harness run` runs it here (results are per host)"
-                )
+        result = store.read(c.cell_id, host["host_id"])
+        elsewhere = None
+        if result is None and c.status != "infeasible":
+            elsewhere = {h: str((r.host or {}).get("label")) for h, r in store.hosts_of(c.cell_id).items() if r.done}
+        status, reason = cell_status(c.status, c.reason, result, elsewhere)
         rows.append(
             {
                 "cell_id": c.cell_id,
@@ -119,10 +118,10 @@ def _status_rows(file: Path) -> tuple[list[dict], object, dict]:
                 "device": c.device,
                 "status": status,
                 "reason": reason,
-                "reasons": c.reasons if c.status == "infeasible" else [r for r in [reason] if r],
+                "reasons": c.reasons if status == "infeasible" else [r for r in [reason] if r],
                 "parent_id": c.parent_id,
                 "estimate": c.estimate.model_dump() if c.estimate else None,
-                "metrics": flat_metrics(doc),
+                "metrics": flat_metrics(result),
             }
         )
     return rows, plan, host
@@ -444,8 +443,10 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("rebuild")
 def db_rebuild() -> None:
-    """Recreate the DuckDB index from the per-cell JSON files (the source of truth), keeping the old index's
-    planned and infeasible rows. Refused while a `harness run` writes the results folder."""
+    """Recreate the DuckDB index from the per-cell JSON files alone (the source of truth: per-item scores
+    included, nothing under results/work/ is read), keeping the old index's planned and infeasible rows.
+    Files this dqbench cannot read are named and left out. Refused while a `harness run` writes the
+    results folder."""
     from harness.runner import writer_lock
     from harness.settings import load_settings
     from harness.store import db
@@ -460,9 +461,12 @@ def db_rebuild() -> None:
                 for p in sorted((settings.results_dir / "sensitivity").glob("*.json"))
                 if not p.name.endswith((".raw.json", ".in.json"))
             ]
-            r = db.rebuild(settings.db_path, ResultStore(settings.results_dir).all(), scans)
+            results, refused = ResultStore(settings.results_dir).scan()
+            r = db.rebuild(settings.db_path, results, scans)
     except DQError as exc:
         _fail(exc)
+    for f in refused:  # kept on disk, left out of the index: a person decides what they are
+        err.print(f"refused: {f.why}", highlight=False, markup=False, soft_wrap=True)
     out.print(
         f"{settings.db_path}: rebuilt from {r.results} result file(s), kept {r.carried} planned/infeasible "
         f"row(s) of the old index",

@@ -2,9 +2,11 @@
 serialises it (results/cells/<cell_id>@<host_id>.json, the source of truth), and everything else (DuckDB
 rows, `harness status`, the dashboard, the advisor) derives from it.
 
-Each derived fact has one owner here: `headline()` (the flat metrics a row shows), `primary_scores()`
-(a task's headline metric), `items()` (per-item scores for flips and paired CIs). Blocks keep engine- or
-method-specific detail as extra fields (pydantic `extra="allow"`): the result records what an engine said,
+This module owns the shape; harness/result_facts.py owns what is derived from it, each fact once: the
+headline figures, the flat figures of a row, a cell's display status, a task's primary score. Per-item
+scores are data, not derived: `TaskScore.items` (filled from lm-eval's samples, harness/evaluate/items.py)
+and the accessors `item_scores()` / `CellResult.items()` that flips and paired CIs read. Blocks keep engine-
+or method-specific detail as extra fields (pydantic `extra="allow"`): the result records what an engine said,
 and a new engine must not need a schema change to say more. The fields named here are the contract.
 
 Schema history (bump SCHEMA_VERSION on a breaking change, keep a fixture of the old version in
@@ -19,12 +21,18 @@ No heavy imports: the advisor and the dashboard read results through this module
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 3
+from harness.hw.caps import UNPROBED_HOST_ID
+
+SCHEMA_VERSION: Final = 3
 Status = Literal["done", "failed"]
+# the per-item metrics kept in `TaskScore.items`: lm-eval's per-sample value of these is the item's own
+# score (0/1), which a paired comparison needs. A perplexity's per-sample value is not the metric (it is a
+# loglikelihood, or a (loglikelihood, words) pair), so perplexity tasks keep no items.
+ITEM_METRICS = ("acc", "acc_norm")
 
 
 class Block(BaseModel):
@@ -60,6 +68,9 @@ class Level(Block):
 
 
 class Perf(Block):
+    """The load test. harness/measure may also store a `headline` it showed while running: a copy, never
+    read back; every reader derives the headline from `levels` (harness/result_facts.headline)."""
+
     levels: list[Level] = Field(default_factory=list)
     wall_s: float | None = None
     stopped: str | None = None  # why the load test stopped early (dead server, too many failures)
@@ -87,10 +98,20 @@ class TaskScore(Block):
     task_hash: str | None = None
     items: list[Item] = Field(default_factory=list)
 
+    def item_scores(self, metric: str) -> dict[int, float]:
+        """doc_id -> this task's per-item score of `metric` (empty when the items do not carry it)."""
+        return {i.doc_id: i.scores[metric] for i in self.items if metric in i.scores}
+
 
 class Quality(Block):
     tasks: dict[str, TaskScore] = Field(default_factory=dict)
     lm_eval_version: str | None = None
+    scored_by: str | None = None  # how the cell was scored: a server's prompt logprobs or an in-process model
+
+    def items(self, task: str, metric: str) -> dict[int, float]:
+        """doc_id -> per-item score of `task`/`metric` (empty when the task or its items are absent)."""
+        t = self.tasks.get(task)
+        return t.item_scores(metric) if t is not None else {}
 
 
 class Artefact(Block):
@@ -113,6 +134,7 @@ class Serve(Block):
 
 class Memory(Block):
     peak_gib: float | None = None
+    gpu_peak_gib: float | None = None  # NVML, a cell served on a GPU only
 
 
 class CellResult(BaseModel):
@@ -150,8 +172,14 @@ class CellResult(BaseModel):
 
     @property
     def host_id(self) -> str:
-        return str((self.host or {}).get("host_id") or "unknown")
+        """The host id it is stored under: `unprobed` when the probe failed (harness/store/hosts.host_id_of)."""
+        return str((self.host or {}).get("host_id") or UNPROBED_HOST_ID)
 
     @property
     def done(self) -> bool:
         return self.status == "done"
+
+    def items(self, task: str, metric: str) -> dict[int, float]:
+        """doc_id -> per-item score of `task`/`metric` (empty without quality, or without items: a result
+        upgraded from schema 2 whose work/ samples were gone, see `upgraded_from`)."""
+        return self.quality.items(task, metric) if self.quality is not None else {}

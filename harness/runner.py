@@ -28,10 +28,12 @@ from harness.plan.models import CellPlan, Plan
 from harness.proc import sigterm_as_interrupt
 from harness.progress import Progress
 from harness.registry import executors
+from harness.result import CellResult
+from harness.result_facts import cell_status
 from harness.settings import Settings
 from harness.store import db
 from harness.store.hosts import normalized_host, this_host
-from harness.store.results import ResultStore
+from harness.store.results import ResultStore, ResultUnreadable, parse
 
 RUN_UNDER_OVERRIDE = "DQBENCH_HOST_CAPS_RUN"  # opt-in: run (fake engines) under a host override
 
@@ -67,9 +69,9 @@ class Runner:
         self.store = ResultStore(settings.results_dir)
         self.progress = progress or Progress(quiet=True)
         self.executor = executors.get(executor)(settings, **(executor_options or {}))
-        self._unindexed: list[tuple[dict, dict | None]] = []  # index rows a failed ingest missed, oldest first
+        self._unindexed: list[db.Pair] = []  # index rows a failed ingest missed, oldest first
 
-    def _index(self, items: list[tuple[dict, dict | None]], host: dict) -> None:
+    def _index(self, items: list[db.Pair], host: dict) -> None:
         """Update the DuckDB index; never stops the run. The JSON results are written before this and are
         the source of truth, so a failure (the file held by a `duckdb` shell or notebook, not a DuckDB
         file, damaged) is one warning and `harness db rebuild` catches the index up later.
@@ -101,15 +103,33 @@ class Runner:
             self.progress.note(f"the DuckDB index {path} opens again: caught up with the rows it missed")
 
     @staticmethod
-    def _estimates(runs: dict[str, dict[str, dict]], hid: str) -> dict[str, float]:
+    def _estimates(runs: dict[str, dict[str, CellResult]], hid: str) -> dict[str, float]:
         """Expected wall seconds per cell, for the matrix ETA: the cell's last wall time on this host, else on
         any host (a slower or faster host still gives the order of magnitude); cells never run have none."""
         out = {}
         for cid, by_host in runs.items():
-            doc = by_host.get(hid) or next(iter(by_host.values()), None)
-            if doc and doc.get("wall_s"):
-                out[cid] = float(doc["wall_s"])
+            r = by_host.get(hid) or next(iter(by_host.values()), None)
+            if r is not None and r.wall_s:
+                out[cid] = float(r.wall_s)
         return out
+
+    @staticmethod
+    def _parsed(cell: CellPlan, doc: dict, host: dict) -> CellResult:
+        """The executor's result document as a CellResult; one that does not validate (a bug in a stage)
+        is stored as the cell's failure, with why, instead of stopping the matrix."""
+        try:
+            return parse(doc)
+        except ResultUnreadable as exc:
+            return CellResult(
+                cell_id=cell.cell_id,
+                matrix=cell.matrix,
+                label=cell.label,
+                status="failed",
+                failed_stage="store",
+                reason=f"the cell's result is not a valid CellResult: {exc}",
+                plan=cell.model_dump(mode="json"),
+                host=doc.get("host") or host,
+            )
 
     def run(self, plan: Plan, force: bool = False, only: set[str] | None = None) -> dict[str, str]:
         """Run every planned cell of `plan`; returns cell_id -> final status."""
@@ -138,9 +158,9 @@ class Runner:
             for c in plan.cells:
                 if only and c.cell_id not in only:
                     continue
-                if c.status == "infeasible":
+                if c.status == "infeasible":  # the plan says this host cannot run it, whatever was stored
                     outcome[c.cell_id] = "infeasible"
-                elif not force and (mine[c.cell_id] or {}).get("status") == "done":
+                elif not force and cell_status(c.status, c.reason, mine[c.cell_id]).status == "done":
                     outcome[c.cell_id] = "done (cached)"
                 else:
                     todo.append(c)
@@ -160,18 +180,19 @@ class Runner:
             )
             self.executor.preflight(todo)
 
-            def finished(cell: CellPlan, doc: dict) -> None:
-                path = self.store.write(doc)
+            def finished(cell: CellPlan, result: CellResult | dict) -> None:
+                r = result if isinstance(result, CellResult) else self._parsed(cell, result, host)
+                path = self.store.write(r)
                 # index what the store now holds: a failure beside a done result leaves the done one in place
-                kept = self.store.read(cell.cell_id, normalized_host(doc)["host_id"]) or doc
+                kept = self.store.read(cell.cell_id, normalized_host({"host": r.host})["host_id"]) or r
                 if path.parent == self.store.attempts_dir:
                     self.progress.note(
                         f"{cell.cell_id}: this attempt failed; kept the done result of "
-                        f"{kept.get('finished_at')} (attempt stored as {path})"
+                        f"{kept.finished_at} (attempt stored as {path})"
                     )
-                self._index([(kept["plan"], kept)], host)
-                self.progress.end_cell(cell, doc)
-                outcome[cell.cell_id] = doc["status"]
+                self._index([(kept.plan, kept)], host)
+                self.progress.end_cell(cell, r.model_dump(mode="json"))
+                outcome[cell.cell_id] = r.status
 
             # plan order puts parents first; a failed parent does not block its children
             self.executor.run(todo, finished, self.progress)

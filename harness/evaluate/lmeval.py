@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evaluate.data import TaskData, known_tasks
+from harness.evaluate.items import attach_items
 from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
@@ -64,4 +65,7 @@ class LMEvalEvaluator:
         for name, t in out["tasks"].items():
             t["task_hash"] = self.data.task_hash(name)
             t["samples_path"] = str(workdir / "samples" / f"{name}.jsonl")
+        # the per-item scores go into the result itself: flips, paired CIs and `db rebuild` read them
+        # from there, never from work/ (harness/evaluate/items.py)
+        attach_items(out["tasks"], workdir / "samples")
         return out

@@ -1,9 +1,14 @@
 """A cell against its reference: distribution shift on fixed token windows and per-item flips.
 
 The reference is the cell's parent (the uncompressed model; for a student, its teacher). Every cell
-dumps its own top-k prompt logprobs (`work/<cell>/shift/logprobs.npz`) once, so a child compares with
-its parent's dump; the root also dumps a second time and compares with itself, a determinism check
-that must read KL 0 and agreement 100%. Flips compare the per-item lm-eval samples of both cells.
+dumps its own top-k prompt logprobs (`work/<cell>/<host>/shift/logprobs.npz`) once, so a child compares
+with its parent's dump; the root also dumps a second time and compares with itself, a determinism check
+that must read KL 0 and agreement 100%. The dump stays a file under work/: it is an artefact the next
+cell's comparison reads, not a score (the figures computed from it are stored in the result's `shift`).
+
+Flips and paired CIs compare per-item scores, which live in the results (`quality.tasks[*].items`): the
+parent's come from its stored result (ResultStore), the cell's from its own evaluate step; no sample file
+under work/ is read for them.
 
 The reference must have been measured on the same host (results are per (cell id, host id),
 harness/store/results.py): logprobs and items from another ISA differ in the last digits, which would
@@ -16,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.evaluate.shift import flips, load_dump, paired_bootstrap, read_items, shift_metrics
+from harness.evaluate.items import read_sample_items
+from harness.evaluate.shift import flips, load_dump, paired_bootstrap, shift_metrics
 from harness.measure.prompts import token_prompts
 from harness.plan.models import CellPlan
 from harness.proc import run_worker, write_json_atomic
+from harness.result import ITEM_METRICS, Quality, TaskScore
+from harness.result_facts import primary_metric
 from harness.settings import Settings
-from harness.spec.metrics import PRIMARY
+from harness.spec.metrics import AGGREGATE
 from harness.store.hosts import this_host
 from harness.store.results import ResultStore
 
@@ -35,22 +43,22 @@ def dump_logprobs(scoring: dict, windows: list[list[int]], k: int, out: Path, lo
     )
 
 
-def item_flips(ref_samples: Path, cell_samples: Path, iters: int, aggregate: list[str] | None = None) -> dict:
-    """Flips per task and metric, and the aggregate drop (mean of each task's primary metric) with a
-    paired bootstrap CI stratified by task."""
+def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | None = None) -> dict:
+    """Flips per task and metric between the reference's and the cell's per-item scores, and the aggregate
+    drop (mean of each task's primary metric) with a paired bootstrap CI stratified by task."""
     out: dict = {"tasks": {}}
-    agg_ref, agg_cell, strata = [], [], []
-    for path in sorted(cell_samples.glob("*.jsonl")):
-        task = path.stem
-        ref_path = ref_samples / path.name
-        if not ref_path.is_file():
+    agg_ref: list[float] = []
+    agg_cell: list[float] = []
+    strata: list[str] = []
+    for task in sorted(cell.tasks):
+        if task not in ref.tasks:
             continue
         per_metric = {}
-        for metric in ("acc", "acc_norm"):
-            a, b = read_items(ref_path, metric), read_items(path, metric)
+        for metric in ITEM_METRICS:
+            a, b = ref.items(task, metric), cell.items(task, metric)
             if a and b:
                 per_metric[metric] = flips(a, b, iters)
-                if PRIMARY.get(task) == metric and (aggregate is None or task in aggregate):
+                if primary_metric(task) == metric and (aggregate is None or task in aggregate):
                     ids = sorted(set(a) & set(b))
                     agg_ref += [a[i] for i in ids]
                     agg_cell += [b[i] for i in ids]
@@ -62,19 +70,33 @@ def item_flips(ref_samples: Path, cell_samples: Path, iters: int, aggregate: lis
         drops = [ra[st == t].mean() - ca[st == t].mean() for t in np.unique(st)]
         lo, hi = paired_bootstrap(ra, ca, iters, strata=st)
         out["aggregate"] = {
-            "metric": "avg_acc",
+            "metric": AGGREGATE,
             "tasks": sorted(set(strata)),
             "drop_abs": float(np.mean(drops)),
             "drop_ci95": [lo, hi],
-            "n_items": int(len(ra)),
+            "n_items": len(ra),
             "ci": f"paired bootstrap over the same items, stratified by task, {iters} resamples",
         }
     return out
 
 
+def _fresh_quality(samples: Path) -> Quality:
+    """The per-item scores a cell's evaluate step just wrote, for a caller that does not pass its quality."""
+    return Quality(tasks={p.stem: TaskScore(items=read_sample_items(p)) for p in sorted(samples.glob("*.jsonl"))})
+
+
 def compare_with_reference(
-    cell: CellPlan, scoring: dict, tokenizer_src: str, settings: Settings, work: Path, log: Path
+    cell: CellPlan,
+    scoring: dict,
+    tokenizer_src: str,
+    settings: Settings,
+    work: Path,
+    log: Path,
+    quality: Quality | dict | None = None,
 ) -> dict | None:
+    """The `shift` block of the cell's result (None when the evaluation has no shift spec). `quality`: the
+    cell's own quality block with its items (else they are read from the samples its evaluate step just
+    wrote under `work`/samples)."""
     spec = getattr(cell.evaluation, "shift", None)
     if spec is None:
         return None
@@ -98,9 +120,9 @@ def compare_with_reference(
     result["reference"] = cell.parent_id
     host = this_host(settings)
     runs = store.hosts_of(cell.parent_id)  # the parent's results, every host's, read once
-    parent_doc = runs.get(host["host_id"])
+    parent = runs.get(host["host_id"])
     elsewhere = sorted(set(runs) - {host["host_id"]})
-    if parent_doc is None and elsewhere:
+    if parent is None and elsewhere:
         result["metrics"] = None
         result["note"] = (
             f"the reference {cell.parent_id} has results only from other hosts ({', '.join(elsewhere)}), "
@@ -108,7 +130,7 @@ def compare_with_reference(
             f"run the parent here to compare"
         )
         return result
-    recorded = ((parent_doc or {}).get("shift") or {}).get("dump")
+    recorded = ((parent.shift if parent else None) or {}).get("dump")
     # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
     # (harness/cell.py keeps what a host measured under work/<cell>/<host_id>/)
     parent_work = Path(recorded).parent.parent if recorded else store.work_dir(cell.parent_id) / host["host_id"]
@@ -118,5 +140,16 @@ def compare_with_reference(
     else:
         result["metrics"] = None
         result["note"] = f"the reference {cell.parent_id} has no logprob dump (run it again to compare)"
-    result["flips"] = item_flips(parent_work / "samples", work / "samples", spec.bootstrap_iters)
+    mine_q = Quality.model_validate(quality) if quality is not None else _fresh_quality(work / "samples")
+    ref_q = parent.quality if parent is not None and parent.quality is not None else Quality()
+    result["flips"] = item_flips(ref_q, mine_q, spec.bootstrap_iters)
+    if not any(t.items for t in ref_q.tasks.values()):
+        why = (
+            f"its result was upgraded from schema {parent.upgraded_from} without its work/ samples"
+            if parent is not None and parent.upgraded_from
+            else "it has no stored result on this host yet"
+            if parent is None
+            else "its result holds none"
+        )
+        result["flips_note"] = f"the reference {cell.parent_id} has no per-item scores ({why}): no flips"
     return result

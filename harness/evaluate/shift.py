@@ -13,12 +13,11 @@ on the same tokens:
   tests/integration/test_shift_exact.py measures it against exact full-vocabulary KL (transformers, same
   tokens, SmolLM2 with int8/int4 rounding): -8% (int8, per-position corr 0.99) and -21% (int4, 0.94);
   without the tail term -34%/-34%. It orders cells as exact KL does; docs/metrics.md states the bias.
-Also: per-item flips between two lm-eval sample files, and paired bootstrap CIs of drops.
+Also: per-item flips between two sets of per-item scores, and paired bootstrap CIs of drops.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +116,11 @@ def shift_metrics(ref: dict, cell: dict) -> dict:
 
 # ------------------------------------------------------------------ per-item flips and paired bootstrap
 def read_items(path: Path, metric: str) -> dict[int, float]:
-    """doc_id -> 0/1 score of `metric` from an lm-eval samples JSONL (as the evaluate stage writes it)."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            v = row.get(metric)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[int(row["doc_id"])] = float(v)
-    return out
+    """doc_id -> score of `metric` from an lm-eval samples JSONL, through the one reader of those files
+    (harness/evaluate/items.py; flips compare the items stored in the results, this is for a file at hand)."""
+    from harness.evaluate.items import read_sample_items
+
+    return {i.doc_id: i.scores[metric] for i in read_sample_items(path) if metric in i.scores}
 
 
 def paired_bootstrap(

@@ -1,4 +1,4 @@
-"""measure(): run every load profile of a LoadSpec against one running server; flat headline metrics.
+"""measure(): run every load profile of a LoadSpec against one running server; its levels and headline.
 
 It stops at the first level after which the server is gone (`health`) or whose failed requests exceed
 `load.max_failed` (`level_problem`), and says why in the result's `stopped`; the caller fails the cell.
@@ -6,12 +6,13 @@ It stops at the first level after which the server is gone (`health`) or whose f
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
 from harness.measure.loadgen import LevelResult, LoadGenerator
 from harness.measure.prompts import token_prompts
-from harness.spec.models import LoadSpec, MaxFailed
+from harness.spec.models import ConcurrencyProfile, LoadSpec, MaxFailed, SynchronousProfile
 
 
 def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:
@@ -53,14 +54,15 @@ def measure(
 
     t0 = time.monotonic()
     warm = take(load.warmup_requests)  # first, as before: the same prompts go to the same levels
-    runs = []
+    # each level with its prompts taken now, in profile order (the same prompts go to the same levels)
+    runs: list[Callable[[], LevelResult]] = []
     for p in load.profiles:
-        if p.kind == "synchronous":
-            runs += [lambda ps=take(p.requests): gen.synchronous(ps)]
-        elif p.kind == "concurrency":
-            runs += [lambda ps=take(p.requests), c=c: gen.concurrency(ps, c) for c in p.levels]
+        if isinstance(p, SynchronousProfile):
+            runs.append(functools.partial(gen.synchronous, take(p.requests)))
+        elif isinstance(p, ConcurrencyProfile):
+            runs += [functools.partial(gen.concurrency, take(p.requests), c) for c in p.levels]
         else:
-            runs += [lambda ps=take(p.requests), p=p: gen.poisson(ps, p.rate, p.seed)]
+            runs.append(functools.partial(gen.poisson, take(p.requests), p.rate, p.seed))
     stopped = None
     if warm:
         gen.warmup(warm)
@@ -85,29 +87,9 @@ def measure(
 
 
 def headline(levels: list[LevelResult]) -> dict:
-    """The flat figures `harness status --json` and the advisor use.
+    """The headline figures of these levels, as shown while running: harness/result_facts.headline is the
+    one definition (every stored view derives it from the result's levels)."""
+    from harness.result import Level
+    from harness.result_facts import headline as of_levels
 
-    Latency headlines come from the synchronous profile (an idle server: what one user feels; falls back
-    to the lowest concurrency); throughput from the highest concurrency level (what the box can do).
-    """
-    if not levels:
-        return {}
-    sync = next((lv for lv in levels if lv.profile == "synchronous"), None)
-    conc = [lv for lv in levels if lv.profile == "concurrency"]
-    lat = sync or min(conc or levels, key=lambda lv: lv.level)
-    top = max(conc, key=lambda lv: lv.level) if conc else lat
-    return {
-        "ttft_ms_p50": lat.ttft_ms["p50"],
-        "ttft_ms_p99": lat.ttft_ms["p99"],
-        "tpot_ms_p50": lat.tpot_ms["p50"],
-        "tpot_ms_p99": lat.tpot_ms["p99"],
-        "itl_ms_p50": lat.itl_ms["p50"],
-        "itl_ms_p99": lat.itl_ms["p99"],
-        "e2e_ms_p50": lat.e2e_ms["p50"],
-        "e2e_ms_p99": lat.e2e_ms["p99"],
-        "output_tok_s": top.output_tok_s,
-        "req_s": top.req_s,
-        "top_concurrency": top.level,
-        "ttft_ms_p99_at_top": top.ttft_ms["p99"],
-        "failed_requests": sum(lv.failed for lv in levels),
-    }
+    return of_levels([Level.model_validate(lv.to_dict()) for lv in levels])

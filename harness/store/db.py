@@ -1,11 +1,11 @@
-"""DuckDB index of the per-(cell, host) JSON results: queryable, rebuildable, one writer.
+"""DuckDB index of the per-(cell, host) results: queryable, rebuildable, one writer. This module owns the
+connection (bounded waits, one clear error), the ingest (one transaction) and `rebuild`; the tables are in
+harness/store/schema.py and the rows, built from a CellResult, in harness/store/rows.py.
 
 The writer opens the database only for the length of one ingest (a transaction), so readers
-(dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON files.
-Tables: cells (one row per planned cell and host, flat headline metrics and a student's lineage and
-training), perf (one row per load level), quality (one row per task x metric), flips (one row per task x
-metric vs the reference), items (one row per scored item: drill-down of flips), hosts (one row per host
-id: label, fingerprint, first/last result), meta (schema version).
+(dashboard, advisor) can open it read-only between writes. `rebuild` recreates it from the JSON results
+alone: every row derives from a CellResult, per-item scores included (they live in the result), so
+deleting results/work/ changes nothing in the index.
 
 The key of every per-cell table is (cell_id, host_id): the same cell measured on two hosts is two rows,
 and joins between these tables must include host_id. There is no PRIMARY KEY constraint: an ingest
@@ -27,155 +27,47 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from harness.errors import DQError
 from harness.locks import unique_tmp
-from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL, normalized_host
-from harness.store.results import SCHEMA_VERSION, flat_metrics, upgrade
+from harness.result import CellResult
+from harness.store.hosts import normalized_host
+from harness.store.results import parse
+from harness.store.rows import cell_row, flip_rows, item_rows, perf_rows, quality_rows
+from harness.store.schema import (
+    CELL_COLS,
+    FLIP_COLS,
+    HOST_COLS,
+    ITEM_COLS,
+    PERF_COLS,
+    QUALITY_COLS,
+    SENS_COLS,
+    TABLES,
+    columns,
+    ensure_schema,
+)
 
-CELL_COLS = {
-    "cell_id": "VARCHAR",
-    "host_id": "VARCHAR",
-    "host_label": "VARCHAR",
-    "matrix": "VARCHAR",
-    "model": "VARCHAR",
-    "precision": "VARCHAR",
-    "method": "VARCHAR",
-    "method_kind": "VARCHAR",
-    "distill": "VARCHAR",
-    "engine": "VARCHAR",
-    "device": "VARCHAR",
-    "status": "VARCHAR",
-    "reason": "VARCHAR",
-    "parent_id": "VARCHAR",
-    "est_mem_gib": "DOUBLE",
-    "ttft_ms_p50": "DOUBLE",
-    "ttft_ms_p99": "DOUBLE",
-    "tpot_ms_p50": "DOUBLE",
-    "tpot_ms_p99": "DOUBLE",
-    "itl_ms_p50": "DOUBLE",
-    "itl_ms_p99": "DOUBLE",
-    "e2e_ms_p50": "DOUBLE",
-    "e2e_ms_p99": "DOUBLE",
-    "output_tok_s": "DOUBLE",
-    "req_s": "DOUBLE",
-    "top_concurrency": "DOUBLE",
-    "failed_requests": "INTEGER",
-    "peak_mem_gib": "DOUBLE",
-    "gpu_peak_gib": "DOUBLE",
-    "size_gib": "DOUBLE",
-    "bits_per_weight": "DOUBLE",
-    "startup_s": "DOUBLE",
-    "params": "BIGINT",
-    "kv_bytes_per_token": "DOUBLE",
-    "lm_eval_version": "VARCHAR",
-    "git_sha": "VARCHAR",
-    "schema_version": "INTEGER",
-    "artefact_model": "VARCHAR",
-    "finished_at": "VARCHAR",
-    "wall_s": "DOUBLE",
-    "result_json": "VARCHAR",
-    # against the reference (harness/evaluate/reference.py): distribution shift and the paired drop
-    "kld_mean": "DOUBLE",
-    "kld_p99": "DOUBLE",
-    "top1_agreement": "DOUBLE",
-    "dp_rms": "DOUBLE",
-    "ppl_ratio": "DOUBLE",
-    "paired_drop": "DOUBLE",
-    "paired_drop_ci_lo": "DOUBLE",
-    "paired_drop_ci_hi": "DOUBLE",
-    "compress_s": "DOUBLE",
-    "scored_by": "VARCHAR",
-    # students (harness/distill): lineage teacher -> student -> quantized student, and what training did
-    "teacher_id": "VARCHAR",
-    "distill_kind": "VARCHAR",
-    "student_key": "VARCHAR",
-    "train_tokens": "BIGINT",
-    "train_s": "DOUBLE",
-    "train_loss_final": "DOUBLE",
-    "heldout_ce": "DOUBLE",
-    "ref_gpu_hours": "DOUBLE",
-    "ref_usd": "DOUBLE",
-}
-FLIP_COLS = {
-    "cell_id": "VARCHAR",
-    "host_id": "VARCHAR",
-    "ref_id": "VARCHAR",
-    "task": "VARCHAR",
-    "metric": "VARCHAR",
-    "n": "INTEGER",
-    "ref_correct_cell_wrong": "INTEGER",
-    "ref_wrong_cell_correct": "INTEGER",
-    "flip_rate": "DOUBLE",
-    "drop_abs": "DOUBLE",
-    "drop_rel": "DOUBLE",
-    "drop_ci_lo": "DOUBLE",
-    "drop_ci_hi": "DOUBLE",
-    "ci": "VARCHAR",
-}
-ITEM_COLS = {
-    "cell_id": "VARCHAR",
-    "host_id": "VARCHAR",
-    "task": "VARCHAR",
-    "doc_id": "INTEGER",
-    "metric": "VARCHAR",
-    "value": "DOUBLE",
-}
-PERF_COLS = {
-    "cell_id": "VARCHAR",
-    "host_id": "VARCHAR",
-    "profile": "VARCHAR",
-    "level": "DOUBLE",
-    "requests": "INTEGER",
-    "completed": "INTEGER",
-    "failed": "INTEGER",
-    "duration_s": "DOUBLE",
-    "req_s": "DOUBLE",
-    "output_tok_s": "DOUBLE",
-    "input_tok_s": "DOUBLE",
-    **{f"{m}_ms_{s}": "DOUBLE" for m in ("ttft", "tpot", "itl", "e2e") for s in ("mean", "p50", "p90", "p99")},
-}
-QUALITY_COLS = {
-    "cell_id": "VARCHAR",
-    "host_id": "VARCHAR",
-    "task": "VARCHAR",
-    "metric": "VARCHAR",
-    "value": "DOUBLE",
-    "stderr": "DOUBLE",
-    "n": "INTEGER",
-    "n_total": "INTEGER",
-    "limit_items": "INTEGER",
-    "num_fewshot": "INTEGER",
-    "task_hash": "VARCHAR",
-    "lm_eval_version": "VARCHAR",
-}
-# the mixed-precision helper's per-layer scans (harness/plan/sensitivity.py): keyed by scan, not by cell
-SENS_COLS = {
-    "scan_id": "VARCHAR",
-    "model": "VARCHAR",
-    "method": "VARCHAR",
-    "precision": "VARCHAR",
-    "layer": "INTEGER",
-    "params": "BIGINT",
-    "kld_mean": "DOUBLE",
-    "top1_agreement": "DOUBLE",
-    "ppl_ratio": "DOUBLE",
-    "rank": "INTEGER",
-}
-TABLES = {"cells": CELL_COLS, "perf": PERF_COLS, "quality": QUALITY_COLS, "flips": FLIP_COLS, "items": ITEM_COLS}
-# one row per host id; first_seen/last_seen are the earliest/latest finished_at of its results (not the
-# ingest time), so `harness db rebuild` reproduces the table from the JSONs
-HOST_COLS = {
-    "host_id": "VARCHAR PRIMARY KEY",
-    "label": "VARCHAR",
-    "fingerprint": "VARCHAR",
-    "source": "VARCHAR",
-    "reference_dtype": "VARCHAR",
-    "first_seen": "VARCHAR",
-    "last_seen": "VARCHAR",
-}
-
+__all__ = [
+    "CELL_COLS",
+    "FLIP_COLS",
+    "HOST_COLS",
+    "ITEM_COLS",
+    "PERF_COLS",
+    "QUALITY_COLS",
+    "SENS_COLS",
+    "TABLES",
+    "IndexUnavailable",
+    "Rebuilt",
+    "connect_read_only",
+    "ensure_schema",
+    "ingest",
+    "ingest_sensitivity",
+    "is_duckdb_file",
+    "reading",
+    "rebuild",
+    "unavailable",
+]
 
 # how long one open waits for another process's connection to go away: an ingest or a dashboard read
 # holds the file for a moment, while a `duckdb` shell or notebook may hold it for hours, so waits are short
@@ -300,108 +192,7 @@ def reading(path: Path, wait: float | None = None):
         con.close()
 
 
-def ensure_schema(con) -> None:
-    """Create the index's tables (or bring an index written by an older dqbench up to date)."""
-    _drop_cell_primary_key(con)
-    for name, cols in TABLES.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
-        # an index written by an older dqbench: add the columns it lacks (additive changes only)
-        have = _columns(con, name)
-        for k, v in cols.items():
-            if k not in have:
-                con.execute(f"ALTER TABLE {name} ADD COLUMN {k} {v.replace(' PRIMARY KEY', '')}")
-                if k == "host_id":  # rows from before host fingerprints: the host was not recorded
-                    con.execute(f"UPDATE {name} SET host_id = ?", [UNKNOWN_HOST_ID])
-    con.execute(f"CREATE TABLE IF NOT EXISTS hosts ({', '.join(f'{k} {v}' for k, v in HOST_COLS.items())})")
-    con.execute(f"CREATE TABLE IF NOT EXISTS sensitivity ({', '.join(f'{k} {v}' for k, v in SENS_COLS.items())})")
-    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-
-
-def _columns(con, table: str) -> list[str]:
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
-        ).fetchall()
-    ]
-
-
-def _drop_cell_primary_key(con) -> None:
-    """Indexes before schema 2 keyed `cells` by cell_id alone (PRIMARY KEY), which forbids a second host's
-    row. DuckDB cannot drop a constraint in place, so the table is copied into one without it."""
-    pk = con.execute(
-        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' AND constraint_type = 'PRIMARY KEY'"
-    ).fetchone()[0]
-    if not pk:
-        return
-    have = _columns(con, "cells")
-    types = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cells'"
-        ).fetchall()
-    )
-    extra = {c: types[c] for c in have if c not in CELL_COLS}  # a column this dqbench no longer writes: kept
-    con.execute(f"CREATE TABLE cells_v2 ({', '.join(f'{k} {v}' for k, v in {**CELL_COLS, **extra}.items())})")
-    con.execute(f"INSERT INTO cells_v2 ({', '.join(have)}) SELECT {', '.join(have)} FROM cells")
-    if "host_id" not in have:
-        con.execute("UPDATE cells_v2 SET host_id = ?, host_label = ?", [UNKNOWN_HOST_ID, UNKNOWN_LABEL])
-        # rows with no result were only the old plan's: the next plan writes them again for its host, so
-        # keeping them would show every pending cell twice
-        con.execute("DELETE FROM cells_v2 WHERE result_json IS NULL AND status IN ('planned', 'infeasible')")
-    con.execute("DROP TABLE cells")
-    con.execute("ALTER TABLE cells_v2 RENAME TO cells")
-
-
-def cell_row(plan: dict, doc: dict | None, host: dict) -> dict:
-    """One `cells` row from a planned cell (dict of CellPlan), the host it is for and its result, if any."""
-    m = flat_metrics(doc)
-    est = plan.get("estimate") or {}
-    env = (doc or {}).get("environment") or {}
-    row = {
-        "cell_id": plan["cell_id"],
-        "host_id": host["host_id"],
-        "host_label": host.get("label"),
-        "matrix": plan["matrix"],
-        "model": plan["model"]["name"],
-        "precision": plan["precision"],
-        "method": plan["method"],
-        "method_kind": (plan.get("method_spec") or {}).get("kind", "none"),
-        "distill": plan["distill"],
-        "engine": plan["serving"]["kind"],
-        "device": plan["device"],
-        "status": (doc or {}).get("status") or plan.get("status", "planned"),
-        "reason": (doc or {}).get("reason") or plan.get("reason"),
-        "parent_id": plan.get("parent_id"),
-        "est_mem_gib": est.get("total_gib"),
-        "params": est.get("params"),
-        "kv_bytes_per_token": _kv_bytes(plan.get("arch")),
-        "lm_eval_version": ((doc or {}).get("quality") or {}).get("lm_eval_version"),
-        "git_sha": env.get("git_sha"),
-        "schema_version": (doc or {}).get("schema_version"),
-        "artefact_model": ((doc or {}).get("artefact") or {}).get("model"),
-        "finished_at": (doc or {}).get("finished_at"),
-        "wall_s": (doc or {}).get("wall_s"),
-        "scored_by": ((doc or {}).get("quality") or {}).get("scored_by"),
-        "result_json": json.dumps(doc) if doc else None,
-    }
-    row.update({k: m.get(k) for k in CELL_COLS if k in m and k != "quality"})
-    row["teacher_id"] = plan.get("teacher_id")  # known from the plan, before the cell has run
-    return row
-
-
-def _kv_bytes(arch: dict | None) -> float | None:
-    """KV-cache bytes per token (16-bit KV) of the cell's stored architecture facts."""
-    if not arch:
-        return None
-    from dataclasses import fields
-
-    from harness.models.arch import ArchInfo
-
-    return ArchInfo(**{f.name: arch[f.name] for f in fields(ArchInfo)}).kv_bytes_per_token()
-
-
-def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:
+def _insert(con: Any, table: str, cols: dict[str, str], rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     names = list(cols)
@@ -409,116 +200,6 @@ def _insert(con, table: str, cols: dict, rows: list[dict]) -> None:
         f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
         [[r.get(n) for n in names] for r in rows],
     )
-
-
-def perf_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
-    rows = []
-    for lv in (doc.get("perf") or {}).get("levels") or []:
-        r = {
-            "cell_id": cell_id,
-            "host_id": host_id,
-            **{
-                k: lv.get(k)
-                for k in (
-                    "profile",
-                    "level",
-                    "requests",
-                    "completed",
-                    "failed",
-                    "duration_s",
-                    "req_s",
-                    "output_tok_s",
-                    "input_tok_s",
-                )
-            },
-        }
-        for m in ("ttft", "tpot", "itl", "e2e"):
-            for s, v in (lv.get(f"{m}_ms") or {}).items():
-                r[f"{m}_ms_{s}"] = v
-        rows.append(r)
-    return rows
-
-
-def quality_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
-    q = doc.get("quality") or {}
-    rows = []
-    for task, t in (q.get("tasks") or {}).items():
-        for metric, mv in (t.get("metrics") or {}).items():
-            rows.append(
-                {
-                    "cell_id": cell_id,
-                    "host_id": host_id,
-                    "task": task,
-                    "metric": metric,
-                    "value": mv.get("value"),
-                    "stderr": mv.get("stderr"),
-                    "n": t.get("n"),
-                    "n_total": t.get("n_total"),
-                    "limit_items": t.get("limit"),
-                    "num_fewshot": t.get("num_fewshot"),
-                    "task_hash": t.get("task_hash"),
-                    "lm_eval_version": q.get("lm_eval_version"),
-                }
-            )
-    return rows
-
-
-def flip_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
-    shift = doc.get("shift") or {}
-    rows = []
-    for task, per_metric in ((shift.get("flips") or {}).get("tasks") or {}).items():
-        for metric, f in per_metric.items():
-            lo, hi = f.get("drop_ci95") or [None, None]
-            rows.append(
-                {
-                    "cell_id": cell_id,
-                    "host_id": host_id,
-                    "ref_id": shift.get("reference"),
-                    "task": task,
-                    "metric": metric,
-                    **{
-                        k: f.get(k)
-                        for k in (
-                            "n",
-                            "ref_correct_cell_wrong",
-                            "ref_wrong_cell_correct",
-                            "flip_rate",
-                            "drop_abs",
-                            "drop_rel",
-                            "ci",
-                        )
-                    },
-                    "drop_ci_lo": lo,
-                    "drop_ci_hi": hi,
-                }
-            )
-    return rows
-
-
-def item_rows(cell_id: str, host_id: str, doc: dict) -> list[dict]:
-    """Per-item 0/1 scores from the cell's lm-eval samples (skipped when the work folder is gone)."""
-    rows = []
-    for task, t in (((doc.get("quality") or {}).get("tasks")) or {}).items():
-        path = Path(t.get("samples_path") or "")
-        if not path.is_file():
-            continue
-        with open(path) as f:
-            for line in f:
-                r = json.loads(line)
-                for metric in ("acc", "acc_norm"):
-                    v = r.get(metric)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        rows.append(
-                            {
-                                "cell_id": cell_id,
-                                "host_id": host_id,
-                                "task": task,
-                                "doc_id": r.get("doc_id"),
-                                "metric": metric,
-                                "value": float(v),
-                            }
-                        )
-    return rows
 
 
 @contextmanager
@@ -545,27 +226,35 @@ def _transaction(db_path: Path, wait: float | None = None):
         con.close()
 
 
-def ingest(
-    db_path: Path, items: list[tuple[dict, dict | None]], host: dict | None = None, wait: float | None = None
-) -> None:
+Pair = tuple[dict[str, Any], CellResult | dict[str, Any] | None]  # (a CellPlan's JSON dump, its result or None)
+
+
+def ingest(db_path: Path, items: list[Pair], host: dict[str, Any] | None = None, wait: float | None = None) -> None:
     """Upsert (plan, result) pairs in one transaction: a failure leaves the previous index intact.
 
     A pair's row is keyed by (cell_id, host_id): a result's own host, or `host` (a HostCaps.host_block(),
-    normally this host's) for a planned or infeasible cell that has no result yet. `wait`: seconds to wait
-    for another process's connection to go away (None: WRITE_WAIT_S) before raising IndexUnavailable."""
+    normally this host's) for a planned or infeasible cell that has no result yet. A result given as a
+    dict is read as the store reads a file (older schemas upgraded). `wait`: seconds to wait for another
+    process's connection to go away (None: WRITE_WAIT_S) before raising IndexUnavailable."""
     with _transaction(db_path, wait) as con:
         _upsert(con, items, host)
 
 
-def _upsert(con, items: list[tuple[dict, dict | None]], host: dict | None) -> set[tuple[str, str]]:
+def _as_result(result: CellResult | dict[str, Any]) -> CellResult:
+    """The result with its host block normalised (an id and a label), as the store writes it."""
+    r = result if isinstance(result, CellResult) else parse(result)
+    return r.model_copy(update={"host": normalized_host({"host": r.host})})
+
+
+def _upsert(con: Any, items: list[Pair], host: dict[str, Any] | None) -> set[tuple[str, str]]:
     """The rows of `items` (later items win); returns the (cell_id, host_id) keys written."""
-    hosts: dict[str, tuple[dict, list[str]]] = {}  # host_id -> (latest block, finish times): one upsert each
+    hosts: dict[str, tuple[dict[str, Any], list[str]]] = {}  # host_id -> (latest block, finish times)
     keys = set()
-    for plan, doc in items:
+    for plan, given in items:
         cid = plan["cell_id"]
-        if doc is not None:
-            doc = upgrade(doc) if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION else doc
-            h = normalized_host(doc)
+        result = _as_result(given) if given is not None else None
+        if result is not None:
+            h = result.host or {}
         elif host is not None:
             h = normalized_host({"host": host})
         else:
@@ -577,16 +266,16 @@ def _upsert(con, items: list[tuple[dict, dict | None]], host: dict | None) -> se
         keys.add((cid, hid))
         for t in TABLES:
             con.execute(f"DELETE FROM {t} WHERE cell_id = ? AND host_id = ?", [cid, hid])
-        _insert(con, "cells", CELL_COLS, [cell_row(plan, doc, h)])
+        _insert(con, "cells", CELL_COLS, [cell_row(plan, result, h)])
         times = hosts.setdefault(hid, (h, []))[1]
         hosts[hid] = (h, times)
-        if (doc or {}).get("finished_at"):
-            times.append(doc["finished_at"])
-        if doc:
-            _insert(con, "perf", PERF_COLS, perf_rows(cid, hid, doc))
-            _insert(con, "quality", QUALITY_COLS, quality_rows(cid, hid, doc))
-            _insert(con, "flips", FLIP_COLS, flip_rows(cid, hid, doc))
-            _insert(con, "items", ITEM_COLS, item_rows(cid, hid, doc))
+        if result is not None:
+            if result.finished_at:
+                times.append(result.finished_at)
+            _insert(con, "perf", PERF_COLS, perf_rows(result))
+            _insert(con, "quality", QUALITY_COLS, quality_rows(result))
+            _insert(con, "flips", FLIP_COLS, flip_rows(result))
+            _insert(con, "items", ITEM_COLS, item_rows(result))
     for h, times in hosts.values():
         _upsert_host(con, h, times)
     return keys
@@ -656,7 +345,7 @@ def _plan_rows(db_path: Path) -> tuple[list[dict], dict[str, dict]]:
     """The old index's planned and infeasible rows (cells with no result: only `harness run`'s plan ingest
     writes them, the JSONs do not hold them) and the host rows they name."""
     with reading(db_path) as con:
-        cols = _columns(con, "cells")
+        cols = columns(con, "cells")
         if "host_id" not in cols or "status" not in cols:  # no index, or one from before hosts: the migration
             return [], {}  # drops such rows too (see _drop_cell_primary_key)
         keep = [c for c in cols if c in CELL_COLS]
@@ -667,7 +356,7 @@ def _plan_rows(db_path: Path) -> tuple[list[dict], dict[str, dict]]:
             ).fetchall()
         ]
         hosts: dict[str, dict] = {}
-        hcols = [c for c in _columns(con, "hosts") if c in HOST_COLS]
+        hcols = [c for c in columns(con, "hosts") if c in HOST_COLS]
         if "host_id" in hcols:
             for r in con.execute(f"SELECT {', '.join(hcols)} FROM hosts").fetchall():
                 hosts[r[hcols.index("host_id")]] = dict(zip(hcols, r))
@@ -678,8 +367,11 @@ def _wal(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
 
 
-def rebuild(db_path: Path, docs: list[dict], scans: list[dict] | None = None) -> Rebuilt:
-    """Recreate the index from result JSONs (the plan of each cell is stored inside its result) and
+def rebuild(
+    db_path: Path, results: list[CellResult] | list[dict[str, Any]], scans: list[dict[str, Any]] | None = None
+) -> Rebuilt:
+    """Recreate the index from the stored results (ResultStore.all(): the plan of each cell and its per-item
+    scores are inside its result, so nothing under results/work/ is read) and
     sensitivity scans, keeping the old index's planned and infeasible rows (cells not yet run, and cells
     this host cannot run, with the reason) that no result replaces.
 
@@ -689,9 +381,12 @@ def rebuild(db_path: Path, docs: list[dict], scans: list[dict] | None = None) ->
     then a dead rebuild's. An old index another process holds open for writing is refused, not replaced:
     that process would go on writing (its WAL by name) into a file that is no longer the index."""
     db_path = Path(db_path)
+    typed = [_as_result(r) for r in results]  # a document given as a dict is read as the store reads a file
     for stale in db_path.parent.glob(f".{db_path.name}.*.tmp*"):  # see unique_tmp; `.wal` siblings too
         stale.unlink(missing_ok=True)
-    rows, old_hosts, note = [], {}, None
+    rows: list[dict[str, Any]] = []
+    old_hosts: dict[str, dict[str, Any]] = {}
+    note: str | None = None
     if db_path.exists():
         try:
             rows, old_hosts = _plan_rows(db_path)
@@ -707,7 +402,7 @@ def rebuild(db_path: Path, docs: list[dict], scans: list[dict] | None = None) ->
     tmp = unique_tmp(db_path)
     try:
         with _transaction(tmp) as con:
-            have = _upsert(con, [(d["plan"], d) for d in docs], None)
+            have = _upsert(con, [(r.plan, r) for r in typed], None)
             carried = [r for r in rows if (r["cell_id"], r["host_id"]) not in have]
             _insert(con, "cells", CELL_COLS, carried)
             known = {r[0] for r in con.execute("SELECT host_id FROM hosts").fetchall()}
@@ -729,7 +424,7 @@ def rebuild(db_path: Path, docs: list[dict], scans: list[dict] | None = None) ->
     finally:
         for p in (tmp, _wal(tmp)):
             p.unlink(missing_ok=True)
-    return Rebuilt(len(docs), len(carried), note)
+    return Rebuilt(len(typed), len(carried), note)
 
 
 def _fsync_dir(folder: Path) -> None:

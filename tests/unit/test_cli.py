@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -73,10 +74,13 @@ def test_status_names_this_host_and_reads_only_its_results(tmp_path):
     first = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)[0]
     store = ResultStore(tmp_path / "results")
     other = {"host_id": "0ther00000", "label": "Other CPU · avx512 · 64 cores"}
+    level = {"profile": "synchronous", "level": 1, "requests": 2, "completed": 2, "failed": 0, "output_tok_s": 123.0}
     base = {
         "cell_id": first["cell_id"],
+        "matrix": "smollm2-cpu",
+        "label": "a cell",
         "plan": {"cell_id": first["cell_id"]},
-        "perf": {"headline": {"output_tok_s": 123.0}},
+        "perf": {"levels": [level]},
     }
     store.write({**base, "status": "done", "host": other})
     rows = json.loads(harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env).stdout)
@@ -173,3 +177,83 @@ def test_db_rebuild_keeps_planned_rows_and_refuses_while_a_run_writes(tmp_path):
     r = harness("db", "rebuild", env=env)
     assert r.returncode == 0 and "kept 0 planned/infeasible" in r.stdout
     assert "note: the old index could not be read" in r.stderr and f"{index} is not a DuckDB database" in r.stderr
+
+
+def _dump(index) -> dict:
+    """Every table of the index, every row, in a stable order."""
+    from harness.store import db
+
+    con = db.connect_read_only(index)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+    finally:
+        con.close()
+
+
+def test_db_rebuild_from_the_json_alone_reproduces_every_table_after_work_is_deleted(tmp_path):
+    """The results JSON is the whole truth: index a reference and a child (with flips against the reference's
+    stored items) as a run does, delete results/work/ (the samples the items came from), rebuild: every table
+    is the same, per-item rows included."""
+    import copy
+    import os
+    import shutil
+
+    from harness.evaluate.reference import item_flips
+    from harness.result import CellResult
+    from harness.store import db
+    from harness.store.results import ResultStore
+
+    results = tmp_path / "results"
+    index = results / "dqbench.duckdb"
+    store = ResultStore(results)
+    ref = json.loads((REPO / "tests" / "fixtures" / "result-v3.json").read_text())
+    host = ref["host"]
+    samples = store.work_dir(ref["cell_id"]) / host["host_id"] / "samples"
+    samples.mkdir(parents=True)
+    for task, t in ref["quality"]["tasks"].items():  # the files the evaluate step read the items from
+        t["samples_path"] = str(samples / f"{task}.jsonl")
+        Path(t["samples_path"]).write_text(
+            "".join(json.dumps({"doc_id": i["doc_id"], **i["scores"]}) + "\n" for i in t["items"])
+        )
+    child = copy.deepcopy(ref)
+    child.update(cell_id="c0ffee000001", plan=dict(ref["plan"], cell_id="c0ffee000001", parent_id=ref["cell_id"]))
+    for t in child["quality"]["tasks"].values():
+        for item in t["items"][::7]:  # the child gets every 7th item of every task wrong
+            item["scores"] = dict.fromkeys(item["scores"], 0.0)
+    parent_r, child_r = CellResult.model_validate(ref), CellResult.model_validate(child)
+    child["shift"] = {"reference": ref["cell_id"], "flips": item_flips(parent_r.quality, child_r.quality, 200)}
+    assert child["shift"]["flips"]["tasks"]["dq_arc_easy"]["acc"]["ref_correct_cell_wrong"] > 0
+    db.ingest(index, [(dict(ref["plan"], cell_id="pend00000000"), None)], host=host)  # a cell not run yet
+    for doc in (ref, child):  # as the runner does: store, read back, index
+        store.write(doc)
+        kept = store.read(doc["cell_id"], host["host_id"])
+        db.ingest(index, [(kept.plan, kept)], host=host)
+    before = _dump(index)
+    assert len(before["items"]) == 2 * sum(
+        len(i["scores"]) for t in ref["quality"]["tasks"].values() for i in t["items"]
+    )
+    assert before["flips"] and len(before["cells"]) == 3
+
+    shutil.rmtree(results / "work")
+    env = dict(os.environ, DQBENCH_RESULTS=str(results))
+    env.pop("DQBENCH_DB", None)
+    r = harness("db", "rebuild", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "rebuilt from 2 result file(s), kept 1 planned/infeasible" in r.stdout
+    assert _dump(index) == before
+
+
+def test_db_rebuild_names_the_result_files_it_refuses(tmp_path):
+    import os
+
+    results = tmp_path / "results"
+    (results / "cells").mkdir(parents=True)
+    newer = results / "cells" / "abc@h1.json"
+    newer.write_text(json.dumps({"schema_version": 99, "cell_id": "abc", "status": "done"}))
+    env = dict(os.environ, DQBENCH_RESULTS=str(results))
+    env.pop("DQBENCH_DB", None)
+    r = harness("db", "rebuild", env=env)
+    assert r.returncode == 0 and "rebuilt from 0 result file(s)" in r.stdout
+    assert f"refused: {newer}: result schema_version 99 is not readable by this dqbench" in r.stderr
+    assert newer.is_file()  # left for a person to look at

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -29,7 +30,7 @@ def test_ingest_creates_rows_in_all_tables(tmp_path):
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == n_levels
     n_metrics = sum(len(t["metrics"]) for t in FIXTURE["quality"]["tasks"].values())
     assert con.execute("SELECT count(*) FROM quality").fetchone()[0] == n_metrics
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     # a schema-1 result has no host: its rows say so
     assert con.execute("SELECT DISTINCT host_id, host_label FROM cells").fetchall() == [
         ("unknown", "unknown host (result from before host fingerprints, schema 1)")
@@ -217,11 +218,17 @@ def test_a_planned_row_needs_a_host(tmp_path):
 
 def test_same_cell_on_two_hosts_is_two_rows_and_joins_stay_per_host(tmp_path):
     path = tmp_path / "x.duckdb"
+    # the other host's top concurrency level ran faster: its headline (derived from the levels) says so
+    top = max(lv["level"] for lv in FIXTURE_V2["perf"]["levels"] if lv["profile"] == "concurrency")
+    levels = [
+        dict(lv, output_tok_s=999.0) if (lv["profile"], lv["level"]) == ("concurrency", top) else lv
+        for lv in FIXTURE_V2["perf"]["levels"]
+    ]
     other = dict(
         FIXTURE_V2,
         host=OTHER,
         finished_at="2030-01-01T00:00:00+00:00",
-        perf=dict(FIXTURE_V2["perf"], headline=dict(FIXTURE_V2["perf"]["headline"], output_tok_s=999.0)),
+        perf=dict(FIXTURE_V2["perf"], levels=levels),
     )
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2), (other["plan"], other)])
     db.ingest(path, [(FIXTURE_V2["plan"], FIXTURE_V2)])  # re-ingesting one host leaves the other's rows alone
@@ -458,3 +465,22 @@ def test_a_rebuild_that_dies_before_the_swap_leaves_the_old_index(tmp_path, monk
     assert con.execute("SELECT cell_id, status FROM cells").fetchall() == [("pend00000000", "planned")]
     con.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.duckdb"]  # its own temporary and the stale one
+
+
+def test_items_come_from_the_result_itself(tmp_path):
+    """A schema-3 result carries its per-item scores: the items table needs no file under work/."""
+    v3 = json.loads((REPO / "tests" / "fixtures" / "result-v3.json").read_text())
+    assert not any(Path(t["samples_path"]).exists() for t in v3["quality"]["tasks"].values())
+    path = tmp_path / "x.duckdb"
+    db.ingest(path, [(v3["plan"], v3)])
+    con = db.connect_read_only(path)
+    got = con.execute("SELECT task, metric, count(*), avg(value) FROM items GROUP BY ALL ORDER BY ALL").fetchall()
+    con.close()
+    want = sorted(
+        (task, m, t["n"], t["metrics"][m]["value"])
+        for task, t in v3["quality"]["tasks"].items()
+        for m in ("acc", "acc_norm")
+        if m in t["metrics"]
+    )
+    assert [(a, b, c) for a, b, c, _ in got] == [(a, b, c) for a, b, c, _ in want]
+    assert [d for *_, d in got] == pytest.approx([d for *_, d in want])

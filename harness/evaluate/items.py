@@ -1,0 +1,42 @@
+"""Per-item scores from lm-eval's samples: the one reader of the samples JSONL the evaluate worker writes
+(harness/workers/evaluate.py: one line per document with `doc_id` and its per-item metric values).
+
+`attach_items` puts them into the evaluate output's tasks (`items`, harness/result.Item) when the
+evaluate step finishes, so the stored result carries them and nothing later reads work/ for scores.
+The store's upgrade of schema-2 results (harness/store/results.py) reads the same files the same way.
+No heavy imports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.result import ITEM_METRICS, Item
+
+
+def read_sample_items(path: Path) -> list[Item]:
+    """The scored documents of one task's samples JSONL, in file order (a document with none of
+    ITEM_METRICS, as in a perplexity task, is left out)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            scores = {
+                m: float(row[m])
+                for m in ITEM_METRICS
+                if isinstance(row.get(m), (int, float)) and not isinstance(row.get(m), bool)
+            }
+            if scores and row.get("doc_id") is not None:
+                out.append(Item(doc_id=int(row["doc_id"]), scores=scores))
+    return out
+
+
+def attach_items(tasks: dict[str, dict], samples_dir: Path) -> None:
+    """Set `items` of every task in an evaluate output from `samples_dir/<task>.jsonl` (a task whose file
+    is missing keeps none: the worker writes one per task it scored)."""
+    for name, t in tasks.items():
+        path = Path(samples_dir) / f"{name}.jsonl"
+        t["items"] = [i.model_dump() for i in read_sample_items(path)] if path.is_file() else []

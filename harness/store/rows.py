@@ -1,0 +1,160 @@
+"""The index's rows, built from a CellResult (and, for a cell without a result, its plan): every figure
+comes from harness/result_facts, every per-item score from the result's own items, so the index holds
+nothing the JSON results do not (`harness db rebuild` needs only them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.result import CellResult
+from harness.result_facts import FIGURES, cell_status, figures
+from harness.store.schema import LATENCIES, PERCENTILES
+
+Row = dict[str, Any]
+
+
+def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, Any]) -> Row:
+    """One `cells` row from a planned cell (a CellPlan's JSON dump), the host it is for and its result,
+    if any."""
+    est = plan.get("estimate") or {}
+    status = cell_status(plan.get("status", "planned"), plan.get("reason"), result)
+    row: Row = {
+        "cell_id": plan["cell_id"],
+        "host_id": host["host_id"],
+        "host_label": host.get("label"),
+        "matrix": plan["matrix"],
+        "model": plan["model"]["name"],
+        "precision": plan["precision"],
+        "method": plan["method"],
+        "method_kind": (plan.get("method_spec") or {}).get("kind", "none"),
+        "distill": plan["distill"],
+        "engine": plan["serving"]["kind"],
+        "device": plan["device"],
+        "status": status.status,
+        "reason": status.reason,
+        "parent_id": plan.get("parent_id"),
+        "est_mem_gib": est.get("total_gib"),
+        "params": est.get("params"),
+        "kv_bytes_per_token": _kv_bytes(plan.get("arch")),
+        **dict.fromkeys(FIGURES),
+    }
+    if result is not None:
+        quality = result.quality
+        row.update(
+            figures(result),
+            lm_eval_version=quality.lm_eval_version if quality else None,
+            git_sha=result.environment.get("git_sha"),
+            schema_version=result.schema_version,
+            artefact_model=result.artefact.model if result.artefact else None,
+            finished_at=result.finished_at,
+            wall_s=result.wall_s,
+            scored_by=quality.scored_by if quality else None,
+            result_json=json.dumps(result.model_dump(mode="json")),
+        )
+    row["teacher_id"] = plan.get("teacher_id")  # known from the plan, before the cell has run
+    return row
+
+
+def _kv_bytes(arch: dict[str, Any] | None) -> float | None:
+    """KV-cache bytes per token (16-bit KV) of the cell's stored architecture facts."""
+    if not arch:
+        return None
+    from dataclasses import fields
+
+    from harness.models.arch import ArchInfo
+
+    return ArchInfo(**{f.name: arch[f.name] for f in fields(ArchInfo)}).kv_bytes_per_token()
+
+
+def perf_rows(result: CellResult) -> list[Row]:
+    rows = []
+    for lv in result.perf.levels if result.perf else []:
+        r: Row = {
+            "cell_id": result.cell_id,
+            "host_id": result.host_id,
+            "profile": lv.profile,
+            "level": lv.level,
+            "requests": lv.requests,
+            "completed": lv.completed,
+            "failed": lv.failed,
+            "duration_s": lv.duration_s,
+            "req_s": lv.req_s,
+            "output_tok_s": lv.output_tok_s,
+            "input_tok_s": lv.input_tok_s,
+        }
+        for m in LATENCIES:
+            pct = getattr(lv, f"{m}_ms")
+            for s in PERCENTILES:
+                r[f"{m}_ms_{s}"] = getattr(pct, s)
+        rows.append(r)
+    return rows
+
+
+def quality_rows(result: CellResult) -> list[Row]:
+    q = result.quality
+    if q is None:
+        return []
+    return [
+        {
+            "cell_id": result.cell_id,
+            "host_id": result.host_id,
+            "task": task,
+            "metric": metric,
+            "value": mv.value,
+            "stderr": mv.stderr,
+            "n": t.n,
+            "n_total": t.n_total,
+            "limit_items": t.limit,
+            "num_fewshot": t.num_fewshot,
+            "task_hash": t.task_hash,
+            "lm_eval_version": q.lm_eval_version,
+        }
+        for task, t in q.tasks.items()
+        for metric, mv in t.metrics.items()
+    ]
+
+
+FLIP_FIGURES = ("n", "ref_correct_cell_wrong", "ref_wrong_cell_correct", "flip_rate", "drop_abs", "drop_rel", "ci")
+
+
+def flip_rows(result: CellResult) -> list[Row]:
+    """The flips against the reference, as the shift step stored them in the result."""
+    shift = result.shift or {}
+    rows = []
+    for task, per_metric in ((shift.get("flips") or {}).get("tasks") or {}).items():
+        for metric, f in per_metric.items():
+            lo, hi = f.get("drop_ci95") or [None, None]
+            rows.append(
+                {
+                    "cell_id": result.cell_id,
+                    "host_id": result.host_id,
+                    "ref_id": shift.get("reference"),
+                    "task": task,
+                    "metric": metric,
+                    **{k: f.get(k) for k in FLIP_FIGURES},
+                    "drop_ci_lo": lo,
+                    "drop_ci_hi": hi,
+                }
+            )
+    return rows
+
+
+def item_rows(result: CellResult) -> list[Row]:
+    """One row per scored item and metric, from the result's own items (never from work/)."""
+    if result.quality is None:
+        return []
+    return [
+        {
+            "cell_id": result.cell_id,
+            "host_id": result.host_id,
+            "task": task,
+            "doc_id": item.doc_id,
+            "metric": metric,
+            "value": value,
+        }
+        for task, t in result.quality.tasks.items()
+        for item in t.items
+        for metric, value in item.scores.items()
+    ]

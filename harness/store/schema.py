@@ -1,0 +1,182 @@
+"""The DuckDB index's tables and columns, and bringing an index written by an older dqbench up to date.
+
+Tables: cells (one row per planned cell and host: identity, status, and every flat figure of its result,
+whose names and types come from harness/result_facts.FIGURES, so no figure is named twice), perf (one row
+per load level), quality (task x metric), flips (task x metric vs the reference), items (one row per
+scored item: the drill-down of flips), hosts (one row per host id), sensitivity (per-layer scans), meta
+(schema version). Every per-cell table is keyed by (cell_id, host_id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.result import SCHEMA_VERSION
+from harness.result_facts import FIGURES
+from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL
+
+_DUCK = {float: "DOUBLE", int: "BIGINT", str: "VARCHAR"}
+
+CELL_COLS = {
+    "cell_id": "VARCHAR",
+    "host_id": "VARCHAR",
+    "host_label": "VARCHAR",
+    "matrix": "VARCHAR",
+    "model": "VARCHAR",
+    "precision": "VARCHAR",
+    "method": "VARCHAR",
+    "method_kind": "VARCHAR",
+    "distill": "VARCHAR",
+    "engine": "VARCHAR",
+    "device": "VARCHAR",
+    "status": "VARCHAR",
+    "reason": "VARCHAR",
+    "parent_id": "VARCHAR",
+    "est_mem_gib": "DOUBLE",
+    "params": "BIGINT",
+    "kv_bytes_per_token": "DOUBLE",
+    "lm_eval_version": "VARCHAR",
+    "git_sha": "VARCHAR",
+    "schema_version": "INTEGER",
+    "artefact_model": "VARCHAR",
+    "finished_at": "VARCHAR",
+    "wall_s": "DOUBLE",
+    "scored_by": "VARCHAR",
+    "result_json": "VARCHAR",
+    # the result's flat figures (headline, memory, size, shift and paired drop vs the reference, a student's
+    # lineage and training): harness/result_facts.figures()
+    **{name: _DUCK[t] for name, t in FIGURES.items()},
+}
+FLIP_COLS = {
+    "cell_id": "VARCHAR",
+    "host_id": "VARCHAR",
+    "ref_id": "VARCHAR",
+    "task": "VARCHAR",
+    "metric": "VARCHAR",
+    "n": "INTEGER",
+    "ref_correct_cell_wrong": "INTEGER",
+    "ref_wrong_cell_correct": "INTEGER",
+    "flip_rate": "DOUBLE",
+    "drop_abs": "DOUBLE",
+    "drop_rel": "DOUBLE",
+    "drop_ci_lo": "DOUBLE",
+    "drop_ci_hi": "DOUBLE",
+    "ci": "VARCHAR",
+}
+ITEM_COLS = {
+    "cell_id": "VARCHAR",
+    "host_id": "VARCHAR",
+    "task": "VARCHAR",
+    "doc_id": "INTEGER",
+    "metric": "VARCHAR",
+    "value": "DOUBLE",
+}
+LATENCIES = ("ttft", "tpot", "itl", "e2e")
+PERCENTILES = ("mean", "p50", "p90", "p99")
+PERF_COLS = {
+    "cell_id": "VARCHAR",
+    "host_id": "VARCHAR",
+    "profile": "VARCHAR",
+    "level": "DOUBLE",
+    "requests": "INTEGER",
+    "completed": "INTEGER",
+    "failed": "INTEGER",
+    "duration_s": "DOUBLE",
+    "req_s": "DOUBLE",
+    "output_tok_s": "DOUBLE",
+    "input_tok_s": "DOUBLE",
+    **{f"{m}_ms_{s}": "DOUBLE" for m in LATENCIES for s in PERCENTILES},
+}
+QUALITY_COLS = {
+    "cell_id": "VARCHAR",
+    "host_id": "VARCHAR",
+    "task": "VARCHAR",
+    "metric": "VARCHAR",
+    "value": "DOUBLE",
+    "stderr": "DOUBLE",
+    "n": "INTEGER",
+    "n_total": "INTEGER",
+    "limit_items": "INTEGER",
+    "num_fewshot": "INTEGER",
+    "task_hash": "VARCHAR",
+    "lm_eval_version": "VARCHAR",
+}
+# the mixed-precision helper's per-layer scans (harness/plan/sensitivity.py): keyed by scan, not by cell
+SENS_COLS = {
+    "scan_id": "VARCHAR",
+    "model": "VARCHAR",
+    "method": "VARCHAR",
+    "precision": "VARCHAR",
+    "layer": "INTEGER",
+    "params": "BIGINT",
+    "kld_mean": "DOUBLE",
+    "top1_agreement": "DOUBLE",
+    "ppl_ratio": "DOUBLE",
+    "rank": "INTEGER",
+}
+TABLES = {"cells": CELL_COLS, "perf": PERF_COLS, "quality": QUALITY_COLS, "flips": FLIP_COLS, "items": ITEM_COLS}
+# one row per host id; first_seen/last_seen are the earliest/latest finished_at of its results (not the
+# ingest time), so `harness db rebuild` reproduces the table from the JSONs
+HOST_COLS = {
+    "host_id": "VARCHAR PRIMARY KEY",
+    "label": "VARCHAR",
+    "fingerprint": "VARCHAR",
+    "source": "VARCHAR",
+    "reference_dtype": "VARCHAR",
+    "first_seen": "VARCHAR",
+    "last_seen": "VARCHAR",
+}
+
+
+def ensure_schema(con: Any) -> None:
+    """Create the index's tables (or bring an index written by an older dqbench up to date)."""
+    _drop_cell_primary_key(con)
+    for name, cols in TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{k} {v}' for k, v in cols.items())})")
+        # an index written by an older dqbench: add the columns it lacks (additive changes only)
+        have = columns(con, name)
+        for k, v in cols.items():
+            if k not in have:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {k} {v.replace(' PRIMARY KEY', '')}")
+                if k == "host_id":  # rows from before host fingerprints: the host was not recorded
+                    con.execute(f"UPDATE {name} SET host_id = ?", [UNKNOWN_HOST_ID])
+    con.execute(f"CREATE TABLE IF NOT EXISTS hosts ({', '.join(f'{k} {v}' for k, v in HOST_COLS.items())})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS sensitivity ({', '.join(f'{k} {v}' for k, v in SENS_COLS.items())})")
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+
+def columns(con: Any, table: str) -> list[str]:
+    """The table's column names, in order ([] when it does not exist)."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
+        ).fetchall()
+    ]
+
+
+def _drop_cell_primary_key(con: Any) -> None:
+    """Indexes before schema 2 keyed `cells` by cell_id alone (PRIMARY KEY), which forbids a second host's
+    row. DuckDB cannot drop a constraint in place, so the table is copied into one without it."""
+    pk = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'cells' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchone()[0]
+    if not pk:
+        return
+    have = columns(con, "cells")
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cells'"
+        ).fetchall()
+    )
+    extra = {c: types[c] for c in have if c not in CELL_COLS}  # a column this dqbench no longer writes: kept
+    con.execute(f"CREATE TABLE cells_v2 ({', '.join(f'{k} {v}' for k, v in {**CELL_COLS, **extra}.items())})")
+    con.execute(f"INSERT INTO cells_v2 ({', '.join(have)}) SELECT {', '.join(have)} FROM cells")
+    if "host_id" not in have:
+        con.execute("UPDATE cells_v2 SET host_id = ?, host_label = ?", [UNKNOWN_HOST_ID, UNKNOWN_LABEL])
+        # rows with no result were only the old plan's: the next plan writes them again for its host, so
+        # keeping them would show every pending cell twice
+        con.execute("DELETE FROM cells_v2 WHERE result_json IS NULL AND status IN ('planned', 'infeasible')")
+    con.execute("DROP TABLE cells")
+    con.execute("ALTER TABLE cells_v2 RENAME TO cells")
