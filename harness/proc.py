@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import IO
 
 from harness.errors import StageError
 from harness.settings import REPO_ROOT, Settings
@@ -168,7 +169,7 @@ class WorkerProgress:
         self,
         what: str,
         unit: str = "",
-        total: int | None = None,
+        total: int | float | None = None,
         every: float = 0.5,
         callback: ProgressCallback | None = None,
     ) -> None:
@@ -204,6 +205,8 @@ class WorkerProgress:
             }
             if self.callback is not None:
                 self.callback(rec)
+                return
+            if self.path is None:
                 return
             try:  # one write() of one line: a reader never sees half of it as a whole line
                 with open(self.path, "a") as f:
@@ -284,7 +287,7 @@ def deadline_timeout(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-# Lock descriptors every child must keep open: a cell's lock (harness/cell.py) is passed to each guard, so
+# Lock descriptors every child must keep open: a cell's lock (harness/cell/run.py) is passed to each guard, so
 # the lock stays held until the last process of an attempt is gone, even when the runner was killed first.
 _HOLD: ContextVar[tuple[int, ...]] = ContextVar("dqbench_hold_fds", default=())
 
@@ -299,7 +302,7 @@ def children_hold(fd: int) -> Iterator[None]:
         _HOLD.reset(token)
 
 
-def spawn(cmd: list[str], *, log: object, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen:
+def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen:
     """Start `cmd` under harness/guard.py in a new session: the guard is the group leader, reaps everything
     the command spawns (vLLM's engine processes too) and takes it all down when this process dies, however
     it dies. `log` is an open binary file for stdout and stderr."""

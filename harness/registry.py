@@ -61,12 +61,13 @@ class Registry:
             target = self._targets[name]
             module, _, attr = target.partition(":")
             obj = getattr(importlib.import_module(module), attr)
-            problems = contracts.contract_problems(obj, self.contract) if self.contract else []
-            if problems:
-                raise PluginContractError(
-                    f"{self.family} {name!r} ({target}) does not meet the {self.family} contract "
-                    f"(harness/contracts.py {self.contract.__name__}): {'; '.join(problems)}"
-                )
+            if self.contract is not None:
+                problems = contracts.contract_problems(obj, self.contract)
+                if problems:
+                    raise PluginContractError(
+                        f"{self.family} {name!r} ({target}) does not meet the {self.family} contract "
+                        f"(harness/contracts.py {self.contract.__name__}): {'; '.join(problems)}"
+                    )
             self._loaded[name] = obj
         return self._loaded[name]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import StageError
 from harness.locks import file_lock
 from harness.registry import distillers, servers
+from harness.spec.models import GKDStudent, SFTStudent
 
 if TYPE_CHECKING:
     from harness.cell.context import CellRun
@@ -24,13 +26,17 @@ def student_block(run: CellRun, source: ModelSourceContract) -> dict[str, Any]:
     from harness.distill.generate import read_generations
 
     cell, settings, progress = run.cell, run.settings, run.progress
-    spec = run.need(cell.student, "the cell's student")
+    spec = cell.student
+    if spec is None:
+        raise RuntimeError("the distill step ran for a cell without a student")
     distiller = distillers.get(spec.kind)(spec)
     data = TrainData(settings)
     data.prepare(run.paths.log("prepare"))
     teacher_dir, teacher_fp = source.resolve(), source.fingerprint()
     gens, gen_info = None, None
     if distiller.needs_generations:
+        if not isinstance(spec, SFTStudent | GKDStudent):
+            raise StageError("distill", f"{spec.kind} trains on teacher generations but its spec names no prompt set")
         gens = distiller.generations_path(teacher_fp, data.fingerprint(), settings)
         prompts = data.prompts(spec.prompts, spec.num_prompts)
         # one teacher server per answer set: a second cell that needs the same answers (a Ray neighbour)
@@ -41,7 +47,7 @@ def student_block(run: CellRun, source: ModelSourceContract) -> dict[str, Any]:
             on_wait=progress.note,
         ):
             if read_generations(gens, prompts) is None and not distiller.is_built(teacher_fp, data, settings):
-                gen_info = teacher_answers(run, teacher_dir, prompts, gens)
+                gen_info = teacher_answers(run, spec, teacher_dir, prompts, gens)
     student = distiller.build(cell, teacher_dir, teacher_fp, data, settings, run.paths.log("distill"), gens)
     rec = student.record
     if not student.reused and rec.get("loss_curve"):
@@ -66,18 +72,21 @@ def student_block(run: CellRun, source: ModelSourceContract) -> dict[str, Any]:
     }
 
 
-def teacher_answers(run: CellRun, teacher_dir: str, prompts: list[str], gens: Path) -> dict[str, Any]:
+def teacher_answers(
+    run: CellRun, spec: SFTStudent | GKDStudent, teacher_dir: str, prompts: list[str], gens: Path
+) -> dict[str, Any]:
     """Serve the teacher, have it answer `prompts` into `gens`, stop it; the generation summary."""
     from harness.compress.base import Artefact
     from harness.compress.identity import DTYPE
     from harness.distill.generate import generate
 
     cell, progress = run.cell, run.progress
-    spec = run.need(cell.student, "the cell's student")
-    serving = run.need(cell.teacher_serving, "the teacher's serving spec")
+    serving, compute = cell.teacher_serving, cell.compute_dtype
+    if serving is None or compute is None:
+        raise StageError("distill", "the plan gave this student cell no teacher serving spec or compute dtype")
     progress.note(f"teacher answers {spec.num_prompts} prompts ({spec.prompts}) for {spec.name}")
     server = servers.get(serving.kind)(serving, run.settings.python, cell.device)
-    dtype = DTYPE[run.need(cell.compute_dtype, "the lineage's compute dtype")]  # the reference dtype
+    dtype = DTYPE[compute]  # the teacher answers in the lineage's reference dtype
     teacher_name = f"dq-teacher-{cell.teacher_id or cell.cell_id}"  # one name per served teacher
     handle = server.start(
         Artefact(model=str(teacher_dir), dtype=dtype, quantization=None, size_bytes=None, bits_per_weight=16.0),

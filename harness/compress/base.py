@@ -1,5 +1,5 @@
 """The compressor plugin contract. Plugins declare capabilities the planner reads; the heavy work
-runs in a stage subprocess so the orchestrator never imports torch or llm-compressor.
+runs in a worker subprocess so the orchestrator never imports torch or llm-compressor.
 
 `build_artefact` is how a plugin writes what it makes into the cell's work folder: under the artefact's
 lock, the stage writes into a unique temporary name that is renamed into place, then the record, then a
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
     from harness.plan.models import CellPlan
     from harness.settings import Settings
+    from harness.spec.models import MethodSpec
     from harness.workspace import CellPaths
 
 
@@ -45,7 +46,7 @@ class Artefact:
     dtype: str  # vLLM --dtype
     quantization: str | None  # what the server must report having loaded (None: unquantized)
     size_bytes: int | None
-    bits_per_weight: float
+    bits_per_weight: float | None  # None when the parameter count is unknown (no estimate)
     record: dict = field(default_factory=dict)  # recipe, wall time, peak memory ... (stored with the cell)
     tokenizer: str | None = None  # HF tokenizer folder when `model` is not one (a .gguf file)
     server_args: dict = field(default_factory=dict)  # engine flags the artefact needs (load-time quantization)
@@ -86,7 +87,25 @@ class Compressor(ABC):
         worker subprocess)."""
 
 
-def checkpoint_ident(source) -> str:
+def method_of(cell: CellPlan) -> MethodSpec:
+    """The cell's method spec: a compressor other than `none` runs only for a cell the plan gave one."""
+    if cell.method_spec is None:
+        raise StageError("compress", f"cell {cell.cell_id} has no method spec (methods.<name>) to compress with")
+    return cell.method_spec
+
+
+def option_number(spec: MethodSpec, name: str, default: float) -> float:
+    """`methods.<name>.options.<name>` as a number (the spec allows strings and lists there too)."""
+    value = spec.options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise StageError("compress", f"methods options.{name}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise StageError("compress", f"methods options.{name}: expected a number, got {value!r}") from None
+
+
+def checkpoint_ident(source: Path | str) -> str:
     """A cheap identity of a checkpoint folder for cache keys: its path and each weight file's name, size
     and mtime (no hashing of gigabytes); a hub id stands for itself."""
     src = Path(str(source))

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident
+from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident, method_of
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
 
@@ -99,7 +99,7 @@ class GGUF(Compressor):
         workdir = paths.work
         if settings.llamacpp_dir is None:
             raise StageError("compress", "llama.cpp is not built: run ./dq setup (or set DQBENCH_LLAMACPP)")
-        spec = cell.method_spec
+        spec = method_of(cell)
         out = workdir / f"model-{gguf_type(cell)}.gguf"
         record_path = workdir / "compress-record.json"
         log = paths.log("compress")

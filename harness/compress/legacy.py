@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
+from harness.compress.base import Artefact, Compressor, build_artefact, dir_size, method_of
 from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 class _Legacy(Compressor):
     precisions = ("int4",)
     needs_gpu = True
-    tool: str
+    tool: ClassVar[str]
+    vllm_name: ClassVar[str]  # the quantization vLLM reports for the artefact
 
     def plan_problems(self, cell, arch) -> list[str]:
         g = cell.method_spec.group_size
@@ -37,7 +38,7 @@ class _Legacy(Compressor):
 
     def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
         workdir = paths.work
-        spec = cell.method_spec
+        spec = method_of(cell)
         out, record_path = workdir / "model", workdir / "compress-record.json"
         log = paths.log("compress")
 

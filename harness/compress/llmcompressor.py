@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from harness.compress.base import Artefact, Compressor, build_artefact, dir_size
+from harness.compress.base import Artefact, Compressor, build_artefact, dir_size, method_of, option_number
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 class LLMCompressor(Compressor):
     honours_compute_dtype = True  # compressed-tensors output: vLLM's --dtype sets the activations
-    precisions = ("int8", "int4", "fp8")
+    precisions: ClassVar[tuple[str, ...]] = ("int8", "int4", "fp8")
     engines = ("vllm",)
     calibrated = True
     symmetric = True
@@ -64,13 +64,14 @@ class LLMCompressor(Compressor):
 
     def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
         workdir = paths.work
-        if not settings.compress_python:
+        python = settings.compress_python
+        if not python:
             raise StageError(
                 "compress",
                 "llm-compressor's environment is not set up: run ./dq setup (it builds "
                 "requirements/compress.txt) or set DQBENCH_COMPRESS_PYTHON",
             )
-        spec = cell.method_spec
+        spec = method_of(cell)
         out = workdir / "model"
         record_path = workdir / "compress-record.json"
         log = paths.log("compress")
@@ -83,7 +84,7 @@ class LLMCompressor(Compressor):
                 "precision": cell.precision,
                 "kind": self.recipe_kind or self.kind,
                 "group_size": spec.group_size,
-                "activations": int(spec.options.get("activations", 8)),
+                "activations": int(option_number(spec, "activations", 8)),
                 "ignore": list(spec.ignore),
                 "static": bool(spec.options.get("static", False)),
                 "symmetric": self.symmetric,
@@ -98,7 +99,7 @@ class LLMCompressor(Compressor):
                 "harness.workers.compress_llmc",
                 ["--config", str(cfg_path)],
                 log,
-                settings.with_python(settings.compress_python),
+                settings.with_python(python),
                 stage="compress",
                 timeout=6 * 3600,
                 env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
@@ -114,7 +115,7 @@ class LLMCompressor(Compressor):
 
         return Artefact(
             model=str(out),
-            dtype=DTYPE[cell.compute_dtype],
+            dtype=DTYPE[cell.compute_dtype or "bf16"],  # None only for a plan written by hand
             quantization="compressed-tensors",
             size_bytes=size,
             bits_per_weight=round(size * 8 / params, 3) if params else None,

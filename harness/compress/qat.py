@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, build_artefact, checkpoint_ident
+from harness.compress.base import Artefact, build_artefact, checkpoint_ident, method_of, option_number
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 from harness.proc import run_worker, write_json_atomic
@@ -74,9 +74,15 @@ class QAT(LLMCompressor):
         workdir = paths.work
         from harness.distill.data import TrainData
 
-        if not settings.compress_python:
+        python = settings.compress_python
+        if not python:
             raise StageError("compress", "the training environment is not set up: run ./dq setup")
-        spec, opts = cell.method_spec, cell.method_spec.options
+        spec = method_of(cell)
+        opts = spec.options
+
+        def num(name: str, default: float) -> float:
+            return option_number(spec, name, default)
+
         data = TrainData(settings)
         data.prepare(paths.log("prepare"))
         trained = workdir / "qat-float"
@@ -96,16 +102,16 @@ class QAT(LLMCompressor):
                 "teacher_cache": str(settings.home / "teacher-cache"),
                 "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
                 "spec": {
-                    "max_steps": int(opts["steps"]),
+                    "max_steps": int(num("steps", 0)),
                     "max_tokens": None,
                     "max_minutes": opts.get("max_minutes"),
-                    "learning_rate": float(opts.get("learning_rate", 2e-5)),
-                    "batch_size": int(opts.get("batch_size", 4)),
-                    "seq_len": int(opts.get("seq_len", 256)),
-                    "alpha": float(opts.get("alpha", 1.0)),
-                    "temperature": float(opts.get("temperature", 1.0)),
-                    "top_k": int(opts.get("top_k", 64)),
-                    "warmup_steps": int(opts.get("warmup_steps", 5)),
+                    "learning_rate": num("learning_rate", 2e-5),
+                    "batch_size": int(num("batch_size", 4)),
+                    "seq_len": int(num("seq_len", 256)),
+                    "alpha": num("alpha", 1.0),
+                    "temperature": num("temperature", 1.0),
+                    "top_k": int(num("top_k", 64)),
+                    "warmup_steps": int(num("warmup_steps", 5)),
                     "weight_decay": 0.0,
                     "seed": spec.seed,
                     "feature_weight": 0.0,
@@ -117,7 +123,7 @@ class QAT(LLMCompressor):
                 "harness.workers.qat_train",
                 ["--config", str(workdir / "qat-in.json")],
                 log,
-                settings.with_python(settings.compress_python),
+                settings.with_python(python),
                 stage="compress",
                 timeout=12 * 3600,
                 env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,

@@ -1,7 +1,7 @@
 """The distiller plugin contract and its student cache.
 
 A plugin declares what it needs (teacher generations, a shared vocabulary) and what the plan must check;
-`build` returns the student checkpoint, training it in a stage subprocess only when no finished copy
+`build` returns the student checkpoint, training it in a worker subprocess only when no finished copy
 exists. Students are cached by content (teacher weights, recipe, data), not by cell: the student's own
 cell and its quantized cells share one training run. One trainer per key: the build holds
 `students/<key>.lock` (a second cell waits, says whom for, then reuses the student), trains into a unique

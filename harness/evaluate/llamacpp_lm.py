@@ -117,8 +117,8 @@ class LlamaCppLM(TemplateLM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out = []
         for context, gen_kwargs in tqdm([r.args for r in requests], disable=disable_tqdm):
-            until = gen_kwargs.get("until") or [self.tokenizer.decode([self.eot_token_id])]
-            until = [until] if isinstance(until, str) else until
+            stops = gen_kwargs.get("until") or [str(self.tokenizer.decode([self.eot_token_id]))]
+            until: list[str] = [stops] if isinstance(stops, str) else list(stops)
             max_new = int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))
             ids = self.tok_encode(context)[-(self.max_length - max_new) :]
             gen: list[int] = []
@@ -129,7 +129,7 @@ class LlamaCppLM(TemplateLM):
                 text = self.tokenizer.decode(gen)
                 if any(u in text for u in until):
                     break
-            text = self.tokenizer.decode(gen)
+            text = str(self.tokenizer.decode(gen))  # one sequence of ids decodes to one string
             for u in until:
                 text = text.split(u)[0]
             out.append(text)

@@ -1,4 +1,4 @@
-"""lm-eval evaluator plugin: scores a cell with lm-eval, in a stage subprocess, on the dq_* offline tasks.
+"""lm-eval evaluator plugin: scores a cell with lm-eval, in a worker subprocess, on the dq_* offline tasks.
 
 The serving plugin says how its cell is scored (`scoring()`): `local-completions` against a server that
 returns prompt logprobs (vLLM), or an in-process model over the same artefact where the server cannot

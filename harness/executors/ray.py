@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.cell import execute_cell, failed_doc
 from harness.errors import DQError
@@ -72,7 +73,9 @@ class RayExecutor:
             os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
         )
         env["DQBENCH_RESULTS"] = str(self.settings.results_dir)
-        kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        kw: dict[str, Any] = dict(
+            runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
+        )
         if self.address:
             ray.init(address=self.address, **kw)
         else:  # a local instance sized to this machine

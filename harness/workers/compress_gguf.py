@@ -79,7 +79,7 @@ def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
     windows = token_prompts(
         tokenizer_dir, cfg["calibration_source"], cfg["calibration_samples"], cfg["calibration_seq_len"], cfg["seed"]
     )
-    path.write_text("\n\n".join(tok.decode(w) for w in windows))
+    path.write_text("\n\n".join(str(tok.decode(w)) for w in windows))
 
 
 def work(cfg: dict) -> dict:

@@ -86,7 +86,7 @@ def linear_accounting(model, cfg: dict) -> dict:
     g = cfg.get("group_size")
     grouped = isinstance(g, int) and not (cfg["precision"] == "int8" and cfg.get("activations", 8) == 8)
     # per-channel scales (FP8, W8A8, channel groups) cost ~16 bits per row: negligible per weight
-    per_group = (16 + (0 if cfg.get("symmetric", True) else 8)) / int(g) if grouped else 0.0
+    per_group = (16 + (0 if cfg.get("symmetric", True) else 8)) / g if grouped and isinstance(g, int) else 0.0
     bits = {"fp8": 8, "int8": 8, "int4": 4}[cfg["precision"]] + per_group
     q = fp = 0
     kept = []

@@ -59,7 +59,9 @@ def load_model(path: str):
     from transformers import AutoModelForCausalLM
 
     # fp32 master weights: CPU training in bf16 loses small updates to rounding
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(DEVICE)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    # transformers wraps `to` in a decorator whose stub drops the device argument from the signature
+    return model.to(DEVICE)  # type: ignore[arg-type]
 
 
 def prune(model, keep_every: int) -> list[int]:
@@ -110,10 +112,9 @@ def windows(ids: list[int], seq_len: int, seed: int) -> tuple[torch.Tensor, torc
 
 def planned_steps(spec: dict) -> int | None:
     per_step = spec["batch_size"] * spec["seq_len"]
-    bounds = [spec.get("max_steps")]
+    bounds: list[int] = [int(spec["max_steps"])] if spec.get("max_steps") else []
     if spec.get("max_tokens"):
         bounds.append(math.ceil(spec["max_tokens"] / per_step))
-    bounds = [b for b in bounds if b]
     return min(bounds) if bounds else None
 
 

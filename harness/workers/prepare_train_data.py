@@ -67,7 +67,7 @@ def lambada_heldout(z: zipfile.ZipFile, start: int) -> list[dict]:
 
 
 def interleave(a: list[dict], b: list[dict]) -> list[dict]:
-    out = []
+    out: list[dict] = []
     for i in range(max(len(a), len(b))):
         out.extend(x[i] for x in (a, b) if i < len(x))
     return out
