@@ -1,12 +1,13 @@
-"""Subprocess helpers: run a stage module with the stage interpreter, logs to a file, atomic outputs.
+"""Subprocess helpers: run a worker module (harness/workers/) with the worker interpreter, logs to a file,
+atomic outputs; `worker_main`, every worker's entry point.
 
-Stages talk to the parent only through files written atomically (tmp + rename) and a log file: a
+Workers talk to the parent only through files written atomically (tmp + rename) and a log file: a
 chatty child on a pipe can block, and a half-written JSON must never be read as a result.
 
-Live progress goes the same way: a stage appends JSON lines (`WorkerProgress`) to the file named in
+Live progress goes the same way: a worker appends JSON lines (`WorkerProgress`) to the file named in
 DQBENCH_PROGRESS_FILE, and `run_worker` tails it in a thread and hands each record to a callback (the one
 passed in, or the one `progress_to` installed around the cell's stage). Only a complete line is read, a
-broken one is skipped: progress is best-effort and never fails a stage. No heavy imports here: stages of
+broken one is skipped: progress is best-effort and never fails a stage. No heavy imports here: workers of
 every environment import this module.
 """
 
@@ -32,7 +33,7 @@ from harness.settings import REPO_ROOT, Settings
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM -> KeyboardInterrupt for the block, so `finally` blocks stop servers and stages when a
+    """SIGTERM -> KeyboardInterrupt for the block, so `finally` blocks stop servers and workers when a
     command is stopped politely (`kill`, a scheduler, Ray's task cancel). Only the main thread can set a
     handler; elsewhere this does nothing (guards still take the children down when the process dies)."""
     import threading
@@ -130,7 +131,7 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    # Stages import `harness` from this checkout whatever interpreter runs them.
+    # Workers import `harness` from this checkout whatever interpreter runs them.
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -146,7 +147,7 @@ _SINK: ContextVar[ProgressCallback | None] = ContextVar("dqbench_progress_sink",
 
 @contextmanager
 def progress_to(callback: ProgressCallback | None) -> Iterator[None]:
-    """Every `run_worker` inside this block (same thread) forwards its stage's progress records to `callback`:
+    """Every `run_worker` inside this block (same thread) forwards its worker's progress records to `callback`:
     plugins call run_worker without knowing about the display."""
     token = _SINK.set(callback)
     try:
@@ -254,14 +255,14 @@ class _ProgressTail(threading.Thread):
         self.drain()  # what the child wrote just before it exited
 
 
-# Deadlines over the stages started in a block (same thread): the cell's (`limits.cell_deadline_s`) and a
+# Deadlines over the workers started in a block (same thread): the cell's (`limits.cell_deadline_s`) and a
 # stage's own (`limits.evaluate_timeout_s` ...) nest; every run_worker timeout is cut to the nearest one.
 _DEADLINE: ContextVar[tuple[float, str] | None] = ContextVar("dqbench_deadline", default=None)
 
 
 @contextmanager
 def deadline(seconds: float | None, what: str) -> Iterator[None]:
-    """Stages started in this block must end within `seconds` (None: no new limit); `what` names the limit
+    """Workers started in this block must end within `seconds` (None: no new limit); `what` names the limit
     in the error. An outer, nearer deadline still wins."""
     outer = _DEADLINE.get()
     mine = None if seconds is None else (time.monotonic() + seconds, what)
@@ -330,8 +331,9 @@ def run_worker(
     env: dict[str, str] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> None:
-    """Run `python -m MODULE ARGS` in its own process group; raise StageError with the log tail on failure.
-    Progress records the stage writes go to `on_progress`, else to the callback of `progress_to`."""
+    """Run the worker `python -m MODULE ARGS` in its own process group; on failure raise StageError for the
+    pipeline step `stage` with the log tail. Progress records the worker writes go to `on_progress`, else to
+    the callback of `progress_to`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     callback = on_progress or _SINK.get()
     watcher = None

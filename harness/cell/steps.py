@@ -113,7 +113,13 @@ def shift(run: CellRun) -> None:
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     result = run.blocks["shift"] = compare_with_reference(
-        run.cell, scoring, artefact.tokenizer_src, run.settings, run.paths.measured, run.paths.log("shift")
+        run.cell,
+        scoring,
+        artefact.tokenizer_src,
+        run.settings,
+        run.paths.measured,
+        run.paths.log("shift"),
+        quality=run.blocks.get("quality"),  # the cell's own per-item scores, as evaluate just made them
     )
     if result and result.get("metrics"):
         m = result["metrics"]

@@ -2,9 +2,9 @@
 runs in a worker subprocess so the orchestrator never imports torch or llm-compressor.
 
 `build_artefact` is how a plugin writes what it makes into the cell's work folder: under the artefact's
-lock, the stage writes into a unique temporary name that is renamed into place, then the record, then a
+lock, the worker writes into a unique temporary name that is renamed into place, then the record, then a
 manifest (`<name>.manifest.json`: each file with its size) last. An artefact is reused only when its
-manifest's files are all there with their sizes, so a stage killed half-way is redone, never served.
+manifest's files are all there with their sizes, so a worker killed half-way is redone, never served.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def build_artefact(
     final: Path, record: Path, run: Callable[[Path, Path, dict[str, str]], None], *, what: str, log: Path
 ) -> bool:
     """Make the artefact `final` (a folder or a file in a work folder) and its `record` JSON unless both are
-    there as their manifest says; True when this call built them. `run(out, record, env)` runs the stage
+    there as their manifest says; True when this call built them. `run(out, record, env)` runs the worker
     that writes the artefact at `out` and the record at `record` (both temporary names), passing `env` to
     run_worker (the builder lock). A second process waits on the artefact's lock and then reuses it."""
     manifest = artefact_manifest(final)

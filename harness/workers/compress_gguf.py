@@ -70,7 +70,7 @@ def gguf_stats(path: Path, src_dir: Path) -> dict:
 
 
 def calibration_text(cfg: dict, tokenizer_dir: str, path: Path) -> None:
-    """The same windows the llm-compressor stage draws (source, samples, length, seed), as text."""
+    """The same windows the llm-compressor worker draws (source, samples, length, seed), as text."""
     from transformers import AutoTokenizer
 
     from harness.measure.prompts import token_prompts

@@ -1,5 +1,5 @@
 """Worker: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ), for users who still use them.
-Calibration windows are drawn as in the llm-compressor stage. Needs a CUDA GPU and dqbench[legacy]."""
+Calibration windows are drawn as in the llm-compressor worker. Needs a CUDA GPU and dqbench[legacy]."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def linear_accounting(model, cfg: dict) -> dict:
 
 def calibration(cfg: dict):
     """`samples` windows of `seq_len` tokens from the calibration corpus, drawn with `seed` (the same
-    windows every stage draws: harness.measure.prompts.token_prompts)."""
+    windows every worker draws: harness.measure.prompts.token_prompts)."""
     from datasets import Dataset
 
     from harness.measure.prompts import token_prompts

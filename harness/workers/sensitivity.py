@@ -5,7 +5,7 @@ same per-group or per-channel scales compressed-tensors computes: symmetric absm
 asymmetric min-max with a zero point), run the fixed token windows, and compare the next-token
 distributions with the unquantized model's: exact full-vocabulary KL(ref || layer-quantized), top-1
 agreement and the perplexity ratio. The weights are restored before the next layer. One more pass
-quantizes every layer (what uniform quantization does), for scale. Runs with the stage interpreter
+quantizes every layer (what uniform quantization does), for scale. Runs with the worker interpreter
 (torch, transformers); weights stay in bf16 as served, logits are compared in fp32.
 """
 
