@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.plan.lineage import reference_ids  # the one definition of a cell's reference
 from harness.result_facts import primary_metric  # the one definition of a task's headline accuracy
 from harness.spec.metrics import LOWER_IS_BETTER  # constants only
 
@@ -64,18 +65,6 @@ def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     return with_host(cells, label=True), with_host(quality), with_host(perf)
 
 
-def _roots(cells: pd.DataFrame) -> pd.Series:
-    parent = dict(zip(cells["cell_id"], cells["parent_id"]))
-    out = {}
-    for cid in cells["cell_id"]:
-        cur, seen = cid, set()
-        while parent.get(cur) and parent[cur] in parent and cur not in seen:
-            seen.add(cur)
-            cur = parent[cur]
-        out[cid] = cur
-    return cells["cell_id"].map(out)
-
-
 def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -> pd.DataFrame:
     """Per (cell, task): value and stderr of the measure's metric."""
     if task is None:
@@ -97,7 +86,8 @@ def build_frame(
     the reference is the root cell's result on the same host."""
     cells, quality, perf = with_host(cells, label=True), with_host(quality), with_host(perf)
     key = ["cell_id", "host_id"]
-    cells["root_id"] = _roots(cells)
+    parents = dict(zip(cells["cell_id"], cells["parent_id"], strict=True))
+    cells["root_id"] = cells["cell_id"].map(reference_ids(cells["cell_id"], parents))
     done = cells[cells["status"] == "done"].copy()
     q = quality_frame(quality, task, metric)
     ref = done[["cell_id", "host_id", "root_id"]].merge(q, on=key)

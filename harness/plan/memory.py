@@ -60,6 +60,15 @@ class _Cell:
         self.precision, self.method_spec = precision, method_spec
 
 
+def kv_bytes_for(arch: ArchInfo, serving: Serving, precision: str, compute_dtype: str | None) -> float:
+    """KV-cache bytes per token of a served cell: its K and V dtypes as its engine stores them."""
+    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype)
+    return (
+        kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, k_dt)
+        + kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, v_dt)
+    ) / 2
+
+
 def kv_dtypes(serving: Serving, precision: str, compute_dtype: str | None) -> tuple[str, str]:
     """(K dtype, V dtype) the engine stores its cache in."""
     if serving.kind == "llamacpp":
@@ -86,10 +95,7 @@ def estimate_memory(
     quant = quant_for(precision, method, serving)
     w = weights(arch, quant)
     k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype)
-    per_token = (
-        kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, k_dt)
-        + kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, v_dt)
-    ) / 2
+    per_token = kv_bytes_for(arch, serving, precision, compute_dtype)
     kv_name = k_dt if k_dt == v_dt else f"K {k_dt} / V {v_dt}"
     if device == "cpu" and serving.kind == "vllm":
         kv = serving.cpu_kvcache_gib

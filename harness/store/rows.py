@@ -36,8 +36,10 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
         "reason": status.reason,
         "parent_id": plan.get("parent_id"),
         "est_mem_gib": est.get("total_gib"),
+        "est_weights_gib": est.get("weights_gib"),
+        "est_kv_gib": est.get("kv_cache_gib"),
         "params": est.get("params"),
-        "kv_bytes_per_token": _kv_bytes(plan.get("arch")),
+        "kv_bytes_per_token": _kv_bytes(plan),
         **dict.fromkeys(FIGURES),
     }
     if result is not None:
@@ -57,15 +59,24 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
     return row
 
 
-def _kv_bytes(arch: dict[str, Any] | None) -> float | None:
-    """KV-cache bytes per token (16-bit KV) of the cell's stored architecture facts."""
+def _kv_bytes(plan: dict[str, Any]) -> float | None:
+    """KV-cache bytes per token of a planned cell, in the dtypes its engine keeps the cache in (the plan's
+    one memory model, harness/plan/memory.kv_bytes_for); None without architecture facts."""
+    arch = plan.get("arch")
     if not arch:
         return None
     from dataclasses import fields
 
-    from harness.models.arch import ArchInfo
+    from pydantic import TypeAdapter
 
-    return ArchInfo(**{f.name: arch[f.name] for f in fields(ArchInfo)}).kv_bytes_per_token()
+    from harness.models.arch import ArchInfo
+    from harness.plan.memory import kv_bytes_for
+    from harness.spec.models import Serving
+
+    names = {f.name for f in fields(ArchInfo)}
+    info = ArchInfo(**{k: v for k, v in arch.items() if k in names})
+    serving = TypeAdapter(Serving).validate_python(plan["serving"])
+    return kv_bytes_for(info, serving, plan["precision"], plan.get("compute_dtype"))
 
 
 def perf_rows(result: CellResult) -> list[Row]:

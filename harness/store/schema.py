@@ -33,6 +33,8 @@ CELL_COLS = {
     "reason": "VARCHAR",
     "parent_id": "VARCHAR",
     "est_mem_gib": "DOUBLE",
+    "est_weights_gib": "DOUBLE",
+    "est_kv_gib": "DOUBLE",
     "params": "BIGINT",
     "kv_bytes_per_token": "DOUBLE",
     "lm_eval_version": "VARCHAR",
