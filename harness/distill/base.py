@@ -132,7 +132,8 @@ class Distiller:
         log: Path,
         generations: Path | None = None,
     ) -> Student:
-        if not settings.compress_python:
+        python = settings.compress_python
+        if not python:
             raise StageError(
                 "distill",
                 "the training environment is not set up: run ./dq setup (it builds "
@@ -162,13 +163,13 @@ class Distiller:
                 self.worker_module,
                 ["--config", str(tmp / "config.json")],
                 log,
-                settings.with_python(settings.compress_python),
+                settings.with_python(python),
                 stage="distill",
                 timeout=12 * 3600,
                 env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
             )
             if not (tmp / "model" / "config.json").is_file() or not (tmp / "record.json").is_file():
-                raise StageError("distill", f"the training stage exited without a student in {tmp}")
+                raise StageError("distill", f"the training worker exited without a student in {tmp}")
             write_json_atomic(tmp / COMPLETE, {"key": key, "sizes": file_sizes(tmp, skip=(COMPLETE,))})
 
         trained = build_once(

@@ -18,7 +18,7 @@ import pytest
 
 from harness.errors import StageError
 from harness.locks import LockTimeout, file_lock
-from harness.proc import deadline, kill_group, run_worker, spawn, child_env
+from harness.proc import child_env, deadline, kill_group, run_worker, spawn
 from harness.settings import load_settings
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the guard's subreaper and /proc walk are Linux")
