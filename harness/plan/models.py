@@ -29,6 +29,11 @@ class MemoryEstimate(Strict):
     basis: str = Field(description="how it was computed")
 
 
+ComputeDtype = Literal["bf16", "fp16", "fp32"]
+# the uncompressed precisions, as the dtype a cell computes in
+COMPUTE_DTYPES: dict[str, ComputeDtype] = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+
+
 class CellPlan(Strict):
     cell_id: str
     matrix: str
@@ -53,7 +58,7 @@ class CellPlan(Strict):
     estimate: MemoryEstimate | None = None
     # the dtype the cell computes in (a compressed cell's activations): its lineage's reference dtype
     # None: the engine picks (llama.cpp computes in its own types; load-time/legacy quantizers fix theirs)
-    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = "bf16"
+    compute_dtype: ComputeDtype | None = "bf16"
     dtype_note: str | None = None  # how `auto` was resolved on the planning host (measured figures)
     host_id: str | None = None  # the host it was planned for; not part of the id (results are keyed by both)
     # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any

@@ -18,7 +18,7 @@ from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
 from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory import estimate_memory
-from harness.plan.models import CellPlan, Plan, content_id
+from harness.plan.models import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
@@ -79,7 +79,8 @@ def resolve_host(host: HostCaps | str | None, settings: Settings) -> HostCaps:
 
 def resolve_precisions(m: Matrix, caps: HostCaps, device: str) -> tuple[list[str], list[str]]:
     """The precision axis with `auto` replaced by this host's reference dtype; notes on what was merged."""
-    out, notes = [], []
+    out: list[str] = []
+    notes: list[str] = []
     for p in m.axes.precision:
         r = caps.reference_dtype(device) if p == "auto" else p
         if r in out:
@@ -101,7 +102,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     baseline_precision = next((p for p in precisions if p in FULL_PRECISIONS), "bf16")
     # what compressed cells compute in (their activations, where their engine lets dqbench choose): the
     # host's reference dtype when the axis says `auto`, else bf16 as before `auto` existed
-    lineage_dtype = caps.reference_dtype(device) if "auto" in m.axes.precision else "bf16"
+    lineage_dtype: ComputeDtype = caps.reference_dtype(device) if "auto" in m.axes.precision else "bf16"
     dtype_note = caps.dtype_note(device) if "auto" in m.axes.precision else None
     for model in m.models:
         source = source_for(model, settings)
@@ -117,10 +118,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 continue
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
             serving = m.serving_for(engine_for(method_spec))
-            cdt = (
-                precision
-                if precision in FULL_PRECISIONS
-                else (lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None)
+            cdt = COMPUTE_DTYPES.get(precision) or (
+                lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None
             )
             ident = _identity(m, model, precision, method, distill, serving, cdt)
             cid = content_id(ident)
