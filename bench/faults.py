@@ -53,14 +53,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = Path(__file__).with_name("faults.yaml")
 TAG_VAR = "DQBENCH_FAULT_TAG"
 SETTLE_S = 10.0
-HOLD_S = 60.0  # how long another process holds the DuckDB file  # a process still alive this long after its run ended is an orphan
+# SETTLE_S: a process still alive this long after its run ended is an orphan
+HOLD_S = 60.0  # how long another process holds the DuckDB file
 FAULT_RUN_TIMEOUT_S = 600.0  # a run that goes on after its fault (server killed, DB held) must end by then
 RESUME_TIMEOUT_S = 900.0
 TRIGGER_TIMEOUT_S = 300.0  # waiting for the stage to strike at
@@ -82,7 +83,7 @@ def _proc_state(pid: int) -> tuple[str, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    rest = raw[raw.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
     return rest[0], int(rest[1])
 
 
@@ -294,8 +295,11 @@ def debris(results_dir: Path, home: Path | None) -> list[str]:
             found += [str(p) for p in (home / sub).glob(pattern) if not (home / sub).is_symlink()]
         students = home / "students"
         if students.is_dir() and not students.is_symlink():
-            found += [str(p) for p in students.iterdir()
-                      if p.is_dir() and not p.name.endswith(".partial") and not (p / ".complete").is_file()]
+            found += [
+                str(p)
+                for p in students.iterdir()
+                if p.is_dir() and not p.name.endswith(".partial") and not (p / ".complete").is_file()
+            ]
     return sorted(found)
 
 
@@ -321,17 +325,39 @@ class Row:
     error: str | None = None  # the bench could not carry the scenario out (not a finding about dqbench)
 
 
-COLUMNS = ("scenario", "fault", "stage", "rc", "after fault", "orph", "orph@res", "lost", "dup", "wrong", "index",
-           "resume", "res s")
+COLUMNS = (
+    "scenario",
+    "fault",
+    "stage",
+    "rc",
+    "after fault",
+    "orph",
+    "orph@res",
+    "lost",
+    "dup",
+    "wrong",
+    "index",
+    "resume",
+    "res s",
+)
 
 
 def row_cells(r: Row) -> list[str]:
-    return [r.name, r.fault, r.stage,
-            "-" if not r.injected else ("?" if r.fault_rc is None else str(r.fault_rc)),
-            r.after_fault if r.injected else "NOT INJECTED",
-            str(len(r.orphans_fault)), str(len(r.orphans_resume)), str(len(r.lost)), str(len(r.duplicated)),
-            str(len(r.wrong_done)), str(len(r.index)), r.resume or "-",
-            f"{r.resume_s:.0f}" if r.resume_s is not None else "-"]
+    return [
+        r.name,
+        r.fault,
+        r.stage,
+        "-" if not r.injected else ("?" if r.fault_rc is None else str(r.fault_rc)),
+        r.after_fault if r.injected else "NOT INJECTED",
+        str(len(r.orphans_fault)),
+        str(len(r.orphans_resume)),
+        str(len(r.lost)),
+        str(len(r.duplicated)),
+        str(len(r.wrong_done)),
+        str(len(r.index)),
+        r.resume or "-",
+        f"{r.resume_s:.0f}" if r.resume_s is not None else "-",
+    ]
 
 
 def render(rows: list[Row]) -> str:
@@ -355,21 +381,28 @@ def render(rows: list[Row]) -> str:
             details.append(f"{r.name}:")
             details += [f"  {x}" for x in d]
     t = totals(rows)
-    summary = (f"totals: {t['scenarios']} scenario(s), {t['not_injected']} not injected, {t['bench_errors']} bench "
-               f"error(s); orphans {t['orphans_fault']} after faults + {t['orphans_resume']} after resumes, lost "
-               f"{t['lost']}, duplicated {t['duplicated']}, wrong done {t['wrong_done']}, index drift {t['index']}, "
-               f"resumes not all done {t['resume_not_done']}")
+    summary = (
+        f"totals: {t['scenarios']} scenario(s), {t['not_injected']} not injected, {t['bench_errors']} bench "
+        f"error(s); orphans {t['orphans_fault']} after faults + {t['orphans_resume']} after resumes, lost "
+        f"{t['lost']}, duplicated {t['duplicated']}, wrong done {t['wrong_done']}, index drift {t['index']}, "
+        f"resumes not all done {t['resume_not_done']}"
+    )
     return "\n".join(lines + ([""] + details if details else []) + ["", summary])
 
 
 def totals(rows: list[Row]) -> dict[str, int]:
-    return {"scenarios": len(rows), "not_injected": sum(not r.injected for r in rows),
-            "bench_errors": sum(r.error is not None for r in rows),
-            "orphans_fault": sum(len(r.orphans_fault) for r in rows),
-            "orphans_resume": sum(len(r.orphans_resume) for r in rows), "lost": sum(len(r.lost) for r in rows),
-            "duplicated": sum(len(r.duplicated) for r in rows), "wrong_done": sum(len(r.wrong_done) for r in rows),
-            "index": sum(len(r.index) for r in rows),
-            "resume_not_done": sum(bool(r.resume) and r.resume != "done" for r in rows)}
+    return {
+        "scenarios": len(rows),
+        "not_injected": sum(not r.injected for r in rows),
+        "bench_errors": sum(r.error is not None for r in rows),
+        "orphans_fault": sum(len(r.orphans_fault) for r in rows),
+        "orphans_resume": sum(len(r.orphans_resume) for r in rows),
+        "lost": sum(len(r.lost) for r in rows),
+        "duplicated": sum(len(r.duplicated) for r in rows),
+        "wrong_done": sum(len(r.wrong_done) for r in rows),
+        "index": sum(len(r.index) for r in rows),
+        "resume_not_done": sum(bool(r.resume) and r.resume != "done" for r in rows),
+    }
 
 
 def summarize_status(statuses: dict[str, str | None], roles: dict[str, str]) -> str:
@@ -396,8 +429,15 @@ class Run:
         self.err_path = ctx.dir / f"{name}.err"
         self.out_path = ctx.dir / f"{name}.out"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=ctx.env(tag), stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=ctx.env(tag),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.t0 = time.monotonic()
         self.ended: float | None = None
 
@@ -474,8 +514,12 @@ class Ctx:
     def env(self, tag: str | None) -> dict[str, str]:
         env = dict(os.environ)
         env.pop(TAG_VAR, None)
-        env.update(DQBENCH_RESULTS=str(self.results), DQBENCH_DB=str(self.db), DQBENCH_HOME=str(self.home),
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            DQBENCH_RESULTS=str(self.results),
+            DQBENCH_DB=str(self.db),
+            DQBENCH_HOME=str(self.home),
+            PYTHONUNBUFFERED="1",
+        )
         if tag:
             env[TAG_VAR] = tag
         return env
@@ -488,8 +532,10 @@ class Ctx:
             if self.run.reached(self.cells[role], stage):
                 return True
             if self.run.poll() is not None:
-                self.notes.append(f"the run ended (rc {self.run.proc.returncode}) before {role} reached {stage}: "
-                                  f"{self.run.last_error()}")
+                self.notes.append(
+                    f"the run ended (rc {self.run.proc.returncode}) before {role} reached {stage}: "
+                    f"{self.run.last_error()}"
+                )
                 return False
             time.sleep(0.2)
         self.notes.append(f"{role} did not reach {stage} within {timeout:.0f} s")
@@ -513,8 +559,9 @@ class Ctx:
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if self.run.poll() is not None:
-                self.notes.append(f"the run ended (rc {self.run.proc.returncode}) before the fault: "
-                                  f"{self.run.last_error()}")
+                self.notes.append(
+                    f"the run ended (rc {self.run.proc.returncode}) before the fault: {self.run.last_error()}"
+                )
                 return False
             time.sleep(0.1)
         return True
@@ -530,6 +577,7 @@ class Ctx:
 # ----------------------------------------------------------------------------------------------- faults
 # A fault function waits for its moment, strikes, and returns True when it struck. `tag` is the run's.
 
+
 def _engine_core_up(ctx: Ctx, role: str) -> bool:
     log = ctx.results / "logs" / ctx.cells[role] / "server.log"
     try:
@@ -541,12 +589,14 @@ def _engine_core_up(ctx: Ctx, role: str) -> bool:
 def _at(role: str, stage: str, delay: float, engine_core: bool = False) -> Callable[[Ctx, str], bool]:
     """The moment: `delay` s after the run prints `stage` for `role` (and, for serve, after vLLM's engine
     core process has started: a kill before it exists tests less)."""
+
     def moment(ctx: Ctx, tag: str) -> bool:
         if not ctx.wait_stage(role, stage):
             return False
         if engine_core and not ctx.wait_for("vLLM EngineCore start", lambda: _engine_core_up(ctx, role), 120):
             return False
         return ctx.alive(delay)
+
     return moment
 
 
@@ -559,13 +609,16 @@ def signal_run(sig: int, moment: Callable[[Ctx, str], bool], group: bool = False
         else:
             os.kill(ctx.run.pid, sig)
         return True
+
     return fault
 
 
-def kill_tagged(pattern: str, moment: Callable[[Ctx, str], bool], what: str, wait: float = 60.0,
-                after: float = 0.0) -> Callable[[Ctx, str], bool]:
+def kill_tagged(
+    pattern: str, moment: Callable[[Ctx, str], bool], what: str, wait: float = 60.0, after: float = 0.0
+) -> Callable[[Ctx, str], bool]:
     """SIGKILL the first process of the run whose command line matches `pattern` (a server, a stage),
     `after` seconds after it appeared (into its work, past its imports)."""
+
     def fault(ctx: Ctx, tag: str) -> bool:
         if not moment(ctx, tag):
             return False
@@ -578,19 +631,27 @@ def kill_tagged(pattern: str, moment: Callable[[Ctx, str], bool], what: str, wai
         os.kill(proc.pid, signal.SIGKILL)
         ctx.notes.append(f"killed {what}: pid {proc.pid}: {proc.cmdline[:120]}")
         return True
+
     return fault
 
 
-HOLDER = ("import duckdb, sys, time\n"
-          "con = duckdb.connect(sys.argv[1])\n"
-          "print('held', flush=True)\n"
-          "time.sleep(float(sys.argv[2]))\n")
+HOLDER = (
+    "import duckdb, sys, time\n"
+    "con = duckdb.connect(sys.argv[1])\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
 
 
 def hold_db(ctx: Ctx, seconds: float = HOLD_S) -> bool:
     """Another process opens the index read-write (as a `duckdb` shell or a notebook would) for `seconds`."""
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(ctx.db), str(seconds)], env=ctx.env(None),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(ctx.db), str(seconds)],
+        env=ctx.env(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     ctx.extra.append(p)
     line = p.stdout.readline().decode(errors="replace").strip()
     if line != "held":
@@ -603,6 +664,7 @@ def hold_db(ctx: Ctx, seconds: float = HOLD_S) -> bool:
 def db_held_during(moment: Callable[[Ctx, str], bool]) -> Callable[[Ctx, str], bool]:
     def fault(ctx: Ctx, tag: str) -> bool:
         return moment(ctx, tag) and hold_db(ctx)
+
     return fault
 
 
@@ -632,7 +694,7 @@ def overlay_home(path: Path, shared: Path) -> Path:
     return path
 
 
-def student_key(ctx: Ctx, plan) -> str:  # noqa: ANN001
+def student_key(ctx: Ctx, plan) -> str:
     """The student cache key of the scenario's student cell, as harness/distill/base.py computes it."""
     from harness.distill.data import TrainData
     from harness.models.sources import source_for
@@ -642,11 +704,12 @@ def student_key(ctx: Ctx, plan) -> str:  # noqa: ANN001
     settings = load_settings(ctx.env(None))
     cell = plan.by_id()[ctx.cells["student"]]
     source = source_for(cell.model, settings)
-    return distillers.get(cell.student.kind)(cell.student).student_key(source.fingerprint(),
-                                                                       TrainData(settings).fingerprint())
+    return distillers.get(cell.student.kind)(cell.student).student_key(
+        source.fingerprint(), TrainData(settings).fingerprint()
+    )
 
 
-def plant_partial_student(ctx: Ctx, plan) -> None:  # noqa: ANN001
+def plant_partial_student(ctx: Ctx, plan) -> None:
     """What a trainer killed at the wrong moment can leave: `<key>.partial/` with a half-written model,
     `<key>/` without `.complete`, and a stale teacher-cache temporary."""
     key = ctx.planted_key = student_key(ctx, plan)
@@ -660,7 +723,7 @@ def plant_partial_student(ctx: Ctx, plan) -> None:  # noqa: ANN001
     ctx.notes.append(f"planted a partial student {key}.partial, an unfinished {key}/ and a teacher-cache tmp")
 
 
-def plant_partial_artefact(ctx: Ctx, plan) -> None:  # noqa: ANN001
+def plant_partial_artefact(ctx: Ctx, plan) -> None:
     """What a compress stage killed while saving leaves: the model folder with its config and a truncated
     weight file but no compress record; plus a stale result temporary in results/cells/."""
     work = ctx.results / "work" / ctx.cells["w8a8"] / "model"
@@ -688,34 +751,102 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("kill-run-compress", "SIGKILL run", "compress", ("w8a8",),
-             signal_run(signal.SIGKILL, _at("w8a8", "compress", 4.0)), seed="ref-nocache"),
-    Scenario("kill-run-distill", "SIGKILL run", "distill", ("student",),
-             signal_run(signal.SIGKILL, _at("student", "distill", 12.0)), fresh_home=True),
-    Scenario("kill-run-serve", "SIGKILL run", "serve", ("w8a8",),
-             signal_run(signal.SIGKILL, _at("w8a8", "serve", 2.0, engine_core=True))),
-    Scenario("kill-run-measure", "SIGKILL run", "measure", ("w8a8",),
-             signal_run(signal.SIGKILL, _at("w8a8", "measure", 6.0))),
-    Scenario("kill-run-evaluate", "SIGKILL run", "evaluate", ("w8a8",),
-             signal_run(signal.SIGKILL, _at("w8a8", "evaluate", 10.0))),
-    Scenario("kill-server-measure", "SIGKILL vLLM API server", "measure", ("w8a8",),
-             kill_tagged(r"vllm\.entrypoints|vllm serve|bin/vllm", _at("w8a8", "measure", 6.0), "the vLLM API server")),
-    Scenario("stage-killed-compress", "stage process SIGKILLed (137)", "compress", ("w8a8",),
-             kill_tagged(r"harness\.(stages|workers)\.compress_llmc", _at("w8a8", "compress", 0.0), "the compress stage",
-                         wait=30.0, after=3.0), seed="ref-nocache"),
+    Scenario(
+        "kill-run-compress",
+        "SIGKILL run",
+        "compress",
+        ("w8a8",),
+        signal_run(signal.SIGKILL, _at("w8a8", "compress", 4.0)),
+        seed="ref-nocache",
+    ),
+    Scenario(
+        "kill-run-distill",
+        "SIGKILL run",
+        "distill",
+        ("student",),
+        signal_run(signal.SIGKILL, _at("student", "distill", 12.0)),
+        fresh_home=True,
+    ),
+    Scenario(
+        "kill-run-serve",
+        "SIGKILL run",
+        "serve",
+        ("w8a8",),
+        signal_run(signal.SIGKILL, _at("w8a8", "serve", 2.0, engine_core=True)),
+    ),
+    Scenario(
+        "kill-run-measure", "SIGKILL run", "measure", ("w8a8",), signal_run(signal.SIGKILL, _at("w8a8", "measure", 6.0))
+    ),
+    Scenario(
+        "kill-run-evaluate",
+        "SIGKILL run",
+        "evaluate",
+        ("w8a8",),
+        signal_run(signal.SIGKILL, _at("w8a8", "evaluate", 10.0)),
+    ),
+    Scenario(
+        "kill-server-measure",
+        "SIGKILL vLLM API server",
+        "measure",
+        ("w8a8",),
+        kill_tagged(r"vllm\.entrypoints|vllm serve|bin/vllm", _at("w8a8", "measure", 6.0), "the vLLM API server"),
+    ),
+    Scenario(
+        "stage-killed-compress",
+        "stage process SIGKILLed (137)",
+        "compress",
+        ("w8a8",),
+        kill_tagged(
+            r"harness\.(stages|workers)\.compress_llmc",
+            _at("w8a8", "compress", 0.0),
+            "the compress stage",
+            wait=30.0,
+            after=3.0,
+        ),
+        seed="ref-nocache",
+    ),
     Scenario("db-held-start", "DuckDB held 60 s", "start", ("w8a8",), no_fault, hold_before=True),
     Scenario("db-held-ingest", "DuckDB held 60 s", "ingest", ("w8a8",), db_held_during(_at("w8a8", "shift", 0.0))),
-    Scenario("ctrl-c-serve", "SIGINT process group", "serve", ("w8a8",),
-             signal_run(signal.SIGINT, _at("w8a8", "serve", 2.0, engine_core=True), group=True)),
-    Scenario("ctrl-c-measure", "SIGINT process group", "measure", ("w8a8",),
-             signal_run(signal.SIGINT, _at("w8a8", "measure", 6.0), group=True)),
-    Scenario("sigterm-evaluate", "SIGTERM run", "evaluate", ("w8a8",),
-             signal_run(signal.SIGTERM, _at("w8a8", "evaluate", 10.0))),
+    Scenario(
+        "ctrl-c-serve",
+        "SIGINT process group",
+        "serve",
+        ("w8a8",),
+        signal_run(signal.SIGINT, _at("w8a8", "serve", 2.0, engine_core=True), group=True),
+    ),
+    Scenario(
+        "ctrl-c-measure",
+        "SIGINT process group",
+        "measure",
+        ("w8a8",),
+        signal_run(signal.SIGINT, _at("w8a8", "measure", 6.0), group=True),
+    ),
+    Scenario(
+        "sigterm-evaluate",
+        "SIGTERM run",
+        "evaluate",
+        ("w8a8",),
+        signal_run(signal.SIGTERM, _at("w8a8", "evaluate", 10.0)),
+    ),
     Scenario("two-runs", "two runs, one folder", "all", ("w8a8",), second_run),
-    Scenario("partial-student", "partial cache", "distill", ("student",), no_fault, fresh_home=True,
-             plant=plant_partial_student),
-    Scenario("partial-artefact", "partial cache", "compress", ("w8a8",), no_fault, seed="ref-nocache",
-             plant=plant_partial_artefact),
+    Scenario(
+        "partial-student",
+        "partial cache",
+        "distill",
+        ("student",),
+        no_fault,
+        fresh_home=True,
+        plant=plant_partial_student,
+    ),
+    Scenario(
+        "partial-artefact",
+        "partial cache",
+        "compress",
+        ("w8a8",),
+        no_fault,
+        seed="ref-nocache",
+        plant=plant_partial_artefact,
+    ),
 ]
 
 
@@ -747,15 +878,15 @@ def seed_copy(seed: Path, dest: Path, variant: str, cells: dict[str, str]) -> No
     db.rebuild(dest / "dqbench.duckdb", ResultStore(dest).all())
 
 
-def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells: dict[str, str], host_id: str,
-                 plan) -> Row:  # noqa: ANN001
+def run_scenario(
+    sc: Scenario, base: Path, seed: Path, shared_home: Path, cells: dict[str, str], host_id: str, plan
+) -> Row:
     row = Row(sc.name, sc.fault, sc.stage)
     d = base / sc.name
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     home = overlay_home(d / "home", shared_home) if sc.fresh_home else shared_home
-    ctx = Ctx(dir=d, results=d / "results", home=home, matrix=MATRIX, cells=cells, host_id=host_id,
-              notes=row.notes)
+    ctx = Ctx(dir=d, results=d / "results", home=home, matrix=MATRIX, cells=cells, host_id=host_id, notes=row.notes)
     roles = {cid: role for role, cid in cells.items()}
     run_cells = [cells[r] for r in sc.cells]
     keys = [(c, host_id) for c in [cells["ref"], *run_cells]]
@@ -791,8 +922,11 @@ def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells:
         row.after_fault = summarize_status({c: status_of(after_fault, (c, host_id)) for c in run_cells}, roles)
         if row.after_fault != "done":
             stored = [d for c in run_cells for _, d in after_fault.get((c, host_id), [])]
-            row.notes += [f"stored {d.get('status')} at {d.get('failed_stage')}: {str(d.get('reason'))[:200]}"
-                          for d in stored if d.get("status") != "done"]
+            row.notes += [
+                f"stored {d.get('status')} at {d.get('failed_stage')}: {str(d.get('reason'))[:200]}"
+                for d in stored
+                if d.get("status") != "done"
+            ]
 
         tag2 = f"fault-{uuid.uuid4().hex[:12]}"
         resume = Run(ctx, run_cells, "run-resume", tag2)
@@ -807,7 +941,9 @@ def run_scenario(sc: Scenario, base: Path, seed: Path, shared_home: Path, cells:
             row.notes.append(f"resume rc {row.resume_rc}: {resume.last_error()}")
 
         row.lost = sorted({f"{k[0]} ({roles.get(k[0], '?')})" for k in lost(before, after_fault) + lost(before, after)})
-        row.duplicated = sorted({f"{k[0]} ({roles.get(k[0], '?')})" for k in duplicated(after_fault) + duplicated(after)})
+        row.duplicated = sorted(
+            {f"{k[0]} ({roles.get(k[0], '?')})" for k in duplicated(after_fault) + duplicated(after)}
+        )
         wrong = {**wrong_done(after_fault), **wrong_done(after)}
         row.wrong_done = [f"{k[0]} ({roles.get(k[0], '?')}): {'; '.join(v)}" for k, v in sorted(wrong.items())]
         rows, why = index_rows(ctx.db)
@@ -864,8 +1000,12 @@ def main() -> int:
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the scorecard as JSON")
     ap.add_argument("--keep", action="store_true", help="keep artefacts and trained students (logs are always kept)")
-    ap.add_argument("--base", type=Path, help="working folder (default: a new one under the temp folder); a "
-                                              "folder of an earlier run gives its seed to this one")
+    ap.add_argument(
+        "--base",
+        type=Path,
+        help="working folder (default: a new one under the temp folder); a "
+        "folder of an earlier run gives its seed to this one",
+    )
     a = ap.parse_args()
     if a.list:
         for sc in SCENARIOS:
@@ -892,11 +1032,15 @@ def main() -> int:
     for c in plan.cells:
         role = "student" if c.student is not None else ("w8a8" if c.method != "none" else "ref")
         cells[role] = c.cell_id
-    base = a.base or Path(os.environ.get("TMPDIR", "/tmp")) / f"dqbench-faults-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    base = a.base or Path(os.environ.get("TMPDIR", "/tmp")) / f"dqbench-faults-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     base.mkdir(parents=True, exist_ok=True)
     print(f"host {caps.host_id}: {caps.label}; vLLM {caps.vllm.package} {caps.vllm.version} ({caps.vllm.kernel_lib})")
-    print(f"matrix {MATRIX.relative_to(REPO)}: " + ", ".join(f"{r} {c}" for r, c in cells.items())
-          + f"; working folder {base}", flush=True)
+    print(
+        f"matrix {MATRIX.relative_to(REPO)}: "
+        + ", ".join(f"{r} {c}" for r, c in cells.items())
+        + f"; working folder {base}",
+        flush=True,
+    )
 
     # the seed: the reference and the W8A8 cell, once, for real; every scenario starts from a copy. A --base
     # that already holds a finished seed (with its artefact: --keep) is reused.
@@ -908,8 +1052,7 @@ def main() -> int:
         print(f"seed: reusing {seed}", flush=True)
     else:
         shutil.rmtree(base / "seed", ignore_errors=True)
-        ctx = Ctx(dir=base / "seed", results=seed, home=settings.home, matrix=MATRIX, cells=cells,
-                  host_id=caps.host_id)
+        ctx = Ctx(dir=base / "seed", results=seed, home=settings.home, matrix=MATRIX, cells=cells, host_id=caps.host_id)
         ctx.dir.mkdir(parents=True, exist_ok=True)
         tag = f"fault-{uuid.uuid4().hex[:12]}"
         run = Run(ctx, [cells["ref"], cells["w8a8"]], "run-seed", tag)
@@ -919,8 +1062,7 @@ def main() -> int:
         states = {r: status_of(snap, (cells[r], caps.host_id)) for r in ("ref", "w8a8")}
         print(f"seed run: rc {rc}, {states} in {time.monotonic() - t0:.0f} s", flush=True)
         if any(s != "done" for s in states.values()):
-            print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}",
-                  file=sys.stderr)
+            print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}", file=sys.stderr)
             return 2
 
     rows = []
@@ -929,8 +1071,13 @@ def main() -> int:
         print(f"scenario {sc.name}: {sc.fault} during {sc.stage} ...", flush=True)
         row = run_scenario(sc, base, seed, settings.home, cells, caps.host_id, plan)
         rows.append(row)
-        print("  " + " | ".join(f"{k} {v}" for k, v in zip(COLUMNS[3:], row_cells(row)[3:]))
-              + f" ({time.monotonic() - t:.0f} s)" + (f"; BENCH ERROR {row.error}" if row.error else ""), flush=True)
+        print(
+            "  "
+            + " | ".join(f"{k} {v}" for k, v in zip(COLUMNS[3:], row_cells(row)[3:]))
+            + f" ({time.monotonic() - t:.0f} s)"
+            + (f"; BENCH ERROR {row.error}" if row.error else ""),
+            flush=True,
+        )
         if not a.keep:
             _tidy(base / sc.name)
 
@@ -939,10 +1086,19 @@ def main() -> int:
     print(render(rows))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"host": {"host_id": caps.host_id, "label": caps.label},
-                                      "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                      "base": str(base), "cells": cells, "rows": [asdict(r) for r in rows],
-                                      "totals": totals(rows)}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "host": {"host_id": caps.host_id, "label": caps.label},
+                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "base": str(base),
+                    "cells": cells,
+                    "rows": [asdict(r) for r in rows],
+                    "totals": totals(rows),
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
