@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +81,6 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
             stage = step.name
             with _timed(run, step.name), _watched(run, step), _limited(run, step):
                 step.run(run)
-        _finish_sampling(run)
         unkept = unkept_promise(run.cell, run.blocks)
         if unkept:
             raise StageError(*unkept)
@@ -113,11 +112,11 @@ def _timed(run: CellRun, name: str) -> Iterator[None]:
         run.timings[name] = round(time.monotonic() - t, 3)
 
 
-def _watched(run: CellRun, step: Step) -> Any:
+def _watched(run: CellRun, step: Step) -> AbstractContextManager[None]:
     return _server_watch(run.handle, step.name) if step.uses_server and run.handle is not None else nullcontext()
 
 
-def _limited(run: CellRun, step: Step) -> Any:
+def _limited(run: CellRun, step: Step) -> AbstractContextManager[None]:
     if step.limit is None:
         return nullcontext()
     return deadline(step.limit(run.cell.limits), step.limit_name)
