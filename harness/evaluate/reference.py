@@ -132,7 +132,7 @@ def compare_with_reference(
         return result
     recorded = ((parent.shift if parent else None) or {}).get("dump")
     # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
-    # (harness/cell.py keeps what a host measured under work/<cell>/<host_id>/)
+    # (harness/cell/ keeps what a host measured under work/<cell>/<host_id>/)
     parent_work = Path(recorded).parent.parent if recorded else store.work_dir(cell.parent_id) / host["host_id"]
     ref_dump = parent_work / "shift" / "logprobs.npz"
     if ref_dump.is_file():

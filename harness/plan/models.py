@@ -64,7 +64,7 @@ class CellPlan(Strict):
     # config facts of the served model (layers, KV heads ...): lets the advisor size KV caches for any
     # context length and concurrency without loading anything. Not part of the cell's identity.
     arch: dict | None = None
-    # the matrix's wall-clock limits for this cell's stages (harness/cell.py enforces them). Not part of the
+    # the matrix's wall-clock limits for this cell's stages (harness/cell/ enforces them). Not part of the
     # cell's identity: a limit decides whether a measurement finishes, not what it measures. Left out of
     # dumps at its default, so stored plans of cells planned before it existed read the same.
     limits: Limits = Field(default_factory=Limits)

@@ -481,7 +481,7 @@ MAX_LIMIT_S = 7 * 24 * 3600
 
 
 class Limits(Strict):
-    """Wall-clock limits of a cell's stages, read by the cell executor (harness/cell.py).
+    """Wall-clock limits of a cell's stages, read by the cell executor (harness/cell/).
 
     Not part of any cell's identity: a limit decides whether a measurement finishes, not what it measures,
     so changing one re-runs nothing (harness/plan/planner.py keeps it out of the id)."""

@@ -54,7 +54,7 @@ def normalized_host(doc: dict) -> dict:
 
 def this_host(settings) -> dict:
     """This host's block (harness.hw.probe.host_caps, cached per env), or the `unprobed` block when the
-    probe cannot run here; harness/cell.py records the same fallback, so resume still matches."""
+    probe cannot run here; harness/cell/ records the same fallback, so resume still matches."""
     from harness.errors import DQError
     from harness.hw.probe import host_caps
 

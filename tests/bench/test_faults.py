@@ -92,7 +92,7 @@ HOST = "h0"
 
 
 def _doc(tmp: Path, cell: str, status: str = "done", student: bool = False, **drop: bool) -> dict:
-    """A result as harness/cell.py writes it, complete unless told which block to `drop`."""
+    """A result as harness/cell/ writes it, complete unless told which block to `drop`."""
     (tmp / "art").mkdir(exist_ok=True)
     (tmp / "dump.npz").write_bytes(b"x")
     doc = {

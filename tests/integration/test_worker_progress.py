@@ -47,7 +47,7 @@ def test_callback_gets_done_total_and_a_rate_while_the_stage_runs(settings, tmp_
 def test_progress_renders_plain_lines_through_the_cell_sink(settings, tmp_path):
     buf = io.StringIO()
     progress = Progress(console=Console(file=buf, width=200, force_terminal=False), every=0.3)
-    with progress_to(progress.update):  # how harness/cell.py wires a stage
+    with progress_to(progress.update):  # how harness/cell/ wires a stage
         _run(settings, tmp_path)
     out = buf.getvalue()
     lines = [ln for ln in out.splitlines() if "fake training" in ln]

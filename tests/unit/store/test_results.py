@@ -107,7 +107,7 @@ def test_failed_attempt_over_failed_or_absent_replaces_it(tmp_path):
 
 
 def test_a_result_without_a_probed_host_is_stored_as_unprobed(tmp_path):
-    """harness/cell.py records host_id None with the probe's error when the probe fails."""
+    """harness/cell/ records host_id None with the probe's error when the probe fails."""
     s = ResultStore(tmp_path)
     p = s.write(doc(host={"host_id": None, "label": None, "error": "probe failed: no vllm"}))
     assert p.name == f"abc123def456@{UNPROBED_HOST_ID}.json"
