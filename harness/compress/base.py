@@ -28,7 +28,7 @@ from harness.locks import (
     unique_tmp,
     wait_reporter,
 )
-from harness.proc import write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
@@ -85,6 +85,42 @@ class Compressor(ABC):
     def compress(self, cell: CellPlan, source: Path | str, paths: CellPaths, settings: Settings) -> Artefact:
         """Produce the artefact the cell serves, under `paths.work`, logging to `paths.logs` (heavy work in a
         worker subprocess)."""
+
+
+def calibration(spec: MethodSpec) -> dict[str, object]:
+    """The calibration fields every compress worker takes (data-free methods ignore them)."""
+    return {
+        "calibration_source": spec.calibration_source,
+        "calibration_samples": spec.calibration_samples,
+        "calibration_seq_len": spec.calibration_seq_len,
+        "seed": spec.seed,
+    }
+
+
+def run_compress_worker(
+    module: str,
+    cfg: dict[str, object],
+    workdir: Path,
+    log: Path,
+    settings: Settings,
+    env: dict[str, str],
+    *,
+    timeout: float = 6 * 3600,
+    config_name: str = "compress-in.json",
+) -> None:
+    """Write the worker's config beside its output and run it (in `settings.python`'s environment); offline
+    settings reach the worker as HF_HUB_OFFLINE so a hub lookup fails fast instead of hanging."""
+    cfg_path = workdir / config_name
+    write_json_atomic(cfg_path, cfg)
+    run_worker(
+        module,
+        ["--config", str(cfg_path)],
+        log,
+        settings,
+        stage="compress",
+        timeout=timeout,
+        env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
+    )
 
 
 def method_of(cell: CellPlan) -> MethodSpec:

@@ -15,9 +15,16 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, Compressor, build_artefact, checkpoint_ident, method_of
+from harness.compress.base import (
+    Artefact,
+    Compressor,
+    build_artefact,
+    calibration,
+    checkpoint_ident,
+    method_of,
+    run_compress_worker,
+)
 from harness.errors import StageError
-from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.plan.models import CellPlan
@@ -112,24 +119,11 @@ class GGUF(Compressor):
                 "type": gguf_type(cell),
                 "tools": str(settings.llamacpp_dir),
                 "imatrix": bool(spec.options.get("imatrix", False)),
-                "calibration_source": spec.calibration_source,
-                "calibration_samples": spec.calibration_samples,
-                "calibration_seq_len": spec.calibration_seq_len,
-                "seed": spec.seed,
+                **calibration(spec),
                 "workdir": str(workdir),
                 "base": str(bf16_gguf_path(source, settings)),
             }
-            cfg_path = workdir / "compress-in.json"
-            write_json_atomic(cfg_path, cfg)
-            run_worker(
-                "harness.workers.compress_gguf",
-                ["--config", str(cfg_path)],
-                log,
-                settings,
-                stage="compress",
-                timeout=6 * 3600,
-                env=env,
-            )
+            run_compress_worker("harness.workers.compress_gguf", cfg, workdir, log, settings, env)
 
         build_artefact(
             out, record_path, run, what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})", log=log

@@ -9,8 +9,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from harness.compress.base import Artefact, Compressor, build_artefact, dir_size, method_of
-from harness.proc import run_worker, write_json_atomic
+from harness.compress.base import (
+    Artefact,
+    Compressor,
+    build_artefact,
+    calibration,
+    dir_size,
+    method_of,
+    run_compress_worker,
+)
 
 if TYPE_CHECKING:
     from harness.plan.models import CellPlan
@@ -49,22 +56,9 @@ class _Legacy(Compressor):
                 "out": str(tmp),
                 "record": str(tmp_record),
                 "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
-                "calibration_source": spec.calibration_source,
-                "calibration_samples": spec.calibration_samples,
-                "calibration_seq_len": spec.calibration_seq_len,
-                "seed": spec.seed,
+                **calibration(spec),
             }
-            cfg_path = workdir / "compress-in.json"
-            write_json_atomic(cfg_path, cfg)
-            run_worker(
-                "harness.workers.compress_legacy",
-                ["--config", str(cfg_path)],
-                log,
-                settings,
-                stage="compress",
-                timeout=6 * 3600,
-                env=env,
-            )
+            run_compress_worker("harness.workers.compress_legacy", cfg, workdir, log, settings, env)
 
         build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())

@@ -13,9 +13,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from harness.compress.base import Artefact, Compressor, build_artefact, dir_size, method_of, option_number
+from harness.compress.base import (
+    Artefact,
+    Compressor,
+    build_artefact,
+    calibration,
+    dir_size,
+    method_of,
+    option_number,
+    run_compress_worker,
+)
 from harness.errors import StageError
-from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.plan.models import CellPlan
@@ -88,22 +96,9 @@ class LLMCompressor(Compressor):
                 "ignore": list(spec.ignore),
                 "static": bool(spec.options.get("static", False)),
                 "symmetric": self.symmetric,
-                "calibration_source": spec.calibration_source,
-                "calibration_samples": spec.calibration_samples,
-                "calibration_seq_len": spec.calibration_seq_len,
-                "seed": spec.seed,
+                **calibration(spec),
             }
-            cfg_path = workdir / "compress-in.json"
-            write_json_atomic(cfg_path, cfg)
-            run_worker(
-                "harness.workers.compress_llmc",
-                ["--config", str(cfg_path)],
-                log,
-                settings.with_python(python),
-                stage="compress",
-                timeout=6 * 3600,
-                env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
-            )
+            run_compress_worker("harness.workers.compress_llmc", cfg, workdir, log, settings.with_python(python), env)
 
         build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
         record = json.loads(record_path.read_text())

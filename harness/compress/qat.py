@@ -19,10 +19,16 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, build_artefact, checkpoint_ident, method_of, option_number
+from harness.compress.base import (
+    Artefact,
+    build_artefact,
+    checkpoint_ident,
+    method_of,
+    option_number,
+    run_compress_worker,
+)
 from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
-from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.plan.models import CellPlan
@@ -118,15 +124,15 @@ class QAT(LLMCompressor):
                     "student": {"kind": "self"},
                 },
             }
-            write_json_atomic(workdir / "qat-in.json", cfg)
-            run_worker(
+            run_compress_worker(
                 "harness.workers.qat_train",
-                ["--config", str(workdir / "qat-in.json")],
+                cfg,
+                workdir,
                 log,
                 settings.with_python(python),
-                stage="compress",
+                env,
                 timeout=12 * 3600,
-                env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
+                config_name="qat-in.json",
             )
 
         build_artefact(trained, record_path, run, what=f"the QAT weights of cell {cell.cell_id} ({trained})", log=log)

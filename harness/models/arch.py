@@ -138,17 +138,6 @@ KNOWN: dict[str, dict] = {
         vocab_size=49152,
         tie_word_embeddings=True,
     ),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(
-        architectures=["LlamaForCausalLM"],
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        head_dim=64,
-        vocab_size=49152,
-        tie_word_embeddings=True,
-    ),
     "meta-llama/Llama-3.1-8B-Instruct": dict(
         architectures=["LlamaForCausalLM"],
         hidden_size=4096,
@@ -188,3 +177,6 @@ KNOWN: dict[str, dict] = {
 def known_arch(key: str) -> ArchInfo | None:
     cfg = KNOWN.get(key)
     return arch_from_config(cfg) if cfg else None
+
+
+KNOWN["HuggingFaceTB/SmolLM2-135M-Instruct"] = KNOWN["smollm2-135m-instruct"]  # the hub name of the embedded model
