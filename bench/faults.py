@@ -418,6 +418,10 @@ STAGE_LINE = re.compile(r"^\[\s*[\d.]+s\]\s+stage (\w+)")
 CELL_LINE = re.compile(r"^\[\s*[\d.]+s\] cell (\w+) ")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """One `harness run` in its own session (so its process group is its own, as a terminal's job is),
     stderr to a file the bench reads to know which cell and stage the run is in."""
@@ -437,6 +441,9 @@ class Run:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # a bench started in the background (`nohup ... &`) has SIGINT ignored, and children inherit
+                # that: the Ctrl-C faults would never reach the run (measured: both ran to `done`, rc 0)
+                preexec_fn=_default_sigint,  # the bench starts runs from its main thread (preexec_fn is thread-unsafe)
             )
         self.t0 = time.monotonic()
         self.ended: float | None = None

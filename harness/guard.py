@@ -14,7 +14,8 @@ model's memory (issue #16, measured). So the guard stays, and:
 - it watches its own parent: the kernel's parent-death signal (SIGUSR1 here) wakes it, and a poll of
   getppid() backs it up (the signal fires when the *thread* that started the guard exits, so it is only
   trusted once getppid() confirms the parent process is gone);
-- on parent death or SIGTERM it SIGTERMs the tree, waits `--grace` seconds and SIGKILLs what is left;
+- on SIGTERM it SIGTERMs the tree, waits `--grace` seconds and SIGKILLs what is left; on parent death the
+  same with at most PARENT_GONE_GRACE_S (nobody waits for a clean shutdown then);
 - when CMD exits on its own, it kills what CMD left behind (children outliving their parent) and exits
   with CMD's status (a signal N becomes 128+N, as a shell reports it).
 
@@ -33,6 +34,7 @@ import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PARENT_GONE_GRACE_S = 2.0  # SIGTERM -> SIGKILL when the parent died
 
 
 def _libc():
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            take_down(grace, keep=child.pid)
+            # a polite stop (SIGTERM) gets the full grace; when the parent is gone nobody waits for a clean
+            # shutdown, and the next attempt needs the memory and the port now (measured: a vLLM server
+            # still loading ignored SIGTERM for the whole 12 s grace)
+            take_down(grace if stop else min(grace, PARENT_GONE_GRACE_S), keep=child.pid)
             child.wait()
             return 128 + signal.SIGTERM
         try:

@@ -1,8 +1,8 @@
 """The runner: the only module that wires the stages together.
 
 plan -> pick the runnable cells (resume: cells done on THIS host are skipped unless forced) -> an executor runs
-each cell (harness/cell/: the steps prepare, distill, compress, serve, measure, evaluate, shift, then stop) -> the runner stores
-every result here, in this process: JSON first, then the DuckDB index. Executors are plugins
+each cell (harness/cell/: the steps prepare, distill, compress, serve, measure, evaluate, shift, then stop)
+-> the runner stores every result here, in this process: JSON first, then the DuckDB index. Executors are plugins
 (local: one cell after another; ray: cells as Ray tasks); only the runner writes. The index never stops a
 run: an ingest that fails (the file held by another process, not a DuckDB file) is one warning, and
 `harness db rebuild` catches the index up from the JSONs (Runner._index).
