@@ -140,7 +140,10 @@ def test_cell_is_done_with_real_measurements(run):
     docs = [json.loads(p.read_text()) for p in (run["results"] / "cells").glob("*.json")]
     assert len(docs) == 5 and all(x["status"] == "done" for x in docs), [(x["label"], x.get("reason")) for x in docs]
     d = by_method(run)["none"]
-    assert d["status"] == "done" and d["schema_version"] == 2
+    assert d["status"] == "done" and d["schema_version"] == 3
+    # per-item scores live in the result itself (schema 3): db rebuild and flips need no work/ files
+    items = d["quality"]["tasks"]["dq_arc_easy"]["items"]
+    assert len(items) == d["quality"]["tasks"]["dq_arc_easy"]["n"] and {"acc", "acc_norm"} <= set(items[0]["scores"])
     # `auto` became this host's reference dtype, and the result says which dtype it ran in and on what host
     from harness.compress.identity import DTYPE
     from harness.hw.probe import host_caps
