@@ -50,6 +50,18 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def proc_state(pid: int | str) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process from /proc/PID/stat, or None when it is gone or unreadable.
+    The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    rest = stat[stat.rfind(")") + 2 :].split()
+    return (rest[0], int(rest[1])) if len(rest) > 1 else None
+
+
 def descendants(root: int) -> list[int]:
     """Every live process below `root` (a /proc walk: a pid's parent is field 4 of /proc/PID/stat)."""
     children: dict[int, list[int]] = {}
@@ -60,15 +72,9 @@ def descendants(root: int) -> list[int]:
     for name in names:
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        # the command name (field 2) may hold spaces and parentheses: fields resume after the last ')'
-        rest = stat[stat.rfind(")") + 2 :].split()
-        if len(rest) > 1 and rest[0] != "Z":
-            children.setdefault(int(rest[1]), []).append(int(name))
+        st = proc_state(name)
+        if st is not None and st[0] != "Z":
+            children.setdefault(st[1], []).append(int(name))
     out, todo = [], [root]
     while todo:
         for pid in children.get(todo.pop(), []):

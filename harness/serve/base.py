@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import StageError
-from harness.guard import descendants
+from harness.guard import descendants, proc_state
 from harness.proc import child_env, kill_group, spawn, tail
 
 if TYPE_CHECKING:
@@ -57,12 +57,10 @@ def wait_port_free(port: int, timeout: float = 30.0) -> bool:
 
 def running(pid: int) -> bool:
     """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("utf-8", "replace")
-    except OSError:
+    st = proc_state(pid)
+    if st is None:
         return not os.path.exists("/proc/self/stat")  # no procfs: cannot tell, assume it runs
-    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
+    return st[0] not in ("Z", "X")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
