@@ -21,6 +21,7 @@ from harness.errors import DQError, PlanError
 
 if TYPE_CHECKING:
     from harness.plan.models import Plan
+    from harness.plan.power import TaskPower
 
 app = typer.Typer(
     add_completion=False,
@@ -146,10 +147,11 @@ def plan(
         rows, p, host = _status_rows(file)
     except DQError as exc:
         _fail(exc)
+    power = _power(p, host)
     if as_json:
-        print(
-            json.dumps({"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}, indent=2, default=str)
-        )
+        doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}
+        doc["power"] = [r.model_dump(mode="json") for r in power]
+        print(json.dumps(doc, indent=2, default=str))
         return
     out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
@@ -182,6 +184,50 @@ def plan(
             highlight=False,
             markup=False,
         )
+    _print_power(power)
+
+
+def _power(p: Plan, host: dict) -> list[TaskPower]:
+    """The plan's power figures (harness/plan/power.py), from this store's done results of the plan's cells."""
+    from harness.plan.power import plan_power
+    from harness.settings import load_settings
+    from harness.store.results import ResultStore
+
+    if not p.cells:
+        return []
+    store = ResultStore(load_settings().results_dir)
+    return plan_power(
+        p,
+        p.cells[0].evaluation,
+        lambda cid: {h: r for h, r in store.hosts_of(cid).items() if r.done},
+        host["host_id"],
+    )
+
+
+def _print_power(power: list[TaskPower]) -> None:
+    if not power:
+        return
+    drop = next((r.resolve_drop for r in power if r.resolve_drop), None)
+    t = Table(
+        title="smallest paired drop each task can detect (95% two-sided, 80% power)"
+        + (f"; resolve_drop {drop}" if drop else "")
+    )
+    for col in ("task", "metric", "items", "MDE pt", "estimate"):
+        t.add_column(col, no_wrap=col != "estimate")
+    if drop:
+        t.add_column("resolves", no_wrap=True)
+    for r in power:
+        items = f"{r.items:,}" if r.items is not None else "?"
+        mde = f"{r.mde_pt:.1f}" if r.mde_pt is not None else "-"
+        basis = r.note or ((f"{r.model} [{r.reference}]: " if r.reference else "") + (r.basis_note or ""))
+        cells = [r.task, r.metric or "-", items, mde, basis]
+        if drop:
+            cells.append("-" if r.resolved is None else "yes" if r.resolved else f"no: {r.items_needed:,} items")
+        t.add_row(*(escape(c) for c in cells))
+    out.print(t)
+    for r in power:
+        if r.warning:
+            out.print(f"warning: {r.warning}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

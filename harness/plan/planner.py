@@ -57,7 +57,8 @@ def _identity(
         "distill": student_identity(student) if student else "none",
         "serving": serving.model_dump(mode="json"),
         "load": m.load.model_dump(mode="json"),
-        "evaluation": m.evaluation.model_dump(mode="json"),
+        # resolve_drop only decides what the plan warns about (harness/plan/power.py), not what is measured
+        "evaluation": m.evaluation.model_dump(mode="json", exclude={"resolve_drop"}),
         "device": m.hardware.device,
     }
 

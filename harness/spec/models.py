@@ -11,6 +11,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from harness.spec.drop import parse_drop
+
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 # Precision = the numeric format the served weights end up in. Full precisions pair with method
@@ -468,6 +470,16 @@ class LMEvalSpec(Strict):
     system_instruction: str | None = None
     # Overrides of generative tasks' generation_kwargs (lm-eval's `--gen_kwargs`), e.g. {max_gen_toks: 256}.
     gen_kwargs: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # A drop to resolve, written like the advisor's --max-drop ("2%" of the reference's score, or "1.5pt"):
+    # `harness plan` warns per task when its items cannot detect it (harness/plan/power.py). It changes
+    # nothing that is measured, so it is no part of a cell's id (harness/plan/planner.py leaves it out).
+    resolve_drop: str | None = None
+    late_fields: ClassVar[tuple[str, ...]] = ("resolve_drop",)
+
+    @field_validator("resolve_drop", mode="before")
+    @classmethod
+    def _drop(cls, v: object) -> str | None:
+        return None if v is None else str(parse_drop(v))
 
     @model_validator(mode="after")
     def _multiturn_needs_template(self) -> "LMEvalSpec":

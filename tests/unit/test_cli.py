@@ -257,3 +257,22 @@ def test_db_rebuild_names_the_result_files_it_refuses(tmp_path):
     assert r.returncode == 0 and "rebuilt from 0 result file(s)" in r.stdout
     assert f"refused: {newer}: result schema_version 99 is not readable by this dqbench" in r.stderr
     assert newer.is_file()  # left for a person to look at
+
+
+def test_plan_shows_the_smallest_detectable_drop_per_task_and_warns_against_resolve_drop(tmp_path, base_matrix):
+    import os
+
+    base_matrix["evaluation"]["resolve_drop"] = "40pt"
+    f = tmp_path / "m.yaml"
+    f.write_text(yaml.safe_dump(base_matrix))
+    env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path / "results"))
+    doc = json.loads(harness("plan", str(f), "--json", env=env).stdout)
+    power = {r["task"]: r for r in doc["power"]}
+    assert power["dq_pydoc_ppl"]["note"] == "no per-item accuracy"
+    assert power["dq_arc_easy"]["resolved"] is True and round(power["dq_arc_easy"]["mde_pt"], 1) == 36.2
+    assert power["dq_hellaswag"]["resolved"] is False and power["dq_hellaswag"]["items_needed"] == 25
+    r = harness("plan", str(f), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "smallest paired drop each task can detect (95% two-sided, 80% power); resolve_drop 40pt" in r.stdout
+    assert "warning: dq_hellaswag: with 20 items the smallest detectable drop is 44.3 pt" in r.stdout
+    assert "warning: dq_arc_easy" not in r.stdout
