@@ -1,6 +1,6 @@
 """`advisor` command line.
 
-    advisor --vram 24 --max-drop 2% [--objective throughput] [--json] ...   recommend
+    advisor --vram 24 --max-drop 2% [--decide conservative|point] [--json] ...   recommend
     advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
     advisor report --out DIR [--cell ID ...] [--title T] [--db DB]          Pareto PNGs, CSV, HTML page
 
@@ -51,7 +51,14 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--gpu-price", help="$ per GPU-hour, for $/1M output tokens")
     ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
     ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
-    ap.add_argument("--conservative", action="store_true", help="judge drops by the upper end of their 95%% CI")
+    ap.add_argument(
+        "--decide",
+        default=None,
+        help="a drop whose 95%% CI straddles --max-drop is undecided: 'conservative' (default) counts only "
+        "cells whose whole CI is within as fits; 'point' also ranks undecided cells whose point estimate is "
+        "within, still marked undecided",
+    )
+    ap.add_argument("--conservative", action="store_true", help="the same as --decide conservative (the default)")
     ap.add_argument(
         "--host", help="whose results: a host id, or 'all' (default: this host's; `harness doctor` names it)"
     )
@@ -59,6 +66,15 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--top", default="5", help="how many recommendations to list")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     return ap
+
+
+def _decide(decide: str | None, conservative: bool) -> str:
+    """--decide, with --conservative (kept from before --decide) as its default spelled out."""
+    from advisor.constraints import AdvisorInputError
+
+    if conservative and decide not in (None, "conservative"):
+        raise AdvisorInputError(f"--conservative and --decide {decide} contradict each other: give one")
+    return decide or "conservative"
 
 
 def _estimate(argv: list[str]) -> int:
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             objective=a.objective,
             gpu_price=parse_positive("--gpu-price", a.gpu_price),
             model=a.model,
-            conservative=a.conservative,
+            decide=_decide(a.decide, a.conservative),
             device=a.device,
             top=parse_count("--top", a.top),
         )

@@ -6,6 +6,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from advisor.verdict import DECIDE
+
 OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality")
 
 
@@ -81,7 +83,9 @@ class Constraints:
     objective: str = "throughput"
     gpu_price: float | None = None  # $/hour
     model: str | None = None
-    conservative: bool = False
+    # how a drop whose 95% CI straddles --max-drop counts (advisor/verdict.py): conservative = only cells
+    # whose whole CI is within fit; point = undecided cells whose point estimate is within are ranked too
+    decide: str = "conservative"
     device: str = "gpu"  # what the memory budget is for: gpu (device memory) or cpu (host RAM)
     top: int = 5
 
@@ -101,3 +105,10 @@ class Constraints:
             )
         if self.top < 1:
             raise AdvisorInputError(f"--top {self.top}: must be at least 1")
+        if self.decide not in DECIDE:
+            raise AdvisorInputError(f"--decide {self.decide!r}: choose {' or '.join(DECIDE)}")
+
+    @property
+    def conservative(self) -> bool:
+        """Drops are judged by the upper end of their 95% CI (the default, `--decide conservative`)."""
+        return self.decide == "conservative"

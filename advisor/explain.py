@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from advisor.select import Recommendation
+from advisor.verdict import counts_as_fit
 
 DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -30,12 +31,37 @@ def drop_text(row: dict, rec: Recommendation) -> str:
     if row["cell_id"] == row["root_id"]:
         return "the reference itself (drop 0 by definition)"
     how = ", paired bootstrap" if str(row.get("ci_kind", "")).startswith("paired") else ""
+    lo, hi = row.get("drop_lo"), row.get("drop_hi")
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or math.isnan(float(hi)):
+        point = f"{row['drop'] * 100:+.1f}% relative" if rel else f"{row['drop']:+.2f} pt"
+        return f"{point} drop (no 95% CI: no per-item scores and no stderr for every task)"
     if rel:
         return (
             f"{row['drop'] * 100:+.1f}% relative drop (95% CI {row['drop_lo'] * 100:+.1f}% to "
             f"{row['drop_hi'] * 100:+.1f}%{how})"
         )
     return f"{row['drop']:+.2f} pt drop (95% CI {row['drop_lo']:+.2f} to {row['drop_hi']:+.2f}{how})"
+
+
+def undecided_note(rec: Recommendation, q: dict) -> str:
+    """Words for the undecided cells the drop limit left out (`q`: its entry in rec.rejected)."""
+    c = rec.constraints
+    f = rec.frame if rec.frame is not None else rec.ranked
+    und = f[f["verdict"].eq("undecided") & ~counts_as_fit(f, c.decide) & f["more_items"].notna()]
+    nearest = ""
+    if not und.empty:
+        r = und.loc[und["more_items"].astype(float).idxmin()]
+        nearest = (
+            f" the closest to a decision is {r['model']} {r['precision']}/{r['method']}/{r['distill']} "
+            f"on {_host(r.to_dict())} (≈{int(r['more_items']):,} more items would decide it, an estimate);"
+        )
+    fix = "score more items" + (
+        ", or pass --decide point to rank those whose point estimate is within" if c.conservative else ""
+    )
+    return (
+        f"{q['undecided']} of the {q['count']} cell(s) the drop limit left out are undecided on it (the 95% CI "
+        f"straddles it, or there is none):{nearest} {fix}."
+    )
 
 
 def serve_command(row: dict, rec: Recommendation) -> str:
@@ -64,14 +90,25 @@ def decision(rec: Recommendation) -> str:
         for name, r in rec.rejected.items():
             n = r["nearest"]
             src = f", {n.get('mem_src')}" if name == "memory" and n.get("mem_src") else ""
+            what = f"fail {name}"
+            if name == "quality":  # an undecided cell did not fail: it was not shown to pass
+                what = f"are not shown within the drop limit ({r['beyond']} beyond it, {r['undecided']} undecided)"
             parts.append(
-                f"{r['count']} fail {name}; nearest: {n['model']} {n['precision']}/{n['method']}/"
+                f"{r['count']} {what}; nearest: {n['model']} {n['precision']}/{n['method']}/"
                 f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src})."
             )
+        q = rec.rejected.get("quality")
+        if q and q.get("undecided"):
+            parts.append(undecided_note(rec, q))
         if "memory" in rec.rejected and "quality" not in rec.rejected:
             parts.append(
                 "Quality is not the obstacle, memory is: a lower precision or a distilled student "
                 "is the lever (quantize first; distill when even int4 does not fit)."
+            )
+        elif q and "memory" not in rec.rejected and not q.get("beyond"):
+            parts.append(
+                "Memory is not the obstacle; quality is undecided, not shown to fail: the measurements are "
+                "too few to put any 95% CI on one side of the limit."
             )
         elif "quality" in rec.rejected and "memory" not in rec.rejected:
             parts.append(
@@ -84,10 +121,18 @@ def decision(rec: Recommendation) -> str:
     ref = f[(f["cell_id"] == w["root_id"]) & same_host]  # the reference as measured on the winner's host
     ref = ref.iloc[0].to_dict() if not ref.empty else None
     label = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
-    out = [
-        f"Recommended: {label}, best on {c.objective} among {len(rec.ranked)} configuration(s) that meet "
-        f"every constraint; its figures were measured on {_host(w)}."
-    ]
+    und = int(rec.ranked["verdict"].eq("undecided").sum()) if c.max_drop is not None else 0
+    among = (
+        f"among {len(rec.ranked)} configuration(s) that meet every constraint"
+        if not und
+        else f"among {len(rec.ranked)} configuration(s) ranked ({und} of them undecided on the drop limit)"
+    )
+    out = [f"Recommended: {label}, best on {c.objective} {among}; its figures were measured on {_host(w)}."]
+    if w.get("verdict") == "undecided":
+        out.append(
+            f"Its drop is UNDECIDED against the {c.max_drop} limit, not shown to fit: "
+            f"{w.get('verdict_reason')}; it is ranked because --decide point counts its point estimate."
+        )
     if w["method"] == "none" and w["distill"] == "none":
         out.append(
             f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
@@ -154,6 +199,9 @@ def decision(rec: Recommendation) -> str:
                 else f"Weights are {w['weights_src']}; KV cache and runtime overhead are estimated."
             )
         )
+    q = rec.rejected.get("quality")
+    if q and q.get("undecided"):
+        out.append(undecided_note(rec, q))
     flags = []
     if not bool(w.get("same_engine", True)):
         flags.append(f"served by {w['engine']} while its reference ran on {w['ref_engine']}")

@@ -66,12 +66,16 @@ def read_tables(db_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 
 
 def quality_frame(quality: pd.DataFrame, task: str | None, metric: str | None) -> pd.DataFrame:
-    """Per (cell, task): value and stderr of the measure's metric."""
+    """Per (cell, task): value and stderr of the measure's metric, and the items scored (`n`) and available
+    (`n_total`), NaN where the index has no count."""
     if task is None:
         sel = quality[quality["task"].map(primary_metric).eq(quality["metric"])]
     else:
         sel = quality[(quality["task"] == task) & (quality["metric"] == metric)]
-    return with_host(sel)[["cell_id", "host_id", "task", "value", "stderr", "task_hash", "lm_eval_version"]]
+    sel = with_host(sel)
+    for col in ("n", "n_total"):
+        sel[col] = sel[col].astype(float) if col in sel else np.nan
+    return sel[["cell_id", "host_id", "task", "value", "stderr", "n", "n_total", "task_hash", "lm_eval_version"]]
 
 
 def build_frame(
@@ -83,7 +87,9 @@ def build_frame(
     concurrency: int,
 ) -> pd.DataFrame:
     """One row per done (cell, host) with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts;
-    the reference is the root cell's result on the same host."""
+    the reference is the root cell's result on the same host. `se_known`: every task has a stderr on both
+    sides (else the stderr interval is not an interval); `n_items`: items scored on both sides, summed over
+    the tasks; `items_left`: items the tasks have that the cell did not score (NaN where not recorded)."""
     cells, quality, perf = with_host(cells, label=True), with_host(quality), with_host(perf)
     key = ["cell_id", "host_id"]
     parents = dict(zip(cells["cell_id"], cells["parent_id"], strict=True))
@@ -97,6 +103,8 @@ def build_frame(
                 "cell_id": "root_id",
                 "value": "ref_value",
                 "stderr": "ref_stderr",
+                "n": "ref_n",
+                "n_total": "ref_n_total",
                 "task_hash": "ref_task_hash",
                 "lm_eval_version": "ref_lm_eval",
             }
@@ -106,6 +114,9 @@ def build_frame(
     )  # only tasks both were scored on, same host
     ref["var"] = ref["stderr"].fillna(0) ** 2
     ref["ref_var"] = ref["ref_stderr"].fillna(0) ** 2
+    ref["se_known"] = ref["stderr"].notna() & ref["ref_stderr"].notna()
+    ref["n_both"] = np.fmin(ref["n"], ref["ref_n"])  # a paired comparison uses the items both scored
+    ref["left"] = ref["n_total"] - ref["n_both"]
     ref["same_task"] = ref["task_hash"] == ref["ref_task_hash"]
     ref["same_lm_eval"] = ref["lm_eval_version"] == ref["ref_lm_eval"]
     g = ref.groupby(key).agg(
@@ -114,6 +125,9 @@ def build_frame(
         var=("var", "sum"),
         ref_var=("ref_var", "sum"),
         n_tasks=("task", "count"),
+        se_known=("se_known", "all"),
+        n_items=("n_both", lambda s: s.sum() if s.notna().all() else np.nan),
+        items_left=("left", lambda s: s.sum() if s.notna().all() else np.nan),
         same_task=("same_task", "all"),
         same_lm_eval=("same_lm_eval", "all"),
     )

@@ -1,8 +1,9 @@
 """recommend(): pure, vectorized selection over the results frame (no I/O).
 
 Adds memory need (the shared model, harness/memory_model.py), quality drop against the reference
-(harness/plan/lineage.py, with a 95% interval), cost, checks every constraint, groups the
-rejects by the constraint they broke (with the nearest miss), and ranks the rest by the objective.
+(harness/plan/lineage.py, with a 95% interval and its verdict against --max-drop: within, beyond or
+undecided, advisor/verdict.py), cost, checks every constraint, groups the rejects by the constraint they
+broke (with the nearest miss), and ranks the rest by the objective.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from advisor.constraints import Constraints
 from advisor.query import higher_is_better
+from advisor.verdict import counts_as_fit, drop_verdicts
 from harness.memory_model import (
     GiB,
     default_overhead,
@@ -136,6 +138,13 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
     f["drop_lo"] = f["drop"] - Z95 * f["drop_se"]
     f["drop_hi"] = f["drop"] + Z95 * f["drop_se"]
     f["ci_kind"] = np.where(is_ref, "reference", "normal approximation from the two scores' stderr")
+    # a task without a stderr (on either side) would read as an exact score: no interval, unless paired below
+    se_known = (
+        f["se_known"].fillna(False).astype(bool) if "se_known" in f else (f["q_se"].notna() & f["q_ref_se"].notna())
+    )
+    no_ci = ~se_known & ~is_ref
+    f.loc[no_ci, ["drop_lo", "drop_hi"]] = np.nan
+    f.loc[no_ci, "ci_kind"] = "none (no stderr for every task, no per-item scores)"
     if c.task is None and {"paired_drop_ci_lo", "paired_drop_ci_hi", "parent_id"} <= set(f.columns):
         # the aggregate's paired bootstrap over the same items (harness/evaluate/reference.py) is tighter
         # and honest about correlation; it is against the parent, so it stands for the drop only where the
@@ -149,6 +158,7 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
         f.loc[paired, "drop_hi"] = (f["paired_drop_ci_hi"] * unit)[paired]
         f.loc[paired, "ci_kind"] = "paired bootstrap over the same items"
     f["drop_used"] = f["drop_hi"] if c.conservative else f["drop"]
+    f = drop_verdicts(f, c.max_drop.value if c.max_drop is not None else None)
     measure = (
         f"{c.task}/{c.metric}"
         if c.task
@@ -163,11 +173,14 @@ def check(f: pd.DataFrame, c: Constraints) -> dict[str, tuple[pd.Series, pd.Seri
     if c.vram_gib is not None:
         out["memory"] = (f["mem_need_gib"] <= c.vram_gib, f["mem_need_gib"] - c.vram_gib, "GiB over")
     if c.max_drop is not None:
+        # three-valued (advisor/verdict.py): `within` passes; `undecided` passes only under --decide point,
+        # when its point estimate is within; a cell without a CI has no upper bound: its miss is unknown
         lim = c.max_drop.value
+        passes = counts_as_fit(f, c.decide)
         out["quality"] = (
-            f["drop_used"] <= lim + 1e-12,
+            passes,
             f["drop_used"] - lim,
-            "over the drop limit" + (" (upper 95% bound)" if c.conservative else ""),
+            "over the drop limit" + (" (upper 95% bound)" if c.conservative else " (point estimate)"),
         )
     if c.min_tok_s is not None:
         out["throughput"] = (f["tok_s"] >= c.min_tok_s, c.min_tok_s - f["tok_s"], "tok/s short")
@@ -175,6 +188,11 @@ def check(f: pd.DataFrame, c: Constraints) -> dict[str, tuple[pd.Series, pd.Seri
         col = f"ttft_ms_{c.ttft_stat}"
         out["latency"] = (f[col] <= c.max_ttft_ms, f[col] - c.max_ttft_ms, f"ms over (TTFT {c.ttft_stat})")
     return out
+
+
+def _verdict_counts(bad: pd.DataFrame) -> dict[str, int]:
+    """How many of the cells the drop limit rejected are beyond it, and how many are undecided."""
+    return {v: int(bad["verdict"].eq(v).sum()) for v in ("beyond", "undecided")}
 
 
 SORT = {  # objective -> (column, ascending)
@@ -203,6 +221,7 @@ def recommend(frame: pd.DataFrame, c: Constraints) -> Recommendation:
             known = m.dropna()
             nearest = bad.loc[known.idxmin()] if not known.empty else bad.iloc[0]
             rejected[name] = {
+                **(_verdict_counts(bad) if name == "quality" else {}),
                 "count": len(bad),
                 "unit": unit,
                 "nearest": nearest.to_dict(),

@@ -63,6 +63,8 @@ def test_nothing_fits_exit_code(capsys, db):
         (["--max-drop", "nan%"], "--max-drop 'nan%'"),
         (["--max-drop", "9" * 400 + "pt"], "expected a finite drop"),
         (["--context-len", "nan"], "--context-len 'nan': expected a whole number"),
+        (["--decide", "maybe"], "--decide 'maybe': choose conservative or point"),
+        (["--decide", "point", "--conservative"], "--conservative and --decide point contradict"),
     ],
 )
 def test_malformed_input_is_one_clear_error(capsys, db, args, needle):
@@ -163,3 +165,27 @@ def test_probe_unavailable_falls_back_to_all_hosts_and_says_so(capsys, db, monke
     assert code == 0 and doc["hosts"]["host"] == "all" and "could not be probed" in doc["hosts"]["note"]
     code, out, _ = run(capsys, "--db", db, "--vram", "24")
     assert "hosts: all hosts (this host could not be probed" in out
+
+
+def test_decide_flag_json_and_text(capsys, db):
+    """Synthetic scores carry lm-eval's stderr over 500 items per task: a 2% limit leaves most quantized cells
+    undecided. Conservative (the default) ranks only `within` cells; point ranks undecided ones too, marked."""
+    from advisor.verdict import VERDICTS
+
+    args = ("--db", db, "--vram", "80", "--max-drop", "2%", "--top", "50", "--json")
+    cons = json.loads(run(capsys, *args)[1])
+    point = json.loads(run(capsys, *args, "--decide", "point")[1])
+    assert cons["constraints"]["decide"] == "conservative" and point["constraints"]["decide"] == "point"
+    every = cons["drop_verdicts"]
+    assert every and {v["verdict"] for v in every} <= set(VERDICTS)
+    undecided = [v for v in every if v["verdict"] == "undecided"]
+    assert undecided and all(v["drop_lo"] <= 0.02 < v["drop_hi"] for v in undecided)
+    assert all(isinstance(v["more_items"], int) and v["more_items"] > 0 for v in undecided)
+    assert all(v["drop_limit"] == 0.02 for v in every)
+    assert {r["verdict"] for r in cons["recommendations"]} == {"within"}
+    ranked = point["recommendations"]
+    assert len(ranked) > len(cons["recommendations"]) and "undecided" in {r["verdict"] for r in ranked}
+    assert all(r["drop"] <= 0.02 for r in ranked)  # point: undecided cells whose point estimate is within
+    code, out, _ = run(capsys, *args[:-1], "--decide", "point")
+    assert code == 0 and "undecided on the drop limit (ranked by the point estimate" in out
+    assert "that fit" not in out

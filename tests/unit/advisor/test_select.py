@@ -101,11 +101,12 @@ def test_memory_constraint_counts_kv_cache(family):
 
 
 def test_quality_drop_relative_and_absolute(family):
-    rec = recommend(family, Constraints(max_drop=parse_max_drop("2%")))
+    # --decide point: the point estimates decide the ranking (a 1pt stderr per score leaves q8 and q4 undecided)
+    rec = recommend(family, Constraints(max_drop=parse_max_drop("2%"), decide="point"))
     assert set(rec.ranked["cell_id"]) == {"ref", "q8"}  # q4 lost 8.3%
     q4 = rec.frame.set_index("cell_id").loc["q4"]
     assert q4["drop"] == pytest.approx(0.05 / 0.60)
-    rec = recommend(family, Constraints(max_drop=parse_max_drop("6pt")))
+    rec = recommend(family, Constraints(max_drop=parse_max_drop("6pt"), decide="point"))
     assert set(rec.ranked["cell_id"]) == {"ref", "q8", "q4"}
     assert rec.frame.set_index("cell_id").loc["q4"]["drop"] == pytest.approx(5.0)
     assert rec.frame.set_index("cell_id").loc["ref"]["drop"] == 0
@@ -113,8 +114,9 @@ def test_quality_drop_relative_and_absolute(family):
 
 def test_conservative_uses_upper_confidence_bound(family):
     # q8 drops 0.3 pt with a standard error of sqrt(2) pt: within 1pt as a point estimate, not at the upper bound
-    plain = recommend(family, Constraints(max_drop=parse_max_drop("1pt")))
-    cons = recommend(family, Constraints(max_drop=parse_max_drop("1pt"), conservative=True))
+    plain = recommend(family, Constraints(max_drop=parse_max_drop("1pt"), decide="point"))
+    cons = recommend(family, Constraints(max_drop=parse_max_drop("1pt"), decide="conservative"))
+    assert Constraints().decide == "conservative" and Constraints().conservative  # the default
     assert "q8" in set(plain.ranked["cell_id"]) and "q8" not in set(cons.ranked["cell_id"])
     row = cons.frame.set_index("cell_id").loc["q8"]
     assert row["drop_hi"] == pytest.approx(0.3 + 1.959964 * math.sqrt(2), abs=1e-6)
@@ -250,7 +252,7 @@ def test_student_recommendation_states_its_training_cost():
     train = dict(distill_kind="logit_kd", train_tokens=81920, train_s=412.0, ref_gpu_hours=23.9, ref_usd=59.7)
     cells = [cell("t"), cell("s", distill="kd", parent="t", size=5, **train)]
     f = frame_from(cells, [q("t", 0.6), q("s", 0.59)], [])
-    rec = recommend(f, Constraints(objective="quality", max_drop=parse_max_drop("5%")))
+    rec = recommend(f, Constraints(objective="quality", max_drop=parse_max_drop("5%"), decide="point"))
     rec.ranked = rec.ranked[rec.ranked["cell_id"] == "s"].reset_index(drop=True)
     text = decision(rec)
     assert "A distilled student (kd)" in text and "81,920 tokens" in text and "~23.9 GPU-hours ($60)" in text
@@ -324,7 +326,7 @@ def test_reference_is_the_same_cell_on_the_same_host():
     ]
     f = frame_from(cells, quality, perf)
     assert len(f) == 4  # the same cell id on two hosts is two rows
-    rec = recommend(f, Constraints(max_drop=parse_max_drop("2%")))
+    rec = recommend(f, Constraints(max_drop=parse_max_drop("2%"), decide="point"))
     by = rec.frame.set_index(["cell_id", "host_id"])
     assert by.loc[("q4", "hostA"), "q_ref"] == pytest.approx(0.60)
     assert by.loc[("q4", "hostA"), "drop"] == pytest.approx(0.05)
