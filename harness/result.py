@@ -21,9 +21,9 @@ No heavy imports: the advisor and the dashboard read results through this module
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from harness.hw.caps import UNPROBED_HOST_ID
 
@@ -31,8 +31,14 @@ SCHEMA_VERSION: Final = 3
 Status = Literal["done", "failed"]
 # the per-item metrics kept in `TaskScore.items`: lm-eval's per-sample value of these is the item's own
 # score (0/1), which a paired comparison needs. A perplexity's per-sample value is not the metric (it is a
-# loglikelihood, or a (loglikelihood, words) pair), so perplexity tasks keep no items.
-ITEM_METRICS = ("acc", "acc_norm")
+# loglikelihood, or a (loglikelihood, words) pair), so perplexity tasks keep no items. A metric of a
+# filtered generative task is keyed as lm-eval writes it with its filter: "exact_match,strict-match".
+ITEM_METRICS = ("acc", "acc_norm", "exact_match")
+
+
+def is_item_metric(key: str) -> bool:
+    """Whether a metric key ("acc", "exact_match,flexible-extract") has per-item 0/1 scores."""
+    return key.partition(",")[0] in ITEM_METRICS
 
 
 class Block(BaseModel):
@@ -87,6 +93,18 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
     doc_id: int
     scores: dict[str, float]  # metric -> value (0/1 for accuracies)
+    task: str | None = None  # the subtask of a group (`mmlu_anatomy` in `mmlu`): doc ids repeat across them
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        out = handler(self)  # thousands of items per result: no "task": null on each
+        if isinstance(out, dict) and out.get("task") is None:
+            out.pop("task", None)
+        return out
+
+    @property
+    def key(self) -> int | str:
+        return self.doc_id if self.task is None else f"{self.task}:{self.doc_id}"
 
 
 class TaskScore(Block):
@@ -94,13 +112,30 @@ class TaskScore(Block):
     n: int | None = None
     n_total: int | None = None
     limit: int | None = None
-    num_fewshot: int | None = None
+    num_fewshot: int | None = None  # the effective count lm-eval used (a group's: its subtasks', when equal)
     task_hash: str | None = None
+    # where the documents came from: "local:<package>" (offline, harness/evaluate/catalog.py) or "hub"
+    data_source: str | None = None
+    # a group's or tag's subtasks: name -> metric -> value (the task's own metrics are the group's)
+    subtasks: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     items: list[Item] = Field(default_factory=list)
 
-    def item_scores(self, metric: str) -> dict[int, float]:
-        """doc_id -> this task's per-item score of `metric` (empty when the items do not carry it)."""
-        return {i.doc_id: i.scores[metric] for i in self.items if metric in i.scores}
+    @model_serializer(mode="wrap")
+    def _drop_unset_additions(self, handler):
+        out = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
+        if isinstance(out, dict):
+            for k in ("data_source", "subtasks"):
+                if not out.get(k):
+                    out.pop(k, None)
+        return out
+
+    def item_scores(self, metric: str) -> dict[int | str, float]:
+        """item key (doc_id; "<subtask>:<doc_id>" in a group) -> this task's per-item score of `metric`
+        (empty when the items do not carry it)."""
+        return {i.key: i.scores[metric] for i in self.items if metric in i.scores}
+
+    def item_metrics(self) -> list[str]:
+        return sorted({m for i in self.items for m in i.scores})
 
 
 class Quality(Block):
@@ -108,7 +143,7 @@ class Quality(Block):
     lm_eval_version: str | None = None
     scored_by: str | None = None  # how the cell was scored: a server's prompt logprobs or an in-process model
 
-    def items(self, task: str, metric: str) -> dict[int, float]:
+    def items(self, task: str, metric: str) -> dict[int | str, float]:
         """doc_id -> per-item score of `task`/`metric` (empty when the task or its items are absent)."""
         t = self.tasks.get(task)
         return t.item_scores(metric) if t is not None else {}
@@ -179,7 +214,7 @@ class CellResult(BaseModel):
     def done(self) -> bool:
         return self.status == "done"
 
-    def items(self, task: str, metric: str) -> dict[int, float]:
+    def items(self, task: str, metric: str) -> dict[int | str, float]:
         """doc_id -> per-item score of `task`/`metric` (empty without quality, or without items: a result
         upgraded from schema 2 whose work/ samples were gone, see `upgraded_from`)."""
         return self.quality.items(task, metric) if self.quality is not None else {}

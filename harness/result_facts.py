@@ -95,7 +95,11 @@ def headline(levels: Sequence[Level]) -> dict[str, Figure]:
 
 def primary_metric(task: str) -> str | None:
     """The metric that is `task`'s headline accuracy (None: the task has none, e.g. a perplexity task)."""
-    return PRIMARY.get(task)
+    if task in PRIMARY:
+        return PRIMARY[task]
+    from harness.evaluate.catalog import primary_metric as catalog_primary
+
+    return catalog_primary(task)
 
 
 def primary_scores(result: CellResult) -> dict[str, float]:

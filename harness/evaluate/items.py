@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.result import ITEM_METRICS, Item
+from harness.result import Item, is_item_metric
 
 
 def read_sample_items(path: Path) -> list[Item]:
     """The scored documents of one task's samples JSONL, in file order (a document with none of
-    ITEM_METRICS, as in a perplexity task, is left out)."""
+    item metric (harness/result.is_item_metric), as in a perplexity task, is left out)."""
     out = []
     with open(path) as f:
         for line in f:
@@ -25,12 +25,12 @@ def read_sample_items(path: Path) -> list[Item]:
                 continue
             row = json.loads(line)
             scores = {
-                m: float(row[m])
-                for m in ITEM_METRICS
-                if isinstance(row.get(m), (int, float)) and not isinstance(row.get(m), bool)
+                m: float(v)
+                for m, v in row.items()
+                if is_item_metric(m) and isinstance(v, (int, float)) and not isinstance(v, bool)
             }
             if scores and row.get("doc_id") is not None:
-                out.append(Item(doc_id=int(row["doc_id"]), scores=scores))
+                out.append(Item(doc_id=int(row["doc_id"]), scores=scores, task=row.get("task")))
     return out
 
 

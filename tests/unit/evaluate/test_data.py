@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from harness.evaluate.data import TASK_FILES, TaskData, known_tasks
 from harness.evaluate.lmeval import LMEvalEvaluator
 from harness.settings import load_settings
@@ -42,6 +44,20 @@ def test_task_hash_tracks_template_and_data(tmp_path, monkeypatch):
 
 def test_unknown_task_is_a_plan_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
-    spec = LMEvalSpec(tasks=[{"name": "dq_arc_easy"}, {"name": "mmlu_pro"}])
+    spec = LMEvalSpec(tasks=[{"name": "dq_arc_easy"}, {"name": "arc_challange"}])
     problems = LMEvalEvaluator(spec, load_settings()).plan_problems()
-    assert len(problems) == 1 and "'mmlu_pro'" in problems[0] and "dq_lambada" in problems[0]
+    assert len(problems) == 1 and "unknown task 'arc_challange'" in problems[0]
+    assert "did you mean arc_challenge" in problems[0]
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_registry_task_without_packaged_data_needs_the_hub(tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DQBENCH_OFFLINE", "1" if offline else "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    spec = LMEvalSpec(tasks=[{"name": "mmlu_pro"}, {"name": "mmlu", "num_fewshot": 5}, {"name": "gsm8k_cot"}])
+    problems = LMEvalEvaluator(spec, load_settings()).plan_problems()
+    if offline:
+        assert len(problems) == 1 and "'mmlu_pro' has no packaged data" in problems[0] and "offline" in problems[0]
+    else:
+        assert problems == []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TASK_FILES, TaskData
+from harness.evaluate.data import DATA_VERSION, OLMO_PKG, OLMO_VERSION, TASK_FILES, TaskData
 from harness.locks import leftovers
 from harness.settings import load_settings
 
@@ -91,7 +91,7 @@ def test_two_cells_preparing_at_once_prepare_once_and_both_see_the_data(home):
         assert o["ready"] and set(TASK_FILES.values()) <= set(o["files"]) and len(o["files"]) == 6
         assert set(o["manifest"]["sizes"]) == set(o["files"]) == set(o["manifest"]["files"])
     logs = [(home / f"prepare-{i}.log").read_text() for i in range(2)]
-    assert sum("waiting for v1 data" in t for t in logs) == 1  # the second said whom it waited for
+    assert sum(f"waiting for {DATA_VERSION} data" in t for t in logs) == 1  # the second said whom it waited for
     td = TaskData(load_settings())
     assert td.ready() and not leftovers(td.dir)
 

@@ -111,7 +111,7 @@ def test_parents_come_first(settings, monkeypatch):
 def test_unknown_task_is_one_error_before_anything_runs(base_matrix, settings):
     from harness.errors import PlanError
 
-    base_matrix["evaluation"]["tasks"].append({"name": "mmlu_pro"})
+    base_matrix["evaluation"]["tasks"].append({"name": "dq_arc_eazy"})
     with pytest.raises(PlanError) as e:
         plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
-    assert "unknown task 'mmlu_pro'" in str(e.value) and "dq_arc_easy" in str(e.value)
+    assert "unknown task 'dq_arc_eazy'" in str(e.value) and "did you mean dq_arc_easy" in str(e.value)

@@ -1,0 +1,124 @@
+"""Worker: generate harness/evaluate/catalog.json from the installed lm-eval and the prepared offline data.
+
+Every lm-eval task (from lm-eval's own task folder) whose dataset `(dataset_path, dataset_name)` has offline
+data (`<data>/lmeval/sources.json`, harness/workers/lmeval_data.py) and whose evaluated split is there is
+a catalog leaf: lm-eval's config path, output type, default few-shot count and where its few-shot
+examples come from, metrics, and the documents it scores. Groups and tags are listed with their leaves
+when every leaf is offline. Beside it, every name lm-eval's registry knows (registry_names.txt.gz), so the
+plan tells a typo from a task that needs the hub. Run with the evaluation interpreter:
+
+    python -m harness.workers.lmeval_catalog --data <DQBENCH_HOME>/data/v2 --out harness/evaluate/catalog.json
+
+tests/unit/evaluate/test_catalog.py regenerates it and compares, so an lm-eval upgrade that changes a
+task's config or membership fails there, not in a run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.proc import REQUIRED, worker_main
+
+NAMES = "registry_names.txt.gz"
+
+
+def _fewshot_source(cfg: dict) -> str:
+    """Where lm-eval 0.4.13 draws few-shot examples from (api/task.py ConfigurableTask.fewshot_docs)."""
+    fs = cfg.get("fewshot_config") or {}
+    split = cfg.get("fewshot_split") or fs.get("split")
+    if split:
+        return str(split)
+    if fs.get("samples"):
+        return "samples"
+    return str(cfg.get("training_split") or cfg.get("validation_split") or cfg.get("test_split"))
+
+
+def leaf_entry(cfg: dict, yaml_path: Path, tasks_root: Path, source: dict, rows: dict[str, int]) -> dict | None:
+    evaluated = cfg.get("test_split") or cfg.get("validation_split")
+    if not evaluated or evaluated not in source["files"]:
+        return None
+    fewshot = _fewshot_source(cfg)
+    metrics = sorted({str(m["metric"]) for m in cfg.get("metric_list") or [] if isinstance(m, dict)})
+    return {
+        "docs": rows[evaluated],
+        "output_type": str(cfg.get("output_type", "generate_until")),
+        "num_fewshot": int(cfg.get("num_fewshot") or 0),
+        "fewshot": fewshot,
+        "fewshot_offline": fewshot == "samples" or fewshot in source["files"],
+        "dataset": f"{cfg.get('dataset_path')}|{cfg.get('dataset_name')}",
+        "yaml": str(yaml_path.relative_to(tasks_root)),
+        "metrics": metrics,
+        # lm-eval keys a filtered metric "<metric>,<filter>": "exact_match,strict-match"
+        "filters": [str(f["name"]) for f in cfg.get("filter_list") or [] if isinstance(f, dict)] or ["none"],
+    }
+
+
+def build_catalog(data: Path) -> dict:
+    import datasets
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import Kind
+
+    sources = json.loads((data / "lmeval" / "sources.json").read_text())
+    tasks_root = Path(lm_eval.__file__).parent / "tasks"
+    index = TaskManager().task_index
+    rows: dict[str, dict[str, int]] = {
+        key: {split: len(datasets.Dataset.from_file(str(data / f), in_memory=True)) for split, f in s["files"].items()}
+        for key, s in sources.items()
+    }
+    leaves: dict[str, dict] = {}
+    for name, e in sorted(index.items()):
+        if e.kind is not Kind.TASK or not e.cfg or e.yaml_path is None or "custom_dataset" in e.cfg:
+            continue
+        key = f"{e.cfg.get('dataset_path')}|{e.cfg.get('dataset_name')}"
+        if key in sources and (entry := leaf_entry(e.cfg, Path(e.yaml_path), tasks_root, sources[key], rows[key])):
+            leaves[name] = entry
+
+    def expand(name: str, seen: frozenset = frozenset()) -> list[str] | None:
+        if name in leaves:
+            return [name]
+        e = index.get(name)
+        if e is None or name in seen:
+            return None
+        if e.kind is Kind.TAG:
+            members = sorted(e.tags)
+        elif e.kind is Kind.GROUP and e.cfg:
+            raw = e.cfg.get("task") or []
+            members = [raw] if isinstance(raw, str) else raw
+        else:
+            return None
+        out: list[str] = []
+        for m in members:
+            sub = expand(m, seen | {name}) if isinstance(m, str) else None
+            if sub is None:
+                return None  # a member defined inline or not offline: the group is not offline as a whole
+            out += [s for s in sub if s not in out]
+        return out or None
+
+    groups = {}
+    for name, e in sorted(index.items()):
+        if e.kind in (Kind.GROUP, Kind.TAG) and (members := expand(name)):
+            groups[name] = members
+    return {
+        "lm_eval_version": getattr(lm_eval, "__version__", None),
+        "leaves": leaves,
+        "groups": groups,
+        "registry": sorted(index),  # every name lm-eval knows: the plan tells a typo from a hub task
+    }
+
+
+def work(cfg: dict) -> None:
+    import gzip
+
+    cat = build_catalog(Path(cfg["data"]))
+    names = cat.pop("registry")
+    out = Path(cfg["out"])
+    out.write_text(json.dumps(cat, indent=1, sort_keys=True) + "\n")
+    # mtime 0: the same names give the same bytes
+    out.with_name(NAMES).write_bytes(gzip.compress("\n".join(names).encode() + b"\n", mtime=0))
+    print(f"{len(cat['leaves'])} offline tasks, {len(cat['groups'])} groups and tags -> {cfg['out']}")
+
+
+if __name__ == "__main__":
+    worker_main(work, flags={"data": REQUIRED})
