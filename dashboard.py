@@ -21,11 +21,22 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from advisor.constraints import AdvisorInputError, Constraints, parse_max_drop
+from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop
 from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
 from advisor.select import recommend
-from advisor.views import PARETO_VIEWS, cell_detail, cells_table, compare, pareto_mask, read_all
+from advisor.verdict import MINUS
+from advisor.views import (
+    NO_LIMIT,
+    PARETO_VIEWS,
+    VERDICT_STYLE,
+    cell_detail,
+    cells_table,
+    compare,
+    drop_display,
+    pareto_points,
+    read_all,
+)
 from harness.store.db import IndexUnavailable, is_duckdb_file
 
 
@@ -57,10 +68,36 @@ def db_problem(db: Path, index: Path, results_dir: Path) -> str | None:
 
 
 @st.cache_data(show_spinner=False)
-def load(db: str, mtime: float, gpu_price: float) -> dict[str, pd.DataFrame]:  # mtime: the key that refreshes it
+def load(db: str, mtime: float, gpu_price: float, drop_limit: str) -> dict[str, pd.DataFrame]:
+    """The index's tables and the cells table, drops in `drop_limit`'s units with their verdicts (''
+    for none). `mtime` is the key that refreshes it."""
     t = read_all(Path(db))
-    t["table"] = cells_table(t, gpu_price or None)
+    t["table"] = cells_table(t, gpu_price or None, parse_max_drop(drop_limit) if drop_limit else None)
     return t
+
+
+def _limit_key(max_drop: MaxDrop | None) -> str:
+    """The limit as text parse_max_drop reads back ('' for none): the cache key of load()."""
+    if max_drop is None:
+        return ""
+    return f"{max_drop.value * 100:.12g}%" if max_drop.relative else f"{max_drop.value:.12g}pt"
+
+
+def drop_limit_input() -> tuple[MaxDrop | None, str | None]:
+    """The sidebar's drop limit, parsed like the advisor's --max-drop: (limit, None) or (None, the error)."""
+    text = st.sidebar.text_input(
+        "drop limit (2% relative or 1.5pt absolute)",
+        "2%",
+        key="drop_limit",
+        help="Each Pareto point's verdict: within (its whole 95% CI is inside the limit), beyond (the whole "
+        "CI is past it) or undecided (the CI straddles it, or there is none). The Advisor tab uses it too.",
+    ).strip()
+    if not text:
+        return None, None
+    try:
+        return parse_max_drop(text), None
+    except AdvisorInputError as exc:
+        return None, str(exc)
 
 
 def main() -> None:
@@ -82,8 +119,11 @@ def main() -> None:
     price = st.sidebar.number_input(
         "GPU price ($/h, for $/1M tokens)", min_value=0.0, value=0.0, step=0.5, key="gpu_price"
     )
+    max_drop, limit_error = drop_limit_input()
+    if limit_error:
+        st.sidebar.error(limit_error)
     try:
-        t = load(db, Path(db).stat().st_mtime, price)
+        t = load(db, Path(db).stat().st_mtime, price, _limit_key(max_drop))
     except IndexUnavailable as exc:  # held by a writer, damaged, not a results index: one message
         st.error(str(exc))
         return
@@ -127,35 +167,16 @@ def main() -> None:
             )
 
     with tabs[1]:
-        done = f[f["status"] == "done"].copy()
-        done["drop_pct"] = done["drop"] * 100
+        done = f[f["status"] == "done"]
         if done.empty:
             st.info("No finished cells match the filters.")
-        for x, label, lower in PARETO_VIEWS:
-            d = done.dropna(subset=[x, "drop_pct"])
+        else:
+            st.caption(pareto_caption(done, max_drop))
+        for x, label, _ in PARETO_VIEWS:
+            d = done.dropna(subset=[x, "drop"])
             if d.empty:
                 continue
-            d["frontier"] = pareto_mask(d[x], d["drop_pct"], x_lower=lower, y_lower=True)
-            base = alt.Chart(d).encode(x=alt.X(x, title=label), y=alt.Y("drop_pct", title="quality drop (% rel.)"))
-            pts = base.mark_point(filled=True, size=80).encode(
-                color="method",
-                shape="distill",
-                tooltip=[
-                    "cell_id",
-                    "host_label",
-                    "model",
-                    "precision",
-                    "method",
-                    "distill",
-                    "engine",
-                    x,
-                    "drop_pct",
-                    "kld_mean",
-                    "top1_agreement",
-                ],
-            )
-            front = base.transform_filter(alt.datum.frontier).mark_line(color="gray", strokeDash=[4, 3])
-            st.altair_chart((pts + front).properties(title=f"quality drop vs {label}", height=320), width="stretch")
+            st.altair_chart(pareto_chart(pareto_points(d, x, max_drop), x, label, max_drop), width="stretch")
             if d["engine"].nunique() > 1:  # perf on different engines: label it, do not let it pass unnoticed
                 st.caption(
                     f"engines in this view: {', '.join(sorted(d['engine'].unique()))} (hover a point for its "
@@ -220,7 +241,78 @@ def main() -> None:
             st.caption("Pick two or more cells.")
 
     with tabs[4]:
-        advisor_panel(t)
+        advisor_panel(t, max_drop, limit_error)
+
+
+def pareto_caption(done: pd.DataFrame, max_drop: MaxDrop | None) -> str:
+    """What the marks mean, and how many cells each verdict holds."""
+    if max_drop is None:
+        return "Bars: the 95% CI of each drop. Set a drop limit in the sidebar to mark each cell's verdict."
+    n = done["verdict"].value_counts()
+    return (
+        f"Against the drop limit {max_drop}: {n.get('within', 0)} within (whole 95% CI inside), "
+        f"{n.get('undecided', 0)} undecided (the CI straddles the limit, or there is none), "
+        f"{n.get('beyond', 0)} beyond. Bars: the 95% CI of each drop; dashed red line: the limit."
+    )
+
+
+def pareto_chart(d: pd.DataFrame, x: str, label: str, max_drop: MaxDrop | None) -> alt.LayerChart:
+    """Quality drop (with its 95% CI as an error bar) against `x`; marker shape and colour give the verdict
+    against the sidebar's limit, drawn as a dashed line; the Pareto frontier is grey. Axis labels and hover
+    read '+1.6 pt' / '−2.0 %' (advisor.views.pareto_points)."""
+    _, unit, relative = drop_display(max_drop)
+    y_title = "quality drop vs reference (" + ("% of its score" if relative else "points") + ")"
+    # a label as a person writes it: a sign, at most one decimal, the typographic minus and the unit
+    label_expr = f"(datum.value > 0 ? '+' : '') + replace(format(datum.value, '.1~f'), '-', '{MINUS}') + ' {unit}'"
+    y_axis = alt.Axis(labelExpr=label_expr)
+    x_enc = alt.X(x, title=label, axis=alt.Axis(format=",.4~g"), scale=alt.Scale(zero=False))
+    style = {k: v for k, v in VERDICT_STYLE.items() if (k != NO_LIMIT) == (max_drop is not None)}
+    legend = "verdict" if max_drop is None else f"verdict at {max_drop}"
+    color = alt.Color(
+        "verdict:N", title=legend, scale=alt.Scale(domain=list(style), range=[c for c, _ in style.values()])
+    )
+    shape = alt.Shape(
+        "verdict:N", title=legend, scale=alt.Scale(domain=list(style), range=[m for _, m in style.values()])
+    )
+    base = alt.Chart(d).encode(x=x_enc)
+    bars = (
+        base.transform_filter("isValid(datum.y_lo) && isValid(datum.y_hi)")
+        .mark_rule(strokeWidth=1.5, opacity=0.6)
+        .encode(y=alt.Y("y_lo:Q", title=y_title, axis=y_axis), y2="y_hi:Q", color=color)
+    )
+    tooltip = [
+        alt.Tooltip("cell_id", title="cell"),
+        alt.Tooltip("host_label", title="host"),
+        alt.Tooltip("model"),
+        alt.Tooltip("precision"),
+        alt.Tooltip("method"),
+        alt.Tooltip("distill"),
+        alt.Tooltip("engine"),
+        alt.Tooltip("x_text", title=label),
+        alt.Tooltip("drop_text", title="quality drop"),
+        alt.Tooltip("ci_text", title="95% CI"),
+        alt.Tooltip("verdict_text", title="verdict"),
+        alt.Tooltip("kld_mean", title="KL mean", format=".4f"),
+        alt.Tooltip("top1_agreement", title="top-1 agreement", format=".1%"),
+    ]
+    pts = base.mark_point(filled=True, size=90, opacity=0.9).encode(
+        y=alt.Y("y:Q", title=y_title, axis=y_axis), color=color, shape=shape, tooltip=tooltip
+    )
+    front = (
+        base.transform_filter(alt.datum.frontier)
+        .mark_line(color="gray", strokeDash=[4, 3])
+        .encode(y=alt.Y("y:Q", title=y_title, axis=y_axis))
+    )
+    layers = [bars, pts, front]
+    if max_drop is not None:
+        factor, _, _ = drop_display(max_drop)
+        limit = pd.DataFrame({"limit": [max_drop.value * factor], "text": [f"limit {max_drop}"]})
+        layers.append(
+            alt.Chart(limit)
+            .mark_rule(color=VERDICT_STYLE["beyond"][0], strokeDash=[6, 3])
+            .encode(y=alt.Y("limit:Q", title=y_title, axis=y_axis), tooltip=[alt.Tooltip("text", title="drop limit")])
+        )
+    return alt.LayerChart(layer=layers, title=f"quality drop vs {label}", height=320)
 
 
 def distill_panel(dist: dict) -> None:
@@ -257,19 +349,32 @@ def _label(table: pd.DataFrame, key: str) -> str:
     return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} on {r['host_label']} [{key}]"
 
 
-def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
+def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_error: str | None) -> None:
+    """The CLI's recommendation through the same functions; the drop limit is the sidebar's."""
     c1, c2, c3 = st.columns(3)
     vram = c1.number_input("VRAM (GiB)", min_value=0.1, value=24.0, key="adv_vram")
-    drop = c2.text_input("max drop (2% or 1.5pt)", "2%", key="adv_drop")
+    decide = c2.selectbox(
+        "undecided drops (CI straddles the limit)",
+        ["conservative", "point"],
+        format_func=lambda d: {
+            "conservative": "conservative: not fits",
+            "point": "point: ranked by point estimate, marked",
+        }[d],
+        key="adv_decide",
+    )
     objective = c3.selectbox("objective", ["throughput", "latency", "memory", "quality"], key="adv_obj")
     ctx = c1.number_input("context length", min_value=1, value=4096, key="adv_ctx")
     conc = c2.number_input("concurrency", min_value=1, value=1, key="adv_conc")
+    c3.caption(f"drop limit (sidebar): {max_drop if max_drop is not None else 'none'}")
     if not st.button("Recommend", key="adv_go"):
         return
     try:
+        if limit_error:
+            raise AdvisorInputError(limit_error)
         c = Constraints(
             vram_gib=vram,
-            max_drop=parse_max_drop(drop),
+            max_drop=max_drop,
+            decide=decide,
             objective=objective,
             context_len=int(ctx),
             concurrency=int(conc),
@@ -286,7 +391,9 @@ def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
     out = to_json(recommend(frame, c))
     if out["ok"]:
         st.success(out["decision"])
-        st.dataframe(pd.DataFrame(out["recommendations"]), hide_index=True, width="stretch")
+        recs = pd.DataFrame(out["recommendations"])
+        lead = ["cell_id", "host_label", "verdict", "more_items", "drop", "drop_lo", "drop_hi", "drop_limit"]
+        st.dataframe(recs[lead + [k for k in recs if k not in lead]], hide_index=True, width="stretch")
         st.code(out["serve_command"], language="bash")
     else:
         st.warning(out["decision"])
@@ -297,6 +404,7 @@ def advisor_panel(t: dict[str, pd.DataFrame]) -> None:
                     {
                         "constraint": k,
                         "cells": v["count"],
+                        "beyond / undecided": f"{v['beyond']} / {v['undecided']}" if "undecided" in v else "",
                         "nearest miss": v["miss"],
                         "unit": v["unit"],
                         "nearest cell": v["nearest"]["cell_id"],

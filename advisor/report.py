@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from advisor.verdict import fmt_drop
 from advisor.views import PARETO_VIEWS, cells_table, pareto_mask, read_all
 
 SUMMARY = [
@@ -36,17 +37,22 @@ def pareto_png(d: pd.DataFrame, x: str, label: str, lower: bool, path: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     markers = {"none": "o"}
     for (method, distill), g in d.groupby(["method", "distill"]):
+        # the 95% CI of each drop as an error bar (none where the cell has no interval)
+        err = [(g["drop_pct"] - g["drop_lo"] * 100).clip(lower=0), (g["drop_hi"] * 100 - g["drop_pct"]).clip(lower=0)]
+        ax.errorbar(g[x], g["drop_pct"], yerr=[e.fillna(0) for e in err], fmt="none", ecolor="gray", alpha=0.5, lw=1)
         ax.scatter(g[x], g["drop_pct"], label=f"{method} / {distill}", marker=markers.get(distill, "^"), s=50)
         for _, r in g.iterrows():
             ax.annotate(r["precision"], (r[x], r["drop_pct"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = d[pareto_mask(d[x], d["drop_pct"], x_lower=lower, y_lower=True)].sort_values(x)
     ax.plot(front[x], front["drop_pct"], "--", color="gray", lw=1, label="Pareto frontier")
     ax.set_xlabel(label)
-    ax.set_ylabel("quality drop, avg_acc (% relative)")
+    ax.set_ylabel("avg_acc drop, % of reference (bars: 95% CI)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_drop(v / 100, relative=True)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from advisor.constraints import Constraints
+from advisor.constraints import Constraints, MaxDrop
 from advisor.query import build_frame, with_host
 from advisor.select import add_quality
+from advisor.verdict import MINUS, fmt_ci, fmt_drop, verdict_words
 
 TABLE_COLS = [
     "cell_id",
@@ -44,6 +45,12 @@ TABLE_COLS = [
     "drop",
     "drop_lo",
     "drop_hi",
+    "drop_unit",
+    "drop_limit",
+    "verdict",
+    "more_items",
+    "verdict_reason",
+    "n_items",
     "kld_mean",
     "kld_p99",
     "top1_agreement",
@@ -87,14 +94,20 @@ def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
         }
 
 
-def cells_table(t: dict[str, pd.DataFrame], gpu_price: float | None = None) -> pd.DataFrame:
-    """Every cell (any status) with its figures: avg_acc drop vs its reference, output tok/s at each
-    measured concurrency (`tok_s@cN`), each task's metrics (`TASK.METRIC`), and $/1M output tokens at
-    the top concurrency when a GPU price is given."""
+def cells_table(
+    t: dict[str, pd.DataFrame], gpu_price: float | None = None, max_drop: MaxDrop | None = None
+) -> pd.DataFrame:
+    """Every cell (any status) with its figures: avg_acc drop vs its reference with its 95% CI, in
+    `max_drop`'s units (a fraction of the reference's score when relative or None, points when absolute:
+    `drop_unit`) and its verdict against that limit (advisor/verdict.py; none without a limit), output
+    tok/s at each measured concurrency (`tok_s@cN`), each task's metrics (`TASK.METRIC`), and $/1M output
+    tokens at the top concurrency when a GPU price is given."""
     cells = with_host(t["cells"], label=True)
     frame = build_frame(cells, t["quality"], t["perf"], None, None, 1)
-    frame, _ = add_quality(frame, Constraints())
-    out = cells.merge(frame[[*KEY, "q", "q_ref", "drop", "drop_lo", "drop_hi"]], on=KEY, how="left")
+    frame, _ = add_quality(frame, Constraints(max_drop=max_drop))
+    cols = ["q", "q_ref", "drop", "drop_lo", "drop_hi", "drop_limit", "verdict", "more_items", "verdict_reason"]
+    out = cells.merge(frame[[*KEY, *cols, "n_items"]], on=KEY, how="left")
+    out["drop_unit"] = "pt" if max_drop is not None and not max_drop.relative else "fraction of the reference"
     out["key"] = out["cell_id"] + "@" + out["host_id"]
     for c in TABLE_COLS:
         if c not in out:
@@ -137,6 +150,52 @@ PARETO_VIEWS = [  # (x column, x label, lower is better), y is always the qualit
     ("output_tok_s", "output tok/s (top concurrency)", False),
     ("ttft_ms_p99", "TTFT p99 (ms)", True),
 ]
+
+
+X_FORMAT = {  # hover text of each x: format, unit
+    "peak_mem_gib": (",.2f", " GiB"),
+    "output_tok_s": (",.0f", " tok/s"),
+    "ttft_ms_p99": (",.0f", " ms"),
+}
+NO_LIMIT = "no limit set"
+VERDICT_STYLE = {  # verdict -> (colour, marker): one look in the dashboard and the report
+    "within": ("#2ca02c", "circle"),
+    "undecided": ("#ff7f0e", "diamond"),
+    "beyond": ("#d62728", "cross"),
+    NO_LIMIT: ("#7f7f7f", "square"),
+}
+
+
+def drop_display(max_drop: MaxDrop | None) -> tuple[float, str, bool]:
+    """(factor from the table's drop to the chart's, unit word, relative) for `max_drop`'s units."""
+    relative = max_drop is None or max_drop.relative
+    return (100.0 if relative else 1.0), ("%" if relative else "pt"), relative
+
+
+def pareto_points(d: pd.DataFrame, x: str, max_drop: MaxDrop | None, decide: str = "conservative") -> pd.DataFrame:
+    """What a Pareto chart of `d` (cells_table rows, drops in `max_drop`'s units) draws: y, y_lo, y_hi (the
+    drop and its 95% CI in % or pt), `verdict` (NO_LIMIT without a limit), `frontier`, and hover texts as a
+    person writes them (drop_text '+1.6 pt', ci_text '−0.4 to +3.6 pt', x_text, verdict_text)."""
+    factor, unit, relative = drop_display(max_drop)
+    d = d.copy()
+    d["y"] = d["drop"] * factor
+    d["y_lo"] = d["drop_lo"] * factor
+    d["y_hi"] = d["drop_hi"] * factor
+    lower = {col: low for col, _, low in PARETO_VIEWS}.get(x, True)
+    d["frontier"] = pareto_mask(d[x], d["y"], x_lower=lower, y_lower=True)
+    verdict = d["verdict"] if "verdict" in d else pd.Series(None, index=d.index, dtype=object)
+    d["verdict"] = verdict.where(verdict.notna(), NO_LIMIT) if max_drop is not None else NO_LIMIT
+    d["drop_text"] = [fmt_drop(v, relative) for v in d["drop"]]
+    d["ci_text"] = [fmt_ci(lo, hi, relative).removeprefix("95% CI ") for lo, hi in zip(d["drop_lo"], d["drop_hi"])]
+    fmt, x_unit = X_FORMAT.get(x, (",.4g", ""))
+    d["x_text"] = ["?" if pd.isna(v) else format(v, fmt).replace("-", MINUS) + x_unit for v in d[x].astype(float)]
+    is_ref = d["verdict_reason"].astype(str).str.startswith("the reference") if "verdict_reason" in d else False
+    d.loc[is_ref, "ci_text"] = "the reference itself (drop 0 by definition)"
+    d["verdict_text"] = [
+        verdict_words(r, decide) if r["verdict"] != NO_LIMIT else NO_LIMIT for r in d.to_dict("records")
+    ]
+    d["drop_unit_word"] = unit
+    return d
 
 
 def cell_detail(t: dict[str, pd.DataFrame], cell_id: str, db_path: Path, host_id: str | None = None) -> dict:

@@ -1,5 +1,6 @@
 """The dashboard's page logic with Streamlit's AppTest (no browser): tables, filters, detail, advisor."""
 
+import pandas as pd
 import pytest
 
 from advisor.synthetic import write_synthetic_db
@@ -52,7 +53,15 @@ def test_advisor_panel(monkeypatch, db):
     at.button(key="adv_go").click().run()
     assert not at.exception
     assert at.success and "Recommended:" in at.success[0].value
-    at.text_input(key="adv_drop").set_value("lots").run()
+    shown = at.dataframe[-2].value  # the recommendations (the rejects follow)
+    assert list(shown.columns[:4]) == ["cell_id", "host_label", "verdict", "more_items"]
+    assert set(shown["verdict"]) == {"within"}  # conservative, the default: only whole CIs within the limit
+    at.selectbox(key="adv_decide").set_value("point").run()
+    at.button(key="adv_go").click().run()
+    assert at.success and "undecided on the drop limit" in at.success[0].value
+    assert "undecided" in set(at.dataframe[-2].value["verdict"])  # ranked, and still called undecided
+    at.sidebar.text_input(key="drop_limit").set_value("lots").run()  # the advisor's limit is the sidebar's
+    assert at.sidebar.error and "--max-drop 'lots'" in at.sidebar.error[0].value
     at.button(key="adv_go").click().run()
     assert at.error and "--max-drop" in at.error[0].value
 
@@ -135,3 +144,89 @@ def test_the_path_field_opens_only_duckdb_files_in_the_results_folder_or_named_d
     named.write_bytes(index.read_bytes())
     field().set_value(str(named)).run()
     assert not at.exception and not at.error and at.dataframe
+
+
+def charts(at) -> list[tuple[dict, dict]]:
+    """Each Vega-Lite chart on the page: (its spec, its datasets by name as DataFrames)."""
+    import json
+
+    import pyarrow as pa
+
+    out = []
+    for c in at.get("vega_lite_chart"):
+        data = {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in c.proto.datasets}
+        out.append((json.loads(c.proto.spec), data))
+    return out
+
+
+def pareto(at) -> list[tuple[dict, pd.DataFrame]]:
+    """The Pareto tab's charts: (spec, the points' data)."""
+    out = []
+    for spec, data in charts(at):
+        if not str(spec.get("title", "")).startswith("quality drop vs"):
+            continue
+        points = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+        out.append((spec, data[points.get("data", spec.get("data"))["name"]]))  # its own, or the chart's
+    return out
+
+
+def test_pareto_points_carry_their_ci_and_verdict_against_the_sidebar_limit(monkeypatch, db):
+    from advisor.constraints import Constraints, parse_max_drop
+    from advisor.query import build_frame
+    from advisor.select import recommend
+    from advisor.synthetic import synthetic_tables
+    from advisor.verdict import VERDICTS
+
+    path, _ = db
+    at = app(monkeypatch, path)
+    at.sidebar.text_input(key="drop_limit").set_value("1.5pt").run()
+    assert not at.exception
+    views = pareto(at)
+    assert len(views) == 3  # memory, tok/s, TTFT p99
+    cells, quality, perf = synthetic_tables(3, seed=5)  # what `db` holds
+    advisor = recommend(build_frame(cells, quality, perf, None, None, 1), Constraints(max_drop=parse_max_drop("1.5pt")))
+    expected = dict(zip(advisor.frame["cell_id"], advisor.frame["verdict"]))
+    for spec, d in views:
+        layers = {layer["mark"]["type"]: layer for layer in spec["layer"][:3]}
+        bars, points = layers["rule"], layers["point"]
+        # the error bar spans the 95% CI; the verdict is the marker's shape and its colour
+        assert (bars["encoding"]["y"]["field"], bars["encoding"]["y2"]["field"]) == ("y_lo", "y_hi")
+        assert points["encoding"]["shape"]["field"] == points["encoding"]["color"]["field"] == "verdict"
+        assert points["encoding"]["shape"]["scale"]["domain"] == ["within", "undecided", "beyond"]
+        label = points["encoding"]["y"]["axis"]["labelExpr"]
+        assert "' pt'" in label and "\u2212" in label and "0.000000" not in label
+        assert spec["layer"][3]["encoding"]["y"]["field"] == "limit"  # the limit, drawn as a line
+        assert set(d["verdict"]) <= set(VERDICTS) and len(set(d["verdict"])) >= 2
+        assert dict(zip(d["cell_id"], d["verdict"])) == {c: expected[c] for c in d["cell_id"]}  # the advisor's
+        ci = d.dropna(subset=["y_lo", "y_hi"])
+        assert (ci["y_lo"] <= ci["y"] + 1e-9).all() and (ci["y"] <= ci["y_hi"] + 1e-9).all()
+        assert (ci.loc[ci["verdict"] == "within", "y_hi"] <= 1.5).all()
+        assert (ci.loc[ci["verdict"] == "beyond", "y_lo"] > 1.5).all()
+        und = ci[ci["verdict"] == "undecided"]
+        assert ((und["y_lo"] <= 1.5) & (und["y_hi"] > 1.5)).all()
+        # hover reads as a person writes it: '+1.6 pt', '−0.4 to +3.6 pt', '≈N more items'
+        assert d["drop_text"].str.fullmatch(r"([+\u2212]\d+\.\d|0\.0) pt").all()
+        assert (
+            d.loc[~d["ci_text"].str.startswith("the reference"), "ci_text"]
+            .str.fullmatch(r"(([+\u2212]\d+\.\d|0\.0) to ([+\u2212]\d+\.\d|0\.0) pt)|no 95% CI")
+            .all()
+        )
+        assert d.loc[d["verdict"] == "undecided", "verdict_text"].str.contains("more items would decide it").all()
+        tips = {t.get("title") for t in points["encoding"]["tooltip"]}
+        assert {"quality drop", "95% CI", "verdict"} <= tips
+    # a relative limit: the axis in %, the drops x 100
+    at.sidebar.text_input(key="drop_limit").set_value("2%").run()
+    spec, d = pareto(at)[0]
+    point = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+    assert "' %'" in point["encoding"]["y"]["axis"]["labelExpr"]
+    assert d["drop_text"].str.endswith(" %").all() and d.loc[d["y"] > 0, "drop_text"].str.startswith("+").all()
+
+
+def test_pareto_without_a_usable_limit_still_draws_the_cis(monkeypatch, db):
+    path, _ = db
+    at = app(monkeypatch, path)
+    at.sidebar.text_input(key="drop_limit").set_value("two percent").run()
+    assert not at.exception and at.sidebar.error and "--max-drop 'two percent'" in at.sidebar.error[0].value
+    views = pareto(at)
+    assert views and all(set(d["verdict"]) == {"no limit set"} for _, d in views)
+    assert all(d["y_hi"].notna().any() for _, d in views)  # the error bars stay
