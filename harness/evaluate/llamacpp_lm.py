@@ -21,6 +21,8 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from harness.evaluate.bos import encode_kwargs, prefix_token_id
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
@@ -38,9 +40,15 @@ class LlamaCppLM(TemplateLM):
         n_threads: int | None = None,
         n_batch: int = 512,
         max_gen_toks: int = 256,
+        base_url: str | None = None,
+        model: str | None = None,
+        num_concurrent: int = 1,
         **_ignored,
     ) -> None:
         super().__init__()
+        # generation goes to the cell's llama-server when given (its /v1/completions), so a generative task
+        # is scored by the served engine; loglikelihoods stay in-process (the server has no prompt logprobs)
+        self.base_url, self.server_model, self.num_concurrent = base_url, model, max(1, int(num_concurrent))
         from llama_cpp import Llama
         from transformers import AutoTokenizer
 
@@ -67,9 +75,16 @@ class LlamaCppLM(TemplateLM):
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
 
+    @property
+    def prefix_token_id(self) -> int:
+        # hf's (BOS, else EOS); TemplateLM's default is EOS, which conditioned SmolLM2's first rolling
+        # window on <|im_end|> where hf uses <|im_start|>
+        return prefix_token_id(self.tokenizer)
+
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        # hf's rule: the tokenizer's own special tokens (BOS where it adds one), never a second BOS
         return self.tokenizer(
-            string, add_special_tokens=bool(add_special_tokens), return_attention_mask=False
+            string, return_attention_mask=False, **encode_kwargs(self.tokenizer, string, add_special_tokens)
         ).input_ids
 
     def token_logprobs(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,23 +129,51 @@ class LlamaCppLM(TemplateLM):
             self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
         return out
 
+    def _generate_local(self, ids: list[int], until: list[str], max_new: int) -> str:
+        gen: list[int] = []
+        for tok in self.llm.generate(ids, temp=0.0, top_k=1, reset=True):
+            if tok == self.eot_token_id or len(gen) >= max_new:
+                break
+            gen.append(tok)
+            if any(u in self.tokenizer.decode(gen) for u in until):
+                break
+        return str(self.tokenizer.decode(gen))  # one sequence of ids decodes to one string
+
+    def _generate_server(self, ids: list[int], until: list[str], max_new: int) -> str:
+        import json
+        import urllib.request
+
+        # greedy, a token-id prompt (llama-server adds no BOS to one), lm-eval's stop strings; the server
+        # cuts the text before a stop string, as hf's generate_until does
+        body = {"model": self.server_model, "prompt": ids, "max_tokens": max_new, "temperature": 0.0, "stop": until}
+        req = urllib.request.Request(
+            str(self.base_url), data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return str(json.loads(r.read())["choices"][0]["text"])
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        out = []
-        for context, gen_kwargs in tqdm([r.args for r in requests], disable=disable_tqdm):
-            stops = gen_kwargs.get("until") or [str(self.tokenizer.decode([self.eot_token_id]))]
+        from concurrent.futures import ThreadPoolExecutor
+
+        eos = str(self.tokenizer.decode([self.eot_token_id]))
+
+        def one(args) -> str:
+            context, gen_kwargs = args
+            stops = gen_kwargs.get("until") or [eos]
             until: list[str] = [stops] if isinstance(stops, str) else list(stops)
             max_new = int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))
             ids = self.tok_encode(context)[-(self.max_length - max_new) :]
-            gen: list[int] = []
-            for tok in self.llm.generate(ids, temp=0.0, top_k=1, reset=True):
-                if tok == self.eot_token_id or len(gen) >= max_new:
-                    break
-                gen.append(tok)
-                text = self.tokenizer.decode(gen)
-                if any(u in text for u in until):
-                    break
-            text = str(self.tokenizer.decode(gen))  # one sequence of ids decodes to one string
+            if self.base_url:
+                text = self._generate_server(ids, [*until, eos][:16], max_new)
+            else:
+                text = self._generate_local(ids, until, max_new)
             for u in until:
                 text = text.split(u)[0]
-            out.append(text)
-        return out
+            self.cache_hook.add_partial("generate_until", args, text)
+            return text
+
+        todo = [r.args for r in requests]
+        if not self.base_url:  # one llama.cpp context in-process: one request at a time
+            return [one(a) for a in tqdm(todo, disable=disable_tqdm)]
+        with ThreadPoolExecutor(self.num_concurrent) as pool:
+            return list(tqdm(pool.map(one, todo), total=len(todo), disable=disable_tqdm))

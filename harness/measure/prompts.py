@@ -33,10 +33,46 @@ def _encode_corpus(tokenizer_src: str, corpus: str) -> tuple[int, ...]:
     return tuple(AutoTokenizer.from_pretrained(tokenizer_src).encode(text, add_special_tokens=False))
 
 
+@lru_cache(maxsize=4)
+def special_prefix(tokenizer_src: str) -> tuple[int, ...]:
+    """The ids the model's tokenizer puts before any text by default ([BOS] for Llama-3 or Gemma, none for
+    SmolLM2): every window starts with them, as the model's input does in use and in lm-eval's `hf` scoring
+    (harness/evaluate/bos.py). tokenizer_config.json's `add_bos_token`, where set, decides as it does in
+    transformers; otherwise the tokenizer's post-processor."""
+    folder = Path(tokenizer_src)
+    tok_file, cfg_file = folder / "tokenizer.json", folder / "tokenizer_config.json"
+    if tok_file.is_file():
+        import json
+
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tok_file))
+        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        if isinstance(cfg.get("add_bos_token"), bool):
+            bos = cfg.get("bos_token")
+            bos = bos.get("content") if isinstance(bos, dict) else bos
+            bos_id = tok.token_to_id(bos) if isinstance(bos, str) else None
+            return (bos_id,) if cfg["add_bos_token"] and bos_id is not None else ()
+        plain, full = tok.encode("a", add_special_tokens=False).ids, tok.encode("a", add_special_tokens=True).ids
+    else:
+        from transformers import AutoTokenizer
+
+        t = AutoTokenizer.from_pretrained(tokenizer_src)
+        plain, full = t.encode("a", add_special_tokens=False), t.encode("a", add_special_tokens=True)
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return tuple(full[:i])
+    return ()
+
+
 def token_prompts(tokenizer_src: str, corpus: str, n: int, length: int, seed: int) -> list[list[int]]:
+    """`n` windows of exactly `length` token ids: the tokenizer's special prefix (BOS, if it adds one),
+    then consecutive corpus tokens from a seeded random start."""
     ids = _encode_corpus(tokenizer_src, corpus)
-    if len(ids) <= length:
+    head = list(special_prefix(tokenizer_src))[:length]
+    body = length - len(head)
+    if len(ids) <= body:
         raise ValueError(f"corpus {corpus!r} has {len(ids)} tokens, fewer than input_tokens={length}")
     rng = random.Random(seed)
-    starts = [rng.randrange(0, len(ids) - length) for _ in range(n)]
-    return [list(ids[s : s + length]) for s in starts]
+    starts = [rng.randrange(0, len(ids) - body) for _ in range(n)]
+    return [head + list(ids[s : s + body]) for s in starts]

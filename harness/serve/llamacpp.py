@@ -105,6 +105,9 @@ class LlamaCppServer(EngineServer):
                 "model_path": artefact.model,
                 "tokenizer": artefact.tokenizer_src,
                 "n_threads": self.spec.threads or os.cpu_count() or 1,
+                # generative tasks are sent to the served llama-server
+                "base_url": handle.base_url.rstrip("/") + "/completions",
+                "model": handle.model_name,
             },
             # the binding (tools/py) without its own C++ build loads the libllama the set-up built
             "env": {
@@ -113,6 +116,7 @@ class LlamaCppServer(EngineServer):
             }
             if tools
             else {},
-            "how": "lm-eval `dq-llamacpp`: the served GGUF file scored in-process through llama.cpp's C API "
-            "(llama-server returns no prompt logprobs: it ignores echo)",
+            "how": "lm-eval `dq-llamacpp`: loglikelihoods of the served GGUF file in-process through llama.cpp's "
+            "C API (llama-server returns no prompt logprobs: it ignores echo); generations from the cell's "
+            "llama-server (/v1/completions, greedy)",
         }

@@ -130,7 +130,8 @@ class VLLMServer(EngineServer):
     def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """How lm-eval scores this cell: `local-completions` against this server (echo + logprobs)."""
         return {
-            "model": "local-completions",
+            "model": "dq-local-completions",
+            "register": "harness.evaluate.api_lm",
             "model_args": {
                 "model": handle.model_name,
                 "base_url": handle.base_url.rstrip("/") + "/completions",
@@ -141,6 +142,7 @@ class VLLMServer(EngineServer):
                 "timeout": 600,
             },
             "env": {},
-            "how": "lm-eval `local-completions` against the cell's vLLM server (prompt logprobs via echo, "
-            "checked against transformers in tests/e2e/test_logprobs.py)",
+            "how": "lm-eval `local-completions` (dqbench's `dq-local-completions`: special tokens as lm-eval's "
+            "`hf` model adds them) against the cell's vLLM server (prompt logprobs via echo, checked against "
+            "transformers in tests/e2e/test_logprobs.py)",
         }

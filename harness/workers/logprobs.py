@@ -75,7 +75,7 @@ def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):
         llm.close()
 
 
-BACKENDS = {"local-completions": via_server, "dq-llamacpp": via_llamacpp}
+BACKENDS = {"local-completions": via_server, "dq-local-completions": via_server, "dq-llamacpp": via_llamacpp}
 
 
 def work(cfg: dict) -> None:
