@@ -28,6 +28,15 @@ def base_matrix() -> dict:
     m = copy.deepcopy(yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text()))
     m.pop("students", None)
     m["axes"]["distill"] = ["none"]
+    # dqbench's own four tasks, as the default had them before it named lm-eval's (issue #20): unit tests
+    # about the plan and the chain keep their small fixed task set (tests/unit/evaluate covers the others)
+    m["evaluation"].pop("gen_kwargs", None)
+    m["evaluation"]["tasks"] = [
+        {"name": "dq_pydoc_ppl", "limit": 1},
+        {"name": "dq_lambada", "limit": 30},
+        {"name": "dq_arc_easy", "limit": 30},
+        {"name": "dq_hellaswag", "limit": 20},
+    ]
     return m
 
 

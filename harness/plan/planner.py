@@ -93,7 +93,10 @@ def resolve_precisions(m: Matrix, caps: HostCaps, device: str) -> tuple[list[str
 
 def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = None) -> Plan:
     caps = resolve_host(host, settings)
-    problems = evaluators.get(m.evaluation.kind)(m.evaluation, settings).plan_problems()
+    evaluator = evaluators.get(m.evaluation.kind)(m.evaluation, settings)
+    problems = evaluator.plan_problems()
+    # what this environment lacks for the evaluation (the hub, offline): every cell's reason, not an error
+    eval_unavailable: list[str] = getattr(evaluator, "unavailable", list)()
     problems += engine_arg_problems([m.serving, *m.extra_serving], settings)
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
         raise PlanError(f"{m.name}: " + "; ".join(problems))
@@ -165,7 +168,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 host_id=caps.host_id,
                 limits=m.limits,
             )
-            reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem)
+            reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem) + eval_unavailable
             if student:
                 reasons += student_problems(cell, arch, cell_arch, m)
             if reasons:

@@ -51,13 +51,22 @@ def student_problems(cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo
     if spec.kind != "untrained":
         from harness.distill.data import HELDOUT_FROM
 
-        lam = next((t for t in matrix.evaluation.tasks if t.name == "dq_lambada"), None)
-        if lam is not None and (lam.limit is None or lam.limit > HELDOUT_FROM):
-            reasons.append(
-                f"evaluation.tasks dq_lambada limit {lam.limit} reaches LAMBADA documents >= "
-                f"{HELDOUT_FROM}, which students[{spec.name}] trains on; set limit <= {HELDOUT_FROM}"
-            )
+        for lam in (t for t in matrix.evaluation.tasks if _reads_lambada(t.name)):
+            if lam.limit is None or lam.limit > HELDOUT_FROM:
+                reasons.append(
+                    f"evaluation.tasks {lam.name} limit {lam.limit} reaches LAMBADA documents >= "
+                    f"{HELDOUT_FROM}, which students[{spec.name}] trains on; set limit <= {HELDOUT_FROM}"
+                )
     return reasons
+
+
+def _reads_lambada(task: str) -> bool:
+    """dq_lambada and lm-eval's tasks over the same LAMBADA (OpenAI) test documents, in the same order."""
+    from harness.evaluate import catalog
+
+    return task == "dq_lambada" or any(
+        lf.dataset == "EleutherAI/lambada_openai|default" for lf in catalog.leaves(task) or []
+    )
 
 
 def engine_for(method_spec: MethodSpec | None) -> str:

@@ -121,6 +121,7 @@ def quality_rows(result: CellResult) -> list[Row]:
             "num_fewshot": t.num_fewshot,
             "task_hash": t.task_hash,
             "lm_eval_version": q.lm_eval_version,
+            "data_source": t.data_source,
         }
         for task, t in q.tasks.items()
         for metric, mv in t.metrics.items()
@@ -164,6 +165,7 @@ def item_rows(result: CellResult) -> list[Row]:
             "doc_id": item.doc_id,
             "metric": metric,
             "value": value,
+            "subtask": item.task,
         }
         for task, t in result.quality.tasks.items()
         for item in t.items

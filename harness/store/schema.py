@@ -72,6 +72,7 @@ ITEM_COLS = {
     "doc_id": "INTEGER",
     "metric": "VARCHAR",
     "value": "DOUBLE",
+    "subtask": "VARCHAR",  # a group's member (`mmlu_anatomy` in `mmlu`): doc ids repeat across members
 }
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
 PERCENTILES = ("mean", "p50", "p90", "p99")
@@ -88,6 +89,20 @@ PERF_COLS = {
     "output_tok_s": "DOUBLE",
     "input_tok_s": "DOUBLE",
     **{f"{m}_ms_{s}": "DOUBLE" for m in LATENCIES for s in PERCENTILES},
+    # goodput under the plan's load.slo, the steady window, repeats (harness/result.Level); NULL when absent
+    "goodput_req_s": "DOUBLE",
+    "slo_attainment": "DOUBLE",
+    "slo_met": "BOOLEAN",
+    "steady_req_s": "DOUBLE",
+    "steady_output_tok_s": "DOUBLE",
+    "steady_goodput_req_s": "DOUBLE",
+    **{f"steady_{m}_ms_p50": "DOUBLE" for m in ("ttft", "tpot", "e2e")},
+    "repeats": "INTEGER",
+    "output_tok_s_ci95_low": "DOUBLE",
+    "output_tok_s_ci95_high": "DOUBLE",
+    "output_tok_s_cv": "DOUBLE",
+    "e2e_ms_p50_cv": "DOUBLE",
+    "noisy": "BOOLEAN",
 }
 QUALITY_COLS = {
     "cell_id": "VARCHAR",
@@ -102,6 +117,7 @@ QUALITY_COLS = {
     "num_fewshot": "INTEGER",
     "task_hash": "VARCHAR",
     "lm_eval_version": "VARCHAR",
+    "data_source": "VARCHAR",  # local:<package> (offline, packaged data) or hub
 }
 # the mixed-precision helper's per-layer scans (harness/plan/sensitivity.py): keyed by scan, not by cell
 SENS_COLS = {

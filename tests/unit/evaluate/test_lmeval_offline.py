@@ -107,7 +107,7 @@ def test_shots_from_a_split_nobody_packages_fail_loudly(offline, name, shots):
 @pytest.mark.parametrize("name,shots", [("arc_challenge", 25), ("hellaswag", 10), ("gsm8k", None)])
 def test_the_plan_refuses_them_first(name, shots):
     spec = LMEvalSpec(tasks=[{"name": name, "num_fewshot": shots}])
-    _, _, problems = _resolve(spec, offline=True)
-    assert len(problems) == 1 and f"{name!r} at" in problems[0] and "'train' split" in problems[0]
-    _, sources, problems = _resolve(spec, offline=False)
-    assert not problems and sources[name] == "hub"  # with hub access lm-eval loads it itself
+    _, _, problems, needs = _resolve(spec, offline=True)
+    assert not problems and len(needs) == 1 and f"{name!r} at" in needs[0] and "'train' split" in needs[0]
+    _, sources, problems, needs = _resolve(spec, offline=False)
+    assert not problems and not needs and sources[name] == "hub"  # with hub access lm-eval loads it itself

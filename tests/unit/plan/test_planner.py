@@ -115,3 +115,22 @@ def test_unknown_task_is_one_error_before_anything_runs(base_matrix, settings):
     with pytest.raises(PlanError) as e:
         plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     assert "unknown task 'dq_arc_eazy'" in str(e.value) and "did you mean dq_arc_easy" in str(e.value)
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_task_that_needs_the_hub_makes_cells_infeasible_offline_not_the_matrix_invalid(
+    base_matrix, tmp_path, monkeypatch, offline
+):
+    from harness.settings import load_settings
+
+    monkeypatch.setenv("DQBENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DQBENCH_OFFLINE", "1" if offline else "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    base_matrix["evaluation"]["tasks"].append({"name": "gsm8k"})  # lm-eval's default: 5 shots from train
+    plan = plan_matrix(parse_matrix(base_matrix), load_settings(), host="cpu-avx512")
+    reasons = {c.reason for c in plan.cells}
+    if offline:
+        assert all(c.status == "infeasible" for c in plan.cells)
+        assert all("'gsm8k' at 5-shot draws its examples from the 'train' split" in (r or "") for r in reasons)
+    else:
+        assert not any("gsm8k" in (r or "") for r in reasons)

@@ -2,6 +2,7 @@
 matrix's `limits:` reach every CellPlan without entering any cell id (ids pinned below)."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,40 +14,42 @@ from tests.conftest import MATRICES
 
 # Cell ids of the shipped matrices as planned before `limits` existed (and before the load-shape checks):
 # neither may change one.
+# re-pinned when the matrices moved to lm-eval's own tasks (issue #20); the ids of a matrix whose tasks
+# did not change stay the same (tests/unit/plan/test_planner.py)
 PINNED = {
     ("smollm2-cpu.yaml", "cpu-avx512"): [
-        "f3a5a8e9814d",
-        "5fafbd8ff48a",
-        "ad3cf1b48b1b",
-        "7bbc339a8621",
-        "72a034a0bddb",
-        "42be11eb4f59",
+        "331b1c836e61",
+        "4f848fb631b0",
+        "0769813845ae",
+        "95b41c500992",
+        "2e8f96f7b02d",
+        "358d338daa2e",
     ],
     ("smollm2-cpu.yaml", "cpu-avx2"): [
-        "fe9baa8abf29",
-        "83597df9d0fb",
-        "7ae18db8a269",
-        "7bbc339a8621",
-        "8d19bf448b42",
-        "bbad5bc6786e",
+        "0dbe20be2b74",
+        "8977cc110c69",
+        "1511e53820d0",
+        "95b41c500992",
+        "72c7eec9a352",
+        "a874c295bc1c",
     ],
     ("llama8b.yaml", "cuda-h100"): [
-        "22598dad096f",
-        "fccd8659badb",
-        "9ea6ef504752",
-        "307b69ac4c5d",
-        "d81fa6c9ea38",
-        "daa107930172",
-        "0ebcf7c14555",
-        "76214ce32734",
-        "b0948b870e2d",
-        "00f249bb7127",
-        "211fbe66af83",
-        "713a3347d223",
-        "c37ffffafe12",
-        "f41808886fe9",
-        "ae46d221e155",
-        "364043581e0f",
+        "14516a441bc1",
+        "b378db312878",
+        "595b426890be",
+        "75891174ed60",
+        "abd00cd82d81",
+        "f83325bad693",
+        "c6485678101b",
+        "c41b6718ccaf",
+        "b25661012770",
+        "8d56883a902a",
+        "399a96d4c76e",
+        "22c0c8c98662",
+        "dfd396e56829",
+        "840964303876",
+        "a2ceb188d1a7",
+        "0778716ff14d",
     ],
 }
 
@@ -120,3 +123,20 @@ def test_evaluation_and_shift_windows_must_fit_the_scoring_server(base_matrix, s
     ]
     base_matrix["evaluation"]["shift"] = None
     assert next(c for c in cells(base_matrix, settings).values() if c.method == "none").status == "planned"
+
+
+def test_a_matrix_written_before_the_new_evaluation_fields_keeps_its_cell_ids(settings, monkeypatch):
+    """The default matrix as it stood before issue #20 (dq_* tasks, num_fewshot then defaulting to 0):
+    the fields added since (num_fewshot's None default, chat template options, gen_kwargs, resolve_drop,
+    load SLOs and repeats) are left out of the id at their defaults, so its finished cells still resume."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    old = Path(__file__).parents[2] / "fixtures" / "matrices" / "smollm2-cpu-2026-11-23.yaml"
+    plan = plan_matrix(load_matrix(old), settings, host="cpu-avx2")
+    assert [c.cell_id for c in plan.cells] == [
+        "fe9baa8abf29",
+        "83597df9d0fb",
+        "7ae18db8a269",
+        "7bbc339a8621",
+        "8d19bf448b42",
+        "bbad5bc6786e",
+    ]

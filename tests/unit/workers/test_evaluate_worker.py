@@ -1,0 +1,78 @@
+"""The evaluate worker on lm-eval's own tasks, offline, end to end through lm-eval with its `dummy` model
+(random loglikelihoods, a fixed generation): the real result shapes of a group (`mmlu_stem`: one row per
+subject, an aggregate row), a task with two filters (`gsm8k`: strict-match and flexible-extract) and a
+task's default few-shot count (gsm8k_cot: 8 fixed exemplars) become dqbench's task scores and items."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from harness.evaluate.catalog import _catalog, leaves
+from harness.evaluate.data import TaskData
+from harness.evaluate.items import read_sample_items
+from harness.settings import load_settings
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("lm_eval")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    from harness.workers.evaluate import work
+
+    td = TaskData(load_settings())
+    tmp = tmp_path_factory.mktemp("eval")
+    td.prepare(tmp / "prepare.log")
+    cat = _catalog()["leaves"]
+    names = ("mmlu_stem", "gsm8k", "gsm8k_cot")
+    cfg = {
+        "lm": "dummy",
+        "model_args": {},
+        "include_path": str(td.task_dir()),
+        "offline_leaves": {lf.name: cat[lf.name] for n in names for lf in leaves(n) or []},
+        "data_dir": str(td.dir),
+        "num_concurrent": 1,
+        "max_length": 512,
+        "batch_size": 1,
+        "seed": 1234,
+        "samples_dir": str(tmp / "samples"),
+        "tasks": [
+            {"name": "mmlu_stem", "limit": 2, "num_fewshot": 5},
+            {"name": "gsm8k", "limit": 3, "num_fewshot": 0},
+            {"name": "gsm8k_cot", "limit": 2, "num_fewshot": None},
+        ],
+    }
+    return work(cfg), tmp / "samples"
+
+
+def test_a_group_keeps_its_aggregate_its_subjects_and_unique_item_keys(out):
+    res, samples = out
+    stem = res["tasks"]["mmlu_stem"]
+    assert stem["n"] == 2 * 19 and stem["num_fewshot"] == 5 and len(stem["subtasks"]) == 19
+    assert set(stem["metrics"]) == {"acc"} and stem["metrics"]["acc"]["stderr"] is not None
+    items = read_sample_items(samples / "mmlu_stem.jsonl")
+    assert len(items) == 38 and len({i.key for i in items}) == 38  # doc ids repeat across subjects; keys do not
+    assert all(i.task and i.task.startswith("mmlu_") for i in items)
+    # the aggregate lm-eval reports is the size-weighted mean of the subjects
+    subj = [v["acc"] for v in stem["subtasks"].values()]
+    assert stem["metrics"]["acc"]["value"] == pytest.approx(sum(subj) / len(subj))
+
+
+def test_each_filter_is_its_own_metric_and_item_score(out):
+    res, samples = out
+    gsm = res["tasks"]["gsm8k"]
+    assert set(gsm["metrics"]) == {"exact_match,strict-match", "exact_match,flexible-extract"}
+    assert gsm["n"] == 3 and gsm["num_fewshot"] == 0 and gsm["subtasks"] == {}
+    rows = [json.loads(line) for line in (samples / "gsm8k.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(set(r["filtered_resps"]) == {"strict-match", "flexible-extract"} for r in rows)
+    items = read_sample_items(samples / "gsm8k.jsonl")
+    assert all(set(i.scores) == {"exact_match,strict-match", "exact_match,flexible-extract"} for i in items)
+
+
+def test_the_tasks_own_few_shot_default_is_kept_and_recorded(out):
+    res, _ = out
+    assert res["tasks"]["gsm8k_cot"]["num_fewshot"] == 8  # num_fewshot None: lm-eval's default, not 0
