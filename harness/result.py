@@ -54,8 +54,51 @@ class Percentiles(Block):
     p99: float | None = None
 
 
+class Steady(Block):
+    """A level's figures over its steady window, ramp-up and drain left out (harness/measure/steady.py:
+    rates count what happened in the window, latencies are of the requests wholly inside it)."""
+
+    trim: float | None = None  # the share of the level's wall time left out at each end
+    windows: list[list[float]] = Field(default_factory=list)  # [start_s, end_s] of each run, from its first send
+    duration_s: float = 0.0
+    requests: int = 0  # completed requests wholly inside the window: the latency percentiles' sample
+    completed: int = 0  # requests that completed inside the window: the rates' count
+    req_s: float | None = None
+    output_tok_s: float | None = None
+    input_tok_s: float | None = None
+    ttft_ms: Percentiles = Field(default_factory=Percentiles)
+    tpot_ms: Percentiles = Field(default_factory=Percentiles)
+    itl_ms: Percentiles = Field(default_factory=Percentiles)
+    e2e_ms: Percentiles = Field(default_factory=Percentiles)
+    goodput_req_s: float | None = None
+    slo_attainment: float | None = None
+
+
+class Spread(Block):
+    """One figure over the runs of a repeated level: mean, 95 % t interval, coefficient of variation."""
+
+    mean: float | None = None
+    ci95: list[float] | None = None  # [low, high]
+    cv: float | None = None
+    values: list[float] = Field(default_factory=list)
+
+
+class Repeats(Block):
+    """A repeated level's spread (harness/measure/repeats.py); its Level's own figures pool the runs."""
+
+    n: int
+    output_tok_s: Spread | None = None
+    req_s: Spread | None = None
+    ttft_ms_p50: Spread | None = None
+    tpot_ms_p50: Spread | None = None
+    e2e_ms_p50: Spread | None = None
+    goodput_req_s: Spread | None = None
+    noisy_figures: list[str] = Field(default_factory=list)  # those whose CV exceeded load.noisy_cv
+
+
 class Level(Block):
-    """One load level (harness/measure/loadgen.LevelResult)."""
+    """One load level (harness/measure/loadgen.LevelResult). The fields after `errors` came later, with
+    defaults: results measured before them read as having no SLO, no steady window and one run."""
 
     profile: str
     level: float
@@ -71,6 +114,32 @@ class Level(Block):
     itl_ms: Percentiles = Field(default_factory=Percentiles)
     e2e_ms: Percentiles = Field(default_factory=Percentiles)
     errors: list[str] = Field(default_factory=list)
+    goodput_req_s: float | None = None  # under the plan's load.slo; None without one
+    slo_attainment: float | None = None  # share of the level's requests meeting every objective
+    slo_met: bool | None = None  # slo_attainment >= load.slo.percentile
+    steady: Steady | None = None
+    repeats: Repeats | None = None  # None: the level ran once
+    noisy: bool = False
+    schedule_lag_ms: Percentiles | None = None  # poisson levels: request start - scheduled send time
+    # the fields above that came after results existed: left out of dumps at their defaults, so a result
+    # written before them reads back as it was written
+    late_fields: ClassVar[tuple[str, ...]] = (
+        "goodput_req_s",
+        "slo_attainment",
+        "slo_met",
+        "steady",
+        "repeats",
+        "noisy",
+        "schedule_lag_ms",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for name in self.late_fields:
+            if getattr(self, name) == type(self).model_fields[name].get_default():
+                out.pop(name, None)
+        return out
 
 
 class Perf(Block):

@@ -8,6 +8,15 @@ TTFT = first streamed token - request sent; ITL = gaps between streamed chunks; 
 A `stop` callback (the server's health check) is polled while a level runs: once it answers, requests
 in flight are cut off and the rest are never sent (counted as `abandoned`), so a dead server fails fast
 instead of receiving the whole remaining load.
+
+The event loop is uvloop's where it is installed (vLLM's environment has it), as GuideLLM's workers do:
+against a null server it cut the client's CPU per request (bench/loadgen_overhead.py); asyncio's own
+loop otherwise. Poisson arrivals are scheduled on absolute times (first send + the running sum of the
+drawn gaps, as vLLM's get_request does), so a late wake-up delays one request instead of every later one;
+each record keeps its scheduled time and the level reports how late requests started (`schedule_lag_ms`).
+
+Besides the whole level, every level reports goodput under `load.slo` (harness/measure/slo.py), its steady
+window (harness/measure/steady.py) and, when repeated, the spread over its runs (harness/measure/repeats.py).
 """
 
 from __future__ import annotations
@@ -15,13 +24,22 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
 
+from harness.measure import steady
+from harness.measure.repeats import repeats_block
+from harness.measure.slo import attainment, good_count, meets
 from harness.measure.stats import summarize
+from harness.spec.models import SLO
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +56,7 @@ class RequestRecord:
     stale: bool = False  # failed on a pooled connection before any response: safe to send again
     retried: bool = False
     abandoned: bool = False  # never sent, or cut off, because the server stopped serving
+    scheduled: float | None = None  # when an open-loop (poisson) profile meant to send it
 
     @property
     def e2e(self) -> float:
@@ -50,33 +69,70 @@ class RequestRecord:
         return (self.e2e - self.ttft) / (self.output_tokens - 1)
 
 
+def _value_at(data: bytes, key: bytes) -> int:
+    """Where the value of `key` (quoted) starts in one JSON object's bytes; -1 without the key. A quoted key
+    cannot occur inside a JSON string (a quote there is escaped, so the byte before its closing quote is a
+    backslash), so a byte search finds keys only."""
+    i = data.find(key)
+    if i < 0:
+        return -1
+    j, n = i + len(key), len(data)
+    while j < n and data[j] in b" \t\r\n:":
+        j += 1
+    return j
+
+
+def _step(rec: RequestRecord, start: float, last: float) -> float:
+    # a chunk with choices is one decoding step, even when its text is empty (special tokens)
+    now = time.perf_counter()
+    if rec.ttft is None:
+        rec.ttft = now - start
+    else:
+        rec.itl.append(now - last)
+    rec.chunks += 1
+    return now
+
+
 def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -> float:
-    """Apply one SSE event to `rec`; returns the timestamp of the latest token."""
+    """Apply one SSE event to `rec`; returns the timestamp of the latest token.
+
+    A token chunk is read without a JSON parse: its "choices" is a non-empty list and its "usage" absent or
+    null (vLLM writes `"usage": null` in every chunk). Any other event -- the usage block, an error, a
+    shape this does not expect -- is parsed in full. (json.loads of every chunk was a third of the client's
+    CPU per request against a null server, bench/loadgen_overhead.py.)"""
     data = event.strip()
     if not data.startswith(b"data:"):
         return last  # comments (": ping") and other fields
     data = data[5:].strip()
     if not data or data == b"[DONE]":
         return last
+    c, u = _value_at(data, b'"choices"'), _value_at(data, b'"usage"')
+    if data[:1] == b"{" and c >= 0 and data[c : c + 1] == b"[" and (u < 0 or data[u : u + 1] == b"n"):
+        k = c + 1
+        while data[k : k + 1] in (b" ", b"\t", b"\r", b"\n"):
+            k += 1
+        return _step(rec, start, last) if data[k : k + 1] != b"]" else last
     msg = json.loads(data)
     usage = msg.get("usage")
     if usage:
         rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
         rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
-    choices = msg.get("choices")
-    if choices:
-        # a chunk with choices is one decoding step, even when its text is empty (special tokens)
-        now = time.perf_counter()
-        if rec.ttft is None:
-            rec.ttft = now - start
-        else:
-            rec.itl.append(now - last)
-        rec.chunks += 1
-        return now
+    if msg.get("choices"):
+        return _step(rec, start, last)
     return last
 
 
 STALE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion on a fresh event loop: uvloop's when installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 async def send_one(session: aiohttp.ClientSession, url: str, payload: dict, timeout: float) -> RequestRecord:
@@ -108,9 +164,10 @@ async def _send(session: aiohttp.ClientSession, url: str, payload: dict, timeout
             # (measured: ~5% lower throughput at concurrency 16 than vLLM's own benchmark client).
             async for raw in resp.content.iter_any():
                 buf += raw
-                while b"\n\n" in buf:
-                    event, buf = buf.split(b"\n\n", 1)
-                    last = _handle_event(rec, event, start, last)
+                if b"\n\n" in buf:
+                    *events, buf = buf.split(b"\n\n")
+                    for event in events:
+                        last = _handle_event(rec, event, start, last)
             if buf.strip():
                 last = _handle_event(rec, buf, start, last)
         rec.end = time.perf_counter()
@@ -145,19 +202,59 @@ class LevelResult:
     retried: int = 0  # requests sent again after a stale keep-alive connection (see send_one)
     abandoned: int = 0  # of `failed`: never sent or cut off because the server stopped serving
     first_error: str | None = None  # the error of the earliest failed request (abandoned ones last)
+    # under load.slo (None without one): good requests per second, their share of all requests, and
+    # whether that share reaches slo.percentile
+    goodput_req_s: float | None = None
+    slo_attainment: float | None = None
+    slo_met: bool | None = None
+    steady: dict | None = None  # the same figures over the steady window (harness/measure/steady.py)
+    repeats: dict | None = None  # mean / 95 % CI / CV over the runs of a repeated level
+    noisy: bool = False  # a repeated level whose CV of a judged figure exceeds load.noisy_cv
+    schedule_lag_ms: dict | None = None  # poisson: how late requests started after their scheduled time
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def aggregate(profile: str, level: float, records: list[RequestRecord]) -> LevelResult:
-    ok = [r for r in records if r.ok]
+def _span(records: list[RequestRecord]) -> float:
     sent = [r for r in records if not r.abandoned]
-    if sent:
-        duration = max(r.end for r in sent) - min(r.start for r in sent)
-    else:
-        duration = 0.0
+    return max(r.end for r in sent) - min(r.start for r in sent) if sent else 0.0
+
+
+def aggregate(
+    profile: str,
+    level: float,
+    records: list[RequestRecord],
+    slo: SLO | None = None,
+    steady_trim: float = 0.1,
+) -> LevelResult:
+    """One run's records as a level."""
+    return combine(profile, level, [records], slo, steady_trim)
+
+
+def combine(
+    profile: str,
+    level: float,
+    runs: list[list[RequestRecord]],
+    slo: SLO | None = None,
+    steady_trim: float = 0.1,
+    noisy_cv: float = 0.1,
+) -> LevelResult:
+    """The runs of one level (one, or `repeats` of them) as its result. With several runs the level's own
+    figures pool them: counts and durations summed, percentiles over every run's requests; `repeats`
+    gives the spread of each run's figures."""
+    records = [r for run in runs for r in run]
+    ok = [r for r in records if r.ok]
+    duration = sum(_span(run) for run in runs)
     failed = sorted((r for r in records if not r.ok), key=lambda r: (r.abandoned, r.start))
+    good = good_count(ok, slo) if slo else 0
+    att = attainment(good, len(records)) if slo else None
+    lag = [r.start - r.scheduled for r in records if r.scheduled is not None and not (r.abandoned or r.retried)]
+    per_run, noisy = None, False
+    if len(runs) > 1:
+        per_run, noisy = repeats_block(
+            [combine(profile, level, [run], slo, steady_trim).to_dict() for run in runs], noisy_cv
+        )
     out_tok = sum(r.output_tokens for r in ok)
     in_tok = sum(r.prompt_tokens for r in ok)
     return LevelResult(
@@ -178,7 +275,45 @@ def aggregate(profile: str, level: float, records: list[RequestRecord]) -> Level
         errors=sorted({r.error for r in records if r.error})[:5],
         abandoned=sum(r.abandoned for r in records),
         first_error=failed[0].error if failed else None,
+        goodput_req_s=(good / duration if duration > 0 else 0.0) if slo else None,
+        slo_attainment=att,
+        slo_met=meets(att, slo) if slo else None,
+        steady=steady.figures([steady.part(run, steady_trim, slo) for run in runs], steady_trim, slo),
+        repeats=per_run,
+        noisy=noisy,
+        schedule_lag_ms=summarize(lag, 1000) if lag else None,
     )
+
+
+async def _paced(
+    prompts: list, gaps: list[float], launch: Callable[[list, float], None], halt: threading.Event
+) -> None:
+    """Hand each prompt to `launch` on the event loop at its absolute send time (first call + the running sum
+    of `gaps`), timed by a thread. The loop's own timers wake in whole milliseconds (asyncio rounds epoll's
+    timeout up to 1 ms; libuv counts in ms), which alone puts the p99 of the send error near 1 ms; a
+    thread's timed wait wakes within tens of microseconds, and the loop starts the request on its next
+    turn. While the thread runs, the GIL switch interval is 0.2 ms (not 5), so a busy loop hands the thread
+    the GIL within that. Returns once every prompt was handed over or `halt` was set."""
+    loop = asyncio.get_running_loop()
+
+    def pace() -> None:
+        due = time.perf_counter()
+        for p, gap in zip(prompts, gaps, strict=True):
+            due += gap
+            wait = due - time.perf_counter()
+            if (wait > 0 and halt.wait(wait)) or halt.is_set():
+                return
+            loop.call_soon_threadsafe(launch, p, due)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0002))
+    try:
+        # to_thread's result reaches the loop after the thread's last call_soon_threadsafe: every hand-over
+        # has run when this returns
+        await asyncio.to_thread(pace)
+    finally:
+        halt.set()
+        sys.setswitchinterval(interval)
 
 
 class LoadGenerator:
@@ -224,6 +359,7 @@ class LoadGenerator:
             rng = random.Random(seed)
             stopped: list[str] = []
             tasks: list[asyncio.Task] = []
+            halt = threading.Event()  # tells the pacer thread to stop sending
 
             def abandoned(start: float) -> RequestRecord:
                 return RequestRecord(
@@ -238,12 +374,13 @@ class LoadGenerator:
                 why = self.stop() if self.stop and not stopped else None
                 if why:
                     stopped.append(why)
+                    halt.set()
                     me = asyncio.current_task()
                     for t in tasks:
                         if t is not me:  # a task cancelling itself would lose its own record
                             t.cancel()
 
-            async def limited(p: list) -> RequestRecord:
+            async def limited(p: list, due: float | None) -> RequestRecord:
                 start = time.perf_counter()
                 try:
                     if sem is None:
@@ -257,6 +394,7 @@ class LoadGenerator:
                     if not stopped:
                         raise
                     return abandoned(start)
+                rec.scheduled = due
                 if not rec.ok:  # a dead server refuses connections in microseconds: look at once
                     check()
                 return rec
@@ -267,15 +405,23 @@ class LoadGenerator:
                     check()
 
             watcher = asyncio.create_task(watch()) if self.stop else None
-            skipped = []
+            skipped: list[RequestRecord] = []
+
+            def launch(p: list, due: float | None) -> None:
+                if stopped:
+                    skipped.append(abandoned(time.perf_counter()))
+                else:
+                    tasks.append(asyncio.create_task(limited(p, due)))
+
             try:
-                for p in prompts:
-                    if stopped:
-                        skipped.append(abandoned(time.perf_counter()))
-                        continue
-                    tasks.append(asyncio.create_task(limited(p)))
-                    if rate:
-                        await asyncio.sleep(rng.expovariate(rate))
+                if rate:
+                    # poisson: absolute send times, drawn up front (the first request at once, as before)
+                    gaps = [0.0] + [rng.expovariate(rate) for _ in prompts[1:]]
+                    await _paced(prompts, gaps, launch, halt)
+                    skipped += [abandoned(time.perf_counter()) for _ in range(len(prompts) - len(tasks) - len(skipped))]
+                else:
+                    for p in prompts:
+                        launch(p, None)
                 # a task cancelled by check() before it ever ran never reaches its own except: its
                 # CancelledError comes back here as a result and is recorded as abandoned
                 done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -292,14 +438,24 @@ class LoadGenerator:
                 if watcher:
                     watcher.cancel()
 
-    def synchronous(self, prompts: list) -> LevelResult:
-        return aggregate("synchronous", 1, asyncio.run(self._run(prompts, 1, None, 0)))
+    def records(self, profile: str, prompts: list, level: float, seed: int = 0) -> list[RequestRecord]:
+        """One run of a level: synchronous (level 1), concurrency `level`, or poisson at `level` req/s."""
+        if profile == "synchronous":
+            return run_loop(self._run(prompts, 1, None, 0))
+        if profile == "concurrency":
+            return run_loop(self._run(prompts, int(level), None, 0))
+        if profile == "poisson":
+            return run_loop(self._run(prompts, None, level, seed))
+        raise ValueError(f"unknown load profile {profile!r}")
 
-    def concurrency(self, prompts: list, level: int) -> LevelResult:
-        return aggregate("concurrency", level, asyncio.run(self._run(prompts, level, None, 0)))
+    def synchronous(self, prompts: list, slo: SLO | None = None) -> LevelResult:
+        return aggregate("synchronous", 1, self.records("synchronous", prompts, 1), slo)
 
-    def poisson(self, prompts: list, rate: float, seed: int) -> LevelResult:
-        return aggregate("poisson", rate, asyncio.run(self._run(prompts, None, rate, seed)))
+    def concurrency(self, prompts: list, level: int, slo: SLO | None = None) -> LevelResult:
+        return aggregate("concurrency", level, self.records("concurrency", prompts, level), slo)
+
+    def poisson(self, prompts: list, rate: float, seed: int, slo: SLO | None = None) -> LevelResult:
+        return aggregate("poisson", rate, self.records("poisson", prompts, rate, seed), slo)
 
     def warmup(self, prompts: list) -> None:
-        asyncio.run(self._run(prompts, len(prompts) or 1, None, 0))
+        run_loop(self._run(prompts, len(prompts) or 1, None, 0))

@@ -2,15 +2,16 @@
 
 It stops at the first level after which the server is gone (`health`) or whose failed requests exceed
 `load.max_failed` (`level_problem`), and says why in the result's `stopped`; the caller fails the cell.
+A repeated level (`repeats: N`) is checked after each of its runs, and stored once, its runs combined
+(harness/measure/loadgen.combine).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 
-from harness.measure.loadgen import LevelResult, LoadGenerator
+from harness.measure.loadgen import LevelResult, LoadGenerator, combine
 from harness.measure.prompts import token_prompts
 from harness.spec.models import ConcurrencyProfile, LoadSpec, MaxFailed, SynchronousProfile
 
@@ -44,7 +45,7 @@ def measure(
 ) -> dict:
     gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive, stop=health)
     total = load.warmup_requests + sum(
-        p.requests * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles
+        p.requests * p.repeats * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles
     )
     prompts = token_prompts(tokenizer_src, load.corpus, total, load.input_tokens, load.seed)
     it = iter(prompts)
@@ -54,28 +55,34 @@ def measure(
 
     t0 = time.monotonic()
     warm = take(load.warmup_requests)  # first, as before: the same prompts go to the same levels
-    # each level with its prompts taken now, in profile order (the same prompts go to the same levels)
-    runs: list[Callable[[], LevelResult]] = []
+    # each level with its prompts taken now, in profile order (the same prompts go to the same levels);
+    # every run of a repeated level has its own prompts, so no run finds the previous one's in a prefix cache
+    todo: list[tuple[str, float, int, list[list]]] = []  # (profile, level, seed, prompts of each run)
     for p in load.profiles:
         if isinstance(p, SynchronousProfile):
-            runs.append(functools.partial(gen.synchronous, take(p.requests)))
+            todo.append(("synchronous", 1, 0, [take(p.requests) for _ in range(p.repeats)]))
         elif isinstance(p, ConcurrencyProfile):
-            runs += [functools.partial(gen.concurrency, take(p.requests), c) for c in p.levels]
+            todo += [("concurrency", c, 0, [take(p.requests) for _ in range(p.repeats)]) for c in p.levels]
         else:
-            runs.append(functools.partial(gen.poisson, take(p.requests), p.rate, p.seed))
+            todo.append(("poisson", p.rate, p.seed, [take(p.requests) for _ in range(p.repeats)]))
     stopped = None
     if warm:
         gen.warmup(warm)
         stopped = health() if health else None  # the first requests are where a broken kernel shows
     levels: list[LevelResult] = []
-    for run in runs:
+    for profile, level, seed, batches in todo:
         if stopped:
             break
-        res = run()
+        runs = []
+        for batch in batches:
+            runs.append(gen.records(profile, batch, level, seed))
+            res = combine(profile, level, runs, load.slo, load.steady_trim, load.noisy_cv)
+            stopped = (health() if health else None) or level_problem(res, load.max_failed)
+            if stopped:
+                break
         levels.append(res)
         if on_level:
             on_level(res)
-        stopped = (health() if health else None) or level_problem(res, load.max_failed)
     return {
         "levels": [lv.to_dict() for lv in levels],
         "wall_s": time.monotonic() - t0,

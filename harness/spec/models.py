@@ -364,15 +364,24 @@ MAX_CONCURRENCY = 4096
 MAX_TOKENS = 1 << 20
 
 
+# `repeats`: run the level this many times (fresh prompts each time) and report the spread of its figures
+# (harness/measure/repeats.py). A late field: left out of dumps at 1, so no cell planned before it is re-keyed.
+MAX_REPEATS = 100
+
+
 class SynchronousProfile(Strict):
     kind: Literal["synchronous"]
     requests: int = Field(default=8, ge=1, le=100_000)
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+    late_fields: ClassVar[tuple[str, ...]] = ("repeats",)
 
 
 class ConcurrencyProfile(Strict):
     kind: Literal["concurrency"]
     levels: list[int] = Field(min_length=1)
     requests: int = Field(default=32, ge=1, le=100_000)
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+    late_fields: ClassVar[tuple[str, ...]] = ("repeats",)
 
     @field_validator("levels")
     @classmethod
@@ -391,15 +400,18 @@ class PoissonProfile(Strict):
     rate: float = Field(gt=0, le=100_000, description="requests per second")
     requests: int = Field(default=32, ge=1, le=100_000)
     seed: int = 0
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+    late_fields: ClassVar[tuple[str, ...]] = ("repeats",)
 
     @model_validator(mode="after")
     def _finishes(self):
         # the arrivals alone last requests / rate seconds on average: a rate of 0.0001 is 3 days for 32 requests
-        if self.requests / self.rate > MAX_LEVEL_S:
+        n = self.requests * self.repeats
+        if n / self.rate > MAX_LEVEL_S:
             raise ValueError(
-                f"rate: got {self.rate:g}; {self.requests} requests at {self.rate:g}/s arrive over "
-                f"{self.requests / self.rate / 3600:.1f} h, more than the {MAX_LEVEL_S // 3600} h a level "
-                f"may take: set rate >= {self.requests / MAX_LEVEL_S:.4g} or fewer requests"
+                f"rate: got {self.rate:g}; {n} requests at {self.rate:g}/s arrive over "
+                f"{n / self.rate / 3600:.1f} h, more than the {MAX_LEVEL_S // 3600} h a level "
+                f"may take: set rate >= {n / MAX_LEVEL_S:.4g} or fewer requests"
             )
         return self
 
@@ -417,6 +429,56 @@ class MaxFailed(Strict):
     other: float = Field(default=0.05, ge=0.0, le=1.0, description="concurrency and poisson levels")
 
 
+_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*$")
+
+
+class SLO(Strict):
+    """Latency objectives a request must meet to count towards goodput, as `vllm bench serve --goodput`
+    defines it: a completed request is good when its TTFT, TPOT and end-to-end latency are each at most the
+    objective given (a request of one output token has TPOT 0). Values in milliseconds: a number, or a
+    string with its unit ("500ms", "0.5s"). `percentile`: a level meets the SLO when at least this share of
+    its requests (in %) are good -- DistServe's attainment target. It changes no request sent, only figures
+    derived from them (harness/measure/slo.py)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = 90.0
+
+    @field_validator("ttft_ms", "tpot_ms", "e2e_ms", mode="before")
+    @classmethod
+    def _ms(cls, v: object) -> object:
+        if v is None:
+            return None
+        fix = 'a latency bound above 0: milliseconds as a number (500) or with a unit ("500ms", "0.5s")'
+        if isinstance(v, bool):
+            raise ValueError(fix)
+        if isinstance(v, str):
+            m = _DURATION_RE.match(v)
+            if not m:
+                raise ValueError(fix)
+            v = float(m.group(1)) * (1000.0 if m.group(2) == "s" else 1.0)
+        if not isinstance(v, int | float) or not 0 < v <= MAX_LEVEL_S * 1000:
+            raise ValueError(fix)
+        return float(v)
+
+    @field_validator("percentile", mode="before")
+    @classmethod
+    def _percentile(cls, v: object) -> object:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 100:
+            raise ValueError(
+                "the share of a level's requests (in %) that must meet every objective, in (0, 100]: "
+                "e.g. percentile: 90"
+            )
+        return float(v)
+
+    @model_validator(mode="after")
+    def _some(self) -> "SLO":
+        if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
+            raise ValueError("no objective set: give at least one of ttft_ms, tpot_ms, e2e_ms, or remove `slo`")
+        return self
+
+
 class LoadSpec(Strict):
     input_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS)
     output_tokens: int = Field(default=64, ge=1, le=MAX_TOKENS)
@@ -426,7 +488,13 @@ class LoadSpec(Strict):
     seed: int = 0
     profiles: list[LoadProfile] = Field(min_length=1)
     max_failed: MaxFailed = Field(default_factory=MaxFailed)
-    late_fields: ClassVar[tuple[str, ...]] = ("max_failed",)
+    # Figures derived from the same requests (docs/metrics.md#load-levels): goodput under `slo`, the steady
+    # window (the first and last `steady_trim` of each level's wall time left out, as GuideLLM's warmup and
+    # cooldown percent), and the noise flag of repeated levels (coefficient of variation above `noisy_cv`).
+    slo: SLO | None = None
+    steady_trim: float = Field(default=0.1, ge=0.0, lt=0.5)
+    noisy_cv: float = Field(default=0.1, gt=0.0)
+    late_fields: ClassVar[tuple[str, ...]] = ("max_failed", "slo", "steady_trim", "noisy_cv")
 
 
 # ---------------------------------------------------------------- evaluation

@@ -99,6 +99,23 @@ def perf_rows(result: CellResult) -> list[Row]:
             pct = getattr(lv, f"{m}_ms")
             for s in PERCENTILES:
                 r[f"{m}_ms_{s}"] = getattr(pct, s)
+        st, rep = lv.steady, lv.repeats
+        tok = rep.output_tok_s if rep else None
+        r |= {
+            "goodput_req_s": lv.goodput_req_s,
+            "slo_attainment": lv.slo_attainment,
+            "slo_met": lv.slo_met,
+            "steady_req_s": st.req_s if st else None,
+            "steady_output_tok_s": st.output_tok_s if st else None,
+            "steady_goodput_req_s": st.goodput_req_s if st else None,
+            **{f"steady_{m}_ms_p50": getattr(st, f"{m}_ms").p50 if st else None for m in ("ttft", "tpot", "e2e")},
+            "repeats": rep.n if rep else 1,
+            "output_tok_s_ci95_low": tok.ci95[0] if tok and tok.ci95 else None,
+            "output_tok_s_ci95_high": tok.ci95[1] if tok and tok.ci95 else None,
+            "output_tok_s_cv": tok.cv if tok else None,
+            "e2e_ms_p50_cv": rep.e2e_ms_p50.cv if rep and rep.e2e_ms_p50 else None,
+            "noisy": lv.noisy,
+        }
         rows.append(r)
     return rows
 
