@@ -76,6 +76,21 @@ class LlamaCppLM(TemplateLM):
         return self.tokenizer.eos_token_id
 
     @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tokenizer, "name_or_path", "")).replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The model's chat template as lm-eval's `hf` model applies it (`evaluation.apply_chat_template`)."""
+        return str(
+            self.tokenizer.apply_chat_template(
+                chat_history,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt,
+            )
+        )
+
+    @property
     def prefix_token_id(self) -> int:
         # hf's (BOS, else EOS); TemplateLM's default is EOS, which conditioned SmolLM2's first rolling
         # window on <|im_end|> where hf uses <|im_start|>

@@ -107,3 +107,15 @@ def test_token_id_windows_start_as_the_model_sees_text(tok_dir):
     assert all(len(w) == 16 and w[: len(head)] == head for w in windows)
     if kind == "bos":
         assert all(w[1] != tok.bos_token_id for w in windows)
+
+
+def test_chat_templated_requests_equal_hfs(tok_dir):
+    _, d = tok_dir
+    hf, api, cpp = _hf(d), _api(d), _llamacpp(d)
+    if not hf.tokenizer.chat_template:
+        pytest.skip("this tokenizer copy has no chat template")
+    hf.chat_template_args = {}
+    chat = [{"role": "user", "content": CTX}]
+    text = hf.apply_chat_template(chat)
+    assert api.apply_chat_template(chat) == cpp.apply_chat_template(chat) == text
+    assert api.tok_encode(text) == cpp.tok_encode(text) == hf.tok_encode(text)
