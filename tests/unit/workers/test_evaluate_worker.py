@@ -28,7 +28,7 @@ def out(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     td.prepare(tmp / "prepare.log")
     cat = _catalog()["leaves"]
-    names = ("mmlu_stem", "gsm8k", "gsm8k_cot")
+    names = ("mmlu_stem", "gsm8k", "gsm8k_cot", "ai2_arc")
     cfg = {
         "lm": "dummy",
         "model_args": {},
@@ -44,6 +44,7 @@ def out(tmp_path_factory):
             {"name": "mmlu_stem", "limit": 2, "num_fewshot": 5},
             {"name": "gsm8k", "limit": 3, "num_fewshot": 0},
             {"name": "gsm8k_cot", "limit": 2, "num_fewshot": None},
+            {"name": "ai2_arc", "limit": 3, "num_fewshot": None},
         ],
     }
     return work(cfg), tmp / "samples"
@@ -76,3 +77,13 @@ def test_each_filter_is_its_own_metric_and_item_score(out):
 def test_the_tasks_own_few_shot_default_is_kept_and_recorded(out):
     res, _ = out
     assert res["tasks"]["gsm8k_cot"]["num_fewshot"] == 8  # num_fewshot None: lm-eval's default, not 0
+
+
+def test_a_tag_without_an_aggregate_row_gets_the_document_weighted_mean(out):
+    res, samples = out
+    arc = res["tasks"]["ai2_arc"]
+    assert arc["n"] == 6 and set(arc["subtasks"]) == {"arc_easy", "arc_challenge"}
+    for m in ("acc", "acc_norm"):
+        want = sum(v[m] for v in arc["subtasks"].values()) / 2  # equal counts: the plain mean
+        assert arc["metrics"][m]["value"] == pytest.approx(want) and arc["metrics"][m]["stderr"] is None
+    assert {i.task for i in read_sample_items(samples / "ai2_arc.jsonl")} == {"arc_easy", "arc_challenge"}
