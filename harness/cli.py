@@ -39,13 +39,15 @@ def _fail(exc: DQError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _load(path: Path):
+def _load(path: Path, memory_gib: float | None = None):
     from harness.plan import plan_matrix
     from harness.settings import load_settings
     from harness.spec import load_matrix
 
     settings = load_settings()
     matrix = load_matrix(path)
+    if memory_gib is not None:  # `harness plan --hardware-memory`: the budget of another device
+        matrix = matrix.model_copy(update={"hardware": matrix.hardware.model_copy(update={"memory_gib": memory_gib})})
     return settings, matrix, plan_matrix(matrix, settings)
 
 
@@ -89,14 +91,14 @@ def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
         _fail(nothing)
 
 
-def _status_rows(file: Path) -> tuple[list[dict], Plan, dict]:
+def _status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict], Plan, dict]:
     """(one row per planned cell with THIS host's result, the plan, this host's block). Results are per
     (cell id, host id): another host's result of a cell is not this host's (it is named in `reason`)."""
     from harness.result_facts import cell_status, flat_metrics
     from harness.store.hosts import this_host
     from harness.store.results import ResultStore
 
-    settings, matrix, plan = _load(file)
+    settings, matrix, plan = _load(file, memory_gib)
     store = ResultStore(settings.results_dir)
     host = this_host(settings)
     rows = []
@@ -122,6 +124,7 @@ def _status_rows(file: Path) -> tuple[list[dict], Plan, dict]:
                 "reasons": c.reasons if status == "infeasible" else [r for r in [reason] if r],
                 "parent_id": c.parent_id,
                 "estimate": c.estimate.model_dump() if c.estimate else None,
+                "train_estimate": c.train_estimate.model_dump() if c.train_estimate else None,
                 "metrics": flat_metrics(result),
             }
         )
@@ -141,24 +144,42 @@ def _host_line(host: dict) -> str:
 def plan(
     file: Path = typer.Argument(..., help="matrix YAML"),
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+    host_preset: str | None = typer.Option(
+        None,
+        "--host",
+        help="plan for a host preset (harness/hw/presets: cpu-avx2, cpu-avx512, cuda-a100, cuda-h100) or a "
+        "`harness doctor --json` file instead of this host (as DQBENCH_HOST_CAPS)",
+    ),
+    memory_gib: float | None = typer.Option(
+        None, "--hardware-memory", min=0.001, help="GiB to check cells against, instead of hardware.memory_gib"
+    ),
 ) -> None:
-    """Expand the grid into cells: id, status, estimated memory, and why a cell cannot run here."""
+    """Expand the grid into cells: id, status, estimated memory (served, and training for a student), and why
+    a cell cannot run here."""
+    if host_preset:
+        import os
+
+        from harness.hw.probe import OVERRIDE_ENV
+
+        os.environ[OVERRIDE_ENV] = host_preset  # this process only: the plan and its host block both read it
     try:
-        rows, p, host = _status_rows(file)
+        rows, p, host = _status_rows(file, memory_gib)
     except DQError as exc:
         _fail(exc)
     power = _power(p, host)
     if as_json:
-        doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped}
+        doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
         doc["power"] = [r.model_dump(mode="json") for r in power]
         print(json.dumps(doc, indent=2, default=str))
         return
     out.print(_host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
-    for col in ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "parent"):
+    cols = ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "train GiB", "parent")
+    for col in cols:
         t.add_column(col, no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
+        train = r["train_estimate"]["total_gib"] if r["train_estimate"] else None
         t.add_row(
             r["cell_id"],
             r["model"],
@@ -168,9 +189,11 @@ def plan(
             r["engine"],
             r["status"],
             f"{est:.2f}" if est is not None else "?",
+            f"{train:.2f}" if train is not None else "",
             r["parent_id"] or "",
         )
     out.print(t)
+    _print_training(p)
     for r in rows:
         if r["status"] in ("infeasible", "failed") and r["reason"]:
             out.print(f"{r['cell_id']} {r['status']}:", highlight=False)
@@ -185,6 +208,30 @@ def plan(
             markup=False,
         )
     _print_power(power)
+
+
+def _print_training(p: Plan) -> None:
+    """Each trained student's training-memory estimate, once (every cell of the student carries it), and the
+    plan's warnings."""
+    seen: set[str] = set()
+    for c in p.cells:
+        e = c.train_estimate
+        if e is None or c.distill in seen:
+            continue
+        seen.add(c.distill)
+        fits = (
+            ""
+            if e.budget_gib is None
+            else f" ({'fits' if e.total_gib <= e.budget_gib else 'exceeds'} {e.budget_gib:g})"
+        )
+        out.print(
+            f"training {c.distill}: {e.total_gib:.1f} GiB{fits}: {e.basis}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    for w in p.warnings:
+        out.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _power(p: Plan, host: dict) -> list[TaskPower]:

@@ -19,6 +19,13 @@ from harness.evaluate.data import PreparedData
 
 VERSION = "train-v1"
 HELDOUT_FROM = 2500  # first LAMBADA document the training corpus may use
+# Size of train-v1's corpus.jsonl (its stats.json): 1,817,201 characters in 3,992 documents, 460,668 tokens
+# with SmolLM2's tokenizer (the `corpus_tokens` of a student's record); a larger vocabulary (Llama 3's
+# 128K) cuts it into fewer. The plan counts epochs against it before anything is prepared.
+CORPUS_CHARS = 1_817_201
+CORPUS_TOKENS = 460_668
+HELDOUT_WINDOWS = 8  # windows at the end of the token stream that training never sees (harness/workers/distill.py)
+EPOCHS_WARN = 4  # a budget that repeats the training text more often than this is mostly memorising it
 
 
 class TrainData(PreparedData):
@@ -42,3 +49,40 @@ class TrainData(PreparedData):
     def prompts(self, name: str, n: int) -> list[str]:
         rows = [json.loads(line) for line in self.prompts_path(name).read_text().splitlines()[:n]]
         return [r["prompt"] for r in rows]
+
+
+def passes(spec) -> tuple[float, str] | None:
+    """How many times a trained student's budget goes over its training text, and over what; None when
+    only max_minutes bounds the run. logit_kd trains on corpus windows of seq_len tokens (the worker
+    wraps around the windows when the budget needs more); sft and gkd on the teacher's num_prompts answers."""
+    from harness.distill.memory import planned_steps
+
+    steps = planned_steps(spec)
+    if not steps:
+        return None
+    if spec.kind in ("sft", "gkd"):
+        return steps * spec.batch_size / spec.num_prompts, f"the teacher's {spec.num_prompts} answers (num_prompts)"
+    windows = max(1, CORPUS_TOKENS // spec.seq_len - HELDOUT_WINDOWS)
+    return steps * spec.batch_size / windows, (
+        f"the {CORPUS_TOKENS:,}-token training text ({windows} windows of {spec.seq_len} tokens)"
+    )
+
+
+def epoch_warning(spec) -> str | None:
+    """The plan's warning when a budget repeats the training text more than EPOCHS_WARN times."""
+    from harness.distill.memory import planned_steps
+
+    got, steps = passes(spec), planned_steps(spec)
+    if got is None or steps is None or got[0] <= EPOCHS_WARN:
+        return None
+    n, what = got
+    generative = spec.kind in ("sft", "gkd")
+    budget = (
+        f"{steps} steps x {spec.batch_size} answers"
+        if generative
+        else f"{steps} steps x {spec.batch_size} x {spec.seq_len} = {steps * spec.batch_size * spec.seq_len:,} tokens"
+    )
+    return (
+        f"students[{spec.name}]: {budget} go over {what} {n:.1f} times (more than {EPOCHS_WARN} epochs): the "
+        "student would mostly memorise it; lower max_steps/max_tokens" + (" or raise num_prompts" if generative else "")
+    )

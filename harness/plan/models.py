@@ -29,6 +29,27 @@ class MemoryEstimate(Strict):
     basis: str = Field(description="how it was computed")
 
 
+class TrainMemoryEstimate(Strict):
+    """Estimated peak memory of training a cell's student on its device, in GiB (harness/distill/memory.py;
+    `basis` gives every number). `total_gib` is the larger of a training step (`step_gib`: the parts
+    before it, with the runtime overhead) and the teacher pass before and after training."""
+
+    device: str
+    student_params: int
+    teacher_params: int
+    weights_gib: float
+    gradients_gib: float
+    optimizer_gib: float
+    activations_gib: float
+    logits_gib: float
+    teacher_gib: float
+    step_gib: float
+    teacher_pass_gib: float
+    total_gib: float
+    budget_gib: float | None = Field(default=None, description="what it was checked against")
+    basis: str
+
+
 ComputeDtype = Literal["bf16", "fp16", "fp32"]
 # the uncompressed precisions, as the dtype a cell computes in
 COMPUTE_DTYPES: dict[str, ComputeDtype] = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
@@ -68,7 +89,10 @@ class CellPlan(Strict):
     # cell's identity: a limit decides whether a measurement finishes, not what it measures. Left out of
     # dumps at its default, so stored plans of cells planned before it existed read the same.
     limits: Limits = Field(default_factory=Limits)
-    late_fields: ClassVar[tuple[str, ...]] = ("limits",)
+    # a trained student's training-memory estimate (every cell of that student needs it trained). Not part
+    # of the cell's identity; left out of dumps when None, so stored plans of other cells read the same.
+    train_estimate: TrainMemoryEstimate | None = None
+    late_fields: ClassVar[tuple[str, ...]] = ("limits", "train_estimate")
 
     @property
     def label(self) -> str:
@@ -80,6 +104,7 @@ class Plan(Strict):
     cells: list[CellPlan]
     skipped: list[str] = Field(default_factory=list, description="grid points that are not cells, and why")
     host: dict | None = Field(default=None, description="HostCaps.host_block() of the host planned for")
+    warnings: list[str] = Field(default_factory=list, description="what runs but is likely a mistake")
 
     def by_id(self) -> dict[str, CellPlan]:
         return {c.cell_id: c for c in self.cells}

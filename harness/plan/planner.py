@@ -20,6 +20,7 @@ from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory import estimate_memory
 from harness.plan.models import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
+from harness.plan.training import train_estimate, training_budget, training_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
 from harness.spec.models import FULL_PRECISIONS, Matrix
@@ -108,6 +109,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     # host's reference dtype when the axis says `auto`, else bf16 as before `auto` existed
     lineage_dtype: ComputeDtype = caps.reference_dtype(device) if "auto" in m.axes.precision else "bf16"
     dtype_note = caps.dtype_note(device) if "auto" in m.axes.precision else None
+    train_budget, train_budget_name = training_budget(m.hardware.memory_gib, caps, device)
+    warnings = _student_warnings(m)
     for model in m.models:
         source = source_for(model, settings)
         arch = source.arch()
@@ -145,6 +148,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 if cell_arch
                 else None
             )
+            train_est = train_estimate(student, arch, cell_arch, device, caps, train_budget)
             cell = CellPlan(
                 cell_id=cid,
                 matrix=m.name,
@@ -167,10 +171,12 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 dtype_note=dtype_note,
                 host_id=caps.host_id,
                 limits=m.limits,
+                train_estimate=train_est,
             )
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem) + eval_unavailable
             if student:
                 reasons += student_problems(cell, arch, cell_arch, m)
+                reasons += training_problems(student, train_est, train_budget, train_budget_name)
             if reasons:
                 cell = cell.model_copy(
                     update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons}
@@ -179,4 +185,12 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}
     cells.sort(key=lambda c: (c.distill != "none", c.method != "none", order[c.cell_id]))
-    return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block())
+    return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block(), warnings=warnings)
+
+
+def _student_warnings(m: Matrix) -> list[str]:
+    """Budgets of the students on the distill axis that repeat their training text (harness/distill/data.py)."""
+    from harness.distill.data import epoch_warning
+
+    used = [s for s in m.students if s.name in m.axes.distill and s.kind != "untrained"]
+    return [w for w in (epoch_warning(s) for s in used) if w]

@@ -163,6 +163,15 @@ class _TrainedStudent(_StudentBase):
     # come from pydoc, and training on them would flatter every student.
     train_corpus: Literal["mixed"] = "mixed"
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
+    # What training holds in memory (harness/distill/memory.py estimates it at plan time; the worker,
+    # harness/workers/distill.py, honours each). weights_dtype bf16: student and teacher weights in bf16,
+    # updated by the 8-bit optimizer with stochastic rounding (small updates are not lost to bf16's
+    # resolution); adamw_8bit: torchao's AdamW8bit (block-wise 8-bit moments, about 2 bytes per parameter
+    # instead of 8); gradient_checkpointing: each layer's activations are recomputed in the backward pass
+    # (only the layer inputs are kept). Defaults are fp32 master weights, torch AdamW, no checkpointing.
+    weights_dtype: Literal["fp32", "bf16"] = "fp32"
+    optimizer: Literal["adamw", "adamw_8bit"] = "adamw"
+    gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
     def _bounded(self):
@@ -170,6 +179,11 @@ class _TrainedStudent(_StudentBase):
             raise ValueError(
                 f"students[{self.name}]: a training run needs a bound; set max_steps or max_tokens "
                 "(max_minutes is a safety cap)"
+            )
+        if self.weights_dtype == "bf16" and self.optimizer != "adamw_8bit":
+            raise ValueError(
+                f"students[{self.name}]: weights_dtype bf16 needs optimizer adamw_8bit (its stochastic "
+                "rounding keeps updates smaller than bf16's resolution; plain AdamW on bf16 weights loses them)"
             )
         return self
 

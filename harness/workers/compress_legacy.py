@@ -1,5 +1,8 @@
-"""Worker: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ), for users who still use them.
-Calibration windows are drawn as in the llm-compressor worker. Needs a CUDA GPU and dqbench[legacy]."""
+"""Worker: int4 with the archived CUDA-era packages (AutoAWQ GEMM, AutoGPTQ). Calibration windows are drawn as
+in the llm-compressor worker. Needs a CUDA GPU and an environment with the torch and transformers those
+packages need (torch 2.6 / 2.2, transformers < 5): none of dqbench's environments is one, so the plan refuses
+these methods (harness/compress/legacy.py says why and what to use instead) and this worker runs only where
+a user has built such an environment."""
 
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ tokenizer) and a record JSON: loss curve, tokens seen, wall time, peak RSS, hype
 stopped training, and held-out cross-entropy / KL to the teacher before and after.
 
 `untrained` and `logit_kd` run here (a plain loop: the loss is ours, harness/distill/loss.py);
-`sft` and `gkd` run TRL's trainers (harness/workers/distill_trl.py).
+`sft` and `gkd` run TRL's trainers (harness/workers/distill_trl.py). What the run holds in memory follows
+the spec's weights_dtype, optimizer and gradient_checkpointing, and the plan estimates it from the same
+rules (harness/distill/memory.py): keep the two in step.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def bf16_is_native() -> bool:
 
 
 BF16 = bf16_is_native()
-COMPUTE = f"{DEVICE}, fp32 weights, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)")
+
+
+def compute_note(spec: dict) -> str:
+    if spec.get("weights_dtype") == "bf16":
+        return f"{DEVICE}, bf16 weights"
+    return f"{DEVICE}, fp32 weights, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)")
 
 
 def autocast():
@@ -55,11 +62,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def load_model(path: str):
+def load_model(path: str, weights_dtype: str = "fp32"):
     from transformers import AutoModelForCausalLM
 
-    # fp32 master weights: CPU training in bf16 loses small updates to rounding
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    # fp32 master weights by default: bf16 weights lose updates smaller than their resolution unless the
+    # optimizer rounds stochastically (the spec pairs weights_dtype bf16 with adamw_8bit, which does)
+    dtype = torch.bfloat16 if weights_dtype == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     # transformers wraps `to` in a decorator whose stub drops the device argument from the signature
     return model.to(DEVICE)  # type: ignore[arg-type]
 
@@ -80,13 +89,53 @@ def prune(model, keep_every: int) -> list[int]:
 
 
 def derive_student(spec: dict, teacher_dir: str):
-    src = spec["student"]
+    src, wdt = spec["student"], spec.get("weights_dtype", "fp32")
     if src["kind"] == "prune":
-        model = load_model(teacher_dir)
+        model = load_model(teacher_dir, wdt)
         kept = prune(model, int(src["keep_every"]))
         return model, {"kind": "prune", "keep_every": src["keep_every"], "kept_layers": kept}, teacher_dir
     path = src["path"] if src["kind"] == "local" else src["id"]
-    return load_model(path), {"kind": src["kind"], "source": path}, path
+    return load_model(path, wdt), {"kind": src["kind"], "source": path}, path
+
+
+def make_optimizer(params: list, spec: dict):
+    """AdamW, or torchao's AdamW8bit (block-wise int8 moments; stochastic rounding onto bf16 weights)."""
+    kw = {"lr": spec["learning_rate"], "betas": (0.9, 0.95), "weight_decay": spec["weight_decay"]}
+    if spec.get("optimizer", "adamw") == "adamw_8bit":
+        from torchao.optim import AdamW8bit
+
+        return AdamW8bit(params, bf16_stochastic_round=spec.get("weights_dtype") == "bf16", **kw)
+    return torch.optim.AdamW(params, **kw)
+
+
+def checkpointing(model, spec: dict) -> None:
+    """Gradient checkpointing when the spec asks: each decoder layer's activations are recomputed in the
+    backward pass (the non-reentrant variant: it needs no input that requires grad)."""
+    if spec.get("gradient_checkpointing"):
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def memory_record(spec: dict, teacher_offloaded: bool, optimizer, model) -> dict:
+    """What the run held, read from the objects that ran, to compare with the plan's estimate
+    (harness/distill/memory.py)."""
+    out = {
+        "weights_dtype": {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(model.dtype, str(model.dtype)),
+        "optimizer": spec.get("optimizer", "adamw"),
+        "optimizer_class": type(optimizer).__name__,
+        "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
+        "teacher_offloaded": teacher_offloaded,
+    }
+    if DEVICE == "cuda":
+        out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return out
+
+
+def offload(model, where: str) -> None:
+    """Move a model between the GPU and host RAM (the teacher while the loop does not call it)."""
+    model.to(where)
+    if DEVICE == "cuda" and where == "cpu":
+        torch.cuda.empty_cache()
 
 
 def token_stream(corpus: str, tokenizer) -> list[int]:
@@ -228,9 +277,14 @@ def train_logit_kd(
         topk, cache_info = teacher_cache(cfg, teacher, data, k, T)
     feat = _feature_setup(cfg, student, teacher)
     params = list(student.parameters()) + (list(feat["proj"].parameters()) if feat else [])
-    opt = torch.optim.AdamW(params, lr=spec["learning_rate"], betas=(0.9, 0.95), weight_decay=spec["weight_decay"])
+    opt = make_optimizer(params, spec)
+    checkpointing(student, spec)
     torch.manual_seed(spec["seed"])
     before = heldout(student, teacher, held, T)
+    # on a GPU the teacher leaves it while the loop never calls it (cached top-k logits or the CE control)
+    teacher_off = DEVICE == "cuda" and (topk is not None or alpha == 0) and not feat
+    if teacher_off:
+        offload(teacher, "cpu")
     curve, tokens, step, stopped_by = [], 0, 0, "data"
     report = WorkerProgress(what, "steps", total=total)
     t0 = time.monotonic()
@@ -246,7 +300,10 @@ def train_logit_kd(
         x = data[idx].to(DEVICE)
         lr = lr_at(step, spec, total)
         for g in opt.param_groups:
-            g["lr"] = lr
+            if isinstance(g["lr"], torch.Tensor):  # torchao's optimizers keep lr as a tensor (no recompile)
+                g["lr"].fill_(lr)
+            else:
+                g["lr"] = lr
         with autocast():
             logits = student(input_ids=x).logits
         f_loss = None
@@ -293,10 +350,18 @@ def train_logit_kd(
     if feat:
         feat["s_tap"].remove()
         feat["t_tap"].remove()
+    memory = memory_record(spec, teacher_off, opt, student)
+    # the optimizer states and gradients are not needed for the held-out pass: free them before the
+    # teacher comes back
+    opt.zero_grad(set_to_none=True)
+    del opt
+    if teacher_off:
+        offload(teacher, DEVICE)
     return {
         "loss_curve": curve,
         "steps": step,
-        "compute": COMPUTE,
+        "compute": compute_note(spec),
+        "memory": memory,
         "feature_kd": {
             "weight": spec["feature_weight"],
             "layers": feat["map"],
@@ -385,7 +450,7 @@ def work(cfg: dict) -> dict:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-        teacher = load_model(cfg["teacher"]).eval()
+        teacher = load_model(cfg["teacher"], spec.get("weights_dtype", "fp32")).eval()
         record["teacher_params"] = sum(p.numel() for p in teacher.parameters())
         ids = token_stream(cfg["corpus"], tokenizer)
         train, held = windows(ids, spec["seq_len"], spec["seed"])

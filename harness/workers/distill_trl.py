@@ -76,10 +76,19 @@ def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:
 def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:
     from datasets import Dataset
 
-    from harness.workers.distill import BF16  # bf16 only where this CPU/GPU computes it natively
+    from harness.workers.distill import BF16, DEVICE, memory_record, offload  # bf16 where computed natively
 
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])
+    # the spec's memory levers (harness/distill/memory.py estimates them): torchao's AdamW8bit, with
+    # stochastic rounding onto bf16 weights; gradient checkpointing (non-reentrant)
+    memory_args: dict = {}
+    if spec.get("optimizer") == "adamw_8bit":
+        memory_args["optim"] = "adamw_torch_8bit"
+        if spec.get("weights_dtype") == "bf16":
+            memory_args["optim_args"] = "bf16_stochastic_round=True"
+    if spec.get("gradient_checkpointing"):
+        memory_args |= {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
     common = dict(
         output_dir=output_dir,
         max_steps=spec.get("max_steps") or 10**6,
@@ -98,6 +107,7 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
         include_num_input_tokens_seen="non_padding",
         bf16=BF16,
         use_cpu=student.device.type == "cpu",
+        **memory_args,
     )
     budget = Budget(spec)
     before = heldout(student, teacher, held, 1.0)
@@ -152,8 +162,20 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
             f"generalized JSD(beta={spec['beta']}) at T={spec['temperature']} on the student's own samples "
             f"with probability lmbda={spec['lmbda']}, else on the teacher's answers"
         )
+    # sft trains on text alone: on a GPU the teacher waits in host RAM until the held-out pass
+    teacher_off = DEVICE == "cuda" and kind == "sft"
+    if teacher_off:
+        offload(teacher, "cpu")
     trainer.train()
     train_s = time.monotonic() - t0
+    # the Trainer wraps its optimizer (accelerate's AcceleratedOptimizer): record the one that ran
+    memory = memory_record(spec, teacher_off, getattr(trainer.optimizer, "optimizer", trainer.optimizer), student)
+    # the optimizer states and gradients are not needed for the held-out pass: free them first
+    student.zero_grad(set_to_none=True)
+    trainer.accelerator.free_memory()
+    trainer.optimizer = trainer.lr_scheduler = None
+    if teacher_off:
+        offload(teacher, DEVICE)
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
     gen_tokens = sum(g.get("prompt_tokens", 0) + g.get("completion_tokens", 0) for g in gens)
@@ -165,7 +187,15 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
         "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
         "stopped_by": budget.stopped_by or "max_steps",
         "loss": loss,
-        "compute": "TRL Trainer, " + ("bf16 autocast" if BF16 else "fp32 (bf16 is emulated on this CPU)"),
+        "memory": memory,
+        "compute": "TRL Trainer, "
+        + (
+            "bf16 weights"
+            if spec.get("weights_dtype") == "bf16"
+            else "bf16 autocast"
+            if BF16
+            else "fp32 (bf16 is emulated on this CPU)"
+        ),
         "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
         "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] * spec["on_policy_max_new_tokens"])
         if kind == "gkd"

@@ -77,10 +77,10 @@ def test_llama8b_plans_everywhere_and_says_why_not(settings, monkeypatch):
     bnb = next(c for c in plan.cells if c.method == "bnb" and c.distill == "none")
     assert "no `bitsandbytes` quantization method" in bnb.reason
     assert "llama-3.1-8b-instruct: int8 x gptq: methods.gptq.precisions is ['int4']" in plan.skipped
-    student = next(c for c in plan.cells if c.distill == "kd-4l" and c.method == "none")
+    student = next(c for c in plan.cells if c.distill == "kd-half" and c.method == "none")
     assert student.parent_id == base.cell_id and student.teacher_id == base.cell_id
     assert "no distiller plugin" not in student.reason and student.teacher_serving.kind == "vllm"
-    sq = next(c for c in plan.cells if c.distill == "kd-4l" and c.method == "w8a8")
+    sq = next(c for c in plan.cells if c.distill == "kd-half" and c.method == "w8a8")
     assert sq.parent_id == student.cell_id and sq.teacher_id == base.cell_id  # teacher -> student -> quantized
     # bf16 8B weights: 8.03e9 x 2 bytes = 14.96 GiB; the pruned student keeps 16 of 32 layers
     assert base.estimate.weights_gib == pytest.approx(14.96, abs=0.01)

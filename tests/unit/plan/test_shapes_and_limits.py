@@ -42,14 +42,16 @@ PINNED = {
         "f83325bad693",
         "c6485678101b",
         "c41b6718ccaf",
-        "b25661012770",
-        "8d56883a902a",
-        "399a96d4c76e",
-        "22c0c8c98662",
-        "dfd396e56829",
-        "840964303876",
-        "a2ceb188d1a7",
-        "0778716ff14d",
+        # the student's eight cells, re-pinned when kd-4l became kd-half (issue #19: renamed for the 16 of 32
+        # layers it keeps, trained in bf16 with 8-bit AdamW and checkpointing at 4 x 2048 tokens, 150 steps)
+        "a15d643bca9a",
+        "23b71e48302b",
+        "f80c354a4304",
+        "d9618d6d20fd",
+        "f0f4f8c88942",
+        "c6f837cdd388",
+        "b75563f59a59",
+        "4ed718a9c30a",
     ],
 }
 
