@@ -97,7 +97,7 @@ def run(tmp_path_factory):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=2700,  # ~10 min on an idle 2-core AVX2 host; 25+ min when it is shared
     )
     return {
         "proc": r,
