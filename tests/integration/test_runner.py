@@ -70,8 +70,7 @@ def test_run_resume_and_force(env_and_matrix):
     assert "./dq dashboard" in r.stdout.splitlines()[-1]
     assert [lv["profile"] for lv in d["perf"]["levels"]] == ["synchronous", "concurrency"]
     assert (
-        d["perf"]["levels"][1]["completed"] == 4
-        and d["quality"]["tasks"]["arc_easy"]["metrics"]["acc"]["value"] == 1.0
+        d["perf"]["levels"][1]["completed"] == 4 and d["quality"]["tasks"]["arc_easy"]["metrics"]["acc"]["value"] == 1.0
     )
     assert d["environment"]["packages"] and d["timings"]["serve"] > 0
     con = duckdb.connect(str(results / "dqbench.duckdb"), read_only=True)
