@@ -251,20 +251,7 @@ def saturated(row: dict) -> bool:
     return row["completed"] < row["n"] or (row["p50_ms"] or 0) > 10
 
 
-def host_line() -> str:
-    try:
-        from harness.hw.probe import host_caps
-        from harness.settings import load_settings
-
-        caps = host_caps(load_settings())
-        cpu, who = caps.cpu, f"host {caps.host_id}: {caps.label}"
-    except Exception as exc:  # noqa: BLE001 -- a bench prints what it can; the CPU facts alone suffice
-        from harness.hw.probe import cpu_info
-
-        cpu, who = cpu_info(), f"host (no probe: {type(exc).__name__})"
-    isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if cpu.has(f)) or "no avx2/avx512"
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{who}\nCPU {cpu.model}; {cpu.cores} cores; ISA {isa}; load average {load} (1/5/15 min)"
+from harness.hw.probe import host_line  # noqa: E402 -- one host naming for every bench
 
 
 def sweep(a: argparse.Namespace, port: int) -> tuple[list[dict], list[dict]]:

@@ -251,3 +251,18 @@ def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
     write_json_atomic(cache, caps.model_dump(mode="json"))
     _MEMO[key] = caps
     return caps
+
+
+def host_line() -> str:
+    """Two lines naming this host for a bench's printout: its probed id and label (or that no probe could be
+    had), then CPU model, cores, the ISA flags that decide kernels, and the load average."""
+    try:
+        from harness.settings import load_settings
+
+        caps = host_caps(load_settings())
+        cpu, who = caps.cpu, f"host {caps.host_id}: {caps.label}"
+    except Exception as exc:  # noqa: BLE001 -- a bench prints what it can; the CPU facts alone suffice
+        cpu, who = cpu_info(), f"host (no probe: {type(exc).__name__})"
+    isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if cpu.has(f)) or "no avx2/avx512"
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{who}\nCPU {cpu.model}; {cpu.cores} cores; ISA {isa}; load average {load} (1/5/15 min)"
