@@ -142,6 +142,20 @@ class Level(Block):
         return out
 
 
+class Sweep(Block):
+    """What a `sweep` load profile found (harness/measure/sweep.py): the synchronous baseline and the
+    maximum-throughput rates it spanned, the constant rates it ran, where the server saturated and the
+    highest rate that still met `load.slo`. Figures are requests/s; None where the sweep did not reach it."""
+
+    sync_req_s: float | None = None  # the synchronous (one request at a time) baseline
+    max_req_s: float | None = None  # the maximum-throughput level's achieved rate
+    rates: list[float] = Field(default_factory=list)  # the constant rates tried, in order
+    saturation_req_s: float | None = None  # the first rate at which the server saturated; None: never
+    saturation_reason: str | None = None  # why that level counts as saturated
+    max_rate_at_slo_req_s: float | None = None  # the highest rate whose level met load.slo; None: none did
+    stopped_early: bool = False  # levels after saturation were skipped
+
+
 class Perf(Block):
     """The load test. harness/measure may also store a `headline` it showed while running: a copy, never
     read back; every reader derives the headline from `levels` (harness/result_facts.headline)."""
@@ -149,6 +163,14 @@ class Perf(Block):
     levels: list[Level] = Field(default_factory=list)
     wall_s: float | None = None
     stopped: str | None = None  # why the load test stopped early (dead server, too many failures)
+    sweep: Sweep | None = None  # a `sweep` profile's findings; None without one (then left out of dumps)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sweep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)  # added in schema 3's lifetime: a result without a sweep reads back as written
+        if isinstance(out, dict) and out.get("sweep") is None:
+            out.pop("sweep", None)
+        return out
 
 
 class Metric(Block):
