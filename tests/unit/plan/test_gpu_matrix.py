@@ -27,3 +27,17 @@ def test_on_a_cpu_host_the_gpu_only_cells_say_what_they_need(settings):
     infeasible = {(c.precision, c.method): c.reason for c in p.cells if c.status == "infeasible"}
     # the matrix asks for `device: cuda`: every cell needs the GPU and says so
     assert infeasible and all("cuda" in r.lower() or "gpu" in r.lower() for r in infeasible.values()), infeasible
+
+
+def test_gguf_on_a_gpu_host_needs_a_gpu_build_of_llamacpp(settings):
+    """The set-up builds llama.cpp for CPU: on a GPU host the GGUF cell of a `device: cuda` matrix would be
+    measured on the CPU under a CUDA label, so it is infeasible, naming the build flag that fixes it."""
+    from harness.hw.caps import LlamaCppCaps
+    from harness.hw.probe import load_override
+
+    h100 = load_override("cuda-h100")
+    cpu_only = h100.model_copy(update={"llamacpp": LlamaCppCaps(dir="/x", gpu_backend=False)})
+    cell = next(c for c in _plan(settings, cpu_only).cells if c.method == "gguf")
+    assert cell.status == "infeasible" and "builds llama.cpp for CPU only" in cell.reason and "GGML_CUDA" in cell.reason
+    cuda_build = h100.model_copy(update={"llamacpp": LlamaCppCaps(dir="/x", gpu_backend=True)})
+    assert next(c for c in _plan(settings, cuda_build).cells if c.method == "gguf").status == "planned"
