@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from harness.spec.drop import parse_drop
+from harness.spec.workload import FixedWorkload, Workload
 
 NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -508,7 +509,14 @@ class LoadSpec(Strict):
     slo: SLO | None = None
     steady_trim: float = Field(default=0.1, ge=0.0, lt=0.5)
     noisy_cv: float = Field(default=0.1, gt=0.0)
-    late_fields: ClassVar[tuple[str, ...]] = ("max_failed", "slo", "steady_trim", "noisy_cv")
+    # what the requests look like (harness/spec/workload.py): fixed lengths, a shared prefix, chat, drawn lengths
+    workload: Workload = Field(default_factory=FixedWorkload)
+    late_fields: ClassVar[tuple[str, ...]] = ("max_failed", "slo", "steady_trim", "noisy_cv", "workload")
+
+    @model_validator(mode="after")
+    def _workload_fits(self) -> "LoadSpec":
+        self.workload.check(self.input_tokens, self.output_tokens)
+        return self
 
 
 # ---------------------------------------------------------------- evaluation
