@@ -38,6 +38,7 @@ from harness.measure import steady
 from harness.measure.repeats import repeats_block
 from harness.measure.slo import attainment, good_count, meets
 from harness.measure.stats import summarize
+from harness.measure.workloads import Conversation, Request, by_turn
 from harness.spec.models import SLO
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class RequestRecord:
     retried: bool = False
     abandoned: bool = False  # never sent, or cut off, because the server stopped serving
     scheduled: float | None = None  # when an open-loop (poisson) profile meant to send it
+    turn: int = 0  # a chat conversation's turn (1-based); 0 outside one
 
     @property
     def e2e(self) -> float:
@@ -98,9 +100,9 @@ def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -
     """Apply one SSE event to `rec`; returns the timestamp of the latest token.
 
     A token chunk is read without a JSON parse: its "choices" is a non-empty list and its "usage" absent or
-    null (vLLM writes `"usage": null` in every chunk). Any other event -- the usage block, an error, a
-    shape this does not expect -- is parsed in full. (json.loads of every chunk was about a quarter of the
-    client's CPU per request against a null server, bench/loadgen_overhead.py.)"""
+    null (vLLM writes `"usage": null` in every chunk). Any other event -- the usage block, an error, a chat
+    chunk naming the role (no token), a shape this does not expect -- is parsed in full. (json.loads of every
+    chunk was about a quarter of the client's CPU per request against a null server, bench/loadgen_overhead.py.)"""
     data = event.strip()
     if not data.startswith(b"data:"):
         return last  # comments (": ping") and other fields
@@ -108,7 +110,8 @@ def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -
     if not data or data == b"[DONE]":
         return last
     c, u = _value_at(data, b'"choices"'), _value_at(data, b'"usage"')
-    if data[:1] == b"{" and c >= 0 and data[c : c + 1] == b"[" and (u < 0 or data[u : u + 1] == b"n"):
+    role = data.find(b'"role"') >= 0
+    if data[:1] == b"{" and c >= 0 and data[c : c + 1] == b"[" and (u < 0 or data[u : u + 1] == b"n") and not role:
         k = c + 1
         while data[k : k + 1] in (b" ", b"\t", b"\r", b"\n"):
             k += 1
@@ -118,9 +121,17 @@ def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -
     if usage:
         rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
         rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
-    if msg.get("choices"):
+    choices = msg.get("choices")
+    if choices and not _role_only(choices[0]):
         return _step(rec, start, last)
     return last
+
+
+def _role_only(choice: dict) -> bool:
+    # a chat stream opens with {"delta": {"role": "assistant", "content": ""}} (vLLM) or content null
+    # (llama-server) before any token: as vLLM's benchmark does, TTFT is the first chunk with content
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and "role" in delta and not delta.get("content")
 
 
 STALE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
@@ -212,6 +223,7 @@ class LevelResult:
     repeats: dict | None = None  # mean / 95 % CI / CV over the runs of a repeated level
     noisy: bool = False  # a repeated level whose CV of a judged figure exceeds load.noisy_cv
     schedule_lag_ms: dict | None = None  # poisson: how late requests started after their scheduled time
+    turns: list[dict] | None = None  # chat: per turn, its requests' TTFT and prompt tokens (by_turn)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -283,6 +295,7 @@ def combine(
         repeats=per_run,
         noisy=noisy,
         schedule_lag_ms=summarize(lag, 1000) if lag else None,
+        turns=by_turn(ok),
     )
 
 
@@ -318,7 +331,10 @@ async def _paced(
 
 
 class LoadGenerator:
-    """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos)."""
+    """Drives one server. `extra` carries engine-specific request fields (vLLM: ignore_eos). A prompt is token
+    ids or text for /v1/completions, or a harness/measure/workloads `Request` (its own output length, or chat
+    messages for /v1/chat/completions) or `Conversation` (its turns in order; it counts as one request towards
+    concurrency and arrival rates, and gives one record per turn)."""
 
     def __init__(
         self,
@@ -332,24 +348,44 @@ class LoadGenerator:
         check_every: float = 0.5,
     ) -> None:
         self.url = base_url.rstrip("/") + "/completions"
+        self.chat_url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.output_tokens, self.timeout = model, output_tokens, timeout
         self.extra = extra or {}
         self.keepalive = keepalive  # False: a fresh connection per request (servers that drop pooled ones)
         # polled every `check_every` s while a level runs; a message means the server is gone
         self.stop, self.check_every = stop, check_every
 
-    def payload(self, prompt: list[int] | str) -> dict:
+    def payload(self, prompt: Any) -> dict:
+        if isinstance(prompt, Request):
+            body = {"messages": prompt.messages} if prompt.chat else {"prompt": prompt.prompt}
+            max_tokens = prompt.max_tokens or self.output_tokens
+        else:
+            body, max_tokens = {"prompt": prompt}, self.output_tokens
         return {
             "model": self.model,
-            "prompt": prompt,
-            "max_tokens": self.output_tokens,
+            **body,
+            "max_tokens": max_tokens,
             "temperature": 0.0,
             "stream": True,
             "stream_options": {"include_usage": True},
             **self.extra,
         }
 
-    async def _run(self, prompts: list, concurrency: int | None, rate: float | None, seed: int) -> list[RequestRecord]:
+    async def _one(self, session: aiohttp.ClientSession, prompt: Any) -> list[RequestRecord]:
+        """The records of one item: a request, or every turn of a conversation up to its first failure."""
+        out: list[RequestRecord] = []
+        for req in prompt.turns if isinstance(prompt, Conversation) else [prompt]:
+            chat = isinstance(req, Request) and req.chat
+            rec = await send_one(session, self.chat_url if chat else self.url, self.payload(req), self.timeout)
+            rec.turn = req.turn if isinstance(req, Request) else 0
+            out.append(rec)
+            if not rec.ok:
+                break
+        return out
+
+    async def _run(
+        self, prompts: list, concurrency: int | None, rate: float | None, seed: int, constant: bool = False
+    ) -> list[RequestRecord]:
         conn = (
             aiohttp.TCPConnector(limit=concurrency or 0, keepalive_timeout=60)
             if self.keepalive
@@ -381,24 +417,24 @@ class LoadGenerator:
                         if t is not me:  # a task cancelling itself would lose its own record
                             t.cancel()
 
-            async def limited(p: list, due: float | None) -> RequestRecord:
+            async def limited(p: Any, due: float | None) -> list[RequestRecord]:
                 start = time.perf_counter()
                 try:
                     if sem is None:
-                        rec = await send_one(session, self.url, self.payload(p), self.timeout)
+                        recs = await self._one(session, p)
                     else:
                         async with sem:
                             if stopped:  # queued behind the semaphore when the server went away
-                                return abandoned(start)
-                            rec = await send_one(session, self.url, self.payload(p), self.timeout)
+                                return [abandoned(start)]
+                            recs = await self._one(session, p)
                 except asyncio.CancelledError:  # cut off by check(): a record, not a lost task
                     if not stopped:
                         raise
-                    return abandoned(start)
-                rec.scheduled = due
-                if not rec.ok:  # a dead server refuses connections in microseconds: look at once
+                    return [abandoned(start)]
+                recs[0].scheduled = due
+                if not recs[-1].ok:  # a dead server refuses connections in microseconds: look at once
                     check()
-                return rec
+                return recs
 
             async def watch() -> None:  # a hung engine fails no request: look every check_every s
                 while not stopped:
@@ -408,7 +444,7 @@ class LoadGenerator:
             watcher = asyncio.create_task(watch()) if self.stop else None
             skipped: list[RequestRecord] = []
 
-            def launch(p: list, due: float | None) -> None:
+            def launch(p: Any, due: float | None) -> None:
                 if stopped:
                     skipped.append(abandoned(time.perf_counter()))
                 else:
@@ -416,8 +452,9 @@ class LoadGenerator:
 
             try:
                 if rate:
-                    # poisson: absolute send times, drawn up front (the first request at once, as before)
-                    gaps = [0.0] + [rng.expovariate(rate) for _ in prompts[1:]]
+                    # poisson: absolute send times, drawn up front (the first request at once, as before);
+                    # constant (a sweep's rate levels, GuideLLM's AsyncConstantStrategy): every gap 1 / rate
+                    gaps = [0.0] + [1.0 / rate if constant else rng.expovariate(rate) for _ in prompts[1:]]
                     await _paced(prompts, gaps, launch, halt)
                     skipped += [abandoned(time.perf_counter()) for _ in range(len(prompts) - len(tasks) - len(skipped))]
                 else:
@@ -433,20 +470,23 @@ class LoadGenerator:
                     elif isinstance(r, BaseException):
                         raise r
                     else:
-                        out.append(r)
+                        out += r
                 return [*out, *skipped]
             finally:
                 if watcher:
                     watcher.cancel()
 
     def records(self, profile: str, prompts: list, level: float, seed: int = 0) -> list[RequestRecord]:
-        """One run of a level: synchronous (level 1), concurrency `level`, or poisson at `level` req/s."""
+        """One run of a level: synchronous (level 1), concurrency `level`, or poisson or constant arrivals at
+        `level` req/s."""
         if profile == "synchronous":
             return run_loop(self._run(prompts, 1, None, 0))
         if profile == "concurrency":
             return run_loop(self._run(prompts, int(level), None, 0))
         if profile == "poisson":
             return run_loop(self._run(prompts, None, level, seed))
+        if profile == "constant":
+            return run_loop(self._run(prompts, None, level, seed, constant=True))
         raise ValueError(f"unknown load profile {profile!r}")
 
     def synchronous(self, prompts: list, slo: SLO | None = None) -> LevelResult:

@@ -68,11 +68,55 @@ def special_prefix(tokenizer_src: str) -> tuple[int, ...]:
 def token_prompts(tokenizer_src: str, corpus: str, n: int, length: int, seed: int) -> list[list[int]]:
     """`n` windows of exactly `length` token ids: the tokenizer's special prefix (BOS, if it adds one),
     then consecutive corpus tokens from a seeded random start."""
+    return token_windows(tokenizer_src, corpus, [length] * n, seed)
+
+
+def token_windows(tokenizer_src: str, corpus: str, lengths: list[int], seed: int, head: bool = True) -> list[list[int]]:
+    """One window per entry of `lengths`, of exactly that many token ids (the special prefix first unless
+    `head` is False: a window that continues a prompt rather than starting one)."""
     ids = _encode_corpus(tokenizer_src, corpus)
-    head = list(special_prefix(tokenizer_src))[:length]
-    body = length - len(head)
-    if len(ids) <= body:
-        raise ValueError(f"corpus {corpus!r} has {len(ids)} tokens, fewer than input_tokens={length}")
     rng = random.Random(seed)
-    starts = [rng.randrange(0, len(ids) - body) for _ in range(n)]
-    return [head + list(ids[s : s + body]) for s in starts]
+    out = []
+    for length in lengths:
+        start = list(special_prefix(tokenizer_src))[:length] if head else []
+        body = length - len(start)
+        if len(ids) <= body:
+            raise ValueError(f"corpus {corpus!r} has {len(ids)} tokens, fewer than input_tokens={length}")
+        s = rng.randrange(0, len(ids) - body)
+        out.append(start + list(ids[s : s + body]))
+    return out
+
+
+def decode(tokenizer_src: str, ids: list[int]) -> str:
+    """The text of `ids` (chat messages are text: the server applies the chat template and tokenizes)."""
+    tok_file = Path(tokenizer_src) / "tokenizer.json"
+    if tok_file.is_file():
+        return _fast_tokenizer(str(tok_file)).decode(ids)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_src).decode(ids)
+
+
+@lru_cache(maxsize=4)
+def _fast_tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
+@lru_cache(maxsize=4)
+def document_lengths(tokenizer_src: str, corpus: str) -> tuple[int, ...]:
+    """The token length of each document of the corpus (pydoc: one per help topic, 3 to ~20K tokens): the
+    natural lengths a `corpus`-shaped length distribution draws from."""
+    if corpus != "pydoc":
+        raise ValueError(f"unknown corpus {corpus!r} (known: pydoc)")
+    from pydoc_data import topics
+
+    docs = [topics.topics[k] for k in sorted(topics.topics)]
+    tok_file = Path(tokenizer_src) / "tokenizer.json"
+    if tok_file.is_file():
+        return tuple(len(e.ids) for e in _fast_tokenizer(str(tok_file)).encode_batch(docs, add_special_tokens=False))
+    from transformers import AutoTokenizer
+
+    t = AutoTokenizer.from_pretrained(tokenizer_src)
+    return tuple(len(t.encode(d, add_special_tokens=False)) for d in docs)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 
 from harness.measure.loadgen import LevelResult, LoadGenerator, combine
-from harness.measure.prompts import token_prompts
+from harness.measure.workloads import build as build_requests
+from harness.measure.workloads import describe as describe_workload
 from harness.spec.models import ConcurrencyProfile, LoadSpec, MaxFailed, SynchronousProfile
 
 
@@ -47,7 +48,8 @@ def measure(
     total = load.warmup_requests + sum(
         p.requests * p.repeats * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles
     )
-    prompts = token_prompts(tokenizer_src, load.corpus, total, load.input_tokens, load.seed)
+    # load.workload's requests (harness/measure/workloads.py); a chat conversation is one of them
+    prompts = build_requests(load, tokenizer_src, total)
     it = iter(prompts)
 
     def take(n: int) -> list:
@@ -88,6 +90,7 @@ def measure(
         "wall_s": time.monotonic() - t0,
         "input_tokens": load.input_tokens,
         "output_tokens": load.output_tokens,
+        "workload": describe_workload(load),
         "headline": headline(levels),
         "stopped": stopped,
     }
