@@ -3,7 +3,11 @@ the DuckDB rows (harness/store/rows.py), `harness status`, the runner's resume, 
 advisor (through the rows).
 
 - `headline(levels)`: the flat load-test figures (latency from the synchronous profile, throughput from
-  the highest concurrency level). harness/measure/run.py calls it for what it shows while running.
+  the highest concurrency level), over each level's steady window where it holds enough requests
+  (`level_window`), and `headline_window` saying which. harness/measure/run.py calls it while running.
+- `level_window(level)`: whether a level's steady-window figures stand for it (the one rule the headline
+  and the DuckDB `curves` view follow).
+- `user_tok_s(tpot_ms_p50)`: tokens/s one user sees (per-user, next to the level's per-system output_tok_s).
 - `figures(result)`: every flat figure of a result (headline, memory, size, shift, paired drop, a
   student's training), named by `FIGURES`, which is also the list of the `cells` table's figure columns.
 - `cell_status(...)`: what a cell reads as for a host: done | failed (its result), else infeasible |
@@ -21,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from harness.result import CellResult, Level
 from harness.spec.metrics import PRIMARY
 
-Figure = float | int | str | None
+Figure = float | int | str | bool | None
 
 # name -> type of every headline figure, in the order rows and `status --json` show them
 HEADLINE: dict[str, type] = {
@@ -38,7 +42,22 @@ HEADLINE: dict[str, type] = {
     "top_concurrency": float,
     "ttft_ms_p99_at_top": float,
     "failed_requests": int,
+    "headline_window": str,  # which window the figures above are over: steady, level, or each's (see headline)
 }
+# a `sweep` load profile's findings (harness/result.Sweep), flattened; None without a sweep
+SWEEP_FIGURES: dict[str, type] = {
+    "sweep_sync_req_s": float,
+    "sweep_max_req_s": float,
+    "sweep_rates": str,  # the constant rates tried, comma-separated, in order
+    "sweep_saturation_req_s": float,
+    "sweep_saturation_reason": str,
+    "sweep_max_rate_at_slo_req_s": float,
+    "sweep_stopped_early": bool,
+}
+# a level's steady window stands for it only when it holds at least this many requests: with a few
+# requests per level (the default matrix sends 3 synchronous, 16 at c16) a 10 % trim at each end leaves
+# 0-1 requests wholly inside the window, whose "percentiles" would be one request's latency
+MIN_STEADY_REQUESTS = 10
 SHIFT_FIGURES = ("kld_mean", "kld_p99", "top1_agreement", "dp_rms", "ppl_ratio")
 # name -> type of every flat figure of a result (the `cells` table has one column each, harness/store/schema.py)
 FIGURES: dict[str, type] = {
@@ -57,6 +76,7 @@ FIGURES: dict[str, type] = {
     "paired_drop_ci_hi": float,
     "compress_s": float,
     **HEADLINE,
+    **SWEEP_FIGURES,
     "peak_mem_gib": float,
     "gpu_peak_gib": float,
     "size_gib": float,
@@ -65,31 +85,83 @@ FIGURES: dict[str, type] = {
 }
 
 
+def level_window(lv: Level) -> tuple[bool, str]:
+    """(use the steady window, why): a level's steady-window figures (ramp-up and drain left out,
+    harness/measure/steady.py) stand for it when the window holds MIN_STEADY_REQUESTS requests wholly
+    inside it (the latency sample) and as many completions (the rates' count); else the whole level does."""
+    st = lv.steady
+    if st is None:
+        return False, "whole level (no steady window measured)"
+    if min(st.requests, st.completed) < MIN_STEADY_REQUESTS:
+        return False, (
+            f"whole level (its steady window held {min(st.requests, st.completed)} requests, "
+            f"fewer than {MIN_STEADY_REQUESTS})"
+        )
+    return True, f"steady window ({st.requests} requests, {st.trim or 0:.0%} trimmed at each end)"
+
+
+def user_tok_s(tpot_ms_p50: float | None) -> float | None:
+    """Output tokens/s one user sees while their answer streams: 1000 / TPOT p50 (the median request's time
+    per output token after the first, as `vllm bench serve` defines TPOT). This is the "tokens/s per user"
+    axis of NVIDIA's latency-throughput curves (docs.nvidia.com/nim/benchmarking/llm, "Tokens per second
+    per user"), read from the median request; TTFT is not in it (the latency axis shows it)."""
+    return 1000.0 / tpot_ms_p50 if tpot_ms_p50 else None
+
+
 def headline(levels: Sequence[Level]) -> dict[str, Figure]:
     """The headline figures of a load test ({} when no level was measured).
 
     Latency comes from the synchronous profile (an idle server: what one user feels; else the lowest
-    concurrency); throughput from the highest concurrency level (what the box can do)."""
+    concurrency); throughput from the highest concurrency level (what the box can do). Each level's figures
+    are over its steady window where it holds enough requests (`level_window`), else over the whole level;
+    `headline_window` says which: "steady", "level", or "latency: …; throughput: …" when they differ."""
     if not levels:
         return {}
     sync = next((lv for lv in levels if lv.profile == "synchronous"), None)
     conc = [lv for lv in levels if lv.profile == "concurrency"]
     lat = sync or min(conc or levels, key=lambda lv: lv.level)
     top = max(conc, key=lambda lv: lv.level) if conc else lat
+    lat_steady, _ = level_window(lat)
+    top_steady, _ = level_window(top)
+    lw = lat.steady if lat_steady and lat.steady else lat
+    tw = top.steady if top_steady and top.steady else top
+    words = {True: "steady", False: "level"}
+    window = (
+        words[lat_steady]
+        if lat_steady == top_steady
+        else f"latency: {words[lat_steady]}; throughput: {words[top_steady]}"
+    )
     return {
-        "ttft_ms_p50": lat.ttft_ms.p50,
-        "ttft_ms_p99": lat.ttft_ms.p99,
-        "tpot_ms_p50": lat.tpot_ms.p50,
-        "tpot_ms_p99": lat.tpot_ms.p99,
-        "itl_ms_p50": lat.itl_ms.p50,
-        "itl_ms_p99": lat.itl_ms.p99,
-        "e2e_ms_p50": lat.e2e_ms.p50,
-        "e2e_ms_p99": lat.e2e_ms.p99,
-        "output_tok_s": top.output_tok_s,
-        "req_s": top.req_s,
+        "ttft_ms_p50": lw.ttft_ms.p50,
+        "ttft_ms_p99": lw.ttft_ms.p99,
+        "tpot_ms_p50": lw.tpot_ms.p50,
+        "tpot_ms_p99": lw.tpot_ms.p99,
+        "itl_ms_p50": lw.itl_ms.p50,
+        "itl_ms_p99": lw.itl_ms.p99,
+        "e2e_ms_p50": lw.e2e_ms.p50,
+        "e2e_ms_p99": lw.e2e_ms.p99,
+        "output_tok_s": tw.output_tok_s,
+        "req_s": tw.req_s,
         "top_concurrency": top.level,
-        "ttft_ms_p99_at_top": top.ttft_ms.p99,
+        "ttft_ms_p99_at_top": tw.ttft_ms.p99,
         "failed_requests": sum(lv.failed for lv in levels),
+        "headline_window": window,
+    }
+
+
+def sweep_figures(result: CellResult) -> dict[str, Figure]:
+    """The result's sweep findings, keyed as SWEEP_FIGURES (all None without a sweep)."""
+    sw = result.perf.sweep if result.perf else None
+    if sw is None:
+        return dict.fromkeys(SWEEP_FIGURES)
+    return {
+        "sweep_sync_req_s": sw.sync_req_s,
+        "sweep_max_req_s": sw.max_req_s,
+        "sweep_rates": ",".join(f"{r:g}" for r in sw.rates) or None,
+        "sweep_saturation_req_s": sw.saturation_req_s,
+        "sweep_saturation_reason": sw.saturation_reason,
+        "sweep_max_rate_at_slo_req_s": sw.max_rate_at_slo_req_s,
+        "sweep_stopped_early": sw.stopped_early,
     }
 
 
@@ -152,6 +224,7 @@ def figures(result: CellResult | None) -> dict[str, Figure]:
         "paired_drop_ci_hi": ci[1],
         "compress_s": (art.record if art else {}).get("wall_s"),
         **{k: head.get(k) for k in HEADLINE},
+        **sweep_figures(result),
         "peak_mem_gib": mem.peak_gib if mem else None,
         "gpu_peak_gib": mem.gpu_peak_gib if mem else None,
         "size_gib": size / 2**30 if size else None,

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from harness.result import CellResult
-from harness.result_facts import FIGURES, cell_status, figures
+from harness.result_facts import FIGURES, cell_status, figures, level_window, user_tok_s
 from harness.store.schema import LATENCIES, PERCENTILES
 
 Row = dict[str, Any]
@@ -80,6 +80,9 @@ def _kv_bytes(plan: dict[str, Any]) -> float | None:
 
 
 def perf_rows(result: CellResult) -> list[Row]:
+    """One row per load level: its whole-level figures, its steady window's, which of the two stands for it
+    (`window_kind`), the per-user tokens/s of that window and the SLO its goodput was judged against."""
+    slo = ((result.plan.get("load") or {}).get("slo") or {}) if isinstance(result.plan, dict) else {}
     rows = []
     for lv in result.perf.levels if result.perf else []:
         r: Row = {
@@ -100,6 +103,7 @@ def perf_rows(result: CellResult) -> list[Row]:
             for s in PERCENTILES:
                 r[f"{m}_ms_{s}"] = getattr(pct, s)
         st, rep = lv.steady, lv.repeats
+        steady, _ = level_window(lv)
         tok = rep.output_tok_s if rep else None
         r |= {
             "goodput_req_s": lv.goodput_req_s,
@@ -109,6 +113,14 @@ def perf_rows(result: CellResult) -> list[Row]:
             "steady_output_tok_s": st.output_tok_s if st else None,
             "steady_goodput_req_s": st.goodput_req_s if st else None,
             **{f"steady_{m}_ms_p50": getattr(st, f"{m}_ms").p50 if st else None for m in ("ttft", "tpot", "e2e")},
+            **{f"steady_{m}_ms_p99": getattr(st, f"{m}_ms").p99 if st else None for m in ("ttft", "tpot", "e2e")},
+            "steady_requests": st.requests if st else None,
+            "window_kind": "steady" if steady else "level",
+            "user_tok_s": user_tok_s(st.tpot_ms.p50 if steady and st else lv.tpot_ms.p50),
+            "slo_ttft_ms": slo.get("ttft_ms"),
+            "slo_tpot_ms": slo.get("tpot_ms"),
+            "slo_e2e_ms": slo.get("e2e_ms"),
+            "slo_percentile": slo.get("percentile") if slo else None,
             "repeats": rep.n if rep else 1,
             "output_tok_s_ci95_low": tok.ci95[0] if tok and tok.ci95 else None,
             "output_tok_s_ci95_high": tok.ci95[1] if tok and tok.ci95 else None,

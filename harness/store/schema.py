@@ -4,18 +4,20 @@ Tables: cells (one row per planned cell and host: identity, status, and every fl
 whose names and types come from harness/result_facts.FIGURES, so no figure is named twice), perf (one row
 per load level), quality (task x metric), flips (task x metric vs the reference), items (one row per
 scored item: the drill-down of flips), hosts (one row per host id), sensitivity (per-layer scans), meta
-(schema version). Every per-cell table is keyed by (cell_id, host_id).
+(schema version), and the view `curves` (one row per level with the cell's identity: the latency-
+throughput and per-user/per-system curves, CURVE_FIGURES). Every per-cell table is keyed by (cell_id, host_id).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from harness.result import SCHEMA_VERSION
 from harness.result_facts import FIGURES
 from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL
 
-_DUCK = {float: "DOUBLE", int: "BIGINT", str: "VARCHAR"}
+_DUCK = {float: "DOUBLE", int: "BIGINT", str: "VARCHAR", bool: "BOOLEAN"}
 
 CELL_COLS = {
     "cell_id": "VARCHAR",
@@ -97,6 +99,16 @@ PERF_COLS = {
     "steady_output_tok_s": "DOUBLE",
     "steady_goodput_req_s": "DOUBLE",
     **{f"steady_{m}_ms_p50": "DOUBLE" for m in ("ttft", "tpot", "e2e")},
+    **{f"steady_{m}_ms_p99": "DOUBLE" for m in ("ttft", "tpot", "e2e")},
+    "steady_requests": "INTEGER",  # requests wholly inside the steady window (its latency sample)
+    # which window stands for the level (harness/result_facts.level_window): 'steady' or 'level'
+    "window_kind": "VARCHAR",
+    "user_tok_s": "DOUBLE",  # per-user tokens/s of that window: 1000 / TPOT p50 (result_facts.user_tok_s)
+    # the SLO the level's goodput was judged against (the plan's load.slo); NULL without one
+    "slo_ttft_ms": "DOUBLE",
+    "slo_tpot_ms": "DOUBLE",
+    "slo_e2e_ms": "DOUBLE",
+    "slo_percentile": "DOUBLE",
     "repeats": "INTEGER",
     "output_tok_s_ci95_low": "DOUBLE",
     "output_tok_s_ci95_high": "DOUBLE",
@@ -146,6 +158,60 @@ HOST_COLS = {
 }
 
 
+# One row per (cell, host, level): the curves the dashboard draws and a user picks a serving point from
+# (latency vs system throughput, per-user vs per-system tokens/s). Each figure is over the level's steady
+# window where `window_kind` = 'steady' (enough requests inside it: harness/result_facts.level_window), else
+# over the whole level; p90s and ITL exist for the whole level only. The perf column each figure reads
+# (its steady twin where the window is steady); NULL where an older index lacks the column.
+CURVE_FIGURES = {
+    "req_s": ("req_s", "steady_req_s"),
+    "system_tok_s": ("output_tok_s", "steady_output_tok_s"),
+    "user_tok_s": ("user_tok_s", None),  # rows.py already reads it from the chosen window
+    "goodput_req_s": ("goodput_req_s", "steady_goodput_req_s"),
+    **{f"{m}_ms_{s}": (f"{m}_ms_{s}", f"steady_{m}_ms_{s}") for m in ("ttft", "tpot", "e2e") for s in ("p50", "p99")},
+}
+CURVE_CELL_COLS = ("host_label", "matrix", "model", "precision", "method", "distill", "engine", "device", "status")
+CURVE_LEVEL_COLS = (
+    "profile",
+    "level",
+    "requests",
+    "failed",
+    "slo_attainment",
+    "slo_met",
+    "slo_ttft_ms",
+    "slo_tpot_ms",
+    "slo_e2e_ms",
+    "slo_percentile",
+    "noisy",
+    "repeats",
+    "output_tok_s_cv",
+)
+
+
+def curves_select(perf_cols: Collection[str], cell_cols: Collection[str]) -> str:
+    """The `curves` query over an index with these perf and cells columns (an index written by an older
+    dqbench lacks some: they read as NULL, and a level without `window_kind` reads as its whole level)."""
+
+    def p(col: str | None) -> str:
+        return f"p.{col}" if col in perf_cols else "NULL"
+
+    steady = "p.window_kind = 'steady'" if "window_kind" in perf_cols else "false"
+    figs = [
+        f"CASE WHEN {steady} THEN {p(st)} ELSE {p(whole)} END AS {name}" if st else f"{p(whole)} AS {name}"
+        for name, (whole, st) in CURVE_FIGURES.items()
+    ]
+    cells = [f"c.{c}" if c in cell_cols else f"NULL AS {c}" for c in CURVE_CELL_COLS]
+    return (
+        "SELECT p.cell_id, p.host_id, "
+        + ", ".join(cells)
+        + ", "
+        + ", ".join(f"{p(c)} AS {c}" for c in CURVE_LEVEL_COLS)
+        + f", coalesce({p('window_kind')}, 'level') AS window_kind, "
+        + ", ".join(figs)
+        + " FROM perf p JOIN cells c ON c.cell_id = p.cell_id AND c.host_id = p.host_id"
+    )
+
+
 def ensure_schema(con: Any) -> None:
     """Create the index's tables (or bring an index written by an older dqbench up to date)."""
     _drop_cell_primary_key(con)
@@ -160,6 +226,7 @@ def ensure_schema(con: Any) -> None:
                     con.execute(f"UPDATE {name} SET host_id = ?", [UNKNOWN_HOST_ID])
     con.execute(f"CREATE TABLE IF NOT EXISTS hosts ({', '.join(f'{k} {v}' for k, v in HOST_COLS.items())})")
     con.execute(f"CREATE TABLE IF NOT EXISTS sensitivity ({', '.join(f'{k} {v}' for k, v in SENS_COLS.items())})")
+    con.execute(f"CREATE OR REPLACE VIEW curves AS {curves_select(PERF_COLS, CELL_COLS)}")
     con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
