@@ -4,6 +4,9 @@ server-lifecycle tests. Run as `python -m tests.fakes.openai_server --port P [--
 
 Streaming /v1/completions emits `max_tokens` chunks: the first after --ttft seconds, then one every
 --itl seconds, then a usage block and [DONE]. Every --fail-every-th request answers HTTP 500.
+Streaming /v1/chat/completions does the same in chat chunks (`delta.content`), after an opening chunk that
+names the role and carries no token, sent at once (as vLLM and llama-server open a chat stream); its
+prompt_tokens are the words of every message, so a later turn of a conversation reports more.
 --spawn-child starts a grandchild process (to check that group kills reach children).
 --die-after N: the N-th completion request kills the "engine": the server prints --death-log (a real
 engine's dying words) and either exits (--die-mode exit) or stays up answering HTTP 500 to completions
@@ -77,10 +80,34 @@ def build_app(
         await resp.write_eof()
         return resp
 
+    async def chat_completions(req: web.Request) -> web.StreamResponse:
+        body = await req.json()
+        msgs = body.get("messages")
+        if body.get("model") != model or not isinstance(msgs, list) or not msgs:
+            return web.json_response({"error": "unknown model or no messages"}, status=400)
+        n = int(body.get("max_tokens", 16))
+        p_tokens = sum(len(str(m.get("content", "")).split()) for m in msgs)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        opening = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+        await resp.write(f"data: {json.dumps(opening)}\n\n".encode())
+        await asyncio.sleep(ttft)
+        for i in range(n):
+            if i:
+                await asyncio.sleep(itl)
+            chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        usage = {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}
+        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
     app["state"] = state
     return app
 

@@ -1,0 +1,77 @@
+"""load.workload: the four kinds, their validation, and that the default keeps old cells' ids."""
+
+import pytest
+from pydantic import ValidationError
+
+from harness.spec.models import LoadSpec
+from harness.spec.workload import ChatWorkload, DistributionWorkload, FixedWorkload, SharedPrefixWorkload
+
+PROFILES = [{"kind": "synchronous", "requests": 2}]
+
+
+def load(**kw) -> LoadSpec:
+    return LoadSpec(profiles=PROFILES, **kw)
+
+
+def test_default_is_fixed_and_left_out_of_the_dump():
+    spec = load()
+    assert spec.workload == FixedWorkload()
+    # a late field: cells planned before workloads existed keep their ids
+    assert "workload" not in spec.model_dump()
+    assert load(workload={"kind": "chat"}).model_dump()["workload"] == {"kind": "chat", "turns": 3, "system_tokens": 0}
+
+
+def test_kinds_parse():
+    assert isinstance(load(workload={"kind": "shared_prefix", "prefix_tokens": 64}).workload, SharedPrefixWorkload)
+    assert isinstance(load(workload={"kind": "chat", "turns": 2}).workload, ChatWorkload)
+    d = load(
+        workload={
+            "kind": "distribution",
+            "input": {"shape": "uniform", "min": 8, "max": 64},
+            "output": {"shape": "normal", "mean": 32, "stdev": 8, "min": 1, "max": 64},
+        }
+    ).workload
+    assert isinstance(d, DistributionWorkload) and d.input.max == 64
+
+
+def test_unknown_kind_and_fields_are_refused():
+    with pytest.raises(ValidationError, match="shared_prefix"):
+        load(workload={"kind": "prefix"})
+    with pytest.raises(ValidationError, match="extra"):
+        load(workload={"kind": "chat", "turn": 2})
+
+
+def test_prefix_must_leave_room_for_a_suffix():
+    with pytest.raises(ValidationError, match=r"prefix_tokens: got 128, but load.input_tokens is 128.*raise"):
+        load(input_tokens=128, workload={"kind": "shared_prefix", "prefix_tokens": 128})
+    assert load(input_tokens=129, workload={"kind": "shared_prefix", "prefix_tokens": 128})
+
+
+@pytest.mark.parametrize(
+    ("lengths", "match"),
+    [
+        ({"shape": "uniform", "min": 9, "max": 8}, "min 9 > max 8"),
+        ({"shape": "normal", "min": 1, "max": 8}, "needs `mean` and `stdev`"),
+        ({"shape": "normal", "mean": 20, "stdev": 1, "min": 1, "max": 8}, "outside"),
+        ({"shape": "corpus", "mean": 4, "min": 1, "max": 8}, "takes no mean"),
+        ({"shape": "uniform", "min": 0, "max": 8}, "greater than or equal to 1"),
+    ],
+)
+def test_lengths_are_checked(lengths, match):
+    with pytest.raises(ValidationError, match=match):
+        load(workload={"kind": "distribution", "input": lengths, "output": {"shape": "uniform", "min": 1, "max": 2}})
+
+
+def test_longest_request_for_the_plans_context_check():
+    assert FixedWorkload().longest(100, 20) == (100, 20)
+    # the last of 3 turns carries 3 user turns, 2 replies, a system message and the template per message
+    chat = ChatWorkload(kind="chat", turns=3, system_tokens=10)
+    assert chat.longest(100, 20) == (10 + 300 + 40 + 6 * chat.TEMPLATE_TOKENS_PER_MESSAGE, 20)
+    d = load(
+        workload={
+            "kind": "distribution",
+            "input": {"shape": "corpus", "min": 8, "max": 900},
+            "output": {"shape": "uniform", "min": 1, "max": 50},
+        }
+    ).workload
+    assert d.longest(1, 1) == (900, 50)
