@@ -95,12 +95,19 @@ def context_problems(cell: CellPlan) -> list[str]:
     what = f"{where} {ctx}" + (" (per slot)" if engine == "llamacpp" else "")
     load = cell.load
     reasons = []
-    if load.input_tokens + load.output_tokens > ctx:
+    # the longest request of load.workload (a chat's last turn carries its history; drawn lengths their max)
+    prompt, output = load.workload.longest(load.input_tokens, load.output_tokens)
+    if prompt + output > ctx:
+        fixed = load.workload.kind == "fixed"
+        sizes = (
+            f"load.input_tokens {prompt} + load.output_tokens {output}"
+            if fixed
+            else f"the longest request of the {load.workload.kind} workload, {prompt} prompt + {output} output"
+        )
         reasons.append(
-            f"load.input_tokens {load.input_tokens} + load.output_tokens {load.output_tokens} = "
-            f"{load.input_tokens + load.output_tokens} tokens per request exceed {what}: every request "
-            f"would be refused; raise {where} to >= {load.input_tokens + load.output_tokens} or shorten "
-            "the requests"
+            f"{sizes} = {prompt + output} tokens per request exceed {what}: "
+            f"{'every request' if fixed else 'the longest requests'} would be refused; raise {where} to "
+            f">= {prompt + output} or shorten the requests"
         )
     if SCORED_BY_SERVER.get(engine):
         max_length = getattr(cell.evaluation, "max_length", None)
