@@ -154,6 +154,12 @@ class Sweep(Block):
     saturation_reason: str | None = None  # why that level counts as saturated
     max_rate_at_slo_req_s: float | None = None  # the highest rate whose level met load.slo; None: none did
     stopped_early: bool = False  # levels after saturation were skipped
+    # added with the sweep itself (harness/measure/sweep.py): how it chose and judged its rates
+    arrival: str | None = None  # constant | poisson: the rate levels' arrivals
+    planned_rates: list[float] = Field(default_factory=list)  # the rates spaced between sync and max
+    achieved_req_s: list[float | None] = Field(default_factory=list)  # per rate tried: completions/s (worst run)
+    ttft_growth: list[float | None] = Field(default_factory=list)  # per rate tried: TTFT last third / first
+    max_sustained_req_s: float | None = None  # the highest rate that did not saturate (else sync_req_s)
 
 
 class Perf(Block):

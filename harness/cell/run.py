@@ -27,6 +27,7 @@ from harness.cell.steps import BLOCK_STEP, STEPS
 from harness.env import environment_block
 from harness.errors import DQError, StageError
 from harness.locks import file_lock
+from harness.measure.run import planned_levels
 from harness.plan.models import CellPlan
 from harness.proc import children_hold, deadline, progress_to
 from harness.progress import Progress
@@ -161,7 +162,7 @@ def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | 
     only with a figure for every planned load level and a score for every planned task. `blocks` are the
     result's blocks as JSON (CellRun.blocks, or a result document)."""
     levels = (blocks.get("perf") or {}).get("levels", [])
-    want = sum(len(p.levels) if p.kind == "concurrency" else 1 for p in cell.load.profiles)
+    want = planned_levels(cell.load, blocks.get("perf") or {})  # a sweep's count depends on what it found
     if len(levels) != want:
         return "measure", f"{len(levels)} of {want} planned load levels were measured"
     empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]

@@ -3,7 +3,8 @@
 It stops at the first level after which the server is gone (`health`) or whose failed requests exceed
 `load.max_failed` (`level_problem`), and says why in the result's `stopped`; the caller fails the cell.
 A repeated level (`repeats: N`) is checked after each of its runs, and stored once, its runs combined
-(harness/measure/loadgen.combine).
+(harness/measure/loadgen.combine). A sweep profile chooses its levels as it goes (harness/measure/sweep.py):
+its rate levels' failures end the sweep as saturation, not the cell; its findings are the result's `sweep`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.measure.loadgen import LevelResult, LoadGenerator, combine
+from harness.measure.loadgen import LevelResult, LoadGenerator, RequestRecord, combine
+from harness.measure.sweep import SweepPrompts, run_sweep
 from harness.measure.workloads import build as build_requests
 from harness.measure.workloads import describe as describe_workload
-from harness.spec.models import ConcurrencyProfile, LoadSpec, MaxFailed, SynchronousProfile
+from harness.spec.models import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
 
 
 def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:
@@ -27,6 +29,7 @@ def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:
         "synchronous": "synchronous",
         "concurrency": f"concurrency {lv.level:g}",
         "poisson": f"poisson {lv.level:g} req/s",
+        "constant": f"constant {lv.level:g} req/s",
     }.get(lv.profile, f"{lv.profile} {lv.level:g}")
     return (
         f"load level {name}: {lv.failed}/{lv.requests} requests failed, more than the "
@@ -45,9 +48,7 @@ def measure(
     health: Callable[[], str | None] | None = None,
 ) -> dict:
     gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive, stop=health)
-    total = load.warmup_requests + sum(
-        p.requests * p.repeats * (len(p.levels) if p.kind == "concurrency" else 1) for p in load.profiles
-    )
+    total = load.warmup_requests + sum(prompt_count(p) for p in load.profiles)
     # load.workload's requests (harness/measure/workloads.py); a chat conversation is one of them
     prompts = build_requests(load, tokenizer_src, total)
     it = iter(prompts)
@@ -59,12 +60,14 @@ def measure(
     warm = take(load.warmup_requests)  # first, as before: the same prompts go to the same levels
     # each level with its prompts taken now, in profile order (the same prompts go to the same levels);
     # every run of a repeated level has its own prompts, so no run finds the previous one's in a prefix cache
-    todo: list[tuple[str, float, int, list[list]]] = []  # (profile, level, seed, prompts of each run)
+    todo: list[tuple[str, float, int, list[list]] | SweepPrompts] = []  # (profile, level, seed, runs' prompts)
     for p in load.profiles:
         if isinstance(p, SynchronousProfile):
             todo.append(("synchronous", 1, 0, [take(p.requests) for _ in range(p.repeats)]))
         elif isinstance(p, ConcurrencyProfile):
             todo += [("concurrency", c, 0, [take(p.requests) for _ in range(p.repeats)]) for c in p.levels]
+        elif isinstance(p, SweepProfile):
+            todo.append(SweepPrompts.take(p, take))
         else:
             todo.append(("poisson", p.rate, p.seed, [take(p.requests) for _ in range(p.repeats)]))
     stopped = None
@@ -72,20 +75,43 @@ def measure(
         gen.warmup(warm)
         stopped = health() if health else None  # the first requests are where a broken kernel shows
     levels: list[LevelResult] = []
-    for profile, level, seed, batches in todo:
-        if stopped:
-            break
-        runs = []
+    sweep: dict | None = None
+
+    def gone() -> str | None:
+        return health() if health else None
+
+    def fatal(res: LevelResult) -> str | None:
+        return gone() or level_problem(res, load.max_failed)
+
+    def run_level(
+        profile: str, level: float, seed: int, batches: list[list], check: Callable[[LevelResult], str | None]
+    ) -> tuple[LevelResult, list[list[RequestRecord]], str | None]:
+        """One level, its runs checked as they end: (the level, each run's records, why it stopped)."""
+        runs: list[list[RequestRecord]] = []
+        why = None
         for batch in batches:
             runs.append(gen.records(profile, batch, level, seed))
             res = combine(profile, level, runs, load.slo, load.steady_trim, load.noisy_cv)
-            stopped = (health() if health else None) or level_problem(res, load.max_failed)
-            if stopped:
+            why = check(res)
+            if why:
                 break
-        levels.append(res)
         if on_level:
             on_level(res)
+        return res, runs, why
+
+    for item in todo:
+        if stopped:
+            break
+        if isinstance(item, SweepPrompts):
+            found, sweep, stopped = run_sweep(
+                item, run_level, fatal, gone, lambda lv: level_problem(lv, load.max_failed), load.slo
+            )
+            levels += found
+        else:
+            res, _, stopped = run_level(*item, fatal)
+            levels.append(res)
     return {
+        "sweep": sweep,
         "levels": [lv.to_dict() for lv in levels],
         "wall_s": time.monotonic() - t0,
         "input_tokens": load.input_tokens,
@@ -103,3 +129,23 @@ def headline(levels: list[LevelResult]) -> dict:
     from harness.result_facts import headline as of_levels
 
     return of_levels([Level.model_validate(lv.to_dict()) for lv in levels])
+
+
+def prompt_count(p: LoadProfile) -> int:
+    """The most requests a profile sends (a sweep's rate levels may send fewer)."""
+    if isinstance(p, SweepProfile):
+        return p.prompt_count()
+    return p.requests * p.repeats * (len(p.levels) if isinstance(p, ConcurrencyProfile) else 1)
+
+
+def planned_levels(load: LoadSpec, perf: dict) -> int:
+    """How many levels a complete load test of `load` stores: one per concurrency level or other profile,
+    and for a sweep its synchronous and maximum levels plus the rates it ran (its `perf.sweep.rates`: a
+    sweep that saturated skips the rest, and that is complete)."""
+    n = 0
+    for p in load.profiles:
+        if isinstance(p, SweepProfile):
+            n += 2 + len(((perf or {}).get("sweep") or {}).get("rates") or [])
+        else:
+            n += len(p.levels) if isinstance(p, ConcurrencyProfile) else 1
+    return n

@@ -30,6 +30,8 @@ def top_concurrency(load: LoadSpec) -> int:
     for p in load.profiles:
         if p.kind == "concurrency":
             top = max(top, max(p.levels))
+        elif p.kind == "sweep":
+            top = max(top, p.max_concurrency)
     return top
 
 

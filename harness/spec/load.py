@@ -27,7 +27,18 @@ def _path(loc: tuple[Any, ...]) -> str:
             # discriminated unions add the chosen tag to the location; it is noise for a user
             if (
                 part
-                in ("embedded", "hub", "local", "prune", "vllm", "lm_eval", "synchronous", "concurrency", "poisson")
+                in (
+                    "embedded",
+                    "hub",
+                    "local",
+                    "prune",
+                    "vllm",
+                    "lm_eval",
+                    "synchronous",
+                    "concurrency",
+                    "poisson",
+                    "sweep",
+                )
                 and out
             ):
                 continue

@@ -431,7 +431,49 @@ class PoissonProfile(Strict):
         return self
 
 
-LoadProfile = Annotated[SynchronousProfile | ConcurrencyProfile | PoissonProfile, Field(discriminator="kind")]
+class SweepProfile(Strict):
+    """GuideLLM's sweep (guidellm/benchmark/profiles.py, SweepProfile): a synchronous baseline, a
+    maximum-throughput level (every request at once, at most `max_concurrency` in flight), then `rates`
+    open-loop levels at rates evenly spaced from the baseline's rate to the maximum's (the last one is the
+    maximum itself), each judged for saturation; once one saturates, the higher ones are skipped
+    (harness/measure/sweep.py). Every level sends `requests` requests (`repeats` runs of them), except that
+    a rate level sends no more than its rate allows in `max_level_s` seconds of arrivals."""
+
+    kind: Literal["sweep"]
+    rates: int = Field(default=4, ge=1, le=32, description="open-loop rates between synchronous and maximum")
+    requests: int = Field(default=16, ge=6, le=100_000, description="per level; 6 at least: thirds of 2")
+    max_concurrency: int = Field(default=16, ge=1, le=MAX_CONCURRENCY, description="of the maximum level")
+    arrival: Literal["constant", "poisson"] = "constant"
+    seed: int = 0  # poisson arrivals: the draw of the gaps (rate level k uses seed + k)
+    max_level_s: float = Field(default=120.0, gt=0, le=MAX_LEVEL_S, description="arrival span of a rate level")
+    # saturation (harness/measure/sweep.py): completions per second below this share of the target rate ...
+    min_achieved: float = Field(default=0.9, gt=0.0, le=1.0)
+    # ... or the median TTFT of the level's last third this many times its first third's (queues growing)
+    ttft_growth: float = Field(default=2.0, gt=1.0, le=1000.0)
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+
+    @model_validator(mode="after")
+    def _throughput_level_fills(self) -> "SweepProfile":
+        if self.requests < self.max_concurrency:
+            raise ValueError(
+                f"requests: got {self.requests}; the maximum-throughput level sends `requests` requests at "
+                f"most {self.max_concurrency} at a time (max_concurrency), so it never reaches that "
+                f"concurrency: set requests >= {self.max_concurrency} or max_concurrency <= {self.requests}"
+            )
+        return self
+
+    def level_count(self) -> int:
+        """The most levels it runs: synchronous, maximum, then its rates (fewer once one saturates)."""
+        return 2 + self.rates
+
+    def prompt_count(self) -> int:
+        """The most requests it sends (rate levels may send fewer: max_level_s)."""
+        return self.requests * self.repeats * self.level_count()
+
+
+LoadProfile = Annotated[
+    SynchronousProfile | ConcurrencyProfile | PoissonProfile | SweepProfile, Field(discriminator="kind")
+]
 
 
 class MaxFailed(Strict):
@@ -516,6 +558,17 @@ class LoadSpec(Strict):
     @model_validator(mode="after")
     def _workload_fits(self) -> "LoadSpec":
         self.workload.check(self.input_tokens, self.output_tokens)
+        return self
+
+    @model_validator(mode="after")
+    def _one_sweep(self) -> "LoadSpec":
+        # a result holds one sweep's findings (harness/result.Perf.sweep)
+        sweeps = [i for i, p in enumerate(self.profiles) if p.kind == "sweep"]
+        if len(sweeps) > 1:
+            raise ValueError(
+                f"profiles: {len(sweeps)} sweep profiles (at {sweeps}); a cell runs at most one sweep: keep one, "
+                "and give it more `rates` if it needs more levels"
+            )
         return self
 
 

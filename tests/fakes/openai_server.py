@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible completions server with controllable timing, for load-generator and
 server-lifecycle tests. Run as `python -m tests.fakes.openai_server --port P [--ttft S] [--itl S]
-[--fail-every N] [--startup S] [--spawn-child] [--die-after N --die-mode exit|engine --death-log FILE]`.
+[--fail-every N] [--startup S] [--spawn-child] [--die-after N --die-mode exit|engine --death-log FILE]
+[--slots N]`.
 
 Streaming /v1/completions emits `max_tokens` chunks: the first after --ttft seconds, then one every
 --itl seconds, then a usage block and [DONE]. Every --fail-every-th request answers HTTP 500.
@@ -34,8 +35,12 @@ def build_app(
     die_after: int = 0,
     die_mode: str = "exit",
     death_log: str = "",
+    slots: int = 0,
 ) -> web.Application:
     state = {"n": 0, "ready_at": 0.0, "dead": False}
+    # --slots N: at most N requests generate at once, the rest wait (before their TTFT), as in an engine
+    # whose batch is full: a fixed capacity of N / (ttft + (max_tokens - 1) * itl) requests/s
+    gate = asyncio.Semaphore(slots) if slots else None
 
     async def health(_req: web.Request) -> web.Response:
         ok = time.monotonic() >= state["ready_at"] and not state["dead"]
@@ -68,6 +73,12 @@ def build_app(
         p_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(req)
+        if gate is not None:
+            async with gate:
+                return await generate(resp, n, p_tokens)
+        return await generate(resp, n, p_tokens)
+
+    async def generate(resp: web.StreamResponse, n: int, p_tokens: int) -> web.StreamResponse:
         await asyncio.sleep(ttft)
         for i in range(n):
             if i:
@@ -126,6 +137,7 @@ def main() -> None:
     ap.add_argument("--die-after", type=int, default=0, help="the engine dies on this completion request")
     ap.add_argument("--die-mode", choices=("exit", "engine"), default="exit")
     ap.add_argument("--death-log", default=None, help="file whose text the dying engine prints")
+    ap.add_argument("--slots", type=int, default=0, help="at most this many requests generate at once (0: no limit)")
     a = ap.parse_args()
     print(f"fake server pid {os.getpid()} port {a.port}", flush=True)
     if a.exit_code is not None:
@@ -135,7 +147,7 @@ def main() -> None:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         print(f"child pid {child.pid}", flush=True)
     death_log = open(a.death_log).read().rstrip("\n") if a.death_log else ""
-    app = build_app(a.ttft, a.itl, a.fail_every, a.model, a.die_after, a.die_mode, death_log)
+    app = build_app(a.ttft, a.itl, a.fail_every, a.model, a.die_after, a.die_mode, death_log, a.slots)
     app["state"]["ready_at"] = time.monotonic() + a.startup
     if a.ignore_sigterm:
         import signal

@@ -35,7 +35,7 @@ def test_bad_value_names_field_value_and_allowed(base_matrix):
 
 
 def test_bad_plugin_kind_lists_known_kinds(base_matrix):
-    base_matrix["load"]["profiles"][0]["kind"] = "sweep"
+    base_matrix["load"]["profiles"][0]["kind"] = "ramp"
     with pytest.raises(SpecError) as e:
         parse_matrix(base_matrix)
     assert "load.profiles[0]" in str(e.value) and "'synchronous'" in str(e.value)
