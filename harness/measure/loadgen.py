@@ -60,6 +60,7 @@ class RequestRecord:
     abandoned: bool = False  # never sent, or cut off, because the server stopped serving
     scheduled: float | None = None  # when an open-loop (poisson) profile meant to send it
     turn: int = 0  # a chat conversation's turn (1-based); 0 outside one
+    cached_tokens: int | None = None  # prompt tokens the engine took from its prefix cache, where it says
 
     @property
     def e2e(self) -> float:
@@ -121,6 +122,7 @@ def _handle_event(rec: RequestRecord, event: bytes, start: float, last: float) -
     if usage:
         rec.prompt_tokens = usage.get("prompt_tokens") or rec.prompt_tokens
         rec.output_tokens = usage.get("completion_tokens") or rec.output_tokens
+        rec.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", rec.cached_tokens)
     choices = msg.get("choices")
     if choices and not _role_only(choices[0]):
         return _step(rec, start, last)
@@ -224,6 +226,9 @@ class LevelResult:
     noisy: bool = False  # a repeated level whose CV of a judged figure exceeds load.noisy_cv
     schedule_lag_ms: dict | None = None  # poisson: how late requests started after their scheduled time
     turns: list[dict] | None = None  # chat: per turn, its requests' TTFT and prompt tokens (by_turn)
+    # prompt tokens served from the engine's prefix cache (usage.prompt_tokens_details.cached_tokens: llama-server
+    # always, vLLM with --enable-prompt-tokens-details); None when the engine does not say
+    cached_tokens: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -296,6 +301,7 @@ def combine(
         noisy=noisy,
         schedule_lag_ms=summarize(lag, 1000) if lag else None,
         turns=by_turn(ok),
+        cached_tokens=sum(r.cached_tokens or 0 for r in ok) if any(r.cached_tokens is not None for r in ok) else None,
     )
 
 

@@ -3,8 +3,9 @@
 The binary comes from the llama.cpp source vendored in llama-cpp-python's pinned sdist, built by the
 set-up (scripts/build_llamacpp.sh) into the cache; DQBENCH_LLAMACPP points at it. Slots (`-np`) are the
 sequences decoded together, so the context (`-c`) is slots x per-slot length. The same load generator
-measures it. Quality is not scored through it: llama-server ignores `echo` on /v1/completions, so it returns
-no prompt logprobs; lm-eval scores the same GGUF file in-process instead (harness/evaluate/llamacpp_lm.py).
+measures it, chat workloads through its /v1/chat/completions with the GGUF's own chat template (llama-server
+applies it by default). Quality is not scored through it: llama-server ignores `echo` on /v1/completions, so it
+returns no prompt logprobs; lm-eval scores the same GGUF file in-process instead (harness/evaluate/llamacpp_lm.py).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class LlamaCppServer(EngineServer):
             "total_slots": props.get("total_slots"),
             "n_ctx_per_slot": (props.get("default_generation_settings") or {}).get("n_ctx"),
             "build_info": props.get("build_info"),
+            # prompt (prefix) caching: /props does not say, so the flag it was started with (llama.cpp's parser
+            # matches flags exactly); each request's usage then reports its cached tokens (load levels' sum)
+            "cache_prompt": "--no-cache-prompt" not in handle.command,
             "quantization": artefact.quantization,
         }
         problems = []

@@ -5,8 +5,9 @@
 - `shared_prefix`: every prompt starts with one of `prefixes` shared prefixes of `prefix_tokens` tokens,
   then a distinct suffix up to `load.input_tokens` (vLLM bench's `prefix_repetition` dataset: prefix_len,
   suffix_len = input - prefix, num_prefixes). Whether the server reuses the prefix is the serving entry's
-  setting (vLLM `engine_args: {enable_prefix_caching: false}`, llama-server `extra_args: {no_cache_prompt:
-  true}`); the result's serve block records what the engine ran with.
+  setting: on by default in both engines, off with vLLM `engine_args: {no_enable_prefix_caching: true}` or
+  llama-server `extra_args: {no_cache_prompt: true}`; the result's serve block records what the engine ran
+  with (`loaded.engine_config.enable_prefix_caching`, `loaded.cache_prompt`).
 - `chat`: conversations of `turns` user turns over /v1/chat/completions with the model's chat template. Each
   user turn is about `load.input_tokens` tokens of corpus text; each reply `load.output_tokens` tokens. The
   history carries fixed corpus replies of that length, not the model's own words, so every cell of a matrix
@@ -97,7 +98,9 @@ class Lengths(_Strict):
                 raise ValueError(f"mean {self.mean:g} lies outside [min {self.min}, max {self.max}]: move it inside")
         elif self.mean is not None or self.stdev is not None:
             draws = "evenly in [min, max]" if self.shape == "uniform" else "the corpus documents' lengths"
-            raise ValueError(f"shape {self.shape} takes no mean/stdev (it draws {draws}); remove them or use shape: normal")
+            raise ValueError(
+                f"shape {self.shape} takes no mean/stdev (it draws {draws}); remove them or use shape: normal"
+            )
         return self
 
 

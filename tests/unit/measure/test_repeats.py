@@ -69,7 +69,7 @@ def spec(**kw):
 def fake(monkeypatch, health_after=None):
     """measure() against no server: prompts are numbers, each run's records are synthetic."""
     sent: list[list] = []
-    monkeypatch.setattr(run_mod, "token_prompts", lambda src, corpus, n, length, seed: list(range(n)))
+    monkeypatch.setattr(run_mod, "build_requests", lambda load, src, n: list(range(n)))
 
     def records(self, profile, prompts, level, seed=0):
         sent.append(prompts)

@@ -121,3 +121,31 @@ def test_by_turn_summarises_each_turn():
     assert out[0]["prompt_tokens"] == 15 and out[1]["requests"] == 2
     assert out[1]["ttft_ms"]["p50"] == pytest.approx(400)
     assert by_turn([_Rec(0, 0.1, 1)]) is None
+
+
+def _events(*chunks: dict) -> list[bytes]:
+    return [f"data: {json.dumps(c)}".encode() for c in chunks]
+
+
+@pytest.mark.parametrize("opening", [{"role": "assistant", "content": ""}, {"role": "assistant", "content": None}])
+def test_a_chat_streams_opening_chunk_is_no_token(opening):
+    from harness.measure.loadgen import RequestRecord, _handle_event
+
+    rec = RequestRecord(ok=False, start=0.0, end=0.0)
+    usage = {"prompt_tokens": 40, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 32}}
+    events = _events(
+        {"choices": [{"index": 0, "delta": opening}]},
+        {"choices": [{"index": 0, "delta": {"content": "a"}}], "usage": None},
+        {"choices": [{"index": 0, "delta": {"content": "b"}}]},
+        {"choices": [], "usage": usage},
+    )
+    last = _handle_event(rec, events[0], 0.0, 0.0)
+    assert rec.ttft is None and rec.chunks == 0
+    for e in events[1:]:
+        last = _handle_event(rec, e, 0.0, last)
+    assert rec.chunks == 2 and len(rec.itl) == 1
+    assert (rec.prompt_tokens, rec.output_tokens, rec.cached_tokens) == (40, 2, 32)
+    # a first chunk carrying both the role and a token is a token
+    rec2 = RequestRecord(ok=False, start=0.0, end=0.0)
+    _handle_event(rec2, _events({"choices": [{"delta": {"role": "assistant", "content": "x"}}]})[0], 0.0, 0.0)
+    assert rec2.chunks == 1
