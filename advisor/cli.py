@@ -47,7 +47,17 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-tok-s", help="minimum output tokens/s at that concurrency (measured)")
     ap.add_argument("--max-ttft-ms", help="maximum time to first token in ms (measured, see --ttft-stat)")
     ap.add_argument("--ttft-stat", default="p99", help="p50 or p99 for --max-ttft-ms (default p99)")
-    ap.add_argument("--objective", default="throughput", help="throughput|latency|cost|memory|quality")
+    ap.add_argument("--slo-ttft", help="latency SLO: time to first token per request, e.g. 500ms or 0.5s")
+    ap.add_argument("--slo-tpot", help="latency SLO: time per output token per request, e.g. 50ms")
+    ap.add_argument("--slo-e2e", help="latency SLO: end-to-end latency per request, e.g. 10s")
+    ap.add_argument(
+        "--slo-percentile", default="90", help="%% of a level's requests that must meet the SLO (default 90)"
+    )
+    ap.add_argument(
+        "--min-goodput",
+        help="requests/s meeting the SLO that some measured load level must reach (needs an --slo-* bound)",
+    )
+    ap.add_argument("--objective", default="throughput", help="throughput|latency|cost|memory|quality|goodput")
     ap.add_argument("--gpu-price", help="$ per GPU-hour, for $/1M output tokens")
     ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
     ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
@@ -194,7 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         return _estimate(argv[1:])
     if argv and argv[0] == "report":
         return _report(argv[1:])
-    from advisor.constraints import AdvisorInputError, Constraints, parse_count, parse_max_drop, parse_positive
+    from advisor.constraints import (
+        AdvisorInputError,
+        Constraints,
+        parse_count,
+        parse_max_drop,
+        parse_ms,
+        parse_percent,
+        parse_positive,
+    )
     from advisor.query import NoResultsError, load_frame
     from advisor.render import render, to_json
     from advisor.select import recommend
@@ -217,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             decide=_decide(a.decide, a.conservative),
             device=a.device,
             top=parse_count("--top", a.top),
+            slo_ttft_ms=parse_ms("--slo-ttft", a.slo_ttft),
+            slo_tpot_ms=parse_ms("--slo-tpot", a.slo_tpot),
+            slo_e2e_ms=parse_ms("--slo-e2e", a.slo_e2e),
+            slo_percentile=parse_percent("--slo-percentile", a.slo_percentile),
+            min_goodput=parse_positive("--min-goodput", a.min_goodput),
         )
     except AdvisorInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -230,7 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     scope = host_scope(a.host)
     try:
         frame = load_frame(
-            db, c.task, c.metric, c.concurrency, c.model, host=None if scope["host"] == "all" else scope["host"]
+            db,
+            c.task,
+            c.metric,
+            c.concurrency,
+            c.model,
+            host=None if scope["host"] == "all" else scope["host"],
+            slo=c.slo,
         )
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)

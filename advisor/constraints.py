@@ -6,9 +6,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from advisor.slo import AskedSLO
 from advisor.verdict import DECIDE
 
-OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality")
+OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality", "goodput")
 
 
 class AdvisorInputError(ValueError):
@@ -69,6 +70,36 @@ def _positive(flag: str, text: str | float, integer: bool) -> float:
     return v
 
 
+_MS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*(ms|s)?")
+
+
+def parse_ms(flag: str, text: str | float | None) -> float | None:
+    """A latency bound in milliseconds: '500ms', '0.5s', or a bare number of milliseconds (None: not given)."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    m = _MS.fullmatch(t)
+    fix = f"{flag} {text!r}: expected a latency above 0 like '500ms' or '0.5s' (a bare number is milliseconds)"
+    if not m:
+        raise AdvisorInputError(fix)
+    v = float(t.removesuffix("ms").removesuffix("s").strip()) * (1000.0 if m.group(2) == "s" else 1.0)
+    if not math.isfinite(v) or v <= 0:
+        raise AdvisorInputError(fix)
+    return v
+
+
+def parse_percent(flag: str, text: str | float) -> float:
+    """A share of requests in % within (0, 100]: '90', '90%', '99.9'."""
+    t = str(text).strip().removesuffix("%").strip()
+    try:
+        v = float(t)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or not 0 < v <= 100:
+        raise AdvisorInputError(f"{flag} {text!r}: expected a share of requests in % within (0, 100], e.g. 90")
+    return v
+
+
 @dataclass(frozen=True)
 class Constraints:
     vram_gib: float | None = None
@@ -88,6 +119,13 @@ class Constraints:
     decide: str = "conservative"
     device: str = "gpu"  # what the memory budget is for: gpu (device memory) or cpu (host RAM)
     top: int = 5
+    # a latency SLO (ms) and the goodput (good requests/s) some measured level must reach under it
+    # (advisor/slo.py): --slo-ttft, --slo-tpot, --slo-e2e, --slo-percentile, --min-goodput
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
+    slo_e2e_ms: float | None = None
+    slo_percentile: float = 90.0
+    min_goodput: float | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -107,6 +145,20 @@ class Constraints:
             raise AdvisorInputError(f"--top {self.top}: must be at least 1")
         if self.decide not in DECIDE:
             raise AdvisorInputError(f"--decide {self.decide!r}: choose {' or '.join(DECIDE)}")
+        if self.slo is None and self.min_goodput is not None:
+            raise AdvisorInputError(
+                f"--min-goodput {self.min_goodput:g} counts requests that meet a latency SLO: give one with "
+                "--slo-ttft, --slo-tpot or --slo-e2e (e.g. --slo-ttft 500ms --min-goodput 2)"
+            )
+        if self.slo is None and self.objective == "goodput":
+            raise AdvisorInputError("--objective goodput needs a latency SLO: --slo-ttft, --slo-tpot or --slo-e2e")
+
+    @property
+    def slo(self) -> AskedSLO | None:
+        """The asked latency SLO (None: no --slo-* bound given)."""
+        if self.slo_ttft_ms is None and self.slo_tpot_ms is None and self.slo_e2e_ms is None:
+            return None
+        return AskedSLO(self.slo_ttft_ms, self.slo_tpot_ms, self.slo_e2e_ms, self.slo_percentile)
 
     @property
     def conservative(self) -> bool:

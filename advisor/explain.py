@@ -93,9 +93,10 @@ def decision(rec: Recommendation) -> str:
             what = f"fail {name}"
             if name == "quality":  # an undecided cell did not fail: it was not shown to pass
                 what = f"are not shown within the drop limit ({r['beyond']} beyond it, {r['undecided']} undecided)"
+            why = f" {n['slo_text']}." if name == "slo" and isinstance(n.get("slo_text"), str) else ""
             parts.append(
                 f"{r['count']} {what}; nearest: {n['model']} {n['precision']}/{n['method']}/"
-                f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src})."
+                f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src}).{why}"
             )
         q = rec.rejected.get("quality")
         if q and q.get("undecided"):
@@ -199,6 +200,8 @@ def decision(rec: Recommendation) -> str:
                 else f"Weights are {w['weights_src']}; KV cache and runtime overhead are estimated."
             )
         )
+    if c.slo is not None and isinstance(w.get("slo_text"), str):
+        out.append(f"At the SLO: {w['slo_text']}.")
     q = rec.rejected.get("quality")
     if q and q.get("undecided"):
         out.append(undecided_note(rec, q))

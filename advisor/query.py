@@ -13,6 +13,7 @@ An index written before host fingerprints has no host_id: its rows read as host 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ import pandas as pd
 from harness.plan.lineage import reference_ids  # the one definition of a cell's reference
 from harness.result_facts import primary_metric  # the one definition of a task's headline accuracy
 from harness.spec.metrics import LOWER_IS_BETTER  # constants only
+
+if TYPE_CHECKING:
+    from advisor.slo import AskedSLO
 
 
 class NoResultsError(RuntimeError):
@@ -85,11 +89,14 @@ def build_frame(
     task: str | None,
     metric: str | None,
     concurrency: int,
+    slo: AskedSLO | None = None,
 ) -> pd.DataFrame:
     """One row per done (cell, host) with q, q_se, q_ref, q_ref_se, n_tasks and the comparability facts;
     the reference is the root cell's result on the same host. `se_known`: every task has a stderr on both
     sides (else the stderr interval is not an interval); `n_items`: items scored on both sides, summed over
-    the tasks; `items_left`: items the tasks have that the cell did not score (NaN where not recorded)."""
+    the tasks; `items_left`: items the tasks have that the cell did not score (NaN where not recorded). With an
+    `slo`, the best level at it (advisor/slo.best_at_slo: slo_goodput, slo_attainment, slo_level, slo_rule,
+    slo_text; a cell without load levels gets no figure, so it cannot be shown to meet it)."""
     cells, quality, perf = with_host(cells, label=True), with_host(quality), with_host(perf)
     key = ["cell_id", "host_id"]
     parents = dict(zip(cells["cell_id"], cells["parent_id"], strict=True))
@@ -156,6 +163,10 @@ def build_frame(
         frame = frame.merge(best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]], on=key, how="left")
     else:
         frame["tok_s_level"] = frame["tok_s"] = np.nan
+    if slo is not None:
+        from advisor.slo import best_at_slo
+
+        frame = frame.merge(best_at_slo(perf, slo), on=key, how="left")
     return frame
 
 
@@ -172,6 +183,7 @@ def load_frame(
     concurrency: int,
     model: str | None = None,
     host: str | None = None,
+    slo: AskedSLO | None = None,
 ) -> pd.DataFrame:
     """The frame for `recommend`; `host` keeps one host's rows (None: every host's)."""
     cells, quality, perf = read_tables(db_path)
@@ -196,7 +208,7 @@ def load_frame(
         raise NoResultsError(
             f"--task {task} --metric {metric}: not measured in these results (have: {', '.join(measured) or 'none'})"
         )
-    frame = build_frame(cells, quality, perf, task, metric, concurrency)
+    frame = build_frame(cells, quality, perf, task, metric, concurrency, slo)
     if frame.empty:
         raise NoResultsError("no finished cells in the results yet; run a matrix first")
     return frame

@@ -80,6 +80,11 @@ COLS = [
     "ttft_ms_p50",
     "ttft_ms_p99",
     "cost_per_mtok",
+    "slo_goodput",
+    "slo_attainment",
+    "slo_level",
+    "slo_rule",
+    "slo_text",
     "objective_value",
 ]
 
@@ -205,6 +210,8 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
         head.append(f">= {c.min_tok_s:g} tok/s")
     if c.max_ttft_ms:
         head.append(f"TTFT {c.ttft_stat} <= {c.max_ttft_ms:g} ms")
+    if c.slo is not None:
+        head.append(f"SLO {c.slo}" + (f", goodput >= {c.min_goodput:g} req/s" if c.min_goodput is not None else ""))
     console.print("; ".join(head), highlight=False)
     console.print(f"quality measure: {rec.measure}", highlight=False)
     if rec.ok:
@@ -220,6 +227,7 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
             "TTFT p50/p99 ms",
             "$/1M tok",
             "device",
+            *(["goodput at SLO (req/s), level"] if c.slo is not None else []),
         ):
             t.add_column(col)
         for i, r in enumerate(rec.ranked.head(c.top).to_dict("records"), 1):
@@ -235,6 +243,11 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
                 f"{_f(r['ttft_ms_p50'], '.0f')}/{_f(r['ttft_ms_p99'], '.0f')}",
                 _f(r["cost_per_mtok"], ".2f"),
                 str(r["device"]),
+                *(
+                    [f"{_f(r.get('slo_goodput'), '.3g')} at {r.get('slo_level')} ({r.get('slo_rule')})"]
+                    if c.slo
+                    else []
+                ),
             )
         console.print(t)
     if rec.rejected:
@@ -251,6 +264,8 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
                 )
             if name == "memory" and r["miss"] is not None:
                 miss += f" ({n.get('mem_src')})"
+            if name == "slo" and isinstance(n.get("slo_text"), str):
+                miss += f"; {n['slo_text']}"
             _add(
                 t,
                 name,

@@ -187,6 +187,15 @@ def check(f: pd.DataFrame, c: Constraints) -> dict[str, tuple[pd.Series, pd.Seri
     if c.max_ttft_ms is not None:
         col = f"ttft_ms_{c.ttft_stat}"
         out["latency"] = (f[col] <= c.max_ttft_ms, f[col] - c.max_ttft_ms, f"ms over (TTFT {c.ttft_stat})")
+    if c.slo is not None:
+        # advisor/slo.py: the best level shown to meet the SLO (goodput 0 where none is; NaN: no levels)
+        gp = f["slo_goodput"].astype(float) if "slo_goodput" in f else pd.Series(np.nan, index=f.index)
+        if c.min_goodput is not None:
+            out["slo"] = (gp >= c.min_goodput, c.min_goodput - gp, f"req/s of goodput short at the SLO ({c.slo})")
+        else:
+            att = f["slo_attainment"].astype(float) if "slo_attainment" in f else gp * np.nan
+            short = (c.slo.percentile - att * 100.0).where(gp <= 0, 0.0)
+            out["slo"] = (gp > 0, short, f"% of requests short of meeting the SLO ({c.slo})")
     return out
 
 
@@ -201,6 +210,7 @@ SORT = {  # objective -> (column, ascending)
     "cost": ("cost_per_mtok", True),
     "memory": ("mem_need_gib", True),
     "quality": ("drop_used", True),
+    "goodput": ("slo_goodput", False),
 }
 
 
