@@ -1,7 +1,8 @@
 """dqbench dashboard: `streamlit run dashboard.py` (DQBENCH_DB or results/dqbench.duckdb).
 
-Browse cells, Pareto views (quality drop vs memory, throughput, TTFT p99), one cell's detail, a
-side-by-side comparison, and the advisor. Reads DuckDB read-only, cached by the file's modification
+Browse cells, Pareto views (quality drop vs memory, throughput, TTFT p99), the latency-throughput and
+per-user/per-system curves across cells (advisor/curves.py), one cell's detail, a side-by-side comparison,
+and the advisor. Reads DuckDB read-only, cached by the file's modification
 time so cells a running `harness run` adds appear on refresh; no backend is imported.
 
 A row is a (cell, host): the same cell measured on two hosts is two rows, each with its host's label.
@@ -21,7 +22,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop
+from advisor import curves
+from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop, parse_ms
 from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
 from advisor.select import recommend
@@ -153,7 +155,7 @@ def main() -> None:
         + (f" on {f['host_id'].nunique()} host(s)" if table["host_id"].nunique() > 1 else "")
     )
 
-    tabs = st.tabs(["Cells", "Pareto", "Cell detail", "Compare", "Advisor"])
+    tabs = st.tabs(["Cells", "Pareto", "Curves", "Cell detail", "Compare", "Advisor"])
     with tabs[0]:
         st.dataframe(f, hide_index=True, width="stretch")
         st.download_button("Download CSV", f.to_csv(index=False).encode(), "dqbench-cells.csv", "text/csv")
@@ -184,6 +186,9 @@ def main() -> None:
                 )
 
     with tabs[2]:
+        curves_panel(t, f)
+
+    with tabs[3]:
         ids = list(f["key"])
         picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
         if picked:
@@ -231,7 +236,7 @@ def main() -> None:
                         expanded=False,
                     )
 
-    with tabs[3]:
+    with tabs[4]:
         ids = st.multiselect(
             "cells to compare", list(f["key"]), format_func=lambda i: _label(table, i), key="compare_cells"
         )
@@ -240,8 +245,35 @@ def main() -> None:
         else:
             st.caption("Pick two or more cells.")
 
-    with tabs[4]:
+    with tabs[5]:
         advisor_panel(t, max_drop, limit_error)
+
+
+def curves_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
+    """Latency vs throughput and per-user vs per-system tokens/s of the filtered cells, one line each through
+    its load levels: the view a serving point is picked from (advisor/curves.py)."""
+    points = curves.curve_points(t.get("curves", pd.DataFrame()), f[f["status"] == "done"])
+    if points.empty:
+        st.info("No load levels among the filtered cells: a cell's curve needs a measured `load` block.")
+        return
+    c1, c2, c3 = st.columns(3)
+    lat, thr = curves.LATENCY_AXES, curves.THROUGHPUT_AXES
+    y = str(c1.selectbox("latency", list(lat), format_func=lambda k: lat[k], key="curve_y"))
+    x = str(c2.selectbox("throughput", list(thr), format_func=lambda k: thr[k], key="curve_x"))
+    text = c3.text_input("SLO line (e.g. 500ms; empty: the cells' stored SLO)", "", key="curve_slo").strip()
+    try:
+        asked = parse_ms("SLO line", text) if text else None
+    except AdvisorInputError as exc:
+        c3.error(str(exc))
+        asked = None
+    st.caption(curves.caption(points))
+    st.altair_chart(curves.latency_chart(points, x, y, curves.slo_lines(points, y, asked)), width="stretch")
+    st.altair_chart(curves.user_system_chart(points), width="stretch")
+    sweeps = f.dropna(subset=["sweep_max_req_s"]) if "sweep_max_req_s" in f else f.iloc[:0]
+    if not sweeps.empty:
+        st.subheader("Sweeps")
+        cols = ["cell_id", "host_label", "model", "precision", "method", "distill", *curves.SWEEP_COLS]
+        st.dataframe(sweeps[cols], hide_index=True, width="stretch")
 
 
 def pareto_caption(done: pd.DataFrame, max_drop: MaxDrop | None) -> str:

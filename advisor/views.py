@@ -40,6 +40,7 @@ TABLE_COLS = [
     "ttft_ms_p99",
     "tpot_ms_p50",
     "tpot_ms_p99",
+    "headline_window",
     "q",
     "q_ref",
     "drop",
@@ -68,6 +69,13 @@ TABLE_COLS = [
     "heldout_ce",
     "ref_gpu_hours",
     "gpu_peak_gib",
+    "sweep_sync_req_s",
+    "sweep_max_req_s",
+    "sweep_rates",
+    "sweep_saturation_req_s",
+    "sweep_saturation_reason",
+    "sweep_max_rate_at_slo_req_s",
+    "sweep_stopped_early",
     "host_id",
     "key",
 ]
@@ -81,12 +89,17 @@ def _has_table(con, name: str) -> bool:
 
 
 def read_all(db_path: Path) -> dict[str, pd.DataFrame]:
-    """The index's tables; an unreadable index raises harness.store.db.IndexUnavailable (one message)."""
+    """The index's tables and its `curves` (one row per load level, harness/store/schema.curves_select, read
+    from the columns the index has: an index written by an older dqbench is read as it is); an unreadable
+    index raises harness.store.db.IndexUnavailable (one message)."""
     from harness.store.db import reading
+    from harness.store.schema import columns, curves_select
 
     with reading(Path(db_path)) as con:
         flips = con.execute("SELECT * FROM flips").df() if _has_table(con, "flips") else pd.DataFrame()
+        curves = con.execute(curves_select(columns(con, "perf"), columns(con, "cells"))).df()
         return {
+            "curves": with_host(curves, label=True),
             "cells": with_host(con.execute("SELECT * EXCLUDE (result_json) FROM cells").df(), label=True),
             "quality": with_host(con.execute("SELECT * FROM quality").df()),
             "perf": with_host(con.execute("SELECT * FROM perf").df()),

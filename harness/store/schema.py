@@ -201,14 +201,18 @@ def curves_select(perf_cols: Collection[str], cell_cols: Collection[str]) -> str
         for name, (whole, st) in CURVE_FIGURES.items()
     ]
     cells = [f"c.{c}" if c in cell_cols else f"NULL AS {c}" for c in CURVE_CELL_COLS]
+    if "host_id" in perf_cols and "host_id" in cell_cols:
+        host, on = "p.host_id", "c.cell_id = p.cell_id AND c.host_id = p.host_id"
+    else:  # an index from before host fingerprints
+        host, on = f"'{UNKNOWN_HOST_ID}' AS host_id", "c.cell_id = p.cell_id"
     return (
-        "SELECT p.cell_id, p.host_id, "
+        f"SELECT p.cell_id, {host}, "
         + ", ".join(cells)
         + ", "
         + ", ".join(f"{p(c)} AS {c}" for c in CURVE_LEVEL_COLS)
         + f", coalesce({p('window_kind')}, 'level') AS window_kind, "
         + ", ".join(figs)
-        + " FROM perf p JOIN cells c ON c.cell_id = p.cell_id AND c.host_id = p.host_id"
+        + f" FROM perf p JOIN cells c ON {on}"
     )
 
 

@@ -230,3 +230,58 @@ def test_pareto_without_a_usable_limit_still_draws_the_cis(monkeypatch, db):
     views = pareto(at)
     assert views and all(set(d["verdict"]) == {"no limit set"} for _, d in views)
     assert all(d["y_hi"].notna().any() for _, d in views)  # the error bars stay
+
+
+def curve_charts(at) -> dict[str, tuple[dict, pd.DataFrame, list[float]]]:
+    """The Curves tab's charts by title: (spec, the level points' data, the SLO lines' bounds)."""
+    out = {}
+    for spec, data in charts(at):
+        title = str(spec.get("title", ""))
+        if " vs " not in title or title.startswith("quality drop"):
+            continue
+        points = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+        rules = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rule"]
+        bounds = data[rules[0]["data"]["name"]]["bound"].tolist() if rules else []
+        out[title] = (spec, data[points.get("data", spec.get("data"))["name"]], bounds)
+    return out
+
+
+def test_curves_tab_draws_each_cell_through_its_levels_with_slo_and_sweep_marks(monkeypatch, tmp_path):
+    from advisor import curves
+    from harness.store import db as store
+    from tests.unit.store.test_curves import result
+
+    path = tmp_path / "curves.duckdb"
+    sweep = {
+        "sync_req_s": 0.5,
+        "max_req_s": 3.0,
+        "rates": [1.6],
+        "saturation_req_s": 1.6,
+        "saturation_reason": "achieved rate below 90% of the target",
+        "max_rate_at_slo_req_s": None,
+    }
+    a, b = result("c0ffee00000a", sweep=sweep), result("c0ffee00000b")
+    a["perf"]["levels"][1].update(profile="constant", level=1.6)  # the sweep's rate level, where it saturated
+    store.ingest(path, [(r["plan"], r) for r in (a, b)])
+    at = app(monkeypatch, path)
+    views = curve_charts(at)
+    spec, d, bounds = views["TTFT p50 (ms) vs output tok/s, whole server (per system)"]
+    assert len(d) == 6 and d["cell_id"].nunique() == 2  # one line per cell, through its 3 levels
+    layers = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert layers[:2] == ["line", "point"] and "rule" in layers  # lines, level points, the SLO line
+    assert bounds == [500.0]  # the stored load.slo TTFT bound
+    assert d.loc[d["level"] == 16, "noisy"].all() and not d.loc[d["level"] != 16, "noisy"].any()
+    assert d.set_index(["cell_id", "level"]).loc[("c0ffee00000a", 1.6), "marks"] == "saturation"
+    assert set(d["where"]) == {"steady window", "whole level"}  # c16's steady window held 3 requests
+    assert any("rings: a sweep's saturation rate" in c.value for c in at.caption)
+    _, u, _ = views["tokens/s per user vs per system"]
+    assert u["user_tok_s"].tolist() == pytest.approx((1000 / d["tpot_ms_p50"]).tolist())
+    sweeps = next(df.value for df in at.dataframe if list(df.value.columns[-7:]) == curves.SWEEP_COLS)
+    assert sweeps["sweep_saturation_req_s"].tolist() == [1.6]
+    # another latency, an asked SLO line, and a bad one is one error
+    at.selectbox(key="curve_y").set_value("e2e_ms_p99").run()
+    at.text_input(key="curve_slo").set_value("2s").run()
+    assert not at.exception
+    assert curve_charts(at)["end-to-end p99 (ms) vs output tok/s, whole server (per system)"][2] == [2000.0]
+    at.text_input(key="curve_slo").set_value("soon").run()
+    assert at.error and "SLO line 'soon': expected a latency above 0" in at.error[0].value
