@@ -102,9 +102,10 @@ def level_window(lv: Level) -> tuple[bool, str]:
 
 def user_tok_s(tpot_ms_p50: float | None) -> float | None:
     """Output tokens/s one user sees while their answer streams: 1000 / TPOT p50 (the median request's time
-    per output token after the first, as `vllm bench serve` defines TPOT). This is the "tokens/s per user"
-    axis of NVIDIA's latency-throughput curves (docs.nvidia.com/nim/benchmarking/llm, "Tokens per second
-    per user"), read from the median request; TTFT is not in it (the latency axis shows it)."""
+    per output token after the first, as `vllm bench serve` defines TPOT): the per-user axis of the
+    latency-throughput curves in NVIDIA's NIM benchmarking guide (docs.nvidia.com/nim/benchmarking/llm,
+    "Metrics"; tools compute it differently, so this is our definition, not a copy). TTFT is not in it: the
+    latency axis shows it."""
     return 1000.0 / tpot_ms_p50 if tpot_ms_p50 else None
 
 
