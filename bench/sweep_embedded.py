@@ -20,7 +20,7 @@ from harness.hw.probe import host_caps, host_line
 from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.settings import load_settings
-from harness.spec.models import EmbeddedModel, LlamaCppServing, LoadSpec, ModelSpec, VLLMServing
+from harness.spec.models import SLO, EmbeddedModel, LlamaCppServing, LoadSpec, ModelSpec, SweepProfile, VLLMServing
 
 
 def show(lv) -> None:
@@ -50,21 +50,20 @@ def main() -> None:
     a = ap.parse_args()
     settings = load_settings()
     src = source_for(ModelSpec(name="smollm2-135m", source=EmbeddedModel(kind="embedded")), settings)
+    sweep = SweepProfile(
+        kind="sweep",
+        rates=a.rates,
+        requests=a.requests,
+        max_concurrency=a.max_concurrency,
+        arrival=a.arrival,
+        max_level_s=a.max_level_s,
+    )
     load = LoadSpec(
         input_tokens=a.input_tokens,
         output_tokens=a.output_tokens,
         warmup_requests=2,
-        slo={"ttft_ms": a.ttft_ms},
-        profiles=[
-            {
-                "kind": "sweep",
-                "rates": a.rates,
-                "requests": a.requests,
-                "max_concurrency": a.max_concurrency,
-                "arrival": a.arrival,
-                "max_level_s": a.max_level_s,
-            }
-        ],
+        slo=SLO(ttft_ms=a.ttft_ms),
+        profiles=[sweep],
     )
     with tempfile.TemporaryDirectory(prefix="dq-sweep-") as tmp:
         src.prepare(Path(tmp) / "prepare.log")
