@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from advisor import curves
-from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop, parse_ms
+from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop, parse_ms, parse_positive
 from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
 from advisor.select import recommend
@@ -394,10 +394,13 @@ def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_er
         }[d],
         key="adv_decide",
     )
-    objective = c3.selectbox("objective", ["throughput", "latency", "memory", "quality"], key="adv_obj")
+    objective = c3.selectbox("objective", ["throughput", "latency", "memory", "quality", "goodput"], key="adv_obj")
     ctx = c1.number_input("context length", min_value=1, value=4096, key="adv_ctx")
     conc = c2.number_input("concurrency", min_value=1, value=1, key="adv_conc")
     c3.caption(f"drop limit (sidebar): {max_drop if max_drop is not None else 'none'}")
+    slo_ttft = c1.text_input("SLO: TTFT (e.g. 500ms; empty: none)", "", key="adv_slo_ttft").strip()
+    slo_tpot = c2.text_input("SLO: TPOT (e.g. 50ms; empty: none)", "", key="adv_slo_tpot").strip()
+    goodput = c3.text_input("min goodput at the SLO (req/s; empty: none)", "", key="adv_min_goodput").strip()
     if not st.button("Recommend", key="adv_go"):
         return
     try:
@@ -410,11 +413,14 @@ def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_er
             objective=objective,
             context_len=int(ctx),
             concurrency=int(conc),
+            slo_ttft_ms=parse_ms("--slo-ttft", slo_ttft or None),
+            slo_tpot_ms=parse_ms("--slo-tpot", slo_tpot or None),
+            min_goodput=parse_positive("--min-goodput", goodput or None),
         )
         # the sidebar's host filter applies here too: advice from the hosts shown
         shown = st.session_state.get("filter_host") or list(t["cells"]["host_id"].unique())
         cells, quality, perf = (d[d["host_id"].isin(shown)] for d in (t["cells"], t["quality"], t["perf"]))
-        frame = build_frame(cells, quality, perf, None, None, int(conc))
+        frame = build_frame(cells, quality, perf, None, None, int(conc), c.slo)
         if frame.empty:
             raise NoResultsError("no finished cells yet")
     except (AdvisorInputError, NoResultsError) as exc:

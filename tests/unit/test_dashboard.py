@@ -285,3 +285,25 @@ def test_curves_tab_draws_each_cell_through_its_levels_with_slo_and_sweep_marks(
     assert curve_charts(at)["end-to-end p99 (ms) vs output tok/s, whole server (per system)"][2] == [2000.0]
     at.text_input(key="curve_slo").set_value("soon").run()
     assert at.error and "SLO line 'soon': expected a latency above 0" in at.error[0].value
+
+
+def test_advisor_tab_takes_a_latency_slo_and_a_minimum_goodput(monkeypatch, tmp_path):
+    from harness.store import db as store
+    from tests.unit.advisor.test_slo import consistent
+
+    path = tmp_path / "slo.duckdb"
+    r = consistent("c0ffee0000aa")
+    store.ingest(path, [(r["plan"], r)])
+    at = app(monkeypatch, path)
+    at.text_input(key="adv_slo_ttft").set_value("0.5s").run()
+    at.text_input(key="adv_slo_tpot").set_value("50ms").run()
+    at.text_input(key="adv_min_goodput").set_value("1").run()
+    at.button(key="adv_go").click().run()
+    assert not at.exception and at.success, [e.value for e in at.warning]
+    assert "At the SLO: concurrency 4 meets TTFT <= 500 ms, TPOT <= 50 ms" in at.success[0].value
+    at.text_input(key="adv_min_goodput").set_value("5").run()
+    at.button(key="adv_go").click().run()
+    assert at.warning and "req/s of goodput short at the SLO" in at.warning[0].value
+    at.text_input(key="adv_slo_ttft").set_value("soon").run()
+    at.button(key="adv_go").click().run()
+    assert at.error and "--slo-ttft 'soon': expected a latency above 0" in at.error[0].value
