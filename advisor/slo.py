@@ -113,7 +113,7 @@ def _fmt_level(r: dict) -> str:
 RULE_WORDS = {
     "exact": "stored under the same SLO: exact",
     "stricter stored SLO": "stored under a stricter SLO: a lower bound",
-    "percentiles": "a lower bound from the level's latency percentiles (its stored SLO differs or is absent)",
+    "percentiles": "a lower bound from the level's latency percentiles; its stored SLO differs or is absent",
 }
 
 
