@@ -373,7 +373,7 @@ def run(
     ),
     retries: int = typer.Option(2, "--retries", help="ray: retries of a cell whose worker died"),
     shared_dir: str = typer.Option(
-        None, "--shared-dir", help="ray: a path mounted on every node; required with more than one node"
+        None, "--shared-dir", help="ray: a path mounted on every node that holds the results folder (optional)"
     ),
 ) -> None:
     """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""

@@ -112,6 +112,7 @@ def node_facts(markers: dict[str, str]) -> dict[str, Any]:
         "python": s.python,
         "python_ok": Path(s.python).is_file() and os.access(s.python, os.X_OK),
         "compress_python": s.compress_python,
+        "compress_ok": s.compress_python is None or Path(s.compress_python).is_file(),
         "llamacpp": str(s.llamacpp_dir) if s.llamacpp_dir else None,
         "llamacpp_source": s.llamacpp_source,
         "engine": s.engine,
@@ -156,6 +157,11 @@ def node_problems(facts: list[dict[str, Any]], driver: Settings, cells: list[Cel
                 f"{name}: its stage interpreter {f['python']} is not an executable file: start that node's "
                 f"Ray from its dqbench env (`./dq python -m ray.scripts.scripts start ...`) or set "
                 f"DQBENCH_STAGE_PYTHON in its environment"
+            )
+        if not f.get("compress_ok", True):
+            out.append(
+                f"{name}: its llm-compressor interpreter {f['compress_python']} (DQBENCH_COMPRESS_PYTHON) is not "
+                f"a file: point DQBENCH_COMPRESS_PYTHON at that node's own compress env before `ray start`"
             )
     out += _engine_problems(facts, cells)
     out += _llamacpp_problems(facts, cells)

@@ -89,6 +89,7 @@ def _facts(node="a" * 56, **kw):
         "python": "/env/bin/python",
         "python_ok": True,
         "compress_python": None,
+        "compress_ok": True,
         "llamacpp": None,
         "llamacpp_source": None,
         "engine": "cpu",
@@ -107,12 +108,14 @@ def test_each_problem_names_the_node_the_path_and_the_fix(settings, cell):
         _facts(sees={"home": False, "results": True}, home="/other"),
         _facts("b" * 56, sees={"home": True, "results": False}),
         _facts("c" * 56, python_ok=False, python="/nowhere/python"),
+        _facts("d" * 56, compress_ok=False, compress_python="/driver/compress/python"),
     ]
     p = node_problems(facts, settings, [cell])
-    assert len(p) == 3
+    assert len(p) == 4
     assert "node aaaaaaaa" in p[0] and "DQBENCH_HOME=/other" in p[0] and str(settings.home) in p[0]
     assert "node bbbbbbbb" in p[1] and str(settings.results_dir) in p[1] and "same path" in p[1]
     assert "node cccccccc" in p[2] and "/nowhere/python" in p[2] and "DQBENCH_STAGE_PYTHON" in p[2]
+    assert "node dddddddd" in p[3] and "/driver/compress/python" in p[3] and "DQBENCH_COMPRESS_PYTHON" in p[3]
 
 
 def test_a_plan_whose_engine_no_node_has_is_refused(settings, cell):
