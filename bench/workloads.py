@@ -46,7 +46,7 @@ def start(engine: str, caching: bool, settings, model_dir: str, gguf: str | None
 
 def find_gguf(settings) -> str | None:
     # the set-up's bf16 conversions of the embedded model: SmolLM2-135M's is ~270 MB (tiny test models ~8 MB)
-    found = sorted(settings.cache_dir.glob(f"gguf/*/{GGUF_NAME}"), key=lambda p: p.stat().st_size)
+    found = sorted(settings.home.glob(f"gguf/*/{GGUF_NAME}"), key=lambda p: p.stat().st_size)
     big = [p for p in found if p.stat().st_size > 200e6]
     return str(big[0]) if big else None
 
