@@ -94,7 +94,7 @@ def decode(tokenizer_src: str, ids: list[int]) -> str:
         return _fast_tokenizer(str(tok_file)).decode(ids)
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tokenizer_src).decode(ids)
+    return str(AutoTokenizer.from_pretrained(tokenizer_src).decode(ids))
 
 
 @lru_cache(maxsize=4)
