@@ -23,7 +23,9 @@ from harness.settings import Settings, load_settings
 
 # A node resource: one cell holds it from its first step to its last, so one cell at a time runs on a node.
 # A compress or a second server beside a load test takes the cores (and memory bandwidth) the figures
-# measure. Nodes declare it (`ray start --resources='{"dq_perf": 1}'`); a node without it runs no cell.
+# measure. Nodes declare it (`ray start --resources='{"dq_perf": 1}'`); a node without it runs no cell. A node
+# with several GPUs may declare more slots, one per cell it should run beside others on their own GPUs (CUDA
+# cells ask for their GPUs too), at the cost of sharing its CPUs.
 PERF_RESOURCE = "dq_perf"
 
 # What crosses from the driver to every worker: the token for gated models, the offline flags, the plugin

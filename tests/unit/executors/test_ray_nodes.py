@@ -172,3 +172,26 @@ def test_a_workers_stages_reach_the_driver_through_the_relay(cell, capsys):
     driver = Progress(every=0.0)
     print_lines(driver, relay.lines)
     assert f"[{cell.cell_id} on node-a] stage serve" in capsys.readouterr().err
+
+
+def test_cells_keep_to_nodes_of_their_engine_when_the_cluster_mixes_engines(settings, cell):
+    from harness.executors.ray import RayExecutor
+
+    cpu_node, gpu_node = _facts("c" * 56, engine="cpu"), _facts("g" * 56, engine="gpu")
+    ex = RayExecutor(settings)
+    ex.facts = [cpu_node, _facts("u" * 56, engine=None)]
+    assert ex._selectors([cell]) == {"cpu": None}  # every node fits: no selector
+    ex.facts = [cpu_node, gpu_node]
+    sel = ex._selectors([cell, _cuda(cell)])
+    assert sel == {"cpu": {"ray.io/node-id": f"in({'c' * 56})"}, "gpu": {"ray.io/node-id": f"in({'g' * 56})"}}
+
+
+def test_a_cell_no_node_can_hold_is_refused_instead_of_waiting_forever(settings, cell):
+    from harness.executors.ray import RayExecutor
+
+    ex = RayExecutor(settings)
+    ex.facts = [_facts("g" * 56, engine="gpu")]
+    slot = {"NodeID": "g" * 56, "Resources": {"CPU": 8, "GPU": 2, "memory": 64 * 2**30, PERF_RESOURCE: 1}}
+    assert ex._unfit([_cuda(cell, tp=2)], [slot]) == []
+    (p,) = ex._unfit([_cuda(cell, tp=4)], [slot])
+    assert cell.cell_id in p and "GPU 4" in p and "tensor x pipeline x data parallel" in p
