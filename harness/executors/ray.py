@@ -111,10 +111,18 @@ class RayExecutor:
                 f"may run cells with `ray start ... --resources='{{\"{PERF_RESOURCE}\": 1}}'`"
             )
         self.facts = self._node_facts(slots)
-        problems = node_problems(self.facts, self.settings, cells)
+        from harness.env import git_sha
+
+        problems = node_problems(self.facts, self.settings, cells, code=git_sha())
         problems += self._unfit(cells, slots)
         if problems:
             raise DQError("the Ray cluster cannot run this plan:\n  - " + "\n  - ".join(problems))
+        for n in nodes:
+            if n not in slots:
+                self.node_lines.append(
+                    f"Ray node {n.get('NodeManagerAddress')} (node {n['NodeID'][:8]}) has no `{PERF_RESOURCE}` "
+                    f"resource: it runs no cell"
+                )
         for f in self.facts:
             res = next(n["Resources"] for n in slots if n["NodeID"] == f["node_id"])
             self.node_lines.append(

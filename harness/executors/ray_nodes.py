@@ -99,6 +99,8 @@ def node_facts(markers: dict[str, str]) -> dict[str, Any]:
     driver wrote (`markers`: what -> the marker's name under that folder)."""
     import ray
 
+    from harness.env import git_sha
+
     s = load_settings()
     ctx = ray.get_runtime_context()
     seen = {
@@ -119,6 +121,7 @@ def node_facts(markers: dict[str, str]) -> dict[str, Any]:
         "llamacpp_source": s.llamacpp_source,
         "engine": s.engine,
         "cpu_flags": _cpu_flags(),
+        "code": git_sha(),  # runtime_env carries no code: each node runs its own checkout
         "sees": seen,
     }
 
@@ -136,12 +139,19 @@ def node_name(f: dict[str, Any]) -> str:
     return f"{f['host']} ({f['ip']}, node {f['node_id'][:8]})"
 
 
-def node_problems(facts: list[dict[str, Any]], driver: Settings, cells: list[CellPlan]) -> list[str]:
+def node_problems(
+    facts: list[dict[str, Any]], driver: Settings, cells: list[CellPlan], code: str | None = None
+) -> list[str]:
     """Why the cluster cannot run `cells`, one line per problem naming the node, the path and the fix;
-    [] when it can. `facts` are node_facts() of the nodes with a perf slot."""
+    [] when it can. `facts` are node_facts() of the nodes with a perf slot; `code` the driver's git sha."""
     out = []
     for f in facts:
         name = node_name(f)
+        if code and f.get("code") and f["code"] != code:
+            out.append(
+                f"{name} runs dqbench at {f['code']}, the driver at {code}: a matrix's cells would come from two "
+                f"versions of the code; check out the same commit on every node (and restart its Ray)"
+            )
         if not f["sees"]["results"]:
             out.append(
                 f"{name} does not see the results folder {driver.results_dir} the driver writes to (it holds "

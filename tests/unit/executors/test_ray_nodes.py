@@ -118,6 +118,12 @@ def test_each_problem_names_the_node_the_path_and_the_fix(settings, cell):
     assert "node dddddddd" in p[3] and "/driver/compress/python" in p[3] and "DQBENCH_COMPRESS_PYTHON" in p[3]
 
 
+def test_a_node_on_another_commit_is_refused(settings, cell):
+    assert node_problems([_facts(code="abc")], settings, [cell], code="abc") == []
+    (p,) = node_problems([_facts(code="abc"), _facts("b" * 56, code="def")], settings, [cell], code="abc")
+    assert "node bbbbbbbb" in p and "def" in p and "same commit" in p
+
+
 def test_a_plan_whose_engine_no_node_has_is_refused(settings, cell):
     p = node_problems([_facts(engine="cpu")], settings, [_cuda(cell)])
     assert len(p) == 1 and "`gpu` engine" in p[0] and "cpu" in p[0]
