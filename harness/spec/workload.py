@@ -65,14 +65,17 @@ class ChatWorkload(_Strict):
     kind: Literal["chat"]
     turns: int = Field(default=3, ge=1, le=100, description="user turns per conversation")
     system_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, description="a system message of this many tokens")
-    # the chat template adds a few tokens per message (SmolLM2: 5); the plan's context check counts this many
+    # the chat template adds a few tokens per message (SmolLM2: 5) and may add a default system prompt when
+    # none is given (SmolLM2's: 20 tokens); the plan's context check counts this many
     TEMPLATE_TOKENS_PER_MESSAGE: ClassVar[int] = 8
+    TEMPLATE_TOKENS_DEFAULT_SYSTEM: ClassVar[int] = 32
 
     def longest(self, input_tokens: int, output_tokens: int) -> tuple[int, int]:
         # the last turn's prompt holds every earlier turn and reply, the system message and the template
         messages = 2 * self.turns - 1 + (self.system_tokens > 0)
         prompt = self.system_tokens + self.turns * input_tokens + (self.turns - 1) * output_tokens
-        return prompt + messages * self.TEMPLATE_TOKENS_PER_MESSAGE, output_tokens
+        template = messages * self.TEMPLATE_TOKENS_PER_MESSAGE
+        return prompt + template + (0 if self.system_tokens else self.TEMPLATE_TOKENS_DEFAULT_SYSTEM), output_tokens
 
     def check(self, input_tokens: int, output_tokens: int) -> None:
         return None

@@ -82,14 +82,15 @@ def test_the_plan_refuses_a_chat_whose_last_turn_overflows_the_context(base_matr
     from harness.spec import parse_matrix
 
     base_matrix["load"].update(input_tokens=200, output_tokens=64, workload={"kind": "chat", "turns": 8})
-    # the 8th turn: 8 x 200 + 7 x 64 + 15 messages x 8 template tokens = 2168, + 64 output > max_model_len 2048
+    # the 8th turn: 8 x 200 + 7 x 64 + 15 messages x 8 template tokens + 32 for a template's default system
+    # prompt = 2200, + 64 output > max_model_len 2048
     plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     vllm = [c for c in plan.cells if c.serving.kind == "vllm"]
     assert vllm and all(c.status == "infeasible" for c in vllm)
     assert any(
-        r.startswith("the longest request of the chat workload, 2168 prompt + 64 output = 2232 tokens")
+        r.startswith("the longest request of the chat workload, 2200 prompt + 64 output = 2264 tokens")
         for r in vllm[0].reasons
     ), vllm[0].reasons
-    base_matrix["load"]["workload"]["turns"] = 7  # 1400 + 384 + 104 + 64 = 1952: fits
+    base_matrix["load"]["workload"]["turns"] = 7  # 1400 + 384 + 104 + 32 + 64 = 1984: fits
     plan = plan_matrix(parse_matrix(base_matrix), settings, host="cpu-avx512")
     assert not any("tokens per request" in r for c in plan.cells for r in c.reasons)
