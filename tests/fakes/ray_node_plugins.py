@@ -48,6 +48,7 @@ class NodeEvaluator(FakeEvaluator):
             python=s.python,
             home=str(s.home),
             llamacpp=str(s.llamacpp_dir),
+            hf_token=os.environ.get("HF_TOKEN"),
         )
         return out
 
