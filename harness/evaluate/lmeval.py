@@ -108,6 +108,7 @@ class LMEvalEvaluator:
             "include_path": str(self.data.task_dir()),
             "offline_leaves": local,
             "data_dir": str(self.data.dir),
+            "index_cache": str(self.settings.home / "lmeval-index"),
             "num_concurrent": spec.num_concurrent,
             "max_length": spec.max_length,
             "batch_size": spec.batch_size,

@@ -168,12 +168,14 @@ def work(cfg: dict) -> dict:
 
     import lm_eval
     import lm_eval.evaluator
-    from lm_eval.tasks import TaskManager
+
+    from harness.evaluate.task_index import task_manager
 
     samples_dir = Path(cfg["samples_dir"])
     samples_dir.mkdir(parents=True, exist_ok=True)
     include = [cfg["include_path"], render_offline(cfg, samples_dir.parent)]
-    tm = TaskManager(include_path=[p for p in include if p])
+    # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
+    tm = task_manager([p for p in include if p], Path(cfg["index_cache"]) if cfg.get("index_cache") else None)
     if cfg.get("register"):  # a dqbench lm-eval model (in-process scoring) registers itself on import
         importlib.import_module(cfg["register"])
     # the serving plugin's arguments (where and how to score), then the evaluation spec's knobs

@@ -35,6 +35,7 @@ def out(tmp_path_factory):
         "include_path": str(td.task_dir()),
         "offline_leaves": {lf.name: cat[lf.name] for n in names for lf in leaves(n) or []},
         "data_dir": str(td.dir),
+        "index_cache": str(tmp / "lmeval-index"),  # lm-eval's task folder indexed through the cache
         "num_concurrent": 1,
         "max_length": 512,
         "batch_size": 1,
