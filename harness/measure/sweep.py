@@ -23,6 +23,9 @@ are this project's, as issue #17 asks):
     they end the sweep, not the cell; a server that died still fails the cell (the health check).
 Rates are tried in increasing order, so once one saturates the higher ones are skipped (`stopped_early`).
 With `repeats`, a level is saturated when any of its runs is (the lowest achieved rate, the highest growth).
+The highest rate at the SLO is the highest target rate whose level met `load.slo` among the baseline and the
+rates that did not saturate (a saturated level may still pass the SLO over a short level; it is not a rate
+the server sustains).
 """
 
 from __future__ import annotations
