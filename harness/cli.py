@@ -393,6 +393,11 @@ def run(
         if executor not in executors:
             raise DQError(f"--executor: {executors.unknown_message(executor)}")
         opts = {"address": address, "retries": retries, "shared_dir": shared_dir} if executor == "ray" else {}
+        for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
+            err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
+        # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
+        wanted = {c.model.name for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)}
+        _prepare_hub_models([m for m in matrix.models if m.name in wanted], settings, quiet)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:
@@ -466,15 +471,52 @@ def tasks(
     out.print("k-shot offline 'no': shots come from a train split no registry package carries; use num_fewshot: 0")
 
 
+def _prepare_hub_models(models: list, settings, quiet: bool = False) -> None:
+    """Download the hub models among `models` (harness/models/hub.py), each at its revision, printing progress
+    to stderr; a model already here costs nothing."""
+    import time
+
+    from harness.models.sources import HubSource, source_for
+    from harness.proc import progress_to
+    from harness.progress import LiveLine
+
+    log = settings.results_dir / "logs" / "prepare.log"
+    live, last = LiveLine(), [0.0]
+
+    def show(rec: dict) -> None:
+        live.update(rec)
+        done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
+        if not quiet and (done or time.monotonic() - last[0] >= 5):
+            last[0] = time.monotonic()
+            err.print(f"  {live.text()}", highlight=False, markup=False, soft_wrap=True)
+
+    for m in models:
+        src = source_for(m, settings)
+        if isinstance(src, HubSource):
+            with progress_to(show):
+                src.prepare(log)
+            rec = src.record or {}
+            if not quiet:
+                err.print(
+                    f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.get('commit')} "
+                    f"({rec.get('bytes', 0) / 2**30:.2f} GiB, {rec.get('via')}) in {rec.get('path')}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+
+
 @app.command()
 def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
-    """Prepare the matrix's models and evaluation data offline (what `run` would do first)."""
+    """Prepare the matrix's models (hub models: downloaded at their revision, with progress, resumable) and
+    evaluation data (what `run` would do first)."""
     from harness.models.sources import source_for
     from harness.registry import evaluators
 
     try:
         settings, matrix, _ = _load(file)
         log = settings.results_dir / "logs" / "prepare.log"
+        _prepare_hub_models(list(matrix.models), settings)
         for m in matrix.models:
             src = source_for(m, settings)
             src.prepare(log)

@@ -1,54 +1,60 @@
 """Model sources: where a cell's checkpoint comes from (embedded package, hub id, local folder).
 
-`resolve` returns what the serving engine and the stages load (a folder or a hub id); `arch` returns
-config facts without loading weights; `prepare` does any one-off work (only the embedded source has any).
+`resolve` returns the folder the serving engine and the stages load; `arch` returns config facts without
+loading weights; `prepare` does the one-off work before anything is served (the embedded model's
+conversion, a hub model's download at its revision).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from harness.errors import PlanError
+from harness.models import hub
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
 from harness.settings import Settings
 
 
 class HubSource:
+    """A hub id at a revision, downloaded before serving (harness/models/hub.py); every stage loads the snapshot
+    folder of the resolved commit, so all of them see the same files and none reaches the hub."""
+
     def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
+        self.record: dict | None = None
 
-    def _cached_dir(self) -> Path | None:
-        # The standard HF cache layout; lets the plan read config.json offline when the model was fetched once.
-        if os.environ.get("HF_HUB_CACHE"):
-            root = Path(os.environ["HF_HUB_CACHE"])
-        else:
-            root = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
-        snaps = root / f"models--{self.spec.id.replace('/', '--')}" / "snapshots"
-        found = sorted(snaps.glob("*/config.json")) if snaps.is_dir() else []
-        return found[-1].parent if found else None
+    def _local(self) -> tuple[str, Path] | None:
+        """(commit, snapshot folder) when the model at the revision is on this machine (no network)."""
+        rec = self.record or hub.recorded(self.settings, self.spec.id, self.spec.revision)
+        if rec is not None:
+            return rec["commit"], Path(rec["path"])
+        return hub.cached(self.spec.id, self.spec.revision)
 
     def available(self) -> str | None:
-        if self.settings.offline and self._cached_dir() is None:
-            return (
-                f"hub model {self.spec.id!r} is not in the local HF cache and HF_HUB_OFFLINE=1; "
-                f"download it once online or use a `local` source"
-            )
-        return None
+        if self._local() is None and not hub.downloads_allowed(self.settings):
+            return hub.offline_message(self.spec.id, self.spec.revision)
+        return None  # here, or downloaded by the prepare step
 
     def arch(self) -> ArchInfo | None:
-        d = self._cached_dir()
-        return (arch_from_dir(d) if d else None) or known_arch(self.spec.id)
+        local = self._local()
+        return (arch_from_dir(local[1]) if local else None) or known_arch(self.spec.id)
 
     def prepare(self, log: Path) -> None:
-        return None
+        self.record = hub.ensure(self.settings, self.spec.id, self.spec.revision, log)
 
     def resolve(self) -> str:
-        return self.spec.id
+        local = self._local()
+        if local is None:
+            raise PlanError(f"hub model {self.spec.id!r} is not prepared: run `harness prepare` (or its prepare step)")
+        return str(local[1])
 
     def fingerprint(self) -> dict:
-        return {"kind": "hub", "id": self.spec.id, "revision": self.spec.revision}
+        # `commit` (what `revision` resolved to) and `path` are added once known: the plan and the cell ids never
+        # read a fingerprint, so recording them changes no id
+        local = self._local()
+        extra = {"commit": local[0], "path": str(local[1])} if local else {}
+        return {"kind": "hub", "id": self.spec.id, "revision": self.spec.revision, **extra}
 
 
 class LocalSource:

@@ -1,0 +1,201 @@
+"""Hub models on this machine: the record of a downloaded snapshot, the cache look-up, and the download step.
+
+Why a download step: vLLM given a hub id would fetch the weights inside its start-up timeout (600 s, a 16 GB
+checkpoint does not make it), and each stage would resolve a branch on its own. So a hub source is
+downloaded once, before anything is served (`harness prepare`, the start of `harness run`, a cell's prepare
+step), at a branch or tag resolved to its commit; every stage then loads the snapshot folder
+(`.../snapshots/<commit>`), the same files for vLLM, llama.cpp's converter, the compressors, the distiller and
+the evaluator's tokenizer, all offline.
+
+Offline mode: `./dq` keeps HF_HUB_OFFLINE=1 for everything it runs (the embedded default behaves as it always
+did) and, unless you set HF_HUB_OFFLINE yourself, exports DQBENCH_HUB_DOWNLOAD=1: the download worker, and
+only it, runs with HF_HUB_OFFLINE=0. Set HF_HUB_OFFLINE=1 yourself (or DQBENCH_HUB_DOWNLOAD=0) and nothing is
+fetched: a hub model must then be in the HF cache already (any tool's download counts).
+
+The record (`<DQBENCH_HOME>/models/hub/<org>--<name>@<revision>.json`, written last) pins the commit a
+revision resolved to the first time: cells of one matrix, and reruns days later, measure the same weights
+even if the branch moves. Delete it, or pin a new `revision`, to move on. No heavy imports here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from harness.errors import PlanError
+from harness.locks import file_lock, read_json, wait_reporter
+from harness.proc import run_worker, write_json_atomic
+from harness.settings import Settings
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+DOWNLOAD_ENV = "DQBENCH_HUB_DOWNLOAD"
+
+
+def downloads_allowed(settings: Settings, env: dict[str, str] | None = None) -> bool:
+    """Whether the download step may reach the hub: DQBENCH_HUB_DOWNLOAD when set, else not offline."""
+    value = (os.environ if env is None else env).get(DOWNLOAD_ENV, "")
+    if value in ("0", "1"):
+        return value == "1"
+    return not settings.offline
+
+
+def hub_cache(env: dict[str, str] | None = None) -> Path:
+    """huggingface_hub's cache folder, from the same variables it reads."""
+    e = os.environ if env is None else env
+    if e.get("HF_HUB_CACHE"):
+        return Path(e["HF_HUB_CACHE"]).expanduser()
+    return Path(e.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser() / "hub"
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def record_path(settings: Settings, repo: str, revision: str | None) -> Path:
+    return settings.models_dir / "hub" / f"{repo.replace('/', '--')}@{quote(revision or 'main', safe='')}.json"
+
+
+def snapshot_problems(folder: Path) -> list[str]:
+    """What a snapshot folder lacks to be served: config.json, weights, a shard its index names."""
+    if not (folder / "config.json").is_file():
+        return [f"{folder} has no config.json"]
+    problems = []
+    for index in folder.glob("*.index.json"):
+        shards = set((read_json(index) or {}).get("weight_map", {}).values())
+        problems += [
+            f"{folder} lacks {s} (named by {index.name})" for s in sorted(shards) if not (folder / s).is_file()
+        ]
+    if not any(folder.glob(p) for p in ("*.safetensors", "*.bin", "*.pt", "*.pth")):
+        problems.append(f"{folder} has no weights (*.safetensors, *.bin)")
+    return problems
+
+
+def recorded(settings: Settings, repo: str, revision: str | None) -> dict | None:
+    """The record of a finished download whose files are all still there, else None."""
+    rec = read_json(record_path(settings, repo, revision))
+    if not rec or not rec.get("path"):
+        return None
+    folder = Path(rec["path"])
+    for name, size in (rec.get("files") or {}).items():
+        f = folder / name
+        if not f.is_file() or (size and f.stat().st_size != size):
+            return None
+    return rec if not snapshot_problems(folder) else None
+
+
+def cached(repo: str, revision: str | None, env: dict[str, str] | None = None) -> tuple[str, Path] | None:
+    """(commit, snapshot folder) of `repo` at `revision` complete in the HF cache, looked up the way
+    huggingface_hub does offline (a commit names its folder, a branch or tag its `refs/` file); else None."""
+    root = hub_cache(env) / f"models--{repo.replace('/', '--')}"
+    rev = revision or "main"
+    commit = rev if COMMIT_RE.match(rev) else None
+    if commit is None:
+        ref = root / "refs" / rev
+        commit = ref.read_text().strip() if ref.is_file() else None
+    if commit is None:
+        return None
+    folder = root / "snapshots" / commit
+    return (commit, folder) if folder.is_dir() and not snapshot_problems(folder) else None
+
+
+def message(kind: str, repo: str, revision: str | None, detail: str, token: bool) -> str:
+    """One clear message per failure the user must fix: what, why, and the fix."""
+    page, rev = f"{endpoint()}/{repo}", revision or "the default branch"
+    login = "run `hf auth login` (or `huggingface-cli login`) or set HF_TOKEN=hf_..."
+    if kind == "gated":
+        why = (
+            "a token was sent, so its account has most likely not accepted the licence yet"
+            if token
+            else "no token was found (HF_TOKEN unset, no `hf auth login`)"
+        )
+        return (
+            f"hub model {repo!r} is gated: downloads need an accepted licence and a token; {why}. Fix: accept the "
+            f"licence at {page} while logged in, then {login}, and run `harness prepare` again"
+        )
+    if kind == "missing":
+        return (
+            f"hub model {repo!r} was not found at {endpoint()}: check the id's spelling ({page}); if it is private, "
+            f"{login} with an account that can read it"
+        )
+    if kind == "revision":
+        return (
+            f"hub model {repo!r} has no revision {rev!r}: use a branch, a tag or a full commit sha of "
+            f"{page}/commits/main in `source.revision`"
+        )
+    if kind == "auth":
+        return f"hub model {repo!r}: the hub refused the token ({detail}); {login} with a valid token"
+    if kind == "network":
+        return (
+            f"hub model {repo!r}@{rev}: could not reach the hub at {endpoint()} ({detail}); check the network, a "
+            "proxy or HF_ENDPOINT, or download it on a machine that is online and copy the HF cache "
+            f"({hub_cache()}) here"
+        )
+    return f"hub model {repo!r}@{rev}: {detail}"
+
+
+def offline_message(repo: str, revision: str | None) -> str:
+    return (
+        f"hub model {repo!r}@{revision or 'main'} is not complete in the HF cache ({hub_cache()}) and downloads are "
+        f"off (HF_HUB_OFFLINE=1 set by you, or {DOWNLOAD_ENV}=0): run `HF_HUB_OFFLINE= ./dq harness prepare "
+        "MATRIX` once with network access, or use a `local` source"
+    )
+
+
+def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None = None) -> dict:
+    """The record of `repo` at `revision` on this machine, downloading it first when needed and allowed.
+    Under a lock: cells side by side (Ray) download a model once."""
+    rec = recorded(settings, repo, revision)
+    if rec is not None:
+        return rec
+    path = record_path(settings, repo, revision)
+    report = wait_reporter(log)
+    with file_lock(path.with_name(path.name + ".lock"), what=f"the download of {repo}", on_wait=report):
+        rec = recorded(settings, repo, revision)
+        if rec is not None:
+            return rec
+        hit = cached(repo, revision)
+        if hit is not None:  # in the HF cache already (a download by another tool, or offline on purpose)
+            commit, folder = hit
+            files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+            rec = {"commit": commit, "path": str(folder), "files": files, "bytes": sum(files.values()), "via": "cache"}
+        elif not downloads_allowed(settings):
+            raise PlanError(offline_message(repo, revision))
+        else:
+            rec = _download(settings, repo, revision, log, timeout)
+        rec = {"id": repo, "revision": revision, **rec}
+        write_json_atomic(path, rec)  # last: a record names a complete snapshot
+        return rec
+
+
+def _download(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None) -> dict:
+    report = wait_reporter(log)
+    report(f"downloading {repo}@{revision or 'main'} from {endpoint()} into {hub_cache()} (resumable)")
+    fd, name = tempfile.mkstemp(prefix=".download-", suffix=".json", dir=log.parent if log.parent.is_dir() else None)
+    os.close(fd)
+    out = Path(name)
+    try:
+        run_worker(
+            "harness.workers.download_model",
+            ["--repo", repo, "--revision", revision or "", "--out", str(out)],
+            log,
+            settings,
+            stage="prepare",
+            timeout=timeout,
+            # the one step allowed online; the other offline flags stay as the caller set them
+            # (its progress goes through DQBENCH_PROGRESS_FILE; huggingface_hub's own bars would fill the log)
+            env={"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+        )
+        res = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    if "error" in res:
+        raise PlanError(message(res["error"], repo, revision, res.get("detail", ""), bool(res.get("token"))))
+    problems = snapshot_problems(Path(res["path"]))
+    if problems:
+        raise PlanError(f"hub model {repo!r}: the downloaded snapshot cannot be served: " + "; ".join(problems))
+    report(f"{repo}@{revision or 'main'} = {res['commit']}: {res['bytes'] / 2**20:.1f} MiB in {res['path']}")
+    return {**res, "via": "download"}
