@@ -9,6 +9,9 @@ at `np.linspace(synchronous_rate, throughput_rate, sweep_size - 1)[1:]` -- with 
 sweep_size = N + 2), N rates evenly spaced above the baseline up to the maximum itself. Both measured rates
 are GuideLLM's `request_throughput.successful.mean`: completed requests / the level's duration (`req_s`).
 Arrivals are constant (AsyncConstantStrategy, every gap 1 / rate) or Poisson, on absolute send times.
+vLLM 0.32's peer, `vllm bench sweep serve_workload` (vllm/benchmarks/sweep/serve_workload.py), measures the
+same two ends (max_concurrency 1 and the dataset's size) but runs only the rates strictly between them,
+`np.linspace(serial, batch, iters)[1:-1]` rounded to whole requests/s, and judges no saturation.
 
 Saturation, judged on each rate level (GuideLLM stops escalating on failures only; the two queueing tests
 are this project's, as issue #17 asks):
