@@ -396,8 +396,14 @@ def run(
         for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
             err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
         # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
-        wanted = {c.model.name for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)}
-        _prepare_hub_models([m for m in matrix.models if m.name in wanted], settings, quiet)
+        todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
+        wanted = {c.model.name for c in todo}
+        students = {  # hub students too (a distill axis of `{kind: hub}` students)
+            c.student.name: c.model.model_copy(update={"name": c.student.name, "source": c.student.student})
+            for c in todo
+            if c.student is not None and c.student.student.kind == "hub"
+        }
+        _prepare_hub_models([m for m in matrix.models if m.name in wanted] + list(students.values()), settings, quiet)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:

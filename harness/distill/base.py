@@ -143,11 +143,19 @@ class Distiller:
         key = self.student_key(teacher_fp, data.fingerprint())
         final = settings.home / "students" / key
 
+        spec = self.spec.model_dump(mode="json")
+        if spec["student"]["kind"] == "hub":  # downloaded first; trained from its revision's snapshot folder
+            from harness.models.sources import HubSource
+
+            hub_student = HubSource(self.spec.student, settings)
+            hub_student.prepare(log)
+            spec["student"]["path"] = hub_student.resolve()
+
         def train(tmp: Path) -> None:
             tmp.mkdir(parents=True)
             cfg = {
                 "kind": self.spec.kind,
-                "spec": self.spec.model_dump(mode="json"),
+                "spec": spec,
                 "teacher": str(teacher_dir),
                 "out": str(tmp / "model"),
                 "record": str(tmp / "record.json"),

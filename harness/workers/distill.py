@@ -94,7 +94,7 @@ def derive_student(spec: dict, teacher_dir: str):
         model = load_model(teacher_dir, wdt)
         kept = prune(model, int(src["keep_every"]))
         return model, {"kind": "prune", "keep_every": src["keep_every"], "kept_layers": kept}, teacher_dir
-    path = src["path"] if src["kind"] == "local" else src["id"]
+    path = src.get("path") or src["id"]  # a hub student comes with its downloaded snapshot (distill/base.py)
     return load_model(path, wdt), {"kind": src["kind"], "source": path}, path
 
 

@@ -158,3 +158,36 @@ def test_vllm_serves_the_snapshot_of_the_resolved_commit(env):
     # the revision reaches vLLM as the folder of its commit: vLLM reads local files, never the hub
     assert model == str(folder) and model.endswith(f"snapshots/{COMMIT}")
     assert art.tokenizer_src == model  # the evaluator's tokenizer: the same snapshot
+
+
+def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
+    """The distill stage gets the student's snapshot folder, not the hub id (harness/distill/base.py)."""
+    from pydantic import TypeAdapter
+
+    from harness.distill import base
+    from harness.spec.models import DistillSpec
+
+    folder = snapshot(env, "org/small", COMMIT, ref="v1")
+    monkeypatch.setenv("DQBENCH_COMPRESS_PYTHON", "/usr/bin/python3")
+    seen = {}
+
+    def fake_worker(module, args, log, settings, **kw):  # the training stage: records its input, writes a student
+        cfg_path = Path(args[args.index("--config") + 1])
+        cfg = json.loads(cfg_path.read_text())
+        seen.update(cfg["spec"]["student"])
+        (Path(cfg["out"])).mkdir(parents=True)
+        (Path(cfg["out"]) / "config.json").write_text("{}")
+        Path(cfg["record"]).write_text("{}")
+
+    monkeypatch.setattr(base, "run_worker", fake_worker)
+    spec = TypeAdapter(DistillSpec).validate_python(
+        {
+            "name": "s",
+            "kind": "logit_kd",
+            "max_steps": 1,
+            "student": {"kind": "hub", "id": "org/small", "revision": "v1"},
+        }
+    )
+    data = type("D", (), {"fingerprint": lambda self: {"v": 1}, "corpus_path": lambda self: Path("/c")})()
+    base.LogitKD(spec).build(None, "/teacher", {"kind": "t"}, data, load_settings(), env / "distill.log")
+    assert seen == {"kind": "hub", "id": "org/small", "revision": "v1", "path": str(folder)}
