@@ -92,13 +92,16 @@ def main() -> None:
     n = a.requests
     sync = [{"kind": "synchronous", "requests": n}]
     prefix = {"kind": "shared_prefix", "prefix_tokens": a.prefix}
-    runs = [("shared_prefix", LoadSpec(input_tokens=a.input, output_tokens=16, profiles=sync, workload=prefix))]
+    # a seed of its own per workload: windows drawn with one seed start at nearly the same corpus positions
+    # whatever their length, and one server sees every workload here (a cell sees one)
+    runs = [("shared_prefix", LoadSpec(input_tokens=a.input, output_tokens=16, profiles=sync, workload=prefix, seed=1))]
     if not a.only_prefix:
         runs += [
-            ("fixed", LoadSpec(input_tokens=a.input, output_tokens=16, profiles=sync)),
+            ("fixed", LoadSpec(input_tokens=a.input, output_tokens=16, profiles=sync, seed=2)),
             (
                 "chat",
                 LoadSpec(
+                    seed=3,
                     input_tokens=64,
                     output_tokens=32,
                     profiles=[{"kind": "concurrency", "levels": [2], "requests": max(2, n // 2)}],
@@ -108,6 +111,7 @@ def main() -> None:
             (
                 "distribution",
                 LoadSpec(
+                    seed=4,
                     profiles=[{"kind": "concurrency", "levels": [4], "requests": n}],
                     workload={
                         "kind": "distribution",
