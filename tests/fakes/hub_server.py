@@ -244,3 +244,21 @@ def serve_forever(repos: list[FakeRepo]) -> None:  # pragma: no cover - manual u
         print(hub.url, flush=True)
         while True:
             time.sleep(3600)
+
+
+def main() -> None:  # pragma: no cover - manual use and end-to-end runs
+    """`python -m tests.fakes.hub_server --repo ORG/NAME --dir FOLDER --commit SHA [--ref main] [--ref v1]`:
+    serve FOLDER as that repo at that commit (each --ref names it too), print the URL, run until killed."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--dir", required=True, type=Path)
+    ap.add_argument("--commit", required=True)
+    ap.add_argument("--ref", action="append", default=["main"])
+    a = ap.parse_args()
+    serve_forever([FakeRepo(a.repo, {a.commit: a.dir}, refs=dict.fromkeys(a.ref, a.commit))])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

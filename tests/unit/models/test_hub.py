@@ -37,7 +37,8 @@ def snapshot(root: Path, repo: str, commit: str, ref: str | None = "main", shard
     base = root / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
     folder = base / "snapshots" / commit
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    cfg = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    (folder / "config.json").write_text(json.dumps(cfg | {"num_attention_heads": 4, "vocab_size": 49152}))
     if shards:
         names = [f"model-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)]
         (folder / "model.safetensors.index.json").write_text(
