@@ -130,16 +130,16 @@ def message(kind: str, repo: str, revision: str | None, detail: str, token: bool
         return f"hub model {repo!r}: the hub refused the token ({detail}); {login} with a valid token"
     if kind == "network":
         return (
-            f"hub model {repo!r}@{rev}: could not reach the hub at {endpoint()} ({detail}); check the network, a "
-            "proxy or HF_ENDPOINT, or download it on a machine that is online and copy the HF cache "
-            f"({hub_cache()}) here"
+            f"hub model {repo!r} ({revision or 'main'}): could not reach the hub at {endpoint()} ({detail}); "
+            "check the network, a proxy or HF_ENDPOINT, or download it on a machine that is online and copy "
+            f"the HF cache ({hub_cache()}) here"
         )
-    return f"hub model {repo!r}@{rev}: {detail}"
+    return f"hub model {repo!r} ({revision or 'main'}): {detail}"
 
 
 def offline_message(repo: str, revision: str | None) -> str:
     return (
-        f"hub model {repo!r}@{revision or 'main'} is not complete in the HF cache ({hub_cache()}) and downloads are "
+        f"hub model {repo!r} ({revision or 'main'}) is not complete in the HF cache ({hub_cache()}) and downloads are "
         f"off (HF_HUB_OFFLINE=1 set by you, or {DOWNLOAD_ENV}=0): run `HF_HUB_OFFLINE= ./dq harness prepare "
         "MATRIX` once with network access, or use a `local` source"
     )
@@ -173,7 +173,10 @@ def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeo
 
 def _download(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None) -> dict:
     report = wait_reporter(log)
-    report(f"downloading {repo}@{revision or 'main'} from {endpoint()} into {hub_cache()} (resumable)")
+    report(
+        f"downloading {repo}@{revision or 'main'} from {endpoint()} into {hub_cache()} "
+        "(if interrupted, the files finished are kept)"
+    )
     fd, name = tempfile.mkstemp(prefix=".download-", suffix=".json", dir=log.parent if log.parent.is_dir() else None)
     os.close(fd)
     out = Path(name)

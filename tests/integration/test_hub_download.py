@@ -152,7 +152,7 @@ def test_a_killed_download_keeps_its_finished_files(env, repo_files, monkeypatch
     ).read_bytes()
 
 
-def test_gated_missing_and_bad_revision_each_say_what_to_do(env, repo_files, monkeypatch):
+def test_gated_missing_bad_revision_and_no_network_each_say_what_to_do(env, repo_files, monkeypatch):
     s = load_settings()
     with fake_hub(repo_files) as h:
         monkeypatch.setenv("HF_ENDPOINT", h.url)
@@ -170,6 +170,9 @@ def test_gated_missing_and_bad_revision_each_say_what_to_do(env, repo_files, mon
         with pytest.raises(PlanError, match="has no revision 'v9'"):
             hub.ensure(s, "org/tiny", "v9", env / "log")
         assert hub.recorded(s, "org/tiny", "v9") is None
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(PlanError, match="could not reach the hub at http://127.0.0.1:9"):
+        hub.ensure(s, "org/tiny", "v1", env / "log")
 
 
 def test_offline_a_warm_cache_still_serves_and_nothing_is_fetched(env, repo_files, monkeypatch):
