@@ -34,6 +34,10 @@ def wanted(files: dict[str, int]) -> dict[str, int]:
     keep = {p: s for p, s in files.items() if not any(fnmatch.fnmatch(p, pat) for pat in SKIP)}
     if any(p.endswith(".safetensors") for p in keep):
         keep = {p: s for p, s in keep.items() if not any(fnmatch.fnmatch(p, pat) for pat in PICKLES)}
+    # Mistral repos carry their weights twice: the transformers layout (model*.safetensors, what dqbench's
+    # stages load) and Mistral's own (consolidated.safetensors)
+    if any(fnmatch.fnmatch(p, "model*.safetensors") for p in keep):
+        keep = {p: s for p, s in keep.items() if not fnmatch.fnmatch(p, "consolidated*.safetensors")}
     return keep
 
 

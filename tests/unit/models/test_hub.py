@@ -65,6 +65,8 @@ def test_wanted_skips_duplicate_weights_and_other_runtimes():
         "tokenizer.json": 2,
     }
     assert sorted(wanted(files)) == ["config.json", "model.safetensors", "tokenizer.json"]
+    mistral = {"config.json": 1, "model-00001-of-00001.safetensors": 10, "consolidated.safetensors": 10}
+    assert sorted(wanted(mistral)) == ["config.json", "model-00001-of-00001.safetensors"]
     # a repo with torch pickles only keeps them: they are its weights
     assert sorted(wanted({"config.json": 1, "pytorch_model.bin": 10})) == ["config.json", "pytorch_model.bin"]
 
