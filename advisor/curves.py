@@ -46,8 +46,8 @@ KEY = ["cell_id", "host_id"]
 
 def curve_points(curves: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """The `curves` rows of the cells in `table` (the dashboard's filtered cells table), each with `key`,
-    `label` (the cell in words), `marks` (the sweep findings at that level: "saturation", "max rate at
-    SLO", or ""), `noisy_text` and `where` (which window the figures are over)."""
+    `label` (the cell in words, with its key `cell_id@host_id`), `marks` (the sweep findings at that level:
+    "saturation", "max rate at SLO", or ""), `noisy_text` and `where` (which window the figures are over)."""
     if curves.empty or table.empty:
         return pd.DataFrame()
     t = table.assign(
@@ -58,9 +58,10 @@ def curve_points(curves: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         + table["method"].astype(str)
         + "/"
         + table["distill"].astype(str)
-        + " on "
-        + table["host_label"].astype(str)
-    )
+        + " ["
+        + table["key"].astype(str)
+        + "]"
+    )  # the key: two cells of the same precision/method/distill (other load or serving settings) stay apart
     cols = [c for c in ("key", "label", *SWEEP_MARKS) if c in t]
     p = curves.merge(t[[*KEY, *cols]], on=KEY, how="inner")
     rate_level = ~p["profile"].isin(["synchronous", "concurrency"])  # a sweep's rates are constant/poisson levels
@@ -131,7 +132,8 @@ def _lines(alt: Any, d: pd.DataFrame, x: str, y: str, x_title: str, y_title: str
     base = alt.Chart(d).encode(
         x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False)),
         y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False)),
-        color=alt.Color("label:N", title="cell"),
+        color=alt.Color("label:N", title="cell", legend=alt.Legend(labelLimit=380)),
+        detail="key:N",
     )
     line = base.mark_line(opacity=0.7).encode(order=alt.Order("req_s:Q"))
     pts = base.mark_point(filled=True, size=70).encode(
