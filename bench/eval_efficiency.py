@@ -166,7 +166,7 @@ def run_eval(settings, cfg: dict, base_url: str, work: Path) -> dict:
     }
 
 
-async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, per_req: int) -> float:
+async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, echo: bool) -> float:
     import aiohttp
 
     sem = asyncio.Semaphore(conc)
@@ -174,6 +174,8 @@ async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, pe
 
     async def one(session, batch):
         body = {"model": model, "prompt": batch, "max_tokens": 1, "temperature": 0, "cache_salt": uuid.uuid4().hex}
+        if echo:  # what lm-eval's loglikelihood asks (lm_eval/models/openai_completions.py)
+            body.update(echo=True, logprobs=1)
         async with sem, session.post(url, json=body) as r:
             r.raise_for_status()
             await r.read()
@@ -184,10 +186,13 @@ async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, pe
     return time.monotonic() - t0
 
 
-def prefill_ceiling(base_url: str, model: str, prompts: list[list[int]], conc: int, per_req: int) -> dict:
-    """Prompt tokens/s of the same prompts as prefill-only requests (see the module docstring)."""
+def prefill_ceiling(
+    base_url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, echo: bool = False
+) -> dict:
+    """Prompt tokens/s of the same prompts as prefill-only requests (see the module docstring); with `echo`,
+    the same requests lm-eval sent (echo + logprobs 1) without lm-eval around them: the server's share."""
     before = server_counters(base_url)
-    wall = asyncio.run(_prefill(base_url.rstrip("/") + "/completions", model, prompts, conc, per_req))
+    wall = asyncio.run(_prefill(base_url.rstrip("/") + "/completions", model, prompts, conc, per_req, echo))
     after = server_counters(base_url)
     tokens = sum(len(p) for p in prompts)
     return {
@@ -214,13 +219,21 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["b1-c8", "b1-c8-idx", "b8-c8-idx", "b1-c32-idx"])
     ap.add_argument("--repeats", type=int, default=2, help="rounds of the interleaved variants")
     ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="name:limit")
-    ap.add_argument("--ceiling", nargs="+", default=["1x32", "8x8"], help="prompts-per-request x concurrency")
+    ap.add_argument(
+        "--ceiling",
+        nargs="+",
+        default=["1x32", "8x8", "1x8e"],
+        help="prompts-per-request x concurrency; an `e` suffix sends lm-eval's echo+logprobs requests instead "
+        "(not part of the ceiling: the server's own time for the evaluation's requests)",
+    )
     ap.add_argument("--dtype", default=None, help="vLLM --dtype (default: this host's reference dtype)")
     ap.add_argument("--engine-arg", action="append", default=[], help="extra vLLM flag k=v (e.g. max_num_seqs=64)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     a = ap.parse_args()
     tasks = [(t.partition(":")[0], int(t.partition(":")[2] or 0) or None) for t in a.tasks]
     variants = [parse_variant(v) for v in a.variants]
+    if all(k.endswith("e") for k in a.ceiling):
+        raise SystemExit("--ceiling: name at least one prefill-only level (without the `e` suffix), e.g. 1x32")
 
     from harness.compress.base import Artefact
     from harness.hw.probe import host_caps
@@ -273,22 +286,29 @@ def main() -> None:
                     flush=True,
                 )
             for cname in a.ceiling:
-                per_req, _, conc = cname.partition("x")
-                ce = prefill_ceiling(h.base_url, h.model_name, prompts, int(conc), int(per_req))
+                per_req, _, conc = cname.removesuffix("e").partition("x")
+                ce = prefill_ceiling(h.base_url, h.model_name, prompts, int(conc), int(per_req), cname.endswith("e"))
                 ceilings[cname].append(ce)
+                kind = "echo+logprobs" if cname.endswith("e") else "prefill-only"
                 print(
-                    f"round {r + 1} prefill-only {cname}: {ce['tokens']} tokens in {ce['wall_s']:.1f} s -> "
+                    f"round {r + 1} {kind} {cname}: {ce['tokens']} tokens in {ce['wall_s']:.1f} s -> "
                     f"{ce['tok_s']:.0f} tok/s (server counted {ce['server_prompt_tokens']:.0f}, "
                     f"prefix hits {ce['server_prefix_hits']:.0f})",
                     flush=True,
                 )
     finally:
         h.stop()
-    ceiling = max(sum(x["tok_s"] for x in v) / len(v) for v in ceilings.values())
+    ceiling = max(sum(x["tok_s"] for x in v) / len(v) for k, v in ceilings.items() if not k.endswith("e"))
+    for k in (k for k in ceilings if k.endswith("e")):
+        e = sum(x["tok_s"] for x in ceilings[k]) / len(ceilings[k])
+        print(
+            f"the evaluation's own requests replayed without lm-eval ({k}): {e:.0f} tok/s = {e / ceiling * 100:.1f} %"
+        )
     base = a.variants[0]
     ref_scores = runs[base][0]["scores"]
     print(f"\n{host_line()}")
-    print(f"server's prefill-only ceiling (best mean over {', '.join(a.ceiling)}): {ceiling:.0f} prompt tok/s")
+    plain = [k for k in a.ceiling if not k.endswith("e")]
+    print(f"server's prefill-only ceiling (best mean over {', '.join(plain)}): {ceiling:.0f} prompt tok/s")
     same_all = True
     for name in a.variants:
         rs = runs[name]
