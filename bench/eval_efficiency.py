@@ -19,7 +19,7 @@ prefill rate on the same prompts, and the evaluate stage's wall time under each 
 
     ./dq python bench/eval_efficiency.py [--variants b1-c8 b4-c8] [--repeats 2] [--tasks arc_easy:30 ...]
 
-Results: docs/results/2026-11-23-eval-efficiency.md.
+Results: docs/results/2026-11-23-eval-efficiency-avx2.md.
 """
 
 from __future__ import annotations
