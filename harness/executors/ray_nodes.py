@@ -39,6 +39,10 @@ PASS_ENV = (
     "HF_DATASETS_OFFLINE",
     "DQBENCH_OFFLINE",
     "DQBENCH_PLUGINS",
+    # a cell's prepare step may download its hub model (harness/models/hub.py): only where the driver's
+    # ./dq allowed it, and from the same hub (a mirror or an enterprise endpoint)
+    "DQBENCH_HUB_DOWNLOAD",
+    "HF_ENDPOINT",
 )
 MARKER_DIR = ".dq-shared"  # the driver's markers, under DQBENCH_HOME and the results folder
 
