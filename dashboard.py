@@ -205,7 +205,9 @@ def main() -> None:
                 )
                 st.write("lineage: " + " → ".join(d["lineage"]))
                 if not d["perf"].empty:
-                    conc = d["perf"][d["perf"]["profile"] != "poisson"]
+                    # tok/s against concurrency: closed-loop levels only (a sweep's rate levels, constant or
+                    # poisson, have a request rate as their level; the Curves tab draws those)
+                    conc = d["perf"][d["perf"]["profile"].isin(["synchronous", "concurrency"])]
                     st.line_chart(conc, x="level", y="output_tok_s")
                     st.dataframe(d["perf"], hide_index=True, width="stretch")
                 st.dataframe(d["quality"], hide_index=True, width="stretch")
