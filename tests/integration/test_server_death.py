@@ -18,7 +18,7 @@ WNA16 = "'_OpNamespace' '_C' object has no attribute 'cpu_gemm_wna16'"
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     # no tokenizer needed: the prompts are token ids already
-    monkeypatch.setattr(run, "token_prompts", lambda src, corpus, n, tokens, seed: [list(range(16))] * n)
+    monkeypatch.setattr(run, "build_requests", lambda load, src, n: [list(range(16))] * n)
     started = []
 
     def start(*extra):
