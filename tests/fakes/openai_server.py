@@ -78,12 +78,19 @@ def build_app(
                 return await generate(resp, n, p_tokens)
         return await generate(resp, n, p_tokens)
 
-    async def generate(resp: web.StreamResponse, n: int, p_tokens: int) -> web.StreamResponse:
+    def text_chunk(i: int) -> dict:
+        return {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": f" t{i}"}]}
+
+    def chat_chunk(i: int) -> dict:
+        return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]}
+
+    async def generate(resp: web.StreamResponse, n: int, p_tokens: int, piece=text_chunk) -> web.StreamResponse:
+        """The stream after the headers: the first token after --ttft, one every --itl, usage, [DONE]."""
         await asyncio.sleep(ttft)
         for i in range(n):
             if i:
                 await asyncio.sleep(itl)
-            chunk = {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": f" t{i}"}]}
+            chunk = piece(i)
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}
         await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
@@ -102,17 +109,7 @@ def build_app(
         await resp.prepare(req)
         opening = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         await resp.write(f"data: {json.dumps(opening)}\n\n".encode())
-        await asyncio.sleep(ttft)
-        for i in range(n):
-            if i:
-                await asyncio.sleep(itl)
-            chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]}
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        usage = {"prompt_tokens": p_tokens, "completion_tokens": n, "total_tokens": p_tokens + n}
-        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
+        return await generate(resp, n, p_tokens, chat_chunk)
 
     app = web.Application()
     app.router.add_get("/health", health)
