@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.constraints import Constraints, MaxDrop
+from advisor.curves import SWEEP_COLS
 from advisor.query import build_frame, with_host
 from advisor.select import add_quality
 from advisor.verdict import MINUS, fmt_ci, fmt_drop, verdict_words
@@ -69,13 +70,7 @@ TABLE_COLS = [
     "heldout_ce",
     "ref_gpu_hours",
     "gpu_peak_gib",
-    "sweep_sync_req_s",
-    "sweep_max_req_s",
-    "sweep_rates",
-    "sweep_saturation_req_s",
-    "sweep_saturation_reason",
-    "sweep_max_rate_at_slo_req_s",
-    "sweep_stopped_early",
+    *SWEEP_COLS,
     "host_id",
     "key",
 ]
