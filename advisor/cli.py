@@ -88,7 +88,7 @@ def _decide(decide: str | None, conservative: bool) -> str:
 
 
 def _estimate(argv: list[str]) -> int:
-    from advisor.memory import estimate_table, resolve_model
+    from advisor.estimate_table import estimate_table, resolve_model
 
     ap = argparse.ArgumentParser(prog="advisor estimate", description="Memory per precision for a model.")
     ap.add_argument("model", help="a size (7B, 70B), a known hub id, or a config.json / checkpoint folder")
@@ -131,7 +131,7 @@ def _estimate(argv: list[str]) -> int:
     Console().print(t)
     if "arch" in model:
         print(
-            "weights by module (harness/memory_model.py): embeddings and lm_head 16-bit, layer linears at the "
+            "weights by module (harness/serving_memory.py): embeddings and lm_head 16-bit, layer linears at the "
             f"precision's bits + scales (int4: one 16-bit scale per {a.group_size} weights); bits = the "
             "effective bits per weight. KV (16-bit) and overhead are estimates (overhead: CUDA context, "
             "activations, vLLM buffers)."

@@ -1,6 +1,6 @@
 """recommend(): pure, vectorized selection over the results frame (no I/O).
 
-Adds memory need (the shared model, harness/memory_model.py), quality drop against the reference
+Adds memory need (the shared model, harness/serving_memory.py), quality drop against the reference
 (harness/plan/lineage.py, with a 95% interval and its verdict against --max-drop: within, beyond or
 undecided, advisor/verdict.py), cost, checks every constraint, groups the rejects by the constraint they
 broke (with the nearest miss), and ranks the rest by the objective.
@@ -16,7 +16,8 @@ import pandas as pd
 from advisor.constraints import Constraints
 from advisor.query import higher_is_better
 from advisor.verdict import counts_as_fit, drop_verdicts
-from harness.memory_model import (
+from harness.plan.lineage import parent_is_reference, reference_ids
+from harness.serving_memory import (
     GiB,
     default_overhead,
     kv_cache_bytes,
@@ -24,8 +25,7 @@ from harness.memory_model import (
     overhead_of,
     uniform_weights_bytes,
 )
-from harness.plan.lineage import parent_is_reference, reference_ids
-from harness.spec.models import BITS
+from harness.spec.base import BITS
 
 Z95 = 1.959964
 
@@ -45,7 +45,7 @@ class Recommendation:
 
 def _group_overhead(f: pd.DataFrame, own: pd.Series) -> pd.Series:
     """Per row: the median overhead derived on the measured cells of its engine, device and host
-    (harness.memory_model.measured_overhead); NaN where that group measured none."""
+    (harness.serving_memory.measured_overhead); NaN where that group measured none."""
     keys = [k for k in ("engine", "device", "host_id") if k in f]
     if not keys:
         return pd.Series(measured_overhead(own.dropna()), index=f.index, dtype=float)
@@ -55,7 +55,7 @@ def _group_overhead(f: pd.DataFrame, own: pd.Series) -> pd.Series:
 
 def add_memory(f: pd.DataFrame, c: Constraints) -> pd.DataFrame:
     """Memory need of every row at the asked context x concurrency, by the shared memory model
-    (harness/memory_model.py): weights + KV cache + engine overhead, each with where it came from.
+    (harness/serving_memory.py): weights + KV cache + engine overhead, each with where it came from.
 
     weights: the measured size on disk; else the plan's module-wise estimate (`est_weights_gib`, where
     the index carries it); else parameters x nominal bits (an index without either: counts embeddings and

@@ -93,7 +93,7 @@ def eval_config(
     """The evaluate stage's worker config, built as harness/evaluate/lmeval.py builds it for a cell."""
     from harness.evaluate.data import TaskData
     from harness.evaluate.lmeval import _resolve
-    from harness.spec.models import LMEvalSpec, TaskSpec
+    from harness.spec.evaluation import LMEvalSpec, TaskSpec
 
     spec = LMEvalSpec(tasks=[TaskSpec(name=n, limit=lim) for n, lim in tasks])
     local, _, problems, needs = _resolve(spec, settings.offline)
@@ -239,7 +239,7 @@ def main() -> None:
     from harness.hw.probe import host_caps
     from harness.serve.vllm import VLLMServer
     from harness.settings import load_settings
-    from harness.spec.models import VLLMServing
+    from harness.spec.serving import VLLMServing
 
     settings = load_settings()
     dtype = (

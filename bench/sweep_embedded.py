@@ -20,7 +20,9 @@ from harness.hw.probe import host_caps, host_line
 from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.settings import load_settings
-from harness.spec.models import SLO, EmbeddedModel, LlamaCppServing, LoadSpec, ModelSpec, SweepProfile, VLLMServing
+from harness.spec.loadtest import SLO, LoadSpec, SweepProfile
+from harness.spec.serving import LlamaCppServing, VLLMServing
+from harness.spec.sources import EmbeddedModel, ModelSpec
 
 
 def show(lv) -> None:

@@ -23,7 +23,9 @@ from harness.measure.run import measure
 from harness.models.sources import source_for
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
-from harness.spec.models import EmbeddedModel, LoadSpec, ModelSpec, VLLMServing
+from harness.spec.loadtest import LoadSpec
+from harness.spec.serving import VLLMServing
+from harness.spec.sources import EmbeddedModel, ModelSpec
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from harness.measure.loadgen import LoadGenerator
 from harness.measure.prompts import token_prompts
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
-from harness.spec.models import VLLMServing
+from harness.spec.serving import VLLMServing
 
 VLLM_BENCH = (
     "import sys, argparse\nfrom vllm.benchmarks.serve import add_cli_args, main\n"

@@ -20,7 +20,8 @@ from harness.measure.run import measure
 from harness.serve.llamacpp import LlamaCppServer
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
-from harness.spec.models import LlamaCppServing, LoadSpec, VLLMServing
+from harness.spec.loadtest import LoadSpec
+from harness.spec.serving import LlamaCppServing, VLLMServing
 
 GGUF_NAME = "model-bf16.gguf"
 

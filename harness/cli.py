@@ -20,7 +20,7 @@ from rich.table import Table
 from harness.errors import DQError, PlanError
 
 if TYPE_CHECKING:
-    from harness.plan.models import Plan
+    from harness.plan.cell import Plan
     from harness.plan.power import TaskPower
 
 app = typer.Typer(

@@ -21,11 +21,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from harness.compress.base import Artefact
     from harness.models.arch import ArchInfo
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.progress import Progress
     from harness.result import CellResult
     from harness.serve.base import ServerHandle
+    from harness.serve.scoring import Scoring
     from harness.settings import Settings
+    from harness.spec.evaluation import Evaluation
+    from harness.spec.serving import Serving
+    from harness.spec.sources import ModelSource
+    from harness.spec.students import DistillSpec
     from harness.workspace import CellPaths
 
 
@@ -35,6 +40,9 @@ class CompressorContract(Protocol):
     kind: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
     needs_gpu: ClassVar[bool]
+
+    def __init__(self) -> None: ...
+
     engines: ClassVar[tuple[str, ...]]  # the serving engines that load its output, preferred first
     honours_compute_dtype: ClassVar[bool]
 
@@ -54,13 +62,15 @@ class ServerContract(Protocol):
     request_extras: ClassVar[dict[str, Any]]
     http_keepalive: ClassVar[bool]
 
+    def __init__(self, spec: Serving, python: str, device: str) -> None: ...
+
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]: ...
     def env(self) -> dict[str, str]: ...
     def start(
         self, artefact: Artefact, served_name: str, log_path: Path, trust_remote_code: bool = False
     ) -> ServerHandle: ...
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]: ...
-    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]: ...
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring: ...
 
 
 class EvaluatorContract(Protocol):
@@ -69,9 +79,11 @@ class EvaluatorContract(Protocol):
 
     kind: ClassVar[str]
 
+    def __init__(self, spec: Evaluation, settings: Settings) -> None: ...
+
     def plan_problems(self) -> list[str]: ...
     def prepare(self, log: Path) -> None: ...
-    def evaluate(self, scoring: dict[str, Any], workdir: Path, log: Path) -> dict[str, Any]: ...
+    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> dict[str, Any]: ...
 
 
 class DistillerContract(Protocol):
@@ -82,6 +94,8 @@ class DistillerContract(Protocol):
     trains: ClassVar[bool]
     needs_generations: ClassVar[bool]
     same_vocab: ClassVar[bool]
+
+    def __init__(self, spec: DistillSpec) -> None: ...
 
     def plan_problems(self, cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo | None) -> list[str]: ...
     def generations_path(self, teacher_fp: dict[str, Any], data_fp: dict[str, Any], settings: Settings) -> Path: ...
@@ -102,6 +116,8 @@ class ExecutorContract(Protocol):
     """Where cells run (`--executor`): `Executor(settings, **options)`. `run` hands every cell's result to
     `finished` (the runner stores it); it never stores anything itself."""
 
+    def __init__(self, settings: Settings, **options: Any) -> None: ...
+
     def preflight(self, cells: list[CellPlan]) -> None: ...
     def run(
         self, cells: list[CellPlan], finished: Callable[[CellPlan, CellResult], None], progress: Progress
@@ -110,6 +126,8 @@ class ExecutorContract(Protocol):
 
 class ModelSourceContract(Protocol):
     """Where a checkpoint comes from (`models[].source.kind`): `Source(spec, settings)`."""
+
+    def __init__(self, spec: ModelSource, settings: Settings) -> None: ...
 
     def available(self) -> str | None: ...  # None, or why the model cannot be had (offline, no folder)
     def arch(self) -> ArchInfo | None: ...

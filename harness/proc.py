@@ -1,5 +1,5 @@
-"""Subprocess helpers: run a worker module (harness/workers/) with the worker interpreter, logs to a file,
-atomic outputs; `worker_main`, every worker's entry point.
+"""Subprocess helpers: run a typed worker job (harness/jobs.py) in the worker interpreter under the guard, logs
+to a file, atomic outputs (`run_worker`); the child side is harness/worker.py.
 
 Workers talk to the parent only through files written atomically (tmp + rename) and a log file: a
 chatty child on a pipe can block, and a half-written JSON must never be read as a result.
@@ -25,10 +25,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from harness.errors import StageError
+from harness.jobs import Job, Record
 from harness.settings import REPO_ROOT, Settings
+
+R = TypeVar("R", bound=Record)
 
 
 @contextmanager
@@ -320,7 +323,7 @@ def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: f
     )
 
 
-def run_worker(
+def run_module(
     module: str,
     args: list[str],
     log_path: Path,
@@ -330,8 +333,9 @@ def run_worker(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
     on_progress: ProgressCallback | None = None,
+    name: str | None = None,
 ) -> None:
-    """Run the worker `python -m MODULE ARGS` in its own process group; on failure raise StageError for the
+    """Run `python -m MODULE ARGS` in its own process group; on failure raise StageError for the
     pipeline step `stage` with the log tail. Progress records the worker writes go to `on_progress`, else to
     the callback of `progress_to`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +343,7 @@ def run_worker(
     watcher = None
     extra = dict(env or {})
     if callback is not None:
-        ppath = log_path.parent / f".{log_path.stem}.{module.rsplit('.', 1)[-1]}.progress.jsonl"
+        ppath = log_path.parent / f".{log_path.stem}.{name or module.rsplit('.', 1)[-1]}.progress.jsonl"
         ppath.write_bytes(b"")
         extra[PROGRESS_ENV] = str(ppath)
         watcher = _ProgressTail(ppath, callback)
@@ -366,6 +370,58 @@ def run_worker(
             Path(watcher.path).unlink(missing_ok=True)
     if rc != 0:
         raise StageError(stage, f"`python -m {module}` exited with {rc} (log: {log_path})", tail(log_path))
+
+
+def write_job(job: Job[Any], path: Path) -> None:
+    """The job as the child reads it (harness/worker.read_job): its class, to find it again, and its fields."""
+    write_json_atomic(path, {"type": type(job).type_path(), "job": job.model_dump(mode="json")})
+
+
+def run_worker(
+    job: Job[R],
+    log_path: Path,
+    settings: Settings,
+    *,
+    stage: str,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> R:
+    """Run `job` in a worker process (`python -m harness.worker`, settings.python's environment, its own
+    process group under the guard) and return its record, validated. The job and record files sit beside
+    the log under unique names and are removed afterwards (the child logs the job it ran). A worker that
+    fails, or ends without a valid record, raises StageError for the pipeline step `stage` with the log tail."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stem = f".{log_path.stem}.{type(job).short_name()}."
+    fd, job_name = tempfile.mkstemp(dir=log_path.parent, prefix=stem, suffix=".job.json")
+    os.close(fd)
+    job_path, record_path = Path(job_name), Path(job_name[: -len(".job.json")] + ".record.json")
+    try:
+        write_job(job, job_path)
+        run_module(
+            "harness.worker",
+            ["--job", str(job_path), "--record", str(record_path)],
+            log_path,
+            settings,
+            stage=stage,
+            timeout=timeout,
+            env=env,
+            on_progress=on_progress,
+            name=type(job).short_name(),
+        )
+        record_type = type(job).record_type()
+        try:
+            record = record_type.model_validate_json(record_path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise StageError(
+                stage,
+                f"{type(job).worker} wrote no valid {record_type.__name__}: {e} (log: {log_path})",
+                tail(log_path),
+            ) from None
+        return record  # type: ignore[return-value]  # record_type() is R by construction (Job[R])
+    finally:
+        job_path.unlink(missing_ok=True)
+        record_path.unlink(missing_ok=True)
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from harness import contracts
 from harness.errors import PlanError
@@ -22,15 +22,19 @@ class PluginContractError(PlanError):
     """A plugin was found but does not meet its family's contract."""
 
 
-class Registry:
-    """One family's plugins by name. `contract` (harness/contracts.py) is what every plugin of the family
-    must offer; it is checked once, when the plugin is first loaded."""
+T = TypeVar("T")
 
-    def __init__(self, family: str, contract: type | None = None) -> None:
+
+class Registry(Generic[T]):
+    """One family's plugins by name. `contract` (harness/contracts.py) is what every plugin of the family
+    must offer; it is checked once, when the plugin is first loaded, and `get` returns the plugin typed as
+    that contract (lm-eval's `Registry(Generic[T], base_cls)`), so mypy checks every call on a plugin."""
+
+    def __init__(self, family: str, contract: type = object) -> None:  # T's Protocol (mypy takes no abstract type[T])
         self.family = family
         self.contract = contract
         self._targets: dict[str, str] = {}
-        self._loaded: dict[str, Any] = {}
+        self._loaded: dict[str, type[T]] = {}
 
     def register(self, name: str, target: str) -> None:
         if name in self._targets and self._targets[name] != target:
@@ -54,31 +58,32 @@ class Registry:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.family} {name!r} (known: {', '.join(known) or 'none'}){hint}"
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> type[T]:
+        """The plugin class (or factory) registered as `name`, checked against the family's contract."""
         if name not in self._targets:
             raise PlanError(self.unknown_message(name))
         if name not in self._loaded:
             target = self._targets[name]
             module, _, attr = target.partition(":")
-            obj = getattr(importlib.import_module(module), attr)
-            if self.contract is not None:
-                problems = contracts.contract_problems(obj, self.contract)
-                if problems:
-                    raise PluginContractError(
-                        f"{self.family} {name!r} ({target}) does not meet the {self.family} contract "
-                        f"(harness/contracts.py {self.contract.__name__}): {'; '.join(problems)}"
-                    )
-            self._loaded[name] = obj
+            obj: Any = getattr(importlib.import_module(module), attr)
+            problems = contracts.contract_problems(obj, self.contract)
+            if problems:
+                raise PluginContractError(
+                    f"{self.family} {name!r} ({target}) does not meet the {self.family} contract "
+                    f"(harness/contracts.py {self.contract.__name__}): {'; '.join(problems)}"
+                )
+            # structurally checked just above: a Protocol cannot be checked by isinstance on a class
+            self._loaded[name] = cast("type[T]", obj)
         return self._loaded[name]
 
 
 # The families. Entries are plain strings: adding a plugin never imports it.
-compressors = Registry("compressor", contracts.CompressorContract)
-servers = Registry("server", contracts.ServerContract)
-evaluators = Registry("evaluator", contracts.EvaluatorContract)
-model_sources = Registry("model source", contracts.ModelSourceContract)
-distillers = Registry("distiller", contracts.DistillerContract)
-executors = Registry("executor", contracts.ExecutorContract)
+compressors = Registry[contracts.CompressorContract]("compressor", contracts.CompressorContract)
+servers = Registry[contracts.ServerContract]("server", contracts.ServerContract)
+evaluators = Registry[contracts.EvaluatorContract]("evaluator", contracts.EvaluatorContract)
+model_sources = Registry[contracts.ModelSourceContract]("model source", contracts.ModelSourceContract)
+distillers = Registry[contracts.DistillerContract]("distiller", contracts.DistillerContract)
+executors = Registry[contracts.ExecutorContract]("executor", contracts.ExecutorContract)
 
 compressors.register("none", "harness.compress.identity:IdentityCompressor")
 compressors.register("rtn", "harness.compress.llmcompressor:RTN")
@@ -103,7 +108,7 @@ model_sources.register("embedded", "harness.models.embedded:EmbeddedSource")
 model_sources.register("hub", "harness.models.sources:HubSource")
 model_sources.register("local", "harness.models.sources:LocalSource")
 
-FAMILIES = {
+FAMILIES: dict[str, Registry[Any]] = {
     "compressor": compressors,
     "server": servers,
     "evaluator": evaluators,

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import DQError, PlanError
-from harness.plan.models import CellPlan, Plan
+from harness.plan.cell import CellPlan, Plan
 from harness.proc import sigterm_as_interrupt
 from harness.progress import Progress
 from harness.registry import executors

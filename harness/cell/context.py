@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from harness.compress.base import Artefact
     from harness.contracts import EvaluatorContract, ModelSourceContract, ServerContract
-    from harness.measure.memory import PeakSampler
-    from harness.plan.models import CellPlan
+    from harness.measure.memory_sampler import PeakSampler
+    from harness.plan.cell import CellPlan
     from harness.progress import Progress
     from harness.serve.base import ServerHandle
     from harness.settings import Settings
-    from harness.spec.models import Limits
+    from harness.spec.matrix import Limits
     from harness.workspace import CellPaths
 
 T = TypeVar("T")

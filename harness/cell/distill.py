@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import StageError
 from harness.locks import file_lock
 from harness.registry import distillers, servers
-from harness.spec.models import GKDStudent, SFTStudent
+from harness.spec.students import GKDStudent, SFTStudent
 
 if TYPE_CHECKING:
     from harness.cell.context import CellRun

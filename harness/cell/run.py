@@ -28,7 +28,7 @@ from harness.env import environment_block
 from harness.errors import DQError, StageError
 from harness.locks import file_lock
 from harness.measure.run import planned_levels
-from harness.plan.models import CellPlan
+from harness.plan.cell import CellPlan
 from harness.proc import children_hold, deadline, progress_to
 from harness.progress import Progress
 from harness.result import CellResult

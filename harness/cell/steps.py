@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from harness.cell.context import CellRun, Step
 from harness.errors import StageError
 from harness.evaluate.reference import compare_with_reference
-from harness.measure.memory import PeakSampler
+from harness.measure.memory_sampler import PeakSampler
 from harness.measure.run import measure as run_load
 from harness.models.sources import source_for
 from harness.proc import deadline_left

@@ -28,13 +28,13 @@ from harness.locks import (
     unique_tmp,
     wait_reporter,
 )
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
-    from harness.spec.models import MethodSpec
+    from harness.spec.methods import MethodSpec
     from harness.workspace import CellPaths
 
 
@@ -112,7 +112,7 @@ def run_compress_worker(
     settings reach the worker as HF_HUB_OFFLINE so a hub lookup fails fast instead of hanging."""
     cfg_path = workdir / config_name
     write_json_atomic(cfg_path, cfg)
-    run_worker(
+    run_module(
         module,
         ["--config", str(cfg_path)],
         log,

@@ -27,7 +27,7 @@ from harness.compress.base import (
 from harness.errors import StageError
 
 if TYPE_CHECKING:
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
     from harness.workspace import CellPaths
 

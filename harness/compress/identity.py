@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.compress.base import Artefact, Compressor, dir_size
-from harness.spec.models import BITS
+from harness.spec.base import BITS
 
 if TYPE_CHECKING:
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
     from harness.workspace import CellPaths
 

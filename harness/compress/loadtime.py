@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from harness.compress.base import Artefact, Compressor
 
 if TYPE_CHECKING:
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
     from harness.workspace import CellPaths
 

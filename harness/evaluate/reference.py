@@ -22,25 +22,25 @@ from pathlib import Path
 import numpy as np
 
 from harness.evaluate.items import read_sample_items
+from harness.evaluate.logprobs_worker import LogprobsDump, LogprobsJob
 from harness.evaluate.shift import flips, load_dump, paired_bootstrap, shift_metrics
 from harness.measure.prompts import token_prompts
-from harness.plan.models import CellPlan
-from harness.proc import run_worker, write_json_atomic
+from harness.plan.cell import CellPlan
+from harness.proc import run_worker
 from harness.result import Quality, TaskScore
 from harness.result_facts import primary_metric
+from harness.serve.scoring import Scoring
 from harness.settings import Settings
 from harness.spec.metrics import AGGREGATE
 from harness.store.hosts import this_host
 from harness.store.results import ResultStore
 
 
-def dump_logprobs(scoring: dict, windows: list[list[int]], k: int, out: Path, log: Path, settings: Settings) -> None:
-    cfg = {"lm": scoring["model"], "model_args": scoring["model_args"], "windows": windows, "k": k, "out": str(out)}
-    cfg_path = out.with_suffix(".in.json")
-    write_json_atomic(cfg_path, cfg)
-    run_worker(
-        "harness.workers.logprobs", ["--config", str(cfg_path)], log, settings, stage="shift", env=scoring.get("env")
-    )
+def dump_logprobs(
+    scoring: Scoring, windows: list[list[int]], k: int, out: Path, log: Path, settings: Settings
+) -> LogprobsDump:
+    job = LogprobsJob(scoring=scoring, windows=windows, k=k, out=str(out))
+    return run_worker(job, log, settings, stage="shift", env=scoring.env)
 
 
 def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | None = None) -> dict:
@@ -87,7 +87,7 @@ def _fresh_quality(samples: Path) -> Quality:
 
 def compare_with_reference(
     cell: CellPlan,
-    scoring: dict,
+    scoring: Scoring,
     tokenizer_src: str,
     settings: Settings,
     work: Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.cell import execute_cell
-from harness.plan.models import CellPlan
+from harness.plan.cell import CellPlan
 from harness.progress import Progress
 from harness.result import CellResult
 from harness.settings import Settings

@@ -43,7 +43,7 @@ from harness.executors.ray_nodes import (
     task_env,
 )
 from harness.executors.ray_progress import ProgressRelay, print_lines
-from harness.plan.models import CellPlan
+from harness.plan.cell import CellPlan
 from harness.progress import Progress
 from harness.result import CellResult
 from harness.settings import REPO_ROOT, Settings

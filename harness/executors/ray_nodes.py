@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from harness.plan.models import CellPlan
+from harness.plan.cell import CellPlan
 from harness.settings import Settings, load_settings
 
 # A node resource: one cell holds it from its first step to its last, so one cell at a time runs on a node.

@@ -39,7 +39,7 @@ from harness.measure.repeats import repeats_block
 from harness.measure.slo import attainment, good_count, meets
 from harness.measure.stats import summarize
 from harness.measure.workloads import Conversation, Request, by_turn
-from harness.spec.models import SLO
+from harness.spec.loadtest import SLO
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from harness.measure.loadgen import LevelResult, LoadGenerator, RequestRecord, c
 from harness.measure.sweep import SweepPrompts, run_sweep
 from harness.measure.workloads import build as build_requests
 from harness.measure.workloads import describe as describe_workload
-from harness.spec.models import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
+from harness.spec.loadtest import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
 
 
 def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:

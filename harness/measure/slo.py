@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.measure.loadgen import RequestRecord
-    from harness.spec.models import SLO
+    from harness.spec.loadtest import SLO
 
 
 def is_good(rec: RequestRecord, slo: SLO) -> bool:

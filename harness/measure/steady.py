@@ -30,7 +30,7 @@ from harness.measure.stats import summarize
 
 if TYPE_CHECKING:
     from harness.measure.loadgen import RequestRecord
-    from harness.spec.models import SLO
+    from harness.spec.loadtest import SLO
 
 
 def window(records: list[RequestRecord], trim: float) -> tuple[float, float, float] | None:

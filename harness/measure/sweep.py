@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.measure.loadgen import LevelResult, RequestRecord
-    from harness.spec.models import SLO, SweepProfile
+    from harness.spec.loadtest import SLO, SweepProfile
 
 # (profile, level, seed, prompts of each run, check after each run) -> (the level, its runs' records, why it
 # stopped: the check's answer); harness/measure/run.py's level runner

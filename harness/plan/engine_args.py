@@ -5,7 +5,7 @@ vLLM parses its command line with argparse, which takes any unique prefix of an 
 `{hos: 0.0.0.0}` reaches the server as --host, and a misspelt flag stops the server only once a cell is
 being served. So each key is resolved with argparse's own rule against the option strings of the vLLM
 build in the serving environment: an exact option is itself; otherwise the options it is a prefix of must
-be exactly one. A key that resolves to an option dqbench sets itself (harness/spec/models.py
+be exactly one. A key that resolves to an option dqbench sets itself (harness/spec/serving.py
 VLLM_MANAGED, any spelling of that option), matches no option, or matches several is refused with the fix.
 
 The option list comes from `make_arg_parser` run in the serving interpreter (vLLM is never imported
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from harness.settings import REPO_ROOT, Settings
-from harness.spec.models import LLAMACPP_MANAGED, VLLM_MANAGED
+from harness.spec.serving import LLAMACPP_MANAGED, VLLM_MANAGED
 
 OPTIONS_VERSION = 1  # bump when the cached document changes shape
 

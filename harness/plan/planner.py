@@ -16,14 +16,15 @@ import itertools
 from harness.errors import PlanError
 from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
+from harness.plan.cell import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
 from harness.plan.engine_args import engine_arg_problems
-from harness.plan.memory import estimate_memory
-from harness.plan.models import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
+from harness.plan.memory_estimate import estimate_memory
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
 from harness.plan.training import train_estimate, training_budget, training_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
-from harness.spec.models import FULL_PRECISIONS, Matrix
+from harness.spec.base import FULL_PRECISIONS
+from harness.spec.matrix import Matrix
 
 
 def student_identity(student) -> dict:

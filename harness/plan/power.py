@@ -34,12 +34,12 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from harness.evaluate import catalog
+from harness.plan.cell import CellPlan, Plan
 from harness.plan.lineage import reference_ids
-from harness.plan.models import CellPlan, Plan
 from harness.result import CellResult
 from harness.result_facts import primary_metric
 from harness.spec.drop import Drop, parse_drop
-from harness.spec.models import LMEvalSpec
+from harness.spec.evaluation import LMEvalSpec
 
 Z_CONFIDENCE = NormalDist().inv_cdf(0.975)  # two-sided 95 %: 1.95996
 Z_POWER = NormalDist().inv_cdf(0.80)  # 80 % power: 0.84162

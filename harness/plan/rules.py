@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from harness.hw.caps import HostCaps
 from harness.models.arch import ArchInfo
-from harness.plan.models import CellPlan, MemoryEstimate
+from harness.plan.cell import CellPlan, MemoryEstimate
 from harness.plan.support import support_problem
 from harness.registry import compressors, distillers
-from harness.spec.models import FULL_PRECISIONS, MethodSpec
+from harness.spec.base import FULL_PRECISIONS
+from harness.spec.methods import MethodSpec
 
 
 def pairing(precision: str, method: str, spec: MethodSpec | None = None) -> str | None:

@@ -14,10 +14,11 @@ import json
 
 from harness.errors import PlanError
 from harness.models.sources import source_for
-from harness.proc import run_worker, write_json_atomic
+from harness.proc import run_module, write_json_atomic
 from harness.registry import compressors
 from harness.settings import Settings
-from harness.spec.models import BITS, Matrix
+from harness.spec.base import BITS
+from harness.spec.matrix import Matrix
 
 
 def ignore_for(layers: list[int], base: list[str]) -> list[str]:
@@ -74,7 +75,7 @@ def scan(
         raw = folder / f"{scan_id}.raw.json"
         cfg_path = folder / f"{scan_id}.in.json"
         write_json_atomic(cfg_path, {**cfg, "out": str(raw)})
-        run_worker(
+        run_module(
             "harness.workers.sensitivity",
             ["--config", str(cfg_path)],
             log,

@@ -1,4 +1,4 @@
-"""A trained student at plan time: its training-memory estimate (harness/distill/memory.py) against the
+"""A trained student at plan time: its training-memory estimate (harness/distill/training_memory.py) against the
 budget, and the warning when its budget repeats the training text (harness/distill/data.py). Pure.
 
 The budget is `hardware.memory_gib` when the matrix sets one, else the device's memory (the smallest GPU
@@ -8,10 +8,10 @@ quantize it), so each of them carries the estimate and, when it does not fit, th
 
 from __future__ import annotations
 
-from harness.distill.memory import estimate_training
+from harness.distill.training_memory import estimate_training
 from harness.hw.caps import HostCaps
 from harness.models.arch import ArchInfo
-from harness.plan.models import TrainMemoryEstimate
+from harness.plan.cell import TrainMemoryEstimate
 
 
 def bf16_native(caps: HostCaps, device: str) -> bool:

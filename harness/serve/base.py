@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import StageError
 from harness.guard import descendants, proc_state
 from harness.proc import child_env, kill_group, spawn, tail
+from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
     from harness.compress.base import Artefact
@@ -344,9 +345,9 @@ class EngineServer(ABC):
         not what the artefact planned (another dtype, no quantization)."""
 
     @abstractmethod
-    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]:
-        """How lm-eval and the shift score this cell: {"model": lm-eval model name, "model_args": ...,
-        "env": ..., "how": ..., "register": module to import} -- through this server, or in-process."""
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring:
+        """How lm-eval and the shift score this cell (harness/serve/scoring.py): through this server, or
+        in-process on the same artefact."""
 
     def env(self) -> dict[str, str]:
         """Environment variables the server process needs besides the orchestrator's."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.compress.base import Artefact
 from harness.errors import StageError
 from harness.serve.base import EngineServer, ServerHandle, http_get
+from harness.serve.scoring import Scoring
 from harness.settings import REPO_ROOT, load_settings
 
 
@@ -99,13 +100,13 @@ class LlamaCppServer(EngineServer):
             )
         return loaded
 
-    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring:
         """How lm-eval scores this cell: in-process on the same GGUF file (the server has no prompt logprobs)."""
         tools = load_settings().llamacpp_dir
-        return {
-            "model": "dq-llamacpp",
-            "register": "harness.evaluate.llamacpp_lm",
-            "model_args": {
+        return Scoring(
+            model="dq-llamacpp",
+            register_module="harness.evaluate.llamacpp_lm",
+            model_args={
                 "model_path": artefact.model,
                 "tokenizer": artefact.tokenizer_src,
                 "n_threads": self.spec.threads or os.cpu_count() or 1,
@@ -114,13 +115,13 @@ class LlamaCppServer(EngineServer):
                 "model": handle.model_name,
             },
             # the binding (tools/py) without its own C++ build loads the libllama the set-up built
-            "env": {
+            env={
                 "LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
                 "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")]),
             }
             if tools
             else {},
-            "how": "lm-eval `dq-llamacpp`: loglikelihoods of the served GGUF file in-process through llama.cpp's "
+            how="lm-eval `dq-llamacpp`: loglikelihoods of the served GGUF file in-process through llama.cpp's "
             "C API (llama-server returns no prompt logprobs: it ignores echo); generations from the cell's "
             "llama-server (/v1/completions, greedy)",
-        }
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.compress.base import Artefact
 from harness.errors import StageError
 from harness.serve.base import EngineServer, ServerHandle, http_get
+from harness.serve.scoring import Scoring
 
 _CONFIG_RE = re.compile(r"with config: (.*)$")
 _FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
@@ -127,12 +128,12 @@ class VLLMServer(EngineServer):
             )
         return loaded
 
-    def scoring(self, handle: ServerHandle, artefact: Artefact) -> dict:
+    def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring:
         """How lm-eval scores this cell: `local-completions` against this server (echo + logprobs)."""
-        return {
-            "model": "dq-local-completions",
-            "register": "harness.evaluate.api_lm",
-            "model_args": {
+        return Scoring(
+            model="dq-local-completions",
+            register_module="harness.evaluate.api_lm",
+            model_args={
                 "model": handle.model_name,
                 "base_url": handle.base_url.rstrip("/") + "/completions",
                 "tokenizer": artefact.tokenizer_src,
@@ -141,8 +142,7 @@ class VLLMServer(EngineServer):
                 "max_retries": 3,
                 "timeout": 600,
             },
-            "env": {},
-            "how": "lm-eval `local-completions` (dqbench's `dq-local-completions`: special tokens as lm-eval's "
+            how="lm-eval `local-completions` (dqbench's `dq-local-completions`: special tokens as lm-eval's "
             "`hf` model adds them) against the cell's vLLM server (prompt logprobs via echo, checked against "
             "transformers in tests/e2e/test_logprobs.py)",
-        }
+        )

@@ -1,6 +1,7 @@
-"""Matrix spec: the typed, frozen description of an experiment grid (see models.py, load.py)."""
+"""Matrix spec: the typed, frozen description of an experiment grid, one module per section (sources, methods,
+students, serving, loadtest, evaluation, matrix) on a shared base; read.py turns YAML into a Matrix."""
 
-from harness.spec.load import load_matrix, parse_matrix
-from harness.spec.models import Matrix
+from harness.spec.matrix import Matrix
+from harness.spec.read import load_matrix, parse_matrix
 
 __all__ = ["Matrix", "load_matrix", "parse_matrix"]

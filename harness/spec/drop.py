@@ -1,5 +1,5 @@
 """A quality drop written as the user writes it: `2%` (relative to the reference's score) or `1.5pt`
-(absolute accuracy points). Pure; read by the matrix's `evaluation.resolve_drop` (harness/spec/models.py) and
+(absolute accuracy points). Pure; read by the matrix's `evaluation.resolve_drop` (harness/spec/evaluation.py) and
 the plan's power figures (harness/plan/power.py).
 
 The advisor's `--max-drop` takes the same words (advisor/constraints.py); the harness must not import the

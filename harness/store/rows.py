@@ -70,8 +70,8 @@ def _kv_bytes(plan: dict[str, Any]) -> float | None:
     from pydantic import TypeAdapter
 
     from harness.models.arch import ArchInfo
-    from harness.plan.memory import kv_bytes_for
-    from harness.spec.models import Serving
+    from harness.plan.memory_estimate import kv_bytes_for
+    from harness.spec.serving import Serving
 
     names = {f.name for f in fields(ArchInfo)}
     info = ArchInfo(**{k: v for k, v in arch.items() if k in names})

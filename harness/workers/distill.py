@@ -8,7 +8,7 @@ stopped training, and held-out cross-entropy / KL to the teacher before and afte
 `untrained` and `logit_kd` run here (a plain loop: the loss is ours, harness/distill/loss.py);
 `sft` and `gkd` run TRL's trainers (harness/workers/distill_trl.py). What the run holds in memory follows
 the spec's weights_dtype, optimizer and gradient_checkpointing, and the plan estimates it from the same
-rules (harness/distill/memory.py): keep the two in step.
+rules (harness/distill/training_memory.py): keep the two in step.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def checkpointing(model, spec: dict) -> None:
 
 def memory_record(spec: dict, teacher_offloaded: bool, optimizer, model) -> dict:
     """What the run held, read from the objects that ran, to compare with the plan's estimate
-    (harness/distill/memory.py)."""
+    (harness/distill/training_memory.py)."""
     out = {
         "weights_dtype": {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(model.dtype, str(model.dtype)),
         "optimizer": spec.get("optimizer", "adamw"),

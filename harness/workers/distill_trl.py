@@ -80,7 +80,7 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
 
     spec, kind = cfg["spec"], cfg["kind"]
     gens = _rows(cfg["generations"])
-    # the spec's memory levers (harness/distill/memory.py estimates them): torchao's AdamW8bit, with
+    # the spec's memory levers (harness/distill/training_memory.py estimates them): torchao's AdamW8bit, with
     # stochastic rounding onto bf16 weights; gradient checkpointing (non-reentrant)
     memory_args: dict = {}
     if spec.get("optimizer") == "adamw_8bit":

@@ -11,7 +11,7 @@ import pytest
 from harness.compress.base import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
-from harness.spec.models import VLLMServing
+from harness.spec.serving import VLLMServing
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -109,7 +109,7 @@ def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monk
     assert mean_shift > 5 * mean_err
 
     from harness.serve.llamacpp import LlamaCppServer
-    from harness.spec.models import LlamaCppServing
+    from harness.spec.serving import LlamaCppServing
 
     art = Artefact(
         model=str(gguf),

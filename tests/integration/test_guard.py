@@ -18,7 +18,7 @@ import pytest
 
 from harness.errors import StageError
 from harness.locks import LockTimeout, file_lock
-from harness.proc import child_env, deadline, kill_group, run_worker, spawn
+from harness.proc import child_env, deadline, kill_group, run_module, spawn
 from harness.settings import load_settings
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the guard's subreaper and /proc walk are Linux")
@@ -132,7 +132,7 @@ def test_run_worker_reaps_what_a_stage_left_behind(tmp_path):
         f"open({str(pids)!r}, 'w').write(str(p.pid))\n"
     )
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{child_env()['PYTHONPATH']}"}
-    run_worker("leaky_stage", [], tmp_path / "s.log", load_settings(), stage="compress", env=env)
+    run_module("leaky_stage", [], tmp_path / "s.log", load_settings(), stage="compress", env=env)
     (left,) = _read_pids(pids, 1)
     assert _wait_dead([left], 5) == []  # reaped by the stage's guard, not re-parented to init
 
@@ -143,7 +143,7 @@ def test_a_deadline_cuts_a_stage_short_and_says_which_limit(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{child_env()['PYTHONPATH']}"}
     t = time.monotonic()
     with deadline(2.0, "limits.evaluate_timeout_s"), pytest.raises(StageError, match="evaluate_timeout_s"):
-        run_worker("slow_stage", [], tmp_path / "s.log", load_settings(), stage="evaluate", timeout=3600, env=env)
+        run_module("slow_stage", [], tmp_path / "s.log", load_settings(), stage="evaluate", timeout=3600, env=env)
     assert time.monotonic() - t < 20
 
 

@@ -20,7 +20,7 @@ from harness.errors import PlanError, StageError
 from harness.models import hub
 from harness.models.sources import HubSource
 from harness.settings import REPO_ROOT, load_settings
-from harness.spec.models import HubModel
+from harness.spec.sources import HubModel
 from tests.fakes.hub_server import FakeHub, FakeRepo
 
 V1, V2 = "1" * 40, "2" * 40

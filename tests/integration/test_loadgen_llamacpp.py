@@ -10,7 +10,8 @@ from harness.measure.workloads import build
 from harness.registry import compressors
 from harness.serve.llamacpp import LlamaCppServer
 from harness.settings import load_settings
-from harness.spec.models import LlamaCppServing, LoadSpec
+from harness.spec.loadtest import LoadSpec
+from harness.spec.serving import LlamaCppServing
 from harness.workspace import CellPaths
 from tests.integration.compress.test_llmc_stage import cell_for, tiny_llama  # noqa: F401 - fixture
 

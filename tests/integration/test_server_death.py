@@ -8,7 +8,7 @@ import pytest
 
 import harness.measure.run as run
 from harness.serve.base import free_port, launch
-from harness.spec.models import LoadSpec
+from harness.spec.loadtest import LoadSpec
 from tests.conftest import REPO
 
 DEATH_LOG = REPO / "tests" / "fixtures" / "server_logs" / "vllm_engine_dead.log"

@@ -10,7 +10,7 @@ from harness.measure import sweep
 from harness.measure.loadgen import LoadGenerator
 from harness.result import Perf
 from harness.serve.base import free_port, launch
-from harness.spec.models import LoadSpec, SweepProfile
+from harness.spec.loadtest import LoadSpec, SweepProfile
 
 PROMPT = list(range(32))
 CAPACITY = 20.0  # slots / (ttft + (tokens - 1) * itl) = 2 / 0.1

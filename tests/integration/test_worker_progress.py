@@ -1,5 +1,5 @@
 """Live progress of a long stage, end to end through a real subprocess: a fake stage (tests/fakes/
-progress_worker.py) writes progress lines over about a second; run_worker tails them and the parent's
+progress_worker.py) writes progress lines over about a second; run_module tails them and the parent's
 callback and Progress receive done/total, a rate and an ETA, in plain-line mode and not at all when quiet."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import time
 
 from rich.console import Console
 
-from harness.proc import progress_to, run_worker
+from harness.proc import progress_to, run_module
 from harness.progress import LiveLine, Progress
 
 
 def _run(settings, tmp_path, **kw):
-    run_worker(
+    run_module(
         "tests.fakes.progress_worker",
         ["--n", "10", "--sleep", "0.1"],
         tmp_path / "logs" / "fake.log",

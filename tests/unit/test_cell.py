@@ -4,7 +4,8 @@ skipped steps, failures, the server watch, interrupts, the result contract) over
 from types import SimpleNamespace
 
 from harness.cell import unkept_promise
-from harness.spec.models import LMEvalSpec, LoadSpec
+from harness.spec.evaluation import LMEvalSpec
+from harness.spec.loadtest import LoadSpec
 
 LOAD = LoadSpec(
     profiles=[{"kind": "synchronous", "requests": 2}, {"kind": "concurrency", "levels": [2, 8], "requests": 4}]
@@ -67,7 +68,7 @@ class _Plan(SimpleNamespace):
 def _run(tmp_path, shift=False):
     from harness.cell.context import CellRun
     from harness.progress import Progress
-    from harness.spec.models import Limits
+    from harness.spec.matrix import Limits
     from harness.workspace import CellPaths
 
     cell = _Plan(cell_id="c0", matrix="m", label="tiny", limits=Limits(), student=None, **vars(_cell(shift)))

@@ -1,6 +1,6 @@
 """The training-memory levers a student spec names (weights_dtype, optimizer, gradient_checkpointing) are
 honoured by the real training stage, in our loop and in TRL's, on the tiny Llama of test_train_stage.py:
-the plan's estimate (harness/distill/memory.py) counts on them."""
+the plan's estimate (harness/distill/training_memory.py) counts on them."""
 
 import pytest
 

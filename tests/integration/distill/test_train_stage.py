@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from harness.distill.data import TrainData
 from harness.registry import distillers
 from harness.settings import load_settings
-from harness.spec.models import DistillSpec
+from harness.spec.students import DistillSpec
 from tests.fakes.tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.slow

@@ -175,7 +175,7 @@ def test_estimated_vs_measured_weights():
 
 
 def test_plan_weights_estimate_beats_the_flat_rule():
-    """An index carrying the plan's module-wise weights (est_weights_gib, harness/memory_model.py) uses them
+    """An index carrying the plan's module-wise weights (est_weights_gib, harness/serving_memory.py) uses them
     where nothing was measured: an int4 cell with 16-bit embeddings is not params x 4 bits."""
     cells = [cell("ref"), cell("q", "int4", "gptq", "ref", size=None, est_weights_gib=5.309)]
     rec = recommend(frame_from(cells, [q("ref", 0.6), q("q", 0.6)], []), Constraints(vram_gib=80))

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.distill.cost import estimate, gpu_hours, run_flops
-from harness.spec.models import CostAssumptions
+from harness.spec.students import CostAssumptions
 
 
 def test_flops_per_method():

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from harness.distill.base import COMPLETE, LogitKD, student_complete
 from harness.locks import leftovers
 from harness.settings import load_settings
-from harness.spec.models import DistillSpec
+from harness.spec.students import DistillSpec
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -5,7 +5,7 @@ import pytest
 from harness.evaluate.data import TASK_FILES, TaskData, known_tasks
 from harness.evaluate.lmeval import LMEvalEvaluator
 from harness.settings import load_settings
-from harness.spec.models import LMEvalSpec
+from harness.spec.evaluation import LMEvalSpec
 
 
 def fake_data(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from harness.evaluate import catalog
 from harness.evaluate.data import TaskData
 from harness.evaluate.lmeval import _resolve
 from harness.settings import load_settings
-from harness.spec.models import LMEvalSpec
+from harness.spec.evaluation import LMEvalSpec
 
 pytestmark = pytest.mark.slow
 lm_eval = pytest.importorskip("lm_eval")

@@ -10,7 +10,7 @@ import pytest
 from harness.evaluate import reference
 from harness.evaluate.items import attach_items
 from harness.evaluate.shift import save_dump
-from harness.plan.models import CellPlan
+from harness.plan.cell import CellPlan
 from harness.result import CellResult, Quality
 from harness.settings import load_settings
 from harness.store.results import ResultStore

@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from harness.measure.loadgen import RequestRecord, aggregate
 from harness.measure.run import level_problem
-from harness.spec.models import LoadSpec, MaxFailed
+from harness.spec.loadtest import LoadSpec, MaxFailed
 
 
 def level(profile, n, failed, level=1, abandoned=0):

@@ -9,7 +9,7 @@ import pytest
 from harness.errors import SpecError
 from harness.result import CellResult
 from harness.spec import parse_matrix
-from harness.spec.models import SLO, LoadSpec
+from harness.spec.loadtest import SLO, LoadSpec
 from harness.store.rows import perf_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -9,7 +9,7 @@ from harness.measure import run as run_mod
 from harness.measure.loadgen import LoadGenerator, RequestRecord, combine
 from harness.measure.repeats import spread, t975
 from harness.result import Level
-from harness.spec.models import LoadSpec
+from harness.spec.loadtest import LoadSpec
 
 
 def test_t_quantiles():

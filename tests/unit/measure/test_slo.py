@@ -6,7 +6,7 @@ import pytest
 
 from harness.measure.loadgen import RequestRecord, aggregate
 from harness.measure.slo import is_good
-from harness.spec.models import SLO
+from harness.spec.loadtest import SLO
 
 
 def rec(start, ttft, n, itl, ok=True, end=None):

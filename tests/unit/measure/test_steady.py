@@ -5,7 +5,7 @@ import pytest
 
 from harness.measure.loadgen import RequestRecord, aggregate
 from harness.measure.steady import part, window
-from harness.spec.models import SLO
+from harness.spec.loadtest import SLO
 
 T = 0.125  # binary fractions: boundaries and chunk times compare exactly
 

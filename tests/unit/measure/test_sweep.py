@@ -8,7 +8,7 @@ from harness.measure import run as run_mod
 from harness.measure import sweep
 from harness.measure.loadgen import LevelResult, LoadGenerator, RequestRecord, combine
 from harness.result import Perf
-from harness.spec.models import SLO, LoadSpec, SweepProfile
+from harness.spec.loadtest import SLO, LoadSpec, SweepProfile
 
 
 def queue(rate: float, n: int, slots: int, service: float, ttft0: float = 0.0, sync: bool = False):

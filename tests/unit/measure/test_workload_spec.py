@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from harness.spec.models import LoadSpec
+from harness.spec.loadtest import LoadSpec
 from harness.spec.workload import ChatWorkload, DistributionWorkload, FixedWorkload, SharedPrefixWorkload
 
 PROFILES = [{"kind": "synchronous", "requests": 2}]

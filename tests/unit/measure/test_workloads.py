@@ -9,7 +9,7 @@ import pytest
 
 from harness.measure.prompts import corpus_text, decode, document_lengths, special_prefix, token_prompts
 from harness.measure.workloads import Conversation, Request, build, by_turn
-from harness.spec.models import LoadSpec
+from harness.spec.loadtest import LoadSpec
 
 BOS = 0
 

@@ -34,7 +34,7 @@ def source(tmp_path, monkeypatch):
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"w" * 512)
 
-    monkeypatch.setattr(embedded, "run_worker", fake_stage)
+    monkeypatch.setattr(embedded, "run_module", fake_stage)
     src = embedded.EmbeddedSource(SimpleNamespace(name="smollm2-135m"), settings)
     return src, runs
 
@@ -99,7 +99,7 @@ def slow_stage(module, args, log, settings, **kw):  # the dequantization, slow e
     time.sleep(1.5)
     (out / "model.safetensors").write_bytes(b"w" * 512)
 
-embedded.run_worker = slow_stage
+embedded.run_module = slow_stage
 src = embedded.EmbeddedSource(SimpleNamespace(name="smollm2-135m"), load_settings())
 src.prepare(Path(sys.argv[1]))
 print(json.dumps({"ready": src.ready(), "weights": (src.dir / "model.safetensors").stat().st_size}), flush=True)

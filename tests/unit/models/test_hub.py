@@ -16,7 +16,8 @@ from harness.models import hub
 from harness.models.sources import HubSource
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
-from harness.spec.models import HubModel, VLLMServing
+from harness.spec.serving import VLLMServing
+from harness.spec.sources import HubModel
 from harness.workers.download_model import wanted
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -168,7 +169,7 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
     from pydantic import TypeAdapter
 
     from harness.distill import base
-    from harness.spec.models import DistillSpec
+    from harness.spec.students import DistillSpec
 
     folder = snapshot(env, "org/small", COMMIT, ref="v1")
     monkeypatch.setenv("DQBENCH_COMPRESS_PYTHON", "/usr/bin/python3")
@@ -182,7 +183,7 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
         (Path(cfg["out"]) / "config.json").write_text("{}")
         Path(cfg["record"]).write_text("{}")
 
-    monkeypatch.setattr(base, "run_worker", fake_worker)
+    monkeypatch.setattr(base, "run_module", fake_worker)
     spec = TypeAdapter(DistillSpec).validate_python(
         {
             "name": "s",
@@ -199,7 +200,7 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
 def test_models_of_names_each_hub_model_and_hub_student_once():
     from types import SimpleNamespace
 
-    from harness.spec.models import ModelSpec
+    from harness.spec.sources import ModelSpec
 
     hub_model = ModelSpec(name="t", source={"kind": "hub", "id": "org/t"})
     embedded = ModelSpec(name="e", source={"kind": "embedded"})

@@ -101,7 +101,7 @@ def test_real_vllm_options_refuse_prefixes_at_plan_time(settings, base_matrix):
 def test_command_spells_keys_as_the_plan_resolved_them():
     from harness.compress.base import Artefact
     from harness.serve.vllm import VLLMServer
-    from harness.spec.models import VLLMServing
+    from harness.spec.serving import VLLMServing
 
     spec = VLLMServing(engine_args={"--max_num_seqs": 4, "compilation_config.cudagraph_mode": "NONE"})
     art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)

@@ -9,7 +9,7 @@ import yaml
 
 from harness.plan import plan_matrix
 from harness.spec import load_matrix, parse_matrix
-from harness.spec.models import Limits
+from harness.spec.matrix import Limits
 from tests.conftest import MATRICES
 
 # Cell ids of the shipped matrices as planned before `limits` existed (and before the load-shape checks):

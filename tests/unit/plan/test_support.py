@@ -124,7 +124,7 @@ def test_auto_and_its_resolution_on_one_axis_are_one_cell(base_matrix, settings)
 
 def test_bf16_ids_are_unchanged_by_the_compute_dtype_field(base_matrix, settings):
     """A compressed cell computing in bf16 keeps the id it had before compute_dtype existed."""
-    from harness.plan.models import content_id
+    from harness.plan.cell import content_id
     from harness.plan.planner import _identity
 
     m = _int4_matrix(base_matrix)

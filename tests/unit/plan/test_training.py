@@ -29,7 +29,7 @@ def test_llama8b_student_fits_one_80_gb_gpu(settings, monkeypatch):
     assert len(students) == 8 and all(c.train_estimate is not None for c in students)
     assert all(c.train_estimate is None for c in plan.cells if c.distill == "none")
     e = students[0].train_estimate
-    # hand-computed in tests/unit/distill/test_memory.py
+    # hand-computed in tests/unit/distill/test_training_memory.py
     assert (e.weights_gib, e.gradients_gib, e.optimizer_gib, e.activations_gib, e.logits_gib) == (
         8.46,
         8.46,

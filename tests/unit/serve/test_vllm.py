@@ -1,6 +1,6 @@
 from harness.compress.base import Artefact
 from harness.serve.vllm import VLLMServer, parse_engine_config
-from harness.spec.models import VLLMServing
+from harness.spec.serving import VLLMServing
 
 LOG = (
     "(EngineCore pid=1) INFO 11-22 07:39:05 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: "
@@ -37,7 +37,7 @@ def test_command_binds_loopback_and_passes_managed_flags():
 
 def test_reserved_cores_reach_vllm_and_leave_ids_alone_when_unset():
     from harness.serve.vllm import VLLMServer
-    from harness.spec.models import VLLMServing
+    from harness.spec.serving import VLLMServing
 
     assert "cpu_reserved_cores" not in VLLMServing().model_dump(mode="json")  # unset: ids as before
     assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in VLLMServer(VLLMServing(), "python", "cpu").env()

@@ -7,7 +7,8 @@ import yaml
 
 from harness.errors import SpecError
 from harness.spec import load_matrix, parse_matrix
-from harness.spec.models import Limits, LlamaCppServing, Matrix, VLLMServing
+from harness.spec.matrix import Limits, Matrix
+from harness.spec.serving import LlamaCppServing, VLLMServing
 from tests.conftest import MATRICES
 
 

@@ -3,9 +3,9 @@
 import pytest
 
 from harness.errors import SpecError
-from harness.plan.memory import top_concurrency
+from harness.plan.memory_estimate import top_concurrency
 from harness.spec import parse_matrix
-from harness.spec.models import LoadSpec, SweepProfile
+from harness.spec.loadtest import LoadSpec, SweepProfile
 
 
 def problems(base_matrix, *profiles) -> list[str]:

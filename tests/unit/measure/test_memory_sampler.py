@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.measure.memory import PeakSampler
+from harness.measure.memory_sampler import PeakSampler
 
 GIB = 2**30
 

@@ -8,13 +8,20 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from harness.spec.models import DistillSpec, Evaluation, Limits, LoadSpec, MethodSpec, ModelSpec, Serving, Strict
+from harness.spec.base import Strict
+from harness.spec.evaluation import Evaluation
+from harness.spec.loadtest import LoadSpec
+from harness.spec.matrix import Limits
+from harness.spec.methods import MethodSpec
+from harness.spec.serving import Serving
+from harness.spec.sources import ModelSpec
+from harness.spec.students import DistillSpec
 
 
 class MemoryEstimate(Strict):
     """Estimated memory a served cell needs on its device, in GiB (an estimate: `basis` says how).
 
-    Computed by the one memory model, harness/memory_model.py (via harness/plan/memory.py): weights by
+    Computed by the one memory model, harness/serving_memory.py (via harness/plan/memory_estimate.py): weights by
     module at the precision the method leaves them (so `bits_per_weight` = weight bytes x 8 / params, with
     16-bit embeddings, lm_head and scales in it), KV cache by its dtype, the engine's default overhead. The
     field names are what stored plans hold; they are read back unchanged.
@@ -30,7 +37,7 @@ class MemoryEstimate(Strict):
 
 
 class TrainMemoryEstimate(Strict):
-    """Estimated peak memory of training a cell's student on its device, in GiB (harness/distill/memory.py;
+    """Estimated peak memory of training a cell's student on its device, in GiB (harness/distill/training_memory.py;
     `basis` gives every number). `total_gib` is the larger of a training step (`step_gib`: the parts
     before it, with the runtime overhead) and the teacher pass before and after training."""
 

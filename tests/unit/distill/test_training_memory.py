@@ -1,13 +1,13 @@
-"""The training-memory estimate (harness/distill/memory.py) and the epoch count of a budget
+"""The training-memory estimate (harness/distill/training_memory.py) and the epoch count of a budget
 (harness/distill/data.py), against figures worked out by hand for Llama-3.1-8B and its half-depth student."""
 
 import pytest
 from pydantic import TypeAdapter
 
 from harness.distill.data import epoch_warning, passes
-from harness.distill.memory import estimate_training, layer_bytes
+from harness.distill.training_memory import estimate_training, layer_bytes
 from harness.models.arch import arch_from_config, known_arch
-from harness.spec.models import DistillSpec
+from harness.spec.students import DistillSpec
 
 GiB = 2**30
 TEACHER = known_arch("meta-llama/Llama-3.1-8B-Instruct")

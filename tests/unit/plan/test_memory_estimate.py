@@ -1,11 +1,13 @@
-"""The shared memory model (harness/memory_model.py) as the plan applies it (harness/plan/memory.py)."""
+"""The shared memory model (harness/serving_memory.py) as the plan applies it (harness/plan/memory_estimate.py)."""
 
 import pytest
 
-from harness.memory_model import GiB, Quant, gguf_tensor_type, kv_bytes_per_token, modules, weights
 from harness.models.arch import known_arch
-from harness.plan.memory import estimate_memory, kv_dtypes, quant_for
-from harness.spec.models import LlamaCppServing, LoadSpec, MethodSpec, VLLMServing
+from harness.plan.memory_estimate import estimate_memory, kv_dtypes, quant_for
+from harness.serving_memory import GiB, Quant, gguf_tensor_type, kv_bytes_per_token, modules, weights
+from harness.spec.loadtest import LoadSpec
+from harness.spec.methods import MethodSpec
+from harness.spec.serving import LlamaCppServing, VLLMServing
 
 LOAD = LoadSpec(input_tokens=512, output_tokens=128, profiles=[{"kind": "concurrency", "levels": [1, 8]}])
 LLAMA8B = "meta-llama/Llama-3.1-8B-Instruct"

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from advisor.cli import main
-from advisor.memory import estimate_table, parse_size, resolve_model
+from advisor.estimate_table import estimate_table, parse_size, resolve_model
 
 
 @pytest.mark.parametrize("size,expected", [("7B", [28, 14, 7, 3.5]), ("70B", [280, 140, 70, 35])])
@@ -53,7 +53,7 @@ def test_estimate_cli(capsys):
 def test_known_model_weights_are_counted_by_module():
     """A model known by its config gets the planner's module-wise weights: Llama-3.1-8B int4 keeps its
     embeddings and lm_head 16-bit (~1.96 GiB) and pays one 16-bit scale per 128 weights."""
-    from harness.memory_model import GiB
+    from harness.serving_memory import GiB
 
     model = resolve_model("meta-llama/Llama-3.1-8B-Instruct")
     bf16, int4 = estimate_table(model, ["bf16", "int4"], 4096, 1)

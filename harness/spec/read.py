@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from harness.errors import SpecError
-from harness.spec.models import Matrix
+from harness.spec.matrix import Matrix
 
 
 def _path(loc: tuple[Any, ...]) -> str:

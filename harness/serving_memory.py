@@ -1,6 +1,6 @@
 """The one memory model of dqbench: what a served cell needs = weights + KV cache + engine overhead (GiB).
 
-Owned here, used by the planner (feasibility against `hardware.memory_gib`, via harness/plan/memory.py)
+Owned here, used by the planner (feasibility against `hardware.memory_gib`, via harness/plan/memory_estimate.py)
 and by the advisor (`--vram` fit and `advisor estimate`). It imports only config arithmetic
 (harness.models.arch) and the matrix models, never a backend, so the advisor may import it.
 

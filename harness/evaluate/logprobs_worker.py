@@ -1,24 +1,47 @@
-"""Worker: prompt logprobs of a cell on fixed token windows -> a compact top-k dump (harness.evaluate.shift).
+"""Worker: prompt logprobs of a cell on fixed token windows -> a compact top-k dump (harness.evaluate.shift),
+started by the shift step (harness/evaluate/reference.py) in the serving environment.
 
 How logprobs are obtained follows the serving plugin's `scoring()`: `local-completions` asks the server
 (`echo` + `logprobs: k` + `return_tokens_as_token_ids`, vLLM's OpenAI server); `dq-llamacpp` reads every
 position's logits from llama.cpp in-process (llama-server returns no prompt logprobs).
 
-Input: a JSON config (lm, model_args, windows of token ids, k, out). Output: the .npz dump, atomically.
+`LogprobsJob` in, the .npz dump written atomically at `out`, `LogprobsDump` back. Importable without numpy or
+llama.cpp (the parent builds the job with it).
 """
 
 from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from harness.jobs import Job, Record
+from harness.serve.scoring import ModelArg, Scoring
 
-from harness.proc import worker_main
+
+class LogprobsDump(Record):
+    out: str  # the .npz dump (harness/evaluate/shift.save_dump)
+    positions: int  # scored token positions over all windows
+    k: int
 
 
-def via_server(model_args: dict, windows: list[list[int]], k: int):
+class LogprobsJob(Job[LogprobsDump]):
+    worker = "harness.evaluate.logprobs_worker:work"
+
+    scoring: Scoring
+    windows: list[list[int]]  # token ids; each window's first token is context only
+    k: int
+    out: str
+
+
+Arrays = tuple[Any, Any, Any, Any]  # numpy arrays: target ids, their logprobs, top-k ids, top-k logprobs
+
+
+def via_server(model_args: dict[str, ModelArg], windows: list[list[int]], k: int) -> Iterator[Arrays]:
+    import numpy as np
+
     for ids in windows:
         body = {
             "model": model_args["model"],
@@ -30,7 +53,7 @@ def via_server(model_args: dict, windows: list[list[int]], k: int):
             "return_tokens_as_token_ids": True,
         }
         req = urllib.request.Request(
-            model_args["base_url"], data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            str(model_args["base_url"]), data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(req, timeout=600) as r:
             lp = json.loads(r.read())["choices"][0]["logprobs"]
@@ -48,7 +71,8 @@ def via_server(model_args: dict, windows: list[list[int]], k: int):
         yield np.array(ids[1:]), np.array(lp["token_logprobs"][1:n], np.float64), np.array(rows_ids), np.array(rows_lp)
 
 
-def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):
+def via_llamacpp(model_args: dict[str, ModelArg], windows: list[list[int]], k: int) -> Iterator[Arrays]:
+    import numpy as np
     from llama_cpp import Llama
 
     from harness.evaluate.shift import topk_from_logits
@@ -78,16 +102,16 @@ def via_llamacpp(model_args: dict, windows: list[list[int]], k: int):
 BACKENDS = {"local-completions": via_server, "dq-local-completions": via_server, "dq-llamacpp": via_llamacpp}
 
 
-def work(cfg: dict) -> None:
+def work(job: LogprobsJob) -> LogprobsDump:
+    import numpy as np
 
     from harness.evaluate.shift import save_dump
 
-    if cfg["lm"] not in BACKENDS:
-        raise SystemExit(f"no logprob backend for lm-eval model {cfg['lm']!r} (known: {', '.join(BACKENDS)})")
-    parts = list(BACKENDS[cfg["lm"]](cfg["model_args"], cfg["windows"], cfg["k"]))
-    save_dump(Path(cfg["out"]), *(np.concatenate([p[i] for p in parts]) for i in range(4)))
-    print(f"{sum(len(p[0]) for p in parts)} positions, top-{cfg['k']}")
-
-
-if __name__ == "__main__":
-    worker_main(work)
+    lm = job.scoring.model
+    if lm not in BACKENDS:
+        raise SystemExit(f"no logprob backend for lm-eval model {lm!r} (known: {', '.join(BACKENDS)})")
+    parts = list(BACKENDS[lm](job.scoring.model_args, job.windows, job.k))
+    save_dump(Path(job.out), *(np.concatenate([p[i] for p in parts]) for i in range(4)))
+    positions = sum(len(p[0]) for p in parts)
+    print(f"{positions} positions, top-{job.k}")
+    return LogprobsDump(out=job.out, positions=positions, k=job.k)

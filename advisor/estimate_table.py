@@ -1,5 +1,5 @@
 """`advisor estimate`: the per-precision memory table of a model, from the shared memory model
-(harness/memory_model.py: weights by module, KV cache by dtype, engine overhead). This module only resolves
+(harness/serving_memory.py: weights by module, KV cache by dtype, engine overhead). This module only resolves
 what the user named (a size, a known hub id, a config.json) and lays the model's figures out as rows.
 
 A model known by its config facts gets the module-wise weights the planner uses: embeddings and lm_head stay
@@ -15,9 +15,9 @@ import json
 import re
 from pathlib import Path
 
-from harness.memory_model import GiB, Quant, arch_kv_bytes_per_token, default_overhead, uniform_weights_bytes, weights
 from harness.models.arch import KNOWN, ArchInfo, arch_from_config, known_arch  # config arithmetic only
-from harness.spec.models import BITS
+from harness.serving_memory import GiB, Quant, arch_kv_bytes_per_token, default_overhead, uniform_weights_bytes, weights
+from harness.spec.base import BITS
 
 # the GPU default the estimate table uses (vLLM on a GPU), from the shared model
 GPU_OVERHEAD_GIB, GPU_OVERHEAD_SOURCE = default_overhead("vllm", "cuda")

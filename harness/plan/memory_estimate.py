@@ -1,18 +1,20 @@
-"""The plan's memory estimate of a cell: the shared model (harness/memory_model.py) applied to what the plan
+"""The plan's memory estimate of a cell: the shared model (harness/serving_memory.py) applied to what the plan
 knows about the cell, i.e. which scheme its method leaves, which KV dtype its engine uses and how many tokens
-its KV cache must hold under the matrix's load. The formulas live in harness/memory_model.py only.
+its KV cache must hold under the matrix's load. The formulas live in harness/serving_memory.py only.
 
 tokens in flight (KV): vLLM on a GPU holds max(max_model_len, top concurrency x (input + output tokens))
 -- paged KV holds what the load needs, and at least one full-length sequence; vLLM-CPU instead reserves
 exactly `cpu_kvcache_gib`, so on CPU that figure is the KV; llama-server allocates every slot's context up
 front (max_model_len x parallel).
-overhead: the documented default of the engine on the device (harness/memory_model.DEFAULT_OVERHEAD_GIB).
+overhead: the documented default of the engine on the device (harness/serving_memory.DEFAULT_OVERHEAD_GIB).
 The plan is pure (it reads no results), so a measured overhead is the advisor's to use, not the plan's.
 """
 
 from __future__ import annotations
 
-from harness.memory_model import (
+from harness.models.arch import ArchInfo
+from harness.plan.cell import MemoryEstimate
+from harness.serving_memory import (
     KV_DTYPE_BYTES,
     GiB,
     Quant,
@@ -20,9 +22,10 @@ from harness.memory_model import (
     kv_bytes_per_token,
     weights,
 )
-from harness.models.arch import ArchInfo
-from harness.plan.models import MemoryEstimate
-from harness.spec.models import BITS, FULL_PRECISIONS, LoadSpec, MethodSpec, Serving
+from harness.spec.base import BITS, FULL_PRECISIONS
+from harness.spec.loadtest import LoadSpec
+from harness.spec.methods import MethodSpec
+from harness.spec.serving import Serving
 
 
 def top_concurrency(load: LoadSpec) -> int:
@@ -42,7 +45,7 @@ def quant_for(precision: str, method: MethodSpec | None, serving: Serving) -> Qu
         return Quant(bits=bits)
     if serving.kind == "llamacpp":  # GGUF: llama-quantize's file type picks every tensor's type
         from harness.compress.gguf import gguf_type
-        from harness.memory_model import GGUF_FILE_TYPES
+        from harness.serving_memory import GGUF_FILE_TYPES
 
         ftype = gguf_type(_Cell(precision, method))
         if ftype in GGUF_FILE_TYPES:

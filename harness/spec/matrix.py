@@ -1,0 +1,119 @@
+"""The matrix itself: axes, hardware budget, limits, and the cross-references between sections (a method named
+on an axis must be defined, students by name ...)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.spec.base import NAME_RE, AxisPrecision, Strict
+from harness.spec.evaluation import Evaluation
+from harness.spec.loadtest import LoadSpec
+from harness.spec.methods import MethodSpec
+from harness.spec.serving import SERVING_DEFAULTS, LlamaCppServing, Serving, VLLMServing
+from harness.spec.sources import ModelSpec
+from harness.spec.students import DistillSpec
+
+
+class Axes(Strict):
+    precision: list[AxisPrecision] = Field(default_factory=lambda: list[AxisPrecision](["bf16"]), min_length=1)
+    method: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+
+    @field_validator("precision", "method", "distill")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"duplicate entries {dup}")
+        return v
+
+
+class HardwareSpec(Strict):
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    memory_gib: float | None = Field(default=None, gt=0, description="budget the plan checks cells against")
+
+
+_UNITS = re.compile(r"^\d+(\.\d+)?$")
+
+# No time limit may exceed a week: past that a run is stuck, not slow.
+MAX_LIMIT_S = 7 * 24 * 3600
+
+
+class Limits(Strict):
+    """Wall-clock limits of a cell's stages, read by the cell executor (harness/cell/).
+
+    Not part of any cell's identity: a limit decides whether a measurement finishes, not what it measures,
+    so changing one re-runs nothing (harness/plan/planner.py keeps it out of the id)."""
+
+    cell_deadline_s: float | None = Field(
+        default=None, gt=0, le=MAX_LIMIT_S, description="the whole cell, every stage; None: no overall deadline"
+    )
+    evaluate_timeout_s: float = Field(default=6 * 3600, gt=0, le=MAX_LIMIT_S, description="the lm-eval stage")
+    shift_timeout_s: float = Field(
+        default=2 * 3600, gt=0, le=MAX_LIMIT_S, description="the logprob dumps of the shift comparison"
+    )
+
+
+class Matrix(Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=NAME_RE)
+    description: str = ""
+    models: list[ModelSpec] = Field(min_length=1)
+    axes: Axes = Field(default_factory=Axes)
+    methods: dict[str, MethodSpec] = Field(default_factory=dict)
+    students: list[DistillSpec] = Field(default_factory=list)
+    serving: Serving = Field(default_factory=VLLMServing)
+    # Settings for the other engines some methods need (GGUF cells are served by llama.cpp); an engine
+    # not listed here runs with its defaults. Each cell records the engine that served it.
+    extra_serving: list[Serving] = Field(default_factory=list)
+    load: LoadSpec
+    evaluation: Evaluation
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    limits: Limits = Field(default_factory=Limits)
+    late_fields: ClassVar[tuple[str, ...]] = ("limits",)
+
+    @model_validator(mode="after")
+    def _references(self) -> "Matrix":
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"models: duplicate names {dup}")
+        for m in self.axes.method:
+            if m != "none" and m not in self.methods:
+                raise ValueError(
+                    f"axes.method: {m!r} has no entry under `methods:`; add `methods: {{{m}: {{kind: ...}}}}` "
+                    f"or remove it (defined: {sorted(self.methods) or 'none'})"
+                )
+        kinds = [self.serving.kind] + [s.kind for s in self.extra_serving]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"extra_serving: one entry per engine kind, got {kinds}")
+        student_names = [s.name for s in self.students]
+        dup = sorted({n for n in student_names if student_names.count(n) > 1})
+        if dup:
+            raise ValueError(
+                f"students: duplicate names {dup}; each student needs its own name (axes.distill "
+                "picks students by name)"
+            )
+        for d in self.axes.distill:
+            if d != "none" and d not in student_names:
+                raise ValueError(
+                    f"axes.distill: {d!r} is not a student under `students:` (defined: {student_names or 'none'})"
+                )
+        for s in self.students:
+            for m in s.methods or []:
+                if m not in self.methods:
+                    raise ValueError(
+                        f"students[{s.name}].methods: {m!r} has no entry under `methods:` "
+                        f"(defined: {sorted(self.methods) or 'none'})"
+                    )
+        return self
+
+    def serving_for(self, engine: str) -> VLLMServing | LlamaCppServing:
+        """The serving spec for `engine`: `serving`, an `extra_serving` entry, or that engine's defaults."""
+        for s in (self.serving, *self.extra_serving):
+            if s.kind == engine:
+                return s
+        return SERVING_DEFAULTS[engine]()

