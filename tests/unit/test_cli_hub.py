@@ -12,6 +12,7 @@ from tests.unit.models.test_hub import COMMIT, snapshot
 
 def test_run_prints_warnings_and_prepares_hub_models_before_the_first_cell(tmp_path, base_matrix, monkeypatch):
     import harness.cli as cli
+    import harness.cli.run as run_command
     import harness.runner as runner
     from harness.models import hub
     from harness.settings import load_settings
@@ -28,7 +29,7 @@ def test_run_prints_warnings_and_prepares_hub_models_before_the_first_cell(tmp_p
     ]
     f = tmp_path / "m.yaml"
     f.write_text(yaml.safe_dump(base_matrix))
-    real_load, seen = cli._load, {}
+    real_load, seen = run_command.load_plan, {}
 
     def load(path, memory_gib=None):
         s, m, p = real_load(path, memory_gib)
@@ -42,9 +43,9 @@ def test_run_prints_warnings_and_prepares_hub_models_before_the_first_cell(tmp_p
             seen["record"] = hub.recorded(load_settings(), "HuggingFaceTB/SmolLM2-135M-Instruct", "v1")
             return {}
 
-    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setattr(run_command, "load_plan", load)
     monkeypatch.setattr(runner, "Runner", FakeRunner)
-    monkeypatch.setattr(cli, "_answer", lambda *a: None)
+    monkeypatch.setattr(run_command, "_answer", lambda *a: None)
     r = CliRunner().invoke(cli.app, ["run", str(f)])
     assert r.exit_code == 0, r.output
     assert "warning: a warning the plan has" in r.output

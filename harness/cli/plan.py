@@ -1,0 +1,178 @@
+"""`harness validate` and `harness plan`: what a matrix file expands to on a host (cells, their status and
+estimated memory, why a cell cannot run), with the students' training memory and the tasks' power."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.console import fail, out
+from harness.cli.matrix_plan import load_plan, nothing_runs
+from harness.cli.status import host_line, status_rows
+from harness.errors import DQError
+
+if TYPE_CHECKING:
+    from harness.plan.cell import Plan
+    from harness.plan.power import TaskPower
+
+
+def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
+    """Check a matrix file: types, allowed values, references, plugins and tasks, and that this host can run
+    at least one of its cells. Loads nothing."""
+    try:
+        _, m, p = load_plan(file)
+    except DQError as exc:
+        fail(exc)
+    runnable = sum(c.status != "infeasible" for c in p.cells)
+    nothing = nothing_runs(file, p)
+    out.print(
+        f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
+        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
+        f"{runnable} of {len(p.cells)} cell(s) can run",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if nothing is not None:
+        fail(nothing)
+
+
+def plan(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+    host_preset: str | None = typer.Option(
+        None,
+        "--host",
+        help="plan for a host preset (harness/hw/presets: cpu-avx2, cpu-avx512, cuda-a100, cuda-h100) or a "
+        "`harness doctor --json` file instead of this host (as DQBENCH_HOST_CAPS)",
+    ),
+    memory_gib: float | None = typer.Option(
+        None, "--hardware-memory", min=0.001, help="GiB to check cells against, instead of hardware.memory_gib"
+    ),
+) -> None:
+    """Expand the grid into cells: id, status, estimated memory (served, and training for a student), and why
+    a cell cannot run here."""
+    if host_preset:
+        import os
+
+        from harness.hw.probe import OVERRIDE_ENV
+
+        os.environ[OVERRIDE_ENV] = host_preset  # this process only: the plan and its host block both read it
+    try:
+        rows, p, host = status_rows(file, memory_gib)
+    except DQError as exc:
+        fail(exc)
+    power = _power(p, host)
+    if as_json:
+        doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
+        doc["power"] = [r.model_dump(mode="json") for r in power]
+        print(json.dumps(doc, indent=2, default=str))
+        return
+    out.print(host_line(host), highlight=False, markup=False, soft_wrap=True)
+    t = Table(title=f"plan: {p.matrix} ({len(rows)} cells)")
+    cols = ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "train GiB", "parent")
+    for col in cols:
+        t.add_column(col, no_wrap=True)
+    for r in rows:
+        est = r["estimate"]["total_gib"] if r["estimate"] else None
+        train = r["train_estimate"]["total_gib"] if r["train_estimate"] else None
+        t.add_row(
+            r["cell_id"],
+            r["model"],
+            r["precision"],
+            r["method"],
+            r["distill"],
+            r["engine"],
+            r["status"],
+            f"{est:.2f}" if est is not None else "?",
+            f"{train:.2f}" if train is not None else "",
+            r["parent_id"] or "",
+        )
+    out.print(t)
+    _print_training(p)
+    for r in rows:
+        if r["status"] in ("infeasible", "failed") and r["reason"]:
+            out.print(f"{r['cell_id']} {r['status']}:", highlight=False)
+            for part in r["reasons"]:
+                out.print(f"  - {part}", highlight=False, soft_wrap=True, markup=False)
+    if p.skipped:
+        out.print(
+            f"{len(p.skipped)} grid point(s) are not cells: "
+            + "; ".join(p.skipped[:5])
+            + (" ..." if len(p.skipped) > 5 else ""),
+            highlight=False,
+            markup=False,
+        )
+    _print_power(power)
+
+
+def _print_training(p: Plan) -> None:
+    """Each trained student's training-memory estimate, once (every cell of the student carries it), and the
+    plan's warnings."""
+    seen: set[str] = set()
+    for c in p.cells:
+        e = c.train_estimate
+        if e is None or c.distill in seen:
+            continue
+        seen.add(c.distill)
+        fits = (
+            ""
+            if e.budget_gib is None
+            else f" ({'fits' if e.total_gib <= e.budget_gib else 'exceeds'} {e.budget_gib:g})"
+        )
+        out.print(
+            f"training {c.distill}: {e.total_gib:.1f} GiB{fits}: {e.basis}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    for w in p.warnings:
+        out.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _power(p: Plan, host: dict) -> list[TaskPower]:
+    """The plan's power figures (harness/plan/power.py), from this store's done results of the plan's cells."""
+    from harness.plan.power import plan_power
+    from harness.settings import load_settings
+    from harness.store.results import ResultStore
+
+    if not p.cells:
+        return []
+    store = ResultStore(load_settings().results_dir)
+    return plan_power(
+        p,
+        p.cells[0].evaluation,
+        lambda cid: {h: r for h, r in store.hosts_of(cid).items() if r.done},
+        host["host_id"],
+    )
+
+
+def _print_power(power: list[TaskPower]) -> None:
+    if not power:
+        return
+    drop = next((r.resolve_drop for r in power if r.resolve_drop), None)
+    t = Table(
+        title="smallest paired drop each task can detect (95% two-sided, 80% power)"
+        + (f"; resolve_drop {drop}" if drop else "")
+    )
+    for col in ("task", "metric", "items", "MDE pt", "estimate"):
+        t.add_column(col, no_wrap=col != "estimate")
+    if drop:
+        t.add_column("resolves", no_wrap=True)
+    for r in power:
+        items = f"{r.items:,}" if r.items is not None else "?"
+        mde = f"{r.mde_pt:.1f}" if r.mde_pt is not None else "-"
+        basis = r.note or ((f"{r.model} [{r.reference}]: " if r.reference else "") + (r.basis_note or ""))
+        cells = [r.task, r.metric or "-", items, mde, basis]
+        if drop:
+            cells.append("-" if r.resolved is None else "yes" if r.resolved else f"no: {r.items_needed:,} items")
+        t.add_row(*(escape(c) for c in cells))
+    out.print(t)
+    for r in power:
+        if r.warning:
+            out.print(f"warning: {r.warning}", highlight=False, markup=False, soft_wrap=True)
