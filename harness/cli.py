@@ -400,10 +400,10 @@ def run(
         for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
             err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
         # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
-        from harness.models import hub
+        from harness.models.sources import hub_models, prepare_hub_models
 
         todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
-        hub.prepare_all(hub.models_of(todo), settings, None if quiet else _say)
+        prepare_hub_models(hub_models(todo), settings, None if quiet else _say)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:
@@ -481,15 +481,13 @@ def tasks(
 def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
     """Prepare the matrix's models (hub models: downloaded at their revision, with progress, resumable) and
     evaluation data (what `run` would do first)."""
-    from harness.models.sources import source_for
+    from harness.models.sources import prepare_hub_models, source_for
     from harness.registry import evaluators
 
     try:
         settings, matrix, _ = _load(file)
         log = settings.results_dir / "logs" / "prepare.log"
-        from harness.models import hub
-
-        hub.prepare_all(list(matrix.models), settings, _say)
+        prepare_hub_models(list(matrix.models), settings, _say)
         for m in matrix.models:
             src = source_for(m, settings)
             src.prepare(log)
