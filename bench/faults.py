@@ -712,7 +712,7 @@ def student_key(ctx: Ctx, plan) -> str:
     cell = plan.by_id()[ctx.cells["student"]]
     source = source_for(cell.model, settings)
     return distillers.get(cell.student.kind)(cell.student).student_key(
-        source.fingerprint(), TrainData(settings).fingerprint()
+        source.fingerprint().model_dump(mode="json"), TrainData(settings).fingerprint()
     )
 
 

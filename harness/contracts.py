@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from harness.compress.base import Artefact
     from harness.models.arch import ArchInfo
+    from harness.models.fingerprint import ModelFingerprint
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
     from harness.result import CellResult
@@ -125,7 +126,8 @@ class ExecutorContract(Protocol):
 
 
 class ModelSourceContract(Protocol):
-    """Where a checkpoint comes from (`models[].source.kind`): `Source(spec, settings)`."""
+    """Where a checkpoint comes from (`models[].source.kind`): `Source(spec, settings)`. `fingerprint` says what
+    was loaded (harness/models/fingerprint.py: its dump is the result's `model` block and part of cache keys)."""
 
     def __init__(self, spec: ModelSource, settings: Settings) -> None: ...
 
@@ -133,7 +135,7 @@ class ModelSourceContract(Protocol):
     def arch(self) -> ArchInfo | None: ...
     def prepare(self, log: Path) -> None: ...
     def resolve(self) -> str: ...  # a folder or a hub id, what the engines and workers load
-    def fingerprint(self) -> dict[str, Any]: ...
+    def fingerprint(self) -> ModelFingerprint: ...
 
 
 _PROTOCOL_BASES = {"Protocol", "Generic", "object"}

@@ -32,7 +32,7 @@ def student_block(run: CellRun, source: ModelSourceContract) -> dict[str, Any]:
     distiller = distillers.get(spec.kind)(spec)
     data = TrainData(settings)
     data.prepare(run.paths.log("prepare"))
-    teacher_dir, teacher_fp = source.resolve(), source.fingerprint()
+    teacher_dir, teacher_fp = source.resolve(), source.fingerprint().model_dump(mode="json")
     gens, gen_info = None, None
     if distiller.needs_generations:
         if not isinstance(spec, SFTStudent | GKDStudent):

@@ -32,7 +32,7 @@ def prepare(run: CellRun) -> None:
     run.evaluator = evaluator = evaluators.get(cell.evaluation.kind)(cell.evaluation, run.settings)
     source.prepare(run.paths.log("prepare"))
     evaluator.prepare(run.paths.log("prepare"))
-    run.blocks["model"] = source.fingerprint()
+    run.blocks["model"] = source.fingerprint().model_dump(mode="json")  # the result's `model` block, as stored
     run.model_src = source.resolve()
 
 

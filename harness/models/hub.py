@@ -12,29 +12,48 @@ did) and, unless you set HF_HUB_OFFLINE yourself, exports DQBENCH_HUB_DOWNLOAD=1
 only it, runs with HF_HUB_OFFLINE=0. Set HF_HUB_OFFLINE=1 yourself (or DQBENCH_HUB_DOWNLOAD=0) and nothing is
 fetched: a hub model must then be in the HF cache already (any tool's download counts).
 
-The record (`<DQBENCH_HOME>/models/hub/<org>--<name>@<revision>.json`, written last) pins the commit a
-revision resolved to the first time: cells of one matrix, and reruns days later, measure the same weights
-even if the branch moves. Delete it, or pin a new `revision`, to move on. No heavy imports here.
+The record (`HubRecord`, `<DQBENCH_HOME>/models/hub/<org>--<name>@<revision>.json`, written last) pins the
+commit a revision resolved to the first time: cells of one matrix, and reruns days later, measure the same
+weights even if the branch moves. Delete it, or pin a new `revision`, to move on.
+
+This module is the mechanism (the record, the cache, the download worker, harness/models/download_worker.py);
+the source a matrix names (`HubSource`) and the preparation of a run's hub models before any cell are in
+harness/models/sources.py, which uses it: the dependency runs one way. No heavy imports here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import PlanError
 from harness.locks import file_lock, read_json, wait_reporter
-from harness.proc import run_module, write_json_atomic
+from harness.models.download_worker import DownloadJob, Snapshot
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DOWNLOAD_ENV = "DQBENCH_HUB_DOWNLOAD"
+
+
+class HubRecord(BaseModel):
+    """A hub model on this machine: `id` at `revision` is `commit`, whose complete snapshot is the folder
+    `path` with `files` (name -> size); `via`: downloaded by dqbench, or found in the HF cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    revision: str | None
+    commit: str
+    path: str
+    files: dict[str, int]
+    bytes: int
+    via: Literal["cache", "download"]
 
 
 def downloads_allowed(settings: Settings, env: dict[str, str] | None = None) -> bool:
@@ -76,13 +95,18 @@ def snapshot_problems(folder: Path) -> list[str]:
     return problems
 
 
-def recorded(settings: Settings, repo: str, revision: str | None) -> dict | None:
-    """The record of a finished download whose files are all still there, else None."""
-    rec = read_json(record_path(settings, repo, revision))
-    if not rec or not rec.get("path"):
+def recorded(settings: Settings, repo: str, revision: str | None) -> HubRecord | None:
+    """The record of a finished download whose files are all still there, else None (a record that does not
+    read as one, too: the model is then looked up again and the record written anew)."""
+    raw = read_json(record_path(settings, repo, revision))
+    if not raw or not raw.get("path"):
         return None
-    folder = Path(rec["path"])
-    for name, size in (rec.get("files") or {}).items():
+    try:
+        rec = HubRecord.model_validate(raw)
+    except ValidationError:
+        return None
+    folder = Path(rec.path)
+    for name, size in rec.files.items():
         f = folder / name
         if not f.is_file() or (size and f.stat().st_size != size):
             return None
@@ -147,7 +171,7 @@ def offline_message(repo: str, revision: str | None) -> str:
     )
 
 
-def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None = None) -> dict:
+def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None = None) -> HubRecord:
     """The record of `repo` at `revision` on this machine, downloading it first when needed and allowed.
     Under a lock: cells side by side (Ray) download a model once."""
     rec = recorded(settings, repo, revision)
@@ -160,91 +184,44 @@ def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeo
         if rec is not None:
             return rec
         hit = cached(repo, revision)
+        via: Literal["cache", "download"]
         if hit is not None:  # in the HF cache already (a download by another tool, or offline on purpose)
             commit, folder = hit
             files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
-            rec = {"commit": commit, "path": str(folder), "files": files, "bytes": sum(files.values()), "via": "cache"}
+            snap, via = Snapshot(commit=commit, path=str(folder), files=files, bytes=sum(files.values())), "cache"
         elif not downloads_allowed(settings):
             raise PlanError(offline_message(repo, revision))
         else:
-            rec = _download(settings, repo, revision, log, timeout)
-        rec = {"id": repo, "revision": revision, **rec}
-        write_json_atomic(path, rec)  # last: a record names a complete snapshot
+            snap, via = _download(settings, repo, revision, log, timeout), "download"
+        rec = HubRecord(id=repo, revision=revision, **snap.model_dump(), via=via)
+        write_json_atomic(path, rec.model_dump(mode="json"))  # last: a record names a complete snapshot
         return rec
 
 
-def _download(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None) -> dict:
+def _download(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None) -> Snapshot:
     report = wait_reporter(log)
     report(
         f"downloading {repo}@{revision or 'main'} from {endpoint()} into {hub_cache()} "
         "(if interrupted, the files finished are kept)"
     )
-    fd, name = tempfile.mkstemp(prefix=".download-", suffix=".json", dir=log.parent if log.parent.is_dir() else None)
-    os.close(fd)
-    out = Path(name)
-    try:
-        run_module(
-            "harness.workers.download_model",
-            ["--repo", repo, "--revision", revision or "", "--out", str(out)],
-            log,
-            settings,
-            stage="prepare",
-            timeout=timeout,
-            # the one step allowed online; the other offline flags stay as the caller set them
-            # (its progress goes through DQBENCH_PROGRESS_FILE; huggingface_hub's own bars would fill the log)
-            env={"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
-        )
-        res = json.loads(out.read_text())
-    finally:
-        out.unlink(missing_ok=True)
-    if "error" in res:
-        raise PlanError(message(res["error"], repo, revision, res.get("detail", ""), bool(res.get("token"))))
-    problems = snapshot_problems(Path(res["path"]))
+    got = run_worker(
+        DownloadJob(repo=repo, revision=revision or None),
+        log,
+        settings,
+        stage="prepare",
+        timeout=timeout,
+        # the one step allowed online; the other offline flags stay as the caller set them
+        # (its progress goes through DQBENCH_PROGRESS_FILE; huggingface_hub's own bars would fill the log)
+        env={"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+    )
+    if got.refusal is not None:
+        r = got.refusal
+        raise PlanError(message(r.kind, repo, revision, r.detail, r.token))
+    snap = got.snapshot
+    if snap is None:
+        raise PlanError(f"hub model {repo!r}: the download worker returned neither a snapshot nor a refusal")
+    problems = snapshot_problems(Path(snap.path))
     if problems:
         raise PlanError(f"hub model {repo!r}: the downloaded snapshot cannot be served: " + "; ".join(problems))
-    report(f"{repo}@{revision or 'main'} = {res['commit']}: {res['bytes'] / 2**20:.1f} MiB in {res['path']}")
-    return {**res, "via": "download"}
-
-
-def models_of(cells: list) -> list:
-    """The hub models the planned `cells` load: their models, and their students of `kind: hub` (as models)."""
-    found: dict[str, object] = {}
-    for c in cells:
-        if c.model.source.kind == "hub":
-            found.setdefault(c.model.name, c.model)
-        if c.student is not None and c.student.student.kind == "hub":
-            found.setdefault(
-                c.student.name, c.model.model_copy(update={"name": c.student.name, "source": c.student.student})
-            )
-    return list(found.values())
-
-
-def prepare_all(models: list, settings: Settings, say: Callable[[str], None] | None) -> None:
-    """Download the hub models among `models` before any cell runs (`harness prepare`, the start of `harness
-    run`), saying progress every few seconds and what each revision resolved to; one already here costs nothing."""
-    from harness.models.sources import HubSource, source_for
-    from harness.proc import progress_to
-    from harness.progress import LiveLine
-
-    log = settings.results_dir / "logs" / "prepare.log"
-    live, last = LiveLine(), [0.0]
-
-    def show(rec: dict) -> None:
-        live.update(rec)
-        done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
-        if say is not None and (done or time.monotonic() - last[0] >= 5):
-            last[0] = time.monotonic()
-            say(f"  {live.text()}")
-
-    for m in models:
-        src = source_for(m, settings)
-        if not isinstance(src, HubSource):
-            continue
-        with progress_to(show):
-            src.prepare(log)
-        rec = src.record or {}
-        if say is not None:
-            say(
-                f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.get('commit')} "
-                f"({rec.get('bytes', 0) / 2**30:.2f} GiB, {rec.get('via')}) in {rec.get('path')}"
-            )
+    report(f"{repo}@{revision or 'main'} = {snap.commit}: {snap.bytes / 2**20:.1f} MiB in {snap.path}")
+    return snap

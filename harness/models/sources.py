@@ -2,17 +2,24 @@
 
 `resolve` returns the folder the serving engine and the stages load; `arch` returns config facts without
 loading weights; `prepare` does the one-off work before anything is served (the embedded model's
-conversion, a hub model's download at its revision).
+conversion, a hub model's download at its revision); `fingerprint` says what was loaded (typed, one model per
+kind: harness/models/fingerprint.py). Also here: the download of a run's hub models before any cell
+(`hub_models`, `prepare_hub_models`). The hub mechanism it uses is harness/models/hub.py, which imports
+nothing from here.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.errors import PlanError
 from harness.models import hub
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
+from harness.models.fingerprint import HubFingerprint, LocalFingerprint
 from harness.settings import Settings
 
 
@@ -22,13 +29,13 @@ class HubSource:
 
     def __init__(self, spec, settings: Settings) -> None:
         self.spec, self.settings = spec, settings
-        self.record: dict | None = None
+        self.record: hub.HubRecord | None = None
 
     def _local(self) -> tuple[str, Path] | None:
         """(commit, snapshot folder) when the model at the revision is on this machine (no network)."""
         rec = self.record or hub.recorded(self.settings, self.spec.id, self.spec.revision)
         if rec is not None:
-            return rec["commit"], Path(rec["path"])
+            return rec.commit, Path(rec.path)
         return hub.cached(self.spec.id, self.spec.revision)
 
     def available(self) -> str | None:
@@ -49,12 +56,12 @@ class HubSource:
             raise PlanError(f"hub model {self.spec.id!r} is not prepared: run `harness prepare` (or its prepare step)")
         return str(local[1])
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> HubFingerprint:
         # `commit` (what `revision` resolved to) and `path` are added once known: the plan and the cell ids never
         # read a fingerprint, so recording them changes no id
         local = self._local()
-        extra = {"commit": local[0], "path": str(local[1])} if local else {}
-        return {"kind": "hub", "id": self.spec.id, "revision": self.spec.revision, **extra}
+        commit, path = (local[0], str(local[1])) if local else (None, None)
+        return HubFingerprint(id=self.spec.id, revision=self.spec.revision, commit=commit, path=path)
 
 
 class LocalSource:
@@ -77,13 +84,57 @@ class LocalSource:
     def resolve(self) -> str:
         return str(self.path)
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> LocalFingerprint:
         manifest = self.path / "dqbench-manifest.json"
-        extra = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        return {"kind": "local", "path": str(self.path), **extra}
+        extra: dict[str, Any] = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        # the manifest's keys over ours, as the dict this was did (see LocalFingerprint)
+        return LocalFingerprint.model_validate({"kind": "local", "path": str(self.path), **extra})
 
 
 def source_for(spec, settings: Settings):
     from harness.registry import model_sources
 
     return model_sources.get(spec.source.kind)(spec.source, settings)
+
+
+def hub_models(cells: list) -> list:
+    """The hub models the planned `cells` load: their models, and their students of `kind: hub` (as models)."""
+    found: dict[str, object] = {}
+    for c in cells:
+        if c.model.source.kind == "hub":
+            found.setdefault(c.model.name, c.model)
+        if c.student is not None and c.student.student.kind == "hub":
+            found.setdefault(
+                c.student.name, c.model.model_copy(update={"name": c.student.name, "source": c.student.student})
+            )
+    return list(found.values())
+
+
+def prepare_hub_models(models: list, settings: Settings, say: Callable[[str], None] | None) -> None:
+    """Download the hub models among `models` before any cell runs (`harness prepare`, the start of `harness
+    run`), saying progress every few seconds and what each revision resolved to; one already here costs nothing."""
+    from harness.proc import progress_to
+    from harness.progress import LiveLine
+
+    log = settings.results_dir / "logs" / "prepare.log"
+    live, last = LiveLine(), [0.0]
+
+    def show(rec: dict) -> None:
+        live.update(rec)
+        done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
+        if say is not None and (done or time.monotonic() - last[0] >= 5):
+            last[0] = time.monotonic()
+            say(f"  {live.text()}")
+
+    for m in models:
+        src = source_for(m, settings)
+        if not isinstance(src, HubSource):
+            continue
+        with progress_to(show):
+            src.prepare(log)
+        rec = src.record
+        if say is not None and rec is not None:
+            say(
+                f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.commit} "
+                f"({rec.bytes / 2**30:.2f} GiB, {rec.via}) in {rec.path}"
+            )

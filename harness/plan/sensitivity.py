@@ -1,8 +1,8 @@
 """The mixed-precision planning helper: which layers a quantization method hurts most.
 
 `scan` measures, for each decoder layer alone, what rounding it to the method's grid does to the
-model's next-token distribution (harness.workers.sensitivity: exact KL against the unquantized model on
-fixed pydoc windows), stores the result (results/sensitivity/<id>.json, and the DuckDB table
+model's next-token distribution (harness/plan/sensitivity_worker.py: exact KL against the unquantized model
+on fixed pydoc windows), stores the result (results/sensitivity/<id>.json, and the DuckDB table
 `sensitivity`), and suggests an `ignore:` list that keeps the most sensitive layers in bf16 -- the
 override a mixed-precision method entry then carries. Planning only: nothing here changes a cell.
 """
@@ -14,7 +14,8 @@ import json
 
 from harness.errors import PlanError
 from harness.models.sources import source_for
-from harness.proc import run_module, write_json_atomic
+from harness.plan.sensitivity_worker import SensitivityJob
+from harness.proc import run_worker, write_json_atomic
 from harness.registry import compressors
 from harness.settings import Settings
 from harness.spec.base import BITS
@@ -57,52 +58,40 @@ def scan(
     source = source_for(mspec, settings)
     log = settings.results_dir / "logs" / "sensitivity.log"
     source.prepare(log)
-    cfg = {
-        "source": str(source.resolve()),
-        "bits": BITS[precision],
-        "group_size": spec.group_size,
-        "symmetric": bool(getattr(plugin, "symmetric", True)),
-        "corpus": "pydoc",
-        "windows": windows,
-        "tokens": tokens,
-        "seed": seed,
-    }
-    ident = {"model": source.fingerprint(), **cfg, "source": None}
+    job = SensitivityJob(
+        source=str(source.resolve()),
+        bits=BITS[precision],
+        group_size=spec.group_size,
+        symmetric=bool(getattr(plugin, "symmetric", True)),
+        corpus="pydoc",
+        windows=windows,
+        tokens=tokens,
+        seed=seed,
+    )
+    # the scan's identity: what was measured (the model's fingerprint, not the folder it sits in) and how
+    ident = {"model": source.fingerprint().model_dump(mode="json"), **job.model_dump(mode="json"), "source": None}
     scan_id = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     folder = settings.results_dir / "sensitivity"
     final = folder / f"{scan_id}.json"
     if not final.is_file():
-        raw = folder / f"{scan_id}.raw.json"
-        cfg_path = folder / f"{scan_id}.in.json"
-        write_json_atomic(cfg_path, {**cfg, "out": str(raw)})
-        run_module(
-            "harness.workers.sensitivity",
-            ["--config", str(cfg_path)],
-            log,
-            settings,
-            stage="sensitivity",
-            timeout=6 * 3600,
-        )
-        result = json.loads(raw.read_text())
-        ranked = sorted(result["layers"], key=lambda r: -r["kld_mean"])
-        keep = [r["layer"] for r in ranked[:top]]
+        result = run_worker(job, log, settings, stage="sensitivity", timeout=6 * 3600)
+        ranked = sorted(result.layers, key=lambda r: -r.kld_mean)
+        keep = [r.layer for r in ranked[:top]]
         doc = {
             "scan_id": scan_id,
             "model": mspec.name,
             "method": method,
             "method_kind": spec.kind,
             "precision": precision,
-            "scheme": {k: cfg[k] for k in ("bits", "group_size", "symmetric")},
+            "scheme": {"bits": job.bits, "group_size": job.group_size, "symmetric": job.symmetric},
             "windows": windows,
             "tokens": tokens,
             "seed": seed,
-            **result,
-            "ranked": [r["layer"] for r in ranked],
+            **result.model_dump(mode="json"),
+            "ranked": [r.layer for r in ranked],
             "suggested": {"top": top, "layers": keep, "ignore": ignore_for(keep, list(spec.ignore))},
         }
-        write_json_atomic(final, doc)
-        raw.unlink(missing_ok=True)
-        cfg_path.unlink(missing_ok=True)
+        write_json_atomic(final, doc)  # under a unique temporary name: two scans of one id may run at once
     doc = json.loads(final.read_text())
     from harness.store.db import ingest_sensitivity
 

@@ -1,5 +1,5 @@
 """Hub models downloaded before serving, for real: huggingface_hub's snapshot_download in the download worker
-(harness/workers/download_model.py) against a fake hub (tests/fakes/hub_server.py) at HF_ENDPOINT. Progress,
+(harness/models/download_worker.py) against a fake hub (tests/fakes/hub_server.py) at HF_ENDPOINT. Progress,
 a resumed download after the worker was killed mid-file, the pinned commit, HF_TOKEN, gated / missing / bad
 revision errors, offline with a warm cache, and `harness prepare` on a matrix."""
 
@@ -95,7 +95,7 @@ def test_download_at_a_tag_with_progress_pins_the_commit_and_reuses_it(env, repo
         assert folder.name == V1 and folder.parent.name == "snapshots"
         assert (folder / "model.safetensors").read_bytes() == (repo_files["v1"] / "model.safetensors").read_bytes()
         assert not (folder / "original").exists()
-        assert src.fingerprint() == {
+        assert src.fingerprint().model_dump(mode="json") == {
             "kind": "hub",
             "id": "org/tiny",
             "revision": "v1",
@@ -123,11 +123,11 @@ def test_a_dropped_connection_resumes_with_a_range_request(env, repo_files, monk
         rec = hub.ensure(load_settings(), "org/tiny", "v1", env / "prepare.log")
         ranges = [r["range"] for r in h.requests if r["method"] == "GET" and r["path"].endswith("model.safetensors")]
     assert ranges == [None, f"bytes={10 * 2**20}-"]  # what had reached the disk was kept
-    assert (Path(rec["path"]) / "model.safetensors").read_bytes() == big.read_bytes()
+    assert (Path(rec.path) / "model.safetensors").read_bytes() == big.read_bytes()
 
 
 def test_a_killed_download_keeps_its_finished_files(env, repo_files, monkeypatch):
-    from harness.workers import download_model
+    from harness.models import download_worker
 
     (repo_files["v1"] / "tokenizer.json").write_text("{}" * 1000)
     s = load_settings()
@@ -139,7 +139,7 @@ def test_a_killed_download_keeps_its_finished_files(env, repo_files, monkeypatch
         blobs = env / "hf" / "hub" / "models--org--tiny" / "blobs"
         leftovers = list(blobs.glob("*.incomplete"))
         assert leftovers
-        old = time.time() - download_model.STALE_S - 1
+        old = time.time() - download_worker.STALE_S - 1
         for p in leftovers:
             os.utime(p, (old, old))
         rec = hub.ensure(s, "org/tiny", "v1", env / "prepare.log")
@@ -147,9 +147,7 @@ def test_a_killed_download_keeps_its_finished_files(env, repo_files, monkeypatch
     # the small files were done before the kill: fetched once; the weights twice (the cut copy is not reusable)
     assert sorted(gets) == ["config.json", "model.safetensors", "model.safetensors", "tokenizer.json"]
     assert not list(blobs.glob("*.incomplete"))  # the killed run's partial file was deleted
-    assert (Path(rec["path"]) / "model.safetensors").read_bytes() == (
-        repo_files["v1"] / "model.safetensors"
-    ).read_bytes()
+    assert (Path(rec.path) / "model.safetensors").read_bytes() == (repo_files["v1"] / "model.safetensors").read_bytes()
 
 
 def test_gated_missing_bad_revision_and_no_network_each_say_what_to_do(env, repo_files, monkeypatch):
@@ -163,7 +161,7 @@ def test_gated_missing_bad_revision_and_no_network_each_say_what_to_do(env, repo
         with pytest.raises(PlanError, match="has most likely not accepted the licence"):
             hub.ensure(s, "org/gated", None, env / "log")
         monkeypatch.setenv("HF_TOKEN", "hf_ok")  # HF_TOKEN honoured: the licence accepted, it downloads
-        assert hub.ensure(s, "org/gated", None, env / "log")["commit"] == V1
+        assert hub.ensure(s, "org/gated", None, env / "log").commit == V1
         assert {r["token"] for r in h.requests if "/resolve/" in r["path"]} >= {"hf_ok"}
         with pytest.raises(PlanError, match="'org/nope' was not found"):
             hub.ensure(s, "org/nope", None, env / "log")
@@ -185,7 +183,7 @@ def test_offline_a_warm_cache_still_serves_and_nothing_is_fetched(env, repo_file
     warm = source("org/tiny", "v1")
     assert warm.available() is None
     warm.prepare(env / "log")
-    assert Path(warm.resolve()).name == V1 and warm.record and warm.record["via"] == "cache"
+    assert Path(warm.resolve()).name == V1 and warm.record and warm.record.via == "cache"
     cold = source("org/tiny", "v7")
     assert "downloads are off" in (cold.available() or "")
 

@@ -50,4 +50,4 @@ def test_run_prints_warnings_and_prepares_hub_models_before_the_first_cell(tmp_p
     assert r.exit_code == 0, r.output
     assert "warning: a warning the plan has" in r.output
     assert f"model m: HuggingFaceTB/SmolLM2-135M-Instruct@v1 = {COMMIT}" in r.output
-    assert seen["record"] and seen["record"]["path"] == str(folder)  # prepared before the runner started
+    assert seen["record"] and seen["record"].path == str(folder)  # prepared before the runner started

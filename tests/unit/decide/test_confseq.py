@@ -34,7 +34,8 @@ def paired(rng, n: int, p_ref: float, drop: float, tasks: int = 1, noise: float 
 
 def first_verdict(d: np.ndarray, w: np.ndarray | None, limit: float) -> str:
     """Run the sequential procedure: look after every BATCH rounds, stop at the first decided verdict. The
-    grid is narrowed to +-10 points around the limit (the verdict only depends on which side of it the interval lies)."""
+    grid is narrowed to +-10 points around the limit (the verdict depends only on which side of it the
+    interval lies)."""
     looks = list(range(BATCH, len(d) + 1, BATCH))
     for ci in interval_path(d, w, ALPHA, looks, lo=limit - 0.1, hi=limit + 0.1, extra=(limit,)):
         v = ci.verdict(limit)

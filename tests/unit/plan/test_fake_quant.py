@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.workers.sensitivity import fake_quant  # noqa: E402
+from harness.plan.sensitivity_worker import fake_quant  # noqa: E402
 
 
 def test_symmetric_int4_grid():

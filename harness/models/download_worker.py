@@ -1,15 +1,17 @@
 """Worker: download a hub model's snapshot at a revision into the HF cache (huggingface_hub), with progress.
+Started by the download step (harness/models/hub.py `ensure`) in the serving environment, with
+HF_HUB_OFFLINE=0: this is the one step that may reach the hub (see harness/models/hub.py for why).
 
-Input (flags): --repo ID, --revision REV (empty: the default branch), --out RESULT.json. Output: the
-result JSON {"commit", "path", "files": {name: size}, "bytes"} or, for a failure the user must fix,
-{"error": "gated" | "missing" | "revision" | "auth" | "network", "detail", "token"}; the parent
-(harness/models/hub.py) words the message. Resumable, as far as huggingface_hub (2.x) allows: a dropped
+`DownloadJob` in (the repo, the revision: None for the default branch), `Download` back: the `snapshot`
+downloaded (its commit, folder, files and their sizes) or, for a failure the user must fix, the hub's
+`refusal` ("gated" | "missing" | "revision" | "auth" | "network", the detail, whether a token was sent); the
+parent words the message (hub.message). Resumable, as far as huggingface_hub (2.x) allows: a dropped
 connection is resumed with a Range request within the run, files finished before an interruption are kept
 (a checkpoint's shards are files: a rerun fetches only those not done), and Xet-backed repos reuse the
 chunks in the Xet cache; but a file cut off by a killed process starts again (its partial copy is named
 per process, `blobs/<etag>.<uuid>.incomplete`, and cannot be continued; stale ones are deleted). The token is
-huggingface_hub's own (HF_TOKEN, else the one `hf auth login` stored). Run with HF_HUB_OFFLINE=0 by the
-parent: this is the one step that may reach the hub (see harness/models/hub.py for why).
+huggingface_hub's own (HF_TOKEN, else the one `hf auth login` stored). Importable without huggingface_hub
+(the parent builds the job with it).
 """
 
 from __future__ import annotations
@@ -19,8 +21,50 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
-from harness.proc import REQUIRED, WorkerProgress, worker_main
+from pydantic import BaseModel, ConfigDict
+
+from harness.jobs import Job, Record
+from harness.proc import WorkerProgress
+
+RefusalKind = Literal["gated", "missing", "revision", "auth", "network"]
+
+
+class Snapshot(BaseModel):
+    """A complete snapshot folder of one commit, as the hub record stores it (harness/models/hub.HubRecord)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    commit: str
+    path: str
+    files: dict[str, int]  # path in the repo -> size in bytes, the files dqbench downloads (`wanted`)
+    bytes: int
+
+
+class HubRefusal(BaseModel):
+    """A hub failure the user must fix (a gated repo, a misspelt id ...): the parent words it (hub.message)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: RefusalKind
+    detail: str
+    token: bool  # whether a token was sent (a gated repo's message differs)
+
+
+class Download(Record):
+    """One of the two: the snapshot downloaded, or why the hub refused it."""
+
+    snapshot: Snapshot | None = None
+    refusal: HubRefusal | None = None
+
+
+class DownloadJob(Job[Download]):
+    worker = "harness.models.download_worker:work"
+
+    repo: str
+    revision: str | None = None  # a branch, a tag or a commit; None: the default branch
+
 
 # Files no serving engine or stage of dqbench loads: a Llama repo's `original/` holds a second full copy of the
 # weights (consolidated.*.pth), and exports for other runtimes can be as large as the checkpoint itself.
@@ -65,7 +109,7 @@ def drop_stale(repo_dir: Path) -> int:
     return freed
 
 
-def _classify(exc: BaseException) -> str | None:
+def _classify(exc: BaseException) -> RefusalKind | None:
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -89,13 +133,13 @@ def _classify(exc: BaseException) -> str | None:
     return "network" if name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "ProxyError") else None
 
 
-def work(cfg: dict) -> dict:
+def work(job: DownloadJob) -> Download:
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import get_token
 
-    repo, revision = cfg["repo"], cfg["revision"] or None
+    repo, revision = job.repo, job.revision or None
     api = HfApi()
     try:
         # resolve a branch or tag to its commit first, and download at the commit: the files, the record and the
@@ -145,9 +189,6 @@ def work(cfg: dict) -> dict:
         if kind is None:
             raise
         print(f"{type(exc).__name__}: {exc}", flush=True)
-        return {"error": kind, "detail": f"{type(exc).__name__}: {str(exc).strip()[:600]}", "token": bool(get_token())}
-    return {"commit": commit, "path": path, "files": files, "bytes": total}
-
-
-if __name__ == "__main__":
-    worker_main(work, result="out", flags={"repo": REQUIRED, "revision": ""})
+        detail = f"{type(exc).__name__}: {str(exc).strip()[:600]}"
+        return Download(refusal=HubRefusal(kind=kind, detail=detail, token=bool(get_token())))
+    return Download(snapshot=Snapshot(commit=commit, path=path, files=files, bytes=total))
