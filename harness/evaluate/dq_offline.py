@@ -1,8 +1,8 @@
 """`custom_dataset` loader of dqbench's offline overrides of lm-eval tasks (copied beside the override YAMLs,
-where lm-eval resolves `!function dq_offline.load`; harness/workers/evaluate.py renders them).
+where lm-eval resolves `!function dq_offline.load`; harness/evaluate/lmeval_worker.py renders them).
 
 lm-eval calls `custom_dataset(**metadata, **dataset_kwargs)`. `data_files` maps each split to an Arrow file
-(harness/workers/lmeval_data.py); `empty_splits` are splits no registry package carries (train): they are
+(harness/evaluate/lmeval_data.py); `empty_splits` are splits no registry package carries (train): they are
 given with 0 rows, so lm-eval's own config (training_split: train) builds unchanged, 0-shot requests are
 identical, and a k-shot request that would sample them fails loudly instead of drawing shots elsewhere.
 """

@@ -1,8 +1,9 @@
 """Per-item scores from lm-eval's samples: the one reader of the samples JSONL the evaluate worker writes
-(harness/workers/evaluate.py: one line per document with `doc_id` and its per-item metric values).
+(harness/evaluate/lmeval_worker.py: one line per document with `doc_id` and its per-item metric values).
 
-`attach_items` puts them into the evaluate output's tasks (`items`, harness/result.Item) when the
-evaluate step finishes, so the stored result carries them and nothing later reads work/ for scores.
+`task_items` gives them to the evaluator (harness/evaluate/lmeval.py), which puts them into the quality
+block's tasks (`items`, harness/result.Item) when the evaluate step finishes, so the stored result carries
+them and nothing later reads work/ for scores.
 The store's upgrade of schema-2 results (harness/store/results.py) reads the same files the same way.
 No heavy imports.
 """
@@ -34,9 +35,8 @@ def read_sample_items(path: Path) -> list[Item]:
     return out
 
 
-def attach_items(tasks: dict[str, dict], samples_dir: Path) -> None:
-    """Set `items` of every task in an evaluate output from `samples_dir/<task>.jsonl` (a task whose file
-    is missing keeps none: the worker writes one per task it scored)."""
-    for name, t in tasks.items():
-        path = Path(samples_dir) / f"{name}.jsonl"
-        t["items"] = [i.model_dump() for i in read_sample_items(path)] if path.is_file() else []
+def task_items(samples_dir: Path, task: str) -> list[Item]:
+    """A task's items from `samples_dir/<task>.jsonl` (none when the file is missing: the worker writes one
+    per task it scored)."""
+    path = Path(samples_dir) / f"{task}.jsonl"
+    return read_sample_items(path) if path.is_file() else []

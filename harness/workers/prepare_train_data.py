@@ -13,8 +13,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+from harness.evaluate.task_data_worker import read_arrow, write_jsonl
 from harness.proc import REQUIRED, worker_main
-from harness.workers.prepare_data import read_arrow, write_jsonl
 
 # stdlib folders that are tests, demos, vendored data or pydoc itself
 SKIP = {

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.errors import StageError
+from harness.result import Metric, Quality, TaskScore
 from harness.serve.base import EngineServer
+from harness.serve.scoring import Scoring
 
 
 class FakeServer(EngineServer):
@@ -59,13 +61,12 @@ class FakeServer(EngineServer):
             f.write(f"{h.pid}\n")
         return h
 
-    def scoring(self, handle, artefact):
-        return {
-            "model": "local-completions",
-            "env": {},
-            "how": "fake",
-            "model_args": {"model": handle.model_name, "base_url": handle.base_url + "/completions"},
-        }
+    def scoring(self, handle, artefact) -> Scoring:
+        return Scoring(
+            model="local-completions",
+            how="fake",
+            model_args={"model": handle.model_name, "base_url": handle.base_url + "/completions"},
+        )
 
 
 class FakeEvaluator:
@@ -80,8 +81,8 @@ class FakeEvaluator:
     def prepare(self, log):
         return None
 
-    def evaluate(self, scoring, workdir, log):
-        model, base_url = scoring["model_args"]["model"], scoring["model_args"]["base_url"].rsplit("/", 1)[0]
+    def evaluate(self, scoring: Scoring, workdir, log) -> Quality:
+        model, base_url = str(scoring.model_args["model"]), str(scoring.model_args["base_url"]).rsplit("/", 1)[0]
         time.sleep(float(os.environ.get("FAKE_EVAL_SLEEP", "0")))
         crash_dir = os.environ.get("FAKE_EVAL_CRASH_DIR")
         if crash_dir:
@@ -95,18 +96,15 @@ class FakeEvaluator:
         req = urllib.request.Request(base_url + "/completions", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             ok = r.status == 200 and b"[DONE]" in r.read()
-        return {
-            "lm_eval_version": "fake",
-            "tasks": {
-                t.name: {
-                    "metrics": {"acc": {"value": 1.0 if ok else 0.0, "stderr": 0.0}},
-                    "n": 1,
-                    "limit": t.limit,
-                    "num_fewshot": 0,
-                }
+        return Quality(
+            lm_eval_version="fake",
+            tasks={
+                t.name: TaskScore(
+                    metrics={"acc": Metric(value=1.0 if ok else 0.0, stderr=0.0)}, n=1, limit=t.limit, num_fewshot=0
+                )
                 for t in self.spec.tasks
             },
-        }
+        )
 
 
 PLUGINS = "server.vllm=tests.fakes.plugins:FakeServer,evaluator.lm_eval=tests.fakes.plugins:FakeEvaluator"

@@ -52,6 +52,16 @@ def test_a_task_without_a_score_is_not_done():
     assert unkept_promise(_cell(), doc)[0] == "evaluate"
 
 
+def test_the_evaluate_steps_quality_object_is_read_like_its_json():
+    from harness.result import Quality
+
+    doc = _doc()
+    assert unkept_promise(_cell(), {**doc, "quality": Quality.model_validate(doc["quality"])}) is None
+    doc["quality"]["tasks"]["dq_arc_easy"]["metrics"]["acc"]["value"] = None
+    got = unkept_promise(_cell(), {**doc, "quality": Quality.model_validate(doc["quality"])})
+    assert got == ("evaluate", "task dq_arc_easy produced no score")
+
+
 def test_shift_is_promised_only_when_the_matrix_asks_for_it():
     assert unkept_promise(_cell(), _doc(shift=None))[0] == "shift"
     assert unkept_promise(_cell(shift=False), _doc(shift=None)) is None
@@ -116,6 +126,35 @@ def test_steps_run_in_order_and_a_complete_run_is_a_done_cell_result(tmp_path):
     assert isinstance(res, CellResult) and res.status == "done" and seen == ["a", "b"]
     assert set(res.timings) == {"a", "b"} and res.host_id == "h1" and res.logs["dir"] == str(tmp_path / "logs")
     assert res.model_dump(mode="json")["perf"]["levels"][0]["profile"] == "synchronous"  # what the store writes
+
+
+def test_the_evaluate_step_leaves_the_evaluators_quality_and_the_result_stores_it(tmp_path):
+    from harness.cell import Step, run_steps
+    from harness.cell.steps import evaluate
+    from harness.result import Metric, Quality, TaskScore
+
+    quality = Quality(
+        tasks={t: TaskScore(metrics={"acc": Metric(value=0.5, stderr=0.1)}) for t in ("dq_lambada", "dq_arc_easy")},
+        scored_by="fake",
+    )
+
+    class Evaluator:
+        def evaluate(self, scoring, workdir, log):
+            return quality
+
+    def serve(r):
+        r.handle, r.artefact = _Handle(), SimpleNamespace()
+        r.server = SimpleNamespace(scoring=lambda handle, artefact: None)
+        r.evaluator = Evaluator()
+
+    def measure(r):
+        _good_blocks(r)
+        del r.blocks["quality"]
+
+    run = _run(tmp_path)
+    res = run_steps(run, [Step("serve", serve), Step("measure", measure), Step("evaluate", evaluate)])
+    assert run.blocks["quality"] is quality and res.status == "done"
+    assert res.quality == quality and res.model_dump(mode="json")["quality"]["scored_by"] == "fake"
 
 
 def test_a_step_that_does_not_apply_is_skipped_and_untimed(tmp_path):

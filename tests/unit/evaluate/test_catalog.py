@@ -23,11 +23,11 @@ def test_catalog_matches_the_installed_lm_eval(tmp_path):
     td.prepare(tmp_path / "prepare.log")
     out = tmp_path / "catalog.json"
     subprocess.run(
-        [sys.executable, "-m", "harness.workers.lmeval_catalog", "--data", str(td.dir), "--out", str(out)],
+        [sys.executable, "-m", "harness.evaluate.catalog_worker", "--data", str(td.dir), "--out", str(out)],
         check=True,
         capture_output=True,
     )
-    how = "regenerate: python -m harness.workers.lmeval_catalog --data <data dir> --out harness/evaluate/catalog.json"
+    how = "regenerate: python -m harness.evaluate.catalog_worker --data <data dir> --out harness/evaluate/catalog.json"
     assert json.loads(out.read_text()) == json.loads(catalog.CATALOG.read_text()), how
     names = out.with_name("registry_names.txt.gz").read_bytes()
     assert names == catalog.CATALOG.with_name("registry_names.txt.gz").read_bytes(), how

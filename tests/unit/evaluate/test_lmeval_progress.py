@@ -1,11 +1,11 @@
-"""The lm-eval progress hook of harness/workers/evaluate.py, on a fake LM and a fake evaluator module:
+"""The lm-eval progress hook of harness/evaluate/lmeval_worker.py, on a fake LM and a fake evaluator module:
 requests done/total per request type, counted at the LM's cache hook, inner calls not double-counted."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from harness.workers.evaluate import _instrument, _watch_requests
+from harness.evaluate.lmeval_worker import _instrument, _watch_requests
 
 
 class FakeHook:

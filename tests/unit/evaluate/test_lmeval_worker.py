@@ -1,0 +1,91 @@
+"""The lm-eval worker (harness/evaluate/lmeval_worker.py) on lm-eval's own tasks, offline, end to end through
+lm-eval with its `dummy` model (random loglikelihoods, a fixed generation): the real result shapes of a group
+(`mmlu_stem`: one row per subject, an aggregate row), a task with two filters (`gsm8k`: strict-match and
+flexible-extract) and a task's default few-shot count (gsm8k_cot: 8 fixed exemplars) become dqbench's task
+scores and items."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from harness.evaluate.catalog import leaves
+from harness.evaluate.data import TaskData
+from harness.evaluate.items import read_sample_items
+from harness.serve.scoring import Scoring
+from harness.settings import load_settings
+from harness.spec.evaluation import TaskSpec
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("lm_eval")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    from harness.evaluate.lmeval_worker import LMEvalJob, work
+
+    td = TaskData(load_settings())
+    tmp = tmp_path_factory.mktemp("eval")
+    td.prepare(tmp / "prepare.log")
+    names = ("mmlu_stem", "gsm8k", "gsm8k_cot", "ai2_arc")
+    job = LMEvalJob(
+        scoring=Scoring(model="dummy"),
+        include_path=str(td.task_dir()),
+        offline_leaves={lf.name: lf for n in names for lf in leaves(n) or []},
+        data_dir=str(td.dir),
+        index_cache=str(tmp / "lmeval-index"),  # lm-eval's task folder indexed through the cache
+        num_concurrent=1,
+        max_length=512,
+        batch_size=1,
+        seed=1234,
+        samples_dir=str(tmp / "samples"),
+        tasks=[
+            TaskSpec(name="mmlu_stem", limit=2, num_fewshot=5),
+            TaskSpec(name="gsm8k", limit=3, num_fewshot=0),
+            TaskSpec(name="gsm8k_cot", limit=2, num_fewshot=None),
+            TaskSpec(name="ai2_arc", limit=3, num_fewshot=None),
+        ],
+    )
+    return work(job), tmp / "samples"
+
+
+def test_a_group_keeps_its_aggregate_its_subjects_and_unique_item_keys(out):
+    res, samples = out
+    stem = res.tasks["mmlu_stem"]
+    assert stem.n == 2 * 19 and stem.num_fewshot == 5 and len(stem.subtasks) == 19
+    assert set(stem.metrics) == {"acc"} and stem.metrics["acc"].stderr is not None
+    items = read_sample_items(samples / "mmlu_stem.jsonl")
+    assert len(items) == 38 and len({i.key for i in items}) == 38  # doc ids repeat across subjects; keys do not
+    assert all(i.task and i.task.startswith("mmlu_") for i in items)
+    # the aggregate lm-eval reports is the size-weighted mean of the subjects
+    subj = [v["acc"] for v in stem.subtasks.values()]
+    assert stem.metrics["acc"].value == pytest.approx(sum(subj) / len(subj))
+
+
+def test_each_filter_is_its_own_metric_and_item_score(out):
+    res, samples = out
+    gsm = res.tasks["gsm8k"]
+    assert set(gsm.metrics) == {"exact_match,strict-match", "exact_match,flexible-extract"}
+    assert gsm.n == 3 and gsm.num_fewshot == 0 and gsm.subtasks == {}
+    rows = [json.loads(line) for line in (samples / "gsm8k.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(set(r["filtered_resps"]) == {"strict-match", "flexible-extract"} for r in rows)
+    items = read_sample_items(samples / "gsm8k.jsonl")
+    assert all(set(i.scores) == {"exact_match,strict-match", "exact_match,flexible-extract"} for i in items)
+
+
+def test_the_tasks_own_few_shot_default_is_kept_and_recorded(out):
+    res, _ = out
+    assert res.tasks["gsm8k_cot"].num_fewshot == 8  # num_fewshot None: lm-eval's default, not 0
+
+
+def test_a_tag_without_an_aggregate_row_gets_the_document_weighted_mean(out):
+    res, samples = out
+    arc = res.tasks["ai2_arc"]
+    assert arc.n == 6 and set(arc.subtasks) == {"arc_easy", "arc_challenge"}
+    for m in ("acc", "acc_norm"):
+        want = sum(v[m] for v in arc.subtasks.values()) / 2  # equal counts: the plain mean
+        assert arc.metrics[m].value == pytest.approx(want) and arc.metrics[m].stderr is None
+    assert {i.task for i in read_sample_items(samples / "ai2_arc.jsonl")} == {"arc_easy", "arc_challenge"}
