@@ -106,7 +106,10 @@ class QAT(LLMCompressor):
                 "ignore": list(spec.ignore),
                 "corpus": str(data.corpus_path()),
                 "teacher_cache": str(settings.home / "teacher-cache"),
-                "teacher_fingerprint": {"checkpoint": checkpoint_ident(source), "data": data.fingerprint()},
+                "teacher_fingerprint": {
+                    "checkpoint": checkpoint_ident(source),
+                    "data": data.fingerprint().model_dump(mode="json"),
+                },
                 "spec": {
                     "max_steps": int(num("steps", 0)),
                     "max_tokens": None,

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from harness.distill.kd_train import train_logit_kd
+from harness.distill.train_common import load_model, peak_rss_gib, save_student, token_stream, windows
+from harness.distill.train_io import KDRecipe, TeacherCacheRef
 from harness.proc import worker_main
-from harness.workers.distill import load_model, peak_rss_gib, save_student, token_stream, train_logit_kd, windows
 
 
 def ignored(fqn: str, patterns: list[str]) -> bool:
@@ -69,7 +71,11 @@ def work(cfg: dict) -> dict:
         "fake_quantized_linears": len(targets),
         "hyper_parameters": cfg["spec"],
     }
-    record.update(train_logit_kd(cfg, model, teacher, train, held, what="QAT training"))
+    cache = TeacherCacheRef(folder=cfg["teacher_cache"], fingerprint=cfg["teacher_fingerprint"])
+    trained = train_logit_kd(
+        KDRecipe.model_validate(cfg["spec"]), cache, model, teacher, train, held, what="QAT training"
+    )
+    record.update(trained.model_dump(mode="json"))
     quantize_(model, QATConfig(step="convert"))  # back to plain nn.Linear with the trained weights
     left = [n for n, m in model.named_modules() if "FakeQuantized" in type(m).__name__]
     if left:
