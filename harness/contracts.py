@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
     from harness.models.arch import ArchInfo
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import CellResult
+    from harness.result import Artefact, CellResult
     from harness.serve.base import ServerHandle
     from harness.serve.scoring import Scoring
     from harness.settings import Settings
