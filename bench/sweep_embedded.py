@@ -14,11 +14,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.compress.identity import DTYPE
 from harness.hw.probe import host_caps, host_line
 from harness.measure.run import measure
 from harness.models.sources import source_for
+from harness.result import Artefact
 from harness.settings import load_settings
 from harness.spec.loadtest import SLO, LoadSpec, SweepProfile
 from harness.spec.serving import LlamaCppServing, VLLMServing

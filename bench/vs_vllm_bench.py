@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.measure.loadgen import LoadGenerator
 from harness.measure.prompts import token_prompts
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing

@@ -14,9 +14,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.hw.probe import host_line
 from harness.measure.run import measure
+from harness.result import Artefact
 from harness.serve.llamacpp import LlamaCppServer
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings

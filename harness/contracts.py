@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
     from harness.distill.base import Student
     from harness.distill.data import DataFingerprint, TrainingData
     from harness.models.arch import ArchInfo
     from harness.models.fingerprint import ModelFingerprint
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import CellResult, Quality
+    from harness.result import Artefact, CellResult, Quality
     from harness.serve.base import ServerHandle
     from harness.serve.scoring import Scoring
     from harness.settings import Settings

@@ -247,13 +247,34 @@ class Quality(Block):
 
 
 class Artefact(Block):
-    model: str
-    dtype: str | None = None
-    quantization: str | None = None
+    """What a cell serves: made by its compressor (harness/compress/), loaded by the serving plugin
+    (harness/serve/), stored as the result's `artefact` block as it is. `record` is the compress worker's
+    record (recipe, wall time, peak memory ...): the worker's own typed record, dumped."""
+
+    model: str  # local folder, a .gguf file, or a hub id
+    dtype: str | None = None  # vLLM --dtype ("gguf" for llama.cpp); every compressor sets one
+    quantization: str | None = None  # what the server must report having loaded (None: unquantized)
     size_bytes: int | None = None
-    bits_per_weight: float | None = None
+    bits_per_weight: float | None = None  # None when the parameter count is unknown (no estimate)
     record: dict[str, Any] = Field(default_factory=dict)
-    tokenizer: str | None = None
+    tokenizer: str | None = None  # HF tokenizer folder when `model` is not one (a .gguf file)
+    # engine flags the artefact needs (load-time quantization: `quantization: bitsandbytes`), vLLM's own
+    server_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # came after results existed: left out of dumps when empty, so a stored result reads back as written
+    late_fields: ClassVar[tuple[str, ...]] = ("server_args",)
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for name in self.late_fields:
+            if not getattr(self, name):
+                out.pop(name, None)
+        return out
+
+    @property
+    def tokenizer_src(self) -> str:
+        """Where the tokenizer is read from: `tokenizer`, else the model folder itself."""
+        return self.tokenizer or self.model
 
 
 class Serve(Block):

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
     from harness.contracts import EvaluatorContract, ModelSourceContract, ServerContract
     from harness.measure.memory_sampler import PeakSampler
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
+    from harness.result import Artefact
     from harness.serve.base import ServerHandle
     from harness.settings import Settings
     from harness.spec.matrix import Limits
@@ -37,7 +37,8 @@ class CellRun:
     started_at: str
     t0: float  # time.monotonic() at the start, for wall_s
     # the result's blocks as the steps produce them (model, distill, artefact, serve, perf, memory, quality,
-    # shift): plain JSON-ready dicts, validated into a CellResult once, when the attempt ends
+    # shift): JSON-ready dicts (the artefact: its harness.result.Artefact as is), validated into a CellResult
+    # once, when the attempt ends
     blocks: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

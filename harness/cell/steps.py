@@ -48,16 +48,7 @@ def compress(run: CellRun) -> None:
     """The artefact the cell serves (`none`: the checkpoint itself)."""
     cell = run.cell
     compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
-    run.artefact = art = compressor.compress(cell, run.model_src, run.paths, run.settings)
-    run.blocks["artefact"] = {
-        "model": art.model,
-        "dtype": art.dtype,
-        "quantization": art.quantization,
-        "size_bytes": art.size_bytes,
-        "bits_per_weight": art.bits_per_weight,
-        "record": art.record,
-        "tokenizer": art.tokenizer,
-    }
+    run.artefact = run.blocks["artefact"] = compressor.compress(cell, run.model_src, run.paths, run.settings)
 
 
 def serve(run: CellRun) -> None:

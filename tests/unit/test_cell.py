@@ -240,6 +240,30 @@ def test_a_block_against_the_result_contract_fails_the_step_that_made_it_and_kee
     assert res.serve is None and res.perf is not None
 
 
+def test_the_compress_step_stores_the_artefact_it_made(tmp_path, monkeypatch):
+    """The artefact serve loads is the result's `artefact` block, as it is (harness/cell/steps.compress)."""
+    import harness.cell.steps as steps
+    from harness.cell import Step, run_steps
+    from harness.result import Artefact
+
+    art = Artefact(model="/w/m", dtype="bfloat16", quantization="bitsandbytes", size_bytes=9, bits_per_weight=4.5)
+    art.server_args["quantization"] = "bitsandbytes"
+
+    class Compressor:
+        def compress(self, cell, source, paths, settings):
+            assert source == "/src"
+            return art
+
+    monkeypatch.setattr(steps, "compressors", SimpleNamespace(get=lambda kind: Compressor))
+    run = _run(tmp_path)
+    run.cell.method_spec, run.model_src = None, "/src"
+    res = run_steps(run, [Step("compress", steps.compress), Step("measure", _good_blocks)])
+    assert res.status == "done" and run.artefact is art and res.artefact == art
+    assert res.model_dump(mode="json")["artefact"]["server_args"] == {"quantization": "bitsandbytes"}
+    art.server_args.clear()  # the usual case: no engine flags, no key in the stored result
+    assert "server_args" not in res.model_dump(mode="json")["artefact"]
+
+
 def test_failed_doc_is_a_cell_result():
     from harness.cell import failed_doc
     from harness.result import CellResult

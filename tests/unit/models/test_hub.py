@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.compress.base import Artefact
 from harness.errors import PlanError
 from harness.models import hub
 from harness.models.download_worker import wanted
 from harness.models.sources import HubSource, hub_models
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing
