@@ -9,15 +9,15 @@ Times are time.perf_counter() seconds; every latency is measured from `start`.
 
 Why a slotted dataclass and not a pydantic model with computed fields (GuideLLM's GenerativeRequestStats):
 the record is written on the client's hot path, once per streamed chunk (`ttft`, `chunks`, `itl`), and a
-pydantic model's attribute assignment goes through BaseModel.__setattr__. Measured on a 2-core AMD EPYC
-(AVX-512) shared with other jobs, process CPU time, one request of 16 token chunks read through
-loadgen._handle_event (a record built, every chunk applied, the usage event, end and ok set): this
-dataclass 24.8-25.0 us; a pydantic BaseModel 35.7-36.4 us (+10.5 us, ~40 %, growing with the output
-length: about 0.5 us per chunk); built once at the end from a dataclass accumulator 29.0-30.7 us (and two
-objects per request). Against ~300 us of client CPU per request (bench/loadgen_overhead.py) that is 3-4 %
-of the ceiling for nothing the record needs: it never crosses a process boundary and is never stored
-(the stored figures are harness/result.Level's, which is pydantic). The derived figures are properties,
-computed where they are read.
+pydantic model's every attribute assignment goes through BaseModel.__setattr__. Measured with
+loadgen._handle_event, process CPU time on one core of a 2-core AMD EPYC (AVX-512) shared with
+other jobs, best of 9 (a record built as _send builds it, one answer read, end and ok set): 16 token chunks
+24-30 us as this dataclass (as before it moved here), 35-38 us as a BaseModel with computed fields; 128
+chunks 155-184 us against 211-222 us -- about 0.45 us more per chunk, +20-40 % of what the client spends
+reading an answer (and 3-4 % of all its CPU per request, 230-360 us by bench/loadgen_overhead.py at
+1000 req/s there), for nothing the record needs: it never crosses a process boundary and is never
+stored (the stored figures are harness/result.Level's, a pydantic model, built once per level). Its
+derived figures are properties, computed where they are read.
 """
 
 from __future__ import annotations
