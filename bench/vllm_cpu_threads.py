@@ -56,7 +56,9 @@ def main() -> None:
             spec = VLLMServing(cpu_reserved_cores=None if r == "default" else int(r))
             handle = VLLMServer(spec, settings.python, "cpu").start(art, "dq-threads", Path(tmp) / f"server-{r}.log")
             try:
-                perf = measure(handle.base_url, handle.model_name, load, art.tokenizer_src, extra={"ignore_eos": True})
+                perf = measure(
+                    handle.base_url, handle.model_name, load, art.tokenizer_src, extra={"ignore_eos": True}
+                ).model_dump(mode="json")
                 prefill = min(
                     _post(
                         handle.base_url,

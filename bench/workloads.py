@@ -133,7 +133,7 @@ def main() -> None:
                 perf = measure(
                     h.base_url, "bench", load, art.tokenizer_src, server.request_extras, None, server.http_keepalive
                 )
-                row(name, "on" if caching else "off", perf)
+                row(name, "on" if caching else "off", perf.model_dump(mode="json"))
         finally:
             h.stop()
     print(host_line(), flush=True)

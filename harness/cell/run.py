@@ -31,7 +31,7 @@ from harness.measure.run import planned_levels
 from harness.plan.cell import CellPlan
 from harness.proc import children_hold, deadline, progress_to
 from harness.progress import Progress
-from harness.result import CellResult, Quality
+from harness.result import CellResult, Perf, Quality, Sweep
 from harness.serve.base import ServerHandle
 from harness.settings import Settings
 from harness.store.hosts import this_host
@@ -161,8 +161,12 @@ def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | 
     """(stage, why) when a step returned without producing what it promised, else None: a cell is `done`
     only with a figure for every planned load level and a score for every planned task. `blocks` are the
     result's blocks as JSON (CellRun.blocks, or a result document)."""
-    levels = (blocks.get("perf") or {}).get("levels", [])
-    want = planned_levels(cell.load, blocks.get("perf") or {})  # a sweep's count depends on what it found
+    perf = blocks.get("perf") or {}
+    if isinstance(perf, Perf):  # the measure step leaves the typed block (harness/measure/run.measure)
+        perf = perf.model_dump(mode="json")
+    levels = perf.get("levels", [])
+    sweep = Sweep.model_validate(perf["sweep"]) if perf.get("sweep") else None
+    want = planned_levels(cell.load, sweep)  # a sweep's count depends on what it found
     if len(levels) != want:
         return "measure", f"{len(levels)} of {want} planned load levels were measured"
     empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]

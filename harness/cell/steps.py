@@ -84,8 +84,8 @@ def measure(run: CellRun) -> None:
         on_level=run.progress.level,
         health=_health_or_deadline(handle),
     )
-    if perf["stopped"]:
-        raise StageError("measure", perf["stopped"], handle.failure_tail())
+    if perf.stopped:
+        raise StageError("measure", perf.stopped, handle.failure_tail())
 
 
 def evaluate(run: CellRun) -> None:
