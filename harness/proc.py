@@ -93,7 +93,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 PROGRESS_ENV = "DQBENCH_PROGRESS_FILE"
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[dict[str, Any]], None]
 _SINK: ContextVar[ProgressCallback | None] = ContextVar("dqbench_progress_sink", default=None)
 
 
@@ -255,7 +255,7 @@ def children_hold(fd: int) -> Iterator[None]:
         _HOLD.reset(token)
 
 
-def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen:
+def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen[bytes]:
     """Start `cmd` under harness/guard.py in a new session: the guard is the group leader, reaps everything
     the command spawns (vLLM's engine processes too) and takes it all down when this process dies, however
     it dies. `log` is an open binary file for stdout and stderr."""
@@ -373,7 +373,7 @@ def run_worker(
         record_path.unlink(missing_ok=True)
 
 
-def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process group, wait `grace` seconds, then SIGKILL it. The group id is the leader's pid
     (started with a new session), so members that outlived an already-reaped leader are still reached."""
     pgid = proc.pid

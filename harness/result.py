@@ -155,7 +155,7 @@ class Level(Block):
 
     @model_serializer(mode="wrap")
     def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)
+        out: dict[str, Any] = handler(self)
         for name in self.late_fields:
             if getattr(self, name) == type(self).model_fields[name].get_default():
                 out.pop(name, None)
@@ -204,7 +204,9 @@ class Perf(Block):
 
     @model_serializer(mode="wrap")
     def _drop_unset_sweep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)  # added in schema 3's lifetime: a result without a sweep reads back as written
+        out: dict[str, Any] = handler(
+            self
+        )  # added in schema 3's lifetime: a result without a sweep reads back as written
         if isinstance(out, dict):
             if out.get("sweep") is None:
                 out.pop("sweep", None)
@@ -228,8 +230,8 @@ class Item(BaseModel):
     task: str | None = None  # the subtask of a group (`mmlu_anatomy` in `mmlu`): doc ids repeat across them
 
     @model_serializer(mode="wrap")
-    def _compact(self, handler):
-        out = handler(self)  # thousands of items per result: no "task": null on each
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # thousands of items per result: no "task": null on each
         if isinstance(out, dict) and out.get("task") is None:
             out.pop("task", None)
         return out
@@ -253,8 +255,8 @@ class TaskScore(Block):
     items: list[Item] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
-    def _drop_unset_additions(self, handler):
-        out = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
+    def _drop_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
         if isinstance(out, dict):
             for k in ("data_source", "subtasks"):
                 if not out.get(k):
@@ -300,7 +302,7 @@ class Artefact(Block):
 
     @model_serializer(mode="wrap")
     def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)
+        out: dict[str, Any] = handler(self)
         for name in self.late_fields:
             if not getattr(self, name):
                 out.pop(name, None)

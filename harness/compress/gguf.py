@@ -60,7 +60,8 @@ def bf16_gguf_path(source, settings) -> Path:
     """Where the converted bf16 GGUF of `source` is kept, shared by every GGUF cell of that checkpoint: the
     converter runs once per source (and llama.cpp build), not once per quantization type."""
     ident = f"{checkpoint_ident(source)}|{settings.llamacpp_dir}"
-    return settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
+    path: Path = settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
+    return path
 
 
 def gguf_type(cell) -> str:

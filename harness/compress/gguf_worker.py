@@ -45,7 +45,7 @@ class GgufTimings(BaseModel):
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)
+        out: dict[str, Any] = handler(self)
         if out.get("imatrix_s") is None:
             out.pop("imatrix_s", None)
         return out
@@ -121,7 +121,7 @@ def gguf_stats(path: Path, src_dir: Path) -> GgufStats:
     from gguf import GGUFReader
 
     r = GGUFReader(str(path))
-    types: Counter = Counter()
+    types: Counter[str] = Counter()
     n_el = n_bytes = mat_el = mat_bytes = 0
     for t in r.tensors:
         types[t.tensor_type.name] += 1
