@@ -284,7 +284,7 @@ def roofline_chart(pts: pd.DataFrame) -> alt.LayerChart:
         shape="regime:N",
         tooltip=["cell", "host_label", "level", "measured_tok_s", "roofline_tok_s", "roofline_pct", "regime"],
     )
-    return alt.layer(limit, measured)
+    return alt.layer(limit, measured).properties(title="output tok/s under its roofline (decode limit, dashed)")
 
 
 def curves_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:

@@ -250,7 +250,8 @@ def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
     )
     from harness.proc import write_json_atomic
 
-    write_json_atomic(cache, caps.model_dump(mode="json"))
+    # without `figures` (kept in their own file): a checkout whose HostCaps lacks the field reads this cache
+    write_json_atomic(cache, caps.model_dump(mode="json", exclude={"figures"}))
     caps = _with_figures(caps, settings)
     _MEMO[key] = caps
     return caps

@@ -146,22 +146,17 @@ def summary(rows: list[Row], by: str = "engine/kind") -> list[Summary]:
 
 
 def error_words(rows: list[Row], engine: str | None = None) -> dict[str, str | None]:
-    """figure -> the leave-one-out error in words, of `engine`'s cells where it has 3 or more, else of all."""
+    """figure -> the leave-one-out error in words, on `engine`'s cells of the host (all cells when no engine
+    is named); None where none was measured: a prediction of an engine never run here has no measured error."""
     out: dict[str, str | None] = {}
-    for fig, key in (
-        ("memory", "memory"),
-        ("decode", "decode"),
-        ("tpot", "tpot"),
-        ("ttft", "ttft"),
-        ("drop-blind", "drop"),
-    ):
-        fr = [r for r in rows if r.figure == fig]
-        mine = [r for r in fr if r.engine == engine] if engine else []
-        use = mine if len({r.cell_id for r in mine}) >= 3 else fr
+    figures = (("memory", "memory"), ("decode", "decode"), ("tpot", "tpot"), ("ttft", "ttft"), ("drop-blind", "drop"))
+    for fig, key in figures:
+        use = [r for r in rows if r.figure == fig and (engine is None or r.engine == engine)]
+        if fig == "drop-blind" and engine is not None and not use:
+            use = [r for r in rows if r.figure == fig]  # drops are the model's, whichever engine served it
         if not use:
             out[key] = None
             continue
-        s = _summ(fig, str(engine) if use is mine else "all", use)
-        who = f"this host, {engine}" if use is mine else "this host"
-        out[key] = s.words(who)
+        who = f"this host, {engine}" if engine is not None and any(r.engine == engine for r in use) else "this host"
+        out[key] = _summ(fig, engine or "all", use).words(who)
     return out

@@ -104,13 +104,17 @@ class HostView:
         return support_problem(kind, engine, self.device, self.caps)  # type: ignore[arg-type]
 
 
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
 def _estimate(f: Fitted, transform, unit: str, error: str | None, digits: int = 4) -> Estimate:
     lo, hi = f.interval()
     a, b = sorted((transform(lo), transform(hi)))
     return Estimate(
-        value=round(transform(f.value), digits),
-        lo=round(a, digits),
-        hi=round(b, digits),
+        value=_sig(transform(f.value), digits),
+        lo=_sig(a, digits),
+        hi=_sig(b, digits),
         unit=unit,
         source=f.source,
         cells=f.n,
