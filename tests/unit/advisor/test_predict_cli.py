@@ -102,7 +102,8 @@ def test_the_advisor_ranks_predicted_cells_beside_measured_ones_and_names_what_t
 def test_predicting_imports_no_backend_and_no_pipeline_stage():
     code = (
         "import sys, json\nfrom advisor.cli import main\n"
-        "main(['predict', 'meta-llama/Llama-3.1-8B-Instruct', '--host', 'cuda-h100', '--db', '/nonexistent', '--json'])\n"
+        "main(['predict', 'meta-llama/Llama-3.1-8B-Instruct', '--host', 'cuda-h100', '--db', '/nonexistent', "
+        "'--json'])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'vllm', 'lm_eval', 'transformers') "
         "or m.startswith(('harness.serve', 'harness.runner', 'harness.workers', 'harness.evaluate', "
         "'harness.measure', 'harness.compress'))]\n"

@@ -70,7 +70,7 @@ def test_figures_are_cached_beside_the_probe_and_merged_into_it(tmp_path, monkey
     monkeypatch.setattr(probe, "_probe_key", lambda *a: "k1")
     monkeypatch.setattr(probe, "probe_engines", lambda s, timeout=300: {"vllm": caps.vllm.model_dump()})
     monkeypatch.setattr(probe, "cpu_info", lambda: caps.cpu)
-    monkeypatch.setattr(probe, "gpu_info", lambda: [])
+    monkeypatch.setattr(probe, "gpu_info", list)
     probe._MEMO.clear()
     assert probe.host_caps(settings).figures is None
     assert probe.host_figures(settings, measure=False) is None  # nothing cached and not asked to measure
