@@ -7,7 +7,7 @@ and blind); then the issue #32 goals, met or not.
     ./dq python bench/predict_accuracy.py --results results [--results /other/results ...] [--docs] [--json F]
 
 Inputs are results folders (their cells/*.json); a cell found twice keeps its latest result. `--docs` adds
-the measured tables of docs/results/*.md that carry whole cells (harness/predict/docs_cells.py), as hosts of
+the measured tables of docs/results/*.md that carry whole cells (bench/docs_cells.py), as hosts of
 their own. Speed rows need the host's roofline figures: this host's from `harness doctor`'s cache, another
 host's from the roofline blocks stored in its results; a host without either contributes memory and quality
 rows only. Goals: memory <= 5 %, decode <= 15 %, TTFT <= 25 % (mean absolute % error), coverage >= 80 %.
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.hw.figures import HostFigures
 from harness.predict.accuracy import GOALS, Row, loo, summary
@@ -128,7 +129,7 @@ def main() -> None:
     if here is not None and figs is not None:
         figures[here] = figs
     if a.docs:
-        from harness.predict.docs_cells import docs_observations
+        from docs_cells import docs_observations  # bench/docs_cells.py
 
         extra, extra_figs = docs_observations(Path(__file__).resolve().parent.parent / "docs" / "results")
         obs += extra

@@ -36,12 +36,16 @@ class HostFigures(BaseModel):
     load_average: float | None = None  # 1-minute load average when measured (other work shares the cores)
 
     def peak_flops(self, dtype: str) -> tuple[float, str]:
-        """(FLOP/s, the dtype whose figure it is) for a matmul in `dtype`: its own figure, else the nearest
-        one the device has (fp8 -> bf16 on a CPU without FP8 units, tf32 -> fp32 ...)."""
-        for d in (dtype, *_FALLBACK.get(dtype, ()), "bf16", "fp32"):
-            if self.tflops.get(d):
-                return self.tflops[d] * 1e12, d
-        raise ValueError(f"no matmul throughput for {dtype} (have: {', '.join(self.tflops) or 'none'})")
+        """(FLOP/s, the dtype whose figure it is) for a matmul in `dtype`: its own figure, else the fastest of
+        the ones it falls back to that the device has (int8 on a CPU without VNNI runs at about its float
+        rate, so the faster of bf16 and fp32 stands in, not an emulated bf16; fp8 -> bf16 or fp16 ...)."""
+        if self.tflops.get(dtype):
+            return self.tflops[dtype] * 1e12, dtype
+        have = [d for d in (*_FALLBACK.get(dtype, ()), "bf16", "fp32") if self.tflops.get(d)]
+        if not have:
+            raise ValueError(f"no matmul throughput for {dtype} (have: {', '.join(self.tflops) or 'none'})")
+        best = max(have, key=lambda d: self.tflops[d])
+        return self.tflops[best] * 1e12, best
 
     @property
     def ridge(self) -> dict[str, float]:

@@ -58,7 +58,7 @@ def loo(obs: list[Observation], figures: dict[str, HostFigures | None]) -> list[
     where the host has figures)."""
     rows: list[Row] = []
     for i, o in enumerate(obs):
-        rest = [x for j, x in enumerate(obs) if j != i and x.host_id == o.host_id]
+        rest = [x for j, x in enumerate(obs) if j != i]  # the host's other cells (and other hosts', as fallbacks)
         base = dict(cell_id=o.cell_id, label=o.label, host_id=o.host_id, engine=o.engine, kind=o.case.scheme.kind)
         if o.peak_gib is not None and o.case.device == "cpu" and o.weights_gib is not None:
             _, _, mem = memory_estimate(o.case, rest, None)
@@ -68,7 +68,7 @@ def loo(obs: list[Observation], figures: dict[str, HostFigures | None]) -> list[
         if figs is not None and o.case.arch is not None:
             sync = min(o.levels, key=lambda x: x.concurrency) if o.levels else None
             for lv in o.levels:
-                sp = speed_estimates(o.case, figs, rest, lv.concurrency, {})
+                sp = speed_estimates(o.case, figs, rest, lv.concurrency, {}, figures)
                 d = sp["decode"]
                 rows.append(Row(**base, figure="decode", level=lv.concurrency, measured=lv.output_tok_s,
                                 predicted=d.value, lo=d.lo, hi=d.hi, source=d.source))  # fmt: skip
@@ -129,7 +129,7 @@ def _summ(figure: str, group: str, rows: list[Row]) -> Summary:
 
 
 def summary(rows: list[Row], by: str = "engine/kind") -> list[Summary]:
-    """Per figure: overall, then per engine, then per engine x scheme kind."""
+    """Per figure: overall, then per engine, per engine x scheme kind and per host."""
     out = []
     for fig in ("memory", "decode", "tpot", "ttft", "drop-fidelity", "drop-blind"):
         fr = [r for r in rows if r.figure == fig]
@@ -141,6 +141,7 @@ def summary(rows: list[Row], by: str = "engine/kind") -> list[Summary]:
             groups[r.engine].append(r)
             if by == "engine/kind":
                 groups[f"{r.engine} {r.kind}"].append(r)
+                groups[f"host {r.host_id}"].append(r)
         out += [_summ(fig, g, rs) for g, rs in sorted(groups.items())]
     return out
 

@@ -8,13 +8,17 @@ level) takes, in order:
   1. the kernel's own mean at that level (interpolated in log concurrency between measured levels; beyond
      them the nearest level's, with extra spread EXTRAPOLATION_SD per e-fold of concurrency);
   2. else the mean over the engine's other kernels at that level, with their between-kernel spread added;
-  3. else a stated default (DEFAULT_EFFICIENCY), log-sd DEFAULT_LOG_SD.
+  3. else (the engine never ran on this host) the kernel's mean on other hosts whose figures are known, with
+     their between-host spread (DEFAULT_LOG_SD from a single host): an efficiency is a ratio to the host's own
+     roofline, so it travels between hosts better than a raw tok/s does, not perfectly;
+  4. else a stated default (DEFAULT_EFFICIENCY), log-sd DEFAULT_LOG_SD.
 The spread is the pooled within-group sd of the host's groups (all figures' groups of at least two cells),
 and the interval is mean +- t(df) x sd x sqrt(1 + 1/n): a prediction interval under the model, whose
 calibration tests/unit/predict/test_fit.py checks by simulation and bench/predict_accuracy.py on real cells.
 
 Memory. overhead = measured peak - the module-wise weights estimate - the KV the engine held; per host x
-engine x device its mean and pooled sd, the same t interval; else the documented default of
+engine x device its mean and pooled sd, the same t interval; else (the engine never ran on this host) the
+same engine's cells on other hosts, with their spread; else the documented default of
 harness/serving_memory.DEFAULT_OVERHEAD_GIB with sd DEFAULT_OVERHEAD_SD. Pure.
 """
 
@@ -118,22 +122,27 @@ class Point:
     level: float
     log_eff: float
     cell_id: str
+    host: str = ""
 
 
-def efficiency_points(obs: Iterable[Observation], figs: HostFigures) -> list[Point]:
+def efficiency_points(obs: Iterable[Observation], figs: HostFigures | dict[str, HostFigures | None]) -> list[Point]:
+    """Every measured level's log-efficiencies, on its host's figures (`figs`: one host's, or by host id)."""
     out = []
     for o in obs:
-        if o.case.arch is None:
+        f_host = figs.get(o.host_id) if isinstance(figs, dict) else figs
+        if o.case.arch is None or f_host is None:
             continue
         for lv in o.levels:
-            f = floors(o.case, figs, lv.concurrency)
+            f = floors(o.case, f_host, lv.concurrency)
             measured = {"decode": lv.output_tok_s, "tpot": lv.tpot_ms_p50, "ttft": lv.ttft_ms_p50}
             for fig in FIGURES:
                 m = measured[fig]
                 if not m or m <= 0:
                     continue
                 eff = m / f[fig] if fig == "decode" else f[fig] / m
-                out.append(Point(fig, o.engine, o.case.scheme.kernel, lv.concurrency, math.log(eff), o.cell_id))
+                out.append(
+                    Point(fig, o.engine, o.case.scheme.kernel, lv.concurrency, math.log(eff), o.cell_id, o.host_id)
+                )
     return out
 
 
@@ -173,8 +182,17 @@ def _at_level(levels: dict[float, list[float]], c: float) -> tuple[float, int, f
     return statistics.fmean(levels[near]), len(levels[near]), extra, f"c={near:g} extrapolated to c={c:g}"
 
 
-def fit_efficiency(points: list[Point], figure: str, engine: str, kernel: str, level: float, device: str) -> Fitted:
-    """The log-efficiency to predict `figure` of `kernel` at concurrency `level` (see the module doc)."""
+def fit_efficiency(
+    points: list[Point],
+    figure: str,
+    engine: str,
+    kernel: str,
+    level: float,
+    device: str,
+    others: list[Point] | None = None,
+) -> Fitted:
+    """The log-efficiency to predict `figure` of `kernel` at concurrency `level` from this host's `points`
+    (and, where the engine never ran here, `others`: other hosts' points), see the module doc."""
     mine = [p for p in points if p.figure == figure]
     groups: dict[tuple[str, float], list[float]] = defaultdict(list)
     for p in points:
@@ -218,6 +236,29 @@ def fit_efficiency(points: list[Point], figure: str, engine: str, kernel: str, l
             f"{cells} cell(s)" + ("" if k >= 2 else "; between-kernel spread assumed"),
             "fitted",
         )
+    far = [p for p in others or [] if p.figure == figure and p.kernel == kernel]
+    if far:
+        per_host: dict[str, list[Point]] = defaultdict(list)
+        for p in far:
+            per_host[p.host].append(p)
+        means, extras = [], []
+        for pts in per_host.values():
+            m, _, extra, _ = _at_level(_by_level(pts), level)
+            means.append(m)
+            extras.append(extra)
+        h = len(means)
+        between = statistics.stdev(means) if h >= 2 else DEFAULT_LOG_SD
+        within = sd_w if sd_w is not None else 0.0
+        cells = len({p.cell_id for p in far})
+        return Fitted(
+            statistics.fmean(means),
+            math.sqrt(between**2 * (1 + 1 / h) + within**2 + statistics.fmean(extras)),
+            h - 1 if h >= 2 else math.inf,
+            cells,
+            f"{engine} never ran on this host: {kernel}'s efficiency on {h} other host(s), {cells} cell(s)"
+            + ("" if h >= 2 else "; between-host spread assumed"),
+            "fitted",
+        )
     eff = DEFAULT_EFFICIENCY.get((device, engine), DEFAULT_EFFICIENCY[("cuda", "vllm")])[figure]
     return Fitted(
         math.log(eff),
@@ -244,7 +285,10 @@ def overhead_points(obs: Iterable[Observation]) -> list[tuple[str, str, float]]:
     return out
 
 
-def fit_overhead(points: list[tuple[str, str, float]], engine: str, device: str) -> Fitted:
+def fit_overhead(
+    points: list[tuple[str, str, float]], engine: str, device: str, others: list[tuple[str, str, float]] | None = None
+) -> Fitted:
+    """The engine's overhead from this host's `points`, else from other hosts' (`others`), else the default."""
     mine = [x for e, d, x in points if e == engine and d == device]
     per_engine: dict[str, list[float]] = defaultdict(list)
     for e, d, x in points:
@@ -261,6 +305,17 @@ def fit_overhead(points: list[tuple[str, str, float]], engine: str, device: str)
             n,
             f"{engine} overhead measured on {n} cell(s) of this host (peak - weights - KV)"
             + ("" if sd_w is not None else f"; spread assumed {DEFAULT_OVERHEAD_SD:g} GiB"),
+            "fitted",
+        )
+    far = [x for e, d, x in others or [] if e == engine and d == device]
+    if far:
+        sd = statistics.stdev(far) if len(far) >= 2 else DEFAULT_OVERHEAD_SD
+        return Fitted(
+            statistics.fmean(far),
+            sd * math.sqrt(1 + 1 / len(far)),
+            len(far) - 1 if len(far) >= 2 else math.inf,
+            len(far),
+            f"{engine} never ran on this host: its overhead on {len(far)} cell(s) of other hosts",
             "fitted",
         )
     gib, src = default_overhead(engine, device)

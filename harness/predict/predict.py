@@ -132,21 +132,30 @@ def memory_estimate(case: Case, obs: list[Observation], error: str | None) -> tu
     else:
         w = uniform_weights_bytes(case.params or 0, BITS[case.scheme.precision]) / GiB
     kv = case.kv_gib
-    over = fit_overhead(overhead_points(o for o in obs if o.host_id == case.host_id), case.scheme.engine, case.device)
+    here = overhead_points(o for o in obs if o.host_id == case.host_id)
+    other = overhead_points(o for o in obs if o.host_id != case.host_id)
+    over = fit_overhead(here, case.scheme.engine, case.device, other)
     est = _estimate(over, lambda x: w + kv + x, "GiB", error, 3)
     basis = f"weights {w:.3f} + KV {kv:.3f} + overhead {over.value:.3f} GiB ({over.basis})"
     return w, kv, est.model_copy(update={"basis": basis})
 
 
 def speed_estimates(
-    case: Case, figs: HostFigures, obs: list[Observation], level: float, errors: dict[str, str | None]
+    case: Case,
+    figs: HostFigures,
+    obs: list[Observation],
+    level: float,
+    errors: dict[str, str | None],
+    other_figures: dict[str, HostFigures | None] | None = None,
 ) -> dict[str, Estimate]:
-    """decode tok/s, TPOT and TTFT of `case` at concurrency `level`: the roofline's bound x a fitted efficiency."""
+    """decode tok/s, TPOT and TTFT of `case` at concurrency `level`: the roofline's bound x a fitted efficiency
+    (this host's cells; other hosts' where `other_figures` gives their figures and the engine never ran here)."""
     points = efficiency_points([o for o in obs if o.host_id == case.host_id], figs)
+    others = efficiency_points([o for o in obs if o.host_id != case.host_id], other_figures or {})
     bound = floors(case, figs, level)
     out = {}
     for fig, unit in (("decode", "tok/s"), ("tpot", "ms"), ("ttft", "ms")):
-        f = fit_efficiency(points, fig, case.scheme.engine, case.scheme.kernel, level, case.device)
+        f = fit_efficiency(points, fig, case.scheme.engine, case.scheme.kernel, level, case.device, others)
         if fig == "decode":
             out[fig] = _estimate(f, lambda x, b=bound[fig]: b * math.exp(x), unit, errors.get(fig), 3)
         else:

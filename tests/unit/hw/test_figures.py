@@ -43,6 +43,8 @@ def test_peak_flops_falls_back_to_a_dtype_the_device_has():
     assert f.peak_flops("bf16") == (0.4e12, "bf16")
     assert f.peak_flops("fp8") == (0.4e12, "bf16")  # no FP8 units: bf16's figure
     assert f.peak_flops("int8") == (0.4e12, "bf16")
+    avx2 = HostFigures(device="cpu", bandwidth_gb_s=10, tflops={"fp32": 0.12, "bf16": 0.02})  # bf16 emulated
+    assert avx2.peak_flops("int8") == (0.12e12, "fp32")  # the faster float rate, not the emulated one
     assert f.ridge["bf16"] == pytest.approx(40.0)  # FLOPs per byte
     with pytest.raises(ValueError, match="no matmul throughput"):
         HostFigures(device="cpu", bandwidth_gb_s=1).peak_flops("bf16")

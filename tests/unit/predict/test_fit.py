@@ -82,3 +82,23 @@ def test_overhead_is_peak_minus_weights_minus_kv_per_engine():
     assert fit_overhead(points, "llamacpp", "cpu").n == 1
     d = fit_overhead([], "vllm", "cuda")
     assert d.source == "default" and d.value == 1.5
+
+
+def test_an_engine_never_run_here_borrows_its_kernels_efficiency_from_other_hosts():
+    here = pts("vllm:bf16", 1, 0.5)
+    far = [
+        Point("decode", "llamacpp", "llamacpp:gguf-Q4_K_M", 1, math.log(e), f"o{h}", f"h{h}")
+        for h, e in enumerate((0.4, 0.6))
+    ]
+    f = fit_efficiency(here, "decode", "llamacpp", "llamacpp:gguf-Q4_K_M", 1, "cpu", far)
+    assert "2 other host(s)" in f.basis and math.exp(f.value) == pytest.approx(math.sqrt(0.4 * 0.6))
+    # the engine ran here: this host's evidence first, other hosts are not consulted
+    mine = fit_efficiency(pts("llamacpp:gguf-Q8_0", 1, 0.9, engine="llamacpp"), "decode", "llamacpp",
+                          "llamacpp:gguf-Q4_K_M", 1, "cpu", far)  # fmt: skip
+    assert "not measured here" in mine.basis
+    assert fit_efficiency(here, "decode", "llamacpp", "llamacpp:gguf-Q4_K_M", 1, "cpu", []).source == "default"
+
+
+def test_an_engine_never_run_here_borrows_its_overhead_from_other_hosts():
+    f = fit_overhead([("vllm", "cpu", 2.6)], "llamacpp", "cpu", [("llamacpp", "cpu", 0.1), ("llamacpp", "cpu", 0.3)])
+    assert f.value == pytest.approx(0.2) and "other hosts" in f.basis and f.n == 2
