@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -53,57 +53,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-REQUIRED = object()  # a worker flag without a default
-
-
-def worker_config(flags: Mapping[str, object] | None = None, argv: Sequence[str] | None = None) -> dict:
-    """A worker's input: `python -m harness.workers.X --config FILE.json [--out PATH]`, as one dict. `--out`,
-    when given, becomes `cfg["out"]`. `flags` (name -> default, `REQUIRED` for none) declares the plain
-    command-line flags of the workers that take them instead of a file (`--olmo-wheel W` -> `cfg["olmo_wheel"]`);
-    a worker with flags needs no `--config`."""
-    import argparse
-
-    flags = dict(flags or {})
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=not flags)
-    ap.add_argument("--out")
-    for name, default in flags.items():
-        ap.add_argument(f"--{name}", required=default is REQUIRED, default=None if default is REQUIRED else default)
-    a = ap.parse_args(argv)
-    cfg: dict = json.loads(Path(a.config).read_text()) if a.config else {}
-    if a.out is not None:
-        cfg["out"] = a.out
-    for name in flags:
-        cfg[name.replace("-", "_")] = getattr(a, name.replace("-", "_"))
-    return cfg
-
-
-def worker_main(
-    run: Callable[[dict], object],
-    *,
-    result: str | None = None,
-    flags: Mapping[str, object] | None = None,
-    argv: Sequence[str] | None = None,
-) -> None:
-    """The one entry point of every worker (`harness/workers/*.py`): read the input (`worker_config`), log to
-    the log file the parent gave (stderr, timestamped; stdout line-buffered so the log reads in order), run
-    `run(cfg)`, and write what it returns as JSON, atomically, to the path in `cfg[result]` (a half-written
-    result is never read as one). Progress is reported through `WorkerProgress`, which finds its file in
-    DQBENCH_PROGRESS_FILE by itself."""
-    import logging
-
-    cfg = worker_config(flags, argv)
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(line_buffering=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run(cfg)
-    if result is not None:
-        if out is None:
-            raise RuntimeError(f"the worker returned no result for {result}={cfg.get(result)!r}")
-        write_json_atomic(Path(cfg[result]), out)
 
 
 def write_json_atomic(path: Path, data: object) -> None:
