@@ -102,12 +102,13 @@ def predicted_view(rec: Recommendation, db: Path, scope: dict, settings=None) ->
         settings = load_settings()
     c = rec.constraints
     host = scope.get("host")
+    roof = roofline_reason(rec)
     if host in (None, "all"):
-        return {"rows": [], "next": None, "notes": ["--host all: predictions are per host; pass --host ID"]}
+        return {"rows": [], "next": None, "roofline": roof, "notes": ["--host all: predictions are per host"]}
     try:
         preds, notes = candidates(rec, db, host, settings)
     except Exception as exc:  # noqa: BLE001 - predictions add to an answer; they never break it
-        return {"rows": [], "next": None, "notes": [f"no predictions: {type(exc).__name__}: {exc}"]}
+        return {"rows": [], "next": None, "roofline": roof, "notes": [f"no predictions: {type(exc).__name__}: {exc}"]}
     f = rec.frame if rec.frame is not None else pd.DataFrame()
     qref = {}
     if not f.empty and "q_ref" in f:
@@ -152,7 +153,37 @@ def predicted_view(rec: Recommendation, db: Path, scope: dict, settings=None) ->
                 "prediction": p.model_dump(mode="json"),
             }
         )
-    return {"rows": rows, "next": next_to_measure(rec, rows), "combined": combined(rec, rows), "notes": notes}
+    return {
+        "rows": rows,
+        "next": next_to_measure(rec, rows),
+        "combined": combined(rec, rows),
+        "roofline": roofline_reason(rec),
+        "notes": notes,
+    }
+
+
+def roofline_reason(rec: Recommendation) -> str | None:
+    """Why the winner runs at the speed it does, from its stored roofline (harness/result.Roofline): its
+    measured tok/s as a % of the decode limit at its top concurrency, and which of memory or compute binds."""
+    if not rec.ok:
+        return None
+    w = rec.ranked.iloc[0].to_dict()
+    regime, pct, lim = w.get("regime_top"), w.get("roofline_pct_top"), w.get("roofline_tok_s_top")
+    if not isinstance(regime, str) or lim is None or lim != lim:
+        return None
+    why = (
+        "fewer bytes per weight would raise its ceiling"
+        if regime == "memory-bound"
+        else "fewer bytes per weight would not: its matmuls bind (a faster matmul dtype or fewer FLOPs would)"
+    )
+    head = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
+    at = f"{pct:.0f} % of" if pct is not None and pct == pct else "its"
+    pre = w.get("regime_prefill")
+    tail = f"; its prefill is {pre}" if isinstance(pre, str) else ""
+    return (
+        f"roofline: {head} runs at {at} its decode limit of {lim:.3g} tok/s on this host's figures "
+        f"({regime}: {why}){tail}"
+    )
 
 
 def _objective(row: dict, objective: str) -> tuple[float, bool]:
@@ -258,6 +289,8 @@ def render_predicted(view: dict, console) -> None:
     from rich.text import Text
 
     rows = view.get("rows") or []
+    if view.get("roofline"):
+        console.print(Text(view["roofline"]))
     if rows:
         t = Table(title="predicted cells (not measured on this host; 90 % intervals)")
         for col in ("model", "scheme", "engine", "GiB", "tok/s", "TTFT ms", "drop %", "regime", "fits"):

@@ -93,6 +93,7 @@ def test_the_advisor_ranks_predicted_cells_beside_measured_ones_and_names_what_t
     assert pred["rows"] and all(r["source"] == "predicted" for r in pred["rows"])
     assert {r["source"] for r in pred["combined"]} == {"measured", "predicted"}
     assert pred["next"]["text"].startswith("measure ") and "predicted" in pred["next"]["text"]
+    assert pred["roofline"] is None  # the fixture's results carry no roofline block
     code, out, _ = run(capsys, "--db", str(db), "--host", avx512.host_id, "--vram", "23", "--device", "cpu")
     assert "predicted cells (not measured on this host" in out and "next:" in out
     code, out, _ = run(capsys, "--db", str(db), "--host", avx512.host_id, "--no-predict", "--json")
@@ -111,3 +112,22 @@ def test_predicting_imports_no_backend_and_no_pipeline_stage():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+def test_the_winners_roofline_is_among_the_reasons(capsys, tmp_path, avx512):
+    from harness.predict.roofline import roofline_of
+    from harness.store.db import ingest
+
+    results = [
+        r.model_copy(update={"roofline": roofline_of(r, avx512.figures)}) for r in results_on(avx512.host_block())
+    ]
+    path = tmp_path / "roof.duckdb"
+    ingest(path, [(r.plan, r) for r in results])
+    code, out, _ = run(capsys, "--db", str(path), "--host", avx512.host_id, "--device", "cpu", "--json")
+    assert code == 0
+    words = json.loads(out)["predicted"]["roofline"]
+    assert (
+        words.startswith("roofline: ")
+        and "decode limit" in words
+        and ("memory-bound" in words or "compute-bound" in words)
+    )
