@@ -297,6 +297,26 @@ def _with_figures(caps: HostCaps, settings: Settings) -> HostCaps:
         return caps  # an unreadable figures file is measured again by the next `harness doctor`
 
 
+def nvml_bandwidth_gb_s(index: int = 0) -> float | None:
+    """The GPU's peak memory bandwidth from NVML: 2 (double data rate) x max memory clock x bus width / 8
+    (an H100 SXM: 2 x 2619 MHz x 5120 bit / 8 = 3352 GB/s); None without NVML or a GPU."""
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        try:
+            h = pynvml.nvmlDeviceGetHandleByIndex(index)
+            mhz = pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)
+            bits = pynvml.nvmlDeviceGetMemoryBusWidth(h)
+            return 2 * mhz * 1e6 * bits / 8 / 1e9
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - NVML without a driver, or an old NVML without the bus-width call
+        return None
+
+
 def measure_figures(settings: Settings, device: str) -> HostFigures:
     """Run the figures worker in the serving env (it imports torch) and turn its record into HostFigures."""
     from harness.hw.figures_worker import FiguresJob
@@ -306,6 +326,9 @@ def measure_figures(settings: Settings, device: str) -> HostFigures:
     rec = run_worker(FiguresJob(device="cuda" if device == "cuda" else "cpu"), log, settings, stage="doctor")
     when = datetime.now(UTC).isoformat(timespec="seconds")
     one = f"; 1 thread {rec.bandwidth_1core_gb_s:.1f} GB/s" if rec.bandwidth_1core_gb_s else ""
+    peak = nvml_bandwidth_gb_s() if rec.device == "cuda" else None
+    if peak:
+        one += f"; NVML peak {peak:.0f} GB/s (memory clock x bus width)"
     return HostFigures(
         device=rec.device,
         bandwidth_gb_s=rec.bandwidth_gb_s,

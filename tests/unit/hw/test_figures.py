@@ -98,3 +98,21 @@ def test_the_figures_worker_measures_this_host(tmp_path, settings):
     assert rec.device == "cpu" and rec.bandwidth_gb_s > 0.1 and rec.bandwidth_1core_gb_s > 0.1
     assert rec.tflops["fp32"] > 0 and rec.tflops["bf16"] > 0 and set(rec.kernels) == set(rec.tflops)
     assert rec.threads >= 1 and rec.torch
+
+
+def test_nvml_peak_bandwidth_is_clock_times_bus_width(monkeypatch):
+    import sys
+    import types
+
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_MEM=1,
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: "h",
+        nvmlDeviceGetMaxClockInfo=lambda h, kind: 2619,
+        nvmlDeviceGetMemoryBusWidth=lambda h: 5120,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert probe.nvml_bandwidth_gb_s() == pytest.approx(3352.3, abs=0.1)  # an H100 SXM's HBM3
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert probe.nvml_bandwidth_gb_s() is None
