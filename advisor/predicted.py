@@ -260,19 +260,20 @@ def next_to_measure(rec: Recommendation, rows: list[dict]) -> dict | None:
     if best is None:
         return None
     r, ratio = best
+    prob = ">99 %" if best_p > 0.99 else f"{best_p:.0%}"
     d = r["drop_interval"]
     drop = f"its drop is predicted {d[0] * 100:.1f}–{d[1] * 100:.1f} %" if d else "its drop is not predicted"
     if ratio is None:
-        gain = f"it is the unmeasured cell most likely to fit (probability {best_p:.0%})"
+        gain = f"it is the unmeasured cell most likely to fit (probability {prob})"
     elif ratio >= 1:
         gain = (
-            f"it may beat the winner by ~{ratio:.2g}x on {obj} (probability {best_p:.0%} that it beats it and "
+            f"it may beat the winner by ~{ratio:.2g}x on {obj} (probability {prob} that it beats it and "
             "fits the drop limit)"
         )
     else:
         gain = (
             f"it is predicted at {ratio:.2g}x the winner's {obj}, yet of the unmeasured cells it is the likeliest to "
-            f"beat it within the drop limit (probability {best_p:.0%})"
+            f"beat it within the drop limit (probability {prob})"
         )
     return {
         "model": r["model"],
