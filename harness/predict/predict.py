@@ -137,7 +137,10 @@ def memory_estimate(case: Case, obs: list[Observation], error: str | None) -> tu
     over = fit_overhead(here, case.scheme.engine, case.device, other)
     est = _estimate(over, lambda x: w + kv + x, "GiB", error, 3)
     basis = f"weights {w:.3f} + KV {kv:.3f} + overhead {over.value:.3f} GiB ({over.basis})"
-    return w, kv, est.model_copy(update={"basis": basis})
+    # a process holds at least its weights and KV: the interval is cut there (it then covers no less)
+    floor = _sig(w + kv, 3)
+    upd = {"basis": basis, "lo": max(est.lo, floor), "value": max(est.value, floor), "hi": max(est.hi, floor)}
+    return w, kv, est.model_copy(update=upd)
 
 
 def speed_estimates(

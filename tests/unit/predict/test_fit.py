@@ -102,3 +102,11 @@ def test_an_engine_never_run_here_borrows_its_kernels_efficiency_from_other_host
 def test_an_engine_never_run_here_borrows_its_overhead_from_other_hosts():
     f = fit_overhead([("vllm", "cpu", 2.6)], "llamacpp", "cpu", [("llamacpp", "cpu", 0.1), ("llamacpp", "cpu", 0.3)])
     assert f.value == pytest.approx(0.2) and "other hosts" in f.basis and f.n == 2
+
+
+def test_a_memory_interval_never_goes_below_weights_and_kv():
+    from harness.predict.predict import memory_estimate
+
+    g = obs("g", case("gguf-q4_k_m", kv_gib=0.7), peak=0.75)  # an overhead of about -0.05 GiB (PSS sampling)
+    w, kv, mem = memory_estimate(case("gguf-q8_0", kv_gib=0.1), [g], None)
+    assert mem.lo >= round(w + kv, 3) - 1e-9 and mem.lo <= mem.value <= mem.hi
