@@ -327,6 +327,47 @@ class Memory(Block):
     gpu_peak_gib: float | None = None  # NVML, a cell served on a GPU only
 
 
+class RooflineLevel(Block):
+    """One closed-loop load level against its roofline (harness/predict/roofline.py): decode tok/s if the
+    step were bound by streaming weights + KV from memory, or by the matmuls' FLOPs; the lower is the limit."""
+
+    profile: str
+    level: float  # concurrency: sequences decoding at once
+    bandwidth_tok_s: float
+    compute_tok_s: float
+    limit_tok_s: float
+    regime: Literal["memory-bound", "compute-bound"]
+    intensity: float  # FLOPs per byte moved in one decode step
+    measured_tok_s: float | None = None  # the level's output tok/s (prefill included)
+    pct_of_limit: float | None = None  # measured / limit x 100
+
+
+class Roofline(Block):
+    """The cell's roofline on its host: the limits its artefact allows there, and each measured figure as a
+    % of its limit with its regime. Filled when the cell finishes (harness/predict/roofline.roofline_of);
+    `error` says why the limits are missing (no host figures, no architecture facts)."""
+
+    bandwidth_gb_s: float | None = None  # the host figures used (harness/hw/figures.py)
+    peak_tflops: float | None = None  # of `compute_dtype`'s matmuls
+    compute_dtype: str | None = None  # the dtype the matmuls run in (int8 for W8A8 and GGUF k-quants on CPU)
+    figures_source: str | None = None  # measured | preset | datasheet, with the figures' basis
+    weight_bytes: float | None = None  # as stored and served
+    streamed_bytes: float | None = None  # read per decode step: every weight but an untied embedding table
+    kv_bytes_per_token: float | None = None
+    flops_per_token: float | None = None  # at the load's mean context
+    context_tokens: float | None = None  # mean context a decoding sequence holds (input + output / 2)
+    levels: list[RooflineLevel] = Field(default_factory=list)
+    prefill_tokens: int | None = None
+    prefill_bandwidth_tok_s: float | None = None
+    prefill_compute_tok_s: float | None = None
+    prefill_limit_tok_s: float | None = None
+    prefill_regime: Literal["memory-bound", "compute-bound"] | None = None
+    prefill_measured_tok_s: float | None = None  # input tokens / TTFT p50 of the synchronous level
+    prefill_pct_of_limit: float | None = None
+    ttft_floor_ms: float | None = None  # the prefill limit as a time to first token
+    error: str | None = None
+
+
 class CellResult(BaseModel):
     """A cell's result on one host. `plan` is the CellPlan as planned (its JSON dump), `host` the
     harness/hw host block; the optional blocks are present once their stage produced them."""
@@ -352,6 +393,7 @@ class CellResult(BaseModel):
     memory: Memory | None = None
     quality: Quality | None = None
     shift: dict[str, Any] | None = None
+    roofline: Roofline | None = None  # added in schema 3's lifetime: absent (not null) where unset
     environment: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     started_at: str | None = None
@@ -359,6 +401,13 @@ class CellResult(BaseModel):
     wall_s: float = 0.0
     logs: dict[str, Any] = Field(default_factory=dict)
     upgraded_from: int | None = None  # the schema version this result was read from, when older
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_roofline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)  # a result written before the roofline block reads back as it was written
+        if isinstance(out, dict) and out.get("roofline") is None:
+            out.pop("roofline", None)
+        return out
 
     @property
     def host_id(self) -> str:

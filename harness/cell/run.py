@@ -211,7 +211,9 @@ def _result(run: CellRun, outcome: dict[str, Any]) -> CellResult:
         "finished_at": _now(),
         "wall_s": time.monotonic() - run.t0,
     }
-    return validated(doc)
+    from harness.predict.roofline import with_roofline  # the cell's limits on this host (issue #32)
+
+    return with_roofline(validated(doc), run.settings)
 
 
 def validated(doc: dict[str, Any]) -> CellResult:
