@@ -404,7 +404,7 @@ class CellResult(BaseModel):
 
     @model_serializer(mode="wrap")
     def _drop_unset_roofline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)  # a result written before the roofline block reads back as it was written
+        out: dict[str, Any] = handler(self)  # a result written before the roofline block reads back as it was written
         if isinstance(out, dict) and out.get("roofline") is None:
             out.pop("roofline", None)
         return out
