@@ -70,6 +70,7 @@ def file_lock(
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
+        busy_since = 0.0
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -80,9 +81,14 @@ def file_lock(
                         f"{what} is locked by {holder(path)} (lock {path}); wait for it to finish, or stop it"
                     ) from None
                 if not told and on_wait is not None:
-                    on_wait(f"waiting for {what}: locked by {holder(path)} (lock {path})")
-                    told = True
-                time.sleep(poll)
+                    who = holder(path)
+                    busy_since = busy_since or time.monotonic()
+                    # the holder writes its pid just after it takes the lock: give it a moment to, so the
+                    # message names who to wait for rather than "unknown"
+                    if who != "unknown" or time.monotonic() - busy_since >= 2.0:
+                        on_wait(f"waiting for {what}: locked by {who} (lock {path})")
+                        told = True
+                time.sleep(min(poll, 0.1) if on_wait is not None and not told else poll)
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}\n".encode(), 0)

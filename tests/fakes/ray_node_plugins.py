@@ -43,7 +43,7 @@ class NodeEvaluator(FakeEvaluator):
         out = super().evaluate(scoring, workdir, log)
         _trace(
             event="end",
-            model=scoring["model_args"]["model"],
+            model=scoring.model_args["model"],
             t=time.time(),
             python=s.python,
             home=str(s.home),

@@ -46,5 +46,8 @@ def test_doctor_json_is_a_host_caps(tmp_path):
     doc = json.loads(r.stdout)
     from harness.hw.caps import HostCaps
 
-    caps = HostCaps.model_validate({k: v for k, v in doc.items() if k != "host"})
+    # `host` and `roofline_figures` are derived from the caps, shown for the reader, not part of the record
+    caps = HostCaps.model_validate({k: v for k, v in doc.items() if k not in ("host", "roofline_figures")})
     assert doc["host"]["host_id"] == caps.host_id and caps.cpu.isa_class in doc["host"]["label"]
+    figs = caps.roofline_figures()
+    assert doc["roofline_figures"] == (figs.model_dump(mode="json") if figs else None)
