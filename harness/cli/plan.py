@@ -68,8 +68,12 @@ def plan(
     except DQError as exc:
         fail(exc)
     power = _power(p, host)
+    decide = next((c.decide for c in p.cells if c.decide is not None), None)
+    budgets = _budgets(p)
     if as_json:
         doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
+        if decide is not None:
+            doc["decide"] = {**decide.model_dump(mode="json"), "rounds": budgets}
         doc["power"] = [r.model_dump(mode="json") for r in power]
         print(json.dumps(doc, indent=2, default=str))
         return
@@ -78,6 +82,8 @@ def plan(
     cols = ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "train GiB", "parent")
     for col in cols:
         t.add_column(col, no_wrap=True)
+    if decide is not None:
+        t.add_column("rounds", no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
         train = r["train_estimate"]["total_gib"] if r["train_estimate"] else None
@@ -92,8 +98,14 @@ def plan(
             f"{est:.2f}" if est is not None else "?",
             f"{train:.2f}" if train is not None else "",
             r["parent_id"] or "",
+            *([budgets.get(r["cell_id"], "")] if decide is not None else []),
         )
     out.print(t)
+    if decide is not None:
+        from harness.decide.question import question_lines
+
+        for line in question_lines(p.cells[0].evaluation, decide):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
     _print_training(p)
     for r in rows:
         if r["status"] in ("infeasible", "failed") and r["reason"]:
@@ -109,6 +121,13 @@ def plan(
             markup=False,
         )
     _print_power(power)
+
+
+def _budgets(p: Plan) -> dict[str, str]:
+    """Per cell of a `decide:` plan: its round budget and what it pairs with (harness/decide/question.py)."""
+    from harness.decide.question import cell_budget
+
+    return {c.cell_id: cell_budget(c, c.decide) for c in p.cells if c.decide is not None and c.status != "infeasible"}
 
 
 def _print_training(p: Plan) -> None:
