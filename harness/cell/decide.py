@@ -22,7 +22,7 @@ ITEMS = "items"  # the journal folder under a cell's measured folder
 
 def sequential_for(run: CellRun) -> SequentialSpec | None:
     """The cell's sequential evaluation, or None without `decide:`."""
-    cell, decide = run.cell, run.cell.decide
+    cell, decide = run.cell, getattr(run.cell, "decide", None)
     if decide is None:
         return None
     ref = reference_of(cell)
@@ -48,8 +48,8 @@ def sequential_for(run: CellRun) -> SequentialSpec | None:
 def skip_reason(run: CellRun) -> str | None:
     """Why the cell's evaluation cannot change `--until-decided`'s answer (its measured objective does not beat
     the current winner's), or None (evaluate it)."""
-    bar = run.cell.must_beat
-    if bar is None or run.cell.decide is None:
+    bar = getattr(run.cell, "must_beat", None)
+    if bar is None or getattr(run.cell, "decide", None) is None:
         return None
     perf = run.blocks.get("perf")
     probe = CellResult.model_construct(perf=Perf.model_validate(perf) if perf is not None else None, memory=None)
@@ -79,7 +79,7 @@ def skipped_quality(run: CellRun, reason: str) -> Quality:
             limit=decide.limit,
             error_rate=decide.error_rate,
             seed=decide.seed,
-            batch_items=decide.batch_items,
+            batch_items=min(decide.batch_items, round_budget(cell.evaluation, decide)[0]),
             max_items=round_budget(cell.evaluation, decide)[0],
             reference=reference_of(cell),
             verdict=None,
@@ -111,5 +111,5 @@ def decision_line(d: Decision) -> str:
     more = f"; ≈{d.more_items} more rounds would decide it" if d.more_items else ""
     return (
         f"decide {d.measure} vs {d.max_drop}: {head} after {d.rounds} rounds "
-        f"({d.scored} items scored, {d.reused} reused) {span}{more}; {d.stop_reason}"
-    ).replace("  ", " ")
+        f"({d.scored} items scored, {d.reused} reused){' ' + span if span else ''}{more}; {d.stop_reason}"
+    )

@@ -188,7 +188,9 @@ def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | 
 
 def planned(cell: CellPlan) -> dict[str, Any]:
     """The cell as planned, for its result: the runner's instructions for one attempt are not part of it."""
-    return cell.model_copy(update={"evaluate_only": False, "must_beat": None}).model_dump(mode="json")
+    if getattr(cell, "evaluate_only", False) or getattr(cell, "must_beat", None) is not None:
+        cell = cell.model_copy(update={"evaluate_only": False, "must_beat": None})
+    return cell.model_dump(mode="json")
 
 
 def _failed(stage: str, reason: str, log_tail: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def same_question(cell: CellPlan, decision: Decision) -> str | None:
         return "the limit changed between relative and absolute"
     if decision.error_rate != decide.error_rate:
         return f"the error rate changed ({decision.error_rate:g} -> {decide.error_rate:g})"
-    if decision.seed != decide.seed or decision.batch_items != decide.batch_items:
+    if decision.seed != decide.seed or decision.batch_items != min(decide.batch_items, decision.max_items):
         return "the item order or batch size changed"
     return None
 

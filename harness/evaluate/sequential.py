@@ -111,26 +111,29 @@ class MeasuredTask:
 
 
 def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJob) -> int:
-    """Score the items of rounds [0, upto) that no journal holds, in one lm-eval call; returns how many."""
+    """Score the items of rounds [0, upto) that no journal holds, in one lm-eval call (requests of every task
+    batched together); returns how many. Each (task, subtask) is keyed `<task>::<subtask>` in the call, so a
+    subtask that two measured tasks share (`arc_easy` and `ai2_arc`) is two entries."""
     import lm_eval.evaluator
 
     from harness.evaluate.lmeval_worker import sample_rows
 
-    wanted: dict[str, list[int]] = {}
-    owner: dict[str, MeasuredTask] = {}
-    asked: set[tuple[str, ItemKey]] = set()
+    samples: dict[str, list[int]] = {}
+    parts: dict[str, tuple[MeasuredTask, str]] = {}
+    asked = 0
     for m in measured:
         for key in m.order[:upto]:
             if key not in m.journal.rows:
-                wanted.setdefault(m.leaf_of(key), []).append(key[1])
-                owner[m.leaf_of(key)] = m
-                asked.add((m.name, key))
-    if not wanted:
+                name = f"{m.name}::{m.leaf_of(key)}"
+                samples.setdefault(name, []).append(key[1])
+                parts[name] = (m, m.leaf_of(key))
+                asked += 1
+    if not samples:
         return 0
-    samples = {leaf: sorted(docs) for leaf, docs in wanted.items()}  # sorted: see the module docstring
+    samples = {name: sorted(docs) for name, docs in samples.items()}  # sorted: see the module docstring
     res = lm_eval.evaluator.evaluate(
         lm=lm,
-        task_dict={"tasks": {leaf: owner[leaf].tasks[leaf] for leaf in samples}, "groups": {}},
+        task_dict={"tasks": {name: m.tasks[leaf] for name, (m, leaf) in parts.items()}, "groups": {}},
         samples=samples,
         bootstrap_iters=0,
         log_samples=True,
@@ -140,11 +143,12 @@ def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJo
     )
     got = (res or {}).get("samples") or {}
     for m in measured:
-        mine = {leaf: got[leaf] for leaf in got if owner.get(leaf) is m}
+        mine = {leaf: got.get(name, []) for name, (owner, leaf) in parts.items() if owner is m}
         if not mine:
             continue
+        wanted = {(leaf if leaf != m.name else None, doc) for leaf in mine for doc in samples[f"{m.name}::{leaf}"]}
         rows = sample_rows(mine, m.name)
-        wrong = [row_key(r) for r in rows if (m.name, row_key(r)) not in asked]
+        wrong = [row_key(r) for r in rows if row_key(r) not in wanted]
         if wrong:  # lm-eval scored documents that were not asked for: its index mapping changed
             raise RuntimeError(
                 f"{m.name}: lm-eval {lm_eval.__version__} returned documents that were not asked for "
@@ -152,10 +156,10 @@ def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJo
                 f"worker was written against"
             )
         m.journal.append(rows)
-    missing = [k for t, k in asked if k not in next(m for m in measured if m.name == t).journal.rows]
-    if missing:
-        raise RuntimeError(f"lm-eval returned no score for {len(missing)} asked item(s), e.g. {missing[:3]}")
-    return len(asked)
+        missing = sorted(wanted - set(m.journal.rows), key=str)
+        if missing:
+            raise RuntimeError(f"{m.name}: lm-eval returned no score for {len(missing)} item(s), e.g. {missing[:3]}")
+    return asked
 
 
 def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJob):

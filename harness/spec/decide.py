@@ -52,7 +52,8 @@ class Decide(Strict):
 
     @model_validator(mode="after")
     def _batch_within_budget(self) -> Decide:
-        if self.batch_items > self.max_items:
+        # the default batch (40) simply shrinks to a smaller budget; a batch the matrix names must fit it
+        if "batch_items" in self.model_fields_set and self.batch_items > self.max_items:
             raise ValueError(
                 f"decide.batch_items {self.batch_items} is larger than decide.max_items {self.max_items}: "
                 "a look would score past the budget; lower batch_items or raise max_items"
