@@ -40,7 +40,9 @@ class FakeExecutor:
 
     def result(self, c):
         tok_s, ci = FIGURES[f"{c.precision}/{c.method}"]
-        perf = Perf(levels=[Level(profile="synchronous", level=1, requests=3, completed=3, failed=0, output_tok_s=tok_s)])
+        perf = Perf(
+            levels=[Level(profile="synchronous", level=1, requests=3, completed=3, failed=0, output_tok_s=tok_s)]
+        )
         run = SimpleNamespace(cell=c, blocks={"perf": perf.model_dump(mode="json")}, memory=None)
         skip = skip_reason(run)
         if skip:

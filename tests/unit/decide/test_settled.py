@@ -48,7 +48,9 @@ def test_a_decided_cell_stands_and_an_undecided_one_goes_on_when_it_can(base_mat
     assert needs_evaluation(child, done(child), None) is None  # budget spent, same budget: nothing to add
     ref2, child2 = cells(base_matrix, settings, max_items=40)
     assert "max_items rose to 40" in needs_evaluation(child2, done(child2), None)
-    assert "max_items rose to 40" in needs_evaluation(ref2, done(ref2, reference=None, stop="reference", verdict=None), None)
+    assert "max_items rose to 40" in needs_evaluation(
+        ref2, done(ref2, reference=None, stop="reference", verdict=None), None
+    )
     assert needs_evaluation(ref, done(ref, reference=None, stop="reference", verdict=None), None) is None
 
 

@@ -48,7 +48,9 @@ def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, rounds=60
     names = ("arc_easy", "gsm8k", "ai2_arc")
     return LMEvalJob(
         scoring=Scoring(
-            model="dq-fake-lm", register_module="tests.fakes.fake_lm", model_args={"salt": cell, "skill": skill, "flip": flip}
+            model="dq-fake-lm",
+            register_module="tests.fakes.fake_lm",
+            model_args={"salt": cell, "skill": skill, "flip": flip},
         ),
         include_path=str(data.task_dir()),
         offline_leaves={lf.name: lf for n in names for lf in leaves(n) or []},
@@ -73,7 +75,7 @@ def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, rounds=60
             journal_dir=str(tmp / cell / "items"),
             reference_dir=str(tmp / ref / "items") if ref else None,
             reference_id=ref,
-            task_hashes={t: "h" for t in MEASURE},
+            task_hashes=dict.fromkeys(MEASURE, "h"),
         ),
     )
 
