@@ -200,16 +200,16 @@ def sequential_drops(f: pd.DataFrame, seq: pd.Series, relative: bool) -> pd.Data
     for col, src in (("drop", "decision_point"), ("drop_lo", "decision_lo"), ("drop_hi", "decision_hi")):
         f.loc[seq, col] = (f[src].astype(float) * unit)[seq]
     err = f["decision_error_rate"].astype(float)
-    rounds = f["decision_rounds"]
+    items = f["decision_items"]
     f.loc[seq, "ci_kind"] = [
-        f"anytime-valid {1 - e:.0%} confidence sequence over {int(n)} paired rounds (sequential evaluation)"
-        for e, n in zip(err[seq], rounds[seq], strict=True)
+        f"anytime-valid {1 - e:.0%} confidence sequence over {int(n)} paired items (sequential evaluation)"
+        for e, n in zip(err[seq], items[seq], strict=True)
     ]
     return f
 
 
 def sequential_verdicts(f: pd.DataFrame, seq: pd.Series) -> pd.DataFrame:
-    """The verdict words of sequentially decided rows: an undecided one gives the rounds its stored projection
+    """The verdict words of sequentially decided rows: an undecided one gives the items its stored projection
     says would decide it (not the fixed-n 1/√n formula); a cell `--until-decided` did not evaluate says so."""
     if "decision_stop" in f:
         skipped = f["decision_stop"].eq("skipped").fillna(False).astype(bool) & f["verdict"].eq("undecided")
@@ -220,9 +220,9 @@ def sequential_verdicts(f: pd.DataFrame, seq: pd.Series) -> pd.DataFrame:
     reasons, more = [], []
     for _, r in f[und].iterrows():
         m = _num(r.get("decision_more_items"))
-        text = f"the anytime-valid confidence sequence straddles the limit after {int(r['decision_rounds'])} rounds"
+        text = f"the anytime-valid confidence sequence straddles the limit after {int(r['decision_items'])} items"
         if m is not None:
-            text += f"; ≈{int(m):,} more rounds would decide it (an estimate: the rounds resampled)"
+            text += f"; ≈{int(m):,} more items would decide it (an estimate: the items resampled)"
         stop = r.get("decision_stop_reason")
         reasons.append(text + (f" ({stop})" if isinstance(stop, str) and stop else ""))
         more.append(pd.NA if m is None else int(m))

@@ -236,10 +236,10 @@ class TaskScore(Block):
 
 
 class DecisionLook(BaseModel):
-    """One look of a sequential evaluation: the confidence sequence after `rounds` rounds."""
+    """One look of a sequential evaluation: the confidence sequence after `items` paired items."""
 
     model_config = ConfigDict(extra="forbid")
-    rounds: int
+    items: int
     point: float | None = None
     lo: float | None = None
     hi: float | None = None
@@ -247,9 +247,9 @@ class DecisionLook(BaseModel):
 
 class Decision(Block):
     """The sequential evaluation's answer to the matrix's `decide:` question (harness/decide/): the drop of the
-    measure against the reference as an anytime-valid confidence sequence, the verdict against the limit, how
-    many rounds (one item of each measured task) it used, its looks and why it stopped. Drops are in the
-    limit's units: a fraction of the reference's score (relative) or of one accuracy unit (absolute)."""
+    measure against the reference as an anytime-valid confidence sequence over paired items, the verdict
+    against the limit, how many items it used, its looks and why it stopped. Drops are in the limit's units:
+    a fraction of the reference's score (relative) or of one accuracy unit (absolute)."""
 
     method: str
     measure: str  # "aggregate" or "<task>/<metric>"
@@ -260,20 +260,20 @@ class Decision(Block):
     error_rate: float
     seed: int
     batch_items: int
-    max_items: int  # the round budget this run had (decide.max_items, or fewer documents)
+    max_items: int  # the item budget this run had
     reference: str | None = None  # the reference cell; None: this cell is the reference
     verdict: Literal["within", "beyond", "undecided"] | None = None  # None: the reference itself, or skipped
     stop: str  # harness/decide/sequential.Stop
     stop_reason: str = ""
-    rounds: int = 0  # rounds the verdict used (the reference: rounds scored for its cells to pair with)
-    items: dict[str, int] = Field(default_factory=dict)  # task -> items the verdict used
+    items_used: int = 0  # items the verdict used (the reference: items scored for its cells to pair with)
+    items: dict[str, int] = Field(default_factory=dict)  # task -> its share of them
     scored: int = 0  # items lm-eval scored in this run
     reused: int = 0  # items read back from the item journal (scored by an earlier run)
     point: float | None = None
     lo: float | None = None
     hi: float | None = None
     looks: list[DecisionLook] = Field(default_factory=list)
-    more_items: int | None = None  # undecided: ≈ rounds more that would decide it (an estimate)
+    more_items: int | None = None  # undecided: ≈ items more that would decide it (an estimate)
     item_s: float | None = None  # wall seconds per scored item in this run (lm-eval's part)
 
 

@@ -23,7 +23,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.decide.question import reference_of, round_budget
+from harness.decide.question import item_budget, reference_of
 from harness.decide.settled import needs_evaluation
 from harness.errors import DQError, PlanError
 from harness.plan.cell import CellPlan, Plan
@@ -60,10 +60,10 @@ def writer_lock(results_dir: Path):
         f.close()
 
 
-def reference_rounds(
+def reference_items(
     plan: Plan, mine: dict[str, CellResult | None], force: bool, only: set[str] | None
 ) -> dict[str, int]:
-    """Per reference cell of a `decide:` plan: the rounds its item journal will hold once this run has run it
+    """Per reference cell of a `decide:` plan: the items its journal will hold once this run has run it
     (its budget when it runs, else what its stored decision scored), for its cells' resume check."""
     out: dict[str, int] = {}
     for c in plan.cells:
@@ -73,9 +73,9 @@ def reference_rounds(
         d = r.quality.decision if r is not None and r.done and r.quality else None
         runs = force or r is None or not r.done or needs_evaluation(c, r, None) is not None
         if runs and (not only or c.cell_id in only):
-            out[c.cell_id] = round_budget(c.evaluation, c.decide)[0]
+            out[c.cell_id] = item_budget(c.evaluation, c.decide)[0]
         elif d is not None:
-            out[c.cell_id] = d.rounds
+            out[c.cell_id] = d.items_used
     return out
 
 
@@ -187,7 +187,7 @@ class Runner:
             self._unindexed = []
             self._index([(c.model_dump(mode="json"), mine[c.cell_id]) for c in plan.cells], host)
             todo = []
-            refs = reference_rounds(plan, mine, force, only)
+            refs = reference_items(plan, mine, force, only)
             for c in plan.cells:
                 if only and c.cell_id not in only:
                     continue

@@ -32,7 +32,7 @@ from harness.decide.priority import (
     settled_without,
     winner,
 )
-from harness.decide.question import measure_tasks, reference_of, round_budget
+from harness.decide.question import item_budget, reference_of
 from harness.decide.settled import needs_evaluation
 from harness.plan.cell import CellPlan, Plan
 from harness.result import CellResult
@@ -94,9 +94,9 @@ class DecidedSummary:
 
 
 def _items_of(cell: CellPlan) -> int:
-    """Items the cell's whole budget scores on the measure (rounds x measured tasks)."""
+    """Items the cell's whole budget scores on the measure."""
     assert cell.decide is not None
-    return round_budget(cell.evaluation, cell.decide)[0] * len(measure_tasks(cell.evaluation, cell.decide))
+    return item_budget(cell.evaluation, cell.decide)[0]
 
 
 def _estimate_full(cells: list[CellPlan], results: dict[str, CellResult | None], ran: list[str]) -> float | None:
@@ -139,7 +139,7 @@ def run_until_decided(
     for cid, why in excluded.items():
         progress.note(f"{cid} {summary.labels[cid]}: never run: {why}")
         summary.outcome[cid] = "excluded"
-    ref_rounds: dict[str, int] = {}
+    ref_items: dict[str, int] = {}
 
     def store(cell: CellPlan, result: CellResult) -> None:
         finished(cell, result)
@@ -157,7 +157,7 @@ def run_until_decided(
         bar = best.bar() if best is not None and not is_ref and best.cell_id != c.cell_id else None
         r = results.get(c.cell_id)
         if r is not None and r.done and not force:
-            owed = needs_evaluation(c, r, ref_rounds.get(reference_of(c) or ""))
+            owed = needs_evaluation(c, r, ref_items.get(reference_of(c) or ""))
             if owed is None:
                 summary.outcome[c.cell_id] = "done (cached)"
                 continue
@@ -181,12 +181,12 @@ def run_until_decided(
                 summary.skipped_eval[c.cell_id] = d.stop_reason
             summary.items_scored += d.scored
             if is_ref:
-                ref_rounds[c.cell_id] = d.rounds
+                ref_items[c.cell_id] = d.items_used
     for c in cells:
         r = results.get(c.cell_id)
         d = r.quality.decision if r is not None and r.quality else None
         if d is not None and d.stop != "skipped":
-            summary.items_used += d.rounds * len(d.tasks)
+            summary.items_used += d.items_used
         summary.full_items += _items_of(c)
     summary.answer = winner(cells, results, decide)
     summary.wall_s = time.monotonic() - t0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.decide.priority import cannot_beat, objective_value
-from harness.decide.question import METHOD, SequentialSpec, measure_name, measure_tasks, reference_of, round_budget
+from harness.decide.question import METHOD, SequentialSpec, item_budget, measure_name, measure_tasks, reference_of
 from harness.result import CellResult, Decision, Memory, Perf, Quality
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def sequential_for(run: CellRun) -> SequentialSpec | None:
         return None
     ref = reference_of(cell)
     host = run.paths.measured.name
-    budget, _ = round_budget(cell.evaluation, decide)
+    budget, _ = item_budget(cell.evaluation, decide)
     return SequentialSpec(
         measure=measure_tasks(cell.evaluation, decide),
         measure_name=measure_name(decide),
@@ -35,8 +35,8 @@ def sequential_for(run: CellRun) -> SequentialSpec | None:
         relative=decide.drop.relative,
         limit=decide.limit,
         error_rate=decide.error_rate,
-        max_rounds=budget,
-        batch_rounds=min(decide.batch_items, budget),
+        max_items=budget,
+        batch_items=min(decide.batch_items, budget),
         seed=decide.seed,
         journal_dir=str(run.paths.measured / ITEMS),
         # the reference's work folder beside this cell's (harness/store/results.ResultStore.work_dir)
@@ -79,8 +79,8 @@ def skipped_quality(run: CellRun, reason: str) -> Quality:
             limit=decide.limit,
             error_rate=decide.error_rate,
             seed=decide.seed,
-            batch_items=min(decide.batch_items, round_budget(cell.evaluation, decide)[0]),
-            max_items=round_budget(cell.evaluation, decide)[0],
+            batch_items=min(decide.batch_items, item_budget(cell.evaluation, decide)[0]),
+            max_items=item_budget(cell.evaluation, decide)[0],
             reference=reference_of(cell),
             verdict=None,
             stop="skipped",
@@ -98,7 +98,7 @@ def is_skipped(quality: Quality | dict | None) -> bool:
 
 
 def decision_line(d: Decision) -> str:
-    """One line for the live display: the verdict, its interval and how many rounds it used."""
+    """One line for the live display: the verdict, its interval and how many items it used."""
     unit = "%" if d.relative else "pt"
     scale = 100.0
     span = (
@@ -108,8 +108,8 @@ def decision_line(d: Decision) -> str:
         else ""
     )
     head = d.verdict or ("reference" if d.reference is None else d.stop)
-    more = f"; ≈{d.more_items} more rounds would decide it" if d.more_items else ""
+    more = f"; ≈{d.more_items} more items would decide it" if d.more_items else ""
     return (
-        f"decide {d.measure} vs {d.max_drop}: {head} after {d.rounds} rounds "
+        f"decide {d.measure} vs {d.max_drop}: {head} after {d.items_used} items "
         f"({d.scored} items scored, {d.reused} reused){' ' + span if span else ''}{more}; {d.stop_reason}"
     )

@@ -1,6 +1,6 @@
 """Re-running only a done cell's evaluation (the runner's `CellPlan.evaluate_only`): when the matrix's `decide:`
 question is not settled by what the cell stored (a larger budget, a stricter limit, a reference with more
-rounds, an evaluation `--until-decided` skipped; harness/decide/settled.py).
+items, an evaluation `--until-decided` skipped; harness/decide/settled.py).
 
 What the cell measured before stands: its perf, memory and serve blocks and their timings are carried over from
 its stored result. The server must start again (the evaluation scores through it); prepare, distill and

@@ -73,7 +73,7 @@ def plan(
     if as_json:
         doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
         if decide is not None:
-            doc["decide"] = {**decide.model_dump(mode="json"), "rounds": budgets}
+            doc["decide"] = {**decide.model_dump(mode="json"), "items": budgets}
         doc["power"] = [r.model_dump(mode="json") for r in power]
         print(json.dumps(doc, indent=2, default=str))
         return
@@ -83,7 +83,7 @@ def plan(
     for col in cols:
         t.add_column(col, no_wrap=True)
     if decide is not None:
-        t.add_column("rounds", no_wrap=True)
+        t.add_column("items", no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
         train = r["train_estimate"]["total_gib"] if r["train_estimate"] else None
@@ -124,7 +124,7 @@ def plan(
 
 
 def _budgets(p: Plan) -> dict[str, str]:
-    """Per cell of a `decide:` plan: its round budget and what it pairs with (harness/decide/question.py)."""
+    """Per cell of a `decide:` plan: its item budget and what it pairs with (harness/decide/question.py)."""
     from harness.decide.question import cell_budget
 
     return {c.cell_id: cell_budget(c, c.decide) for c in p.cells if c.decide is not None and c.status != "infeasible"}

@@ -1,5 +1,6 @@
 """The order items are scored in: a fixed seeded random permutation of each task's documents, the same for a cell
-and its reference, on every host and in every run, so that items scored once are reused and paired.
+and its reference, on every host and in every run, so that items scored once are reused and paired; and, for a
+measure of several tasks, the sequence that interleaves them (`item_sequence`).
 
 Not the first N documents: lm-eval's test splits are often sorted (by source, by length, by subject), and a
 sequential procedure that stops early must see a random sample of the task from its first look on.
@@ -10,6 +11,14 @@ uniform sample of the group's documents and the mean over it is the group's size
 `limit` keeps its meaning: the first `limit` documents of each subtask are the population (the documents a
 fixed-size run scores, and the ones the plan's contamination checks reason about), shuffled.
 
+The sequence of a measure: at each step a task is drawn uniformly at random (seeded by the decide seed and the
+measured tasks), and its next document in its own order is the step's item. Each step is then an independent
+draw whose expected drop is the mean of the tasks' drops (the advisor's `avg_acc` weighs tasks equally), and
+every item is a step of its own: the confidence sequence counts steps, so interleaving single items tightens it
+several-fold over rounds that average one item of every task (a round's mean has the same range [-1, 1] with a
+smaller spread, which bounded bets cannot use: harness/decide/confseq.py). The sequence ends at the budget or at
+the first step whose task has no document left.
+
 Pure (numpy only): the evaluate worker builds the order from the document counts lm-eval reports, and
 bench/sequential.py rebuilds it from the stored items.
 """
@@ -17,13 +26,14 @@ bench/sequential.py rebuilds it from the stored items.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 # (subtask, document index): subtask None for a task that is its own leaf. The result's Item.key is the same
 # fact as a string ("<subtask>:<doc>" or the plain doc id): `item_key` converts.
 ItemKey = tuple[str | None, int]
+Step = tuple[str, ItemKey]  # (measured task, its item)
 
 
 def _task_seed(task: str) -> int:
@@ -62,3 +72,21 @@ def parse_item_key(key: int | str) -> ItemKey:
         return (None, key)
     sub, _, doc = str(key).rpartition(":")
     return (sub or None, int(doc))
+
+
+def item_sequence(orders: Mapping[str, Sequence[ItemKey]], seed: int, budget: int) -> list[Step]:
+    """The measure's items in scoring order (see the module docstring): at most `budget` steps, fewer when a
+    drawn task has run out of documents."""
+    tasks = sorted(orders)
+    if not tasks or budget <= 0:
+        return []
+    rng = np.random.default_rng([seed, _task_seed("sequence|" + "|".join(tasks))])
+    taken = dict.fromkeys(tasks, 0)
+    out: list[Step] = []
+    for i in rng.integers(0, len(tasks), size=budget).tolist():
+        t = tasks[i]
+        if taken[t] >= len(orders[t]):
+            break
+        out.append((t, orders[t][taken[t]]))
+        taken[t] += 1
+    return out

@@ -1,5 +1,5 @@
 """The question of a matrix's `decide:` block (harness/spec/decide.py) against its evaluation: which tasks and
-per-item metrics make the measure, whether they can (one clear error each, for the plan), how many rounds a cell
+per-item metrics make the measure, whether they can (one clear error each, for the plan), how many items a cell
 may score, and what the evaluate worker is handed (`SequentialSpec`).
 
 The measure: `aggregate` is every task of the evaluation with a per-item 0/1 primary metric (the advisor's
@@ -19,7 +19,7 @@ from harness.spec.evaluation import LMEvalSpec
 
 METHOD = (
     "anytime-valid confidence sequence (hedged betting, Waudby-Smith & Ramdas 2024, JRSS-B 86(1); "
-    "harness/decide/confseq.py) over paired rounds in a seeded random order"
+    "harness/decide/confseq.py) over paired items in a seeded random order"
 )
 
 
@@ -96,18 +96,22 @@ def decide_problems(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
     return []
 
 
-def round_budget(evaluation: LMEvalSpec, decide: Decide) -> tuple[int, str]:
-    """(the most rounds a cell scores, why): decide.max_items, or fewer where a measured task has fewer
-    documents (or a smaller `limit`) known to the offline catalog; a round holds one item of every task."""
+def item_budget(evaluation: LMEvalSpec, decide: Decide) -> tuple[int, str]:
+    """(the most items a cell scores, why): decide.max_items, or about fewer where a measured task has few
+    documents known to the offline catalog (the item sequence ends when a drawn task has none left:
+    harness/decide/order.item_sequence, about k x its documents with k measured tasks)."""
     from harness.evaluate.catalog import doc_count
 
     limits = {t.name: t.limit for t in evaluation.tasks}
+    tasks = sorted(measure_tasks(evaluation, decide))
     budget, why = decide.max_items, f"decide.max_items {decide.max_items}"
-    for task in sorted(measure_tasks(evaluation, decide)):
+    for task in tasks:
         n = doc_count(task, limits.get(task))
-        if n is not None and n < budget:
-            budget = n
-            why = f"{task} has {n} documents" + (f" (limit {limits[task]})" if limits.get(task) else "")
+        if n is not None and n * len(tasks) < budget:
+            budget = n * len(tasks)
+            why = f"about {len(tasks)} x {n}: {task} has {n} documents" + (
+                f" (limit {limits[task]})" if limits.get(task) else ""
+            )
     return budget, why
 
 
@@ -122,11 +126,11 @@ class SequentialSpec(BaseModel):
     relative: bool
     limit: float  # in the confidence sequence's units (harness/spec/decide.Decide.limit)
     error_rate: float
-    max_rounds: int
-    batch_rounds: int
+    max_items: int
+    batch_items: int
     seed: int
     journal_dir: str  # this cell's item journals
-    # the reference's item journals and id; None: this cell is the reference (it scores its rounds, no verdict)
+    # the reference's item journals and id; None: this cell is the reference (it scores its items, no verdict)
     reference_dir: str | None = None
     reference_id: str | None = None
     # dqbench's task hash per measured task (config + data + lm-eval version): part of the journal's pin
@@ -142,16 +146,16 @@ def reference_of(cell) -> str | None:
 def question_lines(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
     """The question in words, for `harness plan` and the run's header."""
     tasks = measure_tasks(evaluation, decide)
-    budget, why = round_budget(evaluation, decide)
+    budget, why = item_budget(evaluation, decide)
     d = decide.drop
     of = "of the reference's score" if d.relative else "accuracy points"
     what = ", ".join(f"{t} {m}" for t, m in tasks.items())
     lines = [
         f"question (decide:): is the drop of {measure_name(decide)} ({what}) at most {d} {of}? error rate "
         f"{decide.error_rate:g} over every look: {METHOD}",
-        f"budget per cell: at most {budget} rounds = {budget * len(tasks)} items (a round is one item of each "
-        f"measured task; {why}), looking every {min(decide.batch_items, budget)} rounds; each reference scores "
-        f"its whole budget first, for its cells to pair with",
+        f"budget per cell: at most {budget} items ({why}; each item from a task drawn at random), looking every "
+        f"{min(decide.batch_items, budget)} items; each reference scores its whole budget first, for its cells "
+        f"to pair with",
     ]
     if decide.memory_gib is not None or decide.objective:
         mem = f"memory <= {decide.memory_gib:g} GiB, " if decide.memory_gib is not None else ""
@@ -161,6 +165,6 @@ def question_lines(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
 
 def cell_budget(cell, decide: Decide) -> str:
     """One cell's part of the question, for the plan table."""
-    budget, _ = round_budget(cell.evaluation, decide)
+    budget, _ = item_budget(cell.evaluation, decide)
     ref = reference_of(cell)
     return f"{budget} (reference)" if ref is None else f"<= {budget} vs {ref}"

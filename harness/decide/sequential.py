@@ -1,12 +1,12 @@
-"""The sequential procedure: pair a cell's per-item scores with its reference's round by round, look at the
+"""The sequential procedure: pair a cell's per-item scores with its reference's item by item, look at the
 confidence sequence (harness/decide/confseq.py) after every batch, and stop at the first decided verdict, at the
 budget, or where the items run out. One definition for the evaluate worker (which scores the items as it goes,
 harness/evaluate/sequential.py), bench/sequential.py (which replays stored items) and the tests: `replay` on
 the same scores gives what the worker gave.
 
-A round is one item of every task of the measure, the j-th of each task's seeded order
-(harness/decide/order.py); D_j = mean over tasks of (reference - cell), W_j = mean over tasks of the
-reference's score (relative drop) or 1 (absolute). Looks fall after every `batch` rounds and at the cap.
+A step is one item of the measure's sequence (harness/decide/order.item_sequence: a task drawn at random, its
+next document): D_j = reference - cell on that item, W_j = the reference's score (relative drop) or 1
+(absolute). Looks fall after every `batch` items and at the cap.
 
 Pure numpy.
 """
@@ -21,73 +21,66 @@ from typing import Literal
 import numpy as np
 
 from harness.decide.confseq import DropInterval, drop_interval, log_wealth
-from harness.decide.order import ItemKey
+from harness.decide.order import ItemKey, Step
 
 # why a cell's sequential evaluation ended
 Stop = Literal[
     "within",  # the confidence sequence lies at or below the limit
     "beyond",  # ... wholly above it
-    "budget",  # decide.max_items rounds scored, still undecided
+    "budget",  # decide.max_items items scored, still undecided
     "population",  # the measure's tasks have no more documents (or their `limit` is reached)
-    "reference_exhausted",  # the reference has scored no more rounds to pair with
+    "reference_exhausted",  # the reference has scored no more items to pair with
     "reference_missing",  # the reference has no usable items (not run on this host, other settings)
-    "reference",  # the reference itself: it scored its rounds for the cells to pair with
+    "reference",  # the reference itself: it scored its items for the cells to pair with
     "skipped",  # `--until-decided`: the cell cannot change the answer, its evaluation was not run
 ]
 RELATIVE_RANGE = (-2.0, 1.0)  # candidate relative drops searched: a cell 3x better than its reference reads -2
 ABSOLUTE_RANGE = (-1.0, 1.0)
 
 
-def paired_rounds(
-    orders: Mapping[str, Sequence[ItemKey]],
+def paired_items(
+    sequence: Sequence[Step],
     cell: Mapping[str, Mapping[ItemKey, float]],
     ref: Mapping[str, Mapping[ItemKey, float]] | None,
     relative: bool,
     upto: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(D, W) of the leading rounds that both sides scored on every task (W None for an absolute drop).
-    A reference of None stands for the cell itself (no rounds: a reference has no drop)."""
+    """(D, W) of the leading steps of `sequence` that both sides scored (W None for an absolute drop). A
+    reference of None stands for the cell itself (no steps: a reference has no drop)."""
     if ref is None:
         return np.zeros(0), (np.zeros(0) if relative else None)
-    tasks = sorted(orders)
-    n = min((len(orders[t]) for t in tasks), default=0)
-    if upto is not None:
-        n = min(n, upto)
     d, w = [], []
-    for j in range(n):
-        keys = [(t, orders[t][j]) for t in tasks]
-        if not all(k in cell[t] and k in ref[t] for t, k in keys):
+    for t, k in sequence[:upto]:
+        if k not in cell.get(t, {}) or k not in ref.get(t, {}):
             break
-        d.append(sum(ref[t][k] - cell[t][k] for t, k in keys) / len(tasks))
-        w.append(sum(ref[t][k] for t, k in keys) / len(tasks))
+        d.append(ref[t][k] - cell[t][k])
+        w.append(ref[t][k])
     return np.asarray(d, float), (np.asarray(w, float) if relative else None)
 
 
-def scored_rounds(orders: Mapping[str, Sequence[ItemKey]], scored: Mapping[str, Mapping[ItemKey, object]]) -> int:
-    """How many leading rounds have every task's item scored."""
-    tasks = sorted(orders)
-    n = min((len(orders[t]) for t in tasks), default=0)
-    for j in range(n):
-        if not all(orders[t][j] in scored.get(t, {}) for t in tasks):
+def scored_items(sequence: Sequence[Step], scored: Mapping[str, Mapping[ItemKey, object]]) -> int:
+    """How many leading steps of `sequence` have their item scored."""
+    for j, (t, k) in enumerate(sequence):
+        if k not in scored.get(t, {}):
             return j
-    return n
+    return len(sequence)
 
 
 def look_schedule(batch: int, cap: int) -> list[int]:
-    """The rounds after which the procedure looks: every `batch` rounds, and at the cap."""
+    """The items after which the procedure looks: every `batch` items, and at the cap."""
     looks = list(range(batch, cap, batch)) if batch > 0 else []
     return [*looks, cap] if cap > 0 else []
 
 
 def interval(d: np.ndarray, w: np.ndarray | None, alpha: float, limit: float) -> DropInterval:
-    """The confidence sequence after len(d) rounds, the limit tested exactly."""
+    """The confidence sequence after len(d) items, the limit tested exactly."""
     lo, hi = RELATIVE_RANGE if w is not None else ABSOLUTE_RANGE
     return drop_interval(d, w, alpha, lo=lo, hi=hi, extra=(limit,))
 
 
 @dataclass(frozen=True)
 class Look:
-    rounds: int
+    items: int
     point: float | None
     lo: float | None
     hi: float | None
@@ -95,10 +88,10 @@ class Look:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the procedure concluded: the verdict, after how many rounds, its looks, and why it stopped."""
+    """What the procedure concluded: the verdict, after how many items, its looks, and why it stopped."""
 
     verdict: str  # within | beyond | undecided
-    rounds: int
+    items: int
     stop: Stop
     looks: list[Look]
     final: DropInterval
@@ -113,8 +106,8 @@ def replay(
     cap: int,
     exhausted: Stop = "budget",
 ) -> Outcome:
-    """Run the procedure over rounds already scored (the first `cap` of d, w): look after every `batch`
-    rounds, stop at the first decided verdict; `exhausted` names why the rounds end at `cap` (budget,
+    """Run the procedure over items already scored (the first `cap` of d, w): look after every `batch`
+    items, stop at the first decided verdict; `exhausted` names why the items end at `cap` (budget,
     population, reference_exhausted)."""
     cap = min(cap, len(d))
     looks: list[Look] = []
@@ -128,13 +121,13 @@ def replay(
     return Outcome("undecided", cap, exhausted, looks, ci)
 
 
-def more_rounds(
-    d: np.ndarray, w: np.ndarray | None, alpha: float, limit: float, reps: int = 16, cap: int = 100_000
+def more_items(
+    d: np.ndarray, w: np.ndarray | None, alpha: float, limit: float, reps: int = 16, cap: int = 200_000
 ) -> int | None:
-    """≈ how many more rounds would decide an undecided drop: the observed rounds resampled (with
-    replacement) to growing lengths N, the smallest N at which most resamples reject the limit itself.
-    An estimate: it assumes the drop and the spread stay as measured. None: no rounds, the estimate sits on
-    the limit, or more than `cap` rounds would be needed."""
+    """≈ how many more items would decide an undecided drop: the observed items resampled (with replacement)
+    to growing lengths N, the smallest N at which most resamples reject the limit itself. An estimate: it
+    assumes the drop and the spread stay as measured. None: too few items, the estimate sits on the limit,
+    or more than `cap` items would be needed."""
     n = len(d)
     if n < 2:
         return None

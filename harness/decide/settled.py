@@ -4,7 +4,7 @@ journal: nothing scored is scored again).
 
 A stored decision stands for a changed limit when its final interval already decides it (the confidence
 sequence is valid at its stopping time whatever limit it is compared with); otherwise the cell goes on while
-its budget and its reference's rounds allow. Pure.
+its budget and its reference's items allow. Pure.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def same_question(cell: CellPlan, decision: Decision) -> str | None:
     return None
 
 
-def needs_evaluation(cell: CellPlan, result: CellResult | None, reference_rounds: int | None) -> str | None:
+def needs_evaluation(cell: CellPlan, result: CellResult | None, reference_items: int | None) -> str | None:
     """Why a done cell's evaluation must run again for the current question (None: it has answered it).
 
-    reference_rounds: the rounds its reference will have scored once the references of this run ran (None:
+    reference_items: the items its reference will have scored once the references of this run ran (None:
     unknown, or the cell is a reference)."""
     if cell.decide is None or result is None or not result.done:
         return None
@@ -61,14 +61,14 @@ def needs_evaluation(cell: CellPlan, result: CellResult | None, reference_rounds
         return changed + "; items scored before are reused"
     budget = cell.decide.max_items
     more_budget = budget > decision.max_items and decision.stop in ("budget", "reference")
-    if decision.reference is None:  # a reference: scored its rounds for its cells
-        return f"decide.max_items rose to {budget}: it scores more rounds for its cells" if more_budget else None
+    if decision.reference is None:  # a reference: scored its items for its cells
+        return f"decide.max_items rose to {budget}: it scores more items for its cells" if more_budget else None
     if verdict_now(decision, cell.decide.limit) != "undecided":
         return None
-    if decision.stop in ("within", "beyond") and decision.rounds < budget:
+    if decision.stop in ("within", "beyond") and decision.items_used < budget:
         return f"the limit changed to {cell.decide.max_drop}, which its interval does not decide"
     if more_budget:
         return f"decide.max_items rose to {budget}"
-    if decision.stop in ("reference_exhausted", "reference_missing") and (reference_rounds or 0) > decision.rounds:
-        return f"its reference now has {reference_rounds} rounds to pair with (it used {decision.rounds})"
+    if decision.stop in ("reference_exhausted", "reference_missing") and (reference_items or 0) > decision.items_used:
+        return f"its reference now has {reference_items} items to pair with (it used {decision.items_used})"
     return None

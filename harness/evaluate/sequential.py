@@ -1,26 +1,27 @@
-"""Sequential evaluation, inside the lm-eval worker (harness/evaluate/lmeval_worker.py): the measure's tasks are
-scored in a seeded random order (harness/decide/order.py), a batch of rounds at a time, paired with the
-reference's items on the same documents, until the drop's confidence sequence decides the question
-(harness/decide/sequential.py), the budget is spent, or the items run out.
+"""Sequential evaluation, inside the lm-eval worker (harness/evaluate/lmeval_worker.py): the measure's items are
+scored in a seeded random sequence (harness/decide/order.py: a task drawn at random, its next document in its own
+seeded order), a batch at a time, paired with the reference's items on the same documents, until the drop's
+confidence sequence decides the question (harness/decide/sequential.py), the budget is spent, or the items run out.
 
 - lm-eval is driven below `simple_evaluate`: each measured task's objects are built once per cell
   (`TaskManager.load`, then the overrides `simple_evaluate` applies: generation kwargs, few-shot count and
-  seed), and each batch calls `lm_eval.evaluator.evaluate(lm, task_dict, samples={leaf: [doc indices]})` on the
-  one LM instance of the cell. lm-eval 0.4.13 maps a batch's positions back to document indices by the order
-  of `samples` while it walks the documents in index order (lm_eval/api/task.py `doc_iterator`), so indices are
-  passed sorted; every scored row is checked against what was asked.
+  seed; its documents read once), and each batch calls `lm_eval.evaluator.evaluate(lm, task_dict,
+  samples={task: [doc indices]})` on the one LM instance of the cell, every measured task's requests together.
+  lm-eval 0.4.13 maps a batch's positions back to document indices by the order of `samples` while it walks the
+  documents in index order (lm_eval/api/task.py `doc_iterator`), so indices are passed sorted; every scored row
+  is checked against what was asked.
 - Few-shot examples drawn at random are seeded per document (the evaluation's seed and the document's
   content), not by the position in a batch: a document's prompt is then the same for a cell and its reference
   however their batches fell, and in any later run that continues the journal.
 - Every scored item is appended to the cell's item journal (harness/decide/journal.py) as its batch finishes;
   items found there are never scored again.
-- The task's metrics are computed by lm-eval's own aggregation (`lm_eval.evaluator_utils._process_results`:
-  each metric's aggregate and stderr, a group's size-weighted mean) over the items of the rounds the verdict
-  used, so the quality block and the verdict describe the same items.
+- Each task's metrics are computed by lm-eval's own aggregation (`lm_eval.evaluator_utils._process_results`:
+  each metric's aggregate and stderr, a group's size-weighted mean) over the task's items the verdict used, so
+  the quality block and the verdict describe the same items.
 
-The reference cell (no reference of its own) scores its rounds up to the budget for its cells to pair with; a
-cell whose reference has no usable items scores its own rounds the same way and says so (a later run pairs them
-without scoring again). Imported only inside the worker (it imports lm-eval in its functions).
+The reference cell (no reference of its own) scores its whole budget for its cells to pair with; a cell whose
+reference has no usable items scores its own budget the same way and says so (a later run pairs them without
+scoring again). Imported only inside the worker (it imports lm-eval in its functions).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.decide.journal import Journal, JournalHeader, read_journal, row_key, row_metrics
-from harness.decide.order import ItemKey, task_order
+from harness.decide.order import ItemKey, Step, item_sequence, task_order
 from harness.decide.question import METHOD, SequentialSpec
-from harness.decide.sequential import Stop, interval, look_schedule, more_rounds, paired_rounds, scored_rounds
+from harness.decide.sequential import Stop, interval, look_schedule, more_items, paired_items, scored_items
 from harness.result import Decision, DecisionLook
 
 if TYPE_CHECKING:
@@ -110,10 +111,10 @@ class MeasuredTask:
         return {k: float(r[metric]) for k, r in rows.items() if isinstance(r.get(metric), int | float)}
 
 
-def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJob) -> int:
-    """Score the items of rounds [0, upto) that no journal holds, in one lm-eval call (requests of every task
-    batched together); returns how many. Each (task, subtask) is keyed `<task>::<subtask>` in the call, so a
-    subtask that two measured tasks share (`arc_easy` and `ai2_arc`) is two entries."""
+def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], job: LMEvalJob) -> int:
+    """Score the items of `steps` that no journal holds, in one lm-eval call (requests of every task batched
+    together); returns how many. Each (task, subtask) is keyed `<task>::<subtask>` in the call, so a subtask
+    that two measured tasks share (`arc_easy` and `ai2_arc`) is two entries."""
     import lm_eval.evaluator
 
     from harness.evaluate.lmeval_worker import sample_rows
@@ -121,13 +122,13 @@ def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJo
     samples: dict[str, list[int]] = {}
     parts: dict[str, tuple[MeasuredTask, str]] = {}
     asked = 0
-    for m in measured:
-        for key in m.order[:upto]:
-            if key not in m.journal.rows:
-                name = f"{m.name}::{m.leaf_of(key)}"
-                samples.setdefault(name, []).append(key[1])
-                parts[name] = (m, m.leaf_of(key))
-                asked += 1
+    for task, key in steps:
+        m = measured[task]
+        if key not in m.journal.rows:
+            name = f"{m.name}::{m.leaf_of(key)}"
+            samples.setdefault(name, []).append(key[1])
+            parts[name] = (m, m.leaf_of(key))
+            asked += 1
     if not samples:
         return 0
     samples = {name: sorted(docs) for name, docs in samples.items()}  # sorted: see the module docstring
@@ -142,7 +143,7 @@ def _score_batch(lm: Any, measured: list[MeasuredTask], upto: int, job: LMEvalJo
         fewshot_as_multiturn=job.fewshot_as_multiturn,
     )
     got = (res or {}).get("samples") or {}
-    for m in measured:
+    for m in measured.values():
         mine = {leaf: got.get(name, []) for name, (owner, leaf) in parts.items() if owner is m}
         if not mine:
             continue
@@ -179,7 +180,7 @@ def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJo
             a["raw_metrics"][(metric, flt or "none")].append(value)
     res = _process_results(acc, m.groups, FINAL_BOOTSTRAP)._to_eval_results(samples={leaf: [] for leaf in acc})
     score = task_score(res, m.name, m.spec, rows, wall_s, job, leaves=sorted(m.tasks))
-    # every document of the task is in its population, not only the subtasks the used rounds reached
+    # every document of the task is in its population, not only the subtasks the used items reached
     return score.model_copy(update={"n_total": sum(len(obj.eval_docs) for obj in m.tasks.values())})
 
 
@@ -187,57 +188,53 @@ def run_sequential(
     job: LMEvalJob, lm: Any, tm: Any, samples_dir: Path, version: str | None
 ) -> tuple[dict[str, Any], Decision]:
     """Score the measure's tasks sequentially; (task -> LMEvalTaskScore, the decision). Writes each measured
-    task's samples file (`<samples_dir>/<task>.jsonl`: the items the verdict used)."""
+    task's samples file (`<samples_dir>/<task>.jsonl`: its items the verdict used, in scoring order)."""
     seq = job.sequential
     assert seq is not None
     t0 = time.monotonic()
-    specs = [t for t in job.tasks if t.name in seq.measure]
-    measured = [MeasuredTask(t, tm.load([t.name]), job, seq, version) for t in specs]
-    for m in measured:
+    measured = {
+        t.name: MeasuredTask(t, tm.load([t.name]), job, seq, version) for t in job.tasks if t.name in seq.measure
+    }
+    for m in measured.values():
         if m.journal.discarded:
             print(f"item journal: {m.journal.discarded}", flush=True)
-    orders = {m.name: m.order for m in measured}
-    population = min(len(m.order) for m in measured)
-    cap, exhausted = (seq.max_rounds, "budget") if seq.max_rounds <= population else (population, "population")
+    sequence = item_sequence({n: m.order for n, m in measured.items()}, seq.seed, seq.max_items)
+    cap, exhausted = len(sequence), "budget" if len(sequence) >= seq.max_items else "population"
     ref_rows: dict[str, dict[ItemKey, dict]] | None = None
     why_no_ref = ""
     if seq.reference_dir is not None:
         ref_rows = {}
-        for m in measured:
+        for m in measured.values():
             rows, why = read_journal(Path(seq.reference_dir), m.name, m.header)
             ref_rows[m.name] = rows
             why_no_ref = why_no_ref or (why or "")
-        ref_rounds = scored_rounds(orders, ref_rows)
-        if ref_rounds == 0:  # nothing to pair with: score like a reference, pair in a later run
-            exhausted = "reference_missing"
-            ref_rows = None
-        elif ref_rounds < cap:
-            cap, exhausted = ref_rounds, "reference_exhausted"
+        ref_items = scored_items(sequence, ref_rows)
+        if ref_items == 0:  # nothing to pair with: score like a reference, pair in a later run
+            exhausted, ref_rows = "reference_missing", None
+        elif ref_items < cap:
+            cap, exhausted = ref_items, "reference_exhausted"
     relative, alpha, limit = seq.relative, seq.error_rate, seq.limit
-    cell_scores = lambda: {m.name: m.scores(m.journal.rows, seq.measure[m.name]) for m in measured}  # noqa: E731
-    ref_scores = (
-        {m.name: m.scores(ref_rows[m.name], seq.measure[m.name]) for m in measured} if ref_rows is not None else None
-    )
+
+    def scores(rows_of: dict[str, dict[ItemKey, dict]]) -> dict[str, dict[ItemKey, float]]:
+        return {n: m.scores(rows_of[n], seq.measure[n]) for n, m in measured.items()}
+
+    ref_scores = scores(ref_rows) if ref_rows is not None else None
     looks: list[DecisionLook] = []
-    scored, lm_s = 0, 0.0
-    rounds, verdict, stop = 0, None, exhausted
-    ci = None
-    for k in look_schedule(seq.batch_rounds, cap):
+    scored, lm_s, used, verdict, stop, ci = 0, 0.0, 0, None, exhausted, None
+    for k in look_schedule(seq.batch_items, cap):
         tb = time.monotonic()
-        n = _score_batch(lm, measured, k, job)
-        scored += n
-        lm_s += time.monotonic() - tb
-        rounds = k
+        n = _score_batch(lm, measured, sequence[:k], job)
+        scored, lm_s, used = scored + n, lm_s + time.monotonic() - tb, k
         if ref_scores is None:
-            print(f"rounds 1-{k}: {n} item(s) scored ({time.monotonic() - tb:.1f} s)", flush=True)
+            print(f"items 1-{k}: {n} scored ({time.monotonic() - tb:.1f} s)", flush=True)
             continue
-        d, w = paired_rounds(orders, cell_scores(), ref_scores, relative, upto=k)
+        d, w = paired_items(sequence, scores({x: m.journal.rows for x, m in measured.items()}), ref_scores, relative, k)
         ci = interval(d, w, alpha, limit)
-        looks.append(DecisionLook(rounds=k, point=ci.point, lo=ci.lo, hi=ci.hi))
+        looks.append(DecisionLook(items=k, point=ci.point, lo=ci.lo, hi=ci.hi))
         v = ci.verdict(limit)
         print(
-            f"look at {k} rounds: drop {ci.point} in [{ci.lo}, {ci.hi}] vs limit {limit:g}: {v} "
-            f"({n} item(s) scored, {time.monotonic() - tb:.1f} s)",
+            f"look at {k} items: drop {ci.point} in [{ci.lo}, {ci.hi}] vs limit {limit:g}: {v} "
+            f"({n} scored, {time.monotonic() - tb:.1f} s)",
             flush=True,
         )
         if v != "undecided":
@@ -249,15 +246,19 @@ def run_sequential(
         verdict = "undecided"
     more = None
     if verdict == "undecided" and ref_scores is not None:
-        d, w = paired_rounds(orders, cell_scores(), ref_scores, relative, upto=rounds)
-        more = more_rounds(d, w, alpha, limit)
-    tasks = {}
-    for m in measured:
-        used = [m.journal.rows[key] for key in m.order[:rounds]]
-        with open(samples_dir / f"{m.name}.jsonl", "w") as f:
-            for row in used:
+        d, w = paired_items(
+            sequence, scores({x: m.journal.rows for x, m in measured.items()}), ref_scores, relative, used
+        )
+        more = more_items(d, w, alpha, limit)
+    tasks, counts = {}, {}
+    for name, m in measured.items():
+        mine = [m.journal.rows[key] for t, key in sequence[:used] if t == name]
+        counts[name] = len(mine)
+        with open(samples_dir / f"{name}.jsonl", "w") as f:
+            for row in mine:
                 f.write(json.dumps(row, default=str) + "\n")
-        tasks[m.name] = _task_result(m, used, time.monotonic() - t0, job)
+        if mine:  # a task the used items never drew has no score (its quality is then owed: unkept_promise)
+            tasks[name] = _task_result(m, mine, time.monotonic() - t0, job)
     decision = Decision(
         method=METHOD,
         measure=seq.measure_name,
@@ -267,16 +268,16 @@ def run_sequential(
         limit=limit,
         error_rate=alpha,
         seed=seq.seed,
-        batch_items=seq.batch_rounds,
-        max_items=seq.max_rounds,
+        batch_items=seq.batch_items,
+        max_items=seq.max_items,
         reference=seq.reference_id,
         verdict=verdict,  # type: ignore[arg-type]
         stop=stop,
-        stop_reason=stop_reason(stop, rounds, seq, population, why_no_ref),
-        rounds=rounds,
-        items={m.name: rounds for m in measured},
+        stop_reason=stop_reason(stop, used, seq, why_no_ref),
+        items_used=used,
+        items=counts,
         scored=scored,
-        reused=sum(min(m.reused, rounds) for m in measured),
+        reused=used - scored if used >= scored else 0,
         point=ci.point if ci else None,
         lo=ci.lo if ci else None,
         hi=ci.hi if ci else None,
@@ -287,18 +288,18 @@ def run_sequential(
     return tasks, decision
 
 
-def stop_reason(stop: Stop | str, rounds: int, seq: SequentialSpec, population: int, why_no_ref: str) -> str:
+def stop_reason(stop: Stop | str, used: int, seq: SequentialSpec, why_no_ref: str) -> str:
     """The decision's stop in words."""
     lim = seq.max_drop
     return {
-        "within": f"the confidence sequence lies within the {lim} limit after {rounds} rounds",
-        "beyond": f"the confidence sequence lies beyond the {lim} limit after {rounds} rounds",
-        "budget": f"the budget of {seq.max_rounds} rounds (decide.max_items) was spent, still undecided",
-        "population": f"the measured tasks have no more documents after {rounds} rounds (their `limit` or "
-        f"size: {population}), still undecided",
-        "reference_exhausted": f"the reference has scored only {rounds} rounds to pair with; run it with a "
-        f"larger decide.max_items to go on",
+        "within": f"the confidence sequence lies within the {lim} limit after {used} items",
+        "beyond": f"the confidence sequence lies beyond the {lim} limit after {used} items",
+        "budget": f"the budget of {seq.max_items} items (decide.max_items) was spent, still undecided",
+        "population": f"a measured task has no more documents (its `limit` or size) after {used} items, still "
+        f"undecided",
+        "reference_exhausted": f"the reference has scored only {used} items to pair with; run it with a larger "
+        f"decide.max_items to go on",
         "reference_missing": f"the reference {seq.reference_id} has no usable items on this host ({why_no_ref}); "
-        f"this cell scored its own {rounds} rounds, which a later run pairs without scoring them again",
-        "reference": f"the reference: {rounds} rounds scored for its cells to pair with",
+        f"this cell scored its own {used} items, which a later run pairs without scoring them again",
+        "reference": f"the reference: {used} items scored for its cells to pair with",
     }.get(str(stop), str(stop))

@@ -111,7 +111,7 @@ class CellPlan(Strict):
     # of the cell's identity; left out of dumps when None, so stored plans of other cells read the same.
     train_estimate: TrainMemoryEstimate | None = None
     # the matrix's `decide:` question (harness/spec/decide.py): the cell's quality is scored sequentially until
-    # it is decided, within `decide.max_items` rounds. Not part of the cell's identity (it decides how many
+    # it is decided, within `decide.max_items` items. Not part of the cell's identity (it decides how many
     # items are scored, not what an item's score is); left out of dumps when None.
     decide: Decide | None = None
     # the runner's instruction for this attempt, not a fact of the cell: re-run only the evaluation of a cell

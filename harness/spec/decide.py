@@ -32,10 +32,10 @@ class Decide(Strict):
     measure: Literal["aggregate"] | TaskMeasure = "aggregate"
     # the chance that a verdict is wrong, over every look the sequential evaluation takes (anytime-valid)
     error_rate: float = Field(default=0.05, gt=0, le=0.2)
-    # the most rounds scored per cell (a round = one item of each measured task); a task's `limit` keeps its
-    # meaning: its first `limit` documents are the population the items are drawn from
+    # the most items scored per cell on the measure (each from a measured task drawn at random); a task's
+    # `limit` keeps its meaning: its first `limit` documents are the population its items are drawn from
     max_items: int = Field(default=400, ge=1, le=1_000_000)
-    # rounds scored between two looks; small batches decide sooner, each look costs a little lm-eval set-up
+    # items scored between two looks; small batches decide sooner, each look costs a little lm-eval set-up
     batch_items: int = Field(default=40, ge=1, le=100_000)
     # order of the items: a fixed seeded shuffle of each task's documents (the same for a cell and its
     # reference, and across runs, so items scored before are reused)

@@ -74,7 +74,7 @@ def decision_row(result: CellResult | None) -> Row:
         "decision_verdict": d.verdict,
         "decision_stop": d.stop,
         "decision_stop_reason": d.stop_reason,
-        "decision_rounds": d.rounds,
+        "decision_items": d.items_used,
         "decision_point": d.point,
         "decision_lo": d.lo,
         "decision_hi": d.hi,

@@ -61,7 +61,7 @@ DECISION_COLS = {
     "decision_verdict": "VARCHAR",
     "decision_stop": "VARCHAR",
     "decision_stop_reason": "VARCHAR",
-    "decision_rounds": "INTEGER",
+    "decision_items": "INTEGER",
     "decision_point": "DOUBLE",
     "decision_lo": "DOUBLE",
     "decision_hi": "DOUBLE",

@@ -2,7 +2,7 @@
 offline, with a deterministic fake model (tests/fakes/fake_lm.py): real task loading, prompts, request batching
 and metrics; only the model is fake. A reference scores its budget; a cell pairs with it and stops at its verdict;
 the item journal makes a second run score nothing twice (also after a crash mid-batch); what the worker decided
-is what replaying its stored items through harness/decide/sequential.replay decides."""
+is what replaying its stored items through harness/decide/sequential.replay decides (replay == real)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import os
 import pytest
 
 from harness.decide.journal import journal_path
-from harness.decide.order import parse_item_key
+from harness.decide.order import item_sequence, parse_item_key, task_order
 from harness.decide.question import SequentialSpec
-from harness.decide.sequential import paired_rounds, replay
+from harness.decide.sequential import paired_items, replay
 from harness.evaluate.catalog import leaves
 from harness.evaluate.data import TaskData
 from harness.evaluate.items import read_sample_items
@@ -42,7 +42,7 @@ def data(tmp_path_factory):
     return td
 
 
-def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, rounds=60, limit=0.05, batch=10):
+def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, items=180, limit=0.05, batch=30):
     from harness.evaluate.lmeval_worker import LMEvalJob
 
     names = ("arc_easy", "gsm8k", "ai2_arc")
@@ -69,8 +69,8 @@ def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, rounds=60
             relative=True,
             limit=limit,
             error_rate=0.05,
-            max_rounds=rounds,
-            batch_rounds=batch,
+            max_items=items,
+            batch_items=batch,
             seed=0,
             journal_dir=str(tmp / cell / "items"),
             reference_dir=str(tmp / ref / "items") if ref else None,
@@ -98,17 +98,18 @@ def ref(data, tmp_path_factory):
 def test_the_reference_scores_its_budget_and_the_tasks_outside_the_measure_once(ref):
     tmp, rec, calls = ref
     d = rec.decision
-    assert d.reference is None and d.verdict is None and d.stop == "reference" and d.rounds == 60
-    assert d.scored == 3 * 60 and d.reused == 0 and d.items == dict.fromkeys(MEASURE, 60)
-    assert [lk.rounds for lk in d.looks] == []  # a reference looks at nothing
+    assert d.reference is None and d.verdict is None and d.stop == "reference" and d.items_used == 180
+    assert d.scored == 180 and d.reused == 0 and sum(d.items.values()) == 180 and set(d.items) == set(MEASURE)
+    assert min(d.items.values()) > 30  # each item's task drawn at random: about a third each
+    assert d.looks == []  # a reference looks at nothing
     assert set(rec.tasks) == {t.name for t in TASKS} and rec.tasks["dq_pydoc_ppl"].n == 1
     for name in MEASURE:  # n = the items the verdict used; lm-eval's own aggregation over them
         t = rec.tasks[name]
-        assert t.n == 60 and t.metrics[MEASURE[name]].value is not None
+        assert t.n == d.items[name] and t.metrics[MEASURE[name]].value is not None
     assert rec.tasks["arc_easy"].n_total == 2376 and rec.tasks["ai2_arc"].n_total == 2376 + 1172
     # items in the seeded order, not the first documents; the tag's keys carry their subtask
     arc = read_sample_items(tmp / "ref" / "samples" / "arc_easy.jsonl")
-    assert len(arc) == 60 and max(i.doc_id for i in arc) > 60 and all(i.doc_id < 300 for i in arc)  # limit: first 300
+    assert max(i.doc_id for i in arc) > len(arc) and all(i.doc_id < 300 for i in arc)  # limit: the first 300
     tag = read_sample_items(tmp / "ref" / "samples" / "ai2_arc.jsonl")
     assert {i.task for i in tag} == {"arc_easy", "arc_challenge"} and all(i.doc_id < 150 for i in tag)
     # the perplexity task went through simple_evaluate once, on its first document
@@ -117,38 +118,39 @@ def test_the_reference_scores_its_budget_and_the_tasks_outside_the_measure_once(
 
 def test_a_cell_pairs_with_its_reference_and_stops_at_its_verdict(data, ref):
     tmp, _, _ = ref
-    rec, _ = run(job(data, tmp, "bad", "ref", skill=0.1, rounds=60))  # right on a sixth of the reference's
+    rec, _ = run(job(data, tmp, "bad", "ref", skill=0.1))  # right on a sixth of what the reference gets right
     d = rec.decision
-    assert d.reference == "ref" and d.verdict == "beyond" and d.stop == "beyond" and d.rounds < 60
-    assert d.looks and d.looks[-1].rounds == d.rounds and d.lo > 0.05
-    # replaying the stored items through the same procedure gives the same verdict after the same rounds
-    assert replayed(tmp, "bad", d) == ("beyond", d.rounds)
+    assert d.reference == "ref" and d.verdict == "beyond" and d.stop == "beyond" and d.items_used < 180
+    assert d.looks and d.looks[-1].items == d.items_used and d.lo > 0.05
+    assert replayed(tmp, "bad", d) == ("beyond", d.items_used)  # replay == real
 
 
-def test_a_cell_like_its_reference_is_not_beyond_and_says_how_many_rounds_would_decide_it(data, ref):
+def test_a_cell_like_its_reference_is_not_beyond_and_says_how_many_items_would_decide_it(data, ref):
     tmp, _, _ = ref
-    rec, _ = run(job(data, tmp, "same", "ref", flip=0.05, rounds=60))
+    rec, _ = run(job(data, tmp, "same", "ref", flip=0.05))
     d = rec.decision
-    assert d.verdict in ("undecided", "within") and d.rounds <= 60
+    assert d.verdict in ("undecided", "within") and d.items_used <= 180
     if d.verdict == "undecided":
-        assert d.stop == "budget" and d.rounds == 60 and (d.more_items is None or d.more_items > 0)
-    assert replayed(tmp, "same", d) == (d.verdict, d.rounds)
+        assert d.stop == "budget" and d.items_used == 180 and (d.more_items is None or d.more_items > 0)
+    assert replayed(tmp, "same", d) == (d.verdict, d.items_used)
 
 
 def replayed(tmp, cell: str, d) -> tuple[str, int]:
-    """The decision recomputed from the samples files and the journals alone (as bench/sequential.py does)."""
-    from harness.decide.journal import Journal  # noqa: F401 - the journal format is what is read back
-
-    orders, mine, theirs = {}, {}, {}
+    """The decision recomputed from the samples files and the reference's journals alone, in the worker's
+    sequence rebuilt from the tasks' sizes and limits (as bench/sequential.py does)."""
+    sizes = {"arc_easy": [("arc_easy", 300)], "gsm8k": [("gsm8k", 200)]}
+    sizes["ai2_arc"] = [("arc_challenge", 150), ("arc_easy", 150)]
+    orders = {t: task_order(t, lv, 0) for t, lv in sizes.items()}
+    sequence = item_sequence(orders, 0, 180)
+    mine, theirs = {}, {}
     for task, metric in MEASURE.items():
         items = read_sample_items(tmp / cell / "samples" / f"{task}.jsonl")
         ref = {(r.get("task"), r["doc_id"]): r for r in _rows(journal_path(tmp / "ref" / "items", task))}
-        orders[task] = [parse_item_key(i.key) for i in items]  # the samples file keeps the seeded order
         mine[task] = {parse_item_key(i.key): i.scores[metric] for i in items}
         theirs[task] = {k: float(r[metric]) for k, r in ref.items()}
-    dd, w = paired_rounds(orders, mine, theirs, relative=True)
+    dd, w = paired_items(sequence, mine, theirs, relative=True)
     out = replay(dd, w, d.error_rate, d.limit, d.batch_items, len(dd))
-    return out.verdict, out.rounds
+    return out.verdict, out.items
 
 
 def _rows(path):
@@ -156,18 +158,17 @@ def _rows(path):
     return [json.loads(x) for x in lines if x.strip()]
 
 
-def test_a_second_run_scores_nothing_again_and_a_larger_budget_scores_only_the_new_rounds(data, ref):
+def test_a_second_run_scores_nothing_again_and_a_larger_budget_scores_only_the_new_items(data, ref):
     tmp, _, _ = ref
-    first, calls1 = run(job(data, tmp, "again", "ref", flip=0.05, rounds=30, limit=0.5))
-    again, calls2 = run(job(data, tmp, "again", "ref", flip=0.05, rounds=30, limit=0.5))
+    first, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=90, limit=0.5))
+    again, calls2 = run(job(data, tmp, "again", "ref", flip=0.05, items=90, limit=0.5))
     assert first.decision.scored > 0 and again.decision.scored == 0
-    assert again.decision.reused == 3 * first.decision.rounds
+    assert again.decision.reused == first.decision.items_used
     assert not [c for c in calls2 if not c.startswith("roll|")]  # only the perplexity task ran again
-    assert again.decision.model_dump(exclude={"scored", "reused", "item_s"}) == first.decision.model_dump(
-        exclude={"scored", "reused", "item_s"}
-    )
-    more, _ = run(job(data, tmp, "again", "ref", flip=0.05, rounds=50, limit=0.0001))
-    assert more.decision.rounds == 50 and more.decision.scored == 3 * (50 - first.decision.rounds)
+    same = {"scored", "reused", "item_s"}
+    assert again.decision.model_dump(exclude=same) == first.decision.model_dump(exclude=same)
+    more, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=150, limit=0.0001))
+    assert more.decision.items_used == 150 and more.decision.scored == 150 - first.decision.items_used
 
 
 def test_a_crash_mid_batch_loses_only_that_batch_and_a_torn_line_is_dropped(data, ref, monkeypatch):
@@ -177,31 +178,32 @@ def test_a_crash_mid_batch_loses_only_that_batch_and_a_torn_line_is_dropped(data
     real = seq._score_batch
     state = {"n": 0}
 
-    def crash_on_second(lm, measured, upto, j):
+    def crash_on_second(lm, measured, steps, j):
         state["n"] += 1
         if state["n"] == 2:
             raise KeyboardInterrupt  # Ctrl-C (or a kill) while the second batch is being scored
-        return real(lm, measured, upto, j)
+        return real(lm, measured, steps, j)
 
     monkeypatch.setattr(seq, "_score_batch", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        run(job(data, tmp, "crash", "ref", flip=0.05, rounds=40, limit=0.0001))
+        run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
     monkeypatch.setattr(seq, "_score_batch", real)
-    path = journal_path(tmp / "crash" / "items", "arc_easy")
-    assert len(_rows(path)) == 10  # the first batch, whole
-    with open(path, "a") as f:  # and a line torn by a crash during a write
+    journals = [journal_path(tmp / "crash" / "items", t) for t in MEASURE]
+    assert sum(len(_rows(p)) for p in journals) == 30  # the first batch, whole
+    with open(journals[0], "a") as f:  # and a line torn by a crash during a write
         f.write('{"doc_id": 5, "acc_no')
-    rec, calls = run(job(data, tmp, "crash", "ref", flip=0.05, rounds=40, limit=0.0001))
-    assert rec.decision.rounds == 40 and rec.decision.scored == 3 * 30  # rounds 11-40 only
-    assert path.read_text().count("\n") == 1 + 40 and len(_rows(path)) == 40
+    rec, _ = run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
+    assert rec.decision.items_used == 120 and rec.decision.scored == 90  # items 31-120 only
+    assert sum(len(_rows(p)) for p in journals) == 120
+    assert all(json.loads(x) for p in journals for x in p.read_text().splitlines())
 
 
 def test_a_journal_scored_with_other_settings_is_set_aside(data, ref):
     tmp, _, _ = ref
-    j = job(data, tmp, "pin", "ref", flip=0.05, rounds=10, limit=0.0001)
+    j = job(data, tmp, "pin", "ref", flip=0.05, items=30, limit=0.0001)
     run(j)
     other = j.model_copy(update={"max_length": 256})  # prompts truncate differently: not the same items
     rec, _ = run(other)
-    assert rec.decision.scored == 3 * 10 and (tmp / "pin" / "items" / "arc_easy.discarded.jsonl").is_file()
+    assert rec.decision.scored == 30 and (tmp / "pin" / "items" / "arc_easy.discarded.jsonl").is_file()
     # and the reference's journal, pinned to max_length 512, is not paired with: scored alone, and said so
     assert rec.decision.stop == "reference_missing" and "other settings" in rec.decision.stop_reason
