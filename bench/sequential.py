@@ -6,17 +6,19 @@ host, and for each limit (relative drops of the aggregate measure: the mean over
 task's primary per-item metric, the advisor's default):
 - **all items**: the fixed-n verdict a run that scores every planned item gives: the paired bootstrap 95 % interval
   of the relative drop over all items both scored, stratified by task (the advisor's interval before sequential
-  evaluation, harness/evaluate/reference.py); and, as a consistency check, the confidence sequence over all rounds;
-- **sequential**: the same stored items replayed in the seeded order (harness/decide/order.py; for a fixed-n cell,
-  the items both scored, shuffled with the same seed) through harness/decide/sequential.replay, looking every
-  `--batch` rounds and stopping at the first decided look.
-Agreement: both verdicts equal (within / beyond / undecided). Items used: rounds x tasks the sequential verdict
-used over every item both scored. Wall time implied: items x the cell's per-item evaluate time (its evaluate step's
+  evaluation, harness/evaluate/reference.py); and, as a consistency check, the confidence sequence over all the
+  sequence's items;
+- **sequential**: the same stored items replayed in the seeded sequence (harness/decide/order.py; for a fixed-n
+  cell, each task's items both scored shuffled with the same seed, interleaved by the seeded draw of tasks, until
+  a task runs out) through harness/decide/sequential.replay, looking every `--batch` items and stopping at the
+  first decided look.
+Agreement: both verdicts equal (within / beyond / undecided). Items used: the items the sequential verdict used
+over every item both scored. Wall time implied: items x the cell's per-item evaluate time (its evaluate step's
 wall time over the items it scored, lm-eval's set-up included, so an upper bound per item).
 
 With `--real` (the default run's folder, a matrix with `decide:`): each stored sequential decision is replayed from
 its stored items and its reference's item journal in the worker's own order, and must come out the same (verdict
-and rounds): replay == real.
+and items): replay == real.
 
     ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 10] [--real DIR]
 
@@ -36,8 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from harness.decide.journal import journal_path  # noqa: E402
-from harness.decide.order import ItemKey, parse_item_key, task_order  # noqa: E402
-from harness.decide.sequential import interval, paired_rounds, replay  # noqa: E402
+from harness.decide.order import ItemKey, item_sequence, parse_item_key, task_order  # noqa: E402
+from harness.decide.sequential import interval, paired_items, replay  # noqa: E402
 from harness.result import CellResult  # noqa: E402
 from harness.result_facts import primary_metric  # noqa: E402
 from harness.store.results import parse  # noqa: E402
@@ -125,13 +127,14 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
             if not tasks:
                 continue
             orders = shuffled(a, b, tasks)
-            d, w = paired_rounds(orders, b, a, relative=True)
+            sequence = item_sequence(orders, 0, sum(len(o) for o in orders.values()))
+            d, w = paired_items(sequence, b, a, relative=True)
             point, flo, fhi, n_all = fixed_n(a, b, tasks)
             sec = per_item_s(r)
             for lim in limits:
                 seq = replay(d, w, ALPHA, lim, batch, len(d), exhausted="population")
                 cs_all = interval(d, w, ALPHA, lim)
-                used = seq.rounds * len(tasks)
+                used = seq.items
                 rows.append(
                     {
                         "folder": folder.name,
@@ -139,14 +142,13 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
                         "label": r.label,
                         "limit": lim,
                         "tasks": len(tasks),
-                        "rounds": len(d),
+                        "sequence": len(d),
                         "items_all": n_all,
                         "drop_all": point,
                         "fixed_n": verdict(flo, fhi, lim),
                         "fixed_ci": (flo, fhi),
                         "cs_all": cs_all.verdict(lim),
                         "sequential": seq.verdict,
-                        "rounds_used": seq.rounds,
                         "items_used": used,
                         "share": used / n_all if n_all else None,
                         "s_all": sec * n_all if sec else None,
@@ -173,13 +175,14 @@ def real_vs_replay(folder: Path) -> list[str]:
             mine[task] = {parse_item_key(k): v for k, v in t.item_scores(metric).items()}
             n_docs = int(t.n_total or 0)
             orders[task] = task_order(task, [(task, n_docs)], dec.seed, t.limit)  # plain tasks (groups: see docs)
-        d, w = paired_rounds(orders, mine, theirs, dec.relative)
+        sequence = item_sequence(orders, dec.seed, dec.max_items)
+        d, w = paired_items(sequence, mine, theirs, dec.relative)
         exhausted = dec.stop if dec.stop not in ("within", "beyond") else "budget"
-        out = replay(d, w, dec.error_rate, dec.limit, dec.batch_items, min(dec.rounds, len(d)), exhausted)
-        same = (out.verdict, out.rounds) == (dec.verdict, dec.rounds)
+        out = replay(d, w, dec.error_rate, dec.limit, dec.batch_items, min(dec.items_used, len(d)), exhausted)
+        same = (out.verdict, out.items) == (dec.verdict, dec.items_used)
         lines.append(
-            f"{'SAME' if same else 'DIFFERENT'}  {r.label} [{cid}]: real {dec.verdict} after {dec.rounds} rounds "
-            f"(stop {dec.stop}); replay {out.verdict} after {out.rounds} rounds"
+            f"{'SAME' if same else 'DIFFERENT'}  {r.label} [{cid}]: real {dec.verdict} after {dec.items_used} items "
+            f"(stop {dec.stop}); replay {out.verdict} after {out.items} items"
         )
     return lines
 
@@ -194,21 +197,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="results folders (DQBENCH_RESULTS of finished runs)")
     ap.add_argument("--limits", nargs="+", type=float, default=[2, 5, 10, 20], help="relative limits in %%")
-    ap.add_argument("--batch", type=int, default=10, help="rounds per look")
+    ap.add_argument("--batch", type=int, default=50, help="items per look")
     ap.add_argument("--real", type=Path, help="a results folder of a sequential run: replay == real")
     a = ap.parse_args()
     print("# bench/sequential.py\n" + host_words())
     rows = bench(a.folders, [x / 100 for x in a.limits], a.batch)
     if rows:
         print(
-            "| folder | cell | limit | rounds | fixed-n (all items) | CS all rounds | sequential | items used | "
+            "| folder | cell | limit | sequence | fixed-n (all items) | CS whole sequence | sequential | items used | "
             "s all -> used |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for x in rows:
             s = f"{x['s_all']:.0f} -> {x['s_used']:.0f}" if x["s_all"] else "?"
             print(
-                f"| {x['folder']} | {x['label']} [{x['cell']}] | {x['limit']:.0%} | {x['rounds']} | {x['fixed_n']} "
+                f"| {x['folder']} | {x['label']} [{x['cell']}] | {x['limit']:.0%} | {x['sequence']} | {x['fixed_n']} "
                 f"(drop {x['drop_all']:+.1%}, CI {x['fixed_ci'][0]:+.1%} to {x['fixed_ci'][1]:+.1%}) | "
                 f"{x['cs_all']} | {x['sequential']} | {x['items_used']}/{x['items_all']} ({x['share']:.0%}) | {s} |"
             )
@@ -224,12 +227,18 @@ def main() -> int:
         print(
             f"\n{len(rows)} (cell, limit) pairs: agreement with the all-items verdict {agree:.1%} "
             f"({agree_dec:.1%} where all items decide, {contradict} contradictions); items used {share:.1%} of all; "
-            + (f"evaluation time implied {sum(u for u, _ in secs) / sum(v for _, v in secs):.1%} of all; " if secs else "")
-            + f"consistency: the confidence sequence over all rounds agrees with the sequential verdict in "
+            + (
+                f"evaluation time implied {sum(u for u, _ in secs) / sum(v for _, v in secs):.1%} of all; "
+                if secs
+                else ""
+            )
+            + f"consistency: the confidence sequence over the whole sequence agrees with the sequential verdict in "
             f"{np.mean([x['sequential'] == x['cs_all'] or x['sequential'] == 'undecided' for x in rows]):.0%}"
         )
         met = agree >= GOAL_AGREE and share <= GOAL_ITEMS
-        print(f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}")
+        print(
+            f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}"
+        )
     if a.real:
         print(f"\n## replay == real ({a.real})")
         for line in real_vs_replay(a.real):

@@ -65,8 +65,8 @@ class FakeExecutor:
                     reference=c.parent_id,
                     verdict=verdict,
                     stop=verdict or "reference",
-                    rounds=20 if ci is None else 10,
-                    scored=3 * (20 if ci is None else 10),
+                    items_used=20 if ci is None else 10,
+                    scored=20 if ci is None else 10,
                     item_s=0.1,
                     lo=lo,
                     hi=hi,
@@ -116,7 +116,7 @@ def test_until_decided_runs_what_can_change_the_answer_and_says_what_it_saved(se
     assert stored.done and stored.perf.levels and stored.quality.decision.stop == "skipped"  # load test kept
     text = "\n".join(s.lines())
     assert "answer: " in text and "evaluation(s) not run" in text and "min saved" in text
-    assert s.full_items == 4 * 20 * 3 and s.items_used < s.full_items
+    assert s.full_items == 4 * 20 and s.items_used < s.full_items
 
 
 def test_the_answer_is_the_full_grids(setup):

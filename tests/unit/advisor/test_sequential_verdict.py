@@ -12,7 +12,7 @@ from advisor.select import recommend
 from tests.unit.advisor.test_select import cell, frame_from, p, q
 
 
-def decided(verdict, lo, hi, point, rounds=40, more=None, stop=None, measure="aggregate", relative=True):
+def decided(verdict, lo, hi, point, items=40, more=None, stop=None, measure="aggregate", relative=True):
     return {
         "decision_measure": measure,
         "decision_relative": relative,
@@ -20,7 +20,7 @@ def decided(verdict, lo, hi, point, rounds=40, more=None, stop=None, measure="ag
         "decision_verdict": verdict,
         "decision_stop": stop or verdict,
         "decision_stop_reason": "why",
-        "decision_rounds": rounds,
+        "decision_items": items,
         "decision_point": point,
         "decision_lo": lo,
         "decision_hi": hi,
@@ -52,9 +52,9 @@ def test_the_stored_sequence_judges_a_sequentially_decided_drop():
     rec = recommend(frame(), c)
     f = rec.frame.set_index("cell_id")
     assert f.loc["a", "verdict"] == "within" and f.loc["a", "drop_hi"] == pytest.approx(0.04)
-    assert "anytime-valid 95% confidence sequence over 40 paired rounds" in f.loc["a", "ci_kind"]
+    assert "anytime-valid 95% confidence sequence over 40 paired items" in f.loc["a", "ci_kind"]
     assert f.loc["b", "verdict"] == "undecided" and int(f.loc["b", "more_items"]) == 300
-    assert "≈300 more rounds would decide it" in f.loc["b", "verdict_reason"]
+    assert "≈300 more items would decide it" in f.loc["b", "verdict_reason"]
     assert f.loc["c", "verdict"] == "undecided" and f.loc["c", "verdict_reason"].startswith("not evaluated: why")
     assert list(rec.ranked["cell_id"]) == ["a", "ref"]  # b and c are not shown to fit
     # a stricter limit is judged from the same sequence: [-3 %, +4 %] is not within 2 %

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.decide.question import decide_problems, measure_tasks, question_lines, round_budget
+from harness.decide.question import decide_problems, item_budget, measure_tasks, question_lines
 from harness.errors import PlanError
 from harness.plan import plan_matrix
 from harness.spec import parse_matrix
@@ -55,12 +55,12 @@ def test_an_aggregate_of_perplexity_tasks_only_is_refused():
     assert "perplexity tasks cannot be a measure" in problem
 
 
-def test_the_budget_is_max_items_or_the_smallest_measured_population():
-    assert round_budget(EVAL, Decide(max_drop="2%", max_items=100)) == (100, "decide.max_items 100")
-    n, why = round_budget(EVAL, Decide(max_drop="2%", max_items=1000))
-    assert n == 300 and why == "arc_easy has 300 documents (limit 300)"
-    lines = question_lines(EVAL, Decide(max_drop="2%", max_items=1000, memory_gib=24))
-    assert "at most 300 rounds = 900 items" in lines[1] and "Waudby-Smith & Ramdas 2024" in lines[0]
+def test_the_budget_is_max_items_or_about_the_smallest_measured_population_times_the_tasks():
+    assert item_budget(EVAL, Decide(max_drop="2%", max_items=100)) == (100, "decide.max_items 100")
+    n, why = item_budget(EVAL, Decide(max_drop="2%", max_items=2000))
+    assert n == 900 and why == "about 3 x 300: arc_easy has 300 documents (limit 300)"
+    lines = question_lines(EVAL, Decide(max_drop="2%", max_items=2000, memory_gib=24))
+    assert "at most 900 items" in lines[1] and "Waudby-Smith & Ramdas 2024" in lines[0]
 
 
 def test_decide_validation_of_its_own_fields():

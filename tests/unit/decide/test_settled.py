@@ -29,7 +29,14 @@ def done(cell, **d):
         seed=0,
         batch_items=10,
         max_items=20,
-        **{"reference": cell.parent_id, "stop": "budget", "verdict": "undecided", "rounds": 20, "lo": 0.0, "hi": 0.1}
+        **{
+            "reference": cell.parent_id,
+            "stop": "budget",
+            "verdict": "undecided",
+            "items_used": 20,
+            "lo": 0.0,
+            "hi": 0.1,
+        }
         | d,
     )
     return CellResult(
@@ -56,17 +63,17 @@ def test_a_decided_cell_stands_and_an_undecided_one_goes_on_when_it_can(base_mat
 
 def test_a_stricter_limit_reopens_only_what_the_stored_interval_no_longer_decides(base_matrix, settings):
     _, strict = cells(base_matrix, settings, max_drop="2%")
-    within = done(strict, verdict="within", stop="within", rounds=10, lo=-0.1, hi=0.04)
+    within = done(strict, verdict="within", stop="within", items_used=10, lo=-0.1, hi=0.04)
     assert "limit changed" in needs_evaluation(strict, within, None)
-    clear = done(strict, verdict="within", stop="within", rounds=10, lo=-0.1, hi=0.01)
+    clear = done(strict, verdict="within", stop="within", items_used=10, lo=-0.1, hi=0.01)
     assert needs_evaluation(strict, clear, None) is None  # [-10 %, +1 %] is within 2 % too
 
 
-def test_the_reference_having_more_rounds_reopens_a_cell_it_cut_short(base_matrix, settings):
+def test_the_reference_having_more_items_reopens_a_cell_it_cut_short(base_matrix, settings):
     _, child = cells(base_matrix, settings)
-    short = done(child, stop="reference_exhausted", rounds=10)
+    short = done(child, stop="reference_exhausted", items_used=10)
     assert needs_evaluation(child, short, 10) is None
-    assert "now has 20 rounds" in needs_evaluation(child, short, 20)
+    assert "now has 20 items" in needs_evaluation(child, short, 20)
 
 
 def test_a_changed_question_or_a_skipped_or_plain_evaluation_reopens_it(base_matrix, settings):
