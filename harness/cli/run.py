@@ -93,7 +93,8 @@ def run(
         todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
         prepare_hub_models(hub_models(todo), settings, None if quiet else say)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
-        outcome = runner.run(p, force=force, only=set(cell) if cell else None, until_decided=until_decided)
+        extra = {"until_decided": True} if until_decided else {}
+        outcome = runner.run(p, force=force, only=set(cell) if cell else None, **extra)
     except DQError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -102,8 +103,9 @@ def run(
     counts: dict[str, int] = {}
     for s in outcome.values():
         counts[s] = counts.get(s, 0) + 1
-    if runner.summary is not None:  # --until-decided: the answer and what it saved
-        for line in runner.summary.lines():
+    summary = getattr(runner, "summary", None)
+    if summary is not None:  # --until-decided: the answer and what it saved
+        for line in summary.lines():
             out.print(line, highlight=False, markup=False, soft_wrap=True)
     err.print(
         f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
