@@ -13,8 +13,8 @@ task's primary per-item metric, the advisor's default):
   a task runs out) through harness/decide/sequential.replay, looking every `--batch` items and stopping at the
   first decided look.
 Agreement: both verdicts equal (within / beyond / undecided). Items used: the items the sequential verdict used
-over every item both scored. Wall time implied: items x the cell's per-item evaluate time (its evaluate step's
-wall time over the items it scored, lm-eval's set-up included, so an upper bound per item).
+over every item both scored. Wall time implied: items x the cell's per-item time (a sequential run's lm-eval time
+per scored item; a fixed-n cell's evaluate step's wall time over its items, set-up included: an upper bound).
 
 With `--real` (the default run's folder, a matrix with `decide:`): each stored sequential decision is replayed from
 its stored items and its reference's item journal in the worker's own order, and must come out the same (verdict
@@ -107,7 +107,27 @@ def shuffled(ref: dict, cell: dict, tasks: list[str], seed: int = 0) -> dict[str
     return out
 
 
+def worker_sequence(r: CellResult, tasks: list[str]) -> list | None:
+    """The item sequence the evaluate worker drew for a sequentially evaluated cell (plain tasks: their size and
+    limit are in the result), or None (a fixed-n cell, or a group whose subtask sizes the result lacks)."""
+    dec = r.quality.decision if r.quality else None
+    if dec is None or set(dec.tasks) != set(tasks):
+        return None
+    orders = {}
+    for task in tasks:
+        t = r.quality.tasks[task]
+        if t.subtasks or not t.n_total:
+            return None
+        orders[task] = task_order(task, [(task, int(t.n_total))], dec.seed, t.limit)
+    return item_sequence(orders, dec.seed, dec.max_items)
+
+
 def per_item_s(r: CellResult) -> float | None:
+    """Seconds per item: a sequential run's measured lm-eval time per scored item, else the evaluate step's wall
+    time over the items it scored (lm-eval's set-up included: an upper bound)."""
+    dec = r.quality.decision if r.quality else None
+    if dec is not None and dec.item_s:
+        return dec.item_s
     items = sum(t.n or 0 for t in (r.quality.tasks.values() if r.quality else []))
     wall = r.timings.get("evaluate")
     return wall / items if wall and items else None
@@ -126,8 +146,10 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
             tasks = sorted(set(a) & set(b))
             if not tasks:
                 continue
-            orders = shuffled(a, b, tasks)
-            sequence = item_sequence(orders, 0, sum(len(o) for o in orders.values()))
+            sequence = worker_sequence(r, tasks)  # a sequential run's own order, else the items both scored shuffled
+            if sequence is None:
+                orders = shuffled(a, b, tasks)
+                sequence = item_sequence(orders, 0, sum(len(o) for o in orders.values()))
             d, w = paired_items(sequence, b, a, relative=True)
             point, flo, fhi, n_all = fixed_n(a, b, tasks)
             sec = per_item_s(r)
