@@ -8,11 +8,11 @@ reference's are the same folder of the reference cell on this host (harness/deci
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.decide.priority import cannot_beat, objective_value
 from harness.decide.question import METHOD, SequentialSpec, item_budget, measure_name, measure_tasks, reference_of
-from harness.result import CellResult, Decision, Memory, Perf, Quality
+from harness.result import CellResult, Decision, Memory, Quality
 
 if TYPE_CHECKING:
     from harness.cell.context import CellRun
@@ -51,10 +51,10 @@ def skip_reason(run: CellRun) -> str | None:
     bar = getattr(run.cell, "must_beat", None)
     if bar is None or getattr(run.cell, "decide", None) is None:
         return None
-    perf = run.blocks.get("perf")
-    probe = CellResult.model_construct(perf=Perf.model_validate(perf) if perf is not None else None, memory=None)
-    if bar.objective == "memory":
-        mem = Memory.model_validate(run.memory.block()) if run.memory is not None else None
+    probe = CellResult.model_construct(perf=run.perf, memory=None)
+    if bar.objective == "memory":  # the peak sampled so far (the load test's)
+        sampler = getattr(run, "memory_sampler", None)
+        mem = Memory.model_validate(sampler.block()) if sampler is not None else getattr(run, "memory", None)
         probe = CellResult.model_construct(perf=None, memory=mem)
     value = objective_value(probe, bar.objective)
     if not cannot_beat(value, bar):
@@ -89,7 +89,7 @@ def skipped_quality(run: CellRun, reason: str) -> Quality:
     )
 
 
-def is_skipped(quality: Quality | dict | None) -> bool:
+def is_skipped(quality: Quality | dict[str, Any] | None) -> bool:
     """Whether a quality block (or its JSON) is a skipped evaluation's."""
     if quality is None:
         return False

@@ -14,35 +14,30 @@ from __future__ import annotations
 from harness.cell.context import CellRun, Step
 from harness.cell.steps import STEPS, serve
 from harness.evaluate.reference import item_flips
-from harness.result import CellResult, Quality
+from harness.result import CellResult
 from harness.store.results import ResultStore
 
-CARRIED = ("perf", "memory", "serve", "model", "distill")  # the stored blocks a resumed evaluation keeps
+CARRIED = ("perf", "memory", "serve", "shift")  # the stored blocks a resumed evaluation keeps
 
 
 def serve_again(run: CellRun) -> None:
     """The server for the evaluation; the stored serve block (the server the load test measured) and memory
     stand, so this server's memory is not sampled into the result."""
-    stored = dict(run.blocks)
+    kept, memory = run.serve, run.memory
     serve(run)
-    run.memory = None  # the sampler stops with the attempt; its figures are not this result's
-    for k in ("serve", "memory"):
-        if stored.get(k) is not None:
-            run.blocks[k] = stored[k]
+    run.memory_sampler = None  # it stops with the attempt; its figures are not this result's
+    run.serve, run.memory = kept or run.serve, memory
 
 
 def reshift(run: CellRun) -> None:
     """The stored shift block, with its flips against the parent recomputed from the cell's new items."""
-    stored = run.blocks.get("shift")
     spec = run.cell.evaluation.shift
-    quality = run.blocks.get("quality")
-    if not stored or spec is None or quality is None or run.cell.parent_id is None:
+    if not run.shift or spec is None or run.quality is None or run.cell.parent_id is None:
         return
     parent = ResultStore(run.settings.results_dir).read(run.cell.parent_id, run.paths.measured.name)
     if parent is None or parent.quality is None:
         return
-    mine = quality if isinstance(quality, Quality) else Quality.model_validate(quality)
-    run.blocks["shift"] = {**stored, "flips": item_flips(parent.quality, mine, spec.bootstrap_iters)}
+    run.shift = {**run.shift, "flips": item_flips(parent.quality, run.quality, spec.bootstrap_iters)}
 
 
 def resume_steps(run: CellRun, stored: CellResult | None) -> list[Step]:
@@ -50,10 +45,8 @@ def resume_steps(run: CellRun, stored: CellResult | None) -> list[Step]:
     if stored is None or not stored.done:
         run.warnings.append("asked to re-run the evaluation only, but no done result is stored here: ran every step")
         return STEPS
-    doc = stored.model_dump(mode="json")
-    for k in (*CARRIED, "shift"):
-        if doc.get(k) is not None:
-            run.blocks[k] = doc[k]
+    for k in CARRIED:
+        setattr(run, k, getattr(stored, k))
     run.timings.update(stored.timings)
     run.warnings.append(
         f"evaluation re-run over the result of {stored.finished_at}: its perf, memory and serve blocks are "

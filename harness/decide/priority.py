@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from harness.decide.question import reference_of
 from harness.plan.cell import CellPlan, MustBeat
-from harness.result import CellResult
+from harness.result import CellResult, Level, Perf
 from harness.spec.decide import Decide
 
 HIGHER_IS_BETTER = {"throughput": True, "latency": False, "memory": False, "quality": False}
@@ -98,7 +98,7 @@ def run_order(cells: Iterable[CellPlan], decide: Decide) -> tuple[list[CellPlan]
     return [*refs, *rest], out
 
 
-def level_for(perf: Any, concurrency: float = 1.0) -> Any | None:
+def level_for(perf: Perf | None, concurrency: float = 1.0) -> Level | None:
     """The load level the advisor reads at `concurrency`: the closest at or below it, else the lowest above."""
     levels = [lv for lv in (perf.levels if perf is not None else []) if lv.profile in ("synchronous", "concurrency")]
     if not levels:

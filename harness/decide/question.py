@@ -10,12 +10,17 @@ measure. Pure: the plan, the cell's evaluate step and the advisor read it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.result import is_item_metric
 from harness.result_facts import primary_metric
 from harness.spec.decide import Decide, TaskMeasure
 from harness.spec.evaluation import LMEvalSpec
+
+if TYPE_CHECKING:
+    from harness.plan.cell import CellPlan
 
 METHOD = (
     "anytime-valid confidence sequence (hedged betting, Waudby-Smith & Ramdas 2024, JRSS-B 86(1); "
@@ -137,7 +142,7 @@ class SequentialSpec(BaseModel):
     task_hashes: dict[str, str] = Field(default_factory=dict)
 
 
-def reference_of(cell) -> str | None:
+def reference_of(cell: CellPlan) -> str | None:
     """The cell a drop is measured against: the lineage's root (harness/plan/lineage.py), which the plan
     knows as the teacher of a student cell and the parent of any other; None for the reference itself."""
     return cell.teacher_id or cell.parent_id
@@ -163,7 +168,7 @@ def question_lines(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
     return lines
 
 
-def cell_budget(cell, decide: Decide) -> str:
+def cell_budget(cell: CellPlan, decide: Decide) -> str:
     """One cell's part of the question, for the plan table."""
     budget, _ = item_budget(cell.evaluation, decide)
     ref = reference_of(cell)

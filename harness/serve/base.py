@@ -30,7 +30,7 @@ from harness.proc import child_env, kill_group, spawn, tail
 from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
+    from harness.result import Artefact
 
 HOST = "127.0.0.1"
 

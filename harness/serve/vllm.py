@@ -12,8 +12,8 @@ import json
 import re
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.errors import StageError
+from harness.result import Artefact
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 
@@ -70,7 +70,7 @@ class VLLMServer(EngineServer):
             "--gpu-memory-utilization",
             str(s.gpu_memory_utilization),
             "--dtype",
-            artefact.dtype,
+            artefact.dtype or "auto",  # every compressor names one
             "--disable-uvicorn-access-log",
         ]
         if s.enforce_eager:
@@ -115,7 +115,7 @@ class VLLMServer(EngineServer):
         if served.get("id") != handle.model_name:
             problems.append(f"served model {served.get('id')!r} != {handle.model_name!r}")
         want_dtype = artefact.dtype
-        if cfg.get("dtype") and want_dtype not in cfg["dtype"]:
+        if cfg.get("dtype") and want_dtype and want_dtype not in cfg["dtype"]:
             problems.append(f"dtype {cfg['dtype']} != planned {want_dtype}")
         q = cfg.get("quantization")
         q = None if q in (None, "None") else q

@@ -43,7 +43,7 @@ class FakeExecutor:
         perf = Perf(
             levels=[Level(profile="synchronous", level=1, requests=3, completed=3, failed=0, output_tok_s=tok_s)]
         )
-        run = SimpleNamespace(cell=c, blocks={"perf": perf.model_dump(mode="json")}, memory=None)
+        run = SimpleNamespace(cell=c, perf=perf, memory=None, memory_sampler=None)
         skip = skip_reason(run)
         if skip:
             quality = skipped_quality(run, skip)
