@@ -49,14 +49,14 @@ def result(cell, tok_s, verdict=None, lo=None, hi=None):
 
 
 def test_cells_over_memory_never_run_but_a_reference_they_need_does(base_matrix, settings):
-    p = plan(base_matrix, settings, memory_gib=3.2)  # the bf16 reference plans 3.25 GiB, its int cells less
+    p = plan(base_matrix, settings, memory_gib=3.6)  # the bf16 reference plans 3.65 GiB, its int cells less
     ref = next(c for c in p.cells if c.parent_id is None)
     assert exclusion(ref, p.cells[0].decide) is not None
     runnable = [c for c in p.cells if c.status != "infeasible"]
     order, never = run_order(runnable, p.cells[0].decide)
     assert order[0] is ref and ref.cell_id not in never  # its cells are measured against its items
     assert winner(runnable, {ref.cell_id: result(ref, 100.0)}, p.cells[0].decide) is None  # it cannot be the answer
-    p = plan(base_matrix, settings, memory_gib=1.0)
+    p = plan(base_matrix, settings, memory_gib=0.1)  # nothing fits: not even the reference runs
     order, never = run_order([c for c in p.cells if c.status != "infeasible"], p.cells[0].decide)
     assert ref.cell_id not in [c.cell_id for c in order] and len(never) == len(order) + len(never)
 
