@@ -43,6 +43,7 @@ def _recommend_parser() -> argparse.ArgumentParser:
         "'1.5pt' absolute (percentage points for accuracies)",
     )
     ap.add_argument("--task", help="quality task (default: the avg_acc aggregate)")
+    ap.add_argument("--tasks", help="the avg_acc aggregate over these tasks only, comma-separated")
     ap.add_argument("--metric", help="quality metric of --task, e.g. acc")
     ap.add_argument("--context-len", default="4096", help="tokens per sequence the KV cache must hold")
     ap.add_argument("--concurrency", default="1", help="sequences served at once (KV cache, throughput level)")
@@ -214,7 +215,7 @@ def _matrix_defaults(a: argparse.Namespace, argv: list[str]) -> None:
     from advisor.constraints import AdvisorInputError
     from harness.errors import DQError
     from harness.spec import load_matrix
-    from harness.spec.decide import TaskMeasure
+    from harness.spec.decide import TaskMeasure, TasksMeasure
 
     try:
         m = load_matrix(Path(a.matrix))
@@ -233,6 +234,8 @@ def _matrix_defaults(a: argparse.Namespace, argv: list[str]) -> None:
         a.vram = str(d.memory_gib)
     if "--objective" not in given:
         a.objective = d.objective
+    if "--tasks" not in given and "--task" not in given and isinstance(d.measure, TasksMeasure):
+        a.tasks = ",".join(d.measure.tasks)
     if "--task" not in given and isinstance(d.measure, TaskMeasure):
         from harness.result_facts import primary_metric
 
@@ -273,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
             task=a.task,
             metric=a.metric,
+            tasks=tuple(sorted(t.strip() for t in a.tasks.split(",") if t.strip())) if a.tasks else None,
             context_len=parse_count("--context-len", a.context_len),
             concurrency=parse_count("--concurrency", a.concurrency),
             min_tok_s=parse_positive("--min-tok-s", a.min_tok_s),
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             c.model,
             host=None if scope["host"] == "all" else scope["host"],
             slo=c.slo,
+            tasks=c.tasks,
         )
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)

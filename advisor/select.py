@@ -160,7 +160,7 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
     # a drop decided sequentially (the matrix's `decide:`) carries its anytime-valid confidence sequence, which
     # stays valid after its data-dependent stop where a fixed-n interval would not (harness/decide/confseq.py)
     relative = c.max_drop is None or c.max_drop.relative
-    seq = sequential_rows(f, c.task, c.metric, relative) & ~is_ref
+    seq = sequential_rows(f, c.task, c.metric, relative, c.tasks) & ~is_ref
     f = sequential_drops(f, seq, relative)
     f["drop_used"] = f["drop_hi"] if c.conservative else f["drop"]
     f = drop_verdicts(f, c.max_drop.value if c.max_drop is not None else None)
@@ -169,6 +169,8 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
     measure = (
         f"{c.task}/{c.metric}"
         if c.task
+        else f"avg_acc over {', '.join(c.tasks)} (each task's primary accuracy, tasks both cells were scored on)"
+        if c.tasks
         else "avg_acc (mean of ARC-Easy acc, HellaSwag acc_norm, LAMBADA acc over tasks both cells were scored on)"
     )
     return f, measure

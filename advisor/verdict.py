@@ -179,12 +179,15 @@ def verdict_words(row: dict, decide: str | None = None) -> str:
     return text
 
 
-def sequential_rows(f: pd.DataFrame, task: str | None, metric: str | None, relative: bool) -> pd.Series:
+def sequential_rows(
+    f: pd.DataFrame, task: str | None, metric: str | None, relative: bool, tasks: tuple[str, ...] | None = None
+) -> pd.Series:
     """Rows whose drop on the asked measure was decided sequentially (harness/result.Decision in the index's
-    `decision_*` columns): the same measure (`aggregate`, or `<task>/<metric>`) in the same units."""
+    `decision_*` columns): the same measure (`aggregate`, `aggregate:<tasks>`, or `<task>/<metric>`, as
+    harness/decide/question.measure_name names them) in the same units."""
     if "decision_measure" not in f:
         return pd.Series(False, index=f.index)
-    want = "aggregate" if task is None else f"{task}/{metric}"
+    want = f"{task}/{metric}" if task is not None else "aggregate:" + ",".join(sorted(tasks)) if tasks else "aggregate"
     if "decision_relative" not in f:
         return pd.Series(False, index=f.index)
     rel = f["decision_relative"].astype("boolean").fillna(not relative)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.result import is_item_metric
 from harness.result_facts import primary_metric
-from harness.spec.decide import Decide, TaskMeasure
+from harness.spec.decide import Decide, TaskMeasure, TasksMeasure
 from harness.spec.evaluation import LMEvalSpec
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ METHOD = (
 def measure_name(decide: Decide) -> str:
     """`aggregate`, or `<task>/<metric>` with the task's primary metric filled in (as the advisor names it)."""
     m = decide.measure
+    if isinstance(m, TasksMeasure):
+        return "aggregate:" + ",".join(m.tasks)  # the advisor's `--tasks` names it the same way
     if not isinstance(m, TaskMeasure):
         return "aggregate"
     return f"{m.task}/{m.metric or primary_metric(m.task) or 'primary'}"
@@ -45,7 +47,9 @@ def measure_tasks(evaluation: LMEvalSpec, decide: Decide) -> dict[str, str]:
         metric = m.metric or primary_metric(m.task)
         return {m.task: metric} if m.task in names and metric and is_item_metric(metric) else {}
     out = {}
-    for name in names:
+    for name in m.tasks if isinstance(m, TasksMeasure) else names:
+        if name not in names:
+            continue
         metric = primary_metric(name)
         if metric is not None and is_item_metric(metric):
             out[name] = metric
@@ -93,6 +97,20 @@ def decide_problems(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
         if known is not None and metric not in known:
             return [f"decide.measure.metric: {m.task!r} reports no {metric!r} (it reports {', '.join(sorted(known))})"]
         return []
+    if isinstance(m, TasksMeasure):
+        out = []
+        for t in m.tasks:
+            if t not in names:
+                out.append(
+                    f"decide.measure.tasks: {t!r} is not one of evaluation.tasks ({', '.join(names)}); name only "
+                    f"tasks the evaluation scores"
+                )
+            elif t not in measure_tasks(evaluation, decide):
+                out.append(
+                    f"decide.measure.tasks: {t!r} has no per-item 0/1 primary metric (a perplexity task scores a "
+                    f"corpus, not items that can be paired); leave it out of the measure"
+                )
+        return out
     if not measure_tasks(evaluation, decide):
         return [
             "decide.measure: aggregate, but no task of evaluation.tasks has a per-item 0/1 primary metric "

@@ -24,12 +24,27 @@ class TaskMeasure(Strict):
     metric: str | None = None
 
 
+class TasksMeasure(Strict):
+    """The aggregate over some of the evaluation's tasks: the mean of each one's primary per-item metric."""
+
+    tasks: list[str] = Field(min_length=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({t for t in v if v.count(t) > 1})
+        if dup:
+            raise ValueError(f"duplicate tasks {dup}")
+        return sorted(v)
+
+
 class Decide(Strict):
     # `2%` of the reference's score or `1.5pt` absolute accuracy points, as the advisor's --max-drop
     max_drop: str
     # `aggregate`: the mean over the evaluation's tasks that have per-item 0/1 scores of each one's primary
-    # metric (the advisor's default measure, `avg_acc`); or one task's metric
-    measure: Literal["aggregate"] | TaskMeasure = "aggregate"
+    # metric (the advisor's default measure, `avg_acc`); `{tasks: [...]}`: that mean over the tasks named (the
+    # advisor's `--tasks`); or one task's metric `{task, metric}`
+    measure: Literal["aggregate"] | TasksMeasure | TaskMeasure = "aggregate"
     # the chance that a verdict is wrong, over every look the sequential evaluation takes (anytime-valid)
     error_rate: float = Field(default=0.05, gt=0, le=0.2)
     # the most items scored per cell on the measure (each from a measured task drawn at random); a task's
