@@ -62,6 +62,28 @@ def test_the_stored_sequence_judges_a_sequentially_decided_drop():
     assert rec2.frame.set_index("cell_id").loc["a", "verdict"] == "undecided"
 
 
+def test_an_aggregate_over_named_tasks_matches_its_decision():
+    cells = [
+        cell("ref", tok=10.0, **decided(None, None, None, None, stop="reference")),
+        cell(
+            "a",
+            prec="int8",
+            method="w8a8",
+            parent="ref",
+            tok=30.0,
+            **decided("within", -0.03, 0.04, 0.0, measure="aggregate:t1,t2"),
+        ),
+    ]
+    quality = [q("ref", 0.5, task="t1"), q("a", 0.5, task="t1"), q("ref", 0.4, task="t2"), q("a", 0.4, task="t2")]
+    f = frame_from(cells, quality, [p(c["cell_id"], 1, c["output_tok_s"]) for c in cells])
+    c = Constraints(max_drop=parse_max_drop("5%"), device="gpu", tasks=("t1", "t2"))
+    rec = recommend(f, c)
+    assert "confidence sequence" in rec.frame.set_index("cell_id").loc["a", "ci_kind"]
+    assert rec.measure.startswith("avg_acc over t1, t2")
+    plain = recommend(f, Constraints(max_drop=parse_max_drop("5%"), device="gpu"))
+    assert "confidence sequence" not in str(plain.frame.set_index("cell_id").loc["a", "ci_kind"])
+
+
 def test_another_measure_or_unit_keeps_the_fixed_n_interval():
     rec = recommend(frame(), Constraints(max_drop=parse_max_drop("1pt"), device="gpu"))
     f = rec.frame.set_index("cell_id")
@@ -79,6 +101,7 @@ def test_advisor_matrix_takes_the_decide_block_as_defaults(tmp_path, capsys):
     a = _recommend_parser().parse_args(argv)
     _matrix_defaults(a, argv)
     assert (a.max_drop, a.vram, a.objective, a.device, a.task) == ("5%", "24.0", "latency", "cpu", None)
+    assert a.tasks == "arc_easy,hellaswag,lambada_openai"  # the default's measure
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m.pop("decide")
     path = tmp_path / "m.yaml"

@@ -49,6 +49,21 @@ def test_an_unanswerable_measure_is_one_clear_error(measure, says):
     assert len(problems) == 1 and says in problems[0] and problems[0].startswith("decide.measure")
 
 
+def test_an_aggregate_over_named_tasks():
+    d = Decide(max_drop="5%", measure={"tasks": ["mmlu", "arc_easy"]})
+    assert measure_tasks(EVAL, d) == {"arc_easy": "acc_norm", "mmlu": "acc"} and decide_problems(EVAL, d) == []
+    from harness.decide.question import measure_name
+
+    assert measure_name(d) == "aggregate:arc_easy,mmlu"  # as the advisor's --tasks names it
+    bad = Decide(max_drop="5%", measure={"tasks": ["arc_easy", "dq_pydoc_ppl", "hellaswag"]})
+    problems = decide_problems(EVAL, bad)
+    assert (
+        len(problems) == 2 and "'dq_pydoc_ppl' has no per-item" in problems[0] and "'hellaswag' is not" in problems[1]
+    )
+    with pytest.raises(ValueError, match="duplicate tasks"):
+        Decide(max_drop="5%", measure={"tasks": ["arc_easy", "arc_easy"]})
+
+
 def test_an_aggregate_of_perplexity_tasks_only_is_refused():
     only_ppl = LMEvalSpec.model_validate({"tasks": [{"name": "dq_pydoc_ppl", "limit": 1}]})
     (problem,) = decide_problems(only_ppl, Decide(max_drop="2%"))
