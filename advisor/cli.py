@@ -43,6 +43,7 @@ def _recommend_parser() -> argparse.ArgumentParser:
         "'1.5pt' absolute (percentage points for accuracies)",
     )
     ap.add_argument("--task", help="quality task (default: the avg_acc aggregate)")
+    ap.add_argument("--tasks", help="the avg_acc aggregate over these tasks only, comma-separated")
     ap.add_argument("--metric", help="quality metric of --task, e.g. acc")
     ap.add_argument("--context-len", default="4096", help="tokens per sequence the KV cache must hold")
     ap.add_argument("--concurrency", default="1", help="sequences served at once (KV cache, throughput level)")
@@ -75,6 +76,11 @@ def _recommend_parser() -> argparse.ArgumentParser:
         "--host", help="whose results: a host id, or 'all' (default: this host's; `harness doctor` names it)"
     )
     ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
+    ap.add_argument(
+        "--matrix",
+        help="a matrix file whose `decide:` block gives the defaults of --max-drop, --vram, --objective, "
+        "--task/--metric (its measure) and --device (its hardware.device); flags given override them",
+    )
     ap.add_argument("--top", default="5", help="how many recommendations to list")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument(
@@ -203,6 +209,41 @@ def _report(argv: list[str]) -> int:
     return 0
 
 
+def _matrix_defaults(a: argparse.Namespace, argv: list[str]) -> None:
+    """Fill the flags the user did not give from the matrix's `decide:` block (the question its run answered),
+    so the advisor and `harness run` read one definition."""
+    from advisor.constraints import AdvisorInputError
+    from harness.errors import DQError
+    from harness.spec import load_matrix
+    from harness.spec.decide import TaskMeasure, TasksMeasure
+
+    try:
+        m = load_matrix(Path(a.matrix))
+    except (DQError, OSError) as exc:
+        raise AdvisorInputError(f"--matrix {a.matrix}: {exc}") from None
+    d = m.decide
+    if d is None:
+        raise AdvisorInputError(
+            f"--matrix {a.matrix}: the matrix has no `decide:` block to take defaults from; give --max-drop "
+            f"(and --vram) yourself or add one (docs/matrix.md, `decide`)"
+        )
+    given = {x.split("=", 1)[0] for x in argv if x.startswith("--")}
+    if "--max-drop" not in given:
+        a.max_drop = d.max_drop
+    if "--vram" not in given and d.memory_gib is not None:
+        a.vram = str(d.memory_gib)
+    if "--objective" not in given:
+        a.objective = d.objective
+    if "--tasks" not in given and "--task" not in given and isinstance(d.measure, TasksMeasure):
+        a.tasks = ",".join(d.measure.tasks)
+    if "--task" not in given and isinstance(d.measure, TaskMeasure):
+        from harness.result_facts import primary_metric
+
+        a.task, a.metric = d.measure.task, d.measure.metric or primary_metric(d.measure.task)
+    if "--device" not in given and m.hardware.device != "auto":
+        a.device = "gpu" if m.hardware.device == "cuda" else "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "estimate":
@@ -228,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
 
     a = _recommend_parser().parse_args(argv)
     try:
+        if a.matrix:
+            _matrix_defaults(a, argv)
         c = Constraints(
             vram_gib=parse_positive("--vram", a.vram),
             max_drop=parse_max_drop(a.max_drop) if a.max_drop else None,
             task=a.task,
             metric=a.metric,
+            tasks=tuple(sorted(t.strip() for t in a.tasks.split(",") if t.strip())) if a.tasks else None,
             context_len=parse_count("--context-len", a.context_len),
             concurrency=parse_count("--concurrency", a.concurrency),
             min_tok_s=parse_positive("--min-tok-s", a.min_tok_s),
@@ -269,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             c.model,
             host=None if scope["host"] == "all" else scope["host"],
             slo=c.slo,
+            tasks=c.tasks,
         )
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -106,6 +106,7 @@ class Constraints:
     max_drop: MaxDrop | None = None
     task: str | None = None  # None: the default aggregate (see query.AGGREGATE)
     metric: str | None = None
+    tasks: tuple[str, ...] | None = None  # the aggregate over these tasks only (`--tasks`); None: every task
     context_len: int = 4096
     concurrency: int = 1
     min_tok_s: float | None = None
@@ -141,6 +142,8 @@ class Constraints:
                 "--task and --metric go together (e.g. --task dq_arc_easy --metric acc); "
                 "leave both out for the default aggregate"
             )
+        if self.tasks and self.task is not None:
+            raise AdvisorInputError("--tasks (an aggregate over some tasks) and --task (one task) exclude each other")
         if self.top < 1:
             raise AdvisorInputError(f"--top {self.top}: must be at least 1")
         if self.decide not in DECIDE:

@@ -184,9 +184,16 @@ def load_frame(
     model: str | None = None,
     host: str | None = None,
     slo: AskedSLO | None = None,
+    tasks: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """The frame for `recommend`; `host` keeps one host's rows (None: every host's)."""
+    """The frame for `recommend`; `host` keeps one host's rows (None: every host's); `tasks` keeps the default
+    aggregate to those tasks (`--tasks`, a matrix's `decide.measure.tasks`)."""
     cells, quality, perf = read_tables(db_path)
+    if tasks:
+        missing = sorted(set(tasks) - set(quality["task"]))
+        if missing:
+            raise NoResultsError(f"--tasks: {', '.join(missing)} not measured in these results")
+        quality = quality[quality["task"].isin(tasks)]
     if host is not None:
         known = hosts_in(cells)
         if host not in known:

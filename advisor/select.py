@@ -15,7 +15,7 @@ import pandas as pd
 
 from advisor.constraints import Constraints
 from advisor.query import higher_is_better
-from advisor.verdict import counts_as_fit, drop_verdicts
+from advisor.verdict import counts_as_fit, drop_verdicts, sequential_drops, sequential_rows, sequential_verdicts
 from harness.plan.lineage import parent_is_reference, reference_ids
 from harness.serving_memory import (
     GiB,
@@ -157,11 +157,20 @@ def add_quality(f: pd.DataFrame, c: Constraints) -> tuple[pd.DataFrame, str]:
         f.loc[paired, "drop_lo"] = (f["paired_drop_ci_lo"] * unit)[paired]
         f.loc[paired, "drop_hi"] = (f["paired_drop_ci_hi"] * unit)[paired]
         f.loc[paired, "ci_kind"] = "paired bootstrap over the same items"
+    # a drop decided sequentially (the matrix's `decide:`) carries its anytime-valid confidence sequence, which
+    # stays valid after its data-dependent stop where a fixed-n interval would not (harness/decide/confseq.py)
+    relative = c.max_drop is None or c.max_drop.relative
+    seq = sequential_rows(f, c.task, c.metric, relative, c.tasks) & ~is_ref
+    f = sequential_drops(f, seq, relative)
     f["drop_used"] = f["drop_hi"] if c.conservative else f["drop"]
     f = drop_verdicts(f, c.max_drop.value if c.max_drop is not None else None)
+    if c.max_drop is not None:
+        f = sequential_verdicts(f, seq)
     measure = (
         f"{c.task}/{c.metric}"
         if c.task
+        else f"avg_acc over {', '.join(c.tasks)} (each task's primary accuracy, tasks both cells were scored on)"
+        if c.tasks
         else "avg_acc (mean of ARC-Easy acc, HellaSwag acc_norm, LAMBADA acc over tasks both cells were scored on)"
     )
     return f, measure

@@ -177,3 +177,58 @@ def verdict_words(row: dict, decide: str | None = None) -> str:
         if point is not None and lim is not None and point <= lim + EPS:
             text += "; ranked on its point estimate (--decide point), not shown to fit"
     return text
+
+
+def sequential_rows(
+    f: pd.DataFrame, task: str | None, metric: str | None, relative: bool, tasks: tuple[str, ...] | None = None
+) -> pd.Series:
+    """Rows whose drop on the asked measure was decided sequentially (harness/result.Decision in the index's
+    `decision_*` columns): the same measure (`aggregate`, `aggregate:<tasks>`, or `<task>/<metric>`, as
+    harness/decide/question.measure_name names them) in the same units."""
+    if "decision_measure" not in f:
+        return pd.Series(False, index=f.index)
+    want = f"{task}/{metric}" if task is not None else "aggregate:" + ",".join(sorted(tasks)) if tasks else "aggregate"
+    if "decision_relative" not in f:
+        return pd.Series(False, index=f.index)
+    rel = f["decision_relative"].astype("boolean").fillna(not relative)
+    return (f["decision_measure"].eq(want) & rel.eq(relative) & f["decision_lo"].notna()).fillna(False).astype(bool)
+
+
+def sequential_drops(f: pd.DataFrame, seq: pd.Series, relative: bool) -> pd.DataFrame:
+    """Replace the drop and its interval of `seq` rows with the stored anytime-valid confidence sequence (in the
+    advisor's units: a fraction when relative, points when absolute), valid whatever limit it is compared with."""
+    if not seq.any():
+        return f
+    unit = 1.0 if relative else 100.0
+    for col, src in (("drop", "decision_point"), ("drop_lo", "decision_lo"), ("drop_hi", "decision_hi")):
+        f.loc[seq, col] = (f[src].astype(float) * unit)[seq]
+    err = f["decision_error_rate"].astype(float)
+    items = f["decision_items"]
+    f.loc[seq, "ci_kind"] = [
+        f"anytime-valid {1 - e:.0%} confidence sequence over {int(n)} paired items (sequential evaluation)"
+        for e, n in zip(err[seq], items[seq], strict=True)
+    ]
+    return f
+
+
+def sequential_verdicts(f: pd.DataFrame, seq: pd.Series) -> pd.DataFrame:
+    """The verdict words of sequentially decided rows: an undecided one gives the items its stored projection
+    says would decide it (not the fixed-n 1/√n formula); a cell `--until-decided` did not evaluate says so."""
+    if "decision_stop" in f:
+        skipped = f["decision_stop"].eq("skipped").fillna(False).astype(bool) & f["verdict"].eq("undecided")
+        f.loc[skipped, "verdict_reason"] = ("not evaluated: " + f["decision_stop_reason"].astype(str))[skipped]
+    und = seq & f["verdict"].eq("undecided")
+    if not und.any():
+        return f
+    reasons, more = [], []
+    for _, r in f[und].iterrows():
+        m = _num(r.get("decision_more_items"))
+        text = f"the anytime-valid confidence sequence straddles the limit after {int(r['decision_items'])} items"
+        if m is not None:
+            text += f"; ≈{int(m):,} more items would decide it (an estimate: the items resampled)"
+        stop = r.get("decision_stop_reason")
+        reasons.append(text + (f" ({stop})" if isinstance(stop, str) and stop else ""))
+        more.append(pd.NA if m is None else int(m))
+    f.loc[und, "verdict_reason"] = reasons
+    f.loc[und, "more_items"] = pd.array(more, dtype="Int64")
+    return f

@@ -272,10 +272,61 @@ class TaskScore(Block):
         return sorted({m for i in self.items for m in i.scores})
 
 
+class DecisionLook(BaseModel):
+    """One look of a sequential evaluation: the confidence sequence after `items` paired items."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: int
+    point: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+
+
+class Decision(Block):
+    """The sequential evaluation's answer to the matrix's `decide:` question (harness/decide/): the drop of the
+    measure against the reference as an anytime-valid confidence sequence over paired items, the verdict
+    against the limit, how many items it used, its looks and why it stopped. Drops are in the limit's units:
+    a fraction of the reference's score (relative) or of one accuracy unit (absolute)."""
+
+    method: str
+    measure: str  # "aggregate" or "<task>/<metric>"
+    tasks: dict[str, str] = Field(default_factory=dict)  # measured task -> its per-item metric
+    max_drop: str  # as the matrix writes it ("5%", "1.5pt")
+    relative: bool
+    limit: float
+    error_rate: float
+    seed: int
+    batch_items: int
+    max_items: int  # the item budget this run had
+    reference: str | None = None  # the reference cell; None: this cell is the reference
+    verdict: Literal["within", "beyond", "undecided"] | None = None  # None: the reference itself, or skipped
+    stop: str  # harness/decide/sequential.Stop
+    stop_reason: str = ""
+    items_used: int = 0  # items the verdict used (the reference: items scored for its cells to pair with)
+    items: dict[str, int] = Field(default_factory=dict)  # task -> its share of them
+    scored: int = 0  # items lm-eval scored in this run
+    reused: int = 0  # items read back from the item journal (scored by an earlier run)
+    point: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    looks: list[DecisionLook] = Field(default_factory=list)
+    more_items: int | None = None  # undecided: ≈ items more that would decide it (an estimate)
+    item_s: float | None = None  # wall seconds per scored item in this run (lm-eval's part)
+
+
 class Quality(Block):
     tasks: dict[str, TaskScore] = Field(default_factory=dict)
     lm_eval_version: str | None = None
     scored_by: str | None = None  # how the cell was scored: a server's prompt logprobs or an in-process model
+    # the sequential evaluation's answer (a matrix with `decide:`); None (left out of dumps) otherwise
+    decision: Decision | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_decision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # added in schema 3's lifetime: a result without one reads as written
+        if isinstance(out, dict) and out.get("decision") is None:
+            out.pop("decision", None)
+        return out
 
     def items(self, task: str, metric: str) -> dict[int | str, float]:
         """doc_id -> per-item score of `task`/`metric` (empty when the task or its items are absent)."""

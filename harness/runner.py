@@ -23,6 +23,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.decide.question import item_budget, reference_of
+from harness.decide.settled import needs_evaluation
 from harness.errors import DQError, PlanError
 from harness.plan.cell import CellPlan, Plan
 from harness.proc import sigterm_as_interrupt
@@ -30,6 +32,7 @@ from harness.progress import Progress
 from harness.registry import executors
 from harness.result import CellResult
 from harness.result_facts import cell_status
+from harness.runner_until import DecidedSummary, run_until_decided
 from harness.settings import Settings
 from harness.store import db
 from harness.store.hosts import normalized_host, this_host
@@ -57,6 +60,25 @@ def writer_lock(results_dir: Path):
         f.close()
 
 
+def reference_items(
+    plan: Plan, mine: dict[str, CellResult | None], force: bool, only: set[str] | None
+) -> dict[str, int]:
+    """Per reference cell of a `decide:` plan: the items its journal will hold once this run has run it
+    (its budget when it runs, else what its stored decision scored), for its cells' resume check."""
+    out: dict[str, int] = {}
+    for c in plan.cells:
+        if c.decide is None or reference_of(c) is not None or c.status == "infeasible":
+            continue
+        r = mine.get(c.cell_id)
+        d = r.quality.decision if r is not None and r.done and r.quality else None
+        runs = force or r is None or not r.done or needs_evaluation(c, r, None) is not None
+        if runs and (not only or c.cell_id in only):
+            out[c.cell_id] = item_budget(c.evaluation, c.decide)[0]
+        elif d is not None:
+            out[c.cell_id] = d.items_used
+    return out
+
+
 class Runner:
     def __init__(
         self,
@@ -70,6 +92,7 @@ class Runner:
         self.progress = progress or Progress(quiet=True)
         self.executor = executors.get(executor)(settings, **(executor_options or {}))
         self._unindexed: list[db.Pair] = []  # index rows a failed ingest missed, oldest first
+        self.summary: DecidedSummary | None = None  # what the last `--until-decided` run did and saved
 
     def _index(self, items: list[db.Pair], host: dict) -> None:
         """Update the DuckDB index; never stops the run. The JSON results are written before this and are
@@ -131,9 +154,18 @@ class Runner:
                 host=doc.get("host") or host,
             )
 
-    def run(self, plan: Plan, force: bool = False, only: set[str] | None = None) -> dict[str, str]:
-        """Run every planned cell of `plan`; returns cell_id -> final status."""
+    def run(
+        self, plan: Plan, force: bool = False, only: set[str] | None = None, until_decided: bool = False
+    ) -> dict[str, str]:
+        """Run every planned cell of `plan`; returns cell_id -> final status. `until_decided`: measure until the
+        matrix's `decide:` question is settled (harness/runner_until.py), its summary left in `self.summary`."""
         outcome: dict[str, str] = {}
+        self.summary = None
+        if until_decided and not any(c.decide for c in plan.cells):
+            raise PlanError(
+                f"--until-decided: matrix {plan.matrix} has no `decide:` block; add one (docs/matrix.md, `decide`) "
+                f"naming the drop limit, and memory_gib/objective for the answer"
+            )
         with writer_lock(self.settings.results_dir), sigterm_as_interrupt():
             host = this_host(self.settings)
             hid = host["host_id"]
@@ -155,13 +187,20 @@ class Runner:
             self._unindexed = []
             self._index([(c.model_dump(mode="json"), mine[c.cell_id]) for c in plan.cells], host)
             todo = []
+            refs = reference_items(plan, mine, force, only)
             for c in plan.cells:
                 if only and c.cell_id not in only:
                     continue
                 if c.status == "infeasible":  # the plan says this host cannot run it, whatever was stored
                     outcome[c.cell_id] = "infeasible"
                 elif not force and cell_status(c.status, c.reason, mine[c.cell_id]).status == "done":
-                    outcome[c.cell_id] = "done (cached)"
+                    # a done cell whose `decide:` question is not settled re-runs its evaluation only
+                    why = needs_evaluation(c, mine[c.cell_id], refs.get(reference_of(c) or ""))
+                    if why and not until_decided:
+                        self.progress.note(f"{c.cell_id} {c.label}: {why}: re-running its evaluation only")
+                        todo.append(c.model_copy(update={"evaluate_only": True}))
+                    else:
+                        outcome[c.cell_id] = "done (cached)"
                 else:
                     todo.append(c)
             self.progress.note(
@@ -175,6 +214,8 @@ class Runner:
                     f"{len(elsewhere)} cell(s) to run have a result from another host; results are "
                     f"per host (figures and scores are not reused), so they run here too"
                 )
+            if until_decided:  # cells done here count toward the answer; the loop picks what runs
+                todo = [c for c in plan.cells if c.status != "infeasible" and (not only or c.cell_id in only)]
             self.progress.start_matrix(
                 plan.matrix, len(todo), skipped=len(plan.cells) - len(todo), estimates=self._estimates(runs, hid)
             )
@@ -194,8 +235,11 @@ class Runner:
                 self.progress.end_cell(cell, r.model_dump(mode="json"))
                 outcome[cell.cell_id] = r.status
 
-            # plan order puts parents first; a failed parent does not block its children
-            self.executor.run(todo, finished, self.progress)
+            if until_decided:
+                self.summary = run_until_decided(self, plan, todo, mine, force, finished)
+                outcome.update(self.summary.outcome)
+            else:  # plan order puts parents first; a failed parent does not block its children
+                self.executor.run(todo, finished, self.progress)
             self.progress.finish_matrix()
             if self._unindexed:
                 missed = len({plan["cell_id"] for plan, _ in self._unindexed})

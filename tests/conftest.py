@@ -27,6 +27,7 @@ def base_matrix() -> dict:
     that tests replace; tests/unit/plan/test_students.py plans the shipped file as it is)."""
     m = copy.deepcopy(yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text()))
     m.pop("students", None)
+    m.pop("decide", None)  # the sequential evaluation's tests add their own (tests/unit/decide)
     m["axes"]["distill"] = ["none"]
     # dqbench's own four tasks, as the default had them before it named lm-eval's (issue #20): unit tests
     # about the plan and the chain keep their small fixed task set (tests/unit/evaluate covers the others)

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.cell.context import CellRun, Step
+from harness.cell.decide import is_skipped
 from harness.cell.steps import BLOCK_STEP, STEPS
 from harness.env import environment_block
 from harness.errors import DQError, StageError
@@ -67,6 +68,10 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
             started_at=_now(),
             t0=time.monotonic(),
         )
+        if cell.evaluate_only:  # the runner: only this done cell's evaluation is owed (harness/cell/resume.py)
+            from harness.cell.resume import resume_steps
+
+            return run_steps(run, resume_steps(run, store.read(cell.cell_id, host["host_id"])))
         return run_steps(run, STEPS)
 
 
@@ -171,7 +176,10 @@ def unkept_promise(cell: CellPlan, blocks: Mapping[str, Any]) -> tuple[str, str]
     empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]
     if empty:
         return "measure", f"no request completed at load level(s) {', '.join(empty)}"
-    tasks = _json(blocks.get("quality")).get("tasks", {})
+    quality = _json(blocks.get("quality"))
+    if is_skipped(quality):  # --until-decided skipped it on purpose (harness/cell/decide.py): no scores owed
+        return None
+    tasks = quality.get("tasks", {})
     for t in cell.evaluation.tasks:
         got = tasks.get(t.name)
         if not got or not any(v.get("value") is not None for v in got.get("metrics", {}).values()):
@@ -179,6 +187,13 @@ def unkept_promise(cell: CellPlan, blocks: Mapping[str, Any]) -> tuple[str, str]
     if cell.evaluation.shift is not None and not blocks.get("shift"):
         return "shift", "the shift analysis produced no result"
     return None
+
+
+def planned(cell: CellPlan) -> dict[str, Any]:
+    """The cell as planned, for its result: the runner's instructions for one attempt are not part of it."""
+    if getattr(cell, "evaluate_only", False) or getattr(cell, "must_beat", None) is not None:
+        cell = cell.model_copy(update={"evaluate_only": False, "must_beat": None})
+    return cell.model_dump(mode="json")
 
 
 def _json(block: object) -> dict[str, Any]:
@@ -198,7 +213,7 @@ def _result(run: CellRun, outcome: dict[str, Any]) -> CellResult:
         "cell_id": cell.cell_id,
         "matrix": cell.matrix,
         "label": cell.label,
-        "plan": cell.model_dump(mode="json"),
+        "plan": planned(cell),
         "started_at": run.started_at,
         "timings": run.timings,
         "logs": {"dir": str(run.paths.logs)},
@@ -244,7 +259,7 @@ def failed_doc(
             "cell_id": cell.cell_id,
             "matrix": cell.matrix,
             "label": cell.label,
-            "plan": cell.model_dump(mode="json"),
+            "plan": planned(cell),
             **_failed(stage, reason, log_tail),
             "timings": {},
             "environment": environment_block(),

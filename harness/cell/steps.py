@@ -90,18 +90,35 @@ def measure(run: CellRun) -> None:
 
 
 def evaluate(run: CellRun) -> None:
-    """lm-eval on the planned tasks, scored as the serving plugin says (through the server or in-process)."""
+    """lm-eval on the planned tasks, scored as the serving plugin says (through the server or in-process); with
+    the matrix's `decide:`, the measured tasks until the question is decided (harness/cell/decide.py)."""
+    from harness.cell.decide import decision_line, sequential_for, skip_reason, skipped_quality
+
+    skip = skip_reason(run)
+    if skip is not None:  # --until-decided: this cell cannot change the answer
+        run.quality = skipped_quality(run, skip)
+        run.progress.note(f"evaluation skipped: {skip}")
+        return
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     evaluator = run.need(run.evaluator, "the evaluator")
-    quality = run.quality = evaluator.evaluate(scoring, run.paths.measured, run.paths.log("evaluate"))
+    seq = sequential_for(run)
+    quality = run.quality = evaluator.evaluate(
+        scoring, run.paths.measured, run.paths.log("evaluate"), **({"sequential": seq} if seq else {})
+    )
     for name, t in quality.tasks.items():
         figures = (f"{m}={v.value:.4g}" for m, v in t.metrics.items() if v.value is not None)
         run.progress.note(f"{name}: " + ", ".join(figures))
+    if quality.decision is not None:
+        run.progress.note(decision_line(quality.decision))
 
 
 def shift(run: CellRun) -> None:
     """Token distribution and per-item answers against the cell's reference (harness/evaluate/reference.py)."""
+    from harness.cell.decide import is_skipped
+
+    if is_skipped(run.quality):  # --until-decided skipped its quality: nothing to compare
+        return
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     result = run.shift = compare_with_reference(

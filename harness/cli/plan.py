@@ -68,12 +68,16 @@ def plan(
     except DQError as exc:
         fail(exc)
     power = _power(p, host)
+    decide = next((c.decide for c in p.cells if c.decide is not None), None)
+    budgets = _budgets(p)
     predicted = _predictions(p)
     for r in rows:
         pred = predicted.get(r["cell_id"])
         r["prediction"] = pred.model_dump(mode="json") if pred is not None else None
     if as_json:
         doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
+        if decide is not None:
+            doc["decide"] = {**decide.model_dump(mode="json"), "items": budgets}
         doc["power"] = [r.model_dump(mode="json") for r in power]
         print(json.dumps(doc, indent=2, default=str))
         return
@@ -82,6 +86,8 @@ def plan(
     cols = ("cell_id", "model", "precision", "method", "distill", "engine", "status", "est. GiB", "train GiB", "parent")
     for col in cols:
         t.add_column(col, no_wrap=True)
+    if decide is not None:
+        t.add_column("items", no_wrap=True)
     for r in rows:
         est = r["estimate"]["total_gib"] if r["estimate"] else None
         train = r["train_estimate"]["total_gib"] if r["train_estimate"] else None
@@ -96,8 +102,14 @@ def plan(
             f"{est:.2f}" if est is not None else "?",
             f"{train:.2f}" if train is not None else "",
             r["parent_id"] or "",
+            *([budgets.get(r["cell_id"], "")] if decide is not None else []),
         )
     out.print(t)
+    if decide is not None:
+        from harness.decide.question import question_lines
+
+        for line in question_lines(p.cells[0].evaluation, decide):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
     _print_training(p)
     for r in rows:
         if r["status"] in ("infeasible", "failed") and r["reason"]:
@@ -159,6 +171,13 @@ def _print_predictions(rows: list[dict]) -> None:
     errs = next((r["prediction"]["decode_tok_s"] or {}).get("error") for r in shown if r["prediction"]["decode_tok_s"])
     if errs:
         out.print(f"tok/s error: {errs}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _budgets(p: Plan) -> dict[str, str]:
+    """Per cell of a `decide:` plan: its item budget and what it pairs with (harness/decide/question.py)."""
+    from harness.decide.question import cell_budget
+
+    return {c.cell_id: cell_budget(c, c.decide) for c in p.cells if c.decide is not None and c.status != "infeasible"}
 
 
 def _print_training(p: Plan) -> None:

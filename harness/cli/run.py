@@ -27,24 +27,18 @@ def _answer(file: Path, settings) -> None:
     print_status(rows, p.matrix, host)
     caps = host_caps(settings)
     device, mem = ("gpu", caps.gpu_memory_gib) if caps.device == "cuda" else ("cpu", caps.cpu.memory_gib)
-    args = [
-        "--vram",
-        f"{int(mem or 24)}",
-        "--max-drop",
-        "5%",
-        "--device",
-        device,
-        "--db",
-        str(settings.db_path),
-        "--top",
-        "3",
-    ]
-    out.print(
-        f"\nadvisor ({device} memory {int(mem or 24)} GiB, quality drop <= 5% of the reference): "
-        f"./dq advisor {' '.join(args[:6])}",
-        highlight=False,
-        markup=False,
-    )
+    decide = next((c.decide for c in p.cells if c.decide is not None), None)
+    if decide is not None:  # the matrix's own question: the advisor reads the same `decide:` block
+        args = ["--matrix", str(file), "--device", device, "--db", str(settings.db_path), "--top", "3"]
+        mem_words = f"{decide.memory_gib:g} GiB" if decide.memory_gib is not None else "any memory"
+        head = f"the matrix's question: {mem_words}, drop <= {decide.max_drop}, best {decide.objective}"
+        shown = args[:4]
+    else:
+        args = ["--vram", f"{int(mem or 24)}", "--max-drop", "5%", "--device", device]
+        args += ["--db", str(settings.db_path), "--top", "3"]
+        head = f"{device} memory {int(mem or 24)} GiB, quality drop <= 5% of the reference"
+        shown = args[:6]
+    out.print(f"\nadvisor ({head}): ./dq advisor {' '.join(shown)}", highlight=False, markup=False)
     r = subprocess.run([sys.executable, "-m", "advisor.cli", *args], capture_output=True, text=True, timeout=120)
     out.print((r.stdout or r.stderr).rstrip(), highlight=False, markup=False, soft_wrap=True)
     out.print(
@@ -66,6 +60,12 @@ def run(
     retries: int = typer.Option(2, "--retries", help="ray: retries of a cell whose worker died"),
     shared_dir: str = typer.Option(
         None, "--shared-dir", help="ray: a path mounted on every node that holds the results folder (optional)"
+    ),
+    until_decided: bool = typer.Option(
+        False,
+        "--until-decided",
+        help="with the matrix's `decide:` block: measure the most promising cells first, skip what cannot change "
+        "the answer, stop when it is settled; prints what it saved against the full grid",
     ),
 ) -> None:
     """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""
@@ -93,7 +93,8 @@ def run(
         todo = [c for c in p.cells if c.status != "infeasible" and (not cell or c.cell_id in cell)]
         prepare_hub_models(hub_models(todo), settings, None if quiet else say)
         runner = Runner(settings, Progress(quiet=quiet), executor=executor, executor_options=opts)
-        outcome = runner.run(p, force=force, only=set(cell) if cell else None)
+        extra = {"until_decided": True} if until_decided else {}
+        outcome = runner.run(p, force=force, only=set(cell) if cell else None, **extra)
     except DQError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -102,6 +103,10 @@ def run(
     counts: dict[str, int] = {}
     for s in outcome.values():
         counts[s] = counts.get(s, 0) + 1
+    summary = getattr(runner, "summary", None)
+    if summary is not None:  # --until-decided: the answer and what it saved
+        for line in summary.lines():
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
     err.print(
         f"results: {settings.results_dir} (DuckDB {settings.db_path}); "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),

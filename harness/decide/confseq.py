@@ -5,9 +5,12 @@ Method: the hedged betting confidence sequence of Waudby-Smith & Ramdas, "Estima
 variables by betting", JRSS-B 86(1), 2024 (arXiv 2010.09686), section 4, with their predictable plug-in bets.
 For a candidate drop c, a gambler bets on the sign of Y_j(c) = D_j - c W_j round after round:
 
-- a round j holds one item of every task of the measure (same documents for the cell and its reference, drawn
-  in a fixed seeded order), D_j = mean over those tasks of (reference score - cell score), W_j = 1 for an
-  absolute drop, W_j = mean of the reference's scores for a relative one (drop = E[D] / E[W]);
+- a round j is one paired item (the same document for the cell and its reference): the sequential evaluation
+  draws each round's task at random and takes that task's next document in a fixed seeded order
+  (harness/decide/order.item_sequence), so E[D] is the mean of the tasks' drops; D_j = reference score - cell
+  score, W_j = 1 for an absolute drop, W_j = the reference's score for a relative one (drop = E[D] / E[W]).
+  (A round could also average one item of every task; with the same range [-1, 1] and the bets capped by it,
+  that tightens the sequence less than counting every item as a round: harness/decide/order.py);
 - under "the true drop is c", E[Y_j(c)] = 0 and each wealth K+ = prod(1 + l+ Y), K- = prod(1 - l- Y), with bets
   l chosen from earlier rounds only, is a non-negative martingale; so is K = (K+ + K-) / 2, and by Ville's
   inequality P(K_t(c) >= 1/alpha for some t) <= alpha;
@@ -16,9 +19,9 @@ For a candidate drop c, a gambler bets on the sign of Y_j(c) = D_j - c W_j round
   with probability at most alpha. A naive fixed-n interval recomputed after each batch has no such guarantee
   (tests/unit/decide/test_confseq.py simulates both).
 
-Scores must lie in [0, 1] (accuracies, exact match: the per-item metrics dqbench keeps). Rounds are i.i.d.
-draws from the tasks' document populations (items are drawn in a random order; the population is the usual
-lm-eval view of a task's documents as a sample). Pure numpy, no I/O: the evaluate stage, the runner and the
+Scores must lie in [0, 1] (accuracies, exact match: the per-item metrics dqbench keeps). Rounds are taken as
+i.i.d. draws from the tasks' document populations (items are drawn in a random order; the population is the
+usual lm-eval view of a task's documents as a sample). Pure numpy, no I/O: the evaluate stage, the runner and the
 advisor all read the same function.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.decide.question import SequentialSpec
 from harness.errors import PlanError
 from harness.evaluate import catalog
 from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
@@ -98,11 +99,17 @@ class LMEvalEvaluator:
     def prepare(self, log: Path) -> None:
         self.data.prepare(log)
 
-    def evaluate(self, scoring: Scoring, workdir: Path, log: Path) -> Quality:
+    def evaluate(self, scoring: Scoring, workdir: Path, log: Path, sequential: SequentialSpec | None = None) -> Quality:
+        """The `quality` block; with `sequential` (a matrix's `decide:`), its measured tasks are scored until the
+        question is decided (harness/evaluate/sequential.py) and the block carries the decision."""
         spec = self.spec
         local, sources, problems, needs = _resolve(spec, self.settings.offline)
         if problems or needs:  # the plan refuses these first; only a changed environment gets here
             raise PlanError("; ".join(problems + needs))
+        if sequential is not None:  # dqbench's task hash is part of every item journal's pin
+            version = catalog._catalog().get("lm_eval_version")
+            hashes = {t: self.data.task_hash(t, version) for t in sequential.measure}
+            sequential = sequential.model_copy(update={"task_hashes": hashes})
         job = LMEvalJob(
             scoring=scoring,
             tasks=list(spec.tasks),
@@ -119,6 +126,7 @@ class LMEvalEvaluator:
             fewshot_as_multiturn=spec.fewshot_as_multiturn,
             system_instruction=spec.system_instruction,
             gen_kwargs=spec.gen_kwargs,
+            sequential=sequential,
         )
         env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
         record = run_worker(job, log, self.settings, stage="evaluate", env={**env, **scoring.env})
@@ -141,4 +149,6 @@ class LMEvalEvaluator:
                     "items": task_items(samples, name),
                 }
             )
-        return Quality(tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how)
+        return Quality(
+            tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how, decision=record.decision
+        )

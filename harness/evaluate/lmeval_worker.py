@@ -3,7 +3,10 @@ evaluator plugin (harness/evaluate/lmeval.py).
 
 `LMEvalJob` in: how to score (the serving plugin's `Scoring`: `local-completions` against a running
 OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot,
-lm-eval's include path, the offline leaves to redirect to packaged data, the evaluation spec's knobs.
+lm-eval's include path, the offline leaves to redirect to packaged data, the evaluation spec's knobs, and, for a
+matrix with `decide:`, the sequential evaluation of its measured tasks (`sequential`, scored item by item until
+the question is decided by harness/evaluate/sequential.py; the record's `decision`). The lm-eval model is built
+once per cell (`build_lm`) and serves every task and batch: an in-process model loads once.
 `LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
 metrics with stderr, sample counts, a group's subtasks) plus lm-eval's own detail (its task version and hash,
 the wall time); per-item samples go to `<samples_dir>/<task>.jsonl` (for flip analysis). Loglikelihood
@@ -28,9 +31,10 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from harness.decide.question import SequentialSpec
 from harness.evaluate.catalog import Leaf
 from harness.jobs import Job, Record
-from harness.result import Metric, TaskScore
+from harness.result import Decision, Metric, TaskScore
 from harness.serve.scoring import Scoring
 from harness.spec.evaluation import TaskSpec
 
@@ -52,6 +56,7 @@ class LMEvalTaskScore(TaskScore):
 class LMEvalRecord(Record):
     tasks: dict[str, LMEvalTaskScore] = Field(default_factory=dict)
     lm_eval_version: str | None = None
+    decision: Decision | None = None  # the sequential evaluation's answer (a job with `sequential`)
 
 
 class LMEvalJob(Job[LMEvalRecord]):
@@ -73,6 +78,9 @@ class LMEvalJob(Job[LMEvalRecord]):
     fewshot_as_multiturn: bool = False
     system_instruction: str | None = None
     gen_kwargs: GenKwargs = Field(default_factory=dict)
+    # the matrix's `decide:` question: its measured tasks are scored sequentially (harness/evaluate/sequential.py),
+    # the others once with their limit as without it
+    sequential: SequentialSpec | None = None
 
 
 def _clean(v):
@@ -103,7 +111,14 @@ def _watch_requests(evaluator_module, task: str) -> None:
 
 
 def _instrument(lm, task: str, progress_cls) -> None:
-    state = {"reqtype": None, "done": 0, "report": None}
+    """Count `lm`'s requests for the live line, labelled `task`. An LM reused across tasks and batches (one per
+    cell) is wrapped once; later calls only change the label."""
+    known = getattr(lm, "_dq_progress", None)
+    if known is not None:
+        known["task"] = task
+        return
+    state: dict[str, Any] = {"reqtype": None, "done": 0, "report": None, "task": task}
+    lm._dq_progress = state
     hook = lm.cache_hook
 
     class CountingHook:
@@ -127,7 +142,9 @@ def _instrument(lm, task: str, progress_cls) -> None:
             outer = state["reqtype"] is None
             if outer:
                 state.update(
-                    reqtype=_rt, done=0, report=progress_cls(f"lm-eval {task} {_rt}", "requests", total=len(requests))
+                    reqtype=_rt,
+                    done=0,
+                    report=progress_cls(f"lm-eval {state['task']} {_rt}", "requests", total=len(requests)),
                 )
                 state["report"].update(0, force=True)
             try:
@@ -214,17 +231,11 @@ def render_offline(job: LMEvalJob, workdir: Path) -> str | None:
     return str(render(job.offline_leaves, root, Path(job.data_dir), workdir / "lmeval-tasks"))
 
 
-def work(job: LMEvalJob) -> LMEvalRecord:
-    import lm_eval
-    import lm_eval.evaluator
+def build_lm(job: LMEvalJob) -> Any:
+    """The cell's one lm-eval LM instance, as `simple_evaluate` would build it from the model name and arguments
+    (lm-eval 0.4.13): reused for every task and batch, so an in-process model loads once per cell."""
+    import lm_eval.api.registry
 
-    from harness.evaluate.task_index import task_manager
-
-    samples_dir = Path(job.samples_dir)
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    include = [job.include_path, render_offline(job, samples_dir.parent)]
-    # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
-    tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
     if job.scoring.register_module:  # a dqbench lm-eval model (in-process scoring) registers itself on import
         importlib.import_module(job.scoring.register_module)
     # the serving plugin's arguments (where and how to score), then the evaluation spec's knobs
@@ -235,15 +246,74 @@ def work(job: LMEvalJob) -> LMEvalRecord:
         "seed": job.seed,
         "num_concurrent": job.num_concurrent,
     }
-    out = LMEvalRecord(lm_eval_version=getattr(lm_eval, "__version__", None))
+    return lm_eval.api.registry.get_model(job.scoring.model).create_from_arg_obj(
+        model_args, {"batch_size": None, "max_batch_size": None, "device": None}
+    )
+
+
+def task_score(
+    res: dict[str, Any],
+    name: str,
+    t: TaskSpec,
+    rows: list[dict],
+    wall_s: float,
+    job: LMEvalJob,
+    leaves: list[str] | None = None,
+) -> LMEvalTaskScore:
+    """One task's score from lm-eval's results dict (`simple_evaluate`'s, or the sequential path's aggregation
+    over the items it used) and the task's sample rows."""
+    samples = res.get("samples", {})
+    leaves = leaves or sorted(samples) or [name]
+    n_samples = res.get("n-samples", {})
+    counts = {leaf: int((n_samples.get(leaf) or {}).get("effective") or 0) for leaf in leaves}
+    leaf_metrics = {leaf: task_metrics(res["results"].get(leaf, {})) for leaf in leaves}
+    # a group has its own aggregate row (mmlu: acc weighted by size); a tag has none
+    metrics = task_metrics(res["results"][name]) if name in res["results"] else _weighted(leaf_metrics, counts)
+    shots = {res.get("n-shot", {}).get(leaf) for leaf in leaves}
+    return LMEvalTaskScore(
+        metrics=metrics,
+        n=sum(counts.values()),
+        n_total=sum(int((n_samples.get(leaf) or {}).get("original") or 0) for leaf in leaves),
+        limit=t.limit,
+        num_fewshot=shots.pop() if len(shots) == 1 else None,  # the effective count lm-eval used
+        version=res.get("versions", {}).get(name),
+        lm_eval_task_hash=(res.get("task_hashes") or {}).get(name),
+        subtasks={leaf: {k: v.value for k, v in m.items()} for leaf, m in leaf_metrics.items() if m}
+        if leaves != [name]
+        else {},
+        gen_kwargs=job.gen_kwargs or None,
+        wall_s=wall_s,
+    )
+
+
+def work(job: LMEvalJob) -> LMEvalRecord:
+    import random
+
+    import lm_eval
+    import lm_eval.evaluator
+    import numpy as np
+
+    from harness.evaluate.task_index import task_manager
+
+    samples_dir = Path(job.samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    include = [job.include_path, render_offline(job, samples_dir.parent)]
+    # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
+    tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
+    lm = build_lm(job)
+    version = getattr(lm_eval, "__version__", None)
+    out = LMEvalRecord(lm_eval_version=version)
+    seq = job.sequential
+    scores: dict[str, LMEvalTaskScore] = {}
     res: dict[str, Any] = {}
     for t in job.tasks:
+        if seq is not None and t.name in seq.measure:
+            continue  # scored below, item by item
         t0 = time.monotonic()
         name = t.name
         _watch_requests(lm_eval.evaluator, name)
         res = lm_eval.simple_evaluate(
-            model=job.scoring.model,
-            model_args=model_args,
+            model=lm,
             tasks=[name],
             num_fewshot=t.num_fewshot,
             limit=t.limit,
@@ -259,33 +329,24 @@ def work(job: LMEvalJob) -> LMEvalRecord:
             gen_kwargs=job.gen_kwargs or None,
             bootstrap_iters=1000,
         )
-        samples = res.get("samples", {})
-        leaves = sorted(samples) or [name]
-        n_samples = res.get("n-samples", {})
-        counts = {leaf: int((n_samples.get(leaf) or {}).get("effective") or 0) for leaf in leaves}
-        leaf_metrics = {leaf: task_metrics(res["results"].get(leaf, {})) for leaf in leaves}
-        # a group has its own aggregate row (mmlu: acc weighted by size); a tag has none
-        metrics = task_metrics(res["results"][name]) if name in res["results"] else _weighted(leaf_metrics, counts)
-        shots = {res.get("n-shot", {}).get(leaf) for leaf in leaves}
-        rows = sample_rows(samples, name)
+        rows = sample_rows(res.get("samples", {}), name)
         with open(samples_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row, default=str) + "\n")
-        out.tasks[name] = LMEvalTaskScore(
-            metrics=metrics,
-            n=sum(counts.values()),
-            n_total=sum(int((n_samples.get(leaf) or {}).get("original") or 0) for leaf in leaves),
-            limit=t.limit,
-            num_fewshot=shots.pop() if len(shots) == 1 else None,  # the effective count lm-eval used
-            version=res.get("versions", {}).get(name),
-            lm_eval_task_hash=(res.get("task_hashes") or {}).get(name),
-            subtasks={leaf: {k: v.value for k, v in m.items()} for leaf, m in leaf_metrics.items()}
-            if leaves != [name]
-            else {},
-            gen_kwargs=job.gen_kwargs or None,
-            wall_s=time.monotonic() - t0,
-        )
-        shown = {k: v.model_dump() for k, v in metrics.items()}
+        scores[name] = task_score(res, name, t, rows, time.monotonic() - t0, job)
+        shown = {k: v.model_dump() for k, v in scores[name].metrics.items()}
         print(f"{name}: {json.dumps(shown)} ({time.monotonic() - t0:.1f} s)", flush=True)
+    if seq is not None:
+        from harness.evaluate.sequential import run_sequential
+
+        random.seed(job.seed)  # as simple_evaluate seeds before scoring (a sampling model reads them)
+        np.random.seed(job.seed)
+        _watch_requests(lm_eval.evaluator, "+".join(seq.measure))
+        measured, out.decision = run_sequential(job, lm, tm, samples_dir, version)
+        scores.update(measured)
+        for name, score in measured.items():
+            shown = {k: v.model_dump() for k, v in score.metrics.items()}
+            print(f"{name}: {json.dumps(shown)} (sequential, {score.n} items)", flush=True)
+    out.tasks = {t.name: scores[t.name] for t in job.tasks if t.name in scores}
     out.lm_eval_version = out.lm_eval_version or res.get("config", {}).get("lm_eval_version")
     return out

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from harness.spec.base import Strict
+from harness.spec.decide import Decide
 from harness.spec.evaluation import Evaluation
 from harness.spec.loadtest import LoadSpec
 from harness.spec.matrix import Limits
@@ -57,6 +58,16 @@ class TrainMemoryEstimate(Strict):
     basis: str
 
 
+class MustBeat(Strict):
+    """`--until-decided`: the current decided winner's objective value (harness/decide/priority.py); a cell whose
+    measured value cannot beat it skips its evaluation (it cannot change the answer)."""
+
+    objective: str
+    value: float
+    higher_is_better: bool
+    winner: str  # the winner's cell id and label, for the reason
+
+
 ComputeDtype = Literal["bf16", "fp16", "fp32"]
 # the uncompressed precisions, as the dtype a cell computes in
 COMPUTE_DTYPES: dict[str, ComputeDtype] = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
@@ -99,7 +110,17 @@ class CellPlan(Strict):
     # a trained student's training-memory estimate (every cell of that student needs it trained). Not part
     # of the cell's identity; left out of dumps when None, so stored plans of other cells read the same.
     train_estimate: TrainMemoryEstimate | None = None
-    late_fields: ClassVar[tuple[str, ...]] = ("limits", "train_estimate")
+    # the matrix's `decide:` question (harness/spec/decide.py): the cell's quality is scored sequentially until
+    # it is decided, within `decide.max_items` items. Not part of the cell's identity (it decides how many
+    # items are scored, not what an item's score is); left out of dumps when None.
+    decide: Decide | None = None
+    # the runner's instruction for this attempt, not a fact of the cell: re-run only the evaluation of a cell
+    # done on this host whose question is not settled (its stored perf, memory and serve blocks stand,
+    # harness/cell/resume.py); `--until-decided`'s bar the cell's measured objective must clear for its
+    # evaluation to run (harness/decide/priority.py). Neither is part of the id; left out of dumps unset.
+    evaluate_only: bool = False
+    must_beat: MustBeat | None = None
+    late_fields: ClassVar[tuple[str, ...]] = ("limits", "train_estimate", "decide", "evaluate_only", "must_beat")
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 
+from harness.decide.question import decide_problems
 from harness.errors import PlanError
 from harness.hw.caps import HostCaps
 from harness.models.sources import source_for
@@ -100,6 +101,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     # what this environment lacks for the evaluation (the hub, offline): every cell's reason, not an error
     eval_unavailable: list[str] = getattr(evaluator, "unavailable", list)()
     problems += engine_arg_problems([m.serving, *m.extra_serving], settings)
+    if m.decide is not None:  # the question must be answerable by this evaluation (harness/decide/question.py)
+        problems += decide_problems(m.evaluation, m.decide)
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
         raise PlanError(f"{m.name}: " + "; ".join(problems))
     device = caps.device if m.hardware.device == "auto" else m.hardware.device
@@ -172,6 +175,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 dtype_note=dtype_note,
                 host_id=caps.host_id,
                 limits=m.limits,
+                decide=m.decide,
                 train_estimate=train_est,
             )
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem) + eval_unavailable

@@ -24,19 +24,33 @@ class TaskMeasure(Strict):
     metric: str | None = None
 
 
+class TasksMeasure(Strict):
+    """The aggregate over some of the evaluation's tasks: the mean of each one's primary per-item metric."""
+
+    tasks: list[str] = Field(min_length=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({t for t in v if v.count(t) > 1})
+        if dup:
+            raise ValueError(f"duplicate tasks {dup}")
+        return sorted(v)
+
+
 class Decide(Strict):
     # `2%` of the reference's score or `1.5pt` absolute accuracy points, as the advisor's --max-drop
     max_drop: str
     # `aggregate`: the mean over the evaluation's tasks that have per-item 0/1 scores of each one's primary
-    # metric (the advisor's default measure, `avg_acc`); or one task's metric
-    measure: Literal["aggregate"] | TaskMeasure = "aggregate"
+    # metric (the advisor's default measure, `avg_acc`); `{tasks: [...]}`: that mean over the tasks named (the
+    # advisor's `--tasks`); or one task's metric `{task, metric}`
+    measure: Literal["aggregate"] | TasksMeasure | TaskMeasure = "aggregate"
     # the chance that a verdict is wrong, over every look the sequential evaluation takes (anytime-valid)
     error_rate: float = Field(default=0.05, gt=0, le=0.2)
-    # the most items scored per cell on the measure's tasks (a round = one item of each task); a task's
-    # `limit` still caps its own documents
+    # the most items scored per cell on the measure (each from a measured task drawn at random); a task's
+    # `limit` keeps its meaning: its first `limit` documents are the population its items are drawn from
     max_items: int = Field(default=400, ge=1, le=1_000_000)
-    # items scored between two looks (at least one round); small batches decide sooner, each look costs a
-    # little lm-eval set-up
+    # items scored between two looks; small batches decide sooner, each look costs a little lm-eval set-up
     batch_items: int = Field(default=40, ge=1, le=100_000)
     # order of the items: a fixed seeded shuffle of each task's documents (the same for a cell and its
     # reference, and across runs, so items scored before are reused)
@@ -53,7 +67,8 @@ class Decide(Strict):
 
     @model_validator(mode="after")
     def _batch_within_budget(self) -> Decide:
-        if self.batch_items > self.max_items:
+        # the default batch (40) simply shrinks to a smaller budget; a batch the matrix names must fit it
+        if "batch_items" in self.model_fields_set and self.batch_items > self.max_items:
             raise ValueError(
                 f"decide.batch_items {self.batch_items} is larger than decide.max_items {self.max_items}: "
                 "a look would score past the budget; lower batch_items or raise max_items"

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from harness.spec.base import NAME_RE, AxisPrecision, Strict
+from harness.spec.decide import Decide
 from harness.spec.evaluation import Evaluation
 from harness.spec.loadtest import LoadSpec
 from harness.spec.methods import MethodSpec
@@ -73,7 +74,10 @@ class Matrix(Strict):
     evaluation: Evaluation
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     limits: Limits = Field(default_factory=Limits)
-    late_fields: ClassVar[tuple[str, ...]] = ("limits",)
+    # the question a run answers (harness/spec/decide.py): items are scored until it is decided. Outside every
+    # cell's id (harness/plan/planner.py carries it into each CellPlan beside `limits`)
+    decide: Decide | None = None
+    late_fields: ClassVar[tuple[str, ...]] = ("limits", "decide")
 
     @model_validator(mode="after")
     def _references(self) -> "Matrix":

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.result import CellResult, RooflineLevel
 from harness.result_facts import FIGURES, cell_status, figures, level_window, user_tok_s
-from harness.store.schema import LATENCIES, PERCENTILES, ROOFLINE_FIGURES
+from harness.store.schema import DECISION_COLS, LATENCIES, PERCENTILES, ROOFLINE_FIGURES
 
 Row = dict[str, Any]
 
@@ -58,7 +58,31 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
             result_json=json.dumps(result.model_dump(mode="json")),
         )
     row["teacher_id"] = plan.get("teacher_id")  # known from the plan, before the cell has run
+    row.update(decision_row(result))
     return row
+
+
+def decision_row(result: CellResult | None) -> Row:
+    """The `decision_*` columns (harness/store/schema.DECISION_COLS) of a result's sequential decision."""
+    d = result.quality.decision if result is not None and result.quality is not None else None
+    if d is None:
+        return dict.fromkeys(DECISION_COLS)
+    return {
+        "decision_measure": d.measure,
+        "decision_relative": d.relative,
+        "decision_limit": d.limit,
+        "decision_error_rate": d.error_rate,
+        "decision_reference": d.reference,
+        "decision_verdict": d.verdict,
+        "decision_stop": d.stop,
+        "decision_stop_reason": d.stop_reason,
+        "decision_items": d.items_used,
+        "decision_point": d.point,
+        "decision_lo": d.lo,
+        "decision_hi": d.hi,
+        "decision_more_items": d.more_items,
+        "decision_scored": d.scored,
+    }
 
 
 def _kv_bytes(plan: dict[str, Any]) -> float | None:

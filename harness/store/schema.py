@@ -68,6 +68,24 @@ CELL_COLS = {
     # the cell's roofline on its host (harness/result.Roofline): limits, % of limit, regime (rows.roofline_figures)
     **{name: _DUCK[t] for name, t in ROOFLINE_FIGURES.items()},
 }
+# the sequential evaluation's answer to the matrix's `decide:` question (harness/result.Decision); NULL without one
+DECISION_COLS = {
+    "decision_measure": "VARCHAR",
+    "decision_relative": "BOOLEAN",
+    "decision_limit": "DOUBLE",
+    "decision_error_rate": "DOUBLE",
+    "decision_reference": "VARCHAR",
+    "decision_verdict": "VARCHAR",
+    "decision_stop": "VARCHAR",
+    "decision_stop_reason": "VARCHAR",
+    "decision_items": "INTEGER",
+    "decision_point": "DOUBLE",
+    "decision_lo": "DOUBLE",
+    "decision_hi": "DOUBLE",
+    "decision_more_items": "INTEGER",
+    "decision_scored": "INTEGER",
+}
+CELL_COLS |= DECISION_COLS
 FLIP_COLS = {
     "cell_id": "VARCHAR",
     "host_id": "VARCHAR",

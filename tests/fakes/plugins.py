@@ -148,6 +148,7 @@ def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | 
     m["axes"] = {"precision": ["bf16"], "method": ["none"], "distill": ["none"]}
     m.pop("methods", None)
     m.pop("students", None)
+    m.pop("decide", None)  # the fake evaluator scores no items (tests/unit/test_runner_until.py fakes decisions)
     m.pop("extra_serving", None)
     m["evaluation"]["shift"] = None
     path = tmp_path / "m.yaml"

@@ -1,0 +1,272 @@
+"""Benchmark: the sequential evaluation on real cells (issue #29 item 5): how often its verdict agrees with the verdict
+from all items, at what share of the items and of the evaluation's wall time.
+
+For every done cell of the given results folders with a reference (the root of its lineage) measured on the same
+host, and for each limit (relative drops of the aggregate measure: the mean over the tasks both scored of each
+task's primary per-item metric, the advisor's default):
+- **all items**: the fixed-n verdict a run that scores every planned item gives: the paired bootstrap 95 % interval
+  of the relative drop over all items both scored, stratified by task (the advisor's interval before sequential
+  evaluation, harness/evaluate/reference.py); and, as a consistency check, the confidence sequence over all the
+  sequence's items;
+- **sequential**: the same stored items replayed in the seeded sequence (harness/decide/order.py; for a fixed-n
+  cell, each task's items both scored shuffled with the same seed, interleaved by the seeded draw of tasks, until
+  a task runs out) through harness/decide/sequential.replay, looking every `--batch` items and stopping at the
+  first decided look.
+Agreement: both verdicts equal (within / beyond / undecided). Items used: the items the sequential verdict used
+over every item both scored. Wall time implied: items x the cell's per-item time (a sequential run's lm-eval time
+per scored item; a fixed-n cell's evaluate step's wall time over its items, set-up included: an upper bound).
+
+With `--real` (the default run's folder, a matrix with `decide:`): each stored sequential decision is replayed from
+its stored items and its reference's item journal in the worker's own order, and must come out the same (verdict
+and items): replay == real.
+
+    ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 10] [--real DIR]
+
+Prints the host (CPU model, ISA) and the load average: figures from a busy host are upper bounds of wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from harness.decide.journal import journal_path  # noqa: E402
+from harness.decide.order import ItemKey, item_sequence, parse_item_key, task_order  # noqa: E402
+from harness.decide.sequential import interval, paired_items, replay  # noqa: E402
+from harness.result import CellResult  # noqa: E402
+from harness.result_facts import primary_metric  # noqa: E402
+from harness.store.results import parse  # noqa: E402
+
+ALPHA = 0.05
+GOAL_AGREE, GOAL_ITEMS = 0.95, 0.40
+
+
+def load(folder: Path) -> dict[tuple[str, str], CellResult]:
+    out = {}
+    for p in sorted((folder / "cells").glob("*.json")):
+        r = parse(json.loads(p.read_text()))
+        if r.done:
+            out[(r.cell_id, r.host_id)] = r
+    return out
+
+
+def root_of(r: CellResult) -> str | None:
+    plan = r.plan or {}
+    return plan.get("teacher_id") or plan.get("parent_id")
+
+
+def measure_items(r: CellResult) -> dict[str, dict[ItemKey, float]]:
+    """task -> item key -> its primary per-item score (tasks with one only)."""
+    out = {}
+    for task, t in (r.quality.tasks if r.quality else {}).items():
+        m = primary_metric(task)
+        scores = t.item_scores(m) if m else {}
+        if scores:
+            out[task] = {parse_item_key(k): v for k, v in scores.items()}
+    return out
+
+
+def fixed_n(ref: dict, cell: dict, tasks: list[str], iters: int = 2000) -> tuple[float, float, float, int]:
+    """(relative drop, lo, hi, items) over every item both scored: stratified paired bootstrap of the ratio."""
+    rng = np.random.default_rng(0)
+    a = {t: np.array([ref[t][k] for k in sorted(set(ref[t]) & set(cell[t]), key=str)]) for t in tasks}
+    b = {t: np.array([cell[t][k] for k in sorted(set(ref[t]) & set(cell[t]), key=str)]) for t in tasks}
+    ra, rb = np.mean([a[t].mean() for t in tasks]), np.mean([b[t].mean() for t in tasks])
+    stats = np.zeros(iters)
+    refs = np.zeros(iters)
+    for t in tasks:
+        idx = rng.integers(0, len(a[t]), size=(iters, len(a[t])))
+        refs += a[t][idx].mean(1)
+        stats += a[t][idx].mean(1) - b[t][idx].mean(1)
+    rel = stats / np.where(refs > 0, refs, np.nan)
+    lo, hi = np.nanquantile(rel, [0.025, 0.975])
+    return float((ra - rb) / ra), float(lo), float(hi), sum(len(a[t]) for t in tasks)
+
+
+def verdict(lo: float | None, hi: float | None, limit: float) -> str:
+    if lo is None or hi is None:
+        return "undecided"
+    return "within" if hi <= limit + 1e-12 else "beyond" if lo > limit + 1e-12 else "undecided"
+
+
+def shuffled(ref: dict, cell: dict, tasks: list[str], seed: int = 0) -> dict[str, list[ItemKey]]:
+    """The items both scored, per task, in a seeded order (a fixed-n cell's items as the sequential run would
+    draw them: the task's keys permuted as harness/decide/order.py permutes a population)."""
+    out = {}
+    for t in tasks:
+        keys = sorted(set(ref[t]) & set(cell[t]), key=str)
+        perm = task_order(t, [(t, len(keys))], seed)
+        out[t] = [keys[d] for _, d in perm]
+    return out
+
+
+def worker_sequence(r: CellResult, tasks: list[str]) -> list | None:
+    """The item sequence the evaluate worker drew for a sequentially evaluated cell (plain tasks: their size and
+    limit are in the result), or None (a fixed-n cell, or a group whose subtask sizes the result lacks)."""
+    dec = r.quality.decision if r.quality else None
+    if dec is None or set(dec.tasks) != set(tasks):
+        return None
+    orders = {}
+    for task in tasks:
+        t = r.quality.tasks[task]
+        if t.subtasks or not t.n_total:
+            return None
+        orders[task] = task_order(task, [(task, int(t.n_total))], dec.seed, t.limit)
+    return item_sequence(orders, dec.seed, dec.max_items)
+
+
+def per_item_s(r: CellResult) -> float | None:
+    """Seconds per item: a sequential run's measured lm-eval time per scored item, else the evaluate step's wall
+    time over the items it scored (lm-eval's set-up included: an upper bound)."""
+    dec = r.quality.decision if r.quality else None
+    if dec is not None and dec.item_s:
+        return dec.item_s
+    items = sum(t.n or 0 for t in (r.quality.tasks.values() if r.quality else []))
+    wall = r.timings.get("evaluate")
+    return wall / items if wall and items else None
+
+
+def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
+    rows = []
+    for folder in folders:
+        results = load(folder)
+        for (cid, host), r in results.items():
+            ref_id = root_of(r)
+            ref = results.get((ref_id, host)) if ref_id else None
+            if ref is None:
+                continue
+            a, b = measure_items(ref), measure_items(r)
+            tasks = sorted(set(a) & set(b))
+            if not tasks:
+                continue
+            sequence = worker_sequence(r, tasks)  # a sequential run's own order, else the items both scored shuffled
+            if sequence is None:
+                orders = shuffled(a, b, tasks)
+                sequence = item_sequence(orders, 0, sum(len(o) for o in orders.values()))
+            d, w = paired_items(sequence, b, a, relative=True)
+            point, flo, fhi, n_all = fixed_n(a, b, tasks)
+            sec = per_item_s(r)
+            for lim in limits:
+                seq = replay(d, w, ALPHA, lim, batch, len(d), exhausted="population")
+                cs_all = interval(d, w, ALPHA, lim)
+                used = seq.items
+                rows.append(
+                    {
+                        "folder": folder.name,
+                        "cell": cid,
+                        "label": r.label,
+                        "limit": lim,
+                        "tasks": len(tasks),
+                        "sequence": len(d),
+                        "items_all": n_all,
+                        "drop_all": point,
+                        "fixed_n": verdict(flo, fhi, lim),
+                        "fixed_ci": (flo, fhi),
+                        "cs_all": cs_all.verdict(lim),
+                        "sequential": seq.verdict,
+                        "items_used": used,
+                        "share": used / n_all if n_all else None,
+                        "s_all": sec * n_all if sec else None,
+                        "s_used": sec * used if sec else None,
+                    }
+                )
+    return rows
+
+
+def real_vs_replay(folder: Path) -> list[str]:
+    """Each stored sequential decision against its replay from the stored items (replay == real)."""
+    lines = []
+    results = load(folder)
+    for (cid, host), r in results.items():
+        dec = r.quality.decision if r.quality else None
+        if dec is None or dec.reference is None or dec.stop == "skipped":
+            continue
+        ref_dir = folder / "work" / dec.reference / host / "items"
+        orders, mine, theirs = {}, {}, {}
+        for task, metric in dec.tasks.items():
+            t = r.quality.tasks[task]
+            rows = [json.loads(x) for x in journal_path(ref_dir, task).read_text().splitlines()[1:] if x.strip()]
+            theirs[task] = {(x.get("task"), int(x["doc_id"])): float(x[metric]) for x in rows if metric in x}
+            mine[task] = {parse_item_key(k): v for k, v in t.item_scores(metric).items()}
+            n_docs = int(t.n_total or 0)
+            orders[task] = task_order(task, [(task, n_docs)], dec.seed, t.limit)  # plain tasks (groups: see docs)
+        sequence = item_sequence(orders, dec.seed, dec.max_items)
+        d, w = paired_items(sequence, mine, theirs, dec.relative)
+        exhausted = dec.stop if dec.stop not in ("within", "beyond") else "budget"
+        out = replay(d, w, dec.error_rate, dec.limit, dec.batch_items, min(dec.items_used, len(d)), exhausted)
+        same = (out.verdict, out.items) == (dec.verdict, dec.items_used)
+        lines.append(
+            f"{'SAME' if same else 'DIFFERENT'}  {r.label} [{cid}]: real {dec.verdict} after {dec.items_used} items "
+            f"(stop {dec.stop}); replay {out.verdict} after {out.items} items"
+        )
+    return lines
+
+
+def host_words() -> str:
+    from harness.hw.probe import host_line
+
+    return host_line()  # the host's id, CPU model, ISA and load average
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="*", type=Path, help="results folders (DQBENCH_RESULTS of finished runs)")
+    ap.add_argument("--limits", nargs="+", type=float, default=[2, 5, 10, 20], help="relative limits in %%")
+    ap.add_argument("--batch", type=int, default=50, help="items per look")
+    ap.add_argument("--real", type=Path, help="a results folder of a sequential run: replay == real")
+    a = ap.parse_args()
+    print("# bench/sequential.py\n" + host_words())
+    rows = bench(a.folders, [x / 100 for x in a.limits], a.batch)
+    if rows:
+        print(
+            "| folder | cell | limit | sequence | fixed-n (all items) | CS whole sequence | sequential | items used | "
+            "s all -> used |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for x in rows:
+            s = f"{x['s_all']:.0f} -> {x['s_used']:.0f}" if x["s_all"] else "?"
+            print(
+                f"| {x['folder']} | {x['label']} [{x['cell']}] | {x['limit']:.0%} | {x['sequence']} | {x['fixed_n']} "
+                f"(drop {x['drop_all']:+.1%}, CI {x['fixed_ci'][0]:+.1%} to {x['fixed_ci'][1]:+.1%}) | "
+                f"{x['cs_all']} | {x['sequential']} | {x['items_used']}/{x['items_all']} ({x['share']:.0%}) | {s} |"
+            )
+        agree = np.mean([x["sequential"] == x["fixed_n"] for x in rows])
+        share = sum(x["items_used"] for x in rows) / sum(x["items_all"] for x in rows)
+        secs = [(x["s_used"], x["s_all"]) for x in rows if x["s_all"]]
+        decided = [x for x in rows if x["fixed_n"] != "undecided"]
+        agree_dec = np.mean([x["sequential"] == x["fixed_n"] for x in decided]) if decided else float("nan")
+        contradict = sum(
+            x["sequential"] != "undecided" and x["fixed_n"] != "undecided" and x["sequential"] != x["fixed_n"]
+            for x in rows
+        )
+        print(
+            f"\n{len(rows)} (cell, limit) pairs: agreement with the all-items verdict {agree:.1%} "
+            f"({agree_dec:.1%} where all items decide, {contradict} contradictions); items used {share:.1%} of all; "
+            + (
+                f"evaluation time implied {sum(u for u, _ in secs) / sum(v for _, v in secs):.1%} of all; "
+                if secs
+                else ""
+            )
+            + f"consistency: the confidence sequence over the whole sequence agrees with the sequential verdict in "
+            f"{np.mean([x['sequential'] == x['cs_all'] or x['sequential'] == 'undecided' for x in rows]):.0%}"
+        )
+        met = agree >= GOAL_AGREE and share <= GOAL_ITEMS
+        print(
+            f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}"
+        )
+    if a.real:
+        print(f"\n## replay == real ({a.real})")
+        for line in real_vs_replay(a.real):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

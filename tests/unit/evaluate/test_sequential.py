@@ -1,0 +1,209 @@
+"""The sequential evaluation inside the lm-eval worker (harness/evaluate/sequential.py) on lm-eval's own tasks,
+offline, with a deterministic fake model (tests/fakes/fake_lm.py): real task loading, prompts, request batching
+and metrics; only the model is fake. A reference scores its budget; a cell pairs with it and stops at its verdict;
+the item journal makes a second run score nothing twice (also after a crash mid-batch); what the worker decided
+is what replaying its stored items through harness/decide/sequential.replay decides (replay == real)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from harness.decide.journal import journal_path
+from harness.decide.order import item_sequence, parse_item_key, task_order
+from harness.decide.question import SequentialSpec
+from harness.decide.sequential import paired_items, replay
+from harness.evaluate.catalog import leaves
+from harness.evaluate.data import TaskData
+from harness.evaluate.items import read_sample_items
+from harness.serve.scoring import Scoring
+from harness.settings import load_settings
+from harness.spec.evaluation import TaskSpec
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("lm_eval")
+
+MEASURE = {"arc_easy": "acc_norm", "gsm8k": "exact_match,strict-match", "ai2_arc": "acc_norm"}
+TASKS = [
+    TaskSpec(name="dq_pydoc_ppl", limit=1),  # outside the measure: scored once, as without decide
+    TaskSpec(name="arc_easy", limit=300),
+    TaskSpec(name="gsm8k", num_fewshot=0, limit=200),
+    TaskSpec(name="ai2_arc", limit=150),  # a tag: two subtasks, keys carry the subtask
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    td = TaskData(load_settings())
+    td.prepare(tmp_path_factory.mktemp("prep") / "prepare.log")
+    return td
+
+
+def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, items=180, limit=0.05, batch=30):
+    from harness.evaluate.lmeval_worker import LMEvalJob
+
+    names = ("arc_easy", "gsm8k", "ai2_arc")
+    return LMEvalJob(
+        scoring=Scoring(
+            model="dq-fake-lm",
+            register_module="tests.fakes.fake_lm",
+            model_args={"salt": cell, "skill": skill, "flip": flip},
+        ),
+        include_path=str(data.task_dir()),
+        offline_leaves={lf.name: lf for n in names for lf in leaves(n) or []},
+        data_dir=str(data.dir),
+        index_cache=str(load_settings().home / "lmeval-index"),
+        num_concurrent=1,
+        max_length=512,
+        batch_size=1,
+        seed=1234,
+        samples_dir=str(tmp / cell / "samples"),
+        tasks=TASKS,
+        sequential=SequentialSpec(
+            measure=MEASURE,
+            measure_name="aggregate",
+            max_drop=f"{limit * 100:g}%",
+            relative=True,
+            limit=limit,
+            error_rate=0.05,
+            max_items=items,
+            batch_items=batch,
+            seed=0,
+            journal_dir=str(tmp / cell / "items"),
+            reference_dir=str(tmp / ref / "items") if ref else None,
+            reference_id=ref,
+            task_hashes=dict.fromkeys(MEASURE, "h"),
+        ),
+    )
+
+
+def run(j):
+    from harness.evaluate.lmeval_worker import work
+    from tests.fakes.fake_lm import FakeLM
+
+    FakeLM.calls.clear()
+    return work(j), list(FakeLM.calls)
+
+
+@pytest.fixture(scope="module")
+def ref(data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("seq")
+    rec, calls = run(job(data, tmp, "ref", None))
+    return tmp, rec, calls
+
+
+def test_the_reference_scores_its_budget_and_the_tasks_outside_the_measure_once(ref):
+    tmp, rec, calls = ref
+    d = rec.decision
+    assert d.reference is None and d.verdict is None and d.stop == "reference" and d.items_used == 180
+    assert d.scored == 180 and d.reused == 0 and sum(d.items.values()) == 180 and set(d.items) == set(MEASURE)
+    assert min(d.items.values()) > 30  # each item's task drawn at random: about a third each
+    assert d.looks == []  # a reference looks at nothing
+    assert set(rec.tasks) == {t.name for t in TASKS} and rec.tasks["dq_pydoc_ppl"].n == 1
+    for name in MEASURE:  # n = the items the verdict used; lm-eval's own aggregation over them
+        t = rec.tasks[name]
+        assert t.n == d.items[name] and t.metrics[MEASURE[name]].value is not None
+    assert rec.tasks["arc_easy"].n_total == 2376 and rec.tasks["ai2_arc"].n_total == 2376 + 1172
+    # items in the seeded order, not the first documents; the tag's keys carry their subtask
+    arc = read_sample_items(tmp / "ref" / "samples" / "arc_easy.jsonl")
+    assert max(i.doc_id for i in arc) > len(arc) and all(i.doc_id < 300 for i in arc)  # limit: the first 300
+    tag = read_sample_items(tmp / "ref" / "samples" / "ai2_arc.jsonl")
+    assert {i.task for i in tag} == {"arc_easy", "arc_challenge"} and all(i.doc_id < 150 for i in tag)
+    # the perplexity task went through simple_evaluate once, on its first document
+    assert sum(c.startswith("roll|") for c in calls) >= 1
+
+
+def test_a_cell_pairs_with_its_reference_and_stops_at_its_verdict(data, ref):
+    tmp, _, _ = ref
+    rec, _ = run(job(data, tmp, "bad", "ref", skill=0.1))  # right on a sixth of what the reference gets right
+    d = rec.decision
+    assert d.reference == "ref" and d.verdict == "beyond" and d.stop == "beyond" and d.items_used < 180
+    assert d.looks and d.looks[-1].items == d.items_used and d.lo > 0.05
+    assert replayed(tmp, "bad", d) == ("beyond", d.items_used)  # replay == real
+
+
+def test_a_cell_like_its_reference_is_not_beyond_and_says_how_many_items_would_decide_it(data, ref):
+    tmp, _, _ = ref
+    rec, _ = run(job(data, tmp, "same", "ref", flip=0.05))
+    d = rec.decision
+    assert d.verdict in ("undecided", "within") and d.items_used <= 180
+    if d.verdict == "undecided":
+        assert d.stop == "budget" and d.items_used == 180 and (d.more_items is None or d.more_items > 0)
+    assert replayed(tmp, "same", d) == (d.verdict, d.items_used)
+
+
+def replayed(tmp, cell: str, d) -> tuple[str, int]:
+    """The decision recomputed from the samples files and the reference's journals alone, in the worker's
+    sequence rebuilt from the tasks' sizes and limits (as bench/sequential.py does)."""
+    sizes = {"arc_easy": [("arc_easy", 300)], "gsm8k": [("gsm8k", 200)]}
+    sizes["ai2_arc"] = [("arc_challenge", 150), ("arc_easy", 150)]
+    orders = {t: task_order(t, lv, 0) for t, lv in sizes.items()}
+    sequence = item_sequence(orders, 0, 180)
+    mine, theirs = {}, {}
+    for task, metric in MEASURE.items():
+        items = read_sample_items(tmp / cell / "samples" / f"{task}.jsonl")
+        ref = {(r.get("task"), r["doc_id"]): r for r in _rows(journal_path(tmp / "ref" / "items", task))}
+        mine[task] = {parse_item_key(i.key): i.scores[metric] for i in items}
+        theirs[task] = {k: float(r[metric]) for k, r in ref.items()}
+    dd, w = paired_items(sequence, mine, theirs, relative=True)
+    out = replay(dd, w, d.error_rate, d.limit, d.batch_items, len(dd))
+    return out.verdict, out.items
+
+
+def _rows(path):
+    lines = path.read_text().splitlines()[1:]
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+def test_a_second_run_scores_nothing_again_and_a_larger_budget_scores_only_the_new_items(data, ref):
+    tmp, _, _ = ref
+    first, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=90, limit=0.5))
+    again, calls2 = run(job(data, tmp, "again", "ref", flip=0.05, items=90, limit=0.5))
+    assert first.decision.scored > 0 and again.decision.scored == 0
+    assert again.decision.reused == first.decision.items_used
+    assert not [c for c in calls2 if not c.startswith("roll|")]  # only the perplexity task ran again
+    same = {"scored", "reused", "item_s"}
+    assert again.decision.model_dump(exclude=same) == first.decision.model_dump(exclude=same)
+    more, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=150, limit=0.0001))
+    assert more.decision.items_used == 150 and more.decision.scored == 150 - first.decision.items_used
+
+
+def test_a_crash_mid_batch_loses_only_that_batch_and_a_torn_line_is_dropped(data, ref, monkeypatch):
+    import harness.evaluate.sequential as seq
+
+    tmp, _, _ = ref
+    real = seq._score_batch
+    state = {"n": 0}
+
+    def crash_on_second(lm, measured, steps, j):
+        state["n"] += 1
+        if state["n"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C (or a kill) while the second batch is being scored
+        return real(lm, measured, steps, j)
+
+    monkeypatch.setattr(seq, "_score_batch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
+    monkeypatch.setattr(seq, "_score_batch", real)
+    journals = [journal_path(tmp / "crash" / "items", t) for t in MEASURE]
+    assert sum(len(_rows(p)) for p in journals) == 30  # the first batch, whole
+    with open(journals[0], "a") as f:  # and a line torn by a crash during a write
+        f.write('{"doc_id": 5, "acc_no')
+    rec, _ = run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
+    assert rec.decision.items_used == 120 and rec.decision.scored == 90  # items 31-120 only
+    assert sum(len(_rows(p)) for p in journals) == 120
+    assert all(json.loads(x) for p in journals for x in p.read_text().splitlines())
+
+
+def test_a_journal_scored_with_other_settings_is_set_aside(data, ref):
+    tmp, _, _ = ref
+    j = job(data, tmp, "pin", "ref", flip=0.05, items=30, limit=0.0001)
+    run(j)
+    other = j.model_copy(update={"max_length": 256})  # prompts truncate differently: not the same items
+    rec, _ = run(other)
+    assert rec.decision.scored == 30 and (tmp / "pin" / "items" / "arc_easy.discarded.jsonl").is_file()
+    # and the reference's journal, pinned to max_length 512, is not paired with: scored alone, and said so
+    assert rec.decision.stop == "reference_missing" and "other settings" in rec.decision.stop_reason
