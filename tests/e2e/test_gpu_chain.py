@@ -80,6 +80,7 @@ def gpu_matrix() -> dict:
     }
     m["evaluation"]["gen_kwargs"] = {"max_gen_toks": 64}
     m["evaluation"]["shift"] = {"windows": 8, "tokens": 256}
+    m.pop("decide", None)  # the chain on a GPU, every item scored: its `decide` names tasks this list lacks
     m["evaluation"]["tasks"] = [
         {"name": "dq_pydoc_ppl", "limit": 4},
         {"name": "arc_easy", "limit": 100},
