@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.cell.context import CellRun, Step
+from harness.cell.stage_times import describe, log_offset, step_parts
 from harness.cell.steps import BLOCK_STEP, STEPS
 from harness.env import environment_block
 from harness.errors import DQError, StageError
@@ -104,13 +105,18 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
 @contextmanager
 def _timed(run: CellRun, name: str) -> Iterator[None]:
     run.progress.stage(name)
-    t = time.monotonic()
+    t, wall, offset = time.monotonic(), time.time(), log_offset(run, name)
     try:
         # the workers this step starts (through run_worker) report their progress live
         with progress_to(None if run.progress.quiet else run.progress.update):
             yield
     finally:
-        run.timings[name] = round(time.monotonic() - t, 3)
+        run.timings[name] = total = round(time.monotonic() - t, 3)
+        # its fixed costs and its work, as new `<step>.<part>` keys (harness/cell/stage_times.py)
+        parts = step_parts(run, name, wall, total, offset)
+        run.timings.update(parts)
+        if parts:
+            run.progress.note(f"{name} {total:.1f} s: {describe(parts)}")
 
 
 def _watched(run: CellRun, step: Step) -> AbstractContextManager[None]:
