@@ -239,6 +239,7 @@ class Quality(Block):
     tasks: dict[str, TaskScore] = Field(default_factory=dict)
     lm_eval_version: str | None = None
     scored_by: str | None = None  # how the cell was scored: a server's prompt logprobs or an in-process model
+    evaluated_via: str | None = None  # "server" | "in-process": where the loglikelihoods were computed (#31)
 
     def items(self, task: str, metric: str) -> dict[int | str, float]:
         """doc_id -> per-item score of `task`/`metric` (empty when the task or its items are absent)."""

@@ -141,4 +141,6 @@ class LMEvalEvaluator:
                     "items": task_items(samples, name),
                 }
             )
-        return Quality(tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how)
+        return Quality(
+            tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how, evaluated_via=scoring.via
+        )
