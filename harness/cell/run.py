@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,9 +103,26 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
     return _result(run, outcome)
 
 
+# what an executor wants to know as a step begins (harness/executors/local.py starts the next cell's server
+# when this one begins to evaluate); set with `on_step_start`
+_STEP_START: ContextVar[Callable[[CellRun, str], None] | None] = ContextVar("dqbench_step_start", default=None)
+
+
+@contextmanager
+def on_step_start(callback: Callable[[CellRun, str], None] | None) -> Iterator[None]:
+    """Call `callback(run, step name)` as each step of the cells run in this block (same thread) begins."""
+    token = _STEP_START.set(callback)
+    try:
+        yield
+    finally:
+        _STEP_START.reset(token)
+
+
 @contextmanager
 def _timed(run: CellRun, name: str) -> Iterator[None]:
     run.progress.stage(name)
+    if (callback := _STEP_START.get()) is not None:
+        callback(run, name)
     t, wall, offset = time.monotonic(), time.time(), log_offset(run, name)
     try:
         # the workers this step starts (through run_worker) report their progress live

@@ -2,7 +2,9 @@
 own total in the result's `timings`, read from what the step left behind, never from a clock of its own.
 
 - serve: the engine plugin's start-up phases from its log (harness/serve/startup.py): `serve.import`,
-  `serve.processes` (vLLM), `serve.weights`, `serve.engine_init`, `serve.ready`.
+  `serve.processes` (vLLM), `serve.weights`, `serve.engine_init`, `serve.ready`; they sum to the server's
+  start-up (`serve.startup_s`), which is the step's time unless the server was started ahead of its cell
+  (DQBENCH_PRESTART): then `serve.ahead` is the part of it before the step began.
 - evaluate: lm-eval's own log lines (timestamped to the millisecond by the worker's logging), whatever the
   worker's structure: `evaluate.start` (the step's start to the first request: worker process, imports,
   lm-eval's task index, the model, the first task's build), of it `evaluate.imports` (to lm-eval's
@@ -102,7 +104,10 @@ def _serve(run: CellRun, started: float, total: float, log_offset: int) -> dict[
     if run.server is None or run.handle is None:
         return {}
     phases = getattr(run.server, "startup_phases", None)  # optional: an out-of-tree plugin may not split
-    return phases(run.handle) if phases is not None else {}
+    out = dict(phases(run.handle)) if phases is not None else {}
+    if getattr(run.handle, "ahead_s", 0.0):  # started ahead (harness/serve/prestart.py): this much of it before the step
+        out["ahead"] = run.handle.ahead_s
+    return out
 
 
 def _evaluate(run: CellRun, started: float, total: float, log_offset: int) -> dict[str, float]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import StageError
 from harness.guard import descendants, proc_state
 from harness.proc import child_env, kill_group, spawn, tail
+from harness.serve import prestart
 from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class ServerHandle:
     log_path: Path
     startup_s: float = 0.0
     spawned_at: float = 0.0  # time.time() at the spawn: engines log wall-clock times (harness/serve/startup.py)
+    ahead_s: float = 0.0  # how much of the start-up ran before the cell asked for it (harness/serve/prestart.py)
     loaded: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     # where this server's part of the log begins: the file is appended to, and an earlier attempt's
@@ -363,6 +365,20 @@ class EngineServer(ABC):
         return {}
 
     def start(
+        self,
+        artefact: Artefact,
+        served_name: str,
+        log_path: Path,
+        trust_remote_code: bool = False,
+    ) -> ServerHandle:
+        """The server, up and inspected: the one started ahead for this very start (DQBENCH_PRESTART,
+        harness/serve/prestart.py) if there is one, else started now."""
+        ahead = prestart.take(self, artefact, served_name, trust_remote_code)
+        if ahead is not None:
+            return ahead
+        return self.start_now(artefact, served_name, log_path, trust_remote_code)
+
+    def start_now(
         self,
         artefact: Artefact,
         served_name: str,
