@@ -105,7 +105,9 @@ def _serve(run: CellRun, started: float, total: float, log_offset: int) -> dict[
         return {}
     phases = getattr(run.server, "startup_phases", None)  # optional: an out-of-tree plugin may not split
     out = dict(phases(run.handle)) if phases is not None else {}
-    if getattr(run.handle, "ahead_s", 0.0):  # started ahead (harness/serve/prestart.py): this much of it before the step
+    if getattr(
+        run.handle, "ahead_s", 0.0
+    ):  # started ahead (harness/serve/prestart.py): this much of it before the step
         out["ahead"] = run.handle.ahead_s
     return out
 

@@ -9,7 +9,12 @@ import psutil
 from tests.fakes.plugins import fake_run
 from tests.integration.test_runner import cells, harness, host_file
 
-LOAD = {"input_tokens": 16, "output_tokens": 4, "warmup_requests": 1, "profiles": [{"kind": "synchronous", "requests": 2}]}
+LOAD = {
+    "input_tokens": 16,
+    "output_tokens": 4,
+    "warmup_requests": 1,
+    "profiles": [{"kind": "synchronous", "requests": 2}],
+}
 
 
 def test_the_next_cells_server_starts_while_this_one_evaluates(tmp_path):
