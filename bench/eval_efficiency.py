@@ -344,11 +344,21 @@ def main() -> None:
     )
     ap.add_argument("--dtype", default=None, help="vLLM --dtype (default: this host's reference dtype)")
     ap.add_argument("--engine-arg", action="append", default=[], help="extra vLLM flag k=v (e.g. max_num_seqs=64)")
+    ap.add_argument(
+        "--overlap",
+        metavar="VARIANT",
+        help="also measure DQBENCH_PRESTART's trade each round: a second server's start-up alone, then the same "
+        "start-up during VARIANT's evaluation (harness/serve/prestart.py)",
+    )
     ap.add_argument("--json", type=Path, help="write every figure here")
     a = ap.parse_args()
     tasks = [parse_task(t) for t in a.tasks]
     variants = [parse_variant(v) for v in a.variants]
     replays = ("e", "p")
+    if a.overlap and a.overlap not in a.variants:
+        raise SystemExit(
+            f"--overlap {a.overlap}: name one of --variants ({' '.join(a.variants)}), the evaluation alone"
+        )
     if all(k.endswith(replays) for k in a.ceiling):
         raise SystemExit("--ceiling: name at least one prefill-only level (no `e`/`p` suffix), e.g. 1x32")
 
@@ -388,6 +398,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in a.variants}
     ceilings: dict[str, list[dict]] = {c: [] for c in a.ceiling}
     prompts: list[list[int]] = []
+    overlaps: list[dict] = []
     try:
         for r in range(a.repeats):
             order = list(zip(a.variants, variants))
@@ -409,6 +420,9 @@ def main() -> None:
                     f"load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+            if a.overlap:
+                o = overlap_round(settings, server, art, h, tasks, parse_variant(a.overlap), work, a.gen_kwargs, r)
+                overlaps.append({**o, "eval_alone_s": runs[a.overlap][r]["wall_s"]})
             for cname in a.ceiling:
                 mode = cname[-1] if cname.endswith(replays) else ""
                 per_req, _, conc = cname.removesuffix(mode).partition("x")
@@ -424,9 +438,83 @@ def main() -> None:
     finally:
         h.stop()
     report(a.variants, runs, ceilings, replays)
+    if overlaps:
+        report_overlap(a.overlap, overlaps)
     if a.json:
-        a.json.write_text(json.dumps({"host": host_line(), "runs": runs, "ceilings": ceilings}, indent=1))
+        a.json.write_text(
+            json.dumps({"host": host_line(), "runs": runs, "ceilings": ceilings, "overlap": overlaps}, indent=1)
+        )
     sys.exit(0 if all(x["scores"] == runs[a.variants[0]][0]["scores"] for v in runs.values() for x in v) else 1)
+
+
+def overlap_round(settings, server, art, h, tasks, v: dict, work: Path, gen_kwargs: str, r: int) -> dict:
+    """A second server of the same cell started alone, then started at the beginning of an evaluation (what
+    DQBENCH_PRESTART does for the next cell), in this order on even rounds and reversed on odd ones."""
+    import threading
+
+    def start_alone() -> float:
+        h2 = server.start_now(art, "bench-ahead", work / "ahead-server.log")
+        h2.stop()
+        return h2.startup_s
+
+    def together() -> dict:
+        box: dict = {}
+
+        def start() -> None:
+            h2 = server.start_now(art, "bench-ahead", work / "ahead-server.log")
+            box["start_s"], box["ready_at"] = h2.startup_s, time.monotonic()
+            box["h2"] = h2
+
+        job = eval_job(
+            settings,
+            variant_scoring(server, h, art, v["via"]),
+            tasks,
+            v["batch"],
+            v["conc"],
+            v["idx"],
+            work / "overlap",
+            json.loads(gen_kwargs),
+        )
+        t0 = time.monotonic()
+        th = threading.Thread(target=start)
+        th.start()
+        res = run_eval(settings, job, h.base_url, work / "overlap")
+        eval_done = time.monotonic()
+        th.join()
+        box.pop("h2").stop()
+        res.pop("recorded")
+        return {
+            "eval_s": res["wall_s"],
+            "start_s": box["start_s"],
+            "pair_s": max(eval_done, box["ready_at"]) - t0,
+            "load": os.getloadavg()[0],
+        }
+
+    out: dict = {}
+    for part in ("alone", "together") if r % 2 == 0 else ("together", "alone"):
+        if part == "alone":
+            out["start_alone_s"] = start_alone()
+        else:
+            out.update(together())
+    print(
+        f"round {r + 1} overlap: a server start alone {out['start_alone_s']:.1f} s; during an evaluation "
+        f"{out['start_s']:.1f} s, the evaluation {out['eval_s']:.1f} s, both done after {out['pair_s']:.1f} s; "
+        f"load average {out['load']:.1f}",
+        flush=True,
+    )
+    return out
+
+
+def report_overlap(variant: str, rounds: list[dict]) -> None:
+    """Serial (this variant's evaluation alone, then a server start alone) against the two together."""
+    print(f"\noverlap (DQBENCH_PRESTART) with {variant}:")
+    for i, o in enumerate(rounds):
+        serial = o["eval_alone_s"] + o["start_alone_s"]
+        print(
+            f"  round {i + 1}: serial {o['eval_alone_s']:.1f} + {o['start_alone_s']:.1f} = {serial:.1f} s; together "
+            f"{o['pair_s']:.1f} s ({(serial - o['pair_s']) / serial * 100:+.0f} % saved; the evaluation "
+            f"{o['eval_s'] / o['eval_alone_s']:.2f} x slower, the start-up {o['start_s'] / o['start_alone_s']:.2f} x)"
+        )
 
 
 def _mean(xs) -> float:

@@ -120,8 +120,10 @@ class LlamaCppLM(TemplateLM):
         differ = np.nonzero(held != np.asarray(tokens[: len(held)]))[0]
         return int(differ[0]) if len(differ) else len(held)
 
-    def token_logprobs(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """log p(tokens[j] | tokens[:j]) for j >= 1, and whether each token was the argmax."""
+    def token_logprobs(self, tokens: list[int], first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """log p(tokens[j] | tokens[:j]) for j > `first`, and whether each token was the argmax. Only those
+        rows of the logits are normalised: a continuation of 5 tokens after a 200-token context needs 5 rows
+        of [vocabulary] float64, not 200 (log-softmax is row by row: the same numbers either way)."""
         keep = self._common_prefix(tokens) if self.prefix_reuse else 0
         # drop the context's KV cache past the shared prefix; a model whose cache cannot be cut there
         # (recurrent layers) starts again from nothing
@@ -133,9 +135,9 @@ class LlamaCppLM(TemplateLM):
         else:
             self.llm.reset()
         self.llm.eval(tokens[keep:])
-        scores = np.asarray(self.llm.scores[: len(tokens) - 1])  # row i predicts token i+1
+        scores = np.asarray(self.llm.scores[first : len(tokens) - 1])  # row i predicts token i+1
         lp = log_softmax(scores)
-        nxt = np.asarray(tokens[1:])
+        nxt = np.asarray(tokens[first + 1 :])
         return lp[np.arange(len(nxt)), nxt], lp.argmax(axis=-1) == nxt
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
@@ -143,9 +145,9 @@ class LlamaCppLM(TemplateLM):
         for cache_key, context_enc, continuation_enc in tqdm(requests, disable=disable_tqdm):
             inp = (context_enc + continuation_enc)[-self.max_length :]
             ctxlen = len(context_enc) - max(0, len(context_enc) + len(continuation_enc) - self.max_length)
-            lp, greedy = self.token_logprobs(inp)
-            # position j of `inp` is row j-1 of lp: the continuation is rows ctxlen-1 ..
-            answer = (float(lp[ctxlen - 1 :].sum()), bool(greedy[ctxlen - 1 :].all()))
+            # position j of `inp` is predicted by logits row j-1: the continuation by rows ctxlen-1 ..
+            lp, greedy = self.token_logprobs(inp, first=max(ctxlen - 1, 0))
+            answer = (float(lp.sum()), bool(greedy.all()))
             res.append(answer)
             if cache_key is not None:
                 self.cache_hook.add_partial("loglikelihood", cache_key, answer)
