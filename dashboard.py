@@ -26,6 +26,7 @@ from advisor import curves
 from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop, parse_ms, parse_positive
 from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
+from advisor.roofline_view import roofline_points
 from advisor.select import recommend
 from advisor.verdict import MINUS
 from advisor.views import (
@@ -155,7 +156,7 @@ def main() -> None:
         + (f" on {f['host_id'].nunique()} host(s)" if table["host_id"].nunique() > 1 else "")
     )
 
-    tabs = st.tabs(["Cells", "Pareto", "Curves", "Cell detail", "Compare", "Advisor"])
+    tabs = st.tabs(["Cells", "Pareto", "Curves", "Roofline", "Cell detail", "Compare", "Advisor"])
     with tabs[0]:
         st.dataframe(f, hide_index=True, width="stretch")
         st.download_button("Download CSV", f.to_csv(index=False).encode(), "dqbench-cells.csv", "text/csv")
@@ -189,6 +190,9 @@ def main() -> None:
         curves_panel(t, f)
 
     with tabs[3]:
+        roofline_panel(t, f)
+
+    with tabs[4]:
         ids = list(f["key"])
         picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
         if picked:
@@ -238,7 +242,7 @@ def main() -> None:
                         expanded=False,
                     )
 
-    with tabs[4]:
+    with tabs[5]:
         ids = st.multiselect(
             "cells to compare", list(f["key"]), format_func=lambda i: _label(table, i), key="compare_cells"
         )
@@ -247,8 +251,40 @@ def main() -> None:
         else:
             st.caption("Pick two or more cells.")
 
-    with tabs[5]:
+    with tabs[6]:
         advisor_panel(t, max_drop, limit_error)
+
+
+def roofline_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
+    """Measured decode throughput under its roofline (advisor/roofline_view.py): per cell, its limit at each
+    load level (dashed) and what it measured (points), log-log, with the % of limit and the regime on hover."""
+    pts = roofline_points(t["perf"], f[f["status"] == "done"])
+    if pts.empty:
+        st.info("No rooflines among the filtered cells: cells finished after the roofline landed carry one.")
+        return
+    st.altair_chart(roofline_chart(pts), width="stretch")
+    st.caption(
+        "Dashed: the decode limit on the host's figures (`harness doctor`): memory-bound = weights + KV streamed "
+        "per step over bandwidth, compute-bound = FLOPs per token over the matmul dtype's throughput. Points: the "
+        "level's output tok/s (prefill time included), so a point sits below its line."
+    )
+    st.dataframe(pts, hide_index=True, width="stretch")
+
+
+def roofline_chart(pts: pd.DataFrame) -> alt.LayerChart:
+    base = alt.Chart(pts).encode(
+        x=alt.X("level:Q", scale=alt.Scale(type="log"), title="concurrency"),
+        color=alt.Color("cell:N", legend=alt.Legend(labelLimit=400)),
+    )
+    limit = base.mark_line(strokeDash=[4, 3]).encode(
+        y=alt.Y("roofline_tok_s:Q", scale=alt.Scale(type="log"), title="output tok/s"), detail="key:N"
+    )
+    measured = base.mark_point(filled=True, size=70).encode(
+        y=alt.Y("measured_tok_s:Q", scale=alt.Scale(type="log")),
+        shape="regime:N",
+        tooltip=["cell", "host_label", "level", "measured_tok_s", "roofline_tok_s", "roofline_pct", "regime"],
+    )
+    return alt.layer(limit, measured).properties(title="output tok/s under its roofline (decode limit, dashed)")
 
 
 def curves_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:

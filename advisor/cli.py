@@ -3,6 +3,7 @@
     advisor --vram 24 --max-drop 2% [--decide conservative|point] [--json] ...   recommend
     advisor estimate 7B --precision fp32 fp16 int8 int4                     memory table
     advisor report --out DIR [--cell ID ...] [--title T] [--db DB]          Pareto PNGs, CSV, HTML page
+    advisor predict MODEL [--host H] [--schemes S ...] [--json]              cells not yet run, predicted
 
 Exit codes: 0 a recommendation; 4 nothing meets the constraints; 2 malformed input (a bad value, NaN
 and infinities included: one message naming the flag, the value and the fix); 3 no results, or a results
@@ -29,7 +30,8 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="advisor",
         description="Recommend a configuration from measured cells.",
-        epilog="Subcommand: `advisor estimate MODEL --precision ...` prints a memory table. "
+        epilog="Subcommands: `advisor estimate MODEL --precision ...` prints a memory table; `advisor predict "
+        "MODEL [--host H] [--schemes S ...]` predicts cells not yet run. "
         "Exit codes: 0 a recommendation, 4 nothing meets the constraints, 2 malformed "
         "input, 3 no results or an unreadable results database (missing, locked by "
         "another process, not a DuckDB file, damaged).",
@@ -75,6 +77,9 @@ def _recommend_parser() -> argparse.ArgumentParser:
     ap.add_argument("--db", help="results database (default: DQBENCH_DB or results/dqbench.duckdb)")
     ap.add_argument("--top", default="5", help="how many recommendations to list")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument(
+        "--no-predict", action="store_true", help="leave out the predicted (unmeasured) cells and what to measure next"
+    )
     return ap
 
 
@@ -204,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         return _estimate(argv[1:])
     if argv and argv[0] == "report":
         return _report(argv[1:])
+    if argv and argv[0] == "predict":  # cells not yet run: harness/predict (advisor/predict_cli.py)
+        from advisor.predict_cli import main as predict_main
+
+        return predict_main(argv[1:])
     from advisor.constraints import (
         AdvisorInputError,
         Constraints,
@@ -265,12 +274,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     rec = recommend(frame, c)
+    predicted = None
+    if not a.no_predict:  # cells not measured here, predicted and marked so (advisor/predicted.py)
+        from advisor.predicted import predicted_view
+
+        predicted = predicted_view(rec, db, scope)
     if a.json:
-        print(json.dumps(to_json(rec, scope), indent=2, default=str))
+        print(json.dumps({**to_json(rec, scope), "predicted": predicted}, indent=2, default=str))
     else:
         from rich.console import Console
 
-        render(rec, Console(width=None if sys.stdout.isatty() else 160), scope)
+        console = Console(width=None if sys.stdout.isatty() else 160)
+        render(rec, console, scope)
+        if predicted is not None:
+            from advisor.predicted import render_predicted
+
+            render_predicted(predicted, console)
     return 0 if rec.ok else NOTHING_FITS
 
 

@@ -362,8 +362,8 @@ def main() -> None:
     if all(k.endswith(replays) for k in a.ceiling):
         raise SystemExit("--ceiling: name at least one prefill-only level (no `e`/`p` suffix), e.g. 1x32")
 
-    from harness.compress.base import Artefact
     from harness.hw.probe import host_caps
+    from harness.result import Artefact
     from harness.serve.vllm import VLLMServer
     from harness.settings import load_settings
     from harness.spec.serving import VLLMServing

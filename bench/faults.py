@@ -804,7 +804,7 @@ SCENARIOS = [
         "compress",
         ("w8a8",),
         kill_tagged(
-            r"harness\.(stages|workers)\.compress_llmc",
+            r"harness\.worker --job \S*\.llmc_worker\.",  # the typed job's file names its worker
             _at("w8a8", "compress", 0.0),
             "the compress stage",
             wait=30.0,

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import aiohttp
 
-from harness.measure.loadgen import LoadGenerator, RequestRecord
+from harness.measure.loadgen import LoadGenerator
+from harness.measure.request import RequestRecord
 from harness.measure.stats import percentile
 
 LIMIT_MS = 1.0  # the scheduling error a sustained rate keeps its p99 under

@@ -14,11 +14,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.compress.identity import DTYPE
 from harness.hw.probe import host_caps, host_line
 from harness.measure.run import measure
 from harness.models.sources import source_for
+from harness.result import Artefact
 from harness.settings import load_settings
 from harness.spec.loadtest import SLO, LoadSpec, SweepProfile
 from harness.spec.serving import LlamaCppServing, VLLMServing
@@ -26,11 +26,11 @@ from harness.spec.sources import EmbeddedModel, ModelSpec
 
 
 def show(lv) -> None:
-    """One level as it ends (harness/measure/loadgen.LevelResult)."""
+    """One level as it ends (harness/result.Level)."""
     print(
         f"  {lv.profile:>11} {lv.level:7.3g}: {lv.requests:3d} req, {lv.req_s:6.2f} req/s, "
-        f"{lv.output_tok_s:6.1f} out tok/s, TTFT p50 {lv.ttft_ms['p50'] or float('nan'):6.0f} ms "
-        f"p99 {lv.ttft_ms['p99'] or float('nan'):6.0f} ms, SLO met {lv.slo_met}, {lv.duration_s:.1f} s",
+        f"{lv.output_tok_s:6.1f} out tok/s, TTFT p50 {lv.ttft_ms.p50 or float('nan'):6.0f} ms "
+        f"p99 {lv.ttft_ms.p99 or float('nan'):6.0f} ms, SLO met {lv.slo_met}, {lv.duration_s:.1f} s",
         flush=True,
     )
 
@@ -100,12 +100,12 @@ def main() -> None:
         finally:
             handle.stop()
     print(f"engine {a.engine}, start-up {handle.startup_s:.1f} s, {a.input_tokens} in / {a.output_tokens} out tokens")
-    s = perf["sweep"] or {}
-    print(json.dumps(dict(s), indent=1, default=str))
-    print(f"load test {perf['wall_s']:.0f} s; stopped: {perf['stopped']}")
+    s = perf.sweep.model_dump(mode="json") if perf.sweep else {}
+    print(json.dumps(s, indent=1, default=str))
+    print(f"load test {perf.wall_s or 0:.0f} s; stopped: {perf.stopped}")
     print(host_line())
     if a.json:
-        Path(a.json).write_text(json.dumps(perf, indent=1))
+        Path(a.json).write_text(json.dumps(perf.model_dump(mode="json"), indent=1))
 
 
 if __name__ == "__main__":

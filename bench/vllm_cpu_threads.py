@@ -16,11 +16,11 @@ from pathlib import Path
 
 from scheme_support import _post  # sibling script (bench/ is on sys.path when run as a script)
 
-from harness.compress.base import Artefact
 from harness.compress.identity import DTYPE
 from harness.hw.probe import host_caps
 from harness.measure.run import measure
 from harness.models.sources import source_for
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.loadtest import LoadSpec
@@ -56,7 +56,9 @@ def main() -> None:
             spec = VLLMServing(cpu_reserved_cores=None if r == "default" else int(r))
             handle = VLLMServer(spec, settings.python, "cpu").start(art, "dq-threads", Path(tmp) / f"server-{r}.log")
             try:
-                perf = measure(handle.base_url, handle.model_name, load, art.tokenizer_src, extra={"ignore_eos": True})
+                perf = measure(
+                    handle.base_url, handle.model_name, load, art.tokenizer_src, extra={"ignore_eos": True}
+                ).model_dump(mode="json")
                 prefill = min(
                     _post(
                         handle.base_url,

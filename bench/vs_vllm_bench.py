@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.measure.loadgen import LoadGenerator
 from harness.measure.prompts import token_prompts
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing
@@ -120,7 +120,7 @@ def main() -> None:
             for who in order:
                 if who == "ours":
                     lv = gen.concurrency(prompts, c)
-                    res["ours"] = (lv.output_tok_s, lv.ttft_ms["p50"], lv.failed)
+                    res["ours"] = (lv.output_tok_s, lv.ttft_ms.p50, lv.failed)
                 else:
                     v = vllm_bench(settings.python, h, model_dir, a.requests, c, a.input, a.output, c)
                     res["vllm"] = (v["output_throughput"], v["median_ttft_ms"], v["num_prompts"] - v["completed"])

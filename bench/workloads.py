@@ -14,9 +14,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.hw.probe import host_line
 from harness.measure.run import measure
+from harness.result import Artefact
 from harness.serve.llamacpp import LlamaCppServer
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
@@ -133,7 +133,7 @@ def main() -> None:
                 perf = measure(
                     h.base_url, "bench", load, art.tokenizer_src, server.request_extras, None, server.http_keepalive
                 )
-                row(name, "on" if caching else "off", perf)
+                row(name, "on" if caching else "off", perf.model_dump(mode="json"))
         finally:
             h.stop()
     print(host_line(), flush=True)

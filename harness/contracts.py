@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
+    from harness.distill.base import Student
+    from harness.distill.data import DataFingerprint, TrainingData
     from harness.models.arch import ArchInfo
     from harness.models.fingerprint import ModelFingerprint
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import CellResult, Quality
+    from harness.result import Artefact, CellResult, Quality
     from harness.serve.base import ServerHandle
     from harness.serve.scoring import Scoring
     from harness.settings import Settings
@@ -99,18 +100,19 @@ class DistillerContract(Protocol):
     def __init__(self, spec: DistillSpec) -> None: ...
 
     def plan_problems(self, cell: CellPlan, teacher: ArchInfo | None, student: ArchInfo | None) -> list[str]: ...
-    def generations_path(self, teacher_fp: dict[str, Any], data_fp: dict[str, Any], settings: Settings) -> Path: ...
-    def is_built(self, teacher_fp: dict[str, Any], data: Any, settings: Settings) -> bool: ...
+    # teacher_fp: the teacher source's fingerprint (ModelSourceContract.fingerprint), hashed into the keys
+    def generations_path(self, teacher_fp: dict[str, Any], data_fp: DataFingerprint, settings: Settings) -> Path: ...
+    def is_built(self, teacher_fp: dict[str, Any], data: TrainingData, settings: Settings) -> bool: ...
     def build(
         self,
         cell: CellPlan,
         teacher_dir: str,
         teacher_fp: dict[str, Any],
-        data: Any,
+        data: TrainingData,
         settings: Settings,
         log: Path,
         generations: Path | None,
-    ) -> Any: ...
+    ) -> Student: ...
 
 
 class ExecutorContract(Protocol):

@@ -17,7 +17,7 @@ entry built. `valid` decides whether an entry is trusted: a manifest written las
 their sizes (`file_sizes`, `sizes_match`), so a manifest over missing files is rebuilt, not used.
 
 A worker subprocess outlives a parent killed with SIGKILL (it runs in its own process group): it holds a
-builder lock (`DQBENCH_BUILDER_LOCK`, taken in `harness/workers/__init__.py`) beside its temporary name, and
+builder lock (`DQBENCH_BUILDER_LOCK`, taken first thing in `harness/worker.py`) beside its temporary name, and
 the next lock holder waits for that orphan to end before it removes its leftovers.
 
 No heavy imports: workers of every environment import this module.
@@ -121,7 +121,7 @@ def builder_lock(tmp: Path) -> Path:
 
 def hold_builder_lock(path: str | Path) -> None:
     """Take the builder lock `path` for the rest of this process (workers call this through
-    harness/workers/__init__.py when their parent named one)."""
+    harness/worker.py when their parent named one)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

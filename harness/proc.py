@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -53,57 +53,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-REQUIRED = object()  # a worker flag without a default
-
-
-def worker_config(flags: Mapping[str, object] | None = None, argv: Sequence[str] | None = None) -> dict:
-    """A worker's input: `python -m harness.workers.X --config FILE.json [--out PATH]`, as one dict. `--out`,
-    when given, becomes `cfg["out"]`. `flags` (name -> default, `REQUIRED` for none) declares the plain
-    command-line flags of the workers that take them instead of a file (`--olmo-wheel W` -> `cfg["olmo_wheel"]`);
-    a worker with flags needs no `--config`."""
-    import argparse
-
-    flags = dict(flags or {})
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=not flags)
-    ap.add_argument("--out")
-    for name, default in flags.items():
-        ap.add_argument(f"--{name}", required=default is REQUIRED, default=None if default is REQUIRED else default)
-    a = ap.parse_args(argv)
-    cfg: dict = json.loads(Path(a.config).read_text()) if a.config else {}
-    if a.out is not None:
-        cfg["out"] = a.out
-    for name in flags:
-        cfg[name.replace("-", "_")] = getattr(a, name.replace("-", "_"))
-    return cfg
-
-
-def worker_main(
-    run: Callable[[dict], object],
-    *,
-    result: str | None = None,
-    flags: Mapping[str, object] | None = None,
-    argv: Sequence[str] | None = None,
-) -> None:
-    """The one entry point of every worker (`harness/workers/*.py`): read the input (`worker_config`), log to
-    the log file the parent gave (stderr, timestamped; stdout line-buffered so the log reads in order), run
-    `run(cfg)`, and write what it returns as JSON, atomically, to the path in `cfg[result]` (a half-written
-    result is never read as one). Progress is reported through `WorkerProgress`, which finds its file in
-    DQBENCH_PROGRESS_FILE by itself."""
-    import logging
-
-    cfg = worker_config(flags, argv)
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(line_buffering=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = run(cfg)
-    if result is not None:
-        if out is None:
-            raise RuntimeError(f"the worker returned no result for {result}={cfg.get(result)!r}")
-        write_json_atomic(Path(cfg[result]), out)
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -144,7 +93,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 PROGRESS_ENV = "DQBENCH_PROGRESS_FILE"
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[dict[str, Any]], None]
 _SINK: ContextVar[ProgressCallback | None] = ContextVar("dqbench_progress_sink", default=None)
 
 
@@ -306,7 +255,7 @@ def children_hold(fd: int) -> Iterator[None]:
         _HOLD.reset(token)
 
 
-def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen:
+def spawn(cmd: list[str], *, log: IO[bytes] | int, env: dict[str, str], grace: float = 8.0) -> subprocess.Popen[bytes]:
     """Start `cmd` under harness/guard.py in a new session: the guard is the group leader, reaps everything
     the command spawns (vLLM's engine processes too) and takes it all down when this process dies, however
     it dies. `log` is an open binary file for stdout and stderr."""
@@ -424,7 +373,7 @@ def run_worker(
         record_path.unlink(missing_ok=True)
 
 
-def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process group, wait `grace` seconds, then SIGKILL it. The group id is the leader's pid
     (started with a new session), so members that outlived an already-reaped leader are still reached."""
     pgid = proc.pid

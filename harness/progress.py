@@ -16,10 +16,14 @@ import sys
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
+
+if TYPE_CHECKING:
+    from harness.result import Level
 
 STAGES = ("prepare", "compress", "serve", "measure", "evaluate", "stop")
 
@@ -253,11 +257,11 @@ class Progress:
             if self._rich:
                 self._rich.update(self._live_task, visible=False, description="", total=None, completed=0)
 
-    def level(self, lv) -> None:
+    def level(self, lv: Level) -> None:
         self._print(
             f"  {lv.profile} {lv.level:g}: {lv.output_tok_s:.1f} out tok/s, {lv.req_s:.2f} req/s, "
-            f"TTFT p50 {lv.ttft_ms['p50'] or float('nan'):.0f} ms, TPOT p50 "
-            f"{lv.tpot_ms['p50'] or float('nan'):.1f} ms, failed {lv.failed}"
+            f"TTFT p50 {lv.ttft_ms.p50 or float('nan'):.0f} ms, TPOT p50 "
+            f"{lv.tpot_ms.p50 or float('nan'):.1f} ms, failed {lv.failed}"
         )
 
     def note(self, msg: str) -> None:

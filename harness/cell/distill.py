@@ -76,9 +76,9 @@ def teacher_answers(
     run: CellRun, spec: SFTStudent | GKDStudent, teacher_dir: str, prompts: list[str], gens: Path
 ) -> dict[str, Any]:
     """Serve the teacher, have it answer `prompts` into `gens`, stop it; the generation summary."""
-    from harness.compress.base import Artefact
     from harness.compress.identity import DTYPE
     from harness.distill.generate import generate
+    from harness.result import Artefact
 
     cell, progress = run.cell, run.progress
     serving, compute = cell.teacher_serving, cell.compute_dtype

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.cell.context import CellRun, Step
 from harness.cell.stage_times import describe, log_offset, step_parts
@@ -33,7 +33,7 @@ from harness.measure.run import planned_levels
 from harness.plan.cell import CellPlan
 from harness.proc import children_hold, deadline, progress_to
 from harness.progress import Progress
-from harness.result import CellResult, Quality
+from harness.result import CellResult, Memory, Sweep
 from harness.serve.base import ServerHandle
 from harness.settings import Settings
 from harness.store.hosts import this_host
@@ -84,7 +84,7 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
             stage = step.name
             with _timed(run, step.name), _watched(run, step), _limited(run, step):
                 step.run(run)
-        unkept = unkept_promise(run.cell, run.blocks)
+        unkept = unkept_promise(run.cell, run.blocks())
         if unkept:
             raise StageError(*unkept)
         outcome = {"status": "done"}
@@ -167,8 +167,8 @@ def _server_watch(handle: ServerHandle, stage: str) -> Iterator[None]:
 
 def _finish_sampling(run: CellRun) -> None:
     run.resources.close()
-    if run.memory is not None:
-        run.blocks["memory"] = run.memory.block()
+    if run.memory_sampler is not None:
+        run.memory = Memory.model_validate(run.memory_sampler.block())
 
 
 def _stop_server(run: CellRun) -> None:
@@ -181,19 +181,21 @@ def _stop_server(run: CellRun) -> None:
         run.warnings.append(str(exc))
 
 
-def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | None:
+def unkept_promise(cell: CellPlan, blocks: Mapping[str, Any]) -> tuple[str, str] | None:
     """(stage, why) when a step returned without producing what it promised, else None: a cell is `done`
-    only with a figure for every planned load level and a score for every planned task. `blocks` are the
-    result's blocks as JSON (CellRun.blocks, or a result document)."""
-    levels = (blocks.get("perf") or {}).get("levels", [])
-    want = planned_levels(cell.load, blocks.get("perf") or {})  # a sweep's count depends on what it found
+    only with a figure for every planned load level and a score for every planned task. `blocks`: the
+    result's blocks by name, typed (CellRun.blocks()) or as JSON (a result document, read leniently: a
+    block is judged on what it promised, not on its other fields)."""
+    perf = _json(blocks.get("perf"))
+    levels = perf.get("levels", [])
+    sweep = Sweep.model_validate(perf["sweep"]) if perf.get("sweep") else None
+    want = planned_levels(cell.load, sweep)  # a sweep's count depends on what it found
     if len(levels) != want:
         return "measure", f"{len(levels)} of {want} planned load levels were measured"
     empty = [f"{lv['profile']} {lv['level']:g}" for lv in levels if not lv.get("completed")]
     if empty:
         return "measure", f"no request completed at load level(s) {', '.join(empty)}"
-    quality = blocks.get("quality")  # the evaluate step's Quality, or a result document's JSON of it
-    tasks = (quality.model_dump() if isinstance(quality, Quality) else quality or {}).get("tasks", {})
+    tasks = _json(blocks.get("quality")).get("tasks", {})
     for t in cell.evaluation.tasks:
         got = tasks.get(t.name)
         if not got or not any(v.get("value") is not None for v in got.get("metrics", {}).values()):
@@ -201,6 +203,13 @@ def unkept_promise(cell: CellPlan, blocks: dict[str, Any]) -> tuple[str, str] | 
     if cell.evaluation.shift is not None and not blocks.get("shift"):
         return "shift", "the shift analysis produced no result"
     return None
+
+
+def _json(block: object) -> dict[str, Any]:
+    """A block as JSON: a typed block a step left, dumped; a result document's block as it is; {} for none."""
+    if isinstance(block, BaseModel):
+        return block.model_dump(mode="json")
+    return dict(block) if isinstance(block, Mapping) else {}
 
 
 def _failed(stage: str, reason: str, log_tail: str) -> dict[str, Any]:
@@ -217,7 +226,8 @@ def _result(run: CellRun, outcome: dict[str, Any]) -> CellResult:
         "started_at": run.started_at,
         "timings": run.timings,
         "logs": {"dir": str(run.paths.logs)},
-        **{k: v for k, v in run.blocks.items() if v is not None},
+        # as JSON, so the result validates every block once more: one a plugin built without validation fails here
+        **{k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in run.blocks().items()},
         **outcome,
         "warnings": run.warnings,
         "environment": environment_block(),
@@ -225,7 +235,9 @@ def _result(run: CellRun, outcome: dict[str, Any]) -> CellResult:
         "finished_at": _now(),
         "wall_s": time.monotonic() - run.t0,
     }
-    return validated(doc)
+    from harness.predict.roofline import with_roofline  # the cell's limits on this host (issue #32)
+
+    return with_roofline(validated(doc), run.settings)
 
 
 def validated(doc: dict[str, Any]) -> CellResult:

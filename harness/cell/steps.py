@@ -20,6 +20,7 @@ from harness.measure.run import measure as run_load
 from harness.models.sources import source_for
 from harness.proc import deadline_left
 from harness.registry import compressors, evaluators, servers
+from harness.result import Serve
 
 if TYPE_CHECKING:
     from harness.serve.base import ServerHandle
@@ -32,7 +33,7 @@ def prepare(run: CellRun) -> None:
     run.evaluator = evaluator = evaluators.get(cell.evaluation.kind)(cell.evaluation, run.settings)
     source.prepare(run.paths.log("prepare"))
     evaluator.prepare(run.paths.log("prepare"))
-    run.blocks["model"] = source.fingerprint().model_dump(mode="json")  # the result's `model` block, as stored
+    run.model = source.fingerprint().model_dump(mode="json")  # the result's `model` block, as stored
     run.model_src = source.resolve()
 
 
@@ -40,7 +41,7 @@ def distill(run: CellRun) -> None:
     """A student cell's checkpoint: trained, or found in the student cache (harness/distill/)."""
     from harness.cell.distill import student_block
 
-    run.blocks["distill"] = block = student_block(run, run.need(run.source, "the model source"))
+    run.distill = block = student_block(run, run.need(run.source, "the model source"))
     run.model_src = block["path"]
 
 
@@ -48,16 +49,7 @@ def compress(run: CellRun) -> None:
     """The artefact the cell serves (`none`: the checkpoint itself)."""
     cell = run.cell
     compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
-    run.artefact = art = compressor.compress(cell, run.model_src, run.paths, run.settings)
-    run.blocks["artefact"] = {
-        "model": art.model,
-        "dtype": art.dtype,
-        "quantization": art.quantization,
-        "size_bytes": art.size_bytes,
-        "bits_per_weight": art.bits_per_weight,
-        "record": art.record,
-        "tokenizer": art.tokenizer,
-    }
+    run.artefact = compressor.compress(cell, run.model_src, run.paths, run.settings)
 
 
 def serve(run: CellRun) -> None:
@@ -67,23 +59,23 @@ def serve(run: CellRun) -> None:
     run.server = server = servers.get(cell.serving.kind)(cell.serving, run.settings.python, cell.device)
     artefact = run.need(run.artefact, "the artefact")
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
-    run.blocks["serve"] = {
-        "engine": handle.engine,
-        "command": handle.command,
-        "startup_s": handle.startup_s,
-        "loaded": handle.loaded,
-        "port": handle.port,
-    }
+    run.serve = Serve(
+        engine=handle.engine,
+        command=handle.command,
+        startup_s=handle.startup_s,
+        loaded=handle.loaded,
+        port=handle.port,
+    )
     run.progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
     # GPU memory only for a cell served on the GPU: a CPU cell on a GPU host would read other processes' use
-    run.memory = run.resources.enter_context(PeakSampler(handle.pid, gpu=cell.device == "cuda"))
+    run.memory_sampler = run.resources.enter_context(PeakSampler(handle.pid, gpu=cell.device == "cuda"))
 
 
 def measure(run: CellRun) -> None:
     """The load test: every planned profile and level against the server."""
     handle = run.need(run.handle, "the server")
     server = run.need(run.server, "the server plugin")
-    perf = run.blocks["perf"] = run_load(
+    perf = run.perf = run_load(
         handle.base_url,
         run.served_name,
         run.cell.load,
@@ -93,8 +85,8 @@ def measure(run: CellRun) -> None:
         on_level=run.progress.level,
         health=_health_or_deadline(handle),
     )
-    if perf["stopped"]:
-        raise StageError("measure", perf["stopped"], handle.failure_tail())
+    if perf.stopped:
+        raise StageError("measure", perf.stopped, handle.failure_tail())
 
 
 def evaluate(run: CellRun) -> None:
@@ -102,7 +94,7 @@ def evaluate(run: CellRun) -> None:
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     evaluator = run.need(run.evaluator, "the evaluator")
-    quality = run.blocks["quality"] = evaluator.evaluate(scoring, run.paths.measured, run.paths.log("evaluate"))
+    quality = run.quality = evaluator.evaluate(scoring, run.paths.measured, run.paths.log("evaluate"))
     for name, t in quality.tasks.items():
         figures = (f"{m}={v.value:.4g}" for m, v in t.metrics.items() if v.value is not None)
         run.progress.note(f"{name}: " + ", ".join(figures))
@@ -112,14 +104,14 @@ def shift(run: CellRun) -> None:
     """Token distribution and per-item answers against the cell's reference (harness/evaluate/reference.py)."""
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
-    result = run.blocks["shift"] = compare_with_reference(
+    result = run.shift = compare_with_reference(
         run.cell,
         scoring,
         artefact.tokenizer_src,
         run.settings,
         run.paths.measured,
         run.paths.log("shift"),
-        quality=run.blocks.get("quality"),  # the cell's own per-item scores, as evaluate just made them
+        quality=run.quality,  # the cell's own per-item scores, as evaluate just made them
     )
     if result and result.get("metrics"):
         m = result["metrics"]

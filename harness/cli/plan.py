@@ -68,6 +68,10 @@ def plan(
     except DQError as exc:
         fail(exc)
     power = _power(p, host)
+    predicted = _predictions(p)
+    for r in rows:
+        pred = predicted.get(r["cell_id"])
+        r["prediction"] = pred.model_dump(mode="json") if pred is not None else None
     if as_json:
         doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
         doc["power"] = [r.model_dump(mode="json") for r in power]
@@ -109,6 +113,52 @@ def plan(
             markup=False,
         )
     _print_power(power)
+    _print_predictions(rows)
+
+
+def _predictions(p: Plan) -> dict:
+    """Each planned cell's prediction (harness/predict): {} when there is nothing to predict from, and never
+    an error that stops the plan."""
+    from harness.predict.context import plan_predictions
+    from harness.settings import load_settings
+
+    try:
+        return plan_predictions([c for c in p.cells if c.status != "infeasible"], load_settings())
+    except Exception as exc:  # noqa: BLE001 - a prediction is an addition to the plan, never its failure
+        out.print(f"no predictions: {type(exc).__name__}: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return {}
+
+
+def _print_predictions(rows: list[dict]) -> None:
+    def iv(e: dict | None, scale: float = 1.0) -> str:
+        if not e:
+            return "-"
+        if e["label"] == "measured":
+            return f"{e['value'] * scale:.3g} measured"
+        return f"{e['value'] * scale:.3g} [{e['lo'] * scale:.3g}–{e['hi'] * scale:.3g}]"
+
+    shown = [r for r in rows if r.get("prediction")]
+    if not shown:
+        return
+    t = Table(title="predicted before running (90 % intervals; harness/predict, `advisor predict` for more)")
+    for col in ("cell_id", "cell", "conc.", "GiB", "tok/s", "TTFT ms", "drop %", "regime"):
+        t.add_column(col, no_wrap=col != "cell")
+    for r in shown:
+        pr = r["prediction"]
+        t.add_row(
+            r["cell_id"],
+            escape(f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}"),
+            f"{pr['concurrency']:g}",
+            iv(pr["memory_gib"]),
+            iv(pr["decode_tok_s"]),
+            iv(pr["ttft_ms"]),
+            iv(pr["drop"], 100),
+            (pr.get("limits") or {}).get("decode_regime", "-"),
+        )
+    out.print(t)
+    errs = next((r["prediction"]["decode_tok_s"] or {}).get("error") for r in shown if r["prediction"]["decode_tok_s"])
+    if errs:
+        out.print(f"tok/s error: {errs}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_training(p: Plan) -> None:

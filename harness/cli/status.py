@@ -24,6 +24,7 @@ def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict]
     from harness.result_facts import cell_status, flat_metrics
     from harness.store.hosts import this_host
     from harness.store.results import ResultStore
+    from harness.store.rows import roofline_figures
 
     settings, matrix, plan = load_plan(file, memory_gib)
     store = ResultStore(settings.results_dir)
@@ -53,6 +54,7 @@ def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict]
                 "estimate": c.estimate.model_dump() if c.estimate else None,
                 "train_estimate": c.train_estimate.model_dump() if c.train_estimate else None,
                 "metrics": flat_metrics(result),
+                "roofline": roofline_figures(result) if result is not None else None,
             }
         )
     return rows, plan, host
@@ -85,7 +87,19 @@ def status(
 def print_status(rows: list[dict], matrix: str, host: dict) -> None:
     out.print(host_line(host), highlight=False, markup=False, soft_wrap=True)
     t = Table(title=f"status: {matrix}")
-    for col in ("cell_id", "host", "cell", "status", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "peak GiB", "quality"):
+    cols = (
+        "cell_id",
+        "host",
+        "cell",
+        "status",
+        "tok/s",
+        "TTFT p50 ms",
+        "TPOT p50 ms",
+        "peak GiB",
+        "roofline",
+        "quality",
+    )
+    for col in cols:
         t.add_column(col, overflow="fold")
     for r in rows:
         m = r["metrics"]
@@ -106,6 +120,29 @@ def print_status(rows: list[dict], matrix: str, host: dict) -> None:
             f("ttft_ms_p50", ".0f"),
             f("tpot_ms_p50"),
             f("peak_mem_gib", ".2f"),
+            roofline_cell(r.get("roofline")),
             q or (r["reason"] or "")[:120],
         )
     out.print(t)
+    if any(r.get("roofline") and r["roofline"].get("regime_top") for r in rows):
+        out.print(
+            "roofline: each measured figure as a % of its limit on this host's figures (`harness doctor`), with its "
+            "regime: c1 and the top concurrency's output tok/s vs the decode limit, pf = prefill (input tokens / "
+            "TTFT p50) vs the prefill limit; mem = memory-bound, cmp = compute-bound",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def roofline_cell(roof: dict | None) -> str:
+    """'c1 69% mem · top 33% cmp · pf 41% cmp' (empty without a roofline)."""
+    if not roof or roof.get("regime_top") is None:
+        return ""
+    word = {"memory-bound": "mem", "compute-bound": "cmp"}
+    parts = []
+    for tag, key in (("c1", "c1"), ("top", "top"), ("pf", "prefill")):
+        pct, regime = roof.get(f"roofline_pct_{key}"), roof.get(f"regime_{key}")
+        if regime is not None:
+            parts.append(f"{tag} {pct:.0f}% {word[regime]}" if pct is not None else f"{tag} - {word[regime]}")
+    return " · ".join(parts)

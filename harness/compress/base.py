@@ -1,22 +1,27 @@
 """The compressor plugin contract. Plugins declare capabilities the planner reads; the heavy work
-runs in a worker subprocess so the orchestrator never imports torch or llm-compressor.
+runs in a worker subprocess (a typed job, harness/jobs.py: `*_worker.py` beside each plugin) so the
+orchestrator never imports torch or llm-compressor. What a plugin returns is harness.result.Artefact: the
+serving plugin loads it and the result stores it as it is.
 
 `build_artefact` is how a plugin writes what it makes into the cell's work folder: under the artefact's
-lock, the worker writes into a unique temporary name that is renamed into place, then the record, then a
-manifest (`<name>.manifest.json`: each file with its size) last. An artefact is reused only when its
-manifest's files are all there with their sizes, so a worker killed half-way is redone, never served.
+lock, the worker writes into a unique temporary name that is renamed into place, then the parent writes the
+worker's record, then a manifest (`<name>.manifest.json`: each file with its size) last. An artefact is
+reused only when its manifest's files are all there with their sizes and its record reads as the worker's
+record type, so a worker killed half-way is redone, never served.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import StageError
+from harness.jobs import Job, Record
 from harness.locks import (
     BUILDER_LOCK_ENV,
     build_once,
@@ -25,10 +30,10 @@ from harness.locks import (
     file_sizes,
     read_json,
     sizes_match,
-    unique_tmp,
     wait_reporter,
 )
-from harness.proc import run_module, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
+from harness.result import Artefact
 
 if TYPE_CHECKING:
     from harness.models.arch import ArchInfo
@@ -37,23 +42,7 @@ if TYPE_CHECKING:
     from harness.spec.methods import MethodSpec
     from harness.workspace import CellPaths
 
-
-@dataclass(frozen=True)
-class Artefact:
-    """What the serve stage loads: a folder (or hub id) plus the dtype/quantization to ask for."""
-
-    model: str  # local folder or hub id
-    dtype: str  # vLLM --dtype
-    quantization: str | None  # what the server must report having loaded (None: unquantized)
-    size_bytes: int | None
-    bits_per_weight: float | None  # None when the parameter count is unknown (no estimate)
-    record: dict = field(default_factory=dict)  # recipe, wall time, peak memory ... (stored with the cell)
-    tokenizer: str | None = None  # HF tokenizer folder when `model` is not one (a .gguf file)
-    server_args: dict = field(default_factory=dict)  # engine flags the artefact needs (load-time quantization)
-
-    @property
-    def tokenizer_src(self) -> str:
-        return self.tokenizer or self.model
+R = TypeVar("R", bound=Record)
 
 
 class Compressor(ABC):
@@ -87,34 +76,36 @@ class Compressor(ABC):
         worker subprocess)."""
 
 
-def calibration(spec: MethodSpec) -> dict[str, object]:
-    """The calibration fields every compress worker takes (data-free methods ignore them)."""
-    return {
-        "calibration_source": spec.calibration_source,
-        "calibration_samples": spec.calibration_samples,
-        "calibration_seq_len": spec.calibration_seq_len,
-        "seed": spec.seed,
-    }
+class Calibration(BaseModel):
+    """The calibration windows a compress worker draws (harness.measure.prompts.token_prompts: the same
+    windows in every worker), as a job field and as the workers' records say what they used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    samples: int
+    seq_len: int
+    seed: int
+
+
+def calibration(spec: MethodSpec) -> Calibration:
+    """The calibration every compress worker takes (data-free methods ignore it)."""
+    return Calibration(
+        source=spec.calibration_source,
+        samples=spec.calibration_samples,
+        seq_len=spec.calibration_seq_len,
+        seed=spec.seed,
+    )
 
 
 def run_compress_worker(
-    module: str,
-    cfg: dict[str, object],
-    workdir: Path,
-    log: Path,
-    settings: Settings,
-    env: dict[str, str],
-    *,
-    timeout: float = 6 * 3600,
-    config_name: str = "compress-in.json",
-) -> None:
-    """Write the worker's config beside its output and run it (in `settings.python`'s environment); offline
-    settings reach the worker as HF_HUB_OFFLINE so a hub lookup fails fast instead of hanging."""
-    cfg_path = workdir / config_name
-    write_json_atomic(cfg_path, cfg)
-    run_module(
-        module,
-        ["--config", str(cfg_path)],
+    job: Job[R], log: Path, settings: Settings, env: dict[str, str], *, timeout: float = 6 * 3600
+) -> R:
+    """Run a compress job in `settings.python`'s environment (the caller picks it: llm-compressor's with
+    `settings.with_python(settings.compress_python)`) and return its record; offline settings reach the
+    worker as HF_HUB_OFFLINE so a hub lookup fails fast instead of hanging."""
+    return run_worker(
+        job,
         log,
         settings,
         stage="compress",
@@ -163,29 +154,50 @@ def artefact_ready(final: Path) -> bool:
     return m is not None and sizes_match(final.parent, m.get("sizes"))
 
 
+def read_record(path: Path, record_type: type[R]) -> R | None:
+    """The record at `path` as `record_type`; None when it is missing or does not read as one."""
+    try:
+        return record_type.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):  # invalid JSON is a ValidationError too
+        return None
+
+
+@dataclass(frozen=True)
+class Built(Generic[R]):
+    """What `build_artefact` hands back: the artefact's record, and whether this call built it."""
+
+    record: R
+    built: bool  # False: reused (the manifest's files were there), or built by a process we waited for
+
+
 def build_artefact(
-    final: Path, record: Path, run: Callable[[Path, Path, dict[str, str]], None], *, what: str, log: Path
-) -> bool:
+    final: Path,
+    record: Path,
+    run: Callable[[Path, dict[str, str]], R],
+    record_type: type[R],
+    *,
+    what: str,
+    log: Path,
+) -> Built[R]:
     """Make the artefact `final` (a folder or a file in a work folder) and its `record` JSON unless both are
-    there as their manifest says; True when this call built them. `run(out, record, env)` runs the worker
-    that writes the artefact at `out` and the record at `record` (both temporary names), passing `env` to
-    run_worker (the builder lock). A second process waits on the artefact's lock and then reuses it."""
+    there as their manifest says (and the record reads as `record_type`). `run(out, env)` runs the worker
+    that writes the artefact at `out` (a temporary name) and returns its record; `env` goes to its
+    run_worker (the builder lock). The record is written as the worker returned it
+    (`model_dump(mode="json")`), then the manifest. A second process waits on the artefact's lock and then
+    reuses it."""
     manifest = artefact_manifest(final)
+    made: list[R] = []
+
+    def valid(p: Path) -> bool:
+        return artefact_ready(p) and read_record(record, record_type) is not None
 
     def build(tmp: Path) -> Callable[[], None]:
         manifest.unlink(missing_ok=True)  # the old entry is no longer trusted from here on
         clean_leftovers(record)
-        tmp_record = unique_tmp(record)
-        try:
-            run(tmp, tmp_record, {BUILDER_LOCK_ENV: str(builder_lock(tmp))})
-            if not tmp_record.is_file():
-                raise StageError("compress", f"{what}: the stage wrote no record ({record.name}); see {log}")
-        except BaseException:
-            tmp_record.unlink(missing_ok=True)
-            raise
+        made.append(run(tmp, {BUILDER_LOCK_ENV: str(builder_lock(tmp))}))
 
         def finish() -> None:  # after the artefact's rename: the record, then the manifest last
-            os.replace(tmp_record, record)
+            write_json_atomic(record, made[0].model_dump(mode="json"))
             sizes = (
                 {f"{final.name}/{k}": v for k, v in file_sizes(final).items()}
                 if final.is_dir()
@@ -195,4 +207,8 @@ def build_artefact(
 
         return finish
 
-    return build_once(final, what=what, valid=artefact_ready, build=build, on_wait=wait_reporter(log))
+    built = build_once(final, what=what, valid=valid, build=build, on_wait=wait_reporter(log))
+    rec = made[0] if made else read_record(record, record_type)
+    if rec is None:  # valid() read it a moment ago: only a process removing it since gets here
+        raise StageError("compress", f"{what}: its record {record} is gone or unreadable; see {log}")
+    return Built(rec, built)

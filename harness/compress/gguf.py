@@ -5,18 +5,17 @@ int2 Q2_K); `options: {type: Q4_0}` overrides it, `options: {imatrix: true}` add
 
 k-quants need rows divisible by 256; llama-quantize falls back to other types per tensor where they are
 not (SmolLM2's 576-wide rows), so the record carries the effective bits per weight and the per-type tensor
-counts, never just the label. The work runs in `harness.workers.compress_gguf`.
+counts, never just the label. The work runs in `harness.compress.gguf_worker` (GgufJob), in the serving
+environment (llama.cpp's converter needs its torch and transformers).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.compress.base import (
-    Artefact,
     Compressor,
     build_artefact,
     calibration,
@@ -24,7 +23,9 @@ from harness.compress.base import (
     method_of,
     run_compress_worker,
 )
+from harness.compress.gguf_worker import GgufJob, GgufRecord
 from harness.errors import StageError
+from harness.result import Artefact
 
 if TYPE_CHECKING:
     from harness.plan.cell import CellPlan
@@ -59,7 +60,8 @@ def bf16_gguf_path(source, settings) -> Path:
     """Where the converted bf16 GGUF of `source` is kept, shared by every GGUF cell of that checkpoint: the
     converter runs once per source (and llama.cpp build), not once per quantization type."""
     ident = f"{checkpoint_ident(source)}|{settings.llamacpp_dir}"
-    return settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
+    path: Path = settings.home / "gguf" / hashlib.sha256(ident.encode()).hexdigest()[:16] / "model-bf16.gguf"
+    return path
 
 
 def gguf_type(cell) -> str:
@@ -111,30 +113,33 @@ class GGUF(Compressor):
         record_path = workdir / "compress-record.json"
         log = paths.log("compress")
 
-        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {
-                "source": str(source),
-                "out": str(tmp),
-                "record": str(tmp_record),
-                "type": gguf_type(cell),
-                "tools": str(settings.llamacpp_dir),
-                "imatrix": bool(spec.options.get("imatrix", False)),
-                **calibration(spec),
-                "workdir": str(workdir),
-                "base": str(bf16_gguf_path(source, settings)),
-            }
-            run_compress_worker("harness.workers.compress_gguf", cfg, workdir, log, settings, env)
+        def run(tmp: Path, env: dict[str, str]) -> GgufRecord:
+            job = GgufJob(
+                source=str(source),
+                out=str(tmp),
+                type=gguf_type(cell),
+                tools=str(settings.llamacpp_dir),
+                imatrix=bool(spec.options.get("imatrix", False)),
+                calibration=calibration(spec),
+                workdir=str(workdir),
+                base=str(bf16_gguf_path(source, settings)),
+            )
+            return run_compress_worker(job, log, settings, env)  # the serving env: the converter's torch
 
-        build_artefact(
-            out, record_path, run, what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})", log=log
+        built = build_artefact(
+            out,
+            record_path,
+            run,
+            GgufRecord,
+            what=f"the GGUF {gguf_type(cell)} artefact of cell {cell.cell_id} ({out})",
+            log=log,
         )
-        record = json.loads(record_path.read_text())
         return Artefact(
             model=str(out),
             dtype="gguf",
             quantization=gguf_type(cell),
             size_bytes=out.stat().st_size,
-            bits_per_weight=record["bits_per_weight"],
-            record=record,
+            bits_per_weight=built.record.bits_per_weight,
+            record=built.record.model_dump(mode="json"),
             tokenizer=str(source),
         )

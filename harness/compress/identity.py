@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, Compressor, dir_size
+from harness.compress.base import Compressor, dir_size
+from harness.result import Artefact
 from harness.spec.base import BITS
 
 if TYPE_CHECKING:

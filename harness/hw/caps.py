@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.hw.figures import HostFigures, gpu_figures
+
 # ISA flags that decide which kernels run (x86 /proc/cpuinfo names); others are not kept.
 ISA_FLAGS = (
     "avx",
@@ -149,10 +151,20 @@ class HostCaps(_Frozen):
     probed_at: str | None = None
     probe_error: str | None = None  # the engine probe failed: engine facts are unknown (not cached)
     note: str | None = None  # a preset says what host it stands for and where its facts come from
+    # memory bandwidth and matmul throughput (harness/hw/figures.py): measured by `harness doctor` and cached
+    # with the probe, or a preset's. Not in the fingerprint: the host id never depends on a timing.
+    figures: HostFigures | None = None
 
     @property
     def device(self) -> Literal["cpu", "cuda"]:
         return "cuda" if self.gpus else "cpu"
+
+    def roofline_figures(self) -> HostFigures | None:
+        """The figures a roofline of this host uses: its own (measured or the preset's), else, on a GPU host,
+        the datasheet figures of its GPU (harness/hw/gpus.py); None when neither is known."""
+        if self.figures is not None:
+            return self.figures
+        return gpu_figures(self.gpus[0].name) if self.gpus else None
 
     @property
     def min_cc(self) -> tuple[int, int] | None:

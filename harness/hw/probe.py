@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.errors import DQError
 from harness.hw.caps import ISA_FLAGS, CpuInfo, GpuInfo, HostCaps
+from harness.hw.figures import HostFigures
 from harness.settings import REPO_ROOT, Settings
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -197,6 +198,7 @@ def load_override(value: str) -> HostCaps:
     try:
         doc = json.loads(path.read_text())
         doc.pop("host", None)  # `harness doctor --json` adds the derived host block beside the caps
+        doc.pop("roofline_figures", None)  # and the figures a roofline of it uses (derived too)
         caps = HostCaps.model_validate(doc)
     except ValueError as exc:
         raise DQError(
@@ -215,10 +217,10 @@ def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
     key = _probe_key(settings, cpu, gpus)
     if key in _MEMO and not refresh:
         return _MEMO[key]
-    cache = settings.home / "probe" / f"{key}.json"
+    cache = _cache_file(settings, key)
     if cache.is_file() and not refresh:
         try:
-            caps = HostCaps.model_validate_json(cache.read_text())
+            caps = _with_figures(HostCaps.model_validate_json(cache.read_text()), settings)
             _MEMO[key] = caps
             return caps
         except ValueError:
@@ -248,9 +250,100 @@ def host_caps(settings: Settings, refresh: bool = False) -> HostCaps:
     )
     from harness.proc import write_json_atomic
 
-    write_json_atomic(cache, caps.model_dump(mode="json"))
+    # without `figures` (kept in their own file): a checkout whose HostCaps lacks the field reads this cache
+    write_json_atomic(cache, caps.model_dump(mode="json", exclude={"figures"}))
+    caps = _with_figures(caps, settings)
     _MEMO[key] = caps
     return caps
+
+
+def _cache_file(settings: Settings, key: str | None = None) -> Path:
+    return settings.home / "probe" / f"{key or _probe_key(settings, cpu_info(), gpu_info())}.json"
+
+
+def _figures_file(settings: Settings) -> Path:
+    """Beside the probe's cache, under the same key, in a file of its own: a checkout whose HostCaps has no
+    `figures` field reads the probe cache unchanged."""
+    cache = _cache_file(settings)
+    return cache.with_name(f"figures-{cache.name}")
+
+
+def host_figures(settings: Settings, measure: bool = True, refresh: bool = False) -> HostFigures | None:
+    """This host's roofline figures (harness/hw/figures.py): cached with the probe; measured once (a worker,
+    harness/hw/figures_worker.py, ~20-60 s) when `measure` and none are cached, or again with `refresh`. A
+    preset's figures under DQBENCH_HOST_CAPS; a GPU's datasheet figures where no measurement exists. None when
+    nothing is known and `measure` is off, or the probe failed (engine env unusable: no torch to time with)."""
+    caps = host_caps(settings)
+    if caps.source.startswith("override") or (caps.figures is not None and not refresh):
+        return caps.roofline_figures()
+    if not measure or caps.probe_error:
+        return caps.roofline_figures()
+    figures = measure_figures(settings, caps.device)
+    from harness.proc import write_json_atomic
+
+    write_json_atomic(_figures_file(settings), figures.model_dump(mode="json"))
+    _MEMO.clear()  # the next host_caps() reads the probe with its figures
+    return figures
+
+
+def _with_figures(caps: HostCaps, settings: Settings) -> HostCaps:
+    """The probe's answer with this host's cached figures, when `harness doctor` measured them."""
+    path = _figures_file(settings)
+    if caps.figures is not None or not path.is_file():
+        return caps
+    try:
+        return caps.model_copy(update={"figures": HostFigures.model_validate_json(path.read_text())})
+    except ValueError:
+        return caps  # an unreadable figures file is measured again by the next `harness doctor`
+
+
+def nvml_bandwidth_gb_s(index: int = 0) -> float | None:
+    """The GPU's peak memory bandwidth from NVML: 2 (double data rate) x max memory clock x bus width / 8
+    (an H100 SXM: 2 x 2619 MHz x 5120 bit / 8 = 3352 GB/s); None without NVML or a GPU."""
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        try:
+            h = pynvml.nvmlDeviceGetHandleByIndex(index)
+            mhz = pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)
+            bits = pynvml.nvmlDeviceGetMemoryBusWidth(h)
+            return 2 * mhz * 1e6 * bits / 8 / 1e9
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - NVML without a driver, or an old NVML without the bus-width call
+        return None
+
+
+def measure_figures(settings: Settings, device: str) -> HostFigures:
+    """Run the figures worker in the serving env (it imports torch) and turn its record into HostFigures."""
+    from harness.hw.figures_worker import FiguresJob
+    from harness.proc import run_worker
+
+    log = settings.home / "probe" / "figures.log"
+    rec = run_worker(FiguresJob(device="cuda" if device == "cuda" else "cpu"), log, settings, stage="doctor")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    one = f"; 1 thread {rec.bandwidth_1core_gb_s:.1f} GB/s" if rec.bandwidth_1core_gb_s else ""
+    peak = nvml_bandwidth_gb_s() if rec.device == "cuda" else None
+    if peak:
+        one += f"; NVML peak {peak:.0f} GB/s (memory clock x bus width)"
+    return HostFigures(
+        device=rec.device,
+        bandwidth_gb_s=rec.bandwidth_gb_s,
+        bandwidth_1core_gb_s=rec.bandwidth_1core_gb_s,
+        tflops=rec.tflops,
+        kernels=rec.kernels,
+        threads=rec.threads,
+        source="measured",
+        basis=f"measured here {when} with torch {rec.torch}, {rec.threads} threads: STREAM-like fp32 triad "
+        f"(3 x 256 MiB, best of 20){one}; square matmuls per dtype sized to ~50 ms, best of 30; load average "
+        f"{rec.load_average} (other work on the host lowers every figure)"
+        + (f"; {'; '.join(rec.notes)}" if rec.notes else ""),
+        measured_at=when,
+        load_average=rec.load_average,
+    )
 
 
 def host_line() -> str:

@@ -47,6 +47,18 @@ def render_caps(caps: HostCaps) -> str:
         lines.append("  llama   not built (DQBENCH_LLAMACPP unset)")
     if caps.dtype_speed:
         lines.append(f"  dtype   {caps.dtype_note(caps.device)}")
+    figs = caps.roofline_figures()
+    if figs is not None:
+        lines.append(f"  roofline {figs.line()}")
+        if figs.basis:
+            lines.append(f"           {figs.basis}")
+        if figs.load_average is not None and figs.load_average > c.cores:
+            lines.append(
+                f"           WARNING: measured while busy (load average {figs.load_average:g} on {c.cores} cores): "
+                "the figures read low; `harness doctor --refresh` on an idle host measures them again"
+            )
+    else:
+        lines.append("  roofline no figures (run `harness doctor` to measure bandwidth and matmul throughput)")
     if caps.probe_error:
         lines.append(f"  probe   FAILED: {caps.probe_error}")
     lines.append("  schemes on this host (harness/plan/support.py):")

@@ -1,9 +1,7 @@
-"""The project's async load generator: streaming /v1/completions under synchronous, fixed-concurrency
-and Poisson-arrival profiles; per-request TTFT, ITL, TPOT and end-to-end latency.
-
-Definitions follow vLLM's serving benchmark so the two can be compared (bench/vs_vllm_bench.py):
-TTFT = first streamed token - request sent; ITL = gaps between streamed chunks; TPOT = (e2e - TTFT) /
-(output tokens - 1); throughput = total output tokens / (last completion - first request).
+"""The project's async load generator: streaming /v1/completions (and /v1/chat/completions) under
+synchronous, fixed-concurrency, Poisson- and constant-arrival profiles; one RequestRecord per request
+(harness/measure/request.py: TTFT, ITL, TPOT and end-to-end latency are defined there), and a level's
+figures from them (harness/measure/level.py, which makes the stored harness/result.Level).
 
 A `stop` callback (the server's health check) is polled while a level runs: once it answers, requests
 in flight are cut off and the rest are never sent (counted as `abandoned`), so a dead server fails fast
@@ -15,9 +13,6 @@ costs ~250 us there); asyncio's own loop otherwise. Poisson arrivals are schedul
 send + the running sum of the drawn gaps, as vLLM's get_request does) and timed by a thread (`_paced`),
 so a late wake-up delays one request instead of every later one; each record keeps its scheduled time and
 the level reports how late requests started (`schedule_lag_ms`).
-
-Besides the whole level, every level reports goodput under `load.slo` (harness/measure/slo.py), its steady
-window (harness/measure/steady.py) and, when repeated, the spread over its runs (harness/measure/repeats.py).
 """
 
 from __future__ import annotations
@@ -29,48 +24,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 
-from harness.measure import steady
-from harness.measure.repeats import repeats_block
-from harness.measure.slo import attainment, good_count, meets
-from harness.measure.stats import summarize
-from harness.measure.workloads import Conversation, Request, by_turn
+from harness.measure.level import aggregate
+from harness.measure.request import RequestRecord
+from harness.measure.workloads import Conversation, Request
+from harness.result import Level
 from harness.spec.loadtest import SLO
 
 T = TypeVar("T")
-
-
-@dataclass
-class RequestRecord:
-    ok: bool
-    start: float
-    end: float
-    ttft: float | None = None
-    itl: list[float] = field(default_factory=list)
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    chunks: int = 0
-    error: str | None = None
-    stale: bool = False  # failed on a pooled connection before any response: safe to send again
-    retried: bool = False
-    abandoned: bool = False  # never sent, or cut off, because the server stopped serving
-    scheduled: float | None = None  # when an open-loop (poisson) profile meant to send it
-    turn: int = 0  # a chat conversation's turn (1-based); 0 outside one
-    cached_tokens: int | None = None  # prompt tokens the engine took from its prefix cache, where it says
-
-    @property
-    def e2e(self) -> float:
-        return self.end - self.start
-
-    @property
-    def tpot(self) -> float | None:
-        if self.ttft is None or self.output_tokens < 2:
-            return None
-        return (self.e2e - self.ttft) / (self.output_tokens - 1)
 
 
 def _value_at(data: bytes, key: bytes) -> int:
@@ -195,114 +159,6 @@ async def _send(session: aiohttp.ClientSession, url: str, payload: dict, timeout
         rec.error = f"{type(exc).__name__}: {exc}"[:300]
         rec.stale = isinstance(exc, STALE) and not responded
     return rec
-
-
-@dataclass
-class LevelResult:
-    profile: str  # synchronous | concurrency | poisson
-    level: float  # concurrency, or request rate for poisson
-    requests: int
-    completed: int
-    failed: int
-    duration_s: float
-    req_s: float
-    output_tok_s: float
-    input_tok_s: float
-    ttft_ms: dict
-    tpot_ms: dict
-    itl_ms: dict
-    e2e_ms: dict
-    errors: list[str]
-    retried: int = 0  # requests sent again after a stale keep-alive connection (see send_one)
-    abandoned: int = 0  # of `failed`: never sent or cut off because the server stopped serving
-    first_error: str | None = None  # the error of the earliest failed request (abandoned ones last)
-    # under load.slo (None without one): good requests per second, their share of all requests, and
-    # whether that share reaches slo.percentile
-    goodput_req_s: float | None = None
-    slo_attainment: float | None = None
-    slo_met: bool | None = None
-    steady: dict | None = None  # the same figures over the steady window (harness/measure/steady.py)
-    repeats: dict | None = None  # mean / 95 % CI / CV over the runs of a repeated level
-    noisy: bool = False  # a repeated level whose CV of a judged figure exceeds load.noisy_cv
-    schedule_lag_ms: dict | None = None  # poisson: how late requests started after their scheduled time
-    turns: list[dict] | None = None  # chat: per turn, its requests' TTFT and prompt tokens (by_turn)
-    # prompt tokens served from the engine's prefix cache (usage.prompt_tokens_details.cached_tokens: llama-server
-    # always, vLLM with --enable-prompt-tokens-details); None when the engine does not say
-    cached_tokens: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _span(records: list[RequestRecord]) -> float:
-    sent = [r for r in records if not r.abandoned]
-    return max(r.end for r in sent) - min(r.start for r in sent) if sent else 0.0
-
-
-def aggregate(
-    profile: str,
-    level: float,
-    records: list[RequestRecord],
-    slo: SLO | None = None,
-    steady_trim: float = 0.1,
-) -> LevelResult:
-    """One run's records as a level."""
-    return combine(profile, level, [records], slo, steady_trim)
-
-
-def combine(
-    profile: str,
-    level: float,
-    runs: list[list[RequestRecord]],
-    slo: SLO | None = None,
-    steady_trim: float = 0.1,
-    noisy_cv: float = 0.1,
-) -> LevelResult:
-    """The runs of one level (one, or `repeats` of them) as its result. With several runs the level's own
-    figures pool them: counts and durations summed, percentiles over every run's requests; `repeats`
-    gives the spread of each run's figures."""
-    records = [r for run in runs for r in run]
-    ok = [r for r in records if r.ok]
-    duration = sum(_span(run) for run in runs)
-    failed = sorted((r for r in records if not r.ok), key=lambda r: (r.abandoned, r.start))
-    good = good_count(ok, slo) if slo else 0
-    att = attainment(good, len(records)) if slo else None
-    lag = [r.start - r.scheduled for r in records if r.scheduled is not None and not (r.abandoned or r.retried)]
-    per_run, noisy = None, False
-    if len(runs) > 1:
-        per_run, noisy = repeats_block(
-            [combine(profile, level, [run], slo, steady_trim).to_dict() for run in runs], noisy_cv
-        )
-    out_tok = sum(r.output_tokens for r in ok)
-    in_tok = sum(r.prompt_tokens for r in ok)
-    return LevelResult(
-        profile=profile,
-        level=level,
-        requests=len(records),
-        completed=len(ok),
-        failed=len(records) - len(ok),
-        duration_s=duration,
-        req_s=len(ok) / duration if duration > 0 else 0.0,
-        output_tok_s=out_tok / duration if duration > 0 else 0.0,
-        input_tok_s=in_tok / duration if duration > 0 else 0.0,
-        ttft_ms=summarize([r.ttft for r in ok if r.ttft is not None], 1000),
-        tpot_ms=summarize([r.tpot for r in ok if r.tpot is not None], 1000),
-        itl_ms=summarize([x for r in ok for x in r.itl], 1000),
-        retried=sum(r.retried for r in records),
-        e2e_ms=summarize([r.e2e for r in ok], 1000),
-        errors=sorted({r.error for r in records if r.error})[:5],
-        abandoned=sum(r.abandoned for r in records),
-        first_error=failed[0].error if failed else None,
-        goodput_req_s=(good / duration if duration > 0 else 0.0) if slo else None,
-        slo_attainment=att,
-        slo_met=meets(att, slo) if slo else None,
-        steady=steady.figures([steady.part(run, steady_trim, slo) for run in runs], steady_trim, slo),
-        repeats=per_run,
-        noisy=noisy,
-        schedule_lag_ms=summarize(lag, 1000) if lag else None,
-        turns=by_turn(ok),
-        cached_tokens=sum(r.cached_tokens or 0 for r in ok) if any(r.cached_tokens is not None for r in ok) else None,
-    )
 
 
 async def _paced(
@@ -495,13 +351,13 @@ class LoadGenerator:
             return run_loop(self._run(prompts, None, level, seed, constant=True))
         raise ValueError(f"unknown load profile {profile!r}")
 
-    def synchronous(self, prompts: list, slo: SLO | None = None) -> LevelResult:
+    def synchronous(self, prompts: list, slo: SLO | None = None) -> Level:
         return aggregate("synchronous", 1, self.records("synchronous", prompts, 1), slo)
 
-    def concurrency(self, prompts: list, level: int, slo: SLO | None = None) -> LevelResult:
+    def concurrency(self, prompts: list, level: int, slo: SLO | None = None) -> Level:
         return aggregate("concurrency", level, self.records("concurrency", prompts, level), slo)
 
-    def poisson(self, prompts: list, rate: float, seed: int, slo: SLO | None = None) -> LevelResult:
+    def poisson(self, prompts: list, rate: float, seed: int, slo: SLO | None = None) -> Level:
         return aggregate("poisson", rate, self.records("poisson", prompts, rate, seed), slo)
 
     def warmup(self, prompts: list) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
+
+from harness.result import Level, Repeats, Spread
 
 # t(0.975, df) for df = 1..30 (scipy.stats.t.ppf, 4 decimals); beyond 30 the Cornish-Fisher expansion below
 # is within 1e-4 of it (tests/unit/measure/test_repeats.py)
@@ -39,7 +42,7 @@ def t975(df: int) -> float:
     )
 
 
-def spread(values: list[float | None]) -> dict | None:
+def spread(values: Sequence[float | None]) -> Spread | None:
     """mean, 95 % CI [low, high] and CV of one figure over the runs; None with fewer than two values."""
     xs = [float(v) for v in values if v is not None]
     if len(xs) < 2:
@@ -47,26 +50,29 @@ def spread(values: list[float | None]) -> dict | None:
     mean = statistics.fmean(xs)
     sd = statistics.stdev(xs)
     half = t975(len(xs) - 1) * sd / math.sqrt(len(xs))
-    return {
-        "mean": mean,
-        "ci95": [mean - half, mean + half],
-        "cv": sd / abs(mean) if mean else None,
-        "values": xs,
-    }
+    return Spread(mean=mean, ci95=[mean - half, mean + half], cv=sd / abs(mean) if mean else None, values=xs)
 
 
-def repeats_block(per_run: list[dict], noisy_cv: float) -> tuple[dict, bool]:
-    """The `repeats` block of a level from each run's own figures (LevelResult.to_dict() of one run), and
+def figure(lv: Level, name: str) -> float | None:
+    """One of the JUDGED figures of a level: its own (`output_tok_s`), or a latency's median (`ttft_ms_p50`)."""
+    if name.endswith("_p50"):
+        return getattr(lv, name.removesuffix("_p50")).p50
+    return getattr(lv, name)
+
+
+def repeats_block(per_run: list[Level], noisy_cv: float) -> tuple[Repeats, bool]:
+    """The `repeats` block of a level from each run's own figures (the Level of each run alone), and
     whether the level is noisy."""
-    block: dict = {"n": len(per_run)}
-    for name in JUDGED:
-        if name.endswith("_p50"):
-            key = name[: -len("_p50")]
-            block[name] = spread([(lv.get(key) or {}).get("p50") for lv in per_run])
-        else:
-            block[name] = spread([lv.get(name) for lv in per_run])
-    if any(lv.get("goodput_req_s") is not None for lv in per_run):
-        block["goodput_req_s"] = spread([lv.get("goodput_req_s") for lv in per_run])
-    noisy = [n for n in JUDGED if block[n] and block[n]["cv"] is not None and block[n]["cv"] > noisy_cv]
-    block["noisy_figures"] = noisy
+    s = {name: spread([figure(lv, name) for lv in per_run]) for name in JUDGED}
+    noisy = [n for n in JUDGED if (x := s[n]) is not None and x.cv is not None and x.cv > noisy_cv]
+    block = Repeats(
+        n=len(per_run),
+        output_tok_s=s["output_tok_s"],
+        req_s=s["req_s"],
+        ttft_ms_p50=s["ttft_ms_p50"],
+        tpot_ms_p50=s["tpot_ms_p50"],
+        e2e_ms_p50=s["e2e_ms_p50"],
+        goodput_req_s=spread([lv.goodput_req_s for lv in per_run]),  # None without an SLO
+        noisy_figures=noisy,
+    )
     return block, bool(noisy)

@@ -3,8 +3,9 @@
 It stops at the first level after which the server is gone (`health`) or whose failed requests exceed
 `load.max_failed` (`level_problem`), and says why in the result's `stopped`; the caller fails the cell.
 A repeated level (`repeats: N`) is checked after each of its runs, and stored once, its runs combined
-(harness/measure/loadgen.combine). A sweep profile chooses its levels as it goes (harness/measure/sweep.py):
+(harness/measure/level.combine). A sweep profile chooses its levels as it goes (harness/measure/sweep.py):
 its rate levels' failures end the sweep as saturation, not the cell; its findings are the result's `sweep`.
+What it returns is the result's typed `perf` block (harness/result.Perf).
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.measure.loadgen import LevelResult, LoadGenerator, RequestRecord, combine
+from harness.measure.level import combine
+from harness.measure.loadgen import LoadGenerator
+from harness.measure.request import RequestRecord
 from harness.measure.sweep import SweepPrompts, run_sweep
 from harness.measure.workloads import build as build_requests
 from harness.measure.workloads import describe as describe_workload
+from harness.result import Level, Perf, Sweep
+from harness.result_facts import headline
 from harness.spec.loadtest import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
 
 
-def level_problem(lv: LevelResult, max_failed: MaxFailed) -> str | None:
+def level_problem(lv: Level, max_failed: MaxFailed) -> str | None:
     """Why this level's figures are not a data point (too many failed requests), or None."""
     key = "synchronous" if lv.profile == "synchronous" else "other"
     allowed = getattr(max_failed, key)
@@ -43,10 +48,10 @@ def measure(
     load: LoadSpec,
     tokenizer_src: str,
     extra: dict | None = None,
-    on_level=None,
+    on_level: Callable[[Level], None] | None = None,
     keepalive: bool = True,
     health: Callable[[], str | None] | None = None,
-) -> dict:
+) -> Perf:
     gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive, stop=health)
     total = load.warmup_requests + sum(prompt_count(p) for p in load.profiles)
     # load.workload's requests (harness/measure/workloads.py); a chat conversation is one of them
@@ -74,18 +79,18 @@ def measure(
     if warm:
         gen.warmup(warm)
         stopped = health() if health else None  # the first requests are where a broken kernel shows
-    levels: list[LevelResult] = []
-    sweep: dict | None = None
+    levels: list[Level] = []
+    sweep: Sweep | None = None
 
     def gone() -> str | None:
         return health() if health else None
 
-    def fatal(res: LevelResult) -> str | None:
+    def fatal(res: Level) -> str | None:
         return gone() or level_problem(res, load.max_failed)
 
     def run_level(
-        profile: str, level: float, seed: int, batches: list[list], check: Callable[[LevelResult], str | None]
-    ) -> tuple[LevelResult, list[list[RequestRecord]], str | None]:
+        profile: str, level: float, seed: int, batches: list[list], check: Callable[[Level], str | None]
+    ) -> tuple[Level, list[list[RequestRecord]], str | None]:
         """One level, its runs checked as they end: (the level, each run's records, why it stopped)."""
         runs: list[list[RequestRecord]] = []
         why = None
@@ -110,25 +115,16 @@ def measure(
         else:
             res, _, stopped = run_level(*item, fatal)
             levels.append(res)
-    return {
-        "sweep": sweep,
-        "levels": [lv.to_dict() for lv in levels],
-        "wall_s": time.monotonic() - t0,
-        "input_tokens": load.input_tokens,
-        "output_tokens": load.output_tokens,
-        "workload": describe_workload(load),
-        "headline": headline(levels),
-        "stopped": stopped,
-    }
-
-
-def headline(levels: list[LevelResult]) -> dict:
-    """The headline figures of these levels, as shown while running: harness/result_facts.headline is the
-    one definition (every stored view derives it from the result's levels)."""
-    from harness.result import Level
-    from harness.result_facts import headline as of_levels
-
-    return of_levels([Level.model_validate(lv.to_dict()) for lv in levels])
+    return Perf(
+        levels=levels,
+        wall_s=time.monotonic() - t0,
+        stopped=stopped,
+        sweep=sweep,
+        input_tokens=load.input_tokens,
+        output_tokens=load.output_tokens,
+        workload=describe_workload(load),
+        headline=headline(levels),  # as shown while running; readers derive it from the levels
+    )
 
 
 def prompt_count(p: LoadProfile) -> int:
@@ -138,14 +134,14 @@ def prompt_count(p: LoadProfile) -> int:
     return p.requests * p.repeats * (len(p.levels) if isinstance(p, ConcurrencyProfile) else 1)
 
 
-def planned_levels(load: LoadSpec, perf: dict) -> int:
+def planned_levels(load: LoadSpec, sweep: Sweep | None) -> int:
     """How many levels a complete load test of `load` stores: one per concurrency level or other profile,
-    and for a sweep its synchronous and maximum levels plus the rates it ran (its `perf.sweep.rates`: a
-    sweep that saturated skips the rest, and that is complete)."""
+    and for a sweep its synchronous and maximum levels plus the rates it ran (`sweep`, the result's
+    `perf.sweep`: a sweep that saturated skips the rest, and that is complete)."""
     n = 0
     for p in load.profiles:
         if isinstance(p, SweepProfile):
-            n += 2 + len(((perf or {}).get("sweep") or {}).get("rates") or [])
+            n += 2 + len(sweep.rates if sweep is not None else [])
         else:
             n += len(p.levels) if isinstance(p, ConcurrencyProfile) else 1
     return n

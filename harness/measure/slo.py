@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from harness.measure.request import RequestRecord
+
 if TYPE_CHECKING:
-    from harness.measure.loadgen import RequestRecord
     from harness.spec.loadtest import SLO
 
 

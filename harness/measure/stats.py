@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from harness.result import Percentiles
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
@@ -21,9 +23,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
 
 
-def summarize(values: Sequence[float], scale: float = 1.0) -> dict[str, float | None]:
-    """mean / p50 / p90 / p99 of `values` times `scale` (e.g. 1000 for s -> ms)."""
+def summarize(values: Sequence[float], scale: float = 1.0) -> Percentiles:
+    """mean / p50 / p90 / p99 of `values` times `scale` (e.g. 1000 for s -> ms); all None without values."""
     if not values:
-        return {"mean": None, "p50": None, "p90": None, "p99": None}
+        return Percentiles()
     v = [x * scale for x in values]
-    return {"mean": sum(v) / len(v), "p50": percentile(v, 50), "p90": percentile(v, 90), "p99": percentile(v, 99)}
+    return Percentiles(mean=sum(v) / len(v), p50=percentile(v, 50), p90=percentile(v, 90), p99=percentile(v, 99))

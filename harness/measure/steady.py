@@ -25,11 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.measure.request import RequestRecord
 from harness.measure.slo import attainment, good_count
 from harness.measure.stats import summarize
+from harness.result import Steady
 
 if TYPE_CHECKING:
-    from harness.measure.loadgen import RequestRecord
     from harness.spec.loadtest import SLO
 
 
@@ -45,21 +46,9 @@ def window(records: list[RequestRecord], trim: float) -> tuple[float, float, flo
     return t0, t0 + trim * span, t1 - trim * span
 
 
-def chunk_times(rec: RequestRecord) -> list[float]:
-    """When each streamed chunk of a completed request arrived."""
-    if rec.ttft is None:
-        return []
-    t = rec.start + rec.ttft
-    out = [t]
-    for gap in rec.itl:
-        t += gap
-        out.append(t)
-    return out
-
-
 def tokens_between(rec: RequestRecord, lo: float, hi: float) -> float:
     """Output tokens of `rec` that arrived in (lo, hi]; a chunk carries output_tokens / chunks of them."""
-    times = chunk_times(rec)
+    times = rec.chunk_times()
     if not times or not rec.ok:
         return 0.0
     per_chunk = rec.output_tokens / len(times)
@@ -102,8 +91,8 @@ def part(records: list[RequestRecord], trim: float, slo: SLO | None) -> Part:
     )
 
 
-def figures(parts: list[Part], trim: float, slo: SLO | None) -> dict:
-    """The steady block of a level (harness/result.Steady) from its runs' parts."""
+def figures(parts: list[Part], trim: float, slo: SLO | None) -> Steady:
+    """The steady block of a level from its runs' parts."""
     dur = sum(p.duration_s for p in parts)
     inside = [r for p in parts for r in p.inside]
     ended, good = sum(p.ended for p in parts), sum(p.good for p in parts)
@@ -111,19 +100,19 @@ def figures(parts: list[Part], trim: float, slo: SLO | None) -> dict:
     def rate(x: float) -> float | None:
         return x / dur if dur > 0 else None
 
-    return {
-        "trim": trim,
-        "windows": [[p.start_s, p.end_s] for p in parts],
-        "duration_s": dur,
-        "requests": len(inside),
-        "completed": sum(p.completed for p in parts),
-        "req_s": rate(sum(p.completed for p in parts)),
-        "output_tok_s": rate(sum(p.output_tokens for p in parts)),
-        "input_tok_s": rate(sum(p.input_tokens for p in parts)),
-        "ttft_ms": summarize([r.ttft for r in inside if r.ttft is not None], 1000),
-        "tpot_ms": summarize([r.tpot for r in inside if r.tpot is not None], 1000),
-        "itl_ms": summarize([x for r in inside for x in r.itl], 1000),
-        "e2e_ms": summarize([r.e2e for r in inside], 1000),
-        "goodput_req_s": rate(good) if slo else None,
-        "slo_attainment": attainment(good, ended) if slo else None,
-    }
+    return Steady(
+        trim=trim,
+        windows=[[p.start_s, p.end_s] for p in parts],
+        duration_s=dur,
+        requests=len(inside),
+        completed=sum(p.completed for p in parts),
+        req_s=rate(sum(p.completed for p in parts)),
+        output_tok_s=rate(sum(p.output_tokens for p in parts)),
+        input_tok_s=rate(sum(p.input_tokens for p in parts)),
+        ttft_ms=summarize([r.ttft for r in inside if r.ttft is not None], 1000),
+        tpot_ms=summarize([x for x in (r.tpot for r in inside) if x is not None], 1000),
+        itl_ms=summarize([x for r in inside for x in r.itl], 1000),
+        e2e_ms=summarize([r.e2e for r in inside], 1000),
+        goodput_req_s=rate(good) if slo else None,
+        slo_attainment=attainment(good, ended) if slo else None,
+    )

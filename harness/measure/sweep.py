@@ -1,6 +1,6 @@
 """The sweep load profile (`{kind: sweep}`): find where a server saturates and the highest rate that meets
 `load.slo`, in bounded time. Owns the order of a sweep's levels, the spacing of its rates and the
-saturation judgement; harness/measure/run.py runs each level, harness/result.Sweep stores the findings.
+saturation judgement; harness/measure/run.py runs each level, and its findings are a harness/result.Sweep.
 
 The order is GuideLLM's SweepProfile (guidellm/benchmark/profiles.py, `next_strategy`): a synchronous level
 (one request at a time: the baseline rate), a throughput level (every request at once; GuideLLM's
@@ -39,15 +39,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.measure.request import RequestRecord
+from harness.result import Level, Sweep
+
 if TYPE_CHECKING:
-    from harness.measure.loadgen import LevelResult, RequestRecord
     from harness.spec.loadtest import SLO, SweepProfile
 
 # (profile, level, seed, prompts of each run, check after each run) -> (the level, its runs' records, why it
 # stopped: the check's answer); harness/measure/run.py's level runner
 RunLevel = Callable[
-    [str, float, int, list[list], Callable[["LevelResult"], str | None]],
-    tuple["LevelResult", list[list["RequestRecord"]], str | None],
+    [str, float, int, list[list], Callable[[Level], str | None]],
+    tuple[Level, list[list[RequestRecord]], str | None],
 ]
 
 
@@ -152,43 +154,43 @@ class SweepPrompts:
         return cls(spec, level(), level(), [level() for _ in range(spec.rates)])
 
 
-def _ttft_p50_s(lv: LevelResult) -> float | None:
-    p50 = (lv.ttft_ms or {}).get("p50")
+def _ttft_p50_s(lv: Level) -> float | None:
+    p50 = lv.ttft_ms.p50
     return p50 / 1000.0 if p50 is not None else None
 
 
 def run_sweep(
     prompts: SweepPrompts,
     run_level: RunLevel,
-    fatal: Callable[[LevelResult], str | None],
+    fatal: Callable[[Level], str | None],
     gone: Callable[[], str | None],
-    failures: Callable[[LevelResult], str | None],
+    failures: Callable[[Level], str | None],
     slo: SLO | None,
-) -> tuple[list[LevelResult], dict, str | None]:
-    """Run one sweep: its levels, its findings (harness/result.Sweep), and why the load test must stop (the
-    server is gone, or the synchronous or maximum level failed as any such level fails a cell), or None.
+) -> tuple[list[Level], Sweep, str | None]:
+    """Run one sweep: its levels, its findings, and why the load test must stop (the server is gone, or
+    the synchronous or maximum level failed as any such level fails a cell), or None.
 
     `fatal(level)` is the check of a fixed level (health, then too many failures); `gone()` the health check
     alone, for rate levels, whose failures are a saturation reason (`failures(level)`)."""
     spec = prompts.spec
-    levels: list[LevelResult] = []
-    block: dict = {"arrival": spec.arrival, "rates": [], "achieved_req_s": [], "ttft_growth": []}
+    levels: list[Level] = []
+    found = Sweep(arrival=spec.arrival)
 
     sync, _, stop = run_level("synchronous", 1, 0, prompts.sync, fatal)
     levels.append(sync)
-    block["sync_req_s"] = sync.req_s
+    found.sync_req_s = sync.req_s
     if stop:
-        return levels, block, stop
+        return levels, found, stop
     top, _, stop = run_level("concurrency", spec.max_concurrency, 0, prompts.top, fatal)
     levels.append(top)
-    block["max_req_s"] = top.req_s
+    found.max_req_s = top.req_s
     if stop:
-        return levels, block, stop
+        return levels, found, stop
     if sync.req_s <= 0 and top.req_s <= 0:  # GuideLLM aborts here too ("Were there any successful requests?")
-        return levels, block, "sweep: no request completed at the synchronous or the maximum level"
+        return levels, found, "sweep: no request completed at the synchronous or the maximum level"
 
     planned = spaced_rates(sync.req_s, top.req_s, spec.rates)
-    block["planned_rates"] = planned
+    found.planned_rates = planned
     sync_ttft = _ttft_p50_s(sync)
     candidates_slo = [sync.req_s] if slo and sync.slo_met else []
     sustained = [sync.req_s]
@@ -199,18 +201,18 @@ def run_sweep(
         lv, runs, stop = run_level(profile, rate, spec.seed + k, batches, lambda _lv: gone())
         levels.append(lv)
         if stop:
-            return levels, block, stop
+            return levels, found, stop
         verdict = judge(runs, rate, spec, sync_ttft, failures(lv))
-        block["rates"].append(rate)
-        block["achieved_req_s"].append(verdict.achieved_req_s)
-        block["ttft_growth"].append(verdict.ttft_growth)
+        found.rates.append(rate)
+        found.achieved_req_s.append(verdict.achieved_req_s)
+        found.ttft_growth.append(verdict.ttft_growth)
         if verdict.saturated:
-            block["saturation_req_s"], block["saturation_reason"] = rate, verdict.reason
-            block["stopped_early"] = k < len(planned) - 1
+            found.saturation_req_s, found.saturation_reason = rate, verdict.reason
+            found.stopped_early = k < len(planned) - 1
             break
         sustained.append(rate)
         if slo and lv.slo_met:
             candidates_slo.append(rate)
-    block["max_sustained_req_s"] = max(sustained)
-    block["max_rate_at_slo_req_s"] = max(candidates_slo) if candidates_slo else None
-    return levels, block, None
+    found.max_sustained_req_s = max(sustained)
+    found.max_rate_at_slo_req_s = max(candidates_slo) if candidates_slo else None
+    return levels, found, None

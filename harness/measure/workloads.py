@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness.measure.prompts import decode, document_lengths, special_prefix, token_prompts, token_windows
-from harness.measure.stats import summarize
 from harness.spec.loadtest import LoadSpec
 from harness.spec.workload import ChatWorkload, DistributionWorkload, Lengths, SharedPrefixWorkload
 
@@ -112,25 +110,6 @@ def drawn(tokenizer_src: str, corpus: str, n: int, w: DistributionWorkload, seed
     head = len(special_prefix(tokenizer_src))
     prompts = token_windows(tokenizer_src, corpus, [max(x, head + 1) for x in ins], seed)
     return [Request(prompt=p, max_tokens=o) for p, o in zip(prompts, outs, strict=True)]
-
-
-def by_turn(ok: list[Any]) -> list[dict] | None:
-    """Chat levels: each turn's TTFT and mean prompt length (a later turn carries the history before it)."""
-    turns = sorted({r.turn for r in ok if r.turn})
-    if not turns:
-        return None
-    out = []
-    for t in turns:
-        recs = [r for r in ok if r.turn == t]
-        out.append(
-            {
-                "turn": t,
-                "requests": len(recs),
-                "prompt_tokens": sum(r.prompt_tokens for r in recs) / len(recs),
-                "ttft_ms": summarize([r.ttft for r in recs if r.ttft is not None], 1000),
-            }
-        )
-    return out
 
 
 def describe(load: LoadSpec) -> dict:

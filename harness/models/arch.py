@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import PlanError
 
@@ -56,7 +57,7 @@ class ArchInfo:
 
         return replace(self, num_layers=len(pruned_layers(self.num_layers, keep_every)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"params": self.params}
 
 
@@ -73,7 +74,7 @@ def pruned_layers(num_layers: int, keep_every: int) -> list[int]:
 REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
-def arch_from_config(cfg: dict, source: str = "config.json") -> ArchInfo:
+def arch_from_config(cfg: dict[str, Any], source: str = "config.json") -> ArchInfo:
     """Config facts of a causal LM; `source` names the file in errors."""
     if not isinstance(cfg, dict):
         raise PlanError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
@@ -126,7 +127,7 @@ def arch_from_dir(path: Path) -> ArchInfo | None:
 
 
 # config.json facts of public checkpoints (copied from their published configs).
-KNOWN: dict[str, dict] = {
+KNOWN: dict[str, dict[str, Any]] = {
     "smollm2-135m-instruct": dict(
         architectures=["LlamaForCausalLM"],
         hidden_size=576,

@@ -61,7 +61,8 @@ class EmbeddedSource:
 
     @property
     def manifest_path(self) -> Path:
-        return self.dir / "dqbench-manifest.json"
+        path: Path = self.dir / "dqbench-manifest.json"
+        return path
 
     def ready(self) -> bool:
         return self.valid(self.dir)

@@ -14,13 +14,17 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import PlanError
 from harness.models import hub
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
 from harness.models.fingerprint import HubFingerprint, LocalFingerprint
 from harness.settings import Settings
+
+if TYPE_CHECKING:
+    from harness.plan.cell import CellPlan
+    from harness.spec.sources import ModelSpec
 
 
 class HubSource:
@@ -97,9 +101,9 @@ def source_for(spec, settings: Settings):
     return model_sources.get(spec.source.kind)(spec.source, settings)
 
 
-def hub_models(cells: list) -> list:
+def hub_models(cells: list[CellPlan]) -> list[ModelSpec]:
     """The hub models the planned `cells` load: their models, and their students of `kind: hub` (as models)."""
-    found: dict[str, object] = {}
+    found: dict[str, ModelSpec] = {}
     for c in cells:
         if c.model.source.kind == "hub":
             found.setdefault(c.model.name, c.model)
@@ -110,7 +114,7 @@ def hub_models(cells: list) -> list:
     return list(found.values())
 
 
-def prepare_hub_models(models: list, settings: Settings, say: Callable[[str], None] | None) -> None:
+def prepare_hub_models(models: list[ModelSpec], settings: Settings, say: Callable[[str], None] | None) -> None:
     """Download the hub models among `models` before any cell runs (`harness prepare`, the start of `harness
     run`), saying progress every few seconds and what each revision resolved to; one already here costs nothing."""
     from harness.proc import progress_to
@@ -119,7 +123,7 @@ def prepare_hub_models(models: list, settings: Settings, say: Callable[[str], No
     log = settings.results_dir / "logs" / "prepare.log"
     live, last = LiveLine(), [0.0]
 
-    def show(rec: dict) -> None:
+    def show(rec: dict[str, Any]) -> None:
         live.update(rec)
         done = bool(rec.get("total")) and (rec.get("done") or 0) >= rec["total"]
         if say is not None and (done or time.monotonic() - last[0] >= 5):
@@ -135,6 +139,6 @@ def prepare_hub_models(models: list, settings: Settings, say: Callable[[str], No
         rec = src.record
         if say is not None and rec is not None:
             say(
-                f"model {m.name}: {m.source.id}@{m.source.revision or 'main'} = {rec.commit} "
+                f"model {m.name}: {src.spec.id}@{src.spec.revision or 'main'} = {rec.commit} "
                 f"({rec.bytes / 2**30:.2f} GiB, {rec.via}) in {rec.path}"
             )

@@ -78,7 +78,7 @@ def engine_for(method_spec: MethodSpec | None) -> str:
 
 # Engines whose server also scores the cell (lm-eval and the shift dumps send windows to it with echo and
 # max_tokens 1). llama.cpp cells are scored in-process on the same GGUF file with a context of their own
-# (harness/evaluate/llamacpp_lm.py, harness/workers/logprobs.py), so only their load test meets the slots.
+# (harness/evaluate/llamacpp_lm.py, harness/evaluate/logprobs_worker.py), so only their load test meets the slots.
 SCORED_BY_SERVER = {"vllm": True, "llamacpp": False}
 
 

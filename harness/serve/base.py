@@ -31,7 +31,7 @@ from harness.serve import prestart
 from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
+    from harness.result import Artefact
 
 HOST = "127.0.0.1"
 

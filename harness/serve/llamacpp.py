@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from harness.compress.base import Artefact
 from harness.errors import StageError
+from harness.result import Artefact
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import llamacpp_phases

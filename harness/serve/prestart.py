@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.compress.base import Artefact
     from harness.plan.cell import CellPlan
+    from harness.result import Artefact
     from harness.serve.base import EngineServer, ServerHandle
 
 MARGIN_GIB = 1.0  # what is left free beside both servers

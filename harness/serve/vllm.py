@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from harness.compress.base import Artefact
 from harness.errors import StageError
+from harness.result import Artefact
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import vllm_phases
@@ -81,7 +81,7 @@ class VLLMServer(EngineServer):
             "--gpu-memory-utilization",
             str(s.gpu_memory_utilization),
             "--dtype",
-            artefact.dtype,
+            artefact.dtype or "auto",  # every compressor names one
         ]
         if s.enforce_eager:
             cmd.append("--enforce-eager")
@@ -128,7 +128,7 @@ class VLLMServer(EngineServer):
         if served.get("id") != handle.model_name:
             problems.append(f"served model {served.get('id')!r} != {handle.model_name!r}")
         want_dtype = artefact.dtype
-        if cfg.get("dtype") and want_dtype not in cfg["dtype"]:
+        if cfg.get("dtype") and want_dtype and want_dtype not in cfg["dtype"]:
             problems.append(f"dtype {cfg['dtype']} != planned {want_dtype}")
         q = cfg.get("quantization")
         q = None if q in (None, "None") else q

@@ -116,4 +116,5 @@ class Matrix(Strict):
         for s in (self.serving, *self.extra_serving):
             if s.kind == engine:
                 return s
-        return SERVING_DEFAULTS[engine]()
+        default: VLLMServing | LlamaCppServing = SERVING_DEFAULTS[engine]()
+        return default

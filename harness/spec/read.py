@@ -94,7 +94,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
+            seen: dict[Any, int] = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
@@ -113,7 +113,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
 def load_matrix(path: str | Path) -> Matrix:

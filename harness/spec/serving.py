@@ -3,7 +3,7 @@ itself refused."""
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -51,7 +51,7 @@ LLAMACPP_MANAGED = frozenset(
 )
 
 
-def _refuse_managed(args: dict, managed: frozenset[str], prefixes: bool) -> dict:
+def _refuse_managed(args: dict[str, Any], managed: frozenset[str], prefixes: bool) -> dict[str, Any]:
     """Refuse engine flags dqbench sets itself. With `prefixes` (vLLM: argparse takes any unique prefix of an
     option as that option) a key that abbreviates a managed flag is refused too: `hos` would reach vLLM as
     --host. Whether the other keys are real options is checked against the engine's own parser at plan
@@ -93,7 +93,7 @@ class VLLMServing(Strict):
 
     @field_validator("engine_args")
     @classmethod
-    def _no_managed(cls, v: dict) -> dict:
+    def _no_managed(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _refuse_managed(v, VLLM_MANAGED, prefixes=True)
 
 
@@ -110,7 +110,7 @@ class LlamaCppServing(Strict):
 
     @field_validator("extra_args")
     @classmethod
-    def _no_managed(cls, v: dict) -> dict:
+    def _no_managed(cls, v: dict[str, Any]) -> dict[str, Any]:
         # llama.cpp's own parser matches flags exactly (common/arg.cpp), so abbreviations are not a way in
         return _refuse_managed(v, LLAMACPP_MANAGED, prefixes=False)
 

@@ -63,7 +63,7 @@ class _TrainedStudent(_StudentBase):
     train_corpus: Literal["mixed"] = "mixed"
     cost: CostAssumptions = Field(default_factory=CostAssumptions)
     # What training holds in memory (harness/distill/training_memory.py estimates it at plan time; the worker,
-    # harness/workers/distill.py, honours each). weights_dtype bf16: student and teacher weights in bf16,
+    # harness/distill/distill_worker.py, honours each). weights_dtype bf16: student and teacher weights in bf16,
     # updated by the 8-bit optimizer with stochastic rounding (small updates are not lost to bf16's
     # resolution); adamw_8bit: torchao's AdamW8bit (block-wise 8-bit moments, about 2 bytes per parameter
     # instead of 8); gradient_checkpointing: each layer's activations are recomputed in the backward pass

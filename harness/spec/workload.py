@@ -17,7 +17,8 @@
   `uniform` or the `corpus`'s own document lengths, each clipped to [min, max] -- GuideLLM's synthetic data
   options (prompt_tokens, _stdev, _min, _max). `load.input_tokens`/`output_tokens` are not used.
 
-Pure models: the prompts are built in harness/measure/workloads.py. No imports of models.py (it imports this).
+Pure models: the prompts are built in harness/measure/workloads.py. No imports of harness/spec/loadtest.py
+(it imports this).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.result import CellResult
+from harness.result import CellResult, RooflineLevel
 from harness.result_facts import FIGURES, cell_status, figures, level_window, user_tok_s
-from harness.store.schema import LATENCIES, PERCENTILES
+from harness.store.schema import LATENCIES, PERCENTILES, ROOFLINE_FIGURES
 
 Row = dict[str, Any]
 
@@ -41,8 +41,10 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
         "params": est.get("params"),
         "kv_bytes_per_token": _kv_bytes(plan),
         **dict.fromkeys(FIGURES),
+        **dict.fromkeys(ROOFLINE_FIGURES),
     }
     if result is not None:
+        row.update(roofline_figures(result))
         quality = result.quality
         row.update(
             figures(result),
@@ -77,6 +79,33 @@ def _kv_bytes(plan: dict[str, Any]) -> float | None:
     info = ArchInfo(**{k: v for k, v in arch.items() if k in names})
     serving = TypeAdapter(Serving).validate_python(plan["serving"])
     return kv_bytes_for(info, serving, plan["precision"], plan.get("compute_dtype"))
+
+
+def roofline_figures(result: CellResult) -> Row:
+    """The roofline block's flat figures (ROOFLINE_FIGURES; None where the result has no roofline): the
+    limits and % of limit at concurrency 1 and at the highest concurrency measured, and the prefill's."""
+    rf = result.roofline
+    out: Row = dict.fromkeys(ROOFLINE_FIGURES)
+    if rf is None or rf.error:
+        return out
+    c1 = next((lv for lv in rf.levels if lv.level == 1), None)
+    top = max(rf.levels, key=lambda lv: lv.level) if rf.levels else None
+    out.update(
+        roofline_bandwidth_gb_s=rf.bandwidth_gb_s,
+        roofline_peak_tflops=rf.peak_tflops,
+        roofline_compute_dtype=rf.compute_dtype,
+        roofline_tok_s_prefill=rf.prefill_limit_tok_s,
+        roofline_pct_prefill=rf.prefill_pct_of_limit,
+        regime_prefill=rf.prefill_regime,
+    )
+    for tag, lv in (("c1", c1), ("top", top)):
+        if lv is not None:
+            out |= {
+                f"roofline_tok_s_{tag}": lv.limit_tok_s,
+                f"roofline_pct_{tag}": lv.pct_of_limit,
+                f"regime_{tag}": lv.regime,
+            }
+    return out
 
 
 def perf_rows(result: CellResult) -> list[Row]:
@@ -128,8 +157,21 @@ def perf_rows(result: CellResult) -> list[Row]:
             "e2e_ms_p50_cv": rep.e2e_ms_p50.cv if rep and rep.e2e_ms_p50 else None,
             "noisy": lv.noisy,
         }
+        roof = _roof_level(result, lv.profile, lv.level)
+        r |= {
+            "roofline_tok_s": roof.limit_tok_s if roof else None,
+            "roofline_pct": roof.pct_of_limit if roof else None,
+            "regime": roof.regime if roof else None,
+        }
         rows.append(r)
     return rows
+
+
+def _roof_level(result: CellResult, profile: str, level: float) -> RooflineLevel | None:
+    rf = result.roofline
+    if rf is None:
+        return None
+    return next((x for x in rf.levels if x.profile == profile and x.level == level), None)
 
 
 def quality_rows(result: CellResult) -> list[Row]:

@@ -18,6 +18,21 @@ from harness.result_facts import FIGURES
 from harness.store.hosts import UNKNOWN_HOST_ID, UNKNOWN_LABEL
 
 _DUCK = {float: "DOUBLE", int: "BIGINT", str: "VARCHAR", bool: "BOOLEAN"}
+# name -> type of the roofline's flat figures in `cells` (harness/store/rows.roofline_figures fills them)
+ROOFLINE_FIGURES: dict[str, type] = {
+    "roofline_bandwidth_gb_s": float,
+    "roofline_peak_tflops": float,
+    "roofline_compute_dtype": str,
+    "roofline_tok_s_c1": float,  # decode limit at concurrency 1
+    "roofline_pct_c1": float,  # the c1 level's output tok/s as a % of it
+    "regime_c1": str,
+    "roofline_tok_s_top": float,  # at the highest concurrency measured
+    "roofline_pct_top": float,
+    "regime_top": str,
+    "roofline_tok_s_prefill": float,
+    "roofline_pct_prefill": float,
+    "regime_prefill": str,
+}
 
 CELL_COLS = {
     "cell_id": "VARCHAR",
@@ -50,6 +65,8 @@ CELL_COLS = {
     # the result's flat figures (headline, memory, size, shift and paired drop vs the reference, a student's
     # lineage and training): harness/result_facts.figures()
     **{name: _DUCK[t] for name, t in FIGURES.items()},
+    # the cell's roofline on its host (harness/result.Roofline): limits, % of limit, regime (rows.roofline_figures)
+    **{name: _DUCK[t] for name, t in ROOFLINE_FIGURES.items()},
 }
 FLIP_COLS = {
     "cell_id": "VARCHAR",
@@ -115,6 +132,10 @@ PERF_COLS = {
     "output_tok_s_cv": "DOUBLE",
     "e2e_ms_p50_cv": "DOUBLE",
     "noisy": "BOOLEAN",
+    # the level against its roofline (harness/result.RooflineLevel); NULL for rate levels and older results
+    "roofline_tok_s": "DOUBLE",
+    "roofline_pct": "DOUBLE",
+    "regime": "VARCHAR",
 }
 QUALITY_COLS = {
     "cell_id": "VARCHAR",

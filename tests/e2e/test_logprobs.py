@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from harness.compress.base import Artefact
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing

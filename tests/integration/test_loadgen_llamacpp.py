@@ -8,6 +8,7 @@ import pytest
 from harness.measure.run import measure
 from harness.measure.workloads import build
 from harness.registry import compressors
+from harness.result import Perf
 from harness.serve.llamacpp import LlamaCppServer
 from harness.settings import load_settings
 from harness.spec.loadtest import LoadSpec
@@ -44,9 +45,9 @@ def serve(art, tmp_path, caching: bool):
     return server, server.start(art, "tiny", tmp_path / f"server-{caching}.log")
 
 
-def run(server, handle, art, load: LoadSpec) -> dict:
+def run(server, handle, art, load: LoadSpec) -> Perf:
     perf = measure(handle.base_url, "tiny", load, art.tokenizer_src, server.request_extras, None, server.http_keepalive)
-    assert perf["stopped"] is None and perf["workload"] == load.workload.model_dump()
+    assert perf.stopped is None and perf.workload == load.workload.model_dump()
     return perf
 
 
@@ -61,10 +62,10 @@ def test_workloads_on_llama_server(gguf, tmp_path):
     server, h = serve(gguf, tmp_path, caching=True)
     try:
         assert h.loaded["cache_prompt"] is True
-        lv = run(server, h, gguf, prefix)["levels"][0]
+        lv = run(server, h, gguf, prefix).levels[0]
         # after the warm-up every request finds the 64-token prefix in the slot's cache
-        assert lv["completed"] == 3 and lv["cached_tokens"] >= 3 * 64, lv
-        assert lv["output_tok_s"] > 0 and lv["input_tok_s"] == pytest.approx(3 * 96 / lv["duration_s"], rel=0.01)
+        assert lv.completed == 3 and lv.cached_tokens >= 3 * 64, lv
+        assert lv.output_tok_s > 0 and lv.input_tok_s == pytest.approx(3 * 96 / lv.duration_s, rel=0.01)
 
         chat = LoadSpec(
             input_tokens=24,
@@ -73,14 +74,14 @@ def test_workloads_on_llama_server(gguf, tmp_path):
             profiles=[{"kind": "concurrency", "levels": [2], "requests": 2}],
             workload={"kind": "chat", "turns": 3, "system_tokens": 8},
         )
-        lv = run(server, h, gguf, chat)["levels"][0]
-        assert (lv["requests"], lv["completed"]) == (6, 6)
-        turns = lv["turns"]
-        assert [t["turn"] for t in turns] == [1, 2, 3] and all(t["requests"] == 2 for t in turns)
+        lv = run(server, h, gguf, chat).levels[0]
+        assert (lv.requests, lv.completed) == (6, 6)
+        turns = lv.turns
+        assert [t.turn for t in turns] == [1, 2, 3] and all(t.requests == 2 for t in turns)
         # the template wraps each message; every turn carries the history before it
-        assert 24 + 8 < turns[0]["prompt_tokens"] < turns[1]["prompt_tokens"] < turns[2]["prompt_tokens"]
-        assert turns[1]["prompt_tokens"] - turns[0]["prompt_tokens"] >= 24 + 5
-        assert lv["output_tok_s"] * lv["duration_s"] == pytest.approx(6 * 5)  # exact lengths: ignore_eos
+        assert 24 + 8 < turns[0].prompt_tokens < turns[1].prompt_tokens < turns[2].prompt_tokens
+        assert turns[1].prompt_tokens - turns[0].prompt_tokens >= 24 + 5
+        assert lv.output_tok_s * lv.duration_s == pytest.approx(6 * 5)  # exact lengths: ignore_eos
 
         drawn = LoadSpec(
             warmup_requests=0,
@@ -91,18 +92,18 @@ def test_workloads_on_llama_server(gguf, tmp_path):
                 "output": {"shape": "uniform", "min": 2, "max": 9},
             },
         )
-        lv = run(server, h, gguf, drawn)["levels"][0]
+        lv = run(server, h, gguf, drawn).levels[0]
         reqs = build(drawn, gguf.tokenizer_src, 6)
-        assert lv["completed"] == 6
-        assert lv["output_tok_s"] * lv["duration_s"] == pytest.approx(sum(r.max_tokens for r in reqs))
-        assert lv["input_tok_s"] * lv["duration_s"] == pytest.approx(sum(len(r.prompt) for r in reqs))
+        assert lv.completed == 6
+        assert lv.output_tok_s * lv.duration_s == pytest.approx(sum(r.max_tokens for r in reqs))
+        assert lv.input_tok_s * lv.duration_s == pytest.approx(sum(len(r.prompt) for r in reqs))
     finally:
         h.stop()
 
     server, h = serve(gguf, tmp_path, caching=False)
     try:
         assert h.loaded["cache_prompt"] is False
-        lv = run(server, h, gguf, prefix)["levels"][0]
-        assert lv["completed"] == 3 and not lv["cached_tokens"], lv
+        lv = run(server, h, gguf, prefix).levels[0]
+        assert lv.completed == 3 and not lv.cached_tokens, lv
     finally:
         h.stop()

@@ -52,9 +52,9 @@ def test_chat_level_reports_per_turn_figures(fake):
     gen = LoadGenerator(fake.base_url, "fake", output_tokens=5, timeout=30)
     lv = gen.synchronous([conversation(2, 2), conversation(2, 2)])
     assert (lv.requests, lv.completed) == (4, 4)
-    assert [t["turn"] for t in lv.turns] == [1, 2]
-    assert lv.turns[1]["prompt_tokens"] > lv.turns[0]["prompt_tokens"]
-    assert 190 <= lv.turns[0]["ttft_ms"]["p50"] <= 400
+    assert [t.turn for t in lv.turns] == [1, 2]
+    assert lv.turns[1].prompt_tokens > lv.turns[0].prompt_tokens
+    assert 190 <= lv.turns[0].ttft_ms.p50 <= 400
 
 
 def test_requests_carry_their_own_output_length(fake):

@@ -59,11 +59,11 @@ def test_a_dying_engine_stops_the_load_test_within_a_level(server, mode):
     t = time.monotonic()
     perf = run.measure(h.base_url, "fake", spec, "unused", health=h.health_problem)
     assert time.monotonic() - t < 15  # 400 requests of 8 tokens would take longer
-    sync, conc = perf["levels"]  # concurrency 4 never ran
-    assert sync["completed"] == 2 and conc["completed"] == 0  # request 4 (the first at concurrency 2) killed it
-    assert conc["abandoned"] > 350 and conc["failed"] == conc["requests"] == 400
-    assert WNA16 in perf["stopped"] and (
-        "exited with code 1" in perf["stopped"] if mode == "exit" else "engine died" in perf["stopped"]
+    sync, conc = perf.levels  # concurrency 4 never ran
+    assert sync.completed == 2 and conc.completed == 0  # request 4 (the first at concurrency 2) killed it
+    assert conc.abandoned > 350 and conc.failed == conc.requests == 400
+    assert WNA16 in perf.stopped and (
+        "exited with code 1" in perf.stopped if mode == "exit" else "engine died" in perf.stopped
     )
 
 
@@ -72,7 +72,7 @@ def test_a_death_during_warmup_runs_no_level(server):
     perf = run.measure(
         h.base_url, "fake", load(profiles=[{"kind": "synchronous", "requests": 50}]), "unused", health=h.health_problem
     )
-    assert perf["levels"] == [] and WNA16 in perf["stopped"] and perf["headline"] == {}
+    assert perf.levels == [] and WNA16 in perf.stopped and perf.headline == {}
 
 
 def test_failed_requests_beyond_the_threshold_stop_the_load_test(server):
@@ -83,9 +83,9 @@ def test_failed_requests_beyond_the_threshold_stop_the_load_test(server):
     )
     perf = run.measure(h.base_url, "fake", spec, "unused", health=h.health_problem)
     # requests 1 (warmup), 2-4 (synchronous): none is a 5th; concurrency 2: 4 of 20 fail (20 %)
-    assert [lv["failed"] for lv in perf["levels"]] == [0, 4]
-    assert perf["stopped"].startswith("load level concurrency 2: 4/20 requests failed, more than the 15%")
-    assert "first error: HTTP 500" in perf["stopped"]
+    assert [lv.failed for lv in perf.levels] == [0, 4]
+    assert perf.stopped.startswith("load level concurrency 2: 4/20 requests failed, more than the 15%")
+    assert "first error: HTTP 500" in perf.stopped
 
 
 def test_a_healthy_run_is_not_stopped(server):
@@ -97,7 +97,7 @@ def test_a_healthy_run_is_not_stopped(server):
         "unused",
         health=h.health_problem,
     )
-    assert perf["stopped"] is None and perf["levels"][0]["completed"] == 6 and perf["levels"][0]["abandoned"] == 0
+    assert perf.stopped is None and perf.levels[0].completed == 6 and perf.levels[0].abandoned == 0
 
 
 def test_a_hung_engine_is_caught_by_the_periodic_check(server):

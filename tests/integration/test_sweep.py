@@ -53,13 +53,13 @@ def test_measure_sweeps_from_the_baseline_to_the_capacity(server, monkeypatch):
         }
     )
     out = run_mod.measure(server.base_url, "fake", load, "unused")
-    s = Perf.model_validate(out).sweep
-    assert out["stopped"] is None and s is not None
+    s = Perf.model_validate(out.model_dump(mode="json")).sweep
+    assert out.stopped is None and s is not None
     assert 5 < s.sync_req_s < 11  # one request at a time: 0.1 s each, plus the client's share
     assert 0.6 * CAPACITY < s.max_req_s < 1.05 * CAPACITY
     assert s.planned_rates == pytest.approx(sweep.spaced_rates(s.sync_req_s, s.max_req_s, 2))
-    assert [lv["profile"] for lv in out["levels"]] == ["synchronous", "concurrency"] + ["constant"] * len(s.rates)
-    assert run_mod.planned_levels(load, out) == len(out["levels"])
+    assert [lv.profile for lv in out.levels] == ["synchronous", "concurrency"] + ["constant"] * len(s.rates)
+    assert run_mod.planned_levels(load, out.sweep) == len(out.levels)
     # below the capacity the first rate keeps up and meets a loose SLO
     assert s.rates[0] == pytest.approx(s.planned_rates[0]) and s.achieved_req_s[0] > 0.9 * s.rates[0]
     assert s.max_rate_at_slo_req_s is not None and s.max_rate_at_slo_req_s >= s.rates[0]

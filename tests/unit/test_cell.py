@@ -4,6 +4,7 @@ skipped steps, failures, the server watch, interrupts, the result contract) over
 from types import SimpleNamespace
 
 from harness.cell import unkept_promise
+from harness.result import Perf, Quality, Serve
 from harness.spec.evaluation import LMEvalSpec
 from harness.spec.loadtest import LoadSpec
 
@@ -97,7 +98,7 @@ def _good_blocks(run):
     d = _doc()
     for lv in d["perf"]["levels"]:
         lv.update(requests=lv["completed"], failed=0)
-    run.blocks.update(perf=d["perf"], quality=d["quality"])
+    run.perf, run.quality = Perf.model_validate(d["perf"]), Quality.model_validate(d["quality"])
 
 
 class _Handle:
@@ -131,7 +132,7 @@ def test_steps_run_in_order_and_a_complete_run_is_a_done_cell_result(tmp_path):
 def test_the_evaluate_step_leaves_the_evaluators_quality_and_the_result_stores_it(tmp_path):
     from harness.cell import Step, run_steps
     from harness.cell.steps import evaluate
-    from harness.result import Metric, Quality, TaskScore
+    from harness.result import Artefact, Metric, Quality, TaskScore
 
     quality = Quality(
         tasks={t: TaskScore(metrics={"acc": Metric(value=0.5, stderr=0.1)}) for t in ("dq_lambada", "dq_arc_easy")},
@@ -143,17 +144,17 @@ def test_the_evaluate_step_leaves_the_evaluators_quality_and_the_result_stores_i
             return quality
 
     def serve(r):
-        r.handle, r.artefact = _Handle(), SimpleNamespace()
+        r.handle, r.artefact = _Handle(), Artefact(model="/m")
         r.server = SimpleNamespace(scoring=lambda handle, artefact: None)
         r.evaluator = Evaluator()
 
     def measure(r):
         _good_blocks(r)
-        del r.blocks["quality"]
+        r.quality = None
 
     run = _run(tmp_path)
     res = run_steps(run, [Step("serve", serve), Step("measure", measure), Step("evaluate", evaluate)])
-    assert run.blocks["quality"] is quality and res.status == "done"
+    assert run.quality is quality and res.status == "done"
     assert res.quality == quality and res.model_dump(mode="json")["quality"]["scored_by"] == "fake"
 
 
@@ -173,7 +174,7 @@ def test_a_failing_step_keeps_the_blocks_before_it_and_stops_the_server(tmp_path
 
     def serve(r):
         r.handle = handle
-        r.blocks["serve"] = {"engine": "fake", "port": 1}
+        r.serve = Serve(engine="fake", port=1)
 
     def evaluate(r):
         raise StageError("evaluate", "lm-eval exited with 1", "tail")
@@ -233,11 +234,35 @@ def test_a_block_against_the_result_contract_fails_the_step_that_made_it_and_kee
     from harness.cell import Step, run_steps
 
     def serve(r):
-        r.blocks["serve"] = {"engine": "fake", "port": "not a port"}
+        r.serve = Serve.model_construct(engine="fake", port="not a port")  # a plugin that skipped validation
 
     res = run_steps(_run(tmp_path), [Step("serve", serve), Step("measure", _good_blocks)])
     assert (res.status, res.failed_stage) == ("failed", "serve") and "serve" in res.reason
     assert res.serve is None and res.perf is not None
+
+
+def test_the_compress_step_stores_the_artefact_it_made(tmp_path, monkeypatch):
+    """The artefact serve loads is the result's `artefact` block, as it is (harness/cell/steps.compress)."""
+    import harness.cell.steps as steps
+    from harness.cell import Step, run_steps
+    from harness.result import Artefact
+
+    art = Artefact(model="/w/m", dtype="bfloat16", quantization="bitsandbytes", size_bytes=9, bits_per_weight=4.5)
+    art.server_args["quantization"] = "bitsandbytes"
+
+    class Compressor:
+        def compress(self, cell, source, paths, settings):
+            assert source == "/src"
+            return art
+
+    monkeypatch.setattr(steps, "compressors", SimpleNamespace(get=lambda kind: Compressor))
+    run = _run(tmp_path)
+    run.cell.method_spec, run.model_src = None, "/src"
+    res = run_steps(run, [Step("compress", steps.compress), Step("measure", _good_blocks)])
+    assert res.status == "done" and run.artefact is art and res.artefact == art
+    assert res.model_dump(mode="json")["artefact"]["server_args"] == {"quantization": "bitsandbytes"}
+    plain = art.model_copy(update={"server_args": {}})  # the usual case: no engine flags, no key stored
+    assert "server_args" not in plain.model_dump(mode="json")
 
 
 def test_failed_doc_is_a_cell_result():

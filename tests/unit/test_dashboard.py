@@ -307,3 +307,25 @@ def test_advisor_tab_takes_a_latency_slo_and_a_minimum_goodput(monkeypatch, tmp_
     at.text_input(key="adv_slo_ttft").set_value("soon").run()
     at.button(key="adv_go").click().run()
     assert at.error and "--slo-ttft 'soon': expected a latency above 0" in at.error[0].value
+
+
+def test_roofline_tab_draws_measured_points_under_their_limits(monkeypatch, tmp_path):
+    import json as _json
+
+    from harness.predict.roofline import roofline_of
+    from harness.result import CellResult
+    from harness.store import db as store
+    from tests.unit.predict.conftest import FIGS
+
+    r = CellResult.model_validate(_json.loads((REPO / "tests" / "fixtures" / "result-v3.json").read_text()))
+    r = r.model_copy(update={"roofline": roofline_of(r, FIGS)})
+    path = tmp_path / "roof.duckdb"
+    store.ingest(path, [(r.plan, r)])
+    at = app(monkeypatch, path)
+    roof = [(spec, data) for spec, data in charts(at) if "under its roofline" in str(spec.get("title", ""))]
+    assert roof, "no roofline chart"
+    spec, data = roof[0]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "point"]
+    d = next(iter(data.values()))
+    assert len(d) == 3 and (d["measured_tok_s"] <= d["roofline_tok_s"] * 10).all()  # three closed-loop levels
+    assert set(d["regime"]) <= {"memory-bound", "compute-bound"}

@@ -64,7 +64,7 @@ def test_advisor_imports_no_backend_and_no_pipeline_stage():
         "main(['estimate', '7B', '--json'])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         + repr(HEAVY)
-        + " or m.startswith(('harness.serve', 'harness.runner', 'harness.workers', 'harness.evaluate', "
+        + " or m.startswith(('harness.serve', 'harness.runner', 'harness.evaluate', "
         "'harness.measure', 'harness.compress'))]\n"
         "print(json.dumps(bad), file=sys.stderr)"
     )

@@ -100,3 +100,22 @@ def test_items_are_read_from_samples_keeping_only_per_item_scores(tmp_path):
     r = result(quality={"tasks": {"t": {"items": [i.model_dump() for i in items]}}})
     assert r.items("t", "acc") == {3: 1.0, 6: 0.0} and r.items("t", "acc_norm") == {3: 0.0}
     assert result().items("t", "acc") == {}
+
+
+def test_the_artefact_block_reads_and_writes_back_as_stored():
+    """One Artefact: what a compressor returns, what serve loads and what the result stores. `server_args`
+    came later and is left out of a dump when empty, so a stored result writes back as it was read."""
+    from harness.result import Artefact
+
+    r = CellResult.model_validate(V3)
+    assert r.model_dump(mode="json")["artefact"] == V3["artefact"]
+    art = r.artefact
+    assert art is not None and art.server_args == {} and art.tokenizer_src == art.model
+    gguf = Artefact(model="/w/model-Q4_K_M.gguf", dtype="gguf", quantization="Q4_K_M", tokenizer="/src")
+    assert gguf.tokenizer_src == "/src" and "server_args" not in gguf.model_dump(mode="json")
+    bnb = Artefact(
+        model="/src", dtype="bfloat16", quantization="bitsandbytes", server_args={"quantization": "bitsandbytes"}
+    )
+    stored = result(artefact=bnb).model_dump(mode="json")["artefact"]
+    assert stored["server_args"] == {"quantization": "bitsandbytes"}
+    assert CellResult.model_validate(result(artefact=bnb).model_dump(mode="json")).artefact == bnb

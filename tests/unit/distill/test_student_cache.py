@@ -19,9 +19,11 @@ import pytest
 from pydantic import TypeAdapter
 
 from harness.distill.base import COMPLETE, LogitKD, student_complete
+from harness.distill.data import DataFingerprint
 from harness.locks import leftovers
 from harness.settings import load_settings
 from harness.spec.students import DistillSpec
+from tests.fakes.slow_distill_worker import SlowDistillJob
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -37,15 +39,15 @@ print(json.dumps({"reused": st.reused, "key": st.key, "record": st.record,
 
 
 class FakeData:
-    def fingerprint(self) -> dict:
-        return {"version": "test", "files": {"corpus.jsonl": "sha"}}
+    def fingerprint(self) -> DataFingerprint:
+        return DataFingerprint(version="test", files={"corpus.jsonl": "sha"})
 
     def corpus_path(self) -> Path:
         return Path("/nonexistent/corpus.jsonl")
 
 
 class Slow(LogitKD):
-    worker_module = "tests.fakes.slow_distill_worker"
+    job_type = SlowDistillJob
 
 
 def distiller() -> Slow:

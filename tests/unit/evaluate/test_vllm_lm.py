@@ -11,8 +11,8 @@ def test_the_in_process_engine_gets_the_servers_settings():
     from vllm.engine.arg_utils import EngineArgs
     from vllm.usage.usage_lib import UsageContext
 
-    from harness.compress.base import Artefact
     from harness.evaluate.vllm_lm import engine_kwargs
+    from harness.result import Artefact
     from harness.serve.vllm import VLLMServer
     from harness.spec.serving import VLLMServing
 

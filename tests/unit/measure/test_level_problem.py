@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from harness.measure.loadgen import RequestRecord, aggregate
+from harness.measure.level import aggregate
+from harness.measure.request import RequestRecord
 from harness.measure.run import level_problem
 from harness.spec.loadtest import LoadSpec, MaxFailed
 

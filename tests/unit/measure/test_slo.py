@@ -4,7 +4,8 @@ at or below the bound; TPOT of a one-token request is 0; goodput = good / the le
 
 import pytest
 
-from harness.measure.loadgen import RequestRecord, aggregate
+from harness.measure.level import aggregate
+from harness.measure.request import RequestRecord
 from harness.measure.slo import is_good
 from harness.spec.loadtest import SLO
 
@@ -62,4 +63,4 @@ def test_the_level_meets_the_slo_when_attainment_reaches_the_percentile():
 def test_no_slo_no_goodput():
     lv = aggregate("synchronous", 1, RECORDS)
     assert lv.goodput_req_s is None and lv.slo_attainment is None and lv.slo_met is None
-    assert lv.steady is not None and lv.steady["goodput_req_s"] is None
+    assert lv.steady is not None and lv.steady.goodput_req_s is None

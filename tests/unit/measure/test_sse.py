@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from harness.measure.loadgen import RequestRecord, _handle_event
+from harness.measure.loadgen import _handle_event
+from harness.measure.request import RequestRecord
 
 
 def read(*events: bytes) -> RequestRecord:

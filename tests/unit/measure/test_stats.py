@@ -1,8 +1,9 @@
 import pytest
 
-from harness.measure.loadgen import RequestRecord, aggregate
-from harness.measure.run import headline
+from harness.measure.level import aggregate
+from harness.measure.request import RequestRecord
 from harness.measure.stats import percentile, summarize
+from harness.result_facts import headline
 
 
 def test_percentile_matches_numpy_linear_interpolation():
@@ -21,8 +22,8 @@ def test_percentile_matches_numpy_linear_interpolation():
 
 def test_summarize_scales_units():
     s = summarize([0.1, 0.2, 0.3], scale=1000)
-    assert s["mean"] == pytest.approx(200) and s["p50"] == pytest.approx(200)
-    assert summarize([])["p99"] is None
+    assert s.mean == pytest.approx(200) and s.p50 == pytest.approx(200)
+    assert summarize([]).p99 is None
 
 
 def rec(start, ttft, n, itl, ok=True):
@@ -47,10 +48,10 @@ def test_aggregate_throughput_and_latency():
     assert lv.duration_s == pytest.approx(0.6)
     assert lv.output_tok_s == pytest.approx(22 / 0.6)
     assert lv.req_s == pytest.approx(2 / 0.6)
-    assert lv.ttft_ms["p50"] == pytest.approx(200)
+    assert lv.ttft_ms.p50 == pytest.approx(200)
     # TPOT = (e2e - ttft) / (n - 1) = itl for evenly spaced tokens
-    assert lv.tpot_ms["p50"] == pytest.approx(20)
-    assert lv.itl_ms["p50"] == pytest.approx(20)
+    assert lv.tpot_ms.p50 == pytest.approx(20)
+    assert lv.itl_ms.p50 == pytest.approx(20)
     assert lv.errors == ["HTTP 500"]
 
 

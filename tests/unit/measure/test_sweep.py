@@ -6,8 +6,10 @@ import pytest
 
 from harness.measure import run as run_mod
 from harness.measure import sweep
-from harness.measure.loadgen import LevelResult, LoadGenerator, RequestRecord, combine
-from harness.result import Perf
+from harness.measure.level import combine
+from harness.measure.loadgen import LoadGenerator
+from harness.measure.request import RequestRecord
+from harness.result import Level, Perf
 from harness.spec.loadtest import SLO, LoadSpec, SweepProfile
 
 
@@ -134,12 +136,12 @@ def test_the_sweep_runs_sync_then_max_then_rates_and_stops_once_saturated():
     levels, block, stop = sweep.run_sweep(prompts_for(spec), run_level, never, never, never, None)
     assert stop is None
     assert [a[0] for a in asked[:2]] == ["synchronous", "concurrency"] and asked[1][1] == 4
-    assert block["sync_req_s"] == pytest.approx(2.0) and block["max_req_s"] == pytest.approx(4.0, rel=0.1)
-    assert block["planned_rates"] == pytest.approx(sweep.spaced_rates(block["sync_req_s"], block["max_req_s"], 4))
+    assert block.sync_req_s == pytest.approx(2.0) and block.max_req_s == pytest.approx(4.0, rel=0.1)
+    assert block.planned_rates == pytest.approx(sweep.spaced_rates(block.sync_req_s, block.max_req_s, 4))
     # every planned rate is at most the capacity: none saturates, all run
-    assert block["rates"] == block["planned_rates"] and "saturation_req_s" not in block
-    assert block["max_sustained_req_s"] == block["rates"][-1]
-    assert block["max_rate_at_slo_req_s"] is None  # no SLO
+    assert block.rates == block.planned_rates and block.saturation_req_s is None
+    assert block.max_sustained_req_s == block.rates[-1]
+    assert block.max_rate_at_slo_req_s is None  # no SLO
     assert [lv.profile for lv in levels] == ["synchronous", "concurrency"] + ["constant"] * 4
     assert [a[2] for a in asked[2:]] == [0, 1, 2, 3]  # rate level k draws with seed + k
 
@@ -156,18 +158,18 @@ def test_a_saturated_rate_ends_the_sweep_and_the_rate_at_slo_is_below_it():
         SLO(ttft_ms=100),
     )
     assert stop is None and len(levels) == 2 + 3
-    assert block["rates"] == pytest.approx(block["planned_rates"][:3])
-    assert block["saturation_req_s"] == block["rates"][2] and block["saturation_reason"] == "4 failed"
-    assert block["stopped_early"] is True
-    assert block["max_rate_at_slo_req_s"] == block["max_sustained_req_s"] == block["rates"][1]
-    Perf.model_validate({"sweep": block})  # the stored shape
+    assert block.rates == pytest.approx(block.planned_rates[:3])
+    assert block.saturation_req_s == block.rates[2] and block.saturation_reason == "4 failed"
+    assert block.stopped_early is True
+    assert block.max_rate_at_slo_req_s == block.max_sustained_req_s == block.rates[1]
+    Perf.model_validate({"sweep": block.model_dump(mode="json")})  # the stored shape
 
 
 def test_a_failed_synchronous_level_stops_the_load_test():
     spec = profile()
     asked, run_level = simulated(2, 0.5)
     levels, block, stop = sweep.run_sweep(prompts_for(spec), run_level, lambda lv: "engine died", never, never, None)
-    assert stop == "engine died" and len(levels) == 1 and "rates" in block and block["rates"] == []
+    assert stop == "engine died" and len(levels) == 1 and block.rates == []
 
 
 def test_rate_levels_are_bounded_in_time():
@@ -200,15 +202,15 @@ def test_measure_runs_a_sweep_and_stores_its_findings(monkeypatch):
     )
     out = run_mod.measure("http://x/v1", "m", load, "tok")
     assert [k for k, _ in sent] == ["synchronous", "synchronous", "concurrency", "constant", "constant"]
-    assert out["stopped"] is None and out["sweep"]["rates"] and len(out["levels"]) == 5
-    assert run_mod.planned_levels(load, out) == 5 == 1 + 2 + len(out["sweep"]["rates"])
-    assert run_mod.planned_levels(load, {}) == 3  # a sweep with no findings is not complete
-    assert Perf.model_validate(out).sweep.sync_req_s == pytest.approx(2.0)
+    assert out.stopped is None and out.sweep is not None and out.sweep.rates and len(out.levels) == 5
+    assert run_mod.planned_levels(load, out.sweep) == 5 == 1 + 2 + len(out.sweep.rates)
+    assert run_mod.planned_levels(load, None) == 3  # a sweep with no findings is not complete
+    assert Perf.model_validate(out.model_dump(mode="json")).sweep.sync_req_s == pytest.approx(2.0)
     assert run_mod.prompt_count(load.profiles[1]) == 8 * 4
 
 
 def test_level_problem_names_a_constant_rate():
-    lv = LevelResult("constant", 2.5, 10, 5, 5, 1, 1, 1, 1, {}, {}, {}, {}, [], first_error="boom")
+    lv = Level(profile="constant", level=2.5, requests=10, completed=5, failed=5, first_error="boom")
     assert "load level constant 2.5 req/s: 5/10" in run_mod.level_problem(
         lv, LoadSpec.model_fields["max_failed"].default_factory()
     )

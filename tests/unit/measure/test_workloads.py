@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
+from harness.measure.level import by_turn
 from harness.measure.prompts import corpus_text, decode, document_lengths, special_prefix, token_prompts
-from harness.measure.workloads import Conversation, Request, build, by_turn
+from harness.measure.workloads import Conversation, Request, build
 from harness.spec.loadtest import LoadSpec
 
 BOS = 0
@@ -117,9 +118,9 @@ class _Rec:
 def test_by_turn_summarises_each_turn():
     recs = [_Rec(1, 0.1, 10), _Rec(2, 0.3, 30), _Rec(1, 0.2, 20), _Rec(2, 0.5, 50)]
     out = by_turn(recs)
-    assert [t["turn"] for t in out] == [1, 2]
-    assert out[0]["prompt_tokens"] == 15 and out[1]["requests"] == 2
-    assert out[1]["ttft_ms"]["p50"] == pytest.approx(400)
+    assert [t.turn for t in out] == [1, 2]
+    assert out[0].prompt_tokens == 15 and out[1].requests == 2
+    assert out[1].ttft_ms.p50 == pytest.approx(400)
     assert by_turn([_Rec(0, 0.1, 1)]) is None
 
 
@@ -129,7 +130,8 @@ def _events(*chunks: dict) -> list[bytes]:
 
 @pytest.mark.parametrize("opening", [{"role": "assistant", "content": ""}, {"role": "assistant", "content": None}])
 def test_a_chat_streams_opening_chunk_is_no_token(opening):
-    from harness.measure.loadgen import RequestRecord, _handle_event
+    from harness.measure.loadgen import _handle_event
+    from harness.measure.request import RequestRecord
 
     rec = RequestRecord(ok=False, start=0.0, end=0.0)
     usage = {"prompt_tokens": 40, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 32}}

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.compress.base import Artefact
 from harness.errors import PlanError
 from harness.models import hub
 from harness.models.download_worker import wanted
 from harness.models.sources import HubSource, hub_models
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing
@@ -181,15 +181,13 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
     monkeypatch.setenv("DQBENCH_COMPRESS_PYTHON", "/usr/bin/python3")
     seen = {}
 
-    def fake_worker(module, args, log, settings, **kw):  # the training stage: records its input, writes a student
-        cfg_path = Path(args[args.index("--config") + 1])
-        cfg = json.loads(cfg_path.read_text())
-        seen.update(cfg["spec"]["student"])
-        (Path(cfg["out"])).mkdir(parents=True)
-        (Path(cfg["out"]) / "config.json").write_text("{}")
-        Path(cfg["record"]).write_text("{}")
+    def fake_worker(job, log, settings, **kw):  # the training stage: records its input, writes a student
+        seen.update(job.spec.student.model_dump(mode="json"), path=job.student_path)
+        Path(job.out).mkdir(parents=True)
+        (Path(job.out) / "config.json").write_text("{}")
+        return job.record_type().model_construct()
 
-    monkeypatch.setattr(base, "run_module", fake_worker)
+    monkeypatch.setattr(base, "run_worker", fake_worker)
     spec = TypeAdapter(DistillSpec).validate_python(
         {
             "name": "s",
@@ -198,7 +196,10 @@ def test_a_hub_student_trains_from_its_revisions_snapshot(env, monkeypatch):
             "student": {"kind": "hub", "id": "org/small", "revision": "v1"},
         }
     )
-    data = type("D", (), {"fingerprint": lambda self: {"v": 1}, "corpus_path": lambda self: Path("/c")})()
+    from harness.distill.data import DataFingerprint
+
+    fp = DataFingerprint(version="v1", files={})
+    data = type("D", (), {"fingerprint": lambda self: fp, "corpus_path": lambda self: Path("/c")})()
     base.LogitKD(spec).build(None, "/teacher", {"kind": "t"}, data, load_settings(), env / "distill.log")
     assert seen == {"kind": "hub", "id": "org/small", "revision": "v1", "path": str(folder)}
 

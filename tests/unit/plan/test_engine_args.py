@@ -99,7 +99,7 @@ def test_real_vllm_options_refuse_prefixes_at_plan_time(settings, base_matrix):
 
 
 def test_command_spells_keys_as_the_plan_resolved_them():
-    from harness.compress.base import Artefact
+    from harness.result import Artefact
     from harness.serve.vllm import VLLMServer
     from harness.spec.serving import VLLMServing
 

@@ -4,7 +4,15 @@ import pytest
 
 from harness.models.arch import known_arch
 from harness.plan.memory_estimate import estimate_memory, kv_dtypes, quant_for
-from harness.serving_memory import GiB, Quant, gguf_tensor_type, kv_bytes_per_token, modules, weights
+from harness.serving_memory import (
+    DEFAULT_OVERHEAD_GIB,
+    GiB,
+    Quant,
+    gguf_tensor_type,
+    kv_bytes_per_token,
+    modules,
+    weights,
+)
 from harness.spec.loadtest import LoadSpec
 from harness.spec.methods import MethodSpec
 from harness.spec.serving import LlamaCppServing, VLLMServing
@@ -136,4 +144,4 @@ def test_cpu_estimate_uses_the_reserved_kv_space():
     arch = known_arch("smollm2-135m-instruct")
     est = estimate_memory(arch, "bf16", None, VLLMServing(cpu_kvcache_gib=2), LOAD, "cpu")
     assert est.kv_cache_gib == 2 and est.weights_gib == pytest.approx(0.2506, abs=1e-3)
-    assert est.overhead_gib == 2.0 and "default" in est.basis
+    assert est.overhead_gib == DEFAULT_OVERHEAD_GIB[("vllm", "cpu")][0] and "default" in est.basis

@@ -1,4 +1,4 @@
-from harness.compress.base import Artefact
+from harness.result import Artefact
 from harness.serve.vllm import VLLMServer, parse_engine_config
 from harness.spec.serving import VLLMServing
 

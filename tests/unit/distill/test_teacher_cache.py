@@ -1,4 +1,4 @@
-"""The teacher top-k logit cache (harness/workers/distill.py, teacher_cache) with two real processes: one
+"""The teacher top-k logit cache (harness/distill/kd_train.py, teacher_cache) with two real processes: one
 computes it, the other waits on its lock and loads the same file; a truncated file (a crash between two
 writes of an earlier version, a full disk) is computed again instead of failing every later run."""
 
@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 COMPUTE = """
 import json, os, sys, time, torch
-from harness.workers.distill import teacher_cache
+from harness.distill.kd_train import teacher_cache
+from harness.distill.train_io import TeacherCacheRef
 
 class Teacher:  # counts its forwards in a journal; slow, so the two processes overlap
     def __call__(self, input_ids):
@@ -30,9 +31,8 @@ class Teacher:  # counts its forwards in a journal; slow, so the two processes o
         return type("Out", (), {"logits": torch.randn(*input_ids.shape, 32, generator=g)})()
 
 data = torch.arange(8 * 6).view(8, 6) % 32
-(v, i, lse), info = teacher_cache({"teacher_fingerprint": {"t": 1}, "teacher_cache": sys.argv[1]}, Teacher(), data,
-                                  4, 2.0)
-print(json.dumps({"hit": info["hit"], "sum": float(v.sum()), "rows": len(v)}), flush=True)
+(v, i, lse), info = teacher_cache(TeacherCacheRef(fingerprint={"t": 1}, folder=sys.argv[1]), Teacher(), data, 4, 2.0)
+print(json.dumps({"hit": info.hit, "sum": float(v.sum()), "rows": len(v)}), flush=True)
 """
 
 
@@ -76,15 +76,16 @@ class Teacher:
 
 
 def test_a_truncated_cache_file_is_computed_again(tmp_path):
-    from harness.workers.distill import teacher_cache
+    from harness.distill.kd_train import teacher_cache
+    from harness.distill.train_io import TeacherCacheRef
 
-    cfg = {"teacher_fingerprint": {"t": 1}, "teacher_cache": str(tmp_path)}
+    cfg = TeacherCacheRef(fingerprint={"t": 1}, folder=str(tmp_path))
     data, teacher = torch.arange(8 * 6).view(8, 6) % 32, Teacher()
     (v, _, _), info = teacher_cache(cfg, teacher, data, 4, 2.0)
-    assert not info["hit"] and teacher.forwards == 2
-    assert teacher_cache(cfg, teacher, data, 4, 2.0)[1]["hit"] and teacher.forwards == 2
+    assert not info.hit and teacher.forwards == 2
+    assert teacher_cache(cfg, teacher, data, 4, 2.0)[1].hit and teacher.forwards == 2
     pt = next(tmp_path.glob("*.pt"))
     pt.write_bytes(pt.read_bytes()[:100])
     (v2, _, _), info = teacher_cache(cfg, teacher, data, 4, 2.0)
-    assert not info["hit"] and teacher.forwards == 4 and torch.equal(v, v2)
+    assert not info.hit and teacher.forwards == 4 and torch.equal(v, v2)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".lock", ".pt"]

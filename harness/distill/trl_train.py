@@ -1,5 +1,7 @@
-"""Worker helpers: sequence-level KD (TRL SFTTrainer on the teacher's answers) and on-policy GKD (TRL's
-GKDTrainer), in the training environment. Called by harness.workers.distill after the student is derived.
+"""Sequence-level KD (TRL SFTTrainer on the teacher's answers) and on-policy GKD (TRL's GKDTrainer), in the
+training environment (torch, transformers, TRL). Run by harness/distill/distill_worker.py after the student
+is derived; what it shares with our own loop (the device, the held-out pass, the memory record) comes from
+harness/distill/train_common.py.
 
 Both train on the teacher generations the orchestrator collected from the served teacher (a JSONL of
 prompt / completion). Budgets map to TRL: max_steps directly; max_tokens and max_minutes through a
@@ -11,20 +13,26 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from harness.distill.train_common import BF16, DEVICE, heldout, memory_record, offload
+from harness.distill.train_io import CurvePoint, GenerationsUsed, TRLTraining
 from harness.proc import WorkerProgress
+
+if TYPE_CHECKING:
+    from harness.spec.students import GKDStudent, SFTStudent
 
 
 class Budget(TrainerCallback):
-    def __init__(self, spec: dict) -> None:
-        self.max_tokens = spec.get("max_tokens")
-        self.max_s = spec["max_minutes"] * 60 if spec.get("max_minutes") else None
+    def __init__(self, spec: SFTStudent | GKDStudent) -> None:
+        self.max_tokens = spec.max_tokens
+        self.max_s = spec.max_minutes * 60 if spec.max_minutes else None
         self.t0 = time.monotonic()
-        self.stopped_by = None
-        self.curve: list[dict] = []
-        self.max_steps = spec.get("max_steps")
+        self.stopped_by: str | None = None
+        self.curve: list[CurvePoint] = []
+        self.max_steps = spec.max_steps
         self.report = WorkerProgress("training", "steps", total=self.max_steps)
 
     def on_step_end(self, args, state, control, **kw):
@@ -36,17 +44,17 @@ class Budget(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
-            row = {
-                "step": state.global_step,
-                "loss": round(float(logs["loss"]), 5),
-                "lr": logs.get("learning_rate"),
-                "grad_norm": logs.get("grad_norm"),
-                "tokens": int(state.num_input_tokens_seen),
-                "elapsed_s": round(time.monotonic() - self.t0, 2),
-            }
+            row = CurvePoint(
+                step=state.global_step,
+                loss=round(float(logs["loss"]), 5),
+                lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens=int(state.num_input_tokens_seen),
+                elapsed_s=round(time.monotonic() - self.t0, 2),
+            )
             self.curve.append(row)
-            print(json.dumps(row), flush=True)
-            self.report.update(state.global_step, loss=row["loss"], eta_s=self._eta(state))
+            print(json.dumps(row.model_dump(mode="json")), flush=True)
+            self.report.update(state.global_step, loss=row.loss, eta_s=self._eta(state))
 
     def _eta(self, state) -> float | None:
         """Without max_steps (the trainer's is a placeholder 10**6) the binding budget gives the ETA:
@@ -62,57 +70,58 @@ class Budget(TrainerCallback):
         return round(max(0.0, min(left)), 1) if left else None
 
 
-def _rows(path: str) -> list[dict]:
+def _rows(path: str) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f]
 
 
-def train_trl(cfg: dict, student, teacher, tokenizer, held, heldout) -> dict:
+def train_trl(spec: SFTStudent | GKDStudent, generations: str, student, teacher, tokenizer, held) -> TRLTraining:
     # TRL wants an output folder even with saving off; the student is saved by the caller
     with tempfile.TemporaryDirectory(prefix="dq-trl-") as out:
-        return _train(cfg, student, teacher, tokenizer, held, heldout, out)
+        return _train(spec, generations, student, teacher, tokenizer, held, out)
 
 
-def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: str) -> dict:
+def _train(
+    spec: SFTStudent | GKDStudent, generations: str, student, teacher, tokenizer, held, output_dir: str
+) -> TRLTraining:
     from datasets import Dataset
 
-    from harness.workers.distill import BF16, DEVICE, memory_record, offload  # bf16 where computed natively
+    from harness.spec.students import GKDStudent
 
-    spec, kind = cfg["spec"], cfg["kind"]
-    gens = _rows(cfg["generations"])
+    gens = _rows(generations)
     # the spec's memory levers (harness/distill/training_memory.py estimates them): torchao's AdamW8bit, with
     # stochastic rounding onto bf16 weights; gradient checkpointing (non-reentrant)
-    memory_args: dict = {}
-    if spec.get("optimizer") == "adamw_8bit":
+    memory_args: dict[str, Any] = {}
+    if spec.optimizer == "adamw_8bit":
         memory_args["optim"] = "adamw_torch_8bit"
-        if spec.get("weights_dtype") == "bf16":
+        if spec.weights_dtype == "bf16":
             memory_args["optim_args"] = "bf16_stochastic_round=True"
-    if spec.get("gradient_checkpointing"):
+    if spec.gradient_checkpointing:
         memory_args |= {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
     common = dict(
         output_dir=output_dir,
-        max_steps=spec.get("max_steps") or 10**6,
-        per_device_train_batch_size=spec["batch_size"],
-        learning_rate=spec["learning_rate"],
-        warmup_steps=spec.get("warmup_steps", 0),
+        max_steps=spec.max_steps or 10**6,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        warmup_steps=spec.warmup_steps,
         lr_scheduler_type="cosine",
-        weight_decay=spec.get("weight_decay", 0.0),
+        weight_decay=spec.weight_decay,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        seed=spec["seed"],
-        max_length=spec["seq_len"],
+        seed=spec.seed,
+        max_length=spec.seq_len,
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
-        bf16=BF16,
+        bf16=BF16,  # bf16 where computed natively
         use_cpu=student.device.type == "cpu",
         **memory_args,
     )
     budget = Budget(spec)
-    before = heldout(student, teacher, held, 1.0)
+    before = heldout(student, teacher, held)
     t0 = time.monotonic()
-    if kind == "sft":
+    if not isinstance(spec, GKDStudent):
         from trl import SFTConfig, SFTTrainer
 
         ds = Dataset.from_list(
@@ -145,10 +154,10 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
         )
         args = GKDConfig(
             **common,
-            lmbda=spec["lmbda"],
-            beta=spec["beta"],
-            temperature=spec["temperature"],
-            max_new_tokens=spec["on_policy_max_new_tokens"],
+            lmbda=spec.lmbda,
+            beta=spec.beta,
+            temperature=spec.temperature,
+            max_new_tokens=spec.on_policy_max_new_tokens,
         )
         trainer = GKDTrainer(
             model=student,
@@ -159,17 +168,18 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
             callbacks=[budget],
         )
         loss = (
-            f"generalized JSD(beta={spec['beta']}) at T={spec['temperature']} on the student's own samples "
-            f"with probability lmbda={spec['lmbda']}, else on the teacher's answers"
+            f"generalized JSD(beta={spec.beta}) at T={spec.temperature} on the student's own samples "
+            f"with probability lmbda={spec.lmbda}, else on the teacher's answers"
         )
     # sft trains on text alone: on a GPU the teacher waits in host RAM until the held-out pass
-    teacher_off = DEVICE == "cuda" and kind == "sft"
+    teacher_off = DEVICE == "cuda" and spec.kind == "sft"
     if teacher_off:
         offload(teacher, "cpu")
     trainer.train()
     train_s = time.monotonic() - t0
     # the Trainer wraps its optimizer (accelerate's AcceleratedOptimizer): record the one that ran
-    memory = memory_record(spec, teacher_off, getattr(trainer.optimizer, "optimizer", trainer.optimizer), student)
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    memory = memory_record(spec.weights_dtype, spec.optimizer, teacher_off, optimizer, student)
     # the optimizer states and gradients are not needed for the held-out pass: free them first
     student.zero_grad(set_to_none=True)
     trainer.accelerator.free_memory()
@@ -179,27 +189,27 @@ def _train(cfg: dict, student, teacher, tokenizer, held, heldout, output_dir: st
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
     gen_tokens = sum(g.get("prompt_tokens", 0) + g.get("completion_tokens", 0) for g in gens)
-    return {
-        "loss_curve": budget.curve,
-        "steps": state.global_step,
-        "tokens_seen": tokens,
-        "train_s": round(train_s, 2),
-        "tokens_per_s": round(tokens / train_s, 1) if train_s else None,
-        "stopped_by": budget.stopped_by or "max_steps",
-        "loss": loss,
-        "memory": memory,
-        "compute": "TRL Trainer, "
+    return TRLTraining(
+        loss_curve=budget.curve,
+        steps=state.global_step,
+        tokens_seen=tokens,
+        train_s=round(train_s, 2),
+        tokens_per_s=round(tokens / train_s, 1) if train_s else None,
+        stopped_by=budget.stopped_by or "max_steps",
+        loss=loss,
+        memory=memory,
+        compute="TRL Trainer, "
         + (
             "bf16 weights"
-            if spec.get("weights_dtype") == "bf16"
+            if spec.weights_dtype == "bf16"
             else "bf16 autocast"
             if BF16
             else "fp32 (bf16 is emulated on this CPU)"
         ),
-        "generations": {"path": cfg["generations"], "n": len(gens), "tokens": gen_tokens},
-        "on_policy_tokens": (spec["lmbda"] * state.global_step * spec["batch_size"] * spec["on_policy_max_new_tokens"])
-        if kind == "gkd"
+        generations=GenerationsUsed(path=generations, n=len(gens), tokens=gen_tokens),
+        on_policy_tokens=spec.lmbda * state.global_step * spec.batch_size * spec.on_policy_max_new_tokens
+        if isinstance(spec, GKDStudent)
         else 0,
-        "heldout_before": before,
-        "heldout_after": heldout(student, teacher, held, 1.0),
-    }
+        heldout_before=before,
+        heldout_after=heldout(student, teacher, held),
+    )
