@@ -411,6 +411,7 @@ def main() -> None:
                 recorded = res.pop("recorded")
                 prompts = prompts if v["via"] == "inproc" and prompts else recorded
                 runs[name].append(res)
+                save(a.json, runs, ceilings, overlaps)
                 print(
                     f"round {r + 1} {name}: evaluate {res['wall_s']:6.1f} s (start-up {res['start_s'] or 0:.1f} s, "
                     f"lm-eval tasks {res['lm_eval_s']:.1f} s), {res['tokens_sent']} prompt tokens in "
@@ -423,6 +424,7 @@ def main() -> None:
             if a.overlap:
                 o = overlap_round(settings, server, art, h, tasks, parse_variant(a.overlap), work, a.gen_kwargs, r)
                 overlaps.append({**o, "eval_alone_s": runs[a.overlap][r]["wall_s"]})
+            save(a.json, runs, ceilings, overlaps)  # every round, so a host that kills the bench keeps what it had
             for cname in a.ceiling:
                 mode = cname[-1] if cname.endswith(replays) else ""
                 per_req, _, conc = cname.removesuffix(mode).partition("x")
@@ -440,10 +442,7 @@ def main() -> None:
     report(a.variants, runs, ceilings, replays)
     if overlaps:
         report_overlap(a.overlap, overlaps)
-    if a.json:
-        a.json.write_text(
-            json.dumps({"host": host_line(), "runs": runs, "ceilings": ceilings, "overlap": overlaps}, indent=1)
-        )
+    save(a.json, runs, ceilings, overlaps)
     sys.exit(0 if all(x["scores"] == runs[a.variants[0]][0]["scores"] for v in runs.values() for x in v) else 1)
 
 
@@ -515,6 +514,12 @@ def report_overlap(variant: str, rounds: list[dict]) -> None:
             f"{o['pair_s']:.1f} s ({(serial - o['pair_s']) / serial * 100:+.0f} % saved; the evaluation "
             f"{o['eval_s'] / o['eval_alone_s']:.2f} x slower, the start-up {o['start_s'] / o['start_alone_s']:.2f} x)"
         )
+
+
+def save(path: Path | None, runs: dict, ceilings: dict, overlaps: list) -> None:
+    if path is not None:
+        data = {"host": host_line(), "runs": runs, "ceilings": ceilings, "overlap": overlaps}
+        path.write_text(json.dumps(data, indent=1, default=str))
 
 
 def _mean(xs) -> float:
