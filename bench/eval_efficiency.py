@@ -12,14 +12,22 @@ prefill rate on the same prompts, and the evaluate stage's wall time under each 
   logprobs), many at once, one per request and several per request; each request carries a unique
   `cache_salt`, so vLLM's prefix cache cannot skip work the evaluation had to do (it skips nothing for
   prompt-logprob requests: vllm/sampling_params.py sets skip_reading_prefix_cache for them).
-- variants: `bB-cC` = lm-eval batch_size B (prompts per request) x num_concurrent C, run interleaved
-  (A, B, A, B, ...) on the same server so that other load on a shared host hits them alike. Every variant's
-  scores must equal the first's exactly (same items, same tokens): a transport change that moves a score is
-  reported as a failure.
+- variants, dash-separated words, run interleaved (A, B, A, B, ..., then reversed) so that other load on a
+  shared host hits them alike:
+    `echo` (lm-eval's transport: echo + logprobs, one rolling document at a time: the code before issue #31),
+    `plp` (vLLM's prompt_logprobs, every document's rolling windows in one batch: the server path now),
+    `inproc` (`dq-vllm`: the cell's engine in the evaluate worker's process, harness/evaluate/vllm_lm.py),
+    `bB` lm-eval batch_size (prompts per request; in process: per engine call), `cC` num_concurrent,
+    `noidx` lm-eval's task index built again (the default reads it from the cache, task_index.py).
+  Defaults b1, c8. Every variant's per-item answers (each item's logprobs and greedy flags, its generated
+  text) are compared with the first variant's: the counts of items that differ and the largest logprob
+  difference are printed, and a task-level score that moves is reported as a failure (exit 1).
+- start-up: each variant's time from starting the worker process to its first scoring call (imports, task
+  index, model or engine, first task's build), from the worker's own clock.
 
-    ./dq python bench/eval_efficiency.py [--variants b1-c8 b4-c8] [--repeats 2] [--tasks arc_easy:30 ...]
+    ./dq python bench/eval_efficiency.py [--variants echo plp inproc] [--repeats 2] [--tasks arc_easy:30 ...]
 
-Results: docs/results/2026-11-23-eval-efficiency-avx2.md.
+Results: docs/results/2026-11-23-eval-efficiency-avx2.md, docs/results/2026-12-06-eval-efficiency-avx512.md.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from harness.serve.scoring import Scoring  # noqa: E402
 # the default matrix's loglikelihood tasks at its limits (matrices/smollm2-cpu.yaml; gsm8k is generative:
 # its time is decoding, not prompt scoring, so it is left out of the ratio)
 DEFAULT_TASKS = ["dq_pydoc_ppl:1", "lambada_openai:30", "arc_easy:30", "arc_challenge:20", "hellaswag:20"]
+# `--tasks ... gsm8k:5:0` adds the default matrix's generative task (scores compared; its decode time is not
+# prompt scoring, so the ratio is read without it)
 _METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? ([0-9.eE+-]+)$")
 
 
@@ -68,36 +78,62 @@ def delta(after: dict[str, float], before: dict[str, float], key: str) -> float:
 
 
 class Recorder:
-    """Records the prompts lm-eval's API model sends for scoring (token ids), by wrapping its payload builder."""
+    """Records the prompts the evaluate worker scores (token ids) and when the first was sent: lm-eval's API
+    model by wrapping its payload builder, the in-process model by wrapping its engine call."""
 
     def __init__(self) -> None:
         self.prompts: list[list[int]] = []
         self.requests = 0
+        self.first: float | None = None  # time.time() of the first scoring call (generation included)
 
-    def install(self) -> None:
+    def _seen(self, messages, generate: bool) -> None:
+        self.first = self.first or time.time()
+        if not generate:
+            self.requests += 1
+            self.prompts += [list(m) for m in messages] if messages and isinstance(messages[0], list) else []
+
+    def install(self, scoring_model: str) -> None:
+        rec = self
+        if scoring_model == "dq-vllm":
+            from harness.evaluate.vllm_lm import DQVLLM
+
+            orig_gen = DQVLLM._model_generate
+
+            def generate(self_, requests, generate=False, sampling_params=None):
+                rec._seen(requests, generate)
+                return orig_gen(self_, requests, generate, sampling_params)
+
+            DQVLLM._model_generate = generate
+            return
         from harness.evaluate.api_lm import DQLocalCompletions
 
         orig = DQLocalCompletions._create_payload
-        rec = self
 
         def payload(self_, messages, generate=False, *a, **kw):
-            if not generate:
-                rec.requests += 1
-                rec.prompts += [list(m) for m in messages] if messages and isinstance(messages[0], list) else []
+            rec._seen(messages, generate)
             return orig(self_, messages, generate, *a, **kw)
 
         DQLocalCompletions._create_payload = payload
 
 
 def eval_job(
-    settings, scoring: Scoring, tasks: list[tuple[str, int | None]], batch: int, conc: int, idx: bool, work: Path
+    settings,
+    scoring: Scoring,
+    tasks: list[tuple[str, int | None, int | None]],
+    batch: int,
+    conc: int,
+    idx: bool,
+    work: Path,
+    gen_kwargs: dict,
 ) -> LMEvalJob:
     """The evaluate stage's worker job, built as harness/evaluate/lmeval.py builds it for a cell."""
     from harness.evaluate.data import TaskData
     from harness.evaluate.lmeval import _resolve
     from harness.spec.evaluation import LMEvalSpec, TaskSpec
 
-    spec = LMEvalSpec(tasks=[TaskSpec(name=n, limit=lim) for n, lim in tasks])
+    spec = LMEvalSpec(
+        tasks=[TaskSpec(name=n, limit=lim, num_fewshot=shots) for n, lim, shots in tasks], gen_kwargs=gen_kwargs
+    )
     local, _, problems, needs = _resolve(spec, settings.offline)
     if problems or needs:
         raise SystemExit("; ".join(problems + needs))
@@ -115,18 +151,22 @@ def eval_job(
         batch_size=batch,
         seed=spec.seed,
         samples_dir=str(work / "samples"),
+        gen_kwargs=spec.gen_kwargs,
     )
 
 
 def child(job_path: str, out_path: str) -> None:
     """In the evaluate worker's subprocess: the worker's own `work`, with the sent prompts recorded."""
+    job = LMEvalJob.model_validate_json(Path(job_path).read_text())
     rec = Recorder()
-    rec.install()
+    rec.install(job.scoring.model)
     from harness.evaluate.lmeval_worker import work
 
-    out = work(LMEvalJob.model_validate_json(Path(job_path).read_text()))
+    out = work(job)
     Path(out_path).write_text(
-        json.dumps({"out": out.model_dump(mode="json"), "prompts": rec.prompts, "requests": rec.requests})
+        json.dumps(
+            {"out": out.model_dump(mode="json"), "prompts": rec.prompts, "requests": rec.requests, "first": rec.first}
+        )
     )
 
 
@@ -140,7 +180,7 @@ def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
     job_path.write_text(job.model_dump_json())
     env = {**os.environ, **({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if settings.offline else {})}
     before = server_counters(base_url)
-    t0 = time.monotonic()
+    t0, spawned = time.monotonic(), time.time()
     with open(work / "evaluate.log", "w") as log:
         rc = subprocess.run(
             [settings.python, "-c", CHILD, str(job_path), str(out_path), str(REPO / "bench")],
@@ -156,6 +196,7 @@ def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
     out, prompts = res["out"], res["prompts"]
     return {
         "wall_s": wall,
+        "start_s": (res["first"] - spawned) if res["first"] else None,
         "lm_eval_s": sum(v["wall_s"] for v in out["tasks"].values()),
         "task_wall_s": {k: v["wall_s"] for k, v in out["tasks"].items()},
         "tokens_sent": sum(len(p) for p in prompts),
@@ -164,11 +205,50 @@ def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
         "server_prompt_tokens": delta(after, before, "vllm:prompt_tokens_total"),
         "server_prefix_hits": delta(after, before, "vllm:prefix_cache_hits_total"),
         "scores": {k: {m: v["value"] for m, v in t["metrics"].items()} for k, t in out["tasks"].items()},
+        "answers": {t: answers(work / "samples" / f"{t}.jsonl") for t in out["tasks"]},
         "recorded": prompts,
     }
 
 
-async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, echo: bool) -> float:
+def answers(samples: Path) -> dict[str, object]:
+    """Each item's raw answers as lm-eval logged them ((logprob, greedy) per choice; a rolling document's
+    total; a generation's text), by (subtask, doc id)."""
+    out: dict[str, object] = {}
+    for line in samples.read_text().splitlines() if samples.is_file() else []:
+        row = json.loads(line)
+        out[f"{row.get('task', '')}:{row['doc_id']}"] = row["filtered_resps"]
+    return out
+
+
+def _numbers(x) -> list[float]:
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return [float(x)]
+    if isinstance(x, (list, tuple)):
+        return [v for e in x for v in _numbers(e)]
+    if isinstance(x, dict):
+        return [v for e in x.values() for v in _numbers(e)]
+    return []
+
+
+def compare_answers(base: dict, other: dict) -> dict[str, tuple[int, int, float]]:
+    """Per task: (items, items whose answers differ, largest absolute difference of a logged number)."""
+    out = {}
+    for task, items in base.items():
+        theirs = other.get(task, {})
+        differ, worst = 0, 0.0
+        for key, ans in items.items():
+            if theirs.get(key) != ans:
+                differ += 1
+                a, b = _numbers(ans), _numbers(theirs.get(key))
+                if len(a) == len(b):
+                    worst = max([worst, *(abs(x - y) for x, y in zip(a, b))])
+                else:
+                    worst = float("inf")
+        out[task] = (len(items), differ, worst)
+    return out
+
+
+async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, mode: str) -> float:
     import aiohttp
 
     sem = asyncio.Semaphore(conc)
@@ -176,8 +256,10 @@ async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, pe
 
     async def one(session, batch):
         body = {"model": model, "prompt": batch, "max_tokens": 1, "temperature": 0, "cache_salt": uuid.uuid4().hex}
-        if echo:  # what lm-eval's loglikelihood asks (lm_eval/models/openai_completions.py)
+        if mode == "e":  # what lm-eval's loglikelihood asks (lm_eval/models/openai_completions.py)
             body.update(echo=True, logprobs=1)
+        elif mode == "p":  # what dq-local-completions asks (harness/evaluate/api_lm.py)
+            body.update(prompt_logprobs=1)
         async with sem, session.post(url, json=body) as r:
             r.raise_for_status()
             await r.read()
@@ -189,12 +271,13 @@ async def _prefill(url: str, model: str, prompts: list[list[int]], conc: int, pe
 
 
 def prefill_ceiling(
-    base_url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, echo: bool = False
+    base_url: str, model: str, prompts: list[list[int]], conc: int, per_req: int, mode: str = ""
 ) -> dict:
-    """Prompt tokens/s of the same prompts as prefill-only requests (see the module docstring); with `echo`,
-    the same requests lm-eval sent (echo + logprobs 1) without lm-eval around them: the server's share."""
+    """Prompt tokens/s of the same prompts as prefill-only requests (see the module docstring); mode `e`: the
+    requests lm-eval's transport sends (echo + logprobs 1), `p`: dq-local-completions' (prompt_logprobs 1),
+    without lm-eval around them: the server's share."""
     before = server_counters(base_url)
-    wall = asyncio.run(_prefill(base_url.rstrip("/") + "/completions", model, prompts, conc, per_req, echo))
+    wall = asyncio.run(_prefill(base_url.rstrip("/") + "/completions", model, prompts, conc, per_req, mode))
     after = server_counters(base_url)
     tokens = sum(len(p) for p in prompts)
     return {
@@ -206,36 +289,78 @@ def prefill_ceiling(
     }
 
 
-def parse_variant(v: str) -> tuple[int, int, bool]:
-    m = re.fullmatch(r"b(\d+)-c(\d+)(-idx)?", v)
-    if not m:
-        raise SystemExit(
-            f"--variants: {v!r} is not bB-cC[-idx] (lm-eval batch_size B, num_concurrent C, -idx: lm-eval's task "
-            f"index from the cache, harness/evaluate/task_index.py), e.g. b1-c8 b1-c8-idx"
-        )
-    return int(m.group(1)), int(m.group(2)), bool(m.group(3))
+VIAS = ("echo", "plp", "inproc")
+
+
+def parse_variant(v: str) -> dict:
+    """`plp-c32`, `echo-b8-noidx`, `inproc` -> {via, batch, conc, idx} (see the module docstring)."""
+    out: dict = {"via": None, "batch": 1, "conc": 8, "idx": True}
+    for word in v.split("-"):
+        if word in VIAS and out["via"] is None:
+            out["via"] = word
+        elif re.fullmatch(r"[bc]\d+", word):
+            out["batch" if word[0] == "b" else "conc"] = int(word[1:])
+        elif word in ("idx", "noidx"):
+            out["idx"] = word == "idx"
+        else:
+            raise SystemExit(
+                f"--variants: {v!r}: {word!r} is not one of {', '.join(VIAS)}, bB (batch size), cC (concurrency), "
+                f"idx/noidx; e.g. echo plp inproc plp-c32"
+            )
+    if out["via"] is None:
+        raise SystemExit(f"--variants: {v!r} names no transport ({', '.join(VIAS)})")
+    return out
+
+
+def variant_scoring(server, handle, art, via: str) -> Scoring:
+    """The Scoring the evaluate stage would get, with the bench's transport."""
+    if via == "inproc":
+        return server.scoring(handle, art, via="in-process")
+    sc = server.scoring(handle, art, via="server")
+    args = {**sc.model_args, "logprobs_via": "echo" if via == "echo" else "prompt_logprobs"}
+    return sc.model_copy(update={"model_args": {**args, "rolling_batch": via != "echo"}})
+
+
+def parse_task(t: str) -> tuple[str, int | None, int | None]:
+    """`name[:limit[:shots]]`"""
+    name, _, rest = t.partition(":")
+    limit, _, shots = rest.partition(":")
+    return name, int(limit) if limit else None, int(shots) if shots else None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", nargs="+", default=["b1-c8", "b1-c8-idx", "b8-c8-idx", "b1-c32-idx"])
+    ap.add_argument("--variants", nargs="+", default=["echo", "plp", "inproc"])
     ap.add_argument("--repeats", type=int, default=2, help="rounds of the interleaved variants")
-    ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="name:limit")
+    ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="name[:limit[:num_fewshot]]")
+    ap.add_argument("--gen-kwargs", default='{"max_gen_toks": 64}', help="evaluation.gen_kwargs as JSON")
     ap.add_argument(
         "--ceiling",
         nargs="+",
-        default=["1x32", "8x8", "1x8e"],
-        help="prompts-per-request x concurrency; an `e` suffix sends lm-eval's echo+logprobs requests instead "
-        "(not part of the ceiling: the server's own time for the evaluation's requests)",
+        default=["1x32", "8x8", "1x8e", "1x8p"],
+        help="prompts-per-request x concurrency; an `e` suffix sends lm-eval's echo+logprobs requests instead, "
+        "`p` dq-local-completions' prompt_logprobs requests (not part of the ceiling: the server's own time for "
+        "the evaluation's requests)",
     )
     ap.add_argument("--dtype", default=None, help="vLLM --dtype (default: this host's reference dtype)")
     ap.add_argument("--engine-arg", action="append", default=[], help="extra vLLM flag k=v (e.g. max_num_seqs=64)")
+    ap.add_argument(
+        "--overlap",
+        metavar="VARIANT",
+        help="also measure DQBENCH_PRESTART's trade each round: a second server's start-up alone, then the same "
+        "start-up during VARIANT's evaluation (harness/serve/prestart.py)",
+    )
     ap.add_argument("--json", type=Path, help="write every figure here")
     a = ap.parse_args()
-    tasks = [(t.partition(":")[0], int(t.partition(":")[2] or 0) or None) for t in a.tasks]
+    tasks = [parse_task(t) for t in a.tasks]
     variants = [parse_variant(v) for v in a.variants]
-    if all(k.endswith("e") for k in a.ceiling):
-        raise SystemExit("--ceiling: name at least one prefill-only level (without the `e` suffix), e.g. 1x32")
+    replays = ("e", "p")
+    if a.overlap and a.overlap not in a.variants:
+        raise SystemExit(
+            f"--overlap {a.overlap}: name one of --variants ({' '.join(a.variants)}), the evaluation alone"
+        )
+    if all(k.endswith(replays) for k in a.ceiling):
+        raise SystemExit("--ceiling: name at least one prefill-only level (no `e`/`p` suffix), e.g. 1x32")
 
     from harness.hw.probe import host_caps
     from harness.result import Artefact
@@ -255,15 +380,16 @@ def main() -> None:
     print(host_line(), flush=True)
     model_dir = str(settings.models_dir / "smollm2-135m-instruct")
     # the default matrix's serving block (matrices/smollm2-cpu.yaml)
-    serving = VLLMServing(enforce_eager=True, cpu_reserved_cores=0, engine_args=engine_args)
+    serving = VLLMServing(
+        enforce_eager=True, cpu_reserved_cores=0, gpu_memory_utilization=0.3, cpu_kvcache_gib=1, engine_args=engine_args
+    )
     server = VLLMServer(serving, settings.python, "cpu")
     art = Artefact(model=model_dir, dtype=dtype, quantization=None, size_bytes=None, bits_per_weight=None)
     work = Path(tempfile.mkdtemp(prefix="dqbench-eval-eff-"))
     h = server.start(art, "bench", work / "server.log")
     print(f"vLLM-CPU up in {h.startup_s:.0f} s: {dtype}, eager, engine args {engine_args or 'none'}; work {work}")
-    print(f"tasks: {', '.join(f'{n}:{lim}' for n, lim in tasks)}", flush=True)
-    scoring = server.scoring(h, art)
-    if any(idx for _, _, idx in variants):  # built once per lm-eval install; every later cell reads it
+    print(f"tasks: {', '.join(a.tasks)}", flush=True)
+    if any(v["idx"] for v in variants):  # built once per lm-eval install; every later cell reads it
         from harness.evaluate.task_index import task_manager
 
         t0 = time.monotonic()
@@ -271,66 +397,176 @@ def main() -> None:
         print(f"lm-eval task index cache ready ({time.monotonic() - t0:.1f} s)", flush=True)
     runs: dict[str, list[dict]] = {v: [] for v in a.variants}
     ceilings: dict[str, list[dict]] = {c: [] for c in a.ceiling}
+    prompts: list[list[int]] = []
+    overlaps: list[dict] = []
     try:
         for r in range(a.repeats):
             order = list(zip(a.variants, variants))
-            for name, (b, c, idx) in order if r % 2 == 0 else order[::-1]:
-                job = eval_job(settings, scoring, tasks, b, c, idx, work / name)
+            for name, v in order if r % 2 == 0 else order[::-1]:
+                scoring = variant_scoring(server, h, art, v["via"])
+                job = eval_job(
+                    settings, scoring, tasks, v["batch"], v["conc"], v["idx"], work / name, json.loads(a.gen_kwargs)
+                )
                 res = run_eval(settings, job, h.base_url, work / name)
-                prompts = res.pop("recorded")
+                recorded = res.pop("recorded")
+                prompts = prompts if v["via"] == "inproc" and prompts else recorded
                 runs[name].append(res)
+                save(a.json, runs, ceilings, overlaps)
                 print(
-                    f"round {r + 1} {name}: evaluate {res['wall_s']:6.1f} s (lm-eval tasks {res['lm_eval_s']:.1f} s), "
-                    f"{res['tokens_sent']} prompt tokens in "
+                    f"round {r + 1} {name}: evaluate {res['wall_s']:6.1f} s (start-up {res['start_s'] or 0:.1f} s, "
+                    f"lm-eval tasks {res['lm_eval_s']:.1f} s), {res['tokens_sent']} prompt tokens in "
                     f"{res['prompts']} prompts / {res['http_requests']} requests -> "
                     f"{res['tokens_sent'] / res['wall_s']:6.0f} tok/s (server counted "
-                    f"{res['server_prompt_tokens']:.0f}, prefix hits {res['server_prefix_hits']:.0f})",
+                    f"{res['server_prompt_tokens']:.0f}, prefix hits {res['server_prefix_hits']:.0f}); "
+                    f"load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+            if a.overlap:
+                o = overlap_round(settings, server, art, h, tasks, parse_variant(a.overlap), work, a.gen_kwargs, r)
+                overlaps.append({**o, "eval_alone_s": runs[a.overlap][r]["wall_s"]})
+            save(a.json, runs, ceilings, overlaps)  # every round, so a host that kills the bench keeps what it had
             for cname in a.ceiling:
-                per_req, _, conc = cname.removesuffix("e").partition("x")
-                ce = prefill_ceiling(h.base_url, h.model_name, prompts, int(conc), int(per_req), cname.endswith("e"))
+                mode = cname[-1] if cname.endswith(replays) else ""
+                per_req, _, conc = cname.removesuffix(mode).partition("x")
+                ce = prefill_ceiling(h.base_url, h.model_name, prompts, int(conc), int(per_req), mode)
                 ceilings[cname].append(ce)
-                kind = "echo+logprobs" if cname.endswith("e") else "prefill-only"
+                kind = {"e": "echo+logprobs", "p": "prompt_logprobs", "": "prefill-only"}[mode]
                 print(
                     f"round {r + 1} {kind} {cname}: {ce['tokens']} tokens in {ce['wall_s']:.1f} s -> "
                     f"{ce['tok_s']:.0f} tok/s (server counted {ce['server_prompt_tokens']:.0f}, "
-                    f"prefix hits {ce['server_prefix_hits']:.0f})",
+                    f"prefix hits {ce['server_prefix_hits']:.0f}); load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
     finally:
         h.stop()
-    ceiling = max(sum(x["tok_s"] for x in v) / len(v) for k, v in ceilings.items() if not k.endswith("e"))
-    for k in (k for k in ceilings if k.endswith("e")):
-        e = sum(x["tok_s"] for x in ceilings[k]) / len(ceilings[k])
+    report(a.variants, runs, ceilings, replays)
+    if overlaps:
+        report_overlap(a.overlap, overlaps)
+    save(a.json, runs, ceilings, overlaps)
+    sys.exit(0 if all(x["scores"] == runs[a.variants[0]][0]["scores"] for v in runs.values() for x in v) else 1)
+
+
+def overlap_round(settings, server, art, h, tasks, v: dict, work: Path, gen_kwargs: str, r: int) -> dict:
+    """A second server of the same cell started alone, then started at the beginning of an evaluation (what
+    DQBENCH_PRESTART does for the next cell), in this order on even rounds and reversed on odd ones."""
+    import threading
+
+    def start_alone() -> float:
+        h2 = server.start_now(art, "bench-ahead", work / "ahead-server.log")
+        h2.stop()
+        return h2.startup_s
+
+    def together() -> dict:
+        box: dict = {}
+
+        def start() -> None:
+            h2 = server.start_now(art, "bench-ahead", work / "ahead-server.log")
+            box["start_s"], box["ready_at"] = h2.startup_s, time.monotonic()
+            box["h2"] = h2
+
+        job = eval_job(
+            settings,
+            variant_scoring(server, h, art, v["via"]),
+            tasks,
+            v["batch"],
+            v["conc"],
+            v["idx"],
+            work / "overlap",
+            json.loads(gen_kwargs),
+        )
+        t0 = time.monotonic()
+        th = threading.Thread(target=start)
+        th.start()
+        res = run_eval(settings, job, h.base_url, work / "overlap")
+        eval_done = time.monotonic()
+        th.join()
+        box.pop("h2").stop()
+        res.pop("recorded")
+        return {
+            "eval_s": res["wall_s"],
+            "start_s": box["start_s"],
+            "pair_s": max(eval_done, box["ready_at"]) - t0,
+            "load": os.getloadavg()[0],
+        }
+
+    out: dict = {}
+    for part in ("alone", "together") if r % 2 == 0 else ("together", "alone"):
+        if part == "alone":
+            out["start_alone_s"] = start_alone()
+        else:
+            out.update(together())
+    print(
+        f"round {r + 1} overlap: a server start alone {out['start_alone_s']:.1f} s; during an evaluation "
+        f"{out['start_s']:.1f} s, the evaluation {out['eval_s']:.1f} s, both done after {out['pair_s']:.1f} s; "
+        f"load average {out['load']:.1f}",
+        flush=True,
+    )
+    return out
+
+
+def report_overlap(variant: str, rounds: list[dict]) -> None:
+    """Serial (this variant's evaluation alone, then a server start alone) against the two together."""
+    print(f"\noverlap (DQBENCH_PRESTART) with {variant}:")
+    for i, o in enumerate(rounds):
+        serial = o["eval_alone_s"] + o["start_alone_s"]
+        print(
+            f"  round {i + 1}: serial {o['eval_alone_s']:.1f} + {o['start_alone_s']:.1f} = {serial:.1f} s; together "
+            f"{o['pair_s']:.1f} s ({(serial - o['pair_s']) / serial * 100:+.0f} % saved; the evaluation "
+            f"{o['eval_s'] / o['eval_alone_s']:.2f} x slower, the start-up {o['start_s'] / o['start_alone_s']:.2f} x)"
+        )
+
+
+def save(path: Path | None, runs: dict, ceilings: dict, overlaps: list) -> None:
+    if path is not None:
+        data = {"host": host_line(), "runs": runs, "ceilings": ceilings, "overlap": overlaps}
+        path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
+def report(names: list[str], runs: dict[str, list[dict]], ceilings: dict[str, list[dict]], replays) -> None:
+    ceiling = max(_mean(x["tok_s"] for x in v) for k, v in ceilings.items() if not k.endswith(replays))
+    for k in (k for k in ceilings if k.endswith(replays)):
+        e = _mean(x["tok_s"] for x in ceilings[k])
         print(
             f"the evaluation's own requests replayed without lm-eval ({k}): {e:.0f} tok/s = {e / ceiling * 100:.1f} %"
         )
-    base = a.variants[0]
-    ref_scores = runs[base][0]["scores"]
+    base = names[0]
     print(f"\n{host_line()}")
-    plain = [k for k in a.ceiling if not k.endswith("e")]
+    plain = [k for k in ceilings if not k.endswith(replays)]
     print(f"server's prefill-only ceiling (best mean over {', '.join(plain)}): {ceiling:.0f} prompt tok/s")
-    same_all = True
-    for name in a.variants:
+    base_wall = _mean(x["wall_s"] for x in runs[base])
+    for name in names:
         rs = runs[name]
-        wall = sum(x["wall_s"] for x in rs) / len(rs)
-        tasks_s = {t: sum(x["task_wall_s"][t] for x in rs) / len(rs) for t in rs[0]["task_wall_s"]}
-        tok_s = sum(x["tokens_sent"] / x["wall_s"] for x in rs) / len(rs)
-        same = all(x["scores"] == ref_scores for x in rs)
-        same_all &= same
+        wall = _mean(x["wall_s"] for x in rs)
+        tasks_s = {t: _mean(x["task_wall_s"][t] for x in rs) for t in rs[0]["task_wall_s"]}
+        tok_s = _mean(x["tokens_sent"] / x["wall_s"] for x in rs)
+        start = _mean(x["start_s"] or 0.0 for x in rs)
+        scoring_tok_s = _mean(x["tokens_sent"] / (x["wall_s"] - (x["start_s"] or 0.0)) for x in rs)
+        same = all(x["scores"] == runs[base][0]["scores"] for x in rs)
         each = ", ".join(f"{x['wall_s']:.1f}" for x in rs)
         print(
-            f"{name:>8}: evaluate wall {wall:6.1f} s (runs {each}), "
-            f"{tok_s:6.0f} scored tok/s = {tok_s / ceiling * 100:5.1f} % of the ceiling; vs {base}: "
-            f"{wall / (sum(x['wall_s'] for x in runs[base]) / len(runs[base])):.3f} x wall; scores "
-            f"{'identical' if same else 'DIFFER'}",
+            f"{name:>8}: evaluate wall {wall:6.1f} s (runs {each}), start-up {start:.1f} s, "
+            f"{tok_s:6.0f} scored tok/s = {tok_s / ceiling * 100:5.1f} % of the ceiling "
+            f"(after start-up {scoring_tok_s:.0f} tok/s = {scoring_tok_s / ceiling * 100:.1f} %); "
+            f"vs {base}: {wall / base_wall:.3f} x wall; task scores {'identical' if same else 'DIFFER'}",
             flush=True,
         )
         print("          per task: " + ", ".join(f"{t} {v:.1f} s" for t, v in tasks_s.items()))
-    if a.json:
-        a.json.write_text(json.dumps({"host": host_line(), "runs": runs, "ceilings": ceilings}, indent=1))
-    sys.exit(0 if same_all else 1)
+        for i, x in enumerate(rs):
+            diff = compare_answers(runs[base][0]["answers"], x["answers"])
+            moved = {t: d for t, d in diff.items() if d[1]}
+            print(
+                f"          run {i + 1} per-item answers vs {base} run 1: "
+                + (
+                    "identical"
+                    if not moved
+                    else "; ".join(f"{t} {k}/{n} differ (max |d| {worst:.3g})" for t, (n, k, worst) in moved.items())
+                )
+            )
 
 
 if __name__ == "__main__":

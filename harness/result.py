@@ -318,6 +318,7 @@ class Quality(Block):
     tasks: dict[str, TaskScore] = Field(default_factory=dict)
     lm_eval_version: str | None = None
     scored_by: str | None = None  # how the cell was scored: a server's prompt logprobs or an in-process model
+    evaluated_via: str | None = None  # "server" | "in-process": where the loglikelihoods were computed (#31)
     # the sequential evaluation's answer (a matrix with `decide:`); None (left out of dumps) otherwise
     decision: Decision | None = None
 

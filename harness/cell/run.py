@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.cell.context import CellRun, Step
 from harness.cell.decide import is_skipped
+from harness.cell.stage_times import describe, log_offset, step_parts
 from harness.cell.steps import BLOCK_STEP, STEPS
 from harness.env import environment_block
 from harness.errors import DQError, StageError
@@ -106,16 +108,38 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
     return _result(run, outcome)
 
 
+# what an executor wants to know as a step begins (harness/executors/local.py starts the next cell's server
+# when this one begins to evaluate); set with `on_step_start`
+_STEP_START: ContextVar[Callable[[CellRun, str], None] | None] = ContextVar("dqbench_step_start", default=None)
+
+
+@contextmanager
+def on_step_start(callback: Callable[[CellRun, str], None] | None) -> Iterator[None]:
+    """Call `callback(run, step name)` as each step of the cells run in this block (same thread) begins."""
+    token = _STEP_START.set(callback)
+    try:
+        yield
+    finally:
+        _STEP_START.reset(token)
+
+
 @contextmanager
 def _timed(run: CellRun, name: str) -> Iterator[None]:
     run.progress.stage(name)
-    t = time.monotonic()
+    if (callback := _STEP_START.get()) is not None:
+        callback(run, name)
+    t, wall, offset = time.monotonic(), time.time(), log_offset(run, name)
     try:
         # the workers this step starts (through run_worker) report their progress live
         with progress_to(None if run.progress.quiet else run.progress.update):
             yield
     finally:
-        run.timings[name] = round(time.monotonic() - t, 3)
+        run.timings[name] = total = round(time.monotonic() - t, 3)
+        # its fixed costs and its work, as new `<step>.<part>` keys (harness/cell/stage_times.py)
+        parts = step_parts(run, name, wall, total, offset)
+        run.timings.update(parts)
+        if parts:
+            run.progress.note(f"{name} {total:.1f} s: {describe(parts)}")
 
 
 def _watched(run: CellRun, step: Step) -> AbstractContextManager[None]:

@@ -8,6 +8,12 @@ and the scoring follows lm-eval's `local-completions` exactly: same HF tokenizer
 left truncation to `max_length`, sum of log p(token_j | tokens_<j) over the continuation, greedy flag
 = every continuation token is the argmax. tests/e2e/test_logprobs.py checks it against transformers.
 
+`prefix_reuse` (issue #31): a request that begins with the tokens the context already holds (a multiple-choice
+question's choices follow each other, each after the same question) keeps that prefix's KV cache and logits
+and evaluates only the rest, as llama.cpp's own server reuses a slot's prompt. Each position's logits depend
+only on the tokens up to it; whether llama.cpp's kernels also give the same bits for a row computed in another
+batch is measured, not assumed (bench/eval_efficiency.py's GGUF variants, docs/results/).
+
 Imported only inside the evaluate stage (it needs llama_cpp and LLAMA_CPP_LIB_PATH).
 """
 
@@ -39,10 +45,12 @@ class LlamaCppLM(TemplateLM):
         max_length: int = 1024,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int | None = None,
         max_gen_toks: int = 256,
         base_url: str | None = None,
         model: str | None = None,
         num_concurrent: int = 1,
+        prefix_reuse: bool = False,
         **_ignored,
     ) -> None:
         super().__init__()
@@ -55,10 +63,13 @@ class LlamaCppLM(TemplateLM):
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.max_length = int(max_length)
         self.max_gen_toks = int(max_gen_toks)
+        self.prefix_reuse = bool(prefix_reuse)
+        self.reused = 0  # prompt tokens not evaluated again (their prefix was in the context)
         self.llm = Llama(
             model_path=model_path,
             n_ctx=self.max_length,
             n_batch=min(int(n_batch), self.max_length),
+            **({"n_ubatch": int(n_ubatch)} if n_ubatch else {}),
             logits_all=True,
             n_threads=n_threads,
             verbose=False,
@@ -102,13 +113,31 @@ class LlamaCppLM(TemplateLM):
             string, return_attention_mask=False, **encode_kwargs(self.tokenizer, string, add_special_tokens)
         ).input_ids
 
-    def token_logprobs(self, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """log p(tokens[j] | tokens[:j]) for j >= 1, and whether each token was the argmax."""
-        self.llm.reset()
-        self.llm.eval(tokens)
-        scores = np.asarray(self.llm.scores[: len(tokens) - 1])  # row i predicts token i+1
+    def _common_prefix(self, tokens: list[int]) -> int:
+        """How many leading tokens of `tokens` the context holds already (at most all but the last: at least
+        one token is evaluated, so the context ends where `tokens` ends)."""
+        held = self.llm.input_ids[: min(self.llm.n_tokens, len(tokens) - 1)]
+        differ = np.nonzero(held != np.asarray(tokens[: len(held)]))[0]
+        return int(differ[0]) if len(differ) else len(held)
+
+    def token_logprobs(self, tokens: list[int], first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """log p(tokens[j] | tokens[:j]) for j > `first`, and whether each token was the argmax. Only those
+        rows of the logits are normalised: a continuation of 5 tokens after a 200-token context needs 5 rows
+        of [vocabulary] float64, not 200 (log-softmax is row by row: the same numbers either way)."""
+        keep = self._common_prefix(tokens) if self.prefix_reuse else 0
+        # drop the context's KV cache past the shared prefix; a model whose cache cannot be cut there
+        # (recurrent layers) starts again from nothing
+        if keep and not self.llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0
+        if keep:
+            self.llm.n_tokens = keep
+            self.reused += keep
+        else:
+            self.llm.reset()
+        self.llm.eval(tokens[keep:])
+        scores = np.asarray(self.llm.scores[first : len(tokens) - 1])  # row i predicts token i+1
         lp = log_softmax(scores)
-        nxt = np.asarray(tokens[1:])
+        nxt = np.asarray(tokens[first + 1 :])
         return lp[np.arange(len(nxt)), nxt], lp.argmax(axis=-1) == nxt
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
@@ -116,9 +145,9 @@ class LlamaCppLM(TemplateLM):
         for cache_key, context_enc, continuation_enc in tqdm(requests, disable=disable_tqdm):
             inp = (context_enc + continuation_enc)[-self.max_length :]
             ctxlen = len(context_enc) - max(0, len(context_enc) + len(continuation_enc) - self.max_length)
-            lp, greedy = self.token_logprobs(inp)
-            # position j of `inp` is row j-1 of lp: the continuation is rows ctxlen-1 ..
-            answer = (float(lp[ctxlen - 1 :].sum()), bool(greedy[ctxlen - 1 :].all()))
+            # position j of `inp` is predicted by logits row j-1: the continuation by rows ctxlen-1 ..
+            lp, greedy = self.token_logprobs(inp, first=max(ctxlen - 1, 0))
+            answer = (float(lp.sum()), bool(greedy.all()))
             res.append(answer)
             if cache_key is not None:
                 self.cache_hook.add_partial("loglikelihood", cache_key, answer)

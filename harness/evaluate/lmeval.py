@@ -150,5 +150,9 @@ class LMEvalEvaluator:
                 }
             )
         return Quality(
-            tasks=tasks, lm_eval_version=record.lm_eval_version, scored_by=scoring.how, decision=record.decision
+            tasks=tasks,
+            lm_eval_version=record.lm_eval_version,
+            scored_by=scoring.how,
+            evaluated_via=scoring.via,
+            decision=record.decision,
         )

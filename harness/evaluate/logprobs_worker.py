@@ -99,7 +99,14 @@ def via_llamacpp(model_args: dict[str, ModelArg], windows: list[list[int]], k: i
         llm.close()
 
 
-BACKENDS = {"local-completions": via_server, "dq-local-completions": via_server, "dq-llamacpp": via_llamacpp}
+# `dq-vllm` (the engine in the evaluate worker, issue #31) carries the server's address too: a few windows
+# are not worth a second engine start
+BACKENDS = {
+    "local-completions": via_server,
+    "dq-local-completions": via_server,
+    "dq-vllm": via_server,
+    "dq-llamacpp": via_llamacpp,
+}
 
 
 def work(job: LogprobsJob) -> LogprobsDump:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import StageError
 from harness.guard import descendants, proc_state
 from harness.proc import child_env, kill_group, spawn, tail
+from harness.serve import prestart
 from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
@@ -127,6 +128,8 @@ class ServerHandle:
     proc: subprocess.Popen
     log_path: Path
     startup_s: float = 0.0
+    spawned_at: float = 0.0  # time.time() at the spawn: engines log wall-clock times (harness/serve/startup.py)
+    ahead_s: float = 0.0  # how much of the start-up ran before the cell asked for it (harness/serve/prestart.py)
     loaded: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     # where this server's part of the log begins: the file is appended to, and an earlier attempt's
@@ -260,7 +263,7 @@ def launch(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     offset = log.seek(0, os.SEEK_END)
-    t0 = time.monotonic()
+    t0, spawned_at = time.monotonic(), time.time()
     # the guard runs `cmd` and stays: a runner killed outright leaves no server behind, and nothing the
     # server spawned (vLLM's EngineCore) either. Its grace stays inside ServerHandle.stop's.
     proc = spawn(cmd, log=log, env=child_env(env), grace=12.0)
@@ -275,6 +278,7 @@ def launch(
         command=cmd,
         log_offset=offset,
         health_path=health_path,
+        spawned_at=spawned_at,
     )
     delay = 0.5
     try:
@@ -298,7 +302,9 @@ def launch(
             except OSError:
                 pass
             time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+            # a refused connection to 127.0.0.1 costs microseconds: look every second at most, so a server
+            # that is up is used within a second (a 5 s cap left up to 5 s of every start-up unused)
+            delay = min(delay * 1.5, 1.0)
     except BaseException:
         handle.stop(grace=5.0)
         raise
@@ -353,7 +359,26 @@ class EngineServer(ABC):
         """Environment variables the server process needs besides the orchestrator's."""
         return {}
 
+    def startup_phases(self, handle: ServerHandle) -> dict[str, float]:
+        """Where `handle`'s start-up went, phase -> seconds in order, summing to its startup_s, read from the
+        engine's own log (harness/serve/startup.py); {} when the engine says nothing this can read."""
+        return {}
+
     def start(
+        self,
+        artefact: Artefact,
+        served_name: str,
+        log_path: Path,
+        trust_remote_code: bool = False,
+    ) -> ServerHandle:
+        """The server, up and inspected: the one started ahead for this very start (DQBENCH_PRESTART,
+        harness/serve/prestart.py) if there is one, else started now."""
+        ahead = prestart.take(self, artefact, served_name, trust_remote_code)
+        if ahead is not None:
+            return ahead
+        return self.start_now(artefact, served_name, log_path, trust_remote_code)
+
+    def start_now(
         self,
         artefact: Artefact,
         served_name: str,

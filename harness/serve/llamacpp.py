@@ -18,6 +18,7 @@ from harness.errors import StageError
 from harness.result import Artefact
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
+from harness.serve.startup import llamacpp_phases
 from harness.settings import REPO_ROOT, load_settings
 
 
@@ -70,6 +71,9 @@ class LlamaCppServer(EngineServer):
             elif v is not False:
                 cmd += [flag, str(v)]
         return cmd
+
+    def startup_phases(self, handle: ServerHandle) -> dict[str, float]:
+        return llamacpp_phases(handle.log_text(max_bytes=4 * 2**20), handle.startup_s)
 
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """What the server loaded (/props); a different file or alias makes the cell a mismatch."""
@@ -124,4 +128,5 @@ class LlamaCppServer(EngineServer):
             how="lm-eval `dq-llamacpp`: loglikelihoods of the served GGUF file in-process through llama.cpp's "
             "C API (llama-server returns no prompt logprobs: it ignores echo); generations from the cell's "
             "llama-server (/v1/completions, greedy)",
+            via="in-process",
         )

@@ -7,6 +7,8 @@ lifecycle code beside it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # lm-eval's model arguments are its own keyword arguments (`model_args`), passed through as they are
@@ -21,3 +23,6 @@ class Scoring(BaseModel):
     model_args: dict[str, ModelArg] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)  # what the scoring worker's environment needs besides
     how: str = ""  # one sentence for the result (`quality.scored_by`)
+    # where the loglikelihoods are computed: the cell's server, or its engine in the scoring worker's process
+    # (the result's `quality.evaluated_via`)
+    via: Literal["server", "in-process"] = "server"

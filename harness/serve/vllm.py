@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import ClassVar
 
 from harness.errors import StageError
 from harness.result import Artefact
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
+from harness.serve.startup import vllm_phases
+from harness.settings import load_settings
 
 _CONFIG_RE = re.compile(r"with config: (.*)$")
 _FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
@@ -51,27 +54,34 @@ class VLLMServer(EngineServer):
     request_extras = {"ignore_eos": True}
 
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
-        s = self.spec
-        cmd = [
+        return [
             self.python,
             "-m",
             "vllm.entrypoints.openai.api_server",
-            "--model",
-            artefact.model,
-            *[x for k, v in sorted(artefact.server_args.items()) for x in ("--" + k, str(v))],
+            *self.engine_flags(artefact, trust_remote_code),
             "--served-model-name",
             served_name,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
+            "--disable-uvicorn-access-log",
+        ]
+
+    def engine_flags(self, artefact: Artefact, trust_remote_code: bool) -> list[str]:
+        """The engine's own flags (no HTTP front end): the server's command line carries them, and the
+        in-process evaluation (harness/evaluate/vllm_lm.py) builds its engine from the same list."""
+        s = self.spec
+        cmd = [
+            "--model",
+            artefact.model,
+            *[x for k, v in sorted(artefact.server_args.items()) for x in ("--" + k, str(v))],
             "--max-model-len",
             str(s.max_model_len),
             "--gpu-memory-utilization",
             str(s.gpu_memory_utilization),
             "--dtype",
             artefact.dtype or "auto",  # every compressor names one
-            "--disable-uvicorn-access-log",
         ]
         if s.enforce_eager:
             cmd.append("--enforce-eager")
@@ -95,6 +105,9 @@ class VLLMServer(EngineServer):
             if self.spec.cpu_reserved_cores is not None:
                 env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.spec.cpu_reserved_cores)
         return env
+
+    def startup_phases(self, handle: ServerHandle) -> dict[str, float]:
+        return vllm_phases(handle.log_text(max_bytes=4 * 2**20), handle.spawned_at, handle.startup_s)
 
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict:
         """Ask the server what it loaded; a difference from the plan makes the cell a mismatch."""
@@ -128,21 +141,42 @@ class VLLMServer(EngineServer):
             )
         return loaded
 
-    def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring:
-        """How lm-eval scores this cell: `local-completions` against this server (echo + logprobs)."""
+    # how quality is scored unless DQBENCH_EVAL_VIA says otherwise (bench/eval_efficiency.py measures both;
+    # docs/results/2026-12-06-eval-efficiency-avx512.md)
+    default_eval_via: ClassVar[str] = "server"
+
+    def scoring(self, handle: ServerHandle, artefact: Artefact, via: str | None = None) -> Scoring:
+        """How lm-eval scores this cell: through this server (`dq-local-completions`, prompt logprobs), or
+        with the same engine in the scoring worker's process (`dq-vllm`), as `via`, DQBENCH_EVAL_VIA or
+        `default_eval_via` says. Either carries the server's address: the shift's logprob dump always asks
+        the server (harness/evaluate/logprobs_worker.py)."""
+        served = {"model": handle.model_name, "base_url": handle.base_url.rstrip("/") + "/completions"}
+        if (via or load_settings().eval_via or self.default_eval_via) == "in-process":
+            flags = self.engine_flags(artefact, "--trust-remote-code" in handle.command)
+            return Scoring(
+                model="dq-vllm",
+                register_module="harness.evaluate.vllm_lm",
+                model_args={"engine_flags": json.dumps(flags), "tokenizer": artefact.tokenizer_src, **served},
+                env={**self.env(), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
+                how="lm-eval `dq-vllm`: the cell's vLLM engine in the evaluate worker's process, built from the "
+                "server's own engine flags (prompt logprobs from SamplingParams(prompt_logprobs=1), the tokens "
+                "`dq-local-completions` sends)",
+                via="in-process",
+            )
         return Scoring(
             model="dq-local-completions",
             register_module="harness.evaluate.api_lm",
             model_args={
-                "model": handle.model_name,
-                "base_url": handle.base_url.rstrip("/") + "/completions",
+                **served,
                 "tokenizer": artefact.tokenizer_src,
                 "tokenizer_backend": "huggingface",
                 "tokenized_requests": True,
                 "max_retries": 3,
                 "timeout": 600,
+                "logprobs_via": "prompt_logprobs",
             },
             how="lm-eval `local-completions` (dqbench's `dq-local-completions`: special tokens as lm-eval's "
-            "`hf` model adds them) against the cell's vLLM server (prompt logprobs via echo, checked against "
-            "transformers in tests/e2e/test_logprobs.py)",
+            "`hf` model adds them; vLLM's `prompt_logprobs` in place of echo) against the cell's vLLM server "
+            "(checked against transformers in tests/e2e/test_logprobs.py)",
+            via="server",
         )

@@ -47,8 +47,17 @@ def test_vllm_prompt_logprobs_match_transformers(tmp_path):
         req = urllib.request.Request(h.base_url + "/completions", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as r:
             lp = json.loads(r.read())["choices"][0]["logprobs"]
+        # what dq-local-completions asks instead (harness/evaluate/api_lm.py): the same numbers, keyed by id
+        body = json.dumps({"model": "lp", "prompt": ids, "max_tokens": 1, "prompt_logprobs": 1, "temperature": 0})
+        req = urllib.request.Request(h.base_url + "/completions", body.encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            plp = json.loads(r.read())["choices"][0]["prompt_logprobs"]
     finally:
         h.stop()
+    assert (
+        plp[0] is None
+        and [e[str(t)]["logprob"] for t, e in zip(ids[1:], plp[1:])] == lp["token_logprobs"][1 : len(ids)]
+    )
     got = lp["token_logprobs"][1 : len(ids)]
     assert lp["token_logprobs"][0] is None and len(got) == len(want)
     err = [abs(a - b) for a, b in zip(got, want)]

@@ -276,3 +276,19 @@ def test_failed_doc_is_a_cell_result():
         "executor",
         "worker died",
     )
+
+
+def test_a_steps_fixed_costs_join_its_timing_as_new_keys(tmp_path):
+    from harness.cell import Step, run_steps
+
+    class Server:
+        def startup_phases(self, handle):
+            return {"import": 1.5, "ready": 0.5}
+
+    def serve(run):
+        run.server, run.handle = Server(), _Handle()
+
+    run = _run(tmp_path)
+    res = run_steps(run, [Step("serve", serve), Step("b", _good_blocks)])
+    assert res.status == "done"
+    assert {"serve", "b", "serve.import", "serve.ready"} == set(res.timings) and res.timings["serve.import"] == 1.5

@@ -44,3 +44,44 @@ def test_reserved_cores_reach_vllm_and_leave_ids_alone_when_unset():
     env = VLLMServer(VLLMServing(cpu_reserved_cores=0), "python", "cpu").env()
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert VLLMServing(cpu_reserved_cores=0).model_dump(mode="json")["cpu_reserved_cores"] == 0
+
+
+def _handle(command=()):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model_name="dq-x", base_url="http://127.0.0.1:8123/v1", command=list(command))
+
+
+def test_scoring_goes_through_the_server_or_in_process_as_asked(monkeypatch):
+    import json
+
+    monkeypatch.delenv("DQBENCH_EVAL_VIA", raising=False)
+    spec = VLLMServing(max_model_len=1024, enforce_eager=True, engine_args={"max_num_seqs": 32})
+    s = VLLMServer(spec, "/py", "cpu")
+    art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
+    server = s.scoring(_handle(), art)
+    assert server.via == "server" and server.model == "dq-local-completions"
+    assert server.model_args["logprobs_via"] == "prompt_logprobs"
+    inproc = s.scoring(_handle(["--trust-remote-code"]), art, via="in-process")
+    assert inproc.via == "in-process" and inproc.model == "dq-vllm"
+    flags = json.loads(str(inproc.model_args["engine_flags"]))
+    # the engine the server runs: its own flags, without the HTTP front end's
+    cmd = s.command(art, 8123, "dq-x", trust_remote_code=True)
+    assert all(f in cmd for f in flags) and "--port" not in flags and "--served-model-name" not in flags
+    assert flags[flags.index("--max-num-seqs") + 1] == "32" and "--trust-remote-code" in flags
+    assert inproc.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and inproc.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    # the shift's logprob dump still asks the server (harness/evaluate/logprobs_worker.py)
+    assert inproc.model_args["base_url"] == "http://127.0.0.1:8123/v1/completions"
+    monkeypatch.setenv("DQBENCH_EVAL_VIA", "in-process")
+    assert s.scoring(_handle(), art).via == "in-process"
+
+
+def test_an_unknown_eval_via_is_one_clear_error():
+    import pytest
+
+    from harness.errors import DQError
+    from harness.settings import load_settings
+
+    with pytest.raises(DQError, match="DQBENCH_EVAL_VIA='inproc': one of server, in-process"):
+        load_settings({"DQBENCH_EVAL_VIA": "inproc"})
+    assert load_settings({}).eval_via is None and load_settings({"DQBENCH_PRESTART": "1"}).prestart
