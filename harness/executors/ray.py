@@ -3,8 +3,11 @@ a child cell's task takes its parent's result as an argument, so it waits.
 
 Where each thing comes from (harness/executors/ray_nodes.py):
 - paths and interpreters: the node's own. The worker rebuilds `Settings` from the environment its node's
-  `ray start` was given; the driver sends the cell, the results folder and a few variables (HF_TOKEN, offline
-  flags, plugin overrides), never its Settings.
+  `ray start` was given; the driver sends the cell, the results folder and a few variables (offline flags,
+  plugin overrides; the hub token only for a plan with hub downloads), never its Settings.
+- a local instance (no --address) is advertised on 127.0.0.1 (`_node_ip_address`): its workers and the driver
+  talk over loopback. Ray 2.60's own gRPC servers still listen on every interface whatever that address
+  (measured with `ss`; docs/operations.md#security): Ray's token authentication, on by default, guards them.
 - storage: before any cell runs, `preflight` writes a marker under the driver's DQBENCH_HOME and results folder
   and asks every node to find both; a node that cannot (another home, an unmounted results path), a node
   whose stage interpreter is missing, or a plan whose engine (cpu / gpu) no node has is refused, naming the
@@ -48,6 +51,7 @@ from harness.progress import Progress
 from harness.result import CellResult
 from harness.settings import REPO_ROOT, Settings
 
+LOOPBACK = "127.0.0.1"
 NODE_ANSWER_S = 120.0  # a node that does not answer the storage check in this time is refused
 POLL_S = 1.0  # how often the driver prints the workers' lines while it waits for results
 
@@ -66,6 +70,7 @@ class RayExecutor:
         self.shared_dir = Path(shared_dir).resolve() if shared_dir else None
         self.num_cpus, self.cpus_per_cell = num_cpus, cpus_per_cell
         self.facts: list[dict[str, Any]] = []  # node_facts of the nodes with a perf slot, after preflight
+        self.hub_downloads = False  # whether the plan downloads a hub model: only then does the token go to Ray
         self.node_lines: list[str] = []  # what preflight found of each node, printed when the run starts
 
     def _init(self) -> None:
@@ -77,7 +82,7 @@ class RayExecutor:
             ) from None
         if ray.is_initialized():
             return
-        env = task_env(self.settings.results_dir)
+        env = task_env(self.settings.results_dir, hub_downloads=self.hub_downloads)
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         if self.address:
             ray.init(address=self.address, runtime_env={"env_vars": env}, **kw)
@@ -90,12 +95,17 @@ class RayExecutor:
                 resources={PERF_RESOURCE: 1},
                 object_store_memory=256 * 2**20,
                 runtime_env={"env_vars": env},
+                _node_ip_address=LOOPBACK,  # a local instance talks over loopback only
                 **kw,
             )
 
     def preflight(self, cells: list[CellPlan]) -> None:
         if not cells:
             return
+        from harness.models.hub import downloads_allowed
+        from harness.models.sources import hub_models
+
+        self.hub_downloads = bool(hub_models(cells)) and downloads_allowed(self.settings)
         self._init()
         import ray
 

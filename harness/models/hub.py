@@ -213,6 +213,7 @@ def _download(settings: Settings, repo: str, revision: str | None, log: Path, ti
         # the one step allowed online; the other offline flags stay as the caller set them
         # (its progress goes through DQBENCH_PROGRESS_FILE; huggingface_hub's own bars would fill the log)
         env={"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+        credentials=True,  # the one process that gets the hub token (harness/credentials.py)
     )
     if got.refusal is not None:
         r = got.refusal
