@@ -112,7 +112,9 @@ def vllm_options(settings: Settings, timeout: float = 300) -> dict[str, str] | N
         pass  # absent or unreadable: asked again
     with tempfile.TemporaryDirectory(prefix="dq-vllm-opts-") as tmp:
         out = Path(tmp) / "options.json"
-        env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        from harness.proc import child_env
+
+        env = child_env({"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
         try:
             r = subprocess.run(
                 [str(py), "-c", _DUMP, str(out)],
