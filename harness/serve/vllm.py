@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from harness.errors import StageError
 from harness.result import Artefact
@@ -101,7 +100,7 @@ class VLLMServer(EngineServer):
         status, body = http_get(handle.base_url + "/models")
         models = json.loads(body).get("data", []) if status == 200 else []
         served = models[0] if models else {}
-        cfg = parse_engine_config(Path(handle.log_path).read_text(errors="replace"))
+        cfg = parse_engine_config(handle.log_head())  # this server's start-up lines, not the whole appended log
         loaded = {
             "served_model": served.get("id"),
             "max_model_len": served.get("max_model_len"),
