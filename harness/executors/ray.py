@@ -5,9 +5,11 @@ Where each thing comes from (harness/executors/ray_nodes.py):
 - paths and interpreters: the node's own. The worker rebuilds `Settings` from the environment its node's
   `ray start` was given; the driver sends the cell, the results folder and a few variables (offline flags,
   plugin overrides; the hub token only for a plan with hub downloads), never its Settings.
-- a local instance (no --address) is advertised on 127.0.0.1 (`_node_ip_address`): its workers and the driver
-  talk over loopback. Ray 2.60's own gRPC servers still listen on every interface whatever that address
-  (measured with `ss`; docs/operations.md#security): Ray's token authentication, on by default, guards them.
+- a local instance (no --address) cannot be kept to loopback: Ray 2.60's gRPC servers (GCS, raylet, workers)
+  listen on every interface, and Ray turns a node address of 127.0.0.1 into the machine's outward one
+  (services.resolve_ip_for_localhost; measured with `ss`, tests/integration/test_loopback.py). Its ports are
+  guarded by Ray's token authentication, on by default since Ray 2.5x: a local instance is refused with
+  RAY_AUTH_MODE=disabled (docs/operations.md#security).
 - storage: before any cell runs, `preflight` writes a marker under the driver's DQBENCH_HOME and results folder
   and asks every node to find both; a node that cannot (another home, an unmounted results path), a node
   whose stage interpreter is missing, or a plan whose engine (cpu / gpu) no node has is refused, naming the
@@ -51,7 +53,7 @@ from harness.progress import Progress
 from harness.result import CellResult
 from harness.settings import REPO_ROOT, Settings
 
-LOOPBACK = "127.0.0.1"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"  # Ray's switch for its token authentication ("disabled" turns it off)
 NODE_ANSWER_S = 120.0  # a node that does not answer the storage check in this time is refused
 POLL_S = 1.0  # how often the driver prints the workers' lines while it waits for results
 
@@ -87,6 +89,12 @@ class RayExecutor:
         if self.address:
             ray.init(address=self.address, runtime_env={"env_vars": env}, **kw)
         else:  # a local instance sized to this machine: one node, its workers this checkout's
+            if os.environ.get(AUTH_MODE_ENV, "").strip().lower() == "disabled":
+                raise DQError(
+                    f"{AUTH_MODE_ENV}=disabled: a local Ray instance listens on every interface of this machine "
+                    f"(Ray offers no loopback-only bind), and without its token authentication anyone who reaches "
+                    f"the machine could run code in it; unset {AUTH_MODE_ENV}, or use the local executor"
+                )
             env["PYTHONPATH"] = str(REPO_ROOT) + (
                 os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
             )
@@ -95,7 +103,6 @@ class RayExecutor:
                 resources={PERF_RESOURCE: 1},
                 object_store_memory=256 * 2**20,
                 runtime_env={"env_vars": env},
-                _node_ip_address=LOOPBACK,  # a local instance talks over loopback only
                 **kw,
             )
 

@@ -88,7 +88,9 @@ class VLLMServer(EngineServer):
         return cmd
 
     def env(self) -> dict[str, str]:
-        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        # VLLM_HOST_IP: the address vLLM gives its distributed store and engine processes (else the host's
+        # outward address): loopback, as the HTTP server is (issue #30; checked with `ss` in the e2e tests)
+        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_HOST_IP": "127.0.0.1"}
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
