@@ -1,6 +1,6 @@
 """`harness` command line: the typer `app` (the `harness` console script and `python -m harness`) and its
 commands, one module per command group: validate and plan (plan.py), status (status.py), run (run.py),
-tasks, prepare, report, sensitivity, doctor (each its own module), db rebuild (db.py). The consoles and the
+tasks, prepare, report, sensitivity, doctor, gc (each its own module), db rebuild (db.py). The consoles and the
 error exit live in console.py, reading a matrix file into its plan in matrix_plan.py. Each command imports
 what it runs inside its body, so importing this package loads nothing heavy.
 
@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from harness.cli import db, doctor, plan, prepare, report, run, sensitivity, status, tasks
+from harness.cli import db, doctor, gc, plan, prepare, report, run, sensitivity, status, tasks
 from harness.cli.console import err
 from harness.errors import DQError
 
@@ -35,6 +35,7 @@ app.command()(prepare.prepare)
 app.command()(report.report)
 app.command()(sensitivity.sensitivity)
 app.command()(doctor.doctor)
+app.command()(gc.gc)
 app.add_typer(db.db_app, name="db")
 
 
