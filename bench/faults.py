@@ -41,7 +41,7 @@ of the reference and the W8A8 cell (copied, so a `done` result exists to lose), 
 prepared model and data; scenarios that train the student get their own home (links to the shared one,
 fresh students/ and teacher-cache/) so the student is trained, and killed, for real.
 
-    ./dq python bench/faults.py [--only NAME ...] [--ray] [--list] [--json OUT] [--keep] [--base DIR]
+    ./dq python bench/faults.py [--only NAME ...] [--ray] [--slow X] [--list] [--json OUT] [--keep] [--base DIR]
 
 --base DIR reuses the seed of an earlier run in DIR (its seed is always kept); --keep also keeps each
 scenario's artefacts and students (logs and stage output are always kept).
@@ -559,9 +559,10 @@ class Ctx:
             env[TAG_VAR] = tag
         return env
 
-    def wait_stage(self, role: str, stage: str, timeout: float = TRIGGER_TIMEOUT_S) -> bool:
+    def wait_stage(self, role: str, stage: str, timeout: float | None = None) -> bool:
         """Wait until the run prints `stage` for the cell of `role`; False (with a note) when it ended or
-        timed out first."""
+        timed out first (`timeout` None: TRIGGER_TIMEOUT_S, as --slow scaled it)."""
+        timeout = TRIGGER_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.run.reached(self.cells[role], stage):
@@ -1188,6 +1189,14 @@ def main() -> int:
         help="also the Ray scenarios (ray-*: a real three-node cluster here; each runs a cell twice)",
     )
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the scorecard as JSON")
+    ap.add_argument(
+        "--slow",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply the bench's waits (a run after its fault, the resume, the moment to strike) by X on a "
+        "busy or slow host (a vLLM start took 4 min on 2 busy cores)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep artefacts and trained students (logs are always kept)")
     ap.add_argument(
         "--base",
@@ -1196,6 +1205,9 @@ def main() -> int:
         "folder of an earlier run gives its seed to this one",
     )
     a = ap.parse_args()
+    global FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S, TRIGGER_TIMEOUT_S
+    FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S = FAULT_RUN_TIMEOUT_S * a.slow, RESUME_TIMEOUT_S * a.slow
+    TRIGGER_TIMEOUT_S *= a.slow
     if a.list:
         for sc in ALL_SCENARIOS:
             flag = " [--ray]" if sc.ray else ""
