@@ -56,6 +56,15 @@ def attempt_folder(work: Path) -> Path:
     return work / "shift" / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def _here(recorded: Path, store: ResultStore) -> Path:
+    """A path a stored result names, or the same place under this results folder when the folder was moved."""
+    if recorded.is_file() or "work" not in recorded.parts:
+        return recorded
+    i = len(recorded.parts) - 1 - recorded.parts[::-1].index("work")
+    moved = store.root.joinpath(*recorded.parts[i:])
+    return moved if moved.is_file() else recorded
+
+
 def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | None = None) -> dict:
     """Flips per task and metric between the reference's and the cell's per-item scores, and the aggregate
     drop (mean of each task's primary metric) with a paired bootstrap CI stratified by task."""
@@ -144,8 +153,9 @@ def compare_with_reference(
         )
         return result
     recorded = ((parent.shift if parent else None) or {}).get("dump")
-    # exactly the dump the parent's stored result was computed from (no other attempt's, see the docstring)
-    ref_dump = Path(recorded) if recorded else None
+    # exactly the dump the parent's stored result was computed from (no other attempt's, see the docstring),
+    # where the results folder is now if it was moved or copied since
+    ref_dump = _here(Path(recorded), store) if recorded else None
     if ref_dump is not None and ref_dump.is_file():
         result["metrics"] = shift_metrics(load_dump(ref_dump), load_dump(mine))
     else:

@@ -14,7 +14,9 @@ results/attempts/) names or stands for:
   bf16 GGUF is needed when a stored result names a path in it; the others cost a rebuild when wanted again,
   never a result. Prepared models, data and tools are not touched.
 
-A result file that cannot be read keeps everything of the cell its name says: unknown is needed.
+A result file that cannot be read keeps everything of the cell its name says: unknown is needed. A path a
+result names under some `.../work/...` is also taken as the same place under this results folder: a results
+folder that was copied or moved keeps what its results name.
 """
 
 from __future__ import annotations
@@ -100,7 +102,11 @@ def stored(results_dir: Path) -> Stored:
             if isinstance(doc, dict):
                 cell = str(doc.get("cell_id") or cell)
                 host = str((doc.get("host") or {}).get("host_id") or host or "unknown")
-                paths.update(s for s in _strings(doc) if s.startswith("/"))
+                for s in _strings(doc):
+                    if s.startswith("/"):
+                        paths.add(s)
+                        if "/work/" in s:  # the same place in this folder, if it was copied or moved
+                            paths.add(str(results_dir / "work" / s.rsplit("/work/", 1)[1]))
             hosts.setdefault(cell, set()).add(host or "*")  # unreadable, no host in its name: every host
     return Stored(hosts=hosts, paths=frozenset(paths))
 

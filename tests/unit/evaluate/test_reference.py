@@ -126,3 +126,12 @@ def test_a_reference_without_items_says_why_there_are_no_flips(shifted):
     assert out["flips"]["tasks"] == {} and "aggregate" not in out["flips"]
     assert "upgraded from schema 2 without its work/ samples" in out["flips_note"]
     assert isinstance(store.read(REF["cell_id"], HOST["host_id"]), CellResult)
+
+
+def test_a_moved_results_folder_still_finds_the_dump_its_result_names(shifted):
+    settings, store, plan, work = shifted
+    recorded = Path(store.read(REF["cell_id"], HOST["host_id"]).shift["dump"])
+    elsewhere = Path("/nonexistent/old-results") / recorded.relative_to(store.root)  # where it was written
+    store.write(dict(REF, shift={"dump": str(elsewhere)}))
+    out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    assert out["metrics"]["kld_mean"] == pytest.approx(0.0, abs=1e-9)

@@ -106,3 +106,17 @@ def test_a_running_matrix_blocks_gc(tmp_path, monkeypatch):
         r = CliRunner().invoke(app, ["gc"])
     assert r.exit_code != 0 and "another `harness run` is writing" in r.output
     assert os.path.isdir(tmp_path / "results")
+
+
+def test_a_copied_results_folder_keeps_what_its_results_name(tmp_path):
+    """Results name their dumps by absolute path; in a copy of the folder the same place is still needed."""
+    import shutil
+
+    home = tmp_path / "home"
+    f = _layout(tmp_path, home)
+    shutil.copytree(tmp_path / "results", tmp_path / "copy")
+    keep = gc.stored(tmp_path / "copy")
+    found = {g.path for g in gc.results_garbage(tmp_path / "copy", keep)}
+    copied = tmp_path / "copy" / f["named"].relative_to(tmp_path / "results")
+    assert copied.parent not in found and copied.is_file()
+    assert tmp_path / "copy" / f["old_attempt"].parent.relative_to(tmp_path / "results") in found
