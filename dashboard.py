@@ -10,12 +10,16 @@ The host filter starts at every host; rows are picked by their key `cell_id@host
 
 The sidebar's database path is typed by whoever uses the page, so it opens only an existing regular file
 with DuckDB's magic bytes that is the configured index (DQBENCH_DB), lies under the results folder
-(DQBENCH_RESULTS), or ends in `.duckdb` (db_problem). An index that cannot be read (held by another
-process's write connection, damaged, not a results index) is one st.error naming the path and the fix.
+(DQBENCH_RESULTS), or was given on the command line (`./dq dashboard -- --db PATH`; db_problem). DuckDB opens it
+with external access off (harness/store/db.py): a crafted file whose `cells` is a view over `read_text(...)`
+fails to read instead of showing local files. An index that cannot be read (held by another process's write
+connection, damaged, not a results index) is one st.error naming the path and the fix. The cache of loaded
+tables holds at most LOAD_CACHE_ENTRIES of them (each ingest changes the key).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import altair as alt
@@ -42,25 +46,43 @@ from advisor.views import (
 )
 from harness.store.db import IndexUnavailable, is_duckdb_file
 
+LOAD_CACHE_ENTRIES = 8  # loaded tables kept: a long run's ingests each make a new key (the file's mtime)
 
-def configured() -> tuple[Path, Path]:
-    """(the configured index: DQBENCH_DB or results/dqbench.duckdb, the results folder)."""
+
+def command_line_db(argv: list[str] | None = None) -> Path | None:
+    """The database given on the command line, after streamlit's own options: `streamlit run dashboard.py --
+    --db PATH` (`./dq dashboard -- --db PATH`); None without one."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(args):
+        if a == "--db" and i + 1 < len(args):
+            return Path(args[i + 1]).expanduser()
+        if a.startswith("--db="):
+            return Path(a.split("=", 1)[1]).expanduser()
+    return None
+
+
+def configured() -> tuple[Path, Path, Path | None]:
+    """(the configured index: DQBENCH_DB or results/dqbench.duckdb, the results folder, the database given on
+    the command line or None)."""
     from harness.settings import load_settings
 
     s = load_settings()
-    return s.db_path, s.results_dir
+    return s.db_path, s.results_dir, command_line_db()
 
 
-def db_problem(db: Path, index: Path, results_dir: Path) -> str | None:
+def db_problem(db: Path, index: Path, results_dir: Path, given: Path | None = None) -> str | None:
     """Why the page will not open `db` (None: it may). A missing file is not a problem here: the page
     says how to make one. Symlinks are judged by where they lead."""
     target = db.resolve()
     root = results_dir.resolve()
-    allowed = target == index.resolve() or target.is_relative_to(root) or db.name.endswith(".duckdb")
+    allowed = (
+        target == index.resolve() or (given is not None and target == given.resolve()) or target.is_relative_to(root)
+    )
     if not allowed:
         return (
-            f"`{db}` is not a results database this page opens: give the configured index ({index}), a file "
-            f"under the results folder {root}, or a path ending in `.duckdb`"
+            f"`{db}` is not a results database this page opens: give the configured index ({index}) or a file "
+            f"under the results folder {root}; to open another, start the page with it: "
+            f"`./dq dashboard -- --db PATH`"
         )
     if db.exists() and not is_duckdb_file(db):
         return (
@@ -70,7 +92,7 @@ def db_problem(db: Path, index: Path, results_dir: Path) -> str | None:
     return None
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=LOAD_CACHE_ENTRIES)
 def load(db: str, mtime: float, gpu_price: float, drop_limit: str) -> dict[str, pd.DataFrame]:
     """The index's tables and the cells table, drops in `drop_limit`'s units with their verdicts (''
     for none). `mtime` is the key that refreshes it."""
@@ -106,9 +128,9 @@ def drop_limit_input() -> tuple[MaxDrop | None, str | None]:
 def main() -> None:
     st.set_page_config(page_title="dqbench", layout="wide")
     st.title("dqbench results")
-    index, results_dir = configured()
-    db = st.sidebar.text_input("results database", str(index)).strip()
-    problem = db_problem(Path(db).expanduser(), index, results_dir)
+    index, results_dir, given = configured()
+    db = st.sidebar.text_input("results database", str(given or index)).strip()
+    problem = db_problem(Path(db).expanduser(), index, results_dir, given)
     if problem:
         st.error(problem)
         return

@@ -245,6 +245,9 @@ def _matrix_defaults(a: argparse.Namespace, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.entry import restore_sigint
+
+    restore_sigint()  # Ctrl-C works however the advisor was launched (harness/entry.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "estimate":
         return _estimate(argv[1:])

@@ -11,6 +11,17 @@ in llm-compressor's env, and a 2-step KD student) in its own results folder and 
     folder at once; partial caches left behind (a half-trained student `<key>.partial` beside an unfinished
     student folder and a stale teacher-cache tmp; a half-written compressed artefact and a stale result tmp).
 
+Two more sets (issue #30). Bad matrices (`bad-*`, in the default set): a matrix someone else could hand
+over (bench/fault_matrices.py: an engine key holding `=`, a value read as an option, options that load code,
+connect or serve files, a token on the command line, trust_remote_code without --trust-remote-code, a
+repository carrying code, a revision that is no git ref, engine options that cannot be read); each must be
+refused with its one error before anything loads: no process of the run left, no cell log, no work folder,
+nothing stored. Ray (`ray-*`, with --ray: each starts a real three-node cluster on this machine,
+bench/fault_ray.py, and runs the W8A8 cell through `--executor ray`): the Ray worker running the cell
+SIGKILLed during evaluate, the driver (`harness run`) SIGKILLed during evaluate, and the node running the cell
+stopped during evaluate. Their orphans are also the cell's processes (servers, guards, workers, which carry the
+cluster's tag) left running after the run; the cluster itself is ended after the scenario.
+
 Then it runs `harness run` again (the resume) and prints one scorecard row per scenario:
 
     orphans   processes of the run still alive 10 s after the run ended (after the fault, and after the
@@ -30,7 +41,7 @@ of the reference and the W8A8 cell (copied, so a `done` result exists to lose), 
 prepared model and data; scenarios that train the student get their own home (links to the shared one,
 fresh students/ and teacher-cache/) so the student is trained, and killed, for real.
 
-    ./dq python bench/faults.py [--only NAME ...] [--list] [--json OUT] [--keep] [--base DIR]
+    ./dq python bench/faults.py [--only NAME ...] [--ray] [--slow X] [--list] [--json OUT] [--keep] [--base DIR]
 
 --base DIR reuses the seed of an earlier run in DIR (its seed is always kept); --keep also keeps each
 scenario's artefacts and students (logs and stage output are always kept).
@@ -57,6 +68,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its helpers beside it, however this file is loaded
+from fault_matrices import BadMatrix, cases  # noqa: E402
+from fault_ray import RayCluster  # noqa: E402
+
 MATRIX = Path(__file__).with_name("faults.yaml")
 TAG_VAR = "DQBENCH_FAULT_TAG"
 SETTLE_S = 10.0
@@ -385,7 +400,7 @@ def render(rows: list[Row]) -> str:
         f"totals: {t['scenarios']} scenario(s), {t['not_injected']} not injected, {t['bench_errors']} bench "
         f"error(s); orphans {t['orphans_fault']} after faults + {t['orphans_resume']} after resumes, lost "
         f"{t['lost']}, duplicated {t['duplicated']}, wrong done {t['wrong_done']}, index drift {t['index']}, "
-        f"resumes not all done {t['resume_not_done']}"
+        f"resumes not all done {t['resume_not_done']}, bad matrices not refused {t['not_refused']}"
     )
     return "\n".join(lines + ([""] + details if details else []) + ["", summary])
 
@@ -402,6 +417,7 @@ def totals(rows: list[Row]) -> dict[str, int]:
         "wrong_done": sum(len(r.wrong_done) for r in rows),
         "index": sum(len(r.index) for r in rows),
         "resume_not_done": sum(bool(r.resume) and r.resume != "done" for r in rows),
+        "not_refused": sum(r.after_fault.startswith("NOT REFUSED") for r in rows),
     }
 
 
@@ -415,6 +431,10 @@ def summarize_status(statuses: dict[str, str | None], roles: dict[str, str]) -> 
 # ----------------------------------------------------------------------------------------------- runs
 GUARD = re.compile(r"-m harness\.(serve\.)?guard\b")
 STAGE_LINE = re.compile(r"^\[\s*[\d.]+s\]\s+stage (\w+)")
+# a Ray worker's stage line as the driver prints it (harness/executors/ray_progress.py print_lines)
+RAY_STAGE_LINE = re.compile(r"\[(\w+) on [^\]]*\]\s+stage (\w+)")
+# what a cell starts (a server, its guard, a stage worker, lm-eval): left running after its run, an orphan
+CELL_PROCESS = re.compile(r"harness\.(serve\.)?guard|harness\.worker|vllm|VLLM::|llama-server|lm_eval")
 CELL_LINE = re.compile(r"^\[\s*[\d.]+s\] cell (\w+) ")
 
 
@@ -427,7 +447,7 @@ class Run:
     stderr to a file the bench reads to know which cell and stage the run is in."""
 
     def __init__(self, ctx: "Ctx", cells: list[str], name: str, tag: str) -> None:
-        cmd = [sys.executable, "-m", "harness", "run", str(ctx.matrix)]
+        cmd = [sys.executable, "-m", "harness", "run", str(ctx.matrix), *ctx.run_args]
         for c in cells:
             cmd += ["--cell", c]
         self.err_path = ctx.dir / f"{name}.err"
@@ -467,6 +487,9 @@ class Run:
                 continue
             m = STAGE_LINE.match(line)
             if m and current == cell and m.group(1) == stage:
+                return True
+            m = RAY_STAGE_LINE.search(line)
+            if m and m.groups() == (cell, stage):
                 return True
         return False
 
@@ -513,6 +536,10 @@ class Ctx:
     extra: list[subprocess.Popen] = field(default_factory=list)  # helpers of the fault (a DuckDB holder)
     extra_runs: list[Run] = field(default_factory=list)
     planted_key: str | None = None  # the student key a partial cache was planted under
+    run_args: list[str] = field(default_factory=list)  # more `harness run` options (the Ray executor's)
+    cluster: RayCluster | None = None
+    cluster_tag: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def db(self) -> Path:
@@ -527,13 +554,15 @@ class Ctx:
             DQBENCH_HOME=str(self.home),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         if tag:
             env[TAG_VAR] = tag
         return env
 
-    def wait_stage(self, role: str, stage: str, timeout: float = TRIGGER_TIMEOUT_S) -> bool:
+    def wait_stage(self, role: str, stage: str, timeout: float | None = None) -> bool:
         """Wait until the run prints `stage` for the cell of `role`; False (with a note) when it ended or
-        timed out first."""
+        timed out first (`timeout` None: TRIGGER_TIMEOUT_S, as --slow scaled it)."""
+        timeout = TRIGGER_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.run.reached(self.cells[role], stage):
@@ -688,6 +717,47 @@ def no_fault(ctx: Ctx, tag: str) -> bool:
     return True
 
 
+def _cell_worker(ctx: Ctx) -> Proc | None:
+    """The Ray worker process running a cell (Ray titles it after the task: `ray::remote_cell`)."""
+    hits = [p for p in tagged_processes(ctx.cluster_tag or "") if p.cmdline.startswith("ray::remote_cell")]
+    return hits[0] if hits else None
+
+
+def ray_fault(action: str, moment: Callable[[Ctx, str], bool]) -> Callable[[Ctx, str], bool]:
+    """At `moment`: SIGKILL the Ray worker running the cell (`kill-worker`), or stop the node it runs on
+    (`stop-node`: SIGTERM to that node's `ray start`, which drains it and ends its processes)."""
+
+    def fault(ctx: Ctx, tag: str) -> bool:
+        if not moment(ctx, tag):
+            return False
+        worker = ctx.wait_for("the cell's Ray worker", lambda: _cell_worker(ctx), 30)
+        if not worker:
+            return False
+        if action == "kill-worker":
+            os.kill(worker.pid, signal.SIGKILL)
+            ctx.notes.append(f"killed the cell's Ray worker pid {worker.pid}")
+            return True
+        node = ctx.cluster.node_of(worker.pid) if ctx.cluster else None
+        if node is None:
+            ctx.notes.append(f"no node of the cluster runs the cell's worker pid {worker.pid}")
+            return False
+        rc = ctx.cluster.stop_node(node)
+        ctx.notes.append(f"stopped node {node} (its `ray start` ended with {rc}) under the cell's worker {worker.pid}")
+        return True
+
+    return fault
+
+
+def cell_leftovers(cluster_tag: str, since: float, window: float = SETTLE_S) -> list[Proc]:
+    """The cluster's processes that a cell started (servers, guards, stage workers) still alive `window` s after
+    `since`: Ray's own processes are the cluster's, not the cell's."""
+    while True:
+        procs = [p for p in tagged_processes(cluster_tag) if CELL_PROCESS.search(p.cmdline)]
+        if not procs or time.monotonic() >= since + window:
+            return procs
+        time.sleep(0.5)
+
+
 # ----------------------------------------------------------------------------------------------- preparation
 def overlay_home(path: Path, shared: Path) -> Path:
     """A DQBENCH_HOME that links everything of the shared one (model, data, envs, tools, probe) but has
@@ -755,6 +825,8 @@ class Scenario:
     fresh_home: bool = False
     plant: Callable[[Ctx, object], None] | None = None
     hold_before: bool = False  # hold the DuckDB file before the run starts
+    bad: BadMatrix | None = None  # a matrix the run must refuse before anything loads
+    ray: bool = False  # runs through `--executor ray` on a real cluster (only with --ray)
 
 
 SCENARIOS = [
@@ -857,6 +929,44 @@ SCENARIOS = [
 ]
 
 
+def _shared_home() -> Path:
+    return Path(os.environ.get("DQBENCH_HOME") or Path.home() / ".cache" / "dqbench")
+
+
+BAD_SCENARIOS = [
+    Scenario(f"bad-{b.name}", f"bad matrix: {b.what}", "plan", ("w8a8",), no_fault, bad=b)
+    for b in cases(_shared_home())
+]
+RAY_SCENARIOS = [
+    Scenario(
+        "ray-kill-worker-evaluate",
+        "Ray worker SIGKILLed",
+        "evaluate",
+        ("w8a8",),
+        ray_fault("kill-worker", _at("w8a8", "evaluate", 10.0)),
+        ray=True,
+    ),
+    Scenario(
+        "ray-kill-driver-evaluate",
+        "Ray driver SIGKILLed",
+        "evaluate",
+        ("w8a8",),
+        signal_run(signal.SIGKILL, _at("w8a8", "evaluate", 10.0)),
+        ray=True,
+    ),
+    Scenario(
+        "ray-stop-node-evaluate",
+        "Ray node stopped",
+        "evaluate",
+        ("w8a8",),
+        ray_fault("stop-node", _at("w8a8", "evaluate", 10.0)),
+        ray=True,
+    ),
+]
+SCENARIOS += BAD_SCENARIOS
+ALL_SCENARIOS = SCENARIOS + RAY_SCENARIOS
+
+
 def seed_copy(seed: Path, dest: Path, variant: str, cells: dict[str, str]) -> None:
     """The scenario's results folder from the seed run: the reference's result always (a `done` result to
     lose); the W8A8 cell's result never (the scenario runs it), its artefact only for `ref`."""
@@ -885,9 +995,64 @@ def seed_copy(seed: Path, dest: Path, variant: str, cells: dict[str, str]) -> No
     db.rebuild(dest / "dqbench.duckdb", ResultStore(dest).all())
 
 
+def run_bad_matrix(sc: Scenario, base: Path, seed: Path, home: Path, cells: dict[str, str], host_id: str) -> Row:
+    """A bad matrix must be refused with its one error (exit code, message) before anything loads: no process
+    of the run left, no cell log or work folder made, nothing stored or lost."""
+    import yaml
+
+    assert sc.bad is not None
+    row = Row(sc.name, sc.fault, sc.stage)
+    d = base / sc.name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    ctx = Ctx(dir=d, results=d / "results", home=home, matrix=MATRIX, cells=cells, host_id=host_id, notes=row.notes)
+    ctx.extra_env = dict(sc.bad.env)
+    tag = f"fault-{uuid.uuid4().hex[:12]}"
+    try:
+        seed_copy(seed, ctx.results, "ref", cells)
+        doc = yaml.safe_load(MATRIX.read_text())
+        sc.bad.mutate(doc, d)
+        ctx.matrix = d / "bad.yaml"
+        ctx.matrix.write_text(yaml.safe_dump(doc))
+        before = read_results(ctx.results)
+        made = {p for sub in ("logs", "work") for p in (ctx.results / sub).glob("*")}
+        ctx.run = Run(ctx, [], "run-fault", tag)
+        row.injected = True
+        row.fault_rc = ctx.run.wait(120.0)
+        procs = settle(tag, since=ctx.run.ended or time.monotonic())
+        row.orphans_fault = [asdict(p) for p in procs]
+        kill_procs(procs)
+        text = ctx.run.text()
+        loaded = sorted(str(p) for sub in ("logs", "work") for p in (ctx.results / sub).glob("*") if p not in made)
+        started = [ln for ln in text.splitlines() if STAGE_LINE.match(ln) or CELL_LINE.match(ln)]
+        if row.fault_rc == sc.bad.rc and sc.bad.expect in text and not loaded and not started:
+            row.after_fault = "refused"
+        else:
+            row.after_fault = f"NOT REFUSED (rc {row.fault_rc})"
+            row.notes.append(f"expected rc {sc.bad.rc} and {sc.bad.expect!r}; said: {ctx.run.last_error()}")
+            row.notes += [f"made: {x}" for x in loaded] + [f"started: {x}" for x in started[:3]]
+        row.notes.append(f"refusal: {ctx.run.last_error()[:240]}")
+        after = read_results(ctx.results)
+        row.lost = [f"{k[0]}" for k in lost(before, after)]
+        row.duplicated = [f"{k[0]}" for k in duplicated(after)]
+        row.wrong_done = [f"{k[0]}: {'; '.join(v)}" for k, v in sorted(wrong_done(after).items())]
+        rows, why = index_rows(ctx.db)
+        row.index = index_problems(after, rows, [(cells["ref"], host_id)]) if rows is not None else [why]
+    except Exception as exc:  # noqa: BLE001 - one scenario the bench could not carry out must not stop the rest
+        row.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if ctx.run is not None and ctx.run.proc.poll() is None:
+            os.killpg(ctx.run.pid, signal.SIGKILL)
+            ctx.run.proc.wait()
+        kill_procs(tagged_processes(tag))
+    return row
+
+
 def run_scenario(
     sc: Scenario, base: Path, seed: Path, shared_home: Path, cells: dict[str, str], host_id: str, plan
 ) -> Row:
+    if sc.bad is not None:
+        return run_bad_matrix(sc, base, seed, shared_home, cells, host_id)
     row = Row(sc.name, sc.fault, sc.stage)
     d = base / sc.name
     shutil.rmtree(d, ignore_errors=True)
@@ -905,6 +1070,12 @@ def run_scenario(
         before = read_results(ctx.results)
         if sc.hold_before and not hold_db(ctx):
             raise RuntimeError("could not hold the DuckDB file")
+        if sc.ray:  # a real cluster of three nodes on this machine, its processes under their own tag
+            ctx.cluster_tag = f"fault-{uuid.uuid4().hex[:12]}"
+            ctx.cluster = RayCluster(ctx.env(ctx.cluster_tag), d)
+            address = ctx.cluster.start()
+            ctx.run_args = ["--executor", "ray", "--address", address, "--retries", "2"]
+            row.notes.append(f"Ray cluster at {address}: head (no cell slot), nodes a and b (one slot each)")
         ctx.run = Run(ctx, run_cells, "run-fault", tag)
         row.injected = sc.inject(ctx, tag)
         t_fault = time.monotonic()
@@ -916,6 +1087,8 @@ def run_scenario(
         if rc is None:
             row.notes.append(f"the run did not end within {FAULT_RUN_TIMEOUT_S:.0f} s of the fault; killed")
         procs = settle(tag, since=max(t_fault, ctx.run.ended or t_fault))
+        if ctx.cluster_tag:  # the cell ran in the cluster's processes: its leftovers carry the cluster's tag
+            procs += cell_leftovers(ctx.cluster_tag, since=max(t_fault, ctx.run.ended or t_fault))
         row.orphans_fault = [asdict(p) for p in procs]
         left = kill_procs(procs)
         if left:
@@ -940,6 +1113,8 @@ def run_scenario(
         row.resume_rc = resume.wait(RESUME_TIMEOUT_S)
         row.resume_s = round((resume.ended or time.monotonic()) - resume.t0, 1)
         procs = settle(tag2, since=resume.ended or time.monotonic())
+        if ctx.cluster_tag:
+            procs += cell_leftovers(ctx.cluster_tag, since=resume.ended or time.monotonic())
         row.orphans_resume = [asdict(p) for p in procs]
         kill_procs(procs)
         after = read_results(ctx.results)
@@ -976,6 +1151,9 @@ def run_scenario(
                 r.proc.wait()
         _stop_extra(ctx)
         kill_procs(tagged_processes(tag))
+        if ctx.cluster is not None:
+            ctx.cluster.stop()
+            kill_procs(tagged_processes(ctx.cluster_tag or ""))
     return row
 
 
@@ -1005,7 +1183,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios (see --list)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument(
+        "--ray",
+        action="store_true",
+        help="also the Ray scenarios (ray-*: a real three-node cluster here; each runs a cell twice)",
+    )
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the scorecard as JSON")
+    ap.add_argument(
+        "--slow",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply the bench's waits (a run after its fault, the resume, the moment to strike) by X on a "
+        "busy or slow host (a vLLM start took 4 min on 2 busy cores)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep artefacts and trained students (logs are always kept)")
     ap.add_argument(
         "--base",
@@ -1014,18 +1205,22 @@ def main() -> int:
         "folder of an earlier run gives its seed to this one",
     )
     a = ap.parse_args()
+    global FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S, TRIGGER_TIMEOUT_S
+    FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S = FAULT_RUN_TIMEOUT_S * a.slow, RESUME_TIMEOUT_S * a.slow
+    TRIGGER_TIMEOUT_S *= a.slow
     if a.list:
-        for sc in SCENARIOS:
-            print(f"{sc.name:<22} {sc.fault} during {sc.stage} (cells: {', '.join(sc.cells)})")
+        for sc in ALL_SCENARIOS:
+            flag = " [--ray]" if sc.ray else ""
+            print(f"{sc.name:<28} {sc.fault} during {sc.stage} (cells: {', '.join(sc.cells)}){flag}")
         return 0
-    chosen = SCENARIOS
+    chosen = SCENARIOS + (RAY_SCENARIOS if a.ray else [])
     if a.only:
-        names = {sc.name for sc in SCENARIOS}
+        names = {sc.name for sc in ALL_SCENARIOS}
         unknown = [n for n in a.only if n not in names]
         if unknown:
             print(f"unknown scenario(s) {unknown}; --list shows them", file=sys.stderr)
             return 2
-        chosen = [sc for sc in SCENARIOS if sc.name in a.only]
+        chosen = [sc for sc in ALL_SCENARIOS if sc.name in a.only]
 
     from harness.hw.probe import host_caps
     from harness.plan import plan_matrix

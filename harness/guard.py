@@ -128,6 +128,11 @@ def take_down(grace: float, keep: int | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop: list[str] = []
+    # first thing: this process's own handlers, whatever it inherited (a SIGINT ignored by a background
+    # launch would stay ignored otherwise, harness/entry.py); the command it runs gets the default actions
+    signal.signal(signal.SIGTERM, lambda s, f: stop.append("SIGTERM"))
+    signal.signal(signal.SIGINT, lambda s, f: stop.append("SIGINT"))
     argv = list(sys.argv[1:] if argv is None else argv)
     grace = 8.0
     if "--" not in argv:
@@ -140,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     if not cmd:
         raise SystemExit("guard: no command")
 
-    stop: list[str] = []
-    signal.signal(signal.SIGTERM, lambda s, f: stop.append("SIGTERM"))
-    signal.signal(signal.SIGINT, lambda s, f: stop.append("SIGINT"))
     signal.signal(signal.SIGUSR1, lambda s, f: None)  # parent-death notice: the loop checks getppid()
     libc = _libc()
     if libc is not None:

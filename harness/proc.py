@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from harness import credentials as creds
 from harness.errors import StageError
 from harness.jobs import Job, Record
 from harness.settings import REPO_ROOT, Settings
@@ -55,10 +56,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def write_json_atomic(path: Path, data: object) -> None:
+def write_json_atomic(path: Path, data: object, mode: int | None = None) -> None:
+    """`data` as JSON at `path`, whole or not at all (tmp + fsync + rename). The file's mode is `mode`, else
+    the temporary file's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.flush()
@@ -81,14 +86,18 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(extra: dict[str, str] | None = None, *, credentials: bool = False) -> dict[str, str]:
+    """The environment of a process dqbench starts: this one's, without the hub token unless `credentials`
+    (only a download asks for it: harness/credentials.py says why), with this checkout importable."""
+    env = creds.without_credentials(os.environ)
     # Workers import `harness` from this checkout whatever interpreter runs them.
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
+    env.update(creds.without_credentials(extra or {}))  # a token only by asking, never through `extra`
+    if credentials:
+        env.update(creds.credentials())
     return env
 
 
@@ -283,10 +292,11 @@ def run_module(
     env: dict[str, str] | None = None,
     on_progress: ProgressCallback | None = None,
     name: str | None = None,
+    credentials: bool = False,
 ) -> None:
     """Run `python -m MODULE ARGS` in its own process group; on failure raise StageError for the
     pipeline step `stage` with the log tail. Progress records the worker writes go to `on_progress`, else to
-    the callback of `progress_to`."""
+    the callback of `progress_to`. `credentials`: the child gets the hub token (a download; nothing else)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     callback = on_progress or _SINK.get()
     watcher = None
@@ -299,7 +309,7 @@ def run_module(
         watcher.start()
     try:
         with open(log_path, "ab") as log:
-            proc = spawn([settings.python, "-m", module, *args], log=log, env=child_env(extra))
+            proc = spawn([settings.python, "-m", module, *args], log=log, env=child_env(extra, credentials=credentials))
             timeout = deadline_timeout(timeout)
             try:
                 rc = proc.wait(timeout=timeout)
@@ -335,11 +345,13 @@ def run_worker(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
     on_progress: ProgressCallback | None = None,
+    credentials: bool = False,
 ) -> R:
     """Run `job` in a worker process (`python -m harness.worker`, settings.python's environment, its own
     process group under the guard) and return its record, validated. The job and record files sit beside
     the log under unique names and are removed afterwards (the child logs the job it ran). A worker that
-    fails, or ends without a valid record, raises StageError for the pipeline step `stage` with the log tail."""
+    fails, or ends without a valid record, raises StageError for the pipeline step `stage` with the log tail.
+    `credentials`: the worker gets the hub token (the download worker; harness/credentials.py)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stem = f".{log_path.stem}.{type(job).short_name()}."
     fd, job_name = tempfile.mkstemp(dir=log_path.parent, prefix=stem, suffix=".job.json")
@@ -357,6 +369,7 @@ def run_worker(
             env=env,
             on_progress=on_progress,
             name=type(job).short_name(),
+            credentials=credentials,
         )
         record_type = type(job).record_type()
         try:

@@ -33,6 +33,12 @@ class Settings:
     eval_via: str | None = None
     # DQBENCH_PRESTART=1: start the next cell's server while this one evaluates (harness/executors/local.py)
     prestart: bool = False
+    # how long a cell waits for its lock (an earlier attempt's processes, another run of the same cell) and
+    # how long a hub download may take, its wait for another process's download of the same model included:
+    # past either the cell fails with who holds what, instead of waiting for ever (DQBENCH_LOCK_WAIT_S,
+    # DQBENCH_DOWNLOAD_TIMEOUT_S; they depend on the machine and its network, not on the experiment)
+    lock_wait_s: float = 3600.0
+    download_timeout_s: float = 6 * 3600.0
 
     def with_python(self, python: str) -> "Settings":
         from dataclasses import replace
@@ -82,6 +88,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         llamacpp_source=llamacpp_source,
         eval_via=_choice(env, "DQBENCH_EVAL_VIA", EVAL_VIA),
         prestart=env.get("DQBENCH_PRESTART", "") in ("1", "true", "True"),
+        lock_wait_s=_seconds(env, "DQBENCH_LOCK_WAIT_S", 3600.0),
+        download_timeout_s=_seconds(env, "DQBENCH_DOWNLOAD_TIMEOUT_S", 6 * 3600.0),
     )
 
 
@@ -92,6 +100,20 @@ def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str | N
     value = env.get(name) or None
     if value is not None and value not in allowed:
         raise DQError(f"{name}={value!r}: one of {', '.join(allowed)}, or unset for each engine's default")
+    return value
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from `name`, else `default`."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise DQError(f"{name}={raw!r} is not a positive number of seconds")
     return value
 
 

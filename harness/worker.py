@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.entry import restore_sigint
 from harness.jobs import Job, resolve, worker_function
 from harness.proc import write_json_atomic
 
@@ -41,6 +42,7 @@ def read_job(path: Path) -> Job[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    restore_sigint()  # SIGINT as Python's, whatever the launcher left (harness/entry.py)
     ap = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__)
     ap.add_argument("--job", required=True, type=Path, help="the job JSON the parent wrote")
     ap.add_argument("--record", required=True, type=Path, help="where to write the record, atomically")

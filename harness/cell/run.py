@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -29,7 +30,7 @@ from harness.cell.stage_times import describe, log_offset, step_parts
 from harness.cell.steps import BLOCK_STEP, STEPS
 from harness.env import environment_block
 from harness.errors import DQError, StageError
-from harness.locks import file_lock
+from harness.locks import LockTimeout, file_lock
 from harness.measure.run import planned_levels
 from harness.plan.cell import CellPlan
 from harness.proc import children_hold, deadline, progress_to
@@ -55,8 +56,20 @@ def execute_cell(cell: CellPlan, settings: Settings, progress: Progress | None =
     progress = progress or Progress(quiet=True)
     store = ResultStore(settings.results_dir)
     lock = store.work_dir(cell.cell_id) / ".cell.lock"
+    try:
+        return _locked(cell, settings, progress, store, lock)
+    except LockTimeout as exc:  # the wait is bounded (settings.lock_wait_s): the cell fails, the matrix goes on
+        return failed_doc(
+            cell,
+            "prepare",
+            f"{exc}; waited {settings.lock_wait_s:g} s (DQBENCH_LOCK_WAIT_S)",
+            settings=settings,
+        )
+
+
+def _locked(cell: CellPlan, settings: Settings, progress: Progress, store: ResultStore, lock: Path) -> CellResult:
     with (
-        file_lock(lock, what=f"cell {cell.cell_id}", on_wait=progress.note) as fd,
+        file_lock(lock, what=f"cell {cell.cell_id}", on_wait=progress.note, timeout=settings.lock_wait_s) as fd,
         children_hold(fd),
         deadline(cell.limits.cell_deadline_s, "the cell's deadline, limits.cell_deadline_s"),
     ):

@@ -17,7 +17,7 @@ from harness.errors import StageError
 from harness.evaluate.reference import compare_with_reference
 from harness.measure.memory_sampler import PeakSampler
 from harness.measure.run import measure as run_load
-from harness.models.sources import source_for
+from harness.models.sources import check_remote_code, source_for
 from harness.proc import deadline_left
 from harness.registry import compressors, evaluators, servers
 from harness.result import Serve
@@ -35,6 +35,7 @@ def prepare(run: CellRun) -> None:
     evaluator.prepare(run.paths.log("prepare"))
     run.model = source.fingerprint().model_dump(mode="json")  # the result's `model` block, as stored
     run.model_src = source.resolve()
+    check_remote_code(cell.model, run.model_src)  # a hub model downloaded just now (harness/plan/trust.py)
 
 
 def distill(run: CellRun) -> None:

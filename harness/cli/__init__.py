@@ -1,9 +1,10 @@
 """`harness` command line: the typer `app` (the `harness` console script and `python -m harness`) and its
 commands, one module per command group: validate and plan (plan.py), status (status.py), run (run.py),
-tasks, prepare, report, sensitivity, doctor (each its own module), db rebuild (db.py). The consoles and the
+tasks, prepare, report, sensitivity, doctor, gc (each its own module), db rebuild (db.py). The consoles and the
 error exit live in console.py, reading a matrix file into its plan in matrix_plan.py. Each command imports
 what it runs inside its body, so importing this package loads nothing heavy.
 
+Every command starts alike (`_entry`: SIGINT restored, the hub token held away from children).
 Every DQError becomes one clear message and its exit code (2 bad spec, 3 unplannable, 1 failed
 cells, 130 interrupted); no traceback for user mistakes.
 """
@@ -14,7 +15,7 @@ import sys
 
 import typer
 
-from harness.cli import db, doctor, plan, prepare, report, run, sensitivity, status, tasks
+from harness.cli import db, doctor, gc, plan, prepare, report, run, sensitivity, status, tasks
 from harness.cli.console import err
 from harness.errors import DQError
 
@@ -34,7 +35,20 @@ app.command()(prepare.prepare)
 app.command()(report.report)
 app.command()(sensitivity.sensitivity)
 app.command()(doctor.doctor)
+app.command()(gc.gc)
 app.add_typer(db.db_app, name="db")
+
+
+@app.callback()
+def _entry() -> None:
+    # before any command (the `harness` console script calls `app` itself, `python -m harness` calls main):
+    # Ctrl-C and `kill -INT` work however the process was launched, and the hub token leaves this process's
+    # environment so that only the download step's worker gets it (harness/entry.py, harness/credentials.py)
+    from harness.credentials import hold_credentials
+    from harness.entry import restore_sigint
+
+    restore_sigint()
+    hold_credentials()
 
 
 def main() -> None:  # python -m harness

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import PlanError
+from harness.plan.trust import Grant
 
 
-def load_plan(path: Path, memory_gib: float | None = None):
+def load_plan(path: Path, memory_gib: float | None = None, grant: Grant | None = None):
+    """(settings, matrix, plan). `grant`: the command line's opt-ins (harness/cli/grants.py); None for a
+    command that only reads results (status, report): nothing runs, so nothing needs allowing."""
     from harness.plan import plan_matrix
     from harness.settings import load_settings
     from harness.spec import load_matrix
@@ -17,7 +20,7 @@ def load_plan(path: Path, memory_gib: float | None = None):
     matrix = load_matrix(path)
     if memory_gib is not None:  # `harness plan --hardware-memory`: the budget of another device
         matrix = matrix.model_copy(update={"hardware": matrix.hardware.model_copy(update={"memory_gib": memory_gib})})
-    return settings, matrix, plan_matrix(matrix, settings)
+    return settings, matrix, plan_matrix(matrix, settings, grant=grant or Grant.reading())
 
 
 def nothing_runs(file: Path, p) -> PlanError | None:

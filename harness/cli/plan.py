@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import fail, out
+from harness.cli.grants import ALLOW_ENGINE_ARG, TRUST_REMOTE_CODE, grant_of
 from harness.cli.matrix_plan import load_plan, nothing_runs
 from harness.cli.status import host_line, status_rows
 from harness.errors import DQError
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
     from harness.plan.power import TaskPower
 
 
-def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
-    """Check a matrix file: types, allowed values, references, plugins and tasks, and that this host can run
-    at least one of its cells. Loads nothing."""
+def validate(
+    file: Path = typer.Argument(..., help="matrix YAML"),
+    allow_engine_arg: list[str] = ALLOW_ENGINE_ARG,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+) -> None:
+    """Check a matrix file: types, allowed values, references, plugins and tasks, what it needs allowed on the
+    command line, and that this host can run at least one of its cells. Loads nothing."""
     try:
-        _, m, p = load_plan(file)
+        _, m, p = load_plan(file, grant=grant_of(allow_engine_arg, trust_remote_code))
     except DQError as exc:
         fail(exc)
     runnable = sum(c.status != "infeasible" for c in p.cells)
@@ -54,6 +59,8 @@ def plan(
     memory_gib: float | None = typer.Option(
         None, "--hardware-memory", min=0.001, help="GiB to check cells against, instead of hardware.memory_gib"
     ),
+    allow_engine_arg: list[str] = ALLOW_ENGINE_ARG,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Expand the grid into cells: id, status, estimated memory (served, and training for a student), and why
     a cell cannot run here."""
@@ -64,7 +71,7 @@ def plan(
 
         os.environ[OVERRIDE_ENV] = host_preset  # this process only: the plan and its host block both read it
     try:
-        rows, p, host = status_rows(file, memory_gib)
+        rows, p, host = status_rows(file, memory_gib, grant_of(allow_engine_arg, trust_remote_code))
     except DQError as exc:
         fail(exc)
     power = _power(p, host)
@@ -75,7 +82,14 @@ def plan(
         pred = predicted.get(r["cell_id"])
         r["prediction"] = pred.model_dump(mode="json") if pred is not None else None
     if as_json:
-        doc = {"matrix": p.matrix, "host": host, "cells": rows, "skipped": p.skipped, "warnings": p.warnings}
+        doc = {
+            "matrix": p.matrix,
+            "host": host,
+            "cells": rows,
+            "skipped": p.skipped,
+            "warnings": p.warnings,
+            "grants": p.grants,
+        }
         if decide is not None:
             doc["decide"] = {**decide.model_dump(mode="json"), "items": budgets}
         doc["power"] = [r.model_dump(mode="json") for r in power]
@@ -124,6 +138,8 @@ def plan(
             highlight=False,
             markup=False,
         )
+    for g in p.grants:
+        out.print(f"allowed: {g}", highlight=False, markup=False, soft_wrap=True)
     _print_power(power)
     _print_predictions(rows)
 

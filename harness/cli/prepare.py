@@ -8,18 +8,23 @@ from pathlib import Path
 import typer
 
 from harness.cli.console import fail, out, say
+from harness.cli.grants import ALLOW_ENGINE_ARG, TRUST_REMOTE_CODE, grant_of
 from harness.cli.matrix_plan import load_plan
 from harness.errors import DQError
 
 
-def prepare(file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML")) -> None:
+def prepare(
+    file: Path = typer.Argument(Path("matrices/smollm2-cpu.yaml"), help="matrix YAML"),
+    allow_engine_arg: list[str] = ALLOW_ENGINE_ARG,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+) -> None:
     """Prepare the matrix's models (hub models: downloaded at their revision, with progress, resumable) and
     evaluation data (what `run` would do first)."""
     from harness.models.sources import prepare_hub_models, source_for
     from harness.registry import evaluators
 
     try:
-        settings, matrix, _ = load_plan(file)
+        settings, matrix, _ = load_plan(file, grant=grant_of(allow_engine_arg, trust_remote_code))
         log = settings.results_dir / "logs" / "prepare.log"
         prepare_hub_models(list(matrix.models), settings, say)
         for m in matrix.models:

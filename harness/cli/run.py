@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from harness.cli.console import err, fail, out, say
+from harness.cli.grants import ALLOW_ENGINE_ARG, TRUST_REMOTE_CODE, grant_of
 from harness.cli.matrix_plan import load_plan, nothing_runs
 from harness.cli.status import print_status, status_rows
 from harness.errors import DQError
@@ -67,13 +68,15 @@ def run(
         help="with the matrix's `decide:` block: measure the most promising cells first, skip what cannot change "
         "the answer, stop when it is settled; prints what it saved against the full grid",
     ),
+    allow_engine_arg: list[str] = ALLOW_ENGINE_ARG,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Plan and run a matrix: compress, serve, load-test, evaluate, store. Resumes finished cells."""
     from harness.progress import Progress
     from harness.runner import Runner
 
     try:
-        settings, matrix, p = load_plan(file)
+        settings, matrix, p = load_plan(file, grant=grant_of(allow_engine_arg, trust_remote_code))
         nothing = nothing_runs(file, p)
         if nothing is not None:
             raise nothing
@@ -87,6 +90,8 @@ def run(
         opts = {"address": address, "retries": retries, "shared_dir": shared_dir} if executor == "ray" else {}
         for w in p.warnings:  # as `harness plan` shows them: a run may take hours, read them before it starts
             err.print(f"warning: {w}", highlight=False, markup=False, soft_wrap=True)
+        for g in p.grants:  # what the command line allowed beyond measuring (harness/plan/trust.py)
+            err.print(f"allowed: {g}", highlight=False, markup=False, soft_wrap=True)
         # hub models are downloaded here, once, with progress, before any cell (and far from vLLM's start-up)
         from harness.models.sources import hub_models, prepare_hub_models
 

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.console import fail, out
+from harness.cli.grants import ALLOW_ENGINE_ARG, TRUST_REMOTE_CODE, grant_of
 from harness.cli.matrix_plan import load_plan
 from harness.errors import DQError
 
@@ -22,12 +23,14 @@ def sensitivity(
     windows: int = typer.Option(8, "--windows"),
     tokens: int = typer.Option(256, "--tokens"),
     top: int = typer.Option(2, "--top", help="layers to keep in bf16 in the suggestion"),
+    allow_engine_arg: list[str] = ALLOW_ENGINE_ARG,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Per-layer quantization sensitivity (KL when only that layer is quantized): a mixed-precision helper."""
     from harness.plan.sensitivity import scan
 
     try:
-        settings, matrix, _ = load_plan(file)
+        settings, matrix, _ = load_plan(file, grant=grant_of(allow_engine_arg, trust_remote_code))
         doc = scan(matrix, method, settings, precision=precision, model=model, windows=windows, tokens=tokens, top=top)
     except DQError as exc:
         fail(exc)

@@ -16,9 +16,12 @@ from harness.errors import DQError
 
 if TYPE_CHECKING:
     from harness.plan.cell import Plan
+    from harness.plan.trust import Grant
 
 
-def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict], Plan, dict]:
+def status_rows(
+    file: Path, memory_gib: float | None = None, grant: Grant | None = None
+) -> tuple[list[dict], Plan, dict]:
     """(one row per planned cell with THIS host's result, the plan, this host's block). Results are per
     (cell id, host id): another host's result of a cell is not this host's (it is named in `reason`)."""
     from harness.result_facts import cell_status, flat_metrics
@@ -26,7 +29,7 @@ def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict]
     from harness.store.results import ResultStore
     from harness.store.rows import roofline_figures
 
-    settings, matrix, plan = load_plan(file, memory_gib)
+    settings, matrix, plan = load_plan(file, memory_gib, grant)
     store = ResultStore(settings.results_dir)
     host = this_host(settings)
     rows = []

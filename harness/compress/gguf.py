@@ -116,6 +116,7 @@ class GGUF(Compressor):
         def run(tmp: Path, env: dict[str, str]) -> GgufRecord:
             job = GgufJob(
                 source=str(source),
+                trust_remote_code=cell.model.trust_remote_code,
                 out=str(tmp),
                 type=gguf_type(cell),
                 tools=str(settings.llamacpp_dir),

@@ -88,6 +88,7 @@ class GgufJob(Job[GgufRecord]):
     worker = "harness.compress.gguf_worker:work"
 
     source: str  # checkpoint folder (also the tokenizer of the calibration text)
+    trust_remote_code: bool = False  # run the checkpoint's own code (the plan allows it only with --trust-remote-code)
     out: str  # the quantized .gguf (a temporary name the parent renames into place)
     type: str  # llama-quantize type (Q4_K_M)
     tools: str  # llama.cpp built by the set-up: src/ (converter, gguf-py) and build/bin/
@@ -139,13 +140,13 @@ def gguf_stats(path: Path, src_dir: Path) -> GgufStats:
     )
 
 
-def calibration_text(c: Calibration, tokenizer_dir: str, path: Path) -> None:
+def calibration_text(c: Calibration, tokenizer_dir: str, path: Path, trust_remote_code: bool = False) -> None:
     """The same windows the llm-compressor worker draws (source, samples, length, seed), as text."""
     from transformers import AutoTokenizer
 
     from harness.measure.prompts import token_prompts
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
     windows = token_prompts(tokenizer_dir, c.source, c.samples, c.seq_len, c.seed)
     path.write_text("\n\n".join(str(tok.decode(w)) for w in windows))
 
@@ -163,8 +164,12 @@ def work(job: GgufJob) -> GgufRecord:
     def convert(tmp: Path) -> None:  # bf16 keeps the checkpoint's values exactly: the quantizer's input
         for old in base.parent.glob(f"{base.stem}.*.tmp"):  # an earlier version's per-pid name, left by a crash
             old.unlink(missing_ok=True)
+        # the converter trusts repository code for some vocabularies whatever it is told: run it with that
+        # refused unless the model is trusted (harness/compress/remote_code.py)
+        guard = [] if job.trust_remote_code else ["-m", "harness.compress.remote_code"]
         cmd = [
             sys.executable,
+            *guard,
             str(src_dir / "convert_hf_to_gguf.py"),
             job.source,
             "--outfile",
@@ -190,7 +195,7 @@ def work(job: GgufJob) -> GgufRecord:
     if job.imatrix:
         t = time.monotonic()
         calib = work / "calibration.txt"
-        calibration_text(job.calibration, job.source, calib)
+        calibration_text(job.calibration, job.source, calib, job.trust_remote_code)
         imatrix = work / "imatrix.gguf"
         cmd = [
             str(bin_dir / "llama-imatrix"),

@@ -104,6 +104,7 @@ class _Legacy(Compressor):
             job = LegacyJob(
                 tool=self.tool,
                 source=str(source),
+                trust_remote_code=cell.model.trust_remote_code,
                 out=str(tmp),
                 group_size=spec.group_size if isinstance(spec.group_size, int) else 128,
                 calibration=calibration(spec),

@@ -47,6 +47,7 @@ class LegacyJob(Job[LegacyRecord]):
 
     tool: Literal["autoawq", "auto-gptq"]
     source: str
+    trust_remote_code: bool = False  # run the checkpoint's own code (the plan allows it only with --trust-remote-code)
     out: str  # the quantized checkpoint (a temporary name the parent renames into place)
     group_size: int  # the parent passes 128 for "channel" or none
     calibration: Calibration
@@ -66,21 +67,24 @@ def work(job: LegacyJob) -> LegacyRecord:
     if not torch.cuda.is_available():
         raise SystemExit(f"{job.tool} needs a CUDA GPU (its kernels are CUDA-only)")
     t0 = time.monotonic()
-    tok = AutoTokenizer.from_pretrained(job.source)
+    tok = AutoTokenizer.from_pretrained(job.source, trust_remote_code=job.trust_remote_code)
     calib = windows(job)
     qcfg: dict[str, Any]
     if job.tool == "autoawq":
         from awq import AutoAWQForCausalLM
 
         qcfg = {"zero_point": True, "q_group_size": job.group_size, "w_bit": 4, "version": "GEMM"}
-        model = AutoAWQForCausalLM.from_pretrained(job.source)
+        # AutoAWQ trusts repository code unless told not to: always told (harness/plan/trust.py)
+        model = AutoAWQForCausalLM.from_pretrained(job.source, trust_remote_code=job.trust_remote_code)
         model.quantize(tok, quant_config=qcfg, calib_data=[tok.decode(w) for w in calib])
         model.save_quantized(job.out)
     else:
         from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
 
         qcfg = {"bits": 4, "group_size": job.group_size, "desc_act": False}
-        model = AutoGPTQForCausalLM.from_pretrained(job.source, BaseQuantizeConfig(**qcfg))
+        model = AutoGPTQForCausalLM.from_pretrained(
+            job.source, BaseQuantizeConfig(**qcfg), trust_remote_code=job.trust_remote_code
+        )
         model.quantize(
             [{"input_ids": torch.tensor([w]), "attention_mask": torch.ones(1, len(w), dtype=torch.long)} for w in calib]
         )

@@ -54,6 +54,7 @@ class LlmcJob(Job[LlmcRecord]):
     worker = "harness.compress.llmc_worker:work"
 
     source: str  # checkpoint folder
+    trust_remote_code: bool = False  # run the checkpoint's own code (the plan allows it only with --trust-remote-code)
     out: str  # where the compressed checkpoint is written (a temporary name the parent renames into place)
     precision: str  # int8 | int4 | fp8
     kind: str  # rtn | gptq | awq | smoothquant_gptq
@@ -217,8 +218,9 @@ def work(job: LlmcJob) -> LlmcRecord:
 
         IntermediatesCache.pin_memory = lambda self, *a, **k: None
     t0 = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(job.source, dtype=torch.bfloat16)
-    tok = AutoTokenizer.from_pretrained(job.source)
+    trust = job.trust_remote_code
+    model = AutoModelForCausalLM.from_pretrained(job.source, dtype=torch.bfloat16, trust_remote_code=trust)
+    tok = AutoTokenizer.from_pretrained(job.source, trust_remote_code=trust)
     recipe = build_recipe(job)
     needs_data = job.kind != "rtn" or (job.precision == "fp8" and job.static)
     kw: dict[str, Any] = {}

@@ -87,6 +87,7 @@ class LLMCompressor(Compressor):
         def run(tmp: Path, env: dict[str, str]) -> LlmcRecord:
             job = LlmcJob(
                 source=str(source),
+                trust_remote_code=cell.model.trust_remote_code,
                 out=str(tmp),
                 precision=cell.precision,
                 kind=self.recipe_kind or self.kind,

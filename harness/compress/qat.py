@@ -103,6 +103,7 @@ class QAT(LLMCompressor):
         def run(tmp: Path, env: dict[str, str]) -> QatRecord:
             job = QatJob(
                 source=str(source),
+                trust_remote_code=cell.model.trust_remote_code,
                 out=str(tmp),
                 bits=4,
                 group_size=spec.group_size,

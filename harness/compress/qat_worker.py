@@ -100,6 +100,7 @@ class QatJob(Job[QatRecord]):
     worker = "harness.compress.qat_worker:work"
 
     source: str  # checkpoint folder
+    trust_remote_code: bool = False  # run the checkpoint's own code (the plan allows it only with --trust-remote-code)
     out: str  # the trained float checkpoint (a temporary name the parent renames into place)
     bits: Literal[4, 8]
     group_size: int | Literal["channel"] | None
@@ -134,8 +135,8 @@ def work(job: QatJob) -> QatRecord:
 
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.monotonic()
-    model = load_model(job.source)
-    teacher = load_model(job.source).eval()
+    model = load_model(job.source, trust_remote_code=job.trust_remote_code)
+    teacher = load_model(job.source, trust_remote_code=job.trust_remote_code).eval()
     # scales in bf16, as compressed-tensors stores them, so the grid trained on is the grid served
     wcfg = IntxFakeQuantizeConfig(
         # torch.int4 is in the compress env's torch, which this runs in; mypy reads the serving env's stubs
@@ -153,7 +154,7 @@ def work(job: QatJob) -> QatRecord:
         return ok
 
     quantize_(model, QATConfig(weight_config=wcfg, step="prepare"), filter_fn=keep)
-    tok = AutoTokenizer.from_pretrained(job.source)
+    tok = AutoTokenizer.from_pretrained(job.source, trust_remote_code=job.trust_remote_code)
     train, held = windows(token_stream(job.corpus, tok), job.spec.seq_len, job.spec.seed)
     # the distill loop's own inputs: the recipe (the spec's hyper-parameters) and where and under what key
     # the teacher top-k logits are cached

@@ -139,7 +139,7 @@ def work(job: DistillJob) -> DistillRecord:
     if not isinstance(spec, UntrainedStudent):
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=False)  # no repository code
         teacher = load_model(job.teacher, spec.weights_dtype).eval()
         record["teacher_params"] = sum(p.numel() for p in teacher.parameters())
         ids = token_stream(job.corpus, tokenizer)

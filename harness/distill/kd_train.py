@@ -84,7 +84,8 @@ def teacher_cache(
         if not p.is_file():
             return False
         try:
-            c = torch.load(p)
+            # tensors only, never an object: the cache sits under DQBENCH_HOME, shared on clusters (issue #30)
+            c = torch.load(p, weights_only=True)
             ok = all(len(c[x]) == len(data) for x in ("values", "indices", "lse"))
         except Exception:  # noqa: BLE001 - a truncated or foreign file is recomputed, whatever torch raises
             return False

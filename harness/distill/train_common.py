@@ -53,13 +53,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def load_model(path: str, weights_dtype: str = "fp32"):
+def load_model(path: str, weights_dtype: str = "fp32", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     # fp32 master weights by default: bf16 weights lose updates smaller than their resolution unless the
     # optimizer rounds stochastically (the spec pairs weights_dtype bf16 with adamw_8bit, which does)
     dtype = torch.bfloat16 if weights_dtype == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    # repository code only where the caller says so (harness/plan/trust.py): distillation passes False
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     # transformers wraps `to` in a decorator whose stub drops the device argument from the signature
     return model.to(DEVICE)  # type: ignore[arg-type]
 

@@ -60,7 +60,7 @@ class LlamaCppLM(TemplateLM):
         from llama_cpp import Llama
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=False)  # a GGUF's tokenizer
         self.max_length = int(max_length)
         self.max_gen_toks = int(max_gen_toks)
         self.prefix_reuse = bool(prefix_reuse)

@@ -1,10 +1,13 @@
 """A cell against its reference: distribution shift on fixed token windows and per-item flips.
 
 The reference is the cell's parent (the uncompressed model; for a student, its teacher). Every cell
-dumps its own top-k prompt logprobs (`work/<cell>/<host>/shift/logprobs.npz`) once, so a child compares
-with its parent's dump; the root also dumps a second time and compares with itself, a determinism check
-that must read KL 0 and agreement 100%. The dump stays a file under work/: it is an artefact the next
-cell's comparison reads, not a score (the figures computed from it are stored in the result's `shift`).
+dumps its own top-k prompt logprobs once per attempt (`work/<cell>/<host>/shift/<attempt>/logprobs.npz`), so a
+child compares with its parent's dump; the root also dumps a second time and compares with itself, a
+determinism check that must read KL 0 and agreement 100%. The dump stays a file under work/: it is an artefact
+the next cell's comparison reads, not a score (the figures computed from it are stored in the result's
+`shift`, with the dump's path). Each attempt writes its own folder and a child reads exactly the file its
+parent's stored result names: a later attempt of the parent that fails (its `done` result stays) can no longer
+overwrite the dump that result was computed from. `harness gc` removes the attempts no result names.
 
 Flips and paired CIs compare per-item scores, which live in the results (`quality.tasks[*].items`): the
 parent's come from its stored result (ResultStore), the cell's from its own evaluate step; no sample file
@@ -17,6 +20,9 @@ read as a drop. A parent whose only results come from other hosts is not compare
 
 from __future__ import annotations
 
+import os
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +47,22 @@ def dump_logprobs(
 ) -> LogprobsDump:
     job = LogprobsJob(scoring=scoring, windows=windows, k=k, out=str(out))
     return run_worker(job, log, settings, stage="shift", env=scoring.env)
+
+
+def attempt_folder(work: Path) -> Path:
+    """A new folder for this attempt's dumps under `work`/shift: its UTC time, pid and a random part, so two
+    attempts never share one (a Ray retry on another node included)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return work / "shift" / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _here(recorded: Path, store: ResultStore) -> Path:
+    """A path a stored result names, or the same place under this results folder when the folder was moved."""
+    if recorded.is_file() or "work" not in recorded.parts:
+        return recorded
+    i = len(recorded.parts) - 1 - recorded.parts[::-1].index("work")
+    moved = store.root.joinpath(*recorded.parts[i:])
+    return moved if moved.is_file() else recorded
 
 
 def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | None = None) -> dict:
@@ -102,7 +124,7 @@ def compare_with_reference(
         return None
     store = ResultStore(settings.results_dir)
     windows = token_prompts(tokenizer_src, spec.corpus, spec.windows, spec.tokens + 1, spec.seed)
-    mine = work / "shift" / "logprobs.npz"
+    mine = attempt_folder(work) / "logprobs.npz"
     dump_logprobs(scoring, windows, spec.top_k, mine, log, settings)
     result: dict = {
         "dump": str(mine),
@@ -112,7 +134,7 @@ def compare_with_reference(
         "seed": spec.seed,
     }
     if cell.parent_id is None:
-        again = work / "shift" / "logprobs-repeat.npz"
+        again = mine.with_name("logprobs-repeat.npz")
         dump_logprobs(scoring, windows, spec.top_k, again, log, settings)
         result["reference"] = "itself (a second pass: determinism check)"
         result["metrics"] = shift_metrics(load_dump(mine), load_dump(again))
@@ -131,15 +153,21 @@ def compare_with_reference(
         )
         return result
     recorded = ((parent.shift if parent else None) or {}).get("dump")
-    # the parent's own record says where its dump lies; the default folder for a parent still running (Ray)
-    # (harness/cell/ keeps what a host measured under work/<cell>/<host_id>/)
-    parent_work = Path(recorded).parent.parent if recorded else store.work_dir(cell.parent_id) / host["host_id"]
-    ref_dump = parent_work / "shift" / "logprobs.npz"
-    if ref_dump.is_file():
+    # exactly the dump the parent's stored result was computed from (no other attempt's, see the docstring),
+    # where the results folder is now if it was moved or copied since
+    ref_dump = _here(Path(recorded), store) if recorded else None
+    if ref_dump is not None and ref_dump.is_file():
         result["metrics"] = shift_metrics(load_dump(ref_dump), load_dump(mine))
     else:
         result["metrics"] = None
-        result["note"] = f"the reference {cell.parent_id} has no logprob dump (run it again to compare)"
+        why = (
+            "no stored result on this host"
+            if parent is None
+            else f"its dump {ref_dump} is gone"
+            if ref_dump
+            else "none"
+        )
+        result["note"] = f"the reference {cell.parent_id} has no logprob dump ({why}; run it again to compare)"
     mine_q = Quality.model_validate(quality) if quality is not None else _fresh_quality(work / "samples")
     ref_q = parent.quality if parent is not None and parent.quality is not None else Quality()
     result["flips"] = item_flips(ref_q, mine_q, spec.bootstrap_iters)

@@ -8,17 +8,23 @@ mtime. lm-eval builds each folder's index on its own and merges them in order, l
 (lm_eval/tasks/_index.py `TaskIndex.build`); this does the same with the cached part, so the TaskManager
 (and every task config, prompt and score) is the one lm-eval would build. Include folders (dqbench's
 tasks, the rendered offline overrides) are indexed fresh. Imported only inside the evaluate worker.
+
+The cache is JSON, never a pickle: it lives under DQBENCH_HOME, which a cluster shares between users and
+nodes, and unpickling a file someone else could write runs their code. Each entry is written as its fields
+(name, kind by name, YAML path, config, tags) and read back through a check of every field's type (`_entry`);
+an index whose configs do not survive JSON unchanged is not cached at all (built fresh every time, as without
+a cache), and a file that does not read back as an index is rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
-CACHE_FORMAT = 1  # bump when what is pickled changes shape
+CACHE_FORMAT = 2  # bump when the cached document changes shape (1: a pickle)
 
 
 def tree_key(root: Path, version: str) -> str:
@@ -35,21 +41,68 @@ def tree_key(root: Path, version: str) -> str:
     return h.hexdigest()[:24]
 
 
+def _doc(index: dict) -> dict[str, Any]:
+    """The index as JSON data: each lm-eval `Entry` as its fields, its kind by name, its tags sorted."""
+    return {
+        "format": CACHE_FORMAT,
+        "entries": [
+            {
+                "name": e.name,
+                "kind": e.kind.name,
+                "yaml_path": None if e.yaml_path is None else str(e.yaml_path),
+                "cfg": e.cfg,
+                "tags": sorted(e.tags),
+            }
+            for e in index.values()
+        ],
+    }
+
+
+def _entry(raw: object):
+    """One lm-eval `Entry` from its JSON fields, each checked; ValueError for anything else."""
+    from lm_eval.tasks._index import Entry, Kind
+
+    if not isinstance(raw, dict) or set(raw) != {"name", "kind", "yaml_path", "cfg", "tags"}:
+        raise ValueError("an entry is not {name, kind, yaml_path, cfg, tags}")
+    name, kind, path, cfg, tags = (raw[k] for k in ("name", "kind", "yaml_path", "cfg", "tags"))
+    if not isinstance(name, str) or kind not in Kind.__members__ or not (path is None or isinstance(path, str)):
+        raise ValueError(f"entry {name!r}: a bad name, kind or path")
+    if not (cfg is None or isinstance(cfg, dict)) or not (
+        isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+    ):
+        raise ValueError(f"entry {name!r}: a bad config or tags")
+    return Entry(name=name, kind=Kind[kind], yaml_path=None if path is None else Path(path), cfg=cfg, tags=set(tags))
+
+
+def _read(path: Path) -> dict:
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or not isinstance(doc.get("entries"), list):
+        raise ValueError(f"not a format-{CACHE_FORMAT} task index")
+    index = {}
+    for raw in doc["entries"]:
+        e = _entry(raw)
+        index[e.name] = e
+    return index
+
+
 def cached_index(build, root: Path, version: str, cache_dir: Path, **kw: Any) -> dict:
     """`build([root], **kw)`, read from `cache_dir` when built before for the same tree; written atomically
     (cells evaluating side by side may build it at once: the last rename wins, both are the same)."""
-    path = cache_dir / f"lmeval-index-{tree_key(root, version)}-{int(bool(kw.get('resolve_includes', True)))}.pkl"
+    path = cache_dir / f"lmeval-index-{tree_key(root, version)}-{int(bool(kw.get('resolve_includes', True)))}.json"
     if path.is_file():
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
+            return _read(path)
         except Exception as exc:  # noqa: BLE001 -- a torn or foreign file is rebuilt, never trusted
-            print(f"lm-eval task index cache {path} unreadable ({type(exc).__name__}): rebuilding", flush=True)
+            print(f"lm-eval task index cache {path} unreadable ({type(exc).__name__}: {exc}): rebuilding", flush=True)
     index = build([root], **kw)
+    doc = _doc(index)
+    text = json.dumps(doc, allow_nan=False)
+    if json.loads(text) != doc:  # a config JSON cannot hold as it is (a tuple, a non-string key): no cache
+        print(f"lm-eval task index of {root} does not survive JSON unchanged: not cached", flush=True)
+        return index
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.write_text(text)
     os.replace(tmp, path)
     return index
 

@@ -3,8 +3,13 @@ a child cell's task takes its parent's result as an argument, so it waits.
 
 Where each thing comes from (harness/executors/ray_nodes.py):
 - paths and interpreters: the node's own. The worker rebuilds `Settings` from the environment its node's
-  `ray start` was given; the driver sends the cell, the results folder and a few variables (HF_TOKEN, offline
-  flags, plugin overrides), never its Settings.
+  `ray start` was given; the driver sends the cell, the results folder and a few variables (offline flags,
+  plugin overrides; the hub token only for a plan with hub downloads), never its Settings.
+- a local instance (no --address) cannot be kept to loopback: Ray 2.60's gRPC servers (GCS, raylet, workers)
+  listen on every interface, and Ray turns a node address of 127.0.0.1 into the machine's outward one
+  (services.resolve_ip_for_localhost; measured with `ss`, tests/integration/test_loopback.py). Its ports are
+  guarded by Ray's token authentication, on by default since Ray 2.5x: a local instance is refused with
+  RAY_AUTH_MODE=disabled (docs/operations.md#security).
 - storage: before any cell runs, `preflight` writes a marker under the driver's DQBENCH_HOME and results folder
   and asks every node to find both; a node that cannot (another home, an unmounted results path), a node
   whose stage interpreter is missing, or a plan whose engine (cpu / gpu) no node has is refused, naming the
@@ -48,6 +53,7 @@ from harness.progress import Progress
 from harness.result import CellResult
 from harness.settings import REPO_ROOT, Settings
 
+AUTH_MODE_ENV = "RAY_AUTH_MODE"  # Ray's switch for its token authentication ("disabled" turns it off)
 NODE_ANSWER_S = 120.0  # a node that does not answer the storage check in this time is refused
 POLL_S = 1.0  # how often the driver prints the workers' lines while it waits for results
 
@@ -66,6 +72,7 @@ class RayExecutor:
         self.shared_dir = Path(shared_dir).resolve() if shared_dir else None
         self.num_cpus, self.cpus_per_cell = num_cpus, cpus_per_cell
         self.facts: list[dict[str, Any]] = []  # node_facts of the nodes with a perf slot, after preflight
+        self.hub_downloads = False  # whether the plan downloads a hub model: only then does the token go to Ray
         self.node_lines: list[str] = []  # what preflight found of each node, printed when the run starts
 
     def _init(self) -> None:
@@ -77,11 +84,17 @@ class RayExecutor:
             ) from None
         if ray.is_initialized():
             return
-        env = task_env(self.settings.results_dir)
+        env = task_env(self.settings.results_dir, hub_downloads=self.hub_downloads)
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         if self.address:
             ray.init(address=self.address, runtime_env={"env_vars": env}, **kw)
         else:  # a local instance sized to this machine: one node, its workers this checkout's
+            if os.environ.get(AUTH_MODE_ENV, "").strip().lower() == "disabled":
+                raise DQError(
+                    f"{AUTH_MODE_ENV}=disabled: a local Ray instance listens on every interface of this machine "
+                    f"(Ray offers no loopback-only bind), and without its token authentication anyone who reaches "
+                    f"the machine could run code in it; unset {AUTH_MODE_ENV}, or use the local executor"
+                )
             env["PYTHONPATH"] = str(REPO_ROOT) + (
                 os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
             )
@@ -96,6 +109,10 @@ class RayExecutor:
     def preflight(self, cells: list[CellPlan]) -> None:
         if not cells:
             return
+        from harness.models.hub import downloads_allowed
+        from harness.models.sources import hub_models
+
+        self.hub_downloads = bool(hub_models(cells)) and downloads_allowed(self.settings)
         self._init()
         import ray
 

@@ -28,12 +28,13 @@ from harness.settings import Settings, load_settings
 # cells ask for their GPUs too), at the cost of sharing its CPUs.
 PERF_RESOURCE = "dq_perf"
 
-# What crosses from the driver to every worker: the token for gated models, the offline flags, the plugin
-# overrides the plan was made with. Never a path or an interpreter (those are each node's own), nor the
-# engine: a node's engine is the env its interpreter belongs to, and a CPU driver's would be wrong on a GPU node.
+# What crosses from the driver to every worker: the offline flags, the plugin overrides the plan was made with.
+# Never a path or an interpreter (those are each node's own), nor the engine: a node's engine is the env its
+# interpreter belongs to, and a CPU driver's would be wrong on a GPU node. The hub token crosses only for a
+# plan with hub downloads (`task_env(hub_downloads=True)`): Ray shows a job's runtime_env in its dashboard and
+# job records, so a token sent with every run would sit there for every run (harness/credentials.py); a
+# per-node login (`hf auth login` on each node) keeps it out of Ray altogether.
 PASS_ENV = (
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
     "HF_DATASETS_OFFLINE",
@@ -47,10 +48,15 @@ PASS_ENV = (
 MARKER_DIR = ".dq-shared"  # the driver's markers, under DQBENCH_HOME and the results folder
 
 
-def task_env(results_dir: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The variables Ray sets in every worker (runtime_env): PASS_ENV from the driver, and the results folder."""
+def task_env(results_dir: Path, environ: dict[str, str] | None = None, hub_downloads: bool = False) -> dict[str, str]:
+    """The variables Ray sets in every worker (runtime_env): PASS_ENV from the driver, the results folder, and
+    the hub token only when `hub_downloads` (the plan downloads a hub model; harness/credentials.py)."""
+    from harness.credentials import credentials
+
     environ = dict(os.environ if environ is None else environ)
     env = {k: environ[k] for k in PASS_ENV if environ.get(k)}
+    if hub_downloads:
+        env.update(credentials(environ))
     env["DQBENCH_RESULTS"] = str(results_dir)
     return env
 
@@ -224,9 +230,15 @@ def remote_cell(cell_json: dict, relay: Any, *parents: object):
     import ray
 
     from harness.cell import execute_cell, failed_doc
+    from harness.credentials import hold_credentials
+    from harness.entry import restore_sigint
     from harness.executors.ray_progress import RelayProgress
     from harness.proc import sigterm_as_interrupt
 
+    # an entry point like the harness command line (harness/entry.py): Ctrl-C's action whatever the worker
+    # inherited, and the hub token (sent only for a plan with hub downloads) kept from the cell's children
+    restore_sigint()
+    hold_credentials()
     cell = CellPlan.model_validate(cell_json)
     settings = load_settings()
     where = f"{socket.gethostname()} (node {ray.get_runtime_context().get_node_id()[:8]})"

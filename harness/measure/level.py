@@ -12,6 +12,7 @@ over its runs (harness/measure/repeats.py).
 from __future__ import annotations
 
 from harness.measure import steady
+from harness.measure.itl_budget import itl_summary
 from harness.measure.repeats import repeats_block
 from harness.measure.request import RequestRecord
 from harness.measure.slo import attainment, good_count, meets
@@ -92,7 +93,7 @@ def combine(
         input_tok_s=in_tok / duration if duration > 0 else 0.0,
         ttft_ms=summarize([r.ttft for r in ok if r.ttft is not None], 1000),
         tpot_ms=summarize([x for x in (r.tpot for r in ok) if x is not None], 1000),
-        itl_ms=summarize([x for r in ok for x in r.itl], 1000),
+        itl_ms=itl_summary(ok),  # exact under the run's bound (harness/measure/itl_budget.py)
         e2e_ms=summarize([r.e2e for r in ok], 1000),
         errors=sorted({r.error for r in records if r.error})[:5],
         goodput_req_s=(good / duration if duration > 0 else 0.0) if slo else None,

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from harness.measure.itl_budget import ItlBudget
 from harness.measure.level import aggregate
 from harness.measure.request import RequestRecord
 from harness.measure.workloads import Conversation, Request
@@ -256,6 +257,7 @@ class LoadGenerator:
         async with aiohttp.ClientSession(connector=conn) as session:
             sem = asyncio.Semaphore(concurrency) if concurrency else None
             rng = random.Random(seed)
+            budget = ItlBudget(seed=seed)  # bounds the gaps the run keeps (harness/measure/itl_budget.py)
             stopped: list[str] = []
             tasks: list[asyncio.Task] = []
             halt = threading.Event()  # tells the pacer thread to stop sending
@@ -294,6 +296,8 @@ class LoadGenerator:
                         raise
                     return [abandoned(start)]
                 recs[0].scheduled = due
+                for r in recs:
+                    budget.settle(r)
                 if not recs[-1].ok:  # a dead server refuses connections in microseconds: look at once
                     check()
                 return recs

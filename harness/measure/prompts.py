@@ -30,7 +30,9 @@ def _encode_corpus(tokenizer_src: str, corpus: str) -> tuple[int, ...]:
         return tuple(Tokenizer.from_file(str(tok_file)).encode(text, add_special_tokens=False).ids)
     from transformers import AutoTokenizer  # hub ids: the ordinary path (slow import, only here)
 
-    return tuple(AutoTokenizer.from_pretrained(tokenizer_src).encode(text, add_special_tokens=False))
+    # never a repository's code here (harness/plan/trust.py): a tokenizer that needs it brings a tokenizer.json
+    tok = AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=False)
+    return tuple(tok.encode(text, add_special_tokens=False))
 
 
 @lru_cache(maxsize=4)
@@ -57,7 +59,7 @@ def special_prefix(tokenizer_src: str) -> tuple[int, ...]:
     else:
         from transformers import AutoTokenizer
 
-        t = AutoTokenizer.from_pretrained(tokenizer_src)
+        t = AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=False)
         plain, full = t.encode("a", add_special_tokens=False), t.encode("a", add_special_tokens=True)
     for i in range(len(full) - len(plain) + 1):
         if full[i : i + len(plain)] == plain:
@@ -94,7 +96,7 @@ def decode(tokenizer_src: str, ids: list[int]) -> str:
         return _fast_tokenizer(str(tok_file)).decode(ids)
     from transformers import AutoTokenizer
 
-    return str(AutoTokenizer.from_pretrained(tokenizer_src).decode(ids))
+    return str(AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=False).decode(ids))
 
 
 @lru_cache(maxsize=4)
@@ -118,5 +120,5 @@ def document_lengths(tokenizer_src: str, corpus: str) -> tuple[int, ...]:
         return tuple(len(e.ids) for e in _fast_tokenizer(str(tok_file)).encode_batch(docs, add_special_tokens=False))
     from transformers import AutoTokenizer
 
-    t = AutoTokenizer.from_pretrained(tokenizer_src)
+    t = AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=False)
     return tuple(len(t.encode(d, add_special_tokens=False)) for d in docs)

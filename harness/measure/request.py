@@ -42,6 +42,10 @@ class RequestRecord:
     scheduled: float | None = None  # when an open-loop (poisson, constant) profile meant to send it
     turn: int = 0  # a chat conversation's turn (1-based); 0 outside one
     cached_tokens: int | None = None  # prompt tokens the engine took from its prefix cache, where it says
+    # past a run's bound on kept gaps (harness/measure/itl_budget.py): `itl` is a sample of them, these are
+    # their exact count and sum; None while `itl` holds every gap
+    itl_n: int | None = None
+    itl_sum: float = 0.0
 
     @property
     def e2e(self) -> float:
@@ -65,10 +69,14 @@ class RequestRecord:
 
     def chunk_times(self) -> list[float]:
         """When each streamed chunk arrived: start + TTFT + the running sum of the ITLs (empty without a
-        first token)."""
+        first token). A record that keeps a sample of its gaps (harness/measure/itl_budget.py) spreads its
+        chunks evenly over the same span: the first at its first token, the last where its gaps sum to."""
         if self.ttft is None:
             return []
         t = self.start + self.ttft
+        if self.itl_n is not None:
+            step = self.itl_sum / self.itl_n if self.itl_n else 0.0
+            return [t + i * step for i in range(self.itl_n + 1)]
         out = [t]
         for gap in self.itl:
             t += gap

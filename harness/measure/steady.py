@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.measure.itl_budget import itl_summary
 from harness.measure.request import RequestRecord
 from harness.measure.slo import attainment, good_count
 from harness.measure.stats import summarize
@@ -111,7 +112,7 @@ def figures(parts: list[Part], trim: float, slo: SLO | None) -> Steady:
         input_tok_s=rate(sum(p.input_tokens for p in parts)),
         ttft_ms=summarize([r.ttft for r in inside if r.ttft is not None], 1000),
         tpot_ms=summarize([x for x in (r.tpot for r in inside) if x is not None], 1000),
-        itl_ms=summarize([x for r in inside for x in r.itl], 1000),
+        itl_ms=itl_summary(inside),
         e2e_ms=summarize([r.e2e for r in inside], 1000),
         goodput_req_s=rate(good) if slo else None,
         slo_attainment=attainment(good, ended) if slo else None,

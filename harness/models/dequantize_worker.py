@@ -35,8 +35,11 @@ def work(job: DequantizeJob) -> Dequantized:
 
     gguf = Path(job.gguf)
     dtype = getattr(torch, job.dtype)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # the embedded model comes from a GGUF in a registry package: no repository code, ever
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=False
+    )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -57,12 +57,21 @@ class HubFingerprint(ModelFingerprint):
 
 
 class LocalFingerprint(ModelFingerprint):
-    """A local folder (harness/models/sources.LocalSource): its path, then whatever its
+    """A local folder (harness/models/sources.LocalSource): `kind` local and its `path`, then whatever its
     `dqbench-manifest.json` holds, spread over the top level as it always was (an embedded model's folder
-    adds its sha256s; a dqbench student's manifest even replaces `kind` with its recipe's: the dump keeps
-    that, so `kind` is a plain string here)."""
+    adds its sha256s). Provenance is the source's, never the manifest's: a manifest's own `kind` or `path`
+    (a dqbench student's names its recipe) is kept as `manifest_kind` / `manifest_path` after the rest, so a
+    folder cannot claim to be another kind of source or another place (issue #30). Dumps of folders whose
+    manifest has neither key are unchanged."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    kind: str = "local"
+    kind: Literal["local"] = "local"
     path: str
+
+    @classmethod
+    def of(cls, path: str, manifest: dict[str, Any]) -> LocalFingerprint:
+        own = {"kind": "local", "path": path}
+        rest = {k: v for k, v in manifest.items() if k not in own and not k.startswith("manifest_")}
+        moved = {f"manifest_{k}": manifest[k] for k in own if k in manifest and manifest[k] != own[k]}
+        return cls.model_validate({**own, **rest, **moved})

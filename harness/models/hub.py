@@ -173,13 +173,16 @@ def offline_message(repo: str, revision: str | None) -> str:
 
 def ensure(settings: Settings, repo: str, revision: str | None, log: Path, timeout: float | None = None) -> HubRecord:
     """The record of `repo` at `revision` on this machine, downloading it first when needed and allowed.
-    Under a lock: cells side by side (Ray) download a model once."""
+    Under a lock: cells side by side (Ray) download a model once. `timeout` (default: the machine's
+    DQBENCH_DOWNLOAD_TIMEOUT_S) bounds the download and the wait for another process's download of it."""
     rec = recorded(settings, repo, revision)
     if rec is not None:
         return rec
+    timeout = settings.download_timeout_s if timeout is None else timeout
     path = record_path(settings, repo, revision)
     report = wait_reporter(log)
-    with file_lock(path.with_name(path.name + ".lock"), what=f"the download of {repo}", on_wait=report):
+    lock = path.with_name(path.name + ".lock")
+    with file_lock(lock, what=f"the download of {repo}", on_wait=report, timeout=timeout):
         rec = recorded(settings, repo, revision)
         if rec is not None:
             return rec
@@ -213,6 +216,7 @@ def _download(settings: Settings, repo: str, revision: str | None, log: Path, ti
         # the one step allowed online; the other offline flags stay as the caller set them
         # (its progress goes through DQBENCH_PROGRESS_FILE; huggingface_hub's own bars would fill the log)
         env={"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+        credentials=True,  # the one process that gets the hub token (harness/credentials.py)
     )
     if got.refusal is not None:
         r = got.refusal

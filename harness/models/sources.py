@@ -10,13 +10,13 @@ nothing from here.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import PlanError
+from harness.locks import read_json
 from harness.models import hub
 from harness.models.arch import ArchInfo, arch_from_dir, known_arch
 from harness.models.fingerprint import HubFingerprint, LocalFingerprint
@@ -89,10 +89,21 @@ class LocalSource:
         return str(self.path)
 
     def fingerprint(self) -> LocalFingerprint:
-        manifest = self.path / "dqbench-manifest.json"
-        extra: dict[str, Any] = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        # the manifest's keys over ours, as the dict this was did (see LocalFingerprint)
-        return LocalFingerprint.model_validate({"kind": "local", "path": str(self.path), **extra})
+        # what the folder's manifest says, under our provenance: it cannot replace `kind` or `path` (see
+        # LocalFingerprint); a manifest that is not a JSON object says nothing
+        extra: dict[str, Any] = read_json(self.path / "dqbench-manifest.json") or {}
+        return LocalFingerprint.of(str(self.path), extra)
+
+
+def check_remote_code(spec: ModelSpec, folder: str | Path) -> None:
+    """Refuse a checkpoint whose repository carries code (auto_map) unless the model is `trust_remote_code:
+    true` (which the plan allows only with --trust-remote-code): for a hub model this is known only once it is
+    downloaded (harness/plan/trust.py)."""
+    from harness.plan.trust import remote_code_problem
+
+    problem = remote_code_problem(spec.name, Path(folder), spec.trust_remote_code)
+    if problem:
+        raise PlanError(problem)
 
 
 def source_for(spec, settings: Settings):
@@ -136,6 +147,7 @@ def prepare_hub_models(models: list[ModelSpec], settings: Settings, say: Callabl
             continue
         with progress_to(show):
             src.prepare(log)
+        check_remote_code(m, src.resolve())
         rec = src.record
         if say is not None and rec is not None:
             say(

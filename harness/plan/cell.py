@@ -133,6 +133,11 @@ class Plan(Strict):
     skipped: list[str] = Field(default_factory=list, description="grid points that are not cells, and why")
     host: dict | None = Field(default=None, description="HostCaps.host_block() of the host planned for")
     warnings: list[str] = Field(default_factory=list, description="what runs but is likely a mistake")
+    grants: list[str] = Field(
+        default_factory=list,
+        description="what the command line allowed this matrix beyond measuring (harness/plan/trust.py): engine "
+        "options that load code, connect or touch files, repository code",
+    )
 
     def by_id(self) -> dict[str, CellPlan]:
         return {c.cell_id: c for c in self.cells}

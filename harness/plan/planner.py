@@ -12,6 +12,7 @@ their activations too, so a speed comparison does not inherit an emulated-bf16 h
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from harness.decide.question import decide_problems
 from harness.errors import PlanError
@@ -22,6 +23,7 @@ from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory_estimate import estimate_memory
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
 from harness.plan.training import train_estimate, training_budget, training_problems
+from harness.plan.trust import Grant, remote_code_problem, trust_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
 from harness.spec.base import FULL_PRECISIONS
@@ -94,13 +96,21 @@ def resolve_precisions(m: Matrix, caps: HostCaps, device: str) -> tuple[list[str
     return out, notes
 
 
-def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = None) -> Plan:
+def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = None, grant: Grant | None = None) -> Plan:
+    """The plan of `m` on `host` (None: this host). `grant`: what the command line allows the matrix beyond
+    measuring (harness/plan/trust.py; None allows nothing): engine options that load code, connect or touch
+    files, and repository code. What it allowed is named in the plan's `grants`."""
     caps = resolve_host(host, settings)
+    grant = grant or Grant()
     evaluator = evaluators.get(m.evaluation.kind)(m.evaluation, settings)
     problems = evaluator.plan_problems()
     # what this environment lacks for the evaluation (the hub, offline): every cell's reason, not an error
     eval_unavailable: list[str] = getattr(evaluator, "unavailable", list)()
-    problems += engine_arg_problems([m.serving, *m.extra_serving], settings)
+    grants: list[str] = []
+    problems += engine_arg_problems([m.serving, *m.extra_serving], settings, grant, grants)
+    trust_bad, trust_lines = trust_problems(m.models, grant)
+    problems += trust_bad + _remote_code_problems(m, settings)
+    grants += trust_lines
     if m.decide is not None:  # the question must be answerable by this evaluation (harness/decide/question.py)
         problems += decide_problems(m.evaluation, m.decide)
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded
@@ -190,7 +200,26 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}
     cells.sort(key=lambda c: (c.distill != "none", c.method != "none", order[c.cell_id]))
-    return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block(), warnings=warnings)
+    return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block(), warnings=warnings, grants=grants)
+
+
+def _remote_code_problems(m: Matrix, settings: Settings) -> list[str]:
+    """Models and students whose checkpoint is on disk already and carries repository code (auto_map) without
+    `trust_remote_code: true` (a hub model downloaded later is checked after its download,
+    harness/models/sources.check_remote_code)."""
+    out = []
+    used = [s for s in m.students if s.name in m.axes.distill and s.student.kind in ("hub", "local")]
+    for model in m.models:
+        specs = [model, *(model.model_copy(update={"name": s.name, "source": s.student}) for s in used)]
+        for spec in specs:
+            try:
+                folder = source_for(spec, settings).resolve()
+            except PlanError:  # a hub model not downloaded yet
+                continue
+            problem = remote_code_problem(spec.name, Path(folder), spec.trust_remote_code)
+            if problem and problem not in out:
+                out.append(problem)
+    return out
 
 
 def _student_warnings(m: Matrix) -> list[str]:

@@ -60,6 +60,7 @@ def scan(
     source.prepare(log)
     job = SensitivityJob(
         source=str(source.resolve()),
+        trust_remote_code=mspec.trust_remote_code,
         bits=BITS[precision],
         group_size=spec.group_size,
         symmetric=bool(getattr(plugin, "symmetric", True)),
@@ -69,7 +70,11 @@ def scan(
         seed=seed,
     )
     # the scan's identity: what was measured (the model's fingerprint, not the folder it sits in) and how
-    ident = {"model": source.fingerprint().model_dump(mode="json"), **job.model_dump(mode="json"), "source": None}
+    ident = {
+        "model": source.fingerprint().model_dump(mode="json"),
+        **job.model_dump(mode="json", exclude={"trust_remote_code"}),
+        "source": None,
+    }
     scan_id = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     folder = settings.results_dir / "sensitivity"
     final = folder / f"{scan_id}.json"

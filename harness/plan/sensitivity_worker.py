@@ -64,6 +64,7 @@ class SensitivityJob(Job[SensitivityScan]):
     worker = "harness.plan.sensitivity_worker:work"
 
     source: str  # the checkpoint folder
+    trust_remote_code: bool = False  # run the checkpoint's own code (the plan allows it only with --trust-remote-code)
     bits: int
     group_size: int | Literal["channel"] | None  # None or "channel": one scale per output channel
     symmetric: bool
@@ -132,7 +133,9 @@ def work(job: SensitivityJob) -> SensitivityScan:
 
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(job.source, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        job.source, dtype=torch.bfloat16, trust_remote_code=job.trust_remote_code
+    ).eval()
     windows = torch.tensor(token_prompts(job.source, job.corpus, job.windows, job.tokens, job.seed))
     with torch.no_grad():  # the reference: log-probs of the unquantized model, kept in fp16 (V x tokens x windows)
         ref = [

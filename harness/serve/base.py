@@ -28,6 +28,7 @@ from harness.errors import StageError
 from harness.guard import descendants, proc_state
 from harness.proc import child_env, kill_group, spawn, tail
 from harness.serve import prestart
+from harness.serve.log_window import KEEP_BYTES, LogWindow, head
 from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class ServerHandle:
     log_offset: int = 0
     _scan_pos: int = field(default=0, repr=False)  # how far _engine_dead has read the log
     _dead_seen: bool = field(default=False, repr=False)
+    _window: LogWindow | None = field(default=None, repr=False)  # log_text's incremental reader
     health_path: str = "/health"
 
     server_pid: int | None = None  # the engine's own process, below its guard (harness/guard.py)
@@ -149,15 +151,16 @@ class ServerHandle:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def log_text(self, max_bytes: int = 256 * 1024) -> str:
-        """This server's log since it was started (its last `max_bytes`)."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(self.log_offset, f.tell() - max_bytes))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+    def log_text(self, max_bytes: int = KEEP_BYTES) -> str:
+        """This server's log since it was started (its last `max_bytes`, at most KEEP_BYTES), read
+        incrementally: only what the file gained since the last look (harness/serve/log_window.py)."""
+        if self._window is None:
+            self._window = LogWindow(self.log_path, self.log_offset)
+        return self._window.text(max_bytes)
+
+    def log_head(self) -> str:
+        """This server's first lines (its start-up and engine config), without an earlier attempt's part."""
+        return head(self.log_path, self.log_offset)
 
     def root_cause(self) -> str | None:
         return root_cause(self.log_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import ClassVar
 
 from harness.errors import StageError
@@ -99,7 +98,9 @@ class VLLMServer(EngineServer):
         return cmd
 
     def env(self) -> dict[str, str]:
-        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        # VLLM_HOST_IP: the address vLLM gives its distributed store and engine processes (else the host's
+        # outward address): loopback, as the HTTP server is (issue #30; checked with `ss` in the e2e tests)
+        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_HOST_IP": "127.0.0.1"}
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
@@ -114,7 +115,7 @@ class VLLMServer(EngineServer):
         status, body = http_get(handle.base_url + "/models")
         models = json.loads(body).get("data", []) if status == 200 else []
         served = models[0] if models else {}
-        cfg = parse_engine_config(Path(handle.log_path).read_text(errors="replace"))
+        cfg = parse_engine_config(handle.log_head())  # this server's start-up lines, not the whole appended log
         loaded = {
             "served_model": served.get("id"),
             "max_model_len": served.get("max_model_len"),

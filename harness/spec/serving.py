@@ -1,8 +1,13 @@
 """The engines' settings (`serving:`, `extra_serving:`): vLLM and llama-server options, with the flags dqbench sets
-itself refused."""
+itself refused, and every key and value checked to reach the engine as exactly one option: a key is an option
+name (no `=`, no whitespace: `{"host=0.0.0.0": true}` would reach vLLM as `--host=0.0.0.0`, after dqbench's own
+`--host`), and a text value never starts with `-` (after a flag that takes no value it would be read as the
+next option) nor holds a control character. Options that load code, connect or touch files are judged at plan
+time, on the option each key resolves to (harness/plan/trust.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -51,11 +56,41 @@ LLAMACPP_MANAGED = frozenset(
 )
 
 
+# An option name as the command line is built from it (harness/serve/vllm.py, llamacpp.py): dashes optional in
+# front, then letters, digits, `_` and `-`; vLLM's `.field` of a JSON option and a trailing `+` (append to a list).
+_KEY = re.compile(r"-{0,2}[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)?\+?")
+_NUMBER = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def _refuse_unsafe(args: dict[str, Any]) -> None:
+    """Keys that are not one option name, text values the engine's parser would read as an option, control
+    characters: each refused with the fix."""
+    problems = []
+    for key, value in args.items():
+        if not _KEY.fullmatch(key):
+            why = "holds `=`" if "=" in key else "holds whitespace" if any(c.isspace() for c in key) else "is not"
+            problems.append(
+                f"key {key!r} {why}{' an option name' if why == 'is not' else ''}: a key is one option name "
+                f"(letters, digits, `-`, `_`; its value goes in the value: `{{tensor_parallel_size: 2}}`)"
+            )
+        if isinstance(value, str):
+            if value.startswith("-") and not _NUMBER.fullmatch(value):
+                problems.append(
+                    f"{key}: value {value!r} starts with `-`, which the engine's parser reads as another option; "
+                    f"write the option as its own key instead"
+                )
+            if any(ord(c) < 32 and c != "\t" for c in value):
+                problems.append(f"{key}: value {value!r} holds a control character (a newline?); remove it")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def _refuse_managed(args: dict[str, Any], managed: frozenset[str], prefixes: bool) -> dict[str, Any]:
     """Refuse engine flags dqbench sets itself. With `prefixes` (vLLM: argparse takes any unique prefix of an
     option as that option) a key that abbreviates a managed flag is refused too: `hos` would reach vLLM as
     --host. Whether the other keys are real options is checked against the engine's own parser at plan
     time (harness/plan/engine_args.py)."""
+    _refuse_unsafe(args)
     problems = []
     for key in sorted(args):
         flag = key.replace("_", "-").lstrip("-")

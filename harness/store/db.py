@@ -17,6 +17,11 @@ The index is never the only copy of anything, so its problems are reported, not 
 error on opening or reading it (the file held by another process's write connection, not a DuckDB file,
 damaged, missing) becomes one IndexUnavailable naming the path and the fix. Waits for a busy file are
 bounded (WRITE_WAIT_S, READ_WAIT_S): a `duckdb` shell left open must not stall a run for long.
+
+Every connection is opened with DuckDB's external access off (`enable_external_access=false`): a results file
+handed over by someone else, whose `cells` is a view over `read_text('/etc/...')` or `read_csv` of a URL,
+fails to query instead of showing local files in the dashboard or the advisor. The index and its WAL are
+written with the store's one file mode (harness/store/files.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, NamedTuple
 from harness.errors import DQError
 from harness.locks import unique_tmp
 from harness.result import CellResult
+from harness.store.files import created_with, file_mode, restrict
 from harness.store.hosts import normalized_host
 from harness.store.results import parse
 from harness.store.rows import cell_row, flip_rows, item_rows, perf_rows, quality_rows
@@ -165,7 +171,9 @@ def _connect(path: Path, read_only: bool = False, wait: float | None = None):
     deadline = time.monotonic() + wait
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            # external access off: a database file is data, never a way to read other files (a view over
+            # read_text) or to load extensions; the index needs nothing outside itself
+            return duckdb.connect(str(path), read_only=read_only, config={"enable_external_access": False})
         except duckdb.Error as exc:
             busy = isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
             if not busy or time.monotonic() >= deadline:
@@ -208,22 +216,27 @@ def _transaction(db_path: Path, wait: float | None = None):
     import duckdb
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(db_path, wait=wait)
-    try:
-        ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        yield con
-        con.execute("COMMIT")
-    except BaseException as exc:
+    mode = file_mode()
+    # DuckDB creates the file, a rebuild's temporary one and the WAL itself: with the store's mode, not the
+    # umask's (harness/store/files.py); a file an older dqbench made gets the mode too
+    with created_with(mode):
+        restrict(mode, db_path, _wal(db_path))
+        con = _connect(db_path, wait=wait)
         try:
-            con.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
-        if isinstance(exc, duckdb.Error):
-            raise unavailable(exc, db_path) from exc
-        raise
-    finally:
-        con.close()
+            ensure_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            yield con
+            con.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            if isinstance(exc, duckdb.Error):
+                raise unavailable(exc, db_path) from exc
+            raise
+        finally:
+            con.close()
 
 
 Pair = tuple[dict[str, Any], CellResult | dict[str, Any] | None]  # (a CellPlan's JSON dump, its result or None)

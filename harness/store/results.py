@@ -7,6 +7,8 @@ Why the host is in the key: the cell id hashes the cell's config only, and the s
 another machine is another data point. Quality is not reused across hosts either: kernels and emulated
 bf16 differ by ISA, so scores can differ in the last digits; re-running on each host is the honest default.
 
+Every file is written with the store's one mode (harness/store/files.py: 0600 unless DQBENCH_FILE_MODE).
+
 A failed attempt never replaces a `done` result of the same (cell, host): it is kept beside it under
 results/attempts/<cell_id>@<host_id>-<UTC time>.json, and the done result stays the cell's result.
 
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 from harness.errors import DQError
 from harness.proc import write_json_atomic
 from harness.result import SCHEMA_VERSION, CellResult
+from harness.store.files import file_mode
 from harness.store.hosts import UNKNOWN_HOST_ID, legacy_host_block, normalized_host
 
 READS = (1, 2, SCHEMA_VERSION)  # the schema versions this dqbench reads
@@ -154,9 +157,9 @@ class ResultStore:
             kept = self._load(p)
             if kept is None or kept.done:
                 a = self._attempt_path(cell_id, host_id)
-                write_json_atomic(a, {**doc, "kept_result": str(p)})
+                write_json_atomic(a, {**doc, "kept_result": str(p)}, mode=file_mode())
                 return a
-        write_json_atomic(p, doc)
+        write_json_atomic(p, doc, mode=file_mode())  # the store's one mode (harness/store/files.py)
         return p
 
     def _attempt_path(self, cell_id: str, host_id: str) -> Path:

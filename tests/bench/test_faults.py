@@ -275,8 +275,9 @@ def test_scorecard_rows_details_and_totals(faults) -> None:
         "wrong_done": 1,
         "index": 1,
         "resume_not_done": 1,
+        "not_refused": 0,
     }
-    assert text.rstrip().endswith("resumes not all done 1")
+    assert text.rstrip().endswith("resumes not all done 1, bad matrices not refused 0")
     assert faults.row_cells(clean)[3:] == ["-9", "w8a8:none", "0", "0", "0", "0", "0", "0", "done", "120"]
 
 
@@ -296,3 +297,47 @@ def test_every_scenario_is_listed_once_and_the_matrix_plans(faults) -> None:
 
     m = load_matrix(faults.MATRIX)
     assert m.students and m.students[0].max_steps <= 4
+
+
+def test_every_bad_matrix_is_refused_with_its_message_before_anything_loads(faults, tmp_path, monkeypatch) -> None:
+    """The bad-matrix scenarios' matrices, refused in-process by the same spec and plan `harness run` uses
+    (the bench runs them as `harness run`: no process, log or work folder may be made)."""
+    import dataclasses
+
+    import yaml
+
+    from harness.errors import DQError
+    from harness.plan import plan_matrix
+    from harness.settings import load_settings
+    from harness.spec import parse_matrix
+
+    if not (faults._shared_home() / "models" / "smollm2-135m-instruct" / "config.json").is_file():
+        pytest.skip("embedded model not prepared")
+    names = [s.name for s in faults.BAD_SCENARIOS]
+    assert len(names) >= 9 and set(names) <= {s.name for s in faults.SCENARIOS}
+    for sc in faults.BAD_SCENARIOS:
+        doc = yaml.safe_load(faults.MATRIX.read_text())
+        folder = tmp_path / sc.name
+        folder.mkdir()
+        sc.bad.mutate(doc, folder)
+        settings = load_settings({**os.environ, **sc.bad.env})
+        if sc.bad.env:
+            settings = dataclasses.replace(settings, home=tmp_path / "home")  # no cached option list
+        with pytest.raises(DQError) as e:
+            plan_matrix(parse_matrix(doc), settings, host="cpu-avx512")
+        assert sc.bad.expect in str(e.value), (sc.name, str(e.value)[:500])
+        assert e.value.exit_code == sc.bad.rc, sc.name
+
+
+def test_ray_scenarios_are_behind_their_flag_and_read_the_drivers_lines(faults) -> None:
+    default = {s.name for s in faults.SCENARIOS}
+    assert faults.RAY_SCENARIOS and not {s.name for s in faults.RAY_SCENARIOS} & default
+    assert {s.fault for s in faults.RAY_SCENARIOS} == {
+        "Ray worker SIGKILLed",
+        "Ray driver SIGKILLed",
+        "Ray node stopped",
+    }
+    line = "[  41.2s]   [b83f969805db on host (node 1a2b3c4d)]   stage evaluate"
+    assert faults.RAY_STAGE_LINE.search(line).groups() == ("b83f969805db", "evaluate")
+    assert faults.CELL_PROCESS.search("python -m harness.guard 12 --grace 12 -- python -m vllm.entrypoints")
+    assert not faults.CELL_PROCESS.search("/usr/bin/raylet --node_ip_address=127.0.0.1")

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 from tests.fakes.plugins import FakeEvaluator, FakeServer
 
@@ -48,9 +49,17 @@ class NodeEvaluator(FakeEvaluator):
             python=s.python,
             home=str(s.home),
             llamacpp=str(s.llamacpp_dir),
-            hf_token=os.environ.get("HF_TOKEN"),
+            # what the worker process was started with (Ray's runtime_env), not what it holds now
+            hf_token=_start_env().get("HF_TOKEN"),
+            hf_token_held=os.environ.get("HF_TOKEN"),
         )
         return out
+
+
+def _start_env() -> dict[str, str]:
+    """This process's environment as it was started (/proc/self/environ)."""
+    raw = Path("/proc/self/environ").read_bytes()
+    return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)
 
 
 PLUGINS = (

@@ -212,3 +212,24 @@ def test_harness_prepare_downloads_a_matrix_hub_model(env, repo_files, base_matr
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"org/tiny@v1 = {V1}" in r.stderr and "download org/tiny" in r.stderr  # the commit, the progress
     assert f"model tiny: {env / 'hf' / 'hub' / 'models--org--tiny' / 'snapshots' / V1}" in r.stdout
+
+
+def test_a_download_and_the_wait_for_anothers_are_bounded_by_the_machines_timeout(env, repo_files, monkeypatch):
+    """DQBENCH_DOWNLOAD_TIMEOUT_S bounds a stalled download (the worker is killed, no record) and the wait for
+    another process that holds the model's download lock (issue #30: neither waits for ever)."""
+    from harness.locks import LockTimeout, file_lock
+
+    monkeypatch.setenv("DQBENCH_DOWNLOAD_TIMEOUT_S", "6")
+    s = load_settings()
+    with fake_hub(repo_files, stall_after=2**20) as h:
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        t = time.monotonic()
+        with pytest.raises(StageError, match="timed out after 6 s"):
+            source("org/tiny", "v1").prepare(env / "prepare.log")
+        assert time.monotonic() - t < 60 and hub.recorded(s, "org/tiny", "v1") is None
+        path = hub.record_path(s, "org/tiny", "v2")
+        with (
+            file_lock(path.with_name(path.name + ".lock"), what="another download"),
+            pytest.raises(LockTimeout, match="the download of org/tiny is locked by pid"),
+        ):
+            hub.ensure(s, "org/tiny", "v2", env / "prepare.log", timeout=1)

@@ -2,11 +2,11 @@
 `ray start --address`), each node with its own environment: its own stage interpreter and llama.cpp folder, and
 one `dq_perf` slot. The fake engine records which node ran what (tests/fakes/ray_node_plugins.py).
 
-Shown: each worker uses its node's paths (the driver's interpreter exits 3 off the driver) and the driver's
-HF_TOKEN, both nodes share DQBENCH_HOME, a node runs one cell's perf window at a time while the two nodes run
-side by side, and workers' stage lines reach the driver. A driver whose DQBENCH_HOME the nodes do not share is
-refused before any cell runs, naming the nodes. The cluster's processes are found by its temp folder and
-ended, pass or fail.
+Shown: each worker uses its node's paths (the driver's interpreter exits 3 off the driver) and never gets the
+driver's HF_TOKEN (the plan downloads nothing: harness/credentials.py), both nodes share DQBENCH_HOME, a node
+runs one cell's perf window at a time while the two nodes run side by side, and workers' stage lines reach the
+driver. A driver whose DQBENCH_HOME the nodes do not share is refused before any cell runs, naming the nodes.
+The cluster's processes are found by its temp folder and ended, pass or fail.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def test_cells_run_with_their_nodes_paths_one_perf_window_per_node(cluster, tmp_
         assert e["python"] == str(tmp / e["node"] / "bin" / "python")
         assert e["llamacpp"] == str(tmp / e["node"] / "llama.cpp")
         assert e["home"] == str(cluster["home"])
-        assert e["hf_token"] == "hf_driver_token"  # the driver's token reached the workers
+        # the plan downloads no hub model: the driver's token stays with the driver (harness/credentials.py)
+        assert e["hf_token"] is None and e["hf_token_held"] is None
     assert {e["node"] for e in ends} == {"a", "b"}
     stage_log = (tmp / "stage.log").read_text().split("\n")
     assert {line.split()[0] for line in stage_log if line} == {"a", "b"}

@@ -31,8 +31,8 @@ def test_run_prints_warnings_and_prepares_hub_models_before_the_first_cell(tmp_p
     f.write_text(yaml.safe_dump(base_matrix))
     real_load, seen = run_command.load_plan, {}
 
-    def load(path, memory_gib=None):
-        s, m, p = real_load(path, memory_gib)
+    def load(path, memory_gib=None, grant=None):
+        s, m, p = real_load(path, memory_gib, grant)
         return s, m, p.model_copy(update={"warnings": ["a warning the plan has"]})
 
     class FakeRunner:

@@ -1,5 +1,7 @@
 """The dashboard's page logic with Streamlit's AppTest (no browser): tables, filters, detail, advisor."""
 
+import sys
+
 import pandas as pd
 import pytest
 
@@ -112,7 +114,7 @@ def test_a_file_that_is_not_duckdb_is_one_error(monkeypatch, tmp_path):
     assert len(at.error) == 1 and f"`{path}` is not a DuckDB database" in at.error[0].value
 
 
-def test_the_path_field_opens_only_duckdb_files_in_the_results_folder_or_named_duckdb(monkeypatch, tmp_path):
+def test_the_path_field_opens_only_the_index_the_results_folder_or_the_command_lines_database(monkeypatch, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     monkeypatch.setenv("DQBENCH_RESULTS", str(results))
@@ -126,24 +128,61 @@ def test_the_path_field_opens_only_duckdb_files_in_the_results_folder_or_named_d
 
     secret = tmp_path / "secret.txt"
     secret.write_text("password\n")
-    outside = tmp_path / "outside.db"  # a DuckDB database, but neither in the results folder nor named .duckdb
+    outside = tmp_path / "outside.db"  # a DuckDB database, but not in the results folder
     write_synthetic_db(outside, 1, seed=2)
     link = results / "link.db"  # inside the results folder by name, outside by where it leads
     link.symlink_to(outside)
-    for refused in (secret, outside, link, tmp_path / "missing.txt"):
+    named = tmp_path / "elsewhere.duckdb"  # a name no longer opens a file (only where it is, or the command line)
+    named.write_bytes(index.read_bytes())
+    for refused in (secret, outside, link, tmp_path / "missing.txt", named):
         field().set_value(str(refused)).run()
         assert not at.exception and len(at.error) == 1, refused
         assert f"`{refused}` is not a results database this page opens" in at.error[0].value
-        assert str(index) in at.error[0].value and not at.dataframe
+        assert str(index) in at.error[0].value and "--db PATH" in at.error[0].value and not at.dataframe
 
     copy = results / "copy.db"  # under the results folder: any name
     copy.write_bytes(index.read_bytes())
     field().set_value(str(copy)).run()
     assert not at.exception and not at.error and at.dataframe
-    named = tmp_path / "elsewhere.duckdb"  # anywhere: named .duckdb
-    named.write_bytes(index.read_bytes())
-    field().set_value(str(named)).run()
-    assert not at.exception and not at.error and at.dataframe
+    # a database given on the command line (`./dq dashboard -- --db PATH`) opens wherever it is
+    monkeypatch.setattr(sys, "argv", ["dashboard.py", "--db", str(named)])
+    at = app(monkeypatch, index)
+    assert field().value == str(named) and not at.error and at.dataframe
+
+
+def test_a_crafted_database_cannot_show_local_files(monkeypatch, tmp_path):
+    """A DuckDB file handed over by someone (here under the results folder, where the page opens any file)
+    whose `cells` is a view over read_text() of a local file: DuckDB's external access is off, so the page
+    shows one error and never the file."""
+    import duckdb
+
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setenv("DQBENCH_RESULTS", str(results))
+    secret = tmp_path / "private.txt"
+    secret.write_text("TOP-SECRET-LINE-4711\n")
+    crafted = results / "shared.duckdb"
+    con = duckdb.connect(str(crafted))
+    for table in ("quality", "perf", "flips"):
+        con.execute(f"CREATE TABLE {table} (cell_id VARCHAR, host_id VARCHAR)")
+    con.execute(
+        f"CREATE VIEW cells AS SELECT content AS cell_id, content AS host_id, content AS label, "
+        f"content AS status FROM read_text('{secret}')"
+    )
+    assert "TOP-SECRET" in con.execute("SELECT cell_id FROM cells").fetchone()[0]  # what the view would show
+    con.close()
+    at = app(monkeypatch, crafted)
+    assert not at.exception and len(at.error) == 1 and not at.dataframe
+    shown = " ".join(str(e.value) for e in [*at.error, *at.markdown, *at.info, *at.caption])
+    assert "TOP-SECRET" not in shown
+    assert "disabled by configuration" in at.error[0].value or "Permission" in at.error[0].value
+
+
+def test_the_page_cache_is_bounded():
+    import dashboard
+
+    assert dashboard.LOAD_CACHE_ENTRIES == 8
+    assert dashboard.load._info.max_entries == dashboard.LOAD_CACHE_ENTRIES  # streamlit's cache keeps no more
 
 
 def charts(at) -> list[tuple[dict, dict]]:

@@ -3,6 +3,7 @@
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,11 +62,31 @@ def shifted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reference, "dump_logprobs", dump)
     store = ResultStore(settings.results_dir)
-    store.write(REF)  # the reference's stored result, with its items
     plan = CellPlan.model_validate(dict(REF["plan"], cell_id="c0ffee000001", parent_id=REF["cell_id"]))
-    parent_work = store.work_dir(REF["cell_id"]) / HOST["host_id"]
-    dump(None, None, plan.evaluation.shift.top_k, parent_work / "shift" / "logprobs.npz", None, None)
+    parent_dump = (
+        store.work_dir(REF["cell_id"]) / HOST["host_id"] / "shift" / "20260101T000000Z-1-aaaaaa" / "logprobs.npz"
+    )
+    dump(None, None, plan.evaluation.shift.top_k, parent_dump, None, None)
+    store.write(dict(REF, shift={"dump": str(parent_dump)}))  # the reference's stored result: items, its dump
     return settings, store, plan, tmp_path / "child"
+
+
+def test_each_attempt_dumps_into_its_own_folder_and_the_reference_is_the_dump_its_result_names(shifted):
+    settings, store, plan, work = shifted
+    first = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    again = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    assert first["dump"] != again["dump"] and Path(first["dump"]).is_file() and Path(again["dump"]).is_file()
+    assert Path(first["dump"]).parent.parent == work / "shift"
+    # a later attempt of the parent that failed wrote another dump: its done result still names the first one
+    recorded = Path(store.read(REF["cell_id"], HOST["host_id"]).shift["dump"])
+    later = recorded.parent.parent / "20260102T000000Z-2-bbbbbb" / "logprobs.npz"
+    n, k = 4, plan.evaluation.shift.top_k
+    save_dump(later, np.arange(n), np.full(n, -9.0), np.tile(np.arange(k), (n, 1)), np.full((n, k), -0.1))
+    out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    assert out["metrics"]["kld_mean"] == pytest.approx(0.0, abs=1e-9)  # against the recorded dump, not `later`
+    recorded.unlink()  # the named dump gone: no comparison, and why (never another attempt's dump)
+    out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    assert out["metrics"] is None and f"its dump {recorded} is gone" in out["note"]
 
 
 def test_the_reference_items_come_from_its_stored_result_not_its_work_folder(shifted):
@@ -105,3 +126,12 @@ def test_a_reference_without_items_says_why_there_are_no_flips(shifted):
     assert out["flips"]["tasks"] == {} and "aggregate" not in out["flips"]
     assert "upgraded from schema 2 without its work/ samples" in out["flips_note"]
     assert isinstance(store.read(REF["cell_id"], HOST["host_id"]), CellResult)
+
+
+def test_a_moved_results_folder_still_finds_the_dump_its_result_names(shifted):
+    settings, store, plan, work = shifted
+    recorded = Path(store.read(REF["cell_id"], HOST["host_id"]).shift["dump"])
+    elsewhere = Path("/nonexistent/old-results") / recorded.relative_to(store.root)  # where it was written
+    store.write(dict(REF, shift={"dump": str(elsewhere)}))
+    out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
+    assert out["metrics"]["kld_mean"] == pytest.approx(0.0, abs=1e-9)

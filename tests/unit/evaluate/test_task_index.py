@@ -55,7 +55,7 @@ def test_the_merged_index_is_lm_evals_own(trees, tmp_path):
     assert _flat(built([defaults, ours])) == want  # first call: builds and writes the cache
     assert _flat(built([defaults, ours])) == want  # second: the defaults' part from the cache
     assert want["easy"][1] == ours / "easy.yaml"  # the include folder still overrides the default task
-    assert len(list((tmp_path / "cache").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1 and not list((tmp_path / "cache").glob("*.pkl"))
 
 
 def test_built_once_then_read_until_a_yaml_changes(trees, tmp_path):
@@ -82,8 +82,36 @@ def test_a_torn_cache_file_is_rebuilt_not_trusted(trees, tmp_path, capsys):
     defaults, _ = trees
     cache = tmp_path / "cache"
     want = _flat(cached_index(_plain(), defaults, "0.4.13", cache))
-    (pkl,) = cache.glob("*.pkl")
-    pkl.write_bytes(pkl.read_bytes()[:20])
+    (doc,) = cache.glob("*.json")
+    doc.write_bytes(doc.read_bytes()[:20])
     assert _flat(cached_index(_plain(), defaults, "0.4.13", cache)) == want
     assert "unreadable" in capsys.readouterr().out
     assert not [p for p in os.listdir(cache) if p.endswith(".tmp")]
+
+
+def test_the_cache_is_checked_json_never_a_pickle(trees, tmp_path, capsys):
+    """DQBENCH_HOME is shared on clusters: a cache file someone else wrote must never run code when read. A
+    pickle dropped under the cache's name is not read as an index (it is not JSON); an entry with a field of
+    the wrong type is refused; both are rebuilt."""
+    import json
+    import pickle
+
+    defaults, _ = trees
+    cache = tmp_path / "cache"
+    want = _flat(cached_index(_plain(), defaults, "0.4.13", cache))
+    (doc,) = cache.glob("*.json")
+    good = json.loads(doc.read_text())
+    assert good["format"] == 2 and {e["kind"] for e in good["entries"]} <= {"TASK", "GROUP", "TAG", "PY_TASK"}
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    doc.write_bytes(pickle.dumps(Boom()))
+    assert _flat(cached_index(_plain(), defaults, "0.4.13", cache)) == want
+    assert not (tmp_path / "pwned").exists() and "unreadable" in capsys.readouterr().out
+    bad = json.loads(doc.read_text())
+    bad["entries"][0]["tags"] = "not a list"
+    doc.write_text(json.dumps(bad))
+    assert _flat(cached_index(_plain(), defaults, "0.4.13", cache)) == want
+    assert "a bad config or tags" in capsys.readouterr().out

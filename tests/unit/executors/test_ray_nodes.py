@@ -61,21 +61,25 @@ def test_a_student_asks_for_its_teachers_gpus_when_more(cell):
     assert gpus_of(c) == 4
 
 
-def test_only_the_token_flags_and_results_cross_to_workers(tmp_path):
-    env = task_env(
-        tmp_path,
-        {
-            "HF_TOKEN": "hf_x",
-            "HF_HUB_OFFLINE": "1",
-            "DQBENCH_PLUGINS": "p",
-            "DQBENCH_HOME": "/driver/home",
-            "DQBENCH_STAGE_PYTHON": "/driver/python",
-            "DQBENCH_LLAMACPP": "/driver/llama",
-            "DQBENCH_COMPRESS_PYTHON": "/driver/compress",
-            "DQBENCH_ENGINE": "cpu",
-            "HF_HOME": "/driver/hf",
-        },
-    )
+def test_only_the_flags_and_results_cross_to_workers_and_the_token_only_for_downloads(tmp_path):
+    from harness.credentials import forget_credentials
+
+    forget_credentials()
+    driver = {
+        "HF_TOKEN": "hf_x",
+        "HF_HUB_OFFLINE": "1",
+        "DQBENCH_PLUGINS": "p",
+        "DQBENCH_HOME": "/driver/home",
+        "DQBENCH_STAGE_PYTHON": "/driver/python",
+        "DQBENCH_LLAMACPP": "/driver/llama",
+        "DQBENCH_COMPRESS_PYTHON": "/driver/compress",
+        "DQBENCH_ENGINE": "cpu",
+        "HF_HOME": "/driver/hf",
+    }
+    env = task_env(tmp_path, driver)
+    assert env == {"HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)}
+    # a plan that downloads a hub model: the token goes with it (Ray shows runtime_env: only then)
+    env = task_env(tmp_path, driver, hub_downloads=True)
     assert env == {"HF_TOKEN": "hf_x", "HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)}
 
 

@@ -45,15 +45,28 @@ def test_embedded_keeps_its_keys_unprepared_and_prepared(tmp_path, monkeypatch):
     ]
 
 
-def test_local_spreads_its_manifest_over_the_top_level(tmp_path):
+def test_local_spreads_its_manifest_under_its_own_provenance(tmp_path):
     folder = tmp_path / "student"
     folder.mkdir()
     src = LocalSource(SimpleNamespace(path=str(folder)), load_settings())
     assert src.fingerprint().model_dump(mode="json") == {"kind": "local", "path": str(folder)}
-    manifest = {"dqbench_student": "k", "kind": "logit_kd", "origin": "o", "teacher": {"kind": "hub", "id": "t"}}
+    # a manifest without kind or path: spread over the top level as it always was (the same dump, byte for byte)
+    plain = {"source": "pypi:x==1", "gguf_sha256": "ab", "files": {"a": "1"}}
+    (folder / "dqbench-manifest.json").write_text(json.dumps(plain))
+    before = {"kind": "local", "path": str(folder), **plain}
+    assert list(src.fingerprint().model_dump(mode="json").items()) == list(before.items())
+    # a manifest cannot replace the source's provenance: its kind and path are kept aside (issue #30)
+    manifest = {"dqbench_student": "k", "kind": "hub", "path": "/elsewhere", "teacher": {"kind": "hub", "id": "t"}}
     (folder / "dqbench-manifest.json").write_text(json.dumps(manifest))
     fp = src.fingerprint()
     assert isinstance(fp, LocalFingerprint)
-    before = {"kind": "local", "path": str(folder), **manifest}  # what the source returned as a dict
-    assert list(fp.model_dump(mode="json").items()) == list(before.items())
-    assert json.dumps(fp.model_dump(mode="json"), sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert list(fp.model_dump(mode="json").items()) == [
+        ("kind", "local"),
+        ("path", str(folder)),
+        ("dqbench_student", "k"),
+        ("teacher", {"kind": "hub", "id": "t"}),
+        ("manifest_kind", "hub"),
+        ("manifest_path", "/elsewhere"),
+    ]
+    (folder / "dqbench-manifest.json").write_text("[1, 2]")  # not an object: says nothing
+    assert src.fingerprint().model_dump(mode="json") == {"kind": "local", "path": str(folder)}
