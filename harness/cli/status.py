@@ -45,6 +45,8 @@ def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict]
                 "precision": c.precision,
                 "method": c.method,
                 "distill": c.distill,
+                "draft": c.draft.name if c.draft else None,  # a spec-decoded cell's draft (issue #28)
+                "draft_target_id": c.draft.target_id if c.draft else None,
                 "engine": c.serving.kind,
                 "device": c.device,
                 "status": status,
@@ -58,6 +60,12 @@ def status_rows(file: Path, memory_gib: float | None = None) -> tuple[list[dict]
             }
         )
     return rows, plan, host
+
+
+def cell_words(r: dict) -> str:
+    """model/precision/method/distill, and `+draft` for a spec-decoded cell."""
+    base = f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}"
+    return f"{base}+{r['draft']}" if r.get("draft") else base
 
 
 def host_line(host: dict) -> str:
@@ -114,7 +122,7 @@ def print_status(rows: list[dict], matrix: str, host: dict) -> None:
         t.add_row(
             r["cell_id"],
             r["host_id"],
-            f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}",
+            cell_words(r),
             r["status"],
             f("output_tok_s"),
             f("ttft_ms_p50", ".0f"),
