@@ -110,8 +110,11 @@ def vocab_problem(target_vocab: int | None, draft_vocab: int | None, what: str) 
 
 
 def _source_identity(spec: DraftSpec) -> dict[str, Any]:
-    assert spec.source is not None
-    return spec.source.model_dump(mode="json")
+    """A draft without a planned cell: its hub/local source, or (a student draft the plan could not make a cell
+    of, which is infeasible) what the matrix says of it."""
+    if spec.source is not None:
+        return spec.source.model_dump(mode="json")
+    return spec.model_dump(mode="json", include={"student", "method", "precision"})
 
 
 def _add_estimates(target: MemoryEstimate | None, draft: MemoryEstimate | None) -> MemoryEstimate | None:
@@ -213,10 +216,11 @@ def _draft_vocab(
     """(the draft's vocabulary size where its config is known, how to name it in a reason)."""
     if cell is not None:
         return (cell.arch or {}).get("vocab_size"), f"draft {cell.label}"
+    src = spec.source
+    if src is None:  # a student draft whose cell could not be made: its reason says why
+        return None, f"draft of student {spec.student}"
     from harness.models.sources import source_for
 
-    assert spec.source is not None
-    src = spec.source
     if src.kind == "local" and src.path.endswith(".gguf"):
         return None, f"draft {src.path}"  # a GGUF file: the draft step compares the tokenizers it carries
     arch = source_for(ModelSpec(name=model.name, source=src), settings).arch()

@@ -102,6 +102,7 @@ def speculative_figures(plan: dict[str, Any], result: CellResult | None) -> Row:
     if sp is not None:
         pred = sp.predicted
         out.update(
+            draft_model=sp.draft_model,
             spec_alpha=pred.alpha if pred else None,
             spec_predicted_len=pred.mean_accepted_len if pred else None,
             spec_acceptance=sp.acceptance_rate,

@@ -40,6 +40,7 @@ SPEC_FIGURES: dict[str, type] = {
     "draft": str,  # the draft's name (axes.draft); NULL: no draft
     "draft_target_id": str,  # the target cell the draft speeds up
     "spec_tokens": int,  # speculative tokens per step (gamma)
+    "draft_model": str,  # what was served as the draft (a .gguf file or a checkpoint folder)
     "spec_alpha": float,  # the draft's measured top-1 agreement the prediction used
     "spec_predicted_len": float,  # mean accepted length predicted before running (Leviathan et al. 2023)
     "spec_acceptance": float,  # accepted / drafted tokens over every level
