@@ -14,7 +14,7 @@ from harness.serve.speculative import SpecCounters
 class Metrics(BaseHTTPRequestHandler):
     page = ""
 
-    def do_GET(self):  # noqa: N802 - the http.server API
+    def do_GET(self):  # the http.server API names it
         body = type(self).page.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
