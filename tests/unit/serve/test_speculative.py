@@ -77,7 +77,10 @@ def test_a_server_that_does_not_say_it_loaded_the_draft_is_a_mismatch():
     with pytest.raises(StageError, match="not the planned /w/d.gguf"):
         draft_loaded("llamacpp", "loading draft model '/other.gguf'\n", d)
     v = DraftModel(name="d", model="/s", tokens=4)
-    line = "with config: model='/m', speculative_config=SpeculativeConfig(method='draft_model', model='/s', num_spec_tokens=4), x"
+    line = (
+        "with config: model='/m', speculative_config=SpeculativeConfig(method='draft_model', model='/s', "
+        "num_spec_tokens=4), tokenizer='/m'"
+    )
     assert "draft_model" in draft_loaded("vllm", line, v)["draft_loaded"]
 
 
