@@ -24,6 +24,7 @@ PINNED = {
         "95b41c500992",
         "2e8f96f7b02d",
         "358d338daa2e",
+        "eb100f774008",  # the spec-decoded cell (issue #28): new, after every cell above, which kept its id
     ],
     ("smollm2-cpu.yaml", "cpu-avx2"): [
         "0dbe20be2b74",
@@ -32,6 +33,7 @@ PINNED = {
         "95b41c500992",
         "72c7eec9a352",
         "a874c295bc1c",
+        "eb100f774008",  # the spec-decoded cell (issue #28): its target, the GGUF cell, is the same on both hosts
     ],
     ("llama8b.yaml", "cuda-h100"): [
         "14516a441bc1",
