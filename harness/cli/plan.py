@@ -32,7 +32,9 @@ def validate(file: Path = typer.Argument(..., help="matrix YAML")) -> None:
     nothing = nothing_runs(file, p)
     out.print(
         f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
-        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
+        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}"
+        + (f" draft={m.axes.draft}" if m.axes.draft != ["none"] else "")
+        + "); on this host "
         f"{runnable} of {len(p.cells)} cell(s) can run",
         highlight=False,
         markup=False,
