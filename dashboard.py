@@ -178,7 +178,7 @@ def main() -> None:
         + (f" on {f['host_id'].nunique()} host(s)" if table["host_id"].nunique() > 1 else "")
     )
 
-    tabs = st.tabs(["Cells", "Pareto", "Curves", "Roofline", "Cell detail", "Compare", "Advisor"])
+    tabs = st.tabs(["Cells", "Pareto", "Curves", "Roofline", "Cost", "Cell detail", "Compare", "Advisor"])
     with tabs[0]:
         st.dataframe(f, hide_index=True, width="stretch")
         st.download_button("Download CSV", f.to_csv(index=False).encode(), "dqbench-cells.csv", "text/csv")
@@ -215,6 +215,9 @@ def main() -> None:
         roofline_panel(t, f)
 
     with tabs[4]:
+        cost_panel(t, f)
+
+    with tabs[5]:
         ids = list(f["key"])
         picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
         if picked:
@@ -264,7 +267,7 @@ def main() -> None:
                         expanded=False,
                     )
 
-    with tabs[5]:
+    with tabs[6]:
         ids = st.multiselect(
             "cells to compare", list(f["key"]), format_func=lambda i: _label(table, i), key="compare_cells"
         )
@@ -273,8 +276,57 @@ def main() -> None:
         else:
             st.caption("Pick two or more cells.")
 
-    with tabs[6]:
+    with tabs[7]:
         advisor_panel(t, max_drop, limit_error)
+
+
+def cost_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
+    """$ and kWh per 1,000 correct answers per cell and load level (advisor/cost.py), with a spec-decoded cell's
+    acceptance and speed-up: quality and speed on one scale (issue #28)."""
+    from advisor.cost import cost_note, cost_table
+
+    price = st.number_input(
+        "host price ($/h; 0: each matrix's hardware.price_per_hour)",
+        min_value=0.0,
+        value=0.0,
+        step=0.5,
+        key="cost_price",
+    )
+    keys = set(zip(f["cell_id"], f["host_id"]))
+    cells = t["cells"][[k in keys for k in zip(t["cells"]["cell_id"], t["cells"]["host_id"])]]
+    table = cost_table(cells, t["quality"], t["perf"], price or None)
+    if table.empty:
+        st.info("No finished cells with load levels match the filters.")
+        return
+    st.caption(cost_note(None))
+    if table["usd_per_1k_correct"].isna().all():
+        st.caption("No price: give one above, or set hardware.price_per_hour in the matrix.")
+    else:
+        chart = table.dropna(subset=["usd_per_1k_correct"]).assign(
+            cell=lambda d: (
+                d["precision"]
+                + "/"
+                + d["method"]
+                + "/"
+                + d["distill"]
+                + d["draft"].fillna("").map(lambda x: f"+{x}" if x else "")
+            )
+        )
+        st.altair_chart(
+            alt.Chart(chart)
+            .mark_bar()
+            .encode(
+                x=alt.X("usd_per_1k_correct:Q", title="$ per 1,000 correct answers"),
+                y=alt.Y("cell:N", sort="x", title=None),
+                row=alt.Row("level:O", title="concurrency"),
+                tooltip=["cell_id", "host_label", "level", "req_s", "q", "usd_per_1k_correct", "kwh_per_1k_correct"],
+            ),
+            width="stretch",
+        )
+    notes = sorted(set(table["energy_note"].dropna()))
+    for n in notes:
+        st.caption(f"energy: {n}")
+    st.dataframe(table, hide_index=True, width="stretch")
 
 
 def roofline_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
@@ -438,7 +490,8 @@ def distill_panel(dist: dict) -> None:
 def _label(table: pd.DataFrame, key: str) -> str:
     """A row's words: the cell, its host's label, and its key `cell_id@host_id` in brackets."""
     r = table.set_index("key").loc[key]
-    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} on {r['host_label']} [{key}]"
+    draft = f"+draft {r['draft']}" if isinstance(r.get("draft"), str) else ""
+    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']}{draft} on {r['host_label']} [{key}]"
 
 
 def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_error: str | None) -> None:
@@ -454,13 +507,16 @@ def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_er
         }[d],
         key="adv_decide",
     )
-    objective = c3.selectbox("objective", ["throughput", "latency", "memory", "quality", "goodput"], key="adv_obj")
+    objective = c3.selectbox(
+        "objective", ["throughput", "latency", "memory", "quality", "goodput", "cost-per-correct"], key="adv_obj"
+    )
     ctx = c1.number_input("context length", min_value=1, value=4096, key="adv_ctx")
     conc = c2.number_input("concurrency", min_value=1, value=1, key="adv_conc")
     c3.caption(f"drop limit (sidebar): {max_drop if max_drop is not None else 'none'}")
     slo_ttft = c1.text_input("SLO: TTFT (e.g. 500ms; empty: none)", "", key="adv_slo_ttft").strip()
     slo_tpot = c2.text_input("SLO: TPOT (e.g. 50ms; empty: none)", "", key="adv_slo_tpot").strip()
     goodput = c3.text_input("min goodput at the SLO (req/s; empty: none)", "", key="adv_min_goodput").strip()
+    host_price = c1.number_input("host price ($/h, cost-per-correct; 0: the matrix's)", min_value=0.0, key="adv_price")
     if not st.button("Recommend", key="adv_go"):
         return
     try:
@@ -476,6 +532,7 @@ def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_er
             slo_ttft_ms=parse_ms("--slo-ttft", slo_ttft or None),
             slo_tpot_ms=parse_ms("--slo-tpot", slo_tpot or None),
             min_goodput=parse_positive("--min-goodput", goodput or None),
+            price_per_hour=host_price or None,
         )
         # the sidebar's host filter applies here too: advice from the hosts shown
         shown = st.session_state.get("filter_host") or list(t["cells"]["host_id"].unique())

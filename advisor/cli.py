@@ -60,8 +60,17 @@ def _recommend_parser() -> argparse.ArgumentParser:
         "--min-goodput",
         help="requests/s meeting the SLO that some measured load level must reach (needs an --slo-* bound)",
     )
-    ap.add_argument("--objective", default="throughput", help="throughput|latency|cost|memory|quality|goodput")
-    ap.add_argument("--gpu-price", help="$ per GPU-hour, for $/1M output tokens")
+    ap.add_argument(
+        "--objective",
+        default="throughput",
+        help="throughput|latency|cost|memory|quality|goodput|cost-per-correct ($ per 1,000 correct answers)",
+    )
+    ap.add_argument("--gpu-price", help="$ per GPU-hour, for $/1M output tokens and $ per 1,000 correct answers")
+    ap.add_argument(
+        "--price-per-hour",
+        help="$ per hour of the whole host, for $ per 1,000 correct answers (default: --gpu-price, else the "
+        "matrix's hardware.price_per_hour)",
+    )
     ap.add_argument("--model", help="only cells of this model (its name in the matrix)")
     ap.add_argument("--device", default="gpu", help="what --vram means: gpu device memory or cpu host RAM")
     ap.add_argument(
@@ -287,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             ttft_stat=a.ttft_stat,
             objective=a.objective,
             gpu_price=parse_positive("--gpu-price", a.gpu_price),
+            price_per_hour=parse_positive("--price-per-hour", a.price_per_hour),
             model=a.model,
             decide=_decide(a.decide, a.conservative),
             device=a.device,
@@ -321,6 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if c.objective == "cost-per-correct" and c.price_per_hour is None and c.gpu_price is None:
+        stored = frame.get("price_per_hour")
+        if stored is None or not stored.notna().any():
+            print(
+                "error: --objective cost-per-correct needs a price: --price-per-hour (the host's $/hour) or "
+                "--gpu-price, or hardware.price_per_hour in the matrix the cells were run from",
+                file=sys.stderr,
+            )
+            return 2
     rec = recommend(frame, c)
     predicted = None
     if not a.no_predict:  # cells not measured here, predicted and marked so (advisor/predicted.py)

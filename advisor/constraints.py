@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from advisor.slo import AskedSLO
 from advisor.verdict import DECIDE
 
-OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality", "goodput")
+OBJECTIVES = ("throughput", "latency", "cost", "memory", "quality", "goodput", "cost-per-correct")
 
 
 class AdvisorInputError(ValueError):
@@ -114,6 +114,8 @@ class Constraints:
     ttft_stat: str = "p99"
     objective: str = "throughput"
     gpu_price: float | None = None  # $/hour
+    # $/hour of the whole host (cost per correct answer, advisor/cost.py); else --gpu-price, else the matrix's
+    price_per_hour: float | None = None
     model: str | None = None
     # how a drop whose 95% CI straddles --max-drop counts (advisor/verdict.py): conservative = only cells
     # whose whole CI is within fit; point = undecided cells whose point estimate is within are ranked too
@@ -133,6 +135,14 @@ class Constraints:
             raise AdvisorInputError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         if self.objective == "cost" and self.gpu_price is None:
             raise AdvisorInputError("--objective cost needs --gpu-price (dollars per GPU-hour)")
+        if self.objective == "cost-per-correct" and self.metric is not None:
+            from advisor.cost import is_accuracy
+
+            if not is_accuracy(self.metric):
+                raise AdvisorInputError(
+                    f"--objective cost-per-correct counts correct answers: --metric {self.metric} is not an accuracy "
+                    "(use acc, acc_norm or exact_match, or leave --task/--metric out for the default aggregate)"
+                )
         if self.ttft_stat not in ("p50", "p99"):
             raise AdvisorInputError(f"--ttft-stat {self.ttft_stat!r}: choose p50 or p99")
         if self.device not in ("gpu", "cpu"):

@@ -23,6 +23,16 @@ def _host(row: dict) -> str:
     return f"{label} [{hid}]" if isinstance(label, str) and label != hid else hid
 
 
+def _given(v: object) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def cell_label(r: dict) -> str:
+    """'model precision/method/distill', with '+draft NAME' for a spec-decoded cell (issue #28)."""
+    base = f"{r['model']} {r['precision']}/{r['method']}/{r['distill']}"
+    return f"{base}+draft {r['draft']}" if _given(r.get("draft")) else base
+
+
 def drop_text(row: dict, rec: Recommendation) -> str:
     c = rec.constraints
     rel = c.max_drop is None or c.max_drop.relative
@@ -52,7 +62,7 @@ def undecided_note(rec: Recommendation, q: dict) -> str:
     if not und.empty:
         r = und.loc[und["more_items"].astype(float).idxmin()]
         nearest = (
-            f" the closest to a decision is {r['model']} {r['precision']}/{r['method']}/{r['distill']} "
+            f" the closest to a decision is {cell_label(r.to_dict())} "
             f"on {_host(r.to_dict())} (≈{int(r['more_items']):,} more items would decide it, an estimate);"
         )
     fix = "score more items" + (
@@ -64,13 +74,40 @@ def undecided_note(rec: Recommendation, q: dict) -> str:
     )
 
 
+def speculative_words(w: dict) -> str:
+    """What a spec-decoded winner is, in measured numbers (issue #28)."""
+    eq = w.get("spec_equal_output")
+    verdict = {
+        "equal": "its greedy output was checked equal to its target's",
+        "differs": "ENGINE FAULT: its greedy output differed from its target's (see its result's equal_output)",
+    }.get(str(eq), "its greedy output was not compared with its target's")
+    return (
+        f"It serves the target cell {w.get('draft_target_id')} with the speculative draft {w['draft']}: "
+        f"{_f(_num(w.get('spec_acceptance')) * 100 if _given(w.get('spec_acceptance')) else None)}% of drafted "
+        f"tokens accepted, {_f(w.get('spec_accepted_len'), '.2f')} tokens per target step (predicted "
+        f"{_f(w.get('spec_predicted_len'), '.2f')}), {_f(w.get('spec_speedup_c1'), '.2f')}x the target's tok/s at "
+        f"concurrency 1; {verdict}. Its quality is its target's: the draft changes speed, never greedy output."
+    )
+
+
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, int | float) else math.nan
+
+
 def serve_command(row: dict, rec: Recommendation) -> str:
-    """The serve line for this cell under the user's workload (`vllm serve`, or `llama-server` for GGUF)."""
+    """The serve line for this cell under the user's workload (`vllm serve`, or `llama-server` for GGUF), with its
+    speculative draft where it has one (harness/serve/speculative.py has the engines' flags)."""
     c = rec.constraints
     model = row.get("artefact_model") or row.get("model")
+    draft, tokens = row.get("draft_model"), row.get("spec_tokens")
+    gamma = int(tokens) if isinstance(tokens, int | float) and not math.isnan(tokens) else 0
+    has_draft = _given(draft) and gamma > 0
     if row.get("engine") == "llamacpp":
-        return f"llama-server -m {model} -c {c.context_len * c.concurrency} -np {c.concurrency}" + (
-            " -ngl 99" if c.device == "gpu" else ""
+        spec = f" --model-draft {draft} --spec-type draft-simple --spec-draft-n-max {gamma}" if has_draft else ""
+        return (
+            f"llama-server -m {model} -c {c.context_len * c.concurrency} -np {c.concurrency}"
+            + spec
+            + (" -ngl 99" if c.device == "gpu" else "")
         )
     parts = ["vllm serve", str(model), f"--max-model-len {c.context_len}", f"--max-num-seqs {c.concurrency}"]
     dtype = DTYPE.get(row["precision"])
@@ -79,6 +116,9 @@ def serve_command(row: dict, rec: Recommendation) -> str:
     if c.vram_gib and c.device == "gpu":
         util = min(0.95, max(0.5, round(row["mem_need_gib"] / c.vram_gib + 0.05, 2)))
         parts.append(f"--gpu-memory-utilization {util}")
+    if has_draft:
+        cfg = f'{{"method": "draft_model", "model": "{draft}", "num_speculative_tokens": {gamma}}}'
+        parts.append(f"--speculative-config '{cfg}'")
     return " ".join(parts)
 
 
@@ -95,8 +135,8 @@ def decision(rec: Recommendation) -> str:
                 what = f"are not shown within the drop limit ({r['beyond']} beyond it, {r['undecided']} undecided)"
             why = f" {n['slo_text']}." if name == "slo" and isinstance(n.get("slo_text"), str) else ""
             parts.append(
-                f"{r['count']} {what}; nearest: {n['model']} {n['precision']}/{n['method']}/"
-                f"{n['distill']} on {_host(n)} ({_f(r['miss'], '.2f')} {r['unit']}{src}).{why}"
+                f"{r['count']} {what}; nearest: {cell_label(n)} on {_host(n)} ({_f(r['miss'], '.2f')} "
+                f"{r['unit']}{src}).{why}"
             )
         q = rec.rejected.get("quality")
         if q and q.get("undecided"):
@@ -121,7 +161,7 @@ def decision(rec: Recommendation) -> str:
     same_host = f["host_id"] == w["host_id"] if "host_id" in f else True
     ref = f[(f["cell_id"] == w["root_id"]) & same_host]  # the reference as measured on the winner's host
     ref = ref.iloc[0].to_dict() if not ref.empty else None
-    label = f"{w['model']} {w['precision']}/{w['method']}/{w['distill']}"
+    label = cell_label(w)
     und = int(rec.ranked["verdict"].eq("undecided").sum()) if c.max_drop is not None else 0
     among = (
         f"among {len(rec.ranked)} configuration(s) that meet every constraint"
@@ -134,7 +174,9 @@ def decision(rec: Recommendation) -> str:
             f"Its drop is UNDECIDED against the {c.max_drop} limit, not shown to fit: "
             f"{w.get('verdict_reason')}; it is ranked because --decide point counts its point estimate."
         )
-    if w["method"] == "none" and w["distill"] == "none":
+    if _given(w.get("draft")):
+        out.append(speculative_words(w))
+    elif w["method"] == "none" and w["distill"] == "none":
         out.append(
             f"It is the uncompressed reference: it needs about {_f(w['mem_need_gib'])} GiB "
             f"({w['mem_src']}) for {c.context_len} tokens x {c.concurrency} sequence(s)"

@@ -152,17 +152,30 @@ def build_frame(
             conc["level"] <= concurrency, concurrency - conc["level"], 1e6 + conc["level"] - concurrency
         )
         best = conc.sort_values([*key, "dist"]).groupby(key).head(1)
+        # that level's req/s and energy too (cost per correct answer, advisor/cost.py); NaN in an older index
+        level_cols = {
+            "req_s": "level_req_s",
+            "j_per_request": "level_j_per_request",
+            "j_per_token": "level_j_per_token",
+        }
+        for col in level_cols:
+            if col not in best:
+                best[col] = np.nan
         best = best.rename(
             columns={
                 "level": "tok_s_level",
                 "output_tok_s": "tok_s",
                 "ttft_ms_p50": "ttft_p50_at",
                 "ttft_ms_p99": "ttft_p99_at",
+                **level_cols,
             }
         )
-        frame = frame.merge(best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at"]], on=key, how="left")
+        frame = frame.merge(
+            best[[*key, "tok_s_level", "tok_s", "ttft_p50_at", "ttft_p99_at", *level_cols.values()]], on=key, how="left"
+        )
     else:
         frame["tok_s_level"] = frame["tok_s"] = np.nan
+        frame["level_req_s"] = frame["level_j_per_request"] = frame["level_j_per_token"] = np.nan
     if slo is not None:
         from advisor.slo import best_at_slo
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from advisor.explain import decision, drop_text, serve_command
+from advisor.explain import cell_label, decision, drop_text, serve_command
 from advisor.select import Recommendation, check
 from advisor.verdict import verdict_words
 
@@ -80,6 +80,17 @@ COLS = [
     "ttft_ms_p50",
     "ttft_ms_p99",
     "cost_per_mtok",
+    "usd_per_1k_correct",
+    "kwh_per_1k_correct",
+    "correct_per_hour",
+    "price_per_hour_used",
+    "price_src",
+    "draft",
+    "draft_target_id",
+    "spec_acceptance",
+    "spec_accepted_len",
+    "spec_speedup_c1",
+    "spec_equal_output",
     "slo_goodput",
     "slo_attainment",
     "slo_level",
@@ -132,6 +143,17 @@ def _f(v, fmt: str) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _priced(rec: Recommendation) -> bool:
+    """Whether the ranked cells have a cost per correct answer (a price was given or stored)."""
+    col = rec.ranked.get("usd_per_1k_correct")
+    return col is not None and bool(col.notna().any())
+
+
+def _kwh(r: dict) -> str:
+    v = r.get("kwh_per_1k_correct")
+    return _f(v, ".3g") if v is not None and not (isinstance(v, float) and math.isnan(v)) else "not measurable"
+
+
 def _mem(r: dict) -> str:
     if r.get("mem_src") == "measured":
         return f"{_f(r['mem_need_gib'], '.2f')} measured"
@@ -176,7 +198,7 @@ def undecided_table(rec: Recommendation, console: Console) -> None:
     for r in und.sort_values(["drop", "cell_id"], na_position="last").head(c.top).to_dict("records"):
         _add(
             t,
-            f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} [{r['cell_id']}]",
+            f"{cell_label(r)} [{r['cell_id']}]",
             str(r.get("host_label") or r.get("host_id")),
             drop_text(r, rec),
             str(r["verdict_reason"]),
@@ -226,6 +248,7 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
             "tok/s (measured)",
             "TTFT p50/p99 ms",
             "$/1M tok",
+            *(["$ / 1k correct", "kWh / 1k correct"] if _priced(rec) else []),
             "device",
             *(["goodput at SLO (req/s), level"] if c.slo is not None else []),
         ):
@@ -234,7 +257,7 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
             _add(
                 t,
                 str(i),
-                f"{r['model']} {r['precision']}/{r['method']}/{r['distill']} [{r['cell_id']}]",
+                f"{cell_label(r)} [{r['cell_id']}]",
                 str(r.get("host_label") or r.get("host_id")),
                 _mem(r),
                 drop_text(r, rec),
@@ -242,6 +265,7 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
                 f"{_f(r['tok_s'], '.1f')} @c{_f(r.get('tok_s_level'), '.0f')}",
                 f"{_f(r['ttft_ms_p50'], '.0f')}/{_f(r['ttft_ms_p99'], '.0f')}",
                 _f(r["cost_per_mtok"], ".2f"),
+                *([_f(r.get("usd_per_1k_correct"), ".4g"), _kwh(r)] if _priced(rec) else []),
                 str(r["device"]),
                 *(
                     [f"{_f(r.get('slo_goodput'), '.3g')} at {r.get('slo_level')} ({r.get('slo_rule')})"]
@@ -250,6 +274,16 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
                 ),
             )
         console.print(t)
+        if _priced(rec):
+            from advisor.cost import cost_note
+
+            price = rec.ranked.iloc[0]
+            console.print(
+                f"{cost_note(c.metric)}; price {_f(price.get('price_per_hour_used'), '.4g')} $/h "
+                f"({price.get('price_src')})",
+                highlight=False,
+                soft_wrap=True,
+            )
     if rec.rejected:
         t = Table(title="rejected, by the constraint they broke")
         for col in ("constraint", "cells", "nearest miss"):
@@ -270,8 +304,7 @@ def render(rec: Recommendation, console: Console, scope: dict | None = None) -> 
                 t,
                 name,
                 f"{r['count']}{extra}",
-                f"{n['model']} {n['precision']}/{n['method']}/{n['distill']} on "
-                f"{n.get('host_label') or n.get('host_id')}: {miss}",
+                f"{cell_label(n)} on {n.get('host_label') or n.get('host_id')}: {miss}",
             )
         console.print(t)
     undecided_table(rec, console)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.constraints import Constraints
+from advisor.cost import add_cost_per_correct
 from advisor.query import higher_is_better
 from advisor.verdict import counts_as_fit, drop_verdicts, sequential_drops, sequential_rows, sequential_verdicts
 from harness.plan.lineage import parent_is_reference, reference_ids
@@ -220,6 +221,7 @@ SORT = {  # objective -> (column, ascending)
     "memory": ("mem_need_gib", True),
     "quality": ("drop_used", True),
     "goodput": ("slo_goodput", False),
+    "cost-per-correct": ("usd_per_1k_correct", True),  # advisor/cost.py
 }
 
 
@@ -228,6 +230,7 @@ def recommend(frame: pd.DataFrame, c: Constraints) -> Recommendation:
     f = add_memory(f, c)
     f, measure = add_quality(f, c)
     f["cost_per_mtok"] = (c.gpu_price / (f["tok_s"] * 3600.0) * 1e6) if c.gpu_price is not None else np.nan
+    f = add_cost_per_correct(f, c.price_per_hour, c.gpu_price, c.metric)
     checks = check(f, c)
     passes = pd.Series(True, index=f.index)
     rejected = {}

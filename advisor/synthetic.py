@@ -103,6 +103,7 @@ def synthetic_tables(
                             "profile": "concurrency",
                             "level": level,
                             "output_tok_s": tok * f,
+                            "req_s": tok * f / 128,  # 128 output tokens per request
                             "ttft_ms_p50": ttft * (1 + level / 16),
                             "ttft_ms_p99": ttft * 1.8 * (1 + level / 16),
                         }

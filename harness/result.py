@@ -105,6 +105,38 @@ class Turn(Block):
     ttft_ms: Percentiles = Field(default_factory=Percentiles)
 
 
+class LevelEnergy(Block):
+    """Energy a load level took, read from the host's counter (harness/measure/energy.py) at the level's first send
+    and after its last answer: a reading, never an estimate. `scope` says what the counter covers (RAPL: the CPU
+    packages, every process on them; NVML: the whole GPU)."""
+
+    counter: str  # rapl:<zones> | nvml:<devices>
+    scope: str
+    joules: float
+    seconds: float  # the counter's window: from the level's first send to its last answer
+    output_tokens: int  # of the level's completed requests
+    requests: int  # completed requests
+    joules_per_token: float | None = None
+    tokens_per_joule: float | None = None
+    joules_per_request: float | None = None
+    watts: float | None = None  # mean power over the window
+
+
+class LevelSpeculative(Block):
+    """A spec-decoded cell's draft counters over one level (the engine's own Prometheus counters, read before and
+    after it: llama-server's `llamacpp:spec_decode_*`, vLLM's `vllm:spec_decode_*`). acceptance_rate = accepted /
+    drafted tokens; mean_accepted_len = 1 + accepted / drafts (tokens per target verification step, the bonus
+    token included: vLLM's definition, and the quantity Leviathan et al. 2023 predict)."""
+
+    drafts: int  # verification steps with a draft
+    draft_tokens: int
+    accepted_tokens: int
+    acceptance_rate: float | None = None
+    mean_accepted_len: float | None = None
+    target_output_tok_s: float | None = None  # the same level of the target without a draft (its stored result)
+    speedup: float | None = None  # output tok/s over the target's at this level
+
+
 class Level(Block):
     """One load level, as harness/measure/level.combine makes it from its requests' records. The fields
     after `errors` came later: results measured before them read as having no SLO, no steady window and
@@ -138,6 +170,8 @@ class Level(Block):
     # prompt tokens served from the engine's prefix cache (usage.prompt_tokens_details.cached_tokens:
     # llama-server always, vLLM with --enable-prompt-tokens-details); None when the engine does not say
     cached_tokens: int | None = None
+    energy: LevelEnergy | None = None  # what the host's energy counter read over the level (issue #28)
+    speculative: LevelSpeculative | None = None  # a spec-decoded cell: the engine's draft counters over the level
     # fields that came after results existed: left out of dumps at their defaults, so a result written
     # before them reads back as it was written
     late_fields: ClassVar[tuple[str, ...]] = (
@@ -148,6 +182,8 @@ class Level(Block):
         "repeats",
         "noisy",
         "schedule_lag_ms",
+        "energy",
+        "speculative",
     )
     # fields the load generator always writes, which results measured before them lack: left out of dumps
     # where unset (a result read back as it was written), kept where set, zeros and nulls included
@@ -185,6 +221,15 @@ class Sweep(Block):
     max_sustained_req_s: float | None = None  # the highest rate that did not saturate (else sync_req_s)
 
 
+class EnergyMeter(Block):
+    """The energy counter a load test read (harness/measure/energy.py): `counter` None means none was readable,
+    and `note` says why ("not measurable on this host: ..."); there is then no energy figure, never an estimate."""
+
+    counter: str | None = None
+    scope: str | None = None
+    note: str | None = None
+
+
 class Perf(Block):
     """The load test (harness/measure/run.measure). `headline` is the copy of the headline figures it showed
     while running, never read back: every reader derives the headline from `levels`
@@ -198,9 +243,11 @@ class Perf(Block):
     output_tokens: int | None = None  # load.output_tokens
     workload: dict[str, Any] | None = None  # what the load test sent: load.workload as the spec dumps it
     headline: dict[str, Any] | None = None
+    # which energy counter the levels read, or why none (issue #28): "not measurable on this host: ..."
+    energy: EnergyMeter | None = None
     # fields measure() always writes, which results written before them lack (`workload`) or might: left
     # out of dumps where unset, so a result reads back as it was written
-    set_fields: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens", "workload", "headline")
+    set_fields: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens", "workload", "headline", "energy")
 
     @model_serializer(mode="wrap")
     def _drop_unset_sweep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -420,6 +467,56 @@ class Roofline(Block):
     error: str | None = None
 
 
+class SpecPrediction(Block):
+    """The accepted length predicted before running (harness/plan/speculative.py): Leviathan et al. 2023,
+    E[tokens per verification step] = (1 - alpha^(gamma+1)) / (1 - alpha), with alpha the draft's measured top-1
+    agreement with the target (greedy: a drafted token is accepted when it is the target's argmax)."""
+
+    alpha: float | None = None
+    gamma: int
+    mean_accepted_len: float | None = None
+    source: str | None = None  # which measurement alpha is (the cell and its shift block)
+    note: str | None = None  # why there is no prediction, or what it assumes
+
+
+class EqualOutput(Block):
+    """Greedy outputs of the spec-decoded cell against its target's (harness/cell/speculative.py): speculative
+    decoding must not change them, so any difference is an engine fault, never a quality drop."""
+
+    verdict: Literal["equal", "differs", "unchecked"]
+    tasks_compared: list[str] = Field(default_factory=list)  # tasks scored by both with their per-item scores
+    items_compared: int = 0
+    items_differing: int = 0
+    # task -> metric -> [cell, target]: aggregate scores that differ
+    scores_differing: dict[str, dict[str, list[float | None]]] = Field(default_factory=dict)
+    generations_compared: int = 0  # generated answers compared text for text (generative tasks)
+    generations_differing: int = 0
+    examples: list[dict[str, Any]] = Field(default_factory=list)  # a few differing items: task, doc, cell, target
+    inherited: dict[str, str] = Field(default_factory=dict)  # task -> why it was not re-scored
+    note: str | None = None
+
+
+class Speculative(Block):
+    """A spec-decoded cell (issue #28): its draft, its target, what was predicted before running and what was
+    measured (acceptance and speed-up per load level are on the levels, `perf.levels[*].speculative`)."""
+
+    draft: str  # the draft's name (axes.draft)
+    draft_model: str | None = None  # what was served as the draft (a file or folder)
+    draft_quantization: str | None = None
+    draft_cell: str | None = None  # the student cell it was built as (None: a hub/local draft)
+    tokens: int  # speculative tokens per step (gamma)
+    target_id: str
+    engine: str
+    counters: str | None = None  # where acceptance was read
+    predicted: SpecPrediction | None = None
+    acceptance_rate: float | None = None  # over every level
+    mean_accepted_len: float | None = None  # over every level
+    speedup_c1: float | None = None  # at concurrency 1 (the synchronous level), over the target's
+    speedup_top: float | None = None  # at the highest concurrency measured
+    equal_output: EqualOutput | None = None
+    note: str | None = None
+
+
 class CellResult(BaseModel):
     """A cell's result on one host. `plan` is the CellPlan as planned (its JSON dump), `host` the
     harness/hw host block; the optional blocks are present once their stage produced them."""
@@ -446,6 +543,7 @@ class CellResult(BaseModel):
     quality: Quality | None = None
     shift: dict[str, Any] | None = None
     roofline: Roofline | None = None  # added in schema 3's lifetime: absent (not null) where unset
+    speculative: Speculative | None = None  # a spec-decoded cell's (issue #28); absent (not null) where unset
     environment: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     started_at: str | None = None
@@ -457,8 +555,10 @@ class CellResult(BaseModel):
     @model_serializer(mode="wrap")
     def _drop_unset_roofline(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = handler(self)  # a result written before the roofline block reads back as it was written
-        if isinstance(out, dict) and out.get("roofline") is None:
-            out.pop("roofline", None)
+        if isinstance(out, dict):
+            for name in ("roofline", "speculative"):
+                if out.get(name) is None:
+                    out.pop(name, None)
         return out
 
     @property

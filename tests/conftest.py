@@ -29,6 +29,8 @@ def base_matrix() -> dict:
     m.pop("students", None)
     m.pop("decide", None)  # the sequential evaluation's tests add their own (tests/unit/decide)
     m["axes"]["distill"] = ["none"]
+    m.pop("drafts", None)  # the default's draft is its student (tests/unit/plan/test_speculative.py plans it)
+    m["axes"].pop("draft", None)
     # dqbench's own four tasks, as the default had them before it named lm-eval's (issue #20): unit tests
     # about the plan and the chain keep their small fixed task set (tests/unit/evaluate covers the others)
     m["evaluation"].pop("gen_kwargs", None)

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from harness.measure.memory_sampler import PeakSampler
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import Artefact, Memory, Perf, Quality, Serve
+    from harness.result import Artefact, Memory, Perf, Quality, Serve, Speculative
     from harness.serve.base import ServerHandle
+    from harness.serve.speculative import DraftModel
     from harness.settings import Settings
     from harness.spec.matrix import Limits
     from harness.workspace import CellPaths
@@ -29,7 +30,7 @@ T = TypeVar("T")
 
 # the result's blocks a cell's steps fill, in the order they come (harness/cell/steps.py BLOCK_STEP says which
 # step makes each)
-BLOCKS = ("model", "distill", "artefact", "serve", "perf", "memory", "quality", "shift")
+BLOCKS = ("model", "distill", "artefact", "serve", "perf", "memory", "quality", "shift", "speculative")
 
 
 @dataclass
@@ -53,6 +54,7 @@ class CellRun:
     memory: Memory | None = None  # when the attempt ends: the server's peak memory, sampled from its start
     quality: Quality | None = None  # evaluate: per-task scores and per-item scores
     shift: dict[str, Any] | None = None  # shift: distribution shift and flips against the reference
+    speculative: Speculative | None = None  # speculative (a spec-decoded cell): draft, acceptance, equal output
     # what the steps hand each other besides the blocks
     source: ModelSourceContract | None = None
     evaluator: EvaluatorContract | None = None
@@ -60,6 +62,7 @@ class CellRun:
     server: ServerContract | None = None
     handle: ServerHandle | None = None
     memory_sampler: PeakSampler | None = None  # samples the server's memory from its start to the cell's end
+    draft_model: DraftModel | None = None  # draft (a spec-decoded cell): what its server loads as the draft
     # what must be closed when the attempt ends, however it ends (the memory sampler)
     resources: ExitStack = field(default_factory=ExitStack)
 

@@ -223,6 +223,8 @@ def unkept_promise(cell: CellPlan, blocks: Mapping[str, Any]) -> tuple[str, str]
             return "evaluate", f"task {t.name} produced no score"
     if cell.evaluation.shift is not None and not blocks.get("shift"):
         return "shift", "the shift analysis produced no result"
+    if getattr(cell, "draft", None) is not None and not blocks.get("speculative"):  # a spec-decoded cell (#28)
+        return "speculative", "no acceptance or equal-output check was measured"
     return None
 
 

@@ -1,4 +1,5 @@
-"""The steps of a cell, in order: `STEPS = [prepare, distill, compress, serve, measure, evaluate, shift]`.
+"""The steps of a cell, in order: `STEPS = [prepare, distill, compress, draft, serve, measure, evaluate, shift,
+speculative]` (distill: students only; draft and speculative: spec-decoded cells only, harness/cell/speculative.py).
 
 Each is a small function `step(run: CellRun) -> None` that calls one part of the pipeline (a plugin from
 harness/registry.py, or harness/measure, harness/evaluate) and leaves its block on the CellRun. None of
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from harness.cell.context import CellRun, Step
 from harness.errors import StageError
 from harness.evaluate.reference import compare_with_reference
+from harness.measure.energy import EnergyProbe, open_counter
 from harness.measure.memory_sampler import PeakSampler
+from harness.measure.run import LevelProbe
 from harness.measure.run import measure as run_load
 from harness.models.sources import check_remote_code, source_for
 from harness.proc import deadline_left
@@ -47,10 +50,23 @@ def distill(run: CellRun) -> None:
 
 
 def compress(run: CellRun) -> None:
-    """The artefact the cell serves (`none`: the checkpoint itself)."""
+    """The artefact the cell serves (`none`: the checkpoint itself); a spec-decoded cell's is its target's,
+    made in (or found in) the target's work folder."""
     cell = run.cell
     compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
-    run.artefact = compressor.compress(cell, run.model_src, run.paths, run.settings)
+    paths = run.paths
+    if _has_draft(cell):
+        from harness.cell.speculative import target_work
+
+        paths = target_work(run)
+    run.artefact = compressor.compress(cell, run.model_src, paths, run.settings)
+
+
+def draft(run: CellRun) -> None:
+    """A spec-decoded cell's draft: its student cell prepared, trained and compressed, or its hub/local model."""
+    from harness.cell.speculative import build_draft
+
+    run.draft_model = build_draft(run)
 
 
 def serve(run: CellRun) -> None:
@@ -58,6 +74,10 @@ def serve(run: CellRun) -> None:
     its memory until the cell ends."""
     cell = run.cell
     run.server = server = servers.get(cell.serving.kind)(cell.serving, run.settings.python, cell.device)
+    if run.draft_model is not None:  # speculative decoding (issue #28): the engine adds the draft's flags
+        if not hasattr(server, "draft"):
+            raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no draft (EngineServer.draft)")
+        server.draft = run.draft_model
     artefact = run.need(run.artefact, "the artefact")
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(
@@ -76,16 +96,34 @@ def measure(run: CellRun) -> None:
     """The load test: every planned profile and level against the server."""
     handle = run.need(run.handle, "the server")
     server = run.need(run.server, "the server plugin")
-    perf = run.perf = run_load(
-        handle.base_url,
-        run.served_name,
-        run.cell.load,
-        run.need(run.artefact, "the artefact").tokenizer_src,
-        extra=server.request_extras,
-        keepalive=server.http_keepalive,
-        on_level=run.progress.level,
-        health=_health_or_deadline(handle),
-    )
+    # read around each level (issue #28): the host's energy counter, a draft's acceptance counters
+    counter, meter = open_counter(run.cell.device)
+    probes: list[LevelProbe] = [EnergyProbe(counter)] if counter is not None else []
+    if _has_draft(run.cell):
+        from harness.measure.acceptance import AcceptanceProbe
+        from harness.serve.speculative import metrics_url
+
+        probes.append(AcceptanceProbe(metrics_url(handle.engine, handle.port)))
+    try:
+        perf = run.perf = run_load(
+            handle.base_url,
+            run.served_name,
+            run.cell.load,
+            run.need(run.artefact, "the artefact").tokenizer_src,
+            extra=server.request_extras,
+            keepalive=server.http_keepalive,
+            on_level=run.progress.level,
+            health=_health_or_deadline(handle),
+            probes=probes,
+            energy=meter,
+        )
+    finally:
+        if counter is not None:
+            counter.close()
+    if _has_draft(run.cell):  # each level's speed-up over the target's stored level
+        from harness.cell.speculative import target_result, with_speedups
+
+        perf = run.perf = with_speedups(perf, target_result(run))
     if perf.stopped:
         raise StageError("measure", perf.stopped, handle.failure_tail())
 
@@ -103,10 +141,15 @@ def evaluate(run: CellRun) -> None:
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
     evaluator = run.need(run.evaluator, "the evaluator")
-    seq = sequential_for(run)
-    quality = run.quality = evaluator.evaluate(
-        scoring, run.paths.measured, run.paths.log("evaluate"), **({"sequential": seq} if seq else {})
-    )
+    if _has_draft(run.cell):  # only what the draft can change is scored again (harness/cell/speculative.py)
+        from harness.cell.speculative import evaluate_spec
+
+        quality = run.quality = evaluate_spec(run)
+    else:
+        seq = sequential_for(run)
+        quality = run.quality = evaluator.evaluate(
+            scoring, run.paths.measured, run.paths.log("evaluate"), **({"sequential": seq} if seq else {})
+        )
     for name, t in quality.tasks.items():
         figures = (f"{m}={v.value:.4g}" for m, v in t.metrics.items() if v.value is not None)
         run.progress.note(f"{name}: " + ", ".join(figures))
@@ -139,6 +182,21 @@ def shift(run: CellRun) -> None:
         )
 
 
+def speculative(run: CellRun) -> None:
+    """A spec-decoded cell's draft, prediction, acceptance, speed-up and equal-output check (issue #28)."""
+    from harness.cell.speculative import speculative_block
+
+    block = run.speculative = speculative_block(run)
+    m = block.mean_accepted_len
+    p = block.predicted.mean_accepted_len if block.predicted else None
+    run.progress.note(
+        f"draft {block.draft}: acceptance {block.acceptance_rate or 0:.1%}, mean accepted length {m:.2f}"
+        + (f" (predicted {p:.2f})" if p is not None else "")
+        + (f", speed-up {block.speedup_c1:.2f}x at c1" if block.speedup_c1 else "")
+        + (f", equal output: {block.equal_output.verdict}" if block.equal_output else "")
+    )
+
+
 def _health_or_deadline(handle: ServerHandle) -> Callable[[], str | None]:
     """The load generator's stop check: the server's health, and the cell's deadline (the load test runs
     in this process, so no worker timeout covers it)."""
@@ -156,10 +214,15 @@ def _is_student(cell: Any) -> bool:
     return cell.student is not None
 
 
+def _has_draft(cell: Any) -> bool:
+    return getattr(cell, "draft", None) is not None
+
+
 STEPS: list[Step] = [
     Step("prepare", prepare),
     Step("distill", distill, applies=_is_student),
     Step("compress", compress),
+    Step("draft", draft, applies=_has_draft),
     Step("serve", serve),
     Step("measure", measure, uses_server=True),
     Step(
@@ -170,6 +233,7 @@ STEPS: list[Step] = [
         limit_name="limits.evaluate_timeout_s",
     ),
     Step("shift", shift, uses_server=True, limit=lambda lim: lim.shift_timeout_s, limit_name="limits.shift_timeout_s"),
+    Step("speculative", speculative, applies=_has_draft),
 ]
 
 # which step produces each block: a block that does not fit the result contract fails that step
@@ -182,4 +246,5 @@ BLOCK_STEP = {
     "memory": "measure",
     "quality": "evaluate",
     "shift": "shift",
+    "speculative": "speculative",
 }

@@ -14,7 +14,7 @@ from rich.table import Table
 from harness.cli.console import fail, out
 from harness.cli.grants import ALLOW_ENGINE_ARG, TRUST_REMOTE_CODE, grant_of
 from harness.cli.matrix_plan import load_plan, nothing_runs
-from harness.cli.status import host_line, status_rows
+from harness.cli.status import cell_words, host_line, status_rows
 from harness.errors import DQError
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ def validate(
     nothing = nothing_runs(file, p)
     out.print(
         f"{file}: {'valid' if nothing is None else 'parsed'} ({len(m.models)} model(s); axes "
-        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}); on this host "
+        f"precision={m.axes.precision} method={m.axes.method} distill={m.axes.distill}"
+        + (f" draft={m.axes.draft}" if m.axes.draft != ["none"] else "")
+        + "); on this host "
         f"{runnable} of {len(p.cells)} cell(s) can run",
         highlight=False,
         markup=False,
@@ -78,9 +80,12 @@ def plan(
     decide = next((c.decide for c in p.cells if c.decide is not None), None)
     budgets = _budgets(p)
     predicted = _predictions(p)
+    drafts = _draft_predictions(p, host)
     for r in rows:
         pred = predicted.get(r["cell_id"])
         r["prediction"] = pred.model_dump(mode="json") if pred is not None else None
+        if r["cell_id"] in drafts:  # a spec-decoded cell: its accepted length, predicted and measured (issue #28)
+            r["speculative"] = drafts[r["cell_id"]]
     if as_json:
         doc = {
             "matrix": p.matrix,
@@ -110,7 +115,7 @@ def plan(
             r["model"],
             r["precision"],
             r["method"],
-            r["distill"],
+            r["distill"] + (f"+{r['draft']}" if r.get("draft") else ""),
             r["engine"],
             r["status"],
             f"{est:.2f}" if est is not None else "?",
@@ -142,6 +147,75 @@ def plan(
         out.print(f"allowed: {g}", highlight=False, markup=False, soft_wrap=True)
     _print_power(power)
     _print_predictions(rows)
+    _print_drafts(rows)
+
+
+def _draft_predictions(p: Plan, host: dict) -> dict[str, dict]:
+    """cell id -> the accepted length predicted for each spec-decoded cell (harness/plan/speculative.py) from its
+    draft's measured top-1 agreement on this host, beside what its own result measured (if any)."""
+    from harness.plan.speculative import prediction
+    from harness.settings import load_settings
+    from harness.store.results import ResultStore
+
+    spec = [c for c in p.cells if c.draft is not None]
+    if not spec:
+        return {}
+    store = ResultStore(load_settings().results_dir)
+    out = {}
+    for c in spec:
+        assert c.draft is not None
+        alpha = store.read(c.draft.alpha_from, host["host_id"]) if c.draft.alpha_from else None
+        mine = store.read(c.cell_id, host["host_id"])
+        measured = mine.speculative if mine is not None and mine.speculative is not None else None
+        out[c.cell_id] = {
+            "draft": c.draft.name,
+            "target_id": c.draft.target_id,
+            "draft_cell": c.draft.cell.cell_id if c.draft.cell else None,
+            "predicted": prediction(c, alpha).model_dump(mode="json"),
+            "measured_accepted_len": measured.mean_accepted_len if measured else None,
+            "measured_acceptance": measured.acceptance_rate if measured else None,
+            "speedup_c1": measured.speedup_c1 if measured else None,
+            "equal_output": measured.equal_output.verdict if measured and measured.equal_output else None,
+        }
+    return out
+
+
+def _print_drafts(rows: list[dict]) -> None:
+    shown = [r for r in rows if r.get("speculative")]
+    if not shown:
+        return
+    t = Table(title="speculative decoding: mean accepted length (tokens per target step), predicted and measured")
+    for col in ("cell_id", "cell", "target", "gamma", "alpha", "predicted", "measured", "acceptance", "speed-up c1"):
+        t.add_column(col, no_wrap=col != "cell")
+
+    def f(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in shown:
+        s = r["speculative"]
+        pr = s["predicted"]
+        t.add_row(
+            r["cell_id"],
+            escape(cell_words(r)),
+            s["target_id"],
+            str(pr["gamma"]),
+            f(pr["alpha"], ".3f"),
+            f(pr["mean_accepted_len"], ".2f"),
+            f(s["measured_accepted_len"], ".2f"),
+            f(s["measured_acceptance"], ".1%"),
+            f(s["speedup_c1"], ".2f"),
+        )
+    out.print(t)
+    notes = {r["speculative"]["predicted"].get("source") or r["speculative"]["predicted"].get("note") for r in shown}
+    for n in sorted(x for x in notes if x):
+        out.print(f"alpha: {n}", highlight=False, markup=False, soft_wrap=True)
+    out.print(
+        "predicted = (1 - alpha^(gamma+1)) / (1 - alpha) (Leviathan et al. 2023), alpha = the draft's measured top-1 "
+        "agreement with the teacher; measured = 1 + accepted / drafts from the engine's counters",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _predictions(p: Plan) -> dict:
@@ -151,7 +225,9 @@ def _predictions(p: Plan) -> dict:
     from harness.settings import load_settings
 
     try:
-        return plan_predictions([c for c in p.cells if c.status != "infeasible"], load_settings())
+        # a spec-decoded cell's speed is its draft's story (_draft_predictions), not its target's configuration's
+        runnable = [c for c in p.cells if c.status != "infeasible" and c.draft is None]
+        return plan_predictions(runnable, load_settings())
     except Exception as exc:  # noqa: BLE001 - a prediction is an addition to the plan, never its failure
         out.print(f"no predictions: {type(exc).__name__}: {exc}", highlight=False, markup=False, soft_wrap=True)
         return {}
@@ -175,7 +251,7 @@ def _print_predictions(rows: list[dict]) -> None:
         pr = r["prediction"]
         t.add_row(
             r["cell_id"],
-            escape(f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}"),
+            escape(cell_words(r)),
             f"{pr['concurrency']:g}",
             iv(pr["memory_gib"]),
             iv(pr["decode_tok_s"]),

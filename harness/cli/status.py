@@ -48,6 +48,8 @@ def status_rows(
                 "precision": c.precision,
                 "method": c.method,
                 "distill": c.distill,
+                "draft": c.draft.name if c.draft else None,  # a spec-decoded cell's draft (issue #28)
+                "draft_target_id": c.draft.target_id if c.draft else None,
                 "engine": c.serving.kind,
                 "device": c.device,
                 "status": status,
@@ -61,6 +63,12 @@ def status_rows(
             }
         )
     return rows, plan, host
+
+
+def cell_words(r: dict) -> str:
+    """model/precision/method/distill, and `+draft` for a spec-decoded cell."""
+    base = f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}"
+    return f"{base}+{r['draft']}" if r.get("draft") else base
 
 
 def host_line(host: dict) -> str:
@@ -117,7 +125,7 @@ def print_status(rows: list[dict], matrix: str, host: dict) -> None:
         t.add_row(
             r["cell_id"],
             r["host_id"],
-            f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}",
+            cell_words(r),
             r["status"],
             f("output_tok_s"),
             f("ttft_ms_p50", ".0f"),

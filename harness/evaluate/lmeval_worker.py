@@ -200,6 +200,11 @@ def sample_rows(samples: dict[str, list], name: str) -> list[dict]:
                 },
             )
             row["filtered_resps"][flt] = s.get("filtered_resps")
+            # a generated answer's raw text (before filters): what a spec-decoded cell's equal-output check
+            # compares with its target's (harness/cell/speculative.py); loglikelihood responses are not text
+            texts = [r for rr in s.get("resps") or [] for r in (rr if isinstance(rr, list) else [rr])]
+            if texts and all(isinstance(t, str) for t in texts):
+                row["resps"] = texts
             for m in s.get("metrics") or []:
                 if m in s:
                     row[_metric_key(m, flt)] = s[m]

@@ -11,7 +11,8 @@ What it returns is the result's typed `perf` block (harness/result.Perf).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from harness.measure.level import combine
 from harness.measure.loadgen import LoadGenerator
@@ -19,9 +20,17 @@ from harness.measure.request import RequestRecord
 from harness.measure.sweep import SweepPrompts, run_sweep
 from harness.measure.workloads import build as build_requests
 from harness.measure.workloads import describe as describe_workload
-from harness.result import Level, Perf, Sweep
+from harness.result import EnergyMeter, Level, Perf, Sweep
 from harness.result_facts import headline
 from harness.spec.loadtest import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
+
+
+class LevelProbe(Protocol):
+    """Something read around each load level (harness/measure/energy.EnergyProbe, acceptance.AcceptanceProbe):
+    `begin` before its first send, `end` after its last answer, returning fields of the level to set."""
+
+    def begin(self) -> None: ...
+    def end(self, level: Level) -> dict[str, Any]: ...
 
 
 def level_problem(lv: Level, max_failed: MaxFailed) -> str | None:
@@ -51,6 +60,8 @@ def measure(
     on_level: Callable[[Level], None] | None = None,
     keepalive: bool = True,
     health: Callable[[], str | None] | None = None,
+    probes: Sequence[LevelProbe] = (),
+    energy: EnergyMeter | None = None,
 ) -> Perf:
     gen = LoadGenerator(base_url, model, load.output_tokens, load.request_timeout_s, extra, keepalive, stop=health)
     total = load.warmup_requests + sum(prompt_count(p) for p in load.profiles)
@@ -94,12 +105,19 @@ def measure(
         """One level, its runs checked as they end: (the level, each run's records, why it stopped)."""
         runs: list[list[RequestRecord]] = []
         why = None
+        for p in probes:
+            p.begin()
         for batch in batches:
             runs.append(gen.records(profile, batch, level, seed))
             res = combine(profile, level, runs, load.slo, load.steady_trim, load.noisy_cv)
             why = check(res)
             if why:
                 break
+        found: dict[str, Any] = {}
+        for p in probes:  # energy, a draft's acceptance (issue #28): fields of the level
+            found.update(p.end(res))
+        if found:
+            res = res.model_copy(update=found)
         if on_level:
             on_level(res)
         return res, runs, why
@@ -124,6 +142,7 @@ def measure(
         output_tokens=load.output_tokens,
         workload=describe_workload(load),
         headline=headline(levels),  # as shown while running; readers derive it from the levels
+        **({"energy": energy} if energy is not None else {}),
     )
 
 

@@ -120,11 +120,45 @@ class CellPlan(Strict):
     # evaluation to run (harness/decide/priority.py). Neither is part of the id; left out of dumps unset.
     evaluate_only: bool = False
     must_beat: MustBeat | None = None
-    late_fields: ClassVar[tuple[str, ...]] = ("limits", "train_estimate", "decide", "evaluate_only", "must_beat")
+    # a spec-decoded cell (issue #28): the target cell's configuration served with this draft; its id is the
+    # target's identity plus the draft's (harness/plan/speculative.py). None: no draft (left out of dumps).
+    draft: DraftPlan | None = None
+    # $ per hour of the host (hardware.price_per_hour) for cost per correct answer; not part of the identity
+    price_per_hour: float | None = None
+    late_fields: ClassVar[tuple[str, ...]] = (
+        "limits",
+        "train_estimate",
+        "decide",
+        "evaluate_only",
+        "must_beat",
+        "draft",
+        "price_per_hour",
+    )
 
     @property
     def label(self) -> str:
-        return f"{self.model.name}/{self.precision}/{self.method}/{self.distill}"
+        base = f"{self.model.name}/{self.precision}/{self.method}/{self.distill}"
+        return f"{base}+{self.draft.name}" if self.draft is not None else base
+
+
+class DraftPlan(Strict):
+    """The draft of a spec-decoded cell, as planned (harness/plan/speculative.py): the target cell it speeds up,
+    how many tokens it drafts, and the draft model: a student cell of the matrix (`cell`, prepared, trained and
+    compressed inside the spec cell's `draft` step, in that cell's own work folder so the grid's cell shares it)
+    or a hub/local model (`source`). `alpha_from`: the cell whose measured top-1 agreement predicts acceptance
+    (the student's uncompressed cell: its shift is against the teacher)."""
+
+    name: str
+    target_id: str
+    tokens: int
+    min_tokens: int | None = None
+    cell: CellPlan | None = None
+    source: ModelSpec | None = None
+    alpha_from: str | None = None
+    in_grid: bool = False  # whether `cell` is also a cell of the grid (else it is built for the draft alone)
+
+
+CellPlan.model_rebuild()
 
 
 class Plan(Strict):

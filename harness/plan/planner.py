@@ -12,22 +12,26 @@ their activations too, so a speed comparison does not inherit an emulated-bf16 h
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.decide.question import decide_problems
 from harness.errors import PlanError
 from harness.hw.caps import HostCaps
+from harness.models.arch import ArchInfo
 from harness.models.sources import source_for
 from harness.plan.cell import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
 from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory_estimate import estimate_memory
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
+from harness.plan.speculative import speculative_cells
 from harness.plan.training import train_estimate, training_budget, training_problems
 from harness.plan.trust import Grant, remote_code_problem, trust_problems
 from harness.registry import compressors, evaluators
 from harness.settings import Settings
 from harness.spec.base import FULL_PRECISIONS
 from harness.spec.matrix import Matrix
+from harness.spec.sources import ModelSpec
 
 
 def student_identity(student) -> dict:
@@ -66,6 +70,15 @@ def _identity(
         "evaluation": m.evaluation.model_dump(mode="json", exclude={"resolve_drop"}),
         "device": m.hardware.device,
     }
+
+
+def _identity_of(m: Matrix, model) -> Callable[[CellPlan], dict]:
+    """A planned cell's identity payload again (what its id hashes), for a spec-decoded cell built on it."""
+
+    def ident(cell: CellPlan) -> dict:
+        return _identity(m, model, cell.precision, cell.method, cell.distill, cell.serving, cell.compute_dtype)
+
+    return ident
 
 
 def _honours_dtype(kind: str) -> bool:
@@ -130,13 +143,20 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
         arch = source.arch()
         model_problem = source.available()
         ids: dict[tuple[str, str, str], str] = {}
-        for distill, precision, method in itertools.product(m.axes.distill, precisions, m.axes.method):
+
+        def make_cell(
+            distill: str,
+            precision: str,
+            method: str,
+            model: ModelSpec = model,
+            arch: ArchInfo | None = arch,
+            ids: dict[tuple[str, str, str], str] = ids,
+            model_problem: str | None = model_problem,
+        ) -> CellPlan:
+            """The cell (distill, precision, method) of this model, its feasibility judged; `ids` must hold its
+            parents' ids already (the grid's order: students after the teacher, methods after `none`)."""
             method_spec = m.methods.get(method) if method != "none" else None
             student = next((s for s in m.students if s.name == distill), None)
-            why_not = pairing(precision, method, method_spec) or student_pairing(student, method)
-            if why_not:
-                skipped.append(f"{model.name}: {why_not}")
-                continue
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
             serving = m.serving_for(engine_for(method_spec))
             cdt = COMPUTE_DTYPES.get(precision) or (
@@ -187,6 +207,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 limits=m.limits,
                 decide=m.decide,
                 train_estimate=train_est,
+                price_per_hour=m.hardware.price_per_hour,
             )
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem) + eval_unavailable
             if student:
@@ -196,10 +217,28 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 cell = cell.model_copy(
                     update={"status": "infeasible", "reason": "; ".join(reasons), "reasons": reasons}
                 )
-            cells.append(cell)
+            return cell
+
+        grid: list[CellPlan] = []
+        for distill, precision, method in itertools.product(m.axes.distill, precisions, m.axes.method):
+            method_spec = m.methods.get(method) if method != "none" else None
+            student = next((s for s in m.students if s.name == distill), None)
+            why_not = pairing(precision, method, method_spec) or student_pairing(student, method)
+            if why_not:
+                skipped.append(f"{model.name}: {why_not}")
+                continue
+            grid.append(make_cell(distill, precision, method))
+        cells += grid
+        # speculative drafts (issue #28): a new cell per (target, draft), after every cell of the grid
+        spec_cells, spec_skipped = speculative_cells(
+            m, model, grid, make_cell, precisions, baseline_precision, _identity_of(m, model), caps, settings
+        )
+        cells += spec_cells
+        skipped += spec_skipped
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}
-    cells.sort(key=lambda c: (c.distill != "none", c.method != "none", order[c.cell_id]))
+    # and spec-decoded cells last: they need their target's result (speed-up, equal output) and their draft
+    cells.sort(key=lambda c: (c.draft is not None, c.distill != "none", c.method != "none", order[c.cell_id]))
     return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block(), warnings=warnings, grants=grants)
 
 

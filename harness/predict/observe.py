@@ -115,7 +115,9 @@ def _avg_primary(result: CellResult, tasks: Iterable[str]) -> float | None:
 
 def observations(results: Iterable[CellResult]) -> list[Observation]:
     """An Observation per done result (parents looked up among `results`, on the same host)."""
-    done = [r for r in results if r.done]
+    # a spec-decoded cell (issue #28) decodes several tokens per target step: no model of a scheme's speed
+    # describes it, so it teaches the predictors nothing about its target's configuration
+    done = [r for r in results if r.done and not (r.plan or {}).get("draft")]
     by_key = {(r.cell_id, r.host_id): r for r in done}
     out = []
     for r in done:

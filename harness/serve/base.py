@@ -33,6 +33,7 @@ from harness.serve.scoring import Scoring
 
 if TYPE_CHECKING:
     from harness.result import Artefact
+    from harness.serve.speculative import DraftModel
 
 HOST = "127.0.0.1"
 
@@ -343,6 +344,9 @@ class EngineServer(ABC):
 
     def __init__(self, spec: Any, python: str, device: str) -> None:
         self.spec, self.python, self.device = spec, python, device
+        # --- speculative decoding (issue #28): the draft a spec-decoded cell is served with, set by its serve step
+        # (harness/cell/steps.py); the engine's command adds its flags (harness/serve/speculative.py)
+        self.draft: DraftModel | None = None
 
     @abstractmethod
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
@@ -404,6 +408,10 @@ class EngineServer(ABC):
                 raise
         try:
             handle.loaded = self.inspect(handle, artefact)
+            if self.draft is not None:  # the engine must say it loaded the draft: no silent fallback to none
+                from harness.serve.speculative import draft_loaded
+
+                handle.loaded.update(draft_loaded(self.engine, handle.log_text(), self.draft))
         except BaseException:
             handle.stop()
             raise

@@ -70,6 +70,10 @@ class LlamaCppServer(EngineServer):
                 cmd.append(flag)
             elif v is not False:
                 cmd += [flag, str(v)]
+        if self.draft is not None:  # speculative decoding (issue #28): harness/serve/speculative.py
+            from harness.serve.speculative import llamacpp_flags
+
+            cmd += llamacpp_flags(self.draft)
         return cmd
 
     def startup_phases(self, handle: ServerHandle) -> dict[str, float]:

@@ -95,6 +95,10 @@ class VLLMServer(EngineServer):
                 cmd.append(flag)
             elif v is not False:
                 cmd += [flag, str(v)]
+        if self.draft is not None:  # speculative decoding (issue #28): harness/serve/speculative.py
+            from harness.serve.speculative import vllm_flags
+
+            cmd += vllm_flags(self.draft)
         return cmd
 
     def env(self) -> dict[str, str]:

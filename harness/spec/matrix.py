@@ -13,7 +13,7 @@ from harness.spec.decide import Decide
 from harness.spec.evaluation import Evaluation
 from harness.spec.loadtest import LoadSpec
 from harness.spec.methods import MethodSpec
-from harness.spec.serving import SERVING_DEFAULTS, LlamaCppServing, Serving, VLLMServing
+from harness.spec.serving import SERVING_DEFAULTS, DraftSpec, LlamaCppServing, Serving, VLLMServing
 from harness.spec.sources import ModelSpec
 from harness.spec.students import DistillSpec
 
@@ -22,8 +22,11 @@ class Axes(Strict):
     precision: list[AxisPrecision] = Field(default_factory=lambda: list[AxisPrecision](["bf16"]), min_length=1)
     method: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    # speculative drafts (`drafts:`) paired with their target cells; `none`: the targets themselves (issue #28)
+    draft: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
+    late_fields: ClassVar[tuple[str, ...]] = ("draft",)
 
-    @field_validator("precision", "method", "distill")
+    @field_validator("precision", "method", "distill", "draft")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         dup = sorted({x for x in v if v.count(x) > 1})
@@ -35,6 +38,10 @@ class Axes(Strict):
 class HardwareSpec(Strict):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     memory_gib: float | None = Field(default=None, gt=0, description="budget the plan checks cells against")
+    # what an hour of this host costs ($): cost per correct answer (advisor/cost.py) where no --gpu-price is
+    # given. Not part of any cell's identity (a price decides what a figure costs, not what is measured).
+    price_per_hour: float | None = Field(default=None, gt=0, description="$ per hour of this host")
+    late_fields: ClassVar[tuple[str, ...]] = ("price_per_hour",)
 
 
 _UNITS = re.compile(r"^\d+(\.\d+)?$")
@@ -66,6 +73,7 @@ class Matrix(Strict):
     axes: Axes = Field(default_factory=Axes)
     methods: dict[str, MethodSpec] = Field(default_factory=dict)
     students: list[DistillSpec] = Field(default_factory=list)
+    drafts: dict[str, DraftSpec] = Field(default_factory=dict)  # speculative drafts by name (axes.draft)
     serving: Serving = Field(default_factory=VLLMServing)
     # Settings for the other engines some methods need (GGUF cells are served by llama.cpp); an engine
     # not listed here runs with its defaults. Each cell records the engine that served it.
@@ -77,7 +85,7 @@ class Matrix(Strict):
     # the question a run answers (harness/spec/decide.py): items are scored until it is decided. Outside every
     # cell's id (harness/plan/planner.py carries it into each CellPlan beside `limits`)
     decide: Decide | None = None
-    late_fields: ClassVar[tuple[str, ...]] = ("limits", "decide")
+    late_fields: ClassVar[tuple[str, ...]] = ("limits", "decide", "drafts")
 
     @model_validator(mode="after")
     def _references(self) -> "Matrix":
@@ -113,7 +121,34 @@ class Matrix(Strict):
                         f"students[{s.name}].methods: {m!r} has no entry under `methods:` "
                         f"(defined: {sorted(self.methods) or 'none'})"
                     )
+        self._draft_references(student_names)
         return self
+
+    def _draft_references(self, student_names: list[str]) -> None:
+        """`axes.draft` names drafts under `drafts:`; a draft's student, method and targets exist."""
+        for d in self.axes.draft:
+            if d != "none" and d not in self.drafts:
+                raise ValueError(
+                    f"axes.draft: {d!r} has no entry under `drafts:` (defined: {sorted(self.drafts) or 'none'})"
+                )
+        for name, spec in self.drafts.items():
+            where = f"drafts.{name}"
+            if spec.student is not None and spec.student not in student_names:
+                raise ValueError(
+                    f"{where}.student: {spec.student!r} is not a student under `students:` "
+                    f"(defined: {student_names or 'none'})"
+                )
+            if spec.method != "none" and spec.method not in self.methods:
+                raise ValueError(
+                    f"{where}.method: {spec.method!r} has no entry under `methods:` "
+                    f"(defined: {sorted(self.methods) or 'none'}, or none)"
+                )
+            for t in spec.targets or []:
+                if t != "none" and t not in self.axes.method:
+                    raise ValueError(
+                        f"{where}.targets: {t!r} is not on axes.method {self.axes.method}; a draft is paired with "
+                        "the teacher's cells of these methods"
+                    )
 
     def serving_for(self, engine: str) -> VLLMServing | LlamaCppServing:
         """The serving spec for `engine`: `serving`, an `extra_serving` entry, or that engine's defaults."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from harness.spec.base import Strict
+from harness.spec.base import NAME_RE, Precision, Strict
+from harness.spec.sources import HubModel, LocalModel
 
 # Flags harness/serve/vllm.py puts on vLLM's command line itself (quantization comes from the artefact,
 # dtype from the cell; `config` is a YAML file of flags, which could set any of the others unseen).
@@ -31,6 +32,7 @@ VLLM_MANAGED = frozenset(
         "quantization",
         "disable-uvicorn-access-log",
         "config",
+        "speculative-config",  # a draft (harness/serve/speculative.py): the matrix's `drafts:` and axes.draft
     }
 )
 # Flags harness/serve/llamacpp.py sets on llama-server's command line, long and short spellings.
@@ -52,6 +54,13 @@ LLAMACPP_MANAGED = frozenset(
         "b",
         "webui",
         "no-webui",
+        # a draft (harness/serve/speculative.py): the matrix's `drafts:` and axes.draft
+        "model-draft",
+        "md",
+        "spec-draft-model",
+        "spec-type",
+        "spec-draft-n-max",
+        "spec-draft-n-min",
     }
 )
 
@@ -152,3 +161,36 @@ class LlamaCppServing(Strict):
 
 Serving = Annotated[VLLMServing | LlamaCppServing, Field(discriminator="kind")]
 SERVING_DEFAULTS = {"vllm": VLLMServing, "llamacpp": LlamaCppServing}
+
+
+# --- speculative decoding (issue #28): a draft model proposes tokens, the served target verifies them ---
+
+
+class DraftSpec(Strict):
+    """A speculative draft (`drafts.<name>`, picked by `axes.draft`): a student of the matrix, after a compression
+    method of the matrix (`method`, `precision`), or a `hub`/`local` model (`source`). The plan pairs it with its
+    target cells: every teacher cell (distill `none`) whose method is in `targets` (None: every one whose engine can
+    take this draft), one new cell each (harness/plan/speculative.py). Greedy output must not change: the target
+    verifies every drafted token."""
+
+    student: str | None = Field(default=None, pattern=NAME_RE, description="a student under `students:`")
+    method: str = Field(default="none", description="the compression the student draft gets (`methods:`, or none)")
+    precision: Precision | None = Field(default=None, description="with `method`: its precision")
+    source: HubModel | LocalModel | None = Field(default=None, description="a draft that is no student of the matrix")
+    tokens: int = Field(default=4, ge=1, le=32, description="speculative tokens per step (gamma)")
+    # llama-server only (--spec-draft-n-min): the fewest tokens it drafts at a step; None: the engine's default
+    min_tokens: int | None = Field(default=None, ge=0, le=32)
+    targets: list[str] | None = Field(default=None, description="target methods (`none`: the uncompressed teacher)")
+
+    @model_validator(mode="after")
+    def _one_draft(self) -> "DraftSpec":
+        if (self.student is None) == (self.source is None):
+            raise ValueError(
+                "a draft names exactly one model: `student: NAME` (a student of the matrix) or "
+                "`source: {kind: hub|local, ...}`"
+            )
+        if self.source is not None and (self.method != "none" or self.precision is not None):
+            raise ValueError("method/precision compress a student draft; a `source` draft is served as it is")
+        if self.min_tokens is not None and self.min_tokens > self.tokens:
+            raise ValueError(f"min_tokens {self.min_tokens} exceeds tokens {self.tokens}")
+        return self

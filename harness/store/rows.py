@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.result import CellResult, RooflineLevel
 from harness.result_facts import FIGURES, cell_status, figures, level_window, user_tok_s
-from harness.store.schema import DECISION_COLS, LATENCIES, PERCENTILES, ROOFLINE_FIGURES
+from harness.store.schema import DECISION_COLS, LATENCIES, PERCENTILES, ROOFLINE_FIGURES, SPEC_FIGURES
 
 Row = dict[str, Any]
 
@@ -42,6 +42,7 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
         "kv_bytes_per_token": _kv_bytes(plan),
         **dict.fromkeys(FIGURES),
         **dict.fromkeys(ROOFLINE_FIGURES),
+        **speculative_figures(plan, result),
     }
     if result is not None:
         row.update(roofline_figures(result))
@@ -103,6 +104,38 @@ def _kv_bytes(plan: dict[str, Any]) -> float | None:
     info = ArchInfo(**{k: v for k, v in arch.items() if k in names})
     serving = TypeAdapter(Serving).validate_python(plan["serving"])
     return kv_bytes_for(info, serving, plan["precision"], plan.get("compute_dtype"))
+
+
+def speculative_figures(plan: dict[str, Any], result: CellResult | None) -> Row:
+    """A cell's SPEC_FIGURES: its draft and target from the plan; prediction, acceptance, speed-up, equal output
+    and the energy counter from the result (None where it has none)."""
+    out: Row = dict.fromkeys(SPEC_FIGURES)
+    draft = plan.get("draft") or {}
+    out.update(
+        draft=draft.get("name"),
+        draft_target_id=draft.get("target_id"),
+        spec_tokens=draft.get("tokens"),
+        price_per_hour=plan.get("price_per_hour"),
+    )
+    if result is None:
+        return out
+    meter = result.perf.energy if result.perf else None
+    if meter is not None:
+        out.update(energy_counter=meter.counter, energy_note=meter.note)
+    sp = result.speculative
+    if sp is not None:
+        pred = sp.predicted
+        out.update(
+            draft_model=sp.draft_model,
+            spec_alpha=pred.alpha if pred else None,
+            spec_predicted_len=pred.mean_accepted_len if pred else None,
+            spec_acceptance=sp.acceptance_rate,
+            spec_accepted_len=sp.mean_accepted_len,
+            spec_speedup_c1=sp.speedup_c1,
+            spec_speedup_top=sp.speedup_top,
+            spec_equal_output=sp.equal_output.verdict if sp.equal_output else None,
+        )
+    return out
 
 
 def roofline_figures(result: CellResult) -> Row:
@@ -186,6 +219,18 @@ def perf_rows(result: CellResult) -> list[Row]:
             "roofline_tok_s": roof.limit_tok_s if roof else None,
             "roofline_pct": roof.pct_of_limit if roof else None,
             "regime": roof.regime if roof else None,
+        }
+        en, sp = lv.energy, lv.speculative  # issue #28: the host's energy counter, a draft's counters
+        r |= {
+            "energy_j": en.joules if en else None,
+            "j_per_token": en.joules_per_token if en else None,
+            "tok_per_j": en.tokens_per_joule if en else None,
+            "j_per_request": en.joules_per_request if en else None,
+            "watts": en.watts if en else None,
+            "spec_acceptance": sp.acceptance_rate if sp else None,
+            "spec_accepted_len": sp.mean_accepted_len if sp else None,
+            "spec_target_tok_s": sp.target_output_tok_s if sp else None,
+            "spec_speedup": sp.speedup if sp else None,
         }
         rows.append(r)
     return rows

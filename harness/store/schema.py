@@ -34,6 +34,25 @@ ROOFLINE_FIGURES: dict[str, type] = {
     "regime_prefill": str,
 }
 
+# name -> type of a cell's speculative-decoding, energy and price figures (issue #28; rows.speculative_figures
+# fills them): the draft and its target are known from the plan, the rest from the result
+SPEC_FIGURES: dict[str, type] = {
+    "draft": str,  # the draft's name (axes.draft); NULL: no draft
+    "draft_target_id": str,  # the target cell the draft speeds up
+    "spec_tokens": int,  # speculative tokens per step (gamma)
+    "draft_model": str,  # what was served as the draft (a .gguf file or a checkpoint folder)
+    "spec_alpha": float,  # the draft's measured top-1 agreement the prediction used
+    "spec_predicted_len": float,  # mean accepted length predicted before running (Leviathan et al. 2023)
+    "spec_acceptance": float,  # accepted / drafted tokens over every level
+    "spec_accepted_len": float,  # 1 + accepted / drafts over every level (measured)
+    "spec_speedup_c1": float,  # output tok/s over the target's, at concurrency 1
+    "spec_speedup_top": float,  # at the highest concurrency
+    "spec_equal_output": str,  # equal | differs | unchecked
+    "energy_counter": str,  # rapl:... | nvml:... ; NULL with energy_note saying why
+    "energy_note": str,
+    "price_per_hour": float,  # the matrix's hardware.price_per_hour ($/h of the host)
+}
+
 CELL_COLS = {
     "cell_id": "VARCHAR",
     "host_id": "VARCHAR",
@@ -67,6 +86,8 @@ CELL_COLS = {
     **{name: _DUCK[t] for name, t in FIGURES.items()},
     # the cell's roofline on its host (harness/result.Roofline): limits, % of limit, regime (rows.roofline_figures)
     **{name: _DUCK[t] for name, t in ROOFLINE_FIGURES.items()},
+    # speculative decoding, energy and price (issue #28)
+    **{name: _DUCK[t] for name, t in SPEC_FIGURES.items()},
 }
 # the sequential evaluation's answer to the matrix's `decide:` question (harness/result.Decision); NULL without one
 DECISION_COLS = {
@@ -154,6 +175,17 @@ PERF_COLS = {
     "roofline_tok_s": "DOUBLE",
     "roofline_pct": "DOUBLE",
     "regime": "VARCHAR",
+    # the host's energy counter over the level (harness/result.LevelEnergy); NULL where not measurable
+    "energy_j": "DOUBLE",
+    "j_per_token": "DOUBLE",
+    "tok_per_j": "DOUBLE",
+    "j_per_request": "DOUBLE",
+    "watts": "DOUBLE",
+    # a spec-decoded cell's draft counters over the level (harness/result.LevelSpeculative)
+    "spec_acceptance": "DOUBLE",
+    "spec_accepted_len": "DOUBLE",
+    "spec_target_tok_s": "DOUBLE",
+    "spec_speedup": "DOUBLE",
 }
 QUALITY_COLS = {
     "cell_id": "VARCHAR",

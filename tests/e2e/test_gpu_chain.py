@@ -42,6 +42,7 @@ def gpu_matrix() -> dict:
     """The GPU chain's matrix (also planned against the H100 preset by tests/unit/plan/test_gpu_matrix.py)."""
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-gpu-smollm2"
+    m.pop("drafts", None)  # the default's draft is its own student (tests/unit/plan/test_speculative.py)
     m["axes"] = {
         "precision": ["bf16", "fp8", "int8", "int4"],
         "method": ["none", "fp8", "gptq", "w8a8", "gguf"],

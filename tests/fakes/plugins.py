@@ -149,6 +149,7 @@ def fake_matrix(tmp_path: Path, name: str, n_models: int, load: dict) -> Path | 
     m.pop("methods", None)
     m.pop("students", None)
     m.pop("decide", None)  # the fake evaluator scores no items (tests/unit/test_runner_until.py fakes decisions)
+    m.pop("drafts", None)  # the default's draft is its student
     m.pop("extra_serving", None)
     m["evaluation"]["shift"] = None
     path = tmp_path / "m.yaml"

@@ -119,7 +119,17 @@ def test_steps_run_in_order_and_a_complete_run_is_a_done_cell_result(tmp_path):
     from harness.cell import STEPS, Step, run_steps
     from harness.result import CellResult
 
-    assert [s.name for s in STEPS] == ["prepare", "distill", "compress", "serve", "measure", "evaluate", "shift"]
+    assert [s.name for s in STEPS] == [
+        "prepare",
+        "distill",
+        "compress",
+        "draft",
+        "serve",
+        "measure",
+        "evaluate",
+        "shift",
+        "speculative",
+    ]
     seen = []
     steps = [Step("a", lambda r: seen.append("a")), Step("b", lambda r: (seen.append("b"), _good_blocks(r)))]
     run = _run(tmp_path)

@@ -62,7 +62,8 @@ def test_status_json_before_any_run(tmp_path):
     env = dict(os.environ, DQBENCH_RESULTS=str(tmp_path))
     r = harness("status", str(MATRICES / "smollm2-cpu.yaml"), "--json", env=env)
     cells = json.loads(r.stdout)
-    assert len(cells) == 6 and cells[0]["method"] == "none"  # 4 of the teacher, 2 of its student
+    # 4 of the teacher, 2 of its student, 1 of the student drafting for the teacher's GGUF cell
+    assert len(cells) == 7 and cells[0]["method"] == "none" and cells[-1]["draft"] == "kd-draft"
     assert {c["status"] for c in cells} <= {"planned", "infeasible"} and all(c["metrics"] == {} for c in cells)
 
 

@@ -51,12 +51,14 @@ def test_problems_name_the_key_what_vllm_reads_and_the_fix():
     assert got == [
         "serving.engine_args.ho: vLLM reads it as --host, set by dqbench itself; use the serving fields instead "
         "(managed: config, disable-uvicorn-access-log, dtype, enforce-eager, gpu-memory-utilization, host, "
-        "max-model-len, model, no-enforce-eager, port, quantization, served-model-name, trust-remote-code)",
+        "max-model-len, model, no-enforce-eager, port, quantization, served-model-name, speculative-config, "
+        "trust-remote-code)",
         "serving.engine_args.max_num: --max-num is ambiguous in vLLM (it abbreviates --max-num-batched-tokens, "
         "--max-num-seqs); write the option in full",
         "serving.engine_args.no_enforce: vLLM reads it as --no-enforce-eager, set by dqbench itself; use the serving "
         "fields instead (managed: config, disable-uvicorn-access-log, dtype, enforce-eager, gpu-memory-utilization, "
-        "host, max-model-len, model, no-enforce-eager, port, quantization, served-model-name, trust-remote-code)",
+        "host, max-model-len, model, no-enforce-eager, port, quantization, served-model-name, speculative-config, "
+        "trust-remote-code)",
         "serving.engine_args.sead: vLLM has no option --sead; check the spelling against `vllm serve --help=all` "
         "(or remove it)",
         "serving.engine_args.swap: abbreviates --swap-space; write the option in full (`swap_space`), so the cell id "

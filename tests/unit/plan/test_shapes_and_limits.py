@@ -27,6 +27,7 @@ PINNED = {
         "1b7af3d3e4ea",
         "4bdb72c7ce05",
         "2249bdd4e00b",
+        "12aad3f4cf86",  # the spec-decoded cell (issue #28): new, after every cell above, which kept its id
     ],
     ("smollm2-cpu.yaml", "cpu-avx2"): [
         "28757dbb37c7",
@@ -35,6 +36,7 @@ PINNED = {
         "1b7af3d3e4ea",
         "53f847a93478",
         "f229932d97f2",
+        "12aad3f4cf86",  # the spec-decoded cell (issue #28): its target, the GGUF cell, is the same on both hosts
     ],
     ("llama8b.yaml", "cuda-h100"): [
         "14516a441bc1",

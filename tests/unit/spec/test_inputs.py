@@ -60,6 +60,8 @@ def test_merge_keys_may_be_overridden(tmp_path):
     m["axes"]["method"] = ["none", "a", "b"]
     m["axes"]["distill"] = ["none"]
     m.pop("students")
+    m.pop("drafts")  # the default's draft is its student
+    m["axes"].pop("draft")
     text = yaml.safe_dump(m) + (
         "methods:\n  a: &base {kind: rtn, precisions: [int8]}\n"
         "  b:\n    <<: *base\n    precisions: [int4]\n    group_size: 64\n"
