@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from harness.decide.order import ItemKey
 
 JOURNAL_FORMAT = 1
-ROW_FIELDS = ("task", "doc_id", "target", "filtered_resps")  # a row's keys that are not metrics
+ROW_FIELDS = ("task", "doc_id", "target", "filtered_resps", "resps")  # a row's keys that are not metrics
 
 
 class JournalHeader(BaseModel):
