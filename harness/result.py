@@ -370,10 +370,11 @@ class Quality(Block):
     decision: Decision | None = None
 
     @model_serializer(mode="wrap")
-    def _drop_unset_decision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)  # added in schema 3's lifetime: a result without one reads as written
-        if isinstance(out, dict) and out.get("decision") is None:
-            out.pop("decision", None)
+    def _drop_unset_late_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)  # added in schema 3's lifetime: a result without them reads as written
+        for late in ("decision", "evaluated_via"):
+            if isinstance(out, dict) and out.get(late) is None:
+                out.pop(late, None)
         return out
 
     def items(self, task: str, metric: str) -> dict[int | str, float]:

@@ -6,7 +6,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_the_in_process_engine_gets_the_servers_settings():
+def test_the_in_process_engine_gets_the_servers_settings(tmp_path):
     pytest.importorskip("vllm")
     from vllm.engine.arg_utils import EngineArgs
     from vllm.usage.usage_lib import UsageContext
@@ -17,11 +17,12 @@ def test_the_in_process_engine_gets_the_servers_settings():
     from harness.spec.serving import VLLMServing
 
     spec = VLLMServing(max_model_len=1024, enforce_eager=True, engine_args={"max_num_seqs": 32})
-    art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
+    # a folder that exists: vLLM's EngineArgs resolves a path it cannot find as a hub id (offline: an error)
+    art = Artefact(model=str(tmp_path), dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
     kw = engine_kwargs(VLLMServer(spec, "/py", "cpu").engine_flags(art, trust_remote_code=False))
     tokens, _ = EngineArgs.get_batch_defaults(world_size=1)
     want = {
-        "model": "/m",
+        "model": str(tmp_path),
         "dtype": "bfloat16",
         "max_model_len": 1024,
         "gpu_memory_utilization": 0.3,
