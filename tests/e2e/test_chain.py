@@ -28,6 +28,9 @@ def run(tmp_path_factory):
     m = yaml.safe_load((MATRICES / "smollm2-cpu.yaml").read_text())
     m["name"] = "e2e-smollm2"
     m.pop("drafts", None)  # the default's draft is its own student (tests/unit/plan/test_speculative.py)
+    # every item scored, as before sequential evaluation: the default's `decide:` measures tasks this list lacks
+    # (tests/e2e/test_sequential.py runs the sequential worker on the real model)
+    m.pop("decide", None)
     m["axes"] = {
         "precision": ["auto", "int8", "int4"],
         "method": ["none", "rtn", "gguf"],
