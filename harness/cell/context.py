@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from harness.measure.memory_sampler import PeakSampler
     from harness.plan.cell import CellPlan
     from harness.progress import Progress
-    from harness.result import Artefact, Memory, Perf, Quality, Serve, Speculative
+    from harness.result import Artefact, Memory, Perf, Quality, Serve
+    from harness.result_engine import Speculative
     from harness.serve.base import ServerHandle
     from harness.serve.speculative import DraftModel
     from harness.settings import Settings

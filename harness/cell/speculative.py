@@ -24,16 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import StageError
 from harness.plan.speculative import prediction, vocab_fingerprint
-from harness.result import (
-    CellResult,
-    EqualOutput,
-    Level,
-    Perf,
-    Quality,
-    Speculative,
-    TaskScore,
-    is_item_metric,
-)
+from harness.result import CellResult, Level, Perf, Quality, TaskScore, is_item_metric
+from harness.result_engine import EqualOutput, Speculative
 from harness.serve.speculative import DraftModel
 from harness.store.results import ResultStore
 from harness.workspace import CellPaths

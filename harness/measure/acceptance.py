@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.result import Level, LevelSpeculative
+from harness.result import Level
+from harness.result_engine import LevelSpeculative
 from harness.serve.base import http_get
 from harness.serve.speculative import SpecCounters, parse_counters
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.result import EnergyMeter, Level, LevelEnergy
+from harness.result import Level
+from harness.result_engine import EnergyMeter, LevelEnergy
 
 POWERCAP = Path("/sys/class/powercap")
 NOT_MEASURABLE = "not measurable on this host"

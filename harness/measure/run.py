@@ -20,7 +20,8 @@ from harness.measure.request import RequestRecord
 from harness.measure.sweep import SweepPrompts, run_sweep
 from harness.measure.workloads import build as build_requests
 from harness.measure.workloads import describe as describe_workload
-from harness.result import EnergyMeter, Level, Perf, Sweep
+from harness.result import Level, Perf, Sweep
+from harness.result_engine import EnergyMeter
 from harness.result_facts import headline
 from harness.spec.loadtest import ConcurrencyProfile, LoadProfile, LoadSpec, MaxFailed, SweepProfile, SynchronousProfile
 

@@ -38,7 +38,7 @@ from harness.spec.sources import ModelSpec
 
 if TYPE_CHECKING:
     from harness.hw.caps import HostCaps
-    from harness.result import SpecPrediction
+    from harness.result_engine import SpecPrediction
     from harness.settings import Settings
     from harness.spec.matrix import Matrix
 
@@ -287,7 +287,7 @@ def _spec_cell(
 def prediction(cell: CellPlan, alpha_result: Any | None) -> SpecPrediction:
     """The accepted length predicted for a spec-decoded cell from the stored result of `cell.draft.alpha_from`
     (a CellResult on the same host, or None), with what it rests on."""
-    from harness.result import SpecPrediction
+    from harness.result_engine import SpecPrediction
 
     draft = cell.draft
     assert draft is not None

@@ -12,7 +12,8 @@ from harness.cell.speculative import equal_output, inheritable, speculative_bloc
 from harness.errors import StageError
 from harness.plan import plan_matrix
 from harness.progress import Progress
-from harness.result import CellResult, Level, LevelSpeculative, Perf, Quality
+from harness.result import CellResult, Level, Perf, Quality
+from harness.result_engine import LevelSpeculative
 from harness.spec import parse_matrix
 from harness.store.results import ResultStore
 from harness.workspace import CellPaths
