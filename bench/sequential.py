@@ -144,6 +144,9 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
                 continue
             a, b = measure_items(ref), measure_items(r)
             tasks = sorted(set(a) & set(b))
+            dec = r.quality.decision if r.quality else None
+            if dec is not None and dec.tasks:  # a sequential cell: its question's measure, not every task
+                tasks = [t for t in tasks if t in dec.tasks]
             if not tasks:
                 continue
             sequence = worker_sequence(r, tasks)  # a sequential run's own order, else the items both scored shuffled
