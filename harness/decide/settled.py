@@ -51,6 +51,8 @@ def needs_evaluation(cell: CellPlan, result: CellResult | None, reference_items:
     unknown, or the cell is a reference)."""
     if cell.decide is None or result is None or not result.done:
         return None
+    if cell.draft is not None:  # a spec-decoded cell's quality is its target's (harness/cell/speculative.py):
+        return None  # its target answers the question; its own evaluation only checks equal output
     decision = result.quality.decision if result.quality else None
     if decision is None:
         return "it was evaluated without `decide:`; its measured tasks are now scored until the question is decided"

@@ -83,3 +83,17 @@ def test_a_changed_question_or_a_skipped_or_plain_evaluation_reopens_it(base_mat
     assert "skipped" in needs_evaluation(child, done(child, stop="skipped", verdict=None), None)
     plain = done(child).model_copy(update={"quality": Quality()})
     assert "without `decide:`" in needs_evaluation(child, plain, None)
+
+
+def test_a_spec_decoded_cell_is_never_re_evaluated_for_the_question(base_matrix, settings):
+    # its quality is its target's and it has no decision of its own: an evaluate-only re-run would measure no
+    # acceptance and fail its speculative step (found on the default matrix)
+    from harness.plan.cell import DraftPlan
+
+    _, child = cells(base_matrix, settings)
+    spec = child.model_copy(update={"draft": DraftPlan(name="d", target_id=child.cell_id, tokens=4)})
+    plain = CellResult(
+        cell_id=spec.cell_id, matrix="m", label=spec.label, status="done", plan=spec.model_dump(mode="json")
+    )
+    assert needs_evaluation(child, plain.model_copy(update={"cell_id": child.cell_id}), None) is not None
+    assert needs_evaluation(spec, plain, None) is None
