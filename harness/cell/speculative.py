@@ -162,19 +162,30 @@ def evaluate_spec(run: CellRun) -> Quality:
     if not taken:
         return scored
     assert target is not None and target.quality is not None
+    return with_inherited(cell.evaluation.tasks, scored, target.quality, taken)
+
+
+def with_inherited(tasks_in_order: list, scored: Quality, target: Quality, taken: dict[str, str]) -> Quality:
+    """The spec cell's quality: the tasks it scored again and those `taken` from its target's quality. The target's
+    sequential decision stands for this cell when every task it measured is taken (the same scores): the advisor
+    then judges both by the same anytime-valid interval, not this cell by a fixed-n bootstrap of the target's items."""
     tasks: dict[str, TaskScore] = {}
-    for t in cell.evaluation.tasks:
-        got = scored.tasks.get(t.name) if t.name not in taken else target.quality.tasks.get(t.name)
+    for t in tasks_in_order:
+        got = scored.tasks.get(t.name) if t.name not in taken else target.tasks.get(t.name)
         if got is not None:
             tasks[t.name] = got
     how = "; ".join(x for x in [scored.scored_by, f"{', '.join(taken)} taken from the target (no draft involved)"] if x)
+    decision = target.decision
+    if decision is not None and not set(decision.tasks) <= set(taken):
+        decision = None
     # `inherited` is an extra field of the block (harness/result.Block keeps what a step adds)
     return Quality.model_validate(
         {
             "tasks": tasks,
-            "lm_eval_version": scored.lm_eval_version or target.quality.lm_eval_version,
+            "lm_eval_version": scored.lm_eval_version or target.lm_eval_version,
             "scored_by": how,
             "inherited": taken,
+            "decision": decision,
         }
     )
 

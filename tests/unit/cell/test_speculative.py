@@ -183,3 +183,22 @@ def test_a_cell_that_drafted_nothing_fails(spec_cell, settings):
     run.perf = Perf(levels=[_level("synchronous", 1, 30.0)])
     with pytest.raises(StageError, match="reported no draft counters"):
         speculative_block(run)
+
+
+def test_the_target_s_decision_stands_for_the_spec_cell_only_when_its_measured_tasks_are_inherited():
+    from harness.cell.speculative import with_inherited
+    from harness.result import Decision
+    from harness.spec.evaluation import TaskSpec
+
+    dec = Decision(
+        method="m", measure="aggregate", tasks={"dq_arc_easy": "acc"}, max_drop="5%", relative=True, limit=0.05,
+        error_rate=0.05, seed=0, batch_items=10, max_items=20, reference="r", stop="budget", verdict="undecided",
+    )  # fmt: skip
+    target = _quality([1, 0, 1], [1, 0]).model_copy(update={"decision": dec})
+    order = [TaskSpec(name="dq_arc_easy"), TaskSpec(name="gsm8k", num_fewshot=0)]
+    scored = Quality.model_validate({"tasks": {"gsm8k": target.tasks["gsm8k"].model_dump()}})
+    q = with_inherited(order, scored, target, {"dq_arc_easy": "in-process"})
+    assert q.decision == dec and q.tasks["dq_arc_easy"] == target.tasks["dq_arc_easy"]
+    # a measured task scored again (through the draft's server): the target's interval is not this cell's
+    again = Quality.model_validate({"tasks": {k: v.model_dump() for k, v in target.tasks.items()}})
+    assert with_inherited(order, again, target, {"gsm8k": "x"}).decision is None
