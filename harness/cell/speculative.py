@@ -32,6 +32,7 @@ from harness.workspace import CellPaths
 
 if TYPE_CHECKING:
     from harness.cell.context import CellRun
+    from harness.spec.evaluation import TaskSpec
 
 # relative difference of a task's aggregate metric read as "the same" (a perplexity summed in another order)
 METRIC_RTOL = 1e-6
@@ -165,7 +166,7 @@ def evaluate_spec(run: CellRun) -> Quality:
     return with_inherited(cell.evaluation.tasks, scored, target.quality, taken)
 
 
-def with_inherited(tasks_in_order: list, scored: Quality, target: Quality, taken: dict[str, str]) -> Quality:
+def with_inherited(tasks_in_order: list[TaskSpec], scored: Quality, target: Quality, taken: dict[str, str]) -> Quality:
     """The spec cell's quality: the tasks it scored again and those `taken` from its target's quality. The target's
     sequential decision stands for this cell when every task it measured is taken (the same scores): the advisor
     then judges both by the same anytime-valid interval, not this cell by a fixed-n bootstrap of the target's items."""
