@@ -12,10 +12,11 @@ import pytest
 
 from harness.cell.decide import skip_reason, skipped_quality
 from harness.plan import plan_matrix
-from harness.result import CellResult, Decision, Level, Memory, Perf, Quality
+from harness.result import CellResult, Level, Memory, Perf, Quality
 from harness.runner import Runner
 from harness.spec import parse_matrix
 from harness.store.hosts import this_host
+from tests.fakes.decisions import decision
 
 # precision/method -> (sync tok/s, relative drop interval); the reference first
 FIGURES = {
@@ -51,17 +52,8 @@ class FakeExecutor:
             lo, hi = ci or (None, None)
             verdict = None if ci is None else "within" if hi <= 0.05 else "beyond" if lo > 0.05 else "undecided"
             quality = Quality(
-                decision=Decision(
-                    method="m",
-                    measure="aggregate",
+                decision=decision(
                     tasks={"dq_lambada": "acc", "dq_arc_easy": "acc", "dq_hellaswag": "acc_norm"},
-                    max_drop="5%",
-                    relative=True,
-                    limit=0.05,
-                    error_rate=0.05,
-                    seed=0,
-                    batch_items=10,
-                    max_items=20,
                     reference=c.parent_id,
                     verdict=verdict,
                     stop=verdict or "reference",

@@ -187,13 +187,10 @@ def test_a_cell_that_drafted_nothing_fails(spec_cell, settings):
 
 def test_the_target_s_decision_stands_for_the_spec_cell_only_when_its_measured_tasks_are_inherited():
     from harness.cell.speculative import with_inherited
-    from harness.result import Decision
     from harness.spec.evaluation import TaskSpec
+    from tests.fakes.decisions import decision
 
-    dec = Decision(
-        method="m", measure="aggregate", tasks={"dq_arc_easy": "acc"}, max_drop="5%", relative=True, limit=0.05,
-        error_rate=0.05, seed=0, batch_items=10, max_items=20, reference="r", stop="budget", verdict="undecided",
-    )  # fmt: skip
+    dec = decision(tasks={"dq_arc_easy": "acc"}, reference="r", stop="budget", verdict="undecided")
     target = _quality([1, 0, 1], [1, 0]).model_copy(update={"decision": dec})
     order = [TaskSpec(name="dq_arc_easy"), TaskSpec(name="gsm8k", num_fewshot=0)]
     scored = Quality.model_validate({"tasks": {"gsm8k": target.tasks["gsm8k"].model_dump()}})

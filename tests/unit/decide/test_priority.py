@@ -6,8 +6,9 @@ from __future__ import annotations
 from harness.decide import priority
 from harness.decide.priority import Prediction, cannot_beat, exclusion, objective_value, run_order, winner
 from harness.plan import plan_matrix
-from harness.result import CellResult, Decision, Level, Memory, Perf, Quality
+from harness.result import CellResult, Level, Memory, Perf, Quality
 from harness.spec import parse_matrix
+from tests.fakes.decisions import decision
 
 
 def plan(base_matrix, settings, **decide):
@@ -16,22 +17,7 @@ def plan(base_matrix, settings, **decide):
 
 
 def result(cell, tok_s, verdict=None, lo=None, hi=None):
-    dec = Decision(
-        method="m",
-        measure="aggregate",
-        max_drop="5%",
-        relative=True,
-        limit=0.05,
-        error_rate=0.05,
-        seed=0,
-        batch_items=10,
-        max_items=20,
-        reference=cell.parent_id,
-        verdict=verdict,
-        stop=verdict or "reference",
-        lo=lo,
-        hi=hi,
-    )
+    dec = decision(reference=cell.parent_id, verdict=verdict, stop=verdict or "reference", lo=lo, hi=hi)
     levels = [
         Level(profile="synchronous", level=1, requests=3, completed=3, failed=0, output_tok_s=tok_s),
         Level(profile="concurrency", level=16, requests=16, completed=16, failed=0, output_tok_s=10 * tok_s),

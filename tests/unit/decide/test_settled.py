@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from harness.decide.settled import needs_evaluation
 from harness.plan import plan_matrix
-from harness.result import CellResult, Decision, Quality
+from harness.result import CellResult, Quality
 from harness.spec import parse_matrix
+from tests.fakes.decisions import decision
 
 
 def cells(base_matrix, settings, **decide):
@@ -18,17 +19,8 @@ def cells(base_matrix, settings, **decide):
 
 
 def done(cell, **d):
-    dec = Decision(
-        method="m",
-        measure="aggregate",
+    dec = decision(
         tasks={"dq_lambada": "acc", "dq_arc_easy": "acc", "dq_hellaswag": "acc_norm"},
-        max_drop="5%",
-        relative=True,
-        limit=0.05,
-        error_rate=0.05,
-        seed=0,
-        batch_items=10,
-        max_items=20,
         **{
             "reference": cell.parent_id,
             "stop": "budget",
