@@ -31,7 +31,11 @@ from harness.store.results import ResultStore
 from harness.workspace import CellPaths
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from harness.cell.context import CellRun
+
+    StepFn = Callable[[CellRun], None]
     from harness.spec.evaluation import TaskSpec
 
 # relative difference of a task's aggregate metric read as "the same" (a perplexity summed in another order)
@@ -61,9 +65,9 @@ def target_work(run: CellRun) -> CellPaths:
     )
 
 
-def build_draft(run: CellRun) -> DraftModel:
-    """The draft model the server loads (module docstring)."""
-    from harness.cell import steps
+def build_draft(run: CellRun, distill: StepFn, compress: StepFn) -> DraftModel:
+    """The draft model the server loads (module docstring). A student draft is made by the grid's own `distill`
+    and `compress` steps (harness/cell/steps.py hands them in: this module never imports the steps)."""
     from harness.cell.context import CellRun as Run
     from harness.models.sources import source_for
 
@@ -88,8 +92,8 @@ def build_draft(run: CellRun) -> DraftModel:
         source.prepare(paths.log("prepare"))
         sub.model_src = source.resolve()
         if dc.student is not None:
-            steps.distill(sub)
-        steps.compress(sub)
+            distill(sub)
+        compress(sub)
         art = run.need(sub.artefact, "the draft's artefact")
         model, quant, tokenizer = art.model, art.quantization, art.tokenizer_src
     else:

@@ -66,7 +66,7 @@ def draft(run: CellRun) -> None:
     """A spec-decoded cell's draft: its student cell prepared, trained and compressed, or its hub/local model."""
     from harness.cell.speculative import build_draft
 
-    run.draft_model = build_draft(run)
+    run.draft_model = build_draft(run, distill=distill, compress=compress)
 
 
 def serve(run: CellRun) -> None:

@@ -117,7 +117,7 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
     that two measured tasks share (`arc_easy` and `ai2_arc`) is two entries."""
     import lm_eval.evaluator
 
-    from harness.evaluate.lmeval_worker import sample_rows
+    from harness.evaluate.lmeval_scores import sample_rows
 
     samples: dict[str, list[int]] = {}
     parts: dict[str, tuple[MeasuredTask, str]] = {}
@@ -169,7 +169,7 @@ def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJo
 
     from lm_eval.evaluator_utils import _process_results
 
-    from harness.evaluate.lmeval_worker import task_score
+    from harness.evaluate.lmeval_scores import task_score
 
     acc: dict[str, dict] = {}
     for r in rows:

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from harness.evaluate.catalog import leaves
 from harness.evaluate.catalog_worker import CatalogJob
-from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord, LMEvalTaskScore
+from harness.evaluate.lmeval_scores import LMEvalTaskScore
+from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord
 from harness.evaluate.logprobs_worker import LogprobsJob
 from harness.evaluate.task_data_worker import TaskDataJob
 from harness.jobs import Job
