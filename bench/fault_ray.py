@@ -52,7 +52,11 @@ class RayCluster:
     address: str = ""
 
     def start(self) -> str:
-        """Start the head and nodes a, b; the cluster's address once both nodes have joined."""
+        """Start the head and nodes a, b; the cluster's address once both nodes have joined. Every node and the
+        driver run with Ray's token authentication off, as tests/integration/test_ray_cluster.py does: otherwise a
+        token file left in ~/.ray by another Ray instance turns it on for some processes and not others, and the
+        nodes never join (the driver joins an existing cluster by address, which harness/executors/ray.py allows)."""
+        self.env = {**self.env, "RAY_AUTH_MODE": "disabled"}
         self.tmp = Path(tempfile.mkdtemp(prefix="dqfr-", dir="/tmp"))
         gcs, client, *ports = free_ports(2 + 3 * 6)
         self.address = f"127.0.0.1:{gcs}"
