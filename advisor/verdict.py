@@ -195,8 +195,9 @@ def sequential_rows(
 
 
 def sequential_drops(f: pd.DataFrame, seq: pd.Series, relative: bool) -> pd.DataFrame:
-    """Replace the drop and its interval of `seq` rows with the stored anytime-valid confidence sequence (in the
-    advisor's units: a fraction when relative, points when absolute), valid whatever limit it is compared with."""
+    """Replace the drop and its interval of `seq` rows with the stored sequential interval (a confidence sequence
+    or a group-sequential design's repeated confidence interval, in the advisor's units: a fraction when
+    relative, points when absolute), valid at its stopping look whatever limit it is compared with."""
     if not seq.any():
         return f
     unit = 1.0 if relative else 100.0
@@ -205,7 +206,7 @@ def sequential_drops(f: pd.DataFrame, seq: pd.Series, relative: bool) -> pd.Data
     err = f["decision_error_rate"].astype(float)
     items = f["decision_items"]
     f.loc[seq, "ci_kind"] = [
-        f"anytime-valid {1 - e:.0%} confidence sequence over {int(n)} paired items (sequential evaluation)"
+        f"{1 - e:.0%} interval valid under repeated looks over {int(n)} paired items (sequential evaluation)"
         for e, n in zip(err[seq], items[seq], strict=True)
     ]
     return f
@@ -223,9 +224,9 @@ def sequential_verdicts(f: pd.DataFrame, seq: pd.Series) -> pd.DataFrame:
     reasons, more = [], []
     for _, r in f[und].iterrows():
         m = _num(r.get("decision_more_items"))
-        text = f"the anytime-valid confidence sequence straddles the limit after {int(r['decision_items'])} items"
+        text = f"the interval (valid under repeated looks) straddles the limit after {int(r['decision_items'])} items"
         if m is not None:
-            text += f"; ≈{int(m):,} more items would decide it (an estimate: the items resampled)"
+            text += f"; ≈{int(m):,} more items would decide it (an estimate: drop and spread as measured)"
         stop = r.get("decision_stop_reason")
         reasons.append(text + (f" ({stop})" if isinstance(stop, str) and stop else ""))
         more.append(pd.NA if m is None else int(m))

@@ -10,17 +10,24 @@ task's primary per-item metric, the advisor's default):
   sequence's items;
 - **sequential**: the same stored items replayed in the seeded sequence (harness/decide/order.py; for a fixed-n
   cell, each task's items both scored shuffled with the same seed, interleaved by the seeded draw of tasks, until
-  a task runs out) through harness/decide/sequential.replay, looking every `--batch` items and stopping at the
-  first decided look.
+  a task runs out) through harness/decide/sequential.replay with `--method` (default: the group-sequential
+  design, planned for all the items a full run scores: every item both scored for a fixed-n cell, the budget for
+  a sequential one), looking every `--batch` items and stopping at the first decided or futile look. The other
+  method's figures are printed below the table for comparison.
 Agreement: both verdicts equal (within / beyond / undecided). Items used: the items the sequential verdict used
-over every item both scored. Wall time implied: items x the cell's per-item time (a sequential run's lm-eval time
-per scored item; a fixed-n cell's evaluate step's wall time over its items, set-up included: an upper bound).
+over the items a full run scores. A sequential cell whose real run stopped early (a verdict after 50 items) has
+no stored items past its stop: where the replay at another limit needs them, the pair is *not replayable* and is
+counted apart, not as agreeing. The all-items data proper is a fixed-n run (bench/fixed_items.yaml: the default
+matrix without `decide:`, 100 items of each measured task in every cell). Wall time implied: items x the cell's
+per-item time (a sequential run's lm-eval time per scored item; a fixed-n cell's evaluate step's wall time over
+its items, set-up included: an upper bound).
 
 With `--real` (the default run's folder, a matrix with `decide:`): each stored sequential decision is replayed from
 its stored items and its reference's item journal in the worker's own order, and must come out the same (verdict
 and items): replay == real.
 
-    ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 10] [--real DIR]
+    ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 50]
+        [--method group-sequential|confidence-sequence] [--real DIR]
 
 Prints the host (CPU model, ISA) and the load average: figures from a busy host are upper bounds of wall time.
 """
@@ -39,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.decide.journal import journal_path  # noqa: E402
 from harness.decide.order import ItemKey, item_sequence, parse_item_key, task_order  # noqa: E402
+from harness.decide.question import method_of  # noqa: E402
 from harness.decide.sequential import interval, paired_items, replay  # noqa: E402
 from harness.result import CellResult  # noqa: E402
 from harness.result_facts import primary_metric  # noqa: E402
@@ -133,7 +141,7 @@ def per_item_s(r: CellResult) -> float | None:
     return wall / items if wall and items else None
 
 
-def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
+def bench(folders: list[Path], limits: list[float], batch: int, method: str) -> list[dict]:
     rows = []
     for folder in folders:
         results = load(folder)
@@ -155,9 +163,20 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
                 sequence = item_sequence(orders, 0, sum(len(o) for o in orders.values()))
             d, w = paired_items(sequence, b, a, relative=True)
             point, flo, fhi, n_all = fixed_n(a, b, tasks)
+            planned = max(dec.max_items, len(d)) if dec is not None else len(d)  # what a full run scores
             sec = per_item_s(r)
             for lim in limits:
-                seq = replay(d, w, ALPHA, lim, batch, len(d), exhausted="population")
+                seq = replay(
+                    d,
+                    w,
+                    ALPHA,
+                    lim,
+                    batch,
+                    len(d),
+                    exhausted="population",
+                    method=method,
+                    planned=planned,  # type: ignore[arg-type]
+                )
                 cs_all = interval(d, w, ALPHA, lim)
                 used = seq.items
                 rows.append(
@@ -175,8 +194,11 @@ def bench(folders: list[Path], limits: list[float], batch: int) -> list[dict]:
                         "cs_all": cs_all.verdict(lim),
                         "sequential": seq.verdict,
                         "items_used": used,
-                        "share": used / n_all if n_all else None,
-                        "s_all": sec * n_all if sec else None,
+                        "planned": planned,
+                        # the stored items ended before the design did, undecided: the real run would go on
+                        "replayable": not (seq.stop == "population" and len(d) < planned),
+                        "share": used / planned if planned else None,
+                        "s_all": sec * planned if sec else None,
                         "s_used": sec * used if sec else None,
                     }
                 )
@@ -203,7 +225,17 @@ def real_vs_replay(folder: Path) -> list[str]:
         sequence = item_sequence(orders, dec.seed, dec.max_items)
         d, w = paired_items(sequence, mine, theirs, dec.relative)
         exhausted = dec.stop if dec.stop not in ("within", "beyond") else "budget"
-        out = replay(d, w, dec.error_rate, dec.limit, dec.batch_items, min(dec.items_used, len(d)), exhausted)
+        out = replay(
+            d,
+            w,
+            dec.error_rate,
+            dec.limit,
+            dec.batch_items,
+            min(dec.items_used, len(d)),
+            exhausted,  # type: ignore[arg-type]
+            method=method_of(dec.method),  # type: ignore[arg-type]
+            planned=len(sequence),
+        )
         same = (out.verdict, out.items) == (dec.verdict, dec.items_used)
         lines.append(
             f"{'SAME' if same else 'DIFFERENT'}  {r.label} [{cid}]: real {dec.verdict} after {dec.items_used} items "
@@ -218,52 +250,71 @@ def host_words() -> str:
     return host_line()  # the host's id, CPU model, ISA and load average
 
 
+def summary(rows: list[dict]) -> dict:
+    """Agreement and items over the replayable pairs; the pairs that are not, counted."""
+    ok = [x for x in rows if x["replayable"]]
+    decided = [x for x in ok if x["fixed_n"] != "undecided"]
+    secs = [(x["s_used"], x["s_all"]) for x in ok if x["s_all"]]
+    return {
+        "pairs": len(ok),
+        "not_replayable": len(rows) - len(ok),
+        "agree": float(np.mean([x["sequential"] == x["fixed_n"] for x in ok])) if ok else float("nan"),
+        "agree_decided": float(np.mean([x["sequential"] == x["fixed_n"] for x in decided]))
+        if decided
+        else float("nan"),
+        "contradictions": sum(
+            x["sequential"] != "undecided" and x["fixed_n"] != "undecided" and x["sequential"] != x["fixed_n"]
+            for x in ok
+        ),
+        "share": sum(x["items_used"] for x in ok) / sum(x["planned"] for x in ok) if ok else float("nan"),
+        "time": sum(u for u, _ in secs) / sum(v for _, v in secs) if secs else None,
+    }
+
+
+def summary_line(s: dict) -> str:
+    return (
+        f"{s['pairs']} (cell, limit) pairs: agreement with the all-items verdict {s['agree']:.1%} "
+        f"({s['agree_decided']:.1%} where all items decide, {s['contradictions']} contradictions); items used "
+        f"{s['share']:.1%} of a full run's"
+        + (f"; evaluation time implied {s['time']:.1%}" if s["time"] is not None else "")
+        + (f"; {s['not_replayable']} pair(s) not replayable (left out)" if s["not_replayable"] else "")
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="results folders (DQBENCH_RESULTS of finished runs)")
     ap.add_argument("--limits", nargs="+", type=float, default=[2, 5, 10, 20], help="relative limits in %%")
     ap.add_argument("--batch", type=int, default=50, help="items per look")
+    ap.add_argument("--method", choices=["group-sequential", "confidence-sequence"], default="group-sequential")
     ap.add_argument("--real", type=Path, help="a results folder of a sequential run: replay == real")
     a = ap.parse_args()
     print("# bench/sequential.py\n" + host_words())
-    rows = bench(a.folders, [x / 100 for x in a.limits], a.batch)
+    limits = [x / 100 for x in a.limits]
+    rows = bench(a.folders, limits, a.batch, a.method)
     if rows:
+        print(f"method: {a.method}, a look every {a.batch} items, error rate {ALPHA:g}\n")
         print(
             "| folder | cell | limit | sequence | fixed-n (all items) | CS whole sequence | sequential | items used | "
             "s all -> used |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for x in rows:
-            s = f"{x['s_all']:.0f} -> {x['s_used']:.0f}" if x["s_all"] else "?"
+            t = f"{x['s_all']:.0f} -> {x['s_used']:.0f}" if x["s_all"] else "?"
+            seq = x["sequential"] if x["replayable"] else f"({x['sequential']}: not replayable)"
             print(
                 f"| {x['folder']} | {x['label']} [{x['cell']}] | {x['limit']:.0%} | {x['sequence']} | {x['fixed_n']} "
                 f"(drop {x['drop_all']:+.1%}, CI {x['fixed_ci'][0]:+.1%} to {x['fixed_ci'][1]:+.1%}) | "
-                f"{x['cs_all']} | {x['sequential']} | {x['items_used']}/{x['items_all']} ({x['share']:.0%}) | {s} |"
+                f"{x['cs_all']} | {seq} | {x['items_used']}/{x['planned']} ({x['share']:.0%}) | {t} |"
             )
-        agree = np.mean([x["sequential"] == x["fixed_n"] for x in rows])
-        share = sum(x["items_used"] for x in rows) / sum(x["items_all"] for x in rows)
-        secs = [(x["s_used"], x["s_all"]) for x in rows if x["s_all"]]
-        decided = [x for x in rows if x["fixed_n"] != "undecided"]
-        agree_dec = np.mean([x["sequential"] == x["fixed_n"] for x in decided]) if decided else float("nan")
-        contradict = sum(
-            x["sequential"] != "undecided" and x["fixed_n"] != "undecided" and x["sequential"] != x["fixed_n"]
-            for x in rows
-        )
-        print(
-            f"\n{len(rows)} (cell, limit) pairs: agreement with the all-items verdict {agree:.1%} "
-            f"({agree_dec:.1%} where all items decide, {contradict} contradictions); items used {share:.1%} of all; "
-            + (
-                f"evaluation time implied {sum(u for u, _ in secs) / sum(v for _, v in secs):.1%} of all; "
-                if secs
-                else ""
-            )
-            + f"consistency: the confidence sequence over the whole sequence agrees with the sequential verdict in "
-            f"{np.mean([x['sequential'] == x['cs_all'] or x['sequential'] == 'undecided' for x in rows]):.0%}"
-        )
-        met = agree >= GOAL_AGREE and share <= GOAL_ITEMS
+        s = summary(rows)
+        print("\n" + summary_line(s))
+        met = s["agree"] >= GOAL_AGREE and s["share"] <= GOAL_ITEMS
         print(
             f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}"
         )
+        other = "confidence-sequence" if a.method == "group-sequential" else "group-sequential"
+        print(f"for comparison, {other}: " + summary_line(summary(bench(a.folders, limits, a.batch, other))))
     if a.real:
         print(f"\n## replay == real ({a.real})")
         for line in real_vs_replay(a.real):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness.decide.priority import cannot_beat, objective_value
-from harness.decide.question import METHOD, SequentialSpec, item_budget, measure_name, measure_tasks, reference_of
+from harness.decide.question import SequentialSpec, item_budget, measure_name, measure_tasks, method_text, reference_of
 from harness.result import CellResult, Decision, Memory, Quality
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def sequential_for(run: CellRun) -> SequentialSpec | None:
         relative=decide.drop.relative,
         limit=decide.limit,
         error_rate=decide.error_rate,
+        method=decide.method,
         max_items=budget,
         batch_items=min(decide.batch_items, budget),
         seed=decide.seed,
@@ -71,7 +72,7 @@ def skipped_quality(run: CellRun, reason: str) -> Quality:
     assert decide is not None
     return Quality(
         decision=Decision(
-            method=METHOD,
+            method=method_text(decide.method),
             measure=measure_name(decide),
             tasks=measure_tasks(cell.evaluation, decide),
             max_drop=decide.max_drop,

@@ -10,7 +10,7 @@ measure. Pure: the plan, the cell's evaluate step and the advisor read it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,10 +22,25 @@ from harness.spec.evaluation import LMEvalSpec
 if TYPE_CHECKING:
     from harness.plan.cell import CellPlan
 
-METHOD = (
-    "anytime-valid confidence sequence (hedged betting, Waudby-Smith & Ramdas 2024, JRSS-B 86(1); "
-    "harness/decide/confseq.py) over paired items in a seeded random order"
-)
+METHODS = {
+    "group-sequential": "repeated confidence intervals of a group-sequential design planned from the budget "
+    "(Hwang-Shih-DeCani spending, gamma -4; Jennison & Turnbull 1984), with a non-binding futility stop "
+    "(conditional power under the current trend < 10 %; harness/decide/groupseq.py), over paired items in a "
+    "seeded random order",
+    "confidence-sequence": "anytime-valid confidence sequence (hedged betting, Waudby-Smith & Ramdas 2024, "
+    "JRSS-B 86(1); harness/decide/confseq.py) over paired items in a seeded random order",
+}
+METHOD = METHODS["confidence-sequence"]  # the method of decisions stored before `decide.method` existed
+
+
+def method_text(method: str) -> str:
+    """A `decide.method` in words, as a decision stores it (`Decision.method`)."""
+    return METHODS[method]
+
+
+def method_of(text: str) -> str:
+    """The `decide.method` a stored decision's method words name."""
+    return next((k for k, v in METHODS.items() if v == text), "confidence-sequence")
 
 
 def measure_name(decide: Decide) -> str:
@@ -147,8 +162,9 @@ class SequentialSpec(BaseModel):
     measure_name: str
     max_drop: str  # as written ("5%", "1.5pt")
     relative: bool
-    limit: float  # in the confidence sequence's units (harness/spec/decide.Decide.limit)
+    limit: float  # in the interval's units (harness/spec/decide.Decide.limit)
     error_rate: float
+    method: Literal["group-sequential", "confidence-sequence"] = "group-sequential"
     max_items: int
     batch_items: int
     seed: int
@@ -175,7 +191,7 @@ def question_lines(evaluation: LMEvalSpec, decide: Decide) -> list[str]:
     what = ", ".join(f"{t} {m}" for t, m in tasks.items())
     lines = [
         f"question (decide:): is the drop of {measure_name(decide)} ({what}) at most {d} {of}? error rate "
-        f"{decide.error_rate:g} over every look: {METHOD}",
+        f"{decide.error_rate:g} over every look: {method_text(decide.method)}",
         f"budget per cell: at most {budget} items ({why}; each item from a task drawn at random), looking every "
         f"{min(decide.batch_items, budget)} items; each reference scores its whole budget first, for its cells "
         f"to pair with",

@@ -2,14 +2,14 @@
 still owes (the runner then re-runs that cell's evaluation only, harness/cell/resume.py, continuing from its item
 journal: nothing scored is scored again).
 
-A stored decision stands for a changed limit when its final interval already decides it (the confidence
-sequence is valid at its stopping time whatever limit it is compared with); otherwise the cell goes on while
-its budget and its reference's items allow. Pure.
+A stored decision stands for a changed limit when its final interval already decides it (a confidence sequence,
+and a group-sequential design's repeated confidence intervals, hold at the stopping look whatever limit they are
+compared with); otherwise the cell goes on while its budget and its reference's items allow. Pure.
 """
 
 from __future__ import annotations
 
-from harness.decide.question import measure_name, measure_tasks
+from harness.decide.question import measure_name, measure_tasks, method_of
 from harness.plan.cell import CellPlan
 from harness.result import CellResult, Decision
 
@@ -37,6 +37,8 @@ def same_question(cell: CellPlan, decision: Decision) -> str | None:
         return f"the measure changed ({decision.measure} -> {measure_name(decide)})"
     if decision.relative != decide.drop.relative:
         return "the limit changed between relative and absolute"
+    if method_of(decision.method) != decide.method:
+        return f"the method changed ({method_of(decision.method)} -> {decide.method})"
     if decision.error_rate != decide.error_rate:
         return f"the error rate changed ({decision.error_rate:g} -> {decide.error_rate:g})"
     if decision.seed != decide.seed or decision.batch_items != min(decide.batch_items, decision.max_items):
@@ -62,12 +64,13 @@ def needs_evaluation(cell: CellPlan, result: CellResult | None, reference_items:
     if changed:
         return changed + "; items scored before are reused"
     budget = cell.decide.max_items
-    more_budget = budget > decision.max_items and decision.stop in ("budget", "reference")
+    more_budget = budget > decision.max_items and decision.stop in ("budget", "futile", "reference")
     if decision.reference is None:  # a reference: scored its items for its cells
         return f"decide.max_items rose to {budget}: it scores more items for its cells" if more_budget else None
     if verdict_now(decision, cell.decide.limit) != "undecided":
         return None
-    if decision.stop in ("within", "beyond") and decision.items_used < budget:
+    limit_changed = abs(decision.limit - cell.decide.limit) > 1e-12
+    if decision.stop in ("within", "beyond", "futile") and decision.items_used < budget and limit_changed:
         return f"the limit changed to {cell.decide.max_drop}, which its interval does not decide"
     if more_budget:
         return f"decide.max_items rose to {budget}"

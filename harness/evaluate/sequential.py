@@ -1,7 +1,8 @@
 """Sequential evaluation, inside the lm-eval worker (harness/evaluate/lmeval_worker.py): the measure's items are
 scored in a seeded random sequence (harness/decide/order.py: a task drawn at random, its next document in its own
 seeded order), a batch at a time, paired with the reference's items on the same documents, until the drop's
-confidence sequence decides the question (harness/decide/sequential.py), the budget is spent, or the items run out.
+interval (`decide.method`) decides the question (harness/decide/sequential.py), a group-sequential look finds a
+verdict by the budget unlikely, the budget is spent, or the items run out.
 
 - lm-eval is driven below `simple_evaluate`: each measured task's objects are built once per cell
   (`TaskManager.load`, then the overrides `simple_evaluate` applies: generation kwargs, few-shot count and
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.decide.journal import Journal, JournalHeader, read_journal, row_key, row_metrics
 from harness.decide.order import ItemKey, Step, item_sequence, task_order
-from harness.decide.question import METHOD, SequentialSpec
-from harness.decide.sequential import Stop, interval, look_schedule, more_items, paired_items, scored_items
+from harness.decide.question import SequentialSpec, method_text
+from harness.decide.sequential import Design, Stop, look_schedule, paired_items, scored_items
 from harness.result import Decision, DecisionLook
 
 if TYPE_CHECKING:
@@ -214,12 +215,16 @@ def run_sequential(
         elif ref_items < cap:
             cap, exhausted = ref_items, "reference_exhausted"
     relative, alpha, limit = seq.relative, seq.error_rate, seq.limit
+    # the looks are planned for the budget or the measure's items, whichever is fewer (not for the reference's
+    # items: a reference that scored fewer only ends the looks early, at a look the design allows for)
+    design = Design(seq.method, alpha, limit, seq.batch_items, len(sequence))
 
     def scores(rows_of: dict[str, dict[ItemKey, dict]]) -> dict[str, dict[ItemKey, float]]:
         return {n: m.scores(rows_of[n], seq.measure[n]) for n, m in measured.items()}
 
     ref_scores = scores(ref_rows) if ref_rows is not None else None
     looks: list[DecisionLook] = []
+    done: list[int] = []
     scored, lm_s, used, verdict, stop, ci = 0, 0.0, 0, None, exhausted, None
     for k in look_schedule(seq.batch_items, cap):
         tb = time.monotonic()
@@ -229,16 +234,21 @@ def run_sequential(
             print(f"items 1-{k}: {n} scored ({time.monotonic() - tb:.1f} s)", flush=True)
             continue
         d, w = paired_items(sequence, scores({x: m.journal.rows for x, m in measured.items()}), ref_scores, relative, k)
-        ci = interval(d, w, alpha, limit)
+        done.append(k)
+        ci, fut = design.at(d, w, done)
         looks.append(DecisionLook(items=k, point=ci.point, lo=ci.lo, hi=ci.hi))
         v = ci.verdict(limit)
         print(
-            f"look at {k} items: drop {ci.point} in [{ci.lo}, {ci.hi}] vs limit {limit:g}: {v} "
+            f"look at {k} items: drop {ci.point} in [{ci.lo}, {ci.hi}] vs limit {limit:g}: {v}"
+            f"{' (futile: a verdict by the budget is unlikely)' if fut and v == 'undecided' else ''} "
             f"({n} scored, {time.monotonic() - tb:.1f} s)",
             flush=True,
         )
         if v != "undecided":
             verdict, stop = v, v
+            break
+        if fut:
+            verdict, stop = "undecided", "futile"
             break
     if seq.reference_dir is None:
         stop = "reference"
@@ -249,7 +259,7 @@ def run_sequential(
         d, w = paired_items(
             sequence, scores({x: m.journal.rows for x, m in measured.items()}), ref_scores, relative, used
         )
-        more = more_items(d, w, alpha, limit)
+        more = design.more_items(d, w)
     tasks, counts = {}, {}
     for name, m in measured.items():
         mine = [m.journal.rows[key] for t, key in sequence[:used] if t == name]
@@ -260,7 +270,7 @@ def run_sequential(
         if mine:  # a task the used items never drew has no score (its quality is then owed: unkept_promise)
             tasks[name] = _task_result(m, mine, time.monotonic() - t0, job)
     decision = Decision(
-        method=METHOD,
+        method=method_text(seq.method),
         measure=seq.measure_name,
         tasks=dict(seq.measure),
         max_drop=seq.max_drop,
@@ -291,9 +301,12 @@ def run_sequential(
 def stop_reason(stop: Stop | str, used: int, seq: SequentialSpec, why_no_ref: str) -> str:
     """The decision's stop in words."""
     lim = seq.max_drop
+    what = "repeated confidence interval" if seq.method == "group-sequential" else "confidence sequence"
     return {
-        "within": f"the confidence sequence lies within the {lim} limit after {used} items",
-        "beyond": f"the confidence sequence lies beyond the {lim} limit after {used} items",
+        "within": f"the {what} lies within the {lim} limit after {used} items",
+        "beyond": f"the {what} lies beyond the {lim} limit after {used} items",
+        "futile": f"after {used} items a verdict by the budget of {seq.max_items} had become unlikely (conditional "
+        f"power < 10 %): stopped undecided",
         "budget": f"the budget of {seq.max_items} items (decide.max_items) was spent, still undecided",
         "population": f"a measured task has no more documents (its `limit` or size) after {used} items, still "
         f"undecided",

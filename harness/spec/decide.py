@@ -38,6 +38,11 @@ class TasksMeasure(Strict):
         return sorted(v)
 
 
+# each look's boundary is a numerical integration over the looks before it (harness/decide/groupseq.py): 200
+# looks take ~5 s to plan
+MAX_PLANNED_LOOKS = 200
+
+
 class Decide(Strict):
     # `2%` of the reference's score or `1.5pt` absolute accuracy points, as the advisor's --max-drop
     max_drop: str
@@ -45,8 +50,14 @@ class Decide(Strict):
     # metric (the advisor's default measure, `avg_acc`); `{tasks: [...]}`: that mean over the tasks named (the
     # advisor's `--tasks`); or one task's metric `{task, metric}`
     measure: Literal["aggregate"] | TasksMeasure | TaskMeasure = "aggregate"
-    # the chance that a verdict is wrong, over every look the sequential evaluation takes (anytime-valid)
+    # the chance that a verdict is wrong, over every look the sequential evaluation takes
     error_rate: float = Field(default=0.05, gt=0, le=0.2)
+    # how the looks keep that error rate (docs/metrics.md): `group-sequential` plans its looks from the budget
+    # (every batch_items up to max_items) and spends the error rate over them, so its last look is nearly a
+    # fixed-n interval's and a cell that cannot be decided by the budget stops early (harness/decide/groupseq.py);
+    # `confidence-sequence` is valid at any look, planned or not, and for any budget raised later, at the price
+    # of wider intervals (harness/decide/confseq.py)
+    method: Literal["group-sequential", "confidence-sequence"] = "group-sequential"
     # the most items scored per cell on the measure (each from a measured task drawn at random); a task's
     # `limit` keeps its meaning: its first `limit` documents are the population its items are drawn from
     max_items: int = Field(default=400, ge=1, le=1_000_000)
@@ -64,6 +75,17 @@ class Decide(Strict):
     @classmethod
     def _drop(cls, v: object) -> str:
         return str(parse_drop(v))
+
+    @model_validator(mode="after")
+    def _looks_plannable(self) -> Decide:
+        looks = -(-self.max_items // self.batch_items)
+        if self.method == "group-sequential" and looks > MAX_PLANNED_LOOKS:
+            raise ValueError(
+                f"decide.batch_items {self.batch_items}: a group-sequential design of {looks} looks "
+                f"(max_items {self.max_items}) is more than {MAX_PLANNED_LOOKS}; raise batch_items to at least "
+                f"{-(-self.max_items // MAX_PLANNED_LOOKS)} or use `method: confidence-sequence`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_within_budget(self) -> Decide:

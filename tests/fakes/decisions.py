@@ -1,14 +1,15 @@
-"""A stored sequential decision (harness/result.Decision) for tests: the question's fields every test repeats (a 5 %
-relative limit, error rate 5 %, 20 items in looks of 10), each overridable."""
+"""A stored sequential decision (harness/result.Decision) for tests: the question's fields every test repeats
+(the default method, a 5 % relative limit, error rate 5 %, 20 items in looks of 10), each overridable."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from harness.decide.question import method_text
 from harness.result import Decision
 
 QUESTION: dict[str, Any] = {
-    "method": "m",
+    "method": method_text("group-sequential"),  # the default `decide.method`
     "measure": "aggregate",
     "max_drop": "5%",
     "relative": True,

@@ -52,7 +52,7 @@ def test_the_stored_sequence_judges_a_sequentially_decided_drop():
     rec = recommend(frame(), c)
     f = rec.frame.set_index("cell_id")
     assert f.loc["a", "verdict"] == "within" and f.loc["a", "drop_hi"] == pytest.approx(0.04)
-    assert "anytime-valid 95% confidence sequence over 40 paired items" in f.loc["a", "ci_kind"]
+    assert "95% interval valid under repeated looks over 40 paired items" in f.loc["a", "ci_kind"]
     assert f.loc["b", "verdict"] == "undecided" and int(f.loc["b", "more_items"]) == 300
     assert "≈300 more items would decide it" in f.loc["b", "verdict_reason"]
     assert f.loc["c", "verdict"] == "undecided" and f.loc["c", "verdict_reason"].startswith("not evaluated: why")
@@ -78,16 +78,16 @@ def test_an_aggregate_over_named_tasks_matches_its_decision():
     f = frame_from(cells, quality, [p(c["cell_id"], 1, c["output_tok_s"]) for c in cells])
     c = Constraints(max_drop=parse_max_drop("5%"), device="gpu", tasks=("t1", "t2"))
     rec = recommend(f, c)
-    assert "confidence sequence" in rec.frame.set_index("cell_id").loc["a", "ci_kind"]
+    assert "repeated looks" in rec.frame.set_index("cell_id").loc["a", "ci_kind"]
     assert rec.measure.startswith("avg_acc over t1, t2")
     plain = recommend(f, Constraints(max_drop=parse_max_drop("5%"), device="gpu"))
-    assert "confidence sequence" not in str(plain.frame.set_index("cell_id").loc["a", "ci_kind"])
+    assert "repeated looks" not in str(plain.frame.set_index("cell_id").loc["a", "ci_kind"])
 
 
 def test_another_measure_or_unit_keeps_the_fixed_n_interval():
     rec = recommend(frame(), Constraints(max_drop=parse_max_drop("1pt"), device="gpu"))
     f = rec.frame.set_index("cell_id")
-    assert "confidence sequence" not in str(f.loc["a", "ci_kind"])  # decided relative, asked absolute
+    assert "repeated looks" not in str(f.loc["a", "ci_kind"])  # decided relative, asked absolute
 
 
 def test_advisor_matrix_takes_the_decide_block_as_defaults(tmp_path, capsys):

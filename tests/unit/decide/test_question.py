@@ -75,7 +75,9 @@ def test_the_budget_is_max_items_or_about_the_smallest_measured_population_times
     n, why = item_budget(EVAL, Decide(max_drop="2%", max_items=2000))
     assert n == 900 and why == "about 3 x 300: arc_easy has 300 documents (limit 300)"
     lines = question_lines(EVAL, Decide(max_drop="2%", max_items=2000, memory_gib=24))
-    assert "at most 900 items" in lines[1] and "Waudby-Smith & Ramdas 2024" in lines[0]
+    assert "at most 900 items" in lines[1] and "group-sequential design" in lines[0]
+    cs = question_lines(EVAL, Decide(max_drop="2%", max_items=2000, method="confidence-sequence"))
+    assert "Waudby-Smith & Ramdas 2024" in cs[0]
 
 
 def test_decide_validation_of_its_own_fields():

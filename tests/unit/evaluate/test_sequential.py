@@ -13,7 +13,7 @@ import pytest
 
 from harness.decide.journal import journal_path
 from harness.decide.order import item_sequence, parse_item_key, task_order
-from harness.decide.question import SequentialSpec
+from harness.decide.question import SequentialSpec, method_of
 from harness.decide.sequential import paired_items, replay
 from harness.evaluate.catalog import leaves
 from harness.evaluate.data import TaskData
@@ -42,7 +42,19 @@ def data(tmp_path_factory):
     return td
 
 
-def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, items=180, limit=0.05, batch=30):
+def job(
+    data,
+    tmp,
+    cell: str,
+    ref: str | None,
+    *,
+    skill=0.6,
+    flip=0.0,
+    items=180,
+    limit=0.05,
+    batch=30,
+    method="group-sequential",
+):
     from harness.evaluate.lmeval_worker import LMEvalJob
 
     names = ("arc_easy", "gsm8k", "ai2_arc")
@@ -69,6 +81,7 @@ def job(data, tmp, cell: str, ref: str | None, *, skill=0.6, flip=0.0, items=180
             relative=True,
             limit=limit,
             error_rate=0.05,
+            method=method or "group-sequential",
             max_items=items,
             batch_items=batch,
             seed=0,
@@ -131,8 +144,18 @@ def test_a_cell_like_its_reference_is_not_beyond_and_says_how_many_items_would_d
     d = rec.decision
     assert d.verdict in ("undecided", "within") and d.items_used <= 180
     if d.verdict == "undecided":
-        assert d.stop == "budget" and d.items_used == 180 and (d.more_items is None or d.more_items > 0)
+        assert d.stop in ("budget", "futile") and (d.more_items is None or d.more_items > 0)
+        assert d.items_used == 180 if d.stop == "budget" else d.items_used < 180
     assert replayed(tmp, "same", d) == (d.verdict, d.items_used)
+
+
+def test_a_cell_no_budget_can_decide_stops_futile_early_and_the_replay_agrees(data, ref):
+    tmp, _, _ = ref
+    rec, _ = run(job(data, tmp, "futile", "ref", flip=0.05, limit=0.0001))  # a limit 0.01 % from a ~0 drop
+    d = rec.decision
+    assert d.verdict == "undecided" and d.stop == "futile" and d.items_used < 180
+    assert "unlikely" in d.stop_reason and d.more_items is None or d.more_items > 0
+    assert replayed(tmp, "futile", d) == ("undecided", d.items_used)
 
 
 def replayed(tmp, cell: str, d) -> tuple[str, int]:
@@ -149,7 +172,7 @@ def replayed(tmp, cell: str, d) -> tuple[str, int]:
         mine[task] = {parse_item_key(i.key): i.scores[metric] for i in items}
         theirs[task] = {k: float(r[metric]) for k, r in ref.items()}
     dd, w = paired_items(sequence, mine, theirs, relative=True)
-    out = replay(dd, w, d.error_rate, d.limit, d.batch_items, len(dd))
+    out = replay(dd, w, d.error_rate, d.limit, d.batch_items, len(dd), method=method_of(d.method), planned=180)
     return out.verdict, out.items
 
 
@@ -167,7 +190,8 @@ def test_a_second_run_scores_nothing_again_and_a_larger_budget_scores_only_the_n
     assert not [c for c in calls2 if not c.startswith("roll|")]  # only the perplexity task ran again
     same = {"scored", "reused", "item_s"}
     assert again.decision.model_dump(exclude=same) == first.decision.model_dump(exclude=same)
-    more, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=150, limit=0.0001))
+    # a limit no data decides, on the confidence sequence (no futility stop): the whole larger budget is scored
+    more, _ = run(job(data, tmp, "again", "ref", flip=0.05, items=150, limit=0.0001, method="confidence-sequence"))
     assert more.decision.items_used == 150 and more.decision.scored == 150 - first.decision.items_used
 
 
@@ -186,13 +210,13 @@ def test_a_crash_mid_batch_loses_only_that_batch_and_a_torn_line_is_dropped(data
 
     monkeypatch.setattr(seq, "_score_batch", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
+        run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001, method="confidence-sequence"))
     monkeypatch.setattr(seq, "_score_batch", real)
     journals = [journal_path(tmp / "crash" / "items", t) for t in MEASURE]
     assert sum(len(_rows(p)) for p in journals) == 30  # the first batch, whole
     with open(journals[0], "a") as f:  # and a line torn by a crash during a write
         f.write('{"doc_id": 5, "acc_no')
-    rec, _ = run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001))
+    rec, _ = run(job(data, tmp, "crash", "ref", flip=0.05, items=120, limit=0.0001, method="confidence-sequence"))
     assert rec.decision.items_used == 120 and rec.decision.scored == 90  # items 31-120 only
     assert sum(len(_rows(p)) for p in journals) == 120
     assert all(json.loads(x) for p in journals for x in p.read_text().splitlines())
