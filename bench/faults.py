@@ -1093,7 +1093,7 @@ def run_scenario(
     roles = {cid: role for role, cid in cells.items()}
     run_cells = [cells[r] for r in sc.cells]
     keys = [(c, host_id) for c in [cells["ref"], *run_cells]]
-    tag = f"fault-{uuid.uuid4().hex[:12]}"
+    tag, tag2 = f"fault-{uuid.uuid4().hex[:12]}", f"fault-{uuid.uuid4().hex[:12]}"  # the fault's run, the resume
     try:
         seed_copy(seed, ctx.results, sc.seed, cells)
         if sc.plant:
@@ -1139,8 +1139,8 @@ def run_scenario(
                 if d.get("status") != "done"
             ]
 
-        tag2 = f"fault-{uuid.uuid4().hex[:12]}"
         resume = Run(ctx, run_cells, "run-resume", tag2)
+        ctx.extra_runs.append(resume)  # killed in `finally` when the bench is interrupted during the resume
         row.resume_rc = resume.wait(RESUME_TIMEOUT_S)
         row.resume_s = round((resume.ended or time.monotonic()) - resume.t0, 1)
         procs = settle(tag2, since=resume.ended or time.monotonic())
@@ -1181,7 +1181,7 @@ def run_scenario(
                     pass
                 r.proc.wait()
         _stop_extra(ctx)
-        kill_procs(tagged_processes(tag))
+        kill_procs(tagged_processes(tag) + tagged_processes(tag2))
         if ctx.cluster is not None:
             ctx.cluster.stop()
             kill_procs(tagged_processes(ctx.cluster_tag or ""))
@@ -1298,11 +1298,20 @@ def main() -> int:
             print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}", file=sys.stderr)
             return 2
 
-    rows = []
-    for sc in chosen:
+    rows: list[Row] = []
+    stopped = ""
+    for i, sc in enumerate(chosen):
         t = time.monotonic()
         print(f"scenario {sc.name}: {sc.fault} during {sc.stage} ...", flush=True)
-        row = run_scenario(sc, base, seed, settings.home, cells, caps.host_id, plan)
+        try:
+            row = run_scenario(sc, base, seed, settings.home, cells, caps.host_id, plan)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGINT to the bench): the scenarios finished still get their scorecard
+            left = [s.name for s in chosen[i + 1 :]]
+            stopped = f"interrupted during {sc.name} (no row: its run and processes were killed)" + (
+                f"; not run: {', '.join(left)}" if left else ""
+            )
+            print(f"  {stopped}", flush=True)
+            break
         rows.append(row)
         print(
             "  "
@@ -1317,6 +1326,8 @@ def main() -> int:
     print(f"\nhost {caps.host_id}: {caps.label}; vLLM {caps.vllm.package} {caps.vllm.version} ({caps.vllm.kernel_lib})")
     print(f"fault scorecard ({len(rows)} scenario(s), {time.monotonic() - t0:.0f} s; logs under {base}):\n")
     print(render(rows))
+    if stopped:
+        print(stopped)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(
@@ -1328,6 +1339,7 @@ def main() -> int:
                     "cells": cells,
                     "rows": [asdict(r) for r in rows],
                     "totals": totals(rows),
+                    "stopped": stopped or None,
                 },
                 indent=2,
             )
