@@ -1236,6 +1236,9 @@ def main() -> int:
         "folder of an earlier run gives its seed to this one",
     )
     a = ap.parse_args()
+    # Ctrl-C's action even when the bench was started in the background (`nohup ... &` leaves SIGINT ignored): a
+    # SIGINT to the bench stops it after the scenarios finished, with their scorecard
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     global FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S, TRIGGER_TIMEOUT_S
     FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S = FAULT_RUN_TIMEOUT_S * a.slow, RESUME_TIMEOUT_S * a.slow
     TRIGGER_TIMEOUT_S *= a.slow
