@@ -55,7 +55,12 @@ class RayCluster:
         """Start the head and nodes a, b; the cluster's address once both nodes have joined. Every node and the
         driver run with Ray's token authentication off, as tests/integration/test_ray_cluster.py does: otherwise a
         token file left in ~/.ray by another Ray instance turns it on for some processes and not others, and the
-        nodes never join (the driver joins an existing cluster by address, which harness/executors/ray.py allows)."""
+        nodes never join (the driver joins an existing cluster by address, which harness/executors/ray.py allows).
+
+        Each node is started once the one before it has joined: nodes of one machine share the session folder and
+        each takes the first free `sockets/raylet.N` name there, so two started together take the same one and the
+        second raylet dies (`bind: Address already in use`; measured twice in a row on a busy 2-core host, the
+        cluster never reached 3 nodes)."""
         self.env = {**self.env, "RAY_AUTH_MODE": "disabled"}
         self.tmp = Path(tempfile.mkdtemp(prefix="dqfr-", dir="/tmp"))
         gcs, client, *ports = free_ports(2 + 3 * 6)
@@ -91,7 +96,8 @@ class RayCluster:
             log.close()
             if name == "head":
                 self._wait_head(gcs)
-        self._wait_nodes(3)
+            else:  # one node at a time: nodes started together pick the same socket names (see below)
+                self._wait_nodes(i + 1)
         return self.address
 
     def _wait_head(self, port: int) -> None:

@@ -80,6 +80,9 @@ HOLD_S = 60.0  # how long another process holds the DuckDB file
 FAULT_RUN_TIMEOUT_S = 600.0  # a run that goes on after its fault (server killed, DB held) must end by then
 RESUME_TIMEOUT_S = 900.0
 TRIGGER_TIMEOUT_S = 300.0  # waiting for the stage to strike at
+# a Ray cell's evaluate: its stage line reaches the driver up to a second late (the relay is drained every 1 s), and
+# the whole stage took 14.5 s (6.5 s of lm-eval start): 6 s in lands inside it, 10 s came within 3 s of its end
+RAY_DELAY_S = 6.0
 # the homes of students and teacher logits: fresh per scenario that trains; everything else is shared
 FRESH_HOME_DIRS = ("students", "teacher-cache", "generations")
 
@@ -478,20 +481,32 @@ class Run:
         except OSError:
             return ""
 
-    def reached(self, cell: str, stage: str) -> bool:
-        current = None
+    def stages(self, cell: str) -> list[str]:
+        """The stages the run has printed for `cell`, in order: its own lines (`stage X` after `cell <id>`) and,
+        under `--executor ray`, the workers' lines the driver prints (`[<id> on <node>] stage X`)."""
+        current, seen = None, []
         for line in self.text().splitlines():
+            m = RAY_STAGE_LINE.search(line)
+            if m:
+                if m.group(1) == cell:
+                    seen.append(m.group(2))
+                continue
             m = CELL_LINE.match(line)
             if m:
                 current = m.group(1)
                 continue
             m = STAGE_LINE.match(line)
-            if m and current == cell and m.group(1) == stage:
-                return True
-            m = RAY_STAGE_LINE.search(line)
-            if m and m.groups() == (cell, stage):
-                return True
-        return False
+            if m and current == cell:
+                seen.append(m.group(1))
+        return seen
+
+    def reached(self, cell: str, stage: str) -> bool:
+        return stage in self.stages(cell)
+
+    def left(self, cell: str, stage: str) -> str | None:
+        """The stage `cell` went on to after `stage` (None while `stage` is still its last)."""
+        seen = self.stages(cell)
+        return seen[-1] if stage in seen and seen[-1] != stage else None
 
     def poll(self) -> int | None:
         rc = self.proc.poll()
@@ -622,16 +637,26 @@ def _engine_core_up(ctx: Ctx, role: str) -> bool:
         return False
 
 
-def _at(role: str, stage: str, delay: float, engine_core: bool = False) -> Callable[[Ctx, str], bool]:
+def _at(
+    role: str, stage: str, delay: float, engine_core: bool = False, within: bool = True
+) -> Callable[[Ctx, str], bool]:
     """The moment: `delay` s after the run prints `stage` for `role` (and, for serve, after vLLM's engine
-    core process has started: a kill before it exists tests less)."""
+    core process has started: a kill before it exists tests less). With `within`, no moment once the cell has
+    printed a later stage: a fault meant for `stage` that would land after it is not injected (measured: a Ray
+    cell's whole evaluate took 14.5 s), never counted as one."""
 
     def moment(ctx: Ctx, tag: str) -> bool:
         if not ctx.wait_stage(role, stage):
             return False
         if engine_core and not ctx.wait_for("vLLM EngineCore start", lambda: _engine_core_up(ctx, role), 120):
             return False
-        return ctx.alive(delay)
+        if not ctx.alive(delay):
+            return False
+        later = ctx.run.left(ctx.cells[role], stage) if within else None
+        if later:
+            ctx.notes.append(f"{role} had left {stage} (it was at {later}) when the fault was due: not struck")
+            return False
+        return True
 
     return moment
 
@@ -885,7 +910,13 @@ SCENARIOS = [
         seed="ref-nocache",
     ),
     Scenario("db-held-start", "DuckDB held 60 s", "start", ("w8a8",), no_fault, hold_before=True),
-    Scenario("db-held-ingest", "DuckDB held 60 s", "ingest", ("w8a8",), db_held_during(_at("w8a8", "shift", 0.0))),
+    Scenario(
+        "db-held-ingest",
+        "DuckDB held 60 s",
+        "ingest",
+        ("w8a8",),
+        db_held_during(_at("w8a8", "shift", 0.0, within=False)),
+    ),
     Scenario(
         "ctrl-c-serve",
         "SIGINT process group",
@@ -943,7 +974,7 @@ RAY_SCENARIOS = [
         "Ray worker SIGKILLed",
         "evaluate",
         ("w8a8",),
-        ray_fault("kill-worker", _at("w8a8", "evaluate", 10.0)),
+        ray_fault("kill-worker", _at("w8a8", "evaluate", RAY_DELAY_S)),
         ray=True,
     ),
     Scenario(
@@ -951,7 +982,7 @@ RAY_SCENARIOS = [
         "Ray driver SIGKILLed",
         "evaluate",
         ("w8a8",),
-        signal_run(signal.SIGKILL, _at("w8a8", "evaluate", 10.0)),
+        signal_run(signal.SIGKILL, _at("w8a8", "evaluate", RAY_DELAY_S)),
         ray=True,
     ),
     Scenario(
@@ -959,7 +990,7 @@ RAY_SCENARIOS = [
         "Ray node stopped",
         "evaluate",
         ("w8a8",),
-        ray_fault("stop-node", _at("w8a8", "evaluate", 10.0)),
+        ray_fault("stop-node", _at("w8a8", "evaluate", RAY_DELAY_S)),
         ray=True,
     ),
 ]
@@ -1062,7 +1093,7 @@ def run_scenario(
     roles = {cid: role for role, cid in cells.items()}
     run_cells = [cells[r] for r in sc.cells]
     keys = [(c, host_id) for c in [cells["ref"], *run_cells]]
-    tag = f"fault-{uuid.uuid4().hex[:12]}"
+    tag, tag2 = f"fault-{uuid.uuid4().hex[:12]}", f"fault-{uuid.uuid4().hex[:12]}"  # the fault's run, the resume
     try:
         seed_copy(seed, ctx.results, sc.seed, cells)
         if sc.plant:
@@ -1108,8 +1139,8 @@ def run_scenario(
                 if d.get("status") != "done"
             ]
 
-        tag2 = f"fault-{uuid.uuid4().hex[:12]}"
         resume = Run(ctx, run_cells, "run-resume", tag2)
+        ctx.extra_runs.append(resume)  # killed in `finally` when the bench is interrupted during the resume
         row.resume_rc = resume.wait(RESUME_TIMEOUT_S)
         row.resume_s = round((resume.ended or time.monotonic()) - resume.t0, 1)
         procs = settle(tag2, since=resume.ended or time.monotonic())
@@ -1150,7 +1181,7 @@ def run_scenario(
                     pass
                 r.proc.wait()
         _stop_extra(ctx)
-        kill_procs(tagged_processes(tag))
+        kill_procs(tagged_processes(tag) + tagged_processes(tag2))
         if ctx.cluster is not None:
             ctx.cluster.stop()
             kill_procs(tagged_processes(ctx.cluster_tag or ""))
@@ -1205,6 +1236,9 @@ def main() -> int:
         "folder of an earlier run gives its seed to this one",
     )
     a = ap.parse_args()
+    # Ctrl-C's action even when the bench was started in the background (`nohup ... &` leaves SIGINT ignored): a
+    # SIGINT to the bench stops it after the scenarios finished, with their scorecard
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     global FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S, TRIGGER_TIMEOUT_S
     FAULT_RUN_TIMEOUT_S, RESUME_TIMEOUT_S = FAULT_RUN_TIMEOUT_S * a.slow, RESUME_TIMEOUT_S * a.slow
     TRIGGER_TIMEOUT_S *= a.slow
@@ -1267,11 +1301,20 @@ def main() -> int:
             print(f"the seed run did not finish both cells (log {run.err_path}): {run.last_error()}", file=sys.stderr)
             return 2
 
-    rows = []
-    for sc in chosen:
+    rows: list[Row] = []
+    stopped = ""
+    for i, sc in enumerate(chosen):
         t = time.monotonic()
         print(f"scenario {sc.name}: {sc.fault} during {sc.stage} ...", flush=True)
-        row = run_scenario(sc, base, seed, settings.home, cells, caps.host_id, plan)
+        try:
+            row = run_scenario(sc, base, seed, settings.home, cells, caps.host_id, plan)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGINT to the bench): the scenarios finished still get their scorecard
+            left = [s.name for s in chosen[i + 1 :]]
+            stopped = f"interrupted during {sc.name} (no row: its run and processes were killed)" + (
+                f"; not run: {', '.join(left)}" if left else ""
+            )
+            print(f"  {stopped}", flush=True)
+            break
         rows.append(row)
         print(
             "  "
@@ -1286,6 +1329,8 @@ def main() -> int:
     print(f"\nhost {caps.host_id}: {caps.label}; vLLM {caps.vllm.package} {caps.vllm.version} ({caps.vllm.kernel_lib})")
     print(f"fault scorecard ({len(rows)} scenario(s), {time.monotonic() - t0:.0f} s; logs under {base}):\n")
     print(render(rows))
+    if stopped:
+        print(stopped)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(
@@ -1297,6 +1342,7 @@ def main() -> int:
                     "cells": cells,
                     "rows": [asdict(r) for r in rows],
                     "totals": totals(rows),
+                    "stopped": stopped or None,
                 },
                 indent=2,
             )

@@ -157,10 +157,12 @@ class Progress:
     def _print(self, msg: str) -> None:
         if self.quiet:
             return
+        # markup off: a line is text, never rich markup (a Ray worker's `[<cell> on <node>]` prefix was read as a
+        # tag and dropped whenever the cell id began with a letter; an error's `[/...]` would raise)
         if self._rich is not None:
-            self._rich.console.print(msg)
+            self._rich.console.print(msg, markup=False)
         else:
-            self.console.print(f"[{time.monotonic() - self._t0:7.1f}s] {msg}", highlight=False)
+            self.console.print(f"[{time.monotonic() - self._t0:7.1f}s] {msg}", highlight=False, markup=False)
 
     def start_matrix(self, name: str, n: int, skipped: int = 0, estimates: dict[str, float] | None = None) -> None:
         """`estimates`: expected wall seconds per cell id to run (the plan's), for the matrix ETA."""

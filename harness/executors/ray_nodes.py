@@ -45,6 +45,12 @@ PASS_ENV = (
     "DQBENCH_HUB_DOWNLOAD",
     "HF_ENDPOINT",
 )
+# Ray's own settings for the cell's worker process (its core worker reads RAY_<name> from its environment). When
+# the driver dies, the raylet ends its workers, and by default a worker SIGKILLs its direct children on exit: the
+# cell's guards (harness/guard.py), which then cannot take their trees down, and the server's engine process
+# was left running under init (bench/faults.py ray-kill-driver-evaluate: 2 orphans). Left alive, each guard sees
+# its parent die and ends its whole tree itself, as it does when the worker alone is killed (0 orphans).
+WORKER_RAY_CONFIG = {"RAY_kill_child_processes_on_worker_exit": "0"}
 MARKER_DIR = ".dq-shared"  # the driver's markers, under DQBENCH_HOME and the results folder
 
 
@@ -58,6 +64,7 @@ def task_env(results_dir: Path, environ: dict[str, str] | None = None, hub_downl
     if hub_downloads:
         env.update(credentials(environ))
     env["DQBENCH_RESULTS"] = str(results_dir)
+    env.update(WORKER_RAY_CONFIG)
     return env
 
 

@@ -341,3 +341,61 @@ def test_ray_scenarios_are_behind_their_flag_and_read_the_drivers_lines(faults) 
     assert faults.RAY_STAGE_LINE.search(line).groups() == ("b83f969805db", "evaluate")
     assert faults.CELL_PROCESS.search("python -m harness.guard 12 --grace 12 -- python -m vllm.entrypoints")
     assert not faults.CELL_PROCESS.search("/usr/bin/raylet --node_ip_address=127.0.0.1")
+
+
+class _FakeRun:
+    """A run whose stderr is a list of lines the test extends, and that never ends."""
+
+    def __init__(self, faults, lines: list[str]) -> None:
+        self.lines = lines
+        self.stages = lambda cell: faults.Run.stages(self, cell)
+        self.reached = lambda cell, stage: faults.Run.reached(self, cell, stage)
+        self.left = lambda cell, stage: faults.Run.left(self, cell, stage)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def poll(self):
+        return None
+
+
+RAY_LINES = [
+    "[    2.9s]   submitted b83f969805db smollm2-135m/int8/w8a8/none to Ray",
+    "[    3.9s]   [b83f969805db on vm (node 63fb7021)] cell b83f969805db smollm2-135m/int8/w8a8/none",
+    "[    3.9s]   [b83f969805db on vm (node 63fb7021)] stage serve",
+    "[   35.0s]   [b83f969805db on vm (node 63fb7021)] stage measure",
+    "[   43.0s]   [b83f969805db on vm (node 63fb7021)] stage evaluate",
+]
+
+
+def test_the_trigger_reads_a_cells_stages_from_its_own_and_the_ray_drivers_lines(faults) -> None:
+    local = _FakeRun(
+        faults, ["[ 0.1s] cell 9c0445ff1b13 m/p", "[ 0.2s]   stage serve", "[ 9.0s] cell b83f969805db m/q"]
+    )
+    local.lines += ["[ 9.1s]   stage serve", "[20.0s]   stage measure"]
+    assert local.stages("b83f969805db") == ["serve", "measure"] and local.stages("9c0445ff1b13") == ["serve"]
+    assert local.left("b83f969805db", "serve") == "measure" and local.left("b83f969805db", "measure") is None
+    ray = _FakeRun(faults, list(RAY_LINES))
+    assert ray.stages("b83f969805db") == ["serve", "measure", "evaluate"]
+    assert ray.reached("b83f969805db", "evaluate") and not ray.reached("9c0445ff1b13", "evaluate")
+    # the form the driver printed while rich read the prefix as markup: no cell named, so no stage of the cell
+    stripped = _FakeRun(faults, ["[    3.9s]    cell b83f969805db m/q", "[   43.0s]    stage evaluate"])
+    assert not stripped.reached("b83f969805db", "evaluate")
+
+
+def _ctx(faults, tmp_path, run) -> object:
+    ctx = faults.Ctx(tmp_path, tmp_path, tmp_path, tmp_path, {"w8a8": "b83f969805db"}, "h")
+    ctx.run = run
+    return ctx
+
+
+def test_a_fault_due_after_its_stage_ended_is_not_struck(faults, tmp_path) -> None:
+    run = _FakeRun(faults, list(RAY_LINES))
+    ctx = _ctx(faults, tmp_path, run)
+    assert faults._at("w8a8", "evaluate", 0.0)(ctx, "tag") is True  # still in evaluate: the moment
+    run.lines.append("[   57.0s]   [b83f969805db on vm (node 63fb7021)] stage shift")
+    assert faults._at("w8a8", "evaluate", 0.0)(ctx, "tag") is False
+    assert ctx.notes[-1] == "w8a8 had left evaluate (it was at shift) when the fault was due: not struck"
+    assert faults._at("w8a8", "evaluate", 0.0, within=False)(ctx, "tag") is True
+    # and a Ray fault that finds no moment strikes nothing
+    assert faults.ray_fault("kill-worker", faults._at("w8a8", "evaluate", 0.0))(ctx, "tag") is False

@@ -118,3 +118,15 @@ def test_worker_progress_on_a_pipe_prints_every_n_seconds_and_the_end():
 def test_a_warning_reaches_stderr_even_when_quiet(capsys):
     Progress(quiet=True).warn("the DuckDB index is held")
     assert capsys.readouterr().err == "WARNING: the DuckDB index is held\n"
+
+
+def test_lines_are_printed_as_text_never_as_markup():
+    # a Ray worker's line on the driver: `[<cell> on <node>]` was read as a rich tag and dropped when the cell id
+    # began with a letter (bench/faults.py then never saw its Ray scenarios' stages); `[/x]` raised MarkupError
+    buf = io.StringIO()
+    p = Progress(console=Console(file=buf, width=200, force_terminal=False))
+    p.note("[b83f969805db on vm (node 63fb7021)] stage evaluate")
+    p.note("reason: [/tmp/x] [Errno 2]")
+    out = buf.getvalue()
+    assert "[b83f969805db on vm (node 63fb7021)] stage evaluate" in out
+    assert "reason: [/tmp/x] [Errno 2]" in out

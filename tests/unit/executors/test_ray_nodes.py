@@ -77,10 +77,12 @@ def test_only_the_flags_and_results_cross_to_workers_and_the_token_only_for_down
         "HF_HOME": "/driver/hf",
     }
     env = task_env(tmp_path, driver)
-    assert env == {"HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)}
+    ray_cfg = {"RAY_kill_child_processes_on_worker_exit": "0"}  # the guards end their own trees
+    assert env == {"HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)} | ray_cfg
     # a plan that downloads a hub model: the token goes with it (Ray shows runtime_env: only then)
     env = task_env(tmp_path, driver, hub_downloads=True)
-    assert env == {"HF_TOKEN": "hf_x", "HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)}
+    want = {"HF_TOKEN": "hf_x", "HF_HUB_OFFLINE": "1", "DQBENCH_PLUGINS": "p", "DQBENCH_RESULTS": str(tmp_path)}
+    assert env == want | ray_cfg
 
 
 def _facts(node="a" * 56, **kw):
