@@ -27,7 +27,7 @@ its stored items and its reference's item journal in the worker's own order, and
 and items): replay == real.
 
     ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 50]
-        [--method group-sequential|confidence-sequence] [--real DIR]
+        [--method group-sequential|confidence-sequence] [--tasks T ...] [--real DIR]
 
 Prints the host (CPU model, ISA) and the load average: figures from a busy host are upper bounds of wall time.
 """
@@ -141,7 +141,9 @@ def per_item_s(r: CellResult) -> float | None:
     return wall / items if wall and items else None
 
 
-def bench(folders: list[Path], limits: list[float], batch: int, method: str) -> list[dict]:
+def bench(
+    folders: list[Path], limits: list[float], batch: int, method: str, only: list[str] | None = None
+) -> list[dict]:
     rows = []
     for folder in folders:
         results = load(folder)
@@ -155,6 +157,8 @@ def bench(folders: list[Path], limits: list[float], batch: int, method: str) -> 
             dec = r.quality.decision if r.quality else None
             if dec is not None and dec.tasks:  # a sequential cell: its question's measure, not every task
                 tasks = [t for t in tasks if t in dec.tasks]
+            if only:  # the measure named on the command line (a fixed-n cell has no question)
+                tasks = [t for t in tasks if t in only]
             if not tasks:
                 continue
             sequence = worker_sequence(r, tasks)  # a sequential run's own order, else the items both scored shuffled
@@ -288,10 +292,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=50, help="items per look")
     ap.add_argument("--method", choices=["group-sequential", "confidence-sequence"], default="group-sequential")
     ap.add_argument("--real", type=Path, help="a results folder of a sequential run: replay == real")
+    ap.add_argument("--tasks", nargs="+", help="the measure's tasks (default: a sequential cell's, else every task)")
     a = ap.parse_args()
     print("# bench/sequential.py\n" + host_words())
     limits = [x / 100 for x in a.limits]
-    rows = bench(a.folders, limits, a.batch, a.method)
+    rows = bench(a.folders, limits, a.batch, a.method, a.tasks)
     if rows:
         print(f"method: {a.method}, a look every {a.batch} items, error rate {ALPHA:g}\n")
         print(
@@ -314,7 +319,7 @@ def main() -> int:
             f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}"
         )
         other = "confidence-sequence" if a.method == "group-sequential" else "group-sequential"
-        print(f"for comparison, {other}: " + summary_line(summary(bench(a.folders, limits, a.batch, other))))
+        print(f"for comparison, {other}: " + summary_line(summary(bench(a.folders, limits, a.batch, other, a.tasks))))
     if a.real:
         print(f"\n## replay == real ({a.real})")
         for line in real_vs_replay(a.real):
