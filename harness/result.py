@@ -34,8 +34,9 @@ Status = Literal["done", "failed"]
 # the per-item metrics kept in `TaskScore.items`: lm-eval's per-sample value of these is the item's own
 # score (0/1), which a paired comparison needs. A perplexity's per-sample value is not the metric (it is a
 # loglikelihood, or a (loglikelihood, words) pair), so perplexity tasks keep no items. A metric of a
-# filtered generative task is keyed as lm-eval writes it with its filter: "exact_match,strict-match".
-ITEM_METRICS = ("acc", "acc_norm", "exact_match")
+# filtered generative task is keyed as lm-eval writes it with its filter: "exact_match,strict-match". HumanEval's
+# "pass@1,create_test" is one greedy sample's pass/fail per problem (harness/evaluate/code_metric.py).
+ITEM_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")
 
 
 def is_item_metric(key: str) -> bool:

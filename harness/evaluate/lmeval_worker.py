@@ -65,6 +65,9 @@ class LMEvalJob(Job[LMEvalRecord]):
     fewshot_as_multiturn: bool = False
     system_instruction: str | None = None
     gen_kwargs: GenKwargs = Field(default_factory=dict)
+    # the matrix's opt-in to executing model-written code: lm-eval's confirm_run_unsafe_code, and the `allowed` of
+    # every sandboxed program the humaneval metric runs (harness/evaluate/code_metric.py)
+    allow_code_execution: bool = False
     # the matrix's `decide:` question: its measured tasks are scored sequentially (harness/evaluate/sequential.py),
     # the others once with their limit as without it
     sequential: SequentialSpec | None = None
@@ -179,7 +182,10 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     import lm_eval.evaluator
     import numpy as np
 
+    from harness.evaluate import code_metric
     from harness.evaluate.task_index import task_manager
+
+    code_metric.allow(job.allow_code_execution)  # before any task is built: its metric reads it per program
 
     samples_dir = Path(job.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +219,7 @@ def work(job: LMEvalJob) -> LMEvalRecord:
             fewshot_as_multiturn=job.fewshot_as_multiturn,
             system_instruction=job.system_instruction,
             gen_kwargs=job.gen_kwargs or None,
+            confirm_run_unsafe_code=job.allow_code_execution,
             bootstrap_iters=1000,
         )
         rows = sample_rows(res.get("samples", {}), name)

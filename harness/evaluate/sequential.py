@@ -142,6 +142,7 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
         system_instruction=job.system_instruction,
         apply_chat_template=job.apply_chat_template,
         fewshot_as_multiturn=job.fewshot_as_multiturn,
+        confirm_run_unsafe_code=job.allow_code_execution,  # the matrix's opt-in (code tasks: humaneval)
     )
     got = (res or {}).get("samples") or {}
     for m in measured.values():

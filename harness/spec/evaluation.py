@@ -64,12 +64,18 @@ class LMEvalSpec(Strict):
     # `harness plan` warns per task when its items cannot detect it (harness/plan/power.py). It changes
     # nothing that is measured, so it is no part of a cell's id (harness/plan/planner.py leaves it out).
     resolve_drop: str | None = None
+    # The user's opt-in to executing model-written code (tasks lm-eval marks `unsafe_code`: humaneval, mbpp), as
+    # lm-eval asks for `confirm_run_unsafe_code`: the plan refuses such a task without it, and with it every
+    # program runs in dqbench's sandbox (harness/evaluate/code_sandbox.py). It permits, it does not change what is
+    # measured, so it is no part of a cell's id (harness/plan/planner.py leaves it out).
+    allow_code_execution: bool = False
     late_fields: ClassVar[tuple[str, ...]] = (
         "apply_chat_template",
         "fewshot_as_multiturn",
         "system_instruction",
         "gen_kwargs",
         "resolve_drop",
+        "allow_code_execution",
     )
 
     @field_validator("resolve_drop", mode="before")

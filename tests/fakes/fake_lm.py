@@ -2,7 +2,8 @@
 module is imported, as Scoring.register_module does for dqbench's own models).
 
 It reads the gold answer off the document lm-eval hands it with each request (ARC's `answerKey`, HellaSwag's
-`label`, GSM8K's `#### N`) and answers an item right when a hash of the item falls below `skill`, else at random:
+`label`, GSM8K's `#### N`, HumanEval's canonical solution) and answers an item right when a hash of the item falls
+below `skill`, else at random:
 two instances with the same `skill` agree item by item, one with a lower `skill` is worse on exactly the items
 the difference covers, and `flip` re-decides a share of the items with the instance's own `salt` (a compressed
 model that disagrees with its reference here and there). Every answer is a function of the request, so a cell
@@ -74,8 +75,12 @@ class FakeLM(LM):
         for r in requests:
             ctx = r.args[0]
             FakeLM.calls.append(f"gen|{ctx[-40:]}")
-            m = re.search(r"####\s*(\S+)", str((r.doc or {}).get("answer", "")))
-            answer = m.group(1) if m and self._right(ctx) else "0"
-            out.append(f" The answer is {answer}.\n#### {answer}")
+            doc = r.doc or {}
+            if "canonical_solution" in doc:  # HumanEval: the reference body, or one that returns None
+                out.append(doc["canonical_solution"] if self._right(ctx) else "    pass\n")
+            else:
+                m = re.search(r"####\s*(\S+)", str(doc.get("answer", "")))
+                answer = m.group(1) if m and self._right(ctx) else "0"
+                out.append(f" The answer is {answer}.\n#### {answer}")
             self.cache_hook.add_partial("generate_until", r.args, out[-1])
         return out

@@ -63,3 +63,15 @@ def test_a_registry_task_without_packaged_data_needs_the_hub(tmp_path, monkeypat
         assert "'mmlu_pro' has no packaged data" in need and "offline" in need
     else:
         assert ev.unavailable() == []
+
+
+def test_a_code_tasks_hash_covers_the_sandboxed_metric_that_scores_it(tmp_path, monkeypatch):
+    import harness.evaluate.data as data
+
+    td = fake_data(tmp_path, monkeypatch)
+    metric = tmp_path / "code_metric.py"
+    metric.write_text("v1")
+    monkeypatch.setattr(data, "CODE_SCORING", (metric,))
+    h1, arc = td.task_hash("humaneval", "0.4.13"), td.task_hash("arc_easy", "0.4.13")
+    metric.write_text("v2")
+    assert td.task_hash("humaneval", "0.4.13") != h1 and td.task_hash("arc_easy", "0.4.13") == arc

@@ -82,12 +82,18 @@ def _instances(tm, name, shots, limit):
         ("gsm8k_cot", None),
         ("mmlu_anatomy", 5),
         ("mmlu_stem", 5),
+        ("humaneval", None),  # its override inlines lm-eval's YAML (overrides.code_override_yaml)
     ],
 )
 def test_offline_requests_equal_lm_evals_own(offline, name, shots):
     orig, off, sources, data_dir, load = offline
     asked: set[str] = set()
-    with mock.patch("datasets.load_dataset", _stand_in(sources, data_dir, load, asked)):
+    # lm-eval's humaneval utils.py loads `code_eval` from the hub on import: a stand-in (never called here)
+    stub = mock.Mock(compute=mock.Mock(return_value=({"pass@1": 0.0}, {})))
+    with (
+        mock.patch("datasets.load_dataset", _stand_in(sources, data_dir, load, asked)),
+        mock.patch("evaluate.load", return_value=stub),
+    ):
         want = _instances(orig, name, shots, limit=15)
     got = _instances(off, name, shots, limit=15)
     assert asked, "the original task loaded no dataset: the comparison would prove nothing"
@@ -96,6 +102,29 @@ def test_offline_requests_equal_lm_evals_own(offline, name, shots):
     # the override was really used: its config names our loader
     leaf = sorted(off.load([name])["tasks"].items())[0][1]
     assert leaf.config.custom_dataset is not None
+
+
+def test_the_humaneval_override_swaps_only_the_code_running_functions(offline):
+    orig, off, sources, data_dir, load = offline
+    stub = mock.Mock(compute=mock.Mock(return_value=({"pass@1": 0.0}, {})))
+    with (
+        mock.patch("datasets.load_dataset", _stand_in(sources, data_dir, load, set())),
+        mock.patch("evaluate.load", return_value=stub),
+    ):
+        want = orig.load(["humaneval"])["tasks"]["humaneval"]
+    got = off.load(["humaneval"])["tasks"]["humaneval"]
+    from harness.evaluate import code_metric
+
+    assert got.UNSAFE_CODE and want.UNSAFE_CODE  # lm-eval still asks for confirm_run_unsafe_code
+    assert list(got._metric_fn_list) == ["pass_at_1"] and list(want._metric_fn_list) == ["pass_at_k"]
+    assert got.config.metric_list[0]["metric"] is code_metric.pass_at_1
+    assert got._filters[0].name == want._filters[0].name == "create_test"
+    skip = {"metric_list", "filter_list", "custom_dataset", "dataset_kwargs", "tag"}
+    mine, theirs = got.config.to_dict(), want.config.to_dict()
+    for cfg in (mine, theirs):  # where each config was read from: ours is the rendered override
+        cfg["metadata"].pop("config_source")
+    assert {k: v for k, v in mine.items() if k not in skip} == {k: v for k, v in theirs.items() if k not in skip}
+    assert len(got.eval_docs) == catalog.doc_count("humaneval") == 164
 
 
 @pytest.mark.parametrize("name,shots", [("arc_challenge", 25), ("hellaswag", 10), ("gsm8k", None)])

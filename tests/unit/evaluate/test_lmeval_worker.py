@@ -89,3 +89,59 @@ def test_a_tag_without_an_aggregate_row_gets_the_document_weighted_mean(out):
         want = sum(v[m] for v in arc.subtasks.values()) / 2  # equal counts: the plain mean
         assert arc.metrics[m].value == pytest.approx(want) and arc.metrics[m].stderr is None
     assert {i.task for i in read_sample_items(samples / "ai2_arc.jsonl")} == {"arc_easy", "arc_challenge"}
+
+
+def _humaneval_job(tmp, allow: bool):
+    from harness.evaluate.lmeval_worker import LMEvalJob
+
+    td = TaskData(load_settings())
+    td.prepare(tmp / "prepare.log")
+    return LMEvalJob(
+        scoring=Scoring(model="dq-fake-lm", register_module="tests.fakes.fake_lm", model_args={"skill": 0.5}),
+        include_path=str(td.task_dir()),
+        offline_leaves={lf.name: lf for lf in leaves("humaneval") or []},
+        data_dir=str(td.dir),
+        index_cache=str(tmp / "lmeval-index"),
+        num_concurrent=1,
+        max_length=512,
+        batch_size=1,
+        seed=1234,
+        samples_dir=str(tmp / "samples"),
+        tasks=[TaskSpec(name="humaneval", limit=8)],
+        allow_code_execution=allow,
+    )
+
+
+def test_humaneval_scores_pass_at_1_per_item_through_the_sandbox(tmp_path):
+    """A fake model answers each problem with its canonical solution or `pass`: each item's pass@1 is exactly
+    which, through lm-eval, the override's filter and the sandboxed metric."""
+    from harness.evaluate import code_metric
+    from harness.evaluate.lmeval_worker import work
+
+    job = _humaneval_job(tmp_path, allow=True)
+    try:
+        res = work(job)
+    finally:
+        code_metric.allow(False)
+    he = res.tasks["humaneval"]
+    rows = [json.loads(line) for line in (tmp_path / "samples" / "humaneval.jsonl").read_text().splitlines()]
+    items = read_sample_items(tmp_path / "samples" / "humaneval.jsonl")
+    assert he.n == len(rows) == len(items) == 8 and set(he.metrics) == {"pass@1,create_test"}
+    # the program lm-eval scored: prompt + the fake's answer (a canonical solution passes, `pass` returns None)
+    programs = {r["doc_id"]: r["filtered_resps"]["create_test"][0][0] for r in rows}  # [repeat][candidate]
+    for i in items:
+        assert i.scores == {"pass@1,create_test": 0.0 if programs[i.doc_id].endswith("    pass\n") else 1.0}
+    assert he.metrics["pass@1,create_test"].value == pytest.approx(
+        sum(i.scores["pass@1,create_test"] for i in items) / 8
+    )
+    assert 0 < he.metrics["pass@1,create_test"].value < 1  # both kinds of answer were scored
+
+
+def test_humaneval_without_the_opt_in_runs_nothing(tmp_path):
+    from harness.evaluate.lmeval_worker import work
+    from tests.fakes.fake_lm import FakeLM
+
+    FakeLM.calls.clear()
+    with pytest.raises(ValueError, match="confirm_run_unsafe_code"):
+        work(_humaneval_job(tmp_path, allow=False))
+    assert not [c for c in FakeLM.calls if c.startswith("gen|")]

@@ -106,3 +106,12 @@ def test_model_dtype_points_at_the_precision_axis(base_matrix):
     base_matrix["models"][0]["dtype"] = "float32"
     with pytest.raises(SpecError, match="set axes.precision instead"):
         parse_matrix(base_matrix)
+
+
+def test_allow_code_execution_is_a_late_field_off_by_default():
+    from harness.spec.evaluation import LMEvalSpec
+
+    off = LMEvalSpec(tasks=[{"name": "humaneval"}])
+    assert off.allow_code_execution is False and "allow_code_execution" not in off.model_dump()
+    on = LMEvalSpec(tasks=[{"name": "humaneval"}], allow_code_execution=True)
+    assert on.model_dump()["allow_code_execution"] is True
