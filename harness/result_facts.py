@@ -170,6 +170,11 @@ def primary_metric(task: str) -> str | None:
     """The metric that is `task`'s headline accuracy (None: the task has none, e.g. a perplexity task)."""
     if task in PRIMARY:
         return PRIMARY[task]
+    from harness.spec.context_lengths import split_length_task
+
+    base, length = split_length_task(task)  # a long-context task's length (`dq_niah@4096`): its task's metric
+    if length is not None and base in PRIMARY:
+        return PRIMARY[base]
     from harness.evaluate.catalog import primary_metric as catalog_primary
 
     return catalog_primary(task)

@@ -19,6 +19,8 @@ from pathlib import Path
 CATALOG = Path(__file__).with_name("catalog.json")
 # documents of dqbench's own tasks (the splits harness/evaluate/task_data_worker.py writes)
 DQ_DOCS = {"dq_arc_easy": 570, "dq_hellaswag": 10042, "dq_lambada": 5153, "dq_pydoc_ppl": 79}
+# generated per context length, offline (harness/evaluate/niah.py): documents per length
+DQ_DOCS["dq_niah"] = 100
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,12 @@ class TaskData(PreparedData):
         lm-eval version whose configs they include (a hub task: its name and that version); a code task also
         the source of dqbench's metric and sandbox that score it (CODE_SCORING)."""
         files = json.loads(self.manifest.read_text())["files"] if self.ready() else {}
+        from harness.spec.context_lengths import split_length_task
+
+        if split_length_task(task)[1] is not None:  # generated per length (dq_niah@4096): its generator and scorer
+            from harness.evaluate.niah import source_hash
+
+            return hashlib.sha256(f"{task}|{source_hash()}|lm-eval {lm_eval_version}".encode()).hexdigest()[:16]
         if task in TASK_FILES:
             h = hashlib.sha256((TEMPLATES / f"{task}.yaml").read_bytes())
             h.update(files.get(TASK_FILES.get(task, ""), "").encode())

@@ -18,11 +18,14 @@ from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
 from harness.evaluate.items import task_items
 from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION
 from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord
+from harness.evaluate.niah import SOURCE as NIAH_SOURCE
+from harness.evaluate.niah import TASK as NIAH_TASK
 from harness.evaluate.overrides import CODE_FUNCTIONS
 from harness.proc import run_worker
 from harness.result import Quality, TaskScore
 from harness.serve.scoring import Scoring
 from harness.settings import Settings
+from harness.spec.context_lengths import split_length_task
 
 
 def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, str], list[str], list[str]]:
@@ -39,7 +42,9 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, st
     needs: list[str] = []
     for t in spec.tasks:
         if catalog.is_dq(t.name):
-            sources[t.name] = f"local:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"
+            sources[t.name] = (
+                NIAH_SOURCE if t.name == NIAH_TASK else f"local:{OLMO_PKG}=={OLMO_VERSION} + CPython pydoc_data"
+            )
             continue
         leaves = catalog.leaves(t.name)
         if leaves is None and catalog.registry_names() and t.name not in catalog.registry_names():
@@ -187,7 +192,7 @@ class LMEvalEvaluator:
                 {
                     **t.model_dump(),  # lm-eval's detail (version, wall_s, ...) stays as the task's extra fields
                     "task_hash": self.data.task_hash(name, record.lm_eval_version),
-                    "data_source": sources.get(name),
+                    "data_source": sources.get(split_length_task(name)[0]),
                     "samples_path": str(path),
                     "items": task_items(samples, name),
                 }

@@ -183,13 +183,16 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     import numpy as np
 
     from harness.evaluate import code_metric
+    from harness.evaluate.niah import prepare_length_tasks
     from harness.evaluate.task_index import task_manager
 
     code_metric.allow(job.allow_code_execution)  # before any task is built: its metric reads it per program
 
     samples_dir = Path(job.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
-    include = [job.include_path, render_offline(job, samples_dir.parent)]
+    # a long-context task once per length (`dq_niah@4096`), its documents sized with the cell's tokenizer
+    tasks, niah_dir = prepare_length_tasks(job, samples_dir.parent)
+    include = [job.include_path, render_offline(job, samples_dir.parent), niah_dir]
     # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
     tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
     lm = build_lm(job)
@@ -198,11 +201,10 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     seq = job.sequential
     scores: dict[str, LMEvalTaskScore] = {}
     res: dict[str, Any] = {}
-    for t in job.tasks:
-        if seq is not None and t.name in seq.measure:
+    for name, t in tasks:
+        if seq is not None and name in seq.measure:
             continue  # scored below, item by item
         t0 = time.monotonic()
-        name = t.name
         _watch_requests(lm_eval.evaluator, name)
         res = lm_eval.simple_evaluate(
             model=lm,
@@ -240,6 +242,6 @@ def work(job: LMEvalJob) -> LMEvalRecord:
         for name, score in measured.items():
             shown = {k: v.model_dump() for k, v in score.metrics.items()}
             print(f"{name}: {json.dumps(shown)} (sequential, {score.n} items)", flush=True)
-    out.tasks = {t.name: scores[t.name] for t in job.tasks if t.name in scores}
+    out.tasks = {name: scores[name] for name, _ in tasks if name in scores}
     out.lm_eval_version = out.lm_eval_version or res.get("config", {}).get("lm_eval_version")
     return out

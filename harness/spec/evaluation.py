@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.spec import context_lengths
 from harness.spec.base import Strict
 from harness.spec.drop import parse_drop
 
@@ -21,7 +22,10 @@ class TaskSpec(Strict):
     # None: the task's own default (gsm8k 5, gsm8k_cot 8 fixed exemplars, most MC tasks 0). A number
     # overrides it for every subtask; lm-eval's effective count is stored with the score.
     num_fewshot: int | None = Field(default=None, ge=0, le=25)
-    late_fields: ClassVar[tuple[str, ...]] = ("num_fewshot",)
+    # a long-context task (dq_niah) scored once per length, each its own task in the result (`dq_niah@4096`;
+    # harness/spec/context_lengths.py); `limit` is then the documents per length
+    context_lengths: list[int] | None = None
+    late_fields: ClassVar[tuple[str, ...]] = ("num_fewshot", "context_lengths")
 
     @model_validator(mode="after")
     def _dq_tasks_are_zero_shot(self) -> "TaskSpec":
@@ -29,6 +33,8 @@ class TaskSpec(Strict):
         # cells planned when 0 was every task's default stay the same)
         if self.name.startswith("dq_") and self.num_fewshot is None:
             object.__setattr__(self, "num_fewshot", 0)
+        if problems := context_lengths.task_problems(self.name, self.context_lengths):
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -89,6 +95,12 @@ class LMEvalSpec(Strict):
             raise ValueError(
                 "fewshot_as_multiturn: true needs apply_chat_template: true (few-shot turns are chat messages)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _lengths_fit_max_length(self) -> "LMEvalSpec":
+        if problems := context_lengths.max_length_problems(self.tasks, self.max_length):
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("tasks")

@@ -5,6 +5,7 @@ PRIMARY = {
     "dq_arc_easy": "acc",
     "dq_hellaswag": "acc_norm",
     "dq_lambada": "acc",
+    "dq_niah": "acc",  # each length's task too (`dq_niah@4096`: harness/spec/context_lengths.py)
     # lm-eval's own tasks: the metric published tables (Open LLM Leaderboard v1, llm-compressor's recovery
     # tables) report. Any other registry task: its catalog entry's accuracy (harness/evaluate/catalog.py).
     "arc_easy": "acc_norm",
