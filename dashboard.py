@@ -28,6 +28,7 @@ import streamlit as st
 
 from advisor import curves
 from advisor.constraints import AdvisorInputError, Constraints, MaxDrop, parse_max_drop, parse_ms, parse_positive
+from advisor.context_view import context_curve
 from advisor.query import NoResultsError, build_frame
 from advisor.render import to_json
 from advisor.roofline_view import roofline_points
@@ -178,7 +179,9 @@ def main() -> None:
         + (f" on {f['host_id'].nunique()} host(s)" if table["host_id"].nunique() > 1 else "")
     )
 
-    tabs = st.tabs(["Cells", "Pareto", "Curves", "Roofline", "Cost", "Cell detail", "Compare", "Advisor"])
+    tabs = st.tabs(
+        ["Cells", "Pareto", "Curves", "Roofline", "Cost", "Long context", "Cell detail", "Compare", "Advisor"]
+    )
     with tabs[0]:
         st.dataframe(f, hide_index=True, width="stretch")
         st.download_button("Download CSV", f.to_csv(index=False).encode(), "dqbench-cells.csv", "text/csv")
@@ -218,6 +221,9 @@ def main() -> None:
         cost_panel(t, f)
 
     with tabs[5]:
+        context_panel(t, f)
+
+    with tabs[6]:
         ids = list(f["key"])
         picked = st.selectbox("cell", ids, format_func=lambda i: _label(table, i), key="detail_cell") if ids else None
         if picked:
@@ -267,7 +273,7 @@ def main() -> None:
                         expanded=False,
                     )
 
-    with tabs[6]:
+    with tabs[7]:
         ids = st.multiselect(
             "cells to compare", list(f["key"]), format_func=lambda i: _label(table, i), key="compare_cells"
         )
@@ -276,7 +282,7 @@ def main() -> None:
         else:
             st.caption("Pick two or more cells.")
 
-    with tabs[7]:
+    with tabs[8]:
         advisor_panel(t, max_drop, limit_error)
 
 
@@ -327,6 +333,43 @@ def cost_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
     for n in notes:
         st.caption(f"energy: {n}")
     st.dataframe(table, hide_index=True, width="stretch")
+
+
+def context_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:
+    """Quality against context length (advisor/context_view.py): each cell's score per length, and its drop against
+    the reference with the paired 95% CI over the same documents (a task scored per length: `dq_niah@4096`)."""
+    pts = context_curve(t["quality"], t.get("flips", pd.DataFrame()))
+    pts = pts.assign(key=pts["cell_id"] + "@" + pts["host_id"])
+    pts = pts[pts["key"].isin(set(f["key"]))]
+    if pts.empty:
+        st.info(
+            "No long-context scores: a task with `context_lengths` (e.g. `{name: dq_niah, context_lengths: [1024, "
+            "2048, 4096]}`, matrices/smollm2-long-context.yaml) is scored per length and drawn here."
+        )
+        return
+    labels = f.set_index("key")
+    pts["cell"] = [
+        f"{labels.loc[k, 'precision']}/{labels.loc[k, 'method']}/{labels.loc[k, 'distill']} [{k}]" for k in pts["key"]
+    ]
+    for task, d in pts.groupby("task"):
+        st.subheader(f"{task}: quality against context length")
+        x = alt.X("length:Q", scale=alt.Scale(type="log", base=2), title="context length (tokens)")
+        score = (
+            alt.Chart(d)
+            .mark_line(point=True)
+            .encode(x=x, y=alt.Y("score:Q", title="score"), color="cell:N", tooltip=["cell", "length", "score", "n"])
+        )
+        st.altair_chart(score, width="stretch")
+        dd = d.dropna(subset=["drop_abs"])
+        if not dd.empty:
+            base = alt.Chart(dd).encode(x=x, color="cell:N")
+            drop = base.mark_line(point=True).encode(
+                y=alt.Y("drop_abs:Q", title="drop vs reference (points of the score, 95% CI)"),
+                tooltip=["cell", "length", "drop_abs", "drop_lo", "drop_hi", "n", "ref_id"],
+            )
+            st.altair_chart(drop + base.mark_rule().encode(y="drop_lo:Q", y2="drop_hi:Q"), width="stretch")
+            st.caption("CI: paired bootstrap over the same documents at each length (the shift step's flips)")
+        st.dataframe(d.drop(columns=["key"]), hide_index=True, width="stretch")
 
 
 def roofline_panel(t: dict[str, pd.DataFrame], f: pd.DataFrame) -> None:

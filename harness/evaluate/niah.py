@@ -19,6 +19,7 @@ Runs in the evaluate worker; needs `tokenizers` (the cell's tokenizer.json), no 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -156,26 +157,31 @@ def make_doc(
         picked.append(i)
         used += counts[i]
 
-    def render(hay: list[str]) -> str:
-        at = round(depth * len(hay))
+    def render(hay: list[str], at: int) -> str:
         return HEAD + " ".join([*hay[:at], needle, *hay[at:]]) + tail
 
+    def depth_at(n: int) -> int:
+        """The sentence boundary nearest `depth` of the first `n` picked sentences' tokens."""
+        cum = [0, *itertools.accumulate(counts[i] for i in picked[:n])]
+        return min(range(n + 1), key=lambda k: abs(cum[k] - depth * cum[-1]))
+
     hay = [sentences[i] for i in picked]
-    while sizer.count(render(hay)) > budget and hay:
+    while sizer.count(render(hay, depth_at(len(hay)))) > budget and hay:
         hay.pop()  # token merges across the joins can add a few: trim from the end
+    at = depth_at(len(hay))
     # the next sentence, cut at the most words that still fit: long sentences (pydoc's tables) would otherwise
     # leave the prompt well short of its length
     words = sentences[(start + len(hay)) % len(sentences)].split(" ")
     lo, hi = 0, len(words)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if sizer.count(render([*hay, " ".join(words[:mid])])) <= budget:
+        if sizer.count(render([*hay, " ".join(words[:mid])], at)) <= budget:
             lo = mid
         else:
             hi = mid - 1
     if lo:
         hay.append(" ".join(words[:lo]))
-    prompt = render(hay)
+    prompt = render(hay, at)
     n = sizer.count(prompt)
     return {
         "doc_id": index,
