@@ -120,3 +120,35 @@ def test_prepare_without_length_tasks_touches_nothing(tmp_path):
     job = SimpleNamespace(tasks=[TaskSpec(name="dq_arc_easy")], scoring=None, gen_kwargs={}, seed=1)
     assert niah.prepare_length_tasks(job, tmp_path) == ([("dq_arc_easy", TaskSpec(name="dq_arc_easy"))], None)
     assert not any(tmp_path.iterdir())
+
+
+def _quality(per_length: dict[int, list[float]]):
+    from harness.result import Item, Metric, Quality, TaskScore
+
+    return Quality(
+        tasks={
+            f"dq_niah@{n}": TaskScore(
+                metrics={"acc": Metric(value=sum(v) / len(v))},
+                n=len(v),
+                items=[Item(doc_id=i, scores={"acc": x}) for i, x in enumerate(v)],
+            )
+            for n, v in per_length.items()
+        }
+    )
+
+
+def test_each_length_pairs_with_the_reference_on_its_own():
+    from harness.evaluate.reference import item_flips
+    from harness.result_facts import primary_metric
+
+    assert primary_metric("dq_niah@8191") == "acc" == primary_metric("dq_niah")
+    ref = _quality({1024: [1, 1, 1, 1], 4096: [1, 1, 1, 0]})
+    cell = _quality({1024: [1, 1, 1, 1], 4096: [0, 0, 1, 0]})
+    out = item_flips(ref, cell, iters=200)
+    short, long = out["tasks"]["dq_niah@1024"]["acc"], out["tasks"]["dq_niah@4096"]["acc"]
+    assert short["drop_abs"] == 0 and short["ref_correct_cell_wrong"] == 0
+    assert long["drop_abs"] == 0.5 and long["ref_correct_cell_wrong"] == 2 and long["lost_doc_ids"] == [0, 1]
+    assert long["drop_ci95"][0] <= 0.5 <= long["drop_ci95"][1]
+    # the aggregate stratifies by task: each length one stratum, the mean of their drops
+    assert out["aggregate"]["tasks"] == ["dq_niah@1024", "dq_niah@4096"]
+    assert out["aggregate"]["drop_abs"] == pytest.approx(0.25)
