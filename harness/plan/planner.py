@@ -21,7 +21,7 @@ from harness.hw.caps import HostCaps
 from harness.models.arch import ArchInfo
 from harness.models.sources import source_for
 from harness.plan.cell import COMPUTE_DTYPES, CellPlan, ComputeDtype, Plan, content_id
-from harness.plan.context_lengths import serving_problems
+from harness.plan.context_lengths import plan_problems as context_length_problems
 from harness.plan.engine_args import engine_arg_problems
 from harness.plan.memory_estimate import estimate_memory
 from harness.plan.rules import engine_for, feasibility, pairing, student_pairing, student_problems
@@ -127,7 +127,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
     trust_bad, trust_lines = trust_problems(m.models, grant)
     problems += trust_bad + _remote_code_problems(m, settings)
     grants += trust_lines
-    problems += serving_problems(m)  # long-context lengths within the serving window (harness/plan/context_lengths.py)
+    problems += context_length_problems(m)  # long-context tasks: serving windows, decide (harness/plan/context_lengths)
     if m.decide is not None:  # the question must be answerable by this evaluation (harness/decide/question.py)
         problems += decide_problems(m.evaluation, m.decide)
     if problems:  # a matrix-wide mistake: one clear error before anything is prepared or loaded

@@ -4,7 +4,7 @@ field, the value and the fix, before any model is prepared; a serving entry no c
 import pytest
 
 from harness.errors import PlanError
-from harness.plan.context_lengths import engines, serving_problems
+from harness.plan.context_lengths import engines, plan_problems, serving_problems
 from harness.plan.planner import plan_matrix
 from harness.spec import parse_matrix
 
@@ -51,3 +51,13 @@ def test_a_matrix_without_lengths_has_no_problem_and_hashes_no_new_field(base_ma
     assert serving_problems(m) == []
     # what a cell id hashes (harness/plan/planner._identity): the field is absent while left at its default
     assert all("context_lengths" not in t for t in m.evaluation.model_dump(mode="json")["tasks"])
+
+
+def test_a_long_context_task_in_the_decide_measure_is_refused(base_matrix, settings):
+    m = _long(base_matrix, [1024, 2048], vllm_ctx=8192, llamacpp_ctx=8192)
+    m["evaluation"]["tasks"].append({"name": "arc_easy"})
+    m["decide"] = {"max_drop": "5%", "memory_gib": 24}  # measure: aggregate, over every task with items
+    with pytest.raises(PlanError, match="decide.measure: 'dq_niah' is scored once per context length"):
+        plan_matrix(parse_matrix(m), settings, host="cpu-avx512")
+    m["decide"]["measure"] = {"tasks": ["arc_easy"]}
+    assert plan_problems(parse_matrix(m)) == []
