@@ -368,3 +368,46 @@ def test_roofline_tab_draws_measured_points_under_their_limits(monkeypatch, tmp_
     d = next(iter(data.values()))
     assert len(d) == 3 and (d["measured_tok_s"] <= d["roofline_tok_s"] * 10).all()  # three closed-loop levels
     assert set(d["regime"]) <= {"memory-bound", "compute-bound"}
+
+
+def test_long_context_tab_draws_score_and_drop_per_length(monkeypatch, tmp_path):
+    import duckdb
+
+    path = tmp_path / "long.duckdb"
+    write_synthetic_db(path, 2, seed=3)
+    con = duckdb.connect(str(path))
+    cells = con.execute("SELECT cell_id, host_id, parent_id FROM cells").fetchall()
+    child = next(c for c in cells if c[2] is not None)
+    fcols = [r[0] for r in con.execute("DESCRIBE flips").fetchall()]
+    for cell_id, host_id, _ in (child, next(c for c in cells if c[0] == child[2])):
+        for n, v in ((1024, 1.0), (4096, 0.5)):
+            row = {"cell_id": cell_id, "host_id": host_id, "task": f"dq_niah@{n}", "metric": "acc", "value": v, "n": 8}
+            con.execute(
+                f"INSERT INTO quality ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+    for n, d in ((1024, 0.0), (4096, 0.25)):
+        row = {
+            "cell_id": child[0],
+            "host_id": child[1],
+            "ref_id": child[2],
+            "task": f"dq_niah@{n}",
+            "metric": "acc",
+            "n": 8,
+            "drop_abs": d,
+            "drop_ci_lo": 0.0,
+            "drop_ci_hi": d + 0.25,
+        }
+        row = {k: v for k, v in row.items() if k in fcols}
+        con.execute(f"INSERT INTO flips ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    con.close()
+    at = app(monkeypatch, path)
+    assert any(s.value == "dq_niah: quality against context length" for s in at.subheader)
+    assert any("paired bootstrap over the same documents" in c.value for c in at.caption)
+    table = next(d.value for d in at.dataframe if "length" in d.value.columns)
+    assert sorted(set(table["length"])) == [1024, 4096] and table["drop_abs"].max() == 0.25
+
+
+def test_long_context_tab_says_how_to_get_one(monkeypatch, db):
+    path, _ = db
+    at = app(monkeypatch, path)
+    assert any("context_lengths" in i.value for i in at.info)
