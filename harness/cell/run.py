@@ -38,6 +38,7 @@ from harness.progress import Progress
 from harness.result import CellResult, Memory, Sweep
 from harness.serve.base import ServerHandle
 from harness.settings import Settings
+from harness.spec.context_lengths import expand
 from harness.store.hosts import this_host
 from harness.store.results import ResultStore
 from harness.workspace import CellPaths
@@ -217,10 +218,11 @@ def unkept_promise(cell: CellPlan, blocks: Mapping[str, Any]) -> tuple[str, str]
     if is_skipped(quality):  # --until-decided skipped it on purpose (harness/cell/decide.py): no scores owed
         return None
     tasks = quality.get("tasks", {})
-    for t in cell.evaluation.tasks:
-        got = tasks.get(t.name)
+    # a long-context task is scored once per length, each its own task (`dq_niah@4096`)
+    for name in (key for t in cell.evaluation.tasks for key, _ in expand(t)):
+        got = tasks.get(name)
         if not got or not any(v.get("value") is not None for v in got.get("metrics", {}).values()):
-            return "evaluate", f"task {t.name} produced no score"
+            return "evaluate", f"task {name} produced no score"
     if cell.evaluation.shift is not None and not blocks.get("shift"):
         return "shift", "the shift analysis produced no result"
     if getattr(cell, "draft", None) is not None and not blocks.get("speculative"):  # a spec-decoded cell (#28)

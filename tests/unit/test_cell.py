@@ -53,6 +53,16 @@ def test_a_task_without_a_score_is_not_done():
     assert unkept_promise(_cell(), doc)[0] == "evaluate"
 
 
+def test_a_long_context_task_is_done_with_a_score_at_every_length():
+    ev = LMEvalSpec(tasks=[{"name": "dq_niah", "context_lengths": [1024, 4096]}], max_length=4096, shift=None)
+    cell = SimpleNamespace(load=LOAD, evaluation=ev)
+    doc = _doc()
+    doc["quality"]["tasks"] = {f"dq_niah@{n}": {"metrics": {"acc": {"value": 0.5}}} for n in (1024, 4096)}
+    assert unkept_promise(cell, doc) is None
+    del doc["quality"]["tasks"]["dq_niah@4096"]
+    assert unkept_promise(cell, doc) == ("evaluate", "task dq_niah@4096 produced no score")
+
+
 def test_the_evaluate_steps_quality_object_is_read_like_its_json():
     from harness.result import Quality
 
