@@ -19,6 +19,8 @@ from harness.serve.scoring import Scoring
 from harness.serve.startup import vllm_phases
 from harness.settings import load_settings
 
+# stop strings a request may carry (the API server's limit, raised from vLLM's 4 in env() below)
+MAX_STOP_STRINGS = 64
 _CONFIG_RE = re.compile(r"with config: (.*)$")
 _FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
 
@@ -105,6 +107,10 @@ class VLLMServer(EngineServer):
         # VLLM_HOST_IP: the address vLLM gives its distributed store and engine processes (else the host's
         # outward address): loopback, as the HTTP server is (issue #30; checked with `ss` in the e2e tests)
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_HOST_IP": "127.0.0.1"}
+        # vLLM's API refuses a request with more than VLLM_MAX_STOP_STRINGS (default 4) stop strings; lm-eval's
+        # generative tasks send their `until` list whole (HumanEval: 5) and its `hf` model honours all of them,
+        # so a server-scored cell must too (cutting the list would change what is generated)
+        env["VLLM_MAX_STOP_STRINGS"] = str(MAX_STOP_STRINGS)
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
