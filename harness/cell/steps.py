@@ -78,6 +78,7 @@ def serve(run: CellRun) -> None:
         if not hasattr(server, "draft"):
             raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no draft (EngineServer.draft)")
         server.draft = run.draft_model
+    server.kv_cache = cell.kv_cache  # axes.kv_cache: the engine adds its own option (harness/serve/)
     artefact = run.need(run.artefact, "the artefact")
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(
