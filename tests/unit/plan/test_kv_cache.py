@@ -146,3 +146,20 @@ def test_the_memory_estimate_counts_the_cache_dtype(base_matrix, settings):
     bf16 = estimate_memory(arch, "bf16", None, ref.serving, ref.load, "cuda", "bf16")
     f8 = estimate_memory(arch, "bf16", None, ref.serving, ref.load, "cuda", "bf16", kv_cache="fp8")
     assert f8.kv_cache_gib == pytest.approx(bf16.kv_cache_gib / 2, abs=1e-3) and f8.kv_cache_gib < bf16.kv_cache_gib
+
+
+def test_drafts_pair_with_the_auto_cells_only(base_matrix, settings):
+    from tests.unit.plan.test_speculative import _matrix
+
+    m = _matrix(base_matrix, {"d": {"student": "kd", "method": "gguf", "targets": ["gguf"]}})
+    no_kv = _plan(m, settings)
+    m["axes"]["kv_cache"] = ["auto", "q8_0"]
+    plan = _plan(m, settings)
+    spec = [c for c in plan.cells if c.draft is not None]
+    assert [c.cell_id for c in spec] == [c.cell_id for c in no_kv.cells if c.draft is not None]
+    target = next(c for c in plan.cells if c.cell_id == spec[0].draft.target_id)
+    assert target.kv_cache == "auto" and spec[0].kv_cache == "auto"
+    # the student's KV cells: their parent is the student's own auto cell, as its compressed cells' is
+    kd = next(c for c in plan.cells if c.distill == "kd" and c.method == "none" and c.kv_cache == "auto")
+    kd_q8 = [c for c in plan.cells if c.distill == "kd" and c.kv_cache == "q8_0"]
+    assert kd_q8 and all(c.parent_id == kd.cell_id for c in kd_q8)
