@@ -28,6 +28,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from harness.evaluate.bos import encode_kwargs, prefix_token_id
+from harness.spec.kv_cache import llama_kv_kwargs
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -51,6 +52,9 @@ class LlamaCppLM(TemplateLM):
         model: str | None = None,
         num_concurrent: int = 1,
         prefix_reuse: bool = False,
+        type_k: str | None = None,
+        type_v: str | None = None,
+        flash_attn: bool | str = False,
         **_ignored,
     ) -> None:
         super().__init__()
@@ -74,6 +78,8 @@ class LlamaCppLM(TemplateLM):
             n_threads=n_threads,
             verbose=False,
             seed=0,
+            # axes.kv_cache: the served cell's cache types (and the flash attention a quantized V cache needs)
+            **llama_kv_kwargs({"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}),
         )
         # free the model before interpreter teardown (llama-cpp-python's __del__ fails once ctypes is gone)
         atexit.register(self.llm.close)
