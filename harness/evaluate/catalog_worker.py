@@ -17,7 +17,7 @@ before anything loads, whether the task is offline or not. Beside it, every name
 A developer's tool, not a pipeline step: run it by hand with the evaluation (serving) interpreter, which
 builds a `CatalogJob` and runs `work` in that process (`python -m harness.worker` runs the same job):
 
-    python -m harness.evaluate.catalog_worker --data <DQBENCH_HOME>/data/v2 --out harness/evaluate/catalog.json
+    python -m harness.evaluate.catalog_worker --data <DQBENCH_HOME>/data/v4 --out harness/evaluate/catalog.json
 
 tests/unit/evaluate/test_catalog.py regenerates it and compares, so an lm-eval upgrade that changes a
 task's config or membership fails there, not in a run. lm-eval and `datasets` are imported inside the
@@ -227,7 +227,7 @@ def work(job: CatalogJob) -> CatalogRecord:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m harness.evaluate.catalog_worker", description=__doc__)
-    ap.add_argument("--data", required=True, help="a prepared evaluation data folder (<DQBENCH_HOME>/data/v2)")
+    ap.add_argument("--data", required=True, help="a prepared evaluation data folder (<DQBENCH_HOME>/data/v4)")
     ap.add_argument("--out", required=True, help="where to write catalog.json (harness/evaluate/catalog.json)")
     args = ap.parse_args(argv)
     work(CatalogJob(data=args.data, out=args.out))

@@ -263,7 +263,8 @@ def _medmcqa(w: Writer) -> None:
 
 def _math(w: Writer) -> None:
     """MATH's test split per subject (EleutherAI/hendrycks_math; its 4 columns) from OLMES' minerva_math docs,
-    which add only their own prompt, index and a normalised answer (not kept)."""
+    which add only their own prompt, index and a normalised answer (not kept). Checked: each of the package's
+    500 MATH-500 problems (a separately curated subset) is among these 5,000 with the identical solution."""
     import datasets
 
     feats = datasets.Features({c: datasets.Value("string") for c in ("problem", "level", "type", "solution")})
