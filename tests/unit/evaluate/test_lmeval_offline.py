@@ -96,6 +96,8 @@ def _instances(tm, name, shots, limit):
         ("hendrycks_math", None),
         ("mmlu_llama_anatomy", None),  # 5-shot from dev, hails/mmlu_no_train
         ("mmlu_cot_llama_college_physics", None),
+        ("super_glue-copa-t5-prompt", None),
+        ("prompt_robustness_math_algebra", None),  # lm-eval's score/ tasks read the same MATH test split
     ],
 )
 def test_offline_requests_equal_lm_evals_own(offline, name, shots):
