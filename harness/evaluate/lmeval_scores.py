@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict
 
-from harness.result import Metric, TaskScore
+from harness.result import Metric, PromptFormat, TaskScore
 from harness.spec.evaluation import TaskSpec
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def task_score(
     wall_s: float,
     job: LMEvalJob,
     leaves: list[str] | None = None,
+    fmt: PromptFormat | None = None,
 ) -> LMEvalTaskScore:
     """One task's score from lm-eval's results dict (`simple_evaluate`'s, or the sequential path's aggregation
     over the items it used) and the task's sample rows."""
@@ -134,4 +135,5 @@ def task_score(
         else {},
         gen_kwargs=job.gen_kwargs or None,
         wall_s=wall_s,
+        prompt_format=fmt,
     )
