@@ -255,3 +255,22 @@ def test_every_model_adapter_hashes_the_template_of_the_cells_own_tokenizer(tok_
     chat = [{"role": "user", "content": "2+2?"}]
     assert api.apply_chat_template(chat) == cpp.apply_chat_template(chat)
     assert api.apply_chat_template(chat).endswith("<|im_start|>assistant\n")
+
+
+def test_a_gguf_whose_own_template_differs_from_its_tokenizers_is_refused(tok_dir):
+    """llama-server renders chats with the template in the GGUF file; scoring with another would not measure the
+    served model."""
+    pytest.importorskip("lm_eval")
+    transformers = pytest.importorskip("transformers")
+    from harness.evaluate.llamacpp_lm import LlamaCppLM
+
+    cpp = LlamaCppLM.__new__(LlamaCppLM)
+    cpp.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    text = (tok_dir / "chat_template.jinja").read_text()
+    cpp.llm = SimpleNamespace(metadata={"tokenizer.chat_template": text})
+    assert cpp.chat_template(True) == text
+    cpp.llm = SimpleNamespace(metadata={})  # a GGUF without a template: the tokenizer's stands
+    assert cpp.chat_template(True) == text
+    cpp.llm = SimpleNamespace(metadata={"tokenizer.chat_template": TEMPLATE})
+    with pytest.raises(ValueError, match="GGUF file's .* differs from its tokenizer's"):
+        cpp.chat_template(True)
