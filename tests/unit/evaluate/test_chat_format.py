@@ -274,3 +274,22 @@ def test_a_gguf_whose_own_template_differs_from_its_tokenizers_is_refused(tok_di
     cpp.llm = SimpleNamespace(metadata={"tokenizer.chat_template": TEMPLATE})
     with pytest.raises(ValueError, match="GGUF file's .* differs from its tokenizer's"):
         cpp.chat_template(True)
+
+
+@pytest.mark.slow
+def test_the_in_process_vllm_model_hashes_and_renders_the_same_template(tok_dir, tmp_path):
+    """dq-vllm (DQBENCH_EVAL_VIA=in-process) renders with the same tokenizer folder as dq-local-completions."""
+    pytest.importorskip("vllm")
+    transformers = pytest.importorskip("transformers")
+    from harness.evaluate.llamacpp_lm import LlamaCppLM
+    from harness.evaluate.vllm_lm import DQVLLM
+
+    vl = DQVLLM.__new__(DQVLLM)  # its tokenizer only: no engine
+    vl.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    cpp = LlamaCppLM.__new__(LlamaCppLM)
+    cpp.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    j = job(tmp_path, {"gsm8k": CHAT})
+    want = hashlib.sha256((tok_dir / "chat_template.jinja").read_text().encode()).hexdigest()
+    assert template_sha256(vl, j) == want
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    assert vl.apply_chat_template(chat) == cpp.apply_chat_template(chat)
