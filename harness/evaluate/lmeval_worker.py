@@ -36,7 +36,7 @@ from pydantic import Field
 
 from harness.decide.question import SequentialSpec
 from harness.evaluate.catalog import Leaf
-from harness.evaluate.lmeval_scores import GenKwargs, LMEvalTaskScore, sample_rows, task_score
+from harness.evaluate.lmeval_scores import GenKwargs, LMEvalTaskScore, sample_rows, task_score, write_prompt_example
 from harness.jobs import Job, Record
 from harness.result import Decision, PromptFormat
 from harness.serve.scoring import Scoring
@@ -264,6 +264,7 @@ def work(job: LMEvalJob) -> LMEvalRecord:
             bootstrap_iters=1000,
         )
         rows = sample_rows(res.get("samples", {}), name)
+        write_prompt_example(res.get("samples", {}), name, samples_dir)
         with open(samples_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row, default=str) + "\n")

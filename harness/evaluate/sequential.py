@@ -132,7 +132,7 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
     (`arc_easy` and `ai2_arc`) is two entries."""
     import lm_eval.evaluator
 
-    from harness.evaluate.lmeval_scores import sample_rows
+    from harness.evaluate.lmeval_scores import sample_rows, write_prompt_example
 
     samples: dict[str, list[int]] = {}
     parts: dict[str, tuple[MeasuredTask, str]] = {}
@@ -167,6 +167,7 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
             continue
         wanted = {(leaf if leaf != m.name else None, doc) for leaf in mine for doc in samples[f"{m.name}::{leaf}"]}
         rows = sample_rows(mine, m.name)
+        write_prompt_example(mine, m.name, job.samples_dir)
         wrong = [row_key(r) for r in rows if row_key(r) not in wanted]
         if wrong:  # lm-eval scored documents that were not asked for: its index mapping changed
             raise RuntimeError(

@@ -112,6 +112,11 @@ def test_the_fixed_path_templates_only_the_task_that_asks(data, tmp_path):
     # the logged samples hold the prompt as sent: what the result's reader can check the template in
     rows = [json.loads(line) for line in (tmp_path / "fixed" / "samples" / "gsm8k.jsonl").read_text().splitlines()]
     assert len(rows) == 3
+    # and one document's requests as sent, per task: what shows a reader the format that was applied
+    example = json.loads((tmp_path / "fixed" / "samples" / "prompts" / "gsm8k.json").read_text())
+    assert example["doc_id"] == 0 and example["requests"][0][0] in templated
+    arc = json.loads((tmp_path / "fixed" / "samples" / "prompts" / "arc_easy.json").read_text())
+    assert len(arc["requests"]) == 4 and all(r[0] in plain and len(r) == 2 for r in arc["requests"])
 
 
 def _header(folder, task: str) -> dict:
@@ -129,6 +134,8 @@ def test_the_sequential_path_scores_each_format_apart_and_pins_the_template(data
     assert all(p.startswith(f"<|im_start|>system\n{SYSTEM}") for p in templated)
     sha = hashlib.sha256(CHAT_TEMPLATE.encode()).hexdigest()
     assert ref.tasks["gsm8k"].prompt_format.template_sha256 == sha
+    example = json.loads((tmp_path / "ref" / "samples" / "prompts" / "gsm8k.json").read_text())
+    assert example["requests"][0][0] in templated
     items = tmp_path / "ref" / "items"
     assert _header(items, "gsm8k")["settings"]["chat_template_sha256"] == sha
     # a plain measured task's journal is pinned exactly as before per-task formats existed
