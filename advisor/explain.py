@@ -256,7 +256,8 @@ def decision(rec: Recommendation) -> str:
     if not bool(w.get("same_lm_eval", True)):
         flags.append("scored with a different lm-eval version than its reference")
     if not bool(w.get("same_task", True)):
-        flags.append("scored on a different task version than its reference")
+        # the stored task hash folds in a chat-formatted task's prompt format (harness/evaluate/lmeval.py)
+        flags.append("scored on a different task version or prompt format (chat template) than its reference")
     if flags:
         out.append("Caution: " + "; ".join(flags) + ".")
     return " ".join(out)

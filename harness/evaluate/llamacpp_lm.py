@@ -20,6 +20,7 @@ Imported only inside the evaluate stage (it needs llama_cpp and LLAMA_CPP_LIB_PA
 from __future__ import annotations
 
 import atexit
+from hashlib import sha256
 
 import numpy as np
 from lm_eval import utils
@@ -106,6 +107,22 @@ class LlamaCppLM(TemplateLM):
                 continue_final_message=not add_generation_prompt,
             )
         )
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The template `apply_chat_template` renders with (the tokenizer's, as lm-eval selects it), checked
+        against the one the GGUF file carries (`tokenizer.chat_template`, what llama-server's chat endpoint
+        renders with): a GGUF converted with another template would be scored on prompts it is not served with."""
+        text = super().chat_template(chat_template)
+        llm = getattr(self, "llm", None)
+        served = (getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template")
+        if text and served and served != text:
+            raise ValueError(
+                f"chat template: the GGUF file's (sha256 {sha256(served.encode()).hexdigest()[:12]}) differs from its "
+                f"tokenizer's (sha256 {sha256(text.encode()).hexdigest()[:12]}, {self.tokenizer_name}): the prompts "
+                f"would not be those the served model gets; convert the GGUF from that tokenizer's model, or set "
+                f"`apply_chat_template: false`"
+            )
+        return text
 
     @property
     def prefix_token_id(self) -> int:
