@@ -169,7 +169,7 @@ def main() -> None:
     )
     if chosen_hosts:
         f = f[f["host_id"].isin(chosen_hosts)]
-    for col in ("matrix", "model", "precision", "method", "distill", "engine", "status"):
+    for col in ("matrix", "model", "precision", "method", "kv_cache", "distill", "engine", "status"):
         values = sorted(table[col].dropna().unique())
         chosen = st.sidebar.multiselect(col, values, key=f"filter_{col}")
         if chosen:
@@ -189,7 +189,9 @@ def main() -> None:
         if not bad.empty:
             st.subheader("Failed and infeasible cells")
             st.dataframe(
-                bad[["cell_id", "host_label", "model", "precision", "method", "distill", "status", "reason"]],
+                bad[
+                    ["cell_id", "host_label", "model", "precision", "method", "kv_cache", "distill", "status", "reason"]
+                ],
                 hide_index=True,
                 width="stretch",
             )
@@ -534,7 +536,8 @@ def _label(table: pd.DataFrame, key: str) -> str:
     """A row's words: the cell, its host's label, and its key `cell_id@host_id` in brackets."""
     r = table.set_index("key").loc[key]
     draft = f"+draft {r['draft']}" if isinstance(r.get("draft"), str) else ""
-    return f"{r['model']} {r['precision']}/{r['method']}/{r['distill']}{draft} on {r['host_label']} [{key}]"
+    kv = f" kv {r['kv_cache']}" if isinstance(r.get("kv_cache"), str) and r["kv_cache"] != "auto" else ""
+    return f"{r['model']} {r['precision']}/{r['method']}{kv}/{r['distill']}{draft} on {r['host_label']} [{key}]"
 
 
 def advisor_panel(t: dict[str, pd.DataFrame], max_drop: MaxDrop | None, limit_error: str | None) -> None:

@@ -28,8 +28,11 @@ def _given(v: object) -> bool:
 
 
 def cell_label(r: dict) -> str:
-    """'model precision/method/distill', with '+draft NAME' for a spec-decoded cell (issue #28)."""
+    """'model precision/method/distill', with ' kv NAME' for a KV-cache entry other than the engine's default
+    (axes.kv_cache) and '+draft NAME' for a spec-decoded cell (issue #28)."""
     base = f"{r['model']} {r['precision']}/{r['method']}/{r['distill']}"
+    if _given(r.get("kv_cache")) and r["kv_cache"] != "auto":
+        base += f" kv {r['kv_cache']}"
     return f"{base}+draft {r['draft']}" if _given(r.get("draft")) else base
 
 
@@ -253,7 +256,8 @@ def decision(rec: Recommendation) -> str:
     if not bool(w.get("same_lm_eval", True)):
         flags.append("scored with a different lm-eval version than its reference")
     if not bool(w.get("same_task", True)):
-        flags.append("scored on a different task version than its reference")
+        # the stored task hash folds in a chat-formatted task's prompt format (harness/evaluate/lmeval.py)
+        flags.append("scored on a different task version or prompt format (chat template) than its reference")
     if flags:
         out.append("Caution: " + "; ".join(flags) + ".")
     return " ".join(out)

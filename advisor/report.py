@@ -18,6 +18,7 @@ SUMMARY = [
     "model",
     "precision",
     "method",
+    "kv_cache",
     "distill",
     "status",
     "size_gib",

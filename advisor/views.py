@@ -27,6 +27,7 @@ TABLE_COLS = [
     "model",
     "precision",
     "method",
+    "kv_cache",  # axes.kv_cache (auto: the engine's default; NaN in an index from before the axis)
     "distill",
     "draft",
     "engine",

@@ -244,6 +244,24 @@ class Item(BaseModel):
         return self.doc_id if self.task is None else f"{self.task}:{self.doc_id}"
 
 
+class PromptFormat(Block):
+    """How a task's prompts were formatted (harness/spec/chat.py) and, under the chat template, the sha256 of the
+    template text that rendered them (the scoring model's tokenizer's): two scores of one task are comparable only
+    when these are equal (harness/evaluate/reference.py refuses to pair them otherwise)."""
+
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+    template_sha256: str | None = None  # None: no template applied
+
+    def mismatch(self, other: PromptFormat) -> str | None:
+        """Why a score in `other`'s format cannot be paired with one in this format (None: it can)."""
+        fields = ("apply_chat_template", "fewshot_as_multiturn", "system_instruction", "template_sha256")
+        a, b = self.model_dump(include=set(fields)), other.model_dump(include=set(fields))
+        diff = [f"{f} {a[f]!r} vs {b[f]!r}" for f in fields if a[f] != b[f]]
+        return "prompt format differs: " + ", ".join(diff) if diff else None
+
+
 class TaskScore(Block):
     metrics: dict[str, Metric] = Field(default_factory=dict)
     n: int | None = None
@@ -256,12 +274,14 @@ class TaskScore(Block):
     # a group's or tag's subtasks: name -> metric -> value (the task's own metrics are the group's)
     subtasks: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     items: list[Item] = Field(default_factory=list)
+    # how the prompts were formatted (chat template or not, and which); None: a result from before it was recorded
+    prompt_format: PromptFormat | None = None
 
     @model_serializer(mode="wrap")
     def _drop_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = handler(self)  # fields added in schema 3's lifetime: absent, not null, where unset
         if isinstance(out, dict):
-            for k in ("data_source", "subtasks"):
+            for k in ("data_source", "subtasks", "prompt_format"):
                 if not out.get(k):
                     out.pop(k, None)
         return out

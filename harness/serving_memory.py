@@ -282,6 +282,7 @@ KV_DTYPE_BYTES = {
     "q5_0": 22 / 32,
     "q4_1": 20 / 32,
     "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,  # 4.5 bits: 32 4-bit values and one fp16 scale per block, as q4_0
 }
 
 

@@ -95,6 +95,7 @@ def _prepare_and_start(cell: CellPlan, settings: Settings, note) -> None:
         if not isinstance(server, EngineServer):  # an out-of-tree engine on its own lifecycle
             note(f"next cell {cell.cell_id}: its engine plugin cannot start ahead")
             return
+        server.kv_cache = cell.kv_cache  # as the cell's serve step sets it: the same command line
         artefact = run.need(run.artefact, "the artefact")
         prestart.start_ahead(
             server, artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code, cell.cell_id

@@ -78,6 +78,10 @@ def serve(run: CellRun) -> None:
         if not hasattr(server, "draft"):
             raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no draft (EngineServer.draft)")
         server.draft = run.draft_model
+    if cell.kv_cache != "auto":  # axes.kv_cache (issue #27): the engine adds its own option and reads it back
+        if not hasattr(server, "kv_cache"):
+            raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no KV cache (EngineServer.kv_cache)")
+        server.kv_cache = cell.kv_cache
     artefact = run.need(run.artefact, "the artefact")
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(

@@ -114,7 +114,8 @@ def plan(
             r["cell_id"],
             r["model"],
             r["precision"],
-            r["method"],
+            # axes.kv_cache: shown beside the method where it is not the engine's default
+            r["method"] + (f" kv:{r['kv_cache']}" if r.get("kv_cache", "auto") != "auto" else ""),
             r["distill"] + (f"+{r['draft']}" if r.get("draft") else ""),
             r["engine"],
             r["status"],

@@ -47,6 +47,7 @@ def status_rows(
                 "model": c.model.name,
                 "precision": c.precision,
                 "method": c.method,
+                "kv_cache": c.kv_cache,  # axes.kv_cache (issue #27); auto: the engine's default
                 "distill": c.distill,
                 "draft": c.draft.name if c.draft else None,  # a spec-decoded cell's draft (issue #28)
                 "draft_target_id": c.draft.target_id if c.draft else None,
@@ -66,8 +67,11 @@ def status_rows(
 
 
 def cell_words(r: dict) -> str:
-    """model/precision/method/distill, and `+draft` for a spec-decoded cell."""
+    """model/precision/method/distill, `/kv-NAME` for a KV-cache entry (as CellPlan.label), and `+draft` for a
+    spec-decoded cell."""
     base = f"{r['model']}/{r['precision']}/{r['method']}/{r['distill']}"
+    if r.get("kv_cache", "auto") != "auto":
+        base += f"/kv-{r['kv_cache']}"
     return f"{base}+{r['draft']}" if r.get("draft") else base
 
 

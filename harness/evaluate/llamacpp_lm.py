@@ -20,6 +20,7 @@ Imported only inside the evaluate stage (it needs llama_cpp and LLAMA_CPP_LIB_PA
 from __future__ import annotations
 
 import atexit
+from hashlib import sha256
 
 import numpy as np
 from lm_eval import utils
@@ -28,6 +29,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from harness.evaluate.bos import encode_kwargs, prefix_token_id
+from harness.spec.kv_cache import llama_kv_kwargs
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -51,6 +53,9 @@ class LlamaCppLM(TemplateLM):
         model: str | None = None,
         num_concurrent: int = 1,
         prefix_reuse: bool = False,
+        type_k: str | None = None,
+        type_v: str | None = None,
+        flash_attn: bool | str = False,
         **_ignored,
     ) -> None:
         super().__init__()
@@ -74,6 +79,8 @@ class LlamaCppLM(TemplateLM):
             n_threads=n_threads,
             verbose=False,
             seed=0,
+            # axes.kv_cache: the served cell's cache types (and the flash attention a quantized V cache needs)
+            **llama_kv_kwargs({"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}),
         )
         # free the model before interpreter teardown (llama-cpp-python's __del__ fails once ctypes is gone)
         atexit.register(self.llm.close)
@@ -100,6 +107,22 @@ class LlamaCppLM(TemplateLM):
                 continue_final_message=not add_generation_prompt,
             )
         )
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The template `apply_chat_template` renders with (the tokenizer's, as lm-eval selects it), checked
+        against the one the GGUF file carries (`tokenizer.chat_template`, what llama-server's chat endpoint
+        renders with): a GGUF converted with another template would be scored on prompts it is not served with."""
+        text = super().chat_template(chat_template)
+        llm = getattr(self, "llm", None)
+        served = (getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template")
+        if text and served and served != text:
+            raise ValueError(
+                f"chat template: the GGUF file's (sha256 {sha256(served.encode()).hexdigest()[:12]}) differs from its "
+                f"tokenizer's (sha256 {sha256(text.encode()).hexdigest()[:12]}, {self.tokenizer_name}): the prompts "
+                f"would not be those the served model gets; convert the GGUF from that tokenizer's model, or set "
+                f"`apply_chat_template: false`"
+            )
+        return text
 
     @property
     def prefix_token_id(self) -> int:

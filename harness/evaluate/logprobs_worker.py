@@ -76,6 +76,7 @@ def via_llamacpp(model_args: dict[str, ModelArg], windows: list[list[int]], k: i
     from llama_cpp import Llama
 
     from harness.evaluate.shift import topk_from_logits
+    from harness.spec.kv_cache import llama_kv_kwargs
 
     n_ctx = max(len(w) for w in windows)
     llm = Llama(
@@ -86,6 +87,7 @@ def via_llamacpp(model_args: dict[str, ModelArg], windows: list[list[int]], k: i
         n_threads=model_args.get("n_threads"),
         verbose=False,
         seed=0,
+        **llama_kv_kwargs(model_args),  # axes.kv_cache: the served cell's cache types
     )
     try:
         for ids in windows:

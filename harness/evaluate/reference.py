@@ -33,7 +33,7 @@ from harness.evaluate.shift import flips, load_dump, paired_bootstrap, shift_met
 from harness.measure.prompts import token_prompts
 from harness.plan.cell import CellPlan
 from harness.proc import run_worker
-from harness.result import Quality, TaskScore
+from harness.result import PromptFormat, Quality, TaskScore
 from harness.result_facts import primary_metric
 from harness.serve.scoring import Scoring
 from harness.settings import Settings
@@ -65,15 +65,32 @@ def _here(recorded: Path, store: ResultStore) -> Path:
     return moved if moved.is_file() else recorded
 
 
+def format_mismatch(ref: TaskScore, cell: TaskScore) -> str | None:
+    """Why a task's items in the cell and in its reference were not scored on the same prompts (None: they
+    were): a different chat template, multi-turn setting, system message or template text. A result from before
+    formats were recorded counts as plain; it pairs with a plain score, never with a chat-templated one."""
+    mine, theirs = cell.prompt_format or PromptFormat(), ref.prompt_format or PromptFormat()
+    if (cell.prompt_format is None) != (ref.prompt_format is None) and (mine.template_sha256 or theirs.template_sha256):
+        side = "reference's" if ref.prompt_format is None else "cell's"
+        return f"the {side} prompt format is not recorded, the other's applies a chat template"
+    return theirs.mismatch(mine)
+
+
 def item_flips(ref: Quality, cell: Quality, iters: int, aggregate: list[str] | None = None) -> dict:
     """Flips per task and metric between the reference's and the cell's per-item scores, and the aggregate
-    drop (mean of each task's primary metric) with a paired bootstrap CI stratified by task."""
+    drop (mean of each task's primary metric) with a paired bootstrap CI stratified by task. A task whose
+    prompts were formatted differently on the two sides (`format_mismatch`) is not paired: it is listed under
+    `refused` with the reason, and left out of the aggregate."""
     out: dict = {"tasks": {}}
     agg_ref: list[float] = []  # item keys are doc ids, or "<subtask>:<doc_id>" in a group
     agg_cell: list[float] = []
     strata: list[str] = []
     for task in sorted(cell.tasks):
         if task not in ref.tasks:
+            continue
+        why = format_mismatch(ref.tasks[task], cell.tasks[task])
+        if why:
+            out.setdefault("refused", {})[task] = why
             continue
         per_metric = {}
         for metric in cell.tasks[task].item_metrics():

@@ -37,7 +37,9 @@ from harness.decide.journal import Journal, JournalHeader, read_journal, row_key
 from harness.decide.order import ItemKey, Step, item_sequence, task_order
 from harness.decide.question import SequentialSpec, method_text
 from harness.decide.sequential import Design, Stop, look_schedule, paired_items, scored_items
+from harness.evaluate.lmeval_worker import prompt_format
 from harness.result import Decision, DecisionLook
+from harness.spec.chat import ChatFormat
 
 if TYPE_CHECKING:
     from harness.evaluate.lmeval_worker import LMEvalJob
@@ -79,8 +81,18 @@ def configure(task_obj: Any, spec: TaskSpec, job: LMEvalJob) -> None:
 class MeasuredTask:
     """One task of the measure: its lm-eval objects (built once), its order, its journal."""
 
-    def __init__(self, spec: TaskSpec, loaded: dict, job: LMEvalJob, seq: SequentialSpec, version: str | None):
+    def __init__(
+        self,
+        spec: TaskSpec,
+        loaded: dict,
+        job: LMEvalJob,
+        seq: SequentialSpec,
+        version: str | None,
+        template_sha: str | None = None,
+    ):
         self.name, self.spec = spec.name, spec
+        self.format = job.format_of(spec.name)
+        self.prompt_format = prompt_format(job, spec.name, template_sha)
         self.tasks: dict[str, Any] = dict(loaded["tasks"])
         self.groups: dict[str, Any] = dict(loaded.get("groups") or {})
         for obj in self.tasks.values():
@@ -94,12 +106,13 @@ class MeasuredTask:
                 "task_hash": seq.task_hashes.get(self.name),
                 "num_fewshot": {leaf: obj.get_config("num_fewshot") for leaf, obj in sorted(self.tasks.items())},
                 "gen_kwargs": job.gen_kwargs,
-                "apply_chat_template": job.apply_chat_template,
-                "fewshot_as_multiturn": job.fewshot_as_multiturn,
-                "system_instruction": job.system_instruction,
+                **self.format.model_dump(),  # this task's own: keys and values as before per-task formats
                 "max_length": job.max_length,
                 "seed": job.seed,
                 "fewshot": FEWSHOT_RULE,
+                # the template text, where one renders the prompts: a reference scored under another template
+                # has no usable items for this cell (its journal's pin differs), so they are never paired
+                **({"chat_template_sha256": template_sha} if self.format.apply_chat_template else {}),
             },
         )
         self.journal = Journal(Path(seq.journal_dir), self.header)
@@ -113,12 +126,13 @@ class MeasuredTask:
 
 
 def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], job: LMEvalJob) -> int:
-    """Score the items of `steps` that no journal holds, in one lm-eval call (requests of every task batched
-    together); returns how many. Each (task, subtask) is keyed `<task>::<subtask>` in the call, so a subtask
-    that two measured tasks share (`arc_easy` and `ai2_arc`) is two entries."""
+    """Score the items of `steps` that no journal holds, in one lm-eval call per prompt format (lm-eval applies
+    the chat template per call; tasks of one format have their requests batched together); returns how many.
+    Each (task, subtask) is keyed `<task>::<subtask>` in a call, so a subtask that two measured tasks share
+    (`arc_easy` and `ai2_arc`) is two entries."""
     import lm_eval.evaluator
 
-    from harness.evaluate.lmeval_scores import sample_rows
+    from harness.evaluate.lmeval_scores import sample_rows, write_prompt_example
 
     samples: dict[str, list[int]] = {}
     parts: dict[str, tuple[MeasuredTask, str]] = {}
@@ -133,24 +147,27 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
     if not samples:
         return 0
     samples = {name: sorted(docs) for name, docs in samples.items()}  # sorted: see the module docstring
-    res = lm_eval.evaluator.evaluate(
-        lm=lm,
-        task_dict={"tasks": {name: m.tasks[leaf] for name, (m, leaf) in parts.items()}, "groups": {}},
-        samples=samples,
-        bootstrap_iters=0,
-        log_samples=True,
-        system_instruction=job.system_instruction,
-        apply_chat_template=job.apply_chat_template,
-        fewshot_as_multiturn=job.fewshot_as_multiturn,
-        confirm_run_unsafe_code=job.allow_code_execution,  # the matrix's opt-in (code tasks: humaneval)
-    )
-    got = (res or {}).get("samples") or {}
+    got: dict[str, list] = {}
+    for fmt, names in format_groups({name: m.format for name, (m, _leaf) in parts.items()}):
+        res = lm_eval.evaluator.evaluate(
+            lm=lm,
+            task_dict={"tasks": {name: parts[name][0].tasks[parts[name][1]] for name in names}, "groups": {}},
+            samples={name: samples[name] for name in names},
+            bootstrap_iters=0,
+            log_samples=True,
+            system_instruction=fmt.system_instruction,
+            apply_chat_template=fmt.apply_chat_template,
+            fewshot_as_multiturn=fmt.fewshot_as_multiturn,
+            confirm_run_unsafe_code=job.allow_code_execution,  # the matrix's opt-in (code tasks: humaneval)
+        )
+        got.update((res or {}).get("samples") or {})
     for m in measured.values():
         mine = {leaf: got.get(name, []) for name, (owner, leaf) in parts.items() if owner is m}
         if not mine:
             continue
         wanted = {(leaf if leaf != m.name else None, doc) for leaf in mine for doc in samples[f"{m.name}::{leaf}"]}
         rows = sample_rows(mine, m.name)
+        write_prompt_example(mine, m.name, job.samples_dir)
         wrong = [row_key(r) for r in rows if row_key(r) not in wanted]
         if wrong:  # lm-eval scored documents that were not asked for: its index mapping changed
             raise RuntimeError(
@@ -163,6 +180,14 @@ def _score_batch(lm: Any, measured: dict[str, MeasuredTask], steps: list[Step], 
         if missing:
             raise RuntimeError(f"{m.name}: lm-eval returned no score for {len(missing)} item(s), e.g. {missing[:3]}")
     return asked
+
+
+def format_groups(formats: dict[str, ChatFormat]) -> list[tuple[ChatFormat, list[str]]]:
+    """The names of one lm-eval call per distinct format, in the order each format first appears."""
+    groups: dict[ChatFormat, list[str]] = {}
+    for name, fmt in formats.items():
+        groups.setdefault(fmt, []).append(name)
+    return list(groups.items())
 
 
 def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJob):
@@ -181,13 +206,13 @@ def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJo
             metric, _, flt = key.partition(",")
             a["raw_metrics"][(metric, flt or "none")].append(value)
     res = _process_results(acc, m.groups, FINAL_BOOTSTRAP)._to_eval_results(samples={leaf: [] for leaf in acc})
-    score = task_score(res, m.name, m.spec, rows, wall_s, job, leaves=sorted(m.tasks))
+    score = task_score(res, m.name, m.spec, rows, wall_s, job, leaves=sorted(m.tasks), fmt=m.prompt_format)
     # every document of the task is in its population, not only the subtasks the used items reached
     return score.model_copy(update={"n_total": sum(len(obj.eval_docs) for obj in m.tasks.values())})
 
 
 def run_sequential(
-    job: LMEvalJob, lm: Any, tm: Any, samples_dir: Path, version: str | None
+    job: LMEvalJob, lm: Any, tm: Any, samples_dir: Path, version: str | None, template_sha: str | None = None
 ) -> tuple[dict[str, Any], Decision]:
     """Score the measure's tasks sequentially; (task -> LMEvalTaskScore, the decision). Writes each measured
     task's samples file (`<samples_dir>/<task>.jsonl`: its items the verdict used, in scoring order)."""
@@ -195,7 +220,9 @@ def run_sequential(
     assert seq is not None
     t0 = time.monotonic()
     measured = {
-        t.name: MeasuredTask(t, tm.load([t.name]), job, seq, version) for t in job.tasks if t.name in seq.measure
+        t.name: MeasuredTask(t, tm.load([t.name]), job, seq, version, template_sha)
+        for t in job.tasks
+        if t.name in seq.measure
     }
     for m in measured.values():
         if m.journal.discarded:

@@ -125,6 +125,9 @@ class CellPlan(Strict):
     draft: DraftPlan | None = None
     # $ per hour of the host (hardware.price_per_hour) for cost per correct answer; not part of the identity
     price_per_hour: float | None = None
+    # the KV-cache precision (axes.kv_cache, harness/spec/kv_cache.py); `auto`, the engine's default, is left out
+    # of dumps and of the id, so cells planned before the axis existed read and hash the same
+    kv_cache: str = "auto"
     late_fields: ClassVar[tuple[str, ...]] = (
         "limits",
         "train_estimate",
@@ -133,11 +136,14 @@ class CellPlan(Strict):
         "must_beat",
         "draft",
         "price_per_hour",
+        "kv_cache",
     )
 
     @property
     def label(self) -> str:
         base = f"{self.model.name}/{self.precision}/{self.method}/{self.distill}"
+        if self.kv_cache != "auto":
+            base += f"/kv-{self.kv_cache}"
         return f"{base}+{self.draft.name}" if self.draft is not None else base
 
 

@@ -14,6 +14,7 @@ one would deploy without any compression. So:
     teacher int4 (GPTQ)       parent: teacher bf16      reference: teacher bf16
     student bf16 (kd)         parent: teacher bf16      reference: teacher bf16
     student int8 (kd + RTN)   parent: student bf16      reference: teacher bf16 (not the student)
+    teacher bf16, kv fp8      parent: teacher bf16      reference: teacher bf16 (axes.kv_cache: the `auto` cell)
 
 A quantized student's drop therefore includes what distillation lost; its parent-relative measurements
 (KL, flips, paired CI) describe the quantization step alone and are a statement about the reference only

@@ -65,17 +65,25 @@ class _Cell:
         self.precision, self.method_spec = precision, method_spec
 
 
-def kv_bytes_for(arch: ArchInfo, serving: Serving, precision: str, compute_dtype: str | None) -> float:
+def kv_bytes_for(
+    arch: ArchInfo, serving: Serving, precision: str, compute_dtype: str | None, kv_cache: str = "auto"
+) -> float:
     """KV-cache bytes per token of a served cell: its K and V dtypes as its engine stores them."""
-    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype)
+    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype, kv_cache)
     return (
         kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, k_dt)
         + kv_bytes_per_token(arch.num_layers, arch.num_kv_heads, arch.head_dim, v_dt)
     ) / 2
 
 
-def kv_dtypes(serving: Serving, precision: str, compute_dtype: str | None) -> tuple[str, str]:
-    """(K dtype, V dtype) the engine stores its cache in."""
+def kv_dtypes(serving: Serving, precision: str, compute_dtype: str | None, kv_cache: str = "auto") -> tuple[str, str]:
+    """(K dtype, V dtype) the engine stores its cache in: the cell's axes.kv_cache entry where it sets one (the
+    matrix refuses a serving option that sets it too), else the serving options, else the engine's default."""
+    from harness.spec.kv_cache import engine_kv
+
+    chosen = engine_kv(kv_cache, serving.kind)
+    if chosen is not None and chosen in KV_DTYPE_BYTES:
+        return chosen, chosen
     if serving.kind == "llamacpp":
         args = {str(k).lstrip("-"): str(v).lower() for k, v in serving.extra_args.items()}
         k = args.get("cache-type-k", args.get("ctk", "f16"))
@@ -96,15 +104,19 @@ def estimate_memory(
     load: LoadSpec,
     device: str,
     compute_dtype: str | None = None,
+    kv_cache: str = "auto",
 ) -> MemoryEstimate:
     quant = quant_for(precision, method, serving)
     w = weights(arch, quant)
-    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype)
-    per_token = kv_bytes_for(arch, serving, precision, compute_dtype)
+    k_dt, v_dt = kv_dtypes(serving, precision, compute_dtype, kv_cache)
+    per_token = kv_bytes_for(arch, serving, precision, compute_dtype, kv_cache)
     kv_name = k_dt if k_dt == v_dt else f"K {k_dt} / V {v_dt}"
     if device == "cpu" and serving.kind == "vllm":
+        # a fixed reservation whatever the dtype: an fp8 cache holds twice the tokens in it, not less memory
         kv = serving.cpu_kvcache_gib
-        kv_basis = f"KV = VLLM_CPU_KVCACHE_SPACE {kv:g} GiB"
+        kv_basis = f"KV = VLLM_CPU_KVCACHE_SPACE {kv:g} GiB" + (
+            f" ({kv_name}: {per_token:.0f} B/token, {kv * GiB / per_token:.0f} tokens)" if kv_cache != "auto" else ""
+        )
     elif serving.kind == "llamacpp":
         tokens = serving.max_model_len * serving.parallel
         kv = per_token * tokens / GiB

@@ -1,9 +1,10 @@
-"""plan_matrix(): the grid (models x precision x method x distill) -> CellPlans, parents first.
+"""plan_matrix(): the grid (models x precision x method x distill x kv_cache) -> CellPlans, parents first.
 
 Pure apart from reading config.json files that are already on disk, the host's cached capability
 probe (harness/hw) and, when a matrix sets vLLM engine_args, vLLM's cached option list
 (harness/plan/engine_args.py): nothing is downloaded, loaded or started. A cell's parent is the
-uncompressed cell of the same model (for a student, its teacher's). The host decides two things here:
+uncompressed cell of the same model (for a student, its teacher's), always with the engine's default KV cache
+(`auto`): a KV cell is compared with the same reference as any other. The host decides two things here:
 which cells can run (harness/plan/support.py) and, for the precision `auto`, which uncompressed dtype the
 reference is computed in (the dtype this host computes fastest; compressed cells of the lineage use it for
 their activations too, so a speed comparison does not inherit an emulated-bf16 handicap).
@@ -48,6 +49,7 @@ def _identity(
     distill: str,
     serving,
     compute_dtype: str | None = "bf16",
+    kv_cache: str = "auto",
 ) -> dict:
     student = next((s for s in m.students if s.name == distill), None)
     # the activation dtype of a compressed cell enters the id only when it is not the historical bf16,
@@ -57,6 +59,8 @@ def _identity(
         if compute_dtype not in (None, "bf16") and precision not in FULL_PRECISIONS
         else {}
     )
+    if kv_cache != "auto":  # the engine's default KV cache is left out: ids planned before the axis stay the same
+        extra["kv_cache"] = kv_cache
     return {
         **extra,
         "model": model.model_dump(mode="json"),
@@ -78,7 +82,9 @@ def _identity_of(m: Matrix, model) -> Callable[[CellPlan], dict]:
     """A planned cell's identity payload again (what its id hashes), for a spec-decoded cell built on it."""
 
     def ident(cell: CellPlan) -> dict:
-        return _identity(m, model, cell.precision, cell.method, cell.distill, cell.serving, cell.compute_dtype)
+        return _identity(
+            m, model, cell.precision, cell.method, cell.distill, cell.serving, cell.compute_dtype, cell.kv_cache
+        )
 
     return ident
 
@@ -146,19 +152,21 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
         source = source_for(model, settings)
         arch = source.arch()
         model_problem = source.available()
-        ids: dict[tuple[str, str, str], str] = {}
+        ids: dict[tuple[str, str, str, str], str] = {}
 
         def make_cell(
             distill: str,
             precision: str,
             method: str,
+            kv_cache: str = "auto",
             model: ModelSpec = model,
             arch: ArchInfo | None = arch,
-            ids: dict[tuple[str, str, str], str] = ids,
+            ids: dict[tuple[str, str, str, str], str] = ids,
             model_problem: str | None = model_problem,
         ) -> CellPlan:
-            """The cell (distill, precision, method) of this model, its feasibility judged; `ids` must hold its
-            parents' ids already (the grid's order: students after the teacher, methods after `none`)."""
+            """The cell (distill, precision, method, kv_cache) of this model, its feasibility judged; `ids` must hold
+            its parents' ids already (the grid's order: students after the teacher, methods after `none`, KV
+            entries after `auto`)."""
             method_spec = m.methods.get(method) if method != "none" else None
             student = next((s for s in m.students if s.name == distill), None)
             # the engine is the method's (GGUF -> llama.cpp); its settings come from the matrix or defaults
@@ -166,14 +174,17 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
             cdt = COMPUTE_DTYPES.get(precision) or (
                 lineage_dtype if method_spec and _honours_dtype(method_spec.kind) else None
             )
-            ident = _identity(m, model, precision, method, distill, serving, cdt)
+            ident = _identity(m, model, precision, method, distill, serving, cdt, kv_cache)
             cid = content_id(ident)
-            ids[(distill, precision, method)] = cid
-            # parent: the uncompressed cell of the same (student) model; a student's base cell -> teacher
+            ids[(distill, precision, method, kv_cache)] = cid
+            # parent: the uncompressed cell of the same (student) model with the engine's default KV cache; a
+            # student's base cell -> teacher; an uncompressed KV cell -> the same cell with the `auto` KV cache
             if method != "none":
-                parent = ids.get((distill, baseline_precision, "none"))
+                parent = ids.get((distill, baseline_precision, "none", "auto"))
+            elif kv_cache != "auto":
+                parent = ids.get((distill, precision, "none", "auto"))
             elif distill != "none":
-                parent = ids.get(("none", baseline_precision, "none"))
+                parent = ids.get(("none", baseline_precision, "none", "auto"))
             else:
                 parent = None
             cell_arch = arch
@@ -182,7 +193,9 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
             elif student:
                 cell_arch = source_for(model.model_copy(update={"source": student.student}), settings).arch()
             est = (
-                estimate_memory(cell_arch, precision, method_spec, serving, m.load, device, compute_dtype=cdt)
+                estimate_memory(
+                    cell_arch, precision, method_spec, serving, m.load, device, compute_dtype=cdt, kv_cache=kv_cache
+                )
                 if cell_arch
                 else None
             )
@@ -203,7 +216,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 parent_id=parent,
                 estimate=est,
                 arch=cell_arch.to_dict() if cell_arch else None,
-                teacher_id=ids.get(("none", baseline_precision, "none")) if student else None,
+                teacher_id=ids.get(("none", baseline_precision, "none", "auto")) if student else None,
                 teacher_serving=m.serving_for(engine_for(None)) if student else None,
                 compute_dtype=cdt,
                 dtype_note=dtype_note,
@@ -212,6 +225,7 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
                 decide=m.decide,
                 train_estimate=train_est,
                 price_per_hour=m.hardware.price_per_hour,
+                kv_cache=kv_cache,
             )
             reasons = feasibility(cell, cell_arch, caps, m.hardware.memory_gib, est, model_problem) + eval_unavailable
             if student:
@@ -231,18 +245,38 @@ def plan_matrix(m: Matrix, settings: Settings, host: HostCaps | str | None = Non
             if why_not:
                 skipped.append(f"{model.name}: {why_not}")
                 continue
-            grid.append(make_cell(distill, precision, method))
+            # every KV entry is a cell: one its engine or host cannot store is planned infeasible with the reason
+            # (`auto` first: the other entries' parent id must be known when they are made)
+            grid += [make_cell(distill, precision, method, kv) for kv in sorted(m.axes.kv_cache, key="auto".__ne__)]
         cells += grid
-        # speculative drafts (issue #28): a new cell per (target, draft), after every cell of the grid
+        # speculative drafts (issue #28): a new cell per (target, draft), after every cell of the grid; targets are
+        # the cells with the engine's default KV cache (a draft crossed with a KV entry is not planned)
         spec_cells, spec_skipped = speculative_cells(
-            m, model, grid, make_cell, precisions, baseline_precision, _identity_of(m, model), caps, settings
+            m,
+            model,
+            [c for c in grid if c.kv_cache == "auto"],
+            make_cell,
+            precisions,
+            baseline_precision,
+            _identity_of(m, model),
+            caps,
+            settings,
         )
         cells += spec_cells
         skipped += spec_skipped
     # parents first: (distill none before students), uncompressed before compressed
     order = {c.cell_id: i for i, c in enumerate(cells)}
     # and spec-decoded cells last: they need their target's result (speed-up, equal output) and their draft
-    cells.sort(key=lambda c: (c.draft is not None, c.distill != "none", c.method != "none", order[c.cell_id]))
+    # (a KV cell after its auto-KV reference, whatever the axis's order)
+    cells.sort(
+        key=lambda c: (
+            c.draft is not None,
+            c.distill != "none",
+            c.method != "none",
+            c.kv_cache != "auto",
+            order[c.cell_id],
+        )
+    )
     return Plan(matrix=m.name, cells=cells, skipped=skipped, host=caps.host_block(), warnings=warnings, grants=grants)
 
 

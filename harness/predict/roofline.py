@@ -153,7 +153,7 @@ def _kv_bytes(arch: ArchInfo, plan: dict) -> float:
     from harness.spec.serving import Serving
 
     serving = TypeAdapter(Serving).validate_python(plan["serving"])
-    return kv_bytes_for(arch, serving, plan["precision"], plan.get("compute_dtype"))
+    return kv_bytes_for(arch, serving, plan["precision"], plan.get("compute_dtype"), plan.get("kv_cache", "auto"))
 
 
 def measured_levels(result: CellResult) -> tuple[list[tuple[str, float, float | None]], float | None]:

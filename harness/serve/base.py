@@ -347,6 +347,9 @@ class EngineServer(ABC):
         # --- speculative decoding (issue #28): the draft a spec-decoded cell is served with, set by its serve step
         # (harness/cell/steps.py); the engine's command adds its flags (harness/serve/speculative.py)
         self.draft: DraftModel | None = None
+        # the cell's KV-cache precision (axes.kv_cache, harness/spec/kv_cache.py), set by its serve step; `auto`:
+        # the engine's default, no option added
+        self.kv_cache: str = "auto"
 
     @abstractmethod
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:

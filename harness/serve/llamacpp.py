@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from harness.errors import StageError
@@ -20,6 +21,23 @@ from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import llamacpp_phases
 from harness.settings import REPO_ROOT, load_settings
+from harness.spec.kv_cache import engine_kv, quantized_v
+
+# libllama's own start-up line (logged at llama-server verbosity 4, `-lv 4`):
+# "llama_kv_cache: size =   23.91 MiB (  1024 cells,  30 layers,  2/2 seqs), K (q8_0):   11.95 MiB, V (q8_0): ..."
+_KV_LINE = re.compile(r"llama_kv_cache: size = .*?K \((\w+)\):.*?V \((\w+)\):")
+_FA_LINE = re.compile(r"llama_context: flash_attn\s*=\s*(\w+)")
+
+
+def kv_cache_types(log_text: str) -> dict[str, str | None]:
+    """The K and V cache types and the flash-attention state llama.cpp logged at start-up (None: not logged)."""
+    kv = _KV_LINE.findall(log_text)
+    fa = _FA_LINE.findall(log_text)
+    return {
+        "k": kv[-1][0] if kv else None,
+        "v": kv[-1][1] if kv else None,
+        "flash_attn": fa[-1] if fa else None,
+    }
 
 
 def llamacpp_bin(name: str) -> Path:
@@ -64,6 +82,12 @@ class LlamaCppServer(EngineServer):
             str(s.batch_size),
             "--no-webui",
         ]
+        kv = engine_kv(self.kv_cache, self.engine)
+        if kv is not None:
+            # axes.kv_cache (issue #27): K and V alike; verbosity 4 makes libllama log the cache it allocated (its
+            # types are read back in `inspect`; ~25 lines a request more). A quantized V cache needs flash
+            # attention, which llama-server's default `-fa auto` turns on (the plan refuses `-fa off`)
+            cmd += ["--cache-type-k", kv, "--cache-type-v", kv, "-lv", "4"]
         for k, v in sorted(s.extra_args.items()):
             flag = "--" + k.replace("_", "-").lstrip("-")
             if v is True:
@@ -97,7 +121,17 @@ class LlamaCppServer(EngineServer):
             "cache_prompt": "--no-cache-prompt" not in handle.command,
             "quantization": artefact.quantization,
         }
+        kv = engine_kv(self.kv_cache, self.engine)
+        if kv is not None:  # what libllama says it allocated, not what was asked for
+            types = kv_cache_types(handle.log_head())
+            loaded["kv_cache_type_k"], loaded["kv_cache_type_v"] = types["k"], types["v"]
+            loaded["flash_attn"] = types["flash_attn"]
         problems = []
+        if kv is not None and (loaded["kv_cache_type_k"], loaded["kv_cache_type_v"]) != (kv, kv):
+            problems.append(
+                f"KV cache K {loaded['kv_cache_type_k']} / V {loaded['kv_cache_type_v']} != planned {kv} "
+                "(axes.kv_cache; None: llama-server's log did not say)"
+            )
         if handle.model_name not in ids:
             problems.append(f"served models {ids} do not include {handle.model_name!r}")
         if props.get("model_path") and Path(props["model_path"]).resolve() != Path(artefact.model).resolve():
@@ -121,6 +155,13 @@ class LlamaCppServer(EngineServer):
                 # generative tasks are sent to the served llama-server
                 "base_url": handle.base_url.rstrip("/") + "/completions",
                 "model": handle.model_name,
+                # axes.kv_cache: the in-process context keeps the same cache types as the server (a quantized V
+                # cache needs flash attention, which llama-cpp-python leaves off unless asked)
+                **(
+                    {"type_k": kv, "type_v": kv, "flash_attn": quantized_v(self.kv_cache, self.engine)}
+                    if (kv := engine_kv(self.kv_cache, self.engine)) is not None
+                    else {}
+                ),
             },
             # the binding (tools/py) without its own C++ build loads the libllama the set-up built
             env={

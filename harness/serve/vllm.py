@@ -18,7 +18,10 @@ from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import vllm_phases
 from harness.settings import load_settings
+from harness.spec.kv_cache import engine_kv
 
+# stop strings a request may carry (the API server's limit, raised from vLLM's 4 in env() below)
+MAX_STOP_STRINGS = 64
 _CONFIG_RE = re.compile(r"with config: (.*)$")
 _FIELD_RE = re.compile(r"(\w+)=([^,]+(?:\([^)]*\))?)")
 
@@ -95,6 +98,9 @@ class VLLMServer(EngineServer):
                 cmd.append(flag)
             elif v is not False:
                 cmd += [flag, str(v)]
+        kv = engine_kv(self.kv_cache, self.engine)
+        if kv is not None:  # axes.kv_cache (issue #27); the matrix refuses engine_args that set it too
+            cmd += ["--kv-cache-dtype", kv]
         if self.draft is not None:  # speculative decoding (issue #28): harness/serve/speculative.py
             from harness.serve.speculative import vllm_flags
 
@@ -105,6 +111,10 @@ class VLLMServer(EngineServer):
         # VLLM_HOST_IP: the address vLLM gives its distributed store and engine processes (else the host's
         # outward address): loopback, as the HTTP server is (issue #30; checked with `ss` in the e2e tests)
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_HOST_IP": "127.0.0.1"}
+        # vLLM's API refuses a request with more than VLLM_MAX_STOP_STRINGS (default 4) stop strings; lm-eval's
+        # generative tasks send their `until` list whole (HumanEval: 5) and its `hf` model honours all of them,
+        # so a server-scored cell must too (cutting the list would change what is generated)
+        env["VLLM_MAX_STOP_STRINGS"] = str(MAX_STOP_STRINGS)
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
@@ -127,6 +137,7 @@ class VLLMServer(EngineServer):
             "quantization": cfg.get("quantization"),
             "enforce_eager": cfg.get("enforce_eager"),
             "device_config": cfg.get("device_config"),
+            "kv_cache_dtype": cfg.get("kv_cache_dtype"),  # the cache dtype the engine says it runs with
             "engine_config": {k: cfg[k] for k in ENGINE_KEYS if k in cfg},
         }
         problems = []
@@ -139,6 +150,9 @@ class VLLMServer(EngineServer):
         q = None if q in (None, "None") else q
         if (q or None) != (artefact.quantization or None):
             problems.append(f"quantization {q!r} != planned {artefact.quantization!r}")
+        want_kv = engine_kv(self.kv_cache, self.engine)
+        if want_kv is not None and cfg.get("kv_cache_dtype") != want_kv:
+            problems.append(f"kv_cache_dtype {cfg.get('kv_cache_dtype')!r} != planned {want_kv!r} (axes.kv_cache)")
         if problems:
             raise StageError(
                 "serve",

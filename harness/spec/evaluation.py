@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.spec import context_lengths
 from harness.spec.base import Strict
+from harness.spec.chat import ChatFormat, chat_format, chat_problems
 from harness.spec.drop import parse_drop
 
 
@@ -22,10 +23,21 @@ class TaskSpec(Strict):
     # None: the task's own default (gsm8k 5, gsm8k_cot 8 fixed exemplars, most MC tasks 0). A number
     # overrides it for every subtask; lm-eval's effective count is stored with the score.
     num_fewshot: int | None = Field(default=None, ge=0, le=25)
+    # This task's prompt format (harness/spec/chat.py); None: the evaluation's setting of the same name. "" as the
+    # system message: none, where the evaluation sets one.
+    apply_chat_template: bool | None = None
+    fewshot_as_multiturn: bool | None = None
+    system_instruction: str | None = None
     # a long-context task (dq_niah) scored once per length, each its own task in the result (`dq_niah@4096`;
     # harness/spec/context_lengths.py); `limit` is then the documents per length
     context_lengths: list[int] | None = None
-    late_fields: ClassVar[tuple[str, ...]] = ("num_fewshot", "context_lengths")
+    late_fields: ClassVar[tuple[str, ...]] = (
+        "num_fewshot",
+        "apply_chat_template",
+        "fewshot_as_multiturn",
+        "system_instruction",
+        "context_lengths",
+    )
 
     @model_validator(mode="after")
     def _dq_tasks_are_zero_shot(self) -> "TaskSpec":
@@ -91,10 +103,16 @@ class LMEvalSpec(Strict):
 
     @model_validator(mode="after")
     def _multiturn_needs_template(self) -> "LMEvalSpec":
-        if self.fewshot_as_multiturn and not self.apply_chat_template:
+        # the evaluation's multi-turn applies to the tasks that turn the template on themselves, if any
+        templated = any(self.chat_format(t).apply_chat_template for t in self.tasks)
+        if self.fewshot_as_multiturn and not templated:
             raise ValueError(
-                "fewshot_as_multiturn: true needs apply_chat_template: true (few-shot turns are chat messages)"
+                "evaluation.fewshot_as_multiturn: true needs the chat template (few-shot turns are chat messages), "
+                "and no task applies it: set `apply_chat_template: true` under `evaluation:` or on a task"
             )
+        problems = chat_problems(self, self.tasks)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -102,6 +120,10 @@ class LMEvalSpec(Strict):
         if problems := context_lengths.max_length_problems(self.tasks, self.max_length):
             raise ValueError("; ".join(problems))
         return self
+
+    def chat_format(self, task: TaskSpec) -> ChatFormat:
+        """`task`'s prompt format: its own settings over this evaluation's (harness/spec/chat.py)."""
+        return chat_format(self, task)
 
     @field_validator("tasks")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from harness.spec.base import NAME_RE, AxisPrecision, Strict
 from harness.spec.decide import Decide
 from harness.spec.evaluation import Evaluation
+from harness.spec.kv_cache import KVCache, kv_options_set
 from harness.spec.loadtest import LoadSpec
 from harness.spec.methods import MethodSpec
 from harness.spec.serving import SERVING_DEFAULTS, DraftSpec, LlamaCppServing, Serving, VLLMServing
@@ -24,9 +25,12 @@ class Axes(Strict):
     distill: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
     # speculative drafts (`drafts:`) paired with their target cells; `none`: the targets themselves (issue #28)
     draft: list[str] = Field(default_factory=lambda: ["none"], min_length=1)
-    late_fields: ClassVar[tuple[str, ...]] = ("draft",)
+    # KV-cache precision (issue #27): engine-neutral names (harness/spec/kv_cache.py); `auto` is the engine's own
+    # default and the reference every other entry is compared with
+    kv_cache: list[KVCache] = Field(default_factory=lambda: list[KVCache](["auto"]), min_length=1)
+    late_fields: ClassVar[tuple[str, ...]] = ("draft", "kv_cache")
 
-    @field_validator("precision", "method", "distill", "draft")
+    @field_validator("precision", "method", "distill", "draft", "kv_cache")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         dup = sorted({x for x in v if v.count(x) > 1})
@@ -122,7 +126,29 @@ class Matrix(Strict):
                         f"(defined: {sorted(self.methods) or 'none'})"
                     )
         self._draft_references(student_names)
+        self._kv_cache_axis()
         return self
+
+    def _kv_cache_axis(self) -> None:
+        """A KV entry other than `auto` needs the `auto` cells (its reference) and is the one place the cache dtype
+        is set: a serving option that sets it too would make the axis say one thing and the engine run another."""
+        if self.axes.kv_cache == ["auto"]:
+            return
+        if "auto" not in self.axes.kv_cache:
+            raise ValueError(
+                f"axes.kv_cache: {self.axes.kv_cache} has no `auto`; add it (e.g. [auto, "
+                f"{self.axes.kv_cache[0]}]): a KV cell's drop, KL and flips are measured against the auto-KV cell"
+            )
+        for s in (self.serving, *self.extra_serving):
+            args = s.engine_args if s.kind == "vllm" else s.extra_args
+            keys = kv_options_set(s.kind, args)
+            if keys:
+                where = "engine_args" if s.kind == "vllm" else "extra_args"
+                raise ValueError(
+                    f"the `kind: {s.kind}` serving entry's {where} sets {keys} while axes.kv_cache is "
+                    f"{self.axes.kv_cache}; remove {keys} from {where} (axes.kv_cache sets the KV-cache dtype of "
+                    "each cell)"
+                )
 
     def _draft_references(self, student_names: list[str]) -> None:
         """`axes.draft` names drafts under `drafts:`; a draft's student, method and targets exist."""

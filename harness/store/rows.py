@@ -30,6 +30,7 @@ def cell_row(plan: dict[str, Any], result: CellResult | None, host: dict[str, An
         "method": plan["method"],
         "method_kind": (plan.get("method_spec") or {}).get("kind", "none"),
         "distill": plan["distill"],
+        "kv_cache": plan.get("kv_cache", "auto"),  # axes.kv_cache; stored plans without it used the default
         "engine": plan["serving"]["kind"],
         "device": plan["device"],
         "status": status.status,
@@ -103,7 +104,7 @@ def _kv_bytes(plan: dict[str, Any]) -> float | None:
     names = {f.name for f in fields(ArchInfo)}
     info = ArchInfo(**{k: v for k, v in arch.items() if k in names})
     serving = TypeAdapter(Serving).validate_python(plan["serving"])
-    return kv_bytes_for(info, serving, plan["precision"], plan.get("compute_dtype"))
+    return kv_bytes_for(info, serving, plan["precision"], plan.get("compute_dtype"), plan.get("kv_cache", "auto"))
 
 
 def speculative_figures(plan: dict[str, Any], result: CellResult | None) -> Row:

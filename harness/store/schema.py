@@ -63,6 +63,7 @@ CELL_COLS = {
     "method": "VARCHAR",
     "method_kind": "VARCHAR",
     "distill": "VARCHAR",
+    "kv_cache": "VARCHAR",  # axes.kv_cache: auto (the engine's default) or the KV-cache precision
     "engine": "VARCHAR",
     "device": "VARCHAR",
     "status": "VARCHAR",

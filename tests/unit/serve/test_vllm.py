@@ -32,6 +32,8 @@ def test_command_binds_loopback_and_passes_managed_flags():
     assert "--enforce-eager" in cmd and "--trust-remote-code" not in cmd
     assert cmd[cmd.index("--max-num-seqs") + 1] == "32" and "--disable-log-stats" in cmd
     assert s.env()["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    # HumanEval's 5 stop strings pass vLLM's request validation (its default limit is 4)
+    assert int(s.env()["VLLM_MAX_STOP_STRINGS"]) >= 5
     assert "VLLM_CPU_KVCACHE_SPACE" not in VLLMServer(spec, "/py", "cuda").env()
 
 
