@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness.decide.priority import cannot_beat, objective_value
-from harness.decide.question import SequentialSpec, item_budget, measure_name, measure_tasks, method_text, reference_of
+from harness.decide.question import (
+    SequentialSpec,
+    item_budget,
+    measure_name,
+    measure_tasks,
+    method_of,
+    method_text,
+    reference_of,
+)
 from harness.result import CellResult, Decision, Memory, Quality
 
 if TYPE_CHECKING:
@@ -98,13 +106,21 @@ def is_skipped(quality: Quality | dict[str, Any] | None) -> bool:
     return q.decision is not None and q.decision.stop == "skipped"
 
 
+def _interval_name(d: Decision) -> str:
+    """What the interval is: a group-sequential design's repeated confidence interval, or a confidence sequence
+    (both hold over every look; the words say which method made it)."""
+    level = f"{1 - d.error_rate:.0%}"
+    if method_of(d.method) == "group-sequential":
+        return f"repeated {level} CI"
+    return f"anytime {level} CS"
+
+
 def decision_line(d: Decision) -> str:
     """One line for the live display: the verdict, its interval and how many items it used."""
     unit = "%" if d.relative else "pt"
     scale = 100.0
     span = (
-        f"drop {d.point * scale:+.1f} {unit} (anytime {1 - d.error_rate:.0%} CS {d.lo * scale:+.1f} to "
-        f"{d.hi * scale:+.1f})"
+        f"drop {d.point * scale:+.1f} {unit} ({_interval_name(d)} {d.lo * scale:+.1f} to {d.hi * scale:+.1f})"
         if d.point is not None and d.lo is not None and d.hi is not None
         else ""
     )
