@@ -17,6 +17,9 @@ import hashlib
 import re
 from typing import Any, ClassVar
 
+# lm_eval.models' import registers lm-eval's own models (`dummy` among them): a registry that first saw the fakes
+# below would know only them, and a later test in the same process asking for `dummy` would fail
+import lm_eval.models  # noqa: F401
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
