@@ -115,7 +115,14 @@ class MeasuredTask:
                 **({"chat_template_sha256": template_sha} if self.format.apply_chat_template else {}),
             },
         )
-        self.journal = Journal(Path(seq.journal_dir), self.header)
+        # `header` pins what makes a reference's items pairable with this cell's (read_journal below); the
+        # cell's own journal also pins how its engine computed them: a GGUF cell's loglikelihoods with the
+        # context evaluated once (dq-llamacpp's `context_once`) can differ in the last bits from a whole-prompt
+        # pass, so a resumed journal never mixes items scored the two ways
+        own = self.header
+        if job.scoring.model_args.get("context_once"):
+            own = JournalHeader.of(self.name, version, {**self.header.settings, "llamacpp_context_once": True})
+        self.journal = Journal(Path(seq.journal_dir), own)
         self.reused = len(self.journal.rows)
 
     def leaf_of(self, key: ItemKey) -> str:

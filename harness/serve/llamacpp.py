@@ -155,6 +155,9 @@ class LlamaCppServer(EngineServer):
                 # generative tasks are sent to the served llama-server
                 "base_url": handle.base_url.rstrip("/") + "/completions",
                 "model": handle.model_name,
+                # a multiple-choice item's question computed once for all its choices (harness/evaluate/
+                # llamacpp_lm.py; measured in docs/results/2026-12-07-default-time-avx512.md)
+                "context_once": True,
                 # axes.kv_cache: the in-process context keeps the same cache types as the server (a quantized V
                 # cache needs flash attention, which llama-cpp-python leaves off unless asked)
                 **(

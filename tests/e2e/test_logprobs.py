@@ -117,6 +117,17 @@ def test_llamacpp_logprobs_match_transformers_and_server_has_none(tmp_path, monk
     assert len(got) == len(want) and mean_err < 0.15 and max(err) < 1.0
     assert mean_shift > 5 * mean_err
 
+    # context_once (the GGUF cells' default): the context evaluated alone, each choice on top of it; with bf16
+    # weights the answers are bit-identical to one pass over each whole prompt, and an answer never depends on
+    # the request before it (the same request after another context scores the same)
+    once = LlamaCppLM(model_path=str(gguf), tokenizer=str(model_dir), max_length=256, n_threads=2, context_once=True)
+    ctx = [(TEXT[:60], " " + w) for w in ("the", "a few more words here", "x")] + [(TEXT[:90], " and")]
+    reqs = [(None,) + once._encode_pair(c, x) for c, x in ctx]
+    whole = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+    split = once._loglikelihood_tokens(reqs, disable_tqdm=True)
+    assert split == whole and once.reused > 0
+    assert once._loglikelihood_tokens(reqs[::-1], disable_tqdm=True) == whole[::-1]
+
     from harness.serve.llamacpp import LlamaCppServer
     from harness.spec.serving import LlamaCppServing
 

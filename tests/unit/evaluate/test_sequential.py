@@ -231,3 +231,21 @@ def test_a_journal_scored_with_other_settings_is_set_aside(data, ref):
     assert rec.decision.scored == 30 and (tmp / "pin" / "items" / "arc_easy.discarded.jsonl").is_file()
     # and the reference's journal, pinned to max_length 512, is not paired with: scored alone, and said so
     assert rec.decision.stop == "reference_missing" and "other settings" in rec.decision.stop_reason
+
+
+def test_a_gguf_cells_context_once_pins_its_own_journal_but_still_pairs_with_the_reference(data, ref):
+    """dq-llamacpp's `context_once` changes a quantized GGUF's answers in the last bits: the cell's own journal pins
+    it (a resume never mixes items scored both ways), while the reference's items, which it does not change, stay
+    pairable."""
+    tmp, _, _ = ref
+    j = job(data, tmp, "once", "ref", flip=0.05, items=30, limit=0.0001)
+    args = {**j.scoring.model_args, "context_once": True}
+    once = j.model_copy(update={"scoring": j.scoring.model_copy(update={"model_args": args})})
+    rec, _ = run(once)
+    assert rec.decision.reference == "ref" and rec.decision.stop != "reference_missing" and rec.decision.scored == 30
+    header = json.loads(journal_path(tmp / "once" / "items", "arc_easy").read_text().splitlines()[0])
+    assert header["settings"]["llamacpp_context_once"] is True
+    rec, _ = run(once)  # resumed the same way: nothing scored again
+    assert rec.decision.scored == 0 and rec.decision.reused == 30
+    rec, _ = run(j)  # the whole-prompt way: the journal is set aside, the items scored again
+    assert rec.decision.scored == 30 and (tmp / "once" / "items" / "arc_easy.discarded.jsonl").is_file()
