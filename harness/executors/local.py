@@ -1,11 +1,11 @@
 """The default executor: one cell after another in this process (servers still run as subprocesses).
 
-With DQBENCH_PRESTART=1 (issue #31; off by default: on a 2-core host it did not pay, see
-docs/results/2026-12-06-eval-efficiency-avx512.md), the next cell's steps up to its artefact run, and its
-server starts, while this cell evaluates (harness/cell/ahead.py): after this cell's load test, so that no
-measured latency shares the machine with it, and only where the next server fits beside this one. Servers
-started ahead and never taken (the next cell failed before its serve step, the run was interrupted) are
-stopped.
+With DQBENCH_PRESTART=1 (issue #31; off by default: on an idle 2-core host it did not pay, the default run took
+1,148 s with it and 1,118 s without, docs/results/2026-12-07-default-time-avx512.md), the next cell's steps up
+to its artefact run, and its server starts, while this cell evaluates (harness/cell/ahead.py): after this
+cell's load test, so that no measured latency shares the machine with it, and only where the next server fits
+beside this one. Servers started ahead and never taken (the next cell failed before its serve step, the run was
+interrupted) are stopped.
 """
 
 from __future__ import annotations
