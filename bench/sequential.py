@@ -209,6 +209,22 @@ def bench(
     return rows
 
 
+def stored_items(folder: Path, host: str, r: CellResult) -> tuple[dict, dict, dict]:
+    """A sequential cell's measured tasks: each task's seeded document order, the cell's stored item scores and
+    its reference's (from the reference's item journal on `host`), as the worker paired them."""
+    dec = r.quality.decision  # type: ignore[union-attr]  # callers pass cells with a decision
+    ref_dir = folder / "work" / dec.reference / host / "items"  # type: ignore[union-attr, operator]
+    orders, mine, theirs = {}, {}, {}
+    for task, metric in dec.tasks.items():  # type: ignore[union-attr]
+        t = r.quality.tasks[task]  # type: ignore[union-attr]
+        rows = [json.loads(x) for x in journal_path(ref_dir, task).read_text().splitlines()[1:] if x.strip()]
+        theirs[task] = {(x.get("task"), int(x["doc_id"])): float(x[metric]) for x in rows if metric in x}
+        mine[task] = {parse_item_key(k): v for k, v in t.item_scores(metric).items()}
+        n_docs = int(t.n_total or 0)
+        orders[task] = task_order(task, [(task, n_docs)], dec.seed, t.limit)  # type: ignore[union-attr]  # plain tasks
+    return orders, mine, theirs
+
+
 def real_vs_replay(folder: Path) -> list[str]:
     """Each stored sequential decision against its replay from the stored items (replay == real)."""
     lines = []
@@ -217,15 +233,7 @@ def real_vs_replay(folder: Path) -> list[str]:
         dec = r.quality.decision if r.quality else None
         if dec is None or dec.reference is None or dec.stop == "skipped":
             continue
-        ref_dir = folder / "work" / dec.reference / host / "items"
-        orders, mine, theirs = {}, {}, {}
-        for task, metric in dec.tasks.items():
-            t = r.quality.tasks[task]
-            rows = [json.loads(x) for x in journal_path(ref_dir, task).read_text().splitlines()[1:] if x.strip()]
-            theirs[task] = {(x.get("task"), int(x["doc_id"])): float(x[metric]) for x in rows if metric in x}
-            mine[task] = {parse_item_key(k): v for k, v in t.item_scores(metric).items()}
-            n_docs = int(t.n_total or 0)
-            orders[task] = task_order(task, [(task, n_docs)], dec.seed, t.limit)  # plain tasks (groups: see docs)
+        orders, mine, theirs = stored_items(folder, host, r)
         sequence = item_sequence(orders, dec.seed, dec.max_items)
         d, w = paired_items(sequence, mine, theirs, dec.relative)
         exhausted = dec.stop if dec.stop not in ("within", "beyond") else "budget"

@@ -13,7 +13,6 @@ default's budget, docs/results/2026-12-07-default-time-avx512.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,10 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from sequential import load  # noqa: E402
+from sequential import load, stored_items  # noqa: E402
 
-from harness.decide.journal import journal_path  # noqa: E402
-from harness.decide.order import item_sequence, parse_item_key, task_order  # noqa: E402
+from harness.decide.order import item_sequence  # noqa: E402
 from harness.decide.question import method_of  # noqa: E402
 from harness.decide.sequential import paired_items, replay  # noqa: E402
 
@@ -42,14 +40,7 @@ def main() -> int:
         dec = r.quality.decision if r.quality else None
         if dec is None or dec.reference is None or dec.stop == "skipped":
             continue
-        ref_dir = args.folder / "work" / dec.reference / host / "items"
-        orders, mine, theirs = {}, {}, {}
-        for task, metric in dec.tasks.items():
-            t = r.quality.tasks[task]
-            rows = [json.loads(x) for x in journal_path(ref_dir, task).read_text().splitlines()[1:] if x.strip()]
-            theirs[task] = {(x.get("task"), int(x["doc_id"])): float(x[metric]) for x in rows if metric in x}
-            mine[task] = {parse_item_key(k): v for k, v in t.item_scores(metric).items()}
-            orders[task] = task_order(task, [(task, int(t.n_total or 0))], dec.seed, t.limit)
+        orders, mine, theirs = stored_items(args.folder, host, r)
         print(f"{r.label}: as run, {dec.verdict} after {dec.items_used} items ({dec.stop})")
         for b in args.budgets:
             seq = item_sequence(orders, dec.seed, b)
