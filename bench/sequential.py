@@ -27,7 +27,7 @@ its stored items and its reference's item journal in the worker's own order, and
 and items): replay == real.
 
     ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 50]
-        [--method group-sequential|confidence-sequence] [--tasks T ...] [--real DIR]
+        [--method group-sequential|confidence-sequence] [--tasks T ...] [--real DIR] [--gamma G] [--futility P]
 
 Prints the host (CPU model, ISA) and the load average: figures from a busy host are upper bounds of wall time.
 """
@@ -301,8 +301,20 @@ def main() -> int:
     ap.add_argument("--method", choices=["group-sequential", "confidence-sequence"], default="group-sequential")
     ap.add_argument("--real", type=Path, help="a results folder of a sequential run: replay == real")
     ap.add_argument("--tasks", nargs="+", help="the measure's tasks (default: a sequential cell's, else every task)")
+    ap.add_argument("--gamma", type=float, help="the group-sequential design's spending gamma (default: dqbench's)")
+    ap.add_argument("--futility", type=float, help="its futility threshold on conditional power (default: dqbench's)")
     a = ap.parse_args()
     print("# bench/sequential.py\n" + host_words())
+    # what-if designs (docs/results/2026-12-07-default-time-avx512.md, section 5): the procedure's two constants
+    if a.gamma is not None or a.futility is not None:
+        from harness.decide import groupseq
+
+        if a.gamma is not None:
+            groupseq.SPENDING_GAMMA = a.gamma
+        if a.futility is not None:
+            groupseq.FUTILITY_POWER = a.futility
+        groupseq.boundaries.cache_clear()
+        print(f"design: gamma {groupseq.SPENDING_GAMMA:g}, futility below {groupseq.FUTILITY_POWER:g} (what-if)")
     limits = [x / 100 for x in a.limits]
     rows = bench(a.folders, limits, a.batch, a.method, a.tasks)
     if rows:
