@@ -58,11 +58,12 @@ class ServerContract(Protocol):
     """An engine (`serving.kind`): `Server(spec, python, device)`. `start` returns a running ServerHandle;
     `command`/`env` say how it is started, `inspect` what it loaded, `scoring` how lm-eval and the shift
     score the cell (through this server or in-process), `request_extras`/`http_keepalive` how the load
-    generator talks to it."""
+    generator talks to it, `starts_slowly` whether the evaluate worker is started beside its start-up."""
 
     engine: ClassVar[str]
     request_extras: ClassVar[dict[str, Any]]
     http_keepalive: ClassVar[bool]
+    starts_slowly: ClassVar[bool]
 
     def __init__(self, spec: Serving, python: str, device: str) -> None: ...
 
@@ -87,6 +88,8 @@ class EvaluatorContract(Protocol):
     def prepare(self, log: Path) -> None: ...
     # `sequential`: the matrix's `decide:` question for this cell (harness/decide/question.SequentialSpec)
     def evaluate(self, scoring: Scoring, workdir: Path, log: Path, sequential: Any = None) -> Quality: ...
+    # start the worker `evaluate` will use, before its job is known (harness/worker_ahead.py; may do nothing)
+    def start_ahead(self, log: Path) -> None: ...
 
 
 class DistillerContract(Protocol):

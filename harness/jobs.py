@@ -38,6 +38,9 @@ class Job(BaseModel, Generic[R]):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     worker: ClassVar[str] = ""  # "module:function", function(job) -> record, run in the worker's interpreter
+    # what a worker started before its job is known imports while it waits (harness/worker_ahead.py); a job
+    # type that names nothing is never started ahead
+    warm_imports: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def record_type(cls) -> type[Record]:

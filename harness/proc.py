@@ -310,25 +310,53 @@ def run_module(
     try:
         with open(log_path, "ab") as log:
             proc = spawn([settings.python, "-m", module, *args], log=log, env=child_env(extra, credentials=credentials))
-            timeout = deadline_timeout(timeout)
-            try:
-                rc = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                kill_group(proc)
-                d = deadline_left()
-                why = f" ({d[1]})" if d and d[0] == 0.0 else ""
-                raise StageError(
-                    stage, f"timed out after {timeout:.0f} s{why} (log: {log_path})", tail(log_path)
-                ) from None
-            except BaseException:  # Ctrl-C: take the whole child group down with us
-                kill_group(proc)
-                raise
+        wait_module(proc, module, log_path, stage=stage, timeout=timeout)
     finally:
         if watcher is not None:
             watcher.stop()
             Path(watcher.path).unlink(missing_ok=True)
+
+
+def wait_module(
+    proc: subprocess.Popen[bytes], module: str, log_path: Path, *, stage: str, timeout: float | None
+) -> None:
+    """Wait for a worker process run_module (or harness/worker_ahead.py) started; StageError for `stage` with
+    the log tail when it times out or fails; Ctrl-C takes its whole group down first."""
+    timeout = deadline_timeout(timeout)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        d = deadline_left()
+        why = f" ({d[1]})" if d and d[0] == 0.0 else ""
+        raise StageError(stage, f"timed out after {timeout:.0f} s{why} (log: {log_path})", tail(log_path)) from None
+    except BaseException:  # Ctrl-C: take the whole child group down with us
+        kill_group(proc)
+        raise
     if rc != 0:
         raise StageError(stage, f"`python -m {module}` exited with {rc} (log: {log_path})", tail(log_path))
+
+
+def wait_ahead(
+    proc: subprocess.Popen[bytes],
+    progress_path: Path | None,
+    log_path: Path,
+    *,
+    stage: str,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """run_module's wait for a worker that was started ahead of its job (harness/worker_ahead.py): its progress
+    file, when it was given one, tailed to `on_progress` or the open sink."""
+    callback = on_progress or _SINK.get()
+    watcher = _ProgressTail(progress_path, callback) if callback is not None and progress_path is not None else None
+    if watcher is not None:
+        watcher.start()
+    try:
+        wait_module(proc, "harness.worker", log_path, stage=stage, timeout=timeout)
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def write_job(job: Job[Any], path: Path) -> None:
@@ -352,25 +380,35 @@ def run_worker(
     the log under unique names and are removed afterwards (the child logs the job it ran). A worker that
     fails, or ends without a valid record, raises StageError for the pipeline step `stage` with the log tail.
     `credentials`: the worker gets the hub token (the download worker; harness/credentials.py)."""
+    from harness.worker_ahead import claim  # here: that module imports this one
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    stem = f".{log_path.stem}.{type(job).short_name()}."
-    fd, job_name = tempfile.mkstemp(dir=log_path.parent, prefix=stem, suffix=".job.json")
-    os.close(fd)
-    job_path, record_path = Path(job_name), Path(job_name[: -len(".job.json")] + ".record.json")
+    # a worker started ahead for this job (harness/worker_ahead.py) takes it, when it can run it as asked
+    ahead = claim(type(job), log_path, dict(env or {}), credentials, settings.python)
+    if ahead is not None:
+        job_path, record_path = ahead.job_path, ahead.record_path
+    else:
+        stem = f".{log_path.stem}.{type(job).short_name()}."
+        fd, job_name = tempfile.mkstemp(dir=log_path.parent, prefix=stem, suffix=".job.json")
+        os.close(fd)
+        job_path, record_path = Path(job_name), Path(job_name[: -len(".job.json")] + ".record.json")
     try:
         write_job(job, job_path)
-        run_module(
-            "harness.worker",
-            ["--job", str(job_path), "--record", str(record_path)],
-            log_path,
-            settings,
-            stage=stage,
-            timeout=timeout,
-            env=env,
-            on_progress=on_progress,
-            name=type(job).short_name(),
-            credentials=credentials,
-        )
+        if ahead is not None:
+            wait_ahead(ahead.proc, ahead.progress_path, log_path, stage=stage, timeout=timeout, on_progress=on_progress)
+        else:
+            run_module(
+                "harness.worker",
+                ["--job", str(job_path), "--record", str(record_path)],
+                log_path,
+                settings,
+                stage=stage,
+                timeout=timeout,
+                env=env,
+                on_progress=on_progress,
+                name=type(job).short_name(),
+                credentials=credentials,
+            )
         record_type = type(job).record_type()
         try:
             record = record_type.model_validate_json(record_path.read_bytes())
@@ -384,6 +422,8 @@ def run_worker(
     finally:
         job_path.unlink(missing_ok=True)
         record_path.unlink(missing_ok=True)
+        if ahead is not None:
+            ahead.close()  # killed if it still runs (the job never reached it), its files removed
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:

@@ -46,11 +46,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__)
     ap.add_argument("--job", required=True, type=Path, help="the job JSON the parent wrote")
     ap.add_argument("--record", required=True, type=Path, help="where to write the record, atomically")
+    ap.add_argument(
+        "--ahead",
+        metavar="MODULES",
+        help="started before its job exists (harness/worker_ahead.py): import these comma-separated modules, "
+        "write RECORD.warm, then wait for the job file",
+    )
     args = ap.parse_args(argv)
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(line_buffering=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.ahead is not None:
+        from harness.worker_ahead import wait_for_job
+
+        wait_for_job(args.ahead, args.job, args.record)
     job = read_job(args.job)
     logging.getLogger("harness.worker").info("%s: %s", type(job).__name__, job.model_dump_json()[:4000])
     record = worker_function(type(job))(job)

@@ -41,6 +41,7 @@ from harness.settings import Settings
 from harness.spec.context_lengths import expand
 from harness.store.hosts import this_host
 from harness.store.results import ResultStore
+from harness.worker_ahead import workers_ahead
 from harness.workspace import CellPaths
 
 
@@ -97,12 +98,13 @@ def run_steps(run: CellRun, steps: list[Step]) -> CellResult:
     stage = steps[0].name if steps else "prepare"
     outcome: dict[str, Any]
     try:
-        for step in steps:
-            if not step.applies(run.cell):
-                continue
-            stage = step.name
-            with _timed(run, step.name), _watched(run, step), _limited(run, step):
-                step.run(run)
+        with workers_ahead():  # a worker started ahead by one step and not claimed by another dies with the cell
+            for step in steps:
+                if not step.applies(run.cell):
+                    continue
+                stage = step.name
+                with _timed(run, step.name), _watched(run, step), _limited(run, step):
+                    step.run(run)
         unkept = unkept_promise(run.cell, run.blocks())
         if unkept:
             raise StageError(*unkept)

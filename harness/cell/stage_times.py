@@ -7,7 +7,8 @@ own total in the result's `timings`, read from what the step left behind, never 
   (DQBENCH_PRESTART): then `serve.ahead` is the part of it before the step began.
 - evaluate: lm-eval's own log lines (timestamped to the millisecond by the worker's logging), whatever the
   worker's structure: `evaluate.start` (the step's start to the first request: worker process, imports,
-  lm-eval's task index, the model, the first task's build), of it `evaluate.imports` (to lm-eval's
+  lm-eval's task index, the model, the first task's build; less the imports when the worker was started ahead
+  of its job, harness/worker_ahead.py), of it `evaluate.imports` (to lm-eval's
   "Initializing ... model" line), `evaluate.setup.<task>` (between two request phases: what lm-eval did
   before the next task's requests, model and task built again, the previous task's metrics), the
   `evaluate.requests` phases themselves ("Running <type> requests" to lm-eval's next line), and

@@ -24,9 +24,14 @@ from harness.models.sources import check_remote_code, source_for
 from harness.proc import deadline_left
 from harness.registry import compressors, evaluators, servers
 from harness.result import Serve
+from harness.worker_ahead import settle_ahead
 
 if TYPE_CHECKING:
     from harness.serve.base import ServerHandle
+
+# how long the load test waits for a worker started ahead to finish its imports (~7 s on an idle 2-core host);
+# past it the worker is cancelled and its job runs in a fresh one, as without it
+AHEAD_WARM_S = 120.0
 
 
 def prepare(run: CellRun) -> None:
@@ -83,6 +88,10 @@ def serve(run: CellRun) -> None:
             raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no KV cache (EngineServer.kv_cache)")
         server.kv_cache = cell.kv_cache
     artefact = run.need(run.artefact, "the artefact")
+    if server.starts_slowly and run.evaluator is not None:
+        # the evaluate worker's imports on the core the server's start-up leaves idle (harness/worker_ahead.py);
+        # the load test waits for them to end (measure), the evaluate step hands it its job
+        run.evaluator.start_ahead(run.paths.log("evaluate"))
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(
         engine=handle.engine,
@@ -100,6 +109,8 @@ def measure(run: CellRun) -> None:
     """The load test: every planned profile and level against the server."""
     handle = run.need(run.handle, "the server")
     server = run.need(run.server, "the server plugin")
+    for note in settle_ahead(AHEAD_WARM_S):  # a worker started ahead must not share the host with the load test
+        run.progress.note(note)
     # read around each level (issue #28): the host's energy counter, a draft's acceptance counters
     counter, meter = open_counter(run.cell.device)
     probes: list[LevelProbe] = [EnergyProbe(counter)] if counter is not None else []

@@ -28,6 +28,7 @@ from harness.result import PromptFormat, Quality, TaskScore
 from harness.serve.scoring import Scoring
 from harness.settings import Settings
 from harness.spec.context_lengths import split_length_task
+from harness.worker_ahead import start_ahead
 
 
 def _resolve(spec, offline: bool) -> tuple[dict[str, catalog.Leaf], dict[str, str], list[str], list[str]]:
@@ -215,9 +216,18 @@ class LMEvalEvaluator:
             allow_code_execution=spec.allow_code_execution,
             sequential=sequential,
         )
-        env = {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {})}
-        record = run_worker(job, log, self.settings, stage="evaluate", env={**env, **scoring.env})
+        record = run_worker(job, log, self.settings, stage="evaluate", env=self.worker_env(scoring.env))
         return self.quality(record, scoring, sources, workdir / "samples")
+
+    def worker_env(self, scoring_env: dict[str, str]) -> dict[str, str]:
+        """The evaluate worker's environment besides child_env's own: offline, and what the scoring needs."""
+        return {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {}), **scoring_env}
+
+    def start_ahead(self, log: Path) -> None:
+        """Start the evaluate worker now, before its job is known (harness/worker_ahead.py), for scoring whose
+        worker environment adds nothing (through a server): `evaluate` hands it the job, or starts afresh when
+        the scoring turns out to need another environment."""
+        start_ahead(LMEvalJob, log, self.settings, env=self.worker_env({}))
 
     def quality(self, record: LMEvalRecord, scoring: Scoring, sources: dict[str, str], samples: Path) -> Quality:
         """The result's `quality` block from the worker's record: each task with dqbench's own task hash

@@ -52,6 +52,15 @@ class LMEvalRecord(Record):
 
 class LMEvalJob(Job[LMEvalRecord]):
     worker = "harness.evaluate.lmeval_worker:work"
+    # started ahead of its job (harness/worker_ahead.py): lm-eval, and the torch and transformers its model's
+    # tokenizer pulls in, are most of the worker's first seconds
+    warm_imports = (
+        "harness.evaluate.lmeval_worker",
+        "lm_eval.evaluator",
+        "lm_eval.api.registry",
+        "harness.evaluate.api_lm",
+        "transformers.models.auto.tokenization_auto",
+    )
 
     scoring: Scoring  # the lm-eval model, its arguments, the module that registers it (in-process scoring)
     tasks: list[TaskSpec]

@@ -341,6 +341,9 @@ class EngineServer(ABC):
     # fields every request of the load test carries (e.g. ignore_eos, so each answer is the planned length)
     request_extras: ClassVar[dict[str, Any]] = {}
     http_keepalive: ClassVar[bool] = True  # whether the load generator may reuse pooled connections
+    # a start-up long enough, and mostly on one core, for the evaluate worker to be started beside it
+    # (harness/worker_ahead.py); llama-server's second or two is not
+    starts_slowly: ClassVar[bool] = False
 
     def __init__(self, spec: Any, python: str, device: str) -> None:
         self.spec, self.python, self.device = spec, python, device

@@ -54,6 +54,8 @@ class VLLMServer(EngineServer):
     engine = "vllm"
     # vLLM extension: generate exactly max_tokens, so every request of a load test has the same length
     request_extras = {"ignore_eos": True}
+    # 30-40 s on a 2-core host, most of it one process at a time importing vLLM and torch (harness/serve/startup.py)
+    starts_slowly = True
 
     def command(self, artefact: Artefact, port: int, served_name: str, trust_remote_code: bool) -> list[str]:
         return [

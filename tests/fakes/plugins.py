@@ -81,6 +81,9 @@ class FakeEvaluator:
     def prepare(self, log):
         return None
 
+    def start_ahead(self, log):
+        return None  # it scores in this process: no worker to start ahead
+
     def evaluate(self, scoring: Scoring, workdir, log) -> Quality:
         model, base_url = str(scoring.model_args["model"]), str(scoring.model_args["base_url"]).rsplit("/", 1)[0]
         time.sleep(float(os.environ.get("FAKE_EVAL_SLEEP", "0")))

@@ -1,7 +1,11 @@
 """harness/cell/: a cell is `done` only when every step produced what it promised; the step loop (order,
 skipped steps, failures, the server watch, interrupts, the result contract) over fake steps."""
 
+import os
+import sys
 from types import SimpleNamespace
+
+import pytest
 
 from harness.cell import unkept_promise
 from harness.result import Perf, Quality, Serve
@@ -312,3 +316,40 @@ def test_a_steps_fixed_costs_join_its_timing_as_new_keys(tmp_path):
     res = run_steps(run, [Step("serve", serve), Step("b", _good_blocks)])
     assert res.status == "done"
     assert {"serve", "b", "serve.import", "serve.ready"} == set(res.timings) and res.timings["serve.import"] == 1.5
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_the_serve_step_starts_the_evaluate_worker_ahead_only_beside_a_slow_start(tmp_path, monkeypatch, slow):
+    """A vLLM start (30-40 s, mostly one core importing) gets the evaluate worker started beside it; llama-server's
+    second or two does not (harness/worker_ahead.py)."""
+    import contextlib
+
+    import harness.cell.steps as steps
+    from harness.cell import Step, run_steps
+    from harness.result import Artefact
+
+    started: list[str] = []
+
+    class Server:
+        starts_slowly = slow
+
+        def __init__(self, spec, python, device):
+            pass
+
+        def start(self, artefact, served_name, log, trust_remote_code):
+            h = SimpleNamespace(engine="e", command=["e"], startup_s=1.0, loaded={}, port=1, pid=os.getpid())
+            h.stop = lambda: None
+            return h
+
+    monkeypatch.setattr(steps, "servers", SimpleNamespace(get=lambda kind: Server))
+    monkeypatch.setattr(steps, "PeakSampler", lambda pid, gpu: contextlib.nullcontext())
+    run = _run(tmp_path)
+    run.cell.serving, run.cell.device, run.cell.kv_cache = SimpleNamespace(kind="fake"), "cpu", "auto"
+    run.cell.model = SimpleNamespace(trust_remote_code=False)
+    run.settings = SimpleNamespace(python=sys.executable)
+    run.artefact = Artefact(model="/m")
+    run.evaluator = SimpleNamespace(start_ahead=lambda log: started.append(log.name))
+    run.handle = None
+    res = run_steps(run, [Step("serve", steps.serve), Step("measure", _good_blocks)])
+    assert res.status == "done", res.reason
+    assert started == (["evaluate.log"] if slow else [])
