@@ -41,6 +41,10 @@ class Job(BaseModel, Generic[R]):
     # what a worker started before its job is known imports while it waits (harness/worker_ahead.py); a job
     # type that names nothing is never started ahead
     warm_imports: ClassVar[tuple[str, ...]] = ()
+    # and what it then prepares from the parent's hint, a JSON object saying part of the job to come
+    # ("module:function", function(hint: dict) -> None; the function keeps what it built for the worker
+    # function to take when the job matches the hint); "" prepares nothing beyond the imports
+    warm_with: ClassVar[str] = ""
 
     @classmethod
     def record_type(cls) -> type[Record]:

@@ -11,8 +11,11 @@ thing (Python, lm-eval, torch, transformers). Started ahead, that part runs on t
   job to that process (`claim`) instead of starting one. A different environment (the cell was scored
   in-process after all), or a worker that died while it waited, is cancelled and the job runs in a fresh one as
   before. Whatever is unclaimed when the scope ends is killed.
-- Child side: `wait_for_job` imports the job type's `warm_imports`, writes `<record>.warm`, and waits for the
-  job file (written atomically by the parent), then the worker runs as any other (harness/worker.py).
+- Child side: `wait_for_job` imports the job type's `warm_imports`, then, given a hint (`start_ahead(...,
+  hint=)`: part of the job to come, written beside the job's path before the spawn), runs the job type's
+  `warm_with` on it (the evaluate worker builds its tasks: harness/evaluate/lmeval_worker.py `warm`), writes
+  `<record>.warm`, and waits for the job file (written atomically by the parent), then the worker runs as any
+  other (harness/worker.py). Preparing is best effort: a failure is logged, and the job builds what it needs.
 - `settle_ahead`: a step that must run on a quiet host (the load test) first waits until every worker started
   ahead has finished its imports, or cancels those that have not after a bound.
 
@@ -22,6 +25,7 @@ Files, not a pipe, for the same reason as every worker (harness/proc.py's docstr
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import tempfile
@@ -33,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.jobs import Job
-from harness.proc import PROGRESS_ENV, child_env, kill_group, progress_sink, spawn
+from harness.jobs import Job, resolve
+from harness.proc import PROGRESS_ENV, child_env, kill_group, progress_sink, spawn, write_json_atomic
 from harness.settings import Settings
 
 WARM_SUFFIX = ".warm"
@@ -67,6 +71,10 @@ class WorkerAhead:
     def warm_path(self) -> Path:
         return self.record_path.with_name(self.record_path.name + WARM_SUFFIX)
 
+    @property
+    def hint_path(self) -> Path:
+        return _hint_path(self.base)
+
     def is_warm(self) -> bool:
         return self.warm_path.exists()
 
@@ -95,7 +103,7 @@ class WorkerAhead:
         self.remove_files()
 
     def remove_files(self) -> None:
-        for p in (self.base, self.job_path, self.record_path, self.warm_path, self.progress_path):
+        for p in (self.base, self.job_path, self.record_path, self.warm_path, self.hint_path, self.progress_path):
             if p is not None:
                 p.unlink(missing_ok=True)
 
@@ -106,6 +114,10 @@ def _job_path(base: Path) -> Path:
 
 def _record_path(base: Path) -> Path:
     return base.with_name(base.name + ".record.json")
+
+
+def _hint_path(base: Path) -> Path:
+    return base.with_name(base.name + ".hint.json")
 
 
 _AHEAD: ContextVar[dict[tuple[str, str], WorkerAhead] | None] = ContextVar("dqbench_workers_ahead", default=None)
@@ -136,10 +148,12 @@ def start_ahead(
     *,
     env: dict[str, str] | None = None,
     credentials: bool = False,
+    hint: dict[str, Any] | None = None,
 ) -> WorkerAhead | None:
-    """Spawn a worker for a `job_type` job that `run_worker(job, log_path, settings, env=env)` will run later.
-    None outside a `workers_ahead()` scope, for a job type that names nothing to import, or when one is
-    already waiting for the same job type and log."""
+    """Spawn a worker for a `job_type` job that `run_worker(job, log_path, settings, env=env)` will run later;
+    with `hint` (JSON-able: what the job type's `warm_with` prepares from), it also prepares. None outside a
+    `workers_ahead()` scope, for a job type that names nothing to import, or when one is already waiting for
+    the same job type and log."""
     pending = _AHEAD.get()
     key = _key(job_type, log_path)
     if pending is None or not job_type.warm_imports or key in pending:
@@ -155,6 +169,9 @@ def start_ahead(
         progress.write_bytes(b"")
     job_path, record_path = _job_path(base), _record_path(base)
     args = ["--job", str(job_path), "--record", str(record_path), "--ahead", ",".join(job_type.warm_imports)]
+    if hint is not None and job_type.warm_with:
+        write_json_atomic(_hint_path(base), hint)
+        args += ["--warm-with", job_type.warm_with, "--hint", str(_hint_path(base))]
     child = {**extra, **({PROGRESS_ENV: str(progress)} if progress is not None else {})}
     with open(log_path, "ab") as log:
         proc = spawn(
@@ -197,11 +214,21 @@ def settle_ahead(timeout: float) -> list[str]:
     return notes
 
 
-def wait_for_job(modules: str, job_path: Path, record_path: Path) -> None:
-    """The child's side: import `modules` (comma-separated), say so with the marker file, wait for the job.
-    The parent's death ends this process too (the guard takes its group down)."""
+def wait_for_job(
+    modules: str, job_path: Path, record_path: Path, warm_with: str | None = None, hint_path: Path | None = None
+) -> None:
+    """The child's side: import `modules` (comma-separated), prepare from the hint (`warm_with(hint)`), say so
+    with the marker file, wait for the job. The parent's death ends this process too (the guard takes its group
+    down)."""
     for m in filter(None, modules.split(",")):
         importlib.import_module(m)
+    if warm_with and hint_path is not None:
+        t0 = time.monotonic()
+        try:
+            resolve(warm_with)(json.loads(hint_path.read_text()))
+            print(f"prepared ahead of the job ({warm_with}, {time.monotonic() - t0:.1f} s)", flush=True)
+        except Exception as exc:  # noqa: BLE001 - best effort: the job then builds what it needs itself
+            print(f"not prepared ahead ({warm_with}: {type(exc).__name__}: {exc})"[:500], flush=True)
     marker = record_path.with_name(record_path.name + WARM_SUFFIX)
     marker.write_bytes(b"")
     while not job_path.exists():

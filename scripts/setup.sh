@@ -24,7 +24,8 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 # took START -> " (took 2m05s)": every long step says what it installs, why, roughly how long (figures from a
-# 2-core CPU host with an empty pip cache: the whole set-up 14.5 min, 9 of them the llama.cpp build), and
+# 2-core CPU host with an empty pip cache: the whole set-up 14.5 min, 9 of them the llama.cpp build, before it
+# ran beside the pip installs), and
 # what it actually took, so a silent `pip -q` is never a mystery.
 took() { local s=$((SECONDS - $1)); printf ' (took %dm%02ds)' $((s / 60)) $((s % 60)); }
 
@@ -67,6 +68,21 @@ mkdir -p "$home/envs" "$home/wheels" "$home/tools"
 exec 9>"$home/envs/.setup.lock"
 flock 9  # one set-up at a time (CI and a developer's run may share a cache)
 
+# The CPU torch index, named only where it answers: pip retries an index it cannot reach for every requirement
+# (1 min 55 s of the torch step on a host without it), and `+cpu` resolves from pip's own configured sources
+# (find-links, a mirror) wherever those carry it.
+TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+torch_index=(); torch_index_state="not asked"
+torch_index_reachable() {
+  "$py" - "$TORCH_CPU_INDEX/torch/" <<'PY' 2>/dev/null
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=5).close()
+except Exception:
+    sys.exit(1)
+PY
+}
+
 # build_env NAME REQUIREMENTS -> prints the env's path. Keyed by the pins, complete-marker last.
 build_env() {
   local name="$1" reqfile="$2" venv
@@ -90,7 +106,11 @@ build_env() {
       # (gpu and compress-gpu pin torch's CUDA build by its local version and index in their own file.)
       log "  [$name 1/3] pip: torch 2.13.0+cpu (~200 MB; alone first, so no dependency pulls CUDA torch) -- ~1 min"
       t=$SECONDS
-      "${pip[@]}" --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu >&2
+      "${pip[@]}" "${torch_index[@]}" torch==2.13.0+cpu >&2 || {
+        log "torch 2.13.0+cpu could not be installed: it comes from $TORCH_CPU_INDEX (${torch_index_state})" \
+          "or from a find-links/index of pip's own configuration (pip config list) that carries it"
+        exit 1
+      }
       log "  [$name 1/3] torch installed$(took $t)"
     fi
     log "  [$name 2/3] pip: $(grep -cvE '^\s*(#|-|$)' "$reqfile") pinned packages from $(basename "$reqfile") (the bulk of the time above; pip -q is silent meanwhile)"
@@ -113,14 +133,31 @@ build_env() {
 
 setup_t0=$SECONDS
 log "set-up: 2 Python environments, llama.cpp, this checkout, offline model + data, an engine probe;" \
-    "~15 min the first time on a 2-core host (about 9 of them the llama.cpp build), seconds when cached"
+    "~12 min the first time on a 2-core host (the llama.cpp build, ~9 min, beside the environments), seconds when cached"
+if [[ ! -f "$(env_dir "$engine" "$req")/.complete" || ! -f "$(env_dir "$compress_name" "$compress_req")/.complete" ]]; then
+  if torch_index_reachable; then torch_index=(--extra-index-url "$TORCH_CPU_INDEX"); torch_index_state="reachable"
+  else torch_index_state="not reachable from this host"; log "$TORCH_CPU_INDEX is not reachable: torch from pip's own sources"
+  fi
+fi
+# llama.cpp (GGUF cells): tools + binding, built once into the cache, in the background while pip fills the
+# environments: pip leaves a core idle most of the time, the compiler uses both (set-up 18 -> ~12 min on 2
+# cores). Its output goes to a log of its own; a failure shows that log's end.
+llamacpp_log="$home/tools/llamacpp-build.log"
+llamacpp_out="$(mktemp)"
+t_llama=$SECONDS
+bash "$repo/scripts/build_llamacpp.sh" "$home" "$py" "$llamacpp_log" > "$llamacpp_out" &
+llamacpp_pid=$!
+trap 'kill "$llamacpp_pid" 2>/dev/null || true; rm -f "$llamacpp_out"' EXIT  # a failed env build stops it too
 venv="$(build_env "$engine" "$req")"
 compress_venv="$(build_env "$compress_name" "$compress_req")"
 echo "$compress_venv/bin/python" > "$home/envs/compress-python"
-# llama.cpp (GGUF cells): tools + binding, built once into the cache
-t=$SECONDS
-llamacpp_dir="$(bash "$repo/scripts/build_llamacpp.sh" "$home" "$venv/bin/python")"
-if (( SECONDS - t > 30 )); then log "llama.cpp built$(took $t)"; fi
+if ! wait "$llamacpp_pid"; then
+  log "llama.cpp build failed; the end of its log ($llamacpp_log):"
+  tail -n 25 "$llamacpp_log" >&2 || true
+  exit 1
+fi
+llamacpp_dir="$(cat "$llamacpp_out")"
+if (( SECONDS - t_llama > 30 )); then log "llama.cpp built$(took $t_llama), beside the environments"; fi
 echo "$llamacpp_dir" > "$home/tools/llamacpp-dir"
 
 # This checkout, editable, into the shared env (re-pointed when another clone used it last).

@@ -89,9 +89,13 @@ def serve(run: CellRun) -> None:
         server.kv_cache = cell.kv_cache
     artefact = run.need(run.artefact, "the artefact")
     if server.starts_slowly and run.evaluator is not None:
-        # the evaluate worker's imports on the core the server's start-up leaves idle (harness/worker_ahead.py);
-        # the load test waits for them to end (measure), the evaluate step hands it its job
-        run.evaluator.start_ahead(run.paths.log("evaluate"))
+        # the evaluate worker's imports, and its measured tasks' build, on the core the server's start-up leaves
+        # idle (harness/worker_ahead.py); the load test waits for them to end (measure), the evaluate step hands
+        # it its job (with the same `sequential` as here: a spec-decoded cell's evaluation has its own path)
+        from harness.cell.decide import sequential_for
+
+        seq = None if _has_draft(cell) else sequential_for(run)
+        run.evaluator.start_ahead(run.paths.log("evaluate"), run.paths.measured, seq)
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(
         engine=handle.engine,

@@ -19,7 +19,7 @@ from harness.evaluate import catalog
 from harness.evaluate.data import OLMO_PKG, OLMO_VERSION, TaskData
 from harness.evaluate.items import task_items
 from harness.evaluate.lmeval_data import HUMANEVAL_PKG, HUMANEVAL_VERSION
-from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord
+from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalRecord, LMEvalWarm
 from harness.evaluate.niah import SOURCE as NIAH_SOURCE
 from harness.evaluate.niah import TASK as NIAH_TASK
 from harness.evaluate.overrides import CODE_FUNCTIONS
@@ -199,7 +199,16 @@ class LMEvalEvaluator:
             version = catalog._catalog().get("lm_eval_version")
             hashes = {t: self.data.task_hash(t, version) for t in sequential.measure}
             sequential = sequential.model_copy(update={"task_hashes": hashes})
-        job = LMEvalJob(
+        job = self.job(scoring, workdir, local, sequential)
+        record = run_worker(job, log, self.settings, stage="evaluate", env=self.worker_env(scoring.env))
+        return self.quality(record, scoring, sources, workdir / "samples")
+
+    def job(
+        self, scoring: Scoring, workdir: Path, local: dict[str, catalog.Leaf], sequential: SequentialSpec | None
+    ) -> LMEvalJob:
+        """The worker's job: how to score, the matrix's tasks and knobs, where the data and samples live."""
+        spec = self.spec
+        return LMEvalJob(
             scoring=scoring,
             tasks=list(spec.tasks),
             include_path=str(self.data.task_dir()),
@@ -216,18 +225,24 @@ class LMEvalEvaluator:
             allow_code_execution=spec.allow_code_execution,
             sequential=sequential,
         )
-        record = run_worker(job, log, self.settings, stage="evaluate", env=self.worker_env(scoring.env))
-        return self.quality(record, scoring, sources, workdir / "samples")
 
     def worker_env(self, scoring_env: dict[str, str]) -> dict[str, str]:
         """The evaluate worker's environment besides child_env's own: offline, and what the scoring needs."""
         return {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {}), **scoring_env}
 
-    def start_ahead(self, log: Path) -> None:
+    def start_ahead(self, log: Path, workdir: Path, sequential: SequentialSpec | None = None) -> None:
         """Start the evaluate worker now, before its job is known (harness/worker_ahead.py), for scoring whose
         worker environment adds nothing (through a server): `evaluate` hands it the job, or starts afresh when
-        the scoring turns out to need another environment."""
-        start_ahead(LMEvalJob, log, self.settings, env=self.worker_env({}))
+        the scoring turns out to need another environment. With `sequential`, what `evaluate(..., workdir,
+        sequential=)` will ask, it also builds the measured tasks meanwhile (`LMEvalWarm`, the hint): the scoring
+        is not known yet, and no part of the hint depends on it."""
+        hint = None
+        local, _sources, problems, needs = _resolve(self.spec, self.settings.offline)
+        if sequential is not None and not problems and not needs:  # else `evaluate` refuses: nothing to build
+            # any Scoring will do here: the hint leaves it out (LMEvalWarm), and `work` compares hints
+            warm = LMEvalWarm.of(self.job(Scoring(model="local-completions"), workdir, local, sequential))
+            hint = warm.model_dump(mode="json") if warm is not None else None
+        start_ahead(LMEvalJob, log, self.settings, env=self.worker_env({}), hint=hint)
 
     def quality(self, record: LMEvalRecord, scoring: Scoring, sources: dict[str, str], samples: Path) -> Quality:
         """The result's `quality` block from the worker's record: each task with dqbench's own task hash

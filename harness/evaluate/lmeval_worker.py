@@ -9,6 +9,10 @@ to packaged data, the evaluation spec's knobs, and, for a
 matrix with `decide:`, the sequential evaluation of its measured tasks (`sequential`, scored item by item until
 the question is decided by harness/evaluate/sequential.py; the record's `decision`). The lm-eval model is built
 once per cell (`build_lm`) and serves every task and batch: an in-process model loads once.
+Started ahead of its job (harness/worker_ahead.py, while a vLLM server starts), the worker also builds the
+sequentially measured tasks from the parent's hint (`LMEvalWarm`, `warm`): lm-eval's task manager, each task's
+objects and documents, 3-5 s per cell on a 2-core host that otherwise ran after the server was up. The job uses
+them only when its own `LMEvalWarm` equals the hint; otherwise it builds them as without.
 `LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
 metrics with stderr, sample counts, a group's subtasks, the prompt format with the sha256 of the chat template
 text used) plus lm-eval's own detail (its task version and hash,
@@ -29,10 +33,11 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.decide.question import SequentialSpec
 from harness.evaluate.catalog import Leaf
@@ -54,6 +59,7 @@ class LMEvalJob(Job[LMEvalRecord]):
     worker = "harness.evaluate.lmeval_worker:work"
     # started ahead of its job (harness/worker_ahead.py): lm-eval, and the torch and transformers its model's
     # tokenizer pulls in, are most of the worker's first seconds
+    warm_with = "harness.evaluate.lmeval_worker:warm"  # the measured tasks, from an `LMEvalWarm` hint
     warm_imports = (
         "harness.evaluate.lmeval_worker",
         "lm_eval.evaluator",
@@ -91,6 +97,91 @@ class LMEvalJob(Job[LMEvalRecord]):
     def templated(self) -> list[str]:
         """The tasks scored with the chat template."""
         return [t.name for t in self.tasks if self.format_of(t.name).apply_chat_template]
+
+
+class LMEvalWarm(BaseModel):
+    """The part of an `LMEvalJob` that builds its sequentially measured tasks: known before the cell's server is
+    up, unlike the job's scoring. The parent sends it as the hint of the worker it starts ahead
+    (harness/evaluate/lmeval.py `start_ahead`); the worker's `warm` builds from it; `work` takes what was built
+    only when `LMEvalWarm.of(job)` equals it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include_path: str
+    offline_leaves: dict[str, Leaf]
+    data_dir: str
+    index_cache: str | None
+    samples_dir: str
+    measured: list[TaskSpec]  # the measured tasks, in the job's order
+    gen_kwargs: GenKwargs
+    seed: int
+    allow_code_execution: bool
+
+    @classmethod
+    def of(cls, job: LMEvalJob) -> LMEvalWarm | None:
+        """What a worker started ahead could build for `job`; None when nothing: no sequential measure, or a
+        long-context task (its tasks folder is made with the cell's tokenizer, harmless to build twice but part
+        of the task manager's include path)."""
+        from harness.spec.context_lengths import split_length_task
+
+        seq = job.sequential
+        if seq is None or any(split_length_task(name)[1] is not None for t in job.tasks for name in _keys(t)):
+            return None
+        return cls(
+            include_path=job.include_path,
+            offline_leaves=job.offline_leaves,
+            data_dir=job.data_dir,
+            index_cache=job.index_cache,
+            samples_dir=job.samples_dir,
+            measured=[t for t in job.tasks if t.name in seq.measure],
+            gen_kwargs=job.gen_kwargs,
+            seed=job.seed,
+            allow_code_execution=job.allow_code_execution,
+        )
+
+
+def _keys(t: TaskSpec) -> list[str]:
+    """The result keys a task spec expands to (`dq_niah@4096` per context length)."""
+    from harness.spec.context_lengths import expand
+
+    return [key for key, _ in expand(t)]
+
+
+@dataclass
+class Prepared:
+    """What `warm` built: lm-eval's task manager and the measured tasks' configured objects, by name."""
+
+    hint: LMEvalWarm
+    tm: Any
+    loaded: dict[str, dict]
+
+
+_PREPARED: list[Prepared] = []  # at most one: this process's job-to-come
+
+
+def warm(hint: dict[str, Any]) -> None:
+    """Build the measured tasks of the job to come (a worker started ahead, harness/worker_ahead.py)."""
+    from harness.evaluate import code_metric
+    from harness.evaluate.sequential import load_measured
+    from harness.evaluate.task_index import task_manager
+
+    w = LMEvalWarm.model_validate(hint)
+    code_metric.allow(w.allow_code_execution)  # as `work` sets it before any task is built
+    include = [w.include_path, render_offline(w, Path(w.samples_dir).parent)]
+    tm = task_manager([p for p in include if p], Path(w.index_cache) if w.index_cache else None)
+    loaded = {t.name: load_measured(tm, t, w.gen_kwargs, w.seed) for t in w.measured}
+    _PREPARED[:] = [Prepared(hint=w, tm=tm, loaded=loaded)]
+
+
+def take_prepared(job: LMEvalJob) -> Prepared | None:
+    """What `warm` built, when it was built for this job (taken once)."""
+    ready, _PREPARED[:] = list(_PREPARED), []
+    if not ready:
+        return None
+    if ready[0].hint != LMEvalWarm.of(job):
+        print("the tasks prepared ahead were for another job: building them again", flush=True)
+        return None
+    return ready[0]
 
 
 def template_sha256(lm: Any, job: LMEvalJob) -> str | None:
@@ -189,7 +280,7 @@ def _instrument(lm, task: str, progress_cls) -> None:
         setattr(lm, rt, wrapped)
 
 
-def render_offline(job: LMEvalJob, workdir: Path) -> str | None:
+def render_offline(job: LMEvalJob | LMEvalWarm, workdir: Path) -> str | None:
     """lm-eval's own configs of the offline tasks, data redirected (harness/evaluate/overrides.py)."""
     if not job.offline_leaves:
         return None
@@ -238,9 +329,13 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     samples_dir.mkdir(parents=True, exist_ok=True)
     # a long-context task once per length (`dq_niah@4096`), its documents sized with the cell's tokenizer
     tasks, niah_dir = prepare_length_tasks(job, samples_dir.parent)
-    include = [job.include_path, render_offline(job, samples_dir.parent), niah_dir]
-    # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
-    tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
+    prepared = take_prepared(job)  # built by this worker ahead of its job (`warm`), or None
+    if prepared is not None:
+        tm = prepared.tm
+    else:
+        include = [job.include_path, render_offline(job, samples_dir.parent), niah_dir]
+        # lm-eval's own task folder indexed once, not in every cell (harness/evaluate/task_index.py)
+        tm = task_manager([p for p in include if p], Path(job.index_cache) if job.index_cache else None)
     lm = build_lm(job)
     version = getattr(lm_eval, "__version__", None)
     out = LMEvalRecord(lm_eval_version=version)
@@ -289,7 +384,8 @@ def work(job: LMEvalJob) -> LMEvalRecord:
         random.seed(job.seed)  # as simple_evaluate seeds before scoring (a sampling model reads them)
         np.random.seed(job.seed)
         _watch_requests(lm_eval.evaluator, "+".join(seq.measure))
-        measured, out.decision = run_sequential(job, lm, tm, samples_dir, version, sha)
+        loaded = prepared.loaded if prepared is not None else None
+        measured, out.decision = run_sequential(job, lm, tm, samples_dir, version, sha, loaded)
         scores.update(measured)
         for name, score in measured.items():
             shown = {k: v.model_dump() for k, v in score.metrics.items()}

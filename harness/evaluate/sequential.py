@@ -49,18 +49,28 @@ FEWSHOT_RULE = "per-document seed: sha256(evaluation seed, document JSON)"  # pa
 FINAL_BOOTSTRAP = 1000  # as the fixed-n path asks of simple_evaluate
 
 
-def configure(task_obj: Any, spec: TaskSpec, job: LMEvalJob) -> None:
+def load_measured(tm: Any, spec: TaskSpec, gen_kwargs: dict[str, Any], seed: int) -> dict:
+    """A measured task's lm-eval objects (`TaskManager.load`: the task, or a group's subtasks), each configured
+    for scoring: what `MeasuredTask` takes. Called by `run_sequential`, or earlier by the evaluate worker started
+    ahead of its job (harness/evaluate/lmeval_worker.py `warm`), while the cell's server starts."""
+    loaded = tm.load([spec.name])
+    for obj in loaded["tasks"].values():
+        configure(obj, spec, gen_kwargs, seed)
+    return loaded
+
+
+def configure(task_obj: Any, spec: TaskSpec, gen_kwargs: dict[str, Any], seed: int) -> None:
     """What `simple_evaluate` does to a loaded task before scoring (lm-eval 0.4.13, evaluator.py): generation
     overrides, the few-shot count (a config that fixes 0 keeps it), the few-shot seed; then the documents read
     once and per-document few-shot seeding (see the module docstring)."""
-    if task_obj.get_config("output_type") == "generate_until" and job.gen_kwargs:
-        task_obj.set_config(key="generation_kwargs", value=dict(job.gen_kwargs), update=True)
+    if task_obj.get_config("output_type") == "generate_until" and gen_kwargs:
+        task_obj.set_config(key="generation_kwargs", value=dict(gen_kwargs), update=True)
     if spec.num_fewshot is not None:
         if task_obj.get_config("num_fewshot") != 0:
             task_obj.set_config(key="num_fewshot", value=spec.num_fewshot)
     elif task_obj.get_config("num_fewshot") is None:
         task_obj.set_config(key="num_fewshot", value=0)
-    task_obj.set_fewshot_seed(seed=job.seed)
+    task_obj.set_fewshot_seed(seed=seed)
     # lm-eval 0.4.13 re-runs a task's process_docs on every `eval_docs` access, several times per evaluate()
     # call (hellaswag: ~3 s each on a 2-core host); the documents are the same every time, so read them once
     docs = list(task_obj.eval_docs)
@@ -72,14 +82,15 @@ def configure(task_obj: Any, spec: TaskSpec, job: LMEvalJob) -> None:
 
     def fewshot_context(doc, *args, **kwargs):
         blob = json.dumps(doc, sort_keys=True, default=str)
-        task_obj.set_fewshot_seed(seed=int(hashlib.sha256(f"{job.seed}|{blob}".encode()).hexdigest()[:12], 16))
+        task_obj.set_fewshot_seed(seed=int(hashlib.sha256(f"{seed}|{blob}".encode()).hexdigest()[:12], 16))
         return plain(doc, *args, **kwargs)
 
     task_obj.fewshot_context = fewshot_context
 
 
 class MeasuredTask:
-    """One task of the measure: its lm-eval objects (built once), its order, its journal."""
+    """One task of the measure: its lm-eval objects (built once and configured: `load_measured`), its order, its
+    journal."""
 
     def __init__(
         self,
@@ -95,8 +106,6 @@ class MeasuredTask:
         self.prompt_format = prompt_format(job, spec.name, template_sha)
         self.tasks: dict[str, Any] = dict(loaded["tasks"])
         self.groups: dict[str, Any] = dict(loaded.get("groups") or {})
-        for obj in self.tasks.values():
-            configure(obj, spec, job)
         leaves = [(leaf, len(obj.eval_docs)) for leaf, obj in sorted(self.tasks.items())]
         self.order: list[ItemKey] = task_order(self.name, leaves, seq.seed, spec.limit)
         self.header = JournalHeader.of(
@@ -219,15 +228,26 @@ def _task_result(m: MeasuredTask, rows: list[dict], wall_s: float, job: LMEvalJo
 
 
 def run_sequential(
-    job: LMEvalJob, lm: Any, tm: Any, samples_dir: Path, version: str | None, template_sha: str | None = None
+    job: LMEvalJob,
+    lm: Any,
+    tm: Any,
+    samples_dir: Path,
+    version: str | None,
+    template_sha: str | None = None,
+    loaded: dict[str, dict] | None = None,
 ) -> tuple[dict[str, Any], Decision]:
     """Score the measure's tasks sequentially; (task -> LMEvalTaskScore, the decision). Writes each measured
-    task's samples file (`<samples_dir>/<task>.jsonl`: its items the verdict used, in scoring order)."""
+    task's samples file (`<samples_dir>/<task>.jsonl`: its items the verdict used, in scoring order). `loaded`:
+    measured tasks already built by `load_measured` (by the worker started ahead), by name; the rest are built
+    here."""
     seq = job.sequential
     assert seq is not None
     t0 = time.monotonic()
+    ready = loaded or {}
     measured = {
-        t.name: MeasuredTask(t, tm.load([t.name]), job, seq, version, template_sha)
+        t.name: MeasuredTask(
+            t, ready.get(t.name) or load_measured(tm, t, job.gen_kwargs, job.seed), job, seq, version, template_sha
+        )
         for t in job.tasks
         if t.name in seq.measure
     }

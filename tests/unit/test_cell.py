@@ -348,7 +348,7 @@ def test_the_serve_step_starts_the_evaluate_worker_ahead_only_beside_a_slow_star
     run.cell.model = SimpleNamespace(trust_remote_code=False)
     run.settings = SimpleNamespace(python=sys.executable)
     run.artefact = Artefact(model="/m")
-    run.evaluator = SimpleNamespace(start_ahead=lambda log: started.append(log.name))
+    run.evaluator = SimpleNamespace(start_ahead=lambda log, workdir, seq: started.append(log.name))
     run.handle = None
     res = run_steps(run, [Step("serve", steps.serve), Step("measure", _good_blocks)])
     assert res.status == "done", res.reason

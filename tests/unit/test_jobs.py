@@ -48,6 +48,20 @@ def wrong(job: WrongJob) -> Record:
     return Record()
 
 
+class AtExitJob(Job[Doubled]):
+    worker = "tests.unit.test_jobs:at_exit"
+    x: int
+    marker: str
+
+
+def at_exit(job: AtExitJob) -> Doubled:
+    import atexit
+
+    atexit.register(lambda: Path(job.marker).write_text("cleaned up"))
+    print("last words, unflushed", end="")  # no newline: only a flush at exit writes it
+    return Doubled(twice=job.x * 2)
+
+
 def test_every_worker_lives_beside_its_stage_and_harness_workers_is_gone():
     assert not (REPO / "harness" / "workers").exists()
     stages = {w.split(".")[1] for w in WORKERS}
@@ -115,6 +129,16 @@ def test_run_worker_returns_the_validated_record_and_cleans_up(tmp_path):
     assert rec == Doubled(twice=10)
     assert sorted(p.name for p in log.parent.iterdir()) == ["w.log"]  # job and record files removed
     assert "DoubleJob" in log.read_text()  # the child logs the job it ran
+
+
+def test_a_worker_skips_the_teardown_but_not_its_atexit_handlers_or_its_last_output(tmp_path):
+    """harness/worker.py ends with `exit_now` once the record is written: the atexit handlers still run, and what
+    the worker printed last still reaches its log."""
+    log = tmp_path / "logs" / "w.log"
+    rec = run_worker(AtExitJob(x=3, marker=str(tmp_path / "m")), log, load_settings(), stage="evaluate", timeout=120)
+    assert rec == Doubled(twice=6)
+    assert (tmp_path / "m").read_text() == "cleaned up"
+    assert "last words, unflushed" in log.read_text()
 
 
 def test_run_worker_names_the_stage_when_the_worker_fails(tmp_path):

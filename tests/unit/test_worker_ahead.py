@@ -1,6 +1,7 @@
-"""A worker started before its job is known (harness/worker_ahead.py): it imports its job type's `warm_imports`
-and then runs the job `run_worker` hands it; anything that does not match (environment, a dead or slow worker)
-falls back to a fresh worker, and nothing is left behind, claimed or not."""
+"""A worker started before its job is known (harness/worker_ahead.py): it imports its job type's `warm_imports`,
+prepares from the parent's hint (`warm_with`), and then runs the job `run_worker` hands it; anything that does
+not match (environment, a dead or slow worker) falls back to a fresh worker, a failed preparation to the job
+building what it needs, and nothing is left behind, claimed or not."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ class Seen(Record):
     warm_imported: bool
     pid: int
     env_x: str | None
+    prepared: int | None = None  # the hint's x, when this process prepared from one
+
+
+_PREPARED: dict[str, int] = {}  # what `prepare` built, in the worker's process
 
 
 class WarmJob(Job[Seen]):
@@ -39,9 +44,37 @@ class BrokenWarmJob(Job[Seen]):
     x: int
 
 
+class PreparingJob(Job[Seen]):
+    worker = "tests.unit.test_worker_ahead:work"
+    warm_imports = (WARM,)
+    warm_with = "tests.unit.test_worker_ahead:prepare"
+    x: int
+
+
+class FailingPrepJob(Job[Seen]):
+    worker = "tests.unit.test_worker_ahead:work"
+    warm_imports = (WARM,)
+    warm_with = "tests.unit.test_worker_ahead:prepare_fails"
+    x: int
+
+
+def prepare(hint: dict) -> None:
+    _PREPARED["x"] = int(hint["x"])
+
+
+def prepare_fails(hint: dict) -> None:
+    raise ValueError(f"cannot prepare {hint}")
+
+
 def work(job: WarmJob) -> Seen:
     WorkerProgress("ahead test", "items", total=1).update(1, force=True)
-    return Seen(twice=job.x * 2, warm_imported=WARM in sys.modules, pid=os.getpid(), env_x=os.environ.get("AHEAD_X"))
+    return Seen(
+        twice=job.x * 2,
+        warm_imported=WARM in sys.modules,
+        pid=os.getpid(),
+        env_x=os.environ.get("AHEAD_X"),
+        prepared=_PREPARED.get("x"),
+    )
 
 
 def _leftovers(folder):
@@ -133,4 +166,41 @@ def test_settle_gives_up_after_its_bound(tmp_path):
         assert w is not None
         notes = settle_ahead(0.0)  # a fresh interpreter is not warm at once
         assert notes and w.proc.poll() is not None
+    assert _leftovers(log.parent) == []
+
+
+def test_a_worker_started_ahead_prepares_from_its_hint_before_it_says_it_is_warm(tmp_path):
+    log = tmp_path / "logs" / "w.log"
+    settings = load_settings()
+    with workers_ahead():
+        w = start_ahead(PreparingJob, log, settings, hint={"x": 7})
+        assert w is not None and w.hint_path.exists()
+        assert w.wait_warm(120), log.read_text() if log.exists() else "no log"
+        rec = run_worker(PreparingJob(x=7), log, settings, stage="evaluate", timeout=120)
+    assert rec.prepared == 7 and rec.twice == 14
+    assert "prepared ahead of the job (tests.unit.test_worker_ahead:prepare" in log.read_text()
+    assert _leftovers(log.parent) == []  # the hint too
+
+
+def test_without_a_hint_nothing_is_prepared(tmp_path):
+    log = tmp_path / "logs" / "w.log"
+    settings = load_settings()
+    with workers_ahead():
+        w = start_ahead(PreparingJob, log, settings)
+        assert w is not None and w.wait_warm(120) and not w.hint_path.exists()
+        rec = run_worker(PreparingJob(x=1), log, settings, stage="evaluate", timeout=120)
+    assert rec.prepared is None and rec.warm_imported
+
+
+def test_a_failed_preparation_is_logged_and_the_job_still_runs_in_that_worker(tmp_path):
+    log = tmp_path / "logs" / "w.log"
+    settings = load_settings()
+    with workers_ahead():
+        w = start_ahead(FailingPrepJob, log, settings, hint={"x": 3})
+        assert w is not None and w.wait_warm(120)  # warm all the same: its imports are done
+        rec = run_worker(FailingPrepJob(x=3), log, settings, stage="evaluate", timeout=120)
+        assert w.proc.poll() is not None  # that process ran it
+    assert rec.twice == 6 and rec.prepared is None and rec.warm_imported
+    why = "not prepared ahead (tests.unit.test_worker_ahead:prepare_fails: ValueError: cannot prepare"
+    assert why in log.read_text()
     assert _leftovers(log.parent) == []

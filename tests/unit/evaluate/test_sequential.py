@@ -249,3 +249,73 @@ def test_a_gguf_cells_context_once_pins_its_own_journal_but_still_pairs_with_the
     assert rec.decision.scored == 0 and rec.decision.reused == 30
     rec, _ = run(j)  # the whole-prompt way: the journal is set aside, the items scored again
     assert rec.decision.scored == 30 and (tmp / "once" / "items" / "arc_easy.discarded.jsonl").is_file()
+
+
+def test_tasks_prepared_ahead_score_as_tasks_built_in_the_job_and_a_stale_hint_is_not_used(
+    data, ref, tmp_path, monkeypatch, capsys
+):
+    """The worker started ahead builds the measured tasks from its hint (lmeval_worker.warm); the job then
+    builds none of them, and its record, items and requests are those of the same cell built cold. A hint that
+    is not the job's (another seed) is set aside and the tasks are built in the job."""
+    import shutil
+
+    from harness.evaluate import lmeval_worker, sequential
+    from harness.evaluate.lmeval_worker import LMEvalWarm, warm
+
+    built: list[str] = []
+    plain = sequential.load_measured
+
+    def counted(tm, spec, *a):
+        built.append(spec.name)
+        return plain(tm, spec, *a)
+
+    monkeypatch.setattr(sequential, "load_measured", counted)
+    tmp, _, _ = ref
+    shutil.copytree(tmp / "ref" / "items", tmp_path / "ref" / "items")  # the same reference, another folder
+    cold, cold_calls = run(job(data, tmp, "twin", "ref", skill=0.3))
+    assert sorted(built) == sorted(MEASURE)
+    built.clear()
+    j = job(data, tmp_path, "twin", "ref", skill=0.3)
+    hint = LMEvalWarm.of(j)
+    assert hint is not None and [t.name for t in hint.measured] == list(MEASURE)
+    warm(hint.model_dump(mode="json"))  # JSON, as the worker reads it from the hint file
+    assert sorted(built) == sorted(MEASURE)
+    built.clear()
+    hot, hot_calls = run(j)
+    assert built == [] and lmeval_worker._PREPARED == []  # nothing built in the job; taken once
+    assert hot_calls == cold_calls
+    skip = {"item_s"}
+    assert hot.decision is not None and cold.decision is not None
+    assert hot.decision.model_dump(exclude=skip) == cold.decision.model_dump(exclude=skip)
+    assert {n: {m: v.value for m, v in t.metrics.items()} for n, t in hot.tasks.items()} == {
+        n: {m: v.value for m, v in t.metrics.items()} for n, t in cold.tasks.items()
+    }
+    for name in MEASURE:
+        assert (tmp_path / "twin" / "samples" / f"{name}.jsonl").read_text() == (
+            tmp / "twin" / "samples" / f"{name}.jsonl"
+        ).read_text()
+    # a stale hint: the tasks are built again in the job, and the log says why
+    other = job(data, tmp_path, "other", "ref", skill=0.3)
+    warm(hint.model_copy(update={"seed": 99}).model_dump(mode="json"))
+    built.clear()
+    capsys.readouterr()
+    run(other)
+    assert sorted(built) == sorted(MEASURE)
+    assert "prepared ahead were for another job" in capsys.readouterr().out
+
+
+def test_no_hint_for_a_job_without_a_measure():
+    from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalWarm
+
+    plain = LMEvalJob(
+        scoring=Scoring(model="dq-fake-lm"),
+        tasks=TASKS,
+        include_path="/x",
+        data_dir="/d",
+        samples_dir="/s",
+        num_concurrent=1,
+        max_length=512,
+        batch_size=1,
+        seed=1,
+    )
+    assert LMEvalWarm.of(plain) is None
