@@ -133,15 +133,15 @@ build_env() {
 
 setup_t0=$SECONDS
 log "set-up: 2 Python environments, llama.cpp, this checkout, offline model + data, an engine probe;" \
-    "~12 min the first time on a 2-core host (the llama.cpp build, ~9 min, beside the environments), seconds when cached"
+    "~15 min the first time on a 2-core host (the llama.cpp build, 9-13 min, beside the environments), seconds when cached"
 if [[ ! -f "$(env_dir "$engine" "$req")/.complete" || ! -f "$(env_dir "$compress_name" "$compress_req")/.complete" ]]; then
   if torch_index_reachable; then torch_index=(--extra-index-url "$TORCH_CPU_INDEX"); torch_index_state="reachable"
   else torch_index_state="not reachable from this host"; log "$TORCH_CPU_INDEX is not reachable: torch from pip's own sources"
   fi
 fi
 # llama.cpp (GGUF cells): tools + binding, built once into the cache, in the background while pip fills the
-# environments: pip leaves a core idle most of the time, the compiler uses both (set-up 18 -> ~12 min on 2
-# cores). Its output goes to a log of its own; a failure shows that log's end.
+# environments: pip leaves a core idle most of the time, the compiler uses both (a fresh 2-core AVX2 host:
+# 22 min 18 s -> 14 min 41 s). Its output goes to a log of its own; a failure shows that log's end.
 llamacpp_log="$home/tools/llamacpp-build.log"
 llamacpp_out="$(mktemp)"
 t_llama=$SECONDS
