@@ -95,27 +95,65 @@ class Proc:
     cmdline: str
 
 
-def _proc_state(pid: int) -> tuple[str, int] | None:
-    """(state letter, ppid) from /proc/PID/stat, None when the process is gone."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, ppid, flags) from /proc/PID/stat, None when the process is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     rest = raw[raw.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
-    return rest[0], int(rest[1])
+    return rest[0], int(rest[1]), int(rest[6])
+
+
+def _proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, ppid) from /proc/PID/stat, None when the process is gone."""
+    st = _stat(pid)
+    return None if st is None else st[:2]
+
+
+_PF_KTHREAD = 0x00200000  # the flags bit of a kernel thread in /proc/PID/stat: no environment, ever
+EXEC_RETRIES = 20  # x 10 ms: a process inside exec() shows an empty environment for well under a millisecond
+
+
+def _may_be_in_exec(pid: int) -> bool:
+    """An empty environment is a kernel thread's, a zombie's, or a live process's inside exec()."""
+    st = _stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and not st[2] & _PF_KTHREAD
+
+
+def _environ(pid: int) -> bytes | None:
+    """A process's environment, None when it is gone or not ours to read. Empty while the process is inside
+    exec(): the new image's environment is not set up yet (a `sleep` just forked by `sh` was missed so)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
 
 
 def tagged_processes(tag: str, var: str = TAG_VAR) -> list[Proc]:
     """Every live process (zombies excluded: they hold nothing but a pid) whose environment holds var=tag."""
     needle = f"{var}={tag}".encode()
-    found = []
+    envs: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-        except OSError:
-            continue  # gone, or not ours to read
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            env = _environ(int(entry.name))
+            if env is not None:
+                envs[int(entry.name)] = env
+    # an empty environment that is not a kernel thread's is read again: it may be a process inside exec()
+    blank = [pid for pid, env in envs.items() if not env and _may_be_in_exec(pid)]
+    for _ in range(EXEC_RETRIES):
+        if not blank:
+            break
+        time.sleep(0.01)
+        for pid in list(blank):
+            env = _environ(pid)
+            if env:
+                envs[pid] = env
+            if env is None or env:
+                blank.remove(pid)
+    found = []
+    for pid, env in envs.items():
+        entry = Path(f"/proc/{pid}")
         if needle not in env.split(b"\0"):
             continue
         st = _proc_state(int(entry.name))

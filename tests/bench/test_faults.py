@@ -57,6 +57,28 @@ def test_scan_finds_a_tagged_child_whose_parent_was_killed(faults) -> None:
         sh.wait()
 
 
+def test_scan_reads_again_a_process_caught_inside_exec(faults, monkeypatch) -> None:
+    # a process inside exec() shows an empty environment for an instant: CI missed a `sleep` just forked so
+    tag = uuid.uuid4().hex
+    p = subprocess.Popen(["sleep", "30"], env=_tagged_env(faults, tag))
+    real, reads = faults._environ, []
+
+    def caught_in_exec(pid: int) -> bytes | None:
+        if pid == p.pid:
+            reads.append(pid)
+            if len(reads) <= 2:
+                return b""
+        return real(pid)
+
+    monkeypatch.setattr(faults, "_environ", caught_in_exec)
+    try:
+        assert [q.pid for q in faults.tagged_processes(tag)] == [p.pid]
+        assert len(reads) == 3
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_scan_matches_the_exact_tag_and_skips_zombies(faults) -> None:
     tag = uuid.uuid4().hex
     other = subprocess.Popen(["sleep", "30"], env=_tagged_env(faults, tag + "x"))
