@@ -10,6 +10,7 @@
   the server (llama.cpp cells score loglikelihoods in-process on the same GGUF file) cannot differ from the
   target's: they are taken from the target's result on this host, said so in `equal_output.inherited`; every
   task the server answers is scored again.
+- `target_dump`: the shift step's logprob dump, taken from the target the same way (the flips are the cell's own).
 - `with_speedups`: each level's output tok/s over the same level of the target's result on this host.
 - `speculative_block`: the draft, the prediction (harness/plan/speculative.py), acceptance over the levels, the
   speed-up at c1 and at the top concurrency, and `equal_output` against the target. Any difference in greedy
@@ -147,6 +148,39 @@ def inheritable(run: CellRun, target: CellResult | None) -> dict[str, str]:
         for t in cell.evaluation.tasks
         if _generative(t.name) is False and t.name in target.quality.tasks
     }
+
+
+# the shift spec's fields the logprob dump depends on (bootstrap_iters only shapes the flips' intervals)
+DUMP_FIELDS = ("windows", "tokens", "top_k", "corpus", "seed")
+
+
+def target_dump(run: CellRun) -> tuple[Path, str] | None:
+    """The target's stored logprob dump, and why, when the spec cell's own would be the same file: both are
+    computed in-process on the same artefact with no server and no draft (as `inheritable` takes their tasks),
+    on this host, for the same windows. None: the spec cell dumps its own."""
+    from harness.plan.rules import SCORED_BY_SERVER
+
+    cell = run.cell
+    spec = getattr(cell.evaluation, "shift", None)
+    if spec is None or SCORED_BY_SERVER.get(cell.serving.kind, True):
+        return None
+    target = target_result(run)
+    if target is None or not target.shift or target.artefact is None:
+        return None
+    theirs = ((target.plan.get("evaluation") or {}).get("shift")) or {}
+    if any(theirs.get(f) != getattr(spec, f) for f in DUMP_FIELDS):
+        return None
+    if target.artefact.model != run.need(run.artefact, "the artefact").model:
+        return None
+    dump = Path(str(target.shift.get("dump") or ""))
+    if not dump.name or not dump.is_file():
+        return None
+    draft = run.need(cell.draft, "the cell's draft")
+    why = (
+        f"dumped in-process on the target's artefact without the server (no decoding, no draft): the target "
+        f"{draft.target_id}'s dump on this host"
+    )
+    return dump, why
 
 
 def evaluate_spec(run: CellRun) -> Quality:

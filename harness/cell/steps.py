@@ -184,6 +184,11 @@ def shift(run: CellRun) -> None:
         return
     handle, artefact = run.need(run.handle, "the server"), run.need(run.artefact, "the artefact")
     scoring = run.need(run.server, "the server plugin").scoring(handle, artefact)
+    same = None
+    if _has_draft(run.cell):  # a dump the draft cannot change is the target's (harness/cell/speculative.py)
+        from harness.cell.speculative import target_dump
+
+        same = target_dump(run)
     result = run.shift = compare_with_reference(
         run.cell,
         scoring,
@@ -192,7 +197,10 @@ def shift(run: CellRun) -> None:
         run.paths.measured,
         run.paths.log("shift"),
         quality=run.quality,  # the cell's own per-item scores, as evaluate just made them
+        same_dump=same,
     )
+    if same is not None:
+        run.progress.note(f"logprob dump: {same[1]}")
     if result and result.get("metrics"):
         m = result["metrics"]
         run.progress.note(

@@ -65,6 +65,17 @@ def _here(recorded: Path, store: ResultStore) -> Path:
     return moved if moved.is_file() else recorded
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` with `src`'s bytes: a hard link where both lie on one file system (no space), else a copy."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def format_mismatch(ref: TaskScore, cell: TaskScore) -> str | None:
     """Why a task's items in the cell and in its reference were not scored on the same prompts (None: they
     were): a different chat template, multi-turn setting, system message or template text. A result from before
@@ -132,17 +143,23 @@ def compare_with_reference(
     work: Path,
     log: Path,
     quality: Quality | dict | None = None,
+    same_dump: tuple[Path, str] | None = None,
 ) -> dict | None:
     """The `shift` block of the cell's result (None when the evaluation has no shift spec). `quality`: the
     cell's own quality block with its items (else they are read from the samples its evaluate step just
-    wrote under `work`/samples)."""
+    wrote under `work`/samples). `same_dump`: a dump the cell's own would equal byte for byte, and why (a
+    spec-decoded cell scored in-process on its target's artefact, harness/cell/speculative.py): it becomes this
+    attempt's dump (a hard link, else a copy: the attempt owns its file) and no worker runs."""
     spec = getattr(cell.evaluation, "shift", None)
     if spec is None:
         return None
     store = ResultStore(settings.results_dir)
-    windows = token_prompts(tokenizer_src, spec.corpus, spec.windows, spec.tokens + 1, spec.seed)
     mine = attempt_folder(work) / "logprobs.npz"
-    dump_logprobs(scoring, windows, spec.top_k, mine, log, settings)
+    if same_dump is not None:
+        _link_or_copy(same_dump[0], mine)
+    else:
+        windows = token_prompts(tokenizer_src, spec.corpus, spec.windows, spec.tokens + 1, spec.seed)
+        dump_logprobs(scoring, windows, spec.top_k, mine, log, settings)
     result: dict = {
         "dump": str(mine),
         "windows": spec.windows,
@@ -150,6 +167,8 @@ def compare_with_reference(
         "corpus": spec.corpus,
         "seed": spec.seed,
     }
+    if same_dump is not None:
+        result["dump_from"] = {"path": str(same_dump[0]), "why": same_dump[1]}
     if cell.parent_id is None:
         again = mine.with_name("logprobs-repeat.npz")
         dump_logprobs(scoring, windows, spec.top_k, again, log, settings)

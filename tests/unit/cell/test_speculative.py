@@ -199,3 +199,43 @@ def test_the_target_s_decision_stands_for_the_spec_cell_only_when_its_measured_t
     # a measured task scored again (through the draft's server): the target's interval is not this cell's
     again = Quality.model_validate({"tasks": {k: v.model_dump() for k, v in target.tasks.items()}})
     assert with_inherited(order, again, target, {"gsm8k": "x"}).decision is None
+
+
+def test_the_shift_dump_is_the_target_s_only_where_the_draft_cannot_change_it(spec_cell, settings, tmp_path):
+    from harness.cell.speculative import target_dump
+    from harness.result import Artefact
+    from harness.spec.serving import VLLMServing
+
+    store = ResultStore(settings.results_dir)
+    draft = spec_cell.draft
+    dump = store.work_dir(draft.target_id) / "h1" / "shift" / "20260101T000000Z-1-aaaaaa" / "logprobs.npz"
+    dump.parent.mkdir(parents=True)
+    dump.write_bytes(b"npz")
+    gguf = str(store.work_dir(draft.target_id) / "model-Q4_K_M.gguf")
+    shift_spec = spec_cell.evaluation.shift.model_dump(mode="json")
+
+    def stored(shift=None, model=gguf):
+        r = _result(draft.target_id, _quality([1], [1]), shift={"dump": str(dump)} if shift is None else shift)
+        r = r.model_copy(update={"plan": {"evaluation": {"shift": shift_spec}}, "artefact": Artefact(model=model)})
+        store.write(r)
+
+    run = _run(spec_cell, settings)
+    run.artefact = Artefact(model=gguf, tokenizer="tok")
+    assert target_dump(run) is None  # no target result on this host yet: the cell dumps its own
+    stored()
+    got = target_dump(run)
+    assert got is not None and got[0] == dump and draft.target_id in got[1] and "no draft" in got[1]
+    assert target_dump(_run(spec_cell.model_copy(update={"serving": VLLMServing()}), settings)) is None
+    stored(model=gguf + ".other")  # another artefact
+    assert target_dump(run) is None
+    shift_spec["windows"] += 1  # the target dumped other windows
+    stored()
+    assert target_dump(run) is None
+    shift_spec["windows"] -= 1
+    shift_spec["bootstrap_iters"] += 1  # only the flips' intervals: the dump is the same
+    stored()
+    assert target_dump(run) is not None
+    dump.unlink()  # the file its result names is gone
+    assert target_dump(run) is None
+    stored(shift={})
+    assert target_dump(run) is None

@@ -10,7 +10,7 @@ import pytest
 
 from harness.evaluate import reference
 from harness.evaluate.items import task_items
-from harness.evaluate.shift import save_dump
+from harness.evaluate.shift import load_dump, save_dump
 from harness.plan.cell import CellPlan
 from harness.result import CellResult, Quality
 from harness.settings import load_settings
@@ -135,3 +135,25 @@ def test_a_moved_results_folder_still_finds_the_dump_its_result_names(shifted):
     store.write(dict(REF, shift={"dump": str(elsewhere)}))
     out = reference.compare_with_reference(plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4))
     assert out["metrics"]["kld_mean"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_dump_the_cell_would_equal_is_linked_in_and_no_worker_runs(shifted, monkeypatch):
+    settings, store, plan, work = shifted
+    theirs = work.parent / "target" / "logprobs.npz"
+    n, k = 4, plan.evaluation.shift.top_k
+    save_dump(theirs, np.arange(n), np.full(n, -2.0), np.tile(np.arange(k), (n, 1)), np.full((n, k), -3.0))
+
+    def no_worker(*a, **kw):
+        raise AssertionError("no logprob worker may run for a dump taken from elsewhere")
+
+    monkeypatch.setattr(reference, "dump_logprobs", no_worker)
+    out = reference.compare_with_reference(
+        plan, {}, "tok", settings, work, work / "s.log", quality=_child_quality(4), same_dump=(theirs, "the same")
+    )
+    mine = Path(out["dump"])
+    assert mine.parent.parent == work / "shift" and mine != theirs  # this attempt's own file
+    assert mine.read_bytes() == theirs.read_bytes() and out["dump_from"] == {"path": str(theirs), "why": "the same"}
+    assert out["metrics"]["ppl_ratio"] == pytest.approx(np.exp(1.0))  # vs the reference's dump (token lp -1 vs -2)
+    assert out["flips"]["tasks"]  # the cell's own items, as always
+    theirs.unlink()  # the source going away (its cell's attempt removed) leaves this attempt's dump whole
+    assert len(load_dump(mine)["tokens"]) == n
