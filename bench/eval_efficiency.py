@@ -18,7 +18,9 @@ prefill rate on the same prompts, and the evaluate stage's wall time under each 
     `plp` (vLLM's prompt_logprobs, every document's rolling windows in one batch: the server path now),
     `inproc` (`dq-vllm`: the cell's engine in the evaluate worker's process, harness/evaluate/vllm_lm.py),
     `bB` lm-eval batch_size (prompts per request; in process: per engine call), `cC` num_concurrent,
-    `noidx` lm-eval's task index built again (the default reads it from the cache, task_index.py).
+    `noidx` lm-eval's task index built again (the default reads it from the cache, task_index.py),
+    `tail` / `all` prompt logprobs at the continuation's positions only / at every position (the server runs
+    harness/serve/prompt_tail.py unless DQBENCH_PROMPT_LOGPROBS=all; unset: as the settings say).
   Defaults b1, c8. Every variant's per-item answers (each item's logprobs and greedy flags, its generated
   text) are compared with the first variant's: the counts of items that differ and the largest logprob
   difference are printed, and a task-level score that moves is reported as a failure (exit 1).
@@ -294,7 +296,7 @@ VIAS = ("echo", "plp", "inproc")
 
 def parse_variant(v: str) -> dict:
     """`plp-c32`, `echo-b8-noidx`, `inproc` -> {via, batch, conc, idx} (see the module docstring)."""
-    out: dict = {"via": None, "batch": 1, "conc": 8, "idx": True}
+    out: dict = {"via": None, "batch": 1, "conc": 8, "idx": True, "tail": None}
     for word in v.split("-"):
         if word in VIAS and out["via"] is None:
             out["via"] = word
@@ -302,22 +304,27 @@ def parse_variant(v: str) -> dict:
             out["batch" if word[0] == "b" else "conc"] = int(word[1:])
         elif word in ("idx", "noidx"):
             out["idx"] = word == "idx"
+        elif word in ("tail", "all"):
+            out["tail"] = word == "tail"
         else:
             raise SystemExit(
                 f"--variants: {v!r}: {word!r} is not one of {', '.join(VIAS)}, bB (batch size), cC (concurrency), "
-                f"idx/noidx; e.g. echo plp inproc plp-c32"
+                f"idx/noidx, tail/all; e.g. echo plp inproc plp-c32"
             )
     if out["via"] is None:
         raise SystemExit(f"--variants: {v!r} names no transport ({', '.join(VIAS)})")
     return out
 
 
-def variant_scoring(server, handle, art, via: str) -> Scoring:
-    """The Scoring the evaluate stage would get, with the bench's transport."""
+def variant_scoring(server, handle, art, via: str, tail: bool | None = None) -> Scoring:
+    """The Scoring the evaluate stage would get, with the bench's transport (`tail`: prompt logprobs at the
+    continuation only, or at every position; None: as the server's settings say)."""
     if via == "inproc":
         return server.scoring(handle, art, via="in-process")
     sc = server.scoring(handle, art, via="server")
     args = {**sc.model_args, "logprobs_via": "echo" if via == "echo" else "prompt_logprobs"}
+    if tail is not None:
+        args["prompt_tail"] = tail
     return sc.model_copy(update={"model_args": {**args, "rolling_batch": via != "echo"}})
 
 
@@ -403,7 +410,7 @@ def main() -> None:
         for r in range(a.repeats):
             order = list(zip(a.variants, variants))
             for name, v in order if r % 2 == 0 else order[::-1]:
-                scoring = variant_scoring(server, h, art, v["via"])
+                scoring = variant_scoring(server, h, art, v["via"], v["tail"])
                 job = eval_job(
                     settings, scoring, tasks, v["batch"], v["conc"], v["idx"], work / name, json.loads(a.gen_kwargs)
                 )
@@ -466,7 +473,7 @@ def overlap_round(settings, server, art, h, tasks, v: dict, work: Path, gen_kwar
 
         job = eval_job(
             settings,
-            variant_scoring(server, h, art, v["via"]),
+            variant_scoring(server, h, art, v["via"], v["tail"]),
             tasks,
             v["batch"],
             v["conc"],

@@ -36,6 +36,9 @@ class Settings:
     # DQBENCH_VLLM_CORE_START: how a CPU vLLM server starts its engine-core process ("fork" | "spawn"); None:
     # fork (harness/serve/vllm_start.py says why and what it saves)
     vllm_core_start: str | None = None
+    # DQBENCH_PROMPT_LOGPROBS: "tail" (the default) lets a vLLM server compute a scoring request's prompt
+    # logprobs at its continuation's positions only (harness/serve/prompt_tail.py); "all": at every position
+    prompt_logprobs: str | None = None
     # how long a cell waits for its lock (an earlier attempt's processes, another run of the same cell) and
     # how long a hub download may take, its wait for another process's download of the same model included:
     # past either the cell fails with who holds what, instead of waiting for ever (DQBENCH_LOCK_WAIT_S,
@@ -92,6 +95,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         eval_via=_choice(env, "DQBENCH_EVAL_VIA", EVAL_VIA),
         prestart=env.get("DQBENCH_PRESTART", "") in ("1", "true", "True"),
         vllm_core_start=_choice(env, "DQBENCH_VLLM_CORE_START", CORE_START),
+        prompt_logprobs=_choice(env, "DQBENCH_PROMPT_LOGPROBS", PROMPT_LOGPROBS),
         lock_wait_s=_seconds(env, "DQBENCH_LOCK_WAIT_S", 3600.0),
         download_timeout_s=_seconds(env, "DQBENCH_DOWNLOAD_TIMEOUT_S", 6 * 3600.0),
     )
@@ -99,6 +103,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 EVAL_VIA = ("server", "in-process")
 CORE_START = ("fork", "spawn")
+PROMPT_LOGPROBS = ("tail", "all")
 
 
 def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str | None:

@@ -5,7 +5,7 @@
 even to a chat-templated prompt that already begins with it. Token ids are sent (`tokenized_requests`), so
 the client alone decides the special tokens: vLLM and llama-server add none to token-id prompts.
 
-Two departures from lm-eval's transport, both score-preserving (issue #31, bench/eval_efficiency.py):
+Three departures from lm-eval's transport, all score-preserving (issue #31, bench/eval_efficiency.py):
 
 - `logprobs_via="prompt_logprobs"` (what harness/serve/vllm.py asks for): a loglikelihood request asks vLLM
   for `prompt_logprobs: 1` instead of `echo` + `logprobs: 1`. The same engine computes the same numbers; the
@@ -15,6 +15,11 @@ Two departures from lm-eval's transport, both score-preserving (issue #31, bench
   echo (`token_logprobs` summed, greedy = the token's logprob equals the best of the position's top
   logprobs), keyed by token id rather than by decoded string, so two tokens that decode alike (byte-fallback
   pieces) cannot collide. `echo` (lm-eval's own) stays for servers without vLLM's extension.
+- `prompt_tail=True` (harness/serve/vllm.py, unless DQBENCH_PROMPT_LOGPROBS=all): each loglikelihood request
+  also says how many of its prompts' last tokens it reads (`vllm_xargs`, the longest continuation of the
+  batch), and a dqbench vLLM server computes the LM head at those positions only
+  (harness/serve/prompt_tail.py). An earlier position comes back as a placeholder (a positive logprob);
+  reading one is an error, never a score. A server without the plugin answers every position, as before.
 - `loglikelihood_rolling` sends the windows of *all* documents in one batch (lm-eval's TemplateAPI sends one
   document's windows, waits, then the next's), so `num_concurrent` requests are in flight across documents.
   The windows and their sums are lm-eval's own.
@@ -31,6 +36,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.openai_completions import LocalCompletionsAPI
 
 from harness.evaluate.bos import encode_kwargs, prefix_token_id
+from harness.serve.prompt_tail import TAIL_ARG
 
 LOGPROBS_VIA = ("echo", "prompt_logprobs")
 # what vLLM's completions answer clamps a token logprob to (its -inf), applied alike to both transports
@@ -52,6 +58,8 @@ def prompt_logprob_answers(
                 raise ValueError(f"server returned {len(entries)} prompt logprobs for a {len(toks)}-token prompt")
             total, greedy = 0.0, True
             for tok, entry in zip(toks[ctxlen:], entries[ctxlen:], strict=True):
+                if any(float(v["logprob"]) > 0 for v in entry.values()):
+                    raise ValueError("the server returned a placeholder for a prompt position this request reads")
                 lps = {int(k): max(float(v["logprob"]), MIN_LOGPROB) for k, v in entry.items()}
                 total += lps[tok]
                 greedy = greedy and lps[tok] == max(lps.values())
@@ -59,12 +67,20 @@ def prompt_logprob_answers(
     return res
 
 
+def tail_of(prompts: list[list[int]], ctxlens: list[int]) -> int:
+    """How many last prompt tokens a batch's answers read: its longest continuation (at least 1)."""
+    return max([len(p) - c for p, c in zip(prompts, ctxlens, strict=True)] + [1])
+
+
 @register_model("dq-local-completions")
 class DQLocalCompletions(LocalCompletionsAPI):
-    def __init__(self, *args, logprobs_via: str = "echo", rolling_batch: bool = True, **kwargs) -> None:
+    def __init__(
+        self, *args, logprobs_via: str = "echo", rolling_batch: bool = True, prompt_tail: bool = False, **kwargs
+    ) -> None:
         if logprobs_via not in LOGPROBS_VIA:
             raise ValueError(f"logprobs_via={logprobs_via!r}: one of {', '.join(LOGPROBS_VIA)}")
         self.logprobs_via = logprobs_via
+        self.prompt_tail = prompt_tail and logprobs_via == "prompt_logprobs"
         self.rolling_batch = rolling_batch  # False: lm-eval's one document at a time (bench/eval_efficiency.py)
         super().__init__(*args, **kwargs)
 
@@ -89,13 +105,24 @@ class DQLocalCompletions(LocalCompletionsAPI):
             return self.custom_prefix_token_id
         return prefix_token_id(self.tokenizer)
 
-    def _create_payload(self, messages, generate=False, gen_kwargs=None, seed=1234, eos=None, **kwargs) -> dict:
+    def _create_payload(
+        self, messages, generate=False, gen_kwargs=None, seed=1234, eos=None, tail: int | None = None, **kwargs
+    ) -> dict:
         payload = super()._create_payload(messages, generate, gen_kwargs, seed, eos, **kwargs)
         if not generate and self.logprobs_via == "prompt_logprobs":
             for key in ("echo", "logprobs"):
                 payload.pop(key, None)
             payload["prompt_logprobs"] = 1
+            if tail is not None:
+                payload["vllm_xargs"] = {TAIL_ARG: tail}
         return payload
+
+    async def amodel_call(self, session, sem, messages, *, generate=True, ctxlens=None, **kwargs):
+        """lm-eval's call, with the batch's longest continuation handed to `_create_payload` (lm-eval passes
+        the context lengths to the answer's parser only)."""
+        if self.prompt_tail and not generate and ctxlens:
+            kwargs["tail"] = tail_of(messages, ctxlens)
+        return await super().amodel_call(session, sem, messages, generate=generate, ctxlens=ctxlens, **kwargs)
 
     def parse_logprobs(self, outputs, tokens=None, ctxlens=None, **kwargs) -> list[tuple[float, bool]]:
         if self.logprobs_via == "prompt_logprobs":

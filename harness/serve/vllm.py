@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from harness.errors import StageError
 from harness.result import Artefact
+from harness.serve import prompt_tail
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import vllm_phases
@@ -125,11 +126,20 @@ class VLLMServer(EngineServer):
         # generative tasks send their `until` list whole (HumanEval: 5) and its `hf` model honours all of them,
         # so a server-scored cell must too (cutting the list would change what is generated)
         env["VLLM_MAX_STOP_STRINGS"] = str(MAX_STOP_STRINGS)
+        # a scoring request may ask for its continuation's prompt logprobs only (harness/serve/prompt_tail.py);
+        # set either way, so that the user's environment cannot turn it on behind DQBENCH_PROMPT_LOGPROBS=all
+        env[prompt_tail.ENV] = "1" if self.prompt_logprobs_tail() else "0"
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
                 env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.spec.cpu_reserved_cores)
         return env
+
+    @staticmethod
+    def prompt_logprobs_tail() -> bool:
+        """Whether this server computes a scoring request's prompt logprobs at its continuation only
+        (DQBENCH_PROMPT_LOGPROBS, default `tail`)."""
+        return (load_settings().prompt_logprobs or "tail") == "tail"
 
     def startup_phases(self, handle: ServerHandle) -> dict[str, float]:
         return vllm_phases(handle.log_text(max_bytes=4 * 2**20), handle.spawned_at, handle.startup_s)
@@ -192,6 +202,7 @@ class VLLMServer(EngineServer):
                 "`dq-local-completions` sends)",
                 via="in-process",
             )
+        tail = self.prompt_logprobs_tail()
         return Scoring(
             model="dq-local-completions",
             register_module="harness.evaluate.api_lm",
@@ -203,9 +214,11 @@ class VLLMServer(EngineServer):
                 "max_retries": 3,
                 "timeout": 600,
                 "logprobs_via": "prompt_logprobs",
+                "prompt_tail": tail,
             },
             how="lm-eval `local-completions` (dqbench's `dq-local-completions`: special tokens as lm-eval's "
-            "`hf` model adds them; vLLM's `prompt_logprobs` in place of echo) against the cell's vLLM server "
-            "(checked against transformers in tests/e2e/test_logprobs.py)",
+            "`hf` model adds them; vLLM's `prompt_logprobs` in place of echo"
+            + (", computed at the continuation's positions only (harness/serve/prompt_tail.py)" if tail else "")
+            + ") against the cell's vLLM server (checked against transformers in tests/e2e/test_logprobs.py)",
             via="server",
         )

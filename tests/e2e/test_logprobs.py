@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 from harness.result import Artefact
+from harness.serve.prompt_tail import PLACEHOLDER_LOGPROB, TAIL_ARG
 from harness.serve.vllm import VLLMServer
 from harness.settings import load_settings
 from harness.spec.serving import VLLMServing
@@ -52,8 +53,19 @@ def test_vllm_prompt_logprobs_match_transformers(tmp_path):
         req = urllib.request.Request(h.base_url + "/completions", body.encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as r:
             plp = json.loads(r.read())["choices"][0]["prompt_logprobs"]
+        # a scoring request that reads its last 5 tokens only (harness/serve/prompt_tail.py, on by default)
+        tail = json.loads(body)
+        tail["vllm_xargs"] = {TAIL_ARG: 5}
+        req = urllib.request.Request(
+            h.base_url + "/completions", json.dumps(tail).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=120) as r:
+            plp_tail = json.loads(r.read())["choices"][0]["prompt_logprobs"]
     finally:
         h.stop()
+    assert "dqbench: prompt logprobs at a request's" in (tmp_path / "server.log").read_text()
+    assert len(plp_tail) == len(plp) and plp_tail[-5:] == plp[-5:]  # the tail: vLLM's own numbers
+    assert all(v["logprob"] == PLACEHOLDER_LOGPROB for e in plp_tail[1:-5] for v in e.values())  # never a real one
     assert (
         plp[0] is None
         and [e[str(t)]["logprob"] for t, e in zip(ids[1:], plp[1:])] == lp["token_logprobs"][1 : len(ids)]

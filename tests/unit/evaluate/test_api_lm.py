@@ -91,3 +91,40 @@ def test_the_payload_asks_for_prompt_logprobs_instead_of_the_echo():
     assert _model()._create_payload([[1, 2, 3]], generate=False)["echo"] is True  # lm-eval's own, unchanged
     with pytest.raises(ValueError, match="logprobs_via"):
         _model(logprobs_via="nope")
+
+
+def test_a_tail_asks_for_the_batch_s_longest_continuation_and_a_placeholder_read_is_an_error():
+    import asyncio
+
+    from harness.evaluate.api_lm import tail_of
+    from harness.serve.prompt_tail import PLACEHOLDER_LOGPROB, TAIL_ARG
+
+    assert tail_of([[1, 2, 3, 4], [1, 2, 3, 4, 5]], [3, 2]) == 3 and tail_of([[1]], [1]) == 1
+    lm = _model(logprobs_via="prompt_logprobs", prompt_tail=True)
+    sent = {}
+
+    async def post(self, session, sem, messages, *, generate=True, ctxlens=None, **kwargs):
+        sent.update(self._create_payload(messages, generate=generate, **kwargs))
+        return []
+
+    from lm_eval.models.api_models import TemplateAPI
+
+    orig, TemplateAPI.amodel_call = TemplateAPI.amodel_call, post
+    try:
+        asyncio.run(lm.amodel_call(None, None, [[1, 2, 3, 4], [1, 2, 3, 4, 5]], generate=False, ctxlens=[3, 2]))
+        assert sent["vllm_xargs"] == {TAIL_ARG: 3} and sent["prompt_logprobs"] == 1
+        sent.clear()
+        asyncio.run(lm.amodel_call(None, None, [[1, 2, 3]], generate=True, gen_kwargs={"until": ["x"]}))
+        assert "vllm_xargs" not in sent  # a generation asks for no prompt logprobs
+        sent.clear()
+        plain = _model(logprobs_via="prompt_logprobs")
+        asyncio.run(plain.amodel_call(None, None, [[1, 2]], generate=False, ctxlens=[1]))
+        assert "vllm_xargs" not in sent  # not asked for: every position, as before
+    finally:
+        TemplateAPI.amodel_call = orig
+    # an answer whose placeholder lies where the request reads: refused, never scored
+    tokens, table = [1, 5, 7, 9], [{5: PLACEHOLDER_LOGPROB}, {7: -0.25}, {9: -1.0}]
+    plp, _ = _answers(tokens, table, 2)
+    assert prompt_logprob_answers(plp, [tokens], [2]) == [(-1.25, True)]  # position 1 is before the tail
+    with pytest.raises(ValueError, match="placeholder"):
+        prompt_logprob_answers(plp, [tokens], [1])

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from harness.errors import DQError
@@ -56,6 +58,24 @@ def test_the_engine_core_is_forked_on_cpu_only_and_spawned_when_asked(monkeypatc
     monkeypatch.setenv("DQBENCH_VLLM_CORE_START", "exec")
     with pytest.raises(DQError, match="DQBENCH_VLLM_CORE_START='exec': one of fork, spawn"):
         module("cpu")
+
+
+def test_scoring_reads_the_continuation_s_prompt_logprobs_only_unless_told_all(monkeypatch):
+    from harness.serve.base import ServerHandle
+    from harness.serve.prompt_tail import ENV
+
+    art = Artefact(model="/m", dtype="bfloat16", tokenizer="/tok")
+    handle = ServerHandle("vllm", "http://127.0.0.1:1/v1", "dq-x", 1, None, Path("/dev/null"))  # type: ignore[arg-type]
+    s = VLLMServer(VLLMServing(), "/py", "cpu")
+    monkeypatch.delenv("DQBENCH_PROMPT_LOGPROBS", raising=False)
+    sc = s.scoring(handle, art, via="server")
+    assert s.env()[ENV] == "1" and sc.model_args["prompt_tail"] is True and "continuation" in sc.how
+    monkeypatch.setenv("DQBENCH_PROMPT_LOGPROBS", "all")  # every position, on the server too
+    sc = s.scoring(handle, art, via="server")
+    assert s.env()[ENV] == "0" and sc.model_args["prompt_tail"] is False and "continuation" not in sc.how
+    monkeypatch.setenv("DQBENCH_PROMPT_LOGPROBS", "some")
+    with pytest.raises(DQError, match="DQBENCH_PROMPT_LOGPROBS='some': one of tail, all"):
+        s.env()
 
 
 def test_reserved_cores_reach_vllm_and_leave_ids_alone_when_unset():
