@@ -20,8 +20,12 @@ prefill rate on the same prompts, and the evaluate stage's wall time under each 
     `bB` lm-eval batch_size (prompts per request; in process: per engine call), `cC` num_concurrent,
     `noidx` lm-eval's task index built again (the default reads it from the cache, task_index.py),
     `tail` / `all` prompt logprobs at the continuation's positions only / at every position (the server runs
-    harness/serve/prompt_tail.py unless DQBENCH_PROMPT_LOGPROBS=all; unset: as the settings say).
-  Defaults b1, c8. Every variant's per-item answers (each item's logprobs and greedy flags, its generated
+    harness/serve/prompt_tail.py unless DQBENCH_PROMPT_LOGPROBS=all; unset: as the settings say),
+    `quick` / `asis` lm-eval with the worker's changes (harness/evaluate/lmeval_quick.py) / as installed,
+    `cold` / `ahead` the worker started when its job is ready (its imports in the wall) / started ahead, as a
+    cell starts it while its server starts (harness/worker_ahead.py): the same imports, then the wall counts
+    from the job's hand-off, as the cell's evaluate stage does.
+  Defaults b1, c8, quick, cold. Every variant's per-item answers (each item's logprobs and greedy flags, its generated
   text) are compared with the first variant's: the counts of items that differ and the largest logprob
   difference are printed, and a task-level score that moves is reported as a failure (exit 1).
 - start-up: each variant's time from starting the worker process to its first scoring call (imports, task
@@ -158,11 +162,26 @@ def eval_job(
 
 
 def child(job_path: str, out_path: str) -> None:
-    """In the evaluate worker's subprocess: the worker's own `work`, with the sent prompts recorded."""
+    """In the evaluate worker's subprocess: the worker's own `work`, with the sent prompts recorded. Started
+    `ahead` (env DQBENCH_BENCH_AHEAD: a file to wait for), it first imports what a worker started ahead imports
+    (LMEvalJob.warm_imports), says so (`<out>.warm`), and waits for that file, as harness/worker_ahead.py does."""
+    import importlib
+
+    go = os.environ.get("DQBENCH_BENCH_AHEAD")
+    if go:
+        for m in LMEvalJob.warm_imports:
+            importlib.import_module(m)
+        Path(out_path + ".warm").write_bytes(b"")
+        while not Path(go).exists():
+            time.sleep(0.05)
     job = LMEvalJob.model_validate_json(Path(job_path).read_text())
     rec = Recorder()
     rec.install(job.scoring.model)
+    from harness.evaluate import lmeval_quick
     from harness.evaluate.lmeval_worker import work
+
+    if os.environ.get("DQBENCH_BENCH_LMEVAL_ASIS") == "1":
+        lmeval_quick.install = list  # the `asis` variant: lm-eval as installed (nothing applied)
 
     out = work(job)
     Path(out_path).write_text(
@@ -175,21 +194,34 @@ def child(job_path: str, out_path: str) -> None:
 CHILD = "import sys; sys.path.insert(0, sys.argv[3]); import eval_efficiency as e; e.child(sys.argv[1], sys.argv[2])"
 
 
-def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
-    """One evaluate stage as the cell runs it: a fresh worker process (imports and task loading included)."""
+def run_eval(settings, job: LMEvalJob, base_url: str, work: Path, quick: bool = True, ahead: bool = False) -> dict:
+    """One evaluate stage as the cell runs it: a fresh worker process (imports and task loading included), or
+    (`ahead`) one that had imported what a worker started ahead imports before the wall starts."""
     work.mkdir(parents=True, exist_ok=True)
     job_path, out_path = work / "evaluate-in.json", work / "evaluate-out.json"
+    go = work / "evaluate-go"
+    for f in (job_path, out_path, go, Path(f"{out_path}.warm")):
+        f.unlink(missing_ok=True)
     job_path.write_text(job.model_dump_json())
     env = {**os.environ, **({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if settings.offline else {})}
+    env.update(DQBENCH_BENCH_LMEVAL_ASIS="0" if quick else "1", DQBENCH_BENCH_AHEAD=str(go) if ahead else "")
     before = server_counters(base_url)
     t0, spawned = time.monotonic(), time.time()
+    ahead_s = None
     with open(work / "evaluate.log", "w") as log:
-        rc = subprocess.run(
+        proc = subprocess.Popen(
             [settings.python, "-c", CHILD, str(job_path), str(out_path), str(REPO / "bench")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**env, **job.scoring.env},
-        ).returncode
+        )
+        if ahead:  # what the server's start-up covers in a cell: not in the evaluate stage's wall
+            while not Path(f"{out_path}.warm").exists() and proc.poll() is None:
+                time.sleep(0.05)
+            ahead_s = time.monotonic() - t0
+            t0, spawned = time.monotonic(), time.time()
+            go.write_bytes(b"")
+        rc = proc.wait()
     wall = time.monotonic() - t0
     if rc != 0:
         raise SystemExit(f"evaluate worker failed (exit {rc}): {work / 'evaluate.log'}")
@@ -198,6 +230,7 @@ def run_eval(settings, job: LMEvalJob, base_url: str, work: Path) -> dict:
     out, prompts = res["out"], res["prompts"]
     return {
         "wall_s": wall,
+        "ahead_s": ahead_s,  # the imports done before the wall (`ahead`); None: in the wall
         "start_s": (res["first"] - spawned) if res["first"] else None,
         "lm_eval_s": sum(v["wall_s"] for v in out["tasks"].values()),
         "task_wall_s": {k: v["wall_s"] for k, v in out["tasks"].items()},
@@ -296,7 +329,7 @@ VIAS = ("echo", "plp", "inproc")
 
 def parse_variant(v: str) -> dict:
     """`plp-c32`, `echo-b8-noidx`, `inproc` -> {via, batch, conc, idx} (see the module docstring)."""
-    out: dict = {"via": None, "batch": 1, "conc": 8, "idx": True, "tail": None}
+    out: dict = {"via": None, "batch": 1, "conc": 8, "idx": True, "tail": None, "quick": True, "ahead": False}
     for word in v.split("-"):
         if word in VIAS and out["via"] is None:
             out["via"] = word
@@ -306,10 +339,14 @@ def parse_variant(v: str) -> dict:
             out["idx"] = word == "idx"
         elif word in ("tail", "all"):
             out["tail"] = word == "tail"
+        elif word in ("quick", "asis"):
+            out["quick"] = word == "quick"
+        elif word in ("cold", "ahead"):
+            out["ahead"] = word == "ahead"
         else:
             raise SystemExit(
                 f"--variants: {v!r}: {word!r} is not one of {', '.join(VIAS)}, bB (batch size), cC (concurrency), "
-                f"idx/noidx, tail/all; e.g. echo plp inproc plp-c32"
+                f"idx/noidx, tail/all, quick/asis, cold/ahead; e.g. echo plp inproc plp-c32"
             )
     if out["via"] is None:
         raise SystemExit(f"--variants: {v!r} names no transport ({', '.join(VIAS)})")
@@ -414,13 +451,15 @@ def main() -> None:
                 job = eval_job(
                     settings, scoring, tasks, v["batch"], v["conc"], v["idx"], work / name, json.loads(a.gen_kwargs)
                 )
-                res = run_eval(settings, job, h.base_url, work / name)
+                res = run_eval(settings, job, h.base_url, work / name, v["quick"], v["ahead"])
                 recorded = res.pop("recorded")
                 prompts = prompts if v["via"] == "inproc" and prompts else recorded
                 runs[name].append(res)
                 save(a.json, runs, ceilings, overlaps)
                 print(
-                    f"round {r + 1} {name}: evaluate {res['wall_s']:6.1f} s (start-up {res['start_s'] or 0:.1f} s, "
+                    f"round {r + 1} {name}: evaluate {res['wall_s']:6.1f} s (start-up {res['start_s'] or 0:.1f} s"
+                    + (f" after {res['ahead_s']:.1f} s of imports ahead" if res["ahead_s"] is not None else "")
+                    + ", "
                     f"lm-eval tasks {res['lm_eval_s']:.1f} s), {res['tokens_sent']} prompt tokens in "
                     f"{res['prompts']} prompts / {res['http_requests']} requests -> "
                     f"{res['tokens_sent'] / res['wall_s']:6.0f} tok/s (server counted "
@@ -552,11 +591,14 @@ def report(names: list[str], runs: dict[str, list[dict]], ceilings: dict[str, li
         tasks_s = {t: _mean(x["task_wall_s"][t] for x in rs) for t in rs[0]["task_wall_s"]}
         tok_s = _mean(x["tokens_sent"] / x["wall_s"] for x in rs)
         start = _mean(x["start_s"] or 0.0 for x in rs)
+        aheads = [x["ahead_s"] for x in rs if x.get("ahead_s") is not None]
         scoring_tok_s = _mean(x["tokens_sent"] / (x["wall_s"] - (x["start_s"] or 0.0)) for x in rs)
         same = all(x["scores"] == runs[base][0]["scores"] for x in rs)
         each = ", ".join(f"{x['wall_s']:.1f}" for x in rs)
         print(
-            f"{name:>8}: evaluate wall {wall:6.1f} s (runs {each}), start-up {start:.1f} s, "
+            f"{name:>8}: evaluate wall {wall:6.1f} s (runs {each}), start-up {start:.1f} s"
+            + (f" (its imports ahead, before the wall: {_mean(aheads):.1f} s)" if aheads else "")
+            + ", "
             f"{tok_s:6.0f} scored tok/s = {tok_s / ceiling * 100:5.1f} % of the ceiling "
             f"(after start-up {scoring_tok_s:.0f} tok/s = {scoring_tok_s / ceiling * 100:.1f} %); "
             f"vs {base}: {wall / base_wall:.3f} x wall; task scores {'identical' if same else 'DIFFER'}",

@@ -161,12 +161,13 @@ _PREPARED: list[Prepared] = []  # at most one: this process's job-to-come
 
 def warm(hint: dict[str, Any]) -> None:
     """Build the measured tasks of the job to come (a worker started ahead, harness/worker_ahead.py)."""
-    from harness.evaluate import code_metric
+    from harness.evaluate import code_metric, lmeval_quick
     from harness.evaluate.sequential import load_measured
     from harness.evaluate.task_index import task_manager
 
     w = LMEvalWarm.model_validate(hint)
     code_metric.allow(w.allow_code_execution)  # as `work` sets it before any task is built
+    lmeval_quick.install()
     include = [w.include_path, render_offline(w, Path(w.samples_dir).parent)]
     tm = task_manager([p for p in include if p], Path(w.index_cache) if w.index_cache else None)
     loaded = {t.name: load_measured(tm, t, w.gen_kwargs, w.seed) for t in w.measured}
@@ -319,11 +320,13 @@ def work(job: LMEvalJob) -> LMEvalRecord:
     import lm_eval.evaluator
     import numpy as np
 
-    from harness.evaluate import code_metric
+    from harness.evaluate import code_metric, lmeval_quick
     from harness.evaluate.niah import prepare_length_tasks
     from harness.evaluate.task_index import task_manager
 
     code_metric.allow(job.allow_code_execution)  # before any task is built: its metric reads it per program
+    quick = lmeval_quick.install()  # before any task is built; its docstring says what and why
+    print(f"lm-eval: {', '.join(quick) or 'as installed'} (harness/evaluate/lmeval_quick.py)", flush=True)
 
     samples_dir = Path(job.samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,64 @@
+"""What the lm-eval worker (harness/evaluate/lmeval_worker.py) changes in lm-eval's own code, to take out work
+whose result dqbench never reads or that lm-eval repeats with the same result. Nothing here changes a prompt, a
+request or a score. Installed once per worker process (`install`), before any task is built.
+
+Found by profiling the worker on the default matrix's fixed tasks (docs/results/2026-12-07-avx2-fresh-host.md,
+section 10):
+
+- `docs_once`: lm-eval 0.4.13's `ConfigurableTask.validation_docs` / `test_docs` run the task's `process_docs`
+  over the whole split on every call, and one `simple_evaluate` calls them 4-5 times (requests built, results
+  collected, samples logged). For HellaSwag that is a `datasets.map` over 10,042 documents, 2.9 s each on a
+  2-core host, for 20 scored items. The split is the same every time: it is processed once per task object.
+  (The sequential path already reads its documents once: harness/evaluate/sequential.configure.)
+- `no_env_info`: every `simple_evaluate` ends with `add_env_info`, which runs torch's `collect_env` (subprocesses:
+  `pip list`, `conda list`, `nvidia-smi`, ...): 1.3 s per task on that host. Its text lands in lm-eval's
+  results dict, which the worker does not keep; a stored result carries its host block and lm-eval's version
+  (harness/result.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_DOC_SPLITS = ("validation_docs", "test_docs")
+
+
+def docs_once(task_cls: Any) -> bool:
+    """Memoise `task_cls`'s evaluation splits per task object; False where lm-eval no longer has them (then it
+    runs as it is)."""
+    if getattr(task_cls, "_dq_docs_once", False):
+        return True
+    if not all(callable(getattr(task_cls, split, None)) for split in _DOC_SPLITS):
+        return False
+    for split in _DOC_SPLITS:
+        processed = getattr(task_cls, split)
+
+        def once(self: Any, _processed: Any = processed, _key: str = f"_dq_{split}") -> Any:
+            memo = self.__dict__.get(_key)
+            if memo is None:
+                memo = self.__dict__[_key] = (_processed(self),)  # a tuple: a split may legitimately be None
+            return memo[0]
+
+        once.__doc__ = processed.__doc__
+        setattr(task_cls, split, once)
+    task_cls._dq_docs_once = True
+    return True
+
+
+def no_env_info(storage: dict[str, Any]) -> None:
+    """In place of lm-eval's `add_env_info` (see the module docstring): says where the environment is instead."""
+    storage["pretty_env_info"] = "not collected by dqbench's worker: see the stored result's host block"
+
+
+def install() -> list[str]:
+    """Apply both changes to the imported lm-eval; returns the names of those applied."""
+    import lm_eval.api.task
+    import lm_eval.evaluator
+
+    done = []
+    if docs_once(lm_eval.api.task.ConfigurableTask):
+        done.append("docs_once")
+    if hasattr(lm_eval.evaluator, "add_env_info"):
+        lm_eval.evaluator.add_env_info = no_env_info
+        done.append("no_env_info")
+    return done

@@ -1,0 +1,109 @@
+"""The worker's changes to lm-eval (harness/evaluate/lmeval_quick.py): each split processed once per task
+object, the same documents and requests as without, and lm-eval's environment dump skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.evaluate import lmeval_quick
+
+
+class Split:
+    """A task class with lm-eval's two evaluation splits, counting how often each is processed."""
+
+    def __init__(self, docs):
+        self.docs, self.calls = docs, 0
+
+    def validation_docs(self):
+        self.calls += 1
+        return self.docs
+
+    def test_docs(self):
+        self.calls += 1  # a task without a test split: None
+
+
+def test_each_split_is_processed_once_per_task_object():
+    cls = type("T", (Split,), {})
+    assert lmeval_quick.docs_once(cls)
+    a, b = cls([1, 2]), cls([3])
+    assert a.validation_docs() is a.validation_docs() is a.docs
+    assert a.test_docs() is None and a.test_docs() is None  # None is remembered, not recomputed
+    assert a.calls == 2  # once per split
+    assert b.validation_docs() == [3] and b.calls == 1  # per object: another task's documents are its own
+
+
+def test_installing_twice_wraps_once():
+    cls = type("T", (Split,), {})
+    assert lmeval_quick.docs_once(cls) and lmeval_quick.docs_once(cls)
+    t = cls([1])
+    t.validation_docs(), t.validation_docs()
+    assert t.calls == 1
+
+
+def test_a_class_without_the_splits_is_left_as_it_is():
+    cls = type("T", (), {"validation_docs": lambda self: []})
+    assert not lmeval_quick.docs_once(cls)
+    assert not hasattr(cls, "_dq_docs_once")
+
+
+@pytest.mark.slow
+def test_a_real_task_processes_its_split_once_and_builds_the_same_requests(tmp_path, monkeypatch):
+    """A ConfigurableTask over a local JSON split with a counting process_docs: building its requests and
+    reading its documents again (as one simple_evaluate does) processes the split once, and every request's
+    arguments are those lm-eval builds without the change."""
+    lm_eval_task = pytest.importorskip("lm_eval.api.task")
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"q": f"question {i}?", "a": f"answer {i}"}) + "\n" for i in range(6)))
+    calls = []
+
+    def process_docs(ds):
+        calls.append(len(ds))
+        return ds.map(lambda d: {"q": d["q"].upper()})
+
+    def task():
+        return lm_eval_task.ConfigurableTask(
+            config={
+                "task": "dq_quick_probe",
+                "dataset_path": "json",
+                "dataset_kwargs": {"data_files": {"validation": str(data)}},
+                "validation_split": "validation",
+                "process_docs": process_docs,
+                "output_type": "loglikelihood",
+                "doc_to_text": "{{q}}",
+                "doc_to_target": " {{a}}",
+                "metric_list": [{"metric": "acc"}],
+            }
+        )
+
+    def requests(t):
+        t.build_all_requests(limit=4, rank=0, world_size=1)
+        _ = [len(t.eval_docs), list(t.doc_iterator(limit=4))]  # read again, as results are collected
+        return [inst.args for inst in t.instances]
+
+    before = requests(task())
+    assert len(calls) > 1  # lm-eval as installed processes the split on every access
+    cls = lm_eval_task.ConfigurableTask
+    for split in ("validation_docs", "test_docs"):
+        monkeypatch.setattr(cls, split, getattr(cls, split))  # undone after the test
+    monkeypatch.setattr(cls, "_dq_docs_once", False, raising=False)
+    assert lmeval_quick.docs_once(cls)
+    calls.clear()
+    after = requests(task())
+    assert calls == [6]
+    assert after == before and after[0] == ("QUESTION 0?", " answer 0")
+
+
+def test_the_environment_dump_is_skipped(monkeypatch):
+    lm_eval_evaluator = pytest.importorskip("lm_eval.evaluator")
+    lm_eval_task = pytest.importorskip("lm_eval.api.task")
+    cls = lm_eval_task.ConfigurableTask
+    monkeypatch.setattr(lm_eval_evaluator, "add_env_info", lm_eval_evaluator.add_env_info)
+    for split in ("validation_docs", "test_docs"):
+        monkeypatch.setattr(cls, split, getattr(cls, split))
+    monkeypatch.setattr(cls, "_dq_docs_once", False, raising=False)
+    assert lmeval_quick.install() == ["docs_once", "no_env_info"]
+    results: dict = {}
+    lm_eval_evaluator.add_env_info(results)  # what simple_evaluate calls at its end
+    assert list(results) == ["pretty_env_info"] and "host block" in results["pretty_env_info"]
