@@ -22,9 +22,10 @@ prefill rate on the same prompts, and the evaluate stage's wall time under each 
     `tail` / `all` prompt logprobs at the continuation's positions only / at every position (the server runs
     harness/serve/prompt_tail.py unless DQBENCH_PROMPT_LOGPROBS=all; unset: as the settings say),
     `quick` / `asis` lm-eval with the worker's changes (harness/evaluate/lmeval_quick.py) / as installed,
-    `cold` / `ahead` the worker started when its job is ready (its imports in the wall) / started ahead, as a
-    cell starts it while its server starts (harness/worker_ahead.py): the same imports, then the wall counts
-    from the job's hand-off, as the cell's evaluate stage does.
+    `cold` / `ahead` the worker started when its job is ready (its imports and task builds in the wall) /
+    started ahead, as a cell starts it while its server starts (harness/worker_ahead.py): the same imports
+    and the same tasks built from the job's hint (lmeval_worker.warm), then the wall counts from the job's
+    hand-off, as the cell's evaluate stage does.
   Defaults b1, c8, quick, cold. Every variant's per-item answers (each item's logprobs and greedy flags, its generated
   text) are compared with the first variant's: the counts of items that differ and the largest logprob
   difference are printed, and a task-level score that moves is reported as a failure (exit 1).
@@ -163,25 +164,31 @@ def eval_job(
 
 def child(job_path: str, out_path: str) -> None:
     """In the evaluate worker's subprocess: the worker's own `work`, with the sent prompts recorded. Started
-    `ahead` (env DQBENCH_BENCH_AHEAD: a file to wait for), it first imports what a worker started ahead imports
-    (LMEvalJob.warm_imports), says so (`<out>.warm`), and waits for that file, as harness/worker_ahead.py does."""
+    `ahead` (env DQBENCH_BENCH_AHEAD: a file to wait for), it first does what a worker started ahead does
+    (harness/worker_ahead.wait_for_job): the job type's imports, its tasks built from the job's hint
+    (`LMEvalWarm`, `warm`), then says so (`<out>.warm`) and waits for that file."""
     import importlib
 
+    from harness.evaluate import lmeval_quick
+
+    if os.environ.get("DQBENCH_BENCH_LMEVAL_ASIS") == "1":
+        lmeval_quick.install = list  # the `asis` variant: lm-eval as installed (nothing applied)
     go = os.environ.get("DQBENCH_BENCH_AHEAD")
     if go:
         for m in LMEvalJob.warm_imports:
             importlib.import_module(m)
+        from harness.evaluate.lmeval_worker import LMEvalWarm, warm
+
+        hint = LMEvalWarm.of(LMEvalJob.model_validate_json(Path(job_path).read_text()))
+        if hint is not None:
+            warm(hint.model_dump(mode="json"))
         Path(out_path + ".warm").write_bytes(b"")
         while not Path(go).exists():
             time.sleep(0.05)
     job = LMEvalJob.model_validate_json(Path(job_path).read_text())
     rec = Recorder()
     rec.install(job.scoring.model)
-    from harness.evaluate import lmeval_quick
     from harness.evaluate.lmeval_worker import work
-
-    if os.environ.get("DQBENCH_BENCH_LMEVAL_ASIS") == "1":
-        lmeval_quick.install = list  # the `asis` variant: lm-eval as installed (nothing applied)
 
     out = work(job)
     Path(out_path).write_text(

@@ -233,12 +233,12 @@ class LMEvalEvaluator:
     def start_ahead(self, log: Path, workdir: Path, sequential: SequentialSpec | None = None) -> None:
         """Start the evaluate worker now, before its job is known (harness/worker_ahead.py), for scoring whose
         worker environment adds nothing (through a server): `evaluate` hands it the job, or starts afresh when
-        the scoring turns out to need another environment. With `sequential`, what `evaluate(..., workdir,
-        sequential=)` will ask, it also builds the measured tasks meanwhile (`LMEvalWarm`, the hint): the scoring
-        is not known yet, and no part of the hint depends on it."""
+        the scoring turns out to need another environment. It also builds the tasks meanwhile (`LMEvalWarm`,
+        the hint), with `sequential` what `evaluate(..., workdir, sequential=)` will ask: the scoring is not known
+        yet, and no part of the hint depends on it."""
         hint = None
         local, _sources, problems, needs = _resolve(self.spec, self.settings.offline)
-        if sequential is not None and not problems and not needs:  # else `evaluate` refuses: nothing to build
+        if not problems and not needs:  # else `evaluate` refuses: nothing to build
             # any Scoring will do here: the hint leaves it out (LMEvalWarm), and `work` compares hints
             warm = LMEvalWarm.of(self.job(Scoring(model="local-completions"), workdir, local, sequential))
             hint = warm.model_dump(mode="json") if warm is not None else None

@@ -1,6 +1,7 @@
 """What the lm-eval worker (harness/evaluate/lmeval_worker.py) changes in lm-eval's own code, to take out work
 whose result dqbench never reads or that lm-eval repeats with the same result. Nothing here changes a prompt, a
-request or a score. Installed once per worker process (`install`), before any task is built.
+request or a score (but see the exception below). Installed once per worker process (`install`), before any
+task is built.
 
 Found by profiling the worker on the default matrix's fixed tasks (docs/results/2026-12-07-avx2-fresh-host.md,
 section 10):
@@ -9,7 +10,11 @@ section 10):
   over the whole split on every call, and one `simple_evaluate` calls them 4-5 times (requests built, results
   collected, samples logged). For HellaSwag that is a `datasets.map` over 10,042 documents, 2.9 s each on a
   2-core host, for 20 scored items. The split is the same every time: it is processed once per task object.
-  (The sequential path already reads its documents once: harness/evaluate/sequential.configure.)
+  (The sequential path already reads its documents once: harness/evaluate/sequential.configure.) One exception
+  to "the same every time": a process_docs that draws from the global random generator (gpqa shuffles each
+  question's choices) can give another split on every call (where `datasets` does not serve the map from its
+  cache), so as installed the requests can be built from one shuffle and scored against another's gold index
+  (lm_eval/evaluator.py reads the documents again to score). Processed once, both read the same split.
 - `no_env_info`: every `simple_evaluate` ends with `add_env_info`, which runs torch's `collect_env` (subprocesses:
   `pip list`, `conda list`, `nvidia-smi`, ...): 1.3 s per task on that host. Its text lands in lm-eval's
   results dict, which the worker does not keep; a stored result carries its host block and lm-eval's version

@@ -9,10 +9,12 @@ to packaged data, the evaluation spec's knobs, and, for a
 matrix with `decide:`, the sequential evaluation of its measured tasks (`sequential`, scored item by item until
 the question is decided by harness/evaluate/sequential.py; the record's `decision`). The lm-eval model is built
 once per cell (`build_lm`) and serves every task and batch: an in-process model loads once.
-Started ahead of its job (harness/worker_ahead.py, while a vLLM server starts), the worker also builds the
-sequentially measured tasks from the parent's hint (`LMEvalWarm`, `warm`): lm-eval's task manager, each task's
-objects and documents, 3-5 s per cell on a 2-core host that otherwise ran after the server was up. The job uses
-them only when its own `LMEvalWarm` equals the hint; otherwise it builds them as without.
+Started ahead of its job (harness/worker_ahead.py, while a vLLM server starts), the worker also builds its
+tasks from the parent's hint (`LMEvalWarm`, `warm`): lm-eval's task manager, the sequentially measured tasks'
+objects and documents, and the objects that `simple_evaluate` would build for each task scored once, their
+evaluation splits already processed (harness/evaluate/lmeval_quick.docs_once): 3-10 s per cell on a 2-core
+host that otherwise ran after the server was up. The job uses them only when its own `LMEvalWarm` equals the
+hint; otherwise it builds them as without.
 `LMEvalRecord` back: per task, what becomes the result's `quality.tasks[name]` (harness/result.TaskScore:
 metrics with stderr, sample counts, a group's subtasks, the prompt format with the sha256 of the chat template
 text used) plus lm-eval's own detail (its task version and hash,
@@ -33,7 +35,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +102,8 @@ class LMEvalJob(Job[LMEvalRecord]):
 
 
 class LMEvalWarm(BaseModel):
-    """The part of an `LMEvalJob` that builds its sequentially measured tasks: known before the cell's server is
-    up, unlike the job's scoring. The parent sends it as the hint of the worker it starts ahead
+    """The part of an `LMEvalJob` that builds its tasks: known before the cell's server is up, unlike the job's
+    scoring. The parent sends it as the hint of the worker it starts ahead
     (harness/evaluate/lmeval.py `start_ahead`); the worker's `warm` builds from it; `work` takes what was built
     only when `LMEvalWarm.of(job)` equals it."""
 
@@ -113,19 +115,21 @@ class LMEvalWarm(BaseModel):
     index_cache: str | None
     samples_dir: str
     measured: list[TaskSpec]  # the measured tasks, in the job's order
+    fixed: list[TaskSpec] = Field(default_factory=list)  # the tasks scored once (`simple_evaluate`), in order
     gen_kwargs: GenKwargs
     seed: int
     allow_code_execution: bool
 
     @classmethod
     def of(cls, job: LMEvalJob) -> LMEvalWarm | None:
-        """What a worker started ahead could build for `job`; None when nothing: no sequential measure, or a
-        long-context task (its tasks folder is made with the cell's tokenizer, harmless to build twice but part
-        of the task manager's include path)."""
+        """What a worker started ahead could build for `job`; None when nothing: no task, or a long-context task
+        (its tasks folder is made with the cell's tokenizer, harmless to build twice but part of the task
+        manager's include path)."""
         from harness.spec.context_lengths import split_length_task
 
         seq = job.sequential
-        if seq is None or any(split_length_task(name)[1] is not None for t in job.tasks for name in _keys(t)):
+        measure = seq.measure if seq is not None else []
+        if not job.tasks or any(split_length_task(name)[1] is not None for t in job.tasks for name in _keys(t)):
             return None
         return cls(
             include_path=job.include_path,
@@ -133,7 +137,8 @@ class LMEvalWarm(BaseModel):
             data_dir=job.data_dir,
             index_cache=job.index_cache,
             samples_dir=job.samples_dir,
-            measured=[t for t in job.tasks if t.name in seq.measure],
+            measured=[t for t in job.tasks if t.name in measure],
+            fixed=[t for t in job.tasks if t.name not in measure],
             gen_kwargs=job.gen_kwargs,
             seed=job.seed,
             allow_code_execution=job.allow_code_execution,
@@ -149,18 +154,42 @@ def _keys(t: TaskSpec) -> list[str]:
 
 @dataclass
 class Prepared:
-    """What `warm` built: lm-eval's task manager and the measured tasks' configured objects, by name."""
+    """What `warm` built: lm-eval's task manager, the measured tasks' configured objects, and what
+    `simple_evaluate` takes for each task scored once (`prebuild`), by name."""
 
     hint: LMEvalWarm
     tm: Any
     loaded: dict[str, dict]
+    fixed: dict[str, list] = field(default_factory=dict)
 
 
 _PREPARED: list[Prepared] = []  # at most one: this process's job-to-come
 
 
+def prebuild(tm: Any, name: str, seed: int) -> list:
+    """The objects lm-eval's `TaskManager.load` builds for the task, group or tag `name`, with every leaf's
+    evaluation split read (processed once and kept: lmeval_quick.docs_once); `simple_evaluate(tasks=...)` takes
+    them in place of the name and configures them as it would have (lm-eval 0.4.13 `TaskManager.load` passes a
+    Task or Group through as it is). The global generators are seeded first, as `simple_evaluate` seeds them
+    before it builds: a task whose process_docs draws from them (gpqa shuffles its choices) gets the documents
+    it would get built there."""
+    import random
+    import sys
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+    loaded = tm.load([name])
+    for task in loaded["tasks"].values():
+        _ = task.eval_docs  # the split processed now, while the server starts
+    return [loaded["groups"][name]] if name in loaded["groups"] else list(loaded["tasks"].values())
+
+
 def warm(hint: dict[str, Any]) -> None:
-    """Build the measured tasks of the job to come (a worker started ahead, harness/worker_ahead.py)."""
+    """Build the tasks of the job to come (a worker started ahead, harness/worker_ahead.py)."""
     from harness.evaluate import code_metric, lmeval_quick
     from harness.evaluate.sequential import load_measured
     from harness.evaluate.task_index import task_manager
@@ -171,7 +200,8 @@ def warm(hint: dict[str, Any]) -> None:
     include = [w.include_path, render_offline(w, Path(w.samples_dir).parent)]
     tm = task_manager([p for p in include if p], Path(w.index_cache) if w.index_cache else None)
     loaded = {t.name: load_measured(tm, t, w.gen_kwargs, w.seed) for t in w.measured}
-    _PREPARED[:] = [Prepared(hint=w, tm=tm, loaded=loaded)]
+    fixed = {t.name: prebuild(tm, t.name, w.seed) for t in w.fixed}
+    _PREPARED[:] = [Prepared(hint=w, tm=tm, loaded=loaded, fixed=fixed)]
 
 
 def take_prepared(job: LMEvalJob) -> Prepared | None:
@@ -355,9 +385,10 @@ def work(job: LMEvalJob) -> LMEvalRecord:
         # one simple_evaluate per task: each call carries its task's own format (a length's: its task's)
         fmt = job.format_of(t.name)
         _watch_requests(lm_eval.evaluator, name)
+        built = prepared.fixed.pop(name, None) if prepared is not None else None
         res = lm_eval.simple_evaluate(
             model=lm,
-            tasks=[name],
+            tasks=built or [name],  # built ahead: the objects it would build from the name
             num_fewshot=t.num_fewshot,
             limit=t.limit,
             task_manager=tm,

@@ -145,3 +145,72 @@ def test_humaneval_without_the_opt_in_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match="confirm_run_unsafe_code"):
         work(_humaneval_job(tmp_path, allow=False))
     assert not [c for c in FakeLM.calls if c.startswith("gen|")]
+
+
+def test_tasks_built_ahead_are_scored_as_the_job_would_build_them(tmp_path, monkeypatch):
+    """A worker started ahead builds the tasks scored once from its hint (lmeval_worker.warm: a group, a tag, a
+    generative task with its few-shot count, a rolling one); the job then builds none of them by name, and
+    its requests, scores and samples are those of the same job built cold."""
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    from lm_eval.tasks import TaskManager
+
+    from harness.evaluate import lmeval_worker
+    from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalWarm, warm, work
+    from tests.fakes.fake_lm import FakeLM
+
+    td = TaskData(load_settings())
+    td.prepare(tmp_path / "prepare.log")
+    names = ("mmlu_stem", "gsm8k", "ai2_arc")
+    tasks = [
+        TaskSpec(name="dq_pydoc_ppl", limit=1),
+        TaskSpec(name="mmlu_stem", limit=1, num_fewshot=2),
+        TaskSpec(name="gsm8k", limit=2, num_fewshot=1),
+        TaskSpec(name="ai2_arc", limit=3),
+    ]
+
+    def job(cell: str) -> LMEvalJob:
+        return LMEvalJob(
+            scoring=Scoring(
+                model="dq-fake-lm", register_module="tests.fakes.fake_lm", model_args={"salt": "c", "skill": 0.5}
+            ),
+            include_path=str(td.task_dir()),
+            offline_leaves={lf.name: lf for n in names for lf in leaves(n) or []},
+            data_dir=str(td.dir),
+            index_cache=str(load_settings().home / "lmeval-index"),
+            num_concurrent=1,
+            max_length=512,
+            batch_size=1,
+            seed=1234,
+            samples_dir=str(tmp_path / cell / "samples"),
+            tasks=tasks,
+            gen_kwargs={"max_gen_toks": 16},
+        )
+
+    by_name: list[str] = []
+    plain = TaskManager._load_spec
+
+    def counted(self, spec):
+        by_name.append(str(spec))
+        return plain(self, spec)
+
+    monkeypatch.setattr(TaskManager, "_load_spec", counted)
+    FakeLM.calls.clear()
+    cold = work(job("cold"))
+    cold_calls = list(FakeLM.calls)
+    assert sorted(by_name) == sorted(t.name for t in tasks)
+
+    hot_job = job("hot")
+    hint = LMEvalWarm.of(hot_job)
+    assert hint is not None and hint.measured == [] and hint.fixed == tasks
+    warm(hint.model_dump(mode="json"))  # as the worker started ahead reads it
+    by_name.clear()
+    FakeLM.calls.clear()
+    hot = work(hot_job)
+    assert by_name == [] and lmeval_worker._PREPARED == []  # nothing built by name in the job; taken once
+    assert FakeLM.calls == cold_calls
+    assert set(hot.tasks) == set(cold.tasks) == {t.name for t in tasks}
+    for name, t in cold.tasks.items():
+        assert hot.tasks[name].metrics == t.metrics and hot.tasks[name].n == t.n
+        assert (tmp_path / "hot" / "samples" / f"{name}.jsonl").read_text() == (
+            tmp_path / "cold" / "samples" / f"{name}.jsonl"
+        ).read_text()

@@ -304,7 +304,7 @@ def test_tasks_prepared_ahead_score_as_tasks_built_in_the_job_and_a_stale_hint_i
     assert "prepared ahead were for another job" in capsys.readouterr().out
 
 
-def test_no_hint_for_a_job_without_a_measure():
+def test_a_job_without_a_measure_hints_its_tasks_scored_once_and_a_long_context_one_nothing():
     from harness.evaluate.lmeval_worker import LMEvalJob, LMEvalWarm
 
     plain = LMEvalJob(
@@ -318,4 +318,8 @@ def test_no_hint_for_a_job_without_a_measure():
         batch_size=1,
         seed=1,
     )
-    assert LMEvalWarm.of(plain) is None
+    hint = LMEvalWarm.of(plain)
+    assert hint is not None and hint.measured == [] and hint.fixed == TASKS
+    long = plain.model_copy(update={"tasks": [*TASKS, TaskSpec(name="dq_niah", context_lengths=[1024])]})
+    assert LMEvalWarm.of(long) is None  # its tasks folder is made with the cell's tokenizer
+    assert LMEvalWarm.of(plain.model_copy(update={"tasks": []})) is None
