@@ -29,8 +29,9 @@ from harness.worker_ahead import settle_ahead
 if TYPE_CHECKING:
     from harness.serve.base import ServerHandle
 
-# how long the load test waits for a worker started ahead to finish its imports (~7 s on an idle 2-core host);
-# past it the worker is cancelled and its job runs in a fresh one, as without it
+# how long the load test waits for a worker started ahead to finish its imports and its task builds (7-25 s on an
+# idle 2-core host, inside the server's start); past it the worker is cancelled and its job runs in a fresh one,
+# as without it
 AHEAD_WARM_S = 120.0
 
 
