@@ -23,6 +23,7 @@ section 10):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 _DOC_SPLITS = ("validation_docs", "test_docs")
@@ -38,13 +39,13 @@ def docs_once(task_cls: Any) -> bool:
     for split in _DOC_SPLITS:
         processed = getattr(task_cls, split)
 
+        @functools.wraps(processed)  # `__wrapped__`: lm-eval's own method, for a test to compare against
         def once(self: Any, _processed: Any = processed, _key: str = f"_dq_{split}") -> Any:
             memo = self.__dict__.get(_key)
             if memo is None:
                 memo = self.__dict__[_key] = (_processed(self),)  # a tuple: a split may legitimately be None
             return memo[0]
 
-        once.__doc__ = processed.__doc__
         setattr(task_cls, split, once)
     task_cls._dq_docs_once = True
     return True

@@ -42,6 +42,21 @@ def test_installing_twice_wraps_once():
     assert t.calls == 1
 
 
+def as_installed(monkeypatch, cls) -> None:
+    """`cls` as lm-eval ships it for the rest of the test, whether or not a worker earlier in this process
+    changed it (`work` installs the changes process-wide); undone after the test."""
+    for split in ("validation_docs", "test_docs"):
+        method = getattr(cls, split)
+        monkeypatch.setattr(cls, split, getattr(method, "__wrapped__", method))
+    monkeypatch.setattr(cls, "_dq_docs_once", False, raising=False)
+
+
+def test_the_original_method_stays_reachable():
+    cls = type("T", (Split,), {})
+    lmeval_quick.docs_once(cls)
+    assert cls.validation_docs.__wrapped__ is Split.validation_docs
+
+
 def test_a_class_without_the_splits_is_left_as_it_is():
     cls = type("T", (), {"validation_docs": lambda self: []})
     assert not lmeval_quick.docs_once(cls)
@@ -82,12 +97,10 @@ def test_a_real_task_processes_its_split_once_and_builds_the_same_requests(tmp_p
         _ = [len(t.eval_docs), list(t.doc_iterator(limit=4))]  # read again, as results are collected
         return [inst.args for inst in t.instances]
 
+    cls = lm_eval_task.ConfigurableTask
+    as_installed(monkeypatch, cls)
     before = requests(task())
     assert len(calls) > 1  # lm-eval as installed processes the split on every access
-    cls = lm_eval_task.ConfigurableTask
-    for split in ("validation_docs", "test_docs"):
-        monkeypatch.setattr(cls, split, getattr(cls, split))  # undone after the test
-    monkeypatch.setattr(cls, "_dq_docs_once", False, raising=False)
     assert lmeval_quick.docs_once(cls)
     calls.clear()
     after = requests(task())
@@ -99,10 +112,8 @@ def test_the_environment_dump_is_skipped(monkeypatch):
     lm_eval_evaluator = pytest.importorskip("lm_eval.evaluator")
     lm_eval_task = pytest.importorskip("lm_eval.api.task")
     cls = lm_eval_task.ConfigurableTask
-    monkeypatch.setattr(lm_eval_evaluator, "add_env_info", lm_eval_evaluator.add_env_info)
-    for split in ("validation_docs", "test_docs"):
-        monkeypatch.setattr(cls, split, getattr(cls, split))
-    monkeypatch.setattr(cls, "_dq_docs_once", False, raising=False)
+    monkeypatch.setattr(lm_eval_evaluator, "add_env_info", lm_eval_evaluator.add_env_info)  # undone after
+    as_installed(monkeypatch, cls)
     assert lmeval_quick.install() == ["docs_once", "no_env_info"]
     results: dict = {}
     lm_eval_evaluator.add_env_info(results)  # what simple_evaluate calls at its end
