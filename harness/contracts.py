@@ -58,7 +58,8 @@ class ServerContract(Protocol):
     """An engine (`serving.kind`): `Server(spec, python, device)`. `start` returns a running ServerHandle;
     `command`/`env` say how it is started, `inspect` what it loaded, `scoring` how lm-eval and the shift
     score the cell (through this server or in-process), `request_extras`/`http_keepalive` how the load
-    generator talks to it, `starts_slowly` whether the evaluate worker is started beside its start-up."""
+    generator talks to it, `starts_slowly` whether the evaluate worker is started beside its start-up (else
+    beside the artefact's making), `evaluate_env` the worker environment `scoring` will ask for, before any start."""
 
     engine: ClassVar[str]
     request_extras: ClassVar[dict[str, Any]]
@@ -74,6 +75,7 @@ class ServerContract(Protocol):
     ) -> ServerHandle: ...
     def inspect(self, handle: ServerHandle, artefact: Artefact) -> dict[str, Any]: ...
     def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring: ...
+    def evaluate_env(self) -> dict[str, str]: ...
 
 
 class EvaluatorContract(Protocol):
@@ -89,8 +91,11 @@ class EvaluatorContract(Protocol):
     # `sequential`: the matrix's `decide:` question for this cell (harness/decide/question.SequentialSpec)
     def evaluate(self, scoring: Scoring, workdir: Path, log: Path, sequential: Any = None) -> Quality: ...
     # start the worker `evaluate` will use, before its job is known (harness/worker_ahead.py; may do nothing);
-    # given the `workdir` and `sequential` that `evaluate` will get, it may also build what they ask for
-    def start_ahead(self, log: Path, workdir: Path, sequential: Any = None) -> None: ...
+    # given the `workdir` and `sequential` that `evaluate` will get, it may also build what they ask for; `env`:
+    # what the scoring's environment will be (ServerContract.evaluate_env)
+    def start_ahead(
+        self, log: Path, workdir: Path, sequential: Any = None, env: dict[str, str] | None = None
+    ) -> None: ...
 
 
 class DistillerContract(Protocol):

@@ -59,6 +59,10 @@ def compress(run: CellRun) -> None:
     """The artefact the cell serves (`none`: the checkpoint itself); a spec-decoded cell's is its target's,
     made in (or found in) the target's work folder."""
     cell = run.cell
+    if run.evaluator is not None and not (server_kind := servers.get(cell.serving.kind)).starts_slowly:
+        # a start of a second or two (llama-server) leaves nothing to start the evaluate worker beside; making the
+        # artefact (a GGUF conversion: one Python process for most of it) or a spec cell's draft (the same) does
+        _start_evaluate_ahead(run, server_kind(cell.serving, run.settings.python, cell.device))
     compressor = compressors.get(cell.method_spec.kind if cell.method_spec else "none")()
     paths = run.paths
     if _has_draft(cell):
@@ -89,14 +93,8 @@ def serve(run: CellRun) -> None:
             raise StageError("serve", f"server plugin {cell.serving.kind!r} takes no KV cache (EngineServer.kv_cache)")
         server.kv_cache = cell.kv_cache
     artefact = run.need(run.artefact, "the artefact")
-    if server.starts_slowly and run.evaluator is not None:
-        # the evaluate worker's imports, and its measured tasks' build, on the core the server's start-up leaves
-        # idle (harness/worker_ahead.py); the load test waits for them to end (measure), the evaluate step hands
-        # it its job (with the same `sequential` as here: a spec-decoded cell's evaluation has its own path)
-        from harness.cell.decide import sequential_for
-
-        seq = None if _has_draft(cell) else sequential_for(run)
-        run.evaluator.start_ahead(run.paths.log("evaluate"), run.paths.measured, seq)
+    if server.starts_slowly:  # on the core the server's start-up leaves idle (a quick start's: compress)
+        _start_evaluate_ahead(run, server)
     run.handle = handle = server.start(artefact, run.served_name, run.paths.log("server"), cell.model.trust_remote_code)
     run.serve = Serve(
         engine=handle.engine,
@@ -108,6 +106,19 @@ def serve(run: CellRun) -> None:
     run.progress.note(f"server up in {handle.startup_s:.1f} s on port {handle.port}")
     # GPU memory only for a cell served on the GPU: a CPU cell on a GPU host would read other processes' use
     run.memory_sampler = run.resources.enter_context(PeakSampler(handle.pid, gpu=cell.device == "cuda"))
+
+
+def _start_evaluate_ahead(run: CellRun, server: Any) -> None:
+    """The evaluate worker started before its job is known, in the environment the engine's scoring will ask for:
+    its imports and its tasks' build run beside a step that leaves a core idle (harness/worker_ahead.py). The load
+    test waits for them to end (measure); the evaluate step hands it its job (with the same `sequential` as here:
+    a spec-decoded cell's evaluation has its own path)."""
+    if run.evaluator is None:
+        return
+    from harness.cell.decide import sequential_for
+
+    seq = None if _has_draft(run.cell) else sequential_for(run)
+    run.evaluator.start_ahead(run.paths.log("evaluate"), run.paths.measured, seq, env=server.evaluate_env())
 
 
 def measure(run: CellRun) -> None:

@@ -230,19 +230,21 @@ class LMEvalEvaluator:
         """The evaluate worker's environment besides child_env's own: offline, and what the scoring needs."""
         return {**({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if self.settings.offline else {}), **scoring_env}
 
-    def start_ahead(self, log: Path, workdir: Path, sequential: SequentialSpec | None = None) -> None:
-        """Start the evaluate worker now, before its job is known (harness/worker_ahead.py), for scoring whose
-        worker environment adds nothing (through a server): `evaluate` hands it the job, or starts afresh when
-        the scoring turns out to need another environment. It also builds the tasks meanwhile (`LMEvalWarm`,
-        the hint), with `sequential` what `evaluate(..., workdir, sequential=)` will ask: the scoring is not known
-        yet, and no part of the hint depends on it."""
+    def start_ahead(
+        self, log: Path, workdir: Path, sequential: SequentialSpec | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the evaluate worker now, before its job is known (harness/worker_ahead.py), in the environment
+        the scoring will add (`env`, the engine's `evaluate_env`; none: through a server): `evaluate` hands it the
+        job, or starts afresh when the scoring turns out to need another environment. It also builds the tasks
+        meanwhile (`LMEvalWarm`, the hint), with `sequential` what `evaluate(..., workdir, sequential=)` will ask:
+        the scoring is not known yet, and no part of the hint depends on it."""
         hint = None
         local, _sources, problems, needs = _resolve(self.spec, self.settings.offline)
         if not problems and not needs:  # else `evaluate` refuses: nothing to build
             # any Scoring will do here: the hint leaves it out (LMEvalWarm), and `work` compares hints
             warm = LMEvalWarm.of(self.job(Scoring(model="local-completions"), workdir, local, sequential))
             hint = warm.model_dump(mode="json") if warm is not None else None
-        start_ahead(LMEvalJob, log, self.settings, env=self.worker_env({}), hint=hint)
+        start_ahead(LMEvalJob, log, self.settings, env=self.worker_env(env or {}), hint=hint)
 
     def quality(self, record: LMEvalRecord, scoring: Scoring, sources: dict[str, str], samples: Path) -> Quality:
         """The result's `quality` block from the worker's record: each task with dqbench's own task hash

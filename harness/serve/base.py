@@ -368,6 +368,11 @@ class EngineServer(ABC):
         """How lm-eval and the shift score this cell (harness/serve/scoring.py): through this server, or
         in-process on the same artefact."""
 
+    def evaluate_env(self) -> dict[str, str]:
+        """The environment the evaluate worker needs for this engine's `scoring` (none: scored through the
+        server), known before the server starts, so that the worker can be started ahead (harness/worker_ahead.py)."""
+        return {}
+
     def env(self) -> dict[str, str]:
         """Environment variables the server process needs besides the orchestrator's."""
         return {}

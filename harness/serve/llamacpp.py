@@ -142,9 +142,18 @@ class LlamaCppServer(EngineServer):
             )
         return loaded
 
+    def evaluate_env(self) -> dict[str, str]:
+        """The binding (tools/py) without its own C++ build loads the libllama the set-up built."""
+        tools = load_settings().llamacpp_dir
+        if not tools:
+            return {}
+        return {
+            "LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")]),
+        }
+
     def scoring(self, handle: ServerHandle, artefact: Artefact) -> Scoring:
         """How lm-eval scores this cell: in-process on the same GGUF file (the server has no prompt logprobs)."""
-        tools = load_settings().llamacpp_dir
         return Scoring(
             model="dq-llamacpp",
             register_module="harness.evaluate.llamacpp_lm",
@@ -166,13 +175,7 @@ class LlamaCppServer(EngineServer):
                     else {}
                 ),
             },
-            # the binding (tools/py) without its own C++ build loads the libllama the set-up built
-            env={
-                "LLAMA_CPP_LIB_PATH": str(tools / "build" / "bin"),
-                "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tools / "py")]),
-            }
-            if tools
-            else {},
+            env=self.evaluate_env(),
             how="lm-eval `dq-llamacpp`: loglikelihoods of the served GGUF file in-process through llama.cpp's "
             "C API (llama-server returns no prompt logprobs: it ignores echo); generations from the cell's "
             "llama-server (/v1/completions, greedy)",

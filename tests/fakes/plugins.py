@@ -81,7 +81,7 @@ class FakeEvaluator:
     def prepare(self, log):
         return None
 
-    def start_ahead(self, log, workdir, sequential=None):
+    def start_ahead(self, log, workdir, sequential=None, env=None):
         return None  # it scores in this process: no worker to start ahead
 
     def evaluate(self, scoring: Scoring, workdir, log) -> Quality:

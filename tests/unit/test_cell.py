@@ -319,16 +319,20 @@ def test_a_steps_fixed_costs_join_its_timing_as_new_keys(tmp_path):
 
 
 @pytest.mark.parametrize("slow", [True, False])
-def test_the_serve_step_starts_the_evaluate_worker_ahead_only_beside_a_slow_start(tmp_path, monkeypatch, slow):
+def test_the_evaluate_worker_starts_ahead_once_beside_a_slow_server_start_or_else_beside_compress(
+    tmp_path, monkeypatch, slow
+):
     """A vLLM start (30-40 s, mostly one core importing) gets the evaluate worker started beside it; llama-server's
-    second or two does not (harness/worker_ahead.py)."""
+    second or two does not, so a GGUF cell starts it beside its artefact's making (a conversion: mostly one Python
+    process). Either way once, in the environment the engine's scoring will ask for (harness/worker_ahead.py)."""
     import contextlib
 
     import harness.cell.steps as steps
     from harness.cell import Step, run_steps
     from harness.result import Artefact
 
-    started: list[str] = []
+    started: list[tuple[str, str, dict]] = []
+    step_now = {"name": ""}
 
     class Server:
         starts_slowly = slow
@@ -336,20 +340,40 @@ def test_the_serve_step_starts_the_evaluate_worker_ahead_only_beside_a_slow_star
         def __init__(self, spec, python, device):
             pass
 
+        def evaluate_env(self):
+            return {"LIB": "/tools"}
+
         def start(self, artefact, served_name, log, trust_remote_code):
             h = SimpleNamespace(engine="e", command=["e"], startup_s=1.0, loaded={}, port=1, pid=os.getpid())
             h.stop = lambda: None
             return h
 
+    class Compressor:
+        def compress(self, cell, model_src, paths, settings):
+            return Artefact(model="/m")
+
+    def at(name, fn):
+        def step(run):
+            step_now["name"] = name
+            fn(run)
+
+        return Step(name, step)
+
     monkeypatch.setattr(steps, "servers", SimpleNamespace(get=lambda kind: Server))
+    monkeypatch.setattr(steps, "compressors", SimpleNamespace(get=lambda kind: Compressor))
     monkeypatch.setattr(steps, "PeakSampler", lambda pid, gpu: contextlib.nullcontext())
     run = _run(tmp_path)
     run.cell.serving, run.cell.device, run.cell.kv_cache = SimpleNamespace(kind="fake"), "cpu", "auto"
-    run.cell.model = SimpleNamespace(trust_remote_code=False)
+    run.cell.model, run.cell.method_spec = SimpleNamespace(trust_remote_code=False), None
     run.settings = SimpleNamespace(python=sys.executable)
-    run.artefact = Artefact(model="/m")
-    run.evaluator = SimpleNamespace(start_ahead=lambda log, workdir, seq: started.append(log.name))
+    run.model_src = "/m"
+    run.evaluator = SimpleNamespace(
+        start_ahead=lambda log, workdir, seq, env: started.append((step_now["name"], log.name, env))
+    )
     run.handle = None
-    res = run_steps(run, [Step("serve", steps.serve), Step("measure", _good_blocks)])
+    res = run_steps(
+        run,
+        [at("compress", steps.compress), at("serve", steps.serve), Step("measure", _good_blocks)],
+    )
     assert res.status == "done", res.reason
-    assert started == (["evaluate.log"] if slow else [])
+    assert started == [("serve" if slow else "compress", "evaluate.log", {"LIB": "/tools"})]
