@@ -22,12 +22,19 @@ matrix without `decide:`, 100 items of each measured task in every cell). Wall t
 per-item time (a sequential run's lm-eval time per scored item; a fixed-n cell's evaluate step's wall time over
 its items, set-up included: an upper bound).
 
+With `--oracle`: a bound on what any stopping rule on the same design (its looks, its intervals) could do on
+these pairs, given the all-items verdict it cannot know: it stops a pair that all items leave undecided at its
+first look, a pair they decide at the first look where the design's interval (without futility stops) gives the
+same verdict, and a pair it cannot agree on at its first look. Its agreement is the most, and its items the
+fewest at that agreement, that a futility rule (or any other stopping rule on these intervals) can reach.
+
 With `--real` (the default run's folder, a matrix with `decide:`): each stored sequential decision is replayed from
 its stored items and its reference's item journal in the worker's own order, and must come out the same (verdict
 and items): replay == real.
 
     ./dq python bench/sequential.py RESULTS_DIR [RESULTS_DIR ...] [--limits 2 5 10 20] [--batch 50]
         [--method group-sequential|confidence-sequence] [--tasks T ...] [--real DIR] [--gamma G] [--futility P]
+        [--oracle]
 
 Prints the host (CPU model, ISA) and the load average: figures from a busy host are upper bounds of wall time.
 """
@@ -293,6 +300,29 @@ def summary_line(s: dict) -> str:
     )
 
 
+def oracle(rows: list[dict], without_futility: list[dict], batch: int) -> dict:
+    """The `--oracle` bound (module docstring): `without_futility` are the same pairs replayed with no futility
+    stop, so each stops at its design's first decided look or at its end."""
+    ok = [(x, y) for x, y in zip(rows, without_futility, strict=True) if x["replayable"]]
+    agree, used = [], []
+    for x, y in ok:
+        if x["fixed_n"] == "undecided":
+            agree.append(True)
+            used.append(min(batch, x["planned"]))
+        elif y["sequential"] == x["fixed_n"]:
+            agree.append(True)
+            used.append(y["items_used"])
+        else:  # no stopping rule on these intervals gives the all-items verdict: stop at once
+            agree.append(False)
+            used.append(min(batch, x["planned"]))
+    planned = sum(x["planned"] for x, _ in ok)
+    return {
+        "pairs": len(ok),
+        "agree": float(np.mean(agree)) if ok else float("nan"),
+        "share": sum(used) / planned if planned else float("nan"),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="results folders (DQBENCH_RESULTS of finished runs)")
@@ -303,6 +333,7 @@ def main() -> int:
     ap.add_argument("--tasks", nargs="+", help="the measure's tasks (default: a sequential cell's, else every task)")
     ap.add_argument("--gamma", type=float, help="the group-sequential design's spending gamma (default: dqbench's)")
     ap.add_argument("--futility", type=float, help="its futility threshold on conditional power (default: dqbench's)")
+    ap.add_argument("--oracle", action="store_true", help="also the bound any stopping rule on this design meets")
     a = ap.parse_args()
     print("# bench/sequential.py\n" + host_words())
     # what-if designs (docs/results/2026-12-07-default-time-avx512.md, section 5): the procedure's two constants
@@ -338,6 +369,18 @@ def main() -> int:
         print(
             f"goal (agreement >= {GOAL_AGREE:.0%} at <= {GOAL_ITEMS:.0%} of the items): {'met' if met else 'NOT met'}"
         )
+        if a.oracle:
+            from harness.decide import groupseq
+
+            kept, groupseq.FUTILITY_POWER = groupseq.FUTILITY_POWER, 0.0  # conditional power is never below 0
+            try:
+                o = oracle(rows, bench(a.folders, limits, a.batch, a.method, a.tasks), a.batch)
+            finally:
+                groupseq.FUTILITY_POWER = kept
+            print(
+                f"oracle (knows the all-items verdict; stops at the design's first look that gives it, or at the "
+                f"first look): {o['pairs']} pairs, agreement {o['agree']:.1%} at {o['share']:.1%} of the items"
+            )
         other = "confidence-sequence" if a.method == "group-sequential" else "group-sequential"
         print(f"for comparison, {other}: " + summary_line(summary(bench(a.folders, limits, a.batch, other, a.tasks))))
     if a.real:
