@@ -1,5 +1,6 @@
 """The worker's changes to lm-eval (harness/evaluate/lmeval_quick.py): each split processed once per task
-object, the same documents and requests as without, and lm-eval's environment dump skipped."""
+object, the same documents and requests as without, lm-eval's environment dump skipped, and each Jinja
+template text compiled once with the same renderings."""
 
 from __future__ import annotations
 
@@ -112,9 +113,87 @@ def test_the_environment_dump_is_skipped(monkeypatch):
     lm_eval_evaluator = pytest.importorskip("lm_eval.evaluator")
     lm_eval_task = pytest.importorskip("lm_eval.api.task")
     cls = lm_eval_task.ConfigurableTask
+    lm_eval_utils = pytest.importorskip("lm_eval.utils")
     monkeypatch.setattr(lm_eval_evaluator, "add_env_info", lm_eval_evaluator.add_env_info)  # undone after
+    monkeypatch.setattr(lm_eval_utils, "apply_template", lm_eval_utils.apply_template)
     as_installed(monkeypatch, cls)
-    assert lmeval_quick.install() == ["docs_once", "no_env_info"]
+    assert lmeval_quick.install() == ["docs_once", "no_env_info", "templates_once"]
     results: dict = {}
     lm_eval_evaluator.add_env_info(results)  # what simple_evaluate calls at its end
     assert list(results) == ["pretty_env_info"] and "host block" in results["pretty_env_info"]
+
+
+class Env:
+    """A Jinja-like environment that counts its compilations (`{{x}}` fields only)."""
+
+    def __init__(self):
+        self.compiled: list[str] = []
+
+    def from_string(self, text):
+        self.compiled.append(text)
+        return Template(text)
+
+
+class Template:
+    def __init__(self, text):
+        self.text = text
+
+    def render(self, **doc):
+        out = self.text
+        for k, v in doc.items():
+            out = out.replace("{{" + k + "}}", str(v))
+        return out
+
+
+def utils_module():
+    """A module with lm-eval's `env` and `apply_template` (lm_eval/utils.py: compile, then render)."""
+    import types
+
+    env = Env()
+    return types.SimpleNamespace(env=env, apply_template=lambda template, doc: env.from_string(template).render(**doc))
+
+
+def test_each_template_text_is_compiled_once_and_renders_as_before():
+    utils = utils_module()
+    docs = [{"q": f"question {i}", "a": i} for i in range(5)]
+    before = [utils.apply_template("Q: {{q}} A:", d) for d in docs]
+    assert len(utils.env.compiled) == 5  # as lm-eval ships it: once per call
+    utils.env.compiled.clear()
+    assert lmeval_quick.templates_once(utils)
+    after = [utils.apply_template("Q: {{q}} A:", d) for d in docs] + [utils.apply_template(" {{a}}", docs[2])]
+    assert after == [*before, " 2"]
+    assert utils.env.compiled == ["Q: {{q}} A:", " {{a}}"]  # once per distinct text
+    assert lmeval_quick.templates_once(utils) and utils.apply_template("{{a}}", {"a": 7}) == "7"
+    assert utils.env.compiled == ["Q: {{q}} A:", " {{a}}", "{{a}}"]  # installed twice: wrapped once
+
+
+def test_templates_are_left_alone_where_lm_eval_has_no_environment():
+    import types
+
+    utils = types.SimpleNamespace(apply_template=lambda template, doc: template)
+    assert not lmeval_quick.templates_once(utils)
+    assert not hasattr(utils.apply_template, "_dq_templates_once")
+
+
+@pytest.mark.slow
+def test_real_templates_render_as_lm_eval_renders_them(monkeypatch):
+    """lm-eval's own environment: plain fields, a loop, its `regex_replace` filter and its undefined-variable
+    error give what lm-eval's own `apply_template` gives."""
+    lm_eval_utils = pytest.importorskip("lm_eval.utils")
+    original = getattr(lm_eval_utils.apply_template, "__wrapped__", lm_eval_utils.apply_template)
+    monkeypatch.setattr(lm_eval_utils, "apply_template", original)  # lm-eval as shipped, restored after
+    assert lmeval_quick.templates_once(lm_eval_utils)
+    doc = {"q": "What is 2+2?", "choices": ["3", "4"], "ctx": "a  b   c"}
+    for text in (
+        "Question: {{q}}\nAnswer:",
+        "{% for c in choices %}{{loop.index}}. {{c}}\n{% endfor %}",
+        "{{ctx | regex_replace(' +', ' ')}}",
+        "{{choices}}",
+    ):
+        assert lm_eval_utils.apply_template(text, doc) == original(text, doc)
+        assert lm_eval_utils.apply_template(text, doc) == original(text, doc)  # the second, compiled one
+    with pytest.raises(Exception) as mine:
+        lm_eval_utils.apply_template("{{missing}}", doc)
+    with pytest.raises(Exception) as theirs:
+        original("{{missing}}", doc)
+    assert type(mine.value) is type(theirs.value)
