@@ -160,14 +160,17 @@ llamacpp_dir="$(cat "$llamacpp_out")"
 if (( SECONDS - t_llama > 30 )); then log "llama.cpp built$(took $t_llama), beside the environments"; fi
 echo "$llamacpp_dir" > "$home/tools/llamacpp-dir"
 
-# This checkout, editable, into the shared env (re-pointed when another clone used it last).
-if ! (cd / && "$venv/bin/python" -I - "$repo") <<'PY' 2>/dev/null
+# This checkout, editable, into the shared env: again when another clone used it last, or when pyproject.toml
+# changed since (its entry points, vLLM's plugins among them, live in the installed metadata, not in the tree).
+project_sha="$(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
+if ! (cd / && "$venv/bin/python" -I - "$repo") <<'PY' 2>/dev/null || [[ "$(cat "$venv/.dqbench-project" 2>/dev/null)" != "$project_sha" ]]
 import sys, pathlib, harness
 sys.exit(0 if pathlib.Path(harness.__file__).resolve().parent.parent == pathlib.Path(sys.argv[1]) else 1)
 PY
 then
   log "installing this checkout ($repo) into the env"
   "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$repo" >&2
+  echo "$project_sha" > "$venv/.dqbench-project"
 fi
 ln -sfn "$venv" "$repo/.venv"
 

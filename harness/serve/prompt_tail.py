@@ -27,12 +27,13 @@ default matrix's 311 items they were bit-identical (docs/results/2026-12-07-avx2
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
-import importlib.util
+import importlib
 import inspect
 import os
 import sys
 from typing import Any
+
+from harness.serve.on_import import when_imported
 
 ENV = "DQBENCH_PROMPT_LOGPROBS_TAIL"
 TAIL_ARG = "dq_prompt_logprobs_tail"
@@ -49,10 +50,7 @@ def register() -> None:
     never import it, so they pay nothing; the model's worker does, and gets it."""
     if os.environ.get(ENV) != "1":
         return  # not a dqbench server (or DQBENCH_PROMPT_LOGPROBS=all)
-    if RUNNER_MODULE in sys.modules:
-        _report(install())
-    elif not any(isinstance(f, _OnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _OnImport())
+    when_imported(RUNNER_MODULE, lambda: _report(install()))
 
 
 def _report(why: str | None) -> None:
@@ -63,28 +61,6 @@ def _report(why: str | None) -> None:
         )
     else:
         print(f"dqbench: prompt logprobs are computed at every position: {why}", file=sys.stderr)
-
-
-class _OnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when the runner's module is about to load, it wraps that module's loader so that
-    `install` runs right after the module's own code."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != RUNNER_MODULE:
-            return None
-        sys.meta_path.remove(self)  # once: the real finders find the module
-        spec = importlib.util.find_spec(name)
-        loader = getattr(spec, "loader", None)
-        if spec is None or loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        own = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            own(module)
-            _report(install())
-
-        loader.exec_module = exec_module  # this module's loader instance only
-        return spec
 
 
 def install() -> str | None:

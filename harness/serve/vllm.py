@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from harness.errors import StageError
 from harness.result import Artefact
-from harness.serve import prompt_tail
+from harness.serve import prompt_tail, vllm_ranks
 from harness.serve.base import EngineServer, ServerHandle, http_get
 from harness.serve.scoring import Scoring
 from harness.serve.startup import vllm_phases
@@ -129,6 +129,9 @@ class VLLMServer(EngineServer):
         # a scoring request may ask for its continuation's prompt logprobs only (harness/serve/prompt_tail.py);
         # set either way, so that the user's environment cannot turn it on behind DQBENCH_PROMPT_LOGPROBS=all
         env[prompt_tail.ENV] = "1" if self.prompt_logprobs_tail() else "0"
+        # a CPU server ranks logprobs without torch.compile, whose first-request compilation landed in every
+        # cell's evaluation (harness/serve/vllm_ranks.py); set either way, as above
+        env[vllm_ranks.ENV] = "1" if self.device == "cpu" else "0"
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.spec.cpu_kvcache_gib:g}"
             if self.spec.cpu_reserved_cores is not None:
